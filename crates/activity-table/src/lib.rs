@@ -1,0 +1,2 @@
+//! activity-table (under construction).
+#![deny(missing_docs)]

@@ -1,0 +1,2 @@
+//! controller (under construction).
+#![deny(missing_docs)]

@@ -1,0 +1,2 @@
+//! nbd (under construction).
+#![deny(missing_docs)]

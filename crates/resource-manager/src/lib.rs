@@ -1,0 +1,2 @@
+//! resource-manager (under construction).
+#![deny(missing_docs)]

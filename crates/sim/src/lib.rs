@@ -1,0 +1,2 @@
+//! sim (under construction).
+#![deny(missing_docs)]

@@ -1,0 +1,2 @@
+//! timezero (under construction).
+#![deny(missing_docs)]

@@ -1,0 +1,2 @@
+//! volume-store (under construction).
+#![deny(missing_docs)]
