@@ -18,8 +18,12 @@ mod model;
 mod split;
 
 pub use extent::{Extent, ExtentSet};
-pub use model::{Cchh, DeviceModel, Geometry, GeometryError, CKD_TRACK_BYTES, TRACKS_PER_CYLINDER};
-pub use split::{split_range, TrackPiece};
+pub use model::{
+    Cchh, CkdModel, DeviceModel, Geometry, GeometryError, CKD_TRACK_BYTES, FB_TRACK_BYTES_DEFAULT,
+    FB_TRACK_BYTES_MAX, FB_TRACK_BYTES_MIN, MAX_3390A_CYLINDERS, MAX_BASE_CYLINDERS,
+    MULTI_CYLINDER_UNIT, TRACKS_PER_CYLINDER,
+};
+pub use split::{split_range, SplitRange, TrackPiece};
 
 /// A linear track number: `cylinder * 15 + head` on 3390, `byte_offset / track_size` on FB.
 pub type TrackNo = u64;
