@@ -1,0 +1,373 @@
+//! The subsystem configuration: what `firmware-sim boot --config FILE` reads.
+//!
+//! A config names the subsystem, its volumes (id and device model), the listen
+//! addresses of its NBD and control endpoints, caps on background copy and
+//! cleaning bandwidth, and the durability mode. [`SubsystemConfig::from_toml_str`]
+//! parses and validates; every error names the line and the field.
+//!
+//! Invariants owned here (checked by [`SubsystemConfig::validate`], which
+//! `from_toml_str` and `Subsystem::open` both call):
+//! - the subsystem id and every volume id is a safe export name: 1..=64 bytes of
+//!   `[A-Za-z0-9._-]`, not starting with `.` or `-`;
+//! - volume ids are unique (case-sensitive, as NBD export names are);
+//! - every model gives a valid [`Geometry`];
+//! - listen addresses, when given, have the form `HOST:PORT`.
+//!
+//! ```toml
+//! id = "SS01"
+//! durability = "strict"          # or "nosync" (see docs/DURABILITY.md)
+//!
+//! [listen]
+//! nbd = "127.0.0.1:10809"
+//! api = "127.0.0.1:10810"
+//!
+//! [rates]
+//! copy_mib_per_s_max = 512       # cap over all background copies; absent = no cap
+//! clean_mib_per_s_max = 256
+//!
+//! [[volumes]]
+//! id = "CKD00"
+//! model = "3390-3"
+//! ```
+
+use std::fmt;
+
+use geometry::{DeviceModel, Geometry};
+use serde::{Deserialize, Serialize};
+
+/// The configuration `firmware-sim boot` uses when given no `--config`:
+/// four 3390-3 volumes `CKD00..CKD03` and four 1 GiB FB volumes `FB00..FB03`.
+pub const EMBEDDED_DEFAULT_TOML: &str = r#"# firmware-sim embedded default subsystem
+id = "SS01"
+durability = "strict"
+
+[listen]
+nbd = "127.0.0.1:10809"
+api = "127.0.0.1:10810"
+
+[rates]
+# No cap beyond each mapping's own copy/clean rate (SVC 0-150 scale).
+
+[[volumes]]
+id = "CKD00"
+model = "3390-3"
+
+[[volumes]]
+id = "CKD01"
+model = "3390-3"
+
+[[volumes]]
+id = "CKD02"
+model = "3390-3"
+
+[[volumes]]
+id = "CKD03"
+model = "3390-3"
+
+[[volumes]]
+id = "FB00"
+model = "fb:1G"
+
+[[volumes]]
+id = "FB01"
+model = "fb:1G"
+
+[[volumes]]
+id = "FB02"
+model = "fb:1G"
+
+[[volumes]]
+id = "FB03"
+model = "fb:1G"
+"#;
+
+/// Longest subsystem or volume id, in bytes.
+pub const MAX_ID_LEN: usize = 64;
+
+/// A whole subsystem configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubsystemConfig {
+    /// Subsystem id (the name activity tables record), a safe export name.
+    pub id: String,
+    /// How strictly writes are made durable.
+    #[serde(default)]
+    pub durability: DurabilityMode,
+    /// Where the daemon listens; the library itself opens no socket.
+    #[serde(default)]
+    pub listen: ListenConfig,
+    /// Caps on background copy and cleaning bandwidth.
+    #[serde(default)]
+    pub rates: RateLimits,
+    /// The volumes to create at the first boot (and to check at every IPL).
+    #[serde(default)]
+    pub volumes: Vec<VolumeConfig>,
+}
+
+/// One configured volume.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeConfig {
+    /// Volume id, also its NBD export name.
+    pub id: String,
+    /// Device model: `3390-1|3|9|27|54`, `3390-A:<cylinders>`, `fb:<size>[:<track-size>]`.
+    pub model: DeviceModel,
+}
+
+/// Listen addresses of the daemon's endpoints (`HOST:PORT`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenConfig {
+    /// NBD server address, e.g. `127.0.0.1:10809`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbd: Option<String>,
+    /// Control API address, e.g. `127.0.0.1:10810`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<String>,
+}
+
+/// Subsystem-wide caps on background work, in MiB/s; `None` = no cap beyond
+/// each mapping's own rate (semantics.md 3.2).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimits {
+    /// Cap on the sum of all background copies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy_mib_per_s_max: Option<u64>,
+    /// Cap on the sum of all cleaning (stopping maps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clean_mib_per_s_max: Option<u64>,
+}
+
+/// How writes are made durable (docs/DURABILITY.md has the exact guarantees).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DurabilityMode {
+    /// Every rule of design.md section 7: copies, bits and flushed host writes
+    /// survive power loss.
+    #[default]
+    Strict,
+    /// No fdatasync at all: ordering is kept in the page cache, so a process
+    /// crash loses nothing, but a power loss may lose acknowledged writes and
+    /// break point-in-time images. For benchmarks and throw-away runs.
+    Nosync,
+}
+
+impl fmt::Display for DurabilityMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DurabilityMode::Strict => "strict",
+            DurabilityMode::Nosync => "nosync",
+        })
+    }
+}
+
+/// A config that could not be parsed or is invalid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}field `{field}`: {message}", line.map(|l| format!("config line {l}, ")).unwrap_or_default())]
+pub struct ConfigError {
+    /// 1-based line of the offending value, when known.
+    pub line: Option<usize>,
+    /// Dotted path of the field, e.g. `volumes[2].model`.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// The raw shape of a config file, with spans, used to give line numbers to
+/// validation errors. Converted into [`SubsystemConfig`] once valid.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    id: toml::Spanned<String>,
+    #[serde(default)]
+    durability: DurabilityMode,
+    #[serde(default)]
+    listen: RawListen,
+    #[serde(default)]
+    rates: RateLimits,
+    #[serde(default)]
+    volumes: Vec<RawVolume>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawListen {
+    nbd: Option<toml::Spanned<String>>,
+    api: Option<toml::Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVolume {
+    id: toml::Spanned<String>,
+    model: toml::Spanned<String>,
+}
+
+fn line_of(text: &str, byte: usize) -> usize {
+    let end = byte.min(text.len());
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// The key written at the start of `line` (1-based), if that line is `key = ...`.
+fn key_on_line(text: &str, line: usize) -> Option<String> {
+    let l = text.lines().nth(line.checked_sub(1)?)?;
+    let (key, _) = l.split_once('=')?;
+    let key = key.trim();
+    (!key.is_empty() && !key.starts_with('#')).then(|| key.to_string())
+}
+
+impl SubsystemConfig {
+    /// The embedded default ([`EMBEDDED_DEFAULT_TOML`]).
+    pub fn embedded_default() -> SubsystemConfig {
+        // The constant is tested to parse; a failure here is a build defect, not input.
+        Self::from_toml_str(EMBEDDED_DEFAULT_TOML).expect("embedded default config is valid")
+    }
+
+    /// Parses and validates a TOML config; errors name the line and field.
+    pub fn from_toml_str(text: &str) -> Result<SubsystemConfig, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| line_of(text, s.start));
+            let field = line
+                .and_then(|l| key_on_line(text, l))
+                .unwrap_or_else(|| "(document)".into());
+            ConfigError {
+                line,
+                field,
+                message: e.message().trim().to_string(),
+            }
+        })?;
+        let at = |span: std::ops::Range<usize>, field: String, message: String| ConfigError {
+            line: Some(line_of(text, span.start)),
+            field,
+            message,
+        };
+        check_id("id", raw.id.get_ref()).map_err(|m| at(raw.id.span(), "id".into(), m))?;
+        let mut volumes = Vec::with_capacity(raw.volumes.len());
+        for (i, v) in raw.volumes.iter().enumerate() {
+            let field = format!("volumes[{i}].id");
+            check_id("volume id", v.id.get_ref()).map_err(|m| at(v.id.span(), field.clone(), m))?;
+            if let Some(j) = raw.volumes[..i]
+                .iter()
+                .position(|o| o.id.get_ref() == v.id.get_ref())
+            {
+                let first = line_of(text, raw.volumes[j].id.span().start);
+                let msg = format!(
+                    "duplicate volume id `{}` (first defined at line {first})",
+                    v.id.get_ref()
+                );
+                return Err(at(v.id.span(), field, msg));
+            }
+            let mfield = format!("volumes[{i}].model");
+            let model: DeviceModel = v
+                .model
+                .get_ref()
+                .parse()
+                .map_err(|e| at(v.model.span(), mfield.clone(), format!("{e}")))?;
+            Geometry::new(model).map_err(|e| at(v.model.span(), mfield, format!("{e}")))?;
+            volumes.push(VolumeConfig {
+                id: v.id.get_ref().clone(),
+                model,
+            });
+        }
+        let mut listen = ListenConfig::default();
+        for (name, addr, slot) in [
+            ("nbd", &raw.listen.nbd, &mut listen.nbd),
+            ("api", &raw.listen.api, &mut listen.api),
+        ] {
+            if let Some(a) = addr {
+                check_listen(a.get_ref()).map_err(|m| at(a.span(), format!("listen.{name}"), m))?;
+                *slot = Some(a.get_ref().clone());
+            }
+        }
+        let config = SubsystemConfig {
+            id: raw.id.into_inner(),
+            durability: raw.durability,
+            listen,
+            rates: raw.rates,
+            volumes,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Serializes back to TOML (what the data directory keeps as `subsystem.toml`).
+    pub fn to_toml_string(&self) -> String {
+        // Every field is a plain string, integer, enum or table: serialization cannot fail.
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Checks the invariants listed in the module doc (for configs built in code).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |field: String, message: String| ConfigError {
+            line: None,
+            field,
+            message,
+        };
+        check_id("id", &self.id).map_err(|m| err("id".into(), m))?;
+        for (i, v) in self.volumes.iter().enumerate() {
+            check_id("volume id", &v.id).map_err(|m| err(format!("volumes[{i}].id"), m))?;
+            if self.volumes[..i].iter().any(|o| o.id == v.id) {
+                return Err(err(
+                    format!("volumes[{i}].id"),
+                    format!("duplicate volume id `{}`", v.id),
+                ));
+            }
+            Geometry::new(v.model)
+                .map_err(|e| err(format!("volumes[{i}].model"), e.to_string()))?;
+        }
+        if let Some(a) = &self.listen.nbd {
+            check_listen(a).map_err(|m| err("listen.nbd".into(), m))?;
+        }
+        if let Some(a) = &self.listen.api {
+            check_listen(a).map_err(|m| err("listen.api".into(), m))?;
+        }
+        for (name, v) in [
+            ("copy", self.rates.copy_mib_per_s_max),
+            ("clean", self.rates.clean_mib_per_s_max),
+        ] {
+            if v == Some(0) {
+                return Err(err(
+                    format!("rates.{name}_mib_per_s_max"),
+                    "a cap of 0 would stop all background work; omit the field for no cap".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks that `id` is a safe export / file name; returns the reason if not.
+pub fn check_id(what: &str, id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > MAX_ID_LEN {
+        return Err(format!("{what} `{id}` must be 1..={MAX_ID_LEN} bytes long"));
+    }
+    if id.starts_with('.') || id.starts_with('-') {
+        return Err(format!("{what} `{id}` must not start with `.` or `-`"));
+    }
+    if let Some(c) = id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "{what} `{id}` contains {c:?}; allowed: A-Z a-z 0-9 . _ -"
+        ));
+    }
+    Ok(())
+}
+
+fn check_listen(addr: &str) -> Result<(), String> {
+    let (host, port) = addr
+        .rsplit_once(':')
+        .ok_or_else(|| format!("listen address `{addr}` must be HOST:PORT"))?;
+    if host.is_empty() {
+        return Err(format!("listen address `{addr}` has no host"));
+    }
+    port.parse::<u16>()
+        .map(|_| ())
+        .map_err(|_| format!("listen address `{addr}`: port `{port}` is not 0..=65535"))
+}
