@@ -1,0 +1,627 @@
+//! The table itself: opening (create or recover), appending, compaction.
+//!
+//! Invariants owned here:
+//! - `entries` is exactly the decoded content of the file's records, in file
+//!   order, and `len` is the file offset just past the last of them;
+//! - sequence numbers are strictly increasing and `next_seq` is greater than
+//!   every seq ever written to this table (the header's `base_seq` carries that
+//!   floor across compaction), so a seq is never reused;
+//! - an entry is in `entries` only after its record is durable (fdatasync);
+//! - after a failed write or sync the table is poisoned: no further appends
+//!   until it is reopened, because what reached the disk is unknown;
+//! - one open `ActivityTable` per file: the file is `flock`ed exclusively.
+
+use std::fs::{File, OpenOptions};
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::codec;
+use crate::error::TableError;
+use crate::format::{self, Piece};
+use crate::types::{entry_belongs, ActivityEntry, NewEntry, TableId};
+
+/// A fault-injection hook: called with a site name before the operation at
+/// that site; an `Err` makes the operation fail with that error (as
+/// [`TableError::Io`] with `op` = the site) without touching the file.
+pub type FaultHook = Arc<dyn Fn(&'static str) -> std::io::Result<()> + Send + Sync>;
+
+/// Fault site checked before an append's (or batch's) write.
+pub const SITE_APPEND: &str = "table.append";
+/// Fault site checked before an append's fdatasync, after the write (a failure
+/// here poisons the table, like a real failed sync).
+pub const SITE_SYNC: &str = "table.sync";
+/// Fault site checked by compaction after the new file is durable, before the
+/// rename over the old one (the old file stays intact).
+pub const SITE_COMPACT_RENAME: &str = "table.compact.rename";
+
+/// A torn tail cut off by recovery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TornTail {
+    /// Offset where the intact content ended (the new file length).
+    pub offset: u64,
+    /// Bytes removed.
+    pub len: u64,
+    /// Why the first removed frame was not valid.
+    pub reason: String,
+}
+
+/// A damaged record left out by [`ActivityTable::open_salvage`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SkippedRecord {
+    /// Offset of the skipped bytes in the damaged file.
+    pub offset: u64,
+    /// Number of bytes skipped.
+    pub len: u64,
+    /// What was wrong.
+    pub reason: String,
+}
+
+/// What opening a table found and did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// The file did not exist and was created.
+    pub created: bool,
+    /// Records loaded.
+    pub records: usize,
+    /// A torn tail that was truncated (`None` if the file ended cleanly).
+    pub torn_tail: Option<TornTail>,
+    /// Stale temporary files (from an interrupted create or compaction) removed.
+    pub removed_temp_files: Vec<PathBuf>,
+    /// Damaged records left out (only [`ActivityTable::open_salvage`]).
+    pub skipped: Vec<SkippedRecord>,
+    /// Where salvage kept a copy of the damaged file before rewriting it.
+    pub damaged_copy: Option<PathBuf>,
+}
+
+impl RecoveryReport {
+    /// Bytes truncated from a torn tail (0 if none).
+    pub fn truncated_bytes(&self) -> u64 {
+        self.torn_tail.as_ref().map_or(0, |t| t.len)
+    }
+}
+
+/// What [`ActivityTable::compact`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompactReport {
+    /// Entries before.
+    pub entries_before: usize,
+    /// Entries kept.
+    pub entries_after: usize,
+    /// File size before, bytes.
+    pub bytes_before: u64,
+    /// File size after, bytes.
+    pub bytes_after: u64,
+}
+
+/// A crash-safe, append-only activity table backed by one file.
+pub struct ActivityTable {
+    path: PathBuf,
+    id: TableId,
+    file: File,
+    len: u64,
+    next_seq: u64,
+    entries: Vec<ActivityEntry>,
+    fault: Option<FaultHook>,
+    poisoned: Option<&'static str>,
+}
+
+impl std::fmt::Debug for ActivityTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActivityTable")
+            .field("path", &self.path)
+            .field("id", &self.id)
+            .field("entries", &self.entries.len())
+            .field("next_seq", &self.next_seq)
+            .field("poisoned", &self.poisoned)
+            .finish()
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Strict,
+    Salvage,
+}
+
+/// The decoded content of a table file.
+struct Loaded {
+    id: TableId,
+    base_seq: u64,
+    entries: Vec<ActivityEntry>,
+    valid_end: usize,
+    torn_tail: Option<TornTail>,
+    skipped: Vec<SkippedRecord>,
+}
+
+impl ActivityTable {
+    /// Opens the table at `path`, creating it (header only, durable, directory
+    /// fsynced) if missing. Recovery keeps every intact record, truncates a torn
+    /// tail, and fails with [`TableError::CorruptRecord`] if a damaged record is
+    /// followed by intact ones. A header naming another table is
+    /// [`TableError::WrongTable`].
+    pub fn open(path: impl AsRef<Path>, id: TableId) -> Result<(Self, RecoveryReport), TableError> {
+        Self::open_mode(path.as_ref(), id, Mode::Strict)
+    }
+
+    /// Like [`ActivityTable::open`], but damaged records in the middle (and
+    /// records that fail validation) are left out and listed in the report.
+    /// If anything was left out, the damaged file is first copied to
+    /// `<name>.damaged-<n>`, then replaced by a clean file holding the kept
+    /// records (write new, fsync, rename, fsync directory).
+    pub fn open_salvage(
+        path: impl AsRef<Path>,
+        id: TableId,
+    ) -> Result<(Self, RecoveryReport), TableError> {
+        Self::open_mode(path.as_ref(), id, Mode::Salvage)
+    }
+
+    /// Reads a table without modifying it or taking its lock (for inspection
+    /// tools): its id, its entries, and what recovery would do (a torn tail is
+    /// reported, not truncated). Middle corruption is an error as in `open`.
+    pub fn read(
+        path: impl AsRef<Path>,
+    ) -> Result<(TableId, Vec<ActivityEntry>, RecoveryReport), TableError> {
+        let path = path.as_ref();
+        let mut file = File::open(path).map_err(|e| TableError::io("open", path, e))?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)
+            .map_err(|e| TableError::io("read", path, e))?;
+        let loaded = load(path, &bytes, None, Mode::Strict)?;
+        let report = RecoveryReport {
+            records: loaded.entries.len(),
+            torn_tail: loaded.torn_tail,
+            ..RecoveryReport::default()
+        };
+        Ok((loaded.id, loaded.entries, report))
+    }
+
+    fn open_mode(
+        path: &Path,
+        id: TableId,
+        mode: Mode,
+    ) -> Result<(Self, RecoveryReport), TableError> {
+        id.validate()?;
+        let mut report = RecoveryReport::default();
+        let file = match OpenOptions::new().read(true).write(true).open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                remove_stale_temp(path, &mut report)?;
+                let (f, _) = write_replacement(path, &id, 1, &[], None)?;
+                report.created = true;
+                f
+            }
+            Err(e) => return Err(TableError::io("open", path, e)),
+        };
+        lock(&file, path)?;
+        remove_stale_temp(path, &mut report)?;
+        let bytes = read_all_at(&file, path)?;
+        let loaded = load(path, &bytes, Some(&id), mode)?;
+        report.records = loaded.entries.len();
+        report.torn_tail = loaded.torn_tail.clone();
+        report.skipped = loaded.skipped.clone();
+        let next_seq = loaded.entries.last().map_or(loaded.base_seq, |e| {
+            loaded.base_seq.max(e.seq.saturating_add(1))
+        });
+
+        let mut table = ActivityTable {
+            path: path.to_path_buf(),
+            id,
+            file,
+            len: loaded.valid_end as u64,
+            next_seq,
+            entries: loaded.entries,
+            fault: None,
+            poisoned: None,
+        };
+        if !report.skipped.is_empty() {
+            let copy = damaged_copy_path(path);
+            std::fs::copy(path, &copy)
+                .and_then(|_| File::open(&copy)?.sync_all())
+                .map_err(|e| TableError::io("copy damaged table", &copy, e))?;
+            report.damaged_copy = Some(copy);
+            table.rewrite(table.entries.clone())?;
+            tracing::warn!(path = %path.display(), skipped = report.skipped.len(),
+                "activity table salvaged: damaged records left out");
+        } else if let Some(tail) = &report.torn_tail {
+            table
+                .file
+                .set_len(tail.offset)
+                .map_err(|e| TableError::io("truncate torn tail", path, e))?;
+            table
+                .file
+                .sync_all()
+                .map_err(|e| TableError::io("fsync", path, e))?;
+            tracing::warn!(path = %path.display(), offset = tail.offset, bytes = tail.len,
+                reason = %tail.reason, "activity table: torn tail truncated");
+        }
+        Ok((table, report))
+    }
+
+    /// The table this file is.
+    pub fn id(&self) -> &TableId {
+        &self.id
+    }
+
+    /// The file path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Every entry, in sequence order.
+    pub fn entries(&self) -> &[ActivityEntry] {
+        &self.entries
+    }
+
+    /// The sequence number the next append will get.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Size of the file's intact content, bytes.
+    pub fn len_bytes(&self) -> u64 {
+        self.len
+    }
+
+    /// Installs (or removes) the fault-injection hook (sites [`SITE_APPEND`],
+    /// [`SITE_SYNC`], [`SITE_COMPACT_RENAME`]).
+    pub fn set_fault_hook(&mut self, hook: Option<FaultHook>) {
+        self.fault = hook;
+    }
+
+    /// Appends one entry; it is durable (fdatasync) when this returns `Ok`
+    /// with its sequence number.
+    pub fn append(&mut self, entry: NewEntry) -> Result<u64, TableError> {
+        let seqs = self.append_batch(std::slice::from_ref(&entry))?;
+        Ok(seqs[0])
+    }
+
+    /// Appends entries with one write and one fdatasync; all or none become
+    /// part of the table. Returns their sequence numbers in order.
+    pub fn append_batch(&mut self, entries: &[NewEntry]) -> Result<Vec<u64>, TableError> {
+        if let Some(op) = self.poisoned {
+            return Err(TableError::Poisoned {
+                path: self.path.clone(),
+                op,
+            });
+        }
+        let mut buf = Vec::new();
+        let mut stored = Vec::with_capacity(entries.len());
+        for (i, new) in entries.iter().enumerate() {
+            new.validate()?;
+            if !entry_belongs(&new.subsystem, new.volume.as_deref(), &self.id) {
+                return Err(TableError::MisdirectedEntry {
+                    table: self.id.clone(),
+                    subsystem: new.subsystem.clone(),
+                    volume: new.volume.clone(),
+                    offset: None,
+                });
+            }
+            let entry = new.clone().with_seq(self.next_seq + i as u64);
+            let payload = codec::encode_entry(&entry).map_err(TableError::Encode)?;
+            format::push_frame(&mut buf, &payload)?;
+            stored.push(entry);
+        }
+        if stored.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.fault_check(SITE_APPEND)?;
+        if let Err(e) = self.file.write_all_at(&buf, self.len) {
+            // Take back whatever part of the write landed; if even that fails
+            // the file's content is unknown.
+            if self.file.set_len(self.len).is_err() {
+                self.poisoned = Some("write");
+            }
+            return Err(TableError::io("write", &self.path, e));
+        }
+        let synced = self.fault_check(SITE_SYNC).and_then(|()| {
+            self.file
+                .sync_data()
+                .map_err(|e| TableError::io("fdatasync", &self.path, e))
+        });
+        if let Err(e) = synced {
+            self.poisoned = Some("fdatasync");
+            return Err(e);
+        }
+        self.len += buf.len() as u64;
+        self.next_seq += stored.len() as u64;
+        let seqs = stored.iter().map(|e| e.seq).collect();
+        self.entries.extend(stored);
+        Ok(seqs)
+    }
+
+    /// Rewrites the table keeping only the entries `keep` accepts (sequence
+    /// numbers unchanged; the next seq stays where it was). Crash safe: the new
+    /// file is written and fsynced under a temporary name, renamed over the
+    /// old one, and the directory fsynced; a crash at any point leaves either
+    /// the old or the new file, never a mix.
+    pub fn compact(
+        &mut self,
+        keep: impl Fn(&ActivityEntry) -> bool,
+    ) -> Result<CompactReport, TableError> {
+        if let Some(op) = self.poisoned {
+            return Err(TableError::Poisoned {
+                path: self.path.clone(),
+                op,
+            });
+        }
+        let before = (self.entries.len(), self.len);
+        let kept: Vec<ActivityEntry> = self.entries.iter().filter(|e| keep(e)).cloned().collect();
+        self.rewrite(kept)?;
+        Ok(CompactReport {
+            entries_before: before.0,
+            entries_after: self.entries.len(),
+            bytes_before: before.1,
+            bytes_after: self.len,
+        })
+    }
+
+    /// Replaces the file with one holding exactly `kept` (and the current seq floor).
+    fn rewrite(&mut self, kept: Vec<ActivityEntry>) -> Result<(), TableError> {
+        let (file, len) = write_replacement(
+            &self.path,
+            &self.id,
+            self.next_seq,
+            &kept,
+            self.fault.as_ref(),
+        )?;
+        self.file = file;
+        self.len = len;
+        self.entries = kept;
+        Ok(())
+    }
+
+    fn fault_check(&self, site: &'static str) -> Result<(), TableError> {
+        match &self.fault {
+            Some(hook) => hook(site).map_err(|e| TableError::io(site, &self.path, e)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Decodes a whole file image. `expected`: the table the caller wants.
+fn load(
+    path: &Path,
+    bytes: &[u8],
+    expected: Option<&TableId>,
+    mode: Mode,
+) -> Result<Loaded, TableError> {
+    let header = format::decode_header(path, bytes)?;
+    if let Some(want) = expected {
+        if *want != header.id {
+            return Err(TableError::WrongTable {
+                path: path.to_path_buf(),
+                expected: want.clone(),
+                found: header.id,
+            });
+        }
+    }
+    let scan = format::scan(bytes, header.len);
+    let frames_after = |i: usize| {
+        scan.pieces[i + 1..]
+            .iter()
+            .filter(|p| matches!(p, Piece::Frame { .. }))
+            .count() as u64
+    };
+    let mut entries: Vec<ActivityEntry> = Vec::with_capacity(scan.pieces.len());
+    let mut skipped = Vec::new();
+    for (i, piece) in scan.pieces.iter().enumerate() {
+        let (offset, problem) = match piece {
+            Piece::Garbage {
+                offset,
+                len,
+                reason,
+            } => (*offset, (*len as u64, reason.clone(), None)),
+            Piece::Frame { offset, payload } => {
+                let end = payload.1 as u64;
+                let frame_len = end - *offset as u64;
+                match check_entry(
+                    path,
+                    *offset,
+                    &bytes[payload.0..payload.1],
+                    &header.id,
+                    entries.last(),
+                ) {
+                    Ok(e) => {
+                        entries.push(e);
+                        continue;
+                    }
+                    Err(err) => (*offset, (frame_len, err.to_string(), Some(err))),
+                }
+            }
+        };
+        let (len, reason, err) = problem;
+        if mode == Mode::Salvage {
+            skipped.push(SkippedRecord {
+                offset: offset as u64,
+                len,
+                reason,
+            });
+            continue;
+        }
+        return Err(match err {
+            Some(
+                e @ (TableError::SeqNotIncreasing { .. }
+                | TableError::MisdirectedEntry { .. }
+                | TableError::UnsupportedVersion { .. }),
+            ) => e,
+            _ => TableError::CorruptRecord {
+                path: path.to_path_buf(),
+                offset: offset as u64,
+                reason,
+                good_after: frames_after(i),
+            },
+        });
+    }
+    let (valid_end, torn_tail) = match scan.torn_tail {
+        Some((offset, reason)) => (
+            offset,
+            Some(TornTail {
+                offset: offset as u64,
+                len: (bytes.len() - offset) as u64,
+                reason,
+            }),
+        ),
+        None => (bytes.len(), None),
+    };
+    Ok(Loaded {
+        id: header.id,
+        base_seq: header.base_seq,
+        entries,
+        valid_end,
+        torn_tail,
+        skipped,
+    })
+}
+
+/// Decodes one record payload and checks it against the table and the previous entry.
+fn check_entry(
+    path: &Path,
+    offset: usize,
+    payload: &[u8],
+    table: &TableId,
+    prev: Option<&ActivityEntry>,
+) -> Result<ActivityEntry, TableError> {
+    let entry = codec::decode_entry(payload).map_err(|f| match f {
+        codec::DecodeFailure::Version(v) => TableError::UnsupportedVersion {
+            path: path.to_path_buf(),
+            what: "record",
+            version: u32::from(v),
+            offset: offset as u64,
+        },
+        codec::DecodeFailure::Invalid(reason) => TableError::CorruptRecord {
+            path: path.to_path_buf(),
+            offset: offset as u64,
+            reason: format!("checksum holds but payload is invalid: {reason}"),
+            good_after: 0,
+        },
+    })?;
+    if let Some(p) = prev {
+        if entry.seq <= p.seq {
+            return Err(TableError::SeqNotIncreasing {
+                path: path.to_path_buf(),
+                offset: offset as u64,
+                prev: p.seq,
+                seq: entry.seq,
+            });
+        }
+    }
+    if !entry.belongs_to(table) {
+        return Err(TableError::MisdirectedEntry {
+            table: table.clone(),
+            subsystem: entry.subsystem,
+            volume: entry.volume,
+            offset: Some(offset as u64),
+        });
+    }
+    Ok(entry)
+}
+
+/// Writes header + `entries` to the temporary name, fsyncs it, renames it over
+/// `path` and fsyncs the directory. Returns the new file (locked) and its length.
+fn write_replacement(
+    path: &Path,
+    id: &TableId,
+    base_seq: u64,
+    entries: &[ActivityEntry],
+    fault: Option<&FaultHook>,
+) -> Result<(File, u64), TableError> {
+    let tmp = temp_path(path);
+    let mut buf = format::encode_header(id, base_seq)?;
+    for e in entries {
+        let payload = codec::encode_entry(e).map_err(TableError::Encode)?;
+        format::push_frame(&mut buf, &payload)?;
+    }
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .map_err(|e| TableError::io("create", &tmp, e))?;
+    let result = (|| {
+        lock(&file, &tmp)?;
+        file.write_all(&buf)
+            .map_err(|e| TableError::io("write", &tmp, e))?;
+        file.sync_all()
+            .map_err(|e| TableError::io("fsync", &tmp, e))?;
+        if let Some(hook) = fault {
+            hook(SITE_COMPACT_RENAME).map_err(|e| TableError::io(SITE_COMPACT_RENAME, path, e))?;
+        }
+        std::fs::rename(&tmp, path).map_err(|e| TableError::io("rename", path, e))
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    sync_dir(path)?;
+    Ok((file, buf.len() as u64))
+}
+
+/// `<dir>/<name>.tmp`: where creation and compaction build the new file.
+pub(crate) fn temp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    path.with_file_name(name)
+}
+
+fn damaged_copy_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    (1u32..)
+        .map(|n| path.with_file_name(format!("{name}.damaged-{n}")))
+        .find(|p| !p.exists())
+        .unwrap_or_else(|| path.with_file_name(format!("{name}.damaged")))
+}
+
+fn remove_stale_temp(path: &Path, report: &mut RecoveryReport) -> Result<(), TableError> {
+    let tmp = temp_path(path);
+    match std::fs::remove_file(&tmp) {
+        Ok(()) => {
+            report.removed_temp_files.push(tmp);
+            sync_dir(path)
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(TableError::io("remove stale temp file", &tmp, e)),
+    }
+}
+
+/// The whole file, read from offset 0 whatever the handle's position.
+fn read_all_at(file: &File, path: &Path) -> Result<Vec<u8>, TableError> {
+    let len = file
+        .metadata()
+        .map_err(|e| TableError::io("stat", path, e))?
+        .len();
+    let len = usize::try_from(len).map_err(|_| TableError::NotATable {
+        path: path.to_path_buf(),
+        reason: format!("file of {len} bytes is too large"),
+    })?;
+    let mut bytes = vec![0u8; len];
+    file.read_exact_at(&mut bytes, 0)
+        .map_err(|e| TableError::io("read", path, e))?;
+    Ok(bytes)
+}
+
+fn sync_dir(path: &Path) -> Result<(), TableError> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| TableError::io("fsync directory", dir, e))
+}
+
+fn lock(file: &File, path: &Path) -> Result<(), TableError> {
+    match rustix::fs::flock(file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(()),
+        Err(rustix::io::Errno::WOULDBLOCK) => Err(TableError::Locked {
+            path: path.to_path_buf(),
+        }),
+        Err(e) => Err(TableError::io("flock", path, e.into())),
+    }
+}
