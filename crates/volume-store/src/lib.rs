@@ -1,2 +1,43 @@
-//! volume-store (under construction).
+//! Track-addressed volume stores for firmware-sim.
+//!
+//! What it is for: holding the bytes of each simulated volume. The controller
+//! reads and writes volumes through [`TrackStore`] (`Arc<dyn TrackStore>`), by
+//! byte offset, and asks it which tracks hold data and to make writes durable.
+//!
+//! What it must not depend on: anything above it (engine, controller, NBD). It
+//! depends on `geometry` only, plus OS file APIs.
+//!
+//! Key types:
+//! - [`TrackStore`]: the contract (module [`store`] states it in full);
+//! - [`SparseFileStore`]: one sparse file per volume with a self-identifying
+//!   trailer ([`trailer`]); holes for unwritten tracks; poisoned after a failed flush;
+//! - [`MemStore`]: sparse, in memory;
+//! - [`StoreError`] with [`ErrorKind`]: the one error type of this layer;
+//! - [`FaultPoint`] / [`NoFaults`]: named fault sites checked by the controller;
+//! - feature `test-utils`: [`FaultyStore`] (volatile write cache with crash images
+//!   and injected faults around any store) and [`FaultInjector`] (seeded
+//!   [`FaultPoint`] with per-site rules and counters). Both are deterministic
+//!   from a `u64` seed.
+//!
+//! Invariants: see [`store`] (the contract every store keeps), [`sparse`] (file
+//! layout, poisoning) and [`mem`].
 #![deny(missing_docs)]
+
+mod error;
+mod fault_point;
+#[cfg(feature = "test-utils")]
+pub mod faulty;
+pub mod mem;
+pub mod sparse;
+pub mod store;
+pub mod trailer;
+
+pub use error::{ErrorKind, Op, StoreError};
+pub use fault_point::{FaultPoint, NoFaults};
+#[cfg(feature = "test-utils")]
+pub use faulty::{
+    CrashMode, FaultEffect, FaultInjector, FaultRule, FaultyStore, OpFilter, SiteStats, Trigger,
+};
+pub use mem::MemStore;
+pub use sparse::SparseFileStore;
+pub use store::TrackStore;

@@ -1,0 +1,25 @@
+//! Named fault sites in the layers above the store.
+//!
+//! The controller calls [`FaultPoint::check`] at named sites before the I/O they
+//! guard (`cow.copy.write`, `bitmap.commit`, `table.append`, ...). Production code
+//! uses [`NoFaults`]; simulations use the seeded `FaultInjector` (feature
+//! `test-utils`), which fails chosen sites and counts hits per site.
+
+use crate::error::StoreError;
+
+/// A place where a test may inject a failure. Object safe.
+pub trait FaultPoint: Send + Sync {
+    /// `Ok(())` to proceed; an error to fail the operation at `site` as if the
+    /// I/O there had failed.
+    fn check(&self, site: &'static str) -> Result<(), StoreError>;
+}
+
+/// The production fault point: never fails.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NoFaults;
+
+impl FaultPoint for NoFaults {
+    fn check(&self, _site: &'static str) -> Result<(), StoreError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,385 @@
+//! [`SparseFileStore`]: one sparse file per volume.
+//!
+//! Layout: track `t` at byte `t * track_size`, so a plain `pread` of the file
+//! sees the volume; after the last track one 4 KiB trailer block identifies the
+//! file (see [`crate::trailer`]). Unwritten tracks are holes: `allocated` walks
+//! them with `SEEK_DATA`/`SEEK_HOLE`, `discard` punches whole tracks
+//! (`FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE`) and zeroes partial ones, `flush`
+//! is `fdatasync`.
+//!
+//! Invariants:
+//! - the file is exactly `size_bytes + 4096` bytes long and its trailer names this
+//!   volume and geometry (checked at open; never rewritten afterwards);
+//! - once a flush fails the store is poisoned: the kernel may have dropped the
+//!   dirty pages it could not write, so a later "successful" fsync would lie.
+//!   Writes, discards and flushes then fail with `Poisoned` until reopened.
+//!
+//! Assumption: the filesystem block size divides the track size (4 KiB blocks;
+//! every 3390 and FB track is a multiple of 4 KiB), so holes and allocation are
+//! tracked per track exactly. Filesystems without hole punching get zeros written
+//! instead (the tracks then stay allocated). There is no file lock: the caller
+//! (the controller) owns each volume file exclusively.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use geometry::{split_range, Extent, ExtentSet, Geometry};
+use rustix::fs::{FallocateFlags, SeekFrom};
+
+use crate::error::{ErrorKind, Op, StoreError};
+use crate::store::{check_extent, check_range, TrackStore};
+use crate::trailer::{Trailer, TRAILER_BYTES};
+
+/// A volume stored in one sparse file (see the module docs).
+#[derive(Debug)]
+pub struct SparseFileStore {
+    file: File,
+    path: PathBuf,
+    volume_id: String,
+    geometry: Geometry,
+    poisoned: AtomicBool,
+    #[cfg(feature = "test-utils")]
+    fail_next_flush: AtomicBool,
+}
+
+fn path_ctx(path: &Path) -> String {
+    format!("file {}", path.display())
+}
+
+impl SparseFileStore {
+    /// Creates a new volume file at `path` (which must not exist): all tracks
+    /// holes, the trailer written and the file and its directory synced.
+    pub fn create(
+        path: impl AsRef<Path>,
+        volume_id: &str,
+        geometry: Geometry,
+    ) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        let err = |kind, ctx: String| StoreError::new(kind, volume_id, Op::Create, ctx);
+        Trailer::check_volume_id(volume_id).map_err(|m| err(ErrorKind::InvalidArgument, m))?;
+        let file = match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                return Err(err(ErrorKind::AlreadyExists, path_ctx(path)).with_source(e))
+            }
+            Err(e) => {
+                return Err(StoreError::from_io(
+                    volume_id,
+                    Op::Create,
+                    path_ctx(path),
+                    e,
+                ))
+            }
+        };
+        let trailer = Trailer {
+            volume_id: volume_id.to_string(),
+            geometry,
+        };
+        let init = || -> io::Result<()> {
+            file.set_len(geometry.size_bytes() + TRAILER_BYTES as u64)?;
+            file.write_all_at(&trailer.encode(), geometry.size_bytes())?;
+            file.sync_all()?;
+            sync_parent_dir(path)
+        };
+        if let Err(e) = init() {
+            // Best effort: a half-made file must not be mistaken for a volume later;
+            // without its trailer `open` would reject it anyway.
+            let _ = std::fs::remove_file(path);
+            return Err(StoreError::from_io(
+                volume_id,
+                Op::Create,
+                path_ctx(path),
+                e,
+            ));
+        }
+        Ok(SparseFileStore::from_parts(file, path, volume_id, geometry))
+    }
+
+    /// Opens the existing volume file at `path`, checking that its trailer names
+    /// `volume_id` and `geometry` and that its size matches. Errors:
+    /// [`ErrorKind::NotFound`], [`ErrorKind::WrongFile`] (not a volume file),
+    /// [`ErrorKind::BadHeader`], [`ErrorKind::WrongVolume`], [`ErrorKind::WrongGeometry`].
+    pub fn open(
+        path: impl AsRef<Path>,
+        volume_id: &str,
+        geometry: Geometry,
+    ) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        let (file, trailer) = open_and_probe(path, volume_id)?;
+        let err = |kind, ctx: String| StoreError::new(kind, volume_id, Op::Open, ctx);
+        if trailer.volume_id != volume_id {
+            return Err(err(
+                ErrorKind::WrongVolume,
+                format!("{} holds volume {}", path_ctx(path), trailer.volume_id),
+            ));
+        }
+        if trailer.geometry != geometry {
+            return Err(err(
+                ErrorKind::WrongGeometry,
+                format!(
+                    "{} holds a {}, expected {}",
+                    path_ctx(path),
+                    trailer.geometry,
+                    geometry
+                ),
+            ));
+        }
+        let len = file
+            .metadata()
+            .map_err(|e| StoreError::from_io(volume_id, Op::Open, path_ctx(path), e))?
+            .len();
+        let expect = geometry.size_bytes() + TRAILER_BYTES as u64;
+        if len != expect {
+            return Err(err(
+                ErrorKind::WrongGeometry,
+                format!("{} is {len} bytes, expected {expect}", path_ctx(path)),
+            ));
+        }
+        Ok(SparseFileStore::from_parts(file, path, volume_id, geometry))
+    }
+
+    /// Reads the identity (volume id and geometry) of the volume file at `path`
+    /// without opening it as a store.
+    pub fn probe(path: impl AsRef<Path>) -> Result<Trailer, StoreError> {
+        open_and_probe(path.as_ref(), "?").map(|(_, t)| t)
+    }
+
+    fn from_parts(file: File, path: &Path, volume_id: &str, geometry: Geometry) -> Self {
+        SparseFileStore {
+            file,
+            path: path.to_path_buf(),
+            volume_id: volume_id.to_string(),
+            geometry,
+            poisoned: AtomicBool::new(false),
+            #[cfg(feature = "test-utils")]
+            fail_next_flush: AtomicBool::new(false),
+        }
+    }
+
+    /// The volume file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// True once a flush has failed (see the module invariants).
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::Acquire)
+    }
+
+    /// Test hook: the next `flush` fails with EIO as if `fdatasync` had (and so
+    /// poisons the store), exercising the real poison path.
+    #[cfg(feature = "test-utils")]
+    pub fn fail_next_flush(&self) {
+        self.fail_next_flush.store(true, Ordering::Release);
+    }
+
+    fn check_poison(&self, op: Op) -> Result<(), StoreError> {
+        if self.is_poisoned() {
+            return Err(StoreError::new(
+                ErrorKind::Poisoned,
+                &self.volume_id,
+                op,
+                path_ctx(&self.path),
+            ));
+        }
+        Ok(())
+    }
+
+    fn io_err(&self, op: Op, offset: u64, len: u64, e: io::Error) -> StoreError {
+        StoreError::from_io(
+            &self.volume_id,
+            op,
+            format!("offset {offset} length {len}"),
+            e,
+        )
+    }
+
+    fn write_zero_bytes(&self, op: Op, offset: u64, len: u64) -> Result<(), StoreError> {
+        let zeros = vec![0u8; self.geometry.track_size_bytes() as usize];
+        for p in split_range(self.geometry.track_size_bytes(), offset, len) {
+            let at = p.volume_offset(self.geometry.track_size_bytes());
+            self.file
+                .write_all_at(&zeros[..p.len as usize], at)
+                .map_err(|e| self.io_err(op, at, p.len, e))?;
+        }
+        Ok(())
+    }
+
+    fn punch(&self, offset: u64, len: u64) -> Result<(), StoreError> {
+        let flags = FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE;
+        match rustix::fs::fallocate(&self.file, flags, offset, len) {
+            Ok(()) => Ok(()),
+            Err(rustix::io::Errno::OPNOTSUPP) => self.write_zero_bytes(Op::Discard, offset, len),
+            Err(e) => Err(self.io_err(Op::Discard, offset, len, e.into())),
+        }
+    }
+}
+
+fn open_and_probe(path: &Path, volume_id: &str) -> Result<(File, Trailer), StoreError> {
+    let file = match OpenOptions::new().read(true).write(true).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(
+                StoreError::new(ErrorKind::NotFound, volume_id, Op::Open, path_ctx(path))
+                    .with_source(e),
+            )
+        }
+        Err(e) => return Err(StoreError::from_io(volume_id, Op::Open, path_ctx(path), e)),
+    };
+    let io = |e| StoreError::from_io(volume_id, Op::Open, path_ctx(path), e);
+    let len = file.metadata().map_err(io)?.len();
+    if len < TRAILER_BYTES as u64 {
+        return Err(StoreError::new(
+            ErrorKind::WrongFile,
+            volume_id,
+            Op::Open,
+            format!(
+                "{} is {len} bytes, too short for a volume file",
+                path_ctx(path)
+            ),
+        ));
+    }
+    let mut block = [0u8; TRAILER_BYTES];
+    file.read_exact_at(&mut block, len - TRAILER_BYTES as u64)
+        .map_err(io)?;
+    let trailer = Trailer::decode(&block).map_err(|(kind, what)| {
+        StoreError::new(
+            kind,
+            volume_id,
+            Op::Open,
+            format!("{}: {what}", path_ctx(path)),
+        )
+    })?;
+    Ok((file, trailer))
+}
+
+fn sync_parent_dir(path: &Path) -> io::Result<()> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    File::open(parent)?.sync_all()
+}
+
+impl TrackStore for SparseFileStore {
+    fn geometry(&self) -> Geometry {
+        self.geometry
+    }
+
+    fn volume_id(&self) -> &str {
+        &self.volume_id
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), StoreError> {
+        let len = buf.len() as u64;
+        check_range(&self.geometry, &self.volume_id, Op::Read, offset, len)?;
+        self.file
+            .read_exact_at(buf, offset)
+            .map_err(|e| self.io_err(Op::Read, offset, len, e))
+    }
+
+    fn write_at(&self, offset: u64, data: &[u8]) -> Result<(), StoreError> {
+        let len = data.len() as u64;
+        self.check_poison(Op::Write)?;
+        check_range(&self.geometry, &self.volume_id, Op::Write, offset, len)?;
+        self.file
+            .write_all_at(data, offset)
+            .map_err(|e| self.io_err(Op::Write, offset, len, e))
+    }
+
+    fn discard(&self, offset: u64, len: u64) -> Result<(), StoreError> {
+        self.check_poison(Op::Discard)?;
+        check_range(&self.geometry, &self.volume_id, Op::Discard, offset, len)?;
+        let ts = self.geometry.track_size_bytes();
+        // Runs of whole tracks are punched in one call; partial tracks are zeroed.
+        let mut run: Option<(u64, u64)> = None;
+        for p in split_range(ts, offset, len) {
+            let at = p.volume_offset(ts);
+            if p.is_whole_track(ts) {
+                run = match run {
+                    Some((start, n)) => Some((start, n + ts)),
+                    None => Some((at, ts)),
+                };
+                continue;
+            }
+            if let Some((start, n)) = run.take() {
+                self.punch(start, n)?;
+            }
+            self.write_zero_bytes(Op::Discard, at, p.len)?;
+        }
+        if let Some((start, n)) = run {
+            self.punch(start, n)?;
+        }
+        Ok(())
+    }
+
+    fn write_zeroes(&self, offset: u64, len: u64) -> Result<(), StoreError> {
+        self.check_poison(Op::WriteZeroes)?;
+        check_range(
+            &self.geometry,
+            &self.volume_id,
+            Op::WriteZeroes,
+            offset,
+            len,
+        )?;
+        self.write_zero_bytes(Op::WriteZeroes, offset, len)
+    }
+
+    fn allocated(&self, extent: Extent) -> Result<ExtentSet, StoreError> {
+        check_extent(&self.geometry, &self.volume_id, Op::Allocated, extent)?;
+        let ts = self.geometry.track_size_bytes();
+        let end = (extent.last + 1) * ts;
+        let mut pos = extent.first * ts;
+        let mut set = ExtentSet::new();
+        // Each pass moves `pos` forward past one data run, so the loop ends.
+        while pos < end {
+            let data = match rustix::fs::seek(&self.file, SeekFrom::Data(pos)) {
+                Ok(d) => d,
+                Err(rustix::io::Errno::NXIO) => break,
+                Err(e) => return Err(self.io_err(Op::Allocated, pos, end - pos, e.into())),
+            };
+            if data >= end {
+                break;
+            }
+            let hole = rustix::fs::seek(&self.file, SeekFrom::Hole(data))
+                .map_err(|e| self.io_err(Op::Allocated, data, end - data, e.into()))?;
+            let stop = hole.min(end);
+            if stop <= data {
+                break;
+            }
+            set.insert(Extent {
+                first: data / ts,
+                last: (stop - 1) / ts,
+            });
+            pos = stop;
+        }
+        Ok(set)
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.check_poison(Op::Flush)?;
+        #[cfg(feature = "test-utils")]
+        let injected = self.fail_next_flush.swap(false, Ordering::AcqRel);
+        #[cfg(not(feature = "test-utils"))]
+        let injected = false;
+        let result = if injected {
+            Err(io::Error::from_raw_os_error(crate::error::EIO))
+        } else {
+            self.file.sync_data()
+        };
+        result.map_err(|e| {
+            self.poisoned.store(true, Ordering::Release);
+            tracing::error!(volume = %self.volume_id, path = %self.path.display(), error = %e,
+                "flush failed; volume store poisoned until reopened");
+            StoreError::from_io(&self.volume_id, Op::Flush, path_ctx(&self.path), e)
+        })
+    }
+}

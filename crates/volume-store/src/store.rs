@@ -1,0 +1,159 @@
+//! The [`TrackStore`] trait: the contract every volume backend keeps.
+//!
+//! ```text
+//!            Arc<dyn TrackStore>          (controller, sim, nbd adapter)
+//!           /         |          \
+//!  SparseFileStore  MemStore   FaultyStore<S: TrackStore>  (feature test-utils)
+//!  (one sparse file (tracks in  (volatile write cache + injected faults
+//!   per volume)      a BTreeMap)  around any store)
+//! ```
+//!
+//! Contract (checked for every implementation by `tests/conformance.rs`):
+//! - byte addressed: any range inside `0..geometry().size_bytes()` may be read or
+//!   written, at any alignment, across track boundaries; a range that is not
+//!   inside (including one whose end overflows `u64`) is an
+//!   [`ErrorKind::OutOfRange`](crate::ErrorKind::OutOfRange) error and changes
+//!   nothing; no input makes a store panic;
+//! - bytes never written, or discarded, read as zeros;
+//! - a write is visible to every later read through the same store at once;
+//!   it is durable (survives power loss) only after a later successful `flush`;
+//! - `allocated(extent)` reports the tracks of `extent` that hold data: every
+//!   track written (even with zeros) since it was last wholly discarded; a track
+//!   only partly discarded stays allocated (its discarded bytes read as zeros);
+//! - a failed `flush` poisons the store: later writes, discards and flushes fail
+//!   with [`ErrorKind::Poisoned`](crate::ErrorKind::Poisoned) until the volume
+//!   is reopened (reads still work and see what the OS holds).
+
+use geometry::{split_range, Extent, ExtentSet, Geometry, TrackNo};
+
+use crate::error::{ErrorKind, Op, StoreError};
+
+/// A track-addressed volume backend. Object safe; shared as `Arc<dyn TrackStore>`.
+pub trait TrackStore: Send + Sync {
+    /// The volume's geometry (fixed for the life of the store).
+    fn geometry(&self) -> Geometry;
+
+    /// The volume id used in errors (and, for files, stored in the trailer).
+    fn volume_id(&self) -> &str;
+
+    /// Fills `buf` with the bytes at `offset..offset + buf.len()`; unwritten bytes
+    /// read as zeros. Out of range: error, `buf` unspecified.
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), StoreError>;
+
+    /// Writes `data` at `offset`. Visible to later reads at once, durable after
+    /// the next successful [`TrackStore::flush`]. Out of range: error, nothing written.
+    fn write_at(&self, offset: u64, data: &[u8]) -> Result<(), StoreError>;
+
+    /// Discards `offset..offset + len`: afterwards it reads as zeros. Whole tracks
+    /// give their space back (holes) and stop being allocated; partial tracks
+    /// are zeroed in place.
+    fn discard(&self, offset: u64, len: u64) -> Result<(), StoreError>;
+
+    /// Writes zeros over `offset..offset + len`; the tracks stay (or become)
+    /// allocated. The default writes zero buffers of at most one track.
+    fn write_zeroes(&self, offset: u64, len: u64) -> Result<(), StoreError> {
+        let g = self.geometry();
+        check_range(&g, self.volume_id(), Op::WriteZeroes, offset, len)?;
+        let zeros = vec![0u8; g.track_size_bytes() as usize];
+        for piece in split_range(g.track_size_bytes(), offset, len) {
+            self.write_at(
+                piece.volume_offset(g.track_size_bytes()),
+                &zeros[..piece.len as usize],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The tracks of `extent` that hold data (see the module contract). `extent`
+    /// must lie inside the volume.
+    fn allocated(&self, extent: Extent) -> Result<ExtentSet, StoreError>;
+
+    /// Makes every write and discard before it durable; on failure the store is
+    /// poisoned (see the module contract).
+    fn flush(&self) -> Result<(), StoreError>;
+
+    /// Reads the whole `track` into `buf`, which must be exactly one track long.
+    fn read_track(&self, track: TrackNo, buf: &mut [u8]) -> Result<(), StoreError> {
+        let g = self.geometry();
+        let offset = track_offset(&g, self.volume_id(), Op::Read, track, buf.len())?;
+        self.read_at(offset, buf)
+    }
+
+    /// Writes the whole `track` from `data`, which must be exactly one track long.
+    fn write_track(&self, track: TrackNo, data: &[u8]) -> Result<(), StoreError> {
+        let g = self.geometry();
+        let offset = track_offset(&g, self.volume_id(), Op::Write, track, data.len())?;
+        self.write_at(offset, data)
+    }
+}
+
+/// The [`ErrorKind::OutOfRange`] check every store runs first.
+pub fn check_range(
+    geometry: &Geometry,
+    volume: &str,
+    op: Op,
+    offset: u64,
+    len: u64,
+) -> Result<(), StoreError> {
+    geometry.check_range(offset, len).map_err(|e| {
+        StoreError::new(
+            ErrorKind::OutOfRange,
+            volume,
+            op,
+            format!("offset {offset} length {len}"),
+        )
+        .with_source(e)
+    })
+}
+
+/// Checks that `extent` is non-reversed and inside the volume.
+pub fn check_extent(
+    geometry: &Geometry,
+    volume: &str,
+    op: Op,
+    extent: Extent,
+) -> Result<(), StoreError> {
+    if extent.first > extent.last || extent.last >= geometry.tracks() {
+        return Err(StoreError::new(
+            ErrorKind::OutOfRange,
+            volume,
+            op,
+            format!(
+                "tracks {}..={} of {}",
+                extent.first,
+                extent.last,
+                geometry.tracks()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn track_offset(
+    g: &Geometry,
+    volume: &str,
+    op: Op,
+    track: TrackNo,
+    buf_len: usize,
+) -> Result<u64, StoreError> {
+    if buf_len as u64 != g.track_size_bytes() {
+        return Err(StoreError::new(
+            ErrorKind::InvalidArgument,
+            volume,
+            op,
+            format!(
+                "track buffer of {buf_len} bytes, track size {}",
+                g.track_size_bytes()
+            ),
+        ));
+    }
+    if track >= g.tracks() {
+        return Err(StoreError::new(
+            ErrorKind::OutOfRange,
+            volume,
+            op,
+            format!("track {track} of {}", g.tracks()),
+        ));
+    }
+    Ok(track * g.track_size_bytes())
+}
