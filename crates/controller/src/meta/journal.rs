@@ -1,0 +1,184 @@
+//! The bitmap journal: append-only records of bits set since the last checkpoint.
+//!
+//! Record layout (little-endian), packed back to back from the journal base:
+//! ```text
+//! 0   magic        4  b"FWJ1"
+//! 4   payload_len  4
+//! 8   generation   8  the root generation these records extend
+//! 16  seq          8  1, 2, 3, ... within the generation
+//! 24  crc          4  crc32c of bytes 0..24 and the payload
+//! 28  reserved     4  zero
+//! 32  payload      payload_len bytes (codec blob of journal operations)
+//! ```
+//! One record is written and flushed per group commit, so at most one record
+//! is ever unflushed: a torn record can only be the last one.
+
+use super::{MetaStore, JOURNAL_BASE, JOURNAL_BYTES};
+use crate::error::{err, ErrorKind, Result};
+
+const MAGIC: &[u8; 4] = b"FWJ1";
+/// Bytes of a record header.
+pub const JOURNAL_RECORD_HEADER_BYTES: u64 = 32;
+/// Largest payload accepted (a sanity bound on an untrusted length).
+const PAYLOAD_MAX_BYTES: u32 = 64 << 20;
+const WINDOW_BYTES: usize = 1 << 20;
+
+/// Why replay stopped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JournalStop {
+    /// An all-zero header, no record magic, or a record of another generation:
+    /// the clean end (what follows is left from an earlier generation).
+    End,
+    /// A record that failed a check (torn or damaged tail); the reason.
+    Torn(String),
+    /// The journal area is full.
+    Full,
+}
+
+/// Records found by [`MetaStore::scan_journal`].
+#[derive(Clone, Debug)]
+pub struct JournalScan {
+    /// Payloads of the valid records, in order.
+    pub records: Vec<Vec<u8>>,
+    /// Journal-relative offset just past the last valid record.
+    pub end: u64,
+    /// Why the scan stopped.
+    pub stop: JournalStop,
+}
+
+fn crc_of(header: &[u8], payload: &[u8]) -> u32 {
+    crc32c::crc32c_append(crc32c::crc32c(&header[..24]), payload)
+}
+
+/// Encodes one record.
+pub(crate) fn encode_record(generation: u64, seq: u64, payload: &[u8]) -> Result<Vec<u8>> {
+    let len = u32::try_from(payload.len())
+        .ok()
+        .filter(|&l| l <= PAYLOAD_MAX_BYTES)
+        .ok_or_else(|| {
+            err(
+                ErrorKind::InvalidRequest,
+                format!("journal payload of {} bytes", payload.len()),
+            )
+        })?;
+    let mut rec = Vec::with_capacity(JOURNAL_RECORD_HEADER_BYTES as usize + payload.len());
+    rec.extend_from_slice(MAGIC);
+    rec.extend_from_slice(&len.to_le_bytes());
+    rec.extend_from_slice(&generation.to_le_bytes());
+    rec.extend_from_slice(&seq.to_le_bytes());
+    let crc = crc_of(&rec, payload);
+    rec.extend_from_slice(&crc.to_le_bytes());
+    rec.extend_from_slice(&0u32.to_le_bytes());
+    rec.extend_from_slice(payload);
+    Ok(rec)
+}
+
+/// A sequential reader over the journal area with a 1 MiB window.
+struct Window<'a> {
+    meta: &'a MetaStore,
+    buf: Vec<u8>,
+    start: u64,
+}
+
+impl Window<'_> {
+    fn get(&mut self, offset: u64, len: usize) -> Result<Vec<u8>> {
+        if offset < self.start || offset + len as u64 > self.start + self.buf.len() as u64 {
+            let want = len.max(WINDOW_BYTES) as u64;
+            let avail = JOURNAL_BYTES.saturating_sub(offset).min(want);
+            self.buf = vec![0u8; avail as usize];
+            self.meta
+                .read(JOURNAL_BASE + offset, &mut self.buf, "read journal")?;
+            self.start = offset;
+        }
+        let at = (offset - self.start) as usize;
+        Ok(self.buf[at..at + len].to_vec())
+    }
+}
+
+impl MetaStore {
+    /// Appends one record at journal-relative `offset` and flushes; returns
+    /// the offset past it.
+    pub fn append_journal(
+        &self,
+        offset: u64,
+        generation: u64,
+        seq: u64,
+        payload: &[u8],
+    ) -> Result<u64> {
+        let rec = encode_record(generation, seq, payload)?;
+        let end = offset + rec.len() as u64;
+        if end > JOURNAL_BYTES {
+            return Err(err(
+                ErrorKind::NoSpace,
+                "metadata journal full (checkpoint overdue)",
+            ));
+        }
+        self.write(JOURNAL_BASE + offset, &rec, "append journal record")?;
+        self.flush("flush journal")?;
+        Ok(end)
+    }
+
+    /// Reads the records of `generation` from the start of the journal.
+    pub fn scan_journal(&self, generation: u64) -> Result<JournalScan> {
+        let mut w = Window {
+            meta: self,
+            buf: Vec::new(),
+            start: 0,
+        };
+        let mut records = Vec::new();
+        let mut offset = 0u64;
+        let mut seq = 1u64;
+        let stop = loop {
+            if offset + JOURNAL_RECORD_HEADER_BYTES > JOURNAL_BYTES {
+                break JournalStop::Full;
+            }
+            let h = w.get(offset, JOURNAL_RECORD_HEADER_BYTES as usize)?;
+            if h.iter().all(|&b| b == 0) {
+                break JournalStop::End;
+            }
+            let u64_at = |o: usize| {
+                let mut a = [0u8; 8];
+                a.copy_from_slice(&h[o..o + 8]);
+                u64::from_le_bytes(a)
+            };
+            if &h[0..4] != MAGIC {
+                // Bytes left from a longer earlier generation (records are packed,
+                // so the new end need not fall on an old record boundary).
+                break JournalStop::End;
+            }
+            let len = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+            let rec_gen = u64_at(8);
+            if rec_gen != generation {
+                // A record left from an earlier generation: the journal was reset
+                // by the checkpoint of `generation`; this is the clean end.
+                break JournalStop::End;
+            }
+            if len > PAYLOAD_MAX_BYTES
+                || offset + JOURNAL_RECORD_HEADER_BYTES + u64::from(len) > JOURNAL_BYTES
+            {
+                break JournalStop::Torn(format!("record length {len} at journal offset {offset}"));
+            }
+            if u64_at(16) != seq {
+                break JournalStop::Torn(format!(
+                    "record seq {} at journal offset {offset}, expected {seq}",
+                    u64_at(16)
+                ));
+            }
+            let payload = w.get(offset + JOURNAL_RECORD_HEADER_BYTES, len as usize)?;
+            let crc = u32::from_le_bytes([h[24], h[25], h[26], h[27]]);
+            if crc_of(&h, &payload) != crc {
+                break JournalStop::Torn(format!(
+                    "record {seq} at journal offset {offset}: checksum mismatch"
+                ));
+            }
+            records.push(payload);
+            offset += JOURNAL_RECORD_HEADER_BYTES + u64::from(len);
+            seq += 1;
+        };
+        Ok(JournalScan {
+            records,
+            end: offset,
+            stop,
+        })
+    }
+}

@@ -1,0 +1,100 @@
+//! Root slots and journal: torn, misdirected and stale data is never taken for valid.
+
+use std::sync::Arc;
+
+use volume_store::{MemStore, TrackStore};
+
+use super::*;
+
+fn meta() -> (Arc<MemStore>, MetaStore) {
+    let store = Arc::new(MemStore::with_id(META_VOLUME_ID, meta_geometry()));
+    let m = MetaStore::new(store.clone(), true);
+    (store, m)
+}
+
+#[test]
+fn blank_store_has_no_root() {
+    let (_, m) = meta();
+    let scan = m.scan_roots(Some("SS")).unwrap();
+    assert!(scan.is_blank());
+    assert!(scan.newest().is_none());
+}
+
+#[test]
+fn newest_valid_generation_wins_and_torn_payload_falls_back() {
+    let (store, m) = meta();
+    m.write_root(0, 1, ROOT_FLAG_OPEN, "SS", b"first").unwrap();
+    m.write_root(1, 2, 0, "SS", b"second").unwrap();
+    let scan = m.scan_roots(Some("SS")).unwrap();
+    let (h, p) = scan.newest().unwrap();
+    assert_eq!((h.generation, p), (2, &b"second"[..]));
+    assert_eq!(h.flags, 0);
+    // Tear generation 3's payload: its header checks but the payload crc does not.
+    m.write_root(0, 3, 0, "SS", b"third!").unwrap();
+    store.write_at(ROOT_HEADER_BLOCK_BYTES, b"XX").unwrap();
+    let scan = m.scan_roots(Some("SS")).unwrap();
+    assert!(matches!(&scan.slots[0], SlotStatus::Invalid(r) if r.contains("payload")));
+    assert_eq!(scan.newest().unwrap().1, b"second");
+}
+
+#[test]
+fn misdirected_and_foreign_headers_are_invalid() {
+    let (store, m) = meta();
+    m.write_root(0, 1, 0, "SS", b"p").unwrap();
+    // Copy slot 0's header into slot 1: it names slot 0, so it is misdirected.
+    let mut h = [0u8; 128];
+    store.read_at(0, &mut h).unwrap();
+    store.write_at(SLOT_BYTES, &h).unwrap();
+    let scan = m.scan_roots(Some("SS")).unwrap();
+    assert!(matches!(&scan.slots[1], SlotStatus::Invalid(r) if r.contains("misdirected")));
+    let scan = m.scan_roots(Some("OTHER")).unwrap();
+    assert!(scan.newest().is_none());
+    // A flipped header byte is caught by the header crc.
+    store.write_at(20, &[0xff]).unwrap();
+    let scan = m.scan_roots(Some("SS")).unwrap();
+    assert!(matches!(&scan.slots[0], SlotStatus::Invalid(r) if r.contains("checksum")));
+}
+
+#[test]
+fn journal_replays_its_generation_and_stops_at_torn_or_stale_records() {
+    let (store, m) = meta();
+    let mut end = 0;
+    for seq in 1..=3u64 {
+        end = m
+            .append_journal(end, 7, seq, format!("rec{seq}").as_bytes())
+            .unwrap();
+    }
+    let scan = m.scan_journal(7).unwrap();
+    assert_eq!(
+        scan.records,
+        vec![b"rec1".to_vec(), b"rec2".to_vec(), b"rec3".to_vec()]
+    );
+    assert_eq!((scan.end, scan.stop.clone()), (end, JournalStop::End));
+    // After a checkpoint to generation 8 the journal restarts; generation-7 records beyond are the end.
+    let e1 = m.append_journal(0, 8, 1, b"new-one").unwrap();
+    let scan = m.scan_journal(8).unwrap();
+    assert_eq!(scan.records, vec![b"new-one".to_vec()]);
+    assert_eq!(scan.end, e1);
+    assert_eq!(scan.stop, JournalStop::End);
+    // A torn second record: crc fails, replay keeps the first.
+    let e2 = m.append_journal(e1, 8, 2, b"second-record").unwrap();
+    store.write_at(JOURNAL_BASE + e2 - 3, b"\0\0\0").unwrap();
+    let scan = m.scan_journal(8).unwrap();
+    assert_eq!(scan.records.len(), 1);
+    assert!(matches!(scan.stop, JournalStop::Torn(_)));
+    assert_eq!(scan.end, e1);
+}
+
+#[test]
+fn codec_rejects_flipped_bits_and_wrong_magic() {
+    let blob = codec::encode(*b"TEST", 1, &(1u32, String::from("x"))).unwrap();
+    let back: (u32, String) = codec::decode(*b"TEST", 1, &blob).unwrap();
+    assert_eq!(back, (1, "x".into()));
+    assert!(codec::decode::<(u32, String)>(*b"TEST", 2, &blob).is_err());
+    assert!(codec::decode::<(u32, String)>(*b"OTHR", 1, &blob).is_err());
+    let mut bad = blob.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    let e = codec::decode::<(u32, String)>(*b"TEST", 1, &bad).unwrap_err();
+    assert_eq!(e.kind(), crate::ErrorKind::Corrupt);
+}
