@@ -1,0 +1,107 @@
+//! The on-disk bytes are exactly what docs/FORMATS.md ("Activity tables")
+//! describes: built here by hand, independently of bincode.
+
+mod common;
+
+use activity_table::{
+    ActivityTable, EntryStatus, NewEntry, PhysSessionId, SessionId, TableId, TerminateReason,
+};
+use common::*;
+
+fn string(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u64).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+#[test]
+fn header_and_record_bytes_match_the_documented_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = file_in(&dir, "vol1.table");
+    let id = TableId::Volume {
+        subsystem: "SS01".into(),
+        volume: "VOL1".into(),
+    };
+    let (mut t, _) = ActivityTable::open(&path, id).unwrap();
+    t.append(NewEntry {
+        session_id: SessionId::new("JOB7").unwrap(),
+        phys_session_id: PhysSessionId::new(0x0a).unwrap(),
+        subsystem: "SS01".into(),
+        volume: Some("VOL1".into()),
+        extents: extents(&[(0, 14), (30, 44)]),
+        status: EntryStatus::Terminated {
+            reason: TerminateReason::ResetMismatch,
+        },
+        program: None,
+        time_unix_ms: 0x0102_0304_0506_0708,
+    })
+    .unwrap();
+    drop(t);
+    let bytes = std::fs::read(&path).unwrap();
+
+    // Header.
+    let mut body = Vec::new();
+    string(&mut body, "SS01");
+    body.push(1); // Some(volume)
+    string(&mut body, "VOL1");
+    body.extend_from_slice(&1u64.to_le_bytes()); // base_seq
+    let mut header = b"FSIMATBL".to_vec();
+    header.extend_from_slice(&1u16.to_le_bytes()); // version
+    header.extend_from_slice(&0u16.to_le_bytes()); // reserved
+    header.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&header), &body);
+    header.extend_from_slice(&crc.to_le_bytes());
+    header.extend_from_slice(&body);
+    assert_eq!(header.len(), 53);
+    assert_eq!(&bytes[..53], &header[..]);
+
+    // Record.
+    let mut payload = vec![1u8]; // record version
+    payload.extend_from_slice(&1u64.to_le_bytes()); // seq
+    string(&mut payload, "JOB7");
+    payload.push(0x0a); // phys session id
+    string(&mut payload, "SS01");
+    payload.push(1);
+    string(&mut payload, "VOL1");
+    payload.extend_from_slice(&2u64.to_le_bytes()); // extent count
+    for v in [0u64, 14, 30, 44] {
+        payload.extend_from_slice(&v.to_le_bytes());
+    }
+    payload.push(3); // terminated
+    payload.push(4); // reset-mismatch
+    payload.push(0); // program: None
+    payload.extend_from_slice(&0x0102_0304_0506_0708u64.to_le_bytes());
+    let mut frame = b"ATRC".to_vec();
+    frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&frame), &payload);
+    frame.extend_from_slice(&crc.to_le_bytes());
+    frame.extend_from_slice(&payload);
+    assert_eq!(&bytes[53..], &frame[..]);
+}
+
+/// A record whose checksum holds but whose version byte is unknown is an
+/// "unsupported version" error naming its offset, not a torn tail.
+#[test]
+fn unknown_record_version_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = file_in(&dir, "t");
+    let ends = build_table(&path, 2);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let start = ends[0] as usize;
+    bytes[start + 12] = 9; // version byte of the second record
+    let len = (ends[1] - ends[0]) as usize;
+    let crc = crc32c::crc32c_append(
+        crc32c::crc32c(&bytes[start..start + 8]),
+        &bytes[start + 12..start + len],
+    );
+    bytes[start + 8..start + 12].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    match ActivityTable::open(&path, sub_id()).unwrap_err() {
+        activity_table::TableError::UnsupportedVersion {
+            what,
+            version,
+            offset,
+            ..
+        } => assert_eq!((what, version, offset), ("record", 9, ends[0])),
+        other => panic!("{other}"),
+    }
+}
