@@ -1,0 +1,307 @@
+//! Request validation and execution against an [`Export`].
+//!
+//! `validate` is pure: it turns a request header into an [`Op`] or the
+//! errno and message to answer, before any payload is trusted or any
+//! export call is made. `execute` runs on the blocking pool.
+//!
+//! Invariants:
+//! - Every range handed to the export lies inside `[0, size)`.
+//! - `ENOTSUP` only ever answers WRITE_ZEROES with FAST_ZERO: without the
+//!   flag a backend that cannot zero natively gets zero-filled writes.
+//! - TRIM and CACHE are advisory: "not supported" from the export is success.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tracing::{error, warn};
+
+use crate::export::{ErrorKind, Export, ExportError, ZeroFlags};
+use crate::extents;
+use crate::negotiate::{Session, BASE_ALLOCATION_ID};
+use crate::proto::{cflag, cmd, errno, tflag, RequestHeader};
+use crate::writer::Reply;
+
+/// Largest zero-filled buffer used when an export cannot zero natively.
+const ZERO_FILL_CHUNK_BYTES: u64 = 1 << 20;
+
+/// A validated request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    Read {
+        offset: u64,
+        len: u32,
+        df: bool,
+    },
+    Write {
+        offset: u64,
+        fua: bool,
+    },
+    Flush,
+    Trim {
+        offset: u64,
+        len: u64,
+        fua: bool,
+    },
+    WriteZeroes {
+        offset: u64,
+        len: u64,
+        flags: ZeroFlags,
+    },
+    Cache {
+        offset: u64,
+        len: u64,
+    },
+    BlockStatus {
+        offset: u64,
+        len: u32,
+        req_one: bool,
+    },
+    /// Zero-length WRITE/TRIM/WRITE_ZEROES/CACHE: success without a call.
+    Nop,
+}
+
+/// Protocol name of a command, for messages.
+pub(crate) fn cmd_name(kind: u16) -> &'static str {
+    match kind {
+        cmd::READ => "read",
+        cmd::WRITE => "write",
+        cmd::DISC => "disconnect",
+        cmd::FLUSH => "flush",
+        cmd::TRIM => "trim",
+        cmd::CACHE => "cache",
+        cmd::WRITE_ZEROES => "write zeroes",
+        cmd::BLOCK_STATUS => "block status",
+        _ => "unknown",
+    }
+}
+
+/// Check a request against the session; `Err((errno, message))` to answer.
+pub(crate) fn validate(h: &RequestHeader, s: &Session) -> Result<Op, (u32, String)> {
+    let allowed = match h.kind {
+        cmd::READ if s.structured => cflag::FUA | cflag::DF,
+        cmd::READ | cmd::WRITE | cmd::TRIM | cmd::CACHE | cmd::FLUSH => cflag::FUA,
+        cmd::WRITE_ZEROES => cflag::FUA | cflag::NO_HOLE | cflag::FAST_ZERO,
+        cmd::BLOCK_STATUS => cflag::FUA | cflag::REQ_ONE,
+        k => {
+            return Err((
+                errno::EINVAL,
+                format!("invalid request type ({k}) received"),
+            ))
+        }
+    };
+    let name = cmd_name(h.kind);
+    if h.flags & !allowed != 0 {
+        return Err((
+            errno::EINVAL,
+            format!("unsupported flags for command {name} (got 0x{:x})", h.flags),
+        ));
+    }
+    if h.kind == cmd::FLUSH {
+        return Ok(Op::Flush);
+    }
+    let writes = matches!(h.kind, cmd::WRITE | cmd::TRIM | cmd::WRITE_ZEROES);
+    if writes && s.tflags & tflag::READ_ONLY != 0 {
+        return Err((errno::EPERM, format!("{name} on a read-only export")));
+    }
+    let len = u64::from(h.length);
+    let offset = h.offset;
+    if offset.checked_add(len).is_none_or(|end| end > s.size) {
+        let e = if matches!(h.kind, cmd::WRITE | cmd::WRITE_ZEROES) {
+            errno::ENOSPC
+        } else {
+            errno::EINVAL
+        };
+        return Err((
+            e,
+            format!(
+                "operation past EOF; From: {offset}, Len: {len}, Size: {}",
+                s.size
+            ),
+        ));
+    }
+    if matches!(h.kind, cmd::READ | cmd::WRITE) && h.length > s.block_size.max {
+        return Err((
+            errno::EINVAL,
+            format!(
+                "{name} length {len} exceeds the maximum {}",
+                s.block_size.max
+            ),
+        ));
+    }
+    let min = u64::from(s.block_size.min);
+    if s.block_size_negotiated
+        && h.kind != cmd::BLOCK_STATUS
+        && (offset % min != 0 || len % min != 0)
+    {
+        return Err((
+            errno::EINVAL,
+            format!("{name} {len}@{offset} is not aligned to the minimum block size {min}"),
+        ));
+    }
+    let fua = h.flags & cflag::FUA != 0;
+    Ok(match h.kind {
+        cmd::READ => Op::Read {
+            offset,
+            len: h.length,
+            df: h.flags & cflag::DF != 0,
+        },
+        cmd::BLOCK_STATUS if len == 0 => {
+            return Err((errno::EINVAL, "block status of length 0".into()));
+        }
+        cmd::BLOCK_STATUS if !s.base_allocation => {
+            return Err((
+                errno::EINVAL,
+                "block status without a negotiated base:allocation context".into(),
+            ));
+        }
+        cmd::BLOCK_STATUS => Op::BlockStatus {
+            offset,
+            len: h.length,
+            req_one: h.flags & cflag::REQ_ONE != 0,
+        },
+        _ if len == 0 => Op::Nop,
+        cmd::WRITE => Op::Write { offset, fua },
+        cmd::TRIM => Op::Trim { offset, len, fua },
+        cmd::CACHE => Op::Cache { offset, len },
+        _ => Op::WriteZeroes {
+            offset,
+            len,
+            flags: ZeroFlags {
+                may_trim: h.flags & cflag::NO_HOLE == 0,
+                fua,
+                fast_only: h.flags & cflag::FAST_ZERO != 0,
+            },
+        },
+    })
+}
+
+/// What `execute` needs to know about the request and connection.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReqInfo {
+    pub cookie: u64,
+    pub kind: u16,
+    pub structured: bool,
+    pub min_block: u32,
+}
+
+/// The reply for an error, in the form the connection allows.
+pub(crate) fn error_reply(info: &ReqInfo, errno: u32, message: String) -> Reply {
+    let chunked = info.structured && matches!(info.kind, cmd::READ | cmd::BLOCK_STATUS);
+    if chunked {
+        Reply::ErrorChunk {
+            cookie: info.cookie,
+            errno,
+            message,
+        }
+    } else {
+        Reply::Simple {
+            cookie: info.cookie,
+            errno,
+        }
+    }
+}
+
+/// Run one validated request (blocking) and build its reply.
+pub(crate) fn execute(op: Op, export: &Arc<dyn Export>, payload: Vec<u8>, info: ReqInfo) -> Reply {
+    let ok = Reply::Simple {
+        cookie: info.cookie,
+        errno: 0,
+    };
+    let res = match op {
+        Op::Read { offset, len, df } => {
+            let mut buf = vec![0u8; len as usize];
+            match export.read(offset, &mut buf) {
+                Ok(()) => {
+                    return Reply::Read {
+                        cookie: info.cookie,
+                        offset,
+                        data: Bytes::from(buf),
+                        structured: info.structured,
+                        df,
+                    }
+                }
+                Err(e) => Err(e),
+            }
+        }
+        Op::Write { offset, fua } => export.write(offset, &payload, fua),
+        Op::Flush => export.flush(),
+        Op::Trim { offset, len, fua } => advisory(export.trim(offset, len, fua)),
+        Op::Cache { offset, len } => advisory(export.cache(offset, len)),
+        Op::WriteZeroes { offset, len, flags } => write_zeroes(export, offset, len, flags),
+        Op::BlockStatus {
+            offset,
+            len,
+            req_one,
+        } => {
+            let found = match export.block_status(offset, u64::from(len)) {
+                Err(e) if e.kind == ErrorKind::NotSupported => Ok(vec![crate::Extent {
+                    len: u64::from(len),
+                    flags: crate::ExtentFlags::DATA,
+                }]),
+                other => other,
+            };
+            match found {
+                Ok(ext) => match extents::descriptors(&ext, len, info.min_block, req_one) {
+                    Some(descriptors) => {
+                        return Reply::BlockStatus {
+                            cookie: info.cookie,
+                            context_id: BASE_ALLOCATION_ID,
+                            descriptors,
+                        }
+                    }
+                    None => {
+                        error!(offset, len, "export returned no extents for block status");
+                        Err(ExportError::io("export returned no extents"))
+                    }
+                },
+                Err(e) => Err(e),
+            }
+        }
+        Op::Nop => Ok(()),
+    };
+    match res {
+        Ok(()) => ok,
+        Err(e) => {
+            warn!(cookie = info.cookie, command = cmd_name(info.kind), error = %e, "export call failed");
+            let fast_zero = matches!(op, Op::WriteZeroes { flags, .. } if flags.fast_only);
+            // ENOTSUP is reserved for FAST_ZERO (nbd.md 5.6).
+            let kind = if e.kind == ErrorKind::NotSupported && !fast_zero {
+                ErrorKind::Invalid
+            } else {
+                e.kind
+            };
+            error_reply(&info, kind.nbd_errno(), e.message)
+        }
+    }
+}
+
+fn advisory(r: Result<(), ExportError>) -> Result<(), ExportError> {
+    match r {
+        Err(e) if e.kind == ErrorKind::NotSupported => Ok(()),
+        other => other,
+    }
+}
+
+fn write_zeroes(
+    export: &Arc<dyn Export>,
+    offset: u64,
+    len: u64,
+    flags: ZeroFlags,
+) -> Result<(), ExportError> {
+    match export.write_zeroes(offset, len, flags) {
+        Err(e) if e.kind == ErrorKind::NotSupported && !flags.fast_only => {
+            let zeroes = vec![0u8; len.min(ZERO_FILL_CHUNK_BYTES) as usize];
+            let mut done = 0;
+            while done < len {
+                let n = (len - done).min(ZERO_FILL_CHUNK_BYTES);
+                export.write(offset + done, &zeroes[..n as usize], false)?;
+                done += n;
+            }
+            if flags.fua {
+                export.flush()?;
+            }
+            Ok(())
+        }
+        other => other,
+    }
+}

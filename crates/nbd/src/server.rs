@@ -1,0 +1,328 @@
+//! [`Server`]: accept loop, connection limit, graceful shutdown, and one
+//! connection's life (handshake, then transmission).
+//!
+//! Invariants:
+//! - At most `max_connections` connections are served at once; extra ones
+//!   are accepted and closed at once with a log line (never left hanging in
+//!   the backlog).
+//! - A handshake that takes longer than `handshake_timeout` is dropped.
+//! - Shutdown: stop accepting, answer new options `ERR_SHUTDOWN` and new
+//!   requests `ESHUTDOWN`, let started requests finish and reply, and close
+//!   connections still open after `shutdown_grace`.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, BufReader};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use crate::negotiate::negotiate;
+use crate::registry::ExportRegistry;
+use crate::transmit::transmit;
+
+/// Errors of the server layer.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Socket I/O failed (including a client disconnecting mid-message).
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The client broke the protocol; the connection was closed.
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+    /// The handshake took longer than the configured timeout.
+    #[error("handshake timed out")]
+    HandshakeTimeout,
+    /// A configuration value is unusable.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+/// Limits and timeouts of a [`Server`].
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Connections served at once (more are closed on accept).
+    pub max_connections: usize,
+    /// Bytes of requests and unsent replies one connection may have in flight.
+    pub max_inflight_bytes_per_conn: usize,
+    /// Largest READ/WRITE accepted (the advertised maximum block size is
+    /// capped to it); larger ones get EINVAL.
+    pub max_request_bytes: u32,
+    /// An oversize WRITE up to this length is read and discarded before the
+    /// EINVAL reply; a longer one drops the connection.
+    pub max_discard_bytes: u32,
+    /// Largest option payload processed; larger ones get `ERR_TOO_BIG`
+    /// (up to 1 MiB, read and discarded) or drop the connection.
+    pub max_option_bytes: u32,
+    /// Time allowed from accept to the end of negotiation.
+    pub handshake_timeout: Duration,
+    /// After shutdown, time given to open connections before they are closed.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_connections: 64,
+            max_inflight_bytes_per_conn: 64 << 20,
+            max_request_bytes: 32 << 20,
+            max_discard_bytes: 128 << 20,
+            max_option_bytes: 64 << 10,
+            handshake_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Check the values fit together; `Err` names the offending field.
+    pub fn validate(&self) -> Result<(), ServerError> {
+        let bad = |m: String| Err(ServerError::Config(m));
+        if self.max_connections == 0 {
+            return bad("max_connections must be at least 1".into());
+        }
+        if self.max_request_bytes < 4096 {
+            return bad(format!(
+                "max_request_bytes {} < 4096",
+                self.max_request_bytes
+            ));
+        }
+        if self.max_inflight_bytes_per_conn < self.max_request_bytes as usize {
+            return bad(format!(
+                "max_inflight_bytes_per_conn {} < max_request_bytes {}",
+                self.max_inflight_bytes_per_conn, self.max_request_bytes
+            ));
+        }
+        if self.max_inflight_bytes_per_conn > Semaphore::MAX_PERMITS {
+            return bad("max_inflight_bytes_per_conn is too large".into());
+        }
+        Ok(())
+    }
+}
+
+/// What every connection of one serve call shares.
+pub(crate) struct ConnContext {
+    pub config: Arc<ServerConfig>,
+    pub registry: Arc<dyn ExportRegistry>,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl ConnContext {
+    pub fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+}
+
+/// A listening socket the server can accept on.
+pub enum Listener {
+    /// TCP.
+    Tcp(TcpListener),
+    /// Unix domain socket.
+    Unix(UnixListener),
+}
+
+/// The NBD server. Cheap to clone; one instance can serve several listeners.
+#[derive(Clone)]
+pub struct Server {
+    config: Arc<ServerConfig>,
+    conn_ids: Arc<AtomicU64>,
+}
+
+impl Server {
+    /// A server with the given limits.
+    pub fn new(config: ServerConfig) -> Result<Server, ServerError> {
+        config.validate()?;
+        Ok(Server {
+            config: Arc::new(config),
+            conn_ids: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// The limits in force.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// Serve a TCP listener until `shutdown` completes and connections drain.
+    pub async fn serve_tcp(
+        &self,
+        listener: TcpListener,
+        registry: Arc<dyn ExportRegistry>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), ServerError> {
+        self.serve(Listener::Tcp(listener), registry, shutdown)
+            .await
+    }
+
+    /// Serve a unix-socket listener until `shutdown` completes and connections drain.
+    pub async fn serve_unix(
+        &self,
+        listener: UnixListener,
+        registry: Arc<dyn ExportRegistry>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), ServerError> {
+        self.serve(Listener::Unix(listener), registry, shutdown)
+            .await
+    }
+
+    /// Serve any listener (see [`crate::listener_from_systemd_env`]).
+    pub async fn serve(
+        &self,
+        listener: Listener,
+        registry: Arc<dyn ExportRegistry>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), ServerError> {
+        let (sd_tx, sd_rx) = watch::channel(false);
+        let slots = Arc::new(Semaphore::new(self.config.max_connections));
+        let mut tasks = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                res = accept(&listener) => match res {
+                    Ok((stream, peer)) => {
+                        let Ok(slot) = slots.clone().try_acquire_owned() else {
+                            warn!(%peer, limit = self.config.max_connections,
+                                "connection limit reached; closing new connection");
+                            continue;
+                        };
+                        let ctx = ConnContext {
+                            config: self.config.clone(),
+                            registry: registry.clone(),
+                            shutdown: sd_rx.clone(),
+                        };
+                        let id = self.conn_ids.fetch_add(1, Ordering::Relaxed);
+                        let span = info_span!("nbd_conn", id, %peer);
+                        tasks.spawn(async move {
+                            let _slot = slot;
+                            match stream {
+                                Stream::Tcp(s) => {
+                                    let _ = s.set_nodelay(true);
+                                    connection(s, &ctx).await
+                                }
+                                Stream::Unix(s) => connection(s, &ctx).await,
+                            }
+                        }.instrument(span));
+                    }
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+            }
+        }
+        drop(listener);
+        let open = tasks.len();
+        info!(open, "NBD server shutting down: no new connections");
+        let _ = sd_tx.send(true);
+        let drain = async { while tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(self.config.shutdown_grace, drain)
+            .await
+            .is_err()
+        {
+            warn!(
+                open = tasks.len(),
+                "closing connections still open after the grace period"
+            );
+            tasks.shutdown().await;
+        }
+        Ok(())
+    }
+
+    /// Serve one already-connected stream (stdin/stdout mode, inetd-style
+    /// sockets, tests) until the client disconnects.
+    pub async fn serve_stream<S>(
+        &self,
+        stream: S,
+        registry: Arc<dyn ExportRegistry>,
+    ) -> Result<(), ServerError>
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin,
+    {
+        let (_never, sd_rx) = watch::channel(false);
+        let ctx = ConnContext {
+            config: self.config.clone(),
+            registry,
+            shutdown: sd_rx,
+        };
+        let id = self.conn_ids.fetch_add(1, Ordering::Relaxed);
+        connection(stream, &ctx)
+            .instrument(info_span!("nbd_conn", id, peer = "stream"))
+            .await
+    }
+
+    /// Serve the protocol on this process's stdin and stdout (`nbdkit -s`
+    /// style, for `h.connect_command` and fuzzing). Logs must not go to stdout.
+    pub async fn serve_stdio(&self, registry: Arc<dyn ExportRegistry>) -> Result<(), ServerError> {
+        let stream = tokio::io::join(tokio::io::stdin(), tokio::io::stdout());
+        self.serve_stream(stream, registry).await
+    }
+}
+
+enum Stream {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+async fn accept(listener: &Listener) -> std::io::Result<(Stream, String)> {
+    match listener {
+        Listener::Tcp(l) => {
+            let (s, addr) = l.accept().await?;
+            Ok((Stream::Tcp(s), addr.to_string()))
+        }
+        Listener::Unix(l) => {
+            let (s, _) = l.accept().await?;
+            Ok((Stream::Unix(s), "unix".to_string()))
+        }
+    }
+}
+
+/// One connection from greeting to close. Errors are logged here.
+async fn connection<S>(stream: S, ctx: &ConnContext) -> Result<(), ServerError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (r, mut w) = tokio::io::split(stream);
+    let mut r = BufReader::with_capacity(256 * 1024, r);
+    let negotiated =
+        match tokio::time::timeout(ctx.config.handshake_timeout, negotiate(&mut r, &mut w, ctx))
+            .await
+        {
+            Ok(res) => res,
+            Err(_) => Err(ServerError::HandshakeTimeout),
+        };
+    let session = match negotiated {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            debug!("negotiation ended without an export");
+            return Ok(());
+        }
+        Err(e) => {
+            log_end(&e, "handshake");
+            return Err(e);
+        }
+    };
+    info!(export = %session.name, size = session.size, structured = session.structured,
+        tflags = format_args!("0x{:x}", session.tflags), "transmission started");
+    let res = transmit(r, w, session, ctx).await;
+    match &res {
+        Ok(()) => debug!("connection closed"),
+        Err(e) => log_end(e, "transmission"),
+    }
+    res
+}
+
+fn log_end(e: &ServerError, phase: &str) {
+    match e {
+        ServerError::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            info!(phase, "client disconnected mid-message")
+        }
+        _ => warn!(phase, error = %e, "connection closed on error"),
+    }
+}

@@ -1,0 +1,198 @@
+//! The transmission phase of one connection: read requests, run them on
+//! the blocking pool, hand the replies to the writer.
+//!
+//! Invariants:
+//! - A WRITE payload is always consumed in full before its reply (an
+//!   oversize one is read and discarded, an absurd one drops the connection),
+//!   so the request stream never desynchronises.
+//! - Before reading a payload or starting an export call, the reader takes
+//!   permits worth the request's bytes from the connection's in-flight
+//!   budget; the permits come back only after the reply is written. When the
+//!   budget is spent the reader stops reading: backpressure, not buffering.
+//! - Replies go out in completion order, not request order.
+//! - After DISC, EOF or a protocol violation the reader stops; requests
+//!   already started still finish and their replies are still written.
+//! - Once the server shuts down, new requests get ESHUTDOWN.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::sync::mpsc::{self, UnboundedSender};
+use tokio::sync::Semaphore;
+use tracing::{debug, error, info, warn};
+
+use crate::negotiate::{discard, Session};
+use crate::ops::{self, cmd_name, ReqInfo};
+use crate::proto::{self, cmd, errno, REQUEST_HEADER_BYTES};
+use crate::server::ConnContext;
+use crate::writer::{self, Outgoing, Reply};
+use crate::ServerError;
+
+/// Budget charged per request on top of its data bytes.
+const REQUEST_OVERHEAD_BYTES: u32 = 512;
+
+/// Serve requests until the client disconnects or the connection breaks.
+pub(crate) async fn transmit<R, W>(
+    r: R,
+    w: W,
+    session: Session,
+    ctx: &ConnContext,
+) -> Result<(), ServerError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let (tx, rx) = mpsc::unbounded_channel();
+    let budget = Arc::new(Semaphore::new(ctx.config.max_inflight_bytes_per_conn));
+    let reader = read_loop(r, tx, &session, ctx, budget);
+    let writer = writer::run(w, rx);
+    tokio::pin!(reader, writer);
+    tokio::select! {
+        res = &mut reader => {
+            // The reader dropped its sender; the writer ends once every
+            // started request has replied.
+            let wres = writer.await;
+            res?;
+            wres.map_err(ServerError::Io)
+        }
+        wres = &mut writer => {
+            // The reader still holds a sender, so the writer only ends on error.
+            wres.map_err(ServerError::Io)?;
+            Err(ServerError::Protocol("writer stopped early".into()))
+        }
+    }
+}
+
+/// Read a request header; `Ok(false)` on a clean EOF before its first byte.
+async fn read_header<R: AsyncRead + Unpin>(
+    r: &mut R,
+    buf: &mut [u8; REQUEST_HEADER_BYTES],
+) -> Result<bool, ServerError> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let n = r.read(&mut buf[filled..]).await?;
+        if n == 0 {
+            if filled == 0 {
+                return Ok(false);
+            }
+            return Err(ServerError::Protocol(format!(
+                "client disconnected after {filled} bytes of a request header"
+            )));
+        }
+        filled += n;
+    }
+    Ok(true)
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(
+    mut r: R,
+    tx: UnboundedSender<Outgoing>,
+    s: &Session,
+    ctx: &ConnContext,
+    budget: Arc<Semaphore>,
+) -> Result<(), ServerError> {
+    let mut hdr = [0u8; REQUEST_HEADER_BYTES];
+    let budget_total = ctx
+        .config
+        .max_inflight_bytes_per_conn
+        .min(u32::MAX as usize) as u32;
+    loop {
+        if !read_header(&mut r, &mut hdr).await? {
+            info!("client closed the connection without DISC");
+            return Ok(());
+        }
+        let h = proto::parse_request(&hdr).map_err(|magic| {
+            warn!(
+                magic = format_args!("0x{magic:08x}"),
+                "bad request magic; closing"
+            );
+            ServerError::Protocol(format!("bad request magic 0x{magic:08x}"))
+        })?;
+        if h.kind == cmd::DISC {
+            debug!("DISC: finishing requests in flight, then closing");
+            return Ok(());
+        }
+        let info = ReqInfo {
+            cookie: h.cookie,
+            kind: h.kind,
+            structured: s.structured,
+            min_block: s.block_size.min,
+        };
+        let payload_len = if h.kind == cmd::WRITE { h.length } else { 0 };
+        let send = |reply: Reply| {
+            // A send fails only when the writer is gone; the connection is ending.
+            let _ = tx.send(Outgoing {
+                reply,
+                permit: None,
+            });
+        };
+        if payload_len > s.block_size.max && payload_len > ctx.config.max_discard_bytes {
+            warn!(len = payload_len, "absurd WRITE length; closing");
+            return Err(ServerError::Protocol(format!(
+                "WRITE of {payload_len} bytes exceeds the discard limit"
+            )));
+        }
+        let op = match ops::validate(&h, s) {
+            Ok(op) => op,
+            Err((e, message)) => {
+                warn!(cookie = h.cookie, command = cmd_name(h.kind), errno = e, %message, "request refused");
+                discard(&mut r, u64::from(payload_len)).await?;
+                send(ops::error_reply(&info, e, message));
+                continue;
+            }
+        };
+        if ctx.is_shutting_down() {
+            debug!(cookie = h.cookie, "request during shutdown: ESHUTDOWN");
+            discard(&mut r, u64::from(payload_len)).await?;
+            send(ops::error_reply(
+                &info,
+                errno::ESHUTDOWN,
+                "server shutting down".into(),
+            ));
+            continue;
+        }
+        let data_len = match op {
+            ops::Op::Read { len, .. } => len,
+            _ => payload_len,
+        };
+        let cost = data_len
+            .saturating_add(REQUEST_OVERHEAD_BYTES)
+            .min(budget_total);
+        let permit = match budget.clone().acquire_many_owned(cost).await {
+            Ok(p) => p,
+            Err(_) => return Err(ServerError::Protocol("in-flight budget closed".into())),
+        };
+        let mut payload = Vec::new();
+        if payload_len > 0 {
+            payload = vec![0u8; payload_len as usize];
+            if let Err(e) = r.read_exact(&mut payload).await {
+                warn!(
+                    cookie = h.cookie,
+                    len = payload_len,
+                    "client disconnected in a WRITE payload"
+                );
+                return Err(e.into());
+            }
+        }
+        let export = s.export.clone();
+        let tx = tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let reply = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                ops::execute(op, &export, payload, info)
+            }))
+            .unwrap_or_else(|_| {
+                error!(
+                    cookie = info.cookie,
+                    command = cmd_name(info.kind),
+                    "export panicked"
+                );
+                ops::error_reply(&info, errno::EIO, "internal error in the export".into())
+            });
+            let _ = tx.send(Outgoing {
+                reply,
+                permit: Some(permit),
+            });
+        });
+    }
+}
