@@ -1,0 +1,315 @@
+//! The JSON documents of the control API, shared by the server handlers and
+//! the CLI client so that both sides agree on every field name.
+//!
+//! Field names are part of the public contract (../shared/docs/cli.md):
+//! `map show --json` carries at least `id, source, target, type,
+//! incremental, state, progress_percent, copy_rate, clean_rate, cascade`.
+
+use serde::{Deserialize, Serialize};
+
+/// Body of every error answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// What was wrong, one line.
+    pub error: String,
+    /// Machine-readable kind, e.g. `unknown_volume`, `bad_extent`, `wrong_state`.
+    pub kind: String,
+}
+
+/// `GET /health`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Health {
+    /// `ok` while the subsystem serves I/O.
+    pub status: String,
+    /// Subsystem id.
+    pub subsystem: String,
+    /// firmware-sim version.
+    pub version: String,
+    /// Seconds since boot.
+    pub uptime_s: u64,
+    /// Number of volumes.
+    pub volumes: usize,
+    /// NBD listen address(es), as URIs without an export name.
+    pub nbd: Vec<String>,
+}
+
+/// One volume (`GET /volumes`, `GET /volumes/{id}`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VolumeInfo {
+    /// Volume id, also the NBD export name.
+    pub id: String,
+    /// Device model, e.g. `3390-3` or `fb:1G`.
+    pub model: String,
+    /// Size in bytes.
+    pub size_bytes: u64,
+    /// Number of tracks.
+    pub tracks: u64,
+    /// Bytes per track.
+    pub track_size_bytes: u64,
+    /// True for a CKD (3390) volume.
+    pub ckd: bool,
+    /// Mappings this volume is the source or target of.
+    #[serde(default)]
+    pub mappings: Vec<u32>,
+    /// The NBD URI of its export, when the daemon serves TCP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbd_uri: Option<String>,
+}
+
+/// `POST /volumes`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateVolume {
+    /// New volume id.
+    pub id: String,
+    /// Device model.
+    pub model: String,
+}
+
+/// One mapping (`GET /mappings`, `GET /mappings/{id}`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MapInfo {
+    /// Map id.
+    pub id: u32,
+    /// Source volume.
+    pub source: String,
+    /// Target volume.
+    pub target: String,
+    /// `full` or `nocopy`.
+    #[serde(rename = "type")]
+    pub copy_type: String,
+    /// Incremental (keeps its bitmaps after the copy completes).
+    pub incremental: bool,
+    /// FlashCopy state name (`idle_or_copied`, `copying`, ...).
+    pub state: String,
+    /// Share of grains on the target, 0-100.
+    pub progress_percent: f64,
+    /// Background copy rate, SVC 0-150 scale.
+    pub copy_rate: u8,
+    /// Cleaning rate, SVC 0-150 scale.
+    pub clean_rate: u8,
+    /// The cascade the map belongs to (its order, head first), if started.
+    pub cascade: Option<CascadeInfo>,
+    /// Extents of the source the map covers (`all` for the whole volume).
+    pub extents: String,
+    /// Consistency group, if any.
+    #[serde(default)]
+    pub group: Option<u32>,
+    /// Grains in the map.
+    #[serde(default)]
+    pub grains_total: u64,
+    /// Grains already on the target (split bitmap set).
+    #[serde(default)]
+    pub grains_split: u64,
+    /// Grains written since the start (incremental difference bitmap).
+    #[serde(default)]
+    pub grains_changed: u64,
+}
+
+/// `POST /mappings`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CreateMap {
+    /// Source volume.
+    pub source: String,
+    /// Target volume.
+    pub target: String,
+    /// `full` or `nocopy`.
+    #[serde(rename = "type")]
+    pub copy_type: String,
+    /// Keep bitmaps for incremental refresh.
+    #[serde(default)]
+    pub incremental: bool,
+    /// `CCHH-CCHH,...` (CKD) or `FIRST-LAST,...` tracks (FB); absent = whole volume.
+    #[serde(default)]
+    pub extent: Option<String>,
+    /// Background copy rate 0-150.
+    #[serde(default)]
+    pub copy_rate: Option<u8>,
+    /// Cleaning rate 0-150.
+    #[serde(default)]
+    pub clean_rate: Option<u8>,
+    /// Requested map id.
+    #[serde(default)]
+    pub id: Option<u32>,
+}
+
+/// `POST /mappings/{id}/stop` and `DELETE /mappings/{id}?force=true`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ForceFlag {
+    /// Force (stop: skip cleaning, dependants stop too).
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// One cascade (`GET /cascades`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CascadeInfo {
+    /// `full` or `nocopy`.
+    #[serde(rename = "type")]
+    pub copy_type: String,
+    /// Volumes, head (cascade source) first.
+    pub order: Vec<String>,
+    /// Maps linking neighbours, in order.
+    #[serde(default)]
+    pub maps: Vec<u32>,
+}
+
+/// One consistency group (`GET /groups`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupInfo {
+    /// Group id.
+    pub id: u32,
+    /// Member maps.
+    pub maps: Vec<u32>,
+}
+
+/// `POST /groups`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateGroup {
+    /// Group id.
+    pub id: u32,
+    /// Member maps.
+    pub maps: Vec<u32>,
+}
+
+/// Answer of an action (`POST .../start`, `DELETE ...`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ActionDone {
+    /// What was done, one line.
+    pub message: String,
+}
+
+/// `POST /sessions`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StartSession {
+    /// Logical session id.
+    pub id: String,
+    /// `VOL:CCHH-CCHH[,...]` (FB: `VOL:FIRST-LAST`); a range without `VOL:`
+    /// belongs to the previous volume.
+    pub extent: String,
+    /// Target volume.
+    pub target: String,
+    /// Backup program that owns the session.
+    #[serde(default)]
+    pub program: Option<String>,
+}
+
+/// One source volume of a session part.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionVolume {
+    /// Source volume.
+    pub volume: String,
+    /// Protected extents, in the volume's text form.
+    pub extents: String,
+}
+
+/// One subsystem's physical session of a logical session.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionPart {
+    /// Subsystem id.
+    pub subsystem: String,
+    /// Physical session id on that subsystem.
+    pub phys: u64,
+    /// Protected source volumes.
+    pub volumes: Vec<SessionVolume>,
+    /// Tracks on the target, when the subsystem reports it.
+    pub copied_tracks: Option<u64>,
+    /// Tracks in the domain, when the subsystem reports it.
+    pub total_tracks: Option<u64>,
+}
+
+/// One backup copy session (`GET /sessions`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionInfo {
+    /// Logical session id.
+    pub id: String,
+    /// Backup program.
+    pub program: Option<String>,
+    /// `active`, `completed`, `terminated` or `resumed`.
+    pub state: String,
+    /// Why it was terminated (`ipl`, `rm-restart`, `abend`, `reset-mismatch`, ...).
+    pub reason: Option<String>,
+    /// Per subsystem.
+    pub parts: Vec<SessionPart>,
+    /// Copy progress over all parts that answered, 0-100.
+    pub progress_percent: Option<f64>,
+}
+
+/// One decision of an event.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DecisionInfo {
+    /// Logical session id.
+    pub session: String,
+    /// Backup program.
+    pub program: Option<String>,
+    /// `resumed`, `terminated` or `untouched`.
+    pub outcome: String,
+    /// Termination reason when terminated.
+    pub reason: Option<String>,
+    /// Whether this event changed anything for the session.
+    pub acted: bool,
+    /// Why, in words.
+    pub why: String,
+}
+
+/// A physical session without an open activity row that an event withdrew.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OrphanInfo {
+    /// Subsystem id.
+    pub subsystem: String,
+    /// Physical session id.
+    pub phys: u64,
+    /// The logical session it belonged to.
+    pub owner: String,
+}
+
+/// Answer of `POST /events/{event}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventReport {
+    /// The event, e.g. `ipl` or `abend of program X`.
+    pub event: String,
+    /// Per session examined.
+    pub decisions: Vec<DecisionInfo>,
+    /// Orphan physical sessions withdrawn.
+    pub orphans: Vec<OrphanInfo>,
+    /// What else the event did (IPL replay outcome, maps restored), one line each.
+    #[serde(default)]
+    pub notes: Vec<String>,
+}
+
+/// Body of `POST /events/{event}`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct EventRequest {
+    /// Program name (`abend`).
+    #[serde(default)]
+    pub program: Option<String>,
+    /// Lose volatile state (`reset`).
+    #[serde(default)]
+    pub lose_volatile: bool,
+}
+
+/// One activity-table entry, decoded (`GET /tables`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TableEntryInfo {
+    /// Which table: the subsystem id or a volume id.
+    pub table: String,
+    /// Sequence number in that table.
+    pub seq: u64,
+    /// Logical session id.
+    pub session_id: String,
+    /// Physical session id.
+    pub phys_session_id: u64,
+    /// Subsystem id.
+    pub subsystem: String,
+    /// Volume.
+    pub volume: String,
+    /// Extents in the volume's text form.
+    pub extents: String,
+    /// `initiated`, `completed`, `terminated` or `resumed`.
+    pub status: String,
+    /// Termination reason, if terminated.
+    pub reason: Option<String>,
+    /// Backup program.
+    pub program: Option<String>,
+    /// Wall-clock time of the entry, Unix milliseconds.
+    pub time_unix_ms: u64,
+}

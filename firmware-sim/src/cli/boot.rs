@@ -1,0 +1,78 @@
+//! `firmware-sim boot` and `firmware-sim serve-stdio`: argument parsing and
+//! hand-off to [`crate::daemon`].
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::daemon::{self, BootPlan};
+use crate::error::CliError;
+
+/// `boot [--config FILE] [--data-dir DIR] [--nbd ADDR] [--api ADDR]`.
+#[derive(Debug, Args)]
+pub struct BootArgs {
+    /// Subsystem configuration (TOML); default: the embedded one.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory (created; reusing it is an IPL).
+    #[arg(long, value_name = "DIR", default_value = "./firmware-sim-data")]
+    pub data_dir: PathBuf,
+    /// NBD TCP address (default: the config's, else 127.0.0.1:10809; port 0 = any free port).
+    #[arg(long, value_name = "ADDR")]
+    pub nbd: Option<String>,
+    /// Also (or, without --nbd, only) serve NBD on this unix socket.
+    #[arg(long, value_name = "PATH")]
+    pub nbd_unix: Option<PathBuf>,
+    /// Control API address (default: the config's, else 127.0.0.1:10810; port 0 = any free port).
+    #[arg(long, value_name = "ADDR")]
+    pub api: Option<String>,
+    /// Do not serve the control API (e.g. under socket activation).
+    #[arg(long, conflicts_with = "api")]
+    pub no_api: bool,
+}
+
+/// `serve-stdio --data-dir DIR --export VOL`.
+#[derive(Debug, Args)]
+pub struct ServeStdioArgs {
+    /// Subsystem configuration (TOML); default: the embedded one.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory (created; reusing it is an IPL).
+    #[arg(long, value_name = "DIR", default_value = "./firmware-sim-data")]
+    pub data_dir: PathBuf,
+    /// Volume served (the export an empty export name selects); all volumes stay listed.
+    #[arg(long, value_name = "VOL")]
+    pub export: Option<String>,
+}
+
+/// Runs `boot`.
+pub fn run(a: BootArgs) -> Result<(), CliError> {
+    let plan = BootPlan {
+        config_file: a.config,
+        data_dir: a.data_dir,
+        nbd_tcp: a.nbd,
+        nbd_unix: a.nbd_unix,
+        api: a.api,
+        no_api: a.no_api,
+    };
+    runtime()?.block_on(daemon::boot(plan))
+}
+
+/// Runs `serve-stdio`.
+pub fn run_stdio(a: ServeStdioArgs) -> Result<(), CliError> {
+    runtime()?.block_on(daemon::serve_stdio(a.config_file(), a.data_dir, a.export))
+}
+
+impl ServeStdioArgs {
+    fn config_file(&self) -> Option<PathBuf> {
+        self.config.clone()
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("firmware-sim")
+        .build()
+        .map_err(|e| CliError::failed("cannot start the async runtime", e))
+}

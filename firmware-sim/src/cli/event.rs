@@ -1,0 +1,99 @@
+//! `firmware-sim event ipl|rm-restart|abend|reset`: each prints the decisions
+//! taken, per session.
+
+use clap::{Args, Subcommand};
+
+use super::ClientOpts;
+use crate::api::model::{EventReport, EventRequest};
+use crate::error::CliError;
+use crate::output::emit;
+
+/// `event` and its options.
+#[derive(Debug, Args)]
+pub struct EventCmd {
+    #[command(flatten)]
+    client: ClientOpts,
+    #[command(subcommand)]
+    verb: EventVerb,
+}
+
+#[derive(Debug, Subcommand)]
+enum EventVerb {
+    /// Restart the subsystem and replay its activity tables.
+    Ipl,
+    /// Restart the resource manager only.
+    RmRestart,
+    /// Abnormal end of a backup program.
+    Abend {
+        /// The program.
+        #[arg(long)]
+        program: String,
+    },
+    /// Controller warmstart.
+    Reset {
+        /// Lose volatile state (sessions must then be checked against the tables).
+        #[arg(long)]
+        lose_volatile: bool,
+    },
+}
+
+/// Runs an `event` verb.
+pub fn run(cmd: EventCmd) -> Result<(), CliError> {
+    let c = cmd.client.client();
+    let (name, body) = match cmd.verb {
+        EventVerb::Ipl => ("ipl", EventRequest::default()),
+        EventVerb::RmRestart => ("rm-restart", EventRequest::default()),
+        EventVerb::Abend { program } => (
+            "abend",
+            EventRequest {
+                program: Some(program),
+                lose_volatile: false,
+            },
+        ),
+        EventVerb::Reset { lose_volatile } => (
+            "reset",
+            EventRequest {
+                program: None,
+                lose_volatile,
+            },
+        ),
+    };
+    let report: EventReport = c.post(&format!("/events/{name}"), &body)?;
+    emit(cmd.client.json, &report, print_report)
+}
+
+/// Prints an event report: one line per session the event concerned.
+pub fn print_report(r: &EventReport) {
+    println!("event: {}", r.event);
+    for n in &r.notes {
+        println!("  {n}");
+    }
+    let mut untouched = 0;
+    for d in &r.decisions {
+        if d.outcome == "untouched" && !d.acted {
+            untouched += 1;
+            continue;
+        }
+        let outcome = match &d.reason {
+            Some(reason) => format!("{} ({reason})", d.outcome),
+            None => d.outcome.clone(),
+        };
+        let program = d.program.as_deref().unwrap_or("-");
+        println!(
+            "  session {} (program {program}): {outcome}: {}",
+            d.session, d.why
+        );
+    }
+    for o in &r.orphans {
+        println!(
+            "  orphan physical session {} of {} on {} withdrawn",
+            o.phys, o.owner, o.subsystem
+        );
+    }
+    if untouched > 0 {
+        println!("  {untouched} other session(s) untouched");
+    }
+    if r.decisions.is_empty() && r.orphans.is_empty() {
+        println!("  no sessions");
+    }
+}

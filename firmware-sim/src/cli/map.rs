@@ -1,0 +1,314 @@
+//! `firmware-sim map create|start|prepare|stop|delete|list|show|wait|restore`.
+
+use std::time::{Duration, Instant};
+
+use clap::{Args, Subcommand, ValueEnum};
+
+use super::ClientOpts;
+use crate::api::model::{ActionDone, CreateMap, ForceFlag, MapInfo};
+use crate::client::ApiClient;
+use crate::error::CliError;
+use crate::output::{emit, Table};
+
+/// `map` and its options.
+#[derive(Debug, Args)]
+pub struct MapCmd {
+    #[command(flatten)]
+    client: ClientOpts,
+    #[command(subcommand)]
+    verb: MapVerb,
+}
+
+/// Copy type of a mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CopyTypeArg {
+    /// Background copy of every grain.
+    Full,
+    /// Copy-on-write only.
+    Nocopy,
+}
+
+impl CopyTypeArg {
+    fn name(self) -> &'static str {
+        match self {
+            CopyTypeArg::Full => "full",
+            CopyTypeArg::Nocopy => "nocopy",
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum MapVerb {
+    /// Create a mapping (state idle_or_copied until started).
+    Create {
+        /// Source volume.
+        #[arg(long)]
+        source: String,
+        /// Target volume.
+        #[arg(long)]
+        target: String,
+        /// Copy type.
+        #[arg(long = "type", value_enum)]
+        copy_type: CopyTypeArg,
+        /// Keep bitmaps so a later start copies only what changed.
+        #[arg(long)]
+        incremental: bool,
+        /// Extents of the source: CCHH-CCHH,... (CKD) or FIRST-LAST,... tracks (FB).
+        #[arg(long, value_name = "CCHH-CCHH,...")]
+        extent: Option<String>,
+        /// Background copy rate, SVC 0-150 scale (0 = no background copy).
+        #[arg(long, value_parser = clap::value_parser!(u8).range(0..=150))]
+        copy_rate: Option<u8>,
+        /// Cleaning rate, SVC 0-150 scale.
+        #[arg(long, value_parser = clap::value_parser!(u8).range(0..=150))]
+        clean_rate: Option<u8>,
+        /// Map id (default: the lowest free one).
+        #[arg(long)]
+        id: Option<u32>,
+    },
+    /// Start a mapping: its point in time is now.
+    Start {
+        /// Map id.
+        id: u32,
+    },
+    /// Prepare a mapping (flush the source) so a later start is instant.
+    Prepare {
+        /// Map id.
+        id: u32,
+    },
+    /// Stop a mapping; cleans dependants first (state stopping).
+    Stop {
+        /// Map id.
+        id: u32,
+        /// Stop at once; dependants stop too.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Delete a mapping.
+    Delete {
+        /// Map id.
+        id: u32,
+        /// Delete even while copying (the target image is lost).
+        #[arg(long)]
+        force: bool,
+    },
+    /// List mappings.
+    List,
+    /// Show one mapping: state, progress %, cascade, bitmaps.
+    Show {
+        /// Map id.
+        id: u32,
+    },
+    /// Wait until a mapping is copied or stopped.
+    Wait {
+        /// Map id.
+        id: u32,
+        /// Show a progress bar on stderr.
+        #[arg(long)]
+        progress: bool,
+        /// Give up after this many seconds (default: wait forever).
+        #[arg(long, value_name = "SECONDS")]
+        timeout: Option<u64>,
+    },
+    /// Copy the target back onto the source (reverse mapping, started now).
+    Restore {
+        /// Map id.
+        id: u32,
+    },
+}
+
+/// Runs a `map` verb.
+pub fn run(cmd: MapCmd) -> Result<(), CliError> {
+    let c = cmd.client.client();
+    let json = cmd.client.json;
+    match cmd.verb {
+        MapVerb::Create {
+            source,
+            target,
+            copy_type,
+            incremental,
+            extent,
+            copy_rate,
+            clean_rate,
+            id,
+        } => {
+            let req = CreateMap {
+                source,
+                target,
+                copy_type: copy_type.name().into(),
+                incremental,
+                extent,
+                copy_rate,
+                clean_rate,
+                id,
+            };
+            let m: MapInfo = c.post("/mappings", &req)?;
+            emit(json, &m, |m| {
+                println!(
+                    "created map {} {} -> {} ({}{}), state {}",
+                    m.id,
+                    m.source,
+                    m.target,
+                    m.copy_type,
+                    if m.incremental { ", incremental" } else { "" },
+                    m.state
+                )
+            })
+        }
+        MapVerb::Start { id } => action(&c, json, id, "start", &ForceFlag::default()),
+        MapVerb::Prepare { id } => action(&c, json, id, "prepare", &ForceFlag::default()),
+        MapVerb::Stop { id, force } => action(&c, json, id, "stop", &ForceFlag { force }),
+        MapVerb::Restore { id } => {
+            let m: MapInfo = c.post(&format!("/mappings/{id}/restore"), &ForceFlag::default())?;
+            emit(json, &m, |m| {
+                println!(
+                    "restoring with map {}: {} -> {}, state {}",
+                    m.id, m.source, m.target, m.state
+                )
+            })
+        }
+        MapVerb::Delete { id, force } => {
+            let done: ActionDone = c.delete(&format!("/mappings/{id}?force={force}"))?;
+            emit(json, &done, |d| println!("{}", d.message))
+        }
+        MapVerb::List => {
+            let maps: Vec<MapInfo> = c.get("/mappings")?;
+            emit(json, &maps, |maps| print_maps(maps))
+        }
+        MapVerb::Show { id } => {
+            let m: MapInfo = c.get(&format!("/mappings/{id}"))?;
+            emit(json, &m, print_map)
+        }
+        MapVerb::Wait {
+            id,
+            progress,
+            timeout,
+        } => {
+            let m = wait(&c, id, progress, timeout.map(Duration::from_secs))?;
+            emit(json, &m, |m| {
+                println!("map {} {} ({:.1}%)", m.id, m.state, m.progress_percent)
+            })
+        }
+    }
+}
+
+fn action(
+    c: &ApiClient,
+    json: bool,
+    id: u32,
+    verb: &str,
+    body: &ForceFlag,
+) -> Result<(), CliError> {
+    let m: MapInfo = c.post(&format!("/mappings/{id}/{verb}"), body)?;
+    emit(json, &m, |m| {
+        println!(
+            "map {} {}: state {} ({:.1}%)",
+            m.id, verb, m.state, m.progress_percent
+        )
+    })
+}
+
+/// States in which a map no longer changes by itself.
+fn settled(m: &MapInfo) -> bool {
+    matches!(m.state.as_str(), "idle_or_copied" | "stopped")
+}
+
+fn wait(
+    c: &ApiClient,
+    id: u32,
+    progress: bool,
+    timeout: Option<Duration>,
+) -> Result<MapInfo, CliError> {
+    let started = Instant::now();
+    let bar = progress.then(|| {
+        let bar = indicatif::ProgressBar::new(100);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{spinner} map {prefix} {msg:>14} [{bar:40}] {pos:>3}% ({elapsed})",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_prefix(id.to_string());
+        bar
+    });
+    loop {
+        let m: MapInfo = c.get(&format!("/mappings/{id}"))?;
+        if let Some(bar) = &bar {
+            bar.set_message(m.state.clone());
+            bar.set_position(m.progress_percent.floor() as u64);
+        }
+        if settled(&m) {
+            if let Some(bar) = &bar {
+                bar.finish();
+            }
+            return Ok(m);
+        }
+        if m.state == "copying" && m.copy_rate == 0 && m.progress_percent < 100.0 {
+            if let Some(bar) = &bar {
+                bar.abandon();
+            }
+            return Err(CliError::Usage(format!(
+                "map {id} is copying with copy rate 0: it will never finish; \
+                 stop it or recreate it with --copy-rate"
+            )));
+        }
+        if let Some(t) = timeout {
+            if started.elapsed() >= t {
+                if let Some(bar) = &bar {
+                    bar.abandon();
+                }
+                return Err(CliError::Failed(format!(
+                    "map {id} still {} ({:.1}%) after {}s",
+                    m.state,
+                    m.progress_percent,
+                    t.as_secs()
+                )));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn print_maps(maps: &[MapInfo]) {
+    let mut t = Table::new(&[
+        "ID", "SOURCE", "TARGET", "TYPE", "INCR", "STATE", "PROGRESS", "COPY", "CLEAN", "GROUP",
+    ]);
+    for m in maps {
+        t.row(vec![
+            m.id.to_string(),
+            m.source.clone(),
+            m.target.clone(),
+            m.copy_type.clone(),
+            if m.incremental { "yes" } else { "no" }.into(),
+            m.state.clone(),
+            format!("{:.1}%", m.progress_percent),
+            m.copy_rate.to_string(),
+            m.clean_rate.to_string(),
+            m.group.map(|g| g.to_string()).unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    t.print();
+}
+
+fn print_map(m: &MapInfo) {
+    println!("id:          {}", m.id);
+    println!("source:      {}", m.source);
+    println!("target:      {}", m.target);
+    println!("type:        {}", m.copy_type);
+    println!("incremental: {}", m.incremental);
+    println!("extents:     {}", m.extents);
+    println!("state:       {}", m.state);
+    println!("progress:    {:.1}%", m.progress_percent);
+    println!("copy rate:   {}", m.copy_rate);
+    println!("clean rate:  {}", m.clean_rate);
+    if let Some(g) = m.group {
+        println!("group:       {g}");
+    }
+    match &m.cascade {
+        Some(c) => println!("cascade:     {} {}", c.copy_type, c.order.join(" -> ")),
+        None => println!("cascade:     -"),
+    }
+    println!(
+        "bitmaps:     {} of {} grains split, {} changed",
+        m.grains_split, m.grains_total, m.grains_changed
+    );
+}

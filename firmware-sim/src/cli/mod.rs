@@ -1,0 +1,111 @@
+//! The command line: one clap-derive tree whose verbs and flags are exactly
+//! the public names of `docs/CLI.md` (../shared/docs/cli.md). Client verbs are
+//! thin wrappers over the control API ([`crate::client`]); each noun lives in
+//! its own module with its argument structs and its `run` function.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+pub mod boot;
+pub mod cascade;
+pub mod event;
+pub mod group;
+pub mod map;
+pub mod offline;
+pub mod session;
+pub mod table;
+pub mod volume;
+
+use crate::client::ApiClient;
+use crate::error::CliError;
+
+/// Default control API address (`--api`).
+pub const DEFAULT_API: &str = "127.0.0.1:10810";
+/// Default NBD address (`boot --nbd`).
+pub const DEFAULT_NBD: &str = "127.0.0.1:10809";
+
+/// firmware-sim: a simulated disk-subsystem controller with time-zero copies,
+/// served over NBD and driven through a JSON control API.
+#[derive(Debug, Parser)]
+#[command(name = "firmware-sim", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Log format on stderr (RUST_LOG selects levels, default `info`).
+    #[arg(long, value_enum, default_value_t = LogFormat::Human, global = true)]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How log lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Options every client verb takes.
+#[derive(Debug, Clone, Args)]
+pub struct ClientOpts {
+    /// Control API address (HOST:PORT or http://HOST:PORT).
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_API, global = true)]
+    pub api: String,
+    /// Machine-readable output: one JSON document on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+impl ClientOpts {
+    /// A client for the configured API address.
+    pub fn client(&self) -> ApiClient {
+        ApiClient::new(&self.api)
+    }
+}
+
+/// The verbs.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the subsystem daemon: NBD exports and the control API.
+    Boot(boot::BootArgs),
+    /// Serve one volume over NBD on stdin/stdout (for `nbdsh` connect_command, fuzzing).
+    ServeStdio(boot::ServeStdioArgs),
+    /// Volumes (NBD exports).
+    Volume(volume::VolumeCmd),
+    /// Time-zero mappings (FlashCopy maps).
+    Map(map::MapCmd),
+    /// Cascades of mappings.
+    Cascade(cascade::CascadeCmd),
+    /// Consistency groups.
+    Group(group::GroupCmd),
+    /// Backup copy sessions (resource manager).
+    Session(session::SessionCmd),
+    /// Activity tables.
+    Table(table::TableCmd),
+    /// Subsystem events: IPL, resource-manager restart, abend, reset.
+    Event(event::EventCmd),
+    /// Run a scenario file and check its expected outcomes.
+    Replay(offline::ReplayArgs),
+    /// Seeded fault injection; one summary line per invariant.
+    FaultRun(offline::FaultRunArgs),
+    /// Offline metadata checker for a data directory.
+    Check(offline::CheckArgs),
+}
+
+/// Runs one parsed command line.
+pub fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Boot(a) => boot::run(a),
+        Command::ServeStdio(a) => boot::run_stdio(a),
+        Command::Volume(c) => volume::run(c),
+        Command::Map(c) => map::run(c),
+        Command::Cascade(c) => cascade::run(c),
+        Command::Group(c) => group::run(c),
+        Command::Session(c) => session::run(c),
+        Command::Table(c) => table::run(c),
+        Command::Event(c) => event::run(c),
+        Command::Replay(a) => offline::replay(a),
+        Command::FaultRun(a) => offline::fault_run(a),
+        Command::Check(a) => offline::check(a),
+    }
+}

@@ -1,0 +1,65 @@
+//! Offline verbs: `replay FILE`, `fault-run`, `check --data-dir DIR`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::error::CliError;
+
+/// `replay FILE`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Scenario file (TOML) with expected outcomes.
+    pub file: PathBuf,
+    /// Print the outcome as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `fault-run [--seed N] [--runs M] [--json]`.
+#[derive(Debug, Args)]
+pub struct FaultRunArgs {
+    /// First seed (default: random, printed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Number of runs (seeds seed, seed+1, ...).
+    #[arg(long, default_value_t = 100)]
+    pub runs: u64,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `check --data-dir DIR`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Data directory to check (the daemon must not be running on it).
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Print the findings as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `replay`.
+pub fn replay(a: ReplayArgs) -> Result<(), CliError> {
+    Err(CliError::Failed(format!(
+        "replay {}: the scenario runner (resource-manager run_scenario) is not in this build yet",
+        a.file.display()
+    )))
+}
+
+/// Runs `fault-run`.
+pub fn fault_run(_a: FaultRunArgs) -> Result<(), CliError> {
+    Err(CliError::Failed(
+        "fault-run: the fault simulator (crate sim) is not in this build yet".into(),
+    ))
+}
+
+/// Runs `check`.
+pub fn check(a: CheckArgs) -> Result<(), CliError> {
+    Err(CliError::Failed(format!(
+        "check {}: the metadata checker is not in this build yet",
+        a.data_dir.display()
+    )))
+}

@@ -1,0 +1,127 @@
+//! `firmware-sim session start|complete|list`.
+
+use clap::{Args, Subcommand};
+
+use super::volume::path_seg;
+use super::ClientOpts;
+use crate::api::model::{ForceFlag, SessionInfo, StartSession};
+use crate::error::CliError;
+use crate::output::{emit, Table};
+
+/// `session` and its options.
+#[derive(Debug, Args)]
+pub struct SessionCmd {
+    #[command(flatten)]
+    client: ClientOpts,
+    #[command(subcommand)]
+    verb: SessionVerb,
+}
+
+#[derive(Debug, Subcommand)]
+enum SessionVerb {
+    /// Start a backup copy session protecting source extents.
+    Start {
+        /// Logical session id.
+        #[arg(long)]
+        id: String,
+        /// VOL:CCHH-CCHH[,...] (FB volumes: VOL:FIRST_TRACK-LAST_TRACK).
+        #[arg(long, value_name = "VOL:CCHH-CCHH[,...]")]
+        extent: String,
+        /// Target volume receiving the time-zero image.
+        #[arg(long)]
+        target: String,
+        /// Backup program that owns the session.
+        #[arg(long)]
+        program: Option<String>,
+    },
+    /// Complete a session (its copy has finished).
+    Complete {
+        /// Logical session id.
+        session: String,
+    },
+    /// List sessions: id, physical ids, volumes, extents, state.
+    List,
+}
+
+/// Runs a `session` verb.
+pub fn run(cmd: SessionCmd) -> Result<(), CliError> {
+    let c = cmd.client.client();
+    let json = cmd.client.json;
+    match cmd.verb {
+        SessionVerb::Start {
+            id,
+            extent,
+            target,
+            program,
+        } => {
+            let req = StartSession {
+                id,
+                extent,
+                target,
+                program,
+            };
+            let s: SessionInfo = c.post("/sessions", &req)?;
+            emit(json, &s, |s| {
+                println!("session {} {}", s.id, s.state);
+                print_sessions(std::slice::from_ref(s));
+            })
+        }
+        SessionVerb::Complete { session } => {
+            let path = format!("/sessions/{}/complete", path_seg(&session)?);
+            let s: SessionInfo = c.post(&path, &ForceFlag::default())?;
+            emit(json, &s, |s| println!("session {} {}", s.id, s.state))
+        }
+        SessionVerb::List => {
+            let ss: Vec<SessionInfo> = c.get("/sessions")?;
+            emit(json, &ss, |ss| print_sessions(ss))
+        }
+    }
+}
+
+fn print_sessions(ss: &[SessionInfo]) {
+    let mut t = Table::new(&[
+        "ID",
+        "STATE",
+        "PROGRAM",
+        "SUBSYSTEM",
+        "PHYS",
+        "VOLUME",
+        "EXTENTS",
+        "PROGRESS",
+    ]);
+    for s in ss {
+        let state = match &s.reason {
+            Some(r) => format!("{} ({r})", s.state),
+            None => s.state.clone(),
+        };
+        let progress = s
+            .progress_percent
+            .map(|p| format!("{p:.1}%"))
+            .unwrap_or_else(|| "-".into());
+        let mut first = true;
+        for p in &s.parts {
+            for v in &p.volumes {
+                let lead = |x: String| if first { x } else { String::new() };
+                t.row(vec![
+                    lead(s.id.clone()),
+                    lead(state.clone()),
+                    lead(s.program.clone().unwrap_or_else(|| "-".into())),
+                    p.subsystem.clone(),
+                    p.phys.to_string(),
+                    v.volume.clone(),
+                    v.extents.clone(),
+                    lead(progress.clone()),
+                ]);
+                first = false;
+            }
+        }
+        if first {
+            t.row(vec![
+                s.id.clone(),
+                state,
+                s.program.clone().unwrap_or_else(|| "-".into()),
+            ]);
+        }
+    }
+    t.print();
+}

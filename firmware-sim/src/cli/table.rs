@@ -1,0 +1,66 @@
+//! `firmware-sim table show [--volume VOL]`.
+
+use clap::{Args, Subcommand};
+
+use super::volume::path_seg;
+use super::ClientOpts;
+use crate::api::model::TableEntryInfo;
+use crate::error::CliError;
+use crate::output::{emit, Table};
+
+/// `table` and its options.
+#[derive(Debug, Args)]
+pub struct TableCmd {
+    #[command(flatten)]
+    client: ClientOpts,
+    #[command(subcommand)]
+    verb: TableVerb,
+}
+
+#[derive(Debug, Subcommand)]
+enum TableVerb {
+    /// Activity-table entries, decoded (default: the subsystem table).
+    Show {
+        /// Show this volume's table instead.
+        #[arg(long)]
+        volume: Option<String>,
+    },
+}
+
+/// Runs a `table` verb.
+pub fn run(cmd: TableCmd) -> Result<(), CliError> {
+    let c = cmd.client.client();
+    match cmd.verb {
+        TableVerb::Show { volume } => {
+            let path = match &volume {
+                Some(v) => format!("/tables?volume={}", path_seg(v)?),
+                None => "/tables".to_string(),
+            };
+            let entries: Vec<TableEntryInfo> = c.get(&path)?;
+            emit(cmd.client.json, &entries, |es| {
+                let mut t = Table::new(&[
+                    "TABLE", "SEQ", "SESSION", "PHYS", "VOLUME", "EXTENTS", "STATUS", "PROGRAM",
+                    "TIME_MS",
+                ]);
+                for e in es {
+                    let status = match &e.reason {
+                        Some(r) => format!("{} ({r})", e.status),
+                        None => e.status.clone(),
+                    };
+                    t.row(vec![
+                        e.table.clone(),
+                        e.seq.to_string(),
+                        e.session_id.clone(),
+                        e.phys_session_id.to_string(),
+                        e.volume.clone(),
+                        e.extents.clone(),
+                        status,
+                        e.program.clone().unwrap_or_else(|| "-".into()),
+                        e.time_unix_ms.to_string(),
+                    ]);
+                }
+                t.print();
+            })
+        }
+    }
+}

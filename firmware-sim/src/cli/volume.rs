@@ -1,0 +1,103 @@
+//! `firmware-sim volume list|create|delete`.
+
+use clap::{Args, Subcommand};
+
+use super::ClientOpts;
+use crate::api::model::{ActionDone, CreateVolume, VolumeInfo};
+use crate::error::CliError;
+use crate::output::{emit, human_bytes, Table};
+
+/// `volume` and its options.
+#[derive(Debug, Args)]
+pub struct VolumeCmd {
+    #[command(flatten)]
+    client: ClientOpts,
+    #[command(subcommand)]
+    verb: VolumeVerb,
+}
+
+#[derive(Debug, Subcommand)]
+enum VolumeVerb {
+    /// List volumes (id, model, size, tracks, NBD URI).
+    List,
+    /// Create a volume.
+    Create {
+        /// Volume id (also its NBD export name).
+        #[arg(long)]
+        id: String,
+        /// Device model: 3390-1|3|9|27|54, 3390-A:<cylinders>, fb:<size>[:<track-size>].
+        #[arg(long)]
+        model: String,
+    },
+    /// Delete a volume (refused while in a mapping or session).
+    Delete {
+        /// Volume id.
+        id: String,
+    },
+}
+
+/// Runs a `volume` verb.
+pub fn run(cmd: VolumeCmd) -> Result<(), CliError> {
+    let c = cmd.client.client();
+    let json = cmd.client.json;
+    match cmd.verb {
+        VolumeVerb::List => {
+            let vols: Vec<VolumeInfo> = c.get("/volumes")?;
+            emit(json, &vols, |vols| print_volumes(vols))
+        }
+        VolumeVerb::Create { id, model } => {
+            let v: VolumeInfo = c.post("/volumes", &CreateVolume { id, model })?;
+            emit(json, &v, |v| {
+                println!(
+                    "created volume {} ({}, {})",
+                    v.id,
+                    v.model,
+                    human_bytes(v.size_bytes)
+                );
+                if let Some(uri) = &v.nbd_uri {
+                    println!("{uri}");
+                }
+            })
+        }
+        VolumeVerb::Delete { id } => {
+            let done: ActionDone = c.delete(&format!("/volumes/{}", path_seg(&id)?))?;
+            emit(json, &done, |d| println!("{}", d.message))
+        }
+    }
+}
+
+fn print_volumes(vols: &[VolumeInfo]) {
+    let mut t = Table::new(&["ID", "MODEL", "SIZE", "TRACKS", "MAPPINGS", "NBD URI"]);
+    for v in vols {
+        let maps = v
+            .mappings
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        t.row(vec![
+            v.id.clone(),
+            v.model.clone(),
+            human_bytes(v.size_bytes),
+            v.tracks.to_string(),
+            if maps.is_empty() { "-".into() } else { maps },
+            v.nbd_uri.clone().unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    t.print();
+}
+
+/// Checks that a user-given id can be put into a URL path as it is.
+pub fn path_seg(id: &str) -> Result<&str, CliError> {
+    if !id.is_empty()
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':'))
+    {
+        Ok(id)
+    } else {
+        Err(CliError::Usage(format!(
+            "`{id}` is not a valid id (allowed: A-Z a-z 0-9 . _ - :)"
+        )))
+    }
+}

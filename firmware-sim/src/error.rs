@@ -1,0 +1,60 @@
+//! [`CliError`]: every way a command fails, each printed as one line on
+//! stderr, and the exit status it gives.
+
+/// Exit status for a refused or failed request (API error, bad config).
+pub const EXIT_FAILED: i32 = 1;
+/// Exit status for a bad command line (clap uses it too).
+pub const EXIT_USAGE: i32 = 2;
+/// Exit status when the control API cannot be reached.
+pub const EXIT_UNREACHABLE: i32 = 3;
+/// Exit status when a replay expectation, fault-run invariant or check fails.
+pub const EXIT_EXPECTATION: i32 = 4;
+
+/// Why a command failed; `Display` is the one-line message.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Nothing answered at the API address.
+    #[error("cannot reach the control API at {addr} (is `firmware-sim boot` running?): {cause}")]
+    Unreachable {
+        /// The address tried.
+        addr: String,
+        /// What the connection attempt said.
+        cause: String,
+    },
+    /// The API answered with an error.
+    #[error("{message} [{kind}]")]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// Machine-readable kind (`unknown_volume`, `bad_extent`, `wrong_state`, ...).
+        kind: String,
+        /// What was wrong.
+        message: String,
+    },
+    /// A bad argument found before anything was sent.
+    #[error("{0}")]
+    Usage(String),
+    /// A local failure (config, data directory, sockets).
+    #[error("{0}")]
+    Failed(String),
+    /// A replay expectation, fault-run invariant or offline check failed.
+    #[error("{0}")]
+    Expectation(String),
+}
+
+impl CliError {
+    /// The process exit status for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CliError::Unreachable { .. } => EXIT_UNREACHABLE,
+            CliError::Api { .. } | CliError::Failed(_) => EXIT_FAILED,
+            CliError::Usage(_) => EXIT_USAGE,
+            CliError::Expectation(_) => EXIT_EXPECTATION,
+        }
+    }
+
+    /// A local failure with context.
+    pub fn failed(context: impl std::fmt::Display, cause: impl std::fmt::Display) -> Self {
+        CliError::Failed(format!("{context}: {cause}"))
+    }
+}

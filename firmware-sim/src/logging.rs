@@ -1,0 +1,22 @@
+//! Logging setup: tracing to stderr (stdout carries URIs, JSON output and, in
+//! `serve-stdio`, the NBD protocol), human lines or JSON lines, `RUST_LOG`
+//! honoured with `info` as the default.
+
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::LogFormat;
+
+/// Installs the global subscriber. Safe to call once per process.
+pub fn init(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let res = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+    if let Err(e) = res {
+        eprintln!("firmware-sim: logging not initialised: {e}");
+    }
+}
