@@ -1,0 +1,214 @@
+//! `SparseFileStore` specifics: disk usage of a big volume, the identifying
+//! trailer (wrong file, size, volume, geometry), and poisoning after a failed flush.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use geometry::{Extent, ExtentSet, Geometry};
+use volume_store::{ErrorKind, SparseFileStore, TrackStore};
+
+fn disk_bytes(path: &Path) -> u64 {
+    std::fs::metadata(path).expect("metadata").blocks() * 512
+}
+
+fn model(s: &str) -> Geometry {
+    s.parse().expect("valid model")
+}
+
+#[test]
+fn a_3390_54_volume_costs_nothing_until_written() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ckd54.img");
+    let g = model("3390-54");
+    let s = SparseFileStore::create(&path, "CKD54", g).expect("create");
+    assert_eq!(g.size_bytes(), 56_357_683_200, "about 54 GiB addressable");
+    assert_eq!(
+        std::fs::metadata(&path).expect("md").len(),
+        g.size_bytes() + 4096
+    );
+    // Only the trailer block is on disk.
+    assert!(
+        disk_bytes(&path) <= 64 * 1024,
+        "fresh volume uses {} bytes",
+        disk_bytes(&path)
+    );
+    assert!(s.allocated(g.full_extent()).expect("allocated").is_empty());
+
+    let ts = g.track_size_bytes();
+    let written = [0u64, 1, 700_000, 500_000, g.tracks() - 1];
+    for &t in &written {
+        s.write_track(t, &vec![0xC3; ts as usize])
+            .expect("write track");
+    }
+    // A partial write allocates its track too.
+    s.write_at(123_456 * ts + 100, b"partial")
+        .expect("partial write");
+    s.flush().expect("flush");
+    let want: ExtentSet = written
+        .iter()
+        .chain([123_456u64].iter())
+        .map(|&t| Extent::single(t))
+        .collect();
+    assert_eq!(s.allocated(g.full_extent()).expect("allocated"), want);
+    assert_eq!(
+        s.allocated(Extent {
+            first: 2,
+            last: 499_999
+        })
+        .expect("a"),
+        Extent::single(123_456).into()
+    );
+    let used = disk_bytes(&path);
+    assert!(
+        used >= 5 * ts && used <= 6 * ts + 256 * 1024,
+        "{used} bytes on disk for 6 tracks"
+    );
+
+    // Discarding a whole track gives its space back.
+    s.discard(500_000 * ts, ts).expect("discard");
+    assert!(disk_bytes(&path) <= used - ts + 4096, "hole punched");
+    assert!(!s.allocated(g.full_extent()).expect("a").contains(500_000));
+    let mut back = vec![1u8; ts as usize];
+    s.read_track(500_000, &mut back).expect("read");
+    assert!(back.iter().all(|&b| b == 0));
+    // A plain read of the file sees the volume: track t at t * track_size.
+    let f = std::fs::File::open(&path).expect("open plain");
+    let mut raw = [0u8; 7];
+    std::os::unix::fs::FileExt::read_exact_at(&f, &mut raw, 123_456 * ts + 100).expect("pread");
+    assert_eq!(&raw, b"partial");
+}
+
+#[test]
+fn opening_the_wrong_file_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let g = model("fb:1M:4K");
+    let path = dir.path().join("a.img");
+    let s = SparseFileStore::create(&path, "FB00", g).expect("create");
+    s.write_at(0, b"hello").expect("write");
+    s.flush().expect("flush");
+    drop(s);
+
+    let kind = |r: Result<SparseFileStore, volume_store::StoreError>| {
+        r.map(|_| ()).expect_err("must fail").kind()
+    };
+    assert_eq!(
+        kind(SparseFileStore::open(&path, "FB01", g)),
+        ErrorKind::WrongVolume
+    );
+    let e = SparseFileStore::open(&path, "FB01", g).expect_err("wrong volume");
+    assert!(e.to_string().contains("FB00"), "names the owner: {e}");
+    assert_eq!(
+        kind(SparseFileStore::open(&path, "FB00", model("fb:2M:4K"))),
+        ErrorKind::WrongGeometry
+    );
+    assert_eq!(
+        kind(SparseFileStore::open(&path, "FB00", model("fb:1M"))),
+        ErrorKind::WrongGeometry
+    );
+    assert_eq!(
+        kind(SparseFileStore::open(
+            dir.path().join("none.img"),
+            "FB00",
+            g
+        )),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        kind(SparseFileStore::create(&path, "FB00", g)),
+        ErrorKind::AlreadyExists
+    );
+    assert_eq!(
+        kind(SparseFileStore::create(dir.path().join("b.img"), "", g)),
+        ErrorKind::InvalidArgument
+    );
+    assert_eq!(
+        kind(SparseFileStore::create(
+            dir.path().join("c.img"),
+            &"x".repeat(65),
+            g
+        )),
+        ErrorKind::InvalidArgument
+    );
+
+    // Someone else's file of the right size.
+    let other = dir.path().join("other.img");
+    std::fs::write(&other, vec![7u8; (1 << 20) + 4096]).expect("write other");
+    assert_eq!(
+        kind(SparseFileStore::open(&other, "FB00", g)),
+        ErrorKind::WrongFile
+    );
+    // A file too short to hold a trailer.
+    std::fs::write(&other, b"tiny").expect("write tiny");
+    assert_eq!(
+        kind(SparseFileStore::open(&other, "FB00", g)),
+        ErrorKind::WrongFile
+    );
+
+    // The right trailer but a changed size (truncated or extended volume data).
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("open");
+    let len = f.metadata().expect("md").len();
+    let mut tail = [0u8; 4096];
+    std::os::unix::fs::FileExt::read_exact_at(
+        &std::fs::File::open(&path).expect("o"),
+        &mut tail,
+        len - 4096,
+    )
+    .expect("read trailer");
+    f.set_len(len + 4096).expect("extend");
+    std::os::unix::fs::FileExt::write_all_at(&f, &tail, len).expect("move trailer");
+    assert_eq!(
+        kind(SparseFileStore::open(&path, "FB00", g)),
+        ErrorKind::WrongGeometry
+    );
+
+    // A damaged trailer.
+    let mut bad = tail;
+    bad[50] ^= 1;
+    std::os::unix::fs::FileExt::write_all_at(&f, &bad, len).expect("corrupt");
+    assert_eq!(
+        kind(SparseFileStore::open(&path, "FB00", g)),
+        ErrorKind::BadHeader
+    );
+
+    // Restore and it opens again, with its data.
+    f.set_len(len).expect("shrink");
+    std::os::unix::fs::FileExt::write_all_at(&f, &tail, len - 4096).expect("restore");
+    let s = SparseFileStore::open(&path, "FB00", g).expect("opens again");
+    let mut back = [0u8; 5];
+    s.read_at(0, &mut back).expect("read");
+    assert_eq!(&back, b"hello");
+    let t = SparseFileStore::probe(&path).expect("probe");
+    assert_eq!((t.volume_id.as_str(), t.geometry), ("FB00", g));
+}
+
+#[test]
+fn a_failed_flush_poisons_until_reopened() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let g = model("fb:1M:4K");
+    let path = dir.path().join("p.img");
+    let s = SparseFileStore::create(&path, "FB00", g).expect("create");
+    s.write_at(0, b"before").expect("write");
+    s.fail_next_flush();
+    let e = s.flush().expect_err("flush fails");
+    assert_eq!(e.kind(), ErrorKind::Io);
+    assert!(std::error::Error::source(&e).is_some(), "cause kept");
+    assert!(s.is_poisoned());
+    for (what, r) in [
+        ("write", s.write_at(0, b"after")),
+        ("discard", s.discard(0, 4096)),
+        ("write_zeroes", s.write_zeroes(0, 10)),
+        ("flush", s.flush()),
+    ] {
+        assert_eq!(r.expect_err(what).kind(), ErrorKind::Poisoned, "{what}");
+    }
+    let mut back = [0u8; 6];
+    s.read_at(0, &mut back).expect("reads still work");
+    assert_eq!(&back, b"before");
+    drop(s);
+    let s = SparseFileStore::open(&path, "FB00", g).expect("reopen");
+    s.write_at(0, b"after!").expect("writes after reopen");
+    s.flush().expect("flush after reopen");
+}
