@@ -1,0 +1,213 @@
+//! The offline metadata checker (`firmware-sim check --data-dir DIR`), also
+//! run at IPL when the directory was not shut down cleanly.
+//!
+//! It validates both root slots, decodes the newest root, loads the engine
+//! state, replays the journal, opens every volume store (identity and
+//! geometry), reads every activity table, and looks for leaked space (volume
+//! files no root lists) and dangling references (sessions naming missing maps).
+
+use std::path::Path;
+
+use activity_table::ActivityTable;
+use geometry::{DeviceModel, Geometry};
+use serde::Serialize;
+
+use crate::datadir::DataDir;
+use crate::error::Result;
+use crate::meta::{MetaStore, SlotStatus};
+use crate::provider::{FileStores, StoreProvider};
+use crate::subsystem::ipl::load_durable;
+use crate::subsystem::{Core, Volumes};
+
+/// What the checker found.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CheckReport {
+    /// No errors (warnings allowed).
+    pub ok: bool,
+    /// Problems that make the directory unusable or data wrong.
+    pub errors: Vec<String>,
+    /// Harmless leftovers (leaked files of crashed creates, torn journal or table tails).
+    pub warnings: Vec<String>,
+    /// Status of root slot 0 and 1.
+    pub slots: Vec<String>,
+    /// Generation of the newest valid root.
+    pub root_generation: u64,
+    /// The root's OPEN flag: the subsystem was not shut down cleanly.
+    pub dirty: bool,
+    /// Journal records that replay.
+    pub journal_records: usize,
+    /// Why the journal scan stopped.
+    pub journal_stop: String,
+    /// Volumes in the root.
+    pub volumes: usize,
+    /// Maps in the engine state.
+    pub maps: usize,
+    /// Physical sessions in the root.
+    pub sessions: usize,
+}
+
+/// Checks the data directory `data_dir` (which must not be in use).
+pub fn check(data_dir: impl AsRef<Path>) -> Result<CheckReport> {
+    let dir = DataDir::new(data_dir.as_ref());
+    let _lock = dir.lock()?;
+    let provider = FileStores::new(dir.clone());
+    let mut r = CheckReport::default();
+    if !dir.meta_path().exists() {
+        r.errors.push(format!(
+            "{} does not exist: not a data directory",
+            dir.meta_path().display()
+        ));
+        return Ok(r);
+    }
+    let (store, _) = provider.open_meta()?;
+    let meta = MetaStore::new(store, true);
+    let scan = meta.scan_roots(None)?;
+    for (i, s) in scan.slots.iter().enumerate() {
+        r.slots.push(match s {
+            SlotStatus::Empty => format!("slot {i}: empty"),
+            SlotStatus::Invalid(why) => format!("slot {i}: invalid ({why})"),
+            SlotStatus::Valid { header, .. } => format!(
+                "slot {i}: generation {} of subsystem {}",
+                header.generation, header.subsystem
+            ),
+        });
+    }
+    let Some((header, _)) = scan.newest() else {
+        r.errors.push("no valid root in either slot".into());
+        return Ok(r);
+    };
+    let subsystem = header.subsystem.clone();
+    let loaded = match load_durable(&meta, &subsystem) {
+        Ok(Some(l)) => l,
+        Ok(None) => {
+            r.errors.push("no root".into());
+            return Ok(r);
+        }
+        Err(e) => {
+            r.errors.push(e.full_message());
+            return Ok(r);
+        }
+    };
+    r.root_generation = loaded.cursor.generation;
+    r.dirty = loaded.dirty;
+    r.journal_records = loaded.journal_records;
+    r.journal_stop = format!("{:?}", loaded.journal_stop);
+    if let crate::meta::JournalStop::Torn(why) = &loaded.journal_stop {
+        r.warnings.push(format!(
+            "journal ends in a torn record (expected after a crash): {why}"
+        ));
+    }
+    r.volumes = loaded.payload.volumes.len();
+    r.maps = loaded.core.engine.maps().len();
+    r.sessions = loaded.core.sessions.len();
+    let mut volumes = Volumes::default();
+    for v in &loaded.payload.volumes {
+        let opened = v
+            .model
+            .parse::<DeviceModel>()
+            .map_err(|e| e.to_string())
+            .and_then(|m| Geometry::new(m).map(|g| (m, g)).map_err(|e| e.to_string()))
+            .and_then(|(m, g)| {
+                provider
+                    .open_volume(&v.name, g)
+                    .map(|s| (m, g, s))
+                    .map_err(|e| e.full_message())
+            });
+        match opened {
+            Ok((model, geometry, store)) => {
+                volumes.insert(std::sync::Arc::new(crate::subsystem::Volume {
+                    name: v.name.clone(),
+                    id: timezero::VolumeId(v.id),
+                    model,
+                    geometry,
+                    store,
+                }))
+            }
+            Err(e) => r.errors.push(format!("volume {}: {e}", v.name)),
+        }
+    }
+    r.errors
+        .extend(check_loaded(&loaded.core, &volumes, &provider));
+    // Leaked space: volume files that no root lists.
+    for name in provider.volume_names()? {
+        if !loaded.payload.volumes.iter().any(|v| v.name == name) {
+            r.warnings.push(format!(
+                "volume file {name}.vol is listed by no root (left by a crashed create or delete)"
+            ));
+        }
+    }
+    // Activity tables.
+    if let Ok(entries) = std::fs::read_dir(dir.tables_dir()) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == "tbl") {
+                match ActivityTable::read(&p) {
+                    Ok((_, _, rep)) => {
+                        if let Some(t) = rep.torn_tail {
+                            r.warnings.push(format!(
+                                "table {}: torn tail of {} bytes",
+                                p.display(),
+                                t.len
+                            ));
+                        }
+                    }
+                    Err(err) => r.errors.push(format!("table {}: {err}", p.display())),
+                }
+            }
+        }
+    }
+    r.ok = r.errors.is_empty();
+    Ok(r)
+}
+
+/// Cross-checks loaded state: every engine volume has a store of the right
+/// size, every session map exists and names the session's volumes. Returns findings.
+pub(crate) fn check_loaded(
+    core: &Core,
+    volumes: &Volumes,
+    _provider: &dyn StoreProvider,
+) -> Vec<String> {
+    let mut f = Vec::new();
+    for id in core.engine.volumes() {
+        match volumes.by_id.get(&id) {
+            None => f.push(format!("engine volume {} has no store", id.0)),
+            Some(v) => {
+                if core.engine.volume_grains(id) != Some(v.geometry.tracks()) {
+                    f.push(format!(
+                        "volume {}: engine has {:?} grains, store {} tracks",
+                        v.name,
+                        core.engine.volume_grains(id),
+                        v.geometry.tracks()
+                    ));
+                }
+            }
+        }
+    }
+    for s in core.sessions.values() {
+        for (p, m) in &s.members {
+            match core.engine.map_info(*m) {
+                None => f.push(format!("physical session {} names missing {m}", s.phys)),
+                Some(info) => {
+                    let names = |id| {
+                        volumes
+                            .by_id
+                            .get(&id)
+                            .map(|v| v.name.clone())
+                            .unwrap_or_default()
+                    };
+                    if names(info.spec.source) != p.source || names(info.spec.target) != p.target {
+                        f.push(format!(
+                            "physical session {}: {m} is {} -> {}, session says {} -> {}",
+                            s.phys,
+                            names(info.spec.source),
+                            names(info.spec.target),
+                            p.source,
+                            p.target
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    f
+}

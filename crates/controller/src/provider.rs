@@ -1,0 +1,89 @@
+//! Where the subsystem's stores come from: files in the data directory, or
+//! (tests) in-memory stores behind `FaultyStore` that outlive a simulated crash.
+//!
+//! One factory opens and probes a store and hands back a ready
+//! `Arc<dyn TrackStore>`; the subsystem never assembles backends itself.
+
+use std::sync::Arc;
+
+use geometry::Geometry;
+use volume_store::{SparseFileStore, TrackStore};
+
+use crate::datadir::DataDir;
+use crate::error::Result;
+use crate::meta::{meta_geometry, store_err, META_VOLUME_ID};
+
+/// Opens and creates the stores of one subsystem.
+pub trait StoreProvider: Send + Sync {
+    /// Creates the store of a new volume, replacing any leftover of an earlier
+    /// create or delete that crashed before its metadata was committed (the
+    /// caller only creates volumes that the durable root does not list).
+    fn create_volume(&self, name: &str, geometry: Geometry) -> Result<Arc<dyn TrackStore>>;
+    /// Opens an existing volume store, checking its identity and geometry.
+    fn open_volume(&self, name: &str, geometry: Geometry) -> Result<Arc<dyn TrackStore>>;
+    /// Removes a volume store (idempotent).
+    fn remove_volume(&self, name: &str) -> Result<()>;
+    /// Names of every volume store present (for the checker).
+    fn volume_names(&self) -> Result<Vec<String>>;
+    /// Opens the metadata store, creating it when absent; `true` if created.
+    fn open_meta(&self) -> Result<(Arc<dyn TrackStore>, bool)>;
+}
+
+/// Sparse files under a [`DataDir`].
+pub struct FileStores {
+    dir: DataDir,
+}
+
+impl FileStores {
+    /// Stores under `dir` (whose tree must exist).
+    pub fn new(dir: DataDir) -> FileStores {
+        FileStores { dir }
+    }
+}
+
+impl StoreProvider for FileStores {
+    fn create_volume(&self, name: &str, geometry: Geometry) -> Result<Arc<dyn TrackStore>> {
+        let path = self.dir.volume_path(name);
+        if path.exists() {
+            self.remove_volume(name)?;
+        }
+        let s = SparseFileStore::create(&path, name, geometry)
+            .map_err(|e| store_err(&format!("create volume {name}"), e))?;
+        Ok(Arc::new(s))
+    }
+
+    fn open_volume(&self, name: &str, geometry: Geometry) -> Result<Arc<dyn TrackStore>> {
+        let s = SparseFileStore::open(self.dir.volume_path(name), name, geometry)
+            .map_err(|e| store_err(&format!("open volume {name}"), e))?;
+        Ok(Arc::new(s))
+    }
+
+    fn remove_volume(&self, name: &str) -> Result<()> {
+        let path = self.dir.volume_path(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => crate::datadir::sync_dir(&self.dir.volumes_dir()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(crate::datadir::io_err(
+                format!("remove {}", path.display()),
+                e,
+            )),
+        }
+    }
+
+    fn volume_names(&self) -> Result<Vec<String>> {
+        self.dir.volume_files()
+    }
+
+    fn open_meta(&self) -> Result<(Arc<dyn TrackStore>, bool)> {
+        let path = self.dir.meta_path();
+        if path.exists() {
+            let s = SparseFileStore::open(&path, META_VOLUME_ID, meta_geometry())
+                .map_err(|e| store_err("open metadata store", e))?;
+            Ok((Arc::new(s), false))
+        } else {
+            let s = SparseFileStore::create(&path, META_VOLUME_ID, meta_geometry())
+                .map_err(|e| store_err("create metadata store", e))?;
+            Ok((Arc::new(s), true))
+        }
+    }
+}

@@ -1,0 +1,597 @@
+//! Control requests: volumes, maps, consistency groups, listings.
+//!
+//! Every topology change takes the exclusive `topo` lock, which waits for
+//! in-flight host I/O and holds new I/O back (the consistency-group pause of
+//! semantics.md 3.4), applies the change to the engine, and writes a checkpoint
+//! before returning: a control request that returned `Ok` survives a crash.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use geometry::{DeviceModel, ExtentSet, Geometry};
+use serde::Serialize;
+use timezero::{ControlError, CopyType, GroupId, MapId, MapSpec, MapState, StartOptions, VolumeId};
+
+use super::{Core, Subsystem, Volume};
+use crate::config::check_id;
+use crate::error::{err, ControllerError, ErrorKind, Result};
+
+/// A new mapping, by volume names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MapCreate {
+    /// Source volume.
+    pub source: String,
+    /// Target volume.
+    pub target: String,
+    /// `full` (clone) or `nocopy` (snapshot).
+    pub copy_type: CopyType,
+    /// Keep a difference bitmap (full maps only).
+    pub incremental: bool,
+    /// Tracks covered; `None` = the whole volume.
+    pub extents: Option<ExtentSet>,
+    /// Background copy rate 0..=150 (default 50; nocopy maps copy nothing regardless).
+    pub copy_rate: Option<u8>,
+    /// Cleaning rate 0..=150 (default 50).
+    pub clean_rate: Option<u8>,
+    /// Delete the map when its copy completes.
+    pub autodelete: bool,
+}
+
+impl MapCreate {
+    /// A whole-volume map with default rates.
+    pub fn new(source: &str, target: &str, copy_type: CopyType) -> MapCreate {
+        MapCreate {
+            source: source.into(),
+            target: target.into(),
+            copy_type,
+            incremental: false,
+            extents: None,
+            copy_rate: None,
+            clean_rate: None,
+            autodelete: false,
+        }
+    }
+}
+
+/// A volume as listed by the control API.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct VolumeView {
+    /// Volume id (export name).
+    pub id: String,
+    /// Device model.
+    pub model: String,
+    /// Export size in bytes.
+    pub size_bytes: u64,
+    /// Tracks (grains).
+    pub tracks: u64,
+    /// Bytes per track.
+    pub track_size_bytes: u64,
+    /// Maps with this volume as source.
+    pub source_of: Vec<u32>,
+    /// Map with this volume as target.
+    pub target_of: Option<u32>,
+    /// Physical sessions protecting extents of this volume.
+    pub sessions: Vec<u8>,
+}
+
+/// A map as listed by the control API (`map show --json`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MapView {
+    /// Map id.
+    pub id: u32,
+    /// Source volume.
+    pub source: String,
+    /// Target volume.
+    pub target: String,
+    /// `full` or `nocopy`.
+    #[serde(rename = "type")]
+    pub copy_type: CopyType,
+    /// Incremental.
+    pub incremental: bool,
+    /// FlashCopy state name.
+    pub state: MapState,
+    /// Split grains / covered grains, percent.
+    pub progress_percent: u8,
+    /// Copy rate 0..=150.
+    pub copy_rate: u8,
+    /// Clean rate 0..=150.
+    pub clean_rate: u8,
+    /// Cascade the target is a member of.
+    pub cascade: Option<u32>,
+    /// Consistency group.
+    pub group: Option<u32>,
+    /// Started with restore and still active.
+    pub restoring: bool,
+    /// Covered extents (geometry text form); `None` = whole volume.
+    pub extents: Option<String>,
+    /// Autodelete on completion.
+    pub autodelete: bool,
+}
+
+/// A cascade as listed by the control API.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CascadeView {
+    /// Cascade id.
+    pub id: u32,
+    /// `full` or `nocopy`.
+    #[serde(rename = "type")]
+    pub copy_type: CopyType,
+    /// Head (source) volume.
+    pub head: String,
+    /// The head stands for its physical data (restore).
+    pub head_frozen: bool,
+    /// Targets, upstream to downstream.
+    pub members: Vec<String>,
+}
+
+/// A consistency group as listed by the control API.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct GroupView {
+    /// Group id.
+    pub id: u32,
+    /// Deleted when its last map leaves.
+    pub autodelete: bool,
+    /// Member maps.
+    pub members: Vec<u32>,
+}
+
+/// Maps an engine control error to the controller's kinds.
+pub(crate) fn control_err(e: ControlError) -> ControllerError {
+    use ControlError as C;
+    let kind = match &e {
+        C::UnknownVolume(_) | C::UnknownMap(_) | C::UnknownGroup(_) => ErrorKind::NotFound,
+        C::VolumeExists(_) => ErrorKind::AlreadyExists,
+        C::VolumeInUse { .. } | C::TargetInUse { .. } => ErrorKind::Busy,
+        C::TooManyMapsPerSource { .. } | C::TooManyConnectedMaps { .. } => ErrorKind::Limit,
+        C::InvalidState { .. }
+        | C::TargetIsActiveSource { .. }
+        | C::SourceNotAccessible { .. }
+        | C::GroupMember { .. } => ErrorKind::State,
+        _ => ErrorKind::InvalidRequest,
+    };
+    err(kind, e.to_string())
+}
+
+impl Subsystem {
+    /// Runs a topology change under the exclusive lock and checkpoints it.
+    pub(crate) fn control<T>(&self, f: impl FnOnce(&Self, &mut Core) -> Result<T>) -> Result<T> {
+        self.check_open()?;
+        let inner = &*self.inner;
+        let _topo = inner.topo.write();
+        let mut cur = inner.journal.lock();
+        let r = {
+            let mut core = inner.core.lock();
+            let r = f(self, &mut core);
+            inner.after_engine_change(&mut core);
+            core.refresh_vol_maps();
+            r
+        };
+        let v = r?;
+        inner
+            .checkpoint(&mut cur)
+            .map_err(|e| e.context("change applied in memory but not made durable"))?;
+        Ok(v)
+    }
+
+    pub(crate) fn name_of(&self, id: VolumeId) -> String {
+        self.inner
+            .volumes
+            .read()
+            .by_id
+            .get(&id)
+            .map_or_else(|| format!("vol{}", id.0), |v| v.name.clone())
+    }
+
+    // ---- volumes ---------------------------------------------------------
+
+    /// Creates a volume (a new sparse track file) and its activity table.
+    pub fn create_volume(&self, name: &str, model: DeviceModel) -> Result<VolumeView> {
+        check_id("volume id", name).map_err(|m| err(ErrorKind::InvalidRequest, m))?;
+        let geometry = Geometry::new(model)
+            .map_err(|e| err(ErrorKind::InvalidRequest, format!("model {model}: {e}")))?;
+        self.control(|s, core| {
+            if s.inner.volumes.read().by_name.contains_key(name) {
+                return Err(err(
+                    ErrorKind::AlreadyExists,
+                    format!("volume {name} already exists"),
+                ));
+            }
+            let id = VolumeId(core.next_volume_id);
+            let store = s.inner.provider.create_volume(name, geometry)?;
+            core.engine
+                .add_volume(id, geometry.tracks())
+                .map_err(control_err)?;
+            core.next_volume_id += 1;
+            s.inner.volumes.write().insert(Arc::new(Volume {
+                name: name.to_string(),
+                id,
+                model,
+                geometry,
+                store,
+            }));
+            s.inner
+                .with_tables(|t| t.open_volume(&s.inner.dir, &s.inner.id, name))?;
+            Ok(())
+        })?;
+        self.volume_view(name)
+    }
+
+    /// Deletes a volume; refused while it is in a map or a physical session.
+    pub fn delete_volume(&self, name: &str) -> Result<()> {
+        self.control(|s, core| {
+            let v = s.inner.volume(name)?;
+            if let Some(p) = core.sessions.values().find(|p| p.uses(name)) {
+                return Err(err(
+                    ErrorKind::Busy,
+                    format!("volume {name} is in physical session {}", p.phys),
+                ));
+            }
+            core.engine
+                .remove_volume(v.id)
+                .map_err(|e| control_err(e).context(format!("delete volume {name}")))?;
+            s.inner.volumes.write().remove(name);
+            s.inner.with_tables(|t| {
+                t.close_volume(name);
+                Ok(())
+            })?;
+            Ok(())
+        })?;
+        // The root without the volume is durable; the file can go.
+        self.inner.provider.remove_volume(name)
+    }
+
+    /// Every volume.
+    pub fn volumes(&self) -> Vec<VolumeView> {
+        let names: Vec<String> = self.inner.volumes.read().by_name.keys().cloned().collect();
+        names
+            .iter()
+            .filter_map(|n| self.volume_view(n).ok())
+            .collect()
+    }
+
+    /// One volume.
+    pub fn volume_view(&self, name: &str) -> Result<VolumeView> {
+        let v = self.inner.volume(name)?;
+        let core = self.inner.core.lock();
+        let maps = core.engine.maps();
+        Ok(VolumeView {
+            id: v.name.clone(),
+            model: v.model.to_string(),
+            size_bytes: v.geometry.size_bytes(),
+            tracks: v.geometry.tracks(),
+            track_size_bytes: v.geometry.track_size_bytes(),
+            source_of: maps
+                .iter()
+                .filter(|m| m.spec.source == v.id)
+                .map(|m| m.id.0)
+                .collect(),
+            target_of: maps.iter().find(|m| m.spec.target == v.id).map(|m| m.id.0),
+            sessions: core
+                .sessions
+                .values()
+                .filter(|p| p.uses(name))
+                .map(|p| p.phys)
+                .collect(),
+        })
+    }
+
+    /// Geometry of a volume.
+    pub fn geometry(&self, name: &str) -> Result<Geometry> {
+        Ok(self.inner.volume(name)?.geometry)
+    }
+
+    // ---- maps ------------------------------------------------------------
+
+    /// Creates a map (idle_or_copied).
+    pub fn create_map(&self, req: &MapCreate) -> Result<MapId> {
+        let (s, t) = (
+            self.inner.volume(&req.source)?,
+            self.inner.volume(&req.target)?,
+        );
+        let mut spec = MapSpec::new(s.id, t.id, req.copy_type);
+        spec.incremental = req.incremental;
+        spec.extents = req.extents.clone();
+        spec.copy_rate = req
+            .copy_rate
+            .unwrap_or(if req.copy_type == CopyType::Nocopy {
+                0
+            } else {
+                50
+            });
+        spec.clean_rate = req.clean_rate.unwrap_or(50);
+        spec.autodelete = req.autodelete;
+        self.control(|_, core| core.engine.create_map(spec).map_err(control_err))
+    }
+
+    /// prestartfcmap: the map goes through preparing (the source is flushed) to prepared.
+    pub fn prepare_map(&self, map: MapId) -> Result<()> {
+        self.control(|s, core| {
+            core.engine.prepare(map).map_err(control_err)?;
+            s.finish_prepare(core, &[map])
+        })
+    }
+
+    /// Flushes the sources of preparing maps, then flush done (or failed -> stopped).
+    fn finish_prepare(&self, core: &mut Core, maps: &[MapId]) -> Result<()> {
+        for &m in maps {
+            let Some(info) = core.engine.map_info(m) else {
+                continue;
+            };
+            let src = self.inner.volume_by_id(info.spec.source)?;
+            match self.inner.flush_store(&src.name, &src.store) {
+                Ok(()) => core.engine.flush_done(m).map_err(control_err)?,
+                Err(e) => {
+                    core.engine.flush_failed(m).map_err(control_err)?;
+                    return Err(e.context(format!("prepare {m}: source flush failed, map stopped")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// startfcmap: the point in time is now. An idle_or_copied or stopped map
+    /// is prepared first (`-prep`). `restore` allows a target that is the
+    /// source of active maps (reverse copy).
+    pub fn start_map(&self, map: MapId, restore: bool) -> Result<()> {
+        self.control(|s, core| {
+            if matches!(
+                core.engine.map_state(map),
+                Some(MapState::IdleOrCopied | MapState::Stopped)
+            ) {
+                core.engine.prepare(map).map_err(control_err)?;
+                s.finish_prepare(core, &[map])?;
+            }
+            core.engine
+                .start(
+                    map,
+                    StartOptions {
+                        restore,
+                        prepare: false,
+                    },
+                )
+                .map_err(control_err)
+        })
+    }
+
+    /// stopfcmap [-force].
+    pub fn stop_map(&self, map: MapId, force: bool) -> Result<()> {
+        self.control(|_, core| core.engine.stop(map, force).map_err(control_err))
+    }
+
+    /// rmfcmap [-force].
+    pub fn delete_map(&self, map: MapId, force: bool) -> Result<()> {
+        self.control(|_, core| {
+            if let Some(p) = core.sessions.values().find(|p| p.maps().contains(&map)) {
+                return Err(err(
+                    ErrorKind::Busy,
+                    format!("{map} belongs to physical session {}; withdraw it", p.phys),
+                ));
+            }
+            core.engine.delete(map, force).map_err(control_err)
+        })
+    }
+
+    /// Changes a map's copy and/or clean rate.
+    pub fn set_map_rates(
+        &self,
+        map: MapId,
+        copy_rate: Option<u8>,
+        clean_rate: Option<u8>,
+    ) -> Result<()> {
+        self.control(|_, core| {
+            if let Some(r) = copy_rate {
+                core.engine.set_copy_rate(map, r).map_err(control_err)?;
+            }
+            if let Some(r) = clean_rate {
+                core.engine.set_clean_rate(map, r).map_err(control_err)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Copies map `map`'s target back onto its source: creates (or reuses) the
+    /// reverse map target -> source and starts it with restore. Returns the reverse map.
+    pub fn restore_map(&self, map: MapId) -> Result<MapId> {
+        let info = self
+            .inner
+            .core
+            .lock()
+            .engine
+            .map_info(map)
+            .ok_or_else(|| err(ErrorKind::NotFound, format!("unknown map {}", map.0)))?;
+        let existing = self
+            .inner
+            .core
+            .lock()
+            .engine
+            .maps()
+            .into_iter()
+            .find(|m| m.spec.source == info.spec.target && m.spec.target == info.spec.source)
+            .map(|m| m.id);
+        let reverse = match existing {
+            Some(r) => r,
+            None => {
+                let mut req = MapCreate::new(
+                    &self.name_of(info.spec.target),
+                    &self.name_of(info.spec.source),
+                    CopyType::Full,
+                );
+                req.extents = info.spec.extents.clone();
+                req.copy_rate = Some(info.spec.copy_rate.max(1));
+                req.clean_rate = Some(info.spec.clean_rate);
+                self.create_map(&req)?
+            }
+        };
+        self.start_map(reverse, true)?;
+        Ok(reverse)
+    }
+
+    /// One map.
+    pub fn map(&self, map: MapId) -> Result<MapView> {
+        let core = self.inner.core.lock();
+        let info = core
+            .engine
+            .map_info(map)
+            .ok_or_else(|| err(ErrorKind::NotFound, format!("unknown map {}", map.0)))?;
+        Ok(self.map_view(&info))
+    }
+
+    /// Every map, ascending by id.
+    pub fn maps(&self) -> Vec<MapView> {
+        let infos = self.inner.core.lock().engine.maps();
+        infos.iter().map(|i| self.map_view(i)).collect()
+    }
+
+    fn map_view(&self, i: &timezero::MapInfo) -> MapView {
+        let source = self.name_of(i.spec.source);
+        let extents = i.spec.extents.as_ref().map(|e| {
+            self.inner
+                .volume(&source)
+                .map_or_else(|_| format!("{e:?}"), |v| v.geometry.format_extent_set(e))
+        });
+        MapView {
+            id: i.id.0,
+            source,
+            target: self.name_of(i.spec.target),
+            copy_type: i.spec.copy_type,
+            incremental: i.spec.incremental,
+            state: i.state,
+            progress_percent: i.progress_percent,
+            copy_rate: i.spec.copy_rate,
+            clean_rate: i.spec.clean_rate,
+            cascade: i.cascade.map(|c| c.0),
+            group: i.group.map(|g| g.0),
+            restoring: i.restoring,
+            extents,
+            autodelete: i.spec.autodelete,
+        }
+    }
+
+    /// Every cascade with its order.
+    pub fn cascades(&self) -> Vec<CascadeView> {
+        let cs = self.inner.core.lock().engine.cascades();
+        cs.into_iter()
+            .map(|c| CascadeView {
+                id: c.id.0,
+                copy_type: c.copy_type,
+                head: self.name_of(c.head),
+                head_frozen: c.head_frozen,
+                members: c.members.iter().map(|m| self.name_of(*m)).collect(),
+            })
+            .collect()
+    }
+
+    /// Waits until `map` is neither copying nor stopping (or `timeout` passes);
+    /// `progress` is called with each new percentage. Returns the final view.
+    pub fn wait_map(
+        &self,
+        map: MapId,
+        timeout: Duration,
+        mut progress: impl FnMut(u8),
+    ) -> Result<MapView> {
+        let deadline = Instant::now() + timeout;
+        let mut last = None;
+        loop {
+            let v = self.map(map)?;
+            if last != Some(v.progress_percent) {
+                progress(v.progress_percent);
+                last = Some(v.progress_percent);
+            }
+            let busy = matches!(
+                v.state,
+                MapState::Copying | MapState::Stopping | MapState::Preparing
+            ) && !(v.state == MapState::Copying
+                && v.progress_percent == 100
+                && v.cascade.is_none());
+            if !busy {
+                return Ok(v);
+            }
+            if Instant::now() >= deadline {
+                return Err(err(
+                    ErrorKind::State,
+                    format!(
+                        "{map} still {} at {}% after {timeout:?}",
+                        v.state, v.progress_percent
+                    ),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    // ---- groups ----------------------------------------------------------
+
+    /// Creates a consistency group holding `maps` (idle_or_copied or stopped).
+    pub fn create_group(&self, maps: &[MapId], autodelete: bool) -> Result<GroupId> {
+        self.control(|_, core| {
+            let g = core.engine.create_group(autodelete);
+            for &m in maps {
+                if let Err(e) = core.engine.add_to_group(m, g) {
+                    let _ = core.engine.delete_group(g, true);
+                    return Err(control_err(e));
+                }
+            }
+            Ok(g)
+        })
+    }
+
+    /// Prepares and starts every member at one instant (host I/O drained meanwhile).
+    pub fn start_group(&self, group: GroupId, restore: bool) -> Result<()> {
+        self.control(|s, core| {
+            let members = core
+                .engine
+                .groups()
+                .into_iter()
+                .find(|g| g.id == group)
+                .ok_or_else(|| err(ErrorKind::NotFound, format!("unknown group {}", group.0)))?
+                .members;
+            let idle = members.iter().all(|m| {
+                matches!(
+                    core.engine.map_state(*m),
+                    Some(MapState::IdleOrCopied | MapState::Stopped)
+                )
+            });
+            if idle {
+                core.engine.prepare_group(group).map_err(control_err)?;
+                s.finish_prepare(core, &members)?;
+            }
+            core.engine
+                .start_group(
+                    group,
+                    StartOptions {
+                        restore,
+                        prepare: false,
+                    },
+                )
+                .map_err(control_err)
+        })
+    }
+
+    /// Stops every member.
+    pub fn stop_group(&self, group: GroupId, force: bool) -> Result<()> {
+        self.control(|_, core| core.engine.stop_group(group, force).map_err(control_err))
+    }
+
+    /// Deletes a group (with `force`, members leave it first).
+    pub fn delete_group(&self, group: GroupId, force: bool) -> Result<()> {
+        self.control(|_, core| core.engine.delete_group(group, force).map_err(control_err))
+    }
+
+    /// Every group.
+    pub fn groups(&self) -> Vec<GroupView> {
+        let gs = self.inner.core.lock().engine.groups();
+        gs.into_iter()
+            .map(|g| GroupView {
+                id: g.id.0,
+                autodelete: g.autodelete,
+                members: g.members.iter().map(|m| m.0).collect(),
+            })
+            .collect()
+    }
+
+    /// Resumes a suspended map (bitmap online again), e.g. after the failed
+    /// store was replaced by an IPL.
+    pub fn resume_map(&self, map: MapId) -> Result<()> {
+        self.control(|_, core| core.engine.resume(map).map_err(control_err))
+    }
+}

@@ -1,0 +1,273 @@
+//! Background copy and cleaning.
+//!
+//! [`Subsystem::copy_step`] is synchronous and deterministic (the simulator
+//! calls it directly): maps are served in id order; each chunk is planned by
+//! the engine under the core lock with the grain locks *tried* (a grain a host
+//! request holds is left for later), executed (holes cost nothing: copying a
+//! hole copies nothing), committed through the group committer, and the
+//! unexecuted rest of a chunk whose byte budget ran out is abandoned.
+//! [`Subsystem::start_copier`] runs it on tokio at each map's rate
+//! (semantics.md 3.2) under the config's caps, yielding while host I/O is active.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use timezero::{rate_bytes_per_second, CopyType, GrainCopy, MapId, MapState};
+
+use super::cow::CommitItem;
+use super::persist::{CopyRun, JournalOp};
+use super::Subsystem;
+use crate::error::Result;
+use crate::events::Event;
+use crate::metrics::Metrics;
+
+/// Grains planned per chunk at most (holes make big chunks cheap).
+const CHUNK_GRAINS_MAX: usize = 65_536;
+/// Bytes of data copied per chunk at most (bounds how long grains stay locked).
+const CHUNK_BYTES_MAX: u64 = 256 << 20;
+
+/// What one [`Subsystem::copy_step`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CopyStepReport {
+    /// Grains whose copy or cleaning was committed (holes included).
+    pub grains: u64,
+    /// Bytes of data moved.
+    pub bytes: u64,
+    /// Maps served.
+    pub maps: Vec<u32>,
+    /// Some map still has background work.
+    pub more: bool,
+}
+
+/// Stops the tokio copier when dropped or on [`CopierHandle::stop`].
+pub struct CopierHandle {
+    stop: Arc<AtomicBool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl CopierHandle {
+    /// Stops the copier and waits for its current chunk.
+    pub async fn stop(mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for CopierHandle {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Subsystem {
+    /// Maps with background work (copying full maps with a rate, stopping
+    /// maps), excluding maps of quiesced sessions; with the rate that applies.
+    pub fn background_maps(&self) -> Vec<(MapId, u8)> {
+        let core = self.inner.core.lock();
+        core.engine
+            .maps()
+            .into_iter()
+            .filter(|m| !Self::map_held(&core, m.id))
+            .filter_map(|m| match m.state {
+                MapState::Copying
+                    if m.cascade.is_some()
+                        && m.spec.copy_type == CopyType::Full
+                        && m.spec.copy_rate > 0 =>
+                {
+                    Some((m.id, m.spec.copy_rate))
+                }
+                MapState::Stopping => Some((m.id, m.spec.clean_rate)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Runs background copy and cleaning until `budget_bytes` of data have
+    /// moved or no work is left; maps in id order. Holes are free.
+    pub fn copy_step(&self, budget_bytes: u64) -> Result<CopyStepReport> {
+        let mut report = CopyStepReport::default();
+        let mut left = budget_bytes;
+        for (map, _) in self.background_maps() {
+            if left == 0 {
+                break;
+            }
+            let (grains, bytes) = self.copy_map(map, left)?;
+            if grains > 0 {
+                report.maps.push(map.0);
+            }
+            report.grains += grains;
+            report.bytes += bytes;
+            left = left.saturating_sub(bytes);
+        }
+        report.more = !self.background_maps().is_empty();
+        Ok(report)
+    }
+
+    /// Background work for one map, up to `budget_bytes` of data.
+    /// Returns (grains committed, bytes moved).
+    pub fn copy_map(&self, map: MapId, budget_bytes: u64) -> Result<(u64, u64)> {
+        self.check_open()?;
+        let inner = &*self.inner;
+        let (mut grains_done, mut bytes_done) = (0u64, 0u64);
+        let mut chunk = 1024usize;
+        while bytes_done < budget_bytes {
+            let _topo = inner.topo.read();
+            // Plan under the core lock, holding the grains we get.
+            let (plan, _guard) = {
+                let mut core = inner.core.lock();
+                if Self::map_held(&core, map) {
+                    break;
+                }
+                let copies = core.engine.plan_background(map, chunk);
+                inner.after_engine_change(&mut core);
+                if copies.is_empty() {
+                    break;
+                }
+                let (guard, busy) = inner.grains.try_lock(copies.iter().map(|c| c.grain));
+                let (keep, drop): (Vec<GrainCopy>, Vec<GrainCopy>) =
+                    copies.into_iter().partition(|c| !busy.contains(&c.grain));
+                core.engine.abandon_copies(&drop);
+                (keep, guard)
+            };
+            if plan.is_empty() {
+                // Every planned grain is busy with host I/O: let it finish.
+                drop(_guard);
+                drop(_topo);
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
+            // Execute up to the byte budget (whole grains), abandon the rest.
+            let cap = (budget_bytes - bytes_done).min(CHUNK_BYTES_MAX);
+            let (touched, bytes, done) = match inner.execute_copies(&plan, cap) {
+                Ok(x) => x,
+                Err(e) => {
+                    inner.core.lock().engine.abandon_copies(&plan);
+                    return Err(e.context(format!("background copy of {map}")));
+                }
+            };
+            let rest = &plan[done..];
+            if !rest.is_empty() {
+                inner.core.lock().engine.abandon_copies(rest);
+            }
+            if done > 0 {
+                let item = CommitItem {
+                    flush: touched,
+                    ops: vec![JournalOp::Copies(CopyRun::encode(&plan[..done]))],
+                };
+                inner.commit(item)?;
+            }
+            Metrics::add(&inner.metrics.background_copies, done as u64);
+            Metrics::add(&inner.metrics.background_bytes, bytes);
+            grains_done += done as u64;
+            bytes_done += bytes;
+            if let Some(p) = inner.core.lock().engine.progress_percent(map) {
+                inner.emit(Event::Progress {
+                    map,
+                    progress_percent: p,
+                });
+            }
+            // Mostly holes: plan bigger chunks next time; mostly data: smaller.
+            let ts = plan
+                .first()
+                .and_then(|c| inner.volume_by_id(c.to).ok())
+                .map_or(1, |v| v.geometry.track_size_bytes())
+                .max(1);
+            let data_grains = (bytes / ts) as usize;
+            chunk = if data_grains * 2 < done {
+                (chunk * 4).min(CHUNK_GRAINS_MAX)
+            } else {
+                ((CHUNK_BYTES_MAX / ts) as usize).clamp(16, CHUNK_GRAINS_MAX)
+            };
+            if !rest.is_empty() {
+                break;
+            }
+        }
+        Ok((grains_done, bytes_done))
+    }
+
+    /// Starts a tokio task that runs background work at each map's rate
+    /// (copy rate, or clean rate while stopping), capped by the config, and
+    /// yields while host requests are in flight. Stop it with the handle.
+    pub fn start_copier(&self, runtime: &tokio::runtime::Handle) -> CopierHandle {
+        let stop = Arc::new(AtomicBool::new(false));
+        let sub = self.clone();
+        let stop2 = stop.clone();
+        let tick = Duration::from_millis(100);
+        let task = runtime.spawn(async move {
+            let mut interval = tokio::time::interval(tick);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            while !stop2.load(Ordering::SeqCst) {
+                interval.tick().await;
+                if sub.inner.closed.load(Ordering::SeqCst) {
+                    break;
+                }
+                // Host I/O first: wait (briefly, bounded) while requests are in flight.
+                for _ in 0..20 {
+                    if sub.inner.host_active.load(Ordering::SeqCst) == 0 {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                let s = sub.clone();
+                let r = tokio::task::spawn_blocking(move || s.copier_tick(tick)).await;
+                match r {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!(subsystem = %sub.inner.id, error = %e.full_message(), "background copy"),
+                    Err(e) => tracing::error!(subsystem = %sub.inner.id, error = %e, "copier task failed"),
+                }
+            }
+        });
+        CopierHandle {
+            stop,
+            task: Some(task),
+        }
+    }
+
+    /// One tick of the tokio copier: each map gets its rate's share of `tick`,
+    /// scaled down so the total respects the config caps.
+    fn copier_tick(&self, tick: Duration) -> Result<()> {
+        let maps = self.background_maps();
+        if maps.is_empty() {
+            return Ok(());
+        }
+        let core_states: Vec<(MapId, u8, bool)> = {
+            let core = self.inner.core.lock();
+            maps.iter()
+                .map(|&(m, r)| (m, r, core.engine.map_state(m) == Some(MapState::Stopping)))
+                .collect()
+        };
+        let secs = tick.as_secs_f64();
+        let want = |stopping: bool| {
+            core_states
+                .iter()
+                .filter(|c| c.2 == stopping)
+                .map(|c| rate_bytes_per_second(c.1) as f64 * secs)
+                .sum::<f64>()
+        };
+        let caps = self.inner.config.rates;
+        let scale = |stopping: bool, cap: Option<u64>| {
+            let w = want(stopping);
+            cap.map_or(1.0, |c| {
+                if w > 0.0 {
+                    (c as f64 * 1048576.0 * secs / w).min(1.0)
+                } else {
+                    1.0
+                }
+            })
+        };
+        let (copy_scale, clean_scale) = (
+            scale(false, caps.copy_mib_per_s_max),
+            scale(true, caps.clean_mib_per_s_max),
+        );
+        for (map, rate, stopping) in core_states {
+            let s = if stopping { clean_scale } else { copy_scale };
+            let budget = ((rate_bytes_per_second(rate) as f64 * secs * s) as u64).max(1);
+            self.copy_map(map, budget)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,377 @@
+//! Executing grain copies and committing them: the heart of rules 1-3 and 6.
+//!
+//! `execute_copies` moves data (sparse-aware: a hole on the source copies
+//! nothing, a stale grain on the target is discarded). `CommitItem`s then go
+//! through the group committer, whose leader runs `process_batch`:
+//! flush every store that received data -> one journal record (flushed) ->
+//! apply to the engine in submission order. A failed flush or journal write
+//! suspends the affected maps and fails their requests; the host data that
+//! depended on them is never written.
+
+use std::collections::{BTreeMap, HashSet};
+use std::ops::Range;
+use std::sync::Arc;
+
+use geometry::{Extent, ExtentSet};
+use timezero::{GrainCopy, MapId, VolumeId};
+
+use super::commit::Outcome;
+use super::persist::{decode_journal, encode_journal, JournalOp};
+use super::{Core, Inner, JournalCursor, Volume};
+use crate::error::{err, ControllerError, ErrorKind, Result};
+use crate::events::Event;
+use crate::meta::store_err;
+use crate::metrics::Metrics;
+
+/// Work whose durability a request waits for.
+pub(crate) struct CommitItem {
+    /// Stores that received data for this item (flushed before the journal record).
+    pub(crate) flush: Vec<Arc<Volume>>,
+    /// What the journal record says and the engine applies.
+    pub(crate) ops: Vec<JournalOp>,
+}
+
+/// The maps an item's bits belong to (suspended if the item fails).
+fn item_maps(core: &Core, item: &CommitItem) -> Vec<MapId> {
+    let mut maps = Vec::new();
+    for op in &item.ops {
+        match op {
+            JournalOp::Copies(runs) => maps.extend(runs.iter().map(|r| r.map)),
+            JournalOp::Diff { map, .. } => maps.push(*map),
+            JournalOp::Recorded { volume, .. } => {
+                if let Some(m) = core.vol_maps.get(&VolumeId(*volume)).and_then(|v| v.member) {
+                    maps.push(m);
+                }
+            }
+        }
+    }
+    maps.sort();
+    maps.dedup();
+    maps
+}
+
+/// Copies in an item, expanded (for `abandon_copies`).
+fn item_copies(item: &CommitItem) -> Vec<GrainCopy> {
+    let mut out = Vec::new();
+    for op in &item.ops {
+        if let JournalOp::Copies(runs) = op {
+            for r in runs {
+                out.extend(r.expand());
+            }
+        }
+    }
+    out
+}
+
+impl Inner {
+    /// Executes `copies` in order: read each grain of `from`'s store, write it to
+    /// `to`'s store. Holes are not copied (a stale target grain is discarded).
+    /// Stops at the first grain boundary after `cap` bytes of data have moved.
+    /// Returns the volumes that received data (to be flushed), bytes moved,
+    /// and how many copies (a prefix of `copies`) were executed.
+    pub(crate) fn execute_copies(
+        &self,
+        copies: &[GrainCopy],
+        cap: u64,
+    ) -> Result<(Vec<Arc<Volume>>, u64, usize)> {
+        if copies.is_empty() {
+            return Ok((Vec::new(), 0, 0));
+        }
+        // One allocation query per (volume) over the span of grains it is read or written at.
+        let mut span: BTreeMap<VolumeId, (u64, u64)> = BTreeMap::new();
+        for c in copies {
+            for v in [c.from, c.to] {
+                let e = span.entry(v).or_insert((c.grain, c.grain));
+                e.0 = e.0.min(c.grain);
+                e.1 = e.1.max(c.grain);
+            }
+        }
+        let mut vols: BTreeMap<VolumeId, (Arc<Volume>, ExtentSet)> = BTreeMap::new();
+        for (v, (lo, hi)) in span {
+            let vol = self.volume_by_id(v)?;
+            let alloc = vol
+                .store
+                .allocated(Extent {
+                    first: lo,
+                    last: hi,
+                })
+                .map_err(|e| store_err(&format!("allocation of volume {}", vol.name), e))?;
+            vols.insert(v, (vol, alloc));
+        }
+        let mut written: HashSet<(VolumeId, u64)> = HashSet::new();
+        let mut touched: Vec<VolumeId> = Vec::new();
+        let mut bytes = 0u64;
+        let mut buf = Vec::new();
+        let mut executed = 0usize;
+        for (i, c) in copies.iter().enumerate() {
+            if bytes >= cap && i > 0 && copies[i - 1].grain != c.grain {
+                break;
+            }
+            executed = i + 1;
+            if c.from == c.to {
+                continue;
+            }
+            let (from, from_alloc) = &vols[&c.from];
+            let (to, to_alloc) = &vols[&c.to];
+            let ts = to.geometry.track_size_bytes();
+            let src_has_data = from_alloc.contains(c.grain) || written.contains(&(c.from, c.grain));
+            let dst_has_data = to_alloc.contains(c.grain) || written.contains(&(c.to, c.grain));
+            if src_has_data {
+                buf.resize(ts as usize, 0);
+                self.faults
+                    .check("cow.copy.read")
+                    .map_err(|e| store_err("copy read (injected)", e))?;
+                from.store.read_at(c.grain * ts, &mut buf).map_err(|e| {
+                    store_err(
+                        &format!("copy read of volume {} track {}", from.name, c.grain),
+                        e,
+                    )
+                })?;
+                self.faults
+                    .check("cow.copy.write")
+                    .map_err(|e| store_err("copy write (injected)", e))?;
+                to.store.write_at(c.grain * ts, &buf).map_err(|e| {
+                    store_err(
+                        &format!("copy write to volume {} track {}", to.name, c.grain),
+                        e,
+                    )
+                })?;
+                bytes += ts;
+            } else if dst_has_data {
+                to.store.discard(c.grain * ts, ts).map_err(|e| {
+                    store_err(
+                        &format!("discard stale track {} of volume {}", c.grain, to.name),
+                        e,
+                    )
+                })?;
+                Metrics::add(&self.metrics.holes_skipped, 1);
+            } else {
+                Metrics::add(&self.metrics.holes_skipped, 1);
+                continue;
+            }
+            written.insert((c.to, c.grain));
+            if !touched.contains(&c.to) {
+                touched.push(c.to);
+            }
+        }
+        Ok((
+            touched.into_iter().map(|v| vols[&v].0.clone()).collect(),
+            bytes,
+            executed,
+        ))
+    }
+
+    /// Submits an item to the group committer and waits until it is durable
+    /// and applied to the engine.
+    pub(crate) fn commit(&self, item: CommitItem) -> Result<()> {
+        self.committer
+            .submit(item, &|batch| self.process_batch(batch))
+    }
+
+    /// The leader's work for one batch (see the module doc).
+    fn process_batch(&self, batch: Vec<CommitItem>) -> Vec<Outcome> {
+        Metrics::add(&self.metrics.group_commits, 1);
+        Metrics::add(&self.metrics.group_commit_items, batch.len() as u64);
+        let mut outcomes: Vec<Outcome> = vec![Ok(()); batch.len()];
+        // 1. Data before metadata: flush each store that received data, once.
+        let mut flushed: BTreeMap<VolumeId, std::result::Result<(), String>> = BTreeMap::new();
+        for item in &batch {
+            for v in &item.flush {
+                flushed.entry(v.id).or_insert_with(|| {
+                    self.faults
+                        .check("cow.flush")
+                        .map_err(|e| store_err("flush (injected)", e))
+                        .and_then(|()| self.flush_store(&v.name, &v.store))
+                        .map_err(|e| e.full_message())
+                });
+            }
+        }
+        for (i, item) in batch.iter().enumerate() {
+            if let Some((v, Err(m))) = item.flush.iter().find_map(|v| {
+                flushed
+                    .get(&v.id)
+                    .map(|r| (v, r.clone()))
+                    .filter(|(_, r)| r.is_err())
+            }) {
+                outcomes[i] = Err((
+                    ErrorKind::Io,
+                    format!("flush of volume {} failed: {m}", v.name),
+                ));
+            }
+        }
+        // 2. One journal record for every item whose data is durable.
+        let mut cur = self.journal.lock();
+        let mut ops: Vec<JournalOp> = Vec::new();
+        for (i, item) in batch.iter().enumerate() {
+            if outcomes[i].is_ok() {
+                ops.extend(item.ops.iter().cloned());
+            }
+        }
+        let result = if ops.is_empty() {
+            Ok(())
+        } else {
+            self.journal_ops(&mut cur, &ops)
+        };
+        if let Err(e) = &result {
+            let msg = e.full_message();
+            for o in outcomes.iter_mut().filter(|o| o.is_ok()) {
+                *o = Err((e.kind(), format!("bitmap journal write failed: {msg}")));
+            }
+        }
+        // 3. Apply to the engine in submission order; fail (abandon + suspend) the rest.
+        let mut suspend: Vec<(MapId, String)> = Vec::new();
+        {
+            let mut core = self.core.lock();
+            for (i, item) in batch.iter().enumerate() {
+                match &outcomes[i] {
+                    Ok(()) => apply_ops(&mut core, &item.ops),
+                    Err((_, m)) => {
+                        core.engine.abandon_copies(&item_copies(item));
+                        for map in item_maps(&core, item) {
+                            suspend.push((map, m.clone()));
+                        }
+                    }
+                }
+            }
+            self.after_engine_change(&mut core);
+        }
+        if !suspend.is_empty() {
+            self.suspend_maps(&mut cur, suspend);
+        }
+        self.maybe_checkpoint(&mut cur);
+        outcomes
+    }
+
+    /// Appends one journal record (checkpointing first if an unhardened map is
+    /// involved, so a lost relationship never holds data others need).
+    fn journal_ops(&self, cur: &mut JournalCursor, ops: &[JournalOp]) -> Result<()> {
+        let needs_harden = {
+            let core = self.core.lock();
+            !core.unhardened_maps.is_empty()
+                && ops.iter().any(|op| match op {
+                    JournalOp::Copies(runs) => {
+                        runs.iter().any(|r| core.unhardened_maps.contains(&r.map))
+                    }
+                    JournalOp::Diff { map, .. } => core.unhardened_maps.contains(map),
+                    JournalOp::Recorded { volume, .. } => core
+                        .vol_maps
+                        .get(&VolumeId(*volume))
+                        .and_then(|v| v.member)
+                        .is_some_and(|m| core.unhardened_maps.contains(&m)),
+                })
+        };
+        if needs_harden {
+            self.checkpoint(cur)?;
+        }
+        let payload = encode_journal(ops)?;
+        self.faults
+            .check("bitmap.commit")
+            .map_err(|e| store_err("journal append (injected)", e))?;
+        let end = self
+            .meta
+            .append_journal(cur.offset, cur.generation, cur.seq, &payload)?;
+        cur.offset = end;
+        cur.seq += 1;
+        Metrics::add(&self.metrics.journal_records, 1);
+        Ok(())
+    }
+
+    /// Suspends `maps` (bitmap offline) and tries to make that durable.
+    pub(crate) fn suspend_maps(&self, cur: &mut JournalCursor, maps: Vec<(MapId, String)>) {
+        {
+            let mut core = self.core.lock();
+            for (map, reason) in &maps {
+                match core.engine.suspend(*map) {
+                    Ok(()) => {
+                        tracing::error!(subsystem = %self.id, %map, %reason, "map suspended");
+                        self.emit(Event::MapSuspended {
+                            map: *map,
+                            reason: reason.clone(),
+                        });
+                    }
+                    Err(e) => {
+                        tracing::debug!(subsystem = %self.id, %map, error = %e, "not suspended")
+                    }
+                }
+            }
+            self.after_engine_change(&mut core);
+        }
+        if let Err(e) = self.checkpoint(cur) {
+            tracing::error!(
+                subsystem = %self.id,
+                error = %e.full_message(),
+                "suspension not durable: the maps come back from their last durable state at IPL \
+                 (their sources were not written past it, so their images hold)"
+            );
+        }
+    }
+
+    /// Drains engine events into subsystem events and refreshes per-volume caches.
+    pub(crate) fn after_engine_change(&self, core: &mut Core) {
+        let events = core.engine.take_events();
+        if events.is_empty() {
+            return;
+        }
+        for e in events {
+            use timezero::EngineEvent as E;
+            self.emit(match e {
+                E::StateChanged { map, from, to } => Event::MapState { map, from, to },
+                E::CopyCompleted { map } => Event::CopyCompleted { map },
+                E::CleaningDone { map } => Event::CleaningDone { map },
+                E::MapDeleted { map, autodelete } => Event::MapDeleted { map, autodelete },
+                E::GroupDeleted { .. } => continue,
+            });
+        }
+        core.refresh_vol_maps();
+    }
+}
+
+/// Applies journal ops to the engine (live after a durable append, and at replay).
+pub(crate) fn apply_ops(core: &mut Core, ops: &[JournalOp]) {
+    for op in ops {
+        match op {
+            JournalOp::Copies(runs) => {
+                let copies: Vec<GrainCopy> = runs.iter().flat_map(|r| r.expand()).collect();
+                core.engine.commit_copies(&copies);
+            }
+            JournalOp::Diff { map, start, end } => mark_diff(core, *map, *start..*end),
+            JournalOp::Recorded { volume, start, end } => {
+                core.engine.record_write(VolumeId(*volume), *start..*end)
+            }
+        }
+    }
+}
+
+/// ORs `grains` into `map`'s difference bitmap.
+fn mark_diff(core: &mut Core, map: MapId, grains: Range<u64>) {
+    let Some(d) = core.engine.diff_bitmap(map) else {
+        return;
+    };
+    let mut bm = d.clone();
+    let end = grains.end.min(bm.len());
+    if grains.start >= end {
+        return;
+    }
+    bm.set_range(grains.start, end);
+    let words = bm.as_words().to_vec();
+    if let Err(e) = core.engine.set_diff_words(map, &words) {
+        tracing::warn!(%map, error = %e, "diff bits not set");
+    }
+}
+
+/// Replays one journal record's payload into the engine.
+pub(crate) fn replay_record(core: &mut Core, payload: &[u8]) -> Result<usize> {
+    let ops = decode_journal(payload)?;
+    apply_ops(core, &ops);
+    Ok(ops.len())
+}
+
+pub(crate) fn access_err(e: timezero::AccessError, volume: &str) -> ControllerError {
+    use timezero::AccessError as A;
+    let kind = match e {
+        A::UnknownVolume(_) => ErrorKind::NotFound,
+        A::OutOfRange { .. } => ErrorKind::OutOfRange,
+        A::TargetOffline { .. } | A::Suspended { .. } => ErrorKind::Offline,
+    };
+    err(kind, format!("volume {volume}: {e}"))
+}

@@ -1,0 +1,430 @@
+//! Host I/O by volume name and byte offset: read, write, discard,
+//! write_zeroes, flush, allocation. Targets included, always through the engine.
+//!
+//! Write path (invariant 2, "old before new"): under the grain locks, plan;
+//! execute the copies; journal the copies' bits and any new difference bits
+//! (group commit: stores flushed, then one journal record); only then apply the
+//! host data; whole-grain data for an unsplit target grain is flushed before
+//! its bit is journaled (never a bit over garbage).
+
+use std::ops::Range;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use geometry::Extent;
+use serde::Serialize;
+use timezero::{GrainCopy, MapId, VolumeId};
+
+use super::cow::{access_err, CommitItem};
+use super::persist::{CopyRun, JournalOp};
+use super::{Inner, Subsystem, Volume};
+use crate::error::{err, ErrorKind, Result};
+use crate::meta::store_err;
+use crate::metrics::Metrics;
+
+/// One run of an allocation map (NBD `base:allocation`), in bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct AllocationExtent {
+    /// Byte offset in the volume.
+    pub offset: u64,
+    /// Length in bytes.
+    pub len: u64,
+    /// Data is present (false: a hole that reads as zeros).
+    pub allocated: bool,
+}
+
+/// What a mutation writes.
+#[derive(Clone, Copy)]
+enum Payload<'a> {
+    Data(&'a [u8]),
+    /// Zeros (discard and write_zeroes: whole tracks become holes).
+    Zeros,
+}
+
+/// Counts a host request as active (the copier yields while any is).
+struct HostActive<'a>(&'a Inner);
+impl<'a> HostActive<'a> {
+    fn new(inner: &'a Inner) -> Self {
+        inner.host_active.fetch_add(1, Ordering::SeqCst);
+        HostActive(inner)
+    }
+}
+impl Drop for HostActive<'_> {
+    fn drop(&mut self) {
+        self.0.host_active.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn grain_range(track_bytes: u64, offset: u64, len: u64) -> Range<u64> {
+    offset / track_bytes..(offset + len - 1) / track_bytes + 1
+}
+
+impl Subsystem {
+    fn io_volume(&self, volume: &str, offset: u64, len: u64) -> Result<Arc<Volume>> {
+        self.check_open()?;
+        let v = self.inner.volume(volume)?;
+        v.geometry.check_range(offset, len).map_err(|e| {
+            err(
+                ErrorKind::OutOfRange,
+                format!("volume {volume}: offset {offset} length {len}: {e}"),
+            )
+        })?;
+        Ok(v)
+    }
+
+    /// Reads `buf.len()` bytes at `offset` of `volume`'s current image (a
+    /// target reads its point-in-time image). Offline targets fail with
+    /// [`ErrorKind::Offline`], never with wrong data.
+    pub fn read(&self, volume: &str, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let r = self.read_inner(volume, offset, buf);
+        self.count(
+            &r,
+            &self.inner.metrics.reads,
+            &self.inner.metrics.read_bytes,
+            buf.len(),
+        );
+        r
+    }
+
+    fn read_inner(&self, volume: &str, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let v = self.io_volume(volume, offset, buf.len() as u64)?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let inner = &*self.inner;
+        let _active = HostActive::new(inner);
+        let _topo = inner.topo.read();
+        let ts = v.geometry.track_size_bytes();
+        let grains = grain_range(ts, offset, buf.len() as u64);
+        let holders = inner.resolve(&v, grains.clone())?;
+        if holders.iter().all(|&h| h == v.id) {
+            return v
+                .store
+                .read_at(offset, buf)
+                .map_err(|e| store_err(&format!("read volume {volume}"), e));
+        }
+        // Redirected: hold the grains so no copy-on-write changes the holder under us.
+        let _g = inner.grains.lock(grains.clone());
+        let holders = inner.resolve(&v, grains.clone())?;
+        for piece in geometry::split_range(ts, offset, buf.len() as u64) {
+            let holder = holders[(piece.track - grains.start) as usize];
+            let store = if holder == v.id {
+                v.store.clone()
+            } else {
+                inner.volume_by_id(holder)?.store.clone()
+            };
+            store
+                .read_at(piece.volume_offset(ts), &mut buf[piece.buf_range()])
+                .map_err(|e| {
+                    store_err(
+                        &format!(
+                            "read volume {volume} track {} (via {})",
+                            piece.track, holder
+                        ),
+                        e,
+                    )
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Writes `data` at `offset` of `volume`; with `fua` it is durable on return.
+    pub fn write(&self, volume: &str, offset: u64, data: &[u8], fua: bool) -> Result<()> {
+        let r = self.mutate(volume, offset, data.len() as u64, Payload::Data(data), fua);
+        self.count(
+            &r,
+            &self.inner.metrics.writes,
+            &self.inner.metrics.write_bytes,
+            data.len(),
+        );
+        r
+    }
+
+    /// Discards `offset..offset+len`: whole tracks become holes, partial
+    /// tracks are zeroed (the range reads as zeros afterwards). Dependent
+    /// targets are protected first, exactly as for a write.
+    pub fn discard(&self, volume: &str, offset: u64, len: u64, fua: bool) -> Result<()> {
+        let r = self.mutate(volume, offset, len, Payload::Zeros, fua);
+        self.count(
+            &r,
+            &self.inner.metrics.discards,
+            &self.inner.metrics.discard_bytes,
+            len as usize,
+        );
+        r
+    }
+
+    /// Writes zeros over `offset..offset+len` (whole tracks become holes, so it
+    /// is fast); reads as zeros afterwards.
+    pub fn write_zeroes(&self, volume: &str, offset: u64, len: u64, fua: bool) -> Result<()> {
+        let r = self.mutate(volume, offset, len, Payload::Zeros, fua);
+        self.count(
+            &r,
+            &self.inner.metrics.writes,
+            &self.inner.metrics.write_bytes,
+            len as usize,
+        );
+        r
+    }
+
+    /// Makes every acknowledged write to `volume` durable (copies made for
+    /// copy-on-write are durable before their writes were acknowledged).
+    pub fn flush(&self, volume: &str) -> Result<()> {
+        self.check_open()?;
+        Metrics::add(&self.inner.metrics.host_flushes, 1);
+        let v = self.inner.volume(volume)?;
+        let r = self.inner.flush_store(&v.name, &v.store);
+        if r.is_err() {
+            Metrics::add(&self.inner.metrics.errors, 1);
+        }
+        r
+    }
+
+    /// Flushes every volume.
+    pub fn flush_all(&self) -> Result<()> {
+        self.check_open()?;
+        let vols: Vec<Arc<Volume>> = self
+            .inner
+            .volumes
+            .read()
+            .by_name
+            .values()
+            .cloned()
+            .collect();
+        for v in vols {
+            self.inner.flush_store(&v.name, &v.store)?;
+        }
+        Ok(())
+    }
+
+    /// The allocation map of `volume`'s current image over `offset..offset+len`,
+    /// in track granularity (a target's unsplit grains report the holder's allocation).
+    pub fn allocation(&self, volume: &str, offset: u64, len: u64) -> Result<Vec<AllocationExtent>> {
+        let v = self.io_volume(volume, offset, len)?;
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let inner = &*self.inner;
+        let _topo = inner.topo.read();
+        let ts = v.geometry.track_size_bytes();
+        let grains = grain_range(ts, offset, len);
+        let holders = inner.resolve(&v, grains.clone())?;
+        let mut out: Vec<AllocationExtent> = Vec::new();
+        let mut push = |first: u64, last: u64, allocated: bool| {
+            let start = (first * ts).max(offset);
+            let end = ((last + 1) * ts).min(offset + len);
+            match out.last_mut() {
+                Some(l) if l.allocated == allocated && l.offset + l.len == start => {
+                    l.len += end - start
+                }
+                _ => out.push(AllocationExtent {
+                    offset: start,
+                    len: end - start,
+                    allocated,
+                }),
+            }
+        };
+        let mut i = 0usize;
+        while i < holders.len() {
+            let h = holders[i];
+            let mut j = i;
+            while j + 1 < holders.len() && holders[j + 1] == h {
+                j += 1;
+            }
+            let (first, last) = (grains.start + i as u64, grains.start + j as u64);
+            let store = if h == v.id {
+                v.store.clone()
+            } else {
+                inner.volume_by_id(h)?.store.clone()
+            };
+            let alloc = store
+                .allocated(Extent { first, last })
+                .map_err(|e| store_err(&format!("allocation of volume {volume}"), e))?;
+            let mut at = first;
+            for e in alloc.extents() {
+                if e.first > at {
+                    push(at, e.first - 1, false);
+                }
+                push(e.first, e.last, true);
+                at = e.last + 1;
+            }
+            if at <= last {
+                push(at, last, false);
+            }
+            i = j + 1;
+        }
+        Ok(out)
+    }
+
+    fn count<T>(
+        &self,
+        r: &Result<T>,
+        ops: &std::sync::atomic::AtomicU64,
+        bytes: &std::sync::atomic::AtomicU64,
+        n: usize,
+    ) {
+        if r.is_ok() {
+            Metrics::add(ops, 1);
+            Metrics::add(bytes, n as u64);
+        } else {
+            Metrics::add(&self.inner.metrics.errors, 1);
+        }
+    }
+
+    fn mutate(
+        &self,
+        volume: &str,
+        offset: u64,
+        len: u64,
+        payload: Payload<'_>,
+        fua: bool,
+    ) -> Result<()> {
+        let v = self.io_volume(volume, offset, len)?;
+        if len == 0 {
+            return Ok(());
+        }
+        let inner = &*self.inner;
+        let _active = HostActive::new(inner);
+        let _topo = inner.topo.read();
+        let ts = v.geometry.track_size_bytes();
+        let grains = grain_range(ts, offset, len);
+        let _g = inner.grains.lock(grains.clone());
+        let plan = inner.plan_host_write(&v, offset, len)?;
+        // 1. Copies (preserve downstream, fills), made durable with new diff bits.
+        let mut ops = Vec::new();
+        let mut flush = Vec::new();
+        if !plan.copies.is_empty() {
+            match inner.execute_copies(&plan.copies, u64::MAX) {
+                Ok((touched, bytes, _)) => {
+                    flush = touched;
+                    Metrics::add(&inner.metrics.cow_copies, plan.copies.len() as u64);
+                    Metrics::add(&inner.metrics.cow_bytes, bytes);
+                }
+                Err(e) => {
+                    inner.core.lock().engine.abandon_copies(&plan.copies);
+                    return Err(e.context(format!("copy-on-write for volume {volume}")));
+                }
+            }
+            ops.push(JournalOp::Copies(CopyRun::encode(&plan.copies)));
+        }
+        for map in &plan.diff_maps {
+            ops.push(JournalOp::Diff {
+                map: *map,
+                start: grains.start,
+                end: grains.end,
+            });
+        }
+        if !ops.is_empty() {
+            inner.commit(CommitItem { flush, ops })?;
+        }
+        // 2. The host data (only now may it reach the store).
+        let res = match payload {
+            Payload::Data(d) => v.store.write_at(offset, d),
+            Payload::Zeros => v.store.discard(offset, len),
+        };
+        res.map_err(|e| store_err(&format!("write volume {volume}"), e))?;
+        // 3. Whole-grain data on an unsplit own grain: durable data, then its bit.
+        if plan.record {
+            inner.commit(CommitItem {
+                flush: vec![v.clone()],
+                ops: vec![JournalOp::Recorded {
+                    volume: v.id.0,
+                    start: grains.start,
+                    end: grains.end,
+                }],
+            })?;
+        } else if fua {
+            inner.flush_store(&v.name, &v.store)?;
+        }
+        Ok(())
+    }
+}
+
+/// What a host write needs before its data may be applied.
+pub(crate) struct HostPlan {
+    pub(crate) copies: Vec<GrainCopy>,
+    /// Incremental maps whose difference bits in the range are not all set yet.
+    pub(crate) diff_maps: Vec<MapId>,
+    /// The volume's own map has unsplit grains in the range: record the write
+    /// (after the data is durable) to split them.
+    pub(crate) record: bool,
+}
+
+impl Inner {
+    /// Resolves the holder of every grain in `grains` of `v` (one engine lock).
+    pub(crate) fn resolve(&self, v: &Volume, grains: Range<u64>) -> Result<Vec<VolumeId>> {
+        let core = self.core.lock();
+        if core.vol_maps.get(&v.id).is_none_or(|m| m.member.is_none()) {
+            // Not a cascade member: reads its own store (semantics.md 2.4); the
+            // access check still applies (a source of a suspended map is offline).
+            core.engine
+                .resolve_read(v.id, grains.start)
+                .map_err(|e| access_err(e, &v.name))?;
+            return Ok(vec![v.id; (grains.end - grains.start) as usize]);
+        }
+        grains
+            .map(|g| {
+                core.engine
+                    .resolve_read(v.id, g)
+                    .map_err(|e| access_err(e, &v.name))
+            })
+            .collect()
+    }
+
+    /// Plans a host write of `offset..offset+len` on `v` (caller holds its grain locks).
+    fn plan_host_write(&self, v: &Volume, offset: u64, len: u64) -> Result<HostPlan> {
+        let ts = v.geometry.track_size_bytes();
+        let grains = grain_range(ts, offset, len);
+        // Segments: a partial head grain, whole middle grains, a partial tail grain.
+        let end = offset + len;
+        let mut segs: Vec<(Range<u64>, bool)> = Vec::new();
+        let whole_first = offset.div_ceil(ts);
+        let whole_end = end / ts;
+        if whole_first >= whole_end {
+            segs.push((grains.clone(), false));
+        } else {
+            if offset % ts != 0 {
+                segs.push((grains.start..whole_first, false));
+            }
+            segs.push((whole_first..whole_end, true));
+            if end % ts != 0 {
+                segs.push((whole_end..grains.end, false));
+            }
+        }
+        let mut core = self.core.lock();
+        let mut copies = Vec::new();
+        for (range, whole) in segs {
+            match core.engine.plan_write(v.id, range, whole) {
+                Ok(p) => copies.extend(p.copies),
+                Err(e) => {
+                    core.engine.abandon_copies(&copies);
+                    return Err(access_err(e, &v.name));
+                }
+            }
+        }
+        let maps = core.vol_maps.get(&v.id).cloned().unwrap_or_default();
+        let unset = |bm: Option<&timezero::Bitmap>| {
+            bm.is_some_and(|b| {
+                b.next_zero(grains.start)
+                    .is_some_and(|z| z < grains.end.min(b.len()))
+            })
+        };
+        let diff_maps = maps
+            .incremental
+            .iter()
+            .copied()
+            .filter(|m| unset(core.engine.diff_bitmap(*m)))
+            .collect();
+        let record = maps.member.is_some_and(|m| {
+            matches!(
+                core.engine.map_state(m),
+                Some(timezero::MapState::Copying | timezero::MapState::Stopping)
+            ) && unset(core.engine.split_bitmap(m))
+        });
+        Ok(HostPlan {
+            copies,
+            diff_maps,
+            record,
+        })
+    }
+}

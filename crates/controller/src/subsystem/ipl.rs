@@ -1,0 +1,387 @@
+//! Opening a data directory: first boot, IPL (reopen), controller reset.
+//!
+//! IPL: newest valid root -> validate payload -> `Engine::load` -> open every
+//! volume store (identity and geometry checked by the store) -> replay the
+//! journal records of the root's generation -> if the root says OPEN (no clean
+//! shutdown) run the checker -> create config volumes that are missing ->
+//! checkpoint (a new generation, OPEN set) so stale journal records can never
+//! be replayed into maps created later.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::Arc;
+
+use geometry::{DeviceModel, Geometry};
+use parking_lot::{Mutex, RwLock};
+use serde::Serialize;
+use timezero::{Engine, VolumeId};
+use volume_store::NoFaults;
+
+use super::commit::Committer;
+use super::cow::replay_record;
+use super::locks::GrainLocks;
+use super::persist::RootPayload;
+use super::sessions::PhysSession;
+use super::tables::Tables;
+use super::{Core, Inner, JournalCursor, OpenOptions, Subsystem, Volume, Volumes};
+use crate::config::SubsystemConfig;
+use crate::datadir::DataDir;
+use crate::error::{err, ErrorKind, Result};
+use crate::events::EVENT_CAPACITY;
+use crate::meta::{JournalStop, MetaStore, ROOT_FLAG_OPEN};
+use crate::metrics::Metrics;
+use crate::provider::FileStores;
+
+/// What opening (or resetting) the subsystem found and did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct IplReport {
+    /// The data directory was created by this open.
+    pub created: bool,
+    /// The directory had not been shut down cleanly (OPEN flag set).
+    pub dirty: bool,
+    /// Root generation loaded (0 when created).
+    pub root_generation: u64,
+    /// Journal records replayed.
+    pub journal_records: usize,
+    /// Why journal replay stopped (`end`, or a torn tail).
+    pub journal_stop: String,
+    /// Findings of the checker (run when dirty); empty = clean.
+    pub check_findings: Vec<String>,
+    /// Config volumes created because the directory lacked them.
+    pub volumes_created: Vec<String>,
+    /// Maps that are suspended (sticky across IPL).
+    pub suspended_maps: Vec<u32>,
+    /// Physical sessions found (all quiesced after a reset).
+    pub sessions: Vec<u8>,
+    /// Physical sessions lost by a reset that dropped volatile state.
+    pub sessions_lost: Vec<u8>,
+    /// Activity-table recovery notes (torn tails truncated, temp files removed).
+    pub table_notes: Vec<String>,
+}
+
+/// Durable state rebuilt from the metadata store.
+pub(crate) struct Loaded {
+    pub(crate) payload: RootPayload,
+    pub(crate) core: Core,
+    pub(crate) cursor: JournalCursor,
+    pub(crate) dirty: bool,
+    pub(crate) journal_records: usize,
+    pub(crate) journal_stop: JournalStop,
+}
+
+/// Loads the newest root and replays its journal.
+pub(crate) fn load_durable(meta: &MetaStore, subsystem: &str) -> Result<Option<Loaded>> {
+    let scan = meta.scan_roots(Some(subsystem))?;
+    if scan.is_blank() {
+        return Ok(None);
+    }
+    let Some((header, bytes)) = scan.newest() else {
+        let why: Vec<String> = scan
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                format!(
+                    "slot {i}: {}",
+                    match s {
+                        crate::meta::SlotStatus::Invalid(r) => r.clone(),
+                        crate::meta::SlotStatus::Empty => "empty".into(),
+                        crate::meta::SlotStatus::Valid { .. } => "valid".into(),
+                    }
+                )
+            })
+            .collect();
+        return Err(err(
+            ErrorKind::Corrupt,
+            format!(
+                "no valid metadata root for subsystem {subsystem} ({})",
+                why.join("; ")
+            ),
+        ));
+    };
+    let payload = RootPayload::decode(bytes)?;
+    if payload.subsystem != subsystem {
+        return Err(err(
+            ErrorKind::Corrupt,
+            format!(
+                "root names subsystem {} (expected {subsystem})",
+                payload.subsystem
+            ),
+        ));
+    }
+    let engine = Engine::load(&payload.engine).map_err(|e| {
+        err(
+            ErrorKind::Corrupt,
+            format!("engine state of root generation {}: {e}", header.generation),
+        )
+    })?;
+    let mut core = Core::new(engine, payload.next_volume_id);
+    for r in &payload.sessions {
+        core.sessions.insert(r.phys, PhysSession::from_record(r));
+    }
+    let scan = meta.scan_journal(header.generation)?;
+    for (i, rec) in scan.records.iter().enumerate() {
+        replay_record(&mut core, rec)
+            .map_err(|e| e.context(format!("journal record {}", i + 1)))?;
+    }
+    let _ = core.engine.take_events();
+    core.refresh_vol_maps();
+    let cursor = JournalCursor {
+        generation: header.generation,
+        slot: header.slot,
+        offset: scan.end,
+        seq: scan.records.len() as u64 + 1,
+        flags: ROOT_FLAG_OPEN,
+    };
+    Ok(Some(Loaded {
+        dirty: header.flags & ROOT_FLAG_OPEN != 0,
+        journal_records: scan.records.len(),
+        journal_stop: scan.stop,
+        payload,
+        core,
+        cursor,
+    }))
+}
+
+pub(crate) fn open(
+    root: &Path,
+    config: SubsystemConfig,
+    options: OpenOptions,
+) -> Result<Subsystem> {
+    config
+        .validate()
+        .map_err(|e| err(ErrorKind::InvalidRequest, format!("config: {e}")))?;
+    let dir = DataDir::new(root);
+    dir.create_tree()?;
+    let lock = if options.lock {
+        Some(dir.lock()?)
+    } else {
+        None
+    };
+    let provider = options
+        .provider
+        .clone()
+        .unwrap_or_else(|| Arc::new(FileStores::new(dir.clone())));
+    let faults = options.faults.clone().unwrap_or_else(|| Arc::new(NoFaults));
+    let sync = config.durability == crate::config::DurabilityMode::Strict;
+    let (meta_store, _created) = provider.open_meta()?;
+    let meta = MetaStore::new(meta_store, sync);
+    let mut report = IplReport::default();
+    let loaded = load_durable(&meta, &config.id)?;
+    let (core, cursor, volumes) = match loaded {
+        None => {
+            report.created = true;
+            if !dir.config_path().exists() {
+                std::fs::write(dir.config_path(), config.to_toml_string()).map_err(|e| {
+                    crate::datadir::io_err(format!("write {}", dir.config_path().display()), e)
+                })?;
+            }
+            let cursor = JournalCursor {
+                generation: 0,
+                slot: 1,
+                offset: 0,
+                seq: 1,
+                flags: ROOT_FLAG_OPEN,
+            };
+            (Core::new(Engine::new(), 1), cursor, Volumes::default())
+        }
+        Some(l) => {
+            report.dirty = l.dirty;
+            report.root_generation = l.cursor.generation;
+            report.journal_records = l.journal_records;
+            report.journal_stop = format!("{:?}", l.journal_stop);
+            let mut volumes = Volumes::default();
+            for v in &l.payload.volumes {
+                let model: DeviceModel = v
+                    .model
+                    .parse()
+                    .map_err(|e| err(ErrorKind::Corrupt, format!("volume {}: {e}", v.name)))?;
+                let geometry = Geometry::new(model)
+                    .map_err(|e| err(ErrorKind::Corrupt, format!("volume {}: {e}", v.name)))?;
+                let store = provider.open_volume(&v.name, geometry)?;
+                volumes.insert(Arc::new(Volume {
+                    name: v.name.clone(),
+                    id: VolumeId(v.id),
+                    model,
+                    geometry,
+                    store,
+                }));
+            }
+            if l.dirty {
+                report.check_findings = crate::check::check_loaded(&l.core, &volumes, &*provider);
+                for f in &report.check_findings {
+                    tracing::warn!(subsystem = %config.id, finding = %f, "IPL check");
+                }
+            }
+            (l.core, l.cursor, volumes)
+        }
+    };
+    let names: Vec<String> = volumes.by_name.keys().cloned().collect();
+    let tables = Tables::open(&dir, &config.id, &names)?;
+    let inner = Arc::new(Inner {
+        id: config.id.clone(),
+        config: config.clone(),
+        dir: dir.clone(),
+        lock: Mutex::new(lock),
+        provider: provider.clone(),
+        faults,
+        meta,
+        sync,
+        topo: RwLock::new(()),
+        core: Mutex::new(core),
+        volumes: RwLock::new(volumes),
+        journal: Mutex::new(cursor),
+        grains: GrainLocks::new(),
+        committer: Committer::new(),
+        metrics: Metrics::default(),
+        events: tokio::sync::broadcast::channel(EVENT_CAPACITY).0,
+        tables: Mutex::new(Some(tables)),
+        host_active: AtomicUsize::new(0),
+        closed: AtomicBool::new(false),
+        ipl_report: Mutex::new(IplReport::default()),
+        options,
+    });
+    let sub = Subsystem { inner };
+    // Config volumes missing from the directory are created; a model clash is an error.
+    for vc in &config.volumes {
+        match sub.inner.volume(&vc.id) {
+            Ok(v) if v.model != vc.model => {
+                return Err(err(
+                    ErrorKind::InvalidRequest,
+                    format!(
+                        "volume {} is a {} in the data directory but the config says {}",
+                        vc.id, v.model, vc.model
+                    ),
+                ))
+            }
+            Ok(_) => {}
+            Err(_) => {
+                sub.create_volume_unchecked(&vc.id, vc.model)?;
+                report.volumes_created.push(vc.id.clone());
+            }
+        }
+    }
+    {
+        let core = sub.inner.core.lock();
+        report.suspended_maps = core
+            .engine
+            .maps()
+            .iter()
+            .filter(|m| m.state == timezero::MapState::Suspended)
+            .map(|m| m.id.0)
+            .collect();
+        report.sessions = core.sessions.keys().copied().collect();
+    }
+    let reports = sub.inner.with_tables(|t| Ok(t.reports.clone()))?;
+    for (name, r) in &reports {
+        if let Some(t) = &r.torn_tail {
+            report.table_notes.push(format!(
+                "table {name}: torn tail of {} bytes truncated",
+                t.len
+            ));
+        }
+        for p in &r.removed_temp_files {
+            report
+                .table_notes
+                .push(format!("table {name}: removed {}", p.display()));
+        }
+    }
+    {
+        let mut cur = sub.inner.journal.lock();
+        cur.flags = ROOT_FLAG_OPEN;
+        sub.inner.checkpoint(&mut cur)?;
+    }
+    tracing::info!(subsystem = %config.id, report = ?report, "subsystem open");
+    *sub.inner.ipl_report.lock() = report;
+    Ok(sub)
+}
+
+impl Subsystem {
+    /// Creates a volume inside `open` (before the first checkpoint; no lock needed).
+    fn create_volume_unchecked(&self, name: &str, model: DeviceModel) -> Result<()> {
+        let geometry =
+            Geometry::new(model).map_err(|e| err(ErrorKind::InvalidRequest, format!("{e}")))?;
+        let mut core = self.inner.core.lock();
+        let id = VolumeId(core.next_volume_id);
+        let store = self.inner.provider.create_volume(name, geometry)?;
+        core.engine
+            .add_volume(id, geometry.tracks())
+            .map_err(super::control::control_err)?;
+        core.next_volume_id += 1;
+        self.inner.volumes.write().insert(Arc::new(Volume {
+            name: name.to_string(),
+            id,
+            model,
+            geometry,
+            store,
+        }));
+        self.inner
+            .with_tables(|t| t.open_volume(&self.inner.dir, &self.inner.id, name))
+    }
+
+    /// Controller warmstart: volatile state is rebuilt from durable metadata.
+    /// With `lose_volatile`, what was not hardened is lost (sessions
+    /// established since the last checkpoint; docs/DURABILITY.md); without it,
+    /// everything is hardened first and nothing is lost. Host I/O is drained
+    /// meanwhile. Every surviving session is quiesced afterwards.
+    pub fn reset(&self, lose_volatile: bool) -> Result<IplReport> {
+        self.check_open()?;
+        let inner = &*self.inner;
+        let _topo = inner.topo.write();
+        let mut cur = inner.journal.lock();
+        if !lose_volatile {
+            inner.checkpoint(&mut cur)?;
+        }
+        let before: Vec<u8> = inner.core.lock().sessions.keys().copied().collect();
+        let l = load_durable(&inner.meta, &inner.id)?
+            .ok_or_else(|| err(ErrorKind::Corrupt, "reset: the metadata store has no root"))?;
+        let mut report = IplReport {
+            root_generation: l.cursor.generation,
+            journal_records: l.journal_records,
+            journal_stop: format!("{:?}", l.journal_stop),
+            ..IplReport::default()
+        };
+        {
+            let mut core = inner.core.lock();
+            *core = l.core;
+            for s in core.sessions.values_mut() {
+                s.quiesced = true;
+            }
+            report.sessions = core.sessions.keys().copied().collect();
+            report.sessions_lost = before
+                .iter()
+                .copied()
+                .filter(|p| !core.sessions.contains_key(p))
+                .collect();
+            report.suspended_maps = core
+                .engine
+                .maps()
+                .iter()
+                .filter(|m| m.state == timezero::MapState::Suspended)
+                .map(|m| m.id.0)
+                .collect();
+        }
+        // Volumes are created and deleted with a checkpoint, so the set is unchanged.
+        cur.generation = l.cursor.generation;
+        cur.slot = l.cursor.slot;
+        cur.offset = l.cursor.offset;
+        cur.seq = l.cursor.seq;
+        inner.checkpoint(&mut cur)?;
+        tracing::warn!(subsystem = %inner.id, lose_volatile, report = ?report, "controller reset");
+        *inner.ipl_report.lock() = report.clone();
+        Ok(report)
+    }
+
+    /// IPL: a clean shutdown followed by a fresh open of the same data
+    /// directory with the same stores (volatile state is rebuilt). The old
+    /// handle and its clones refuse work afterwards.
+    pub fn ipl(&self) -> Result<Subsystem> {
+        self.close()?;
+        self.inner.lock.lock().take();
+        open(
+            self.inner.dir.root(),
+            self.inner.config.clone(),
+            self.inner.options.clone(),
+        )
+    }
+}

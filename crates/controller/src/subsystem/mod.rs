@@ -1,0 +1,415 @@
+//! [`Subsystem`]: the I/O shell around the engine.
+//!
+//! Invariants (design.md 7; each is enforced where named):
+//! 1. data before metadata: a copied grain's store is flushed before the journal
+//!    record with its bit is written (`cow::process_batch`);
+//! 2. old before new: a host write to a grain some target still needs is applied
+//!    only after that grain's copy and bit are durable (`io::write_pieces`);
+//! 3. conservative bits: bits only ever reach the engine after they are durable,
+//!    so a crash can lose a bit (redundant copy) but never invent one;
+//! 4. one atomic root: checkpoints write the inactive slot (`checkpoint`);
+//! 5. self-identifying records: root headers name slot, generation, subsystem;
+//! 6. a failed data flush or metadata write suspends the affected maps, and a
+//!    checkpoint is attempted so the suspension survives IPL (`cow::suspend`);
+//! 7. `flush` makes every acknowledged write durable (`io::flush`).
+//!
+//! Lock order: `topo` (shared for I/O, exclusive for topology changes) ->
+//! grain locks -> `journal` -> `core` -> `volumes`. No thread takes `topo` twice.
+
+mod commit;
+mod control;
+mod copier;
+mod cow;
+mod io;
+pub(crate) mod ipl;
+mod locks;
+mod persist;
+mod sessions;
+mod tables;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::Arc;
+
+use geometry::{DeviceModel, Geometry};
+use parking_lot::{Mutex, RwLock};
+use timezero::{Engine, VolumeId};
+use tokio::sync::broadcast;
+use volume_store::{FaultPoint, TrackStore};
+
+use crate::config::SubsystemConfig;
+use crate::datadir::{DataDir, DataDirLock};
+use crate::error::{err, ErrorKind, Result};
+use crate::events::Event;
+use crate::meta::MetaStore;
+use crate::metrics::{Metrics, MetricsSnapshot};
+use crate::provider::StoreProvider;
+
+pub use control::{CascadeView, GroupView, MapCreate, MapView, VolumeView};
+pub use copier::{CopierHandle, CopyStepReport};
+pub use io::AllocationExtent;
+pub use ipl::IplReport;
+pub use sessions::{
+    PhysSessionInfo, PhysSessionState, SessionPair, MAX_SESSIONS_PER_SUBSYSTEM,
+    MAX_SESSIONS_PER_VOLUME,
+};
+
+use commit::Committer;
+use cow::CommitItem;
+use locks::GrainLocks;
+use sessions::PhysSession;
+use tables::Tables;
+
+/// Journal bytes after which a group commit also checkpoints.
+const JOURNAL_CHECKPOINT_BYTES: u64 = 64 << 20;
+
+/// A volume: its name, engine id, geometry and store.
+pub(crate) struct Volume {
+    pub(crate) name: String,
+    pub(crate) id: VolumeId,
+    pub(crate) model: DeviceModel,
+    pub(crate) geometry: Geometry,
+    pub(crate) store: Arc<dyn TrackStore>,
+}
+
+#[derive(Default)]
+pub(crate) struct Volumes {
+    pub(crate) by_name: BTreeMap<String, Arc<Volume>>,
+    pub(crate) by_id: HashMap<VolumeId, Arc<Volume>>,
+}
+
+impl Volumes {
+    pub(crate) fn insert(&mut self, v: Arc<Volume>) {
+        self.by_id.insert(v.id, v.clone());
+        self.by_name.insert(v.name.clone(), v);
+    }
+    pub(crate) fn remove(&mut self, name: &str) -> Option<Arc<Volume>> {
+        let v = self.by_name.remove(name)?;
+        self.by_id.remove(&v.id);
+        Some(v)
+    }
+}
+
+/// The engine and everything else that changes with topology.
+pub(crate) struct Core {
+    pub(crate) engine: Engine,
+    pub(crate) sessions: BTreeMap<u8, PhysSession>,
+    pub(crate) next_volume_id: u32,
+    /// Maps of sessions established since the last checkpoint. None has a
+    /// committed grain: the group commit checkpoints before committing the first.
+    pub(crate) unhardened_maps: std::collections::HashSet<timezero::MapId>,
+    /// Per volume: its own map while a cascade member, and its incremental maps.
+    /// Refreshed after every engine state change; a stale entry is harmless
+    /// (bitmaps are checked before use).
+    pub(crate) vol_maps: HashMap<VolumeId, VolMaps>,
+}
+
+/// The maps whose bits a host write to a volume may set.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct VolMaps {
+    /// The volume's own map while the volume is a cascade member.
+    pub(crate) member: Option<timezero::MapId>,
+    /// Incremental maps with the volume as source or target.
+    pub(crate) incremental: Vec<timezero::MapId>,
+}
+
+impl Core {
+    pub(crate) fn new(engine: Engine, next_volume_id: u32) -> Core {
+        let mut c = Core {
+            engine,
+            sessions: BTreeMap::new(),
+            next_volume_id,
+            unhardened_maps: Default::default(),
+            vol_maps: HashMap::new(),
+        };
+        c.refresh_vol_maps();
+        c
+    }
+
+    pub(crate) fn refresh_vol_maps(&mut self) {
+        let mut m: HashMap<VolumeId, VolMaps> = HashMap::new();
+        for info in self.engine.maps() {
+            if info.cascade.is_some() {
+                m.entry(info.spec.target).or_default().member = Some(info.id);
+            }
+            if info.spec.incremental {
+                for v in [info.spec.source, info.spec.target] {
+                    m.entry(v).or_default().incremental.push(info.id);
+                }
+            }
+        }
+        self.vol_maps = m;
+    }
+}
+
+/// Where the next journal record goes and which root is current.
+pub(crate) struct JournalCursor {
+    /// Generation of the newest durable root.
+    pub(crate) generation: u64,
+    /// Slot holding it.
+    pub(crate) slot: u32,
+    /// Journal-relative offset of the next record.
+    pub(crate) offset: u64,
+    /// Sequence number of the next record.
+    pub(crate) seq: u64,
+    /// Root flags to write at checkpoints (OPEN while running).
+    pub(crate) flags: u32,
+}
+
+pub(crate) struct Inner {
+    pub(crate) id: String,
+    pub(crate) config: SubsystemConfig,
+    pub(crate) dir: DataDir,
+    pub(crate) lock: Mutex<Option<DataDirLock>>,
+    pub(crate) options: OpenOptions,
+    pub(crate) provider: Arc<dyn StoreProvider>,
+    pub(crate) faults: Arc<dyn FaultPoint>,
+    pub(crate) meta: MetaStore,
+    pub(crate) sync: bool,
+    pub(crate) topo: RwLock<()>,
+    pub(crate) core: Mutex<Core>,
+    pub(crate) volumes: RwLock<Volumes>,
+    pub(crate) journal: Mutex<JournalCursor>,
+    pub(crate) grains: GrainLocks,
+    pub(crate) committer: Committer<CommitItem>,
+    pub(crate) metrics: Metrics,
+    pub(crate) events: broadcast::Sender<Event>,
+    /// `None` after close (the table files are unlocked for the next open).
+    pub(crate) tables: Mutex<Option<Tables>>,
+    /// Host requests currently inside the subsystem (the copier yields to them).
+    pub(crate) host_active: AtomicUsize,
+    pub(crate) closed: AtomicBool,
+    pub(crate) ipl_report: Mutex<IplReport>,
+}
+
+/// The simulated subsystem. Cheap to clone (an `Arc` inside); every method is
+/// blocking and thread safe. Dropping the last handle without [`Subsystem::close`]
+/// is a crash: nothing is flushed and the data directory stays marked open.
+#[derive(Clone)]
+pub struct Subsystem {
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// How to open a subsystem; [`Subsystem::open`] uses the defaults.
+#[derive(Clone)]
+pub struct OpenOptions {
+    /// Stores of volumes and metadata; default: sparse files in the data dir.
+    pub provider: Option<Arc<dyn StoreProvider>>,
+    /// Named fault sites (`cow.copy.read`, `cow.copy.write`, `cow.flush`,
+    /// `bitmap.commit`, `root.write`); default: none.
+    pub faults: Option<Arc<dyn FaultPoint>>,
+    /// Take the data directory lock (default true).
+    pub lock: bool,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            provider: None,
+            faults: None,
+            lock: true,
+        }
+    }
+}
+
+impl Subsystem {
+    /// Creates the data directory and the subsystem, or IPLs an existing one
+    /// (validates the roots, replays the journal, runs the checker if the
+    /// directory was not shut down cleanly, creates config volumes that are missing).
+    pub fn open(data_dir: impl AsRef<Path>, config: SubsystemConfig) -> Result<Subsystem> {
+        Self::open_with(data_dir, config, OpenOptions::default())
+    }
+
+    /// [`Subsystem::open`] with explicit stores and fault sites.
+    pub fn open_with(
+        data_dir: impl AsRef<Path>,
+        config: SubsystemConfig,
+        options: OpenOptions,
+    ) -> Result<Subsystem> {
+        ipl::open(data_dir.as_ref(), config, options)
+    }
+
+    /// The subsystem id.
+    pub fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    /// The configuration it was opened with.
+    pub fn config(&self) -> &SubsystemConfig {
+        &self.inner.config
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        self.inner.dir.root()
+    }
+
+    /// What the last open/IPL/reset found and did.
+    pub fn ipl_report(&self) -> IplReport {
+        self.inner.ipl_report.lock().clone()
+    }
+
+    /// Counters and the flush-latency histogram.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.inner.metrics.snapshot()
+    }
+
+    /// Subscribes to events (state changes, progress, suspensions, checkpoints).
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
+    /// Clean shutdown: waits for in-flight I/O, flushes every volume, writes a
+    /// root without the OPEN flag. The handle (and its clones) refuse I/O afterwards.
+    pub fn close(&self) -> Result<()> {
+        let _topo = self.inner.topo.write();
+        if self.inner.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.inner
+            .closed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let vols: Vec<Arc<Volume>> = self
+            .inner
+            .volumes
+            .read()
+            .by_name
+            .values()
+            .cloned()
+            .collect();
+        for v in vols {
+            self.inner.flush_store(&v.name, &v.store)?;
+        }
+        let mut cur = self.inner.journal.lock();
+        cur.flags &= !crate::meta::ROOT_FLAG_OPEN;
+        self.inner.checkpoint(&mut cur)?;
+        self.inner.tables.lock().take();
+        self.inner.lock.lock().take();
+        Ok(())
+    }
+
+    pub(crate) fn check_open(&self) -> Result<()> {
+        if self.inner.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(err(
+                ErrorKind::Offline,
+                format!("subsystem {} is shut down", self.inner.id),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Inner {
+    /// Runs `f` on the open activity tables.
+    pub(crate) fn with_tables<T>(&self, f: impl FnOnce(&mut Tables) -> Result<T>) -> Result<T> {
+        let mut t = self.tables.lock();
+        let t = t.as_mut().ok_or_else(|| {
+            err(
+                ErrorKind::Offline,
+                format!("subsystem {} is shut down", self.id),
+            )
+        })?;
+        f(t)
+    }
+
+    pub(crate) fn volume(&self, name: &str) -> Result<Arc<Volume>> {
+        self.volumes
+            .read()
+            .by_name
+            .get(name)
+            .cloned()
+            .ok_or_else(|| err(ErrorKind::NotFound, format!("unknown volume {name}")))
+    }
+
+    pub(crate) fn volume_by_id(&self, id: VolumeId) -> Result<Arc<Volume>> {
+        self.volumes
+            .read()
+            .by_id
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| err(ErrorKind::NotFound, format!("unknown volume id {}", id.0)))
+    }
+
+    pub(crate) fn emit(&self, e: Event) {
+        tracing::debug!(subsystem = %self.id, event = ?e, "event");
+        // No receivers is fine: events are also reflected in queryable state.
+        let _ = self.events.send(e);
+    }
+
+    /// Flushes one store (skipped in `nosync`), timing it.
+    pub(crate) fn flush_store(&self, name: &str, store: &Arc<dyn TrackStore>) -> Result<()> {
+        if !self.sync {
+            return Ok(());
+        }
+        let t = std::time::Instant::now();
+        let r = store.flush();
+        self.metrics.flush_latency(t.elapsed());
+        r.map_err(|e| {
+            if e.kind() != volume_store::ErrorKind::Poisoned {
+                self.emit(Event::StorePoisoned {
+                    volume: name.to_string(),
+                    reason: e.to_string(),
+                });
+            }
+            crate::meta::store_err(&format!("flush volume {name}"), e)
+        })
+    }
+
+    /// Writes a new root (engine state, volumes, hardened sessions) into the
+    /// inactive slot and restarts the journal. Caller holds the journal lock,
+    /// so no group commit is between its journal append and its engine commit.
+    pub(crate) fn checkpoint(&self, cur: &mut JournalCursor) -> Result<()> {
+        let payload = {
+            let core = self.core.lock();
+            let vols = self.volumes.read();
+            persist::RootPayload {
+                subsystem: self.id.clone(),
+                volumes: vols
+                    .by_name
+                    .values()
+                    .map(|v| persist::VolumeRecord {
+                        name: v.name.clone(),
+                        id: v.id.0,
+                        model: v.model.to_string(),
+                    })
+                    .collect(),
+                next_volume_id: core.next_volume_id,
+                sessions: core.sessions.values().map(|s| s.record()).collect(),
+                engine: core.engine.save(),
+            }
+        };
+        let bytes = payload.encode()?;
+        let slot = 1 - cur.slot;
+        let generation = cur.generation + 1;
+        self.faults
+            .check("root.write")
+            .map_err(|e| crate::meta::store_err("write root (injected)", e))?;
+        self.meta
+            .write_root(slot, generation, cur.flags, &self.id, &bytes)?;
+        cur.slot = slot;
+        cur.generation = generation;
+        cur.offset = 0;
+        cur.seq = 1;
+        {
+            // Everything in the root just written is hardened (docs/DURABILITY.md).
+            let mut core = self.core.lock();
+            for s in core.sessions.values_mut() {
+                s.hardened = true;
+            }
+            core.unhardened_maps.clear();
+        }
+        Metrics::add(&self.metrics.checkpoints, 1);
+        self.emit(Event::Checkpoint { generation });
+        Ok(())
+    }
+
+    /// Checkpoints if the journal has grown past its budget.
+    pub(crate) fn maybe_checkpoint(&self, cur: &mut JournalCursor) {
+        if cur.offset >= JOURNAL_CHECKPOINT_BYTES {
+            if let Err(e) = self.checkpoint(cur) {
+                tracing::warn!(subsystem = %self.id, error = %e.full_message(), "periodic checkpoint failed");
+            }
+        }
+    }
+}

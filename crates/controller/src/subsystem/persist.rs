@@ -1,0 +1,186 @@
+//! What a root holds (the controller's durable state besides the journal),
+//! the journal payload, and the checkpoint procedure.
+//!
+//! Persisted bytes are untrusted: [`RootPayload::validate`] checks every field
+//! before anything is built from them.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+use timezero::{GrainCopy, MapId, VolumeId};
+
+use crate::config::check_id;
+use crate::error::{err, ErrorKind, Result};
+use crate::meta::codec;
+
+const ROOT_MAGIC: [u8; 4] = *b"FWRP";
+const ROOT_VERSION: u16 = 1;
+const JOURNAL_MAGIC: [u8; 4] = *b"FWJP";
+const JOURNAL_VERSION: u16 = 1;
+
+/// One volume as the root records it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct VolumeRecord {
+    pub name: String,
+    pub id: u32,
+    pub model: String,
+}
+
+/// One source extent set of a physical session and its map.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SessionMemberRecord {
+    pub source: String,
+    /// Inclusive track ranges.
+    pub extents: Vec<(u64, u64)>,
+    pub target: String,
+    pub map: u32,
+}
+
+/// One physical session as the root records it (only hardened sessions are here).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SessionRecord {
+    pub phys: u8,
+    pub session: String,
+    pub group: u32,
+    pub members: Vec<SessionMemberRecord>,
+}
+
+/// The root payload.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct RootPayload {
+    pub subsystem: String,
+    pub volumes: Vec<VolumeRecord>,
+    pub next_volume_id: u32,
+    pub sessions: Vec<SessionRecord>,
+    /// `timezero::Engine::save` output (checked by the engine's own load).
+    pub engine: Vec<u8>,
+}
+
+impl RootPayload {
+    pub(crate) fn encode(&self) -> Result<Vec<u8>> {
+        codec::encode(ROOT_MAGIC, ROOT_VERSION, self)
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Result<RootPayload> {
+        let p: RootPayload = codec::decode(ROOT_MAGIC, ROOT_VERSION, bytes)?;
+        p.validate()?;
+        Ok(p)
+    }
+
+    /// Checks names, id uniqueness and cross references.
+    pub(crate) fn validate(&self) -> Result<()> {
+        let bad = |m: String| err(ErrorKind::Corrupt, format!("root payload: {m}"));
+        check_id("subsystem id", &self.subsystem).map_err(bad)?;
+        let mut names = BTreeSet::new();
+        let mut ids = BTreeSet::new();
+        for v in &self.volumes {
+            check_id("volume id", &v.name).map_err(bad)?;
+            if !names.insert(v.name.as_str()) || !ids.insert(v.id) {
+                return Err(bad(format!("volume {} (id {}) listed twice", v.name, v.id)));
+            }
+            if v.id >= self.next_volume_id {
+                return Err(bad(format!(
+                    "volume {} has id {} >= next id {}",
+                    v.name, v.id, self.next_volume_id
+                )));
+            }
+            v.model
+                .parse::<geometry::DeviceModel>()
+                .map_err(|e| bad(format!("volume {} model {:?}: {e}", v.name, v.model)))?;
+        }
+        let mut phys = BTreeSet::new();
+        for s in &self.sessions {
+            if s.phys == 0 || !phys.insert(s.phys) {
+                return Err(bad(format!(
+                    "physical session id {} is 0 or listed twice",
+                    s.phys
+                )));
+            }
+            for m in &s.members {
+                for vol in [&m.source, &m.target] {
+                    if !names.contains(vol.as_str()) {
+                        return Err(bad(format!(
+                            "session {} names unknown volume {vol}",
+                            s.phys
+                        )));
+                    }
+                }
+                if m.extents.iter().any(|&(a, b)| a > b) {
+                    return Err(bad(format!("session {} has a reversed extent", s.phys)));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A run of grain copies with the same map, source and target store:
+/// grains `first..=last` (the order of commits inside one record is irrelevant:
+/// commits only set bits).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct CopyRun {
+    pub map: MapId,
+    pub from: VolumeId,
+    pub to: VolumeId,
+    pub first: u64,
+    pub last: u64,
+}
+
+impl CopyRun {
+    pub(crate) fn expand(&self) -> impl Iterator<Item = GrainCopy> + '_ {
+        (self.first..=self.last).map(|grain| GrainCopy {
+            map: self.map,
+            grain,
+            from: self.from,
+            to: self.to,
+        })
+    }
+
+    /// Run-length encodes `copies` (adjacent grains, either direction).
+    pub(crate) fn encode(copies: &[GrainCopy]) -> Vec<CopyRun> {
+        let mut runs: Vec<CopyRun> = Vec::new();
+        for c in copies {
+            if let Some(r) = runs.last_mut() {
+                if (r.map, r.from, r.to) == (c.map, c.from, c.to) {
+                    if c.grain == r.last + 1 {
+                        r.last = c.grain;
+                        continue;
+                    }
+                    if c.grain + 1 == r.first {
+                        r.first = c.grain;
+                        continue;
+                    }
+                }
+            }
+            runs.push(CopyRun {
+                map: c.map,
+                from: c.from,
+                to: c.to,
+                first: c.grain,
+                last: c.grain,
+            });
+        }
+        runs
+    }
+}
+
+/// What one journal record carries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum JournalOp {
+    /// Grain copies made durable (their split bits are now set).
+    Copies(Vec<CopyRun>),
+    /// Difference bits of an incremental map, made durable BEFORE the host
+    /// data that changes those grains reaches its store.
+    Diff { map: MapId, start: u64, end: u64 },
+    /// Host data of `start..end` on `volume` is durable: `Engine::record_write`
+    /// (whole-grain writes split the volume's own map without a fill).
+    Recorded { volume: u32, start: u64, end: u64 },
+}
+
+pub(crate) fn encode_journal(ops: &[JournalOp]) -> Result<Vec<u8>> {
+    codec::encode(JOURNAL_MAGIC, JOURNAL_VERSION, &ops)
+}
+
+pub(crate) fn decode_journal(bytes: &[u8]) -> Result<Vec<JournalOp>> {
+    codec::decode(JOURNAL_MAGIC, JOURNAL_VERSION, bytes)
+}

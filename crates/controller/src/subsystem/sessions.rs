@@ -1,0 +1,437 @@
+//! Physical sessions (patent A): the subsystem side of a backup copy session.
+//!
+//! A physical session protects extent sets of source volumes with full,
+//! extent-level maps to target volumes, all started at one instant as one
+//! consistency group. Its id is 1..=255, unique in the subsystem.
+//!
+//! Invariants:
+//! - at most [`MAX_SESSIONS_PER_SUBSYSTEM`] sessions, and at most
+//!   [`MAX_SESSIONS_PER_VOLUME`] sessions naming any one volume (as source or target);
+//! - a session is *hardened* once a durable root lists it; establishing one
+//!   does not write a root, but the group commit writes one before the first
+//!   grain of any of its maps is committed (docs/DURABILITY.md, "Hardening"),
+//!   so losing an unhardened session never loses data another map needs;
+//! - after a reset every surviving session is `quiesced` (protection goes on,
+//!   background copy waits) until the resource manager resumes or withdraws it.
+
+use std::collections::BTreeMap;
+
+use geometry::ExtentSet;
+use serde::Serialize;
+use timezero::{CopyType, GroupId, MapId, MapSpec, MapState, StartOptions};
+
+use super::control::control_err;
+use super::persist::{SessionMemberRecord, SessionRecord};
+use super::{Core, Subsystem};
+use crate::config::check_id;
+use crate::error::{err, ErrorKind, Result};
+
+/// Sessions per volume (as source or target).
+pub const MAX_SESSIONS_PER_VOLUME: usize = 16;
+/// Sessions per subsystem.
+pub const MAX_SESSIONS_PER_SUBSYSTEM: usize = 64;
+/// Copy rate of session maps (semantics.md 3.2: 64 MiB/s).
+const SESSION_COPY_RATE: u8 = 100;
+
+/// One protected source extent set and the volume receiving its image.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SessionPair {
+    /// Source volume.
+    pub source: String,
+    /// Tracks of the source protected by the session.
+    pub extents: ExtentSet,
+    /// Target volume (same geometry as the source).
+    pub target: String,
+}
+
+/// State of a physical session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PhysSessionState {
+    /// Protecting its domain and copying.
+    Active,
+    /// After a reset: still protecting, background copy held until resumed.
+    Quiesced,
+    /// A map of the session was stopped or suspended: its image is not whole.
+    Failed,
+}
+
+/// A physical session as reported to the resource manager.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PhysSessionInfo {
+    /// Physical session id, 1..=255.
+    pub phys: u8,
+    /// The logical (host) session it serves.
+    pub session: String,
+    /// State.
+    pub state: PhysSessionState,
+    /// Listed in a durable root.
+    pub hardened: bool,
+    /// Active track extents per source volume (maps that hold a valid image).
+    pub domain: BTreeMap<String, ExtentSet>,
+    /// Tracks of the domain already on the targets.
+    pub copied_tracks: u64,
+    /// Tracks in the domain.
+    pub total_tracks: u64,
+    /// The session's maps.
+    pub maps: Vec<u32>,
+}
+
+/// A physical session in memory.
+#[derive(Clone, Debug)]
+pub(crate) struct PhysSession {
+    pub(crate) phys: u8,
+    pub(crate) session: String,
+    pub(crate) group: GroupId,
+    pub(crate) members: Vec<(SessionPair, MapId)>,
+    pub(crate) hardened: bool,
+    pub(crate) quiesced: bool,
+}
+
+impl PhysSession {
+    pub(crate) fn uses(&self, volume: &str) -> bool {
+        self.members
+            .iter()
+            .any(|(p, _)| p.source == volume || p.target == volume)
+    }
+
+    pub(crate) fn maps(&self) -> Vec<MapId> {
+        self.members.iter().map(|(_, m)| *m).collect()
+    }
+
+    pub(crate) fn record(&self) -> SessionRecord {
+        SessionRecord {
+            phys: self.phys,
+            session: self.session.clone(),
+            group: self.group.0,
+            members: self
+                .members
+                .iter()
+                .map(|(p, m)| SessionMemberRecord {
+                    source: p.source.clone(),
+                    extents: p
+                        .extents
+                        .extents()
+                        .iter()
+                        .map(|e| (e.first, e.last))
+                        .collect(),
+                    target: p.target.clone(),
+                    map: m.0,
+                })
+                .collect(),
+        }
+    }
+
+    pub(crate) fn from_record(r: &SessionRecord) -> PhysSession {
+        PhysSession {
+            phys: r.phys,
+            session: r.session.clone(),
+            group: GroupId(r.group),
+            members: r
+                .members
+                .iter()
+                .map(|m| {
+                    let extents: ExtentSet = m
+                        .extents
+                        .iter()
+                        .filter_map(|&(a, b)| geometry::Extent::new(a, b))
+                        .collect();
+                    (
+                        SessionPair {
+                            source: m.source.clone(),
+                            extents,
+                            target: m.target.clone(),
+                        },
+                        MapId(m.map),
+                    )
+                })
+                .collect(),
+            hardened: true,
+            quiesced: false,
+        }
+    }
+}
+
+/// Ones of `bm` inside `first..=last`.
+fn count_ones_in(bm: &timezero::Bitmap, first: u64, last: u64) -> u64 {
+    let last = last.min(bm.len().saturating_sub(1));
+    if first > last {
+        return 0;
+    }
+    let w = bm.as_words();
+    let (fw, lw) = ((first / 64) as usize, (last / 64) as usize);
+    let mut n = 0u64;
+    for (i, &word) in w.iter().enumerate().take(lw + 1).skip(fw) {
+        let mut x = word;
+        if i == fw {
+            x &= u64::MAX << (first % 64);
+        }
+        if i == lw && last % 64 != 63 {
+            x &= (1u64 << (last % 64 + 1)) - 1;
+        }
+        n += u64::from(x.count_ones());
+    }
+    n
+}
+
+fn info_of(core: &Core, s: &PhysSession) -> PhysSessionInfo {
+    let mut domain: BTreeMap<String, ExtentSet> = BTreeMap::new();
+    let (mut copied, mut total) = (0u64, 0u64);
+    let mut failed = false;
+    for (p, m) in &s.members {
+        let state = core.engine.map_state(*m);
+        let valid = matches!(state, Some(MapState::Copying | MapState::IdleOrCopied));
+        failed |= !valid;
+        total += p.extents.track_count();
+        if valid {
+            let d = domain.entry(p.source.clone()).or_default();
+            *d = d.union(&p.extents);
+            if let Some(bm) = core.engine.split_bitmap(*m) {
+                copied += p
+                    .extents
+                    .extents()
+                    .iter()
+                    .map(|e| count_ones_in(bm, e.first, e.last))
+                    .sum::<u64>();
+            }
+        }
+    }
+    let state = if failed {
+        PhysSessionState::Failed
+    } else if s.quiesced {
+        PhysSessionState::Quiesced
+    } else {
+        PhysSessionState::Active
+    };
+    PhysSessionInfo {
+        phys: s.phys,
+        session: s.session.clone(),
+        state,
+        hardened: s.hardened,
+        domain,
+        copied_tracks: copied,
+        total_tracks: total,
+        maps: s.members.iter().map(|(_, m)| m.0).collect(),
+    }
+}
+
+impl Subsystem {
+    /// Establishes a physical session for logical session `session`: one full
+    /// extent-level map per pair, started at one instant as a consistency group.
+    /// Returns its id (the lowest free in 1..=255). Not hardened on return (see
+    /// the module doc); [`Subsystem::harden`] hardens at once.
+    pub fn establish_session(&self, session: &str, pairs: &[SessionPair]) -> Result<u8> {
+        check_id("session id", session).map_err(|m| err(ErrorKind::InvalidRequest, m))?;
+        if pairs.is_empty() {
+            return Err(err(
+                ErrorKind::InvalidRequest,
+                "a physical session needs at least one extent pair",
+            ));
+        }
+        let mut resolved = Vec::with_capacity(pairs.len());
+        for p in pairs {
+            let (s, t) = (self.inner.volume(&p.source)?, self.inner.volume(&p.target)?);
+            if p.extents.is_empty() {
+                return Err(err(
+                    ErrorKind::InvalidRequest,
+                    format!("empty extent set on volume {}", p.source),
+                ));
+            }
+            if p.extents
+                .extents()
+                .last()
+                .is_some_and(|e| e.last >= s.geometry.tracks())
+            {
+                return Err(err(
+                    ErrorKind::OutOfRange,
+                    format!(
+                        "extents {} reach beyond volume {} ({} tracks)",
+                        s.geometry.format_extent_set(&p.extents),
+                        p.source,
+                        s.geometry.tracks()
+                    ),
+                ));
+            }
+            resolved.push((s.id, t.id));
+        }
+        self.check_open()?;
+        let inner = &*self.inner;
+        let _topo = inner.topo.write();
+        let _cur = inner.journal.lock();
+        let mut core = inner.core.lock();
+        if core.sessions.len() >= MAX_SESSIONS_PER_SUBSYSTEM {
+            return Err(err(
+                ErrorKind::Limit,
+                format!(
+                    "subsystem {} already has {MAX_SESSIONS_PER_SUBSYSTEM} physical sessions",
+                    inner.id
+                ),
+            ));
+        }
+        for p in pairs {
+            for vol in [&p.source, &p.target] {
+                let n = core.sessions.values().filter(|s| s.uses(vol)).count();
+                if n >= MAX_SESSIONS_PER_VOLUME {
+                    return Err(err(ErrorKind::Limit, format!("volume {vol} is already in {MAX_SESSIONS_PER_VOLUME} physical sessions")));
+                }
+            }
+        }
+        let phys = (1..=255u8)
+            .find(|p| !core.sessions.contains_key(p))
+            .ok_or_else(|| err(ErrorKind::Limit, "all 255 physical session ids are in use"))?;
+        // Create, group, prepare and start; undo everything on the first failure.
+        let mut maps = Vec::new();
+        let group = core.engine.create_group(false);
+        let result = (|| -> Result<()> {
+            for (p, (s, t)) in pairs.iter().zip(&resolved) {
+                let mut spec = MapSpec::new(*s, *t, CopyType::Full);
+                spec.extents = Some(p.extents.clone());
+                spec.copy_rate = SESSION_COPY_RATE;
+                let m = core.engine.create_map(spec).map_err(|e| {
+                    control_err(e).context(format!("session pair {} -> {}", p.source, p.target))
+                })?;
+                maps.push(m);
+                core.engine.add_to_group(m, group).map_err(control_err)?;
+            }
+            core.engine.prepare_group(group).map_err(control_err)?;
+            for m in &maps {
+                core.engine.flush_done(*m).map_err(control_err)?;
+            }
+            core.engine
+                .start_group(group, StartOptions::default())
+                .map_err(control_err)
+        })();
+        if let Err(e) = result {
+            for m in &maps {
+                let _ = core.engine.delete(*m, true);
+            }
+            let _ = core.engine.delete_group(group, true);
+            let _ = core.engine.take_events();
+            core.refresh_vol_maps();
+            return Err(e.context(format!("establish physical session for {session}")));
+        }
+        core.unhardened_maps.extend(maps.iter().copied());
+        core.sessions.insert(
+            phys,
+            PhysSession {
+                phys,
+                session: session.to_string(),
+                group,
+                members: pairs.iter().cloned().zip(maps.iter().copied()).collect(),
+                hardened: false,
+                quiesced: false,
+            },
+        );
+        inner.after_engine_change(&mut core);
+        core.refresh_vol_maps();
+        tracing::info!(subsystem = %inner.id, session, phys, maps = ?maps, "physical session established");
+        Ok(phys)
+    }
+
+    /// Writes a checkpoint now: every established session becomes hardened.
+    pub fn harden(&self) -> Result<()> {
+        self.check_open()?;
+        let _topo = self.inner.topo.read();
+        let mut cur = self.inner.journal.lock();
+        self.inner.checkpoint(&mut cur)
+    }
+
+    /// Withdraws physical session `phys` (maps stopped and deleted, protection
+    /// dropped). If `owner` is given and the session belongs to another logical
+    /// session (ids are reused), nothing happens. Returns whether a session was withdrawn.
+    pub fn withdraw_session(&self, phys: u8, owner: Option<&str>) -> Result<bool> {
+        self.control(|_, core| {
+            let Some(s) = core.sessions.get(&phys) else {
+                return Ok(false);
+            };
+            if owner.is_some_and(|o| o != s.session) {
+                return Ok(false);
+            }
+            let s = s.clone();
+            for m in s.maps() {
+                if core.engine.map_state(m).is_some() {
+                    core.engine
+                        .delete(m, true)
+                        .map_err(|e| control_err(e).context(format!("withdraw session {phys}")))?;
+                }
+            }
+            if core.engine.groups().iter().any(|g| g.id == s.group) {
+                core.engine
+                    .delete_group(s.group, true)
+                    .map_err(control_err)?;
+            }
+            core.sessions.remove(&phys);
+            core.unhardened_maps.retain(|m| !s.maps().contains(m));
+            tracing::info!(session = %s.session, phys, "physical session withdrawn");
+            Ok(true)
+        })
+    }
+
+    /// Returns a quiesced session to active (background copy continues from
+    /// the durable bitmaps). A failed session cannot resume.
+    pub fn resume_session(&self, phys: u8) -> Result<()> {
+        let mut core = self.inner.core.lock();
+        let info = core.sessions.get(&phys).map(|s| info_of(&core, s));
+        match info {
+            None => Err(err(
+                ErrorKind::NotFound,
+                format!("no physical session {phys}"),
+            )),
+            Some(i) if i.state == PhysSessionState::Failed => Err(err(
+                ErrorKind::State,
+                format!("physical session {phys} failed (a map is stopped or suspended)"),
+            )),
+            Some(_) => {
+                if let Some(s) = core.sessions.get_mut(&phys) {
+                    s.quiesced = false;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The active track extents of `volume` under physical session `phys`
+    /// (maps that still hold a valid image); `None` if the session does not
+    /// exist or protects nothing on that volume.
+    pub fn active_extents(&self, phys: u8, volume: &str) -> Option<ExtentSet> {
+        self.session_info(phys)?.domain.remove(volume)
+    }
+
+    /// (tracks copied, tracks in the domain) of a session.
+    pub fn session_progress(&self, phys: u8) -> Option<(u64, u64)> {
+        self.session_info(phys)
+            .map(|i| (i.copied_tracks, i.total_tracks))
+    }
+
+    /// One physical session.
+    pub fn session_info(&self, phys: u8) -> Option<PhysSessionInfo> {
+        let core = self.inner.core.lock();
+        core.sessions.get(&phys).map(|s| info_of(&core, s))
+    }
+
+    /// Every physical session, ascending by id.
+    pub fn physical_sessions(&self) -> Vec<PhysSessionInfo> {
+        let core = self.inner.core.lock();
+        core.sessions.values().map(|s| info_of(&core, s)).collect()
+    }
+
+    /// Whether background copy of `map` is held (its session is quiesced).
+    pub(crate) fn map_held(core: &Core, map: MapId) -> bool {
+        core.sessions
+            .values()
+            .any(|s| s.quiesced && s.members.iter().any(|(_, m)| *m == map))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn count_ones_in_respects_bounds() {
+        let mut bm = timezero::Bitmap::new(200);
+        bm.set_range(10, 150);
+        assert_eq!(super::count_ones_in(&bm, 0, 199), 140);
+        assert_eq!(super::count_ones_in(&bm, 63, 64), 2);
+        assert_eq!(super::count_ones_in(&bm, 149, 180), 1);
+        assert_eq!(super::count_ones_in(&bm, 150, 180), 0);
+    }
+}

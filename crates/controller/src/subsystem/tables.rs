@@ -1,0 +1,133 @@
+//! The subsystem's activity tables: one for the subsystem, one per volume,
+//! in `tables/` of the data directory (crates/activity-table).
+
+use std::collections::BTreeMap;
+
+use activity_table::{ActivityEntry, ActivityTable, NewEntry, RecoveryReport, TableError, TableId};
+
+use super::Subsystem;
+use crate::datadir::DataDir;
+use crate::error::{err, ControllerError, ErrorKind, Result};
+
+pub(crate) struct Tables {
+    pub(crate) subsystem: ActivityTable,
+    pub(crate) volumes: BTreeMap<String, ActivityTable>,
+    /// What recovery found in each table at open (for the IPL report).
+    pub(crate) reports: Vec<(String, RecoveryReport)>,
+}
+
+pub(crate) fn table_err(what: &str, e: TableError) -> ControllerError {
+    let kind = match &e {
+        TableError::CorruptRecord { .. } | TableError::WrongTable { .. } => ErrorKind::Corrupt,
+        _ => ErrorKind::Io,
+    };
+    ControllerError::with_source(kind, what.to_string(), e)
+}
+
+fn open(path: std::path::PathBuf, id: TableId) -> Result<(ActivityTable, RecoveryReport)> {
+    ActivityTable::open(&path, id)
+        .map_err(|e| table_err(&format!("open activity table {}", path.display()), e))
+}
+
+impl Tables {
+    pub(crate) fn open(dir: &DataDir, subsystem: &str, volumes: &[String]) -> Result<Tables> {
+        let (sub, rep) = open(
+            dir.subsystem_table_path(),
+            TableId::Subsystem(subsystem.to_string()),
+        )?;
+        let mut t = Tables {
+            subsystem: sub,
+            volumes: BTreeMap::new(),
+            reports: vec![("subsystem".into(), rep)],
+        };
+        for v in volumes {
+            t.open_volume(dir, subsystem, v)?;
+        }
+        Ok(t)
+    }
+
+    pub(crate) fn open_volume(
+        &mut self,
+        dir: &DataDir,
+        subsystem: &str,
+        volume: &str,
+    ) -> Result<()> {
+        let id = TableId::Volume {
+            subsystem: subsystem.to_string(),
+            volume: volume.to_string(),
+        };
+        let (t, rep) = open(dir.volume_table_path(volume), id)?;
+        self.reports.push((volume.to_string(), rep));
+        self.volumes.insert(volume.to_string(), t);
+        Ok(())
+    }
+
+    pub(crate) fn close_volume(&mut self, volume: &str) {
+        self.volumes.remove(volume);
+    }
+}
+
+impl Subsystem {
+    /// Appends `entries` to the subsystem table and each entry naming a volume
+    /// to that volume's table too; durable before return. On error a prefix
+    /// may have been written (the resource manager copes with that).
+    pub fn append_activity(&self, entries: &[NewEntry]) -> Result<Vec<u64>> {
+        self.check_open()?;
+        self.inner.with_tables(|t| {
+            for e in entries {
+                if e.subsystem != self.inner.id {
+                    return Err(err(
+                        ErrorKind::InvalidRequest,
+                        format!(
+                            "entry names subsystem {} but this is {}",
+                            e.subsystem, self.inner.id
+                        ),
+                    ));
+                }
+                if let Some(v) = &e.volume {
+                    if !t.volumes.contains_key(v) {
+                        return Err(err(
+                            ErrorKind::NotFound,
+                            format!("no activity table for volume {v}"),
+                        ));
+                    }
+                }
+            }
+            let seqs = t
+                .subsystem
+                .append_batch(entries)
+                .map_err(|e| table_err("append to the subsystem table", e))?;
+            for e in entries {
+                if let Some(v) = &e.volume {
+                    if let Some(vt) = t.volumes.get_mut(v) {
+                        vt.append(e.clone()).map_err(|er| {
+                            table_err(&format!("append to the table of volume {v}"), er)
+                        })?;
+                    }
+                }
+            }
+            Ok(seqs)
+        })
+    }
+
+    /// The subsystem table, in sequence order.
+    pub fn activity_entries(&self) -> Result<Vec<ActivityEntry>> {
+        self.inner
+            .with_tables(|t| Ok(t.subsystem.entries().to_vec()))
+    }
+
+    /// One volume's table, in sequence order.
+    pub fn volume_activity_entries(&self, volume: &str) -> Result<Vec<ActivityEntry>> {
+        self.inner.with_tables(|t| {
+            t.volumes
+                .get(volume)
+                .map(|t| t.entries().to_vec())
+                .ok_or_else(|| {
+                    err(
+                        ErrorKind::NotFound,
+                        format!("no activity table for volume {volume}"),
+                    )
+                })
+        })
+    }
+}

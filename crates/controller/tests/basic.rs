@@ -1,0 +1,141 @@
+//! Boot, host I/O, snapshots and clones, IPL: the behaviour users rely on.
+
+use controller::{CopyType, ErrorKind, MapCreate, MapState, Subsystem, SubsystemConfig};
+
+fn config() -> SubsystemConfig {
+    SubsystemConfig::from_toml_str(
+        r#"
+id = "T1"
+[[volumes]]
+id = "S"
+model = "fb:1M:64K"
+[[volumes]]
+id = "T"
+model = "fb:1M:64K"
+[[volumes]]
+id = "U"
+model = "fb:1M:64K"
+[[volumes]]
+id = "C"
+model = "3390-A:2"
+"#,
+    )
+    .unwrap()
+}
+
+fn pattern(tag: u8, len: usize) -> Vec<u8> {
+    (0..len).map(|i| tag ^ (i as u8).wrapping_mul(31)).collect()
+}
+
+fn read(s: &Subsystem, v: &str, off: u64, len: usize) -> Vec<u8> {
+    let mut b = vec![0u8; len];
+    s.read(v, off, &mut b).unwrap();
+    b
+}
+
+#[test]
+fn write_read_and_out_of_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Subsystem::open(dir.path(), config()).unwrap();
+    assert!(s.ipl_report().created);
+    let data = pattern(1, 100_000);
+    s.write("S", 12_345, &data, false).unwrap();
+    assert_eq!(read(&s, "S", 12_345, data.len()), data);
+    assert_eq!(read(&s, "S", 0, 10), vec![0u8; 10]);
+    let e = s.write("S", 1 << 20, b"x", false).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::OutOfRange);
+    let e = s.read("nope", 0, &mut [0u8; 1]).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    s.discard("S", 0, 1 << 20, false).unwrap();
+    assert_eq!(read(&s, "S", 12_345, 100), vec![0u8; 100]);
+    s.close().unwrap();
+}
+
+#[test]
+fn snapshot_keeps_point_in_time_and_survives_ipl() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Subsystem::open(dir.path(), config()).unwrap();
+    let old = pattern(2, 1 << 20);
+    s.write("S", 0, &old, false).unwrap();
+    let m = s
+        .create_map(&MapCreate::new("S", "T", CopyType::Nocopy))
+        .unwrap();
+    s.start_map(m, false).unwrap();
+    assert_eq!(s.map(m).unwrap().state, MapState::Copying);
+    let new = pattern(3, 100_000);
+    s.write("S", 30_000, &new, false).unwrap();
+    assert_eq!(read(&s, "T", 0, 1 << 20), old);
+    assert_eq!(read(&s, "S", 30_000, new.len()), new);
+    // A partial write to the target fills from upstream first.
+    s.write("T", 70_000, b"target!", false).unwrap();
+    let mut expect_t = old.clone();
+    expect_t[70_000..70_007].copy_from_slice(b"target!");
+    assert_eq!(read(&s, "T", 0, 1 << 20), expect_t);
+    s.flush("S").unwrap();
+    s.flush("T").unwrap();
+    let s2 = s.ipl().unwrap();
+    assert!(!s2.ipl_report().dirty);
+    assert_eq!(s2.map(m).unwrap().state, MapState::Copying);
+    assert_eq!(read(&s2, "T", 0, 1 << 20), expect_t);
+    let mut expect_s = old.clone();
+    expect_s[30_000..30_000 + new.len()].copy_from_slice(&new);
+    assert_eq!(read(&s2, "S", 0, 1 << 20), expect_s);
+    s2.close().unwrap();
+}
+
+#[test]
+fn full_copy_completes_and_cascade_keeps_every_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Subsystem::open(dir.path(), config()).unwrap();
+    let v0 = pattern(4, 1 << 20);
+    s.write("S", 0, &v0, false).unwrap();
+    let m1 = s
+        .create_map(&MapCreate::new("S", "T", CopyType::Full))
+        .unwrap();
+    s.start_map(m1, false).unwrap();
+    let v1 = pattern(5, 200_000);
+    s.write("S", 0, &v1, false).unwrap();
+    let m2 = s
+        .create_map(&MapCreate::new("S", "U", CopyType::Full))
+        .unwrap();
+    s.start_map(m2, false).unwrap();
+    assert_eq!(
+        s.cascades()[0].members,
+        vec!["U".to_string(), "T".to_string()]
+    );
+    s.write("S", 100_000, &pattern(6, 300_000), false).unwrap();
+    let mut img1 = v0.clone();
+    img1[..200_000].copy_from_slice(&v1);
+    assert_eq!(read(&s, "T", 0, 1 << 20), v0);
+    assert_eq!(read(&s, "U", 0, 1 << 20), img1);
+    while s.copy_step(1 << 30).unwrap().more {}
+    assert_eq!(s.map(m1).unwrap().state, MapState::IdleOrCopied);
+    assert_eq!(s.map(m2).unwrap().state, MapState::IdleOrCopied);
+    assert_eq!(read(&s, "T", 0, 1 << 20), v0);
+    assert_eq!(read(&s, "U", 0, 1 << 20), img1);
+    let a = s.allocation("T", 0, 1 << 20).unwrap();
+    assert!(a.iter().all(|e| e.allocated));
+    s.close().unwrap();
+}
+
+#[test]
+fn second_open_of_a_data_dir_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Subsystem::open(dir.path(), config()).unwrap();
+    let e = Subsystem::open(dir.path(), config()).err().unwrap();
+    assert_eq!(e.kind(), ErrorKind::Busy);
+    assert!(e.to_string().contains("in use"), "{e}");
+    drop(s);
+    // A crash (drop without close) releases the lock; the reopen is a dirty IPL.
+    let s = Subsystem::open(dir.path(), config()).unwrap();
+    assert!(s.ipl_report().dirty);
+    assert!(
+        s.ipl_report().check_findings.is_empty(),
+        "{:?}",
+        s.ipl_report()
+    );
+    s.close().unwrap();
+    let r = controller::check(dir.path()).unwrap();
+    assert!(r.ok, "{r:?}");
+    assert!(!r.dirty);
+}
