@@ -9,10 +9,17 @@
 //! These rules are checked when a value is built ([`SessionId::new`],
 //! [`PhysSessionId::new`], [`NewEntry::validate`]) and again when a record is
 //! decoded from disk, so an entry in memory always satisfies them.
+//!
+//! The public types also implement serde (for JSON reports and the control
+//! API): ids as their text/number (validated on deserialize), reasons by name
+//! (`rm-restart`), statuses in kebab case (`"initiated"`,
+//! `{"terminated":{"reason":"abend"}}`). The on-disk format does not use these
+//! impls (see `codec`).
 
 use std::fmt;
 
 use geometry::ExtentSet;
+use serde::{Deserialize, Serialize};
 
 use crate::error::TableError;
 
@@ -25,7 +32,8 @@ pub const MAX_PROGRAM_LEN: usize = 256;
 ///
 /// Recorded in the file header, so a file names what it is; opening a file
 /// whose header names another table is [`TableError::WrongTable`].
-#[derive(Clone, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+#[derive(Clone, PartialEq, Eq, Hash, Debug, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum TableId {
     /// The table of a whole subsystem (one row per session and volume, or
     /// subsystem-level rows with no volume).
@@ -76,8 +84,22 @@ impl fmt::Display for TableId {
 }
 
 /// The host's logical session id (one backup-program invocation).
-#[derive(Clone, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+#[derive(Clone, PartialEq, Eq, Hash, Debug, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct SessionId(String);
+
+impl TryFrom<String> for SessionId {
+    type Error = TableError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        SessionId::new(s)
+    }
+}
+
+impl From<SessionId> for String {
+    fn from(s: SessionId) -> String {
+        s.0
+    }
+}
 
 impl SessionId {
     /// Builds a session id; 1..=64 ASCII graphic characters.
@@ -107,8 +129,22 @@ impl std::str::FromStr for SessionId {
 }
 
 /// The subsystem-local number of a session (`01..FF`); never 0.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "u8", into = "u8")]
 pub struct PhysSessionId(u8);
+
+impl TryFrom<u8> for PhysSessionId {
+    type Error = TableError;
+    fn try_from(n: u8) -> Result<Self, Self::Error> {
+        PhysSessionId::new(n)
+    }
+}
+
+impl From<PhysSessionId> for u8 {
+    fn from(p: PhysSessionId) -> u8 {
+        p.0
+    }
+}
 
 impl PhysSessionId {
     /// Builds a physical session id; 0 is [`TableError::InvalidField`].
@@ -136,7 +172,8 @@ impl fmt::Display for PhysSessionId {
 }
 
 /// Why a session was terminated.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum TerminateReason {
     /// Recovery after an operating-system IPL.
     Ipl,
@@ -194,7 +231,8 @@ impl std::str::FromStr for TerminateReason {
 }
 
 /// Status written by one entry.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum EntryStatus {
     /// The session was established (its domain is the entry's extents).
     Initiated,
@@ -237,7 +275,7 @@ impl fmt::Display for EntryStatus {
 }
 
 /// One row of an activity table, as stored (with its sequence number).
-#[derive(Clone, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct ActivityEntry {
     /// Sequence number; strictly increasing within a table, never reused.
     pub seq: u64,
@@ -260,7 +298,7 @@ pub struct ActivityEntry {
 }
 
 /// An entry to append: everything but the sequence number, which the table assigns.
-#[derive(Clone, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct NewEntry {
     /// The host's logical session id.
     pub session_id: SessionId,

@@ -312,3 +312,26 @@ fn sessions_summarize_latest_status_per_volume() {
     let b = &s[&SessionId::new("B").unwrap()];
     assert!(b.is_completed() && !b.is_open() && !b.is_terminated());
 }
+
+#[test]
+fn json_form_of_public_types_is_validated() {
+    let e = entry(2).with_seq(3);
+    let json = serde_json::to_string(&e).unwrap();
+    assert!(
+        json.contains(r#""status":{"terminated":{"reason":"ipl"}}"#),
+        "{json}"
+    );
+    assert!(json.contains(r#""session_id":"DUMP.JOB2""#), "{json}");
+    let back: activity_table::ActivityEntry = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, e);
+    assert_eq!(
+        serde_json::to_string(&TerminateReason::RmRestart).unwrap(),
+        r#""rm-restart""#
+    );
+    assert!(serde_json::from_str::<PhysSessionId>("0").is_err());
+    assert!(serde_json::from_str::<SessionId>(r#""two words""#).is_err());
+    assert_eq!(
+        serde_json::to_string(&vol_id("V1")).unwrap(),
+        r#"{"volume":{"subsystem":"SS01","volume":"V1"}}"#
+    );
+}
