@@ -1,2 +1,43 @@
-//! resource-manager (under construction).
+//! The resource manager (the patent's SDM): the host-side service that backup copy programs
+//! use to start and complete *backup copy sessions*, and that recovers them after an IPL, its
+//! own restart, an abnormal end of a backup program, or a subsystem's reset notification
+//! (patent A, US 5,241,668 / RE37,038; semantics.md section 1, invariants A1-A6 in 5.2).
+//!
+//! A logical session (host [`SessionId`]) covers extents of volumes on one or more
+//! subsystems; on each it is one *physical session* ([`PhysSessionId`], 1..=255) protecting
+//! those extents with time-zero copies onto target volumes. The subsystems' activity tables
+//! are the only durable record: [`ResourceManager`] keeps nothing that it cannot rebuild
+//! from them, so a new instance over the same subsystems knows what the old one knew.
+//!
+//! Depends on: `activity-table` (entry types), `geometry` (extent sets), and reaches a
+//! subsystem only through [`SubsystemPort`]; it must not depend on the NBD layer or the
+//! binary. The adapter for `controller::Subsystem` lives in this crate.
+//!
+//! Key types: [`ResourceManager`], [`SessionSpec`], [`SubsystemPort`], [`Decisions`],
+//! [`SessionInfo`], [`RmError`]. With the `test-utils` feature: `VirtualSubsystem`, an
+//! in-memory subsystem with a model of volume contents, reset faults and crash injection.
+//!
+//! Invariants: see the module docs of `manager` (ordering of entries and side effects),
+//! `ledger` (how tables fold into session states) and `recovery` (A1-A5).
 #![deny(missing_docs)]
+
+mod error;
+mod ledger;
+mod manager;
+mod port;
+mod recovery;
+mod report;
+#[cfg(feature = "test-utils")]
+mod virtual_subsystem;
+
+pub use activity_table::{EntryStatus, PhysSessionId, SessionId, TerminateReason};
+pub use error::RmError;
+pub use ledger::SessionState;
+pub use manager::{ResourceManager, SessionExtent, SessionSpec};
+pub use port::{CopyPair, PhysState, PhysicalSession, PortError, SubsystemPort};
+pub use recovery::fmt_tracks;
+pub use report::{
+    Decision, Decisions, Event, OrphanWithdrawn, Outcome, PhysicalPart, Progress, SessionInfo,
+};
+#[cfg(feature = "test-utils")]
+pub use virtual_subsystem::{CrashSwitch, ResetLoss, VirtualSubsystem};

@@ -1,0 +1,98 @@
+//! The one error type of the resource manager.
+
+use activity_table::{PhysSessionId, SessionId, TerminateReason};
+
+use crate::port::PortError;
+
+/// Everything the resource manager can refuse or fail; each variant is a matchable kind
+/// with the context needed to act on it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RmError {
+    /// The session spec is not acceptable (empty, duplicate volume, missing target, ...).
+    #[error("invalid session spec: {reason}")]
+    InvalidSpec {
+        /// What is wrong.
+        reason: String,
+    },
+    /// A session with this id is already in the activity tables.
+    #[error("session {id} already exists (state {state})")]
+    DuplicateSession {
+        /// The id.
+        id: SessionId,
+        /// Its current state.
+        state: String,
+    },
+    /// No session with this id is in the tables.
+    #[error("unknown session {id}")]
+    UnknownSession {
+        /// The id.
+        id: SessionId,
+    },
+    /// The request names a subsystem the resource manager is not attached to.
+    #[error("unknown subsystem {subsystem}")]
+    UnknownSubsystem {
+        /// The name.
+        subsystem: String,
+    },
+    /// Two attached subsystems report the same name.
+    #[error("subsystem {subsystem} attached twice")]
+    DuplicateSubsystem {
+        /// The name.
+        subsystem: String,
+    },
+    /// The session was terminated; it cannot be completed.
+    #[error("session {id} was terminated ({reason})")]
+    SessionTerminated {
+        /// The id.
+        id: SessionId,
+        /// Why it was terminated.
+        reason: TerminateReason,
+    },
+    /// The copy is not finished: completion needs every protected track on the target.
+    #[error("session {id}: copy not finished on {subsystem} ({copied}/{total} tracks)")]
+    CopyIncomplete {
+        /// The id.
+        id: SessionId,
+        /// The subsystem still copying.
+        subsystem: String,
+        /// Tracks copied.
+        copied: u64,
+        /// Tracks in the domain.
+        total: u64,
+    },
+    /// The subsystem no longer has the session's physical session (or it timed out).
+    #[error("session {id}: physical session {phys} on {subsystem} is gone or timed out")]
+    PhysicalSessionGone {
+        /// The id.
+        id: SessionId,
+        /// The subsystem.
+        subsystem: String,
+        /// The physical id.
+        phys: PhysSessionId,
+    },
+    /// A subsystem refused or failed a request.
+    #[error("{subsystem}: {op}: {source}")]
+    Port {
+        /// The subsystem.
+        subsystem: String,
+        /// What the RM asked (`establish`, `withdraw`, `append`, ...).
+        op: &'static str,
+        /// The subsystem's answer.
+        #[source]
+        source: PortError,
+    },
+}
+
+impl RmError {
+    /// True if this is an injected crash (test doubles): the caller must drop the resource
+    /// manager as if its process had died.
+    pub fn is_crash(&self) -> bool {
+        matches!(
+            self,
+            RmError::Port {
+                source: PortError::Crashed,
+                ..
+            }
+        )
+    }
+}

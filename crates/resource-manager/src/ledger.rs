@@ -1,0 +1,211 @@
+//! The resource manager's knowledge of sessions, folded from activity-table entries.
+//!
+//! Everything here is rebuilt from the subsystem tables ([`Ledger::rebuild`]); nothing is
+//! kept that the tables do not say. Invariants:
+//! - a row key is (subsystem, volume); its status is the status of its latest entry;
+//! - a session is `completed` if any row ever said Completed, else `terminated(reason)` if
+//!   any row said Terminated (reason of the first such entry seen), else `resumed` if any
+//!   row's latest status is Resumed, else `active`;
+//! - a session is *unsettled* if it is completed or terminated while some row is still open
+//!   (Initiated/Resumed): a recovery or completion was interrupted and must be finished.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use activity_table::{ActivityEntry, EntryStatus, PhysSessionId, SessionId, TerminateReason};
+use geometry::ExtentSet;
+
+/// The state of a logical session (cli.md names).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum SessionState {
+    /// Initiated, neither completed nor terminated, never resumed.
+    Active,
+    /// Completed successfully (terminal).
+    Completed,
+    /// Terminated by recovery or rollback (terminal).
+    Terminated(TerminateReason),
+    /// Resumed after a reset notification whose extents matched.
+    Resumed,
+}
+
+impl SessionState {
+    /// Completed or terminated.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, SessionState::Completed | SessionState::Terminated(_))
+    }
+
+    /// The state name without the reason: `active|completed|terminated|resumed`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SessionState::Active => "active",
+            SessionState::Completed => "completed",
+            SessionState::Terminated(_) => "terminated",
+            SessionState::Resumed => "resumed",
+        }
+    }
+
+    /// The termination reason, if terminated.
+    pub fn reason(self) -> Option<TerminateReason> {
+        match self {
+            SessionState::Terminated(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for SessionState {
+    /// `active`, `completed`, `terminated(<reason>)`, `resumed`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SessionState::Terminated(r) => write!(f, "terminated({r})"),
+            s => f.write_str(s.name()),
+        }
+    }
+}
+
+/// One (session, subsystem, volume) row: the recorded domain and the latest status.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub(crate) struct Row {
+    pub phys: PhysSessionId,
+    pub extents: ExtentSet,
+    pub status: EntryStatus,
+}
+
+/// A logical session as the tables describe it.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub(crate) struct SessionLedger {
+    pub id: SessionId,
+    pub program: Option<String>,
+    /// subsystem -> volume -> row.
+    pub rows: BTreeMap<String, BTreeMap<String, Row>>,
+    pub completed: bool,
+    pub terminated: Option<TerminateReason>,
+}
+
+impl SessionLedger {
+    fn new(id: SessionId) -> SessionLedger {
+        SessionLedger {
+            id,
+            program: None,
+            rows: BTreeMap::new(),
+            completed: false,
+            terminated: None,
+        }
+    }
+
+    pub fn state(&self) -> SessionState {
+        if self.completed {
+            SessionState::Completed
+        } else if let Some(r) = self.terminated {
+            SessionState::Terminated(r)
+        } else if self
+            .rows
+            .values()
+            .flat_map(|v| v.values())
+            .any(|r| r.status == EntryStatus::Resumed)
+        {
+            SessionState::Resumed
+        } else {
+            SessionState::Active
+        }
+    }
+
+    /// Terminal state but rows still open: an interrupted completion or termination.
+    pub fn is_unsettled(&self) -> bool {
+        self.state().is_terminal() && self.open_rows().next().is_some()
+    }
+
+    /// (subsystem, volume, row) of every row whose latest status is open.
+    pub fn open_rows(&self) -> impl Iterator<Item = (&str, &str, &Row)> {
+        self.rows.iter().flat_map(|(s, vols)| {
+            vols.iter()
+                .filter(|(_, r)| r.status.is_open())
+                .map(move |(v, r)| (s.as_str(), v.as_str(), r))
+        })
+    }
+
+    /// Physical ids recorded on `subsystem`.
+    pub fn phys_on(&self, subsystem: &str) -> BTreeSet<PhysSessionId> {
+        self.rows
+            .get(subsystem)
+            .map(|v| v.values().map(|r| r.phys).collect())
+            .unwrap_or_default()
+    }
+
+    /// Physical ids recorded with open rows on `subsystem`.
+    pub fn open_phys_on(&self, subsystem: &str) -> BTreeSet<PhysSessionId> {
+        self.rows
+            .get(subsystem)
+            .map(|v| {
+                v.values()
+                    .filter(|r| r.status.is_open())
+                    .map(|r| r.phys)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn apply(&mut self, e: &ActivityEntry) {
+        let Some(volume) = &e.volume else {
+            // Subsystem-level rows carry no domain; the RM never writes them.
+            return;
+        };
+        if self.program.is_none() {
+            self.program.clone_from(&e.program);
+        }
+        let vols = self.rows.entry(e.subsystem.clone()).or_default();
+        match vols.get_mut(volume) {
+            Some(row) => {
+                row.status = e.status;
+                if e.status == EntryStatus::Initiated {
+                    row.extents = e.extents.clone();
+                    row.phys = e.phys_session_id;
+                }
+            }
+            None => {
+                vols.insert(
+                    volume.clone(),
+                    Row {
+                        phys: e.phys_session_id,
+                        extents: e.extents.clone(),
+                        status: e.status,
+                    },
+                );
+            }
+        }
+        match e.status {
+            EntryStatus::Completed => self.completed = true,
+            EntryStatus::Terminated { reason } => {
+                self.terminated.get_or_insert(reason);
+            }
+            EntryStatus::Initiated | EntryStatus::Resumed => {}
+        }
+    }
+}
+
+/// All sessions found in the tables of the attached subsystems.
+#[derive(Clone, Default, PartialEq, Eq, Debug)]
+pub(crate) struct Ledger {
+    pub sessions: BTreeMap<SessionId, SessionLedger>,
+}
+
+impl Ledger {
+    /// Folds the entries of every subsystem table (each in sequence order).
+    pub fn rebuild<'a>(tables: impl IntoIterator<Item = &'a [ActivityEntry]>) -> Ledger {
+        let mut ledger = Ledger::default();
+        for table in tables {
+            for e in table {
+                ledger.apply(e);
+            }
+        }
+        ledger
+    }
+
+    /// Folds one entry (in table order).
+    pub fn apply(&mut self, e: &ActivityEntry) {
+        self.sessions
+            .entry(e.session_id.clone())
+            .or_insert_with(|| SessionLedger::new(e.session_id.clone()))
+            .apply(e);
+    }
+}

@@ -1,0 +1,495 @@
+//! [`ResourceManager`]: sessions across subsystems (start, complete, list).
+//!
+//! Invariants owned here:
+//! - all requests are serialized by one mutex, so a recovery never races a start;
+//! - the in-memory [`Ledger`] equals the fold of the attached subsystems' tables, except
+//!   after a failed port call, when it is marked stale and rebuilt before the next use;
+//! - a session's Initiated entries are durable on every subsystem before
+//!   [`ResourceManager::start_session`] returns `Ok`;
+//! - terminal entries are written before the physical sessions are withdrawn, so a crash
+//!   between leaves a session whose state is already decided (and an orphan physical
+//!   session that the next event withdraws), never an undecided half-withdrawn one.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use activity_table::{EntryStatus, NewEntry, PhysSessionId, SessionId, TerminateReason};
+use geometry::ExtentSet;
+use parking_lot::Mutex;
+
+use crate::error::RmError;
+use crate::ledger::{Ledger, SessionLedger, SessionState};
+use crate::port::{CopyPair, PortError, SubsystemPort};
+use crate::report::{PhysicalPart, Progress, SessionInfo};
+
+/// Reason recorded when a start fails part-way and is rolled back.
+pub(crate) const START_FAILED: TerminateReason = TerminateReason::Operator;
+
+/// One source volume of a session: where it is, which tracks, and its target.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct SessionExtent {
+    /// Subsystem holding the source and target volumes.
+    pub subsystem: String,
+    /// Source volume.
+    pub volume: String,
+    /// Protected tracks of the source.
+    pub extents: ExtentSet,
+    /// Target volume receiving the time-zero image of those tracks.
+    pub target: String,
+}
+
+/// A request to start a backup copy session.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct SessionSpec {
+    /// The logical session id (unique in the tables).
+    pub id: SessionId,
+    /// The backup program that owns it (abend recovery terminates by program).
+    pub program: String,
+    /// Source extents; one physical session is established per subsystem named here.
+    pub extents: Vec<SessionExtent>,
+}
+
+pub(crate) struct Inner {
+    pub ports: BTreeMap<String, Arc<dyn SubsystemPort>>,
+    pub ledger: Ledger,
+    pub stale: bool,
+}
+
+/// The host-side resource manager (SDM): starts and completes backup copy sessions and
+/// recovers them on IPL, its own restart, program abend and subsystem reset notifications.
+///
+/// Its only state is a cache of the subsystems' activity tables; a new instance over the same
+/// subsystems knows everything the old one did.
+pub struct ResourceManager {
+    pub(crate) inner: Mutex<Inner>,
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+pub(crate) fn port_err<'a>(
+    subsystem: &'a str,
+    op: &'static str,
+) -> impl FnOnce(PortError) -> RmError + 'a {
+    move |source| RmError::Port {
+        subsystem: subsystem.to_string(),
+        op,
+        source,
+    }
+}
+
+impl ResourceManager {
+    /// Attaches to `ports` and reads their activity tables. Does not recover anything: call
+    /// [`ResourceManager::on_rm_restart`] or [`ResourceManager::on_ipl`] for that.
+    pub fn new(ports: Vec<Arc<dyn SubsystemPort>>) -> Result<ResourceManager, RmError> {
+        let mut map = BTreeMap::new();
+        for p in ports {
+            let id = p.id().to_string();
+            if map.insert(id.clone(), p).is_some() {
+                return Err(RmError::DuplicateSubsystem { subsystem: id });
+            }
+        }
+        let mut inner = Inner {
+            ports: map,
+            ledger: Ledger::default(),
+            stale: true,
+        };
+        inner.reload()?;
+        Ok(ResourceManager {
+            inner: Mutex::new(inner),
+        })
+    }
+
+    /// Names of the attached subsystems.
+    pub fn subsystems(&self) -> Vec<String> {
+        self.inner.lock().ports.keys().cloned().collect()
+    }
+
+    /// Starts a session: establishes one physical session per subsystem, then writes the
+    /// Initiated entries (subsystem table and each volume's table) on every subsystem.
+    /// Returns the physical id per subsystem. On failure nothing stays established, and
+    /// entries already written are followed by Terminated entries (best effort; whatever a
+    /// failure leaves behind is settled by the next recovery event).
+    pub fn start_session(
+        &self,
+        spec: &SessionSpec,
+    ) -> Result<BTreeMap<String, PhysSessionId>, RmError> {
+        let mut inner = self.inner.lock();
+        inner.refresh()?;
+        if let Some(s) = inner.ledger.sessions.get(&spec.id) {
+            return Err(RmError::DuplicateSession {
+                id: spec.id.clone(),
+                state: s.state().to_string(),
+            });
+        }
+        let plan = plan_pairs(spec, &inner.ports)?;
+        // 1. Establish everywhere; on failure withdraw what was established.
+        let mut established: Vec<(String, PhysSessionId)> = Vec::new();
+        for (sub, pairs) in &plan {
+            let port = inner.port(sub)?;
+            match port.establish(&spec.id, pairs) {
+                Ok(phys) => established.push((sub.clone(), phys)),
+                Err(e) => {
+                    inner.stale = true;
+                    if e != PortError::Crashed {
+                        for (s, phys) in &established {
+                            if let Ok(p) = inner.port(s) {
+                                if p.withdraw(&spec.id, *phys) == Err(PortError::Crashed) {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    return Err(port_err(sub, "establish")(e));
+                }
+            }
+        }
+        // 2. Initiated entries, subsystem by subsystem.
+        let time = now_ms();
+        let phys_of: BTreeMap<String, PhysSessionId> = established.iter().cloned().collect();
+        for (i, (sub, pairs)) in plan.iter().enumerate() {
+            let entries: Vec<NewEntry> = pairs
+                .iter()
+                .map(|p| NewEntry {
+                    session_id: spec.id.clone(),
+                    phys_session_id: phys_of[sub],
+                    subsystem: sub.clone(),
+                    volume: Some(p.source.clone()),
+                    extents: p.extents.clone(),
+                    status: EntryStatus::Initiated,
+                    program: Some(spec.program.clone()),
+                    time_unix_ms: time,
+                })
+                .collect();
+            let port = inner.port(sub)?;
+            if let Err(e) = port.append(&entries) {
+                inner.stale = true;
+                if e != PortError::Crashed {
+                    inner.rollback_start(spec, &plan, &phys_of, i);
+                }
+                return Err(port_err(sub, "append")(e));
+            }
+            for e in entries {
+                inner.ledger.apply(&e.with_seq(0));
+            }
+        }
+        tracing::info!(session = %spec.id, program = %spec.program, subsystems = plan.len(), "session started");
+        Ok(phys_of)
+    }
+
+    /// Completes a session whose copy is finished on every subsystem: Completed entries
+    /// everywhere, then the physical sessions are withdrawn. Completing a completed session
+    /// is a no-op; a terminated one is [`RmError::SessionTerminated`].
+    pub fn complete_session(&self, id: &SessionId) -> Result<(), RmError> {
+        let mut inner = self.inner.lock();
+        inner.refresh()?;
+        let session = inner
+            .ledger
+            .sessions
+            .get(id)
+            .cloned()
+            .ok_or_else(|| RmError::UnknownSession { id: id.clone() })?;
+        match session.state() {
+            SessionState::Terminated(reason) => {
+                return Err(RmError::SessionTerminated {
+                    id: id.clone(),
+                    reason,
+                });
+            }
+            SessionState::Completed => {
+                if session.is_unsettled() {
+                    inner.settle(&[&session], EntryStatus::Completed)?;
+                }
+                return Ok(());
+            }
+            SessionState::Active | SessionState::Resumed => {}
+        }
+        for sub in session.rows.keys() {
+            let port = inner.port(sub)?;
+            for phys in session.open_phys_on(sub) {
+                let info = port.query(phys).map_err(port_err(sub, "query"))?;
+                let info = match info {
+                    Some(i) if i.owner == *id && i.state != crate::port::PhysState::TimedOut => i,
+                    _ => {
+                        return Err(RmError::PhysicalSessionGone {
+                            id: id.clone(),
+                            subsystem: sub.clone(),
+                            phys,
+                        })
+                    }
+                };
+                if info.copied_tracks < info.total_tracks {
+                    return Err(RmError::CopyIncomplete {
+                        id: id.clone(),
+                        subsystem: sub.clone(),
+                        copied: info.copied_tracks,
+                        total: info.total_tracks,
+                    });
+                }
+            }
+        }
+        inner.settle(&[&session], EntryStatus::Completed)?;
+        tracing::info!(session = %id, "session completed");
+        Ok(())
+    }
+
+    /// Every session in the tables, in id order, with progress from the subsystems.
+    pub fn list_sessions(&self) -> Result<Vec<SessionInfo>, RmError> {
+        let mut inner = self.inner.lock();
+        inner.refresh()?;
+        Ok(inner
+            .ledger
+            .sessions
+            .values()
+            .map(|s| inner.info(s))
+            .collect())
+    }
+
+    /// One session, if it is in the tables.
+    pub fn session(&self, id: &SessionId) -> Result<Option<SessionInfo>, RmError> {
+        let mut inner = self.inner.lock();
+        inner.refresh()?;
+        Ok(inner.ledger.sessions.get(id).map(|s| inner.info(s)))
+    }
+}
+
+/// Groups the spec's extents by subsystem into copy pairs, checking the spec.
+fn plan_pairs(
+    spec: &SessionSpec,
+    ports: &BTreeMap<String, Arc<dyn SubsystemPort>>,
+) -> Result<BTreeMap<String, Vec<CopyPair>>, RmError> {
+    let invalid = |reason: String| RmError::InvalidSpec { reason };
+    if spec.extents.is_empty() {
+        return Err(invalid(format!("session {} names no extents", spec.id)));
+    }
+    let mut plan: BTreeMap<String, BTreeMap<String, CopyPair>> = BTreeMap::new();
+    for e in &spec.extents {
+        if !ports.contains_key(&e.subsystem) {
+            return Err(RmError::UnknownSubsystem {
+                subsystem: e.subsystem.clone(),
+            });
+        }
+        if e.extents.is_empty() {
+            return Err(invalid(format!(
+                "{}/{}: empty extent set",
+                e.subsystem, e.volume
+            )));
+        }
+        if e.volume == e.target {
+            return Err(invalid(format!(
+                "{}/{}: target is the source",
+                e.subsystem, e.volume
+            )));
+        }
+        let pairs = plan.entry(e.subsystem.clone()).or_default();
+        match pairs.get_mut(&e.volume) {
+            Some(p) if p.target != e.target => {
+                return Err(invalid(format!(
+                    "{}/{}: two targets ({} and {})",
+                    e.subsystem, e.volume, p.target, e.target
+                )))
+            }
+            Some(p) => p.extents = p.extents.union(&e.extents),
+            None => {
+                pairs.insert(
+                    e.volume.clone(),
+                    CopyPair {
+                        source: e.volume.clone(),
+                        extents: e.extents.clone(),
+                        target: e.target.clone(),
+                    },
+                );
+            }
+        }
+    }
+    for (sub, pairs) in &plan {
+        let mut targets = std::collections::BTreeSet::new();
+        for p in pairs.values() {
+            if pairs.contains_key(&p.target) || !targets.insert(p.target.clone()) {
+                return Err(invalid(format!(
+                    "{sub}/{}: target {} is used twice or is also a source",
+                    p.source, p.target
+                )));
+            }
+        }
+    }
+    Ok(plan
+        .into_iter()
+        .map(|(s, pairs)| (s, pairs.into_values().collect()))
+        .collect())
+}
+
+impl Inner {
+    pub fn port(&self, subsystem: &str) -> Result<Arc<dyn SubsystemPort>, RmError> {
+        self.ports
+            .get(subsystem)
+            .cloned()
+            .ok_or_else(|| RmError::UnknownSubsystem {
+                subsystem: subsystem.to_string(),
+            })
+    }
+
+    /// Re-reads every subsystem table.
+    pub fn reload(&mut self) -> Result<(), RmError> {
+        let mut tables = Vec::with_capacity(self.ports.len());
+        for (id, p) in &self.ports {
+            tables.push(p.entries().map_err(port_err(id, "read table"))?);
+        }
+        self.ledger = Ledger::rebuild(tables.iter().map(|t| t.as_slice()));
+        self.stale = false;
+        Ok(())
+    }
+
+    /// Rebuilds the ledger if a failed call left it unsure.
+    pub fn refresh(&mut self) -> Result<(), RmError> {
+        if self.stale {
+            self.reload()?;
+        }
+        Ok(())
+    }
+
+    /// Best-effort rollback of a start whose entries failed on plan subsystem `failed_at`.
+    fn rollback_start(
+        &mut self,
+        spec: &SessionSpec,
+        plan: &BTreeMap<String, Vec<CopyPair>>,
+        phys_of: &BTreeMap<String, PhysSessionId>,
+        failed_at: usize,
+    ) {
+        let time = now_ms();
+        for (sub, pairs) in plan.iter().take(failed_at + 1) {
+            let entries: Vec<NewEntry> = pairs
+                .iter()
+                .map(|p| NewEntry {
+                    session_id: spec.id.clone(),
+                    phys_session_id: phys_of[sub],
+                    subsystem: sub.clone(),
+                    volume: Some(p.source.clone()),
+                    extents: p.extents.clone(),
+                    status: EntryStatus::Terminated {
+                        reason: START_FAILED,
+                    },
+                    program: Some(spec.program.clone()),
+                    time_unix_ms: time,
+                })
+                .collect();
+            if let Ok(p) = self.port(sub) {
+                if p.append(&entries) == Err(PortError::Crashed) {
+                    return;
+                }
+            }
+        }
+        for (sub, phys) in phys_of {
+            if let Ok(p) = self.port(sub) {
+                if p.withdraw(&spec.id, *phys) == Err(PortError::Crashed) {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Writes `status` (Completed or Terminated) on every open row of `sessions`, all
+    /// subsystems, one append per subsystem; then withdraws their physical sessions.
+    pub fn settle(
+        &mut self,
+        sessions: &[&SessionLedger],
+        status: EntryStatus,
+    ) -> Result<(), RmError> {
+        self.settle_each(sessions.iter().map(|s| (*s, status)))
+    }
+
+    /// Like [`Inner::settle`] with a status per session.
+    pub fn settle_each<'a>(
+        &mut self,
+        sessions: impl IntoIterator<Item = (&'a SessionLedger, EntryStatus)>,
+    ) -> Result<(), RmError> {
+        let time = now_ms();
+        let mut batches: BTreeMap<String, Vec<NewEntry>> = BTreeMap::new();
+        let mut withdraws: BTreeMap<String, Vec<(SessionId, PhysSessionId)>> = BTreeMap::new();
+        for (s, status) in sessions {
+            for (sub, vol, row) in s.open_rows() {
+                batches.entry(sub.to_string()).or_default().push(NewEntry {
+                    session_id: s.id.clone(),
+                    phys_session_id: row.phys,
+                    subsystem: sub.to_string(),
+                    volume: Some(vol.to_string()),
+                    extents: row.extents.clone(),
+                    status,
+                    program: s.program.clone(),
+                    time_unix_ms: time,
+                });
+            }
+            for sub in s.rows.keys() {
+                for phys in s.open_phys_on(sub) {
+                    withdraws
+                        .entry(sub.clone())
+                        .or_default()
+                        .push((s.id.clone(), phys));
+                }
+            }
+        }
+        for (sub, entries) in &batches {
+            let port = self.port(sub)?;
+            if let Err(e) = port.append(entries) {
+                self.stale = true;
+                return Err(port_err(sub, "append")(e));
+            }
+            for e in entries {
+                self.ledger.apply(&e.clone().with_seq(0));
+            }
+        }
+        for (sub, list) in &withdraws {
+            let port = self.port(sub)?;
+            for (id, phys) in list {
+                if let Err(e) = port.withdraw(id, *phys) {
+                    self.stale = true;
+                    return Err(port_err(sub, "withdraw")(e));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn info(&self, s: &SessionLedger) -> SessionInfo {
+        let state = s.state();
+        let parts = s
+            .rows
+            .iter()
+            .filter_map(|(sub, vols)| {
+                let phys = vols.values().map(|r| r.phys).next()?;
+                let progress = if state.is_terminal() {
+                    None
+                } else {
+                    self.ports
+                        .get(sub)
+                        .and_then(|p| p.query(phys).ok().flatten())
+                        .filter(|i| i.owner == s.id)
+                        .map(|i| Progress {
+                            copied_tracks: i.copied_tracks,
+                            total_tracks: i.total_tracks,
+                        })
+                };
+                Some(PhysicalPart {
+                    subsystem: sub.clone(),
+                    phys,
+                    volumes: vols
+                        .iter()
+                        .map(|(v, r)| (v.clone(), r.extents.clone()))
+                        .collect(),
+                    progress,
+                })
+            })
+            .collect();
+        SessionInfo {
+            id: s.id.clone(),
+            program: s.program.clone(),
+            state,
+            parts,
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! The seam between the host-side resource manager and one storage subsystem.
+//!
+//! Contract every implementation keeps (the RM's recovery relies on it):
+//! - [`SubsystemPort::append`] makes each entry durable in the subsystem table and in the
+//!   table of the entry's volume before it returns `Ok`; on `Err`, any prefix of the entries
+//!   may have been written (the RM copes with that).
+//! - [`SubsystemPort::entries`] returns the subsystem table in sequence order.
+//! - [`SubsystemPort::withdraw`] is idempotent: a physical session that is gone, or that now
+//!   belongs to another logical session (ids are reused), is left alone and `Ok` is returned.
+//! - [`SubsystemPort::resume`] of an active session is a no-op.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use activity_table::{ActivityEntry, NewEntry, PhysSessionId, SessionId};
+use geometry::ExtentSet;
+
+/// One protected source extent set and the volume that receives its time-zero image.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct CopyPair {
+    /// Source volume (on this subsystem).
+    pub source: String,
+    /// Tracks of the source protected by the session (normalized).
+    pub extents: ExtentSet,
+    /// Target volume (on this subsystem); its tracks `extents` receive the image.
+    pub target: String,
+}
+
+/// State of a physical session as the subsystem reports it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum PhysState {
+    /// Protecting its domain and copying.
+    Active,
+    /// Quiesced by a reset; still protecting its domain; can be resumed or ended.
+    Suspended,
+    /// Ended by the subsystem; cannot be resumed.
+    TimedOut,
+}
+
+impl fmt::Display for PhysState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PhysState::Active => "active",
+            PhysState::Suspended => "suspended",
+            PhysState::TimedOut => "timed-out",
+        })
+    }
+}
+
+/// What a subsystem knows about one of its physical sessions.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct PhysicalSession {
+    /// The logical session it was established for.
+    pub owner: SessionId,
+    /// Its state.
+    pub state: PhysState,
+    /// Active track extents per source volume (volumes with no active extents are absent).
+    pub domain: BTreeMap<String, ExtentSet>,
+    /// Tracks of the domain already on the targets.
+    pub copied_tracks: u64,
+    /// Tracks in the domain.
+    pub total_tracks: u64,
+}
+
+/// Why a subsystem refused or failed a request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PortError {
+    /// A limit was hit (sessions per volume, per subsystem, physical ids).
+    #[error("limit reached: {what}")]
+    Limit {
+        /// Which limit, with the numbers.
+        what: String,
+    },
+    /// The request names a volume the subsystem does not have.
+    #[error("unknown volume {volume}")]
+    UnknownVolume {
+        /// The volume.
+        volume: String,
+    },
+    /// The request is not valid in the subsystem's current state.
+    #[error("rejected: {reason}")]
+    Rejected {
+        /// Why.
+        reason: String,
+    },
+    /// The physical session does not exist or cannot do this any more.
+    #[error("physical session {phys} is gone or timed out")]
+    Gone {
+        /// The physical id.
+        phys: PhysSessionId,
+    },
+    /// I/O or internal failure in the subsystem (activity table write, metadata, ...).
+    #[error("subsystem failure: {reason}")]
+    Failed {
+        /// What failed.
+        reason: String,
+    },
+    /// An injected crash of the resource manager (test doubles only): the operation that
+    /// reports it was carried out, and the caller must stop as if its process died.
+    #[error("injected crash")]
+    Crashed,
+}
+
+/// What the resource manager needs from one subsystem. Object safe; shared across threads.
+pub trait SubsystemPort: Send + Sync {
+    /// The subsystem's name (as written in its activity entries).
+    fn id(&self) -> &str;
+
+    /// Establishes one physical session protecting `pairs` for logical session `session`
+    /// and returns its subsystem-local id. Enforces the subsystem's limits.
+    fn establish(
+        &self,
+        session: &SessionId,
+        pairs: &[CopyPair],
+    ) -> Result<PhysSessionId, PortError>;
+
+    /// Ends physical session `phys` if it still belongs to `session` (mappings stopped,
+    /// protection dropped). Gone or reused ids are left alone (`Ok`).
+    fn withdraw(&self, session: &SessionId, phys: PhysSessionId) -> Result<(), PortError>;
+
+    /// The subsystem's view of `phys`, `None` if it does not exist.
+    fn query(&self, phys: PhysSessionId) -> Result<Option<PhysicalSession>, PortError>;
+
+    /// Every physical session the subsystem holds, with its owner.
+    fn physical_sessions(&self) -> Result<Vec<(PhysSessionId, SessionId)>, PortError>;
+
+    /// Returns a suspended physical session to active (copying continues from the durable
+    /// bitmaps). Active: no-op. Gone or timed out: [`PortError::Gone`].
+    fn resume(&self, phys: PhysSessionId) -> Result<(), PortError>;
+
+    /// Appends `entries` to the subsystem table and each to its volume's table; durable on
+    /// return. On error any prefix may have been written.
+    fn append(&self, entries: &[NewEntry]) -> Result<(), PortError>;
+
+    /// The subsystem table, in sequence order.
+    fn entries(&self) -> Result<Vec<ActivityEntry>, PortError>;
+}

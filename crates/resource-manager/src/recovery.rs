@@ -1,0 +1,382 @@
+//! The recovery events of patent A (semantics.md 1.4 steps 4-7) on [`ResourceManager`].
+//!
+//! Invariants (semantics.md 5.2) this module keeps:
+//! - A1: after a restart event every session initiated and not completed (for abend: of that
+//!   program) has terminal rows everywhere and no physical session on any subsystem;
+//! - A2: a session with a Completed row is never terminated; one with a Terminated row is
+//!   never resumed (terminal states are only ever *settled*, never changed);
+//! - A3: on a reset notification a session resumes iff the subsystem reports, for the
+//!   recorded physical id and owner, exactly the recorded volumes with exactly the recorded
+//!   extents; otherwise the whole logical session is terminated on all subsystems;
+//! - A5: every event first re-reads the tables, writes all its entries before any withdraw or
+//!   resume, skips entries that are already there, and treats already-done side effects as
+//!   no-ops, so a second run (or a run after a crash at any point) ends in the same tables
+//!   and subsystem state and reports the same outcomes.
+
+use std::collections::BTreeMap;
+
+use activity_table::{EntryStatus, NewEntry, PhysSessionId, TerminateReason};
+use geometry::ExtentSet;
+
+use crate::error::RmError;
+use crate::ledger::{SessionLedger, SessionState};
+use crate::manager::{now_ms, port_err, Inner, ResourceManager};
+use crate::port::{PhysState, PhysicalSession, PortError, SubsystemPort};
+use crate::report::{Decision, Decisions, Event, OrphanWithdrawn, Outcome};
+
+impl ResourceManager {
+    /// Operating-system IPL: terminates (reason `ipl`) every session initiated and not
+    /// completed, on every subsystem.
+    pub fn on_ipl(&self) -> Result<Decisions, RmError> {
+        self.restart_event(Event::Ipl, TerminateReason::Ipl, None)
+    }
+
+    /// The resource manager restarted: terminates (reason `rm-restart`) every session
+    /// initiated and not completed.
+    pub fn on_rm_restart(&self) -> Result<Decisions, RmError> {
+        self.restart_event(Event::RmRestart, TerminateReason::RmRestart, None)
+    }
+
+    /// Backup program `program` ended abnormally: terminates (reason `abend`) its sessions
+    /// that are initiated and not completed; other programs' sessions are untouched.
+    pub fn on_abend(&self, program: &str) -> Result<Decisions, RmError> {
+        let event = Event::Abend {
+            program: program.to_string(),
+        };
+        self.restart_event(event, TerminateReason::Abend, Some(program))
+    }
+
+    /// Reset notification from `subsystem`: each open session with rows there resumes if the
+    /// subsystem's active extents equal the recorded ones, else is terminated everywhere
+    /// with reason `reset-mismatch`.
+    pub fn on_reset(&self, subsystem: &str) -> Result<Decisions, RmError> {
+        let mut inner = self.inner.lock();
+        inner.reload()?;
+        let port = inner.port(subsystem)?;
+        let sessions: Vec<SessionLedger> = inner
+            .ledger
+            .sessions
+            .values()
+            .filter(|s| s.rows.contains_key(subsystem))
+            .cloned()
+            .collect();
+        let mut decisions = Vec::with_capacity(sessions.len());
+        let mut settle: Vec<(&SessionLedger, EntryStatus)> = Vec::new();
+        let mut resumed_rows: Vec<NewEntry> = Vec::new();
+        let mut resumes: Vec<PhysSessionId> = Vec::new();
+        let time = now_ms();
+        for s in &sessions {
+            let (outcome, acted, why) = match s.state() {
+                SessionState::Completed | SessionState::Terminated(_) => settled(s, &mut settle),
+                SessionState::Active | SessionState::Resumed => {
+                    match check_reset(s, subsystem, port.as_ref())? {
+                        Ok((phys, info)) => {
+                            let rows = &s.rows[subsystem];
+                            for (vol, row) in rows
+                                .iter()
+                                .filter(|(_, r)| r.status != EntryStatus::Resumed)
+                            {
+                                resumed_rows.push(NewEntry {
+                                    session_id: s.id.clone(),
+                                    phys_session_id: phys,
+                                    subsystem: subsystem.to_string(),
+                                    volume: Some(vol.clone()),
+                                    extents: row.extents.clone(),
+                                    status: EntryStatus::Resumed,
+                                    program: s.program.clone(),
+                                    time_unix_ms: time,
+                                });
+                            }
+                            let new_rows = rows.values().any(|r| r.status != EntryStatus::Resumed);
+                            let resume = info.state != PhysState::Active;
+                            if resume {
+                                resumes.push(phys);
+                            }
+                            let why = if new_rows || resume {
+                                format!(
+                                    "physical session {phys} on {subsystem}: extents match on {} volume(s); \
+                                     copy continues at {}/{} tracks",
+                                    rows.len(),
+                                    info.copied_tracks,
+                                    info.total_tracks
+                                )
+                            } else {
+                                format!(
+                                    "already resumed; extents still match on {} volume(s)",
+                                    rows.len()
+                                )
+                            };
+                            (Outcome::Resumed, new_rows || resume, why)
+                        }
+                        Err(why) => {
+                            let status = EntryStatus::Terminated {
+                                reason: TerminateReason::ResetMismatch,
+                            };
+                            settle.push((s, status));
+                            let why = format!("{why}; terminated on {} subsystem(s)", s.rows.len());
+                            (
+                                Outcome::Terminated(TerminateReason::ResetMismatch),
+                                true,
+                                why,
+                            )
+                        }
+                    }
+                }
+            };
+            decisions.push(decision(s, outcome, acted, why));
+        }
+        // Entries first (Resumed, then Terminated/Completed), then withdraws, then resumes.
+        if !resumed_rows.is_empty() {
+            if let Err(e) = port.append(&resumed_rows) {
+                inner.stale = true;
+                return Err(port_err(subsystem, "append")(e));
+            }
+            for e in resumed_rows {
+                inner.ledger.apply(&e.with_seq(0));
+            }
+        }
+        inner.settle_each(settle)?;
+        for phys in resumes {
+            port.resume(phys).map_err(port_err(subsystem, "resume"))?;
+        }
+        let all: Vec<String> = inner.ports.keys().cloned().collect();
+        let orphans = inner.withdraw_orphans(&all, Some(subsystem))?;
+        let report = Decisions {
+            event: Event::Reset {
+                subsystem: subsystem.to_string(),
+            },
+            decisions,
+            orphans,
+        };
+        log_report(&report);
+        Ok(report)
+    }
+
+    fn restart_event(
+        &self,
+        event: Event,
+        reason: TerminateReason,
+        program: Option<&str>,
+    ) -> Result<Decisions, RmError> {
+        let mut inner = self.inner.lock();
+        inner.reload()?;
+        let sessions: Vec<SessionLedger> = inner.ledger.sessions.values().cloned().collect();
+        let mut decisions = Vec::with_capacity(sessions.len());
+        let mut settle: Vec<(&SessionLedger, EntryStatus)> = Vec::new();
+        for s in &sessions {
+            let (outcome, acted, why) = match s.state() {
+                SessionState::Completed | SessionState::Terminated(_) => settled(s, &mut settle),
+                SessionState::Active | SessionState::Resumed => {
+                    let ours = program.is_none_or(|p| s.program.as_deref() == Some(p));
+                    if ours {
+                        settle.push((s, EntryStatus::Terminated { reason }));
+                        let why = format!(
+                            "initiated and not completed; terminated on {} subsystem(s)",
+                            s.rows.len()
+                        );
+                        (Outcome::Terminated(reason), true, why)
+                    } else {
+                        let why = format!(
+                            "belongs to program {}, not {}",
+                            s.program.as_deref().unwrap_or("(none)"),
+                            program.unwrap_or("")
+                        );
+                        (Outcome::Untouched, false, why)
+                    }
+                }
+            };
+            decisions.push(decision(s, outcome, acted, why));
+        }
+        inner.settle_each(settle)?;
+        let all: Vec<String> = inner.ports.keys().cloned().collect();
+        let orphans = inner.withdraw_orphans(&all, None)?;
+        let report = Decisions {
+            event,
+            decisions,
+            orphans,
+        };
+        log_report(&report);
+        Ok(report)
+    }
+}
+
+/// Decision for a session already completed or terminated (finishing it if interrupted).
+fn settled<'a>(
+    s: &'a SessionLedger,
+    settle: &mut Vec<(&'a SessionLedger, EntryStatus)>,
+) -> (Outcome, bool, String) {
+    let unsettled = s.is_unsettled();
+    match s.state() {
+        SessionState::Terminated(reason) => {
+            if unsettled {
+                settle.push((s, EntryStatus::Terminated { reason }));
+                (
+                    Outcome::Terminated(reason),
+                    true,
+                    "finished an interrupted termination".into(),
+                )
+            } else {
+                (
+                    Outcome::Terminated(reason),
+                    false,
+                    "already terminated".into(),
+                )
+            }
+        }
+        _ => {
+            if unsettled {
+                settle.push((s, EntryStatus::Completed));
+                (
+                    Outcome::Untouched,
+                    true,
+                    "completed; finished an interrupted completion".into(),
+                )
+            } else {
+                (Outcome::Untouched, false, "completed".into())
+            }
+        }
+    }
+}
+
+fn decision(s: &SessionLedger, outcome: Outcome, acted: bool, why: String) -> Decision {
+    Decision {
+        session: s.id.clone(),
+        program: s.program.clone(),
+        outcome,
+        acted,
+        why,
+    }
+}
+
+/// Compares what `port` reports for the session's physical session with the rows.
+/// `Ok(Ok(..))`: match; `Ok(Err(why))`: mismatch; `Err`: the subsystem did not answer.
+fn check_reset(
+    s: &SessionLedger,
+    subsystem: &str,
+    port: &dyn SubsystemPort,
+) -> Result<Result<(PhysSessionId, PhysicalSession), String>, RmError> {
+    let phys_ids = s.phys_on(subsystem);
+    let mut ids = phys_ids.iter();
+    let phys = match (ids.next(), ids.next()) {
+        (Some(p), None) => *p,
+        _ => {
+            let list: Vec<String> = phys_ids.iter().map(|p| p.to_string()).collect();
+            return Ok(Err(format!(
+                "rows on {subsystem} name physical ids {} (expected one)",
+                list.join(",")
+            )));
+        }
+    };
+    let info = port.query(phys).map_err(port_err(subsystem, "query"))?;
+    let Some(info) = info else {
+        return Ok(Err(format!(
+            "physical session {phys} no longer exists on {subsystem}"
+        )));
+    };
+    if info.owner != s.id {
+        return Ok(Err(format!(
+            "physical session {phys} on {subsystem} now belongs to session {}",
+            info.owner
+        )));
+    }
+    if info.state == PhysState::TimedOut {
+        return Ok(Err(format!(
+            "physical session {phys} on {subsystem} timed out"
+        )));
+    }
+    let recorded: BTreeMap<&str, &ExtentSet> = s.rows[subsystem]
+        .iter()
+        .map(|(v, r)| (v.as_str(), &r.extents))
+        .collect();
+    let reported: BTreeMap<&str, &ExtentSet> = info
+        .domain
+        .iter()
+        .filter(|(_, e)| !e.is_empty())
+        .map(|(v, e)| (v.as_str(), e))
+        .collect();
+    if recorded != reported {
+        let vols: std::collections::BTreeSet<&str> =
+            recorded.keys().chain(reported.keys()).copied().collect();
+        for v in vols {
+            let (a, b) = (recorded.get(v), reported.get(v));
+            if a != b {
+                return Ok(Err(format!(
+                    "volume {v} on {subsystem}: recorded extents {}, reported {}",
+                    a.map_or("none".into(), |e| fmt_tracks(e)),
+                    b.map_or("none".into(), |e| fmt_tracks(e)),
+                )));
+            }
+        }
+    }
+    Ok(Ok((phys, info)))
+}
+
+/// Linear track ranges, `first-last,...` (`none` for the empty set).
+pub fn fmt_tracks(set: &ExtentSet) -> String {
+    if set.is_empty() {
+        return "none".into();
+    }
+    set.extents()
+        .iter()
+        .map(|e| {
+            if e.first == e.last {
+                e.first.to_string()
+            } else {
+                format!("{}-{}", e.first, e.last)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn log_report(report: &Decisions) {
+    for d in report.acted() {
+        tracing::info!(event = %report.event, session = %d.session, outcome = %d.outcome, why = %d.why, "recovery decision");
+    }
+    for o in &report.orphans {
+        tracing::info!(event = %report.event, subsystem = %o.subsystem, phys = %o.phys, owner = %o.owner, "orphan physical session withdrawn");
+    }
+}
+
+impl Inner {
+    /// Withdraws physical sessions on `subsystems` that no open row accounts for. With
+    /// `only_required = Some(x)`, a subsystem other than `x` that fails to answer (other than
+    /// an injected crash) is skipped with a warning: its orphans wait for the next event.
+    pub(crate) fn withdraw_orphans(
+        &mut self,
+        subsystems: &[String],
+        only_required: Option<&str>,
+    ) -> Result<Vec<OrphanWithdrawn>, RmError> {
+        let mut out = Vec::new();
+        for sub in subsystems {
+            let port = self.port(sub)?;
+            let held = match port.physical_sessions() {
+                Ok(h) => h,
+                Err(e) if e != PortError::Crashed && only_required.is_some_and(|x| x != sub) => {
+                    tracing::warn!(subsystem = %sub, error = %e, "orphan check skipped");
+                    continue;
+                }
+                Err(e) => return Err(port_err(sub, "list sessions")(e)),
+            };
+            for (phys, owner) in held {
+                let accounted = self
+                    .ledger
+                    .sessions
+                    .get(&owner)
+                    .is_some_and(|s| s.open_phys_on(sub).contains(&phys));
+                if !accounted {
+                    if let Err(e) = port.withdraw(&owner, phys) {
+                        self.stale = true;
+                        return Err(port_err(sub, "withdraw")(e));
+                    }
+                    out.push(OrphanWithdrawn {
+                        subsystem: sub.clone(),
+                        phys,
+                        owner: owner.clone(),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,194 @@
+//! What the resource manager reports: session listings and the decisions of an event.
+
+use std::fmt;
+
+use activity_table::{PhysSessionId, SessionId, TerminateReason};
+use geometry::ExtentSet;
+use serde::Serialize;
+
+use crate::ledger::SessionState;
+
+/// The recovery event a [`Decisions`] report answers.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Event {
+    /// Operating-system IPL.
+    Ipl,
+    /// Restart of the resource manager.
+    RmRestart,
+    /// Abnormal end of a backup program.
+    Abend {
+        /// The program.
+        program: String,
+    },
+    /// Reset notification from a subsystem.
+    Reset {
+        /// The subsystem.
+        subsystem: String,
+    },
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Event::Ipl => f.write_str("ipl"),
+            Event::RmRestart => f.write_str("rm-restart"),
+            Event::Abend { program } => write!(f, "abend of program {program}"),
+            Event::Reset { subsystem } => write!(f, "reset notification from {subsystem}"),
+        }
+    }
+}
+
+/// The disposition of one session after an event.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Outcome {
+    /// The session runs on (resumed now, or found already resumed with matching extents).
+    Resumed,
+    /// The session is terminated (now, or found terminated already) with this reason.
+    Terminated(TerminateReason),
+    /// The event does not concern the session (completed, other program, other subsystem).
+    Untouched,
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Resumed => f.write_str("resumed"),
+            Outcome::Terminated(r) => write!(f, "terminated({r})"),
+            Outcome::Untouched => f.write_str("untouched"),
+        }
+    }
+}
+
+/// One session's decision.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Decision {
+    /// The logical session.
+    pub session: SessionId,
+    /// Its backup program, if recorded.
+    pub program: Option<String>,
+    /// Its disposition after the event.
+    pub outcome: Outcome,
+    /// Whether this run changed anything for it (entries written, sessions withdrawn or
+    /// resumed). A second run of the same event gives the same outcomes with `acted: false`.
+    pub acted: bool,
+    /// Why, in words (which volume differed, which rule applied).
+    pub why: String,
+}
+
+/// A physical session found on a subsystem with no open activity row, and withdrawn.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct OrphanWithdrawn {
+    /// The subsystem.
+    pub subsystem: String,
+    /// Its physical id.
+    pub phys: PhysSessionId,
+    /// The logical session it was established for.
+    pub owner: SessionId,
+}
+
+/// The report of one event: a decision per session examined, in session-id order.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Decisions {
+    /// The event.
+    pub event: Event,
+    /// Per session examined.
+    pub decisions: Vec<Decision>,
+    /// Physical sessions without open rows (left by a crash between establish and the
+    /// Initiated entries, or between terminal entries and the withdraw), withdrawn.
+    pub orphans: Vec<OrphanWithdrawn>,
+}
+
+impl Decisions {
+    /// The decision for `session`, if it was examined.
+    pub fn get(&self, session: &str) -> Option<&Decision> {
+        self.decisions
+            .iter()
+            .find(|d| d.session.as_str() == session)
+    }
+
+    /// Decisions that changed something in this run.
+    pub fn acted(&self) -> impl Iterator<Item = &Decision> {
+        self.decisions.iter().filter(|d| d.acted)
+    }
+}
+
+impl fmt::Display for Decisions {
+    /// One line per session that the event concerned; untouched sessions are counted.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "event: {}", self.event)?;
+        let mut untouched = 0usize;
+        for d in &self.decisions {
+            if d.outcome == Outcome::Untouched && !d.acted {
+                untouched += 1;
+                continue;
+            }
+            let program = d.program.as_deref().unwrap_or("-");
+            writeln!(
+                f,
+                "  {} (program {program}): {}: {}",
+                d.session, d.outcome, d.why
+            )?;
+        }
+        for o in &self.orphans {
+            writeln!(
+                f,
+                "  orphan physical session {} of {} on {} withdrawn",
+                o.phys, o.owner, o.subsystem
+            )?;
+        }
+        if untouched > 0 {
+            writeln!(f, "  {untouched} other session(s) untouched")?;
+        }
+        Ok(())
+    }
+}
+
+/// Copy progress of a physical session.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize)]
+pub struct Progress {
+    /// Tracks on the target.
+    pub copied_tracks: u64,
+    /// Tracks in the domain.
+    pub total_tracks: u64,
+}
+
+/// One subsystem's part of a session.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct PhysicalPart {
+    /// The subsystem.
+    pub subsystem: String,
+    /// Its physical session id.
+    pub phys: PhysSessionId,
+    /// Recorded domain per source volume.
+    pub volumes: Vec<(String, ExtentSet)>,
+    /// Copy progress as the subsystem reports it; `None` when the physical session is gone
+    /// (terminal sessions) or the subsystem did not answer.
+    pub progress: Option<Progress>,
+}
+
+/// A session as `session list` shows it.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct SessionInfo {
+    /// The id.
+    pub id: SessionId,
+    /// Its backup program.
+    pub program: Option<String>,
+    /// Its state.
+    pub state: SessionState,
+    /// One part per subsystem.
+    pub parts: Vec<PhysicalPart>,
+}
+
+impl SessionInfo {
+    /// Progress summed over the parts that answered.
+    pub fn progress(&self) -> Option<Progress> {
+        let answered: Vec<Progress> = self.parts.iter().filter_map(|p| p.progress).collect();
+        if answered.is_empty() {
+            return None;
+        }
+        Some(Progress {
+            copied_tracks: answered.iter().map(|p| p.copied_tracks).sum(),
+            total_tracks: answered.iter().map(|p| p.total_tracks).sum(),
+        })
+    }
+}

@@ -1,0 +1,474 @@
+//! Behaviour of the resource manager over virtual subsystems: the normal path, each event,
+//! rollback of failed starts, and crashes at every port call followed by a rerun.
+
+mod common;
+
+use common::*;
+use resource_manager::{
+    EntryStatus, Outcome, PhysState, PortError, ResetLoss, RmError, SessionState, SubsystemPort,
+    TerminateReason,
+};
+
+#[test]
+fn start_writes_initiated_rows_in_subsystem_and_volume_tables() {
+    let w = World::new(&["A", "B"]);
+    let rm = w.rm();
+    let phys = rm
+        .start_session(&spec(
+            "S1",
+            "DSS",
+            &[
+                ("A", "S0", 0, 7, "T0"),
+                ("A", "S1", 2, 3, "T1"),
+                ("B", "S0", 4, 9, "T0"),
+            ],
+        ))
+        .expect("start");
+    assert_eq!(phys.len(), 2);
+    let a = w.sub("A").entries().unwrap();
+    assert_eq!(a.len(), 2);
+    assert!(a
+        .iter()
+        .all(|e| e.status == EntryStatus::Initiated && e.program.as_deref() == Some("DSS")));
+    assert_eq!(w.sub("A").volume_table("S1").len(), 1);
+    assert_eq!(w.sub("A").volume_table("S1")[0].extents, set(2, 3));
+    assert_eq!(w.sub("B").volume_table("S0")[0].extents, set(4, 9));
+    let list = rm.list_sessions().unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].state, SessionState::Active);
+    assert_eq!(list[0].parts.len(), 2);
+    let p = list[0].progress().expect("progress");
+    assert_eq!((p.copied_tracks, p.total_tracks), (0, 8 + 2 + 6));
+    // A new resource manager over the same subsystems knows the same (A6).
+    assert_eq!(w.rm().list_sessions().unwrap(), list);
+}
+
+#[test]
+fn duplicate_and_invalid_specs_are_refused_without_side_effects() {
+    let w = World::new(&["A"]);
+    let rm = w.rm();
+    rm.start_session(&spec("S1", "P", &[("A", "S0", 0, 3, "T0")]))
+        .unwrap();
+    let err = rm
+        .start_session(&spec("S1", "P", &[("A", "S1", 0, 3, "T1")]))
+        .unwrap_err();
+    assert!(matches!(err, RmError::DuplicateSession { .. }), "{err}");
+    let err = rm
+        .start_session(&spec("S2", "P", &[("Z", "S1", 0, 3, "T1")]))
+        .unwrap_err();
+    assert!(matches!(err, RmError::UnknownSubsystem { .. }), "{err}");
+    let err = rm
+        .start_session(&spec("S2", "P", &[("A", "S1", 0, 3, "S1")]))
+        .unwrap_err();
+    assert!(matches!(err, RmError::InvalidSpec { .. }), "{err}");
+    let err = rm
+        .start_session(&spec("S2", "P", &[("A", "S1", 0, 3, "T0")]))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RmError::Port {
+                op: "establish",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(w.sub("A").entries().unwrap().len(), 1);
+    assert_eq!(w.sub("A").live_sessions().len(), 1);
+}
+
+#[test]
+fn complete_needs_a_finished_copy_and_equals_time_zero_image() {
+    let w = World::new(&["A"]);
+    let a = w.sub("A");
+    for t in 0..TRACKS {
+        a.write("S0", t, 100 + t).unwrap();
+    }
+    let rm = w.rm();
+    rm.start_session(&spec("S1", "P", &[("A", "S0", 2, 9, "T0")]))
+        .unwrap();
+    let t0 = a.contents("S0").unwrap();
+    a.write("S0", 3, 7).unwrap();
+    a.write("S0", 12, 8).unwrap();
+    let err = rm.complete_session(&sid("S1")).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RmError::CopyIncomplete {
+                copied: 1,
+                total: 8,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(a.write("T0", 4, 1).is_err(), "target tracks are protected");
+    a.copy_step(100);
+    rm.complete_session(&sid("S1")).unwrap();
+    let tgt = a.contents("T0").unwrap();
+    assert_eq!(&tgt[2..=9], &t0[2..=9]);
+    assert!(a.live_sessions().is_empty());
+    assert_eq!(
+        rm.list_sessions().unwrap()[0].state,
+        SessionState::Completed
+    );
+    // Completed is never terminated (A2), and completing again is a no-op.
+    rm.complete_session(&sid("S1")).unwrap();
+    let d = rm.on_ipl().unwrap();
+    assert_eq!(d.get("S1").unwrap().outcome, Outcome::Untouched);
+    assert_eq!(
+        rm.list_sessions().unwrap()[0].state,
+        SessionState::Completed
+    );
+}
+
+#[test]
+fn restart_events_terminate_open_sessions_everywhere_and_rerun_is_a_no_op() {
+    for (event, reason) in [
+        ("ipl", TerminateReason::Ipl),
+        ("rm-restart", TerminateReason::RmRestart),
+    ] {
+        let w = World::new(&["A", "B"]);
+        let rm = w.rm();
+        rm.start_session(&spec(
+            "S1",
+            "P",
+            &[("A", "S0", 0, 3, "T0"), ("B", "S1", 0, 3, "T1")],
+        ))
+        .unwrap();
+        rm.start_session(&spec("S2", "P", &[("A", "S1", 0, 3, "T2")]))
+            .unwrap();
+        w.sub("A").copy_step(100);
+        rm.complete_session(&sid("S2")).unwrap();
+        let run = |rm: &resource_manager::ResourceManager| match event {
+            "ipl" => rm.on_ipl().unwrap(),
+            _ => rm.on_rm_restart().unwrap(),
+        };
+        let d = run(&rm);
+        let s1 = d.get("S1").unwrap();
+        assert_eq!((s1.outcome, s1.acted), (Outcome::Terminated(reason), true));
+        assert_eq!(d.get("S2").unwrap().outcome, Outcome::Untouched);
+        assert!(w.sub("A").live_sessions().is_empty() && w.sub("B").live_sessions().is_empty());
+        assert_eq!(
+            rm.list_sessions().unwrap()[0].state,
+            SessionState::Terminated(reason)
+        );
+        let before = w.observe();
+        let again = run(&rm);
+        assert_eq!(
+            again.get("S1").unwrap().outcome,
+            Outcome::Terminated(reason)
+        );
+        assert_eq!(again.acted().count(), 0, "{again}");
+        assert_eq!(w.observe(), before);
+        // A: S1 initiated + terminated, S2 initiated + completed; nothing added by the rerun.
+        assert_eq!(w.sub("A").entries().unwrap().len(), 4);
+    }
+}
+
+#[test]
+fn abend_terminates_only_that_programs_sessions() {
+    let w = World::new(&["A"]);
+    let rm = w.rm();
+    rm.start_session(&spec("S1", "DSS1", &[("A", "S0", 0, 3, "T0")]))
+        .unwrap();
+    rm.start_session(&spec("S2", "DSS2", &[("A", "S1", 0, 3, "T1")]))
+        .unwrap();
+    let d = rm.on_abend("DSS1").unwrap();
+    assert_eq!(
+        d.get("S1").unwrap().outcome,
+        Outcome::Terminated(TerminateReason::Abend)
+    );
+    assert_eq!(d.get("S2").unwrap().outcome, Outcome::Untouched);
+    let live = w.sub("A").live_sessions();
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0].1.as_str(), "S2");
+    let err = rm.complete_session(&sid("S1")).unwrap_err();
+    assert!(matches!(
+        err,
+        RmError::SessionTerminated {
+            reason: TerminateReason::Abend,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn reset_with_matching_extents_resumes_and_duplicate_notification_changes_nothing() {
+    let w = World::new(&["A"]);
+    let a = w.sub("A");
+    let rm = w.rm();
+    rm.start_session(&spec("S1", "P", &[("A", "S0", 0, 15, "T0")]))
+        .unwrap();
+    let t0 = a.contents("S0").unwrap();
+    a.copy_step(3);
+    a.reset(&[]);
+    assert_eq!(a.live_sessions()[0].2, PhysState::Suspended);
+    for t in 0..TRACKS {
+        a.write("S0", t, 1000 + t).unwrap(); // still protected while suspended
+    }
+    let d = rm.on_reset("A").unwrap();
+    let s1 = d.get("S1").unwrap();
+    assert_eq!((s1.outcome, s1.acted), (Outcome::Resumed, true), "{d}");
+    assert_eq!(a.live_sessions()[0].2, PhysState::Active);
+    assert_eq!(rm.list_sessions().unwrap()[0].state, SessionState::Resumed);
+    let before = w.observe();
+    let again = rm.on_reset("A").unwrap();
+    assert_eq!(again.get("S1").unwrap().outcome, Outcome::Resumed);
+    assert_eq!(again.acted().count(), 0);
+    assert_eq!(w.observe(), before);
+    a.copy_step(100);
+    rm.complete_session(&sid("S1")).unwrap();
+    assert_eq!(
+        a.contents("T0").unwrap(),
+        t0,
+        "A4: resumed copy equals the time-zero image"
+    );
+}
+
+#[test]
+fn reset_that_lost_anything_terminates_the_whole_session() {
+    let losses = [
+        ResetLoss::Relationship,
+        ResetLoss::TimedOut,
+        ResetLoss::Volume("S1".into()),
+        ResetLoss::Tracks {
+            volume: "S0".into(),
+            lost: set(3, 3),
+        },
+    ];
+    for loss in losses {
+        let w = World::new(&["A", "B"]);
+        let rm = w.rm();
+        let phys = rm
+            .start_session(&spec(
+                "S1",
+                "P",
+                &[
+                    ("A", "S0", 0, 5, "T0"),
+                    ("A", "S1", 0, 5, "T1"),
+                    ("B", "S0", 0, 5, "T0"),
+                ],
+            ))
+            .unwrap();
+        rm.start_session(&spec("S2", "P", &[("A", "S2", 0, 5, "T2")]))
+            .unwrap();
+        w.sub("A").reset(&[(phys["A"], loss.clone())]);
+        let d = rm.on_reset("A").unwrap();
+        let s1 = d.get("S1").unwrap();
+        assert_eq!(
+            s1.outcome,
+            Outcome::Terminated(TerminateReason::ResetMismatch),
+            "{loss:?}: {d}"
+        );
+        assert_eq!(d.get("S2").unwrap().outcome, Outcome::Resumed);
+        assert!(
+            w.sub("B").live_sessions().is_empty(),
+            "terminated on the other subsystem too"
+        );
+        assert_eq!(w.sub("A").live_sessions().len(), 1);
+        // Terminated is never resumed (A2), even if B later reports a reset.
+        let d = rm.on_reset("B").unwrap();
+        assert_eq!(
+            d.get("S1").unwrap().outcome,
+            Outcome::Terminated(TerminateReason::ResetMismatch)
+        );
+        assert_eq!(d.acted().count(), 0);
+    }
+}
+
+#[test]
+fn a_loss_outside_the_domain_still_resumes() {
+    let w = World::new(&["A"]);
+    let rm = w.rm();
+    let phys = rm
+        .start_session(&spec("S1", "P", &[("A", "S0", 0, 5, "T0")]))
+        .unwrap();
+    w.sub("A").reset(&[(
+        phys["A"],
+        ResetLoss::Tracks {
+            volume: "S0".into(),
+            lost: set(8, 9),
+        },
+    )]);
+    assert_eq!(
+        rm.on_reset("A").unwrap().get("S1").unwrap().outcome,
+        Outcome::Resumed
+    );
+}
+
+#[test]
+fn failed_start_rolls_back_cleanly() {
+    // Establish fails on the second subsystem: nothing stays established, no rows.
+    let w = World::new(&["A", "B"]);
+    let rm = w.rm();
+    let err = rm
+        .start_session(&spec(
+            "S1",
+            "P",
+            &[("A", "S0", 0, 3, "T0"), ("B", "S0", 0, 3, "NOPE")],
+        ))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RmError::Port {
+                source: PortError::UnknownVolume { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(w.sub("A").live_sessions().is_empty());
+    assert!(w.sub("A").entries().unwrap().is_empty());
+    // The table write fails on the second subsystem: rows on A are terminated, both withdrawn.
+    w.sub("B").set_fail_appends(true);
+    let err = rm
+        .start_session(&spec(
+            "S2",
+            "P",
+            &[("A", "S0", 0, 3, "T0"), ("B", "S0", 0, 3, "T0")],
+        ))
+        .unwrap_err();
+    assert!(matches!(err, RmError::Port { op: "append", .. }), "{err}");
+    assert!(w.sub("A").live_sessions().is_empty() && w.sub("B").live_sessions().is_empty());
+    w.sub("B").set_fail_appends(false);
+    let info = rm.session(&sid("S2")).unwrap().expect("recorded");
+    assert!(matches!(info.state, SessionState::Terminated(_)));
+}
+
+/// Runs `setup` on a fresh world, then for every crash point k of `event`: crash after k
+/// port calls, restart (new RM) and rerun `event`; the end state must equal the uninterrupted
+/// run's, with no physical session left that an open row does not account for.
+fn crash_everywhere(
+    setup: impl Fn(&World),
+    event: impl Fn(&resource_manager::ResourceManager) -> Result<(), RmError>,
+) {
+    let base = World::new(&["A", "B"]);
+    setup(&base);
+    let clean = base.fork();
+    let ops0 = clean.crash.ops();
+    event(&clean.rm()).expect("uninterrupted run");
+    let total = clean.crash.ops() - ops0;
+    assert!(total > 0);
+    let expected = clean.observe();
+    for k in 1..=total {
+        let w = base.fork();
+        w.crash.arm(k);
+        let err = event(&w.rm()).expect_err("crashes");
+        assert!(err.is_crash(), "{err}");
+        w.crash.recover();
+        event(&w.rm()).expect("rerun");
+        assert_eq!(
+            w.observe(),
+            expected,
+            "crash after port call {k} of {total}"
+        );
+    }
+}
+
+fn two_sessions(w: &World) {
+    let rm = w.rm();
+    rm.start_session(&spec(
+        "S1",
+        "P",
+        &[
+            ("A", "S0", 0, 5, "T0"),
+            ("A", "S1", 0, 5, "T1"),
+            ("B", "S0", 0, 5, "T0"),
+        ],
+    ))
+    .unwrap();
+    rm.start_session(&spec(
+        "S2",
+        "Q",
+        &[("A", "S2", 0, 5, "T2"), ("B", "S1", 0, 5, "T1")],
+    ))
+    .unwrap();
+    rm.start_session(&spec("S3", "Q", &[("B", "S2", 0, 5, "T2")]))
+        .unwrap();
+}
+
+#[test]
+fn crash_anywhere_in_ipl_replay_then_rerun_gives_the_same_outcome() {
+    crash_everywhere(two_sessions, |rm| rm.on_ipl().map(|_| ()));
+}
+
+#[test]
+fn crash_anywhere_in_abend_then_rerun_gives_the_same_outcome() {
+    crash_everywhere(two_sessions, |rm| rm.on_abend("Q").map(|_| ()));
+}
+
+#[test]
+fn crash_anywhere_in_reset_handling_then_rerun_gives_the_same_outcome() {
+    crash_everywhere(
+        |w| {
+            two_sessions(w);
+            // S1 loses its relationship on A; S2 is intact there.
+            let s1 = w
+                .sub("A")
+                .live_sessions()
+                .into_iter()
+                .find(|l| l.1.as_str() == "S1")
+                .unwrap()
+                .0;
+            w.sub("A").reset(&[(s1, ResetLoss::Relationship)]);
+        },
+        |rm| rm.on_reset("A").map(|_| ()),
+    );
+}
+
+#[test]
+fn crash_anywhere_in_completion_then_restart_finishes_it() {
+    crash_everywhere(
+        |w| {
+            two_sessions(w);
+            w.sub("A").copy_step(100);
+            w.sub("B").copy_step(100);
+        },
+        |rm| {
+            // After a crash the RM restarts (which settles an interrupted completion) and
+            // the program retries the completion.
+            rm.on_rm_restart()?;
+            rm.complete_session(&sid("S1")).or_else(|e| match e {
+                RmError::SessionTerminated { .. } => Ok(()),
+                e => Err(e),
+            })
+        },
+    );
+}
+
+#[test]
+fn crash_anywhere_in_start_leaves_nothing_after_restart() {
+    let base = World::new(&["A", "B"]);
+    let sp = spec(
+        "S9",
+        "P",
+        &[("A", "S0", 0, 5, "T0"), ("B", "S1", 0, 5, "T1")],
+    );
+    let clean = base.fork();
+    let ops0 = clean.crash.ops();
+    clean.rm().start_session(&sp).unwrap();
+    let total = clean.crash.ops() - ops0;
+    for k in 1..=total {
+        let w = base.fork();
+        w.crash.arm(k);
+        let err = w.rm().start_session(&sp).expect_err("crash");
+        assert!(err.is_crash());
+        w.crash.recover();
+        let rm = w.rm();
+        let d = rm.on_rm_restart().unwrap();
+        assert!(
+            w.sub("A").live_sessions().is_empty() && w.sub("B").live_sessions().is_empty(),
+            "k={k}: {d}"
+        );
+        if let Some(info) = rm.session(&sid("S9")).unwrap() {
+            assert_eq!(
+                info.state,
+                SessionState::Terminated(TerminateReason::RmRestart)
+            );
+        }
+        assert!(w.settled_view().values().all(|s| s.is_terminal()));
+    }
+}
