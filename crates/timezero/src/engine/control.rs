@@ -1,0 +1,565 @@
+//! Control requests: create, prepare, start (single, group, restore), stop,
+//! delete, suspend/resume, rates, consistency groups. Every request validates
+//! first and changes nothing when it returns an error.
+//!
+//! Transitions follow semantics.md 3.4 exactly; the [I] choices:
+//! - stop of a suspended map records that it resumes into stopping;
+//! - a non-force stop of an incomplete map whose target heads a cascade of
+//!   another type is rejected ([`ControlError::OtherTypeDependants`]), the
+//!   rejecting alternative of semantics.md 2.8 (force stops the dependants);
+//! - delete --force is accepted from copying (force stop, then delete) and stopped.
+
+use std::collections::BTreeSet;
+
+use crate::bitmap::Bitmap;
+use crate::error::{ControlError, Operation};
+use crate::rate::RATE_MAX;
+use crate::types::{GroupId, MapId, MapSpec, MapState, StartOptions, VolumeId};
+
+use super::{Cascade, Engine, Group, Map, MAX_CONNECTED_MAPS, MAX_MAPS_PER_SOURCE};
+
+impl Engine {
+    /// Define a map (state idle_or_copied). Validates sizes, extents, rates,
+    /// that the target is the target of no other map, and the limits of 256
+    /// maps per source and per connected set. Maps that would close a cycle
+    /// are allowed; starting one needs `restore` (see [`Engine::start`]).
+    pub fn create_map(&mut self, spec: MapSpec) -> Result<MapId, ControlError> {
+        let s = self.vol(spec.source)?;
+        let t = self.vol(spec.target)?;
+        if spec.source == spec.target {
+            return Err(ControlError::SameVolume(spec.source));
+        }
+        if s.grains != t.grains {
+            return Err(ControlError::SizeMismatch {
+                source_volume: spec.source,
+                source_grains: s.grains,
+                target: spec.target,
+                target_grains: t.grains,
+            });
+        }
+        if let Some(map) = t.target_map {
+            return Err(ControlError::TargetInUse {
+                target: spec.target,
+                map,
+            });
+        }
+        if s.source_maps.len() >= MAX_MAPS_PER_SOURCE {
+            return Err(ControlError::TooManyMapsPerSource {
+                source_volume: spec.source,
+                limit: MAX_MAPS_PER_SOURCE,
+            });
+        }
+        let grains = s.grains;
+        if let Some(e) = &spec.extents {
+            if e.is_empty() || e.extents().last().is_some_and(|x| x.last >= grains) {
+                return Err(ControlError::BadExtents { grains });
+            }
+        }
+        if spec.incremental && spec.copy_type != crate::types::CopyType::Full {
+            return Err(ControlError::IncrementalNeedsFull);
+        }
+        for r in [spec.copy_rate, spec.clean_rate] {
+            if r > RATE_MAX {
+                return Err(ControlError::RateOutOfRange(r));
+            }
+        }
+        if self.connected_maps(&[spec.source, spec.target]) + 1 > MAX_CONNECTED_MAPS {
+            return Err(ControlError::TooManyConnectedMaps {
+                limit: MAX_CONNECTED_MAPS,
+            });
+        }
+        let id = MapId(self.next_map);
+        self.next_map += 1;
+        let outside = grains - spec.extents.as_ref().map_or(grains, |e| e.track_count());
+        let (source, target) = (spec.source, spec.target);
+        self.maps.insert(
+            id,
+            Map {
+                diff: spec.incremental.then(|| Bitmap::new(grains)),
+                spec,
+                state: MapState::IdleOrCopied,
+                resume_to: None,
+                group: None,
+                split: Bitmap::new(grains),
+                started_once: false,
+                restoring: false,
+                outside,
+                pending: 0,
+                bg_cursor: u64::MAX,
+            },
+        );
+        self.vols.get_mut(&target).expect("checked").target_map = Some(id);
+        self.vols
+            .get_mut(&source)
+            .expect("checked")
+            .source_maps
+            .push(id);
+        Ok(id)
+    }
+
+    /// Number of maps connected (through shared volumes) to any of `start`.
+    fn connected_maps(&self, start: &[VolumeId]) -> usize {
+        let mut seen_v: BTreeSet<VolumeId> = start.iter().copied().collect();
+        let mut seen_m: BTreeSet<MapId> = BTreeSet::new();
+        let mut stack: Vec<VolumeId> = start.to_vec();
+        while let Some(v) = stack.pop() {
+            let Some(vol) = self.vols.get(&v) else {
+                continue;
+            };
+            for id in vol.source_maps.iter().chain(vol.target_map.iter()) {
+                if seen_m.insert(*id) {
+                    let m = &self.maps[id];
+                    for x in [m.spec.source, m.spec.target] {
+                        if seen_v.insert(x) {
+                            stack.push(x);
+                        }
+                    }
+                }
+            }
+        }
+        seen_m.len()
+    }
+
+    fn not_in_group(&self, id: MapId) -> Result<&Map, ControlError> {
+        let m = self.map(id)?;
+        if let Some(group) = m.group {
+            return Err(ControlError::GroupMember { map: id, group });
+        }
+        Ok(m)
+    }
+
+    fn invalid(&self, map: MapId, op: Operation) -> ControlError {
+        ControlError::InvalidState {
+            map,
+            op,
+            state: self.maps[&map].state,
+        }
+    }
+
+    fn check_prepare(&self, id: MapId) -> Result<(), ControlError> {
+        match self.map(id)?.state {
+            MapState::IdleOrCopied | MapState::Stopped => Ok(()),
+            _ => Err(self.invalid(id, Operation::Prepare)),
+        }
+    }
+
+    /// prestartfcmap: idle_or_copied or stopped -> preparing (target offline).
+    /// There is no cache: call [`Engine::flush_done`] right away.
+    pub fn prepare(&mut self, id: MapId) -> Result<(), ControlError> {
+        self.not_in_group(id)?;
+        self.check_prepare(id)?;
+        self.push_state(id, MapState::Preparing);
+        Ok(())
+    }
+
+    /// Flush done: preparing -> prepared (also for group members).
+    pub fn flush_done(&mut self, id: MapId) -> Result<(), ControlError> {
+        if self.map(id)?.state != MapState::Preparing {
+            return Err(self.invalid(id, Operation::FlushDone));
+        }
+        self.push_state(id, MapState::Prepared);
+        Ok(())
+    }
+
+    /// Flush failed: preparing -> stopped.
+    pub fn flush_failed(&mut self, id: MapId) -> Result<(), ControlError> {
+        if self.map(id)?.state != MapState::Preparing {
+            return Err(self.invalid(id, Operation::FlushFailed));
+        }
+        self.push_state(id, MapState::Stopped);
+        Ok(())
+    }
+
+    /// startfcmap: prepared -> copying at this instant (with
+    /// `opts.prepare`, also from idle_or_copied/stopped). The target is
+    /// inserted immediately downstream of the source in the source's cascade
+    /// of the map's type, or a new cascade starts (Patent B). With
+    /// `opts.restore` the target may be the source of active maps: their
+    /// cascades keep the target's current data (frozen head, lazy restore).
+    pub fn start(&mut self, id: MapId, opts: StartOptions) -> Result<(), ControlError> {
+        self.not_in_group(id)?;
+        self.start_batch(&[id], opts)
+    }
+
+    fn start_batch(&mut self, ids: &[MapId], opts: StartOptions) -> Result<(), ControlError> {
+        // 1. states
+        for &id in ids {
+            let st = self.map(id)?.state;
+            let ok = match st {
+                MapState::Prepared => true,
+                MapState::IdleOrCopied | MapState::Stopped => opts.prepare,
+                _ => false,
+            };
+            if !ok {
+                return Err(self.invalid(id, Operation::Start));
+            }
+        }
+        // 2. order: a map whose source is another member's target goes after it.
+        let order = self.start_order(ids)?;
+        // 3. validate in order.
+        let targets: BTreeSet<VolumeId> = ids.iter().map(|id| self.maps[id].spec.target).collect();
+        for &id in &order {
+            let m = &self.maps[&id];
+            let (s, t) = (m.spec.source, m.spec.target);
+            if !targets.contains(&s) && self.check_access(s).is_err() {
+                return Err(ControlError::SourceNotAccessible {
+                    map: id,
+                    source_volume: s,
+                });
+            }
+            if !opts.restore && self.is_active_source(t) {
+                return Err(ControlError::TargetIsActiveSource { map: id, target: t });
+            }
+        }
+        // 4. apply at one instant.
+        for &id in &order {
+            if self.maps[&id].state != MapState::Prepared {
+                self.push_state(id, MapState::Preparing);
+                self.push_state(id, MapState::Prepared);
+            }
+        }
+        for &id in &order {
+            self.start_one(id, opts.restore);
+        }
+        self.settle(&order);
+        Ok(())
+    }
+
+    fn start_order(&self, ids: &[MapId]) -> Result<Vec<MapId>, ControlError> {
+        let mut left: Vec<MapId> = ids.to_vec();
+        left.sort();
+        left.dedup();
+        let mut order = Vec::with_capacity(left.len());
+        while !left.is_empty() {
+            let pos = left.iter().position(|a| {
+                let s = self.maps[a].spec.source;
+                !left.iter().any(|b| b != a && self.maps[b].spec.target == s)
+            });
+            let Some(pos) = pos else {
+                return Err(ControlError::StartCycle);
+            };
+            order.push(left.remove(pos));
+        }
+        Ok(order)
+    }
+
+    fn start_one(&mut self, id: MapId, restore: bool) {
+        let m = self.maps.get_mut(&id).expect("validated");
+        let (s, t, ty) = (m.spec.source, m.spec.target, m.spec.copy_type);
+        if m.spec.incremental && m.started_once {
+            // Grains held since the last start and unchanged on both sides.
+            if let Some(diff) = &m.diff {
+                m.split.and_not_assign(diff);
+            }
+        } else {
+            m.split.fill(false);
+        }
+        if let Some(e) = &m.spec.extents {
+            let mut next = 0;
+            for x in e.extents() {
+                m.split.set_range(next, x.first);
+                next = x.last + 1;
+            }
+            m.split.set_range(next, m.split.len());
+        }
+        if let Some(d) = m.diff.as_mut() {
+            d.fill(false);
+        }
+        m.started_once = true;
+        m.restoring = restore;
+        m.resume_to = None;
+        m.bg_cursor = u64::MAX;
+        // The target's view is replaced: other incremental maps of it recopy.
+        self.view_replaced(t, id);
+        // Lazy restore: cascades the target heads keep its physical data.
+        let heads = self.vols[&t].heads.clone();
+        for cid in heads {
+            if let Some(c) = self.cascades.get_mut(&cid) {
+                c.frozen = true;
+            }
+        }
+        let cid = match self.cascade_of_type(s, ty) {
+            Some((cid, i)) => {
+                let c = self.cascades.get_mut(&cid).expect("found");
+                c.members.insert(i, t);
+                cid
+            }
+            None => self.new_cascade(Cascade {
+                ty,
+                head: s,
+                frozen: false,
+                members: vec![t],
+            }),
+        };
+        self.vols.get_mut(&t).expect("target").member_of = Some(cid);
+        self.push_state(id, MapState::Copying);
+    }
+
+    fn check_stop(&self, id: MapId, force: bool) -> Result<(), ControlError> {
+        let m = self.map(id)?;
+        if force {
+            return Ok(());
+        }
+        let active_copy = match m.state {
+            MapState::Copying => true,
+            MapState::Suspended => m.resume_to == Some(MapState::Copying),
+            _ => false,
+        };
+        if active_copy && !m.split.is_full() {
+            let t = m.spec.target;
+            if self.vols[&t].member_of.is_some() {
+                for cid in &self.vols[&t].heads {
+                    let c = &self.cascades[cid];
+                    if !c.frozen {
+                        return Err(ControlError::OtherTypeDependants {
+                            map: id,
+                            target: t,
+                            other: c.ty,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// stopfcmap [-force] (semantics.md 3.4). Non-force from copying: cleaning
+    /// starts (stopping), or the map goes straight to stopped/idle_or_copied
+    /// when nothing needs cleaning. Force: the map and its dependants
+    /// ([`Engine::dependent_maps`]) go to stopped. Stop on idle_or_copied,
+    /// stopping (non-force) or stopped changes nothing.
+    pub fn stop(&mut self, id: MapId, force: bool) -> Result<(), ControlError> {
+        self.not_in_group(id)?;
+        self.check_stop(id, force)?;
+        self.stop_one(id, force);
+        Ok(())
+    }
+
+    fn stop_one(&mut self, id: MapId, force: bool) {
+        let Some(m) = self.maps.get(&id) else {
+            return;
+        };
+        match (m.state, force) {
+            (MapState::IdleOrCopied | MapState::Stopped, _) | (MapState::Stopping, false) => {}
+            (MapState::Preparing | MapState::Prepared, _) => self.push_state(id, MapState::Stopped),
+            (MapState::Suspended, false) => {
+                if let Some(m) = self.maps.get_mut(&id) {
+                    m.resume_to = Some(MapState::Stopping);
+                }
+            }
+            (MapState::Copying, false) => {
+                if self.vols[&m.spec.target].member_of.is_none() {
+                    self.push_state(id, MapState::IdleOrCopied);
+                    self.maybe_autodelete(id);
+                } else {
+                    self.push_state(id, MapState::Stopping);
+                    self.try_finish_stopping(id);
+                }
+            }
+            (MapState::Copying | MapState::Stopping | MapState::Suspended, true) => {
+                self.force_stop(id)
+            }
+        }
+    }
+
+    /// rmfcmap [-force]: idle_or_copied -> deleted; stopped needs force (the
+    /// target comes online with whatever it holds); copying needs force
+    /// (force stop, then delete); other states are rejected.
+    pub fn delete(&mut self, id: MapId, force: bool) -> Result<(), ControlError> {
+        let st = self.map(id)?.state;
+        let op = if force {
+            Operation::DeleteForce
+        } else {
+            Operation::Delete
+        };
+        match (st, force) {
+            (MapState::IdleOrCopied, _) | (MapState::Stopped, true) => {}
+            (MapState::Copying, true) => self.force_stop(id),
+            _ => return Err(self.invalid(id, op)),
+        }
+        self.delete_internal(id, false);
+        Ok(())
+    }
+
+    /// Bitmap offline: copying/stopping -> suspended (source and target offline).
+    pub fn suspend(&mut self, id: MapId) -> Result<(), ControlError> {
+        let st = self.map(id)?.state;
+        if !matches!(st, MapState::Copying | MapState::Stopping) {
+            return Err(self.invalid(id, Operation::Suspend));
+        }
+        self.maps.get_mut(&id).expect("checked").resume_to = Some(st);
+        self.push_state(id, MapState::Suspended);
+        Ok(())
+    }
+
+    /// Bitmap online: suspended -> the state it came from (or stopping if a
+    /// stop was requested meanwhile).
+    pub fn resume(&mut self, id: MapId) -> Result<(), ControlError> {
+        let m = self.map(id)?;
+        if m.state != MapState::Suspended {
+            return Err(self.invalid(id, Operation::Resume));
+        }
+        let to = m.resume_to.unwrap_or(MapState::Copying);
+        self.maps.get_mut(&id).expect("checked").resume_to = None;
+        self.push_state(id, to);
+        if to == MapState::Stopping {
+            self.try_finish_stopping(id);
+        }
+        self.settle(&[id]);
+        Ok(())
+    }
+
+    /// Change the background copy rate (any state).
+    pub fn set_copy_rate(&mut self, id: MapId, rate: u8) -> Result<(), ControlError> {
+        if rate > RATE_MAX {
+            return Err(ControlError::RateOutOfRange(rate));
+        }
+        self.maps
+            .get_mut(&id)
+            .ok_or(ControlError::UnknownMap(id))?
+            .spec
+            .copy_rate = rate;
+        Ok(())
+    }
+
+    /// Change the cleaning rate (any state).
+    pub fn set_clean_rate(&mut self, id: MapId, rate: u8) -> Result<(), ControlError> {
+        if rate > RATE_MAX {
+            return Err(ControlError::RateOutOfRange(rate));
+        }
+        self.maps
+            .get_mut(&id)
+            .ok_or(ControlError::UnknownMap(id))?
+            .spec
+            .clean_rate = rate;
+        Ok(())
+    }
+
+    /// Change autodelete; turning it on for a completed idle map deletes it at once.
+    pub fn set_autodelete(&mut self, id: MapId, on: bool) -> Result<(), ControlError> {
+        self.maps
+            .get_mut(&id)
+            .ok_or(ControlError::UnknownMap(id))?
+            .spec
+            .autodelete = on;
+        if on && self.maps[&id].started_once {
+            self.maybe_autodelete(id);
+        }
+        Ok(())
+    }
+
+    // ---- consistency groups -----------------------------------------------
+
+    /// Create an empty consistency group.
+    pub fn create_group(&mut self, autodelete: bool) -> GroupId {
+        let id = GroupId(self.next_group);
+        self.next_group += 1;
+        self.groups.insert(
+            id,
+            Group {
+                autodelete,
+                members: Vec::new(),
+            },
+        );
+        id
+    }
+
+    fn group(&self, gid: GroupId) -> Result<&Group, ControlError> {
+        self.groups.get(&gid).ok_or(ControlError::UnknownGroup(gid))
+    }
+
+    fn check_group_idle(&self, gid: GroupId) -> Result<(), ControlError> {
+        for id in &self.group(gid)?.members {
+            let st = self.maps[id].state;
+            if !matches!(st, MapState::IdleOrCopied | MapState::Stopped) {
+                return Err(ControlError::GroupBusy {
+                    group: gid,
+                    state: st,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Add an idle_or_copied or stopped map to an idle group.
+    pub fn add_to_group(&mut self, id: MapId, gid: GroupId) -> Result<(), ControlError> {
+        let m = self.map(id)?;
+        if let Some(group) = m.group {
+            return Err(ControlError::AlreadyInGroup { map: id, group });
+        }
+        if !matches!(m.state, MapState::IdleOrCopied | MapState::Stopped) {
+            return Err(self.invalid(id, Operation::ChangeGroup));
+        }
+        self.check_group_idle(gid)?;
+        self.maps.get_mut(&id).expect("checked").group = Some(gid);
+        self.groups.get_mut(&gid).expect("checked").members.push(id);
+        Ok(())
+    }
+
+    /// Take an idle_or_copied or stopped map out of its idle group.
+    pub fn remove_from_group(&mut self, id: MapId) -> Result<(), ControlError> {
+        let m = self.map(id)?;
+        let Some(gid) = m.group else {
+            return Ok(());
+        };
+        if !matches!(m.state, MapState::IdleOrCopied | MapState::Stopped) {
+            return Err(self.invalid(id, Operation::ChangeGroup));
+        }
+        self.check_group_idle(gid)?;
+        self.leave_group(id, gid);
+        Ok(())
+    }
+
+    /// prestartfcconsistgrp: every member -> preparing.
+    pub fn prepare_group(&mut self, gid: GroupId) -> Result<(), ControlError> {
+        let members = self.group(gid)?.members.clone();
+        if members.is_empty() {
+            return Err(ControlError::GroupEmpty(gid));
+        }
+        for id in &members {
+            self.check_prepare(*id)?;
+        }
+        for id in members {
+            self.push_state(id, MapState::Preparing);
+        }
+        Ok(())
+    }
+
+    /// startfcconsistgrp: start every member at one instant (the controller
+    /// pauses and drains host writes to the sources around this call).
+    pub fn start_group(&mut self, gid: GroupId, opts: StartOptions) -> Result<(), ControlError> {
+        let members = self.group(gid)?.members.clone();
+        if members.is_empty() {
+            return Err(ControlError::GroupEmpty(gid));
+        }
+        self.start_batch(&members, opts)
+    }
+
+    /// stopfcconsistgrp [-force]: stop every member.
+    pub fn stop_group(&mut self, gid: GroupId, force: bool) -> Result<(), ControlError> {
+        let members = self.group(gid)?.members.clone();
+        for id in &members {
+            self.check_stop(*id, force)?;
+        }
+        for id in members {
+            self.stop_one(id, force);
+        }
+        Ok(())
+    }
+
+    /// rmfcconsistgrp [-force]: an empty group is deleted; with force the
+    /// members leave it (they are not deleted).
+    pub fn delete_group(&mut self, gid: GroupId, force: bool) -> Result<(), ControlError> {
+        let members = self.group(gid)?.members.clone();
+        if !members.is_empty() && !force {
+            return Err(ControlError::GroupNotEmpty(gid));
+        }
+        for id in members {
+            if let Some(m) = self.maps.get_mut(&id) {
+                m.group = None;
+            }
+        }
+        self.groups.remove(&gid);
+        Ok(())
+    }
+}

@@ -1,0 +1,434 @@
+//! The engine state: volumes, maps, cascades, groups, and the queries shared
+//! by control, planning and persistence.
+//!
+//! Invariants (checked by `tests/` after every step and by `load`):
+//! - E1 A volume is a non-head *member* of at most one cascade, and only while
+//!   its map (`target_map`) is copying, stopping or suspended; members of a
+//!   cascade of type `t` have maps of type `t`.
+//! - E2 Per volume and type at most one cascade holds the volume in a
+//!   *non-frozen role* (member, or head with `frozen == false`). Frozen heads
+//!   stand for the head's physical data (lazy restore, semantics.md 2.8) and
+//!   are never used for insertion.
+//! - E3 Every cascade has at least one member; a volume appears once in a
+//!   cascade, except that a frozen head may also be a member of it.
+//! - E4 Resolution terminates: following member -> non-frozen head -> its
+//!   member cascade never revisits a volume (a start freezes every non-frozen
+//!   cascade its target heads).
+//! - E5 A copying map that is not a member has a full split bitmap (it was cut
+//!   at completion and waits for its dependants).
+//! - E6 Split bits of an active map only go 0 -> 1; they are reset only at start.
+
+mod control;
+mod plan;
+mod settle;
+
+use std::collections::BTreeMap;
+
+use crate::bitmap::Bitmap;
+use crate::error::{AccessError, ControlError};
+use crate::types::{
+    CascadeId, CascadeInfo, CopyType, EngineEvent, GroupId, GroupInfo, MapId, MapInfo, MapSpec,
+    MapState, VolumeId,
+};
+
+/// Maps per source volume and maps per connected tree (semantics.md 3.1).
+pub const MAX_MAPS_PER_SOURCE: usize = 256;
+/// Maps in one connected set of maps.
+pub const MAX_CONNECTED_MAPS: usize = 256;
+
+#[derive(Clone, Debug)]
+pub(crate) struct Vol {
+    pub(crate) grains: u64,
+    /// The map (any state) whose target this volume is.
+    pub(crate) target_map: Option<MapId>,
+    /// Maps (any state) whose source this volume is.
+    pub(crate) source_maps: Vec<MapId>,
+    /// Cascade this volume is a non-head member of.
+    pub(crate) member_of: Option<CascadeId>,
+    /// Cascades this volume heads (frozen or not).
+    pub(crate) heads: Vec<CascadeId>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Map {
+    pub(crate) spec: MapSpec,
+    pub(crate) state: MapState,
+    pub(crate) resume_to: Option<MapState>,
+    pub(crate) group: Option<GroupId>,
+    pub(crate) split: Bitmap,
+    pub(crate) diff: Option<Bitmap>,
+    pub(crate) started_once: bool,
+    pub(crate) restoring: bool,
+    /// Grains outside the extents (preset as split at start).
+    pub(crate) outside: u64,
+    /// Planned copies not yet committed or abandoned (not persisted).
+    pub(crate) pending: u32,
+    /// Every grain above this one is split (background scan hint, not persisted).
+    pub(crate) bg_cursor: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Cascade {
+    pub(crate) ty: CopyType,
+    pub(crate) head: VolumeId,
+    pub(crate) frozen: bool,
+    pub(crate) members: Vec<VolumeId>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Group {
+    pub(crate) autodelete: bool,
+    pub(crate) members: Vec<MapId>,
+}
+
+/// Word indices of a map's bitmaps changed since the last
+/// [`Engine::take_dirty`] (for incremental persistence).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DirtyWords {
+    /// Changed words of the split bitmap.
+    pub split: Vec<usize>,
+    /// Changed words of the difference bitmap (incremental maps).
+    pub diff: Vec<usize>,
+}
+
+/// The time-zero copy engine. See the crate docs for the contract.
+#[derive(Clone, Debug, Default)]
+pub struct Engine {
+    pub(crate) vols: BTreeMap<VolumeId, Vol>,
+    pub(crate) maps: BTreeMap<MapId, Map>,
+    pub(crate) cascades: BTreeMap<CascadeId, Cascade>,
+    pub(crate) groups: BTreeMap<GroupId, Group>,
+    pub(crate) next_map: u32,
+    pub(crate) next_group: u32,
+    pub(crate) next_cascade: u32,
+    pub(crate) events: Vec<EngineEvent>,
+}
+
+impl Engine {
+    /// An empty engine.
+    pub fn new() -> Engine {
+        Engine::default()
+    }
+
+    /// Register a volume of `grains` grains (tracks).
+    pub fn add_volume(&mut self, volume: VolumeId, grains: u64) -> Result<(), ControlError> {
+        if self.vols.contains_key(&volume) {
+            return Err(ControlError::VolumeExists(volume));
+        }
+        self.vols.insert(
+            volume,
+            Vol {
+                grains,
+                target_map: None,
+                source_maps: Vec::new(),
+                member_of: None,
+                heads: Vec::new(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Forget a volume that no map uses.
+    pub fn remove_volume(&mut self, volume: VolumeId) -> Result<(), ControlError> {
+        let v = self.vol(volume)?;
+        if let Some(map) = v.target_map.or_else(|| v.source_maps.first().copied()) {
+            return Err(ControlError::VolumeInUse { volume, map });
+        }
+        self.vols.remove(&volume);
+        Ok(())
+    }
+
+    /// Grains of a volume.
+    pub fn volume_grains(&self, volume: VolumeId) -> Option<u64> {
+        self.vols.get(&volume).map(|v| v.grains)
+    }
+
+    /// Registered volumes, ascending.
+    pub fn volumes(&self) -> Vec<VolumeId> {
+        self.vols.keys().copied().collect()
+    }
+
+    /// Drain the queued events (state changes, completions, deletions).
+    pub fn take_events(&mut self) -> Vec<EngineEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// State of a map.
+    pub fn map_state(&self, map: MapId) -> Option<MapState> {
+        self.maps.get(&map).map(|m| m.state)
+    }
+
+    /// Progress in percent (floor of split grains / covered grains); `None`
+    /// for an unknown map.
+    pub fn progress_percent(&self, map: MapId) -> Option<u8> {
+        self.maps.get(&map).map(progress_of)
+    }
+
+    /// Introspection of one map.
+    pub fn map_info(&self, map: MapId) -> Option<MapInfo> {
+        let m = self.maps.get(&map)?;
+        Some(MapInfo {
+            id: map,
+            spec: m.spec.clone(),
+            state: m.state,
+            progress_percent: progress_of(m),
+            group: m.group,
+            restoring: m.restoring && m.state.is_active(),
+            cascade: self.vols.get(&m.spec.target).and_then(|v| v.member_of),
+            resume_to: m.resume_to,
+        })
+    }
+
+    /// All maps, ascending by id.
+    pub fn maps(&self) -> Vec<MapInfo> {
+        self.maps
+            .keys()
+            .filter_map(|id| self.map_info(*id))
+            .collect()
+    }
+
+    /// All cascades, ascending by id.
+    pub fn cascades(&self) -> Vec<CascadeInfo> {
+        self.cascades
+            .iter()
+            .map(|(id, c)| CascadeInfo {
+                id: *id,
+                copy_type: c.ty,
+                head: c.head,
+                head_frozen: c.frozen,
+                members: c.members.clone(),
+            })
+            .collect()
+    }
+
+    /// All consistency groups, ascending by id.
+    pub fn groups(&self) -> Vec<GroupInfo> {
+        self.groups
+            .iter()
+            .map(|(id, g)| GroupInfo {
+                id: *id,
+                autodelete: g.autodelete,
+                members: g.members.clone(),
+            })
+            .collect()
+    }
+
+    /// The split bitmap of a map (bit g: the target holds its own grain g).
+    pub fn split_bitmap(&self, map: MapId) -> Option<&Bitmap> {
+        self.maps.get(&map).map(|m| &m.split)
+    }
+
+    /// The difference bitmap of an incremental map.
+    pub fn diff_bitmap(&self, map: MapId) -> Option<&Bitmap> {
+        self.maps.get(&map).and_then(|m| m.diff.as_ref())
+    }
+
+    /// Word indices of the map's bitmaps changed since the previous call.
+    pub fn take_dirty(&mut self, map: MapId) -> Option<DirtyWords> {
+        let m = self.maps.get_mut(&map)?;
+        Some(DirtyWords {
+            split: m.split.take_dirty(),
+            diff: m.diff.as_mut().map(Bitmap::take_dirty).unwrap_or_default(),
+        })
+    }
+
+    /// Replace a map's split bitmap with persisted raw words (e.g. after
+    /// [`Engine::load`] when bitmaps are persisted separately). Then settles
+    /// (a full bitmap of a member completes the map).
+    pub fn set_split_words(&mut self, map: MapId, words: &[u64]) -> Result<(), ControlError> {
+        let m = self
+            .maps
+            .get_mut(&map)
+            .ok_or(ControlError::UnknownMap(map))?;
+        m.split
+            .replace_words(words)
+            .map_err(|source| ControlError::Bitmap { map, source })?;
+        m.bg_cursor = u64::MAX;
+        self.settle(&[map]);
+        Ok(())
+    }
+
+    /// Replace an incremental map's difference bitmap with persisted raw words.
+    pub fn set_diff_words(&mut self, map: MapId, words: &[u64]) -> Result<(), ControlError> {
+        let m = self
+            .maps
+            .get_mut(&map)
+            .ok_or(ControlError::UnknownMap(map))?;
+        let grains = m.split.len();
+        let diff = m.diff.get_or_insert_with(|| Bitmap::new(grains));
+        diff.replace_words(words)
+            .map_err(|source| ControlError::Bitmap { map, source })
+    }
+
+    /// Heap bytes held for one map (bitmaps and bookkeeping), for capacity planning.
+    pub fn map_heap_bytes(&self, map: MapId) -> Option<usize> {
+        self.maps.get(&map).map(|m| {
+            std::mem::size_of::<Map>()
+                + m.split.heap_bytes()
+                + m.diff.as_ref().map_or(0, Bitmap::heap_bytes)
+                + m.spec
+                    .extents
+                    .as_ref()
+                    .map_or(0, |e| e.extents().len() * 16)
+        })
+    }
+
+    // ---- internal helpers -------------------------------------------------
+
+    pub(crate) fn vol(&self, v: VolumeId) -> Result<&Vol, ControlError> {
+        self.vols.get(&v).ok_or(ControlError::UnknownVolume(v))
+    }
+
+    pub(crate) fn map(&self, id: MapId) -> Result<&Map, ControlError> {
+        self.maps.get(&id).ok_or(ControlError::UnknownMap(id))
+    }
+
+    /// The map whose target is `v`, if `v` is a cascade member.
+    pub(crate) fn member_map(&self, v: VolumeId) -> Option<MapId> {
+        let vol = self.vols.get(&v)?;
+        vol.member_of?;
+        vol.target_map
+    }
+
+    /// Cascade of type `ty` holding `v` in a non-frozen role, with `v`'s chain
+    /// index (0 = head).
+    pub(crate) fn cascade_of_type(&self, v: VolumeId, ty: CopyType) -> Option<(CascadeId, usize)> {
+        let vol = self.vols.get(&v)?;
+        if let Some(cid) = vol.member_of {
+            let c = &self.cascades[&cid];
+            if c.ty == ty {
+                let i = c.members.iter().position(|x| *x == v)?;
+                return Some((cid, i + 1));
+            }
+        }
+        vol.heads
+            .iter()
+            .find(|cid| {
+                let c = &self.cascades[*cid];
+                !c.frozen && c.ty == ty
+            })
+            .map(|cid| (*cid, 0))
+    }
+
+    /// Every (cascade, chain index) where `v` has a non-frozen role.
+    pub(crate) fn live_roles(&self, v: VolumeId) -> Vec<(CascadeId, usize)> {
+        let mut out = Vec::new();
+        let Some(vol) = self.vols.get(&v) else {
+            return out;
+        };
+        if let Some(cid) = vol.member_of {
+            if let Some(i) = self.cascades[&cid].members.iter().position(|x| *x == v) {
+                out.push((cid, i + 1));
+            }
+        }
+        for cid in &vol.heads {
+            if !self.cascades[cid].frozen {
+                out.push((*cid, 0));
+            }
+        }
+        out
+    }
+
+    /// Volume at chain index `i` of cascade `cid`.
+    pub(crate) fn chain_at(&self, cid: CascadeId, i: usize) -> Option<VolumeId> {
+        let c = self.cascades.get(&cid)?;
+        if i == 0 {
+            Some(c.head)
+        } else {
+            c.members.get(i - 1).copied()
+        }
+    }
+
+    /// Whether `v` heads a non-frozen cascade with members.
+    pub(crate) fn is_active_source(&self, v: VolumeId) -> bool {
+        self.vols
+            .get(&v)
+            .is_some_and(|vol| vol.heads.iter().any(|c| !self.cascades[c].frozen))
+    }
+
+    /// Host accessibility of a volume from map states (semantics.md 3.3).
+    pub(crate) fn check_access(&self, v: VolumeId) -> Result<&Vol, AccessError> {
+        let vol = self.vols.get(&v).ok_or(AccessError::UnknownVolume(v))?;
+        if let Some(id) = vol.target_map {
+            let m = &self.maps[&id];
+            match m.state {
+                MapState::Preparing | MapState::Prepared | MapState::Stopped => {
+                    return Err(AccessError::TargetOffline {
+                        volume: v,
+                        map: id,
+                        state: m.state,
+                    })
+                }
+                MapState::Stopping if !m.split.is_full() => {
+                    return Err(AccessError::TargetOffline {
+                        volume: v,
+                        map: id,
+                        state: m.state,
+                    })
+                }
+                MapState::Suspended => return Err(AccessError::Suspended { volume: v, map: id }),
+                _ => {}
+            }
+        }
+        if let Some(id) = vol
+            .source_maps
+            .iter()
+            .find(|id| self.maps[*id].state == MapState::Suspended)
+        {
+            return Err(AccessError::Suspended {
+                volume: v,
+                map: *id,
+            });
+        }
+        Ok(vol)
+    }
+
+    /// Incremental maps whose source or target is `v`.
+    pub(crate) fn incremental_maps_of(&self, v: VolumeId) -> Vec<MapId> {
+        let Some(vol) = self.vols.get(&v) else {
+            return Vec::new();
+        };
+        vol.source_maps
+            .iter()
+            .chain(vol.target_map.iter())
+            .copied()
+            .filter(|id| self.maps[id].spec.incremental)
+            .collect()
+    }
+
+    /// `v`'s view changed other than by a host write (start of its map, loss
+    /// of its data): every other incremental map of `v` must recopy everything.
+    pub(crate) fn view_replaced(&mut self, v: VolumeId, except: MapId) {
+        for id in self.incremental_maps_of(v) {
+            if id != except {
+                if let Some(d) = self.maps.get_mut(&id).and_then(|m| m.diff.as_mut()) {
+                    d.fill(true);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn push_state(&mut self, map: MapId, to: MapState) {
+        if let Some(m) = self.maps.get_mut(&map) {
+            let from = m.state;
+            if from != to {
+                m.state = to;
+                self.events
+                    .push(EngineEvent::StateChanged { map, from, to });
+            }
+        }
+    }
+}
+
+fn progress_of(m: &Map) -> u8 {
+    let covered = m.split.len().saturating_sub(m.outside);
+    if covered == 0 {
+        return 100;
+    }
+    let split_in = if m.started_once {
+        m.split.count_ones().saturating_sub(m.outside)
+    } else {
+        m.split.count_ones().min(covered)
+    };
+    ((u128::from(split_in) * 100) / u128::from(covered)) as u8
+}

@@ -1,0 +1,428 @@
+//! Host I/O and background planning: read resolution, write plans, background
+//! copy and cleaning plans, and their commits.
+//!
+//! Two rules generate every copy (semantics.md 2.5, 2.7, 2.8), applied per grain:
+//! - **Rule B (view change).** Before `view(V, g)` changes, the downstream
+//!   neighbour `D` of `V` in every cascade where `V` has a non-frozen role
+//!   receives `view(V, g)` unless `D` is split at `g`.
+//! - **Rule A (physical change).** Before `phys(X, g)` changes (host write,
+//!   or any copy into `X`), the first member `F` of every *frozen* cascade
+//!   headed by `X` receives `phys(X, g)` unless `F` is split at `g`.
+//!
+//! A copy into an unsplit grain never changes the receiver's view, so the
+//! rules only recurse through rule A; every copy sets a split bit that was
+//! clear, so planning terminates. Planning is pure: planned-but-uncommitted
+//! bits are kept in a per-grain overlay, so a plan lists copies in execution
+//! order and each `from` is the physical holder at the moment the copy runs.
+
+use std::ops::Range;
+
+use crate::error::AccessError;
+use crate::types::{CopyType, GrainCopy, MapId, MapState, VolumeId, WritePlan};
+
+use super::Engine;
+
+/// Planner state for one grain.
+struct GrainPlanner<'e> {
+    eng: &'e Engine,
+    grain: u64,
+    /// The volume the request is for (named in errors).
+    origin: VolumeId,
+    planned: Vec<MapId>,
+    out: Vec<GrainCopy>,
+}
+
+impl<'e> GrainPlanner<'e> {
+    fn new(eng: &'e Engine, grain: u64, origin: VolumeId) -> Self {
+        GrainPlanner {
+            eng,
+            grain,
+            origin,
+            planned: Vec::new(),
+            out: Vec::new(),
+        }
+    }
+
+    /// Split state of member volume `v` (with the overlay); errors if its
+    /// bitmap is offline.
+    fn split(&self, v: VolumeId) -> Result<(MapId, bool), AccessError> {
+        let id = self.eng.vols[&v]
+            .target_map
+            .ok_or(AccessError::UnknownVolume(v))?;
+        let m = &self.eng.maps[&id];
+        if m.state == MapState::Suspended {
+            return Err(AccessError::Suspended {
+                volume: self.origin,
+                map: id,
+            });
+        }
+        Ok((id, m.split.get(self.grain) || self.planned.contains(&id)))
+    }
+
+    /// Physical holder of the view at chain index `i` of cascade `cid`.
+    fn holder_at(&self, cid: crate::types::CascadeId, i: usize) -> Result<VolumeId, AccessError> {
+        let c = &self.eng.cascades[&cid];
+        for j in (0..i).rev() {
+            let v = c.members[j];
+            if self.split(v)?.1 {
+                return Ok(v);
+            }
+        }
+        if c.frozen {
+            Ok(c.head)
+        } else {
+            self.holder(c.head)
+        }
+    }
+
+    /// Physical holder of `view(v, grain)`.
+    fn holder(&self, v: VolumeId) -> Result<VolumeId, AccessError> {
+        let mut v = v;
+        // E4: the walk visits each cascade at most once.
+        for _ in 0..=self.eng.cascades.len() {
+            let vol = self.eng.vols.get(&v).ok_or(AccessError::UnknownVolume(v))?;
+            let Some(cid) = vol.member_of else {
+                return Ok(v);
+            };
+            let c = &self.eng.cascades[&cid];
+            let i = c
+                .members
+                .iter()
+                .position(|x| *x == v)
+                .ok_or(AccessError::UnknownVolume(v))?;
+            for j in (0..=i).rev() {
+                let m = c.members[j];
+                if self.split(m)?.1 {
+                    return Ok(m);
+                }
+            }
+            if c.frozen {
+                return Ok(c.head);
+            }
+            v = c.head;
+        }
+        Ok(v)
+    }
+
+    /// Holder of the view just upstream of member `v` in its cascade.
+    fn holder_upstream(&self, v: VolumeId) -> Result<VolumeId, AccessError> {
+        let cid = self.eng.vols[&v]
+            .member_of
+            .ok_or(AccessError::UnknownVolume(v))?;
+        let i = self.eng.cascades[&cid]
+            .members
+            .iter()
+            .position(|x| *x == v)
+            .ok_or(AccessError::UnknownVolume(v))?;
+        self.holder_at(cid, i)
+    }
+
+    fn push(&mut self, map: MapId, from: VolumeId, to: VolumeId) {
+        self.planned.push(map);
+        self.out.push(GrainCopy {
+            map,
+            grain: self.grain,
+            from,
+            to,
+        });
+    }
+
+    /// Rule A: before `phys(x)` changes.
+    fn phys_change(&mut self, x: VolumeId) -> Result<(), AccessError> {
+        let heads = self.eng.vols[&x].heads.clone();
+        for cid in heads {
+            let c = &self.eng.cascades[&cid];
+            if !c.frozen {
+                continue;
+            }
+            let f = c.members[0];
+            let (id, split) = self.split(f)?;
+            if !split {
+                self.phys_change(f)?;
+                if !self.split(f)?.1 {
+                    self.push(id, x, f);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Rule B: before `view(v)` changes.
+    fn view_change(&mut self, v: VolumeId) -> Result<(), AccessError> {
+        for (cid, i) in self.eng.live_roles(v) {
+            let Some(d) = self.eng.chain_at(cid, i + 1) else {
+                continue;
+            };
+            let (id, split) = self.split(d)?;
+            if !split {
+                self.phys_change(d)?;
+                if !self.split(d)?.1 {
+                    let from = self.holder(v)?;
+                    self.push(id, from, d);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Engine {
+    fn check_grain(&self, volume: VolumeId, grain: u64) -> Result<(), AccessError> {
+        let grains = self
+            .vols
+            .get(&volume)
+            .ok_or(AccessError::UnknownVolume(volume))?
+            .grains;
+        if grain >= grains {
+            return Err(AccessError::OutOfRange {
+                volume,
+                grain,
+                grains,
+            });
+        }
+        Ok(())
+    }
+
+    /// Which volume's physical store holds what a host reading `grain` of
+    /// `volume` must see (semantics.md 2.4). Fails if the volume is not
+    /// accessible (semantics.md 3.3, I12) or the data needs an offline bitmap.
+    pub fn resolve_read(&self, volume: VolumeId, grain: u64) -> Result<VolumeId, AccessError> {
+        self.check_grain(volume, grain)?;
+        self.check_access(volume)?;
+        GrainPlanner::new(self, grain, volume).holder(volume)
+    }
+
+    /// Like [`Engine::resolve_read`] but ignoring the accessibility of
+    /// `volume` itself (the view an offline target still presents to its
+    /// dependants). For tests, fills and diagnostics.
+    pub fn view_holder(&self, volume: VolumeId, grain: u64) -> Result<VolumeId, AccessError> {
+        self.check_grain(volume, grain)?;
+        GrainPlanner::new(self, grain, volume).holder(volume)
+    }
+
+    /// Plan a host write of `grains` on `volume`. `whole` says every grain of
+    /// the range is overwritten entirely (no fill needed). The copies must be
+    /// executed in order and be durable before the host data; then call
+    /// [`Engine::commit_copies`], write the host data, and call
+    /// [`Engine::record_write`]. Every plan must be committed or abandoned.
+    pub fn plan_write(
+        &mut self,
+        volume: VolumeId,
+        grains: Range<u64>,
+        whole: bool,
+    ) -> Result<WritePlan, AccessError> {
+        if grains.is_empty() {
+            self.check_access(volume)?;
+            return Ok(WritePlan::default());
+        }
+        self.check_grain(volume, grains.end - 1)?;
+        self.check_grain(volume, grains.start)?;
+        self.check_access(volume)?;
+        let own = self.member_map(volume);
+        let mut copies = Vec::new();
+        for g in grains {
+            let mut p = GrainPlanner::new(self, g, volume);
+            p.view_change(volume)?;
+            p.phys_change(volume)?;
+            if let Some(own) = own {
+                if !whole && !p.split(volume)?.1 {
+                    let from = p.holder_upstream(volume)?;
+                    p.push(own, from, volume);
+                }
+            }
+            copies.extend(p.out);
+        }
+        self.add_pending(&copies);
+        Ok(WritePlan { copies })
+    }
+
+    fn add_pending(&mut self, copies: &[GrainCopy]) {
+        for c in copies {
+            if let Some(m) = self.maps.get_mut(&c.map) {
+                m.pending = m.pending.saturating_add(1);
+            }
+        }
+    }
+
+    /// Plan up to `max_grains` grains of background work for `map`:
+    /// background copy of a copying full map (highest unsplit grain first,
+    /// copy rate > 0), or cleaning of a stopping map (grains split on its
+    /// target and not on the downstream neighbour). Each grain may need more
+    /// than one copy (rule A); all copies of a grain are contiguous. Empty when
+    /// there is nothing to do (a stopping map with nothing left to clean and
+    /// no copies in flight finishes here and queues its events).
+    pub fn plan_background(&mut self, map: MapId, max_grains: usize) -> Vec<GrainCopy> {
+        let Some(m) = self.maps.get(&map) else {
+            return Vec::new();
+        };
+        let target = m.spec.target;
+        let member = self.vols[&target].member_of.is_some();
+        let copies = match m.state {
+            MapState::Copying
+                if member && m.spec.copy_type == CopyType::Full && m.spec.copy_rate > 0 =>
+            {
+                self.plan_copy(map, target, max_grains)
+            }
+            MapState::Stopping if member => {
+                let c = self.plan_clean(map, target, max_grains);
+                if c.is_empty() {
+                    self.try_finish_stopping(map);
+                }
+                c
+            }
+            MapState::Stopping => {
+                self.try_finish_stopping(map);
+                Vec::new()
+            }
+            _ => Vec::new(),
+        };
+        self.add_pending(&copies);
+        copies
+    }
+
+    fn plan_copy(&mut self, map: MapId, target: VolumeId, max_grains: usize) -> Vec<GrainCopy> {
+        let m = &self.maps[&map];
+        let mut at = m.bg_cursor;
+        let mut out = Vec::new();
+        let mut first_found = None;
+        let mut n = 0;
+        while n < max_grains {
+            let Some(g) = m.split.prev_zero(at) else {
+                break;
+            };
+            first_found.get_or_insert(g);
+            let mut p = GrainPlanner::new(self, g, target);
+            let ok = p.phys_change(target).and_then(|()| {
+                if !p.split(target)?.1 {
+                    let from = p.holder_upstream(target)?;
+                    p.push(map, from, target);
+                }
+                Ok(())
+            });
+            if ok.is_err() {
+                break;
+            }
+            out.extend(p.out);
+            n += 1;
+            if g == 0 {
+                break;
+            }
+            at = g - 1;
+        }
+        let cursor = first_found.unwrap_or(0);
+        if let Some(m) = self.maps.get_mut(&map) {
+            m.bg_cursor = cursor;
+        }
+        out
+    }
+
+    fn plan_clean(&self, map: MapId, target: VolumeId, max_grains: usize) -> Vec<GrainCopy> {
+        let Some(cid) = self.vols[&target].member_of else {
+            return Vec::new();
+        };
+        let c = &self.cascades[&cid];
+        let Some(i) = c.members.iter().position(|x| *x == target) else {
+            return Vec::new();
+        };
+        let Some(&down) = c.members.get(i + 1) else {
+            return Vec::new();
+        };
+        let Some(down_map) = self.vols[&down].target_map else {
+            return Vec::new();
+        };
+        if self.maps[&down_map].state == MapState::Suspended {
+            return Vec::new();
+        }
+        let split_t = &self.maps[&map].split;
+        let split_d = &self.maps[&down_map].split;
+        let mut out = Vec::new();
+        let mut at = u64::MAX;
+        let mut n = 0;
+        while n < max_grains {
+            let Some(g) = split_t.prev_one_and_not(split_d, at) else {
+                break;
+            };
+            let mut p = GrainPlanner::new(self, g, target);
+            let ok = p.phys_change(down).map(|()| {
+                if !p.planned.contains(&down_map) {
+                    p.push(down_map, target, down);
+                }
+            });
+            if ok.is_err() {
+                break;
+            }
+            out.extend(p.out);
+            n += 1;
+            if g == 0 {
+                break;
+            }
+            at = g - 1;
+        }
+        out
+    }
+
+    /// Report copies as durable: sets their maps' split bits (idempotent; bits
+    /// already set and maps no longer active are tolerated), releases them as
+    /// in flight, and moves maps through completion, cut and cleaning-done
+    /// (events queued, see [`Engine::take_events`]).
+    pub fn commit_copies(&mut self, copies: &[GrainCopy]) {
+        let mut touched = Vec::new();
+        for c in copies {
+            let Some(m) = self.maps.get_mut(&c.map) else {
+                continue;
+            };
+            m.pending = m.pending.saturating_sub(1);
+            if m.state.is_active() && m.spec.target == c.to {
+                m.split.set(c.grain);
+            }
+            if !touched.contains(&c.map) {
+                touched.push(c.map);
+            }
+        }
+        self.settle(&touched);
+    }
+
+    /// Release planned copies that will not be executed (the request failed).
+    /// Their grains stay unsplit; a later plan will copy them again.
+    pub fn abandon_copies(&mut self, copies: &[GrainCopy]) {
+        let mut touched = Vec::new();
+        for c in copies {
+            if let Some(m) = self.maps.get_mut(&c.map) {
+                m.pending = m.pending.saturating_sub(1);
+                if !touched.contains(&c.map) {
+                    touched.push(c.map);
+                }
+            }
+        }
+        self.settle(&touched);
+    }
+
+    /// Record that the host data of a planned write to `grains` of `volume` is
+    /// applied: the volume's own map (if it is a cascade member) now holds
+    /// those grains (this is how a whole-grain write splits without a fill),
+    /// and incremental maps of the volume record the difference. Persist the
+    /// resulting bits only after the host data is durable.
+    pub fn record_write(&mut self, volume: VolumeId, grains: Range<u64>) {
+        let Some(vol) = self.vols.get(&volume) else {
+            return;
+        };
+        let end = grains.end.min(vol.grains);
+        let own = self.member_map(volume);
+        let incr = self.incremental_maps_of(volume);
+        if let Some(id) = own {
+            if let Some(m) = self.maps.get_mut(&id) {
+                if matches!(m.state, MapState::Copying | MapState::Stopping) {
+                    m.split.set_range(grains.start, end);
+                }
+            }
+        }
+        for id in incr {
+            if let Some(d) = self.maps.get_mut(&id).and_then(|m| m.diff.as_mut()) {
+                d.set_range(grains.start, end);
+            }
+        }
+        if let Some(id) = own {
+            self.settle(&[id]);
+        }
+    }
+}
