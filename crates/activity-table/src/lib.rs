@@ -29,16 +29,18 @@
 mod codec;
 mod error;
 mod format;
+mod fsio;
+mod recovery;
 mod sessions;
 mod table;
 mod types;
 
 pub use error::TableError;
 pub use format::{FILE_MAGIC, FILE_VERSION, MAX_RECORD_LEN, RECORD_MAGIC};
+pub use recovery::{RecoveryReport, SkippedRecord, TornTail};
 pub use sessions::{summarize, RowSummary, SessionSummary};
 pub use table::{
-    ActivityTable, CompactReport, FaultHook, RecoveryReport, SkippedRecord, TornTail, SITE_APPEND,
-    SITE_COMPACT_RENAME, SITE_SYNC,
+    ActivityTable, CompactReport, FaultHook, SITE_APPEND, SITE_COMPACT_RENAME, SITE_SYNC,
 };
 pub use types::{
     ActivityEntry, EntryStatus, NewEntry, PhysSessionId, SessionId, TableId, TerminateReason,

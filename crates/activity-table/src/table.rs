@@ -12,19 +12,25 @@
 //! - one open `ActivityTable` per file: the file is `flock`ed exclusively.
 
 use std::fs::{File, OpenOptions};
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::codec;
 use crate::error::TableError;
-use crate::format::{self, Piece};
+use crate::format;
+use crate::fsio::{damaged_copy_path, lock, read_all_at, remove_stale_temp, write_replacement};
+use crate::recovery::{load, Mode, RecoveryReport};
 use crate::types::{entry_belongs, ActivityEntry, NewEntry, TableId};
 
 /// A fault-injection hook: called with a site name before the operation at
 /// that site; an `Err` makes the operation fail with that error (as
 /// [`TableError::Io`] with `op` = the site) without touching the file.
+///
+/// This crate does not depend on `volume-store`; to drive the hook from its
+/// `FaultPoint`, wrap it:
+/// `Arc::new(move |site| fp.check(site).map_err(std::io::Error::other))`.
 pub type FaultHook = Arc<dyn Fn(&'static str) -> std::io::Result<()> + Send + Sync>;
 
 /// Fault site checked before an append's (or batch's) write.
@@ -35,52 +41,6 @@ pub const SITE_SYNC: &str = "table.sync";
 /// Fault site checked by compaction after the new file is durable, before the
 /// rename over the old one (the old file stays intact).
 pub const SITE_COMPACT_RENAME: &str = "table.compact.rename";
-
-/// A torn tail cut off by recovery.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TornTail {
-    /// Offset where the intact content ended (the new file length).
-    pub offset: u64,
-    /// Bytes removed.
-    pub len: u64,
-    /// Why the first removed frame was not valid.
-    pub reason: String,
-}
-
-/// A damaged record left out by [`ActivityTable::open_salvage`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SkippedRecord {
-    /// Offset of the skipped bytes in the damaged file.
-    pub offset: u64,
-    /// Number of bytes skipped.
-    pub len: u64,
-    /// What was wrong.
-    pub reason: String,
-}
-
-/// What opening a table found and did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RecoveryReport {
-    /// The file did not exist and was created.
-    pub created: bool,
-    /// Records loaded.
-    pub records: usize,
-    /// A torn tail that was truncated (`None` if the file ended cleanly).
-    pub torn_tail: Option<TornTail>,
-    /// Stale temporary files (from an interrupted create or compaction) removed.
-    pub removed_temp_files: Vec<PathBuf>,
-    /// Damaged records left out (only [`ActivityTable::open_salvage`]).
-    pub skipped: Vec<SkippedRecord>,
-    /// Where salvage kept a copy of the damaged file before rewriting it.
-    pub damaged_copy: Option<PathBuf>,
-}
-
-impl RecoveryReport {
-    /// Bytes truncated from a torn tail (0 if none).
-    pub fn truncated_bytes(&self) -> u64 {
-        self.torn_tail.as_ref().map_or(0, |t| t.len)
-    }
-}
 
 /// What [`ActivityTable::compact`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -117,22 +77,6 @@ impl std::fmt::Debug for ActivityTable {
             .field("poisoned", &self.poisoned)
             .finish()
     }
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    Strict,
-    Salvage,
-}
-
-/// The decoded content of a table file.
-struct Loaded {
-    id: TableId,
-    base_seq: u64,
-    entries: Vec<ActivityEntry>,
-    valid_end: usize,
-    torn_tail: Option<TornTail>,
-    skipped: Vec<SkippedRecord>,
 }
 
 impl ActivityTable {
@@ -377,251 +321,5 @@ impl ActivityTable {
             Some(hook) => hook(site).map_err(|e| TableError::io(site, &self.path, e)),
             None => Ok(()),
         }
-    }
-}
-
-/// Decodes a whole file image. `expected`: the table the caller wants.
-fn load(
-    path: &Path,
-    bytes: &[u8],
-    expected: Option<&TableId>,
-    mode: Mode,
-) -> Result<Loaded, TableError> {
-    let header = format::decode_header(path, bytes)?;
-    if let Some(want) = expected {
-        if *want != header.id {
-            return Err(TableError::WrongTable {
-                path: path.to_path_buf(),
-                expected: want.clone(),
-                found: header.id,
-            });
-        }
-    }
-    let scan = format::scan(bytes, header.len);
-    let frames_after = |i: usize| {
-        scan.pieces[i + 1..]
-            .iter()
-            .filter(|p| matches!(p, Piece::Frame { .. }))
-            .count() as u64
-    };
-    let mut entries: Vec<ActivityEntry> = Vec::with_capacity(scan.pieces.len());
-    let mut skipped = Vec::new();
-    for (i, piece) in scan.pieces.iter().enumerate() {
-        let (offset, problem) = match piece {
-            Piece::Garbage {
-                offset,
-                len,
-                reason,
-            } => (*offset, (*len as u64, reason.clone(), None)),
-            Piece::Frame { offset, payload } => {
-                let end = payload.1 as u64;
-                let frame_len = end - *offset as u64;
-                match check_entry(
-                    path,
-                    *offset,
-                    &bytes[payload.0..payload.1],
-                    &header.id,
-                    entries.last(),
-                ) {
-                    Ok(e) => {
-                        entries.push(e);
-                        continue;
-                    }
-                    Err(err) => (*offset, (frame_len, err.to_string(), Some(err))),
-                }
-            }
-        };
-        let (len, reason, err) = problem;
-        if mode == Mode::Salvage {
-            skipped.push(SkippedRecord {
-                offset: offset as u64,
-                len,
-                reason,
-            });
-            continue;
-        }
-        return Err(match err {
-            Some(
-                e @ (TableError::SeqNotIncreasing { .. }
-                | TableError::MisdirectedEntry { .. }
-                | TableError::UnsupportedVersion { .. }),
-            ) => e,
-            _ => TableError::CorruptRecord {
-                path: path.to_path_buf(),
-                offset: offset as u64,
-                reason,
-                good_after: frames_after(i),
-            },
-        });
-    }
-    let (valid_end, torn_tail) = match scan.torn_tail {
-        Some((offset, reason)) => (
-            offset,
-            Some(TornTail {
-                offset: offset as u64,
-                len: (bytes.len() - offset) as u64,
-                reason,
-            }),
-        ),
-        None => (bytes.len(), None),
-    };
-    Ok(Loaded {
-        id: header.id,
-        base_seq: header.base_seq,
-        entries,
-        valid_end,
-        torn_tail,
-        skipped,
-    })
-}
-
-/// Decodes one record payload and checks it against the table and the previous entry.
-fn check_entry(
-    path: &Path,
-    offset: usize,
-    payload: &[u8],
-    table: &TableId,
-    prev: Option<&ActivityEntry>,
-) -> Result<ActivityEntry, TableError> {
-    let entry = codec::decode_entry(payload).map_err(|f| match f {
-        codec::DecodeFailure::Version(v) => TableError::UnsupportedVersion {
-            path: path.to_path_buf(),
-            what: "record",
-            version: u32::from(v),
-            offset: offset as u64,
-        },
-        codec::DecodeFailure::Invalid(reason) => TableError::CorruptRecord {
-            path: path.to_path_buf(),
-            offset: offset as u64,
-            reason: format!("checksum holds but payload is invalid: {reason}"),
-            good_after: 0,
-        },
-    })?;
-    if let Some(p) = prev {
-        if entry.seq <= p.seq {
-            return Err(TableError::SeqNotIncreasing {
-                path: path.to_path_buf(),
-                offset: offset as u64,
-                prev: p.seq,
-                seq: entry.seq,
-            });
-        }
-    }
-    if !entry.belongs_to(table) {
-        return Err(TableError::MisdirectedEntry {
-            table: table.clone(),
-            subsystem: entry.subsystem,
-            volume: entry.volume,
-            offset: Some(offset as u64),
-        });
-    }
-    Ok(entry)
-}
-
-/// Writes header + `entries` to the temporary name, fsyncs it, renames it over
-/// `path` and fsyncs the directory. Returns the new file (locked) and its length.
-fn write_replacement(
-    path: &Path,
-    id: &TableId,
-    base_seq: u64,
-    entries: &[ActivityEntry],
-    fault: Option<&FaultHook>,
-) -> Result<(File, u64), TableError> {
-    let tmp = temp_path(path);
-    let mut buf = format::encode_header(id, base_seq)?;
-    for e in entries {
-        let payload = codec::encode_entry(e).map_err(TableError::Encode)?;
-        format::push_frame(&mut buf, &payload)?;
-    }
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .map_err(|e| TableError::io("create", &tmp, e))?;
-    let result = (|| {
-        lock(&file, &tmp)?;
-        file.write_all(&buf)
-            .map_err(|e| TableError::io("write", &tmp, e))?;
-        file.sync_all()
-            .map_err(|e| TableError::io("fsync", &tmp, e))?;
-        if let Some(hook) = fault {
-            hook(SITE_COMPACT_RENAME).map_err(|e| TableError::io(SITE_COMPACT_RENAME, path, e))?;
-        }
-        std::fs::rename(&tmp, path).map_err(|e| TableError::io("rename", path, e))
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    sync_dir(path)?;
-    Ok((file, buf.len() as u64))
-}
-
-/// `<dir>/<name>.tmp`: where creation and compaction build the new file.
-pub(crate) fn temp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
-    path.with_file_name(name)
-}
-
-fn damaged_copy_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .into_owned();
-    (1u32..)
-        .map(|n| path.with_file_name(format!("{name}.damaged-{n}")))
-        .find(|p| !p.exists())
-        .unwrap_or_else(|| path.with_file_name(format!("{name}.damaged")))
-}
-
-fn remove_stale_temp(path: &Path, report: &mut RecoveryReport) -> Result<(), TableError> {
-    let tmp = temp_path(path);
-    match std::fs::remove_file(&tmp) {
-        Ok(()) => {
-            report.removed_temp_files.push(tmp);
-            sync_dir(path)
-        }
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(TableError::io("remove stale temp file", &tmp, e)),
-    }
-}
-
-/// The whole file, read from offset 0 whatever the handle's position.
-fn read_all_at(file: &File, path: &Path) -> Result<Vec<u8>, TableError> {
-    let len = file
-        .metadata()
-        .map_err(|e| TableError::io("stat", path, e))?
-        .len();
-    let len = usize::try_from(len).map_err(|_| TableError::NotATable {
-        path: path.to_path_buf(),
-        reason: format!("file of {len} bytes is too large"),
-    })?;
-    let mut bytes = vec![0u8; len];
-    file.read_exact_at(&mut bytes, 0)
-        .map_err(|e| TableError::io("read", path, e))?;
-    Ok(bytes)
-}
-
-fn sync_dir(path: &Path) -> Result<(), TableError> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| TableError::io("fsync directory", dir, e))
-}
-
-fn lock(file: &File, path: &Path) -> Result<(), TableError> {
-    match rustix::fs::flock(file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => Ok(()),
-        Err(rustix::io::Errno::WOULDBLOCK) => Err(TableError::Locked {
-            path: path.to_path_buf(),
-        }),
-        Err(e) => Err(TableError::io("flock", path, e.into())),
     }
 }
