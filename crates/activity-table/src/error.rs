@@ -150,3 +150,52 @@ impl TableError {
         }
     }
 }
+
+/// The broad class of a [`TableError`], for callers that map errors to their
+/// own kinds (e.g. the controller's `Corrupt` vs `Io`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum TableErrorKind {
+    /// An OS call failed or a fault was injected.
+    Io,
+    /// The file is not an activity table at all.
+    NotATable,
+    /// The file is a table but damaged: bad header, corrupt record, seq out
+    /// of order, or a record of another table inside it.
+    Corrupt,
+    /// Written by a newer format version.
+    Unsupported,
+    /// The file is another table than the one asked for.
+    WrongTable,
+    /// The caller's input is invalid (bad field, too large, wrong table for the entry).
+    InvalidInput,
+    /// An earlier failed write/sync; reopen needed.
+    Poisoned,
+    /// The file is open elsewhere.
+    Locked,
+    /// Internal encoding failure (a bug).
+    Internal,
+}
+
+impl TableError {
+    /// The class of this error.
+    pub fn kind(&self) -> TableErrorKind {
+        match self {
+            TableError::Io { .. } => TableErrorKind::Io,
+            TableError::NotATable { .. } => TableErrorKind::NotATable,
+            TableError::BadHeader { .. }
+            | TableError::CorruptRecord { .. }
+            | TableError::SeqNotIncreasing { .. } => TableErrorKind::Corrupt,
+            TableError::MisdirectedEntry {
+                offset: Some(_), ..
+            } => TableErrorKind::Corrupt,
+            TableError::MisdirectedEntry { offset: None, .. }
+            | TableError::InvalidField { .. }
+            | TableError::EntryTooLarge { .. } => TableErrorKind::InvalidInput,
+            TableError::UnsupportedVersion { .. } => TableErrorKind::Unsupported,
+            TableError::WrongTable { .. } => TableErrorKind::WrongTable,
+            TableError::Poisoned { .. } => TableErrorKind::Poisoned,
+            TableError::Locked { .. } => TableErrorKind::Locked,
+            TableError::Encode(_) => TableErrorKind::Internal,
+        }
+    }
+}

@@ -35,7 +35,7 @@ mod sessions;
 mod table;
 mod types;
 
-pub use error::TableError;
+pub use error::{TableError, TableErrorKind};
 pub use format::{FILE_MAGIC, FILE_VERSION, MAX_RECORD_LEN, RECORD_MAGIC};
 pub use recovery::{RecoveryReport, SkippedRecord, TornTail};
 pub use sessions::{summarize, RowSummary, SessionSummary};

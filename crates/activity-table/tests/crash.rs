@@ -128,6 +128,10 @@ fn non_increasing_seq_is_an_error() {
         } => assert_eq!((offset, prev, seq), (ends[2], 3, 1)),
         other => panic!("{other}"),
     }
+    assert_eq!(
+        ActivityTable::open(&path, sub_id()).unwrap_err().kind(),
+        activity_table::TableErrorKind::Corrupt
+    );
     let (t, report) = ActivityTable::open_salvage(&path, sub_id()).unwrap();
     assert_eq!(t.entries(), &expected_prefix(3)[..]);
     assert_eq!(report.skipped.len(), 1);

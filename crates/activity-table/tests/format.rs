@@ -104,4 +104,14 @@ fn unknown_record_version_is_reported() {
         } => assert_eq!((what, version, offset), ("record", 9, ends[0])),
         other => panic!("{other}"),
     }
+    // Salvage leaves it out and says why.
+    let (t, report) = ActivityTable::open_salvage(&path, sub_id()).unwrap();
+    assert_eq!(t.entries(), &expected_prefix(1)[..]);
+    assert_eq!(report.skipped.len(), 1);
+    assert_eq!(report.skipped[0].offset, ends[0]);
+    assert!(
+        report.skipped[0].reason.contains("version 9"),
+        "{:?}",
+        report.skipped
+    );
 }
