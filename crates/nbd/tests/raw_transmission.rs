@@ -1,0 +1,548 @@
+//! Raw-socket tests of the transmission phase: errors and their errnos,
+//! the connection staying usable, oversize and truncated requests,
+//! out-of-order replies, DISC, shutdown, durability calls.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::raw::{descriptors, Raw, Reply};
+use common::{pattern, TestServer};
+use nbd::proto::{cflag, chunk, cmd, tflag};
+use nbd::testing::{FileExport, MemExport};
+use nbd::{ErrorKind, Export, ExportError, ServerConfig, ZeroFlags};
+
+const MIB: u64 = 1 << 20;
+const EPERM: u32 = 1;
+const EIO: u32 = 5;
+const EINVAL: u32 = 22;
+const ENOSPC: u32 = 28;
+const ENOTSUP: u32 = 95;
+const ESHUTDOWN: u32 = 108;
+
+fn mem_server(e: MemExport, cfg: ServerConfig) -> (TestServer, Arc<MemExport>) {
+    let e = Arc::new(e);
+    let d: Arc<dyn Export> = e.clone();
+    (TestServer::start_with(vec![("disk", d)], cfg), e)
+}
+
+#[test]
+fn write_read_roundtrip_fua_flush_and_holes() {
+    let (srv, e) = mem_server(MemExport::new(4 * MIB), ServerConfig::default());
+    let (mut c, info) = Raw::open(&srv.socket, "disk");
+    assert_eq!(info.size, 4 * MIB);
+    let data = pattern(65536, 1);
+    assert_eq!(c.simple(0, cmd::WRITE, 1, 4096, 65536, &data), 0);
+    assert!(c.read(2, 4096, 65536).unwrap() == data, "read back differs");
+    assert_eq!(e.counts.fua_writes.load(Ordering::SeqCst), 0);
+    assert_eq!(c.simple(cflag::FUA, cmd::WRITE, 3, 0, 512, &[7u8; 512]), 0);
+    assert_eq!(
+        e.counts.fua_writes.load(Ordering::SeqCst),
+        1,
+        "FUA reached the export"
+    );
+    assert_eq!(c.simple(0, cmd::FLUSH, 4, 0, 0, &[]), 0);
+    assert_eq!(e.counts.flushes.load(Ordering::SeqCst), 1);
+    // An unwritten 128 KiB range comes back as hole chunks.
+    c.request(0, cmd::READ, 5, 2 * MIB, 131072, &[]);
+    let ch = c.chunks();
+    assert!(ch
+        .iter()
+        .all(|r| matches!(r, Reply::Chunk { kind, .. } if *kind == chunk::OFFSET_HOLE)));
+    // DF: exactly one chunk.
+    c.request(cflag::DF, cmd::READ, 6, 0, 131072, &[]);
+    assert_eq!(c.chunks().len(), 1);
+}
+
+#[test]
+fn out_of_range_requests_get_errno_and_connection_stays_usable() {
+    let (srv, _e) = mem_server(MemExport::new(MIB), ServerConfig::default());
+    let (mut c, _) = Raw::open(&srv.socket, "disk");
+    let end = MIB;
+    assert_eq!(c.read(1, end - 512, 1024), Err(EINVAL));
+    assert_eq!(c.read(2, end, 512), Err(EINVAL));
+    assert_eq!(
+        c.read(3, u64::MAX - 100, 512),
+        Err(EINVAL),
+        "offset overflow"
+    );
+    assert_eq!(
+        c.simple(0, cmd::WRITE, 4, end - 512, 1024, &[1u8; 1024]),
+        ENOSPC
+    );
+    assert_eq!(
+        c.simple(0, cmd::WRITE_ZEROES, 5, end - 512, 1024, &[]),
+        ENOSPC
+    );
+    assert_eq!(c.simple(0, cmd::TRIM, 6, end, 512, &[]), EINVAL);
+    assert_eq!(c.simple(0, cmd::CACHE, 7, end, 512, &[]), EINVAL);
+    c.request(0, cmd::BLOCK_STATUS, 8, end, 512, &[]);
+    assert_eq!(c.chunks()[0].errno(), EINVAL);
+    // Still in sync: the failed WRITE's payload was consumed.
+    assert_eq!(c.read(9, end - 512, 512).unwrap(), vec![0; 512]);
+}
+
+#[test]
+fn bad_flags_unknown_commands_alignment_and_zero_length() {
+    let (srv, e) = mem_server(MemExport::new(MIB), ServerConfig::default());
+    let (mut c, _) = Raw::open(&srv.socket, "disk");
+    c.request(0x8000, cmd::READ, 1, 0, 512, &[]);
+    assert_eq!(c.chunks()[0].errno(), EINVAL);
+    assert_eq!(
+        c.simple(cflag::REQ_ONE, cmd::WRITE, 2, 0, 512, &[1; 512]),
+        EINVAL
+    );
+    assert_eq!(c.simple(cflag::NO_HOLE, cmd::TRIM, 3, 0, 512, &[]), EINVAL);
+    assert_eq!(c.simple(0, 42, 4, 0, 512, &[]), EINVAL);
+    assert_eq!(c.simple(0, 0xffff, 5, 0, 0, &[]), EINVAL);
+    // GO asked for BLOCK_SIZE, so unaligned requests are refused.
+    assert_eq!(c.read(6, 1, 1), Err(EINVAL));
+    assert_eq!(c.simple(0, cmd::WRITE, 7, 100, 512, &[1; 512]), EINVAL);
+    assert_eq!(
+        e.counts.writes.load(Ordering::SeqCst),
+        0,
+        "refused writes never reach the export"
+    );
+    // Zero length: READ succeeds with a NONE chunk, WRITE/TRIM succeed, BLOCK_STATUS is EINVAL.
+    c.request(0, cmd::READ, 8, 0, 0, &[]);
+    let ch = c.chunks();
+    assert!(
+        matches!(
+            &ch[..],
+            [Reply::Chunk {
+                kind: chunk::NONE,
+                ..
+            }]
+        ),
+        "{ch:?}"
+    );
+    assert_eq!(c.simple(0, cmd::WRITE, 9, 0, 0, &[]), 0);
+    assert_eq!(c.simple(0, cmd::TRIM, 10, 0, 0, &[]), 0);
+    c.request(0, cmd::BLOCK_STATUS, 11, 0, 0, &[]);
+    assert_eq!(c.chunks()[0].errno(), EINVAL);
+    assert_eq!(c.read(12, 0, 512).unwrap(), vec![0; 512]);
+}
+
+#[test]
+fn oversize_write_is_discarded_then_einval_and_absurd_one_disconnects() {
+    let cfg = ServerConfig {
+        max_request_bytes: MIB as u32,
+        max_inflight_bytes_per_conn: 2 * MIB as usize,
+        max_discard_bytes: 4 * MIB as u32,
+        ..ServerConfig::default()
+    };
+    let (srv, e) = mem_server(MemExport::new(16 * MIB), cfg);
+    let (mut c, info) = Raw::open(&srv.socket, "disk");
+    assert_eq!(
+        info.block_size.unwrap().2,
+        MIB as u32,
+        "max capped by config"
+    );
+    let big = vec![0xabu8; 2 * MIB as usize];
+    assert_eq!(
+        c.simple(0, cmd::WRITE, 1, 0, big.len() as u32, &big),
+        EINVAL
+    );
+    assert_eq!(
+        c.read(2, 0, 512).unwrap(),
+        vec![0; 512],
+        "payload not applied"
+    );
+    assert_eq!(c.read(3, 0, 2 * MIB as u32), Err(EINVAL), "oversize READ");
+    assert_eq!(e.counts.writes.load(Ordering::SeqCst), 0);
+    // Absurd: announced length beyond the discard limit closes the connection.
+    c.request(0, cmd::WRITE, 4, 0, 0xffff_0000, &[]);
+    assert!(c.closed());
+}
+
+#[test]
+fn bad_request_magic_closes_connection_only() {
+    let (srv, _e) = mem_server(MemExport::new(MIB), ServerConfig::default());
+    let (mut c, _) = Raw::open(&srv.socket, "disk");
+    c.send(&[0x12u8; 28]);
+    assert!(c.closed());
+    let (mut d, _) = Raw::open(&srv.socket, "disk");
+    assert_eq!(d.read(1, 0, 512).unwrap(), vec![0; 512]);
+}
+
+#[test]
+fn disconnect_mid_request_leaves_data_and_server_intact() {
+    let (srv, e) = mem_server(MemExport::new(MIB), ServerConfig::default());
+    {
+        let (mut c, _) = Raw::open(&srv.socket, "disk");
+        assert_eq!(c.simple(0, cmd::WRITE, 1, 0, 4096, &[5u8; 4096]), 0);
+        // Header announcing 64 KiB, then only 1000 bytes, then gone.
+        c.request(0, cmd::WRITE, 2, 0, 65536, &[9u8; 1000]);
+    }
+    {
+        let (mut c, _) = Raw::open(&srv.socket, "disk");
+        c.send(&[0x25, 0x60, 0x95]); // a third of a header
+    }
+    let (mut c, _) = Raw::open(&srv.socket, "disk");
+    assert_eq!(
+        c.read(1, 0, 4096).unwrap(),
+        vec![5u8; 4096],
+        "acknowledged data kept, partial write not applied"
+    );
+    assert_eq!(e.counts.writes.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn replies_go_out_of_order() {
+    let (srv, e) = mem_server(MemExport::new(MIB), ServerConfig::default());
+    e.set_delay(0, Duration::from_millis(400));
+    let (mut c, _) = Raw::open(&srv.socket, "disk");
+    c.request(0, cmd::READ, 1, 0, 4096, &[]);
+    c.request(0, cmd::READ, 2, 8192, 4096, &[]);
+    let first = c.chunks();
+    let second = c.chunks();
+    assert_eq!(first[0].cookie(), 2, "the fast read overtook the slow one");
+    assert_eq!(second[0].cookie(), 1);
+}
+
+#[test]
+fn disc_finishes_in_flight_requests_before_closing() {
+    let (srv, e) = mem_server(MemExport::new(MIB), ServerConfig::default());
+    e.set_delay(65536, Duration::from_millis(300));
+    let (mut c, _) = Raw::open(&srv.socket, "disk");
+    c.request(0, cmd::WRITE, 1, 65536, 4096, &[3u8; 4096]);
+    c.request(0, cmd::DISC, 2, 0, 0, &[]);
+    assert_eq!(
+        c.reply(),
+        Reply::Simple {
+            cookie: 1,
+            errno: 0
+        }
+    );
+    assert!(c.closed());
+    assert_eq!(e.snapshot(65536, 4096), vec![3u8; 4096]);
+}
+
+#[test]
+fn simple_reply_mode_without_structured_replies() {
+    let (srv, _e) = mem_server(MemExport::new(MIB), ServerConfig::default());
+    let mut c = Raw::start(&srv.socket);
+    let info = c.go("disk");
+    assert_eq!(info.tflags & tflag::SEND_DF, 0);
+    assert_eq!(c.simple(0, cmd::WRITE, 1, 0, 512, &[4u8; 512]), 0);
+    c.request(0, cmd::READ, 2, 0, 512, &[]);
+    assert_eq!(
+        c.reply(),
+        Reply::Simple {
+            cookie: 2,
+            errno: 0
+        }
+    );
+    assert_eq!(c.read_n(512), vec![4u8; 512]);
+    // Errors are simple replies with no data; DF was not advertised.
+    c.request(0, cmd::READ, 3, MIB, 512, &[]);
+    assert_eq!(
+        c.reply(),
+        Reply::Simple {
+            cookie: 3,
+            errno: EINVAL
+        }
+    );
+    c.request(cflag::DF, cmd::READ, 4, 0, 512, &[]);
+    assert_eq!(
+        c.reply(),
+        Reply::Simple {
+            cookie: 4,
+            errno: EINVAL
+        }
+    );
+    c.request(0, cmd::BLOCK_STATUS, 5, 0, 512, &[]);
+    assert_eq!(
+        c.reply(),
+        Reply::Simple {
+            cookie: 5,
+            errno: EINVAL
+        }
+    );
+}
+
+#[test]
+fn write_zeroes_fast_zero_no_hole_and_fallback() {
+    let (srv, e) = mem_server(
+        MemExport::new(MIB).fast_zero(false),
+        ServerConfig::default(),
+    );
+    let (mut c, info) = Raw::open(&srv.socket, "disk");
+    assert_ne!(info.tflags & tflag::SEND_FAST_ZERO, 0);
+    assert_eq!(c.simple(0, cmd::WRITE, 1, 0, 65536, &[8u8; 65536]), 0);
+    assert_eq!(
+        c.simple(cflag::FAST_ZERO, cmd::WRITE_ZEROES, 2, 0, 4096, &[]),
+        ENOTSUP
+    );
+    assert_eq!(
+        e.snapshot(0, 4096),
+        vec![8u8; 4096],
+        "failed fast zero changed nothing"
+    );
+    assert_eq!(
+        c.simple(cflag::NO_HOLE, cmd::WRITE_ZEROES, 3, 0, 8192, &[]),
+        0
+    );
+    assert_eq!(c.simple(0, cmd::WRITE_ZEROES, 4, 16384, 16384, &[]), 0);
+    let back = c.read(5, 0, 65536).unwrap();
+    assert!(back[..8192].iter().all(|&b| b == 0), "NO_HOLE range zeroed");
+    assert!(
+        back[8192..16384].iter().all(|&b| b == 8),
+        "untouched range kept"
+    );
+    assert!(
+        back[16384..32768].iter().all(|&b| b == 0),
+        "fallback range zeroed"
+    );
+    c.request(0, cmd::BLOCK_STATUS, 6, 0, 65536, &[]);
+    let Reply::Chunk { payload, .. } = &c.chunks()[0] else {
+        panic!()
+    };
+    // NO_HOLE range stays allocated; the plain zeroed range may be a hole.
+    assert_eq!(
+        descriptors(payload).1,
+        vec![(16384, 0), (16384, 3), (32768, 0)]
+    );
+}
+
+#[test]
+fn write_zeroes_falls_back_to_writes_when_export_cannot_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f.img");
+    std::fs::write(&path, vec![0x55u8; MIB as usize]).unwrap();
+    let e = Arc::new(FileExport::open(&path).unwrap());
+    let d: Arc<dyn Export> = e.clone();
+    let srv = TestServer::start(vec![("disk", d)]);
+    let (mut c, _) = Raw::open(&srv.socket, "disk");
+    assert_eq!(
+        c.simple(cflag::FAST_ZERO, cmd::WRITE_ZEROES, 1, 0, 8192, &[]),
+        ENOTSUP
+    );
+    assert_eq!(c.simple(cflag::FUA, cmd::WRITE_ZEROES, 2, 0, 8192, &[]), 0);
+    let f = std::fs::read(&path).unwrap();
+    assert!(f[..8192].iter().all(|&b| b == 0) && f[8192] == 0x55);
+    assert!(
+        e.counts.flushes.load(Ordering::SeqCst) >= 1,
+        "FUA zeroing synced"
+    );
+    // Trim not supported by the export is still a success (advisory).
+    assert_eq!(c.simple(0, cmd::TRIM, 3, 0, 4096, &[]), 0);
+}
+
+#[test]
+fn fua_and_flush_reach_fdatasync_before_the_reply() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f.img");
+    std::fs::write(&path, vec![0u8; MIB as usize]).unwrap();
+    let e = Arc::new(FileExport::open(&path).unwrap());
+    let d: Arc<dyn Export> = e.clone();
+    let srv = TestServer::start(vec![("disk", d)]);
+    let (mut c, info) = Raw::open(&srv.socket, "disk");
+    assert_eq!(
+        info.tflags & tflag::CAN_MULTI_CONN,
+        0,
+        "FileExport does not promise multi-conn"
+    );
+    assert_eq!(c.simple(0, cmd::WRITE, 1, 0, 4096, &[1u8; 4096]), 0);
+    assert_eq!(e.counts.flushes.load(Ordering::SeqCst), 0);
+    assert_eq!(
+        c.simple(cflag::FUA, cmd::WRITE, 2, 4096, 4096, &[2u8; 4096]),
+        0
+    );
+    assert_eq!(
+        e.counts.flushes.load(Ordering::SeqCst),
+        1,
+        "synced before the FUA reply"
+    );
+    assert_eq!(c.simple(0, cmd::FLUSH, 3, 0, 0, &[]), 0);
+    assert_eq!(
+        e.counts.flushes.load(Ordering::SeqCst),
+        2,
+        "synced before the FLUSH reply"
+    );
+    let f = std::fs::read(&path).unwrap();
+    assert_eq!(&f[..4096], &[1u8; 4096][..]);
+    assert_eq!(&f[4096..8192], &[2u8; 4096][..]);
+}
+
+#[test]
+fn read_only_export_refuses_writes_with_eperm() {
+    let (srv, _e) = mem_server(
+        MemExport::new(MIB).read_only(true).multi_conn(false),
+        ServerConfig::default(),
+    );
+    let (mut c, info) = Raw::open(&srv.socket, "disk");
+    assert_ne!(info.tflags & tflag::READ_ONLY, 0);
+    assert_eq!(info.tflags & tflag::CAN_MULTI_CONN, 0);
+    assert_eq!(c.simple(0, cmd::WRITE, 1, 0, 512, &[1; 512]), EPERM);
+    assert_eq!(c.simple(0, cmd::TRIM, 2, 0, 512, &[]), EPERM);
+    assert_eq!(c.simple(0, cmd::WRITE_ZEROES, 3, 0, 512, &[]), EPERM);
+    assert_eq!(c.read(4, 0, 512).unwrap(), vec![0; 512]);
+}
+
+#[test]
+fn export_failures_map_to_errnos() {
+    let (srv, e) = mem_server(MemExport::new(MIB), ServerConfig::default());
+    let (mut c, _) = Raw::open(&srv.socket, "disk");
+    e.set_failure(Some(ErrorKind::Io));
+    c.request(0, cmd::READ, 1, 0, 512, &[]);
+    let ch = c.chunks();
+    assert!(
+        matches!(
+            &ch[..],
+            [Reply::Chunk {
+                kind: chunk::ERROR,
+                ..
+            }]
+        ),
+        "{ch:?}"
+    );
+    assert_eq!(ch[0].errno(), EIO);
+    assert_eq!(c.simple(0, cmd::WRITE, 2, 0, 512, &[1; 512]), EIO);
+    assert_eq!(c.simple(0, cmd::FLUSH, 3, 0, 0, &[]), EIO);
+    e.set_failure(Some(ErrorKind::NoSpace));
+    assert_eq!(c.simple(0, cmd::WRITE, 4, 0, 512, &[1; 512]), ENOSPC);
+    e.set_failure(Some(ErrorKind::NotSupported));
+    assert_eq!(
+        c.simple(0, cmd::WRITE, 5, 0, 512, &[1; 512]),
+        EINVAL,
+        "ENOTSUP is only for FAST_ZERO"
+    );
+    e.set_failure(None);
+    assert_eq!(c.read(6, 0, 512).unwrap(), vec![0; 512]);
+}
+
+struct PanickyExport;
+impl Export for PanickyExport {
+    fn size(&self) -> u64 {
+        MIB
+    }
+    fn read(&self, _: u64, _: &mut [u8]) -> Result<(), ExportError> {
+        panic!("bug in the export")
+    }
+    fn write(&self, _: u64, _: &[u8], _: bool) -> Result<(), ExportError> {
+        Ok(())
+    }
+    fn flush(&self) -> Result<(), ExportError> {
+        Ok(())
+    }
+    fn trim(&self, _: u64, _: u64, _: bool) -> Result<(), ExportError> {
+        Ok(())
+    }
+    fn write_zeroes(&self, _: u64, _: u64, _: ZeroFlags) -> Result<(), ExportError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_panicking_export_gives_eio_not_a_hang() {
+    let srv = TestServer::start(vec![("disk", Arc::new(PanickyExport) as Arc<dyn Export>)]);
+    let (mut c, _) = Raw::open(&srv.socket, "disk");
+    assert_eq!(c.read(1, 0, 512), Err(EIO));
+    assert_eq!(c.simple(0, cmd::WRITE, 2, 0, 512, &[1; 512]), 0);
+}
+
+#[test]
+fn block_status_descriptors_and_req_one() {
+    let (srv, _e) = mem_server(MemExport::new(MIB), ServerConfig::default());
+    let (mut c, _) = Raw::open(&srv.socket, "disk");
+    assert_eq!(c.simple(0, cmd::WRITE, 1, 8192, 4096, &[1; 4096]), 0);
+    c.request(0, cmd::BLOCK_STATUS, 2, 0, MIB as u32, &[]);
+    let ch = c.chunks();
+    assert_eq!(ch.len(), 1);
+    let Reply::Chunk { payload, kind, .. } = &ch[0] else {
+        panic!()
+    };
+    assert_eq!(*kind, chunk::BLOCK_STATUS);
+    assert_eq!(
+        descriptors(payload).1,
+        vec![(8192, 3), (4096, 0), (MIB as u32 - 12288, 3)]
+    );
+    c.request(cflag::REQ_ONE, cmd::BLOCK_STATUS, 3, 0, MIB as u32, &[]);
+    let Reply::Chunk { payload, .. } = &c.chunks()[0] else {
+        panic!()
+    };
+    assert_eq!(descriptors(payload).1, vec![(8192, 3)]);
+}
+
+#[test]
+fn inflight_budget_smaller_than_queue_still_completes() {
+    let cfg = ServerConfig {
+        max_request_bytes: MIB as u32,
+        max_inflight_bytes_per_conn: MIB as usize + 4096,
+        ..ServerConfig::default()
+    };
+    let (srv, e) = mem_server(MemExport::new(8 * MIB), cfg);
+    e.set_delay(0, Duration::from_millis(50));
+    let (mut c, _) = Raw::open(&srv.socket, "disk");
+    let payload = pattern(MIB as usize, 3);
+    for i in 0..8u64 {
+        c.request(0, cmd::WRITE, i, i * MIB, MIB as u32, &payload);
+    }
+    let mut seen: Vec<u64> = (0..8)
+        .map(|_| c.reply())
+        .map(|r| {
+            assert_eq!(r.errno(), 0);
+            r.cookie()
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(seen, (0..8).collect::<Vec<_>>());
+    assert!(
+        e.snapshot(7 * MIB, MIB as usize) == payload,
+        "last write not applied"
+    );
+}
+
+#[test]
+fn shutdown_finishes_in_flight_answers_eshutdown_and_stops() {
+    let cfg = ServerConfig {
+        shutdown_grace: Duration::from_secs(5),
+        ..ServerConfig::default()
+    };
+    let (mut srv, e) = mem_server(MemExport::new(MIB), cfg);
+    e.set_delay(0, Duration::from_millis(500));
+    let (mut c, _) = Raw::open(&srv.socket, "disk");
+    c.request(0, cmd::WRITE, 1, 0, 4096, &[6u8; 4096]);
+    std::thread::sleep(Duration::from_millis(100));
+    srv.begin_shutdown();
+    std::thread::sleep(Duration::from_millis(100));
+    // New connections are refused; new requests get ESHUTDOWN.
+    assert!(std::os::unix::net::UnixStream::connect(&srv.socket).is_err());
+    assert_eq!(c.simple(0, cmd::WRITE, 2, 8192, 512, &[1; 512]), ESHUTDOWN);
+    assert_eq!(
+        c.reply(),
+        Reply::Simple {
+            cookie: 1,
+            errno: 0
+        },
+        "in-flight write finished"
+    );
+    assert_eq!(e.snapshot(0, 4096), vec![6u8; 4096]);
+    assert_eq!(e.snapshot(8192, 512), vec![0u8; 512]);
+    c.request(0, cmd::DISC, 3, 0, 0, &[]);
+    let t = Instant::now();
+    srv.stop().expect("serve returned an error");
+    assert!(
+        t.elapsed() < Duration::from_secs(4),
+        "stop waited for the grace period"
+    );
+}
+
+#[test]
+fn shutdown_closes_idle_connections_after_grace() {
+    let cfg = ServerConfig {
+        shutdown_grace: Duration::from_millis(300),
+        ..ServerConfig::default()
+    };
+    let (mut srv, _e) = mem_server(MemExport::new(MIB), cfg);
+    let (mut c, _) = Raw::open(&srv.socket, "disk");
+    let mut h = Raw::start(&srv.socket); // one still negotiating
+    srv.stop().expect("stop");
+    assert!(c.closed());
+    // The server may already have closed: ignore write errors.
+    let _ = std::io::Write::write_all(&mut h.s, &[0u8; 16]);
+    assert!(h.closed());
+}
