@@ -40,3 +40,6 @@ pub use subsystem::{
     MAX_SESSIONS_PER_SUBSYSTEM, MAX_SESSIONS_PER_VOLUME,
 };
 pub use timezero::{CopyType, GroupId, MapId, MapState};
+
+#[cfg(feature = "test-utils")]
+pub mod testing;
