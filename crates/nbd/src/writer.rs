@@ -198,6 +198,8 @@ pub(crate) async fn run<W: AsyncWrite + Unpin>(
         }
         batch.seal();
         write_segments(&mut w, &mut batch.segments).await?;
+        // A no-op on sockets; needed for buffered streams such as stdout.
+        w.flush().await?;
         batch.len = 0;
         permits.clear();
     }
