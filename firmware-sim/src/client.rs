@@ -41,11 +41,6 @@ impl ApiClient {
         }
     }
 
-    /// The address this client talks to.
-    pub fn addr(&self) -> &str {
-        &self.addr
-    }
-
     /// `GET path`.
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, CliError> {
         let res = self.agent.get(format!("{}{path}", self.base)).call();
@@ -69,16 +64,6 @@ impl ApiClient {
     pub fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, CliError> {
         let res = self.agent.delete(format!("{}{path}", self.base)).call();
         self.finish(path, res)
-    }
-
-    /// `GET path` as text (for `/metrics`).
-    pub fn get_text(&self, path: &str) -> Result<String, CliError> {
-        let res = self.agent.get(format!("{}{path}", self.base)).call();
-        let (status, text) = self.read(res)?;
-        if status >= 400 {
-            return Err(api_error(status, &text));
-        }
-        Ok(text)
     }
 
     fn read(

@@ -1,14 +1,16 @@
 //! Logging setup: tracing to stderr (stdout carries URIs, JSON output and, in
 //! `serve-stdio`, the NBD protocol), human lines or JSON lines, `RUST_LOG`
-//! honoured with `info` as the default.
+//! honoured; the default is `info` for the daemon and `warn` for client verbs
+//! (whose stderr is reserved for the one-line error).
 
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::LogFormat;
 
 /// Installs the global subscriber. Safe to call once per process.
-pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+pub fn init(format: LogFormat, default_level: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -6,10 +6,6 @@
 //! only HTTP), or map controller errors anywhere but `api::error` (HTTP) and
 //! `daemon::export` (NBD errno).
 
-// Interim while the controller is wired in: parts of the API error and
-// client surface are used only by routes still being added.
-#![allow(dead_code)]
-
 use clap::Parser;
 
 mod api;
@@ -18,11 +14,17 @@ mod client;
 mod daemon;
 mod error;
 mod logging;
+mod metrics;
+mod node;
 mod output;
 
 fn main() {
     let cli = cli::Cli::parse();
-    logging::init(cli.log_format);
+    let daemon = matches!(
+        cli.command,
+        cli::Command::Boot(_) | cli::Command::ServeStdio(_)
+    );
+    logging::init(cli.log_format, if daemon { "info" } else { "warn" });
     if let Err(e) = cli::run(cli) {
         eprintln!("firmware-sim: error: {e}");
         std::process::exit(e.exit_code());

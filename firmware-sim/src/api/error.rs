@@ -1,11 +1,12 @@
-//! [`ApiError`]: the control API's one error type. Every failure a handler
-//! can meet becomes an `ApiError` through [`classify`], the single place that
-//! decides the HTTP status and the machine-readable `kind` of the JSON body
-//! `{"error": ..., "kind": ...}`.
+//! [`ApiError`]: the control API's one error type. Controller and resource
+//! manager failures become `ApiError`s through [`classify`], the single place
+//! that decides the machine-readable `kind` (and so the HTTP status) of the
+//! JSON body `{"error": ..., "kind": ...}`.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use controller::{ControllerError, ErrorKind as CtlKind};
 
 use super::model::ErrorBody;
 
@@ -26,17 +27,19 @@ pub enum ApiErrorKind {
     WrongState,
     /// The id is taken.
     AlreadyExists,
-    /// The request conflicts with existing mappings or sessions.
-    Conflict,
+    /// The object is in use (volume in a mapping or session).
+    Busy,
     /// A limit was reached.
     Limit,
     /// The request body or a parameter is malformed.
     BadRequest,
     /// No such route.
     NotFound,
+    /// The backing file system is full.
+    NoSpace,
     /// The subsystem failed (I/O, metadata).
     Internal,
-    /// The subsystem is not serving (shutting down, restarting).
+    /// The subsystem is not serving (shut down, restarting).
     Unavailable,
 }
 
@@ -52,12 +55,83 @@ impl ApiErrorKind {
             K::BadExtent => ("bad_extent", StatusCode::BAD_REQUEST),
             K::WrongState => ("wrong_state", StatusCode::CONFLICT),
             K::AlreadyExists => ("already_exists", StatusCode::CONFLICT),
-            K::Conflict => ("conflict", StatusCode::CONFLICT),
-            K::Limit => ("limit", StatusCode::TOO_MANY_REQUESTS),
+            K::Busy => ("busy", StatusCode::CONFLICT),
+            K::Limit => ("limit", StatusCode::CONFLICT),
             K::BadRequest => ("bad_request", StatusCode::BAD_REQUEST),
             K::NotFound => ("not_found", StatusCode::NOT_FOUND),
+            K::NoSpace => ("no_space", StatusCode::INSUFFICIENT_STORAGE),
             K::Internal => ("internal", StatusCode::INTERNAL_SERVER_ERROR),
             K::Unavailable => ("unavailable", StatusCode::SERVICE_UNAVAILABLE),
+        }
+    }
+}
+
+/// The resource a request is about: decides what "not found" means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Noun {
+    /// `/volumes`.
+    Volume,
+    /// `/mappings`, `/cascades`.
+    Map,
+    /// `/groups`.
+    Group,
+    /// `/sessions`, `/tables`.
+    #[allow(dead_code)] // until the resource manager's controller adapter lands
+    Session,
+    /// `/events`, `/health`.
+    Subsystem,
+}
+
+/// A failure from a layer below the API.
+pub enum Failure<'a> {
+    /// A controller error.
+    Controller(&'a ControllerError),
+    /// A resource-manager error.
+    #[allow(dead_code)] // until the resource manager's controller adapter lands
+    Rm(&'a resource_manager::RmError),
+}
+
+/// The one mapping from controller and resource-manager error kinds to API kinds.
+pub fn classify(failure: Failure<'_>, noun: Noun) -> ApiErrorKind {
+    use ApiErrorKind as K;
+    let not_found = match noun {
+        Noun::Volume => K::UnknownVolume,
+        Noun::Map => K::UnknownMap,
+        Noun::Group => K::UnknownGroup,
+        Noun::Session => K::UnknownSession,
+        Noun::Subsystem => K::NotFound,
+    };
+    match failure {
+        Failure::Controller(e) => match e.kind() {
+            CtlKind::NotFound => not_found,
+            CtlKind::AlreadyExists => K::AlreadyExists,
+            CtlKind::InvalidRequest => K::BadRequest,
+            CtlKind::OutOfRange => K::BadExtent,
+            CtlKind::Offline => K::Unavailable,
+            CtlKind::Busy => K::Busy,
+            CtlKind::State => K::WrongState,
+            CtlKind::Limit => K::Limit,
+            CtlKind::NoSpace => K::NoSpace,
+            CtlKind::Io | CtlKind::Corrupt => K::Internal,
+        },
+        Failure::Rm(e) => {
+            use resource_manager::{PortError, RmError as R};
+            match e {
+                R::InvalidSpec { .. } => K::BadRequest,
+                R::DuplicateSession { .. } => K::AlreadyExists,
+                R::UnknownSession { .. } => K::UnknownSession,
+                R::UnknownSubsystem { .. } => K::NotFound,
+                R::DuplicateSubsystem { .. } => K::Internal,
+                R::SessionTerminated { .. } | R::CopyIncomplete { .. } => K::WrongState,
+                R::PhysicalSessionGone { .. } => K::WrongState,
+                R::Port { source, .. } => match source {
+                    PortError::Limit { .. } => K::Limit,
+                    PortError::UnknownVolume { .. } => K::UnknownVolume,
+                    PortError::Rejected { .. } => K::WrongState,
+                    PortError::Gone { .. } => K::WrongState,
+                    PortError::Failed { .. } | PortError::Crashed => K::Internal,
+                },
+            }
         }
     }
 }
@@ -83,6 +157,15 @@ impl ApiError {
     /// A malformed request.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(ApiErrorKind::BadRequest, message)
+    }
+    /// A controller error on a request about `noun`.
+    pub fn controller(e: ControllerError, noun: Noun) -> Self {
+        Self::new(classify(Failure::Controller(&e), noun), e.full_message())
+    }
+    /// A resource-manager error on a request about `noun`.
+    #[allow(dead_code)] // until the resource manager's controller adapter lands
+    pub fn rm(e: resource_manager::RmError, noun: Noun) -> Self {
+        Self::new(classify(Failure::Rm(&e), noun), e.to_string())
     }
 }
 

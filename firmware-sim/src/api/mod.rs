@@ -3,72 +3,61 @@
 //! `/events`) plus `/health` and `/metrics`. Actions are `POST`s on the
 //! resource (`POST /mappings/{id}/start`). Errors are `{error, kind}` with a
 //! proper status, built by [`error::ApiError`].
+//!
+//! Every handler does its subsystem work on the blocking pool through
+//! [`AppState::blocking`] (controller calls block, e.g. while a topology
+//! change drains host I/O), inside [`Node::with`] so an IPL never races it.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::State;
 use axum::http::{Method, Uri};
-use axum::routing::get;
 use axum::{Json, Router};
-use controller::SubsystemConfig;
 
 pub mod error;
+mod events;
+mod groups;
+mod mappings;
 pub mod model;
+mod status;
 mod volumes;
 
-pub use error::{ApiError, ApiErrorKind};
-use model::Health;
+pub use error::{ApiError, ApiErrorKind, Noun};
+
+use crate::node::Node;
 
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    config: SubsystemConfig,
-    nbd_bases: Vec<String>,
-    started: Instant,
+    /// The running subsystem.
+    pub node: Arc<Node>,
 }
 
 impl AppState {
-    /// State for a daemon serving `config`, whose NBD base URIs are `nbd_bases`.
-    pub fn new(config: SubsystemConfig, nbd_bases: Vec<String>, started: Instant) -> AppState {
-        AppState {
-            inner: Arc::new(Inner {
-                config,
-                nbd_bases,
-                started,
-            }),
-        }
-    }
-
-    /// The NBD URI of `volume` on the first TCP listener.
-    pub fn nbd_uri(&self, volume: &str) -> Option<String> {
-        self.inner.nbd_bases.first().map(|b| format!("{b}{volume}"))
+    /// Runs `f` on the blocking pool with the node.
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Node) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let node = self.node.clone();
+        tokio::task::spawn_blocking(move || f(&node))
+            .await
+            .map_err(|e| {
+                ApiError::new(ApiErrorKind::Internal, format!("request task failed: {e}"))
+            })?
     }
 }
 
 /// The router of every route.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/health", get(health))
+        .merge(status::routes())
         .merge(volumes::routes())
+        .merge(mappings::routes())
+        .merge(groups::routes())
+        .merge(events::routes())
         .fallback(fallback)
         .with_state(state)
-}
-
-async fn health(State(s): State<AppState>) -> Json<Health> {
-    Json(Health {
-        status: "ok".into(),
-        subsystem: s.inner.config.id.clone(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        uptime_s: s.inner.started.elapsed().as_secs(),
-        volumes: s.inner.config.volumes.len(),
-        nbd: s.inner.nbd_bases.clone(),
-    })
 }
 
 async fn fallback(method: Method, uri: Uri) -> ApiError {

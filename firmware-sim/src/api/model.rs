@@ -51,6 +51,9 @@ pub struct VolumeInfo {
     /// Mappings this volume is the source or target of.
     #[serde(default)]
     pub mappings: Vec<u32>,
+    /// Physical sessions protecting extents of this volume.
+    #[serde(default)]
+    pub sessions: Vec<u8>,
     /// The NBD URI of its export, when the daemon serves TCP.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbd_uri: Option<String>,
@@ -81,8 +84,8 @@ pub struct MapInfo {
     pub incremental: bool,
     /// FlashCopy state name (`idle_or_copied`, `copying`, ...).
     pub state: String,
-    /// Share of grains on the target, 0-100.
-    pub progress_percent: f64,
+    /// Share of grains on the target (or cleaned, while stopping), 0-100.
+    pub progress_percent: u8,
     /// Background copy rate, SVC 0-150 scale.
     pub copy_rate: u8,
     /// Cleaning rate, SVC 0-150 scale.
@@ -94,15 +97,9 @@ pub struct MapInfo {
     /// Consistency group, if any.
     #[serde(default)]
     pub group: Option<u32>,
-    /// Grains in the map.
+    /// Started as a restore (target copied back onto the source) and still active.
     #[serde(default)]
-    pub grains_total: u64,
-    /// Grains already on the target (split bitmap set).
-    #[serde(default)]
-    pub grains_split: u64,
-    /// Grains written since the start (incremental difference bitmap).
-    #[serde(default)]
-    pub grains_changed: u64,
+    pub restoring: bool,
 }
 
 /// `POST /mappings`.
@@ -143,6 +140,8 @@ pub struct ForceFlag {
 /// One cascade (`GET /cascades`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CascadeInfo {
+    /// Cascade id.
+    pub id: u32,
     /// `full` or `nocopy`.
     #[serde(rename = "type")]
     pub copy_type: String,

@@ -1,46 +1,92 @@
 //! `/volumes`: list, show, create, delete.
 
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use geometry::Geometry;
+use controller::VolumeView;
+use geometry::DeviceModel;
 
-use super::model::VolumeInfo;
-use super::{ApiError, ApiErrorKind, AppState};
+use super::model::{ActionDone, CreateVolume, VolumeInfo};
+use super::{body, ApiError, AppState, Noun};
+use crate::node::Node;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
-        .route("/volumes", get(list))
-        .route("/volumes/{id}", get(show))
+        .route("/volumes", get(list).post(create))
+        .route("/volumes/{id}", get(show).delete(delete))
 }
 
-fn info(s: &AppState, v: &controller::VolumeConfig) -> VolumeInfo {
-    let g = Geometry::new(v.model).ok();
+/// The API view of a controller volume.
+pub fn info(node: &Node, v: &VolumeView) -> VolumeInfo {
+    let mut mappings = v.source_of.clone();
+    mappings.extend(v.target_of);
+    mappings.sort_unstable();
+    mappings.dedup();
     VolumeInfo {
         id: v.id.clone(),
-        model: v.model.to_string(),
-        size_bytes: g.map(|g| g.size_bytes()).unwrap_or(0),
-        tracks: g.map(|g| g.tracks()).unwrap_or(0),
-        track_size_bytes: g.map(|g| g.track_size_bytes()).unwrap_or(0),
-        ckd: g.map(|g| g.is_ckd()).unwrap_or(false),
-        mappings: Vec::new(),
-        nbd_uri: s.nbd_uri(&v.id),
+        model: v.model.clone(),
+        size_bytes: v.size_bytes,
+        tracks: v.tracks,
+        track_size_bytes: v.track_size_bytes,
+        ckd: v.model.starts_with("3390"),
+        mappings,
+        sessions: v.sessions.clone(),
+        nbd_uri: node.nbd_uri(&v.id),
     }
 }
 
-async fn list(State(s): State<AppState>) -> Json<Vec<VolumeInfo>> {
-    Json(s.inner.config.volumes.iter().map(|v| info(&s, v)).collect())
+async fn list(State(s): State<AppState>) -> Result<Json<Vec<VolumeInfo>>, ApiError> {
+    s.blocking(|n| {
+        let vols = n.with(|sub| sub.volumes());
+        Ok(Json(vols.iter().map(|v| info(n, v)).collect()))
+    })
+    .await
 }
 
 async fn show(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<VolumeInfo>, ApiError> {
-    s.inner
-        .config
-        .volumes
-        .iter()
-        .find(|v| v.id == id)
-        .map(|v| Json(info(&s, v)))
-        .ok_or_else(|| ApiError::new(ApiErrorKind::UnknownVolume, format!("unknown volume {id}")))
+    s.blocking(move |n| {
+        let v = n
+            .with(|sub| sub.volume_view(&id))
+            .map_err(|e| ApiError::controller(e, Noun::Volume))?;
+        Ok(Json(info(n, &v)))
+    })
+    .await
+}
+
+async fn create(
+    State(s): State<AppState>,
+    req: Result<Json<CreateVolume>, JsonRejection>,
+) -> Result<Json<VolumeInfo>, ApiError> {
+    let req = body(req)?;
+    let model: DeviceModel = req
+        .model
+        .parse()
+        .map_err(|e| ApiError::bad_request(format!("bad model `{}`: {e}", req.model)))?;
+    s.blocking(move |n| {
+        let v = n
+            .with(|sub| sub.create_volume(&req.id, model))
+            .map_err(|e| ApiError::controller(e, Noun::Volume))?;
+        tracing::info!(volume = %v.id, model = %v.model, "volume created");
+        Ok(Json(info(n, &v)))
+    })
+    .await
+}
+
+async fn delete(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ActionDone>, ApiError> {
+    s.blocking(move |n| {
+        n.with(|sub| sub.delete_volume(&id))
+            .map_err(|e| ApiError::controller(e, Noun::Volume))?;
+        tracing::info!(volume = %id, "volume deleted");
+        Ok(Json(ActionDone {
+            message: format!("deleted volume {id}"),
+        }))
+    })
+    .await
 }

@@ -29,6 +29,9 @@ pub struct BootArgs {
     /// Do not serve the control API (e.g. under socket activation).
     #[arg(long, conflicts_with = "api")]
     pub no_api: bool,
+    /// The volume an empty NBD export name selects (none by default).
+    #[arg(long, value_name = "VOL")]
+    pub default_export: Option<String>,
 }
 
 /// `serve-stdio --data-dir DIR --export VOL`.
@@ -54,6 +57,7 @@ pub fn run(a: BootArgs) -> Result<(), CliError> {
         nbd_unix: a.nbd_unix,
         api: a.api,
         no_api: a.no_api,
+        default_export: a.default_export,
     };
     runtime()?.block_on(daemon::boot(plan))
 }

@@ -186,7 +186,7 @@ pub fn run(cmd: MapCmd) -> Result<(), CliError> {
         } => {
             let m = wait(&c, id, progress, timeout.map(Duration::from_secs))?;
             emit(json, &m, |m| {
-                println!("map {} {} ({:.1}%)", m.id, m.state, m.progress_percent)
+                println!("map {} {} ({}%)", m.id, m.state, m.progress_percent)
             })
         }
     }
@@ -202,15 +202,17 @@ fn action(
     let m: MapInfo = c.post(&format!("/mappings/{id}/{verb}"), body)?;
     emit(json, &m, |m| {
         println!(
-            "map {} {}: state {} ({:.1}%)",
+            "map {} {}: state {} ({}%)",
             m.id, verb, m.state, m.progress_percent
         )
     })
 }
 
-/// States in which a map no longer changes by itself.
+/// True once a map no longer copies or cleans: copied (a full map may stay
+/// `copying` at 100% while dependants need it), stopped, or waiting for start.
 fn settled(m: &MapInfo) -> bool {
-    matches!(m.state.as_str(), "idle_or_copied" | "stopped")
+    matches!(m.state.as_str(), "idle_or_copied" | "stopped" | "prepared")
+        || (m.state == "copying" && m.progress_percent == 100)
 }
 
 fn wait(
@@ -234,7 +236,7 @@ fn wait(
         let m: MapInfo = c.get(&format!("/mappings/{id}"))?;
         if let Some(bar) = &bar {
             bar.set_message(m.state.clone());
-            bar.set_position(m.progress_percent.floor() as u64);
+            bar.set_position(u64::from(m.progress_percent));
         }
         if settled(&m) {
             if let Some(bar) = &bar {
@@ -242,14 +244,19 @@ fn wait(
             }
             return Ok(m);
         }
-        if m.state == "copying" && m.copy_rate == 0 && m.progress_percent < 100.0 {
+        if m.state == "copying" && (m.copy_type == "nocopy" || m.copy_rate == 0) {
             if let Some(bar) = &bar {
                 bar.abandon();
             }
-            return Err(CliError::Usage(format!(
-                "map {id} is copying with copy rate 0: it will never finish; \
-                 stop it or recreate it with --copy-rate"
-            )));
+            return Err(CliError::Api {
+                status: 409,
+                kind: "wrong_state".into(),
+                message: format!(
+                    "map {id} is a {} map with copy rate {}: it copies only on write and never \
+                     finishes; stop it, or use a full map with --copy-rate",
+                    m.copy_type, m.copy_rate
+                ),
+            });
         }
         if let Some(t) = timeout {
             if started.elapsed() >= t {
@@ -257,7 +264,7 @@ fn wait(
                     bar.abandon();
                 }
                 return Err(CliError::Failed(format!(
-                    "map {id} still {} ({:.1}%) after {}s",
+                    "map {id} still {} ({}%) after {}s",
                     m.state,
                     m.progress_percent,
                     t.as_secs()
@@ -280,7 +287,7 @@ fn print_maps(maps: &[MapInfo]) {
             m.copy_type.clone(),
             if m.incremental { "yes" } else { "no" }.into(),
             m.state.clone(),
-            format!("{:.1}%", m.progress_percent),
+            format!("{}%", m.progress_percent),
             m.copy_rate.to_string(),
             m.clean_rate.to_string(),
             m.group.map(|g| g.to_string()).unwrap_or_else(|| "-".into()),
@@ -297,7 +304,7 @@ fn print_map(m: &MapInfo) {
     println!("incremental: {}", m.incremental);
     println!("extents:     {}", m.extents);
     println!("state:       {}", m.state);
-    println!("progress:    {:.1}%", m.progress_percent);
+    println!("progress:    {}%", m.progress_percent);
     println!("copy rate:   {}", m.copy_rate);
     println!("clean rate:  {}", m.clean_rate);
     if let Some(g) = m.group {
@@ -307,8 +314,7 @@ fn print_map(m: &MapInfo) {
         Some(c) => println!("cascade:     {} {}", c.copy_type, c.order.join(" -> ")),
         None => println!("cascade:     -"),
     }
-    println!(
-        "bitmaps:     {} of {} grains split, {} changed",
-        m.grains_split, m.grains_total, m.grains_changed
-    );
+    if m.restoring {
+        println!("restoring:   yes (target being copied back onto the source)");
+    }
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::error::CliError;
+use crate::output::emit;
 
 /// `replay FILE`.
 #[derive(Debug, Args)]
@@ -56,10 +57,49 @@ pub fn fault_run(_a: FaultRunArgs) -> Result<(), CliError> {
     ))
 }
 
-/// Runs `check`.
+/// Runs `check`: exit 0 when the data directory is consistent (warnings
+/// allowed), exit 4 with the first error otherwise.
 pub fn check(a: CheckArgs) -> Result<(), CliError> {
-    Err(CliError::Failed(format!(
-        "check {}: the metadata checker is not in this build yet",
-        a.data_dir.display()
-    )))
+    let dir = a.data_dir.display().to_string();
+    let r = controller::check(&a.data_dir)
+        .map_err(|e| CliError::failed(format!("check {dir}"), e.full_message()))?;
+    emit(a.json, &r, |r| {
+        println!(
+            "data dir {dir}: {}",
+            if r.ok { "consistent" } else { "INCONSISTENT" }
+        );
+        for s in &r.slots {
+            println!("  root {s}");
+        }
+        println!(
+            "  generation {}, {} journal record(s) (stop: {}), {}",
+            r.root_generation,
+            r.journal_records,
+            r.journal_stop,
+            if r.dirty {
+                "not shut down cleanly"
+            } else {
+                "shut down cleanly"
+            }
+        );
+        println!(
+            "  {} volume(s), {} map(s), {} physical session(s)",
+            r.volumes, r.maps, r.sessions
+        );
+        for e in &r.errors {
+            println!("  error: {e}");
+        }
+        for w in &r.warnings {
+            println!("  warning: {w}");
+        }
+    })?;
+    if r.ok {
+        Ok(())
+    } else {
+        Err(CliError::Expectation(format!(
+            "check {dir}: {} error(s), first: {}",
+            r.errors.len(),
+            r.errors.first().map(String::as_str).unwrap_or("-")
+        )))
+    }
 }

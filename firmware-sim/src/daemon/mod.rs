@@ -3,19 +3,26 @@
 //! listeners, prints the NBD URIs, and serves until SIGINT/SIGTERM.
 //!
 //! Shutdown order (cli.md): stop accepting on every listener, let in-flight
-//! NBD requests finish and reply, flush every volume, exit 0.
+//! NBD requests finish and reply, flush every volume and close the data
+//! directory cleanly, exit 0.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::sync::Arc;
 
 use controller::SubsystemConfig;
-use tokio::net::TcpListener;
-use tracing::info;
+use nbd::{Listener, Server, ServerConfig};
+use tokio::net::{TcpListener, UnixListener};
+use tracing::{info, warn};
 
 use crate::cli::{DEFAULT_API, DEFAULT_NBD};
 use crate::error::CliError;
+use crate::node::{ipl_notes, Node};
+use crate::output::human_bytes;
 
+pub mod export;
 mod signals;
+
+use export::NodeRegistry;
 
 /// Everything `boot` was asked for, before anything is opened.
 #[derive(Debug, Clone)]
@@ -32,6 +39,8 @@ pub struct BootPlan {
     pub api: Option<String>,
     /// `--no-api`.
     pub no_api: bool,
+    /// `--default-export`.
+    pub default_export: Option<String>,
 }
 
 /// Loads `--config FILE` or the embedded default; errors name the file.
@@ -48,137 +57,224 @@ pub fn load_config(file: Option<&Path>) -> Result<SubsystemConfig, CliError> {
     }
 }
 
-/// Creates the data directory if needed; returns true if it already held a subsystem.
-fn prepare_data_dir(dir: &Path) -> Result<bool, CliError> {
-    let existed = dir.is_dir()
-        && std::fs::read_dir(dir)
-            .map_err(|e| CliError::failed(format!("cannot read data dir {}", dir.display()), e))?
-            .next()
-            .is_some();
-    std::fs::create_dir_all(dir)
-        .map_err(|e| CliError::failed(format!("cannot create data dir {}", dir.display()), e))?;
-    Ok(existed)
-}
-
 async fn bind_tcp(what: &str, addr: &str) -> Result<TcpListener, CliError> {
     TcpListener::bind(addr)
         .await
         .map_err(|e| CliError::failed(format!("cannot listen for {what} on {addr}"), e))
 }
 
+fn bind_unix(path: &Path) -> Result<UnixListener, CliError> {
+    use std::os::unix::fs::FileTypeExt;
+    // A socket left by a killed daemon would make bind fail; remove only sockets.
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if meta.file_type().is_socket() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    UnixListener::bind(path).map_err(|e| {
+        CliError::failed(
+            format!("cannot listen for NBD on unix socket {}", path.display()),
+            e,
+        )
+    })
+}
+
+/// Opens the subsystem on the blocking pool and logs what the IPL found.
+async fn open_node(data_dir: &Path, config: SubsystemConfig) -> Result<Arc<Node>, CliError> {
+    let dir = data_dir.to_path_buf();
+    let rt = tokio::runtime::Handle::current();
+    let node = tokio::task::spawn_blocking(move || Node::open(&dir, config, rt))
+        .await
+        .map_err(|e| CliError::failed("opening the subsystem failed", e))?
+        .map_err(|e| {
+            CliError::failed(
+                format!("cannot open the subsystem in {}", data_dir.display()),
+                e.full_message(),
+            )
+        })?;
+    let (report, maps) = node.with(|s| (s.ipl_report(), s.maps().len()));
+    for line in ipl_notes(&report, maps) {
+        info!("{line}");
+    }
+    Ok(Arc::new(node))
+}
+
 /// Runs the daemon until a shutdown signal.
 pub async fn boot(plan: BootPlan) -> Result<(), CliError> {
-    let started = Instant::now();
     let config = load_config(plan.config_file.as_deref())?;
-    let ipl = prepare_data_dir(&plan.data_dir)?;
-    info!(
-        subsystem = %config.id,
-        data_dir = %plan.data_dir.display(),
-        ipl,
-        "booting subsystem"
-    );
+    std::fs::create_dir_all(&plan.data_dir).map_err(|e| {
+        CliError::failed(
+            format!("cannot create data dir {}", plan.data_dir.display()),
+            e,
+        )
+    })?;
+    let shutdown = signals::Shutdown::install()
+        .map_err(|e| CliError::failed("cannot install signal handlers", e))?;
 
-    let nbd_addr = match (&plan.nbd_tcp, &plan.nbd_unix) {
-        (Some(a), _) => Some(a.clone()),
-        (None, Some(_)) => None,
-        (None, None) => Some(
+    // Listeners first, so a taken port fails before the subsystem is opened.
+    let mut listeners: Vec<(Listener, String)> = Vec::new();
+    let activated =
+        nbd::listener_from_systemd_env().map_err(|e| CliError::failed("socket activation", e))?;
+    if let Some(l) = activated {
+        info!("serving NBD on the socket passed by systemd socket activation (fd 3)");
+        listeners.push((l, "nbd+unix:///?socket=(activated)".into()));
+    }
+    let tcp_addr = match (&plan.nbd_tcp, &plan.nbd_unix, listeners.is_empty()) {
+        (Some(a), _, _) => Some(a.clone()),
+        (None, None, true) => Some(
             config
                 .listen
                 .nbd
                 .clone()
                 .unwrap_or_else(|| DEFAULT_NBD.into()),
         ),
+        _ => None,
     };
-    let api_addr = (!plan.no_api).then(|| {
-        plan.api
-            .clone()
-            .or_else(|| config.listen.api.clone())
-            .unwrap_or_else(|| DEFAULT_API.into())
-    });
-
-    let api_listener = match &api_addr {
-        Some(a) => Some(bind_tcp("the control API", a).await?),
-        None => None,
-    };
-    let nbd_listener = match &nbd_addr {
-        Some(a) => Some(bind_tcp("NBD", a).await?),
-        None => None,
-    };
-    let mut nbd_bases = Vec::new();
-    if let Some(l) = &nbd_listener {
-        let a = l
+    if let Some(a) = &tcp_addr {
+        let l = bind_tcp("NBD", a).await?;
+        let local = l
             .local_addr()
             .map_err(|e| CliError::failed("NBD listener has no address", e))?;
-        nbd_bases.push(format!("nbd://{a}/"));
+        listeners.push((Listener::Tcp(l), format!("nbd://{local}/")));
+    }
+    if let Some(p) = &plan.nbd_unix {
+        let l = bind_unix(p)?;
+        listeners.push((
+            Listener::Unix(l),
+            format!("nbd+unix:///?socket={}", p.display()),
+        ));
+    }
+    let api_listener = if plan.no_api {
+        None
+    } else {
+        let a = plan
+            .api
+            .clone()
+            .or_else(|| config.listen.api.clone())
+            .unwrap_or_else(|| DEFAULT_API.into());
+        Some(bind_tcp("the control API", &a).await?)
+    };
+
+    let subsystem_id = config.id.clone();
+    let node = open_node(&plan.data_dir, config).await?;
+    *node.nbd_bases.write() = listeners.iter().map(|(_, b)| b.clone()).collect();
+    node.start_copier();
+    let ipl = !node.with(|s| s.ipl_report().created);
+
+    print_banner(
+        &node,
+        &subsystem_id,
+        ipl,
+        &plan.data_dir,
+        api_listener.as_ref(),
+    );
+
+    let server = Server::new(ServerConfig::default())
+        .map_err(|e| CliError::failed("NBD server configuration", e))?;
+    let registry = Arc::new(NodeRegistry::new(node.clone(), plan.default_export.clone()));
+    let mut tasks = Vec::new();
+    for (l, base) in listeners {
+        let (server, registry, sd) = (server.clone(), registry.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = server
+                .serve(l, registry, async move { sd.wait().await })
+                .await
+            {
+                warn!(listener = %base, error = %e, "NBD server ended with an error");
+            }
+        }));
+    }
+    if let Some(l) = api_listener {
+        let router = crate::api::router(crate::api::AppState { node: node.clone() });
+        let sd = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = axum::serve(l, router)
+                .with_graceful_shutdown(async move { sd.wait().await })
+                .await
+            {
+                warn!(error = %e, "control API ended with an error");
+            }
+        }));
     }
 
+    shutdown.wait().await;
+    info!("shutdown requested: listeners closed, finishing in-flight requests");
+    for t in tasks {
+        let _ = t.await;
+    }
+    let n = node.clone();
+    let closed = tokio::task::spawn_blocking(move || n.close())
+        .await
+        .map_err(|e| CliError::failed("shutdown failed", e))?;
+    if let Some(p) = &plan.nbd_unix {
+        let _ = std::fs::remove_file(p);
+    }
+    match closed {
+        Ok(()) => {
+            info!("clean shutdown: every volume flushed, data directory closed");
+            Ok(())
+        }
+        Err(e) => Err(CliError::failed(
+            "shutdown: flushing the subsystem failed",
+            e.full_message(),
+        )),
+    }
+}
+
+fn print_banner(node: &Node, id: &str, ipl: bool, data_dir: &Path, api: Option<&TcpListener>) {
     println!(
-        "firmware-sim {}: subsystem {} ({}, data dir {})",
+        "firmware-sim {}: subsystem {id} ({}, data dir {})",
         env!("CARGO_PKG_VERSION"),
-        config.id,
         if ipl {
             "IPL of an existing subsystem"
         } else {
             "first boot"
         },
-        plan.data_dir.display()
+        data_dir.display()
     );
-    if let Some(l) = &api_listener {
-        if let Ok(a) = l.local_addr() {
-            println!("control API: http://{a}");
-        }
+    if let Some(a) = api.and_then(|l| l.local_addr().ok()) {
+        println!("control API: http://{a}");
     }
     println!("NBD exports:");
-    for v in &config.volumes {
-        let uris: Vec<String> = nbd_bases.iter().map(|b| format!("{b}{}", v.id)).collect();
+    for v in node.with(|s| s.volumes()) {
         println!(
-            "  {:<8} {:<10} {}",
+            "  {:<8} {:<10} {:>9}  {}",
             v.id,
-            v.model.to_string(),
-            uris.join("  ")
+            v.model,
+            human_bytes(v.size_bytes),
+            node.nbd_uri(&v.id).unwrap_or_default()
         );
     }
-
-    let shutdown = signals::Shutdown::install()
-        .map_err(|e| CliError::failed("cannot install signal handlers", e))?;
-    let state = crate::api::AppState::new(config.clone(), nbd_bases, started);
-    let api_task = api_listener.map(|l| {
-        let router = crate::api::router(state.clone());
-        let sd = shutdown.clone();
-        tokio::spawn(async move {
-            axum::serve(l, router)
-                .with_graceful_shutdown(async move { sd.wait().await })
-                .await
-        })
-    });
-    drop(nbd_listener);
-    shutdown.wait().await;
-    info!("shutdown requested: no new connections, finishing in-flight requests");
-    if let Some(t) = api_task {
-        match t.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "control API ended with an error"),
-            Err(e) => tracing::warn!(error = %e, "control API task failed"),
-        }
-    }
-    info!("clean shutdown");
-    Ok(())
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
 }
 
-/// Serves one NBD connection on stdin/stdout.
+/// Serves one NBD connection on stdin/stdout, then closes the subsystem.
 pub async fn serve_stdio(
     config_file: Option<PathBuf>,
     data_dir: PathBuf,
     export: Option<String>,
 ) -> Result<(), CliError> {
     let config = load_config(config_file.as_deref())?;
-    prepare_data_dir(&data_dir)?;
+    std::fs::create_dir_all(&data_dir).map_err(|e| {
+        CliError::failed(format!("cannot create data dir {}", data_dir.display()), e)
+    })?;
+    let node = open_node(&data_dir, config).await?;
     if let Some(e) = &export {
-        if !config.volumes.iter().any(|v| &v.id == e) {
-            return Err(CliError::Failed(format!("unknown volume {e}")));
-        }
+        node.with(|s| s.volume_view(e))
+            .map_err(|err| CliError::Failed(format!("--export {e}: {}", err.full_message())))?;
     }
-    Err(CliError::Failed(
-        "serve-stdio: the NBD server is not wired into this build yet".into(),
-    ))
+    node.start_copier();
+    let server = Server::new(ServerConfig::default())
+        .map_err(|e| CliError::failed("NBD server configuration", e))?;
+    let registry = Arc::new(NodeRegistry::new(node.clone(), export));
+    let served = server.serve_stdio(registry).await;
+    let n = node.clone();
+    let closed = tokio::task::spawn_blocking(move || n.close())
+        .await
+        .map_err(|e| CliError::failed("shutdown failed", e))?;
+    if let Err(e) = served {
+        warn!(error = %e, "stdio connection ended with an error");
+    }
+    closed.map_err(|e| CliError::failed("flushing the subsystem failed", e.full_message()))
 }

@@ -1,0 +1,113 @@
+//! `/groups`: consistency groups (create, list, start all members at one instant).
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use controller::{GroupId, MapId};
+
+use super::mappings::map_now;
+use super::model::{CreateGroup, GroupInfo, MapInfo};
+use super::{body, ApiError, ApiErrorKind, AppState, Noun};
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/groups", get(list).post(create))
+        .route("/groups/{id}/start", post(start))
+}
+
+fn parse_id(id: &str) -> Result<GroupId, ApiError> {
+    id.parse::<u32>().map(GroupId).map_err(|_| {
+        ApiError::new(
+            ApiErrorKind::UnknownGroup,
+            format!("unknown group {id} (group ids are numbers)"),
+        )
+    })
+}
+
+async fn list(State(s): State<AppState>) -> Result<Json<Vec<GroupInfo>>, ApiError> {
+    s.blocking(|n| {
+        let gs = n.with(|sub| sub.groups());
+        Ok(Json(
+            gs.into_iter()
+                .map(|g| GroupInfo {
+                    id: g.id,
+                    maps: g.members,
+                })
+                .collect(),
+        ))
+    })
+    .await
+}
+
+async fn create(
+    State(s): State<AppState>,
+    req: Result<Json<CreateGroup>, JsonRejection>,
+) -> Result<Json<GroupInfo>, ApiError> {
+    let req = body(req)?;
+    if req.maps.is_empty() {
+        return Err(ApiError::bad_request("a group needs at least one map"));
+    }
+    s.blocking(move |n| {
+        n.with(|sub| {
+            if sub.groups().iter().any(|g| g.id == req.id) {
+                return Err(ApiError::new(
+                    ApiErrorKind::AlreadyExists,
+                    format!("group {} already exists", req.id),
+                ));
+            }
+            for &m in &req.maps {
+                sub.map(MapId(m))
+                    .map_err(|e| ApiError::controller(e, Noun::Map))?;
+            }
+            let maps: Vec<MapId> = req.maps.iter().copied().map(MapId).collect();
+            let g = sub
+                .create_group(&maps, false)
+                .map_err(|e| ApiError::controller(e, Noun::Group))?;
+            if g.0 != req.id {
+                // The engine assigns ids; undo rather than hand back a different one.
+                let _ = sub.delete_group(g, true);
+                return Err(ApiError::new(
+                    ApiErrorKind::AlreadyExists,
+                    format!(
+                        "group id {} is not available (the next free id is {})",
+                        req.id, g.0
+                    ),
+                ));
+            }
+            tracing::info!(group = g.0, maps = ?req.maps, "group created");
+            let view = sub.groups().into_iter().find(|v| v.id == g.0);
+            Ok(Json(GroupInfo {
+                id: g.0,
+                maps: view.map(|v| v.members).unwrap_or(req.maps),
+            }))
+        })
+    })
+    .await
+}
+
+async fn start(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<MapInfo>>, ApiError> {
+    let id = parse_id(&id)?;
+    s.blocking(move |n| {
+        n.with(|sub| {
+            sub.start_group(id, false)
+                .map_err(|e| ApiError::controller(e, Noun::Group))?;
+            tracing::info!(group = id.0, "group started");
+            let members = sub
+                .groups()
+                .into_iter()
+                .find(|g| g.id == id.0)
+                .map(|g| g.members)
+                .unwrap_or_default();
+            members
+                .into_iter()
+                .map(|m| map_now(sub, MapId(m)))
+                .collect::<Result<Vec<_>, _>>()
+        })
+    })
+    .await
+    .map(Json)
+}

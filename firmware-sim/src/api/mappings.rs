@@ -1,0 +1,262 @@
+//! `/mappings` (create, list, show, start, prepare, stop, delete, restore)
+//! and `/cascades` (each cascade's type and order).
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use controller::{CascadeView, CopyType, MapCreate, MapId, MapView, Subsystem};
+
+use super::model::{ActionDone, CascadeInfo, CreateMap, ForceFlag, MapInfo};
+use super::{body, ApiError, ApiErrorKind, AppState, Noun};
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/mappings", get(list).post(create))
+        .route("/mappings/{id}", get(show).delete(delete))
+        .route("/mappings/{id}/start", post(start))
+        .route("/mappings/{id}/prepare", post(prepare))
+        .route("/mappings/{id}/stop", post(stop))
+        .route("/mappings/{id}/restore", post(restore))
+        .route("/cascades", get(cascades))
+}
+
+fn cascade_info(c: &CascadeView, maps: &[MapView]) -> CascadeInfo {
+    let mut order = vec![c.head.clone()];
+    order.extend(c.members.iter().cloned());
+    let ids = c
+        .members
+        .iter()
+        .filter_map(|t| {
+            maps.iter()
+                .find(|m| m.cascade == Some(c.id) && &m.target == t)
+        })
+        .map(|m| m.id)
+        .collect();
+    CascadeInfo {
+        id: c.id,
+        copy_type: c.copy_type.to_string(),
+        order,
+        maps: ids,
+    }
+}
+
+/// The API view of a map (with its cascade resolved).
+pub fn map_info(v: &MapView, maps: &[MapView], cascades: &[CascadeView]) -> MapInfo {
+    MapInfo {
+        id: v.id,
+        source: v.source.clone(),
+        target: v.target.clone(),
+        copy_type: v.copy_type.to_string(),
+        incremental: v.incremental,
+        state: v.state.to_string(),
+        progress_percent: v.progress_percent,
+        copy_rate: v.copy_rate,
+        clean_rate: v.clean_rate,
+        cascade: v
+            .cascade
+            .and_then(|id| cascades.iter().find(|c| c.id == id))
+            .map(|c| cascade_info(c, maps)),
+        extents: v.extents.clone().unwrap_or_else(|| "all".into()),
+        group: v.group,
+        restoring: v.restoring,
+    }
+}
+
+/// The current view of one map.
+pub fn map_now(sub: &Subsystem, id: MapId) -> Result<MapInfo, ApiError> {
+    let v = sub
+        .map(id)
+        .map_err(|e| ApiError::controller(e, Noun::Map))?;
+    Ok(map_info(&v, &sub.maps(), &sub.cascades()))
+}
+
+fn parse_id(id: &str) -> Result<MapId, ApiError> {
+    id.parse::<u32>().map(MapId).map_err(|_| {
+        ApiError::new(
+            ApiErrorKind::UnknownMap,
+            format!("unknown map {id} (map ids are numbers)"),
+        )
+    })
+}
+
+async fn list(State(s): State<AppState>) -> Result<Json<Vec<MapInfo>>, ApiError> {
+    s.blocking(|n| {
+        n.with(|sub| {
+            let maps = sub.maps();
+            let cs = sub.cascades();
+            Ok(Json(maps.iter().map(|m| map_info(m, &maps, &cs)).collect()))
+        })
+    })
+    .await
+}
+
+async fn show(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<MapInfo>, ApiError> {
+    let id = parse_id(&id)?;
+    s.blocking(move |n| n.with(|sub| map_now(sub, id)).map(Json))
+        .await
+}
+
+fn map_create(sub: &Subsystem, req: &CreateMap) -> Result<MapInfo, ApiError> {
+    let copy_type = match req.copy_type.as_str() {
+        "full" => CopyType::Full,
+        "nocopy" => CopyType::Nocopy,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "bad map type `{other}` (expected full or nocopy)"
+            )))
+        }
+    };
+    for (what, rate) in [("copy_rate", req.copy_rate), ("clean_rate", req.clean_rate)] {
+        if let Some(r) = rate.filter(|r| *r > 150) {
+            return Err(ApiError::bad_request(format!(
+                "{what} {r} is outside 0-150"
+            )));
+        }
+    }
+    for v in [&req.source, &req.target] {
+        sub.volume_view(v)
+            .map_err(|e| ApiError::controller(e, Noun::Volume))?;
+    }
+    let extents = match &req.extent {
+        None => None,
+        Some(text) => {
+            let g = sub
+                .geometry(&req.source)
+                .map_err(|e| ApiError::controller(e, Noun::Volume))?;
+            let set = g.parse_extent_set(text).map_err(|e| {
+                ApiError::new(
+                    ApiErrorKind::BadExtent,
+                    format!("bad extent `{text}` for volume {}: {e}", req.source),
+                )
+            })?;
+            Some(set)
+        }
+    };
+    let spec = MapCreate {
+        extents,
+        incremental: req.incremental,
+        copy_rate: req.copy_rate,
+        clean_rate: req.clean_rate,
+        ..MapCreate::new(&req.source, &req.target, copy_type)
+    };
+    let id = sub
+        .create_map(&spec)
+        .map_err(|e| ApiError::controller(e, Noun::Map))?;
+    if let Some(wanted) = req.id.filter(|w| *w != id.0) {
+        // The engine assigns ids; undo rather than hand back a different one.
+        let _ = sub.delete_map(id, true);
+        return Err(ApiError::new(
+            ApiErrorKind::AlreadyExists,
+            format!(
+                "map id {wanted} is not available (the next free id is {})",
+                id.0
+            ),
+        ));
+    }
+    tracing::info!(map = id.0, source = %req.source, target = %req.target, "map created");
+    map_now(sub, id)
+}
+
+async fn create(
+    State(s): State<AppState>,
+    req: Result<Json<CreateMap>, JsonRejection>,
+) -> Result<Json<MapInfo>, ApiError> {
+    let req = body(req)?;
+    s.blocking(move |n| n.with(|sub| map_create(sub, &req)).map(Json))
+        .await
+}
+
+async fn act(
+    s: AppState,
+    id: String,
+    what: &'static str,
+    f: impl FnOnce(&Subsystem, MapId) -> controller::Result<()> + Send + 'static,
+) -> Result<Json<MapInfo>, ApiError> {
+    let id = parse_id(&id)?;
+    s.blocking(move |n| {
+        n.with(|sub| {
+            f(sub, id).map_err(|e| ApiError::controller(e, Noun::Map))?;
+            tracing::info!(map = id.0, action = what, "map {what}");
+            map_now(sub, id)
+        })
+    })
+    .await
+    .map(Json)
+}
+
+async fn start(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<MapInfo>, ApiError> {
+    act(s, id, "start", |sub, id| sub.start_map(id, false)).await
+}
+
+async fn prepare(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<MapInfo>, ApiError> {
+    act(s, id, "prepare", |sub, id| sub.prepare_map(id)).await
+}
+
+async fn stop(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    req: Result<Json<ForceFlag>, JsonRejection>,
+) -> Result<Json<MapInfo>, ApiError> {
+    let force = body(req)?.force;
+    act(s, id, "stop", move |sub, id| sub.stop_map(id, force)).await
+}
+
+async fn restore(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<MapInfo>, ApiError> {
+    let id = parse_id(&id)?;
+    s.blocking(move |n| {
+        n.with(|sub| {
+            let rev = sub
+                .restore_map(id)
+                .map_err(|e| ApiError::controller(e, Noun::Map))?;
+            tracing::info!(map = id.0, reverse = rev.0, "restore started");
+            map_now(sub, rev)
+        })
+    })
+    .await
+    .map(Json)
+}
+
+async fn delete(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<ForceFlag>,
+) -> Result<Json<ActionDone>, ApiError> {
+    let id = parse_id(&id)?;
+    s.blocking(move |n| {
+        n.with(|sub| sub.delete_map(id, q.force))
+            .map_err(|e| ApiError::controller(e, Noun::Map))?;
+        tracing::info!(map = id.0, force = q.force, "map deleted");
+        Ok(Json(ActionDone {
+            message: format!("deleted map {}", id.0),
+        }))
+    })
+    .await
+}
+
+async fn cascades(State(s): State<AppState>) -> Result<Json<Vec<CascadeInfo>>, ApiError> {
+    s.blocking(|n| {
+        n.with(|sub| {
+            let maps = sub.maps();
+            Ok(Json(
+                sub.cascades()
+                    .iter()
+                    .map(|c| cascade_info(c, &maps))
+                    .collect(),
+            ))
+        })
+    })
+    .await
+}

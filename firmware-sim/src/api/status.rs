@@ -1,0 +1,140 @@
+//! `/health` and `/metrics` (Prometheus text format).
+
+use std::fmt::Write as _;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+
+use super::model::Health;
+use super::{ApiError, AppState};
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+}
+
+async fn health(State(s): State<AppState>) -> Result<Json<Health>, ApiError> {
+    s.blocking(|n| {
+        let (id, volumes) = n.with(|sub| (sub.id().to_string(), sub.volumes().len()));
+        Ok(Json(Health {
+            status: "ok".into(),
+            subsystem: id,
+            version: env!("CARGO_PKG_VERSION").into(),
+            uptime_s: n.started.elapsed().as_secs(),
+            volumes,
+            nbd: n.nbd_bases.read().clone(),
+        }))
+    })
+    .await
+}
+
+async fn metrics(State(s): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let text = s
+        .blocking(|n| {
+            let (snap, maps) = n.with(|sub| (sub.metrics(), sub.maps()));
+            let mut out = String::new();
+            let mut counter = |name: &str, help: &str, v: u64| {
+                let _ = writeln!(out, "# HELP {name} {help}");
+                let _ = writeln!(out, "# TYPE {name} counter");
+                let _ = writeln!(out, "{name} {v}");
+            };
+            counter(
+                "firmware_sim_host_reads_total",
+                "Host reads inside the subsystem.",
+                snap.reads,
+            );
+            counter(
+                "firmware_sim_host_read_bytes_total",
+                "Bytes read by hosts.",
+                snap.read_bytes,
+            );
+            counter(
+                "firmware_sim_host_writes_total",
+                "Host writes (and write-zeroes).",
+                snap.writes,
+            );
+            counter(
+                "firmware_sim_host_write_bytes_total",
+                "Bytes written by hosts.",
+                snap.write_bytes,
+            );
+            counter(
+                "firmware_sim_host_flushes_total",
+                "Host flush requests.",
+                snap.host_flushes,
+            );
+            counter(
+                "firmware_sim_cow_copies_total",
+                "Grains copied for copy-on-write.",
+                snap.cow_copies,
+            );
+            counter(
+                "firmware_sim_cow_bytes_total",
+                "Bytes copied for copy-on-write.",
+                snap.cow_bytes,
+            );
+            counter(
+                "firmware_sim_background_copies_total",
+                "Grains copied or cleaned in the background.",
+                snap.background_copies,
+            );
+            counter(
+                "firmware_sim_background_bytes_total",
+                "Bytes copied in the background.",
+                snap.background_bytes,
+            );
+            counter(
+                "firmware_sim_group_commits_total",
+                "Group commits.",
+                snap.group_commits,
+            );
+            counter(
+                "firmware_sim_errors_total",
+                "Requests that failed in the subsystem.",
+                snap.errors,
+            );
+
+            let name = "firmware_sim_flush_latency_seconds";
+            let _ = writeln!(
+                out,
+                "# HELP {name} Latency of store flushes (data and metadata)."
+            );
+            let _ = writeln!(out, "# TYPE {name} histogram");
+            let mut cum = 0;
+            for (bound_us, count) in &snap.flush_latency_buckets {
+                cum += count;
+                let le = bound_us.map_or("+Inf".to_string(), |b| (b as f64 / 1e6).to_string());
+                let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cum}");
+            }
+            let _ = writeln!(out, "{name}_sum {}", snap.flush_us_total as f64 / 1e6);
+            let _ = writeln!(out, "{name}_count {}", snap.flushes);
+
+            let name = "firmware_sim_map_progress_percent";
+            let _ = writeln!(
+                out,
+                "# HELP {name} Copy (or cleaning) progress of each map."
+            );
+            let _ = writeln!(out, "# TYPE {name} gauge");
+            for m in &maps {
+                let _ = writeln!(
+                    out,
+                    "{name}{{map=\"{}\",source=\"{}\",target=\"{}\",type=\"{}\"}} {}",
+                    m.id, m.source, m.target, m.copy_type, m.progress_percent
+                );
+            }
+            n.stats.render(&mut out);
+            Ok(out)
+        })
+        .await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    ))
+}

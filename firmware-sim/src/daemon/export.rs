@@ -1,0 +1,224 @@
+//! The NBD adapter: every controller volume is an [`nbd::Export`] named by its
+//! volume id, served through [`NodeRegistry`].
+//!
+//! Contracts kept (nbd::Export): a FLUSH or FUA write returns only after the
+//! controller made the data durable; a volume that cannot give a valid image
+//! (offline target) answers with an error, never wrong data. Controller errors
+//! become NBD error kinds in exactly one function, [`nbd_error`].
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Instant;
+
+use controller::{ControllerError, ErrorKind as CtlKind};
+use nbd::{
+    BlockSize, ErrorKind, Export, ExportError, ExportListing, ExportRegistry, Extent, ExtentFlags,
+    ZeroFlags,
+};
+
+use crate::metrics::VolumeStats;
+use crate::node::Node;
+
+/// Largest zero buffer written for `WRITE_ZEROES` with `NO_HOLE`.
+const ZERO_CHUNK_BYTES: u64 = 1 << 20;
+
+/// The one mapping from controller errors to NBD error kinds (and so errno).
+pub fn nbd_error(e: ControllerError) -> ExportError {
+    let kind = match e.kind() {
+        CtlKind::OutOfRange | CtlKind::InvalidRequest => ErrorKind::Invalid,
+        CtlKind::NoSpace => ErrorKind::NoSpace,
+        // An offline volume (target of a stopped/preparing map, suspended map,
+        // shut-down subsystem) must not serve wrong data: EIO.
+        CtlKind::Offline
+        | CtlKind::Io
+        | CtlKind::Corrupt
+        | CtlKind::NotFound
+        | CtlKind::Busy
+        | CtlKind::State
+        | CtlKind::Limit
+        | CtlKind::AlreadyExists => ErrorKind::Io,
+    };
+    ExportError::new(kind, e.full_message())
+}
+
+/// One volume as an NBD export.
+pub struct VolumeExport {
+    node: Arc<Node>,
+    volume: String,
+    size_bytes: u64,
+    description: String,
+    stats: Arc<VolumeStats>,
+}
+
+impl VolumeExport {
+    fn count(&self, r: Result<(), ControllerError>) -> Result<(), ExportError> {
+        r.map_err(|e| {
+            self.stats.errors.fetch_add(1, Relaxed);
+            tracing::debug!(volume = %self.volume, error = %e.full_message(), "NBD request failed");
+            nbd_error(e)
+        })
+    }
+}
+
+impl Export for VolumeExport {
+    fn size(&self) -> u64 {
+        self.size_bytes
+    }
+
+    fn block_size(&self) -> BlockSize {
+        BlockSize {
+            min: 512,
+            preferred: 4096,
+            max: 32 << 20,
+        }
+    }
+
+    /// Every connection writes through the same subsystem and a flush makes
+    /// the volume's store durable, so the multi-conn promise holds.
+    fn can_multi_conn(&self) -> bool {
+        true
+    }
+
+    fn description(&self) -> Option<String> {
+        Some(self.description.clone())
+    }
+
+    fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), ExportError> {
+        self.stats.reads.fetch_add(1, Relaxed);
+        self.stats.read_bytes.fetch_add(buf.len() as u64, Relaxed);
+        let r = self.node.with(|s| s.read(&self.volume, offset, buf));
+        self.count(r)
+    }
+
+    fn write(&self, offset: u64, data: &[u8], fua: bool) -> Result<(), ExportError> {
+        self.stats.writes.fetch_add(1, Relaxed);
+        self.stats.write_bytes.fetch_add(data.len() as u64, Relaxed);
+        let t = Instant::now();
+        let r = self.node.with(|s| s.write(&self.volume, offset, data, fua));
+        if fua && r.is_ok() {
+            self.node.stats.host_flush.observe(t.elapsed());
+        }
+        self.count(r)
+    }
+
+    fn flush(&self) -> Result<(), ExportError> {
+        self.stats.flushes.fetch_add(1, Relaxed);
+        let t = Instant::now();
+        let r = self.node.with(|s| s.flush(&self.volume));
+        if r.is_ok() {
+            self.node.stats.host_flush.observe(t.elapsed());
+        }
+        self.count(r)
+    }
+
+    fn trim(&self, offset: u64, len: u64, fua: bool) -> Result<(), ExportError> {
+        self.stats.trims.fetch_add(1, Relaxed);
+        self.stats.trim_bytes.fetch_add(len, Relaxed);
+        let r = self
+            .node
+            .with(|s| s.discard(&self.volume, offset, len, fua));
+        self.count(r)
+    }
+
+    fn write_zeroes(&self, offset: u64, len: u64, flags: ZeroFlags) -> Result<(), ExportError> {
+        self.stats.zeroes.fetch_add(1, Relaxed);
+        self.stats.zero_bytes.fetch_add(len, Relaxed);
+        if flags.may_trim {
+            // The controller punches whole tracks: at least as fast as a write.
+            let r = self
+                .node
+                .with(|s| s.write_zeroes(&self.volume, offset, len, flags.fua));
+            return self.count(r);
+        }
+        // NO_HOLE: the range must stay allocated, so write real zeros.
+        if flags.fast_only {
+            return Err(ExportError::not_supported(
+                "zeroing without holes is no faster than writing",
+            ));
+        }
+        let zeros = vec![0u8; len.min(ZERO_CHUNK_BYTES) as usize];
+        let mut at = offset;
+        let end = offset.saturating_add(len);
+        while at < end {
+            let n = (end - at).min(ZERO_CHUNK_BYTES);
+            let fua = flags.fua && at + n == end;
+            let r = self
+                .node
+                .with(|s| s.write(&self.volume, at, &zeros[..n as usize], fua));
+            self.count(r)?;
+            at += n;
+        }
+        Ok(())
+    }
+
+    fn block_status(&self, offset: u64, len: u64) -> Result<Vec<Extent>, ExportError> {
+        let runs = self
+            .node
+            .with(|s| s.allocation(&self.volume, offset, len))
+            .map_err(|e| {
+                self.stats.errors.fetch_add(1, Relaxed);
+                nbd_error(e)
+            })?;
+        Ok(runs
+            .into_iter()
+            .filter(|r| r.len > 0)
+            .map(|r| Extent {
+                len: r.len,
+                flags: if r.allocated {
+                    ExtentFlags::DATA
+                } else {
+                    ExtentFlags::HOLE_ZERO
+                },
+            })
+            .collect())
+    }
+}
+
+/// Every volume of the node's subsystem, looked up at connect time (volumes
+/// created through the API are served at once).
+pub struct NodeRegistry {
+    node: Arc<Node>,
+    default_export: Option<String>,
+}
+
+impl NodeRegistry {
+    /// A registry over `node`; `default_export` is what an empty export name selects.
+    pub fn new(node: Arc<Node>, default_export: Option<String>) -> NodeRegistry {
+        NodeRegistry {
+            node,
+            default_export,
+        }
+    }
+}
+
+impl ExportRegistry for NodeRegistry {
+    fn list(&self) -> Vec<ExportListing> {
+        self.node
+            .with(|s| s.volumes())
+            .into_iter()
+            .map(|v| ExportListing {
+                name: v.id.clone(),
+                description: Some(describe(&v)),
+            })
+            .collect()
+    }
+
+    fn open(&self, name: &str) -> Option<Arc<dyn Export>> {
+        let v = self.node.with(|s| s.volume_view(name)).ok()?;
+        Some(Arc::new(VolumeExport {
+            node: self.node.clone(),
+            volume: v.id.clone(),
+            size_bytes: v.size_bytes,
+            description: describe(&v),
+            stats: self.node.stats.volume(&v.id),
+        }))
+    }
+
+    fn default_export(&self) -> Option<String> {
+        self.default_export.clone()
+    }
+}
+
+fn describe(v: &controller::VolumeView) -> String {
+    format!("firmware-sim volume {} ({})", v.id, v.model)
+}

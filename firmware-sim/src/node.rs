@@ -1,0 +1,144 @@
+//! [`Node`]: the running subsystem as the daemon shares it between the NBD
+//! exports, the control API and the copier.
+//!
+//! Invariant: the [`Subsystem`] handle is replaced only by [`Node::ipl`],
+//! under the write side of `slot`; every NBD request and control call runs
+//! under the read side ([`Node::with`]), so an IPL waits for in-flight work,
+//! holds new work back, and no request ever meets a closed handle.
+
+use std::path::Path;
+use std::time::Instant;
+
+use controller::{CopierHandle, IplReport, Subsystem, SubsystemConfig};
+use parking_lot::{Mutex, RwLock};
+
+use crate::metrics::IoStats;
+
+/// The running subsystem plus what the daemon keeps beside it.
+pub struct Node {
+    slot: RwLock<Subsystem>,
+    copier: Mutex<Option<CopierHandle>>,
+    runtime: tokio::runtime::Handle,
+    /// NBD request counters and host flush latency.
+    pub stats: IoStats,
+    /// When the daemon booted.
+    pub started: Instant,
+    /// NBD base URIs (`nbd://HOST:PORT/`, `nbd+unix:///?socket=...`).
+    pub nbd_bases: RwLock<Vec<String>>,
+}
+
+impl Node {
+    /// Opens (creates or IPLs) the subsystem in `data_dir`. Blocking.
+    pub fn open(
+        data_dir: &Path,
+        config: SubsystemConfig,
+        runtime: tokio::runtime::Handle,
+    ) -> Result<Node, controller::ControllerError> {
+        let sub = Subsystem::open(data_dir, config)?;
+        Ok(Node {
+            slot: RwLock::new(sub),
+            copier: Mutex::new(None),
+            runtime,
+            stats: IoStats::default(),
+            started: Instant::now(),
+            nbd_bases: RwLock::new(Vec::new()),
+        })
+    }
+
+    /// Runs `f` on the current subsystem; an IPL waits until `f` returns.
+    /// Blocking: call from a blocking thread.
+    pub fn with<R>(&self, f: impl FnOnce(&Subsystem) -> R) -> R {
+        let s = self.slot.read();
+        f(&s)
+    }
+
+    /// Starts the background copier (copy and cleaning at each map's rate).
+    pub fn start_copier(&self) {
+        let handle = self.slot.read().start_copier(&self.runtime);
+        *self.copier.lock() = Some(handle);
+    }
+
+    fn stop_copier(&self) {
+        // Dropping the handle stops the task before its next chunk.
+        self.copier.lock().take();
+    }
+
+    /// Restarts the subsystem: clean shutdown, then a fresh open of the same
+    /// data directory (tables replayed). In-flight requests finish first.
+    pub fn ipl(&self) -> Result<IplReport, controller::ControllerError> {
+        self.stop_copier();
+        let mut slot = self.slot.write();
+        let fresh = slot.ipl()?;
+        *slot = fresh;
+        let report = slot.ipl_report();
+        drop(slot);
+        self.start_copier();
+        Ok(report)
+    }
+
+    /// Clean shutdown: stop the copier, flush every volume, close the data dir.
+    pub fn close(&self) -> Result<(), controller::ControllerError> {
+        self.stop_copier();
+        self.slot.write().close()
+    }
+
+    /// The NBD URI of `volume`: on the first TCP listener, else the unix socket.
+    pub fn nbd_uri(&self, volume: &str) -> Option<String> {
+        let bases = self.nbd_bases.read();
+        let base = bases
+            .iter()
+            .find(|b| b.starts_with("nbd://"))
+            .or(bases.first())?;
+        Some(match base.split_once("?socket=") {
+            Some((_, sock)) => format!("nbd+unix:///{volume}?socket={sock}"),
+            None => format!("{base}{volume}"),
+        })
+    }
+}
+
+/// One line per thing an open/IPL/reset found and did (logged at boot and
+/// printed by `event ipl|reset`).
+pub fn ipl_notes(r: &IplReport, maps: usize) -> Vec<String> {
+    let mut notes = Vec::new();
+    if r.created {
+        notes.push("new subsystem: data directory created".to_string());
+        return notes;
+    }
+    notes.push(format!(
+        "IPL: metadata root generation {}, {} journal record(s) replayed (stop: {}), {}",
+        r.root_generation,
+        r.journal_records,
+        r.journal_stop,
+        if r.dirty {
+            "previous run did not shut down cleanly (checker ran)"
+        } else {
+            "previous run shut down cleanly"
+        }
+    ));
+    notes.push(format!("IPL: {maps} map(s) restored"));
+    for f in &r.check_findings {
+        notes.push(format!("IPL check: {f}"));
+    }
+    if !r.volumes_created.is_empty() {
+        notes.push(format!(
+            "IPL: config volumes created: {}",
+            r.volumes_created.join(", ")
+        ));
+    }
+    if !r.suspended_maps.is_empty() {
+        notes.push(format!("IPL: suspended maps: {:?}", r.suspended_maps));
+    }
+    if !r.sessions.is_empty() {
+        notes.push(format!("IPL: physical sessions found: {:?}", r.sessions));
+    }
+    if !r.sessions_lost.is_empty() {
+        notes.push(format!(
+            "IPL: physical sessions lost: {:?}",
+            r.sessions_lost
+        ));
+    }
+    for t in &r.table_notes {
+        notes.push(format!("IPL activity tables: {t}"));
+    }
+    notes
+}

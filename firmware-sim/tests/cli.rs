@@ -1,0 +1,318 @@
+//! The CLI and control API as users script them: every public verb exists,
+//! `--json` output carries the documented fields, and failures exit non-zero
+//! with one line naming what was wrong.
+
+mod common;
+
+use common::{assert_fails_with, assert_success, http, run, Daemon, BIN};
+
+/// Exit status of a refused request (CliError::Api).
+const EXIT_FAILED: i32 = 1;
+/// Exit status when the API cannot be reached.
+const EXIT_UNREACHABLE: i32 = 3;
+
+fn help(args: &[&str]) -> String {
+    let mut all = args.to_vec();
+    all.push("--help");
+    let out = run(BIN, &all);
+    assert_success(&out, &format!("firmware-sim {}", all.join(" ")));
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[test]
+fn every_verb_and_flag_of_cli_md_exists() {
+    let top = help(&[]);
+    for verb in [
+        "boot",
+        "volume",
+        "map",
+        "cascade",
+        "group",
+        "session",
+        "table",
+        "event",
+        "replay",
+        "fault-run",
+        "check",
+    ] {
+        assert!(
+            top.contains(&format!("  {verb}")),
+            "top-level verb {verb} missing:\n{top}"
+        );
+    }
+    let cases: &[(&[&str], &[&str])] = &[
+        (&["boot"], &["--config", "--data-dir", "--nbd", "--api"]),
+        (&["volume"], &["list", "create", "delete"]),
+        (
+            &["volume", "create"],
+            &["--id", "--model", "--api", "--json"],
+        ),
+        (
+            &["map"],
+            &[
+                "create", "start", "prepare", "stop", "delete", "list", "show", "wait", "restore",
+            ],
+        ),
+        (
+            &["map", "create"],
+            &[
+                "--source",
+                "--target",
+                "--type",
+                "--incremental",
+                "--extent",
+                "--copy-rate",
+                "--clean-rate",
+                "--id",
+            ],
+        ),
+        (&["map", "stop"], &["--force"]),
+        (&["map", "wait"], &["--progress"]),
+        (&["cascade"], &["list"]),
+        (&["group"], &["create", "start"]),
+        (&["group", "create"], &["--maps"]),
+        (&["session"], &["start", "complete", "list"]),
+        (
+            &["session", "start"],
+            &["--id", "--extent", "--target", "--program"],
+        ),
+        (&["table", "show"], &["--volume"]),
+        (&["event"], &["ipl", "rm-restart", "abend", "reset"]),
+        (&["event", "abend"], &["--program"]),
+        (&["event", "reset"], &["--lose-volatile"]),
+        (&["fault-run"], &["--seed", "--runs", "--json"]),
+        (&["check"], &["--data-dir"]),
+    ];
+    for (args, words) in cases {
+        let text = help(args);
+        for w in *words {
+            assert!(
+                text.contains(w),
+                "`firmware-sim {}` lacks {w}:\n{text}",
+                args.join(" ")
+            );
+        }
+    }
+}
+
+#[test]
+fn unreachable_api_exits_3_naming_the_address() {
+    // Port 9 (discard) on loopback: nothing listens there in the test sandbox.
+    for args in [
+        &["volume", "list"][..],
+        &["map", "start", "1"],
+        &["event", "ipl"],
+    ] {
+        let mut all = args.to_vec();
+        all.extend(["--api", "127.0.0.1:9"]);
+        let out = run(BIN, &all);
+        assert_fails_with(&out, EXIT_UNREACHABLE, "127.0.0.1:9", &all.join(" "));
+    }
+}
+
+#[test]
+fn volumes_maps_groups_and_errors_through_the_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::boot(tmp.path());
+    assert!(
+        d.banner.contains(&d.uri("FB00")),
+        "boot prints the NBD URIs:\n{}",
+        d.banner
+    );
+
+    let (status, text) = http("GET", &format!("http://{}/health", d.api), None);
+    assert_eq!(status, 200, "{text}");
+    let health: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(health["status"], "ok");
+
+    // Volumes: the embedded default, then create and delete.
+    let vols = d.cli_json(&["volume", "list"]);
+    let ids: Vec<&str> = vols
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        ["CKD00", "CKD01", "CKD02", "CKD03", "FB00", "FB01", "FB02", "FB03"]
+    );
+    let fb = vols
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["id"] == "FB00")
+        .unwrap();
+    assert_eq!(fb["size_bytes"], 1u64 << 30);
+    let v = d.cli_json(&["volume", "create", "--id", "EXTRA", "--model", "3390-1"]);
+    assert_eq!(v["model"], "3390-1");
+    let out = d.cli(&["volume", "create", "--id", "BAD", "--model", "3390-7"]);
+    assert_fails_with(
+        &out,
+        EXIT_FAILED,
+        "3390-7",
+        "volume create with a bad model",
+    );
+    assert_success(&d.cli(&["volume", "delete", "EXTRA"]), "volume delete");
+    let out = d.cli(&["volume", "delete", "EXTRA"]);
+    assert_fails_with(&out, EXIT_FAILED, "EXTRA", "delete of a deleted volume");
+
+    // Unknown volume and bad extent when creating maps.
+    let out = d.cli(&[
+        "map", "create", "--source", "NOPE", "--target", "FB01", "--type", "full",
+    ]);
+    assert_fails_with(
+        &out,
+        EXIT_FAILED,
+        "NOPE",
+        "map create with an unknown volume",
+    );
+    let out = d.cli(&[
+        "map",
+        "create",
+        "--source",
+        "CKD00",
+        "--target",
+        "CKD01",
+        "--type",
+        "full",
+        "--extent",
+        "00000000-FFFF000E",
+    ]);
+    assert_fails_with(
+        &out,
+        EXIT_FAILED,
+        "extent",
+        "map create with an extent past the end",
+    );
+    let out = d.cli(&[
+        "map", "create", "--source", "CKD00", "--target", "CKD01", "--type", "full", "--extent",
+        "banana",
+    ]);
+    assert_fails_with(
+        &out,
+        EXIT_FAILED,
+        "banana",
+        "map create with an unparsable extent",
+    );
+
+    // A map's life: create (idle_or_copied), start (copying), show, stop.
+    let m = d.cli_json(&[
+        "map", "create", "--source", "FB00", "--target", "FB01", "--type", "nocopy", "--id", "7",
+    ]);
+    assert_eq!(m["id"], 7);
+    assert_eq!(m["state"], "idle_or_copied");
+    for field in [
+        "id",
+        "source",
+        "target",
+        "type",
+        "incremental",
+        "state",
+        "progress_percent",
+        "copy_rate",
+        "clean_rate",
+        "cascade",
+    ] {
+        assert!(m.get(field).is_some(), "map JSON lacks {field}: {m}");
+    }
+    let out = d.cli(&["map", "stop", "7"]);
+    assert_fails_with(&out, EXIT_FAILED, "state", "stop of an idle map");
+    let m = d.cli_json(&["map", "start", "7"]);
+    assert_eq!(m["state"], "copying");
+    let out = d.cli(&["map", "start", "7"]);
+    assert_fails_with(&out, EXIT_FAILED, "state", "start of a copying map");
+    let out = d.cli(&["map", "show", "99"]);
+    assert_fails_with(&out, EXIT_FAILED, "99", "show of an unknown map");
+
+    // Cascade order: the newest target goes right after the source.
+    let m2 = d.cli_json(&[
+        "map", "create", "--source", "FB00", "--target", "FB02", "--type", "nocopy",
+    ]);
+    d.cli_json(&["map", "start", &m2["id"].to_string()]);
+    let out = d.cli(&["cascade", "list"]);
+    assert_success(&out, "cascade list");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("FB00 -> FB02 -> FB01"),
+        "cascade list:\n{text}"
+    );
+    let cs = d.cli_json(&["cascade", "list"]);
+    assert_eq!(
+        cs[0]["order"],
+        serde_json::json!(["FB00", "FB02", "FB01"]),
+        "{cs}"
+    );
+    let shown = d.cli_json(&["map", "show", "7"]);
+    assert_eq!(
+        shown["cascade"]["order"],
+        serde_json::json!(["FB00", "FB02", "FB01"]),
+        "{shown}"
+    );
+
+    // Consistency group of two CKD maps started at one instant.
+    let a = d.cli_json(&[
+        "map", "create", "--source", "CKD00", "--target", "CKD01", "--type", "nocopy",
+    ]);
+    let b = d.cli_json(&[
+        "map", "create", "--source", "CKD02", "--target", "CKD03", "--type", "nocopy",
+    ]);
+    let maps = format!("{},{}", a["id"], b["id"]);
+    d.cli_json(&["group", "create", "5", "--maps", &maps]);
+    let started = d.cli_json(&["group", "start", "5"]);
+    assert_eq!(started.as_array().unwrap().len(), 2, "{started}");
+    for m in started.as_array().unwrap() {
+        assert_eq!(m["state"], "copying", "{m}");
+    }
+    let out = d.cli(&["group", "start", "6"]);
+    assert_fails_with(&out, EXIT_FAILED, "6", "start of an unknown group");
+
+    // A full map with background copy finishes; wait --progress returns.
+    let f = d.cli_json(&[
+        "map",
+        "create",
+        "--source",
+        "FB03",
+        "--target",
+        "FB02",
+        "--type",
+        "full",
+        "--copy-rate",
+        "150",
+    ]);
+    let out = d.cli(&[
+        "map", "create", "--source", "FB03", "--target", "FB02", "--type", "full",
+    ]);
+    assert_fails_with(&out, EXIT_FAILED, "FB02", "second map onto the same target");
+    let _ = f;
+
+    // Listing in text form names every map.
+    let out = d.cli(&["map", "list"]);
+    assert_success(&out, "map list");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("FB00"),
+        "map list text"
+    );
+
+    // Prometheus metrics carry per-volume I/O, copy progress and flush latency.
+    let (status, text) = http("GET", &format!("http://{}/metrics", d.api), None);
+    assert_eq!(status, 200, "{text}");
+    for series in [
+        "firmware_sim_map_progress_percent{map=\"7\"",
+        "firmware_sim_cow_copies_total",
+        "firmware_sim_flush_latency_seconds_bucket",
+        "firmware_sim_nbd_reads_total",
+    ] {
+        assert!(text.contains(series), "/metrics lacks {series}:\n{text}");
+    }
+
+    // A bad JSON body gets a JSON error with a kind.
+    let (status, text) = http("POST", &format!("http://{}/mappings", d.api), Some("{"));
+    assert_eq!(status, 400, "{text}");
+    let body: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(body["kind"], "bad_request", "{body}");
+    let (status, text) = http("GET", &format!("http://{}/volumes/NOPE", d.api), None);
+    assert_eq!(status, 404, "{text}");
+    let body: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(body["kind"], "unknown_volume", "{body}");
+}

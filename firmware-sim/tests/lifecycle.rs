@@ -1,0 +1,88 @@
+//! The daemon's life: SIGTERM shuts it down cleanly (exit 0), and booting the
+//! same data directory again is an IPL that keeps data and mappings.
+
+mod common;
+
+use common::{assert_success, require_tool, run, Daemon};
+
+fn qemu_io(uri: &str, cmd: &str) {
+    let out = run("qemu-io", &["-f", "raw", "-c", cmd, uri]);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !text.contains("verification failed") && !text.contains("error"),
+        "qemu-io {cmd} {uri}:\n{text}"
+    );
+}
+
+#[test]
+fn sigterm_then_reboot_is_an_ipl_that_keeps_data_and_maps() {
+    require_tool("qemu-io");
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::boot(tmp.path());
+    assert!(d.banner.contains("first boot"), "{}", d.banner);
+
+    qemu_io(&d.uri("FB00"), "write -P 0xab 0 1M");
+    let m = d.cli_json(&[
+        "map", "create", "--source", "FB00", "--target", "FB01", "--type", "nocopy",
+    ]);
+    let id = m["id"].to_string();
+    d.cli_json(&["map", "start", &id]);
+    qemu_io(&d.uri("FB00"), "write -P 0xcd 0 512k");
+
+    let d = d.reboot();
+    assert!(
+        d.banner.contains("IPL"),
+        "second boot is an IPL:\n{}",
+        d.banner
+    );
+    let log = d.log_text();
+    assert!(
+        log.contains("clean shutdown"),
+        "first run logged its clean shutdown:\n{log}"
+    );
+    assert!(log.contains("IPL"), "the IPL outcome is logged:\n{log}");
+
+    let m = d.cli_json(&["map", "show", &id]);
+    assert_eq!(m["state"], "copying", "{m}");
+    assert_eq!(m["source"], "FB00");
+    assert_eq!(m["target"], "FB01");
+    qemu_io(&d.uri("FB01"), "read -P 0xab 0 1M");
+    qemu_io(&d.uri("FB00"), "read -P 0xcd 0 512k");
+    qemu_io(&d.uri("FB00"), "read -P 0xab 512k 512k");
+
+    // Writes after the IPL still protect the target.
+    qemu_io(&d.uri("FB00"), "write -P 0xef 512k 512k");
+    qemu_io(&d.uri("FB01"), "read -P 0xab 0 1M");
+
+    let status = d.terminate();
+    assert!(status.success(), "SIGTERM exits 0, got {status}");
+}
+
+#[test]
+fn boot_refuses_a_bad_config_naming_the_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("bad.toml");
+    std::fs::write(
+        &cfg,
+        "id = \"SS01\"\n[[volumes]]\nid = \"V1\"\nmodel = \"3390-8\"\n",
+    )
+    .unwrap();
+    let out = run(
+        common::BIN,
+        &[
+            "boot",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--data-dir",
+            tmp.path().join("d").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("bad.toml") && stderr.contains("line 4"),
+        "{stderr}"
+    );
+    let _ = assert_success;
+}
