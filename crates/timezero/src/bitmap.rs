@@ -185,6 +185,21 @@ impl Bitmap {
         self.zip_assign(other, |a, b| a & !b)
     }
 
+    /// `self &= other` (lengths must match; otherwise nothing happens and `false`).
+    pub fn and_assign(&mut self, other: &Bitmap) -> bool {
+        self.zip_assign(other, |a, b| a & b)
+    }
+
+    /// Whether some bit is set in both (lengths must match).
+    pub fn any_and(&self, other: &Bitmap) -> bool {
+        other.len() == self.len()
+            && self
+                .as_words()
+                .iter()
+                .zip(other.as_words())
+                .any(|(a, b)| a & b != 0)
+    }
+
     /// `self |= other` (lengths must match; otherwise nothing happens and `false`).
     pub fn or_assign(&mut self, other: &Bitmap) -> bool {
         self.zip_assign(other, |a, b| a | b)
@@ -232,6 +247,11 @@ impl Bitmap {
     /// Highest clear bit at or below `at_or_below` (clamped to the length).
     pub fn prev_zero(&self, at_or_below: u64) -> Option<u64> {
         self.prev_matching(at_or_below, |_, w| !w)
+    }
+
+    /// Highest set bit at or below `at_or_below` (clamped to the length).
+    pub fn prev_one(&self, at_or_below: u64) -> Option<u64> {
+        self.prev_matching(at_or_below, |_, w| w)
     }
 
     /// Highest clear bit.

@@ -63,6 +63,7 @@ struct CascadeDto {
     copy_type: u8,
     head: u32,
     frozen: bool,
+    private: bool,
     members: Vec<u32>,
 }
 
@@ -144,6 +145,7 @@ impl Engine {
                     copy_type: type_code(c.ty),
                     head: c.head.0,
                     frozen: c.frozen,
+                    private: c.private,
                     members: c.members.iter().map(|v| v.0).collect(),
                 })
                 .collect(),
@@ -350,6 +352,7 @@ fn from_dto(dto: EngineDto) -> Result<Engine, LoadError> {
                 ty,
                 head,
                 frozen: c.frozen,
+                private: c.private,
                 members,
             },
         );
@@ -482,8 +485,12 @@ fn check_structure(e: &Engine) -> Result<(), LoadError> {
     }
     for (v, vol) in &e.vols {
         let mut types = BTreeSet::new();
-        for (cid, _) in e.live_roles(*v) {
-            if !types.insert(e.cascades[&cid].ty) {
+        for (cid, i) in e.live_roles(*v) {
+            let c = &e.cascades[&cid];
+            if i == 0 && c.private {
+                continue;
+            }
+            if !types.insert(c.ty) {
                 return Err(invalid(format!("{v} is in two live cascades of one type")));
             }
         }

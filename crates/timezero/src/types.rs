@@ -255,6 +255,8 @@ pub struct CascadeInfo {
     /// The head stands for the head's *physical* data, not its view: set when
     /// the head became a restore target (semantics.md 2.8, lazy restore).
     pub head_frozen: bool,
+    /// Started by an extent-limited map: maps from the head are not inserted here.
+    pub private: bool,
     /// Targets, upstream to downstream (newest first).
     pub members: Vec<VolumeId>,
 }

@@ -278,7 +278,13 @@ impl Engine {
                 c.frozen = true;
             }
         }
-        let cid = match self.cascade_of_type(s, ty) {
+        let partial = self.maps[&id].spec.extents.is_some();
+        let found = if partial {
+            None
+        } else {
+            self.cascade_of_type(s, ty)
+        };
+        let cid = match found {
             Some((cid, i)) => {
                 let c = self.cascades.get_mut(&cid).expect("found");
                 c.members.insert(i, t);
@@ -288,6 +294,7 @@ impl Engine {
                 ty,
                 head: s,
                 frozen: false,
+                private: partial,
                 members: vec![t],
             }),
         };

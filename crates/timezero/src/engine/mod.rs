@@ -16,7 +16,14 @@
 //!   cascade its target heads).
 //! - E5 A copying map that is not a member has a full split bitmap (it was cut
 //!   at completion and waits for its dependants).
-//! - E6 Split bits of an active map only go 0 -> 1; they are reset only at start.
+//! - E6 Extent-limited maps: split bits outside the extents are preset at
+//!   start (the target keeps its own data there, so "full" = complete). Such
+//!   a target would change its downstream neighbours' views if inserted in
+//!   the middle of a chain, so an extent-limited map always starts its own
+//!   *private* cascade `[S, T]`: private cascades are never used for inserting
+//!   maps from their head (E2 counts only shared roles), but are otherwise
+//!   ordinary (writes to `S` preserve into `T`; maps from `T` insert after `T`).
+//! - E7 Split bits of an active map only go 0 -> 1; they are reset only at start.
 
 mod control;
 mod plan;
@@ -72,6 +79,8 @@ pub(crate) struct Cascade {
     pub(crate) ty: CopyType,
     pub(crate) head: VolumeId,
     pub(crate) frozen: bool,
+    /// Started by an extent-limited map (E6): not used for insertion from the head.
+    pub(crate) private: bool,
     pub(crate) members: Vec<VolumeId>,
 }
 
@@ -196,6 +205,7 @@ impl Engine {
                 copy_type: c.ty,
                 head: c.head,
                 head_frozen: c.frozen,
+                private: c.private,
                 members: c.members.clone(),
             })
             .collect()
@@ -305,7 +315,7 @@ impl Engine {
             .iter()
             .find(|cid| {
                 let c = &self.cascades[*cid];
-                !c.frozen && c.ty == ty
+                !c.frozen && !c.private && c.ty == ty
             })
             .map(|cid| (*cid, 0))
     }
@@ -327,16 +337,6 @@ impl Engine {
             }
         }
         out
-    }
-
-    /// Volume at chain index `i` of cascade `cid`.
-    pub(crate) fn chain_at(&self, cid: CascadeId, i: usize) -> Option<VolumeId> {
-        let c = self.cascades.get(&cid)?;
-        if i == 0 {
-            Some(c.head)
-        } else {
-            c.members.get(i - 1).copied()
-        }
     }
 
     /// Whether `v` heads a non-frozen cascade with members.

@@ -18,7 +18,7 @@
 use std::ops::Range;
 
 use crate::error::AccessError;
-use crate::types::{CopyType, GrainCopy, MapId, MapState, VolumeId, WritePlan};
+use crate::types::{CascadeId, CopyType, GrainCopy, MapId, MapState, VolumeId, WritePlan};
 
 use super::Engine;
 
@@ -44,8 +44,9 @@ impl<'e> GrainPlanner<'e> {
     }
 
     /// Split state of member volume `v` (with the overlay); errors if its
-    /// bitmap is offline.
-    fn split(&self, v: VolumeId) -> Result<(MapId, bool), AccessError> {
+    /// bitmap is offline. (Always `Some`: grains outside a map's extents are
+    /// preset split, so its target holds them.)
+    fn node(&self, v: VolumeId) -> Result<Option<(MapId, bool)>, AccessError> {
         let id = self.eng.vols[&v]
             .target_map
             .ok_or(AccessError::UnknownVolume(v))?;
@@ -56,15 +57,23 @@ impl<'e> GrainPlanner<'e> {
                 map: id,
             });
         }
-        Ok((id, m.split.get(self.grain) || self.planned.contains(&id)))
+        Ok(Some((
+            id,
+            m.split.get(self.grain) || self.planned.contains(&id),
+        )))
     }
 
-    /// Physical holder of the view at chain index `i` of cascade `cid`.
-    fn holder_at(&self, cid: crate::types::CascadeId, i: usize) -> Result<VolumeId, AccessError> {
+    /// Whether member `v` holds its own grain.
+    fn split(&self, v: VolumeId) -> Result<bool, AccessError> {
+        Ok(self.node(v)?.is_none_or(|(_, s)| s))
+    }
+
+    /// Holder of the view at chain index `i` of cascade `cid`.
+    fn holder_at(&self, cid: CascadeId, i: usize) -> Result<VolumeId, AccessError> {
         let c = &self.eng.cascades[&cid];
         for j in (0..i).rev() {
             let v = c.members[j];
-            if self.split(v)?.1 {
+            if let Some((_, true)) = self.node(v)? {
                 return Ok(v);
             }
         }
@@ -84,15 +93,18 @@ impl<'e> GrainPlanner<'e> {
             let Some(cid) = vol.member_of else {
                 return Ok(v);
             };
+            if self.split(v)? {
+                return Ok(v);
+            }
             let c = &self.eng.cascades[&cid];
             let i = c
                 .members
                 .iter()
                 .position(|x| *x == v)
                 .ok_or(AccessError::UnknownVolume(v))?;
-            for j in (0..=i).rev() {
+            for j in (0..i).rev() {
                 let m = c.members[j];
-                if self.split(m)?.1 {
+                if let Some((_, true)) = self.node(m)? {
                     return Ok(m);
                 }
             }
@@ -117,6 +129,11 @@ impl<'e> GrainPlanner<'e> {
         self.holder_at(cid, i)
     }
 
+    /// Member at members index `from`, with its map.
+    fn next_covering(&self, cid: CascadeId, from: usize) -> Option<(VolumeId, MapId)> {
+        self.eng.next_covering(cid, from, self.grain)
+    }
+
     fn push(&mut self, map: MapId, from: VolumeId, to: VolumeId) {
         self.planned.push(map);
         self.out.push(GrainCopy {
@@ -131,15 +148,15 @@ impl<'e> GrainPlanner<'e> {
     fn phys_change(&mut self, x: VolumeId) -> Result<(), AccessError> {
         let heads = self.eng.vols[&x].heads.clone();
         for cid in heads {
-            let c = &self.eng.cascades[&cid];
-            if !c.frozen {
+            if !self.eng.cascades[&cid].frozen {
                 continue;
             }
-            let f = c.members[0];
-            let (id, split) = self.split(f)?;
-            if !split {
+            let Some((f, id)) = self.next_covering(cid, 0) else {
+                continue;
+            };
+            if !self.split(f)? {
                 self.phys_change(f)?;
-                if !self.split(f)?.1 {
+                if !self.split(f)? {
                     self.push(id, x, f);
                 }
             }
@@ -150,13 +167,12 @@ impl<'e> GrainPlanner<'e> {
     /// Rule B: before `view(v)` changes.
     fn view_change(&mut self, v: VolumeId) -> Result<(), AccessError> {
         for (cid, i) in self.eng.live_roles(v) {
-            let Some(d) = self.eng.chain_at(cid, i + 1) else {
+            let Some((d, id)) = self.next_covering(cid, i) else {
                 continue;
             };
-            let (id, split) = self.split(d)?;
-            if !split {
+            if !self.split(d)? {
                 self.phys_change(d)?;
-                if !self.split(d)?.1 {
+                if !self.split(d)? {
                     let from = self.holder(v)?;
                     self.push(id, from, d);
                 }
@@ -225,7 +241,7 @@ impl Engine {
             p.view_change(volume)?;
             p.phys_change(volume)?;
             if let Some(own) = own {
-                if !whole && !p.split(volume)?.1 {
+                if !whole && !p.split(volume)? {
                     let from = p.holder_upstream(volume)?;
                     p.push(own, from, volume);
                 }
@@ -293,7 +309,7 @@ impl Engine {
             first_found.get_or_insert(g);
             let mut p = GrainPlanner::new(self, g, target);
             let ok = p.phys_change(target).and_then(|()| {
-                if !p.split(target)?.1 {
+                if !p.split(target)? {
                     let from = p.holder_upstream(target)?;
                     p.push(map, from, target);
                 }
@@ -317,29 +333,11 @@ impl Engine {
     }
 
     fn plan_clean(&self, map: MapId, target: VolumeId, max_grains: usize) -> Vec<GrainCopy> {
-        let Some(cid) = self.vols[&target].member_of else {
-            return Vec::new();
-        };
-        let c = &self.cascades[&cid];
-        let Some(i) = c.members.iter().position(|x| *x == target) else {
-            return Vec::new();
-        };
-        let Some(&down) = c.members.get(i + 1) else {
-            return Vec::new();
-        };
-        let Some(down_map) = self.vols[&down].target_map else {
-            return Vec::new();
-        };
-        if self.maps[&down_map].state == MapState::Suspended {
-            return Vec::new();
-        }
-        let split_t = &self.maps[&map].split;
-        let split_d = &self.maps[&down_map].split;
         let mut out = Vec::new();
         let mut at = u64::MAX;
         let mut n = 0;
         while n < max_grains {
-            let Some(g) = split_t.prev_one_and_not(split_d, at) else {
+            let Some((g, down, down_map)) = self.next_clean_grain(map, target, at) else {
                 break;
             };
             let mut p = GrainPlanner::new(self, g, target);
@@ -359,6 +357,39 @@ impl Engine {
             at = g - 1;
         }
         out
+    }
+
+    /// Highest grain at or below `at` that stopping `map` (target `target`)
+    /// must still clean: split on the target, unsplit on its downstream
+    /// neighbour. Returns that neighbour and its map.
+    pub(crate) fn next_clean_grain(
+        &self,
+        map: MapId,
+        target: VolumeId,
+        at: u64,
+    ) -> Option<(u64, VolumeId, MapId)> {
+        let cid = self.vols[&target].member_of?;
+        let c = &self.cascades[&cid];
+        let i = c.members.iter().position(|x| *x == target)?;
+        let down = *c.members.get(i + 1)?;
+        let down_id = self.vols[&down].target_map?;
+        let dm = &self.maps[&down_id];
+        if dm.state == MapState::Suspended {
+            return None;
+        }
+        let g = self.maps[&map].split.prev_one_and_not(&dm.split, at)?;
+        Some((g, down, down_id))
+    }
+
+    /// Member at members index `from` of `cid`, with its map.
+    pub(crate) fn next_covering(
+        &self,
+        cid: CascadeId,
+        from: usize,
+        _g: u64,
+    ) -> Option<(VolumeId, MapId)> {
+        let v = *self.cascades.get(&cid)?.members.get(from)?;
+        Some((v, self.vols[&v].target_map?))
     }
 
     /// Report copies as durable: sets their maps' split bits (idempotent; bits

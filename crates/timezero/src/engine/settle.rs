@@ -56,6 +56,20 @@ impl Engine {
     /// through their target (semantics.md 2.7 `has_dependants`).
     pub(crate) fn settle_cut_waiting(&mut self) {
         loop {
+            let full_members: Vec<MapId> = self
+                .maps
+                .iter()
+                .filter(|(_, m)| {
+                    m.state == MapState::Copying
+                        && m.split.is_full()
+                        && self.vols[&m.spec.target].member_of.is_some()
+                })
+                .map(|(id, _)| *id)
+                .collect();
+            let mut cut = false;
+            for id in full_members {
+                cut |= self.complete(id);
+            }
             let ready: Vec<MapId> = self
                 .maps
                 .iter()
@@ -66,7 +80,7 @@ impl Engine {
                 })
                 .map(|(id, _)| *id)
                 .collect();
-            if ready.is_empty() {
+            if ready.is_empty() && !cut {
                 return;
             }
             for id in ready {
@@ -81,25 +95,28 @@ impl Engine {
             let c = &self.cascades[cid];
             !c.frozen
                 && c.ty == ty
-                && self.vols[&c.members[0]]
-                    .target_map
-                    .is_some_and(|m| !self.maps[&m].split.is_full())
+                && c.members.iter().any(|v| {
+                    self.vols[v]
+                        .target_map
+                        .is_some_and(|m| !self.maps[&m].split.is_full())
+                })
         })
     }
 
     /// Copy complete: cut the target from its chain; it heads its former
     /// dependants (semantics.md 2.7 `on_copy_complete`).
-    fn complete(&mut self, id: MapId) {
+    /// Returns whether the map was cut.
+    fn complete(&mut self, id: MapId) -> bool {
         let t = self.maps[&id].spec.target;
         let Some(cid) = self.vols[&t].member_of else {
-            return;
+            return false;
         };
         let c = self
             .cascades
             .get_mut(&cid)
             .expect("E1: member cascade exists");
         let Some(i) = c.members.iter().position(|x| *x == t) else {
-            return;
+            return false;
         };
         let tail: Vec<VolumeId> = c.members.split_off(i + 1);
         c.members.truncate(i);
@@ -114,6 +131,7 @@ impl Engine {
                 ty,
                 head: t,
                 frozen: false,
+                private: false,
                 members: tail.clone(),
             });
             for v in tail {
@@ -125,6 +143,7 @@ impl Engine {
             self.push_state(id, MapState::IdleOrCopied);
             self.maybe_autodelete(id);
         }
+        true
     }
 
     pub(crate) fn new_cascade(&mut self, c: Cascade) -> CascadeId {
@@ -182,18 +201,8 @@ impl Engine {
             return;
         }
         let t = m.spec.target;
-        if let Some(cid) = self.vols[&t].member_of {
-            let c = &self.cascades[&cid];
-            if let Some(i) = c.members.iter().position(|x| *x == t) {
-                if let Some(d) = c.members.get(i + 1) {
-                    if let Some(dm) = self.vols[d].target_map {
-                        let dm = &self.maps[&dm];
-                        if dm.pending > 0 || m.split.any_and_not(&dm.split) {
-                            return;
-                        }
-                    }
-                }
-            }
+        if self.downstream_suspended(t) || self.next_clean_grain(id, t, u64::MAX).is_some() {
+            return;
         }
         self.remove_member(t);
         let full = self.maps[&id].split.is_full();
@@ -206,6 +215,23 @@ impl Engine {
             self.push_state(id, MapState::Stopped);
         }
         self.settle_cut_waiting();
+    }
+
+    /// Whether the downstream neighbour of member `t` has its bitmap offline
+    /// (cleaning cannot be judged complete).
+    fn downstream_suspended(&self, t: VolumeId) -> bool {
+        let Some(cid) = self.vols[&t].member_of else {
+            return false;
+        };
+        let c = &self.cascades[&cid];
+        let Some(i) = c.members.iter().position(|x| *x == t) else {
+            return false;
+        };
+        c.members.get(i + 1).is_some_and(|d| {
+            self.vols[d]
+                .target_map
+                .is_some_and(|m| self.maps[&m].state == MapState::Suspended)
+        })
     }
 
     /// Maps whose view reads data through `id`'s target and would change if
