@@ -198,6 +198,7 @@ fn reason_code(r: TerminateReason) -> u8 {
         TerminateReason::Abend => 3,
         TerminateReason::ResetMismatch => 4,
         TerminateReason::Operator => 5,
+        TerminateReason::StartFailed => 6,
     }
 }
 

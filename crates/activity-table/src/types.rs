@@ -185,19 +185,24 @@ pub enum TerminateReason {
     ResetMismatch,
     /// Ended by the operator (TERMSESS).
     Operator,
+    /// The start failed part-way (one subsystem refused); the rows already
+    /// written are closed with this reason when the start is rolled back.
+    StartFailed,
 }
 
 impl TerminateReason {
     /// Every reason, in wire-code order.
-    pub const ALL: [TerminateReason; 5] = [
+    pub const ALL: [TerminateReason; 6] = [
         TerminateReason::Ipl,
         TerminateReason::RmRestart,
         TerminateReason::Abend,
         TerminateReason::ResetMismatch,
         TerminateReason::Operator,
+        TerminateReason::StartFailed,
     ];
 
-    /// The display name (`ipl`, `rm-restart`, `abend`, `reset-mismatch`, `operator`).
+    /// The display name (`ipl`, `rm-restart`, `abend`, `reset-mismatch`, `operator`,
+    /// `start-failed`).
     pub fn name(self) -> &'static str {
         match self {
             TerminateReason::Ipl => "ipl",
@@ -205,6 +210,7 @@ impl TerminateReason {
             TerminateReason::Abend => "abend",
             TerminateReason::ResetMismatch => "reset-mismatch",
             TerminateReason::Operator => "operator",
+            TerminateReason::StartFailed => "start-failed",
         }
     }
 }
@@ -224,7 +230,7 @@ impl std::str::FromStr for TerminateReason {
             .ok_or_else(|| TableError::InvalidField {
                 field: "terminate reason",
                 reason: format!(
-                    "unknown reason {s:?} (expected ipl, rm-restart, abend, reset-mismatch or operator)"
+                    "unknown reason {s:?} (expected ipl, rm-restart, abend, reset-mismatch, operator or start-failed)"
                 ),
             })
     }

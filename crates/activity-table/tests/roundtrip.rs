@@ -178,7 +178,14 @@ fn terminate_reasons_have_stable_names() {
     let names: Vec<String> = TerminateReason::ALL.iter().map(|r| r.to_string()).collect();
     assert_eq!(
         names,
-        ["ipl", "rm-restart", "abend", "reset-mismatch", "operator"]
+        [
+            "ipl",
+            "rm-restart",
+            "abend",
+            "reset-mismatch",
+            "operator",
+            "start-failed"
+        ]
     );
     for r in TerminateReason::ALL {
         assert_eq!(r.name().parse::<TerminateReason>().unwrap(), r);
