@@ -25,11 +25,19 @@
 
 pub mod check;
 pub mod data;
+pub mod engine_world;
+pub mod exhaustive;
 pub mod model;
+pub mod runner;
 pub mod seed;
 pub mod summary;
 pub mod trace;
+pub mod verify;
+pub mod workload;
+pub mod world;
 
 pub use check::{Invariant, RunKind, Violation};
+pub use runner::{fault_run, run_seed, FaultRunConfig, RunOutcome, WorldKind};
 pub use seed::{Seeds, Shard};
 pub use summary::{FaultRunSummary, RunStats};
+pub use world::World;

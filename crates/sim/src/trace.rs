@@ -54,6 +54,8 @@ pub struct Trace {
     pub step: u64,
     /// Simulated time of the run.
     pub clock: SimClock,
+    /// Also print every event to stderr as it is recorded (`SIM_TRACE=1`).
+    pub echo: bool,
 }
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
@@ -85,6 +87,7 @@ impl Trace {
             events: 0,
             step: 0,
             clock: SimClock::default(),
+            echo: std::env::var_os("SIM_TRACE").is_some_and(|v| v == "1"),
         }
     }
 
@@ -99,6 +102,9 @@ impl Trace {
         self.hash = fnv(self.hash, &ev.time_us.to_le_bytes());
         self.hash = fnv(self.hash, ev.text.as_bytes());
         self.events += 1;
+        if self.echo {
+            eprintln!("{ev}");
+        }
         if self.recent.len() == Self::KEEP {
             self.recent.pop_front();
         }

@@ -1,0 +1,166 @@
+//! The seeded run loop and the campaign driver (`fault_run`).
+//!
+//! One run: split the seed, build a world, then for each step pick an
+//! operation from the workload RNG, apply it, advance simulated time from the
+//! scheduler RNG, and check every invariant; at the end turn faults off and
+//! check LIVE-1. The first violation ends the run. A campaign runs a shard of
+//! `seed..seed+runs`, reruns some seeds to compare trace hashes, and merges
+//! the figures.
+
+use std::time::Instant;
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::check::{RunKind, Violation};
+use crate::engine_world::EngineWorld;
+use crate::seed::{Seeds, Shard};
+use crate::summary::{FaultRunSummary, RunStats};
+use crate::trace::Trace;
+use crate::workload::{next_op, Shape, Weights};
+use crate::world::World;
+
+/// Which system a run exercises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorldKind {
+    /// The pure engine over in-memory stores (no durability faults).
+    Engine,
+}
+
+/// What a campaign runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FaultRunConfig {
+    /// First seed.
+    pub seed: u64,
+    /// Number of seeds in the whole campaign (all shards).
+    pub runs: u64,
+    /// The slice of the campaign to run here.
+    pub shard: Shard,
+    /// Operations per run.
+    pub steps: usize,
+    /// The system under test.
+    pub world: WorldKind,
+    /// Volumes and their size.
+    pub shape: Shape,
+    /// Operation mix.
+    pub weights: Weights,
+    /// Rerun every n-th seed of the slice to compare trace hashes (0 = never;
+    /// the first seed is always rerun when n > 0).
+    pub determinism_every: u64,
+}
+
+impl FaultRunConfig {
+    /// Short runs on a small system: the CI tier's defaults.
+    pub fn new(seed: u64, runs: u64) -> FaultRunConfig {
+        FaultRunConfig {
+            seed,
+            runs,
+            shard: Shard::ALL,
+            steps: 60,
+            world: WorldKind::Engine,
+            shape: Shape {
+                volumes: 4,
+                tracks: 8,
+                sectors_per_track: 8,
+            },
+            weights: Weights::DEFAULT,
+            determinism_every: 10,
+        }
+    }
+
+    /// The config echo printed at the start and in the summary.
+    pub fn describe(&self) -> String {
+        format!(
+            "--seed {} --runs {} --shard {} (world {:?}, {} steps, {} volumes x {} tracks of {} bytes)",
+            self.seed,
+            self.runs,
+            self.shard,
+            self.world,
+            self.steps,
+            self.shape.volumes,
+            self.shape.tracks,
+            self.shape.sectors_per_track * 512
+        )
+    }
+}
+
+/// The outcome of one seed.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    /// The seed.
+    pub seed: u64,
+    /// Its counters.
+    pub stats: RunStats,
+    /// Hash over the whole trace.
+    pub trace_hash: u64,
+    /// The first violation, if any.
+    pub violation: Option<Violation>,
+    /// The last trace events, oldest first.
+    pub trace_tail: Vec<String>,
+}
+
+/// Runs one seed.
+pub fn run_seed(cfg: &FaultRunConfig, seed: u64) -> RunOutcome {
+    let seeds = Seeds::split(seed);
+    let mut trace = Trace::new();
+    trace.record(format!("seed {seed} {}", cfg.describe()));
+    let (stats, violation) = match cfg.world {
+        WorldKind::Engine => drive(cfg, &seeds, &mut trace, EngineWorld::new(cfg.shape)),
+    };
+    let violation = violation.map(|v| v.at(RunKind::Engine, seed, trace.step));
+    if let Some(v) = &violation {
+        trace.record(format!("VIOLATION {v}"));
+    }
+    RunOutcome {
+        seed,
+        stats,
+        trace_hash: trace.hash(),
+        violation,
+        trace_tail: trace.recent().map(|e| e.to_string()).collect(),
+    }
+}
+
+/// The run loop over any world.
+fn drive<W: World>(
+    cfg: &FaultRunConfig,
+    seeds: &Seeds,
+    trace: &mut Trace,
+    mut world: W,
+) -> (RunStats, Option<Violation>) {
+    let mut workload = Seeds::rng(seeds.workload);
+    let mut scheduler = Seeds::rng(seeds.scheduler);
+    let result = (|| {
+        for step in 0..cfg.steps {
+            trace.step = step as u64;
+            trace.clock.advance(scheduler.random_range(1..1_000));
+            let op = next_op(&mut workload, &cfg.shape, &cfg.weights, world.map_slots());
+            world.apply(&op, trace)?;
+            world.check_all()?;
+        }
+        trace.step = cfg.steps as u64;
+        world.settle_live(trace)
+    })();
+    (world.stats().clone(), result.err())
+}
+
+/// Runs a campaign (one shard of it) and returns its figures.
+pub fn fault_run(cfg: &FaultRunConfig) -> FaultRunSummary {
+    let started = Instant::now();
+    let mut summary = FaultRunSummary {
+        config: cfg.describe(),
+        ..FaultRunSummary::default()
+    };
+    for (i, seed) in cfg.shard.seeds(cfg.seed, cfg.runs).enumerate() {
+        let out = run_seed(cfg, seed);
+        if cfg.determinism_every > 0 && (i as u64) % cfg.determinism_every == 0 {
+            summary.determinism.seeds_checked += 1;
+            if run_seed(cfg, seed).trace_hash != out.trace_hash {
+                summary.determinism.mismatched_seeds.push(seed);
+            }
+        }
+        summary.add_run(seed, &out.stats, out.violation.map(|v| (v, out.trace_tail)));
+    }
+    summary.finish(started.elapsed().as_millis() as u64);
+    summary
+}

@@ -1,0 +1,411 @@
+//! Operations of a simulated workload and the seeded generator that picks them.
+//!
+//! The same operation list drives the engine-only world and the controller
+//! world; a world ignores what it cannot do (and records that in the trace).
+//! Map operations name a *slot*: the n-th map the run created, so a sequence
+//! stays meaningful whatever ids the system hands out.
+
+use std::fmt;
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use timezero::CopyType;
+
+/// How a simulated crash treats unflushed writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrashKind {
+    /// Process crash: volatile state lost, writes handed to the OS survive.
+    Process,
+    /// Power loss: unflushed writes dropped.
+    PowerLoss,
+    /// Power loss where each pending write lands whole, as a sector prefix or
+    /// not at all (seeded).
+    Torn,
+    /// Power loss keeping a random subset of pending writes (seeded).
+    RandomSubset,
+}
+
+impl CrashKind {
+    /// Name used in the trace and the fault counters.
+    pub fn name(self) -> &'static str {
+        match self {
+            CrashKind::Process => "crash.process",
+            CrashKind::PowerLoss => "crash.power-loss",
+            CrashKind::Torn => "crash.torn",
+            CrashKind::RandomSubset => "crash.random-subset",
+        }
+    }
+}
+
+/// One operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Host write of whole sectors.
+    Write {
+        /// Volume index.
+        vol: usize,
+        /// First sector.
+        sector: u64,
+        /// Sectors.
+        sectors: u64,
+    },
+    /// Host flush of one volume.
+    Flush {
+        /// Volume index.
+        vol: usize,
+    },
+    /// Define a map.
+    CreateMap {
+        /// Source volume index.
+        source: usize,
+        /// Target volume index.
+        target: usize,
+        /// Clone or snapshot.
+        copy_type: CopyType,
+        /// Background copy rate (0..=150).
+        copy_rate: u8,
+        /// Incremental (full maps only).
+        incremental: bool,
+    },
+    /// Prepare and start a map (restore allowed if `restore`).
+    Start {
+        /// Map slot.
+        slot: usize,
+        /// `-restore`.
+        restore: bool,
+    },
+    /// Stop a map.
+    Stop {
+        /// Map slot.
+        slot: usize,
+        /// `-force`.
+        force: bool,
+    },
+    /// Delete a map.
+    Delete {
+        /// Map slot.
+        slot: usize,
+        /// `-force`.
+        force: bool,
+    },
+    /// Bitmap offline.
+    Suspend {
+        /// Map slot.
+        slot: usize,
+    },
+    /// Bitmap online.
+    Resume {
+        /// Map slot.
+        slot: usize,
+    },
+    /// Background copy or cleaning of up to `grains` grains.
+    CopyStep {
+        /// Map slot.
+        slot: usize,
+        /// Grains.
+        grains: usize,
+    },
+    /// Crash and IPL (engine world: save and reload the engine).
+    Crash {
+        /// How unflushed writes fare.
+        kind: CrashKind,
+        /// Also crash once during the IPL's replay.
+        during_replay: bool,
+    },
+    /// Subsystem reset notification.
+    Reset {
+        /// The subsystem lost its volatile state (sessions, caches).
+        lose_volatile: bool,
+    },
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Op::Write {
+                vol,
+                sector,
+                sectors,
+            } => write!(f, "write v{vol} sectors {sector}+{sectors}"),
+            Op::Flush { vol } => write!(f, "flush v{vol}"),
+            Op::CreateMap {
+                source,
+                target,
+                copy_type,
+                copy_rate,
+                incremental,
+            } => write!(
+                f,
+                "create-map v{source}->v{target} {copy_type} rate {copy_rate}{}",
+                if *incremental { " incremental" } else { "" }
+            ),
+            Op::Start { slot, restore } => write!(
+                f,
+                "start m#{slot}{}",
+                if *restore { " -restore" } else { "" }
+            ),
+            Op::Stop { slot, force } => {
+                write!(f, "stop m#{slot}{}", if *force { " -force" } else { "" })
+            }
+            Op::Delete { slot, force } => {
+                write!(f, "delete m#{slot}{}", if *force { " -force" } else { "" })
+            }
+            Op::Suspend { slot } => write!(f, "suspend m#{slot}"),
+            Op::Resume { slot } => write!(f, "resume m#{slot}"),
+            Op::CopyStep { slot, grains } => write!(f, "copy-step m#{slot} {grains}"),
+            Op::Crash {
+                kind,
+                during_replay,
+            } => {
+                write!(
+                    f,
+                    "{}{}",
+                    kind.name(),
+                    if *during_replay {
+                        " +crash-during-replay"
+                    } else {
+                        ""
+                    }
+                )
+            }
+            Op::Reset { lose_volatile } => write!(
+                f,
+                "reset{}",
+                if *lose_volatile { " lose-volatile" } else { "" }
+            ),
+        }
+    }
+}
+
+/// Shape of the simulated system the generator aims at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    /// Volumes.
+    pub volumes: usize,
+    /// Tracks per volume.
+    pub tracks: u64,
+    /// Sectors per track.
+    pub sectors_per_track: u64,
+}
+
+/// Relative weights of the operation kinds (0 disables one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Weights {
+    /// Host writes.
+    pub write: u32,
+    /// Flushes.
+    pub flush: u32,
+    /// Map creation.
+    pub create: u32,
+    /// Starts.
+    pub start: u32,
+    /// Stops.
+    pub stop: u32,
+    /// Deletes.
+    pub delete: u32,
+    /// Suspend and resume.
+    pub suspend: u32,
+    /// Background copy steps.
+    pub copy: u32,
+    /// Crashes with IPL.
+    pub crash: u32,
+    /// Reset notifications.
+    pub reset: u32,
+}
+
+impl Weights {
+    /// A mix for runs with crashes and resets.
+    pub const DEFAULT: Weights = Weights {
+        write: 36,
+        flush: 10,
+        create: 8,
+        start: 10,
+        stop: 6,
+        delete: 3,
+        suspend: 3,
+        copy: 16,
+        crash: 5,
+        reset: 3,
+    };
+
+    fn total(&self) -> u32 {
+        self.write
+            + self.flush
+            + self.create
+            + self.start
+            + self.stop
+            + self.delete
+            + self.suspend
+            + self.copy
+            + self.crash
+            + self.reset
+    }
+}
+
+/// Picks the next operation; `maps` is how many map slots exist.
+pub fn next_op(rng: &mut ChaCha8Rng, shape: &Shape, weights: &Weights, maps: usize) -> Op {
+    let total = weights.total().max(1);
+    loop {
+        let mut x = rng.random_range(0..total);
+        let mut pick = |w: u32| {
+            if x < w {
+                true
+            } else {
+                x -= w;
+                false
+            }
+        };
+        let vol = rng.random_range(0..shape.volumes);
+        if pick(weights.write) {
+            return write_op(rng, shape, vol);
+        }
+        if pick(weights.flush) {
+            return Op::Flush { vol };
+        }
+        if pick(weights.create) {
+            let mut target = rng.random_range(0..shape.volumes - 1);
+            if target >= vol {
+                target += 1;
+            }
+            let copy_type = if rng.random_bool(0.6) {
+                CopyType::Full
+            } else {
+                CopyType::Nocopy
+            };
+            let copy_rate = match copy_type {
+                CopyType::Full => [0, 50, 100][rng.random_range(0..3)],
+                _ => 0,
+            };
+            let incremental = copy_type == CopyType::Full && rng.random_bool(0.3);
+            return Op::CreateMap {
+                source: vol,
+                target,
+                copy_type,
+                copy_rate,
+                incremental,
+            };
+        }
+        let slot_weights = [
+            weights.start,
+            weights.stop,
+            weights.delete,
+            weights.suspend,
+            weights.copy,
+        ];
+        if maps == 0 {
+            // No map yet: the map operations' share falls through to the rest.
+            for w in slot_weights {
+                pick(w);
+            }
+        } else {
+            let slot = rng.random_range(0..maps);
+            if pick(weights.start) {
+                return Op::Start {
+                    slot,
+                    restore: rng.random_bool(0.2),
+                };
+            }
+            if pick(weights.stop) {
+                return Op::Stop {
+                    slot,
+                    force: rng.random_bool(0.25),
+                };
+            }
+            if pick(weights.delete) {
+                return Op::Delete {
+                    slot,
+                    force: rng.random_bool(0.5),
+                };
+            }
+            if pick(weights.suspend) {
+                return if rng.random_bool(0.5) {
+                    Op::Suspend { slot }
+                } else {
+                    Op::Resume { slot }
+                };
+            }
+            if pick(weights.copy) {
+                return Op::CopyStep {
+                    slot,
+                    grains: rng.random_range(1..=4),
+                };
+            }
+        }
+        if pick(weights.crash) {
+            let kind = [
+                CrashKind::Process,
+                CrashKind::PowerLoss,
+                CrashKind::Torn,
+                CrashKind::RandomSubset,
+            ][rng.random_range(0..4)];
+            return Op::Crash {
+                kind,
+                during_replay: rng.random_bool(0.2),
+            };
+        }
+        if pick(weights.reset) {
+            return Op::Reset {
+                lose_volatile: rng.random_bool(0.5),
+            };
+        }
+    }
+}
+
+fn write_op(rng: &mut ChaCha8Rng, shape: &Shape, vol: usize) -> Op {
+    let spt = shape.sectors_per_track;
+    let total = shape.tracks * spt;
+    if rng.random_bool(0.3) {
+        // Whole tracks (no fill needed on an unsplit target grain).
+        let track = rng.random_range(0..shape.tracks);
+        let n = rng.random_range(1..=2).min(shape.tracks - track);
+        return Op::Write {
+            vol,
+            sector: track * spt,
+            sectors: n * spt,
+        };
+    }
+    let sector = rng.random_range(0..total);
+    let sectors = rng.random_range(1..=2 * spt).min(total - sector);
+    Op::Write {
+        vol,
+        sector,
+        sectors,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+
+    use super::*;
+
+    #[test]
+    fn ops_stay_inside_the_shape_and_cover_every_kind() {
+        let shape = Shape {
+            volumes: 3,
+            tracks: 8,
+            sectors_per_track: 8,
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut kinds = std::collections::HashSet::new();
+        for i in 0..5000 {
+            let op = next_op(&mut rng, &shape, &Weights::DEFAULT, i % 4);
+            match &op {
+                Op::Write {
+                    vol,
+                    sector,
+                    sectors,
+                } => {
+                    assert!(*vol < 3 && *sectors >= 1 && sector + sectors <= 64, "{op}");
+                }
+                Op::CreateMap { source, target, .. } => assert!(source != target && *target < 3),
+                Op::Start { slot, .. } | Op::Stop { slot, .. } | Op::CopyStep { slot, .. } => {
+                    assert!(*slot < i % 4)
+                }
+                _ => {}
+            }
+            kinds.insert(std::mem::discriminant(&op));
+        }
+        assert_eq!(kinds.len(), 12);
+    }
+}
