@@ -406,6 +406,6 @@ mod tests {
             }
             kinds.insert(std::mem::discriminant(&op));
         }
-        assert_eq!(kinds.len(), 12);
+        assert_eq!(kinds.len(), 11);
     }
 }
