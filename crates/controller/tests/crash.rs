@@ -74,15 +74,22 @@ fn workload_without_crash_keeps_every_image() {
 
 #[test]
 fn crash_at_every_step_boundary() {
-    let modes = [
+    // CONTROLLER_CRASH_SEEDS=N adds N torn and N random-subset images per boundary.
+    let extra: u64 = std::env::var("CONTROLLER_CRASH_SEEDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut modes = vec![
         CrashMode::DropAll,
         CrashMode::KeepAll,
         CrashMode::Torn { seed: 1 },
-        CrashMode::Torn { seed: 2 },
-        CrashMode::RandomSubset { seed: 3 },
     ];
+    for seed in 0..extra {
+        modes.push(CrashMode::Torn { seed: 100 + seed });
+        modes.push(CrashMode::RandomSubset { seed: 200 + seed });
+    }
     for k in 0..=STEPS {
-        for mode in modes {
+        for &mode in &modes {
             let (mut vs, mut model) = run_until(k);
             vs.crash(mode).unwrap();
             vs.ipl()

@@ -1,7 +1,7 @@
 //! Controller metadata on a metadata [`TrackStore`]: two root slots and a bitmap journal.
 //!
 //! ```text
-//! meta store (sparse FB volume, 1 MiB tracks)
+//! meta store (sparse FB volume, 64 KiB tracks)
 //! 0 GiB   slot 0: [root header, 4 KiB][root payload ...]
 //! 16 GiB  slot 1: [root header, 4 KiB][root payload ...]
 //! 32 GiB  journal: [record][record]...   (records of the current root generation)
@@ -37,7 +37,7 @@ use volume_store::TrackStore;
 use crate::error::{ControllerError, ErrorKind};
 
 /// Track size of the metadata store.
-pub const META_TRACK_BYTES: u64 = 1 << 20;
+pub const META_TRACK_BYTES: u64 = 64 << 10;
 /// Bytes reserved for each root slot (header + payload).
 pub const SLOT_BYTES: u64 = 16 << 30;
 /// Bytes of the root header block at the start of a slot.

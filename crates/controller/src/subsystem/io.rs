@@ -415,12 +415,19 @@ impl Inner {
             .copied()
             .filter(|m| unset(core.engine.diff_bitmap(*m)))
             .collect();
-        let record = maps.member.is_some_and(|m| {
-            matches!(
-                core.engine.map_state(m),
-                Some(timezero::MapState::Copying | timezero::MapState::Stopping)
-            ) && unset(core.engine.split_bitmap(m))
-        });
+        // Partial grains are split by their fill copies; only whole grains that
+        // are still unsplit need the write recorded after their data is durable.
+        let whole = whole_first..whole_end.max(whole_first);
+        let record = !whole.is_empty()
+            && maps.member.is_some_and(|m| {
+                matches!(
+                    core.engine.map_state(m),
+                    Some(timezero::MapState::Copying | timezero::MapState::Stopping)
+                ) && core
+                    .engine
+                    .split_bitmap(m)
+                    .is_some_and(|b| b.next_zero(whole.start).is_some_and(|z| z < whole.end))
+            });
         Ok(HostPlan {
             copies,
             diff_maps,

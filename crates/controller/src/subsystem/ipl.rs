@@ -372,12 +372,14 @@ impl Subsystem {
         Ok(report)
     }
 
-    /// IPL: a clean shutdown followed by a fresh open of the same data
-    /// directory with the same stores (volatile state is rebuilt). The old
-    /// handle and its clones refuse work afterwards.
+    /// IPL: a shutdown (clean if the stores allow it) followed by a fresh
+    /// open of the same data directory with the same stores: volatile state is
+    /// rebuilt, poisoned stores are reopened. The old handle and its clones
+    /// refuse work afterwards.
     pub fn ipl(&self) -> Result<Subsystem> {
-        self.close()?;
-        self.inner.lock.lock().take();
+        if let Err(e) = self.close() {
+            tracing::warn!(subsystem = %self.inner.id, error = %e.full_message(), "IPL: shutdown not clean; the open runs the checker");
+        }
         open(
             self.inner.dir.root(),
             self.inner.config.clone(),

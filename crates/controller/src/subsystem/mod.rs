@@ -261,32 +261,49 @@ impl Subsystem {
     }
 
     /// Clean shutdown: waits for in-flight I/O, flushes every volume, writes a
-    /// root without the OPEN flag. The handle (and its clones) refuse I/O afterwards.
+    /// root without the OPEN flag. The handle (and its clones) refuse I/O
+    /// afterwards and the data directory is released, even when a flush or the
+    /// root write fails (then the error is returned and the next open is a
+    /// dirty IPL that runs the checker).
     pub fn close(&self) -> Result<()> {
         let _topo = self.inner.topo.write();
-        if self.inner.closed.load(std::sync::atomic::Ordering::SeqCst) {
+        if self
+            .inner
+            .closed
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
             return Ok(());
         }
+        let result = (|| {
+            let vols: Vec<Arc<Volume>> = self
+                .inner
+                .volumes
+                .read()
+                .by_name
+                .values()
+                .cloned()
+                .collect();
+            for v in vols {
+                self.inner.flush_store(&v.name, &v.store)?;
+            }
+            let mut cur = self.inner.journal.lock();
+            cur.flags &= !crate::meta::ROOT_FLAG_OPEN;
+            self.inner.checkpoint(&mut cur)
+        })();
+        self.inner.tables.lock().take();
+        self.inner.lock.lock().take();
+        result
+    }
+
+    /// Marks the handle closed and releases the directory without flushing
+    /// anything (what a process crash leaves).
+    pub(crate) fn abandon(&self) {
+        let _topo = self.inner.topo.write();
         self.inner
             .closed
             .store(true, std::sync::atomic::Ordering::SeqCst);
-        let vols: Vec<Arc<Volume>> = self
-            .inner
-            .volumes
-            .read()
-            .by_name
-            .values()
-            .cloned()
-            .collect();
-        for v in vols {
-            self.inner.flush_store(&v.name, &v.store)?;
-        }
-        let mut cur = self.inner.journal.lock();
-        cur.flags &= !crate::meta::ROOT_FLAG_OPEN;
-        self.inner.checkpoint(&mut cur)?;
         self.inner.tables.lock().take();
         self.inner.lock.lock().take();
-        Ok(())
     }
 
     pub(crate) fn check_open(&self) -> Result<()> {
