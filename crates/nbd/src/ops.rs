@@ -202,7 +202,7 @@ pub(crate) fn error_reply(info: &ReqInfo, errno: u32, message: String) -> Reply 
 }
 
 /// Run one validated request (blocking) and build its reply.
-pub(crate) fn execute(op: Op, export: &Arc<dyn Export>, payload: Vec<u8>, info: ReqInfo) -> Reply {
+pub(crate) fn execute(op: Op, export: &Arc<dyn Export>, payload: &[u8], info: ReqInfo) -> Reply {
     let ok = Reply::Simple {
         cookie: info.cookie,
         errno: 0,
@@ -223,7 +223,7 @@ pub(crate) fn execute(op: Op, export: &Arc<dyn Export>, payload: Vec<u8>, info: 
                 Err(e) => Err(e),
             }
         }
-        Op::Write { offset, fua } => export.write(offset, &payload, fua),
+        Op::Write { offset, fua } => export.write(offset, payload, fua),
         Op::Flush => export.flush(),
         Op::Trim { offset, len, fua } => advisory(export.trim(offset, len, fua)),
         Op::Cache { offset, len } => advisory(export.cache(offset, len)),

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
@@ -44,15 +44,15 @@ impl CallCounts {
     }
 }
 
-struct MemData {
-    bytes: Vec<u8>,
-    allocated: Vec<bool>,
-}
+/// Bytes per lock stripe of a [`MemExport`]: I/O to different stripes
+/// runs in parallel.
+const STRIPE_BYTES: u64 = 1 << 20;
 
 /// An export held in memory.
 pub struct MemExport {
     size: u64,
-    data: RwLock<MemData>,
+    stripes: Vec<RwLock<Vec<u8>>>,
+    allocated: Vec<AtomicBool>,
     block_size: BlockSize,
     read_only: bool,
     multi_conn: bool,
@@ -78,12 +78,18 @@ impl MemExport {
     /// A zero-filled, unallocated export of `size` bytes.
     pub fn new(size: u64) -> Self {
         let blocks = size.div_ceil(ALLOC_BLOCK_BYTES) as usize;
+        let stripes = (0..size.div_ceil(STRIPE_BYTES))
+            .map(|i| {
+                RwLock::new(vec![
+                    0;
+                    (size - i * STRIPE_BYTES).min(STRIPE_BYTES) as usize
+                ])
+            })
+            .collect();
         MemExport {
             size,
-            data: RwLock::new(MemData {
-                bytes: vec![0; size as usize],
-                allocated: vec![false; blocks],
-            }),
+            stripes,
+            allocated: (0..blocks).map(|_| AtomicBool::new(false)).collect(),
             block_size: BlockSize::DEFAULT,
             read_only: false,
             multi_conn: true,
@@ -143,52 +149,81 @@ impl MemExport {
         }
         Ok(())
     }
-    /// Copy of the bytes of a range (test inspection).
+    /// Copy of the bytes of a range (test inspection); clipped to the export.
     pub fn snapshot(&self, offset: u64, len: usize) -> Vec<u8> {
-        let d = self.data.read();
-        let start = (offset as usize).min(d.bytes.len());
-        let end = start.saturating_add(len).min(d.bytes.len());
-        d.bytes[start..end].to_vec()
+        let start = offset.min(self.size);
+        let end = start.saturating_add(len as u64).min(self.size);
+        let mut out = vec![0u8; (end - start) as usize];
+        self.each_piece(start, end - start, |stripe, at, pos| {
+            let s = self.stripes[stripe].read();
+            let n = (s.len() - at).min(out.len() - pos);
+            out[pos..pos + n].copy_from_slice(&s[at..at + n]);
+            n
+        });
+        out
     }
-    fn zero(&self, offset: u64, len: u64, deallocate: bool) {
-        let mut d = self.data.write();
-        d.bytes[offset as usize..(offset + len) as usize].fill(0);
-        let first = offset.div_ceil(ALLOC_BLOCK_BYTES);
-        let end = (offset + len) / ALLOC_BLOCK_BYTES;
-        let last_full = if offset + len == self.size {
-            d.allocated.len() as u64
-        } else {
-            end
-        };
-        for b in first..last_full {
-            d.allocated[b as usize] = !deallocate;
+
+    /// Call `f(stripe, offset in stripe, position in range)` for each
+    /// stripe piece of `[offset, offset+len)`; `f` returns the bytes it covered.
+    fn each_piece(&self, offset: u64, len: u64, mut f: impl FnMut(usize, usize, usize) -> usize) {
+        let mut pos = 0u64;
+        while pos < len {
+            let abs = offset + pos;
+            let stripe = (abs / STRIPE_BYTES) as usize;
+            let at = (abs % STRIPE_BYTES) as usize;
+            let n = f(stripe, at, pos as usize).min((len - pos) as usize);
+            pos += n as u64;
         }
+    }
+
+    fn fill_zero(&self, offset: u64, len: u64) {
+        self.each_piece(offset, len, |stripe, at, pos| {
+            let mut s = self.stripes[stripe].write();
+            let n = (s.len() - at).min(len as usize - pos);
+            s[at..at + n].fill(0);
+            n
+        });
+    }
+
+    fn zero(&self, offset: u64, len: u64, deallocate: bool) {
+        self.fill_zero(offset, len);
         if !deallocate {
-            mark_allocated(&mut d.allocated, offset, len);
+            mark_allocated(&self.allocated, offset, len);
+            return;
+        }
+        // Only blocks wholly inside the range (or ending at the export end) become holes.
+        let first = offset.div_ceil(ALLOC_BLOCK_BYTES);
+        let end = if offset + len == self.size {
+            self.allocated.len() as u64
+        } else {
+            (offset + len) / ALLOC_BLOCK_BYTES
+        };
+        for b in first..end {
+            self.allocated[b as usize].store(false, Ordering::Relaxed);
         }
     }
 }
 
-fn mark_allocated(allocated: &mut [bool], offset: u64, len: u64) {
+fn mark_allocated(allocated: &[AtomicBool], offset: u64, len: u64) {
     if len == 0 {
         return;
     }
     let first = offset / ALLOC_BLOCK_BYTES;
     let last = (offset + len - 1) / ALLOC_BLOCK_BYTES;
     for b in first..=last {
-        allocated[b as usize] = true;
+        allocated[b as usize].store(true, Ordering::Relaxed);
     }
 }
 
 /// Extents of `[offset, offset+len)` from per-block allocation bits.
-fn extents_from(allocated: &[bool], offset: u64, len: u64, size: u64) -> Vec<Extent> {
+fn extents_from(allocated: &[AtomicBool], offset: u64, len: u64, size: u64) -> Vec<Extent> {
     let mut out: Vec<Extent> = Vec::new();
     let end = offset + len;
     let mut pos = offset;
     while pos < end {
         let b = pos / ALLOC_BLOCK_BYTES;
         let block_end = ((b + 1) * ALLOC_BLOCK_BYTES).min(size).min(end);
-        let flags = if allocated[b as usize] {
+        let flags = if allocated[b as usize].load(Ordering::Relaxed) {
             ExtentFlags::DATA
         } else {
             ExtentFlags::HOLE_ZERO
@@ -225,8 +260,13 @@ impl Export for MemExport {
         self.counts.reads.fetch_add(1, Ordering::SeqCst);
         self.pre(offset)?;
         check(self.size, offset, buf.len() as u64, ErrorKind::Invalid)?;
-        let d = self.data.read();
-        buf.copy_from_slice(&d.bytes[offset as usize..offset as usize + buf.len()]);
+        let len = buf.len();
+        self.each_piece(offset, len as u64, |stripe, at, pos| {
+            let s = self.stripes[stripe].read();
+            let n = (s.len() - at).min(len - pos);
+            buf[pos..pos + n].copy_from_slice(&s[at..at + n]);
+            n
+        });
         Ok(())
     }
     fn write(&self, offset: u64, data: &[u8], fua: bool) -> Result<(), ExportError> {
@@ -237,9 +277,13 @@ impl Export for MemExport {
         self.perm()?;
         self.pre(offset)?;
         check(self.size, offset, data.len() as u64, ErrorKind::NoSpace)?;
-        let mut d = self.data.write();
-        d.bytes[offset as usize..offset as usize + data.len()].copy_from_slice(data);
-        mark_allocated(&mut d.allocated, offset, data.len() as u64);
+        self.each_piece(offset, data.len() as u64, |stripe, at, pos| {
+            let mut s = self.stripes[stripe].write();
+            let n = (s.len() - at).min(data.len() - pos);
+            s[at..at + n].copy_from_slice(&data[pos..pos + n]);
+            n
+        });
+        mark_allocated(&self.allocated, offset, data.len() as u64);
         Ok(())
     }
     fn flush(&self) -> Result<(), ExportError> {
@@ -274,8 +318,7 @@ impl Export for MemExport {
     fn block_status(&self, offset: u64, len: u64) -> Result<Vec<Extent>, ExportError> {
         self.pre(offset)?;
         check(self.size, offset, len, ErrorKind::Invalid)?;
-        let d = self.data.read();
-        Ok(extents_from(&d.allocated, offset, len, self.size))
+        Ok(extents_from(&self.allocated, offset, len, self.size))
     }
 }
 

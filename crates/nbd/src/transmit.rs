@@ -17,6 +17,8 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
+use bytes::BytesMut;
+
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::mpsc::{self, UnboundedSender};
 use tokio::sync::Semaphore;
@@ -83,6 +85,18 @@ async fn read_header<R: AsyncRead + Unpin>(
         filled += n;
     }
     Ok(true)
+}
+
+/// Read exactly `n` payload bytes into a fresh buffer without zero-filling it first.
+async fn read_payload<R: AsyncRead + Unpin>(r: &mut R, n: usize) -> std::io::Result<BytesMut> {
+    let mut buf = BytesMut::with_capacity(n);
+    while buf.len() < n {
+        let want = (n - buf.len()) as u64;
+        if r.take(want).read_buf(&mut buf).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+    Ok(buf)
 }
 
 async fn read_loop<R: AsyncRead + Unpin>(
@@ -163,10 +177,9 @@ async fn read_loop<R: AsyncRead + Unpin>(
             Ok(p) => p,
             Err(_) => return Err(ServerError::Protocol("in-flight budget closed".into())),
         };
-        let mut payload = Vec::new();
-        if payload_len > 0 {
-            payload = vec![0u8; payload_len as usize];
-            if let Err(e) = r.read_exact(&mut payload).await {
+        let payload = match read_payload(&mut r, payload_len as usize).await {
+            Ok(p) => p,
+            Err(e) => {
                 warn!(
                     cookie = h.cookie,
                     len = payload_len,
@@ -174,12 +187,12 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 );
                 return Err(e.into());
             }
-        }
+        };
         let export = s.export.clone();
         let tx = tx.clone();
         tokio::task::spawn_blocking(move || {
             let reply = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                ops::execute(op, &export, payload, info)
+                ops::execute(op, &export, &payload, info)
             }))
             .unwrap_or_else(|_| {
                 error!(
