@@ -350,8 +350,14 @@ impl Engine {
             (MapState::IdleOrCopied | MapState::Stopped, _) | (MapState::Stopping, false) => {}
             (MapState::Preparing | MapState::Prepared, _) => self.push_state(id, MapState::Stopped),
             (MapState::Suspended, false) => {
+                // A cut map (100 %, out of its chain) has nothing to clean.
+                let to = if self.vols[&m.spec.target].member_of.is_some() {
+                    MapState::Stopping
+                } else {
+                    MapState::IdleOrCopied
+                };
                 if let Some(m) = self.maps.get_mut(&id) {
-                    m.resume_to = Some(MapState::Stopping);
+                    m.resume_to = Some(to);
                 }
             }
             (MapState::Copying, false) => {
@@ -411,6 +417,9 @@ impl Engine {
         self.push_state(id, to);
         if to == MapState::Stopping {
             self.try_finish_stopping(id);
+        }
+        if to == MapState::IdleOrCopied {
+            self.maybe_autodelete(id);
         }
         self.settle(&[id]);
         Ok(())
