@@ -157,7 +157,7 @@ impl Subsystem {
     pub(crate) fn control<T>(&self, f: impl FnOnce(&Self, &mut Core) -> Result<T>) -> Result<T> {
         self.check_open()?;
         let inner = &*self.inner;
-        let _topo = inner.topo.write();
+        let _topo = self.control_lock()?;
         let mut cur = inner.journal.lock();
         let r = {
             let mut core = inner.core.lock();

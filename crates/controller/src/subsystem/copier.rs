@@ -115,7 +115,7 @@ impl Subsystem {
         let (mut grains_done, mut bytes_done) = (0u64, 0u64);
         let mut chunk = 1024usize;
         while bytes_done < budget_bytes {
-            let _topo = inner.topo.read();
+            let _topo = self.io_lock()?;
             // Plan under the core lock, holding the grains we get.
             let (plan, _guard) = {
                 let mut core = inner.core.lock();

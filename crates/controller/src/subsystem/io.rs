@@ -93,7 +93,7 @@ impl Subsystem {
         }
         let inner = &*self.inner;
         let _active = HostActive::new(inner);
-        let _topo = inner.topo.read();
+        let _topo = self.io_lock()?;
         let ts = v.geometry.track_size_bytes();
         let grains = grain_range(ts, offset, buf.len() as u64);
         let holders = inner.resolve(&v, grains.clone())?;
@@ -205,7 +205,7 @@ impl Subsystem {
             return Ok(Vec::new());
         }
         let inner = &*self.inner;
-        let _topo = inner.topo.read();
+        let _topo = self.io_lock()?;
         let ts = v.geometry.track_size_bytes();
         let grains = grain_range(ts, offset, len);
         let holders = inner.resolve(&v, grains.clone())?;
@@ -285,7 +285,7 @@ impl Subsystem {
         }
         let inner = &*self.inner;
         let _active = HostActive::new(inner);
-        let _topo = inner.topo.read();
+        let _topo = self.io_lock()?;
         let ts = v.geometry.track_size_bytes();
         let grains = grain_range(ts, offset, len);
         let _g = inner.grains.lock(grains.clone());

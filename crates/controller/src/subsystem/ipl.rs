@@ -327,7 +327,7 @@ impl Subsystem {
     pub fn reset(&self, lose_volatile: bool) -> Result<IplReport> {
         self.check_open()?;
         let inner = &*self.inner;
-        let _topo = inner.topo.write();
+        let _topo = self.control_lock()?;
         let mut cur = inner.journal.lock();
         if !lose_volatile {
             inner.checkpoint(&mut cur)?;

@@ -295,15 +295,30 @@ impl Subsystem {
         result
     }
 
-    /// Marks the handle closed and releases the directory without flushing
-    /// anything (what a process crash leaves).
-    pub(crate) fn abandon(&self) {
+    /// A process crash: the handle (and its clones) refuse work and the data
+    /// directory is released, without flushing or writing anything. The next
+    /// open is a dirty IPL.
+    pub fn abandon(&self) {
         let _topo = self.inner.topo.write();
         self.inner
             .closed
             .store(true, std::sync::atomic::Ordering::SeqCst);
         self.inner.tables.lock().take();
         self.inner.lock.lock().take();
+    }
+
+    /// Shared topology lock for I/O, checked against a concurrent close.
+    pub(crate) fn io_lock(&self) -> Result<parking_lot::RwLockReadGuard<'_, ()>> {
+        let g = self.inner.topo.read();
+        self.check_open()?;
+        Ok(g)
+    }
+
+    /// Exclusive topology lock for control, checked against a concurrent close.
+    pub(crate) fn control_lock(&self) -> Result<parking_lot::RwLockWriteGuard<'_, ()>> {
+        let g = self.inner.topo.write();
+        self.check_open()?;
+        Ok(g)
     }
 
     pub(crate) fn check_open(&self) -> Result<()> {

@@ -256,7 +256,7 @@ impl Subsystem {
         }
         self.check_open()?;
         let inner = &*self.inner;
-        let _topo = inner.topo.write();
+        let _topo = self.control_lock()?;
         let _cur = inner.journal.lock();
         let mut core = inner.core.lock();
         if core.sessions.len() >= MAX_SESSIONS_PER_SUBSYSTEM {
@@ -331,7 +331,7 @@ impl Subsystem {
     /// Writes a checkpoint now: every established session becomes hardened.
     pub fn harden(&self) -> Result<()> {
         self.check_open()?;
-        let _topo = self.inner.topo.read();
+        let _topo = self.io_lock()?;
         let mut cur = self.inner.journal.lock();
         self.inner.checkpoint(&mut cur)
     }
