@@ -20,6 +20,7 @@ enum Op {
     Write {
         vol: u8,
         grain: u8,
+        len: u8,
         whole: bool,
     },
     Create {
@@ -78,7 +79,7 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        30 => (any::<u8>(), any::<u8>(), any::<bool>()).prop_map(|(vol, grain, whole)| Op::Write { vol, grain, whole }),
+        30 => (any::<u8>(), any::<u8>(), prop_oneof![3 => Just(1u8), 1 => 2u8..4], any::<bool>()).prop_map(|(vol, grain, len, whole)| Op::Write { vol, grain, len, whole }),
         8 => (any::<u8>(), any::<u8>(), any::<bool>(), any::<bool>(), proptest::option::weighted(0.2, (any::<u8>(), any::<u8>())), prop_oneof![Just(0u8), Just(50u8), Just(100u8)])
             .prop_map(|(source, target, full, incremental, extents, rate)| Op::Create { source, target, full, incremental, extents, rate }),
         10 => (any::<u8>(), proptest::bool::weighted(0.15)).prop_map(|(map, restore)| Op::StartPrep { map, restore }),
@@ -108,9 +109,10 @@ fn apply(sim: &mut Sim, op: &Op) {
         Op::Write {
             vol: v,
             grain,
+            len,
             whole,
         } => {
-            sim.write(vol(v), u64::from(grain) % GRAINS, whole);
+            sim.write_range(vol(v), u64::from(grain) % GRAINS, u64::from(len), whole);
         }
         Op::Create {
             source,
@@ -269,7 +271,7 @@ fn cases() -> u32 {
     std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(300)
+        .unwrap_or(1000)
 }
 
 proptest! {

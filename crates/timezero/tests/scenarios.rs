@@ -304,3 +304,49 @@ fn dirty_words_name_the_changed_bitmap_words() {
         Err(ControlError::Bitmap { .. })
     ));
 }
+
+#[test]
+fn cleaning_waits_for_copies_in_flight_into_the_stopping_target() {
+    // [S, T2, T1]: T2 stopping; a host write to S planned before cleaning
+    // finishes copies into T2; T2 must not leave before that copy commits.
+    let mut e = Engine::new();
+    for v in 0..3 {
+        e.add_volume(VolumeId(v), 4).unwrap();
+    }
+    let t1 = e
+        .create_map(MapSpec::new(VolumeId(0), VolumeId(1), CopyType::Nocopy))
+        .unwrap();
+    e.start(t1, PREP).unwrap();
+    let t2 = e
+        .create_map(MapSpec::new(VolumeId(0), VolumeId(2), CopyType::Nocopy))
+        .unwrap();
+    e.start(t2, PREP).unwrap();
+    let p = e.plan_write(VolumeId(0), 0..1, true).unwrap();
+    e.commit_copies(&p.copies);
+    e.record_write(VolumeId(0), 0..1);
+    e.stop(t2, false).unwrap();
+    assert_eq!(e.map_state(t2), Some(MapState::Stopping));
+    // In flight: a write to S at grain 1 preserves into T2.
+    let inflight = e.plan_write(VolumeId(0), 1..2, true).unwrap();
+    assert_eq!(inflight.copies[0].to, VolumeId(2));
+    let clean = e.plan_background(t2, 10);
+    assert_eq!(clean.len(), 1);
+    e.commit_copies(&clean);
+    assert_eq!(
+        e.map_state(t2),
+        Some(MapState::Stopping),
+        "must wait for the copy in flight"
+    );
+    e.commit_copies(&inflight.copies);
+    e.record_write(VolumeId(0), 1..2);
+    // The committed copy created new cleaning work for grain 1.
+    let clean = e.plan_background(t2, 10);
+    assert_eq!(clean.iter().map(|c| c.grain).collect::<Vec<_>>(), vec![1]);
+    e.commit_copies(&clean);
+    assert_eq!(e.map_state(t2), Some(MapState::Stopped));
+    assert_eq!(e.resolve_read(VolumeId(1), 1), Ok(VolumeId(1)));
+    // Abandoned plans release their maps too.
+    let p = e.plan_write(VolumeId(0), 2..3, true).unwrap();
+    e.abandon_copies(&p.copies);
+    assert_eq!(e.resolve_read(VolumeId(1), 2), Ok(VolumeId(0)));
+}

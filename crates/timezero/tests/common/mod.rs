@@ -125,16 +125,22 @@ impl Sim {
 
     /// A host write through the engine's plan. Returns whether it was accepted.
     pub fn write(&mut self, v: VolumeId, g: u64, whole: bool) -> bool {
+        self.write_range(v, g, 1, whole)
+    }
+
+    /// A host write of `len` grains from `g` (clamped to the volume).
+    pub fn write_range(&mut self, v: VolumeId, g: u64, len: u64, whole: bool) -> bool {
         let before = self.states();
-        let ok = self.write_inner(v, g, whole);
+        let ok = self.write_inner(v, g, len.clamp(1, self.grains - g), whole);
         self.after_control(&before);
         ok
     }
 
-    fn write_inner(&mut self, v: VolumeId, g: u64, whole: bool) -> bool {
+    fn write_inner(&mut self, v: VolumeId, g: u64, len: u64, whole: bool) -> bool {
         let expect_ok = self.expected_accessible(v);
         let cascades_of_v = self.live_roles(v) + self.frozen_count();
-        let plan = match self.eng.plan_write(v, g..g + 1, whole) {
+        let range = g..g + len;
+        let plan = match self.eng.plan_write(v, range.clone(), whole) {
             Ok(p) => p,
             Err(e) => {
                 assert!(
@@ -145,30 +151,31 @@ impl Sim {
             }
         };
         assert!(expect_ok, "I12: write to inaccessible {v} accepted");
-        assert!(
-            plan.copies.len() <= 1 + cascades_of_v,
-            "I10: {} copies for one write to {v} in {cascades_of_v} cascades",
-            plan.copies.len()
-        );
-        let token = self.next_token;
-        self.next_token += 1;
-        for set in self.written_since_start.values_mut() {
-            set.insert(g);
+        for x in range.clone() {
+            let n = plan.copies.iter().filter(|c| c.grain == x).count();
+            assert!(
+                n <= 1 + cascades_of_v,
+                "I10: {n} copies for one write to {v}@{x} in {cascades_of_v} cascades"
+            );
+            *self.stats.entry(format!("write_copies={n}")).or_default() += 1;
         }
-        *self
-            .stats
-            .entry(format!("write_copies={}", plan.copies.len()))
-            .or_default() += 1;
+        for set in self.written_since_start.values_mut() {
+            set.extend(range.clone());
+        }
         self.execute(&plan.copies);
-        let cell = &mut self.phys.get_mut(&v).unwrap()[g as usize];
-        *cell = if whole { token } else { mix(*cell, token) };
-        self.eng.record_write(v, g..g + 1);
-        let o = &mut self.oracle.get_mut(&v).unwrap()[g as usize];
-        *o = if whole {
-            Some(token)
-        } else {
-            o.map(|x| mix(x, token))
-        };
+        for x in range.clone() {
+            let token = self.next_token;
+            self.next_token += 1;
+            let cell = &mut self.phys.get_mut(&v).unwrap()[x as usize];
+            *cell = if whole { token } else { mix(*cell, token) };
+            let o = &mut self.oracle.get_mut(&v).unwrap()[x as usize];
+            *o = if whole {
+                Some(token)
+            } else {
+                o.map(|y| mix(y, token))
+            };
+        }
+        self.eng.record_write(v, range);
         true
     }
 
