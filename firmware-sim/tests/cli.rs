@@ -198,9 +198,9 @@ fn volumes_maps_groups_and_errors_through_the_cli() {
 
     // A map's life: create (idle_or_copied), start (copying), show, stop.
     let m = d.cli_json(&[
-        "map", "create", "--source", "FB00", "--target", "FB01", "--type", "nocopy", "--id", "7",
+        "map", "create", "--source", "FB00", "--target", "FB01", "--type", "nocopy", "--id", "0",
     ]);
-    assert_eq!(m["id"], 7);
+    assert_eq!(m["id"], 0);
     assert_eq!(m["state"], "idle_or_copied");
     for field in [
         "id",
@@ -216,12 +216,22 @@ fn volumes_maps_groups_and_errors_through_the_cli() {
     ] {
         assert!(m.get(field).is_some(), "map JSON lacks {field}: {m}");
     }
-    let out = d.cli(&["map", "stop", "7"]);
-    assert_fails_with(&out, EXIT_FAILED, "state", "stop of an idle map");
-    let m = d.cli_json(&["map", "start", "7"]);
+    let stopped = d.cli_json(&["map", "stop", "0"]);
+    assert_eq!(
+        stopped["state"], "idle_or_copied",
+        "stop of an idle map is a no-op"
+    );
+    let m = d.cli_json(&["map", "start", "0"]);
     assert_eq!(m["state"], "copying");
-    let out = d.cli(&["map", "start", "7"]);
-    assert_fails_with(&out, EXIT_FAILED, "state", "start of a copying map");
+    for verb in ["start", "prepare", "delete"] {
+        let out = d.cli(&["map", verb, "0"]);
+        assert_fails_with(
+            &out,
+            EXIT_FAILED,
+            "wrong_state",
+            &format!("{verb} of a copying map"),
+        );
+    }
     let out = d.cli(&["map", "show", "99"]);
     assert_fails_with(&out, EXIT_FAILED, "99", "show of an unknown map");
 
@@ -243,7 +253,7 @@ fn volumes_maps_groups_and_errors_through_the_cli() {
         serde_json::json!(["FB00", "FB02", "FB01"]),
         "{cs}"
     );
-    let shown = d.cli_json(&["map", "show", "7"]);
+    let shown = d.cli_json(&["map", "show", "0"]);
     assert_eq!(
         shown["cascade"]["order"],
         serde_json::json!(["FB00", "FB02", "FB01"]),
@@ -258,8 +268,8 @@ fn volumes_maps_groups_and_errors_through_the_cli() {
         "map", "create", "--source", "CKD02", "--target", "CKD03", "--type", "nocopy",
     ]);
     let maps = format!("{},{}", a["id"], b["id"]);
-    d.cli_json(&["group", "create", "5", "--maps", &maps]);
-    let started = d.cli_json(&["group", "start", "5"]);
+    d.cli_json(&["group", "create", "0", "--maps", &maps]);
+    let started = d.cli_json(&["group", "start", "0"]);
     assert_eq!(started.as_array().unwrap().len(), 2, "{started}");
     for m in started.as_array().unwrap() {
         assert_eq!(m["state"], "copying", "{m}");
@@ -267,24 +277,39 @@ fn volumes_maps_groups_and_errors_through_the_cli() {
     let out = d.cli(&["group", "start", "6"]);
     assert_fails_with(&out, EXIT_FAILED, "6", "start of an unknown group");
 
-    // A full map with background copy finishes; wait --progress returns.
+    // A target belongs to one map at a time.
+    let out = d.cli(&[
+        "map", "create", "--source", "FB03", "--target", "FB01", "--type", "full",
+    ]);
+    assert_fails_with(&out, EXIT_FAILED, "busy", "second map onto the same target");
+
+    // A full map with background copy finishes; wait --progress returns it copied.
+    d.cli_json(&["volume", "create", "--id", "SRC16", "--model", "fb:16M"]);
+    d.cli_json(&["volume", "create", "--id", "DST16", "--model", "fb:16M"]);
     let f = d.cli_json(&[
         "map",
         "create",
         "--source",
-        "FB03",
+        "SRC16",
         "--target",
-        "FB02",
+        "DST16",
         "--type",
         "full",
         "--copy-rate",
         "150",
     ]);
-    let out = d.cli(&[
-        "map", "create", "--source", "FB03", "--target", "FB02", "--type", "full",
-    ]);
-    assert_fails_with(&out, EXIT_FAILED, "FB02", "second map onto the same target");
-    let _ = f;
+    let fid = f["id"].to_string();
+    d.cli_json(&["map", "start", &fid]);
+    let out = d.cli(&["map", "wait", &fid, "--progress", "--timeout", "120"]);
+    assert_success(&out, "map wait --progress");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("100%"),
+        "{out:?}"
+    );
+    let f = d.cli_json(&["map", "show", &fid]);
+    assert_eq!(f["progress_percent"], 100, "{f}");
+    let out = d.cli(&["map", "wait", "0"]);
+    assert_fails_with(&out, EXIT_FAILED, "never", "wait on a nocopy map");
 
     // Listing in text form names every map.
     let out = d.cli(&["map", "list"]);
@@ -298,7 +323,7 @@ fn volumes_maps_groups_and_errors_through_the_cli() {
     let (status, text) = http("GET", &format!("http://{}/metrics", d.api), None);
     assert_eq!(status, 200, "{text}");
     for series in [
-        "firmware_sim_map_progress_percent{map=\"7\"",
+        "firmware_sim_map_progress_percent{map=\"0\"",
         "firmware_sim_cow_copies_total",
         "firmware_sim_flush_latency_seconds_bucket",
         "firmware_sim_nbd_reads_total",

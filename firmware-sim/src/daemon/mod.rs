@@ -115,6 +115,7 @@ pub async fn boot(plan: BootPlan) -> Result<(), CliError> {
     let mut listeners: Vec<(Listener, String)> = Vec::new();
     let activated =
         nbd::listener_from_systemd_env().map_err(|e| CliError::failed("socket activation", e))?;
+    let socket_activated = activated.is_some();
     if let Some(l) = activated {
         info!("serving NBD on the socket passed by systemd socket activation (fd 3)");
         listeners.push((l, "nbd+unix:///?socket=(activated)".into()));
@@ -161,13 +162,21 @@ pub async fn boot(plan: BootPlan) -> Result<(), CliError> {
     node.start_copier();
     let ipl = !node.with(|s| s.ipl_report().created);
 
-    print_banner(
+    // Under socket activation stdout belongs to the parent (nbdinfo prints there).
+    let banner = banner(
         &node,
         &subsystem_id,
         ipl,
         &plan.data_dir,
         api_listener.as_ref(),
     );
+    if socket_activated {
+        eprint!("{banner}");
+    } else {
+        use std::io::Write;
+        print!("{banner}");
+        let _ = std::io::stdout().flush();
+    }
 
     let server = Server::new(ServerConfig::default())
         .map_err(|e| CliError::failed("NBD server configuration", e))?;
@@ -221,8 +230,13 @@ pub async fn boot(plan: BootPlan) -> Result<(), CliError> {
     }
 }
 
-fn print_banner(node: &Node, id: &str, ipl: bool, data_dir: &Path, api: Option<&TcpListener>) {
-    println!(
+/// What `boot` prints once it serves: subsystem, API address, one line per
+/// export with its URI, and a final `ready:` line (scripts wait for it).
+fn banner(node: &Node, id: &str, ipl: bool, data_dir: &Path, api: Option<&TcpListener>) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
         "firmware-sim {}: subsystem {id} ({}, data dir {})",
         env!("CARGO_PKG_VERSION"),
         if ipl {
@@ -233,11 +247,12 @@ fn print_banner(node: &Node, id: &str, ipl: bool, data_dir: &Path, api: Option<&
         data_dir.display()
     );
     if let Some(a) = api.and_then(|l| l.local_addr().ok()) {
-        println!("control API: http://{a}");
+        let _ = writeln!(out, "control API: http://{a}");
     }
-    println!("NBD exports:");
+    let _ = writeln!(out, "NBD exports:");
     for v in node.with(|s| s.volumes()) {
-        println!(
+        let _ = writeln!(
+            out,
             "  {:<8} {:<10} {:>9}  {}",
             v.id,
             v.model,
@@ -245,8 +260,8 @@ fn print_banner(node: &Node, id: &str, ipl: bool, data_dir: &Path, api: Option<&
             node.nbd_uri(&v.id).unwrap_or_default()
         );
     }
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
+    let _ = writeln!(out, "ready: serving until SIGINT/SIGTERM (Ctrl-C)");
+    out
 }
 
 /// Serves one NBD connection on stdin/stdout, then closes the subsystem.

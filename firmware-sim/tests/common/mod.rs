@@ -109,12 +109,14 @@ impl Daemon {
         let mut banner = String::new();
         let mut api = None;
         let mut nbd_base = None;
-        while api.is_none() || nbd_base.is_none() || !socket.exists() {
+        let mut ready = false;
+        while !ready {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left.min(Duration::from_millis(200))) {
                 Ok(line) => {
                     banner.push_str(&line);
                     banner.push('\n');
+                    ready = line.starts_with("ready:");
                     if let Some(a) = line.strip_prefix("control API: http://") {
                         api = Some(a.trim().to_string());
                     }
@@ -127,9 +129,6 @@ impl Daemon {
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    if api.is_some() && nbd_base.is_some() && socket.exists() {
-                        break;
-                    }
                     let status = child.wait().ok();
                     panic!(
                         "firmware-sim boot exited early ({status:?}); stdout:\n{banner}\nlog:\n{}",
@@ -150,8 +149,8 @@ impl Daemon {
         Daemon {
             child: Some(child),
             data_dir,
-            api: api.expect("api parsed"),
-            nbd_base: nbd_base.expect("nbd base parsed"),
+            api: api.unwrap_or_else(|| panic!("no `control API:` line in:\n{banner}")),
+            nbd_base: nbd_base.unwrap_or_else(|| panic!("no NBD URI in:\n{banner}")),
             socket,
             banner,
             log,
