@@ -203,9 +203,13 @@ impl Ledger {
 
     /// Folds one entry (in table order).
     pub fn apply(&mut self, e: &ActivityEntry) {
-        self.sessions
-            .entry(e.session_id.clone())
-            .or_insert_with(|| SessionLedger::new(e.session_id.clone()))
-            .apply(e);
+        match self.sessions.get_mut(&e.session_id) {
+            Some(s) => s.apply(e),
+            None => {
+                let mut s = SessionLedger::new(e.session_id.clone());
+                s.apply(e);
+                self.sessions.insert(e.session_id.clone(), s);
+            }
+        }
     }
 }

@@ -50,6 +50,42 @@ pub struct SessionSpec {
     pub extents: Vec<SessionExtent>,
 }
 
+/// Terminal entries to write and physical sessions to withdraw, gathered while deciding.
+#[derive(Default)]
+pub(crate) struct SettlePlan {
+    batches: BTreeMap<String, Vec<NewEntry>>,
+    withdraws: BTreeMap<String, Vec<(SessionId, PhysSessionId)>>,
+}
+
+impl SettlePlan {
+    /// `status` on every open row of `s`, and a withdraw of each physical session behind them.
+    pub fn add(&mut self, s: &SessionLedger, status: EntryStatus, time: u64) {
+        for (sub, vol, row) in s.open_rows() {
+            self.batches
+                .entry(sub.to_string())
+                .or_default()
+                .push(NewEntry {
+                    session_id: s.id.clone(),
+                    phys_session_id: row.phys,
+                    subsystem: sub.to_string(),
+                    volume: Some(vol.to_string()),
+                    extents: row.extents.clone(),
+                    status,
+                    program: s.program.clone(),
+                    time_unix_ms: time,
+                });
+        }
+        for sub in s.rows.keys() {
+            for phys in s.open_phys_on(sub) {
+                self.withdraws
+                    .entry(sub.clone())
+                    .or_default()
+                    .push((s.id.clone(), phys));
+            }
+        }
+    }
+}
+
 pub(crate) struct Inner {
     pub ports: BTreeMap<String, Arc<dyn SubsystemPort>>,
     pub ledger: Ledger,
@@ -84,8 +120,9 @@ pub(crate) fn port_err<'a>(
 }
 
 impl ResourceManager {
-    /// Attaches to `ports` and reads their activity tables. Does not recover anything: call
-    /// [`ResourceManager::on_rm_restart`] or [`ResourceManager::on_ipl`] for that.
+    /// Attaches to `ports`. Their activity tables are read on first use (every event re-reads
+    /// them). Does not recover anything: call [`ResourceManager::on_rm_restart`] or
+    /// [`ResourceManager::on_ipl`] for that.
     pub fn new(ports: Vec<Arc<dyn SubsystemPort>>) -> Result<ResourceManager, RmError> {
         let mut map = BTreeMap::new();
         for p in ports {
@@ -94,12 +131,11 @@ impl ResourceManager {
                 return Err(RmError::DuplicateSubsystem { subsystem: id });
             }
         }
-        let mut inner = Inner {
+        let inner = Inner {
             ports: map,
             ledger: Ledger::default(),
             stale: true,
         };
-        inner.reload()?;
         Ok(ResourceManager {
             inner: Mutex::new(inner),
         })
@@ -400,40 +436,18 @@ impl Inner {
         sessions: &[&SessionLedger],
         status: EntryStatus,
     ) -> Result<(), RmError> {
-        self.settle_each(sessions.iter().map(|s| (*s, status)))
+        let mut plan = SettlePlan::default();
+        let time = now_ms();
+        for s in sessions {
+            plan.add(s, status, time);
+        }
+        self.execute(plan)
     }
 
-    /// Like [`Inner::settle`] with a status per session.
-    pub fn settle_each<'a>(
-        &mut self,
-        sessions: impl IntoIterator<Item = (&'a SessionLedger, EntryStatus)>,
-    ) -> Result<(), RmError> {
-        let time = now_ms();
-        let mut batches: BTreeMap<String, Vec<NewEntry>> = BTreeMap::new();
-        let mut withdraws: BTreeMap<String, Vec<(SessionId, PhysSessionId)>> = BTreeMap::new();
-        for (s, status) in sessions {
-            for (sub, vol, row) in s.open_rows() {
-                batches.entry(sub.to_string()).or_default().push(NewEntry {
-                    session_id: s.id.clone(),
-                    phys_session_id: row.phys,
-                    subsystem: sub.to_string(),
-                    volume: Some(vol.to_string()),
-                    extents: row.extents.clone(),
-                    status,
-                    program: s.program.clone(),
-                    time_unix_ms: time,
-                });
-            }
-            for sub in s.rows.keys() {
-                for phys in s.open_phys_on(sub) {
-                    withdraws
-                        .entry(sub.clone())
-                        .or_default()
-                        .push((s.id.clone(), phys));
-                }
-            }
-        }
-        for (sub, entries) in &batches {
+    /// Carries out a [`SettlePlan`]: every entry (one append per subsystem) before any
+    /// withdraw.
+    pub fn execute(&mut self, plan: SettlePlan) -> Result<(), RmError> {
+        for (sub, entries) in &plan.batches {
             let port = self.port(sub)?;
             if let Err(e) = port.append(entries) {
                 self.stale = true;
@@ -443,7 +457,7 @@ impl Inner {
                 self.ledger.apply(&e.clone().with_seq(0));
             }
         }
-        for (sub, list) in &withdraws {
+        for (sub, list) in &plan.withdraws {
             let port = self.port(sub)?;
             for (id, phys) in list {
                 if let Err(e) = port.withdraw(id, *phys) {

@@ -20,7 +20,7 @@ use geometry::ExtentSet;
 
 use crate::error::RmError;
 use crate::ledger::{SessionLedger, SessionState};
-use crate::manager::{now_ms, port_err, Inner, ResourceManager};
+use crate::manager::{now_ms, port_err, Inner, ResourceManager, SettlePlan};
 use crate::port::{PhysState, PhysicalSession, PortError, SubsystemPort};
 use crate::report::{Decision, Decisions, Event, OrphanWithdrawn, Outcome};
 
@@ -53,21 +53,21 @@ impl ResourceManager {
         let mut inner = self.inner.lock();
         inner.reload()?;
         let port = inner.port(subsystem)?;
-        let sessions: Vec<SessionLedger> = inner
+        let mut decisions = Vec::new();
+        let mut plan = SettlePlan::default();
+        let mut resumed_rows: Vec<NewEntry> = Vec::new();
+        let mut resumes: Vec<PhysSessionId> = Vec::new();
+        let time = now_ms();
+        for s in inner
             .ledger
             .sessions
             .values()
             .filter(|s| s.rows.contains_key(subsystem))
-            .cloned()
-            .collect();
-        let mut decisions = Vec::with_capacity(sessions.len());
-        let mut settle: Vec<(&SessionLedger, EntryStatus)> = Vec::new();
-        let mut resumed_rows: Vec<NewEntry> = Vec::new();
-        let mut resumes: Vec<PhysSessionId> = Vec::new();
-        let time = now_ms();
-        for s in &sessions {
+        {
             let (outcome, acted, why) = match s.state() {
-                SessionState::Completed | SessionState::Terminated(_) => settled(s, &mut settle),
+                SessionState::Completed | SessionState::Terminated(_) => {
+                    settled(s, &mut plan, time)
+                }
                 SessionState::Active | SessionState::Resumed => {
                     match check_reset(s, subsystem, port.as_ref())? {
                         Ok((phys, info)) => {
@@ -112,7 +112,7 @@ impl ResourceManager {
                             let status = EntryStatus::Terminated {
                                 reason: TerminateReason::ResetMismatch,
                             };
-                            settle.push((s, status));
+                            plan.add(s, status, time);
                             let why = format!("{why}; terminated on {} subsystem(s)", s.rows.len());
                             (
                                 Outcome::Terminated(TerminateReason::ResetMismatch),
@@ -135,7 +135,7 @@ impl ResourceManager {
                 inner.ledger.apply(&e.with_seq(0));
             }
         }
-        inner.settle_each(settle)?;
+        inner.execute(plan)?;
         for phys in resumes {
             port.resume(phys).map_err(port_err(subsystem, "resume"))?;
         }
@@ -160,16 +160,18 @@ impl ResourceManager {
     ) -> Result<Decisions, RmError> {
         let mut inner = self.inner.lock();
         inner.reload()?;
-        let sessions: Vec<SessionLedger> = inner.ledger.sessions.values().cloned().collect();
-        let mut decisions = Vec::with_capacity(sessions.len());
-        let mut settle: Vec<(&SessionLedger, EntryStatus)> = Vec::new();
-        for s in &sessions {
+        let mut decisions = Vec::with_capacity(inner.ledger.sessions.len());
+        let mut plan = SettlePlan::default();
+        let time = now_ms();
+        for s in inner.ledger.sessions.values() {
             let (outcome, acted, why) = match s.state() {
-                SessionState::Completed | SessionState::Terminated(_) => settled(s, &mut settle),
+                SessionState::Completed | SessionState::Terminated(_) => {
+                    settled(s, &mut plan, time)
+                }
                 SessionState::Active | SessionState::Resumed => {
                     let ours = program.is_none_or(|p| s.program.as_deref() == Some(p));
                     if ours {
-                        settle.push((s, EntryStatus::Terminated { reason }));
+                        plan.add(s, EntryStatus::Terminated { reason }, time);
                         let why = format!(
                             "initiated and not completed; terminated on {} subsystem(s)",
                             s.rows.len()
@@ -187,7 +189,7 @@ impl ResourceManager {
             };
             decisions.push(decision(s, outcome, acted, why));
         }
-        inner.settle_each(settle)?;
+        inner.execute(plan)?;
         let all: Vec<String> = inner.ports.keys().cloned().collect();
         let orphans = inner.withdraw_orphans(&all, None)?;
         let report = Decisions {
@@ -201,15 +203,12 @@ impl ResourceManager {
 }
 
 /// Decision for a session already completed or terminated (finishing it if interrupted).
-fn settled<'a>(
-    s: &'a SessionLedger,
-    settle: &mut Vec<(&'a SessionLedger, EntryStatus)>,
-) -> (Outcome, bool, String) {
+fn settled(s: &SessionLedger, plan: &mut SettlePlan, time: u64) -> (Outcome, bool, String) {
     let unsettled = s.is_unsettled();
     match s.state() {
         SessionState::Terminated(reason) => {
             if unsettled {
-                settle.push((s, EntryStatus::Terminated { reason }));
+                plan.add(s, EntryStatus::Terminated { reason }, time);
                 (
                     Outcome::Terminated(reason),
                     true,
@@ -225,7 +224,7 @@ fn settled<'a>(
         }
         _ => {
             if unsettled {
-                settle.push((s, EntryStatus::Completed));
+                plan.add(s, EntryStatus::Completed, time);
                 (
                     Outcome::Untouched,
                     true,
