@@ -4,8 +4,8 @@
 # fio's nbd engine over unix sockets: 4 KiB random read/write at QD16 and
 # 1 MiB sequential read/write at QD16, plus an nbdcopy read of the export.
 #
-# Usage: benches/nbd-compare.sh            (RUNTIME=10 SIZE_MIB=1024 by default)
-#        RUNTIME=5 SIZE_MIB=512 benches/nbd-compare.sh
+# Usage: benches/nbd-compare.sh   (RUNTIME=10 SIZE_MIB=1024 ROUNDS=3 QD=16 by default;
+#        VERBOSE=1 also prints every run)
 # Needs: fio, nbdkit, qemu-nbd, nbdcopy (scripts/test installs them).
 # Prints a markdown table (IOPS / MiB/s) for docs/PERFORMANCE.md.
 set -euo pipefail
@@ -73,15 +73,32 @@ for s in "${ORDER[@]}"; do
       --size="${SIZE_MIB}m" --buffer_pattern=0x5a --output-format=terse >/dev/null 2>&1
 done
 
+# Interleave servers within each round so load from other processes hits
+# them alike; report the median of ROUNDS runs per cell.
+ROUNDS=${ROUNDS:-3}
+declare -A RES
+CELLS=("randread 4k iops" "randwrite 4k iops" "read 1m mib" "write 1m mib")
+for ((r = 1; r <= ROUNDS; r++)); do
+  for c in "${CELLS[@]}"; do
+    set -- $c
+    for s in "${ORDER[@]}"; do
+      out=$(fio_run "${URI[$s]}" "$1" "$2")
+      if [ "$3" = iops ]; then v=${out% *}; else v=${out#* }; fi
+      RES["$s|$1|$2"]+="$v "
+    done
+  done
+  for s in "${ORDER[@]}"; do
+    t0=$(date +%s.%N); nbdcopy "${URI[$s]}" null:; t1=$(date +%s.%N)
+    RES["$s|nbdcopy"]+="$(python3 -c "print('%.0f' % ($SIZE_MIB / ($t1 - $t0)))") "
+  done
+done
+median() { tr ' ' '\n' <<<"$1" | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
 echo "| Server | 4 KiB randread IOPS | 4 KiB randwrite IOPS | 1 MiB seq read MiB/s | 1 MiB seq write MiB/s | nbdcopy read MiB/s |"
 echo "|---|---|---|---|---|---|"
 for s in "${ORDER[@]}"; do
-  u="${URI[$s]}"
-  rr=$(fio_run "$u" randread 4k); rw=$(fio_run "$u" randwrite 4k)
-  sr=$(fio_run "$u" read 1m); sw=$(fio_run "$u" write 1m)
-  t0=$(date +%s.%N); nbdcopy "$u" null:; t1=$(date +%s.%N)
-  cp=$(python3 -c "print(f'{$SIZE_MIB / ($t1 - $t0):.0f}')")
-  echo "| $s | ${rr% *} | ${rw% *} | ${sr#* } | ${sw#* } | $cp |"
+  echo "| $s | $(median "${RES[$s|randread|4k]}") | $(median "${RES[$s|randwrite|4k]}") | $(median "${RES[$s|read|1m]}") | $(median "${RES[$s|write|1m]}") | $(median "${RES[$s|nbdcopy]}") |"
 done
 echo
-echo "fio $QD-deep, ${RUNTIME}s per cell, ${SIZE_MIB} MiB export, unix sockets, $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "fio QD$QD, ${RUNTIME}s per run, median of $ROUNDS interleaved rounds, ${SIZE_MIB} MiB export, unix sockets, $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
+if [ -n "${VERBOSE:-}" ]; then for k in "${!RES[@]}"; do echo "$k: ${RES[$k]}"; done | sort; fi

@@ -249,7 +249,9 @@ pub trait Export: Send + Sync + 'static {
     fn description(&self) -> Option<String> {
         None
     }
-    /// Fill `buf` from `offset`.
+    /// Fill `buf` from `offset`. On `Ok` every byte of `buf` has been
+    /// written: the server reuses buffers, so `buf` may arrive holding bytes
+    /// of an earlier request.
     fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), ExportError>;
     /// Write `data` at `offset`; durable before return when `fua`.
     fn write(&self, offset: u64, data: &[u8], fua: bool) -> Result<(), ExportError>;

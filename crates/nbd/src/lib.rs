@@ -31,6 +31,7 @@
 #![deny(missing_docs)]
 
 mod activation;
+mod bufpool;
 mod export;
 pub mod extents;
 mod negotiate;

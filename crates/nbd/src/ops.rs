@@ -12,9 +12,9 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use tracing::{error, warn};
 
+use crate::bufpool::BufPool;
 use crate::export::{ErrorKind, Export, ExportError, ZeroFlags};
 use crate::extents;
 use crate::negotiate::{Session, BASE_ALLOCATION_ID};
@@ -202,25 +202,34 @@ pub(crate) fn error_reply(info: &ReqInfo, errno: u32, message: String) -> Reply 
 }
 
 /// Run one validated request (blocking) and build its reply.
-pub(crate) fn execute(op: Op, export: &Arc<dyn Export>, payload: &[u8], info: ReqInfo) -> Reply {
+pub(crate) fn execute(
+    op: Op,
+    export: &Arc<dyn Export>,
+    payload: &[u8],
+    info: ReqInfo,
+    pool: &BufPool,
+) -> Reply {
     let ok = Reply::Simple {
         cookie: info.cookie,
         errno: 0,
     };
     let res = match op {
         Op::Read { offset, len, df } => {
-            let mut buf = vec![0u8; len as usize];
+            let mut buf = pool.take_filled(len as usize);
             match export.read(offset, &mut buf) {
                 Ok(()) => {
                     return Reply::Read {
                         cookie: info.cookie,
                         offset,
-                        data: Bytes::from(buf),
+                        data: buf,
                         structured: info.structured,
                         df,
                     }
                 }
-                Err(e) => Err(e),
+                Err(e) => {
+                    pool.give(buf);
+                    Err(e)
+                }
             }
         }
         Op::Write { offset, fua } => export.write(offset, payload, fua),

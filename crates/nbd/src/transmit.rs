@@ -17,13 +17,12 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
-use bytes::BytesMut;
-
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::mpsc::{self, UnboundedSender};
 use tokio::sync::Semaphore;
 use tracing::{debug, error, info, warn};
 
+use crate::bufpool::BufPool;
 use crate::negotiate::{discard, Session};
 use crate::ops::{self, cmd_name, ReqInfo};
 use crate::proto::{self, cmd, errno, REQUEST_HEADER_BYTES};
@@ -47,8 +46,9 @@ where
 {
     let (tx, rx) = mpsc::unbounded_channel();
     let budget = Arc::new(Semaphore::new(ctx.config.max_inflight_bytes_per_conn));
-    let reader = read_loop(r, tx, &session, ctx, budget);
-    let writer = writer::run(w, rx);
+    let pool = Arc::new(BufPool::default());
+    let reader = read_loop(r, tx, &session, ctx, budget, pool.clone());
+    let writer = writer::run(w, rx, pool);
     tokio::pin!(reader, writer);
     tokio::select! {
         res = &mut reader => {
@@ -88,8 +88,12 @@ async fn read_header<R: AsyncRead + Unpin>(
 }
 
 /// Read exactly `n` payload bytes into a fresh buffer without zero-filling it first.
-async fn read_payload<R: AsyncRead + Unpin>(r: &mut R, n: usize) -> std::io::Result<BytesMut> {
-    let mut buf = BytesMut::with_capacity(n);
+async fn read_payload<R: AsyncRead + Unpin>(
+    r: &mut R,
+    n: usize,
+    pool: &BufPool,
+) -> std::io::Result<Vec<u8>> {
+    let mut buf = pool.take_empty(n);
     while buf.len() < n {
         let want = (n - buf.len()) as u64;
         if r.take(want).read_buf(&mut buf).await? == 0 {
@@ -105,6 +109,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
     s: &Session,
     ctx: &ConnContext,
     budget: Arc<Semaphore>,
+    pool: Arc<BufPool>,
 ) -> Result<(), ServerError> {
     let mut hdr = [0u8; REQUEST_HEADER_BYTES];
     let budget_total = ctx
@@ -177,7 +182,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
             Ok(p) => p,
             Err(_) => return Err(ServerError::Protocol("in-flight budget closed".into())),
         };
-        let payload = match read_payload(&mut r, payload_len as usize).await {
+        let payload = match read_payload(&mut r, payload_len as usize, &pool).await {
             Ok(p) => p,
             Err(e) => {
                 warn!(
@@ -190,9 +195,10 @@ async fn read_loop<R: AsyncRead + Unpin>(
         };
         let export = s.export.clone();
         let tx = tx.clone();
+        let pool = pool.clone();
         tokio::task::spawn_blocking(move || {
             let reply = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                ops::execute(op, &export, &payload, info)
+                ops::execute(op, &export, &payload, info, &pool)
             }))
             .unwrap_or_else(|_| {
                 error!(
@@ -202,6 +208,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 );
                 ops::error_reply(&info, errno::EIO, "internal error in the export".into())
             });
+            pool.give(payload);
             let _ = tx.send(Outgoing {
                 reply,
                 permit: Some(permit),

@@ -12,13 +12,15 @@
 //!   written, so unread replies count against the connection's budget.
 
 use std::io::IoSlice;
+use std::sync::Arc;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::debug;
 
+use crate::bufpool::BufPool;
 use crate::proto::{self, chunk};
 
 /// Payloads up to this size are copied into the batch buffer.
@@ -28,6 +30,8 @@ const BATCH_MAX_BYTES: usize = 4 << 20;
 /// READ replies longer than this are split into data/hole chunks at this
 /// granularity when DF is not set.
 const HOLE_SCAN_BYTES: usize = 64 * 1024;
+/// Most slices per `writev`.
+const IOV_MAX_SLICES: usize = 64;
 
 /// One reply to send.
 pub(crate) enum Reply {
@@ -39,11 +43,11 @@ pub(crate) enum Reply {
         errno: u32,
         message: String,
     },
-    /// READ success.
+    /// READ success; `data` goes back to the pool once written.
     Read {
         cookie: u64,
         offset: u64,
-        data: Bytes,
+        data: Vec<u8>,
         structured: bool,
         df: bool,
     },
@@ -61,10 +65,22 @@ pub(crate) struct Outgoing {
     pub permit: Option<OwnedSemaphorePermit>,
 }
 
-/// A batch of bytes to write: copied small pieces and shared large ones.
+/// One piece of a batch: copied bytes, or a range of an owned READ buffer.
+enum Seg {
+    Copied(Bytes),
+    Owned {
+        buf: usize,
+        start: usize,
+        end: usize,
+    },
+}
+
+/// A batch of bytes to write: headers and small payloads copied into one
+/// buffer, large READ payloads referenced in place.
 #[derive(Default)]
 struct Batch {
-    segments: Vec<Bytes>,
+    segments: Vec<Seg>,
+    owned: Vec<Vec<u8>>,
     buf: BytesMut,
     len: usize,
 }
@@ -72,20 +88,7 @@ struct Batch {
 impl Batch {
     fn seal(&mut self) {
         if !self.buf.is_empty() {
-            self.segments.push(self.buf.split().freeze());
-        }
-    }
-    fn push_large(&mut self, data: Bytes) {
-        self.seal();
-        self.len += data.len();
-        self.segments.push(data);
-    }
-    fn push_data(&mut self, data: &Bytes) {
-        if data.len() <= COPY_MAX_BYTES {
-            self.buf.extend_from_slice(data);
-            self.len += data.len();
-        } else {
-            self.push_large(data.clone());
+            self.segments.push(Seg::Copied(self.buf.split().freeze()));
         }
     }
     fn header(&mut self, f: impl FnOnce(&mut BytesMut)) {
@@ -93,24 +96,44 @@ impl Batch {
         f(&mut self.buf);
         self.len += self.buf.len() - before;
     }
+    /// Add `data[start..end]` of an owned buffer (index from `own`).
+    fn push_data(&mut self, buf: usize, start: usize, end: usize) {
+        self.len += end - start;
+        if end - start <= COPY_MAX_BYTES {
+            self.buf.extend_from_slice(&self.owned[buf][start..end]);
+        } else {
+            self.seal();
+            self.segments.push(Seg::Owned { buf, start, end });
+        }
+    }
+    fn own(&mut self, data: Vec<u8>) -> usize {
+        self.owned.push(data);
+        self.owned.len() - 1
+    }
+    fn slice<'a>(&'a self, seg: &'a Seg) -> &'a [u8] {
+        match seg {
+            Seg::Copied(b) => b,
+            Seg::Owned { buf, start, end } => &self.owned[*buf][*start..*end],
+        }
+    }
 }
 
-/// Append the bytes of one reply to the batch.
-fn encode(b: &mut Batch, reply: &Reply) {
+/// Append the bytes of one reply to the batch (taking its READ buffer).
+fn encode(b: &mut Batch, reply: Reply) {
     match reply {
         Reply::Simple { cookie, errno } => {
-            b.header(|o| proto::encode_simple_reply(o, *cookie, *errno));
+            b.header(|o| proto::encode_simple_reply(o, cookie, errno));
         }
         Reply::ErrorChunk {
             cookie,
             errno,
             message,
-        } => b.header(|o| proto::encode_error_chunk(o, *cookie, *errno, message)),
+        } => b.header(|o| proto::encode_error_chunk(o, cookie, errno, &message)),
         Reply::BlockStatus {
             cookie,
             context_id,
             descriptors,
-        } => b.header(|o| proto::encode_block_status_chunk(o, *cookie, *context_id, descriptors)),
+        } => b.header(|o| proto::encode_block_status_chunk(o, cookie, context_id, &descriptors)),
         Reply::Read {
             cookie,
             offset,
@@ -118,13 +141,16 @@ fn encode(b: &mut Batch, reply: &Reply) {
             structured,
             df,
         } => {
+            let len = data.len();
             if !structured {
-                b.header(|o| proto::encode_simple_reply(o, *cookie, 0));
-                b.push_data(data);
-            } else if data.is_empty() {
-                b.header(|o| proto::encode_none_chunk(o, *cookie));
+                b.header(|o| proto::encode_simple_reply(o, cookie, 0));
+                let i = b.own(data);
+                b.push_data(i, 0, len);
+            } else if len == 0 {
+                b.header(|o| proto::encode_none_chunk(o, cookie));
+                b.own(data);
             } else {
-                encode_read_chunks(b, *cookie, *offset, data, *df);
+                encode_read_chunks(b, cookie, offset, data, df);
             }
         }
     }
@@ -132,7 +158,7 @@ fn encode(b: &mut Batch, reply: &Reply) {
 
 /// Structured READ: runs of all-zero 64 KiB pieces become `OFFSET_HOLE`
 /// chunks (one chunk only with DF), the rest `OFFSET_DATA`.
-fn encode_read_chunks(b: &mut Batch, cookie: u64, offset: u64, data: &Bytes, df: bool) {
+fn encode_read_chunks(b: &mut Batch, cookie: u64, offset: u64, data: Vec<u8>, df: bool) {
     let piece = if df { data.len() } else { HOLE_SCAN_BYTES };
     let mut runs: Vec<(usize, usize, bool)> = Vec::new(); // (start, end, zero)
     let mut start = 0;
@@ -145,9 +171,10 @@ fn encode_read_chunks(b: &mut Batch, cookie: u64, offset: u64, data: &Bytes, df:
         }
         start = end;
     }
+    let i = b.own(data);
     let n = runs.len();
-    for (i, (s, e, zero)) in runs.into_iter().enumerate() {
-        let done = i + 1 == n;
+    for (k, (s, e, zero)) in runs.into_iter().enumerate() {
+        let done = k + 1 == n;
         let off = offset + s as u64;
         if zero {
             b.header(|o| proto::encode_hole_chunk(o, done, cookie, off, (e - s) as u32));
@@ -163,7 +190,7 @@ fn encode_read_chunks(b: &mut Batch, cookie: u64, offset: u64, data: &Bytes, df:
                 );
                 bytes::BufMut::put_u64(o, off);
             });
-            b.push_data(&data.slice(s..e));
+            b.push_data(i, s, e);
         }
     }
 }
@@ -177,29 +204,34 @@ fn is_zero(b: &[u8]) -> bool {
     body && chunks.remainder().iter().all(|&x| x == 0)
 }
 
-/// Write every reply received until all senders are gone or the socket fails.
+/// Write every reply received until all senders are gone or the socket
+/// fails. READ buffers go back to `pool` once written.
 pub(crate) async fn run<W: AsyncWrite + Unpin>(
     mut w: W,
     mut rx: UnboundedReceiver<Outgoing>,
+    pool: Arc<BufPool>,
 ) -> std::io::Result<()> {
     let mut batch = Batch::default();
     let mut permits = Vec::new();
     while let Some(first) = rx.recv().await {
-        encode(&mut batch, &first.reply);
+        encode(&mut batch, first.reply);
         permits.extend(first.permit);
         while batch.len < BATCH_MAX_BYTES {
             match rx.try_recv() {
                 Ok(next) => {
-                    encode(&mut batch, &next.reply);
+                    encode(&mut batch, next.reply);
                     permits.extend(next.permit);
                 }
                 Err(_) => break,
             }
         }
         batch.seal();
-        write_segments(&mut w, &mut batch.segments).await?;
+        write_batch(&mut w, &mut batch).await?;
         // A no-op on sockets; needed for buffered streams such as stdout.
         w.flush().await?;
+        for b in batch.owned.drain(..) {
+            pool.give(b);
+        }
         batch.len = 0;
         permits.clear();
     }
@@ -208,17 +240,20 @@ pub(crate) async fn run<W: AsyncWrite + Unpin>(
     Ok(())
 }
 
-async fn write_segments<W: AsyncWrite + Unpin>(
-    w: &mut W,
-    segments: &mut Vec<Bytes>,
-) -> std::io::Result<()> {
+async fn write_batch<W: AsyncWrite + Unpin>(w: &mut W, batch: &mut Batch) -> std::io::Result<()> {
     let mut first = 0;
-    while first < segments.len() {
+    // Bytes of segments[first] already written.
+    let mut skip = 0;
+    while first < batch.segments.len() {
         let n = {
-            let slices: Vec<IoSlice<'_>> = segments[first..]
+            let slices: Vec<IoSlice<'_>> = batch.segments[first..]
                 .iter()
-                .take(64)
-                .map(|s| IoSlice::new(s))
+                .take(IOV_MAX_SLICES)
+                .enumerate()
+                .map(|(k, seg)| {
+                    let s = batch.slice(seg);
+                    IoSlice::new(if k == 0 { &s[skip..] } else { s })
+                })
                 .collect();
             w.write_vectored(&slices).await?
         };
@@ -226,18 +261,19 @@ async fn write_segments<W: AsyncWrite + Unpin>(
             return Err(std::io::ErrorKind::WriteZero.into());
         }
         let mut left = n;
-        while left > 0 {
-            let seg = &mut segments[first];
-            if seg.len() <= left {
-                left -= seg.len();
+        while left > 0 && first < batch.segments.len() {
+            let seg_left = batch.slice(&batch.segments[first]).len() - skip;
+            if seg_left <= left {
+                left -= seg_left;
                 first += 1;
+                skip = 0;
             } else {
-                seg.advance(left);
+                skip += left;
                 left = 0;
             }
         }
     }
-    segments.clear();
+    batch.segments.clear();
     Ok(())
 }
 
@@ -247,9 +283,12 @@ mod tests {
 
     fn encoded(reply: Reply) -> Vec<u8> {
         let mut b = Batch::default();
-        encode(&mut b, &reply);
+        encode(&mut b, reply);
         b.seal();
-        b.segments.iter().flat_map(|s| s.to_vec()).collect()
+        b.segments
+            .iter()
+            .flat_map(|s| b.slice(s).to_vec())
+            .collect()
     }
 
     #[test]
@@ -271,7 +310,7 @@ mod tests {
         let v = encoded(Reply::Read {
             cookie: 1,
             offset: 1 << 20,
-            data: Bytes::from(data),
+            data,
             structured: true,
             df: false,
         });
@@ -294,7 +333,7 @@ mod tests {
         let v = encoded(Reply::Read {
             cookie: 1,
             offset: 0,
-            data: Bytes::from(data),
+            data,
             structured: true,
             df: true,
         });
