@@ -45,7 +45,7 @@ pub const FB_TRACK_BYTES_DEFAULT: u64 = 64 * 1024;
 /// Errors from building geometries and parsing addresses; each names the bad input.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GeometryError {
-    /// unknown device model `{text}` (expected 3390-1|3|9|27|54, 3390-A:<cylinders> or fb:<size>[:<track-size>])
+    /// A model string that names no known device model.
     #[error("unknown device model `{text}` (expected 3390-1|3|9|27|54, 3390-A:<cylinders> or fb:<size>[:<track-size>])")]
     UnknownModel {
         /// The text that was parsed.

@@ -14,8 +14,8 @@
 //! - [`MemStore`]: sparse, in memory;
 //! - [`StoreError`] with [`ErrorKind`]: the one error type of this layer;
 //! - [`FaultPoint`] / [`NoFaults`]: named fault sites checked by the controller;
-//! - feature `test-utils`: [`FaultyStore`] (volatile write cache with crash images
-//!   and injected faults around any store) and [`FaultInjector`] (seeded
+//! - feature `test-utils`: `FaultyStore` (volatile write cache with crash images
+//!   and injected faults around any store) and `FaultInjector` (seeded
 //!   [`FaultPoint`] with per-site rules and counters). Both are deterministic
 //!   from a `u64` seed.
 //!

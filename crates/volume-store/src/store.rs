@@ -12,7 +12,7 @@
 //! - byte addressed: any range inside `0..geometry().size_bytes()` may be read or
 //!   written, at any alignment, across track boundaries; a range that is not
 //!   inside (including one whose end overflows `u64`) is an
-//!   [`ErrorKind::OutOfRange`](crate::ErrorKind::OutOfRange) error and changes
+//!   [`crate::ErrorKind::OutOfRange`] error and changes
 //!   nothing; no input makes a store panic;
 //! - bytes never written, or discarded, read as zeros;
 //! - a write is visible to every later read through the same store at once;
@@ -21,7 +21,7 @@
 //!   track written (even with zeros) since it was last wholly discarded; a track
 //!   only partly discarded stays allocated (its discarded bytes read as zeros);
 //! - a failed `flush` poisons the store: later writes, discards and flushes fail
-//!   with [`ErrorKind::Poisoned`](crate::ErrorKind::Poisoned) until the volume
+//!   with [`crate::ErrorKind::Poisoned`] until the volume
 //!   is reopened (reads still work and see what the OS holds).
 
 use geometry::{split_range, Extent, ExtentSet, Geometry, TrackNo};

@@ -13,7 +13,7 @@
 //! poison rule: a failed flush poisons the store until [`FaultyStore::reopen`].
 //! Everything random comes from one ChaCha8 RNG seeded with a `u64`.
 //!
-//! Invariant: see [`crash`] (undoing the pending list restores the durable image);
+//! Invariant (module `crash`): undoing the pending list restores the durable image,
 //! hence the inner store must not be written except through this wrapper.
 
 mod crash;
