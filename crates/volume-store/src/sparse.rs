@@ -213,6 +213,11 @@ impl SparseFileStore {
         Ok(())
     }
 
+    /// True if any byte of `track` is allocated in the file.
+    fn has_data(&self, track: u64) -> Result<bool, StoreError> {
+        Ok(!self.allocated(Extent::single(track))?.is_empty())
+    }
+
     fn punch(&self, offset: u64, len: u64) -> Result<(), StoreError> {
         let flags = FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE;
         match rustix::fs::fallocate(&self.file, flags, offset, len) {
@@ -313,7 +318,11 @@ impl TrackStore for SparseFileStore {
             if let Some((start, n)) = run.take() {
                 self.punch(start, n)?;
             }
-            self.write_zero_bytes(Op::Discard, at, p.len)?;
+            // Zero a partial piece only if its track holds data: zeroing a hole
+            // would allocate it (the contract keeps unwritten tracks unallocated).
+            if self.has_data(p.track)? {
+                self.write_zero_bytes(Op::Discard, at, p.len)?;
+            }
         }
         if let Some((start, n)) = run {
             self.punch(start, n)?;
