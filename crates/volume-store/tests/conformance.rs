@@ -413,6 +413,15 @@ mod random_ops {
         ]
     }
 
+    /// 48 cases unless `PROPTEST_CASES` asks for another number.
+    fn cases() -> u32 {
+        if std::env::var_os("PROPTEST_CASES").is_some() {
+            ProptestConfig::default().cases
+        } else {
+            48
+        }
+    }
+
     fn run<H: Harness>(steps: &[Step]) -> Result<(), TestCaseError> {
         let h = H::new(small());
         let s = h.store();
@@ -457,7 +466,7 @@ mod random_ops {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
         #[test]
         fn sparse_file_store_matches_model(steps in prop::collection::vec(step(), 1..24)) {
             run::<Sparse>(&steps)?;

@@ -297,3 +297,70 @@ fn fault_injector_fails_sites_and_counts_hits() {
     assert!(any.check("b").is_err());
     assert!(volume_store::NoFaults.check("anything").is_ok());
 }
+
+mod crash_prefix_model {
+    //! Random writes, discards and flushes; after each sequence the crash image
+    //! keeping the first k pending entries equals a model that replays everything
+    //! up to the last successful flush plus those k entries.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Write { offset: usize, len: usize, byte: u8 },
+        Discard { offset: usize, len: usize },
+        Flush,
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        let size = 16 * TS;
+        let range = (0..size).prop_flat_map(move |o| (Just(o), 1..=(size - o).min(2 * TS)));
+        prop_oneof![
+            4 => (range.clone(), 1u8..=255).prop_map(|((offset, len), byte)| Step::Write { offset, len, byte }),
+            1 => range.prop_map(|(offset, len)| Step::Discard { offset, len }),
+            1 => Just(Step::Flush),
+        ]
+    }
+
+    fn apply_step(model: &mut [u8], s: &Step) {
+        match *s {
+            Step::Write { offset, len, byte } => model[offset..offset + len].fill(byte),
+            Step::Discard { offset, len } => model[offset..offset + len].fill(0),
+            Step::Flush => {}
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+        #[test]
+        fn keep_prefix_matches_model(steps in prop::collection::vec(step(), 1..20)) {
+            let s = faulty(0);
+            let mut durable = vec![0u8; 16 * TS];
+            let mut pending: Vec<Step> = Vec::new();
+            for st in &steps {
+                match st {
+                    Step::Write { offset, len, byte } => s.write_at(*offset as u64, &vec![*byte; *len]).expect("write"),
+                    Step::Discard { offset, len } => s.discard(*offset as u64, *len as u64).expect("discard"),
+                    Step::Flush => s.flush().expect("flush"),
+                }
+                if let Step::Flush = st {
+                    for p in pending.drain(..) {
+                        apply_step(&mut durable, &p);
+                    }
+                } else {
+                    pending.push(st.clone());
+                }
+            }
+            prop_assert_eq!(s.pending_count(), pending.len());
+            for k in 0..=pending.len() {
+                let mut model = durable.clone();
+                for p in &pending[..k] {
+                    apply_step(&mut model, p);
+                }
+                let img = image(&s.crash_image(CrashMode::KeepPrefix(k)).expect("image"));
+                prop_assert!(img == model, "prefix {} of {}", k, pending.len());
+            }
+        }
+    }
+}
