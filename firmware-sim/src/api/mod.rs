@@ -20,6 +20,7 @@ mod groups;
 mod mappings;
 pub mod model;
 mod status;
+mod tables;
 mod volumes;
 
 pub use error::{ApiError, ApiErrorKind, Noun};
@@ -56,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .merge(mappings::routes())
         .merge(groups::routes())
         .merge(events::routes())
+        .merge(tables::routes())
         .fallback(fallback)
         .with_state(state)
 }

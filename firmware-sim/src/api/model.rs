@@ -206,8 +206,8 @@ pub struct SessionVolume {
 pub struct SessionPart {
     /// Subsystem id.
     pub subsystem: String,
-    /// Physical session id on that subsystem.
-    pub phys: u64,
+    /// Physical session id on that subsystem (1-255; shown in hex).
+    pub phys: u8,
     /// Protected source volumes.
     pub volumes: Vec<SessionVolume>,
     /// Tracks on the target, when the subsystem reports it.
@@ -255,8 +255,8 @@ pub struct DecisionInfo {
 pub struct OrphanInfo {
     /// Subsystem id.
     pub subsystem: String,
-    /// Physical session id.
-    pub phys: u64,
+    /// Physical session id (1-255; shown in hex).
+    pub phys: u8,
     /// The logical session it belonged to.
     pub owner: String,
 }
@@ -295,11 +295,11 @@ pub struct TableEntryInfo {
     pub seq: u64,
     /// Logical session id.
     pub session_id: String,
-    /// Physical session id.
-    pub phys_session_id: u64,
+    /// Physical session id (1-255; shown in hex).
+    pub phys_session_id: u8,
     /// Subsystem id.
     pub subsystem: String,
-    /// Volume.
+    /// Volume (`-` for subsystem-level rows).
     pub volume: String,
     /// Extents in the volume's text form.
     pub extents: String,

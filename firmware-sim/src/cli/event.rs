@@ -86,7 +86,7 @@ pub fn print_report(r: &EventReport) {
     }
     for o in &r.orphans {
         println!(
-            "  orphan physical session {} of {} on {} withdrawn",
+            "  orphan physical session {:02X} of {} on {} withdrawn",
             o.phys, o.owner, o.subsystem
         );
     }

@@ -107,7 +107,7 @@ fn print_sessions(ss: &[SessionInfo]) {
                     lead(state.clone()),
                     lead(s.program.clone().unwrap_or_else(|| "-".into())),
                     p.subsystem.clone(),
-                    p.phys.to_string(),
+                    format!("{:02X}", p.phys),
                     v.volume.clone(),
                     v.extents.clone(),
                     lead(progress.clone()),

@@ -51,7 +51,7 @@ pub fn run(cmd: TableCmd) -> Result<(), CliError> {
                         e.table.clone(),
                         e.seq.to_string(),
                         e.session_id.clone(),
-                        e.phys_session_id.to_string(),
+                        format!("{:02X}", e.phys_session_id),
                         e.volume.clone(),
                         e.extents.clone(),
                         status,
