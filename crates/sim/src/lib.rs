@@ -27,6 +27,7 @@ pub mod check;
 pub mod data;
 pub mod engine_world;
 pub mod exhaustive;
+pub mod fuzz;
 pub mod model;
 pub mod runner;
 pub mod seed;

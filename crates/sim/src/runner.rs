@@ -17,7 +17,7 @@ use crate::engine_world::EngineWorld;
 use crate::seed::{Seeds, Shard};
 use crate::summary::{FaultRunSummary, RunStats};
 use crate::trace::Trace;
-use crate::workload::{next_op, Shape, Weights};
+use crate::workload::{next_op, Op, Shape, Weights};
 use crate::world::World;
 
 /// Which system a run exercises.
@@ -98,6 +98,20 @@ pub struct RunOutcome {
     pub violation: Option<Violation>,
     /// The last trace events, oldest first.
     pub trace_tail: Vec<String>,
+    /// The operations applied, in order (for a regression test).
+    pub ops: Vec<Op>,
+}
+
+impl RunOutcome {
+    /// The operations of the run as a Rust array literal.
+    pub fn ops_as_rust(&self) -> String {
+        let lines: Vec<String> = self
+            .ops
+            .iter()
+            .map(|o| format!("    {},", o.to_rust()))
+            .collect();
+        format!("[\n{}\n]", lines.join("\n"))
+    }
 }
 
 /// Runs one seed.
@@ -105,8 +119,15 @@ pub fn run_seed(cfg: &FaultRunConfig, seed: u64) -> RunOutcome {
     let seeds = Seeds::split(seed);
     let mut trace = Trace::new();
     trace.record(format!("seed {seed} {}", cfg.describe()));
+    let mut ops = Vec::new();
     let (stats, violation) = match cfg.world {
-        WorldKind::Engine => drive(cfg, &seeds, &mut trace, EngineWorld::new(cfg.shape)),
+        WorldKind::Engine => drive(
+            cfg,
+            &seeds,
+            &mut trace,
+            &mut ops,
+            EngineWorld::new(cfg.shape),
+        ),
     };
     let violation = violation.map(|v| v.at(RunKind::Engine, seed, trace.step));
     if let Some(v) = &violation {
@@ -118,6 +139,7 @@ pub fn run_seed(cfg: &FaultRunConfig, seed: u64) -> RunOutcome {
         trace_hash: trace.hash(),
         violation,
         trace_tail: trace.recent().map(|e| e.to_string()).collect(),
+        ops,
     }
 }
 
@@ -126,6 +148,7 @@ fn drive<W: World>(
     cfg: &FaultRunConfig,
     seeds: &Seeds,
     trace: &mut Trace,
+    ops: &mut Vec<Op>,
     mut world: W,
 ) -> (RunStats, Option<Violation>) {
     let mut workload = Seeds::rng(seeds.workload);
@@ -135,6 +158,7 @@ fn drive<W: World>(
             trace.step = step as u64;
             trace.clock.advance(scheduler.random_range(1..1_000));
             let op = next_op(&mut workload, &cfg.shape, &cfg.weights, world.map_slots());
+            ops.push(op.clone());
             world.apply(&op, trace)?;
             world.check_all()?;
         }

@@ -177,6 +177,20 @@ impl fmt::Display for Op {
     }
 }
 
+impl Op {
+    /// The operation as Rust source (`Op::Write { .. }`), for pasting a
+    /// failing run into tests/regressions.rs.
+    pub fn to_rust(&self) -> String {
+        let text = format!("Op::{self:?}");
+        text.replace("copy_type: Full", "copy_type: CopyType::Full")
+            .replace("copy_type: Nocopy", "copy_type: CopyType::Nocopy")
+            .replace("kind: Process", "kind: CrashKind::Process")
+            .replace("kind: PowerLoss", "kind: CrashKind::PowerLoss")
+            .replace("kind: Torn", "kind: CrashKind::Torn")
+            .replace("kind: RandomSubset", "kind: CrashKind::RandomSubset")
+    }
+}
+
 /// Shape of the simulated system the generator aims at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shape {

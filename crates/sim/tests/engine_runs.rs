@@ -15,7 +15,7 @@ fn env_u64(name: &str, default: u64) -> u64 {
 /// docs/RELIABILITY.md, "Bugs found"). A fixed bug makes its seed pass, and
 /// this test then fails until the seed is removed here (its regression test
 /// in tests/regressions.rs stays).
-const OPEN_BUGS: &[(u64, Invariant)] = &[(47, Invariant::Meta1)];
+const OPEN_BUGS: &[(u64, Invariant)] = &[];
 
 #[test]
 fn engine_seeds_keep_every_invariant() {
@@ -66,4 +66,19 @@ fn same_seed_same_trace_and_different_seeds_differ() {
     let c = run_seed(&cfg, 78);
     assert_eq!(a.trace_hash, b.trace_hash);
     assert_ne!(a.trace_hash, c.trace_hash);
+}
+
+/// `SIM_DUMP=<seed>` prints that seed's operations as Rust (for
+/// tests/regressions.rs) and its outcome.
+#[test]
+fn dump_seed_ops() {
+    let Some(seed) = std::env::var("SIM_DUMP").ok().and_then(|v| v.parse().ok()) else {
+        return;
+    };
+    let out = run_seed(&FaultRunConfig::new(seed, 1), seed);
+    println!(
+        "{}\nviolation: {:?}",
+        out.ops_as_rust(),
+        out.violation.map(|v| v.to_string())
+    );
 }

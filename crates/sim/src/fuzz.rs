@@ -1,0 +1,275 @@
+//! Entry points shared by the cargo-fuzz targets (`fuzz/`) and the stable
+//! smoke test (`tests/fuzz_smoke.rs`): each takes untrusted bytes and must
+//! neither panic nor hang, whatever they hold.
+//!
+//! - [`nbd_parsers`]: the NBD request-header, INFO and meta-context parsers;
+//! - [`nbd_session`]: a whole NBD connection (handshake, options,
+//!   transmission, disconnect mid-request) against an in-memory export;
+//! - [`activity_table_file`]: an activity-table file opened strictly, for
+//!   inspection and with salvage;
+//! - [`engine_state`]: the engine state loader, on the raw bytes and on the
+//!   bytes framed with a valid header and checksum (so the decoder behind
+//!   the checksum is reached).
+//!
+//! [`NbdMsg`] and [`encode_nbd`] turn structured messages into a byte
+//! stream, so a fuzzer (or a seeded generator) gets past the magics.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nbd::proto::{self, RequestHeader, REQUEST_HEADER_BYTES};
+use nbd::testing::MemExport;
+use nbd::{Server, ServerConfig, StaticRegistry};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// One client message of an NBD session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NbdMsg {
+    /// Bytes as they are.
+    Raw(Vec<u8>),
+    /// The client flags after the greeting.
+    ClientFlags(u32),
+    /// An option (`IHAVEOPT`, code, length, data).
+    Opt {
+        /// Option code.
+        code: u32,
+        /// Payload.
+        data: Vec<u8>,
+    },
+    /// A transmission request (header, then `payload` as sent, whatever `length` says).
+    Request {
+        /// Header.
+        header: RequestHeader,
+        /// Bytes after the header.
+        payload: Vec<u8>,
+    },
+}
+
+/// The byte stream a client sending `msgs` produces.
+pub fn encode_nbd(msgs: &[NbdMsg]) -> Vec<u8> {
+    let mut out = bytes::BytesMut::new();
+    for m in msgs {
+        match m {
+            NbdMsg::Raw(b) => out.extend_from_slice(b),
+            NbdMsg::ClientFlags(f) => out.extend_from_slice(&f.to_be_bytes()),
+            NbdMsg::Opt { code, data } => {
+                out.extend_from_slice(&proto::IHAVEOPT.to_be_bytes());
+                out.extend_from_slice(&code.to_be_bytes());
+                out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+                out.extend_from_slice(data);
+            }
+            NbdMsg::Request { header, payload } => {
+                proto::encode_request(&mut out, header);
+                out.extend_from_slice(payload);
+            }
+        }
+    }
+    out.to_vec()
+}
+
+/// Option data of `GO`/`INFO` for export `name` with `infos` requests.
+pub fn go_data(name: &[u8], infos: &[u16]) -> Vec<u8> {
+    let mut d = (name.len() as u32).to_be_bytes().to_vec();
+    d.extend_from_slice(name);
+    d.extend_from_slice(&(infos.len() as u16).to_be_bytes());
+    for i in infos {
+        d.extend_from_slice(&i.to_be_bytes());
+    }
+    d
+}
+
+/// Runs the NBD parsers on `bytes` (must not panic).
+pub fn nbd_parsers(bytes: &[u8]) {
+    if let Some(head) = bytes.get(..REQUEST_HEADER_BYTES) {
+        let mut buf = [0u8; REQUEST_HEADER_BYTES];
+        buf.copy_from_slice(head);
+        let _ = proto::parse_request(&buf);
+    }
+    let _ = proto::parse_info_request(bytes);
+    let _ = proto::parse_meta_request(bytes);
+}
+
+/// Size of the export served by [`nbd_session`].
+pub const FUZZ_EXPORT_BYTES: u64 = 1 << 20;
+
+/// Serves one connection whose client sends `bytes` and then closes its
+/// sending side, draining every reply. `Err` if the server did not finish
+/// within 10 s (a hang); panics propagate.
+pub fn nbd_session(bytes: &[u8]) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("runtime: {e}"))?;
+    rt.block_on(async {
+        let export = Arc::new(MemExport::new(FUZZ_EXPORT_BYTES));
+        let registry = Arc::new(StaticRegistry::single("vol", export));
+        let config = ServerConfig {
+            handshake_timeout: Duration::from_secs(5),
+            ..ServerConfig::default()
+        };
+        let server = Server::new(config).map_err(|e| e.to_string())?;
+        let (client, server_end) = tokio::io::duplex(1 << 16);
+        let (mut rd, mut wr) = tokio::io::split(client);
+        let input = bytes.to_vec();
+        let writer = async move {
+            let _ = wr.write_all(&input).await;
+            let _ = wr.shutdown().await;
+            wr
+        };
+        let reader = async move {
+            let mut sink = vec![0u8; 1 << 16];
+            while let Ok(n) = rd.read(&mut sink).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        };
+        let serve = server.serve_stream(server_end, registry);
+        let all = async {
+            let (_, _, wr) = tokio::join!(serve, reader, writer);
+            drop(wr);
+        };
+        tokio::time::timeout(Duration::from_secs(10), all)
+            .await
+            .map_err(|_| "NBD session did not finish within 10 s".to_string())
+    })
+}
+
+/// A seeded client session: a valid opening (usually), then a mix of valid,
+/// corrupted and truncated options and requests, possibly cut mid-message.
+pub fn random_nbd_session(rng: &mut ChaCha8Rng) -> Vec<u8> {
+    let mut msgs = Vec::new();
+    let flags = if rng.random_bool(0.9) {
+        3
+    } else {
+        rng.random()
+    };
+    msgs.push(NbdMsg::ClientFlags(flags));
+    for _ in 0..rng.random_range(0..4) {
+        let code = [1, 3, 6, 8, 9, 10, 11, rng.random_range(0..20)][rng.random_range(0..8)];
+        let data = match code {
+            6 | 7 => go_data(
+                if rng.random_bool(0.7) {
+                    b"vol"
+                } else {
+                    b"nope"
+                },
+                &[0, 1, 2, 3],
+            ),
+            9 | 10 => {
+                let mut d = go_data(b"vol", &[]);
+                d.truncate(d.len() - 2);
+                d.extend_from_slice(&1u32.to_be_bytes());
+                let q = b"base:allocation";
+                d.extend_from_slice(&(q.len() as u32).to_be_bytes());
+                d.extend_from_slice(q);
+                d
+            }
+            _ => random_bytes(rng, 0..24),
+        };
+        msgs.push(NbdMsg::Opt { code, data });
+    }
+    msgs.push(NbdMsg::Opt {
+        code: 7,
+        data: go_data(b"vol", &[3]),
+    });
+    for _ in 0..rng.random_range(0..12) {
+        let kind: u16 = if rng.random_bool(0.9) {
+            rng.random_range(0..10)
+        } else {
+            rng.random()
+        };
+        let near_end = FUZZ_EXPORT_BYTES.saturating_sub(rng.random_range(0..8192));
+        let offset = [
+            0,
+            512 * rng.random_range(0..2048u64),
+            near_end,
+            rng.random(),
+        ][rng.random_range(0..4)];
+        let length: u32 =
+            [0, 512, 4096, rng.random_range(0..70_000), rng.random()][rng.random_range(0..5)];
+        let payload = if kind == 1 {
+            random_bytes(rng, 0..(length.min(9000) as usize + 1))
+        } else {
+            Vec::new()
+        };
+        let header = RequestHeader {
+            flags: rng.random_range(0..16),
+            kind,
+            cookie: rng.random(),
+            offset,
+            length,
+        };
+        msgs.push(NbdMsg::Request { header, payload });
+    }
+    let mut bytes = encode_nbd(&msgs);
+    mutate(rng, &mut bytes);
+    bytes
+}
+
+/// Opens `bytes` as an activity-table file in `dir` in each mode (must not panic).
+pub fn activity_table_file(bytes: &[u8], dir: &Path) {
+    let path = dir.join("fuzz.table");
+    if std::fs::write(&path, bytes).is_err() {
+        return;
+    }
+    let _ = activity_table::ActivityTable::read(&path);
+    if let Ok((id, _, _)) = activity_table::ActivityTable::read(&path) {
+        let _ = activity_table::ActivityTable::open_salvage(&path, id);
+    } else if std::fs::write(&path, bytes).is_ok() {
+        let id = activity_table::TableId::Subsystem("fuzz".into());
+        let _ = activity_table::ActivityTable::open_salvage(&path, id);
+    }
+    let _ = std::fs::remove_file(&path);
+}
+
+/// Frames `payload` as saved engine state with a valid header and checksum.
+pub fn frame_engine_payload(payload: &[u8]) -> Vec<u8> {
+    let mut out = timezero::MAGIC.to_vec();
+    out.extend_from_slice(&timezero::FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    out.extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Loads `bytes` as engine state, raw and framed (must not panic); a state
+/// that loads must save and load again.
+pub fn engine_state(bytes: &[u8]) -> Result<(), String> {
+    for candidate in [bytes.to_vec(), frame_engine_payload(bytes)] {
+        if let Ok(engine) = timezero::Engine::load(&candidate) {
+            timezero::Engine::load(&engine.save())
+                .map_err(|e| format!("loaded state does not reload: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Random bytes with a length in `len`.
+pub fn random_bytes(rng: &mut ChaCha8Rng, len: std::ops::Range<usize>) -> Vec<u8> {
+    let n = rng.random_range(len);
+    (0..n).map(|_| rng.random()).collect()
+}
+
+/// Seeded damage: bit flips, overwritten bytes, truncation, duplication.
+pub fn mutate(rng: &mut ChaCha8Rng, bytes: &mut Vec<u8>) {
+    for _ in 0..rng.random_range(0..4) {
+        if bytes.is_empty() {
+            return;
+        }
+        let i = rng.random_range(0..bytes.len());
+        match rng.random_range(0..4) {
+            0 => bytes[i] ^= 1 << rng.random_range(0..8),
+            1 => bytes[i] = rng.random(),
+            2 => bytes.truncate(i),
+            _ => {
+                let end = (i + rng.random_range(1..64)).min(bytes.len());
+                let chunk = bytes[i..end].to_vec();
+                bytes.splice(i..i, chunk);
+            }
+        }
+    }
+}
