@@ -75,6 +75,8 @@ enum Op {
         force: bool,
     },
     GroupDissolve,
+    /// Save and load the engine (controller restart), then carry on.
+    Reload,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -95,6 +97,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (any::<u8>(), any::<u8>(), proptest::bool::weighted(0.1)).prop_map(|(a, b, restore)| Op::Group { a, b, restore }),
         1 => any::<bool>().prop_map(|force| Op::GroupStop { force }),
         1 => Just(Op::GroupDissolve),
+        2 => Just(Op::Reload),
     ]
 }
 
@@ -255,6 +258,17 @@ fn apply(sim: &mut Sim, op: &Op) {
             if let Some(g) = sim.eng.groups().first().map(|g| g.id) {
                 sim.control(|e| e.stop_group(g, force));
             }
+        }
+        Op::Reload => {
+            let bytes = sim.eng.save();
+            let loaded = timezero::Engine::load(&bytes).expect("own output loads");
+            assert_eq!(loaded.save(), bytes);
+            for v in sim.eng.volumes() {
+                for g in 0..GRAINS {
+                    assert_eq!(loaded.resolve_read(v, g), sim.eng.resolve_read(v, g));
+                }
+            }
+            sim.eng = loaded;
         }
         Op::GroupDissolve => {
             if let Some(g) = sim.eng.groups().first().map(|g| g.id) {

@@ -111,6 +111,10 @@ pub struct Engine {
     pub(crate) next_group: u32,
     pub(crate) next_cascade: u32,
     pub(crate) events: Vec<EngineEvent>,
+    /// Number of maps in state suspended (fast path of `check_access`).
+    pub(crate) n_suspended: usize,
+    /// Copying maps already cut at 100 % that wait for their dependants.
+    pub(crate) waiting: std::collections::BTreeSet<MapId>,
 }
 
 impl Engine {
@@ -373,6 +377,7 @@ impl Engine {
         if let Some(id) = vol
             .source_maps
             .iter()
+            .filter(|_| self.n_suspended > 0)
             .find(|id| self.maps[*id].state == MapState::Suspended)
         {
             return Err(AccessError::Suspended {
@@ -408,15 +413,51 @@ impl Engine {
         }
     }
 
+    /// The one place map states change (keeps the derived indexes).
     pub(crate) fn push_state(&mut self, map: MapId, to: MapState) {
-        if let Some(m) = self.maps.get_mut(&map) {
-            let from = m.state;
-            if from != to {
-                m.state = to;
-                self.events
-                    .push(EngineEvent::StateChanged { map, from, to });
-            }
+        let Some(m) = self.maps.get_mut(&map) else {
+            return;
+        };
+        let from = m.state;
+        if from == to {
+            return;
         }
+        m.state = to;
+        let target = m.spec.target;
+        self.events
+            .push(EngineEvent::StateChanged { map, from, to });
+        if from == MapState::Suspended {
+            self.n_suspended -= 1;
+        }
+        if to == MapState::Suspended {
+            self.n_suspended += 1;
+        }
+        let cut = self
+            .vols
+            .get(&target)
+            .is_some_and(|v| v.member_of.is_none());
+        if to == MapState::Copying && cut {
+            self.waiting.insert(map);
+        } else {
+            self.waiting.remove(&map);
+        }
+    }
+
+    /// Recompute derived indexes (after load).
+    pub(crate) fn rebuild_indexes(&mut self) {
+        self.n_suspended = self
+            .maps
+            .values()
+            .filter(|m| m.state == MapState::Suspended)
+            .count();
+        self.waiting = self
+            .maps
+            .iter()
+            .filter(|(_, m)| {
+                m.state == MapState::Copying && self.vols[&m.spec.target].member_of.is_none()
+            })
+            .map(|(id, _)| *id)
+            .collect();
     }
 }
 

@@ -56,31 +56,16 @@ impl Engine {
     /// through their target (semantics.md 2.7 `has_dependants`).
     pub(crate) fn settle_cut_waiting(&mut self) {
         loop {
-            let full_members: Vec<MapId> = self
-                .maps
-                .iter()
-                .filter(|(_, m)| {
-                    m.state == MapState::Copying
-                        && m.split.is_full()
-                        && self.vols[&m.spec.target].member_of.is_some()
-                })
-                .map(|(id, _)| *id)
-                .collect();
-            let mut cut = false;
-            for id in full_members {
-                cut |= self.complete(id);
-            }
             let ready: Vec<MapId> = self
-                .maps
+                .waiting
                 .iter()
-                .filter(|(_, m)| {
-                    m.state == MapState::Copying
-                        && self.vols[&m.spec.target].member_of.is_none()
-                        && !self.has_dependants(m.spec.target, m.spec.copy_type)
+                .filter(|id| {
+                    let m = &self.maps[*id];
+                    !self.has_dependants(m.spec.target, m.spec.copy_type)
                 })
-                .map(|(id, _)| *id)
+                .copied()
                 .collect();
-            if ready.is_empty() && !cut {
+            if ready.is_empty() {
                 return;
             }
             for id in ready {
@@ -139,7 +124,9 @@ impl Engine {
             }
         }
         self.events.push(EngineEvent::CopyCompleted { map: id });
-        if !self.has_dependants(t, ty) {
+        if self.has_dependants(t, ty) {
+            self.waiting.insert(id);
+        } else {
             self.push_state(id, MapState::IdleOrCopied);
             self.maybe_autodelete(id);
         }

@@ -144,6 +144,7 @@ pub(super) fn from_dto(dto: EngineDto) -> Result<Engine, LoadError> {
         );
     }
     check_structure(&e)?;
+    e.rebuild_indexes();
     Ok(e)
 }
 
