@@ -21,16 +21,19 @@
 //! `ledger` (how tables fold into session states) and `recovery` (A1-A5).
 #![deny(missing_docs)]
 
+mod controller_port;
 mod error;
 mod ledger;
 mod manager;
 mod port;
 mod recovery;
 mod report;
+mod scenario;
 #[cfg(feature = "test-utils")]
 mod virtual_subsystem;
 
 pub use activity_table::{EntryStatus, PhysSessionId, SessionId, TerminateReason};
+pub use controller_port::ControllerPort;
 pub use error::RmError;
 pub use ledger::SessionState;
 pub use manager::{ResourceManager, SessionExtent, SessionSpec};
@@ -39,5 +42,6 @@ pub use recovery::fmt_tracks;
 pub use report::{
     Decision, Decisions, Event, OrphanWithdrawn, Outcome, PhysicalPart, Progress, SessionInfo,
 };
+pub use scenario::{run_scenario, run_scenario_str, ScenarioError, ScenarioReport};
 #[cfg(feature = "test-utils")]
 pub use virtual_subsystem::{CrashSwitch, ResetLoss, VirtualSubsystem};

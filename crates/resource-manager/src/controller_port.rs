@@ -1,0 +1,146 @@
+//! [`ControllerPort`]: the [`SubsystemPort`] of a `controller::Subsystem`.
+//!
+//! The only place that maps controller errors to [`PortError`] and controller session
+//! states to [`PhysState`] (quiesced -> suspended; failed -> timed out: a session whose map
+//! stopped or was suspended can never resume). An IPL replaces the subsystem handle
+//! ([`ControllerPort::replace`]); the port keeps its name.
+
+use activity_table::{ActivityEntry, NewEntry, PhysSessionId, SessionId};
+use controller::{ControllerError, ErrorKind, PhysSessionState, SessionPair, Subsystem};
+use parking_lot::RwLock;
+
+use crate::port::{CopyPair, PhysState, PhysicalSession, PortError, SubsystemPort};
+
+/// A controller subsystem seen by the resource manager.
+pub struct ControllerPort {
+    id: String,
+    sub: RwLock<Subsystem>,
+}
+
+fn port_error(e: ControllerError) -> PortError {
+    let text = e.to_string();
+    match e.kind() {
+        ErrorKind::Limit => PortError::Limit { what: text },
+        ErrorKind::Io | ErrorKind::NoSpace | ErrorKind::Corrupt => {
+            PortError::Failed { reason: text }
+        }
+        _ => PortError::Rejected { reason: text },
+    }
+}
+
+fn phys_id(n: u8) -> Result<PhysSessionId, PortError> {
+    PhysSessionId::new(n).map_err(|e| PortError::Failed {
+        reason: e.to_string(),
+    })
+}
+
+impl ControllerPort {
+    /// Wraps `sub`.
+    pub fn new(sub: Subsystem) -> ControllerPort {
+        ControllerPort {
+            id: sub.id().to_string(),
+            sub: RwLock::new(sub),
+        }
+    }
+
+    /// The current subsystem handle.
+    pub fn subsystem(&self) -> Subsystem {
+        self.sub.read().clone()
+    }
+
+    /// Installs the handle returned by an IPL of the same subsystem.
+    pub fn replace(&self, sub: Subsystem) {
+        *self.sub.write() = sub;
+    }
+}
+
+impl SubsystemPort for ControllerPort {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn establish(
+        &self,
+        session: &SessionId,
+        pairs: &[CopyPair],
+    ) -> Result<PhysSessionId, PortError> {
+        let pairs: Vec<SessionPair> = pairs
+            .iter()
+            .map(|p| SessionPair {
+                source: p.source.clone(),
+                extents: p.extents.clone(),
+                target: p.target.clone(),
+            })
+            .collect();
+        let n = self
+            .sub
+            .read()
+            .establish_session(session.as_str(), &pairs)
+            .map_err(port_error)?;
+        phys_id(n)
+    }
+
+    fn withdraw(&self, session: &SessionId, phys: PhysSessionId) -> Result<(), PortError> {
+        self.sub
+            .read()
+            .withdraw_session(phys.get(), Some(session.as_str()))
+            .map(|_| ())
+            .map_err(port_error)
+    }
+
+    fn query(&self, phys: PhysSessionId) -> Result<Option<PhysicalSession>, PortError> {
+        let Some(info) = self.sub.read().session_info(phys.get()) else {
+            return Ok(None);
+        };
+        let owner = SessionId::new(info.session).map_err(|e| PortError::Failed {
+            reason: e.to_string(),
+        })?;
+        Ok(Some(PhysicalSession {
+            owner,
+            state: match info.state {
+                PhysSessionState::Active => PhysState::Active,
+                PhysSessionState::Quiesced => PhysState::Suspended,
+                PhysSessionState::Failed => PhysState::TimedOut,
+            },
+            domain: info.domain,
+            copied_tracks: info.copied_tracks,
+            total_tracks: info.total_tracks,
+        }))
+    }
+
+    fn physical_sessions(&self) -> Result<Vec<(PhysSessionId, SessionId)>, PortError> {
+        self.sub
+            .read()
+            .physical_sessions()
+            .into_iter()
+            .map(|i| {
+                let owner = SessionId::new(i.session).map_err(|e| PortError::Failed {
+                    reason: e.to_string(),
+                })?;
+                Ok((phys_id(i.phys)?, owner))
+            })
+            .collect()
+    }
+
+    fn resume(&self, phys: PhysSessionId) -> Result<(), PortError> {
+        self.sub
+            .read()
+            .resume_session(phys.get())
+            .map_err(|e| match e.kind() {
+                ErrorKind::NotFound | ErrorKind::State => PortError::Gone { phys },
+                _ => port_error(e),
+            })
+    }
+
+    fn append(&self, entries: &[NewEntry]) -> Result<(), PortError> {
+        self.sub
+            .read()
+            .append_activity(entries)
+            .map(|_| ())
+            .map_err(port_error)
+    }
+
+    fn entries(&self) -> Result<Vec<ActivityEntry>, PortError> {
+        self.sub.read().activity_entries().map_err(port_error)
+    }
+}
