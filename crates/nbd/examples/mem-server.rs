@@ -38,7 +38,15 @@ async fn main() {
     let name = args.get(3).cloned().unwrap_or_else(|| "disk".to_string());
     let export = Arc::new(MemExport::new(size_mib << 20).description("in-memory test export"));
     let registry = Arc::new(StaticRegistry::single(&name, export));
-    let server = match Server::new(ServerConfig::default()) {
+    // NBD_MAX_BATCH=1 turns request batching off (for A/B benchmarks).
+    let mut config = ServerConfig::default();
+    if let Some(n) = std::env::var("NBD_MAX_BATCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        config.max_batch = n;
+    }
+    let server = match Server::new(config) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("mem-server: {e}");

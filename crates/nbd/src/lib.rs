@@ -32,6 +32,7 @@
 
 mod activation;
 mod bufpool;
+mod dispatch;
 mod export;
 pub mod extents;
 mod negotiate;

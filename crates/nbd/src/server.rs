@@ -62,6 +62,9 @@ pub struct ServerConfig {
     pub handshake_timeout: Duration,
     /// After shutdown, time given to open connections before they are closed.
     pub shutdown_grace: Duration,
+    /// Most small requests run together in one blocking task while the
+    /// export answers fast (1 turns batching off; see docs/NBD.md).
+    pub max_batch: usize,
 }
 
 impl Default for ServerConfig {
@@ -74,6 +77,7 @@ impl Default for ServerConfig {
             max_option_bytes: 64 << 10,
             handshake_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
+            max_batch: 8,
         }
     }
 }
@@ -84,6 +88,9 @@ impl ServerConfig {
         let bad = |m: String| Err(ServerError::Config(m));
         if self.max_connections == 0 {
             return bad("max_connections must be at least 1".into());
+        }
+        if self.max_batch == 0 || self.max_batch > 64 {
+            return bad(format!("max_batch {} is not in 1..=64", self.max_batch));
         }
         if self.max_request_bytes < 4096 {
             return bad(format!(

@@ -9,20 +9,21 @@
 //!   permits worth the request's bytes from the connection's in-flight
 //!   budget; the permits come back only after the reply is written. When the
 //!   budget is spent the reader stops reading: backpressure, not buffering.
-//! - Replies go out in completion order, not request order.
+//! - Replies go out in completion order, not request order. Small requests
+//!   may run in batches while the export is fast (see `dispatch`).
 //! - After DISC, EOF or a protocol violation the reader stops; requests
 //!   already started still finish and their replies are still written.
 //! - Once the server shuts down, new requests get ESHUTDOWN.
 
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, BufReader};
 use tokio::sync::mpsc::{self, UnboundedSender};
 use tokio::sync::Semaphore;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 
 use crate::bufpool::BufPool;
+use crate::dispatch::{Dispatcher, Job, BATCH_JOB_MAX_BYTES};
 use crate::negotiate::{discard, Session};
 use crate::ops::{self, cmd_name, ReqInfo};
 use crate::proto::{self, cmd, errno, REQUEST_HEADER_BYTES};
@@ -35,7 +36,7 @@ const REQUEST_OVERHEAD_BYTES: u32 = 512;
 
 /// Serve requests until the client disconnects or the connection breaks.
 pub(crate) async fn transmit<R, W>(
-    r: R,
+    r: BufReader<R>,
     w: W,
     session: Session,
     ctx: &ConnContext,
@@ -104,12 +105,33 @@ async fn read_payload<R: AsyncRead + Unpin>(
 }
 
 async fn read_loop<R: AsyncRead + Unpin>(
-    mut r: R,
+    mut r: BufReader<R>,
     tx: UnboundedSender<Outgoing>,
     s: &Session,
     ctx: &ConnContext,
     budget: Arc<Semaphore>,
     pool: Arc<BufPool>,
+) -> Result<(), ServerError> {
+    let mut disp = Dispatcher::new(
+        s.export.clone(),
+        tx.clone(),
+        pool.clone(),
+        ctx.config.max_batch,
+    );
+    let res = read_requests(&mut r, &tx, s, ctx, &budget, &pool, &mut disp).await;
+    // Requests already read still run and reply, whatever ended the loop.
+    disp.flush();
+    res
+}
+
+async fn read_requests<R: AsyncRead + Unpin>(
+    r: &mut BufReader<R>,
+    tx: &UnboundedSender<Outgoing>,
+    s: &Session,
+    ctx: &ConnContext,
+    budget: &Arc<Semaphore>,
+    pool: &Arc<BufPool>,
+    disp: &mut Dispatcher,
 ) -> Result<(), ServerError> {
     let mut hdr = [0u8; REQUEST_HEADER_BYTES];
     let budget_total = ctx
@@ -117,7 +139,12 @@ async fn read_loop<R: AsyncRead + Unpin>(
         .max_inflight_bytes_per_conn
         .min(u32::MAX as usize) as u32;
     loop {
-        if !read_header(&mut r, &mut hdr).await? {
+        // Hold back a batch only while the next header is already buffered,
+        // so no request waits on the client.
+        if r.buffer().len() < REQUEST_HEADER_BYTES {
+            disp.flush();
+        }
+        if !read_header(r, &mut hdr).await? {
             info!("client closed the connection without DISC");
             return Ok(());
         }
@@ -156,14 +183,14 @@ async fn read_loop<R: AsyncRead + Unpin>(
             Ok(op) => op,
             Err((e, message)) => {
                 warn!(cookie = h.cookie, command = cmd_name(h.kind), errno = e, %message, "request refused");
-                discard(&mut r, u64::from(payload_len)).await?;
+                discard(r, u64::from(payload_len)).await?;
                 send(ops::error_reply(&info, e, message));
                 continue;
             }
         };
         if ctx.is_shutting_down() {
             debug!(cookie = h.cookie, "request during shutdown: ESHUTDOWN");
-            discard(&mut r, u64::from(payload_len)).await?;
+            discard(r, u64::from(payload_len)).await?;
             send(ops::error_reply(
                 &info,
                 errno::ESHUTDOWN,
@@ -178,11 +205,19 @@ async fn read_loop<R: AsyncRead + Unpin>(
         let cost = data_len
             .saturating_add(REQUEST_OVERHEAD_BYTES)
             .min(budget_total);
-        let permit = match budget.clone().acquire_many_owned(cost).await {
+        let permit = match budget.clone().try_acquire_many_owned(cost) {
             Ok(p) => p,
-            Err(_) => return Err(ServerError::Protocol("in-flight budget closed".into())),
+            Err(_) => {
+                // Budget spent: start what is held back, then wait (backpressure).
+                disp.flush();
+                budget
+                    .clone()
+                    .acquire_many_owned(cost)
+                    .await
+                    .map_err(|_| ServerError::Protocol("in-flight budget closed".into()))?
+            }
         };
-        let payload = match read_payload(&mut r, payload_len as usize, &pool).await {
+        let payload = match read_payload(r, payload_len as usize, pool).await {
             Ok(p) => p,
             Err(e) => {
                 warn!(
@@ -193,26 +228,14 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 return Err(e.into());
             }
         };
-        let export = s.export.clone();
-        let tx = tx.clone();
-        let pool = pool.clone();
-        tokio::task::spawn_blocking(move || {
-            let reply = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                ops::execute(op, &export, &payload, info, &pool)
-            }))
-            .unwrap_or_else(|_| {
-                error!(
-                    cookie = info.cookie,
-                    command = cmd_name(info.kind),
-                    "export panicked"
-                );
-                ops::error_reply(&info, errno::EIO, "internal error in the export".into())
-            });
-            pool.give(payload);
-            let _ = tx.send(Outgoing {
-                reply,
-                permit: Some(permit),
-            });
-        });
+        disp.submit(
+            Job {
+                op,
+                payload,
+                info,
+                permit,
+            },
+            data_len as usize <= BATCH_JOB_MAX_BYTES,
+        );
     }
 }

@@ -546,3 +546,69 @@ fn shutdown_closes_idle_connections_after_grace() {
     let _ = std::io::Write::write_all(&mut h.s, &[0u8; 16]);
     assert!(h.closed());
 }
+
+#[test]
+fn pipelined_small_requests_all_answered_with_their_own_data() {
+    let (srv, _e) = mem_server(MemExport::new(4 * MIB), ServerConfig::default());
+    let (mut c, _) = Raw::open(&srv.socket, "disk");
+    // Warm up so the server sees a fast export and batches.
+    for i in 0..32u64 {
+        assert_eq!(
+            c.simple(0, cmd::WRITE, i, i * 4096, 4096, &[i as u8; 4096]),
+            0
+        );
+    }
+    for round in 0..4u64 {
+        let mut wire = Vec::new();
+        for i in 0..64u64 {
+            let mut b = bytes::BytesMut::new();
+            let h = nbd::proto::RequestHeader {
+                flags: 0,
+                kind: cmd::WRITE,
+                cookie: 1000 + i,
+                offset: i * 4096,
+                length: 4096,
+            };
+            nbd::proto::encode_request(&mut b, &h);
+            b.extend_from_slice(&[(i + round) as u8; 4096]);
+            wire.extend_from_slice(&b);
+        }
+        c.send(&wire);
+        let mut acks: Vec<u64> = (0..64)
+            .map(|_| c.reply())
+            .map(|r| {
+                assert_eq!(r.errno(), 0);
+                r.cookie()
+            })
+            .collect();
+        acks.sort();
+        assert_eq!(acks, (1000..1064).collect::<Vec<_>>());
+        for i in 0..64u64 {
+            c.request(0, cmd::READ, 5000 + i, i * 4096, 4096, &[]);
+        }
+        let mut got = 0;
+        while got < 64 {
+            let ch = c.chunks();
+            let Reply::Chunk {
+                cookie,
+                payload,
+                kind,
+                ..
+            } = &ch[0]
+            else {
+                panic!("{ch:?}")
+            };
+            let i = cookie - 5000;
+            let want = (i + round) as u8;
+            if *kind == chunk::OFFSET_HOLE {
+                assert_eq!(want, 0, "request {i}: hole for non-zero data");
+            } else {
+                assert!(
+                    payload[8..].iter().all(|&b| b == want),
+                    "request {i} got another request's data"
+                );
+            }
+            got += 1;
+        }
+    }
+}

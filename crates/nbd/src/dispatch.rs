@@ -1,0 +1,158 @@
+//! Running validated requests on the blocking pool, one at a time or in
+//! small batches.
+//!
+//! Handing a request to a blocking thread and its reply back costs two
+//! thread wake-ups, which is more than a memory or page-cache copy of
+//! 4 KiB. So while the export has been answering quickly (average under
+//! [`FAST_OP_NS`]) and more requests are already buffered, the reader
+//! groups up to `max_batch` (config) small requests into one blocking task that
+//! runs them in order and sends each reply as it completes. Large requests,
+//! and every request while the export is slow (or before anything is known
+//! about it), get a blocking task of their own, so a slow request never
+//! delays another.
+//!
+//! Invariants:
+//! - Every submitted job runs exactly once and sends exactly one reply
+//!   (a panicking export gives EIO), and its in-flight permit is released
+//!   only with the reply.
+//! - A held-back batch is flushed before the reader waits on anything the
+//!   client controls (see `transmit`), so batching never adds a wait on the
+//!   client.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::OwnedSemaphorePermit;
+use tracing::error;
+
+use crate::bufpool::BufPool;
+use crate::export::Export;
+use crate::ops::{self, cmd_name, Op, ReqInfo};
+use crate::proto::errno;
+use crate::writer::Outgoing;
+
+/// Average export call time under which small requests are batched.
+pub(crate) const FAST_OP_NS: u64 = 20_000;
+/// Requests moving more data than this always run alone.
+pub(crate) const BATCH_JOB_MAX_BYTES: usize = 64 * 1024;
+/// Average before any call has completed: treated as slow.
+const UNKNOWN_NS: u64 = u64::MAX;
+
+/// One validated request, ready to run.
+pub(crate) struct Job {
+    pub op: Op,
+    pub payload: Vec<u8>,
+    pub info: ReqInfo,
+    pub permit: OwnedSemaphorePermit,
+}
+
+pub(crate) struct Dispatcher {
+    export: Arc<dyn Export>,
+    tx: UnboundedSender<Outgoing>,
+    pool: Arc<BufPool>,
+    /// Exponential moving average of export call time, in nanoseconds.
+    avg_ns: Arc<AtomicU64>,
+    pending: Vec<Job>,
+    max_batch: usize,
+}
+
+impl Dispatcher {
+    pub fn new(
+        export: Arc<dyn Export>,
+        tx: UnboundedSender<Outgoing>,
+        pool: Arc<BufPool>,
+        max_batch: usize,
+    ) -> Self {
+        Dispatcher {
+            export,
+            tx,
+            pool,
+            avg_ns: Arc::new(AtomicU64::new(UNKNOWN_NS)),
+            pending: Vec::with_capacity(max_batch),
+            max_batch,
+        }
+    }
+
+    /// Queue a job; it starts now unless it can join a batch.
+    pub fn submit(&mut self, job: Job, small: bool) {
+        let fast = self.avg_ns.load(Ordering::Relaxed) < FAST_OP_NS;
+        if small && fast && self.max_batch > 1 {
+            self.pending.push(job);
+            if self.pending.len() >= self.max_batch {
+                self.flush();
+            }
+        } else {
+            self.spawn(vec![job]);
+        }
+    }
+
+    /// Start everything held back.
+    pub fn flush(&mut self) {
+        if !self.pending.is_empty() {
+            let jobs = std::mem::replace(&mut self.pending, Vec::with_capacity(self.max_batch));
+            self.spawn(jobs);
+        }
+    }
+
+    fn spawn(&self, jobs: Vec<Job>) {
+        let export = self.export.clone();
+        let tx = self.tx.clone();
+        let pool = self.pool.clone();
+        let avg = self.avg_ns.clone();
+        tokio::task::spawn_blocking(move || {
+            for job in jobs {
+                let start = Instant::now();
+                let reply = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    ops::execute(job.op, &export, &job.payload, job.info, &pool)
+                }))
+                .unwrap_or_else(|_| {
+                    error!(
+                        cookie = job.info.cookie,
+                        command = cmd_name(job.info.kind),
+                        "export panicked"
+                    );
+                    ops::error_reply(&job.info, errno::EIO, "internal error in the export".into())
+                });
+                record(&avg, start.elapsed().as_nanos() as u64);
+                pool.give(job.payload);
+                // Fails only when the writer is gone: the connection is ending.
+                let _ = tx.send(Outgoing {
+                    reply,
+                    permit: Some(job.permit),
+                });
+            }
+        });
+    }
+}
+
+fn record(avg: &AtomicU64, sample_ns: u64) {
+    let old = avg.load(Ordering::Relaxed);
+    let new = if old == UNKNOWN_NS {
+        sample_ns
+    } else {
+        (old.saturating_mul(7).saturating_add(sample_ns)) / 8
+    };
+    avg.store(new, Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn average_starts_unknown_and_follows_samples() {
+        let a = AtomicU64::new(UNKNOWN_NS);
+        record(&a, 1_000);
+        assert_eq!(a.load(Ordering::Relaxed), 1_000);
+        for _ in 0..50 {
+            record(&a, 1_000_000);
+        }
+        assert!(
+            a.load(Ordering::Relaxed) > FAST_OP_NS,
+            "slow calls end batching"
+        );
+    }
+}
