@@ -15,8 +15,10 @@ use std::fmt;
 use activity_table::{ActivityEntry, EntryStatus, PhysSessionId, SessionId, TerminateReason};
 use geometry::ExtentSet;
 
-/// The state of a logical session (cli.md names).
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+/// The state of a logical session (cli.md names). JSON: `{"state": "active"}`,
+/// `{"state": "terminated", "reason": "ipl"}`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize)]
+#[serde(tag = "state", content = "reason", rename_all = "kebab-case")]
 pub enum SessionState {
     /// Initiated, neither completed nor terminated, never resumed.
     Active,

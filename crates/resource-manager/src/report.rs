@@ -1,5 +1,6 @@
 //! What the resource manager reports: session listings and the decisions of an event.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use activity_table::{PhysSessionId, SessionId, TerminateReason};
@@ -8,8 +9,9 @@ use serde::Serialize;
 
 use crate::ledger::SessionState;
 
-/// The recovery event a [`Decisions`] report answers.
-#[derive(Clone, PartialEq, Eq, Debug)]
+/// The recovery event a [`Decisions`] report answers. JSON: `{"event": "abend", "program": "P"}`.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
 pub enum Event {
     /// Operating-system IPL.
     Ipl,
@@ -38,8 +40,10 @@ impl fmt::Display for Event {
     }
 }
 
-/// The disposition of one session after an event.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+/// The disposition of one session after an event. JSON: `{"outcome": "resumed"}`,
+/// `{"outcome": "terminated", "reason": "reset-mismatch"}`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize)]
+#[serde(tag = "outcome", content = "reason", rename_all = "kebab-case")]
 pub enum Outcome {
     /// The session runs on (resumed now, or found already resumed with matching extents).
     Resumed,
@@ -60,13 +64,14 @@ impl fmt::Display for Outcome {
 }
 
 /// One session's decision.
-#[derive(Clone, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug, Serialize)]
 pub struct Decision {
     /// The logical session.
     pub session: SessionId,
     /// Its backup program, if recorded.
     pub program: Option<String>,
     /// Its disposition after the event.
+    #[serde(flatten)]
     pub outcome: Outcome,
     /// Whether this run changed anything for it (entries written, sessions withdrawn or
     /// resumed). A second run of the same event gives the same outcomes with `acted: false`.
@@ -76,7 +81,7 @@ pub struct Decision {
 }
 
 /// A physical session found on a subsystem with no open activity row, and withdrawn.
-#[derive(Clone, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug, Serialize)]
 pub struct OrphanWithdrawn {
     /// The subsystem.
     pub subsystem: String,
@@ -87,9 +92,10 @@ pub struct OrphanWithdrawn {
 }
 
 /// The report of one event: a decision per session examined, in session-id order.
-#[derive(Clone, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug, Serialize)]
 pub struct Decisions {
     /// The event.
+    #[serde(flatten)]
     pub event: Event,
     /// Per session examined.
     pub decisions: Vec<Decision>,
@@ -153,27 +159,28 @@ pub struct Progress {
 }
 
 /// One subsystem's part of a session.
-#[derive(Clone, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug, Serialize)]
 pub struct PhysicalPart {
     /// The subsystem.
     pub subsystem: String,
     /// Its physical session id.
     pub phys: PhysSessionId,
     /// Recorded domain per source volume.
-    pub volumes: Vec<(String, ExtentSet)>,
+    pub volumes: BTreeMap<String, ExtentSet>,
     /// Copy progress as the subsystem reports it; `None` when the physical session is gone
     /// (terminal sessions) or the subsystem did not answer.
     pub progress: Option<Progress>,
 }
 
 /// A session as `session list` shows it.
-#[derive(Clone, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug, Serialize)]
 pub struct SessionInfo {
     /// The id.
     pub id: SessionId,
     /// Its backup program.
     pub program: Option<String>,
     /// Its state.
+    #[serde(flatten)]
     pub state: SessionState,
     /// One part per subsystem.
     pub parts: Vec<PhysicalPart>,

@@ -472,3 +472,23 @@ fn crash_anywhere_in_start_leaves_nothing_after_restart() {
         assert!(w.settled_view().values().all(|s| s.is_terminal()));
     }
 }
+
+#[test]
+fn reports_serialize_to_the_json_the_cli_prints() {
+    let w = World::new(&["A"]);
+    let rm = w.rm();
+    rm.start_session(&spec("S1", "DSS", &[("A", "S0", 0, 3, "T0")]))
+        .unwrap();
+    let d = rm.on_abend("DSS").unwrap();
+    let v = serde_json::to_value(&d).unwrap();
+    assert_eq!(v["event"], "abend");
+    assert_eq!(v["program"], "DSS");
+    assert_eq!(v["decisions"][0]["session"], "S1");
+    assert_eq!(v["decisions"][0]["outcome"], "terminated");
+    assert_eq!(v["decisions"][0]["reason"], "abend");
+    let list = serde_json::to_value(rm.list_sessions().unwrap()).unwrap();
+    assert_eq!(list[0]["state"], "terminated");
+    assert_eq!(list[0]["reason"], "abend");
+    assert_eq!(list[0]["parts"][0]["phys"], 1);
+    assert_eq!(list[0]["parts"][0]["volumes"]["S0"][0]["last"], 3);
+}
