@@ -1,22 +1,31 @@
 //! [`Node`]: the running subsystem as the daemon shares it between the NBD
 //! exports, the control API and the copier.
 //!
-//! Invariant: the [`Subsystem`] handle is replaced only by [`Node::ipl`],
-//! under the write side of `slot`; every NBD request and control call runs
-//! under the read side ([`Node::with`]), so an IPL waits for in-flight work,
-//! holds new work back, and no request ever meets a closed handle.
+//! Invariants:
+//! - the [`Subsystem`] handle is replaced only by [`Node::ipl`], under the
+//!   write side of `slot`; every NBD request, control call and resource-manager
+//!   call runs under the read side ([`Node::with`], [`Node::with_rm`]), so an
+//!   IPL waits for in-flight work, holds new work back, and no request ever
+//!   meets a closed handle;
+//! - the resource manager's [`ControllerPort`] always holds the same handle as
+//!   `slot` (replaced together, under the write lock).
 
 use std::path::Path;
 use std::time::Instant;
 
+use std::sync::Arc;
+
 use controller::{CopierHandle, IplReport, Subsystem, SubsystemConfig};
 use parking_lot::{Mutex, RwLock};
+use resource_manager::{ControllerPort, ResourceManager, RmError, SubsystemPort};
 
 use crate::metrics::IoStats;
 
 /// The running subsystem plus what the daemon keeps beside it.
 pub struct Node {
     slot: RwLock<Subsystem>,
+    port: Arc<ControllerPort>,
+    rm: RwLock<Arc<ResourceManager>>,
     copier: Mutex<Option<CopierHandle>>,
     runtime: tokio::runtime::Handle,
     /// NBD request counters and host flush latency.
@@ -35,8 +44,17 @@ impl Node {
         runtime: tokio::runtime::Handle,
     ) -> Result<Node, controller::ControllerError> {
         let sub = Subsystem::open(data_dir, config)?;
+        let port = Arc::new(ControllerPort::new(sub.clone()));
+        let rm = new_rm(&port).map_err(|e| {
+            controller::ControllerError::new(
+                controller::ErrorKind::InvalidRequest,
+                format!("cannot attach the resource manager: {e}"),
+            )
+        })?;
         Ok(Node {
             slot: RwLock::new(sub),
+            port,
+            rm: RwLock::new(Arc::new(rm)),
             copier: Mutex::new(None),
             runtime,
             stats: IoStats::default(),
@@ -50,6 +68,22 @@ impl Node {
     pub fn with<R>(&self, f: impl FnOnce(&Subsystem) -> R) -> R {
         let s = self.slot.read();
         f(&s)
+    }
+
+    /// Runs `f` on the resource manager (an IPL waits until `f` returns).
+    pub fn with_rm<R>(&self, f: impl FnOnce(&ResourceManager, &Subsystem) -> R) -> R {
+        let s = self.slot.read();
+        let rm = self.rm.read().clone();
+        f(&rm, &s)
+    }
+
+    /// Restarts the resource manager: a new instance over the same subsystem
+    /// (it rebuilds everything from the activity tables).
+    pub fn restart_rm(&self) -> Result<(), RmError> {
+        let _s = self.slot.read();
+        let rm = new_rm(&self.port)?;
+        *self.rm.write() = Arc::new(rm);
+        Ok(())
     }
 
     /// Starts the background copier (copy and cleaning at each map's rate).
@@ -69,6 +103,7 @@ impl Node {
         self.stop_copier();
         let mut slot = self.slot.write();
         let fresh = slot.ipl()?;
+        self.port.replace(fresh.clone());
         *slot = fresh;
         let report = slot.ipl_report();
         drop(slot);
@@ -94,6 +129,11 @@ impl Node {
             None => format!("{base}{volume}"),
         })
     }
+}
+
+fn new_rm(port: &Arc<ControllerPort>) -> Result<ResourceManager, RmError> {
+    let port: Arc<dyn SubsystemPort> = port.clone();
+    ResourceManager::new(vec![port])
 }
 
 /// One line per thing an open/IPL/reset found and did (logged at boot and

@@ -76,7 +76,6 @@ pub enum Noun {
     /// `/groups`.
     Group,
     /// `/sessions`, `/tables`.
-    #[allow(dead_code)] // until the resource manager's controller adapter lands
     Session,
     /// `/events`, `/health`.
     Subsystem,
@@ -87,7 +86,6 @@ pub enum Failure<'a> {
     /// A controller error.
     Controller(&'a ControllerError),
     /// A resource-manager error.
-    #[allow(dead_code)] // until the resource manager's controller adapter lands
     Rm(&'a resource_manager::RmError),
 }
 
@@ -163,7 +161,6 @@ impl ApiError {
         Self::new(classify(Failure::Controller(&e), noun), e.full_message())
     }
     /// A resource-manager error on a request about `noun`.
-    #[allow(dead_code)] // until the resource manager's controller adapter lands
     pub fn rm(e: resource_manager::RmError, noun: Noun) -> Self {
         Self::new(classify(Failure::Rm(&e), noun), e.to_string())
     }

@@ -1,17 +1,53 @@
 //! `/events/{ipl,rm-restart,abend,reset}`: subsystem and resource-manager
-//! events; each answers with the decisions taken, per session.
+//! events; each answers with what it did and the decisions taken, per session.
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::routing::post;
 use axum::{Json, Router};
+use resource_manager::{Decisions, Outcome};
 
-use super::model::{EventReport, EventRequest};
+use super::model::{DecisionInfo, EventReport, EventRequest, OrphanInfo};
 use super::{body, ApiError, ApiErrorKind, AppState, Noun};
 use crate::node::ipl_notes;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new().route("/events/{event}", post(event))
+}
+
+fn report(d: Decisions, notes: Vec<String>) -> EventReport {
+    EventReport {
+        event: d.event.to_string(),
+        decisions: d
+            .decisions
+            .iter()
+            .map(|x| {
+                let (outcome, reason) = match x.outcome {
+                    Outcome::Resumed => ("resumed", None),
+                    Outcome::Terminated(r) => ("terminated", Some(r.to_string())),
+                    Outcome::Untouched => ("untouched", None),
+                };
+                DecisionInfo {
+                    session: x.session.to_string(),
+                    program: x.program.clone(),
+                    outcome: outcome.into(),
+                    reason,
+                    acted: x.acted,
+                    why: x.why.clone(),
+                }
+            })
+            .collect(),
+        orphans: d
+            .orphans
+            .iter()
+            .map(|o| OrphanInfo {
+                subsystem: o.subsystem.clone(),
+                phys: o.phys.get(),
+                owner: o.owner.to_string(),
+            })
+            .collect(),
+        notes,
+    }
 }
 
 async fn event(
@@ -21,20 +57,31 @@ async fn event(
 ) -> Result<Json<EventReport>, ApiError> {
     let req = body(req)?;
     s.blocking(move |n| {
-        let (name, notes) = match event.as_str() {
+        let rm_err = |e| ApiError::rm(e, Noun::Session);
+        let out = match event.as_str() {
             "ipl" => {
-                let report = n
-                    .ipl()
-                    .map_err(|e| ApiError::controller(e, Noun::Subsystem))?;
+                let r = n.ipl().map_err(|e| ApiError::controller(e, Noun::Subsystem))?;
                 let maps = n.with(|sub| sub.maps().len());
-                let notes = ipl_notes(&report, maps);
-                for line in &notes {
-                    tracing::info!("{line}");
-                }
-                ("ipl".to_string(), notes)
+                let notes = ipl_notes(&r, maps);
+                let d = n.with_rm(|rm, _| rm.on_ipl()).map_err(rm_err)?;
+                report(d, notes)
+            }
+            "rm-restart" => {
+                n.restart_rm().map_err(rm_err)?;
+                let d = n.with_rm(|rm, _| rm.on_rm_restart()).map_err(rm_err)?;
+                report(d, vec!["resource manager restarted (state rebuilt from the activity tables)".into()])
+            }
+            "abend" => {
+                let program = req
+                    .program
+                    .as_deref()
+                    .filter(|p| !p.is_empty())
+                    .ok_or_else(|| ApiError::bad_request("abend needs a program name"))?;
+                let d = n.with_rm(|rm, _| rm.on_abend(program)).map_err(rm_err)?;
+                report(d, Vec::new())
             }
             "reset" => {
-                let report = n
+                let r = n
                     .with(|sub| sub.reset(req.lose_volatile))
                     .map_err(|e| ApiError::controller(e, Noun::Subsystem))?;
                 let maps = n.with(|sub| sub.maps().len());
@@ -46,17 +93,9 @@ async fn event(
                         "volatile state hardened first"
                     }
                 )];
-                notes.extend(ipl_notes(&report, maps).into_iter().skip(1));
-                ("reset".to_string(), notes)
-            }
-            "rm-restart" | "abend" => {
-                if event == "abend" && req.program.as_deref().is_none_or(str::is_empty) {
-                    return Err(ApiError::bad_request("abend needs a program name"));
-                }
-                return Err(ApiError::new(
-                    ApiErrorKind::Unavailable,
-                    "the resource manager is not attached in this build",
-                ));
+                notes.extend(ipl_notes(&r, maps).into_iter().skip(1));
+                let d = n.with_rm(|rm, sub| rm.on_reset(sub.id())).map_err(rm_err)?;
+                report(d, notes)
             }
             other => {
                 return Err(ApiError::new(
@@ -65,12 +104,13 @@ async fn event(
                 ))
             }
         };
-        Ok(Json(EventReport {
-            event: name,
-            decisions: Vec::new(),
-            orphans: Vec::new(),
-            notes,
-        }))
+        for line in &out.notes {
+            tracing::info!(event = %out.event, "{line}");
+        }
+        for d in out.decisions.iter().filter(|d| d.acted) {
+            tracing::info!(event = %out.event, session = %d.session, outcome = %d.outcome, why = %d.why, "session decision");
+        }
+        Ok(Json(out))
     })
     .await
 }

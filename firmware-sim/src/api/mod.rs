@@ -19,6 +19,7 @@ mod events;
 mod groups;
 mod mappings;
 pub mod model;
+mod sessions;
 mod status;
 mod tables;
 mod volumes;
@@ -58,6 +59,7 @@ pub fn router(state: AppState) -> Router {
         .merge(groups::routes())
         .merge(events::routes())
         .merge(tables::routes())
+        .merge(sessions::routes())
         .fallback(fallback)
         .with_state(state)
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::error::CliError;
-use crate::output::emit;
+use crate::output::{emit, print_json};
 
 /// `replay FILE`.
 #[derive(Debug, Args)]
@@ -42,12 +42,31 @@ pub struct CheckArgs {
     pub json: bool,
 }
 
-/// Runs `replay`.
+/// Runs `replay`: the scenario against real controller subsystems in a
+/// temporary directory; exit 4 when an expectation fails.
 pub fn replay(a: ReplayArgs) -> Result<(), CliError> {
-    Err(CliError::Failed(format!(
-        "replay {}: the scenario runner (resource-manager run_scenario) is not in this build yet",
-        a.file.display()
-    )))
+    let file = a.file.display().to_string();
+    let report = resource_manager::run_scenario(&a.file)
+        .map_err(|e| CliError::Failed(format!("replay: {e}")))?;
+    if a.json {
+        print_json(&serde_json::json!({
+            "name": report.name,
+            "path": report.path,
+            "passed": report.passed(),
+            "log": report.log,
+            "failures": report.failures,
+        }))?;
+    } else {
+        print!("{report}");
+    }
+    if report.passed() {
+        Ok(())
+    } else {
+        Err(CliError::Expectation(format!(
+            "replay {file}: {} expectation(s) failed; reproduce with: firmware-sim replay {file}",
+            report.failures.len()
+        )))
+    }
 }
 
 /// Runs `fault-run`.

@@ -1,0 +1,203 @@
+//! `/sessions`: backup copy sessions through the resource manager (start,
+//! complete, list). Extents arrive as `VOL:CCHH-CCHH[,...]` and are parsed
+//! with each volume's own geometry.
+
+use std::collections::BTreeMap;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use controller::Subsystem;
+use geometry::ExtentSet;
+use resource_manager::{SessionExtent, SessionId, SessionSpec};
+
+use super::model::{SessionInfo, SessionPart, SessionVolume, StartSession};
+use super::{body, ApiError, ApiErrorKind, AppState, Noun};
+
+/// Program recorded for sessions started without `--program`.
+pub const DEFAULT_PROGRAM: &str = "operator";
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/sessions", get(list).post(start))
+        .route("/sessions/{id}/complete", post(complete))
+}
+
+/// Parses `VOL:RANGE[,RANGE|VOL:RANGE...]` into extent sets per volume, in
+/// order of first appearance.
+pub fn parse_session_extents(
+    sub: &Subsystem,
+    text: &str,
+) -> Result<Vec<(String, ExtentSet)>, ApiError> {
+    let mut out: Vec<(String, ExtentSet)> = Vec::new();
+    let mut current: Option<String> = None;
+    for item in text.split(',').map(str::trim) {
+        let range = match item.split_once(':') {
+            Some((vol, range)) => {
+                current = Some(vol.to_string());
+                range
+            }
+            None => item,
+        };
+        let Some(vol) = current.clone() else {
+            return Err(ApiError::new(
+                ApiErrorKind::BadExtent,
+                format!("extent `{item}` names no volume (expected VOL:FIRST-LAST)"),
+            ));
+        };
+        let g = sub
+            .geometry(&vol)
+            .map_err(|e| ApiError::controller(e, Noun::Volume))?;
+        let extent = g.parse_extent(range).map_err(|e| {
+            ApiError::new(
+                ApiErrorKind::BadExtent,
+                format!("bad extent `{item}` for volume {vol}: {e}"),
+            )
+        })?;
+        match out.iter_mut().find(|(v, _)| *v == vol) {
+            Some((_, set)) => set.insert(extent),
+            None => {
+                let mut set = ExtentSet::new();
+                set.insert(extent);
+                out.push((vol, set));
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(ApiError::new(ApiErrorKind::BadExtent, "no extent given"));
+    }
+    Ok(out)
+}
+
+fn session_info(sub: &Subsystem, s: &resource_manager::SessionInfo) -> SessionInfo {
+    let fmt = |vol: &str, set: &ExtentSet| {
+        sub.geometry(vol)
+            .map(|g| g.format_extent_set(set))
+            .unwrap_or_else(|_| resource_manager::fmt_tracks(set))
+    };
+    let progress = s.progress().map(|p| {
+        if p.total_tracks == 0 {
+            100.0
+        } else {
+            (p.copied_tracks as f64 * 100.0 / p.total_tracks as f64 * 10.0).floor() / 10.0
+        }
+    });
+    SessionInfo {
+        id: s.id.to_string(),
+        program: s.program.clone(),
+        state: s.state.name().to_string(),
+        reason: s.state.reason().map(|r| r.to_string()),
+        parts: s
+            .parts
+            .iter()
+            .map(|p| SessionPart {
+                subsystem: p.subsystem.clone(),
+                phys: p.phys.get(),
+                volumes: p
+                    .volumes
+                    .iter()
+                    .map(|(v, set)| SessionVolume {
+                        volume: v.clone(),
+                        extents: fmt(v, set),
+                    })
+                    .collect(),
+                copied_tracks: p.progress.map(|x| x.copied_tracks),
+                total_tracks: p.progress.map(|x| x.total_tracks),
+            })
+            .collect(),
+        progress_percent: progress,
+    }
+}
+
+fn session_id(id: &str) -> Result<SessionId, ApiError> {
+    SessionId::new(id).map_err(|e| ApiError::bad_request(format!("bad session id `{id}`: {e}")))
+}
+
+fn one(
+    rm: &resource_manager::ResourceManager,
+    sub: &Subsystem,
+    id: &SessionId,
+) -> Result<SessionInfo, ApiError> {
+    let s = rm
+        .session(id)
+        .map_err(|e| ApiError::rm(e, Noun::Session))?
+        .ok_or_else(|| {
+            ApiError::new(
+                ApiErrorKind::UnknownSession,
+                format!("unknown session {id}"),
+            )
+        })?;
+    Ok(session_info(sub, &s))
+}
+
+async fn list(State(s): State<AppState>) -> Result<Json<Vec<SessionInfo>>, ApiError> {
+    s.blocking(|n| {
+        n.with_rm(|rm, sub| {
+            let all = rm
+                .list_sessions()
+                .map_err(|e| ApiError::rm(e, Noun::Session))?;
+            Ok(Json(all.iter().map(|x| session_info(sub, x)).collect()))
+        })
+    })
+    .await
+}
+
+async fn start(
+    State(s): State<AppState>,
+    req: Result<Json<StartSession>, JsonRejection>,
+) -> Result<Json<SessionInfo>, ApiError> {
+    let req = body(req)?;
+    let id = session_id(&req.id)?;
+    s.blocking(move |n| {
+        n.with_rm(|rm, sub| {
+            let sources = parse_session_extents(sub, &req.extent)?;
+            let targets: Vec<&str> = req.target.split(',').map(str::trim).collect();
+            if targets.len() != 1 && targets.len() != sources.len() {
+                return Err(ApiError::bad_request(format!(
+                    "{} source volume(s) but {} target(s): give one target per source volume, in order",
+                    sources.len(),
+                    targets.len()
+                )));
+            }
+            let mut extents = Vec::new();
+            for (i, (vol, set)) in sources.into_iter().enumerate() {
+                let target = targets.get(i).or(targets.first()).copied().unwrap_or_default();
+                sub.volume_view(target).map_err(|e| ApiError::controller(e, Noun::Volume))?;
+                extents.push(SessionExtent {
+                    subsystem: sub.id().to_string(),
+                    volume: vol,
+                    extents: set,
+                    target: target.to_string(),
+                });
+            }
+            let spec = SessionSpec {
+                id: id.clone(),
+                program: req.program.clone().unwrap_or_else(|| DEFAULT_PROGRAM.into()),
+                extents,
+            };
+            let phys: BTreeMap<_, _> = rm.start_session(&spec).map_err(|e| ApiError::rm(e, Noun::Session))?;
+            tracing::info!(session = %id, physical = ?phys, "session started");
+            one(rm, sub, &id)
+        })
+    })
+    .await
+    .map(Json)
+}
+
+async fn complete(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<SessionInfo>, ApiError> {
+    let id = session_id(&id)?;
+    s.blocking(move |n| {
+        n.with_rm(|rm, sub| {
+            rm.complete_session(&id)
+                .map_err(|e| ApiError::rm(e, Noun::Session))?;
+            tracing::info!(session = %id, "session completed");
+            one(rm, sub, &id)
+        })
+    })
+    .await
+    .map(Json)
+}

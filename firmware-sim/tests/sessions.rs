@@ -1,0 +1,249 @@
+//! Backup copy sessions, activity tables, recovery events and scenario replay
+//! through the CLI: states and reasons users see, entries recorded, and the
+//! exits of failing requests and failing expectations.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{assert_fails_with, assert_success, run, Daemon, BIN};
+use serde_json::Value;
+
+const EXIT_FAILED: i32 = 1;
+const EXIT_EXPECTATION: i32 = 4;
+
+fn session<'a>(list: &'a Value, id: &str) -> &'a Value {
+    list.as_array()
+        .and_then(|a| a.iter().find(|s| s["id"] == id))
+        .unwrap_or_else(|| panic!("session {id} missing from {list}"))
+}
+
+fn decision<'a>(report: &'a Value, id: &str) -> &'a Value {
+    report["decisions"]
+        .as_array()
+        .and_then(|a| a.iter().find(|d| d["session"] == id))
+        .unwrap_or_else(|| panic!("no decision for {id} in {report}"))
+}
+
+#[test]
+fn sessions_tables_and_events_through_the_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::boot(tmp.path());
+
+    let s1 = d.cli_json(&[
+        "session",
+        "start",
+        "--id",
+        "S1",
+        "--extent",
+        "CKD00:00000000-0000000E",
+        "--target",
+        "CKD01",
+        "--program",
+        "BKUP",
+    ]);
+    assert_eq!(s1["state"], "active", "{s1}");
+    assert_eq!(s1["program"], "BKUP");
+    assert_eq!(
+        s1["parts"][0]["volumes"][0]["extents"], "00000000-0000000E",
+        "{s1}"
+    );
+    let s2 = d.cli_json(&[
+        "session",
+        "start",
+        "--id",
+        "S2",
+        "--extent",
+        "FB00:0-15,FB02:0-3",
+        "--target",
+        "FB01,FB03",
+    ]);
+    let vols: Vec<&str> = s2["parts"][0]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["volume"].as_str().unwrap())
+        .collect();
+    assert_eq!(vols, ["FB00", "FB02"], "{s2}");
+
+    // Refusals name what was wrong.
+    let out = d.cli(&[
+        "session",
+        "start",
+        "--id",
+        "S9",
+        "--extent",
+        "CKD00:banana",
+        "--target",
+        "CKD02",
+    ]);
+    assert_fails_with(
+        &out,
+        EXIT_FAILED,
+        "banana",
+        "session with an unparsable extent",
+    );
+    let out = d.cli(&[
+        "session", "start", "--id", "S9", "--extent", "NOPE:0-1", "--target", "CKD02",
+    ]);
+    assert_fails_with(&out, EXIT_FAILED, "NOPE", "session on an unknown volume");
+    let out = d.cli(&[
+        "session",
+        "start",
+        "--id",
+        "S1",
+        "--extent",
+        "CKD02:00000000-00000001",
+        "--target",
+        "CKD03",
+    ]);
+    assert_fails_with(&out, EXIT_FAILED, "S1", "duplicate session id");
+    let out = d.cli(&["session", "complete", "S404"]);
+    assert_fails_with(&out, EXIT_FAILED, "S404", "complete of an unknown session");
+
+    // The subsystem table holds one Initiated row per volume; FB00's table its own row.
+    let t = d.cli_json(&["table", "show"]);
+    let rows: Vec<(String, String)> = t
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["session_id"].as_str().unwrap().to_string(),
+                e["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(rows.len(), 3, "{t}");
+    assert!(rows.iter().all(|(_, s)| s == "initiated"), "{t}");
+    let t = d.cli_json(&["table", "show", "--volume", "FB00"]);
+    assert_eq!(t.as_array().unwrap().len(), 1, "{t}");
+    assert_eq!(t[0]["extents"], "0-15", "{t}");
+    let out = d.cli(&["table", "show", "--volume", "NOPE"]);
+    assert_fails_with(&out, EXIT_FAILED, "NOPE", "table of an unknown volume");
+
+    // Abend ends only that program's sessions.
+    let r = d.cli_json(&["event", "abend", "--program", "BKUP"]);
+    assert_eq!(decision(&r, "S1")["outcome"], "terminated", "{r}");
+    assert_eq!(decision(&r, "S1")["reason"], "abend", "{r}");
+    assert_eq!(decision(&r, "S2")["outcome"], "untouched", "{r}");
+    let out = d.cli(&["event", "abend", "--program", "BKUP"]);
+    assert_success(&out, "event abend (text)");
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains("session S1 (program BKUP): terminated (abend)"));
+
+    // IPL restarts the subsystem: open sessions end with reason ipl; maps survive.
+    let m = d.cli_json(&[
+        "map", "create", "--source", "FB02", "--target", "FB00", "--type", "nocopy",
+    ]);
+    let r = d.cli_json(&["event", "ipl"]);
+    assert_eq!(decision(&r, "S2")["outcome"], "terminated", "{r}");
+    assert_eq!(decision(&r, "S2")["reason"], "ipl", "{r}");
+    assert_eq!(decision(&r, "S1")["acted"], false, "{r}");
+    let notes = r["notes"].to_string();
+    assert!(notes.contains("IPL"), "{r}");
+    d.cli_json(&["map", "show", &m["id"].to_string()]);
+    let list = d.cli_json(&["session", "list"]);
+    assert_eq!(session(&list, "S1")["reason"], "abend");
+    assert_eq!(session(&list, "S2")["state"], "terminated");
+    assert_eq!(session(&list, "S2")["reason"], "ipl");
+    let t = d.cli_json(&["table", "show", "--volume", "FB02"]);
+    assert_eq!(
+        t.as_array().unwrap().last().unwrap()["reason"],
+        "ipl",
+        "{t}"
+    );
+
+    // A fresh session copies and completes; rm-restart and reset leave it alone.
+    let s3 = d.cli_json(&[
+        "session", "start", "--id", "S3", "--extent", "FB03:0-3", "--target", "FB01",
+    ]);
+    assert_eq!(s3["state"], "active");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = d.cli(&["session", "complete", "S3", "--json"]);
+        if out.status.success() {
+            let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(s["state"], "completed", "{s}");
+            break;
+        }
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("not finished"),
+            "complete failed for another reason: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            Instant::now() < deadline,
+            "S3 did not finish copying within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let r = d.cli_json(&["event", "rm-restart"]);
+    assert_eq!(decision(&r, "S3")["outcome"], "untouched", "{r}");
+    let r = d.cli_json(&["event", "reset"]);
+    assert!(r["event"].as_str().unwrap().contains("reset"), "{r}");
+    assert!(
+        r["decisions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["acted"] == false),
+        "{r}"
+    );
+    let out = d.cli(&["event", "abend"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "abend without --program is a usage error"
+    );
+}
+
+#[test]
+fn replay_runs_the_scenarios_and_fails_on_a_broken_expectation() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/scenarios");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .expect("testdata/scenarios")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no scenarios in {dir}");
+    for f in &files {
+        let out = run(BIN, &["replay", f.to_str().unwrap()]);
+        assert_success(&out, &format!("replay {}", f.display()));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("PASS"),
+            "{out:?}"
+        );
+    }
+
+    // The same abend scenario expecting the wrong outcome fails with exit 4
+    // and a reproduce line.
+    let src = files
+        .iter()
+        .find(|f| f.to_string_lossy().contains("abend"))
+        .expect("an abend scenario");
+    let text = std::fs::read_to_string(src).unwrap();
+    let broken = text.replace("state = \"completed\"", "state = \"terminated(abend)\"");
+    assert_ne!(broken, text, "scenario text changed");
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("broken.toml");
+    std::fs::write(&path, broken).unwrap();
+    let out = run(BIN, &["replay", path.to_str().unwrap()]);
+    assert_fails_with(
+        &out,
+        EXIT_EXPECTATION,
+        "reproduce with: firmware-sim replay",
+        "broken scenario",
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("FAIL"),
+        "{out:?}"
+    );
+
+    let out = run(
+        BIN,
+        &["replay", tmp.path().join("missing.toml").to_str().unwrap()],
+    );
+    assert_fails_with(&out, EXIT_FAILED, "missing.toml", "missing scenario file");
+}
