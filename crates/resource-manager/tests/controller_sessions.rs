@@ -1,0 +1,107 @@
+//! The resource manager over a real controller through `ControllerPort`: entries in the
+//! subsystem and volume tables, the controller's session limits as clear errors, and an IPL
+//! replay that leaves no physical session behind.
+
+use std::sync::Arc;
+
+use activity_table::EntryStatus;
+use controller::{
+    DurabilityMode, Subsystem, SubsystemConfig, VolumeConfig, MAX_SESSIONS_PER_VOLUME,
+};
+use geometry::{Extent, ExtentSet};
+use resource_manager::{
+    ControllerPort, PortError, ResourceManager, RmError, SessionExtent, SessionId, SessionSpec,
+    SessionState, SubsystemPort, TerminateReason,
+};
+
+fn open(dir: &std::path::Path, targets: usize) -> Subsystem {
+    let mut volumes = vec![VolumeConfig {
+        id: "SRC0".into(),
+        model: "fb:64K:4K".parse().unwrap(),
+    }];
+    for i in 0..targets {
+        volumes.push(VolumeConfig {
+            id: format!("TGT{i:02}"),
+            model: "fb:64K:4K".parse().unwrap(),
+        });
+    }
+    let config = SubsystemConfig {
+        id: "SS1".into(),
+        durability: DurabilityMode::Nosync,
+        listen: Default::default(),
+        rates: Default::default(),
+        volumes,
+    };
+    Subsystem::open(dir.join("SS1"), config).unwrap()
+}
+
+fn spec(n: usize) -> SessionSpec {
+    SessionSpec {
+        id: SessionId::new(format!("S{n:02}")).unwrap(),
+        program: "DSS".into(),
+        extents: vec![SessionExtent {
+            subsystem: "SS1".into(),
+            volume: "SRC0".into(),
+            extents: ExtentSet::from(Extent::new(0, 3).unwrap()),
+            target: format!("TGT{n:02}"),
+        }],
+    }
+}
+
+#[test]
+fn limits_are_clear_errors_and_ipl_replay_withdraws_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = Arc::new(ControllerPort::new(open(
+        dir.path(),
+        MAX_SESSIONS_PER_VOLUME + 1,
+    )));
+    let rm = ResourceManager::new(vec![port.clone() as Arc<dyn SubsystemPort>]).unwrap();
+    for n in 0..MAX_SESSIONS_PER_VOLUME {
+        rm.start_session(&spec(n)).unwrap();
+    }
+    let err = rm
+        .start_session(&spec(MAX_SESSIONS_PER_VOLUME))
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            RmError::Port {
+                op: "establish",
+                source: PortError::Limit { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("SRC0"), "{err}");
+    assert_eq!(rm.list_sessions().unwrap().len(), MAX_SESSIONS_PER_VOLUME);
+
+    let sub = port.subsystem();
+    let vol = sub.volume_activity_entries("SRC0").unwrap();
+    assert_eq!(vol.len(), MAX_SESSIONS_PER_VOLUME);
+    assert!(vol.iter().all(|e| e.status == EntryStatus::Initiated));
+    assert_eq!(sub.physical_sessions().len(), MAX_SESSIONS_PER_VOLUME);
+
+    // IPL: new subsystem handle, new resource manager, replay.
+    port.replace(sub.ipl().unwrap());
+    let rm = ResourceManager::new(vec![port.clone() as Arc<dyn SubsystemPort>]).unwrap();
+    let d = rm.on_ipl().unwrap();
+    assert_eq!(d.acted().count(), MAX_SESSIONS_PER_VOLUME, "{d}");
+    let sub = port.subsystem();
+    assert!(sub.physical_sessions().is_empty());
+    let vol = sub.volume_activity_entries("SRC0").unwrap();
+    assert_eq!(vol.len(), 2 * MAX_SESSIONS_PER_VOLUME);
+    assert!(vol[MAX_SESSIONS_PER_VOLUME..].iter().all(|e| e.status
+        == EntryStatus::Terminated {
+            reason: TerminateReason::Ipl
+        }));
+    for s in rm.list_sessions().unwrap() {
+        assert_eq!(s.state, SessionState::Terminated(TerminateReason::Ipl));
+    }
+    // The freed ids can be used again, and a replay of the old rows does not touch them.
+    rm.start_session(&spec(MAX_SESSIONS_PER_VOLUME)).unwrap();
+    let d = rm.on_reset("SS1").unwrap();
+    assert_eq!(d.acted().count(), 1, "{d}");
+    assert_eq!(port.subsystem().physical_sessions().len(), 1);
+    let _ = port.subsystem().close();
+}
