@@ -139,3 +139,86 @@ fn second_open_of_a_data_dir_is_refused() {
     assert!(r.ok, "{r:?}");
     assert!(!r.dirty);
 }
+
+#[test]
+fn restore_makes_the_source_read_as_the_target_and_keeps_other_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Subsystem::open(dir.path(), config()).unwrap();
+    let v0 = pattern(7, 1 << 20);
+    s.write("S", 0, &v0, false).unwrap();
+    let clone = s
+        .create_map(&MapCreate::new("S", "T", CopyType::Full))
+        .unwrap();
+    s.start_map(clone, false).unwrap();
+    while s.copy_step(1 << 30).unwrap().more {}
+    // Damage the source, keep a snapshot of the damaged state.
+    let v1 = pattern(8, 300_000);
+    s.write("S", 100_000, &v1, false).unwrap();
+    let mut damaged = v0.clone();
+    damaged[100_000..400_000].copy_from_slice(&v1);
+    let snap = s
+        .create_map(&MapCreate::new("S", "U", CopyType::Nocopy))
+        .unwrap();
+    s.start_map(snap, false).unwrap();
+    let reverse = s.restore_map(clone).unwrap();
+    assert_ne!(reverse, clone);
+    assert!(s.map(reverse).unwrap().restoring);
+    assert_eq!(
+        read(&s, "S", 0, 1 << 20),
+        v0,
+        "the source reads as the target"
+    );
+    assert_eq!(
+        read(&s, "U", 0, 1 << 20),
+        damaged,
+        "the snapshot keeps its image"
+    );
+    while s.copy_step(1 << 30).unwrap().more {}
+    assert_eq!(read(&s, "S", 0, 1 << 20), v0);
+    assert_eq!(read(&s, "U", 0, 1 << 20), damaged);
+    let s = s.ipl().unwrap();
+    assert_eq!(read(&s, "S", 0, 1 << 20), v0);
+    assert_eq!(read(&s, "U", 0, 1 << 20), damaged);
+    s.close().unwrap();
+}
+
+#[test]
+fn stop_cleans_dependants_and_states_follow_the_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Subsystem::open(dir.path(), config()).unwrap();
+    let v0 = pattern(9, 1 << 20);
+    s.write("S", 0, &v0, false).unwrap();
+    let older = s
+        .create_map(&MapCreate::new("S", "T", CopyType::Nocopy))
+        .unwrap();
+    s.start_map(older, false).unwrap();
+    s.write("S", 0, &pattern(10, 200_000), false).unwrap();
+    let newer = s
+        .create_map(&MapCreate::new("S", "U", CopyType::Nocopy))
+        .unwrap();
+    s.start_map(newer, false).unwrap();
+    s.write("S", 500_000, &pattern(11, 100_000), false).unwrap();
+    // Stopping the newer snapshot (upstream of the older one) cleans into it.
+    s.stop_map(newer, false).unwrap();
+    assert_eq!(s.map(newer).unwrap().state, MapState::Stopping);
+    assert_eq!(
+        s.read("U", 0, &mut [0u8; 512]).unwrap_err().kind(),
+        ErrorKind::Offline
+    );
+    while s.copy_step(1 << 30).unwrap().more {}
+    assert_eq!(s.map(newer).unwrap().state, MapState::Stopped);
+    assert_eq!(
+        read(&s, "T", 0, 1 << 20),
+        v0,
+        "the older snapshot kept its image through cleaning"
+    );
+    let e = s.start_map(older, false).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::State);
+    assert_eq!(
+        s.delete_map(newer, false).unwrap_err().kind(),
+        ErrorKind::State
+    );
+    s.delete_map(newer, true).unwrap();
+    assert_eq!(s.delete_volume("T").unwrap_err().kind(), ErrorKind::Busy);
+    s.close().unwrap();
+}

@@ -17,7 +17,6 @@ use serde::Serialize;
 use timezero::{rate_bytes_per_second, CopyType, GrainCopy, MapId, MapState};
 
 use super::cow::CommitItem;
-use super::persist::{CopyRun, JournalOp};
 use super::Subsystem;
 use crate::error::Result;
 use crate::events::Event;
@@ -128,10 +127,15 @@ impl Subsystem {
                     break;
                 }
                 let (guard, busy) = inner.grains.try_lock(copies.iter().map(|c| c.grain));
-                let (keep, drop): (Vec<GrainCopy>, Vec<GrainCopy>) =
-                    copies.into_iter().partition(|c| !busy.contains(&c.grain));
-                core.engine.abandon_copies(&drop);
-                (keep, guard)
+                if busy.is_empty() {
+                    (copies, guard)
+                } else {
+                    let busy: std::collections::HashSet<u64> = busy.into_iter().collect();
+                    let (keep, drop): (Vec<GrainCopy>, Vec<GrainCopy>) =
+                        copies.into_iter().partition(|c| !busy.contains(&c.grain));
+                    core.engine.abandon_copies(&drop);
+                    (keep, guard)
+                }
             };
             if plan.is_empty() {
                 // Every planned grain is busy with host I/O: let it finish.
@@ -149,16 +153,23 @@ impl Subsystem {
                     return Err(e.context(format!("background copy of {map}")));
                 }
             };
-            let rest = &plan[done..];
-            if !rest.is_empty() {
-                inner.core.lock().engine.abandon_copies(rest);
+            let ts = plan
+                .first()
+                .and_then(|c| inner.volume_by_id(c.to).ok())
+                .map_or(1, |v| v.geometry.track_size_bytes())
+                .max(1);
+            let cut_short = done < plan.len();
+            if cut_short {
+                inner.core.lock().engine.abandon_copies(&plan[done..]);
             }
             if done > 0 {
-                let item = CommitItem {
+                let mut copies = plan;
+                copies.truncate(done);
+                inner.commit(CommitItem {
                     flush: touched,
-                    ops: vec![JournalOp::Copies(CopyRun::encode(&plan[..done]))],
-                };
-                inner.commit(item)?;
+                    copies,
+                    ops: Vec::new(),
+                })?;
             }
             Metrics::add(&inner.metrics.background_copies, done as u64);
             Metrics::add(&inner.metrics.background_bytes, bytes);
@@ -171,18 +182,13 @@ impl Subsystem {
                 });
             }
             // Mostly holes: plan bigger chunks next time; mostly data: smaller.
-            let ts = plan
-                .first()
-                .and_then(|c| inner.volume_by_id(c.to).ok())
-                .map_or(1, |v| v.geometry.track_size_bytes())
-                .max(1);
             let data_grains = (bytes / ts) as usize;
             chunk = if data_grains * 2 < done {
                 (chunk * 4).min(CHUNK_GRAINS_MAX)
             } else {
                 ((CHUNK_BYTES_MAX / ts) as usize).clamp(16, CHUNK_GRAINS_MAX)
             };
-            if !rest.is_empty() {
+            if cut_short {
                 break;
             }
         }

@@ -8,7 +8,7 @@
 //! suspends the affected maps and fails their requests; the host data that
 //! depended on them is never written.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -16,7 +16,7 @@ use geometry::{Extent, ExtentSet};
 use timezero::{GrainCopy, MapId, VolumeId};
 
 use super::commit::Outcome;
-use super::persist::{decode_journal, encode_journal, JournalOp};
+use super::persist::{decode_journal, encode_journal, CopyRun, JournalOp};
 use super::{Core, Inner, JournalCursor, Volume};
 use crate::error::{err, ControllerError, ErrorKind, Result};
 use crate::events::Event;
@@ -27,13 +27,27 @@ use crate::metrics::Metrics;
 pub(crate) struct CommitItem {
     /// Stores that received data for this item (flushed before the journal record).
     pub(crate) flush: Vec<Arc<Volume>>,
-    /// What the journal record says and the engine applies.
+    /// Grain copies whose data is in place (journaled as runs, committed to the engine).
+    pub(crate) copies: Vec<GrainCopy>,
+    /// Other bit changes (difference bits, recorded writes).
     pub(crate) ops: Vec<JournalOp>,
+}
+
+impl CommitItem {
+    /// What the journal record carries for this item.
+    fn journal_ops(&self) -> Vec<JournalOp> {
+        let mut ops = Vec::with_capacity(self.ops.len() + 1);
+        if !self.copies.is_empty() {
+            ops.push(JournalOp::Copies(CopyRun::encode(&self.copies)));
+        }
+        ops.extend(self.ops.iter().cloned());
+        ops
+    }
 }
 
 /// The maps an item's bits belong to (suspended if the item fails).
 fn item_maps(core: &Core, item: &CommitItem) -> Vec<MapId> {
-    let mut maps = Vec::new();
+    let mut maps: Vec<MapId> = item.copies.iter().map(|c| c.map).collect();
     for op in &item.ops {
         match op {
             JournalOp::Copies(runs) => maps.extend(runs.iter().map(|r| r.map)),
@@ -48,19 +62,6 @@ fn item_maps(core: &Core, item: &CommitItem) -> Vec<MapId> {
     maps.sort();
     maps.dedup();
     maps
-}
-
-/// Copies in an item, expanded (for `abandon_copies`).
-fn item_copies(item: &CommitItem) -> Vec<GrainCopy> {
-    let mut out = Vec::new();
-    for op in &item.ops {
-        if let JournalOp::Copies(runs) = op {
-            for r in runs {
-                out.extend(r.expand());
-            }
-        }
-    }
-    out
 }
 
 impl Inner {
@@ -98,7 +99,10 @@ impl Inner {
                 .map_err(|e| store_err(&format!("allocation of volume {}", vol.name), e))?;
             vols.insert(v, (vol, alloc));
         }
-        let mut written: HashSet<(VolumeId, u64)> = HashSet::new();
+        // Copies of one grain are contiguous in a plan, so a copy can only read
+        // what an earlier copy of the same grain wrote: track just that group.
+        let mut written: Vec<VolumeId> = Vec::new();
+        let mut group_grain = u64::MAX;
         let mut touched: Vec<VolumeId> = Vec::new();
         let mut bytes = 0u64;
         let mut buf = Vec::new();
@@ -114,8 +118,12 @@ impl Inner {
             let (from, from_alloc) = &vols[&c.from];
             let (to, to_alloc) = &vols[&c.to];
             let ts = to.geometry.track_size_bytes();
-            let src_has_data = from_alloc.contains(c.grain) || written.contains(&(c.from, c.grain));
-            let dst_has_data = to_alloc.contains(c.grain) || written.contains(&(c.to, c.grain));
+            if c.grain != group_grain {
+                group_grain = c.grain;
+                written.clear();
+            }
+            let src_has_data = written.contains(&c.from) || from_alloc.contains(c.grain);
+            let dst_has_data = written.contains(&c.to) || to_alloc.contains(c.grain);
             if src_has_data {
                 buf.resize(ts as usize, 0);
                 self.faults
@@ -149,7 +157,7 @@ impl Inner {
                 Metrics::add(&self.metrics.holes_skipped, 1);
                 continue;
             }
-            written.insert((c.to, c.grain));
+            written.push(c.to);
             if !touched.contains(&c.to) {
                 touched.push(c.to);
             }
@@ -204,7 +212,7 @@ impl Inner {
         let mut ops: Vec<JournalOp> = Vec::new();
         for (i, item) in batch.iter().enumerate() {
             if outcomes[i].is_ok() {
-                ops.extend(item.ops.iter().cloned());
+                ops.extend(item.journal_ops());
             }
         }
         let result = if ops.is_empty() {
@@ -224,9 +232,12 @@ impl Inner {
             let mut core = self.core.lock();
             for (i, item) in batch.iter().enumerate() {
                 match &outcomes[i] {
-                    Ok(()) => apply_ops(&mut core, &item.ops),
+                    Ok(()) => {
+                        core.engine.commit_copies(&item.copies);
+                        apply_ops(&mut core, &item.ops);
+                    }
                     Err((_, m)) => {
-                        core.engine.abandon_copies(&item_copies(item));
+                        core.engine.abandon_copies(&item.copies);
                         for map in item_maps(&core, item) {
                             suspend.push((map, m.clone()));
                         }

@@ -16,7 +16,7 @@ use serde::Serialize;
 use timezero::{GrainCopy, MapId, VolumeId};
 
 use super::cow::{access_err, CommitItem};
-use super::persist::{CopyRun, JournalOp};
+use super::persist::JournalOp;
 use super::{Inner, Subsystem, Volume};
 use crate::error::{err, ErrorKind, Result};
 use crate::meta::store_err;
@@ -305,7 +305,6 @@ impl Subsystem {
                     return Err(e.context(format!("copy-on-write for volume {volume}")));
                 }
             }
-            ops.push(JournalOp::Copies(CopyRun::encode(&plan.copies)));
         }
         for map in &plan.diff_maps {
             ops.push(JournalOp::Diff {
@@ -314,8 +313,12 @@ impl Subsystem {
                 end: grains.end,
             });
         }
-        if !ops.is_empty() {
-            inner.commit(CommitItem { flush, ops })?;
+        if !ops.is_empty() || !plan.copies.is_empty() {
+            inner.commit(CommitItem {
+                flush,
+                copies: plan.copies,
+                ops,
+            })?;
         }
         // 2. The host data (only now may it reach the store).
         let res = match payload {
@@ -327,6 +330,7 @@ impl Subsystem {
         if plan.record {
             inner.commit(CommitItem {
                 flush: vec![v.clone()],
+                copies: Vec::new(),
                 ops: vec![JournalOp::Recorded {
                     volume: v.id.0,
                     start: grains.start,

@@ -53,32 +53,29 @@ impl GrainLocks {
     /// grains whose shard was busy (the caller drops their work).
     pub(crate) fn try_lock(
         &self,
-        grains: impl IntoIterator<Item = u64>,
+        grains: impl IntoIterator<Item = u64> + Clone,
     ) -> (GrainGuard<'_>, Vec<u64>) {
-        let mut wanted: Vec<(usize, u64)> = grains.into_iter().map(|g| (shard_of(g), g)).collect();
-        wanted.sort_unstable();
+        // A shard bitset instead of a sort: O(grains + shards).
+        let mut wanted = vec![false; SHARDS];
+        for g in grains.clone() {
+            wanted[shard_of(g)] = true;
+        }
         let mut guards = Vec::new();
-        let mut busy = Vec::new();
-        let mut last: Option<(usize, bool)> = None;
-        for (s, g) in wanted {
-            let ok = match last {
-                Some((ls, ok)) if ls == s => ok,
-                _ => {
-                    let ok = match self.shards[s].try_lock() {
-                        Some(guard) => {
-                            guards.push(guard);
-                            true
-                        }
-                        None => false,
-                    };
-                    last = Some((s, ok));
-                    ok
-                }
-            };
-            if !ok {
-                busy.push(g);
+        let mut busy_shard = vec![false; SHARDS];
+        for (s, _) in wanted.iter().enumerate().filter(|(_, w)| **w) {
+            match self.shards[s].try_lock() {
+                Some(g) => guards.push(g),
+                None => busy_shard[s] = true,
             }
         }
+        let busy = if busy_shard.iter().any(|b| *b) {
+            grains
+                .into_iter()
+                .filter(|g| busy_shard[shard_of(*g)])
+                .collect()
+        } else {
+            Vec::new()
+        };
         (GrainGuard { _guards: guards }, busy)
     }
 }
