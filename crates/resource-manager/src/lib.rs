@@ -10,12 +10,18 @@
 //! from them, so a new instance over the same subsystems knows what the old one knew.
 //!
 //! Depends on: `activity-table` (entry types), `geometry` (extent sets), and reaches a
-//! subsystem only through [`SubsystemPort`]; it must not depend on the NBD layer or the
-//! binary. The adapter for `controller::Subsystem` lives in this crate.
+//! subsystem only through [`SubsystemPort`]; it must not depend on the NBD layer, the
+//! simulator or the binary. The adapter for `controller::Subsystem` ([`ControllerPort`],
+//! the one place that maps controller errors and session states) and the scenario runner
+//! ([`run_scenario`], behind `firmware-sim replay`) live in this crate.
 //!
-//! Key types: [`ResourceManager`], [`SessionSpec`], [`SubsystemPort`], [`Decisions`],
-//! [`SessionInfo`], [`RmError`]. With the `test-utils` feature: `VirtualSubsystem`, an
-//! in-memory subsystem with a model of volume contents, reset faults and crash injection.
+//! Key types: [`ResourceManager`], [`SessionSpec`], [`SubsystemPort`], [`ControllerPort`],
+//! [`Decisions`], [`SessionInfo`], [`RmError`], [`ScenarioReport`], [`ScenarioError`].
+//! With the `test-utils` feature: `VirtualSubsystem`, an in-memory subsystem with a model of
+//! volume contents, reset faults and crash injection.
+//!
+//! Usage: one `ResourceManager` per host process over all subsystems it can reach; after a
+//! restart of the host or of the RM, build a new one and call the matching event first.
 //!
 //! Invariants: see the module docs of `manager` (ordering of entries and side effects),
 //! `ledger` (how tables fold into session states) and `recovery` (A1-A5).

@@ -119,13 +119,17 @@ impl Decisions {
 }
 
 impl fmt::Display for Decisions {
-    /// One line per session that the event concerned; untouched sessions are counted.
+    /// One line per session this run acted on; the others are counted by outcome.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "event: {}", self.event)?;
-        let mut untouched = 0usize;
+        let (mut resumed, mut terminated, mut untouched) = (0usize, 0usize, 0usize);
         for d in &self.decisions {
-            if d.outcome == Outcome::Untouched && !d.acted {
-                untouched += 1;
+            if !d.acted {
+                match d.outcome {
+                    Outcome::Resumed => resumed += 1,
+                    Outcome::Terminated(_) => terminated += 1,
+                    Outcome::Untouched => untouched += 1,
+                }
                 continue;
             }
             let program = d.program.as_deref().unwrap_or("-");
@@ -142,8 +146,14 @@ impl fmt::Display for Decisions {
                 o.phys, o.owner, o.subsystem
             )?;
         }
-        if untouched > 0 {
-            writeln!(f, "  {untouched} other session(s) untouched")?;
+        if resumed + terminated + untouched > 0 {
+            writeln!(
+                f,
+                "  unchanged: {resumed} already resumed, {terminated} already terminated, {untouched} untouched"
+            )?;
+        }
+        if self.decisions.is_empty() && self.orphans.is_empty() {
+            writeln!(f, "  no sessions concerned")?;
         }
         Ok(())
     }
