@@ -39,8 +39,10 @@ wait_up() { # uri
   echo "nbd-compare: server at $1 did not come up" >&2; exit 1
 }
 
-# firmware-sim nbd (MemExport)
+# firmware-sim nbd (MemExport), and the same with request batching off
 "$SIM" "unix:$DIR/sim.sock" "$SIZE_MIB" disk 2>"$DIR/sim.log" &
+PIDS+=($!)
+NBD_MAX_BATCH=1 "$SIM" "unix:$DIR/sim1.sock" "$SIZE_MIB" disk 2>"$DIR/sim1.log" &
 PIDS+=($!)
 # nbdkit memory plugin
 nbdkit -P "$DIR/k.pid" -U "$DIR/k.sock" memory "${SIZE_MIB}M"
@@ -50,6 +52,7 @@ qemu-nbd -f raw -x disk -t -e 8 --cache=writeback -k "$DIR/q.sock" --fork --pid-
 
 declare -A URI=(
   [firmware-sim]="nbd+unix:///disk?socket=$DIR/sim.sock"
+  [firmware-sim-nobatch]="nbd+unix:///disk?socket=$DIR/sim1.sock"
   [nbdkit-memory]="nbd+unix:///?socket=$DIR/k.sock"
   [qemu-nbd-tmpfs]="nbd+unix:///disk?socket=$DIR/q.sock"
 )
@@ -66,7 +69,7 @@ d = j["read"] if j["read"]["io_bytes"] else j["write"]
 print("%.0f %.0f" % (d["iops"], d["bw_bytes"] / 2**20))'
 }
 
-ORDER=(firmware-sim nbdkit-memory qemu-nbd-tmpfs)
+ORDER=(firmware-sim firmware-sim-nobatch nbdkit-memory qemu-nbd-tmpfs)
 # Fill every export with non-zero data first, so reads move real bytes.
 for s in "${ORDER[@]}"; do
   fio --name=fill --ioengine=nbd --uri="${URI[$s]}" --rw=write --bs=1m --iodepth=8 \

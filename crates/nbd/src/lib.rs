@@ -28,6 +28,9 @@
 //! - A FLUSH or FUA reply is sent only after the export's call returned.
 //! - Replies may go out of order; in-flight bytes per connection and the
 //!   number of connections are bounded.
+//! - Export calls never run on the async reactor: each request (or, while
+//!   the export is fast, a batch of up to `max_batch` small ones) runs in a
+//!   `spawn_blocking` task.
 #![deny(missing_docs)]
 
 mod activation;
