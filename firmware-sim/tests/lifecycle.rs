@@ -55,8 +55,53 @@ fn sigterm_then_reboot_is_an_ipl_that_keeps_data_and_maps() {
     qemu_io(&d.uri("FB00"), "write -P 0xef 512k 512k");
     qemu_io(&d.uri("FB01"), "read -P 0xab 0 1M");
 
+    let data_dir = d.data_dir.clone();
     let status = d.terminate();
     assert!(status.success(), "SIGTERM exits 0, got {status}");
+
+    // The offline checker finds the cleanly closed directory consistent.
+    let out = run(
+        common::BIN,
+        &["check", "--data-dir", data_dir.to_str().unwrap(), "--json"],
+    );
+    assert_success(&out, "check after a clean shutdown");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["dirty"], false, "{r}");
+    assert_eq!(r["maps"], 1, "{r}");
+}
+
+#[test]
+fn check_rejects_a_directory_that_is_not_a_subsystem() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(
+        common::BIN,
+        &["check", "--data-dir", tmp.path().to_str().unwrap()],
+    );
+    common::assert_fails_with(
+        &out,
+        4,
+        "not a data directory",
+        "check of an empty directory",
+    );
+}
+
+#[test]
+fn fault_run_prints_a_summary_per_invariant() {
+    let out = run(
+        common::BIN,
+        &["fault-run", "--seed", "7", "--runs", "3", "--json"],
+    );
+    assert_success(&out, "fault-run");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["seeds_run"], 3, "{r}");
+    assert_eq!(r["seeds_failed"], 0, "{r}");
+    let out = run(common::BIN, &["fault-run", "--seed", "7", "--runs", "2"]);
+    assert_success(&out, "fault-run (text)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for inv in ["PIT-1", "COW-1", "IPL-1", "LIVE-1", "determinism"] {
+        assert!(text.contains(inv), "fault-run summary lacks {inv}:\n{text}");
+    }
 }
 
 #[test]

@@ -69,11 +69,43 @@ pub fn replay(a: ReplayArgs) -> Result<(), CliError> {
     }
 }
 
-/// Runs `fault-run`.
-pub fn fault_run(_a: FaultRunArgs) -> Result<(), CliError> {
-    Err(CliError::Failed(
-        "fault-run: the fault simulator (crate sim) is not in this build yet".into(),
-    ))
+/// Runs `fault-run`: seeded fault injection over `runs` seeds from `seed`;
+/// one summary line per figure and invariant; exit 4 (with the failing seed
+/// and a reproduce command) when an invariant breaks or a rerun diverges.
+pub fn fault_run(a: FaultRunArgs) -> Result<(), CliError> {
+    let seed = a.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+    });
+    if a.runs == 0 {
+        return Err(CliError::Usage("--runs must be at least 1".into()));
+    }
+    let cfg = sim::FaultRunConfig::new(seed, a.runs);
+    let summary = sim::fault_run(&cfg);
+    if a.json {
+        println!("{}", summary.to_json());
+    } else {
+        print!("{summary}");
+    }
+    if summary.passed() {
+        return Ok(());
+    }
+    match summary.failures.first() {
+        Some(f) => Err(CliError::Expectation(format!(
+            "fault-run: {} of {} seeds failed; first: seed {}: {}; reproduce: {}",
+            summary.seeds_failed,
+            summary.seeds_run,
+            f.seed,
+            f.violation,
+            f.violation.reproduce()
+        ))),
+        None => Err(CliError::Expectation(format!(
+            "fault-run: determinism check failed for seeds {:?}; reproduce: firmware-sim fault-run --seed {} --runs {}",
+            summary.determinism.mismatched_seeds, seed, a.runs
+        ))),
+    }
 }
 
 /// Runs `check`: exit 0 when the data directory is consistent (warnings
