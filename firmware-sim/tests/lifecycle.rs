@@ -131,3 +131,22 @@ fn boot_refuses_a_bad_config_naming_the_line() {
     );
     let _ = assert_success;
 }
+
+#[test]
+fn json_log_format_writes_one_json_object_per_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::boot_with(tmp.path(), &["--log-format", "json"]);
+    d.cli_json(&["volume", "list"]);
+    let log = d.log_text();
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty(), "no log lines");
+    for l in &lines {
+        let v: serde_json::Value =
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("log line is not JSON ({e}): {l}"));
+        assert!(
+            v.get("level").is_some() && v.get("timestamp").is_some(),
+            "{l}"
+        );
+    }
+    assert!(log.contains("new subsystem"), "{log}");
+}

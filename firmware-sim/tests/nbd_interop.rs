@@ -156,6 +156,16 @@ fn qemu_io_target_keeps_point_in_time_image() {
     assert_eq!(m["progress_percent"], 100.0, "{m}");
     assert_pattern(&d.uri("FB03"), "0x5a", "0 4M");
     assert_pattern(&d.uri("FB02"), "0xa5", "0 2M");
+
+    // Restore copies the target's image back onto the source.
+    let r = d.cli_json(&["map", "restore", &id]);
+    assert_eq!(r["source"], "FB03", "{r}");
+    assert_eq!(r["target"], "FB02", "{r}");
+    let rid = r["id"].to_string();
+    assert_pattern(&d.uri("FB02"), "0x5a", "0 4M");
+    let r = d.cli_json(&["map", "wait", &rid, "--timeout", "120"]);
+    assert_eq!(r["progress_percent"], 100, "{r}");
+    assert_pattern(&d.uri("FB02"), "0x5a", "0 4M");
 }
 
 #[test]
