@@ -174,6 +174,9 @@ pub enum ControlError {
         /// A member's state.
         state: MapState,
     },
+    /// A group with this id exists.
+    #[error("{0} already exists")]
+    GroupExists(GroupId),
     /// The group has no maps to start.
     #[error("{0} has no maps")]
     GroupEmpty(GroupId),
@@ -229,6 +232,14 @@ pub enum AccessError {
         map: MapId,
         /// Its state.
         state: MapState,
+    },
+    /// Planning found a cycle of frozen (restore) heads; nothing was planned.
+    #[error("grain {grain} of volume {volume} cannot be resolved (restore cycle)")]
+    Unresolvable {
+        /// Volume.
+        volume: VolumeId,
+        /// Grain.
+        grain: u64,
     },
     /// The volume is source or target of a suspended map, or its data
     /// resolves through a suspended (bitmap offline) map.

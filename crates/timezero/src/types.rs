@@ -241,6 +241,12 @@ pub struct MapInfo {
     pub cascade: Option<CascadeId>,
     /// For a suspended map: the state it returns to on resume.
     pub resume_to: Option<MapState>,
+    /// Grains the map covers (its extents, or the whole volume).
+    pub grains_total: u64,
+    /// Covered grains split (held by the target) since the last start.
+    pub grains_split: u64,
+    /// Incremental maps: grains changed on source or target since the last start.
+    pub grains_changed: Option<u64>,
 }
 
 /// Introspection of one cascade.

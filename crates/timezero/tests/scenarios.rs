@@ -350,3 +350,67 @@ fn cleaning_waits_for_copies_in_flight_into_the_stopping_target() {
     e.abandon_copies(&p.copies);
     assert_eq!(e.resolve_read(VolumeId(1), 2), Ok(VolumeId(0)));
 }
+
+#[test]
+fn stop_inside_a_restore_cycle_keeps_resolution_finite() {
+    // Reported by the sim (seed 1041): after map0 leaves, the restore target
+    // v0 is both the frozen head and the only member of the old chain.
+    let mut sim = Sim::new(4, 8);
+    let mut spec = MapSpec::new(VolumeId(0), VolumeId(3), CopyType::Full);
+    spec.incremental = true;
+    spec.copy_rate = 100;
+    let map0 = sim.eng.create_map(spec).unwrap();
+    let mut spec = MapSpec::new(VolumeId(3), VolumeId(0), CopyType::Full);
+    spec.copy_rate = 100;
+    let map1 = sim.eng.create_map(spec).unwrap();
+    start(&mut sim, map0, PREP);
+    start(
+        &mut sim,
+        map1,
+        StartOptions {
+            restore: true,
+            prepare: true,
+        },
+    );
+    sim.background(map0, 1);
+    sim.check();
+    assert!(sim.write(VolumeId(0), 7, false));
+    sim.check();
+    assert!(sim.control(|e| e.stop(map0, false)));
+    sim.check();
+    for g in 0..8 {
+        assert!(sim.write(VolumeId(0), g, g % 2 == 0));
+        sim.check();
+    }
+    while sim.eng.map_state(map1) == Some(MapState::Copying) {
+        sim.background(map1, 3);
+        sim.check();
+    }
+}
+
+#[test]
+fn group_ids_chosen_by_the_caller_and_diff_replay() {
+    let mut e = Engine::new();
+    e.add_volume(VolumeId(0), 8).unwrap();
+    e.add_volume(VolumeId(1), 8).unwrap();
+    let g = timezero::GroupId(5);
+    e.create_group_with_id(g, false).unwrap();
+    assert_eq!(
+        e.create_group_with_id(g, true),
+        Err(ControlError::GroupExists(g))
+    );
+    assert_eq!(e.create_group(false), timezero::GroupId(6));
+    let mut spec = MapSpec::new(VolumeId(0), VolumeId(1), CopyType::Full);
+    spec.incremental = true;
+    let id = e.create_map(spec).unwrap();
+    e.mark_diff(id, 2..5).unwrap();
+    let info = e.map_info(id).unwrap();
+    assert_eq!(
+        (info.grains_total, info.grains_split, info.grains_changed),
+        (8, 0, Some(3))
+    );
+    assert_eq!(
+        e.mark_diff(MapId(9), 0..1),
+        Err(ControlError::UnknownMap(MapId(9)))
+    );
+}

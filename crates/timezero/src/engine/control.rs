@@ -468,8 +468,11 @@ impl Engine {
 
     /// Create an empty consistency group.
     pub fn create_group(&mut self, autodelete: bool) -> GroupId {
+        while self.groups.contains_key(&GroupId(self.next_group)) {
+            self.next_group = self.next_group.wrapping_add(1);
+        }
         let id = GroupId(self.next_group);
-        self.next_group += 1;
+        self.next_group = self.next_group.saturating_add(1);
         self.groups.insert(
             id,
             Group {
@@ -478,6 +481,26 @@ impl Engine {
             },
         );
         id
+    }
+
+    /// Create an empty consistency group with a chosen id (replay, API).
+    pub fn create_group_with_id(
+        &mut self,
+        id: GroupId,
+        autodelete: bool,
+    ) -> Result<(), ControlError> {
+        if self.groups.contains_key(&id) {
+            return Err(ControlError::GroupExists(id));
+        }
+        self.next_group = self.next_group.max(id.0.saturating_add(1));
+        self.groups.insert(
+            id,
+            Group {
+                autodelete,
+                members: Vec::new(),
+            },
+        );
+        Ok(())
     }
 
     fn group(&self, gid: GroupId) -> Result<&Group, ControlError> {

@@ -189,6 +189,9 @@ impl Engine {
             restoring: m.restoring && m.state.is_active(),
             cascade: self.vols.get(&m.spec.target).and_then(|v| v.member_of),
             resume_to: m.resume_to,
+            grains_total: m.split.len().saturating_sub(m.outside),
+            grains_split: split_in(m),
+            grains_changed: m.diff.as_ref().map(Bitmap::count_ones),
         })
     }
 
@@ -272,6 +275,23 @@ impl Engine {
         let diff = m.diff.get_or_insert_with(|| Bitmap::new(grains));
         diff.replace_words(words)
             .map_err(|source| ControlError::Bitmap { map, source })
+    }
+
+    /// OR `grains` into an incremental map's difference bitmap (journal
+    /// replay by the controller). Not incremental: nothing to record, `Ok`.
+    pub fn mark_diff(
+        &mut self,
+        map: MapId,
+        grains: std::ops::Range<u64>,
+    ) -> Result<(), ControlError> {
+        let m = self
+            .maps
+            .get_mut(&map)
+            .ok_or(ControlError::UnknownMap(map))?;
+        if let Some(d) = m.diff.as_mut() {
+            d.set_range(grains.start, grains.end);
+        }
+        Ok(())
     }
 
     /// Heap bytes held for one map (bitmaps and bookkeeping), for capacity planning.
@@ -461,15 +481,19 @@ impl Engine {
     }
 }
 
+fn split_in(m: &Map) -> u64 {
+    let covered = m.split.len().saturating_sub(m.outside);
+    if m.started_once {
+        m.split.count_ones().saturating_sub(m.outside)
+    } else {
+        m.split.count_ones().min(covered)
+    }
+}
+
 fn progress_of(m: &Map) -> u8 {
     let covered = m.split.len().saturating_sub(m.outside);
     if covered == 0 {
         return 100;
     }
-    let split_in = if m.started_once {
-        m.split.count_ones().saturating_sub(m.outside)
-    } else {
-        m.split.count_ones().min(covered)
-    };
-    ((u128::from(split_in) * 100) / u128::from(covered)) as u8
+    ((u128::from(split_in(m)) * 100) / u128::from(covered)) as u8
 }

@@ -146,6 +146,18 @@ impl<'e> GrainPlanner<'e> {
 
     /// Rule A: before `phys(x)` changes.
     fn phys_change(&mut self, x: VolumeId) -> Result<(), AccessError> {
+        self.phys_change_at(x, 0)
+    }
+
+    fn phys_change_at(&mut self, x: VolumeId, depth: usize) -> Result<(), AccessError> {
+        // Each level sets a split bit that was clear; deeper means a cycle of
+        // frozen heads, which the structure rules out (E4).
+        if depth > self.eng.cascades.len() {
+            return Err(AccessError::Unresolvable {
+                volume: self.origin,
+                grain: self.grain,
+            });
+        }
         let heads = self.eng.vols[&x].heads.clone();
         for cid in heads {
             if !self.eng.cascades[&cid].frozen {
@@ -155,7 +167,11 @@ impl<'e> GrainPlanner<'e> {
                 continue;
             };
             if !self.split(f)? {
-                self.phys_change(f)?;
+                // `f == x`: the restore node of `x` reads `x`'s own physical
+                // grain; the copy is a no-op that only marks it held.
+                if f != x {
+                    self.phys_change_at(f, depth + 1)?;
+                }
                 if !self.split(f)? {
                     self.push(id, x, f);
                 }
