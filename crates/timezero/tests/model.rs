@@ -77,6 +77,11 @@ enum Op {
     GroupDissolve,
     /// Save and load the engine (controller restart), then carry on.
     Reload,
+    /// Create the reverse of an existing map (a restore candidate).
+    Reverse {
+        map: u8,
+        full: bool,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -84,7 +89,7 @@ fn op() -> impl Strategy<Value = Op> {
         30 => (any::<u8>(), any::<u8>(), prop_oneof![3 => Just(1u8), 1 => 2u8..4], any::<bool>()).prop_map(|(vol, grain, len, whole)| Op::Write { vol, grain, len, whole }),
         8 => (any::<u8>(), any::<u8>(), any::<bool>(), any::<bool>(), proptest::option::weighted(0.2, (any::<u8>(), any::<u8>())), prop_oneof![Just(0u8), Just(50u8), Just(100u8)])
             .prop_map(|(source, target, full, incremental, extents, rate)| Op::Create { source, target, full, incremental, extents, rate }),
-        10 => (any::<u8>(), proptest::bool::weighted(0.15)).prop_map(|(map, restore)| Op::StartPrep { map, restore }),
+        10 => (any::<u8>(), proptest::bool::weighted(0.3)).prop_map(|(map, restore)| Op::StartPrep { map, restore }),
         2 => any::<u8>().prop_map(|map| Op::Prepare { map }),
         2 => any::<u8>().prop_map(|map| Op::FlushDone { map }),
         1 => any::<u8>().prop_map(|map| Op::FlushFailed { map }),
@@ -98,6 +103,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<bool>().prop_map(|force| Op::GroupStop { force }),
         1 => Just(Op::GroupDissolve),
         2 => Just(Op::Reload),
+        4 => (any::<u8>(), any::<bool>()).prop_map(|(map, full)| Op::Reverse { map, full }),
     ]
 }
 
@@ -257,6 +263,23 @@ fn apply(sim: &mut Sim, op: &Op) {
         Op::GroupStop { force } => {
             if let Some(g) = sim.eng.groups().first().map(|g| g.id) {
                 sim.control(|e| e.stop_group(g, force));
+            }
+        }
+        Op::Reverse { map, full } => {
+            if let Some(id) = pick(&ids, map) {
+                let info = sim.eng.map_info(id).unwrap();
+                let mut spec = MapSpec::new(
+                    info.spec.target,
+                    info.spec.source,
+                    if full {
+                        CopyType::Full
+                    } else {
+                        CopyType::Nocopy
+                    },
+                );
+                spec.copy_rate = if full { 100 } else { 0 };
+                spec.incremental = full && map % 3 == 0;
+                sim.control(|e| e.create_map(spec).map(|_| ()));
             }
         }
         Op::Reload => {
