@@ -111,6 +111,25 @@ fn background_scans(c: &mut Criterion) {
             e.abandon_copies(&p);
         })
     });
+    // A fresh full copy: 65,536 grains planned per grain vs as runs.
+    let fresh = Bitmap::new(GRAINS_3390A).as_words().to_vec();
+    group.throughput(Throughput::Elements(65_536));
+    group.bench_function("plan_background_grains_65536", |b| {
+        e.set_split_words(id, &fresh).unwrap();
+        b.iter(|| {
+            let p = e.plan_background(id, 65_536);
+            assert_eq!(p.len(), 65_536);
+            e.abandon_copies(&p);
+        })
+    });
+    group.bench_function("plan_background_runs_65536", |b| {
+        e.set_split_words(id, &fresh).unwrap();
+        b.iter(|| {
+            let p = e.plan_background_runs(id, 65_536);
+            assert_eq!(p.len(), 1);
+            e.abandon_runs(&p);
+        })
+    });
     group.finish();
 }
 

@@ -61,6 +61,6 @@ pub use error::{AccessError, ControlError, LoadError, Operation};
 pub use persist::{FORMAT_VERSION, MAGIC};
 pub use rate::{rate_bytes_per_second, rate_grains_per_second, RATE_MAX};
 pub use types::{
-    CascadeId, CascadeInfo, CopyType, EngineEvent, GrainCopy, GroupId, GroupInfo, MapId, MapInfo,
-    MapSpec, MapState, StartOptions, VolumeId, WritePlan,
+    CascadeId, CascadeInfo, CopyRun, CopyType, EngineEvent, GrainCopy, GroupId, GroupInfo, MapId,
+    MapInfo, MapSpec, MapState, StartOptions, VolumeId, WritePlan,
 };

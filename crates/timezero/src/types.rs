@@ -277,3 +277,38 @@ pub struct GroupInfo {
     /// Member maps.
     pub members: Vec<MapId>,
 }
+
+/// A run of background copies with one source and one target: grains
+/// `first..=last`, each copied from `from`'s store to `to`'s (any order within
+/// the run; runs in the order given). Commit with
+/// [`crate::Engine::commit_runs`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct CopyRun {
+    /// Map whose split bits the run sets.
+    pub map: MapId,
+    /// Volume whose physical store holds the data now.
+    pub from: VolumeId,
+    /// Volume whose physical store receives it.
+    pub to: VolumeId,
+    /// Lowest grain.
+    pub first: u64,
+    /// Highest grain (inclusive).
+    pub last: u64,
+}
+
+impl CopyRun {
+    /// Number of grains.
+    pub fn grains(&self) -> u64 {
+        self.last - self.first + 1
+    }
+
+    /// The run as single grain copies, highest grain first.
+    pub fn copies(&self) -> impl Iterator<Item = GrainCopy> + '_ {
+        (self.first..=self.last).rev().map(|grain| GrainCopy {
+            map: self.map,
+            grain,
+            from: self.from,
+            to: self.to,
+        })
+    }
+}

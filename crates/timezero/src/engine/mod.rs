@@ -27,6 +27,7 @@
 
 mod control;
 mod plan;
+mod runs;
 mod settle;
 
 use std::collections::BTreeMap;

@@ -182,8 +182,28 @@ impl Sim {
     /// Background copy/cleaning steps for one map.
     pub fn background(&mut self, map: MapId, n: usize) {
         let before = self.states();
+        // The run-length planner must plan exactly the same copies.
+        let runs = self.eng.plan_background_runs(map, n);
+        let expanded: Vec<GrainCopy> = runs.iter().flat_map(|r| r.copies()).collect();
+        self.eng.abandon_runs(&runs);
         let copies = self.eng.plan_background(map, n);
-        self.execute(&copies);
+        assert_eq!(
+            expanded, copies,
+            "plan_background_runs differs from plan_background"
+        );
+        if self.steps % 2 == 0 {
+            self.execute(&copies);
+        } else {
+            // Same data movement, committed as runs.
+            self.eng.abandon_copies(&copies);
+            let runs = self.eng.plan_background_runs(map, n);
+            let expanded: Vec<GrainCopy> = runs.iter().flat_map(|r| r.copies()).collect();
+            for c in &expanded {
+                let data = self.phys[&c.from][c.grain as usize];
+                self.phys.get_mut(&c.to).unwrap()[c.grain as usize] = data;
+            }
+            self.eng.commit_runs(&runs);
+        }
         self.after_control(&before);
     }
 
