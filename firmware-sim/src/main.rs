@@ -18,7 +18,25 @@ mod metrics;
 mod node;
 mod output;
 
+/// Exit status when stdout is a closed pipe (`... | head`), as if killed by SIGPIPE.
+const EXIT_BROKEN_PIPE: i32 = 141;
+
 fn main() {
+    // Rust ignores SIGPIPE, so `println!` into a closed pipe panics; leave
+    // quietly instead, the way a process killed by SIGPIPE would.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let text = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if text.contains("Broken pipe") {
+            std::process::exit(EXIT_BROKEN_PIPE);
+        }
+        default_hook(info);
+    }));
     let cli = cli::Cli::parse();
     let daemon = matches!(
         cli.command,
