@@ -414,3 +414,30 @@ fn group_ids_chosen_by_the_caller_and_diff_replay() {
         Err(ControlError::UnknownMap(MapId(9)))
     );
 }
+
+#[test]
+fn run_plans_equal_grain_plans_on_wide_bitmaps() {
+    // 300 grains: whole words, partial words, upstream splits.
+    let mut sim = Sim::new(3, 300);
+    let snap = create(&mut sim, 0, 1, CopyType::Nocopy);
+    let clone = create(&mut sim, 0, 2, CopyType::Full);
+    start(&mut sim, clone, PREP);
+    start(&mut sim, snap, PREP);
+    for g in [0, 63, 64, 65, 130, 131, 250, 299] {
+        assert!(sim.write(VolumeId(0), g, true));
+    }
+    // The clone now reads some grains from the snapshot (inserted after it).
+    for n in [1, 5, 64, 70, 128, 300] {
+        let runs = sim.eng.plan_background_runs(clone, n);
+        let expanded: Vec<_> = runs.iter().flat_map(|r| r.copies()).collect();
+        sim.eng.abandon_runs(&runs);
+        let copies = sim.eng.plan_background(clone, n);
+        sim.eng.abandon_copies(&copies);
+        assert_eq!(expanded, copies, "max {n}");
+        assert!(runs.len() < copies.len().max(2) || n == 1);
+    }
+    while sim.eng.map_state(clone) == Some(MapState::Copying) {
+        sim.background(clone, 100);
+        sim.check();
+    }
+}

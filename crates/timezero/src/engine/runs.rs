@@ -110,6 +110,23 @@ impl Engine {
             if wi == (start / WORD) as usize && start % WORD != 63 {
                 cand &= (1u64 << (start % WORD + 1)) - 1;
             }
+            // Whole word from the head: one step instead of 64.
+            if cand == u64::MAX && n + 64 <= max_grains && ups.iter().all(|(_, w)| w[wi] == 0) {
+                let (lo, hi) = (wi as u64 * WORD, wi as u64 * WORD + 63);
+                first_found.get_or_insert(hi);
+                match runs.last_mut() {
+                    Some(r) if r.from == head && r.first == hi + 1 => r.first = lo,
+                    _ => runs.push(CopyRun {
+                        map,
+                        from: head,
+                        to: t,
+                        first: lo,
+                        last: hi,
+                    }),
+                }
+                n += 64;
+                cand = 0;
+            }
             while cand != 0 && n < max_grains {
                 let bit = 63 - u64::from(cand.leading_zeros());
                 let g = wi as u64 * WORD + bit;
