@@ -210,6 +210,15 @@ fn first_write(c: &mut Criterion) {
         })
     });
     g.finish();
+    let m = sub.metrics();
+    eprintln!(
+        "first_write: {} group commits for {} items, {} flushes, mean flush {} us, buckets {:?}",
+        m.group_commits,
+        m.group_commit_items,
+        m.flushes,
+        m.flush_us_total / m.flushes.max(1),
+        m.flush_latency_buckets
+    );
     sub.close().unwrap();
 }
 

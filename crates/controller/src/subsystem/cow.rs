@@ -15,7 +15,7 @@ use std::sync::Arc;
 use geometry::{Extent, ExtentSet};
 use timezero::{GrainCopy, MapId, VolumeId};
 
-use super::commit::Outcome;
+use super::commit::{Outcome, Stages};
 use super::persist::{decode_journal, encode_journal, CopyRun, JournalOp};
 use super::{Core, Inner, JournalCursor, Volume};
 use crate::error::{err, ControllerError, ErrorKind, Result};
@@ -172,18 +172,17 @@ impl Inner {
     /// Submits an item to the group committer and waits until it is durable
     /// and applied to the engine.
     pub(crate) fn commit(&self, item: CommitItem) -> Result<()> {
-        self.committer
-            .submit(item, &|batch| self.process_batch(batch))
+        self.committer.submit(item, self)
     }
+}
 
-    /// The leader's work for one batch (see the module doc).
-    fn process_batch(&self, batch: Vec<CommitItem>) -> Vec<Outcome> {
+impl Stages<CommitItem> for Inner {
+    /// Stage 1, data before metadata: flush each store that received data, once.
+    fn stage1(&self, batch: &[CommitItem]) -> Vec<Outcome> {
         Metrics::add(&self.metrics.group_commits, 1);
         Metrics::add(&self.metrics.group_commit_items, batch.len() as u64);
-        let mut outcomes: Vec<Outcome> = vec![Ok(()); batch.len()];
-        // 1. Data before metadata: flush each store that received data, once.
         let mut flushed: BTreeMap<VolumeId, std::result::Result<(), String>> = BTreeMap::new();
-        for item in &batch {
+        for item in batch {
             for v in &item.flush {
                 flushed.entry(v.id).or_insert_with(|| {
                     self.faults
@@ -194,20 +193,27 @@ impl Inner {
                 });
             }
         }
-        for (i, item) in batch.iter().enumerate() {
-            if let Some((v, Err(m))) = item.flush.iter().find_map(|v| {
-                flushed
-                    .get(&v.id)
-                    .map(|r| (v, r.clone()))
-                    .filter(|(_, r)| r.is_err())
-            }) {
-                outcomes[i] = Err((
-                    ErrorKind::Io,
-                    format!("flush of volume {} failed: {m}", v.name),
-                ));
-            }
-        }
-        // 2. One journal record for every item whose data is durable.
+        batch
+            .iter()
+            .map(|item| {
+                for v in &item.flush {
+                    if let Some(Err(m)) = flushed.get(&v.id) {
+                        return Err((
+                            ErrorKind::Io,
+                            format!("flush of volume {} failed: {m}", v.name),
+                        ));
+                    }
+                }
+                Ok(())
+            })
+            .collect()
+    }
+
+    /// Stage 2: one journal record for every item whose data is durable, then
+    /// the engine, in submission order; failed items are abandoned and their
+    /// maps suspended.
+    fn stage2(&self, batch: Vec<CommitItem>, stage1: Vec<Outcome>) -> Vec<Outcome> {
+        let mut outcomes = stage1;
         let mut cur = self.journal.lock();
         let mut ops: Vec<JournalOp> = Vec::new();
         for (i, item) in batch.iter().enumerate() {
@@ -252,7 +258,9 @@ impl Inner {
         self.maybe_checkpoint(&mut cur);
         outcomes
     }
+}
 
+impl Inner {
     /// Appends one journal record (checkpointing first if an unhardened map is
     /// involved, so a lost relationship never holds data others need).
     fn journal_ops(&self, cur: &mut JournalCursor, ops: &[JournalOp]) -> Result<()> {
@@ -382,7 +390,9 @@ pub(crate) fn access_err(e: timezero::AccessError, volume: &str) -> ControllerEr
     let kind = match e {
         A::UnknownVolume(_) => ErrorKind::NotFound,
         A::OutOfRange { .. } => ErrorKind::OutOfRange,
-        A::TargetOffline { .. } | A::Suspended { .. } => ErrorKind::Offline,
+        // Offline targets, suspended maps, unresolvable restore cycles and any
+        // later reason the engine cannot give an image: an error, never data.
+        _ => ErrorKind::Offline,
     };
     err(kind, format!("volume {volume}: {e}"))
 }
