@@ -26,6 +26,7 @@
 //! - E7 Split bits of an active map only go 0 -> 1; they are reset only at start.
 
 mod control;
+mod groups;
 mod plan;
 mod runs;
 mod settle;
