@@ -150,3 +150,39 @@ fn json_log_format_writes_one_json_object_per_line() {
     }
     assert!(log.contains("new subsystem"), "{log}");
 }
+
+#[test]
+fn a_second_daemon_on_the_same_data_dir_or_port_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::boot(tmp.path());
+    let data = d.data_dir.to_str().unwrap().to_string();
+    let out = run(
+        common::BIN,
+        &[
+            "boot",
+            "--data-dir",
+            &data,
+            "--api",
+            "127.0.0.1:0",
+            "--nbd",
+            "127.0.0.1:0",
+        ],
+    );
+    common::assert_fails_with(&out, 1, "in use", "second boot on a locked data dir");
+    let other = tmp.path().join("other");
+    let out = run(
+        common::BIN,
+        &[
+            "boot",
+            "--data-dir",
+            other.to_str().unwrap(),
+            "--api",
+            &d.api,
+            "--nbd",
+            "127.0.0.1:0",
+        ],
+    );
+    common::assert_fails_with(&out, 1, &d.api, "boot on a taken API port");
+    // The first daemon is unaffected.
+    d.cli_json(&["volume", "list"]);
+}
