@@ -24,7 +24,7 @@ use crate::port::{CopyPair, PortError, SubsystemPort};
 use crate::report::{PhysicalPart, Progress, SessionInfo};
 
 /// Reason recorded when a start fails part-way and is rolled back.
-pub(crate) const START_FAILED: TerminateReason = TerminateReason::Operator;
+pub(crate) const START_FAILED: TerminateReason = TerminateReason::StartFailed;
 
 /// One source volume of a session: where it is, which tracks, and its target.
 #[derive(Clone, PartialEq, Eq, Debug)]

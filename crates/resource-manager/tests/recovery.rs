@@ -335,7 +335,10 @@ fn failed_start_rolls_back_cleanly() {
     assert!(w.sub("A").live_sessions().is_empty() && w.sub("B").live_sessions().is_empty());
     w.sub("B").set_fail_appends(false);
     let info = rm.session(&sid("S2")).unwrap().expect("recorded");
-    assert!(matches!(info.state, SessionState::Terminated(_)));
+    assert_eq!(
+        info.state,
+        SessionState::Terminated(TerminateReason::StartFailed)
+    );
 }
 
 /// Runs `setup` on a fresh world, then for every crash point k of `event`: crash after k
