@@ -350,6 +350,7 @@ fn nbdsh_bad_requests_get_errno_and_connection_stays_usable() {
 #[test]
 fn stdio_mode_and_socket_activation_serve_a_volume() {
     require_tool("nbdinfo");
+    require_tool("nbdsh");
     let tmp = tempfile::tempdir().unwrap();
     let bin = common::BIN;
 
