@@ -431,6 +431,7 @@ impl Inner {
 
     /// Writes `status` (Completed or Terminated) on every open row of `sessions`, all
     /// subsystems, one append per subsystem; then withdraws their physical sessions.
+    /// The first problem (see [`Inner::execute`]) is returned as the error.
     pub fn settle(
         &mut self,
         sessions: &[&SessionLedger],
@@ -441,32 +442,54 @@ impl Inner {
         for s in sessions {
             plan.add(s, status, time);
         }
-        self.execute(plan)
+        match self.execute(plan)?.into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// Carries out a [`SettlePlan`]: every entry (one append per subsystem) before any
-    /// withdraw.
-    pub fn execute(&mut self, plan: SettlePlan) -> Result<(), RmError> {
+    /// withdraw. Best effort per subsystem: a subsystem whose append fails gets no
+    /// withdraws (its rows stay open, so the decision is not lost and the next event
+    /// settles it); other failures are collected and returned as problems. Only an
+    /// injected crash stops it (`Err`).
+    pub fn execute(&mut self, plan: SettlePlan) -> Result<Vec<RmError>, RmError> {
+        let mut problems = Vec::new();
+        let mut failed_appends = std::collections::BTreeSet::new();
         for (sub, entries) in &plan.batches {
             let port = self.port(sub)?;
-            if let Err(e) = port.append(entries) {
-                self.stale = true;
-                return Err(port_err(sub, "append")(e));
-            }
-            for e in entries {
-                self.ledger.apply(&e.clone().with_seq(0));
+            match port.append(entries) {
+                Ok(()) => {
+                    for e in entries {
+                        self.ledger.apply(&e.clone().with_seq(0));
+                    }
+                }
+                Err(e) => {
+                    self.stale = true;
+                    if e == PortError::Crashed {
+                        return Err(port_err(sub, "append")(e));
+                    }
+                    failed_appends.insert(sub.clone());
+                    problems.push(port_err(sub, "append")(e));
+                }
             }
         }
         for (sub, list) in &plan.withdraws {
+            if failed_appends.contains(sub) {
+                continue;
+            }
             let port = self.port(sub)?;
             for (id, phys) in list {
                 if let Err(e) = port.withdraw(id, *phys) {
                     self.stale = true;
-                    return Err(port_err(sub, "withdraw")(e));
+                    if e == PortError::Crashed {
+                        return Err(port_err(sub, "withdraw")(e));
+                    }
+                    problems.push(port_err(sub, "withdraw")(e));
                 }
             }
         }
-        Ok(())
+        Ok(problems)
     }
 
     pub fn info(&self, s: &SessionLedger) -> SessionInfo {

@@ -126,27 +126,45 @@ impl ResourceManager {
             decisions.push(decision(s, outcome, acted, why));
         }
         // Entries first (Resumed, then Terminated/Completed), then withdraws, then resumes.
+        let mut problems = Vec::new();
+        let mut resume_ok = true;
         if !resumed_rows.is_empty() {
-            if let Err(e) = port.append(&resumed_rows) {
-                inner.stale = true;
-                return Err(port_err(subsystem, "append")(e));
-            }
-            for e in resumed_rows {
-                inner.ledger.apply(&e.with_seq(0));
+            match port.append(&resumed_rows) {
+                Ok(()) => {
+                    for e in resumed_rows {
+                        inner.ledger.apply(&e.with_seq(0));
+                    }
+                }
+                Err(e) => {
+                    inner.stale = true;
+                    if e == PortError::Crashed {
+                        return Err(port_err(subsystem, "append")(e));
+                    }
+                    resume_ok = false;
+                    problems.push(port_err(subsystem, "append")(e));
+                }
             }
         }
-        inner.execute(plan)?;
-        for phys in resumes {
-            port.resume(phys).map_err(port_err(subsystem, "resume"))?;
+        problems.extend(inner.execute(plan)?);
+        if resume_ok {
+            for phys in resumes {
+                if let Err(e) = port.resume(phys) {
+                    if e == PortError::Crashed {
+                        return Err(port_err(subsystem, "resume")(e));
+                    }
+                    problems.push(port_err(subsystem, "resume")(e));
+                }
+            }
         }
         let all: Vec<String> = inner.ports.keys().cloned().collect();
-        let orphans = inner.withdraw_orphans(&all, Some(subsystem))?;
+        let orphans = inner.withdraw_orphans(&all, &mut problems)?;
         let report = Decisions {
             event: Event::Reset {
                 subsystem: subsystem.to_string(),
             },
             decisions,
             orphans,
+            problems: problems.iter().map(|e| e.to_string()).collect(),
         };
         log_report(&report);
         Ok(report)
@@ -189,13 +207,14 @@ impl ResourceManager {
             };
             decisions.push(decision(s, outcome, acted, why));
         }
-        inner.execute(plan)?;
+        let mut problems = inner.execute(plan)?;
         let all: Vec<String> = inner.ports.keys().cloned().collect();
-        let orphans = inner.withdraw_orphans(&all, None)?;
+        let orphans = inner.withdraw_orphans(&all, &mut problems)?;
         let report = Decisions {
             event,
             decisions,
             orphans,
+            problems: problems.iter().map(|e| e.to_string()).collect(),
         };
         log_report(&report);
         Ok(report)
@@ -332,30 +351,35 @@ fn log_report(report: &Decisions) {
     for d in report.acted() {
         tracing::info!(event = %report.event, session = %d.session, outcome = %d.outcome, why = %d.why, "recovery decision");
     }
+    for p in &report.problems {
+        tracing::warn!(event = %report.event, problem = %p, "recovery incomplete");
+    }
     for o in &report.orphans {
         tracing::info!(event = %report.event, subsystem = %o.subsystem, phys = %o.phys, owner = %o.owner, "orphan physical session withdrawn");
     }
 }
 
 impl Inner {
-    /// Withdraws physical sessions on `subsystems` that no open row accounts for. With
-    /// `only_required = Some(x)`, a subsystem other than `x` that fails to answer (other than
-    /// an injected crash) is skipped with a warning: its orphans wait for the next event.
+    /// Withdraws physical sessions on `subsystems` that no open row accounts for. A
+    /// subsystem that fails to answer or to withdraw is noted in `problems` and skipped (its
+    /// orphans wait for the next event); only an injected crash stops it.
     pub(crate) fn withdraw_orphans(
         &mut self,
         subsystems: &[String],
-        only_required: Option<&str>,
+        problems: &mut Vec<RmError>,
     ) -> Result<Vec<OrphanWithdrawn>, RmError> {
         let mut out = Vec::new();
         for sub in subsystems {
             let port = self.port(sub)?;
             let held = match port.physical_sessions() {
                 Ok(h) => h,
-                Err(e) if e != PortError::Crashed && only_required.is_some_and(|x| x != sub) => {
-                    tracing::warn!(subsystem = %sub, error = %e, "orphan check skipped");
+                Err(PortError::Crashed) => {
+                    return Err(port_err(sub, "list sessions")(PortError::Crashed))
+                }
+                Err(e) => {
+                    problems.push(port_err(sub, "list sessions")(e));
                     continue;
                 }
-                Err(e) => return Err(port_err(sub, "list sessions")(e)),
             };
             for (phys, owner) in held {
                 let accounted = self
@@ -366,7 +390,11 @@ impl Inner {
                 if !accounted {
                     if let Err(e) = port.withdraw(&owner, phys) {
                         self.stale = true;
-                        return Err(port_err(sub, "withdraw")(e));
+                        if e == PortError::Crashed {
+                            return Err(port_err(sub, "withdraw")(e));
+                        }
+                        problems.push(port_err(sub, "withdraw")(e));
+                        continue;
                     }
                     out.push(OrphanWithdrawn {
                         subsystem: sub.clone(),

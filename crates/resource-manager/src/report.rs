@@ -102,6 +102,17 @@ pub struct Decisions {
     /// Physical sessions without open rows (left by a crash between establish and the
     /// Initiated entries, or between terminal entries and the withdraw), withdrawn.
     pub orphans: Vec<OrphanWithdrawn>,
+    /// Subsystem calls that failed (a table that refused an append, a withdraw that
+    /// failed). What they concern stays open or established and is finished by the next
+    /// event; empty when the event was carried out completely.
+    pub problems: Vec<String>,
+}
+
+impl Decisions {
+    /// True when every entry, withdraw and resume of the event was carried out.
+    pub fn complete(&self) -> bool {
+        self.problems.is_empty()
+    }
 }
 
 impl Decisions {
@@ -151,6 +162,9 @@ impl fmt::Display for Decisions {
                 f,
                 "  unchanged: {resumed} already resumed, {terminated} already terminated, {untouched} untouched"
             )?;
+        }
+        for p in &self.problems {
+            writeln!(f, "  INCOMPLETE: {p} (the next event finishes it)")?;
         }
         if self.decisions.is_empty() && self.orphans.is_empty() {
             writeln!(f, "  no sessions concerned")?;

@@ -421,6 +421,7 @@ impl Harness {
         d: &resource_manager::Decisions,
         expected: &BTreeMap<String, Outcome>,
     ) -> Result<(), TestCaseError> {
+        prop_assert!(d.complete(), "no failures were injected: {}", d);
         let infos = self.rm.list_sessions().unwrap();
         let live: BTreeSet<String> = self
             .w

@@ -495,3 +495,51 @@ fn reports_serialize_to_the_json_the_cli_prints() {
     assert_eq!(list[0]["parts"][0]["phys"], 1);
     assert_eq!(list[0]["parts"][0]["volumes"]["S0"][0]["last"], 3);
 }
+
+#[test]
+fn a_subsystem_that_refuses_writes_does_not_stop_the_replay_and_the_next_event_finishes() {
+    let w = World::new(&["A", "B"]);
+    let rm = w.rm();
+    rm.start_session(&spec(
+        "S1",
+        "P",
+        &[("A", "S0", 0, 3, "T0"), ("B", "S0", 0, 3, "T0")],
+    ))
+    .unwrap();
+    rm.start_session(&spec("S2", "P", &[("A", "S1", 0, 3, "T1")]))
+        .unwrap();
+    rm.start_session(&spec("S3", "P", &[("B", "S1", 0, 3, "T1")]))
+        .unwrap();
+    w.sub("B").set_fail_appends(true);
+    let d = rm.on_ipl().unwrap();
+    assert!(!d.complete(), "{d}");
+    assert!(d.problems[0].contains("B: append"), "{d}");
+    // A is done: S1 and S2 terminated and withdrawn there; B keeps its physical sessions
+    // (its rows could not be written, so nothing there was withdrawn).
+    assert!(w.sub("A").live_sessions().is_empty());
+    assert_eq!(w.sub("B").live_sessions().len(), 2);
+    let s1 = rm.session(&sid("S1")).unwrap().unwrap();
+    assert_eq!(
+        s1.state,
+        SessionState::Terminated(TerminateReason::Ipl),
+        "decided by A's rows"
+    );
+    assert_eq!(
+        rm.session(&sid("S3")).unwrap().unwrap().state,
+        SessionState::Active
+    );
+    // B works again: a later event (here a reset of B) settles S1 with its original reason,
+    // and S3 is judged on its own.
+    w.sub("B").set_fail_appends(false);
+    let d = rm.on_reset("B").unwrap();
+    assert!(d.complete(), "{d}");
+    assert_eq!(
+        d.get("S1").unwrap().outcome,
+        Outcome::Terminated(TerminateReason::Ipl)
+    );
+    assert_eq!(d.get("S3").unwrap().outcome, Outcome::Resumed);
+    assert_eq!(w.sub("B").live_sessions().len(), 1);
+    let d = rm.on_ipl().unwrap();
+    assert!(d.complete() && w.sub("B").live_sessions().is_empty(), "{d}");
+    assert!(w.settled_view().values().all(|s| s.is_terminal()));
+}
