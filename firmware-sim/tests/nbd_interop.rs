@@ -403,3 +403,34 @@ fn stdio_mode_and_socket_activation_serve_a_volume() {
         (1u64 << 30).to_string()
     );
 }
+
+#[test]
+fn event_ipl_keeps_an_open_nbd_connection_usable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::boot(tmp.path());
+    let body = format!(
+        "import subprocess\n\
+         h.pwrite(b'\\x42' * 4096, 0)\n\
+         r = subprocess.run([{bin:?}, 'event', 'ipl', '--api', {api:?}], capture_output=True, text=True)\n\
+         assert r.returncode == 0, r.stderr\n\
+         assert 'event: ipl' in r.stdout, r.stdout\n\
+         assert h.pread(4096, 0) == b'\\x42' * 4096\n\
+         h.pwrite(b'\\x43' * 4096, 4096)\n\
+         h.flush()\n\
+         assert h.pread(4096, 4096) == b'\\x43' * 4096",
+        bin = common::BIN,
+        api = d.api,
+    );
+    let out = nbdsh(&d.uri("FB00"), &body, true);
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("OK"),
+        "NBD connection across event ipl:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        d.log_text().contains("IPL: 0 map(s) restored"),
+        "{}",
+        d.log_text()
+    );
+}
