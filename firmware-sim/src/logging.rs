@@ -3,6 +3,8 @@
 //! honoured; the default is `info` for the daemon and `warn` for client verbs
 //! (whose stderr is reserved for the one-line error).
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::LogFormat;
@@ -11,8 +13,11 @@ use crate::cli::LogFormat;
 pub fn init(format: LogFormat, default_level: &str) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    // Colour only on a terminal, and never with NO_COLOR set (no-color.org).
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let res = match format {
         LogFormat::Human => builder.try_init(),

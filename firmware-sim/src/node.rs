@@ -105,6 +105,12 @@ impl Node {
         let fresh = slot.ipl()?;
         self.port.replace(fresh.clone());
         *slot = fresh;
+        // The host side restarts too: a new resource manager over the same port
+        // (it rebuilds everything from the activity tables).
+        match new_rm(&self.port) {
+            Ok(rm) => *self.rm.write() = Arc::new(rm),
+            Err(e) => tracing::warn!(error = %e, "resource manager not rebuilt after IPL"),
+        }
         let report = slot.ipl_report();
         drop(slot);
         self.start_copier();

@@ -123,6 +123,12 @@ fn map_create(sub: &Subsystem, req: &CreateMap) -> Result<MapInfo, ApiError> {
     }
     let extents = match &req.extent {
         None => None,
+        Some(text) if text.split(',').any(|p| p.trim().is_empty()) => {
+            return Err(ApiError::new(
+                ApiErrorKind::BadExtent,
+                format!("bad extent `{text}`: empty range between commas"),
+            ))
+        }
         Some(text) => {
             let g = sub
                 .geometry(&req.source)
@@ -136,6 +142,9 @@ fn map_create(sub: &Subsystem, req: &CreateMap) -> Result<MapInfo, ApiError> {
             Some(set)
         }
     };
+    if let Some(wanted) = req.id {
+        check_requested_id(sub, wanted)?;
+    }
     let spec = MapCreate {
         extents,
         incremental: req.incremental,
@@ -159,6 +168,28 @@ fn map_create(sub: &Subsystem, req: &CreateMap) -> Result<MapInfo, ApiError> {
     }
     tracing::info!(map = id.0, source = %req.source, target = %req.target, "map created");
     map_now(sub, id)
+}
+
+/// The subsystem assigns map ids in sequence (the engine cannot create a map
+/// with a chosen id yet), so `--id N` is honoured only when N is the next id:
+/// refuse a taken id, and an id that is not the next one, without creating
+/// anything (a failed attempt must not use up an id).
+fn check_requested_id(sub: &Subsystem, wanted: u32) -> Result<(), ApiError> {
+    let maps = sub.maps();
+    if maps.iter().any(|m| m.id == wanted) {
+        return Err(ApiError::new(
+            ApiErrorKind::AlreadyExists,
+            format!("map {wanted} already exists"),
+        ));
+    }
+    let next = maps.iter().map(|m| m.id + 1).max().unwrap_or(0);
+    if wanted != next {
+        return Err(ApiError::bad_request(format!(
+            "--id {wanted}: map ids are assigned in sequence by the subsystem; the next id is {next} \
+             (omit --id to take it)"
+        )));
+    }
+    Ok(())
 }
 
 async fn create(
@@ -236,8 +267,16 @@ async fn delete(
 ) -> Result<Json<ActionDone>, ApiError> {
     let id = parse_id(&id)?;
     s.blocking(move |n| {
-        n.with(|sub| sub.delete_map(id, q.force))
-            .map_err(|e| ApiError::controller(e, Noun::Map))?;
+        n.with(|sub| sub.delete_map(id, q.force)).map_err(|e| {
+            let mut err = ApiError::controller(e, Noun::Map);
+            if err.kind == ApiErrorKind::WrongState && !q.force {
+                err.message.push_str(
+                    "; `map delete --force` deletes it anyway (the target keeps whatever it holds, \
+                     possibly not a consistent image)",
+                );
+            }
+            err
+        })?;
         tracing::info!(map = id.0, force = q.force, "map deleted");
         Ok(Json(ActionDone {
             message: format!("deleted map {}", id.0),
