@@ -239,6 +239,66 @@ pub fn exhaustive_with<W: World>(
     summary
 }
 
+/// The bounded-exhaustive set on the real controller (no injected faults;
+/// the alphabet's reset and IPL are the faults), `only` selecting one
+/// sequence number.
+pub fn exhaustive(max_len: usize, only: Option<u64>) -> FaultSummaryResult {
+    let seeds = crate::seed::Seeds::split(0);
+    let mut boot_error = None;
+    let summary =
+        exhaustive_with(
+            max_len,
+            only,
+            &TINY,
+            || match crate::controller_world::ControllerWorld::new(
+                TINY,
+                &seeds,
+                crate::faults::FaultPlan::none(),
+                None,
+            ) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    boot_error = Some(e.to_string());
+                    None
+                }
+            },
+        );
+    match boot_error {
+        Some(e) => Err(e),
+        None => Ok(summary),
+    }
+}
+
+/// A summary, or why the system could not even boot.
+pub type FaultSummaryResult = Result<FaultRunSummary, String>;
+
+/// A world that may have failed to boot acts as one that applies nothing;
+/// the caller reports the boot error instead.
+impl<W: World> World for Option<W> {
+    fn map_slots(&self) -> usize {
+        self.as_ref().map_or(0, |w| w.map_slots())
+    }
+    fn apply(&mut self, op: &Op, trace: &mut Trace) -> Result<(), Violation> {
+        match self {
+            Some(w) => w.apply(op, trace),
+            None => Ok(()),
+        }
+    }
+    fn check_all(&mut self) -> Result<(), Violation> {
+        self.as_mut().map_or(Ok(()), |w| w.check_all())
+    }
+    fn settle_live(&mut self, trace: &mut Trace) -> Result<(), Violation> {
+        self.as_mut().map_or(Ok(()), |w| w.settle_live(trace))
+    }
+    fn stats(&self) -> &crate::RunStats {
+        static EMPTY: std::sync::OnceLock<crate::RunStats> = std::sync::OnceLock::new();
+        match self {
+            Some(w) => w.stats(),
+            None => EMPTY.get_or_init(crate::RunStats::default),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,13 +24,17 @@
 #![deny(missing_docs)]
 
 pub mod check;
+pub mod controller_world;
 pub mod data;
 pub mod engine_world;
 pub mod exhaustive;
+pub mod faults;
 pub mod fuzz;
 pub mod model;
+mod recovery;
 pub mod runner;
 pub mod seed;
+pub mod stores;
 pub mod summary;
 pub mod trace;
 pub mod verify;

@@ -256,6 +256,18 @@ impl Model {
         Ok(())
     }
 
+    /// A crash happened but `track` of `volume` could not be read back (I/O
+    /// error, or offline): it may hold any listed id, to be settled by the
+    /// next read.
+    pub fn crash_unread(&mut self, volume: usize, track: u64) {
+        let first = (track * self.sectors_per_track) as usize;
+        for s in &mut self.vols[volume][first..first + self.sectors_per_track as usize] {
+            if s.allowed.len() > 1 {
+                s.uncertain = true;
+            }
+        }
+    }
+
     /// Whether any sector of `volume`'s `track` may still change on a crash
     /// (holds unflushed or uncertain data).
     pub fn track_is_volatile(&self, volume: usize, track: u64) -> bool {

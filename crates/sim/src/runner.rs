@@ -12,9 +12,12 @@ use std::time::Instant;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::check::{RunKind, Violation};
+use crate::check::{Invariant, RunKind, Violation};
+use crate::controller_world::ControllerWorld;
 use crate::engine_world::EngineWorld;
+use crate::faults::FaultPlan;
 use crate::seed::{Seeds, Shard};
+use crate::stores::Bug;
 use crate::summary::{FaultRunSummary, RunStats};
 use crate::trace::Trace;
 use crate::workload::{next_op, Op, Shape, Weights};
@@ -26,6 +29,8 @@ use crate::world::World;
 pub enum WorldKind {
     /// The pure engine over in-memory stores (no durability faults).
     Engine,
+    /// The real controller over fault-injecting in-memory stores.
+    Controller,
 }
 
 /// What a campaign runs.
@@ -48,6 +53,14 @@ pub struct FaultRunConfig {
     /// Rerun every n-th seed of the slice to compare trace hashes (0 = never;
     /// the first seed is always rerun when n > 0).
     pub determinism_every: u64,
+    /// Inject store and site faults (controller world; crashes and resets
+    /// come from the workload either way).
+    pub faults: bool,
+    /// Crash-point enumeration: flush boundaries per operation whose crash
+    /// images are recovered and checked (0 = off).
+    pub crash_points: usize,
+    /// A deliberate bug to switch on (tests of the checkers).
+    pub bug: Option<Bug>,
 }
 
 impl FaultRunConfig {
@@ -58,7 +71,7 @@ impl FaultRunConfig {
             runs,
             shard: Shard::ALL,
             steps: 60,
-            world: WorldKind::Engine,
+            world: WorldKind::Controller,
             shape: Shape {
                 volumes: 4,
                 tracks: 8,
@@ -66,17 +79,32 @@ impl FaultRunConfig {
             },
             weights: Weights::DEFAULT,
             determinism_every: 10,
+            faults: true,
+            crash_points: 0,
+            bug: None,
+        }
+    }
+
+    /// The same campaign on the engine-only world.
+    pub fn engine_only(seed: u64, runs: u64) -> FaultRunConfig {
+        FaultRunConfig {
+            world: WorldKind::Engine,
+            faults: false,
+            ..FaultRunConfig::new(seed, runs)
         }
     }
 
     /// The config echo printed at the start and in the summary.
     pub fn describe(&self) -> String {
         format!(
-            "--seed {} --runs {} --shard {} (world {:?}, {} steps, {} volumes x {} tracks of {} bytes)",
+            "--seed {} --runs {} --shard {} (world {:?}, faults {}, crash points {}, bug {:?}, {} steps, {} volumes x {} tracks of {} bytes)",
             self.seed,
             self.runs,
             self.shard,
             self.world,
+            self.faults,
+            self.crash_points,
+            self.bug,
             self.steps,
             self.shape.volumes,
             self.shape.tracks,
@@ -128,8 +156,38 @@ pub fn run_seed(cfg: &FaultRunConfig, seed: u64) -> RunOutcome {
             &mut ops,
             EngineWorld::new(cfg.shape),
         ),
+        WorldKind::Controller => {
+            let plan = if cfg.faults {
+                FaultPlan::random(
+                    &mut Seeds::rng(seeds.faults),
+                    cfg.shape.volumes,
+                    cfg.shape.tracks,
+                )
+            } else {
+                FaultPlan::none()
+            };
+            trace.record(format!("faults {plan:?}"));
+            match ControllerWorld::new(cfg.shape, &seeds, plan, cfg.bug) {
+                Ok(w) => drive(
+                    cfg,
+                    &seeds,
+                    &mut trace,
+                    &mut ops,
+                    w.with_crash_points(cfg.crash_points),
+                ),
+                Err(e) => (
+                    RunStats::default(),
+                    Some(Violation::new(Invariant::Ipl1, e.to_string())),
+                ),
+            }
+        }
     };
-    let violation = violation.map(|v| v.at(RunKind::Engine, seed, trace.step));
+    let kind = match (cfg.world, cfg.crash_points) {
+        (WorldKind::Engine, _) => RunKind::Engine,
+        (WorldKind::Controller, 0) => RunKind::FaultRun,
+        (WorldKind::Controller, _) => RunKind::CrashPoints,
+    };
+    let violation = violation.map(|v| v.at(kind, seed, trace.step));
     if let Some(v) = &violation {
         trace.record(format!("VIOLATION {v}"));
     }

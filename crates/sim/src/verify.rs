@@ -75,9 +75,15 @@ pub fn verify_volume(
                     .check_track(vol, track, &buf, mode)
                     .map_err(|m| Violation::new(role, m.to_string()).on(name, Some(track)))?;
             }
-            TrackRead::Refused(_) => {}
-            TrackRead::Failed(e) if allow_failed => {
-                let _ = e;
+            TrackRead::Refused(_) => {
+                if mode == ReadCheck::AfterCrash {
+                    model.crash_unread(vol, track);
+                }
+            }
+            TrackRead::Failed(_) if allow_failed => {
+                if mode == ReadCheck::AfterCrash {
+                    model.crash_unread(vol, track);
+                }
             }
             TrackRead::Failed(e) => {
                 return Err(Violation::new(

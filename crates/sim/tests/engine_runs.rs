@@ -19,7 +19,7 @@ const OPEN_BUGS: &[(u64, Invariant)] = &[];
 
 #[test]
 fn engine_seeds_keep_every_invariant() {
-    let cfg = FaultRunConfig::new(env_u64("SIM_SEED", 1), env_u64("SIM_RUNS", 200));
+    let cfg = FaultRunConfig::engine_only(env_u64("SIM_SEED", 1), env_u64("SIM_RUNS", 200));
     let summary = fault_run(&cfg);
     assert!(summary.determinism.ok(), "{summary}");
     for f in &summary.failures {
@@ -60,7 +60,7 @@ fn engine_seeds_keep_every_invariant() {
 
 #[test]
 fn same_seed_same_trace_and_different_seeds_differ() {
-    let cfg = FaultRunConfig::new(0, 1);
+    let cfg = FaultRunConfig::engine_only(0, 1);
     let a = run_seed(&cfg, 77);
     let b = run_seed(&cfg, 77);
     let c = run_seed(&cfg, 78);
@@ -75,7 +75,7 @@ fn dump_seed_ops() {
     let Some(seed) = std::env::var("SIM_DUMP").ok().and_then(|v| v.parse().ok()) else {
         return;
     };
-    let out = run_seed(&FaultRunConfig::new(seed, 1), seed);
+    let out = run_seed(&FaultRunConfig::engine_only(seed, 1), seed);
     println!(
         "{}\nviolation: {:?}",
         out.ops_as_rust(),

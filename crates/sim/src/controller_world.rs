@@ -1,0 +1,422 @@
+//! The controller world: the real `controller::Subsystem` (and through it the
+//! engine, the journal and the activity tables) over [`SimStores`], driven by
+//! the workload, with faults from a [`FaultPlan`], crashes and IPLs, and the
+//! model checked after every step (recovery checks live in `recovery`).
+//!
+//! Host flushes are the only flushes the model trusts; a start is preceded by
+//! a host flush of its source so the point-in-time image is made of durable
+//! data. Map state changes are read back from the subsystem after every
+//! operation: a map that became stopped makes its target undefined; a map
+//! that became copying during a start snapshots its source in the model.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use controller::{
+    ErrorKind, MapCreate, MapId, MapState, OpenOptions, Subsystem, SubsystemConfig, VolumeConfig,
+};
+use geometry::DeviceModel;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use volume_store::{FaultInjector, FaultPoint};
+
+use crate::check::{Invariant, Violation};
+use crate::data::SECTOR_BYTES;
+use crate::faults::FaultPlan;
+use crate::model::{Model, ReadCheck};
+use crate::seed::Seeds;
+use crate::stores::{Bug, SimStores};
+use crate::summary::RunStats;
+use crate::trace::Trace;
+use crate::verify::{verify_volume, TrackRead};
+use crate::workload::{Op, Shape};
+use crate::world::World;
+
+/// The subsystem under test, its stores, the model and the run's state.
+pub struct ControllerWorld {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) config: SubsystemConfig,
+    pub(crate) stores: SimStores,
+    pub(crate) injector: Arc<FaultInjector>,
+    pub(crate) plan: FaultPlan,
+    pub(crate) sub: Option<Subsystem>,
+    pub(crate) model: Model,
+    pub(crate) slots: Vec<MapId>,
+    pub(crate) ends: BTreeMap<u32, (usize, usize)>,
+    pub(crate) states: BTreeMap<u32, MapState>,
+    pub(crate) shape: Shape,
+    pub(crate) names: Vec<String>,
+    pub(crate) disk_rng: ChaCha8Rng,
+    /// Crash images to check per operation (0 = no crash-point enumeration).
+    pub(crate) capture_budget: usize,
+    /// Counters of this run.
+    pub stats: RunStats,
+}
+
+/// Why a world could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot boot the simulated subsystem: {0}")]
+pub struct BootError(pub String);
+
+impl ControllerWorld {
+    /// Boots a subsystem of `shape` with the faults of `plan`; `bug` switches
+    /// a deliberate bug on.
+    pub fn new(
+        shape: Shape,
+        seeds: &Seeds,
+        plan: FaultPlan,
+        bug: Option<Bug>,
+    ) -> Result<ControllerWorld, BootError> {
+        let track_bytes = shape.sectors_per_track * SECTOR_BYTES as u64;
+        let model = DeviceModel::Fb {
+            size_bytes: shape.tracks * track_bytes,
+            track_size_bytes: track_bytes,
+        };
+        let names: Vec<String> = (0..shape.volumes).map(|i| format!("v{i}")).collect();
+        let config = SubsystemConfig {
+            id: "SIM01".into(),
+            durability: Default::default(),
+            listen: Default::default(),
+            rates: Default::default(),
+            volumes: names
+                .iter()
+                .map(|n| VolumeConfig {
+                    id: n.clone(),
+                    model,
+                })
+                .collect(),
+        };
+        let dir = sim_tempdir().map_err(|e| BootError(e.to_string()))?;
+        let stores = SimStores::new(seeds.disk);
+        stores.set_bug(bug);
+        let injector = Arc::new(plan.injector(seeds.faults));
+        let mut w = ControllerWorld {
+            dir,
+            config,
+            stores,
+            injector,
+            plan,
+            sub: None,
+            model: Model::new(shape.volumes, shape.tracks, track_bytes),
+            slots: Vec::new(),
+            ends: BTreeMap::new(),
+            states: BTreeMap::new(),
+            shape,
+            names,
+            disk_rng: ChaCha8Rng::seed_from_u64(seeds.disk),
+            capture_budget: 0,
+            stats: RunStats::default(),
+        };
+        w.injector.set_enabled(false);
+        w.sub = Some(w.open().map_err(|e| BootError(e.full_message()))?);
+        w.plan.install(&w.stores, &w.names);
+        w.injector.set_enabled(true);
+        Ok(w)
+    }
+
+    /// Enables crash-point enumeration: up to `budget` flush boundaries per
+    /// operation get their crash images recovered and checked.
+    pub fn with_crash_points(mut self, budget: usize) -> ControllerWorld {
+        self.capture_budget = budget;
+        self
+    }
+
+    pub(crate) fn open(&self) -> controller::Result<Subsystem> {
+        let options = OpenOptions {
+            provider: Some(Arc::new(self.stores.clone())),
+            faults: Some(self.injector.clone() as Arc<dyn FaultPoint>),
+            lock: true,
+        };
+        Subsystem::open_with(self.dir.path(), self.config.clone(), options)
+    }
+
+    pub(crate) fn sub(&self) -> Result<&Subsystem, Violation> {
+        self.sub.as_ref().ok_or_else(|| {
+            Violation::new(Invariant::Ipl1, "the subsystem is down after a failed IPL")
+        })
+    }
+
+    pub(crate) fn track_bytes(&self) -> u64 {
+        self.shape.sectors_per_track * SECTOR_BYTES as u64
+    }
+
+    fn map_outcome(r: controller::Result<()>) -> String {
+        match r {
+            Ok(()) => "ok".into(),
+            Err(e) => format!("rejected ({}): {}", e.kind().as_str(), e.full_message()),
+        }
+    }
+
+    fn apply_inner(&mut self, op: &Op) -> Result<String, Violation> {
+        let out = match *op {
+            Op::Write {
+                vol,
+                sector,
+                sectors,
+            } => {
+                let (id, data) = self.model.new_write(sector, sectors);
+                let r =
+                    self.sub()?
+                        .write(&self.names[vol], sector * SECTOR_BYTES as u64, &data, false);
+                match r {
+                    Ok(()) => {
+                        self.model.write_done(vol, sector, sectors, id, true);
+                        self.stats.writes_acked += 1;
+                        format!("ok #{id}")
+                    }
+                    Err(e) if matches!(e.kind(), ErrorKind::Offline | ErrorKind::State) => {
+                        format!("refused #{id}: {}", e.kind().as_str())
+                    }
+                    Err(e) => {
+                        self.model.write_done(vol, sector, sectors, id, false);
+                        format!("failed #{id}: {}", e.full_message())
+                    }
+                }
+            }
+            Op::Flush { vol } => self.host_flush(vol)?,
+            Op::CreateMap {
+                source,
+                target,
+                copy_type,
+                copy_rate,
+                incremental,
+            } => {
+                let mut req = MapCreate::new(&self.names[source], &self.names[target], copy_type);
+                req.copy_rate = Some(copy_rate);
+                req.incremental = incremental;
+                match self.sub()?.create_map(&req) {
+                    Ok(id) => {
+                        self.slots.push(id);
+                        self.ends.insert(id.0, (source, target));
+                        format!("ok {id}")
+                    }
+                    Err(e) => format!("rejected: {}", e.full_message()),
+                }
+            }
+            Op::Start { slot, restore } => {
+                let id = self.slots[slot];
+                let (source, _) = self.ends[&id.0];
+                let flushed = self.host_flush(source)?;
+                if flushed != "ok" {
+                    format!("source flush failed: {flushed}")
+                } else {
+                    Self::map_outcome(self.sub()?.start_map(id, restore))
+                }
+            }
+            Op::Stop { slot, force } => {
+                Self::map_outcome(self.sub()?.stop_map(self.slots[slot], force))
+            }
+            Op::Delete { slot, force } => {
+                Self::map_outcome(self.sub()?.delete_map(self.slots[slot], force))
+            }
+            Op::Suspend { .. } => "n/a (maps are suspended by failures only)".into(),
+            Op::Resume { slot } => Self::map_outcome(self.sub()?.resume_map(self.slots[slot])),
+            Op::CopyStep { slot, grains } => {
+                let budget = grains as u64 * self.track_bytes();
+                match self.sub()?.copy_map(self.slots[slot], budget) {
+                    Ok((g, b)) => format!("{g} grains {b} bytes"),
+                    Err(e) => format!("failed: {}", e.full_message()),
+                }
+            }
+            Op::Crash {
+                kind,
+                during_replay,
+            } => self.crash_and_ipl(kind, during_replay)?,
+            Op::Reset { lose_volatile } => self.reset(lose_volatile)?,
+        };
+        Ok(out)
+    }
+
+    fn host_flush(&mut self, vol: usize) -> Result<String, Violation> {
+        let sub = self.sub()?;
+        let name = &self.names[vol];
+        match self.stores.honest(|| sub.flush(name)) {
+            Ok(()) => {
+                self.model.flushed(vol);
+                Ok("ok".into())
+            }
+            Err(e) => Ok(format!("failed: {}", e.full_message())),
+        }
+    }
+
+    /// Reads map states back; a newly stopped map makes its target
+    /// undefined; a map that started during `op` snapshots its source.
+    pub(crate) fn sync_states(
+        &mut self,
+        op: Option<&Op>,
+        trace: &mut Trace,
+    ) -> Result<(), Violation> {
+        let maps = self.sub()?.maps();
+        let mut now = BTreeMap::new();
+        for m in &maps {
+            now.insert(m.id, m.state);
+            let before = self.states.get(&m.id).copied();
+            if before == Some(m.state) {
+                continue;
+            }
+            trace.record(format!(
+                "  map{} {:?} -> {}",
+                m.id,
+                before.map(|s| s.to_string()),
+                m.state
+            ));
+            let Some(&(source, target)) = self.ends.get(&m.id) else {
+                continue;
+            };
+            let started = matches!(op, Some(Op::Start { slot, .. }) if self.slots.get(*slot).map(|x| x.0) == Some(m.id))
+                && m.state == MapState::Copying;
+            if started {
+                self.model.snapshot(source, target);
+            }
+            if m.state == MapState::Stopped {
+                self.model.forget(target);
+            }
+        }
+        // A map that vanished (deleted) leaves its target with whatever it
+        // holds unless the copy was complete (idle_or_copied).
+        for (id, st) in &self.states {
+            if !now.contains_key(id) {
+                trace.record(format!("  map{id} {st} -> deleted"));
+                if *st != MapState::IdleOrCopied {
+                    if let Some(&(_, target)) = self.ends.get(id) {
+                        self.model.forget(target);
+                    }
+                }
+            }
+        }
+        self.states = now;
+        Ok(())
+    }
+
+    /// Counts the faults injected so far into the run's figures.
+    pub(crate) fn count_faults(&mut self) {
+        for (site, st) in self.injector.all_stats() {
+            if st.faults > 0 {
+                self.stats.faults.insert(site.to_string(), st.faults);
+            }
+        }
+        for (k, v) in self.stores.injected() {
+            self.stats.faults.insert(k, v);
+        }
+    }
+
+    fn verify_all(&mut self, mode: ReadCheck) -> Result<(), Violation> {
+        let maps = self.sub()?.maps();
+        let cascades = self.sub()?.cascades();
+        let tb = self.track_bytes() as usize;
+        let allow_failed = self.plan.any();
+        for vol in 0..self.shape.volumes {
+            let name = self.names[vol].clone();
+            let role = role_of_named(&name, &maps, &cascades);
+            let sub = self
+                .sub
+                .as_ref()
+                .ok_or_else(|| Violation::new(Invariant::Ipl1, "subsystem down"))?;
+            verify_volume(
+                &mut self.model,
+                vol,
+                &name,
+                role,
+                mode,
+                allow_failed,
+                &mut self.stats,
+                |t| {
+                    let mut buf = vec![0u8; tb];
+                    match sub.read(&name, t * tb as u64, &mut buf) {
+                        Ok(()) => TrackRead::Data(buf),
+                        Err(e) if matches!(e.kind(), ErrorKind::Offline | ErrorKind::State) => {
+                            TrackRead::Refused(e.full_message())
+                        }
+                        Err(e) => TrackRead::Failed(e.full_message()),
+                    }
+                },
+            )?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn verify_after_crash(&mut self) -> Result<(), Violation> {
+        self.verify_all(ReadCheck::AfterCrash)
+    }
+}
+
+/// A temporary data directory: under `SIM_TMPDIR` if set, else in memory
+/// (`/dev/shm`) when available (the activity tables sync on every append and
+/// the simulation needs no real disk), else the system temp dir.
+pub fn sim_tempdir() -> std::io::Result<tempfile::TempDir> {
+    if let Some(d) = std::env::var_os("SIM_TMPDIR") {
+        return tempfile::Builder::new().prefix("sim-").tempdir_in(d);
+    }
+    let shm = std::path::Path::new("/dev/shm");
+    if shm.is_dir() {
+        if let Ok(d) = tempfile::Builder::new().prefix("sim-").tempdir_in(shm) {
+            return Ok(d);
+        }
+    }
+    tempfile::tempdir()
+}
+
+/// [`crate::verify::role_of`] for the controller's named views.
+pub(crate) fn role_of_named(
+    name: &str,
+    maps: &[controller::MapView],
+    cascades: &[controller::CascadeView],
+) -> Invariant {
+    let Some(m) = maps
+        .iter()
+        .find(|m| m.target == name && m.state.is_active())
+    else {
+        return Invariant::Pit2;
+    };
+    let shared = m
+        .cascade
+        .and_then(|c| cascades.iter().find(|x| x.id == c))
+        .is_some_and(|c| c.members.len() > 1);
+    if shared {
+        Invariant::Cas1
+    } else {
+        Invariant::Pit1
+    }
+}
+
+impl World for ControllerWorld {
+    fn map_slots(&self) -> usize {
+        self.slots.len()
+    }
+
+    fn apply(&mut self, op: &Op, trace: &mut Trace) -> Result<(), Violation> {
+        self.stats.steps += 1;
+        let pre_model = (self.capture_budget > 0).then(|| self.model.clone());
+        let pre_states = self.states.clone();
+        if self.capture_budget > 0 {
+            self.stores
+                .arm_capture(self.capture_budget, self.stats.steps);
+        }
+        let out = self.apply_inner(op);
+        let captured = if self.capture_budget > 0 {
+            self.stores.take_capture()
+        } else {
+            Vec::new()
+        };
+        let out = out?;
+        trace.record(format!("{op} -> {out}"));
+        self.sync_states(Some(op), trace)?;
+        self.count_faults();
+        if let Some(pre) = pre_model {
+            self.check_captured(op, pre, &pre_states, captured, trace)?;
+        }
+        Ok(())
+    }
+
+    fn check_all(&mut self) -> Result<(), Violation> {
+        self.verify_all(ReadCheck::Now)
+    }
+
+    fn settle_live(&mut self, trace: &mut Trace) -> Result<(), Violation> {
+        self.live(trace)
+    }
+
+    fn stats(&self) -> &RunStats {
+        &self.stats
+    }
+}
