@@ -311,6 +311,35 @@ fn volumes_maps_groups_and_errors_through_the_cli() {
     let out = d.cli(&["map", "wait", "0"]);
     assert_fails_with(&out, EXIT_FAILED, "never", "wait on a nocopy map");
 
+    // prepare -> prepared (wait returns), then start -> copying; volumes in a map
+    // cannot be deleted.
+    d.cli_json(&["volume", "create", "--id", "P1", "--model", "fb:16M"]);
+    d.cli_json(&["volume", "create", "--id", "P2", "--model", "fb:16M"]);
+    let p = d.cli_json(&[
+        "map",
+        "create",
+        "--source",
+        "P1",
+        "--target",
+        "P2",
+        "--type",
+        "full",
+        "--copy-rate",
+        "0",
+    ]);
+    let pid = p["id"].to_string();
+    let p = d.cli_json(&["map", "prepare", &pid]);
+    assert_eq!(p["state"], "prepared", "{p}");
+    let p = d.cli_json(&["map", "wait", &pid]);
+    assert_eq!(p["state"], "prepared", "{p}");
+    let url = format!("http://{}", d.api);
+    let out = run(BIN, &["map", "start", &pid, "--json", "--api", &url]);
+    assert_success(&out, "map start with --api http://HOST:PORT");
+    let p: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(p["state"], "copying", "{p}");
+    let out = d.cli(&["volume", "delete", "P1"]);
+    assert_fails_with(&out, EXIT_FAILED, "busy", "delete of a volume in a map");
+
     // Listing in text form names every map.
     let out = d.cli(&["map", "list"]);
     assert_success(&out, "map list");
