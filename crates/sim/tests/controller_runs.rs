@@ -1,7 +1,8 @@
 //! Seeded fault runs of the real controller (the CI tier): a few hundred
 //! short runs with crashes, resets, IPLs (also during replay) and injected
 //! faults, invariants checked after every step. `SIM_SEED` / `SIM_RUNS`
-//! select a longer campaign; `SIM_TRACE=1` prints every step.
+//! select a longer campaign; `SIM_TRACE=1` prints every step;
+//! `SIM_SUMMARY_JSON=path` also writes the summary as JSON.
 
 use sim::{fault_run, run_seed, FaultRunConfig, Invariant};
 
@@ -28,6 +29,9 @@ fn controller_seeds_keep_every_invariant() {
     let cfg = FaultRunConfig::new(env_u64("SIM_SEED", 1), env_u64("SIM_RUNS", 150));
     let summary = fault_run(&cfg);
     println!("{summary}");
+    if let Ok(path) = std::env::var("SIM_SUMMARY_JSON") {
+        std::fs::write(&path, summary.to_json()).unwrap();
+    }
     assert!(summary.determinism.ok(), "{summary}");
     let known = |f: &sim::summary::Failure| {
         OPEN_BUGS

@@ -283,10 +283,11 @@ fn engine_seed_47_suspended_cut_map_survives_save_and_load() {
 /// Engine seed 1041: map0 v0->v3 (full, incremental) started, then map1
 /// v3->v0 started with `-restore` (a restore cycle), one background copy, a
 /// write to v0, then a non-force stop of map0. Resolving a read afterwards
-/// recursed without end and overflowed the stack (resolution must terminate:
-/// engine invariant E4). Reported to timezero (requests-sim.md #2).
+/// recursed without end and overflowed the stack, killing the whole campaign
+/// (resolution must terminate: engine invariant E4). Reported to timezero
+/// (requests-sim.md #2); fixed there by detecting the restore cycle
+/// (`AccessError::Unresolvable`).
 #[test]
-#[ignore = "timezero bug, requests-sim.md #2 (aborts the test binary): unignore when fixed"]
 fn engine_stop_inside_restore_cycle_keeps_resolution_finite() {
     let ops = [
         Op::CreateMap {
