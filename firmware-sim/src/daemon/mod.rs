@@ -157,7 +157,15 @@ pub async fn boot(plan: BootPlan) -> Result<(), CliError> {
     };
 
     let subsystem_id = config.id.clone();
-    let node = open_node(&plan.data_dir, config).await?;
+    let node = match open_node(&plan.data_dir, config).await {
+        Ok(n) => n,
+        Err(e) => {
+            if let Some(p) = &plan.nbd_unix {
+                let _ = std::fs::remove_file(p);
+            }
+            return Err(e);
+        }
+    };
     *node.nbd_bases.write() = listeners.iter().map(|(_, b)| b.clone()).collect();
     node.start_copier();
     let ipl = !node.with(|s| s.ipl_report().created);
