@@ -294,6 +294,15 @@ impl Subsystem {
                 core.engine.add_to_group(m, group).map_err(control_err)?;
             }
             core.engine.prepare_group(group).map_err(control_err)?;
+            // Prepare: the sources' writes are made durable before the instant,
+            // so the image a crash leaves is the one the host saw.
+            let mut sources: Vec<&str> = pairs.iter().map(|p| p.source.as_str()).collect();
+            sources.sort_unstable();
+            sources.dedup();
+            for name in sources {
+                let v = inner.volume(name)?;
+                inner.flush_store(&v.name, &v.store)?;
+            }
             for m in &maps {
                 core.engine.flush_done(*m).map_err(control_err)?;
             }
