@@ -222,3 +222,93 @@ fn stop_cleans_dependants_and_states_follow_the_table() {
     assert_eq!(s.delete_volume("T").unwrap_err().kind(), ErrorKind::Busy);
     s.close().unwrap();
 }
+
+#[test]
+fn allocation_of_a_target_follows_its_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Subsystem::open(dir.path(), config()).unwrap();
+    let g = 64 << 10;
+    s.write("S", g, &pattern(1, g as usize), false).unwrap();
+    s.write("S", 5 * g, &pattern(2, g as usize), false).unwrap();
+    let m = s
+        .create_map(&MapCreate::new("S", "T", CopyType::Nocopy))
+        .unwrap();
+    s.start_map(m, false).unwrap();
+    let alloc = |v: &str| {
+        s.allocation(v, 0, 1 << 20)
+            .unwrap()
+            .iter()
+            .filter(|e| e.allocated)
+            .map(|e| (e.offset / g, e.len / g))
+            .collect::<Vec<_>>()
+    };
+    // The target's unsplit grains report the source's allocation.
+    assert_eq!(alloc("T"), vec![(1, 1), (5, 1)]);
+    // Zeroing a source grain copies the old grain to the target first.
+    s.write_zeroes("S", g, g, false).unwrap();
+    assert_eq!(alloc("S"), vec![(5, 1)]);
+    assert_eq!(alloc("T"), vec![(1, 1), (5, 1)]);
+    assert_eq!(read(&s, "T", g, g as usize), pattern(1, g as usize));
+    assert_eq!(read(&s, "S", g, 100), vec![0u8; 100]);
+    assert_eq!(
+        s.allocation("T", 0, 2 << 20).unwrap_err().kind(),
+        ErrorKind::OutOfRange
+    );
+    s.close().unwrap();
+}
+
+#[test]
+fn damaged_roots_are_refused_and_leaked_files_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Subsystem::open(dir.path(), config()).unwrap();
+    s.create_volume("X", "fb:1M".parse().unwrap()).unwrap();
+    s.close().unwrap();
+    // A volume file no root lists (a crashed create) is reported as leaked.
+    std::fs::copy(
+        dir.path().join("volumes/X.vol"),
+        dir.path().join("volumes/Y.vol"),
+    )
+    .unwrap();
+    let r = controller::check(dir.path()).unwrap();
+    assert!(r.ok, "{r:?}");
+    assert!(r.warnings.iter().any(|w| w.contains("Y.vol")), "{r:?}");
+    assert_eq!(r.volumes, 5);
+    // Another subsystem id: the roots do not belong to it.
+    let mut other = config();
+    other.id = "OTHER".into();
+    let e = Subsystem::open(dir.path(), other).err().unwrap();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    assert!(e.to_string().contains("T1"), "{e}");
+    // Both root headers damaged: refused, never silently re-created.
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.path().join("meta.store"))
+            .unwrap();
+        f.write_all_at(b"garbage!", 16).unwrap();
+        f.write_all_at(b"garbage!", (16u64 << 30) + 16).unwrap();
+    }
+    let e = Subsystem::open(dir.path(), config()).err().unwrap();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    let r = controller::check(dir.path()).unwrap();
+    assert!(!r.ok);
+}
+
+#[test]
+fn nosync_mode_and_config_volume_clash() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config();
+    cfg.durability = controller::DurabilityMode::Nosync;
+    let s = Subsystem::open(dir.path(), cfg.clone()).unwrap();
+    s.write("S", 0, b"abc", true).unwrap();
+    s.flush("S").unwrap();
+    s.close().unwrap();
+    let s = Subsystem::open(dir.path(), cfg.clone()).unwrap();
+    assert_eq!(read(&s, "S", 0, 3), b"abc");
+    s.close().unwrap();
+    cfg.volumes[0].model = "fb:2M".parse().unwrap();
+    let e = Subsystem::open(dir.path(), cfg).err().unwrap();
+    assert_eq!(e.kind(), ErrorKind::InvalidRequest);
+    assert!(e.to_string().contains("config says"), "{e}");
+}
