@@ -38,11 +38,15 @@ fn main() {
         default_hook(info);
     }));
     let cli = cli::Cli::parse();
-    let daemon = matches!(
-        cli.command,
-        cli::Command::Boot(_) | cli::Command::ServeStdio(_)
-    );
-    logging::init(cli.log_format, if daemon { "info" } else { "warn" });
+    // Daemons log their life at info; client verbs keep stderr for the one-line
+    // error; offline runs (replay, fault-run, check) drive simulated resets and
+    // faults whose warnings are expected, so they show errors only.
+    let default_level = match cli.command {
+        cli::Command::Boot(_) | cli::Command::ServeStdio(_) => "info",
+        cli::Command::Replay(_) | cli::Command::FaultRun(_) | cli::Command::Check(_) => "error",
+        _ => "warn",
+    };
+    logging::init(cli.log_format, default_level);
     if let Err(e) = cli::run(cli) {
         eprintln!("firmware-sim: error: {e}");
         std::process::exit(e.exit_code());

@@ -93,14 +93,18 @@ pub fn fault_run(a: FaultRunArgs) -> Result<(), CliError> {
         return Ok(());
     }
     match summary.failures.first() {
-        Some(f) => Err(CliError::Expectation(format!(
-            "fault-run: {} of {} seeds failed; first: seed {}: {}; reproduce: {}",
-            summary.seeds_failed,
-            summary.seeds_run,
-            f.seed,
-            f.violation,
-            f.violation.reproduce()
-        ))),
+        Some(f) => {
+            let violation = f.violation.to_string();
+            let reproduce = if violation.contains("reproduce") {
+                String::new()
+            } else {
+                format!("; reproduce: {}", f.violation.reproduce())
+            };
+            Err(CliError::Expectation(format!(
+                "fault-run: {} of {} seeds failed; first: seed {}: {violation}{reproduce}",
+                summary.seeds_failed, summary.seeds_run, f.seed,
+            )))
+        }
         None => Err(CliError::Expectation(format!(
             "fault-run: determinism check failed for seeds {:?}; reproduce: firmware-sim fault-run --seed {} --runs {}",
             summary.determinism.mismatched_seeds, seed, a.runs
