@@ -12,8 +12,20 @@
 //! ```
 //! One record is written and flushed per group commit, so at most one record
 //! is ever unflushed: a torn record can only be the last one.
+//!
+//! Damage is told apart from a torn tail: wherever the scan stops, the
+//! allocated journal bytes that a next record could start in (up to one
+//! maximal record further) are searched for a valid record (magic, length,
+//! checksum) that should not exist there: one of the same generation with a
+//! later sequence number (the stop was damage in the middle; replaying the
+//! prefix would lose that record's bits, so PIT targets would read the
+//! source's new data), or one of a newer generation (that root was durable
+//! and its slot is damaged; loading the older root would roll back). Either
+//! is an error of kind `Corrupt`, never a silent stop.
 
-use super::{MetaStore, JOURNAL_BASE, JOURNAL_BYTES};
+use geometry::Extent;
+
+use super::{MetaStore, JOURNAL_BASE, JOURNAL_BYTES, META_TRACK_BYTES};
 use crate::error::{err, ErrorKind, Result};
 
 const MAGIC: &[u8; 4] = b"FWJ1";
@@ -175,10 +187,131 @@ impl MetaStore {
             offset += JOURNAL_RECORD_HEADER_BYTES + u64::from(len);
             seq += 1;
         };
+        if stop != JournalStop::Full {
+            self.refuse_damage(generation, seq, offset, &stop)?;
+        }
         Ok(JournalScan {
             records,
             end: offset,
             stop,
         })
+    }
+
+    /// After the scan of `generation` stopped at journal offset `offset`
+    /// expecting record `seq`: a valid record that proves the stop is damage,
+    /// not the end or a torn tail, is an error (module doc).
+    fn refuse_damage(
+        &self,
+        generation: u64,
+        seq: u64,
+        offset: u64,
+        stop: &JournalStop,
+    ) -> Result<()> {
+        let limit = (offset + 2 * JOURNAL_RECORD_HEADER_BYTES + u64::from(PAYLOAD_MAX_BYTES))
+            .min(JOURNAL_BYTES);
+        let found = self.find_valid_record(offset, limit, |g, s| {
+            g > generation || (g == generation && s >= seq)
+        })?;
+        let Some((at, g, s)) = found else {
+            return Ok(());
+        };
+        let stop_at = JOURNAL_BASE + offset;
+        let found_at = JOURNAL_BASE + at;
+        let why = match stop {
+            JournalStop::Torn(w) => w.clone(),
+            _ => "no valid record header".to_string(),
+        };
+        Err(if g > generation {
+            err(
+                ErrorKind::Corrupt,
+                format!(
+                    "metadata store meta.store: the journal holds a valid record of generation {g}                      (seq {s}) at byte offset {found_at}, newer than the newest valid root                      (generation {generation}): the root of generation {g} was durable and its slot                      is now damaged; opening generation {generation} would silently roll the                      maps and volumes back, so the subsystem is not opened. Keep the data directory                      unchanged (copy it aside), run `firmware-sim check` on it, and restore it                      from a backup"
+                ),
+            )
+        } else {
+            err(
+                ErrorKind::Corrupt,
+                format!(
+                    "metadata store meta.store: journal record {seq} of generation {generation} at                      byte offset {stop_at} is damaged ({why}), but record {s} of the same generation                      follows at byte offset {found_at}, so it is not a torn tail (only the last                      record can be torn): bits in the damaged record are lost and point-in-time                      targets could read wrong data, so the subsystem is not opened. Keep the data                      directory unchanged (copy it aside), run `firmware-sim check` on it, and                      restore it from a backup"
+                ),
+            )
+        })
+    }
+
+    /// The first valid record (magic, sane length, checksum) starting in
+    /// journal offsets `from..limit` whose generation and seq satisfy `want`;
+    /// only allocated tracks are searched. Returns (offset, generation, seq).
+    fn find_valid_record(
+        &self,
+        from: u64,
+        limit: u64,
+        want: impl Fn(u64, u64) -> bool,
+    ) -> Result<Option<(u64, u64, u64)>> {
+        if from >= limit {
+            return Ok(None);
+        }
+        let first = (JOURNAL_BASE + from) / META_TRACK_BYTES;
+        let last = (JOURNAL_BASE + limit - 1) / META_TRACK_BYTES;
+        let Some(extent) = Extent::new(first, last) else {
+            return Ok(None);
+        };
+        let allocated = self
+            .store()
+            .allocated(extent)
+            .map_err(|e| super::store_err("journal allocation", e))?;
+        let hdr = JOURNAL_RECORD_HEADER_BYTES;
+        for e in allocated.extents() {
+            let lo = (e.first * META_TRACK_BYTES).max(JOURNAL_BASE + from) - JOURNAL_BASE;
+            let hi = ((e.last + 1) * META_TRACK_BYTES).min(JOURNAL_BASE + limit) - JOURNAL_BASE;
+            let mut at = lo;
+            while at < hi {
+                // Chunks overlap by 3 bytes so a magic across a boundary is seen.
+                let n = (hi - at).min(WINDOW_BYTES as u64);
+                let read = (n + 3).min(JOURNAL_BYTES - at);
+                let mut buf = vec![0u8; read as usize];
+                self.read(JOURNAL_BASE + at, &mut buf, "read journal")?;
+                let mut i = 0usize;
+                while i + 4 <= buf.len() && (i as u64) < n {
+                    if buf[i] == MAGIC[0] && &buf[i..i + 4] == MAGIC {
+                        let off = at + i as u64;
+                        if let Some((g, s)) = self.valid_record_at(off, hdr)? {
+                            if want(g, s) {
+                                return Ok(Some((off, g, s)));
+                            }
+                        }
+                    }
+                    i += 1;
+                }
+                at += n;
+            }
+        }
+        Ok(None)
+    }
+
+    /// (generation, seq) of a record at journal offset `off` if it is whole and valid.
+    fn valid_record_at(&self, off: u64, hdr: u64) -> Result<Option<(u64, u64)>> {
+        if off + hdr > JOURNAL_BYTES {
+            return Ok(None);
+        }
+        let mut h = [0u8; JOURNAL_RECORD_HEADER_BYTES as usize];
+        self.read(JOURNAL_BASE + off, &mut h, "read journal")?;
+        let len = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+        if &h[0..4] != MAGIC
+            || len > PAYLOAD_MAX_BYTES
+            || off + hdr + u64::from(len) > JOURNAL_BYTES
+        {
+            return Ok(None);
+        }
+        let mut payload = vec![0u8; len as usize];
+        self.read(JOURNAL_BASE + off + hdr, &mut payload, "read journal")?;
+        if crc_of(&h, &payload) != u32::from_le_bytes([h[24], h[25], h[26], h[27]]) {
+            return Ok(None);
+        }
+        let u64_at = |o: usize| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&h[o..o + 8]);
+            u64::from_le_bytes(a)
+        };
+        Ok(Some((u64_at(8), u64_at(16))))
     }
 }

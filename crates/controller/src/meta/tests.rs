@@ -98,3 +98,75 @@ fn codec_rejects_flipped_bits_and_wrong_magic() {
     let e = codec::decode::<(u32, String)>(*b"TEST", 1, &bad).unwrap_err();
     assert_eq!(e.kind(), crate::ErrorKind::Corrupt);
 }
+
+#[test]
+fn damaged_middle_record_is_corruption_not_a_torn_tail() {
+    // Three records; damage the first one's payload, its magic, or zero its header.
+    type Damage = fn(&MemStore, u64);
+    let damages: [(&str, Damage); 3] = [
+        ("payload byte", |s, at| {
+            let mut b = [0u8; 1];
+            s.read_at(at + JOURNAL_RECORD_HEADER_BYTES + 1, &mut b)
+                .unwrap();
+            s.write_at(at + JOURNAL_RECORD_HEADER_BYTES + 1, &[b[0] ^ 0xff])
+                .unwrap();
+        }),
+        ("magic", |s, at| s.write_at(at, b"XXXX").unwrap()),
+        ("zeroed header", |s, at| s.write_at(at, &[0u8; 32]).unwrap()),
+    ];
+    for (what, damage) in damages {
+        let (store, m) = meta();
+        let mut end = 0;
+        let mut starts = Vec::new();
+        for seq in 1..=3u64 {
+            starts.push(end);
+            end = m
+                .append_journal(end, 5, seq, format!("record-{seq}").as_bytes())
+                .unwrap();
+        }
+        damage(&store, JOURNAL_BASE + starts[1]);
+        let e = m.scan_journal(5).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::Corrupt, "{what}: {e}");
+        let msg = e.to_string();
+        assert!(msg.contains("meta.store"), "{what}: {msg}");
+        assert!(
+            msg.contains(&format!("byte offset {}", JOURNAL_BASE + starts[1])),
+            "{what}: {msg}"
+        );
+        assert!(
+            msg.contains(&format!("byte offset {}", JOURNAL_BASE + starts[2])),
+            "{what}: {msg}"
+        );
+        assert!(msg.contains("not a torn tail"), "{what}: {msg}");
+    }
+}
+
+#[test]
+fn damaged_last_record_is_still_a_torn_tail_even_with_stale_records_after_it() {
+    let (store, m) = meta();
+    // A longer earlier generation leaves stale records beyond the new end.
+    let mut end = 0;
+    for seq in 1..=6u64 {
+        end = m.append_journal(end, 3, seq, b"old-generation").unwrap();
+    }
+    let e1 = m.append_journal(0, 4, 1, b"a").unwrap();
+    let e2 = m.append_journal(e1, 4, 2, b"bb").unwrap();
+    store.write_at(JOURNAL_BASE + e2 - 1, b"\xff").unwrap();
+    let scan = m.scan_journal(4).unwrap();
+    assert_eq!(scan.records, vec![b"a".to_vec()]);
+    assert!(matches!(scan.stop, JournalStop::Torn(_)));
+    assert!(end > e2);
+}
+
+#[test]
+fn a_record_of_a_newer_generation_refuses_the_older_root() {
+    let (_store, m) = meta();
+    // Generation 9's root was durable (its records exist), generation 8 is what loads.
+    m.append_journal(0, 9, 1, b"newer").unwrap();
+    let e = m.scan_journal(8).unwrap_err();
+    assert_eq!(e.kind(), crate::ErrorKind::Corrupt, "{e}");
+    assert!(e.to_string().contains("generation 9"), "{e}");
+    assert!(e.to_string().contains("roll"), "{e}");
+    // Older records after a newer root are the clean end.
+    assert_eq!(m.scan_journal(10).unwrap().stop, JournalStop::End);
+}

@@ -119,7 +119,12 @@ pub(crate) fn load_durable(meta: &MetaStore, subsystem: &str) -> Result<Option<L
     for r in &payload.sessions {
         core.sessions.insert(r.phys, PhysSession::from_record(r));
     }
-    let scan = meta.scan_journal(header.generation)?;
+    let scan = meta.scan_journal(header.generation).map_err(|e| {
+        e.context(format!(
+            "IPL of subsystem {subsystem} from root generation {} (slot {})",
+            header.generation, header.slot
+        ))
+    })?;
     for (i, rec) in scan.records.iter().enumerate() {
         replay_record(&mut core, rec)
             .map_err(|e| e.context(format!("journal record {}", i + 1)))?;

@@ -1,0 +1,156 @@
+//! Damaged metadata is never mistaken for a torn tail or a torn checkpoint:
+//! a damaged journal record followed by valid ones, or a lost newest root
+//! whose journal records exist, make `check` report an error and IPL refuse,
+//! so a point-in-time target never serves the source's new data.
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use controller::meta::{
+    JOURNAL_BASE, JOURNAL_RECORD_HEADER_BYTES, ROOT_HEADER_BLOCK_BYTES, SLOT_BYTES,
+};
+use controller::{check, CopyType, ErrorKind, MapCreate, Subsystem, SubsystemConfig};
+
+const GRAIN: usize = 64 << 10;
+
+fn config() -> SubsystemConfig {
+    SubsystemConfig::from_toml_str(
+        r#"
+id = "DMG"
+[[volumes]]
+id = "S"
+model = "fb:1M:64K"
+[[volumes]]
+id = "T"
+model = "fb:1M:64K"
+"#,
+    )
+    .unwrap()
+}
+
+/// A snapshot S -> T of an all-0x11 source, then four single-grain writes of
+/// 0x22 to S (four copy-on-write journal records), then a process crash.
+fn crashed_dir(dir: &Path) {
+    let s = Subsystem::open(dir, config()).unwrap();
+    s.write("S", 0, &vec![0x11; 16 * GRAIN], true).unwrap();
+    let m = s
+        .create_map(&MapCreate::new("S", "T", CopyType::Nocopy))
+        .unwrap();
+    s.start_map(m, false).unwrap();
+    for g in 0..4u64 {
+        s.write("S", g * GRAIN as u64, &vec![0x22; GRAIN], true)
+            .unwrap();
+    }
+    s.abandon();
+}
+
+fn meta_file(dir: &Path) -> std::fs::File {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dir.join("meta.store"))
+        .unwrap()
+}
+
+fn flip(f: &std::fs::File, at: u64) {
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, at).unwrap();
+    f.write_all_at(&[b[0] ^ 0xff], at).unwrap();
+}
+
+/// Absolute offsets of the journal records of the current generation.
+fn record_offsets(f: &std::fs::File) -> Vec<u64> {
+    let mut out = Vec::new();
+    let mut at = JOURNAL_BASE;
+    let mut first_gen = None;
+    loop {
+        let mut h = [0u8; 32];
+        f.read_exact_at(&mut h, at).unwrap();
+        let gen = u64::from_le_bytes(h[8..16].try_into().unwrap());
+        if &h[0..4] != b"FWJ1" || first_gen.is_some_and(|g| g != gen) {
+            return out;
+        }
+        first_gen = Some(gen);
+        out.push(at);
+        let len = u32::from_le_bytes(h[4..8].try_into().unwrap());
+        at += JOURNAL_RECORD_HEADER_BYTES + u64::from(len);
+    }
+}
+
+#[test]
+fn undamaged_crash_replays_and_the_target_keeps_its_image() {
+    let dir = tempfile::tempdir().unwrap();
+    crashed_dir(dir.path());
+    let r = check(dir.path()).unwrap();
+    assert!(r.ok, "{r:?}");
+    assert!(r.journal_records >= 4, "{r:?}");
+    let s = Subsystem::open(dir.path(), config()).unwrap();
+    let mut b = vec![0u8; 4 * GRAIN];
+    s.read("T", 0, &mut b).unwrap();
+    assert!(b.iter().all(|&x| x == 0x11));
+}
+
+#[test]
+fn damaged_middle_journal_record_is_an_error_and_no_wrong_pit_data_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    crashed_dir(dir.path());
+    let f = meta_file(dir.path());
+    let recs = record_offsets(&f);
+    assert!(recs.len() >= 4, "{recs:?}");
+    // One byte of the second record's payload.
+    flip(&f, recs[1] + JOURNAL_RECORD_HEADER_BYTES + 5);
+    drop(f);
+    let r = check(dir.path()).unwrap();
+    assert!(!r.ok, "check must report the damage: {r:?}");
+    assert!(
+        r.errors
+            .iter()
+            .any(|e| e.contains("not a torn tail")
+                && e.contains(&format!("byte offset {}", recs[1]))),
+        "{r:?}"
+    );
+    match Subsystem::open(dir.path(), config()) {
+        Ok(s) => {
+            // Opening is refused; if it ever were not, T must still read its image.
+            let mut b = vec![0u8; 4 * GRAIN];
+            let read = s.read("T", 0, &mut b);
+            panic!(
+                "IPL accepted a damaged journal; T read {read:?}, 0x22 bytes: {}",
+                b.iter().filter(|&&x| x == 0x22).count()
+            );
+        }
+        Err(e) => {
+            assert_eq!(e.kind(), ErrorKind::Corrupt, "{}", e.full_message());
+            let msg = e.full_message();
+            assert!(
+                msg.contains("meta.store") && msg.contains("backup"),
+                "{msg}"
+            );
+        }
+    }
+}
+
+#[test]
+fn lost_newest_root_with_its_journal_records_is_an_error_not_a_rollback() {
+    let dir = tempfile::tempdir().unwrap();
+    crashed_dir(dir.path());
+    let f = meta_file(dir.path());
+    let gen_of = |slot: u64| {
+        let mut h = [0u8; 8];
+        f.read_exact_at(&mut h, slot * SLOT_BYTES + 16).unwrap();
+        u64::from_le_bytes(h)
+    };
+    let newest = if gen_of(0) > gen_of(1) { 0 } else { 1 };
+    // One byte of the newest root's payload: its checksum fails, the older slot is valid.
+    flip(&f, newest * SLOT_BYTES + ROOT_HEADER_BLOCK_BYTES + 3);
+    drop(f);
+    let r = check(dir.path()).unwrap();
+    assert!(!r.ok, "check must report the lost root: {r:?}");
+    assert!(r.errors.iter().any(|e| e.contains("roll")), "{r:?}");
+    let e = Subsystem::open(dir.path(), config())
+        .map(|_| ())
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{}", e.full_message());
+    assert!(e.full_message().contains("roll"), "{}", e.full_message());
+}
