@@ -208,6 +208,44 @@ fn activity_tables_are_per_subsystem_and_per_volume() {
 }
 
 #[test]
+fn a_deleted_volume_table_is_retired_and_a_recreated_volume_starts_empty() {
+    let vs = VirtualSubsystem::boot(config()).unwrap();
+    let model: geometry::DeviceModel = "3390-A:4".parse().unwrap();
+    let entry = |vol: &str| NewEntry {
+        session_id: SessionId::new("B1").unwrap(),
+        phys_session_id: PhysSessionId::new(3).unwrap(),
+        subsystem: "SESS".into(),
+        volume: Some(vol.to_string()),
+        extents: ext(1, 5),
+        status: EntryStatus::Initiated,
+        program: None,
+        time_unix_ms: 1,
+    };
+    let tables = vs.data_dir().join("tables");
+    vs.sub().create_volume("J1", model).unwrap();
+    vs.sub().append_activity(&[entry("J1")]).unwrap();
+    vs.sub().delete_volume("J1").unwrap();
+    assert!(!tables.join("J1.tbl").exists());
+    assert!(
+        tables.join("J1.tbl.deleted.1").exists(),
+        "history kept aside"
+    );
+    vs.sub().create_volume("J1", model).unwrap();
+    assert!(vs.sub().volume_activity_entries("J1").unwrap().is_empty());
+    // A crash between the delete's root and the rename leaves J1.tbl: the
+    // next create of J1 retires it too.
+    vs.sub().append_activity(&[entry("J1")]).unwrap();
+    let saved = std::fs::read(tables.join("J1.tbl")).unwrap();
+    vs.sub().delete_volume("J1").unwrap();
+    std::fs::write(tables.join("J1.tbl"), saved).unwrap();
+    vs.sub().create_volume("J1", model).unwrap();
+    assert!(vs.sub().volume_activity_entries("J1").unwrap().is_empty());
+    assert!(tables.join("J1.tbl.deleted.3").exists());
+    // The subsystem table keeps every entry.
+    assert_eq!(vs.sub().activity_entries().unwrap().len(), 2);
+}
+
+#[test]
 fn sparse_full_copy_of_a_3390_54_with_ten_written_tracks() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = SubsystemConfig::from_toml_str(

@@ -210,7 +210,7 @@ impl Subsystem {
                 store,
             }));
             s.inner
-                .with_tables(|t| t.open_volume(&s.inner.dir, &s.inner.id, name))?;
+                .with_tables(|t| t.open_new_volume(&s.inner.dir, &s.inner.id, name))?;
             Ok(())
         })?;
         self.volume_view(name)
@@ -236,8 +236,11 @@ impl Subsystem {
             })?;
             Ok(())
         })?;
-        // The root without the volume is durable; the file can go.
-        self.inner.provider.remove_volume(name)
+        // The root without the volume is durable; the file can go, and its
+        // activity table is retired (a re-created volume starts empty).
+        self.inner.provider.remove_volume(name)?;
+        super::tables::retire_volume_table(&self.inner.dir, name)?;
+        Ok(())
     }
 
     /// Every volume.

@@ -321,7 +321,7 @@ impl Subsystem {
             store,
         }));
         self.inner
-            .with_tables(|t| t.open_volume(&self.inner.dir, &self.inner.id, name))
+            .with_tables(|t| t.open_new_volume(&self.inner.dir, &self.inner.id, name))
     }
 
     /// Controller warmstart: volatile state is rebuilt from durable metadata.

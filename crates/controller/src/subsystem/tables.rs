@@ -1,5 +1,12 @@
 //! The subsystem's activity tables: one for the subsystem, one per volume,
 //! in `tables/` of the data directory (crates/activity-table).
+//!
+//! A volume's table lives as long as the volume: deleting the volume renames
+//! `tables/V.tbl` to `tables/V.tbl.deleted.N` (first free N; history kept for
+//! analysis, no longer read), and creating a volume retires a table left by
+//! a crash between the delete's root and that rename, so a re-created volume
+//! of the same name starts with an empty table. The subsystem table keeps
+//! every entry either way.
 
 use std::collections::BTreeMap;
 
@@ -65,6 +72,50 @@ impl Tables {
     pub(crate) fn close_volume(&mut self, volume: &str) {
         self.volumes.remove(volume);
     }
+
+    /// Opens the table of a volume being created: a leftover table of a
+    /// deleted volume of the same name is retired first (module doc).
+    pub(crate) fn open_new_volume(
+        &mut self,
+        dir: &DataDir,
+        subsystem: &str,
+        volume: &str,
+    ) -> Result<()> {
+        if let Some(p) = retire_volume_table(dir, volume)? {
+            tracing::warn!(%volume, retired = %p.display(), "activity table of an earlier volume of this name retired");
+        }
+        self.open_volume(dir, subsystem, volume)
+    }
+}
+
+/// Renames `tables/V.tbl` (if any) to `tables/V.tbl.deleted.N`, N the first free number.
+pub(crate) fn retire_volume_table(
+    dir: &DataDir,
+    volume: &str,
+) -> Result<Option<std::path::PathBuf>> {
+    let from = dir.volume_table_path(volume);
+    if !from.exists() {
+        return Ok(None);
+    }
+    let mut n = 1u32;
+    let to = loop {
+        let to = dir.tables_dir().join(format!("{volume}.tbl.deleted.{n}"));
+        if !to.exists() {
+            break to;
+        }
+        n += 1;
+    };
+    std::fs::rename(&from, &to).map_err(|e| {
+        crate::datadir::io_err(
+            format!(
+                "retire activity table {} to {}",
+                from.display(),
+                to.display()
+            ),
+            e,
+        )
+    })?;
+    Ok(Some(to))
 }
 
 impl Subsystem {
