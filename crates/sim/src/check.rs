@@ -147,7 +147,7 @@ impl Violation {
                 self.seed
             ),
             RunKind::CrashPoints => format!(
-                "SIM_SEED={} cargo test -p sim --test crash_points",
+                "SIM_SEED={} SIM_RUNS=1 cargo test -p sim --test crash_points",
                 self.seed
             ),
             RunKind::Exhaustive => format!(

@@ -156,7 +156,10 @@ impl EngineWorld {
                 format!("{} copies", copies.len())
             }
             Op::Crash { during_replay, .. } => self.restart(during_replay)?,
-            Op::Reset { .. } => "ignored (no subsystem in the engine world)".into(),
+            Op::Reset { .. }
+            | Op::StartSession { .. }
+            | Op::CompleteSession { .. }
+            | Op::Host(_) => "n/a (no subsystem in the engine world)".into(),
         };
         trace.record(format!("{op} -> {outcome}"));
         self.drain_events(trace);

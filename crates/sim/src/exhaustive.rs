@@ -278,6 +278,9 @@ impl<W: World> World for Option<W> {
     fn map_slots(&self) -> usize {
         self.as_ref().map_or(0, |w| w.map_slots())
     }
+    fn session_slots(&self) -> usize {
+        self.as_ref().map_or(0, |w| w.session_slots())
+    }
     fn apply(&mut self, op: &Op, trace: &mut Trace) -> Result<(), Violation> {
         match self {
             Some(w) => w.apply(op, trace),

@@ -34,6 +34,7 @@ pub mod model;
 mod recovery;
 pub mod runner;
 pub mod seed;
+mod sessions;
 pub mod stores;
 pub mod summary;
 pub mod trace;
@@ -42,7 +43,7 @@ pub mod workload;
 pub mod world;
 
 pub use check::{Invariant, RunKind, Violation};
-pub use runner::{fault_run, run_seed, FaultRunConfig, RunOutcome, WorldKind};
+pub use runner::{fault_run, run_seed, FaultRunConfig, RunOutcome, WorldKind, KNOWN_BUGS};
 pub use seed::{Seeds, Shard};
 pub use summary::{FaultRunSummary, RunStats};
 pub use world::World;

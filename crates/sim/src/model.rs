@@ -186,6 +186,15 @@ impl Model {
         self.vols[target] = image;
     }
 
+    /// Like [`Model::snapshot`], for tracks `first..first+count` only (an
+    /// extent-level copy; the target keeps its own data elsewhere).
+    pub fn snapshot_tracks(&mut self, source: usize, target: usize, first: u64, count: u64) {
+        let a = (first * self.sectors_per_track) as usize;
+        let b = ((first + count) * self.sectors_per_track) as usize;
+        let image = self.vols[source][a..b].to_vec();
+        self.vols[target][a..b].clone_from_slice(&image);
+    }
+
     /// `volume`'s contents become undefined (until written).
     pub fn forget(&mut self, volume: usize) {
         for s in &mut self.vols[volume] {

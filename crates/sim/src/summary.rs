@@ -43,6 +43,9 @@ pub struct RunStats {
     pub checks: BTreeMap<Invariant, u64>,
     /// Journal or table entries replayed by IPLs.
     pub entries_replayed: u64,
+    /// Violations of known, reported bugs that the run was told to tolerate
+    /// (counted, then the run went on), by signature.
+    pub tolerated: BTreeMap<String, u64>,
     /// Wall-clock IPL durations in microseconds (not part of the trace hash).
     pub recovery_us: Vec<u64>,
 }
@@ -78,6 +81,9 @@ impl RunStats {
             *self.checks.entry(*k).or_default() += v;
         }
         self.entries_replayed += other.entries_replayed;
+        for (k, v) in &other.tolerated {
+            *self.tolerated.entry(k.clone()).or_default() += v;
+        }
         self.recovery_us.extend_from_slice(&other.recovery_us);
     }
 }
@@ -120,6 +126,9 @@ pub struct FaultRunSummary {
     pub seeds_failed: u64,
     /// Failures (first violation per failed seed, at most 20 kept).
     pub failures: Vec<Failure>,
+    /// Failed seeds by signature (invariant and message with numbers
+    /// removed), so a campaign shows how many distinct bugs it hit.
+    pub failure_signatures: BTreeMap<String, u64>,
     /// Counters over all runs.
     pub stats: RunStats,
     /// Median IPL time in microseconds (wall clock).
@@ -134,6 +143,17 @@ pub struct FaultRunSummary {
 
 /// Keep at most this many failures in a summary.
 pub const FAILURES_KEPT: usize = 20;
+
+/// A violation without its numbers: `IPL-1: maps changed across the IPL`.
+pub fn signature(v: &Violation) -> String {
+    let head = v.detail.split([':', '[']).next().unwrap_or("");
+    let words: Vec<&str> = head
+        .split_whitespace()
+        .filter(|w| !w.chars().any(|c| c.is_ascii_digit()))
+        .take(8)
+        .collect();
+    format!("{}: {}", v.invariant, words.join(" "))
+}
 
 /// The `p`-th percentile (0..=100) of `samples` (nearest rank), 0 if empty.
 pub fn percentile(samples: &[u64], p: u32) -> u64 {
@@ -158,6 +178,10 @@ impl FaultRunSummary {
         self.stats.merge(stats);
         if let Some((violation, trace_tail)) = failure {
             self.seeds_failed += 1;
+            *self
+                .failure_signatures
+                .entry(signature(&violation))
+                .or_default() += 1;
             if self.failures.len() < FAILURES_KEPT {
                 self.failures.push(Failure {
                     seed,
@@ -257,6 +281,18 @@ impl fmt::Display for FaultRunSummary {
             )?;
         }
         writeln!(f, "  elapsed                 {} ms", self.elapsed_ms)?;
+        if !s.tolerated.is_empty() {
+            writeln!(f, "  tolerated known bugs (counted, run continued):")?;
+            for (sig, n) in &s.tolerated {
+                writeln!(f, "    {n:>6}  {sig}")?;
+            }
+        }
+        if !self.failure_signatures.is_empty() {
+            writeln!(f, "  failed seeds by signature:")?;
+            for (sig, n) in &self.failure_signatures {
+                writeln!(f, "    {n:>6}  {sig}")?;
+            }
+        }
         for fl in &self.failures {
             writeln!(f, "FAIL seed {}: {}", fl.seed, fl.violation)?;
             for line in fl.trace_tail.iter().rev().take(12).rev() {

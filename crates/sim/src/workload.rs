@@ -37,6 +37,17 @@ impl CrashKind {
     }
 }
 
+/// A host-side event the resource manager recovers from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostEvent {
+    /// The resource manager restarted.
+    RmRestart,
+    /// The host operating system was IPL'd.
+    HostIpl,
+    /// Backup program `P<n>` ended abnormally.
+    Abend(u8),
+}
+
 /// One operation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
@@ -117,6 +128,27 @@ pub enum Op {
         /// The subsystem lost its volatile state (sessions, caches).
         lose_volatile: bool,
     },
+    /// Start a backup copy session (patent A) through the resource manager:
+    /// tracks `first..first+tracks` of `source` onto `target`.
+    StartSession {
+        /// Source volume index.
+        source: usize,
+        /// Target volume index.
+        target: usize,
+        /// First protected track.
+        first: u64,
+        /// Protected tracks.
+        tracks: u64,
+        /// Backup program number (`P<n>`).
+        program: u8,
+    },
+    /// Complete the n-th session started.
+    CompleteSession {
+        /// Session slot.
+        slot: usize,
+    },
+    /// A host-side event for the resource manager.
+    Host(HostEvent),
 }
 
 impl fmt::Display for Op {
@@ -173,6 +205,20 @@ impl fmt::Display for Op {
                 "reset{}",
                 if *lose_volatile { " lose-volatile" } else { "" }
             ),
+            Op::StartSession {
+                source,
+                target,
+                first,
+                tracks,
+                program,
+            } => {
+                write!(
+                    f,
+                    "start-session v{source}[{first}+{tracks}]->v{target} P{program}"
+                )
+            }
+            Op::CompleteSession { slot } => write!(f, "complete-session s#{slot}"),
+            Op::Host(e) => write!(f, "host {e:?}"),
         }
     }
 }
@@ -188,6 +234,8 @@ impl Op {
             .replace("kind: PowerLoss", "kind: CrashKind::PowerLoss")
             .replace("kind: Torn", "kind: CrashKind::Torn")
             .replace("kind: RandomSubset", "kind: CrashKind::RandomSubset")
+            .replace("Host(", "Op::Host(HostEvent::")
+            .replace("Op::Op::Host", "Op::Host")
     }
 }
 
@@ -225,6 +273,10 @@ pub struct Weights {
     pub crash: u32,
     /// Reset notifications.
     pub reset: u32,
+    /// Session starts and completions.
+    pub session: u32,
+    /// Host events (resource-manager restart, host IPL, program abend).
+    pub host: u32,
 }
 
 impl Weights {
@@ -240,6 +292,8 @@ impl Weights {
         copy: 16,
         crash: 5,
         reset: 3,
+        session: 6,
+        host: 3,
     };
 
     fn total(&self) -> u32 {
@@ -253,11 +307,20 @@ impl Weights {
             + self.copy
             + self.crash
             + self.reset
+            + self.session
+            + self.host
     }
 }
 
-/// Picks the next operation; `maps` is how many map slots exist.
-pub fn next_op(rng: &mut ChaCha8Rng, shape: &Shape, weights: &Weights, maps: usize) -> Op {
+/// Picks the next operation; `maps` / `sessions` are how many map and
+/// session slots exist.
+pub fn next_op(
+    rng: &mut ChaCha8Rng,
+    shape: &Shape,
+    weights: &Weights,
+    maps: usize,
+    sessions: usize,
+) -> Op {
     let total = weights.total().max(1);
     loop {
         let mut x = rng.random_range(0..total);
@@ -362,6 +425,33 @@ pub fn next_op(rng: &mut ChaCha8Rng, shape: &Shape, weights: &Weights, maps: usi
                 lose_volatile: rng.random_bool(0.5),
             };
         }
+        if pick(weights.session) {
+            if sessions > 0 && rng.random_bool(0.4) {
+                return Op::CompleteSession {
+                    slot: rng.random_range(0..sessions),
+                };
+            }
+            let mut target = rng.random_range(0..shape.volumes - 1);
+            if target >= vol {
+                target += 1;
+            }
+            let first = rng.random_range(0..shape.tracks);
+            let tracks = rng.random_range(1..=shape.tracks - first);
+            return Op::StartSession {
+                source: vol,
+                target,
+                first,
+                tracks,
+                program: rng.random_range(0..2),
+            };
+        }
+        if pick(weights.host) {
+            return Op::Host(match rng.random_range(0..3) {
+                0 => HostEvent::RmRestart,
+                1 => HostEvent::HostIpl,
+                _ => HostEvent::Abend(rng.random_range(0..2)),
+            });
+        }
     }
 }
 
@@ -403,7 +493,7 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let mut kinds = std::collections::HashSet::new();
         for i in 0..5000 {
-            let op = next_op(&mut rng, &shape, &Weights::DEFAULT, i % 4);
+            let op = next_op(&mut rng, &shape, &Weights::DEFAULT, i % 4, i % 3);
             match &op {
                 Op::Write {
                     vol,
@@ -420,6 +510,6 @@ mod tests {
             }
             kinds.insert(std::mem::discriminant(&op));
         }
-        assert_eq!(kinds.len(), 11);
+        assert_eq!(kinds.len(), 14);
     }
 }

@@ -12,6 +12,11 @@ pub trait World {
     /// Map slots created so far (the generator picks among them).
     fn map_slots(&self) -> usize;
 
+    /// Session slots created so far (worlds without sessions have none).
+    fn session_slots(&self) -> usize {
+        0
+    }
+
     /// Applies one operation (recording it in `trace`); a violation found
     /// while doing so (e.g. during recovery) ends the run.
     fn apply(&mut self, op: &Op, trace: &mut Trace) -> Result<(), Violation>;

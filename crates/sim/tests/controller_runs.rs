@@ -4,7 +4,7 @@
 //! select a longer campaign; `SIM_TRACE=1` prints every step;
 //! `SIM_SUMMARY_JSON=path` also writes the summary as JSON.
 
-use sim::{fault_run, run_seed, FaultRunConfig, Invariant};
+use sim::{fault_run, run_seed, FaultRunConfig, Invariant, KNOWN_BUGS};
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -13,42 +13,27 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// Failures of a known, reported bug in another crate (docs/RELIABILITY.md,
-/// "Bugs found"; tests/regressions.rs keeps an exact reproduction): the
-/// invariant and a text the violation must contain. When the fix lands no
-/// seed shows the pattern any more and this test fails until it is removed.
-const OPEN_BUGS: &[(Invariant, &str)] = &[
-    // controller: a control request failing after its engine change (rejected
-    // start after a successful prepare, checkpoint error) keeps the change in
-    // memory only; an IPL then shows the map prepared -> idle, or gone.
-    (Invariant::Ipl1, "maps changed across the IPL"),
-];
-
 #[test]
 fn controller_seeds_keep_every_invariant() {
-    let cfg = FaultRunConfig::new(env_u64("SIM_SEED", 1), env_u64("SIM_RUNS", 150));
+    let mut cfg = FaultRunConfig::new(env_u64("SIM_SEED", 1), env_u64("SIM_RUNS", 150));
+    cfg.tolerate = KNOWN_BUGS;
     let summary = fault_run(&cfg);
     println!("{summary}");
     if let Ok(path) = std::env::var("SIM_SUMMARY_JSON") {
         std::fs::write(&path, summary.to_json()).unwrap();
     }
     assert!(summary.determinism.ok(), "{summary}");
-    let known = |f: &sim::summary::Failure| {
-        OPEN_BUGS
-            .iter()
-            .any(|(inv, text)| f.violation.invariant == *inv && f.violation.detail.contains(text))
-    };
-    for f in &summary.failures {
-        assert!(
-            known(f),
-            "new failure (keep it in tests/regressions.rs, then fix):\n{summary}"
-        );
-    }
+    assert!(
+        summary.passed(),
+        "new failure (keep it in tests/regressions.rs, then fix):\n{summary}"
+    );
     if cfg.runs >= 150 {
-        assert!(
-            summary.seeds_failed > 0,
-            "the open bugs no longer show: remove them from OPEN_BUGS"
-        );
+        for bug in KNOWN_BUGS {
+            assert!(
+                summary.stats.tolerated.keys().any(|k| k.contains(bug)),
+                "known bug {bug:?} no longer shows: remove it from sim::KNOWN_BUGS\n{summary}"
+            );
+        }
     }
     let s = &summary.stats;
     assert!(
