@@ -312,3 +312,61 @@ fn nosync_mode_and_config_volume_clash() {
     assert_eq!(e.kind(), ErrorKind::InvalidRequest);
     assert!(e.to_string().contains("config says"), "{e}");
 }
+
+#[test]
+fn control_errors_name_volumes_and_maps_as_users_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Subsystem::open(dir.path(), config()).unwrap();
+    let msg = |e: controller::ControllerError, kind: ErrorKind| {
+        assert_eq!(e.kind(), kind, "{e}");
+        e.to_string()
+    };
+    let e = s
+        .create_map(&MapCreate::new("S", "S", CopyType::Full))
+        .unwrap_err();
+    assert_eq!(
+        msg(e, ErrorKind::InvalidRequest),
+        "map source and target are both S"
+    );
+    let m = s
+        .create_map(&MapCreate::new("S", "T", CopyType::Full))
+        .unwrap();
+    let e = s
+        .create_map(&MapCreate::new("U", "T", CopyType::Full))
+        .unwrap_err();
+    assert_eq!(
+        msg(e, ErrorKind::Busy),
+        format!("volume T is already the target of map {}", m.0)
+    );
+    let e = s
+        .create_map(&MapCreate::new("S", "C", CopyType::Full))
+        .unwrap_err();
+    let text = msg(e, ErrorKind::InvalidRequest);
+    assert!(
+        text.starts_with("size mismatch: source S (fb:")
+            && text.contains("1048576 bytes")
+            && text.contains("target C (3390"),
+        "{text}"
+    );
+    s.start_map(m, false).unwrap();
+    let e = s.start_map(m, false).unwrap_err();
+    assert_eq!(
+        msg(e, ErrorKind::State),
+        format!("map {} is copying: start is not allowed", m.0)
+    );
+    let e = s.stop_map(controller::MapId(99), false).unwrap_err();
+    assert_eq!(msg(e, ErrorKind::NotFound), "unknown map 99");
+    let e = s.delete_volume("S").unwrap_err();
+    assert_eq!(
+        msg(e, ErrorKind::Busy),
+        format!("delete volume S: volume S is used by map {}", m.0)
+    );
+    for text in [
+        s.delete_map(m, false).unwrap_err().to_string(),
+        s.stop_map(controller::MapId(99), true)
+            .unwrap_err()
+            .to_string(),
+    ] {
+        assert!(!text.contains("vol") && !text.contains("map9"), "{text}");
+    }
+}

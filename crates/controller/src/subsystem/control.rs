@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 
 use geometry::{DeviceModel, ExtentSet, Geometry};
 use serde::Serialize;
-use timezero::{ControlError, CopyType, GroupId, MapId, MapSpec, MapState, StartOptions, VolumeId};
+use timezero::{CopyType, GroupId, MapId, MapSpec, MapState, StartOptions, VolumeId};
 
 use super::{Core, Subsystem, Volume};
 use crate::config::check_id;
-use crate::error::{err, ControllerError, ErrorKind, Result};
+use crate::error::{err, ErrorKind, Result};
 
 /// A new mapping, by volume names.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -135,23 +135,6 @@ pub struct GroupView {
     pub members: Vec<u32>,
 }
 
-/// Maps an engine control error to the controller's kinds.
-pub(crate) fn control_err(e: ControlError) -> ControllerError {
-    use ControlError as C;
-    let kind = match &e {
-        C::UnknownVolume(_) | C::UnknownMap(_) | C::UnknownGroup(_) => ErrorKind::NotFound,
-        C::VolumeExists(_) => ErrorKind::AlreadyExists,
-        C::VolumeInUse { .. } | C::TargetInUse { .. } => ErrorKind::Busy,
-        C::TooManyMapsPerSource { .. } | C::TooManyConnectedMaps { .. } => ErrorKind::Limit,
-        C::InvalidState { .. }
-        | C::TargetIsActiveSource { .. }
-        | C::SourceNotAccessible { .. }
-        | C::GroupMember { .. } => ErrorKind::State,
-        _ => ErrorKind::InvalidRequest,
-    };
-    err(kind, e.to_string())
-}
-
 impl Subsystem {
     /// Runs a topology change under the exclusive lock and checkpoints it.
     pub(crate) fn control<T>(&self, f: impl FnOnce(&Self, &mut Core) -> Result<T>) -> Result<T> {
@@ -200,7 +183,7 @@ impl Subsystem {
             let store = s.inner.provider.create_volume(name, geometry)?;
             core.engine
                 .add_volume(id, geometry.tracks())
-                .map_err(control_err)?;
+                .map_err(|e| s.inner.engine_err(core, e))?;
             core.next_volume_id += 1;
             s.inner.volumes.write().insert(Arc::new(Volume {
                 name: name.to_string(),
@@ -226,9 +209,11 @@ impl Subsystem {
                     format!("volume {name} is in physical session {}", p.phys),
                 ));
             }
-            core.engine
-                .remove_volume(v.id)
-                .map_err(|e| control_err(e).context(format!("delete volume {name}")))?;
+            core.engine.remove_volume(v.id).map_err(|e| {
+                s.inner
+                    .engine_err(core, e)
+                    .context(format!("delete volume {name}"))
+            })?;
             s.inner.volumes.write().remove(name);
             s.inner.with_tables(|t| {
                 t.close_volume(name);
@@ -303,13 +288,19 @@ impl Subsystem {
             });
         spec.clean_rate = req.clean_rate.unwrap_or(50);
         spec.autodelete = req.autodelete;
-        self.control(|_, core| core.engine.create_map(spec).map_err(control_err))
+        self.control(|s, core| {
+            core.engine
+                .create_map(spec)
+                .map_err(|e| s.inner.engine_err(core, e))
+        })
     }
 
     /// prestartfcmap: the map goes through preparing (the source is flushed) to prepared.
     pub fn prepare_map(&self, map: MapId) -> Result<()> {
         self.control(|s, core| {
-            core.engine.prepare(map).map_err(control_err)?;
+            core.engine
+                .prepare(map)
+                .map_err(|e| s.inner.engine_err(core, e))?;
             s.finish_prepare(core, &[map])
         })
     }
@@ -322,9 +313,14 @@ impl Subsystem {
             };
             let src = self.inner.volume_by_id(info.spec.source)?;
             match self.inner.flush_store(&src.name, &src.store) {
-                Ok(()) => core.engine.flush_done(m).map_err(control_err)?,
+                Ok(()) => core
+                    .engine
+                    .flush_done(m)
+                    .map_err(|e| self.inner.engine_err(core, e))?,
                 Err(e) => {
-                    core.engine.flush_failed(m).map_err(control_err)?;
+                    core.engine
+                        .flush_failed(m)
+                        .map_err(|e| self.inner.engine_err(core, e))?;
                     return Err(e.context(format!("prepare {m}: source flush failed, map stopped")));
                 }
             }
@@ -341,7 +337,9 @@ impl Subsystem {
                 core.engine.map_state(map),
                 Some(MapState::IdleOrCopied | MapState::Stopped)
             ) {
-                core.engine.prepare(map).map_err(control_err)?;
+                core.engine
+                    .prepare(map)
+                    .map_err(|e| s.inner.engine_err(core, e))?;
                 s.finish_prepare(core, &[map])?;
             }
             core.engine
@@ -352,25 +350,31 @@ impl Subsystem {
                         prepare: false,
                     },
                 )
-                .map_err(control_err)
+                .map_err(|e| s.inner.engine_err(core, e))
         })
     }
 
     /// stopfcmap [-force].
     pub fn stop_map(&self, map: MapId, force: bool) -> Result<()> {
-        self.control(|_, core| core.engine.stop(map, force).map_err(control_err))
+        self.control(|s, core| {
+            core.engine
+                .stop(map, force)
+                .map_err(|e| s.inner.engine_err(core, e))
+        })
     }
 
     /// rmfcmap [-force].
     pub fn delete_map(&self, map: MapId, force: bool) -> Result<()> {
-        self.control(|_, core| {
+        self.control(|s, core| {
             if let Some(p) = core.sessions.values().find(|p| p.maps().contains(&map)) {
                 return Err(err(
                     ErrorKind::Busy,
                     format!("{map} belongs to physical session {}; withdraw it", p.phys),
                 ));
             }
-            core.engine.delete(map, force).map_err(control_err)
+            core.engine
+                .delete(map, force)
+                .map_err(|e| s.inner.engine_err(core, e))
         })
     }
 
@@ -381,12 +385,16 @@ impl Subsystem {
         copy_rate: Option<u8>,
         clean_rate: Option<u8>,
     ) -> Result<()> {
-        self.control(|_, core| {
+        self.control(|s, core| {
             if let Some(r) = copy_rate {
-                core.engine.set_copy_rate(map, r).map_err(control_err)?;
+                core.engine
+                    .set_copy_rate(map, r)
+                    .map_err(|e| s.inner.engine_err(core, e))?;
             }
             if let Some(r) = clean_rate {
-                core.engine.set_clean_rate(map, r).map_err(control_err)?;
+                core.engine
+                    .set_clean_rate(map, r)
+                    .map_err(|e| s.inner.engine_err(core, e))?;
             }
             Ok(())
         })
@@ -526,12 +534,12 @@ impl Subsystem {
 
     /// Creates a consistency group holding `maps` (idle_or_copied or stopped).
     pub fn create_group(&self, maps: &[MapId], autodelete: bool) -> Result<GroupId> {
-        self.control(|_, core| {
+        self.control(|s, core| {
             let g = core.engine.create_group(autodelete);
             for &m in maps {
                 if let Err(e) = core.engine.add_to_group(m, g) {
                     let _ = core.engine.delete_group(g, true);
-                    return Err(control_err(e));
+                    return Err(s.inner.engine_err(core, e));
                 }
             }
             Ok(g)
@@ -555,7 +563,9 @@ impl Subsystem {
                 )
             });
             if idle {
-                core.engine.prepare_group(group).map_err(control_err)?;
+                core.engine
+                    .prepare_group(group)
+                    .map_err(|e| s.inner.engine_err(core, e))?;
                 s.finish_prepare(core, &members)?;
             }
             core.engine
@@ -566,18 +576,26 @@ impl Subsystem {
                         prepare: false,
                     },
                 )
-                .map_err(control_err)
+                .map_err(|e| s.inner.engine_err(core, e))
         })
     }
 
     /// Stops every member.
     pub fn stop_group(&self, group: GroupId, force: bool) -> Result<()> {
-        self.control(|_, core| core.engine.stop_group(group, force).map_err(control_err))
+        self.control(|s, core| {
+            core.engine
+                .stop_group(group, force)
+                .map_err(|e| s.inner.engine_err(core, e))
+        })
     }
 
     /// Deletes a group (with `force`, members leave it first).
     pub fn delete_group(&self, group: GroupId, force: bool) -> Result<()> {
-        self.control(|_, core| core.engine.delete_group(group, force).map_err(control_err))
+        self.control(|s, core| {
+            core.engine
+                .delete_group(group, force)
+                .map_err(|e| s.inner.engine_err(core, e))
+        })
     }
 
     /// Every group.
@@ -595,6 +613,10 @@ impl Subsystem {
     /// Resumes a suspended map (bitmap online again), e.g. after the failed
     /// store was replaced by an IPL.
     pub fn resume_map(&self, map: MapId) -> Result<()> {
-        self.control(|_, core| core.engine.resume(map).map_err(control_err))
+        self.control(|s, core| {
+            core.engine
+                .resume(map)
+                .map_err(|e| s.inner.engine_err(core, e))
+        })
     }
 }

@@ -311,7 +311,7 @@ impl Subsystem {
         let store = self.inner.provider.create_volume(name, geometry)?;
         core.engine
             .add_volume(id, geometry.tracks())
-            .map_err(super::control::control_err)?;
+            .map_err(|e| self.inner.engine_err(&core, e))?;
         core.next_volume_id += 1;
         self.inner.volumes.write().insert(Arc::new(Volume {
             name: name.to_string(),

@@ -23,6 +23,7 @@ mod cow;
 mod io;
 pub(crate) mod ipl;
 mod locks;
+mod names;
 mod persist;
 mod sessions;
 mod tables;

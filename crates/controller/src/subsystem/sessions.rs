@@ -20,7 +20,6 @@ use geometry::ExtentSet;
 use serde::Serialize;
 use timezero::{CopyType, GroupId, MapId, MapSpec, MapState, StartOptions};
 
-use super::control::control_err;
 use super::persist::{SessionMemberRecord, SessionRecord};
 use super::{Core, Subsystem};
 use crate::config::check_id;
@@ -288,12 +287,18 @@ impl Subsystem {
                 spec.extents = Some(p.extents.clone());
                 spec.copy_rate = SESSION_COPY_RATE;
                 let m = core.engine.create_map(spec).map_err(|e| {
-                    control_err(e).context(format!("session pair {} -> {}", p.source, p.target))
+                    inner
+                        .engine_err(&core, e)
+                        .context(format!("session pair {} -> {}", p.source, p.target))
                 })?;
                 maps.push(m);
-                core.engine.add_to_group(m, group).map_err(control_err)?;
+                core.engine
+                    .add_to_group(m, group)
+                    .map_err(|e| inner.engine_err(&core, e))?;
             }
-            core.engine.prepare_group(group).map_err(control_err)?;
+            core.engine
+                .prepare_group(group)
+                .map_err(|e| inner.engine_err(&core, e))?;
             // Prepare: the sources' writes are made durable before the instant,
             // so the image a crash leaves is the one the host saw.
             let mut sources: Vec<&str> = pairs.iter().map(|p| p.source.as_str()).collect();
@@ -304,11 +309,13 @@ impl Subsystem {
                 inner.flush_store(&v.name, &v.store)?;
             }
             for m in &maps {
-                core.engine.flush_done(*m).map_err(control_err)?;
+                core.engine
+                    .flush_done(*m)
+                    .map_err(|e| inner.engine_err(&core, e))?;
             }
             core.engine
                 .start_group(group, StartOptions::default())
-                .map_err(control_err)
+                .map_err(|e| inner.engine_err(&core, e))
         })();
         if let Err(e) = result {
             for m in &maps {
@@ -359,15 +366,17 @@ impl Subsystem {
             let s = s.clone();
             for m in s.maps() {
                 if core.engine.map_state(m).is_some() {
-                    core.engine
-                        .delete(m, true)
-                        .map_err(|e| control_err(e).context(format!("withdraw session {phys}")))?;
+                    core.engine.delete(m, true).map_err(|e| {
+                        self.inner
+                            .engine_err(core, e)
+                            .context(format!("withdraw session {phys}"))
+                    })?;
                 }
             }
             if core.engine.groups().iter().any(|g| g.id == s.group) {
                 core.engine
                     .delete_group(s.group, true)
-                    .map_err(control_err)?;
+                    .map_err(|e| self.inner.engine_err(core, e))?;
             }
             core.sessions.remove(&phys);
             core.unhardened_maps.retain(|m| !s.maps().contains(m));

@@ -1,0 +1,133 @@
+//! Engine errors in the names users know: volume names instead of engine
+//! volume ids, `map 7` instead of `map7`, sizes with models and bytes, and the
+//! physical session a hidden session map belongs to. The kinds stay those of
+//! [`control_kind`] (docs/CLI.md shows the messages).
+
+use timezero::{ControlError, GroupId, MapId, Operation, VolumeId};
+
+use super::{Core, Inner};
+use crate::error::{err, ControllerError, ErrorKind};
+
+/// The controller kind of an engine control error.
+pub(crate) fn control_kind(e: &ControlError) -> ErrorKind {
+    use ControlError as C;
+    match e {
+        C::UnknownVolume(_) | C::UnknownMap(_) | C::UnknownGroup(_) => ErrorKind::NotFound,
+        C::VolumeExists(_) => ErrorKind::AlreadyExists,
+        C::VolumeInUse { .. } | C::TargetInUse { .. } => ErrorKind::Busy,
+        C::TooManyMapsPerSource { .. } | C::TooManyConnectedMaps { .. } => ErrorKind::Limit,
+        C::InvalidState { .. }
+        | C::TargetIsActiveSource { .. }
+        | C::SourceNotAccessible { .. }
+        | C::GroupMember { .. } => ErrorKind::State,
+        _ => ErrorKind::InvalidRequest,
+    }
+}
+
+impl Inner {
+    /// `e` with names instead of engine ids; `core` is the state it came from.
+    pub(crate) fn engine_err(&self, core: &Core, e: ControlError) -> ControllerError {
+        use ControlError as C;
+        let vols = self.volumes.read();
+        let vol = |id: VolumeId| {
+            vols.by_id
+                .get(&id)
+                .map_or_else(|| format!("vol{}", id.0), |v| v.name.clone())
+        };
+        let size = |id: VolumeId| {
+            vols.by_id.get(&id).map_or_else(
+                || format!("vol{}", id.0),
+                |v| {
+                    format!(
+                        "{} ({}, {} bytes)",
+                        v.name,
+                        v.model,
+                        v.geometry.size_bytes()
+                    )
+                },
+            )
+        };
+        let map = |m: MapId| match core.sessions.values().find(|p| p.maps().contains(&m)) {
+            Some(p) => format!(
+                "map {} (physical session {} of session {})",
+                m.0, p.phys, p.session
+            ),
+            None => format!("map {}", m.0),
+        };
+        let group = |g: GroupId| format!("group {}", g.0);
+        let msg = match &e {
+            C::UnknownVolume(v) => format!("unknown volume {}", vol(*v)),
+            C::UnknownMap(m) => format!("unknown map {}", m.0),
+            C::UnknownGroup(g) => format!("unknown consistency group {}", g.0),
+            C::VolumeExists(v) => format!("volume {} already exists", vol(*v)),
+            C::VolumeInUse { volume, map: m } => {
+                format!("volume {} is used by {}", vol(*volume), map(*m))
+            }
+            C::SameVolume(v) => format!("map source and target are both {}", vol(*v)),
+            C::SizeMismatch {
+                source_volume,
+                target,
+                ..
+            } => format!(
+                "size mismatch: source {} and target {} differ; a map needs volumes of the same size",
+                size(*source_volume),
+                size(*target)
+            ),
+            C::TargetInUse { target, map: m } => {
+                format!("volume {} is already the target of {}", vol(*target), map(*m))
+            }
+            C::TooManyMapsPerSource {
+                source_volume,
+                limit,
+            } => format!(
+                "volume {} is already the source of {limit} maps",
+                vol(*source_volume)
+            ),
+            C::InvalidState { map: m, op, state } => {
+                let hint = match op {
+                    Operation::Delete | Operation::Stop => {
+                        "; use force (the target keeps possibly inconsistent data)"
+                    }
+                    _ => "",
+                };
+                format!("{} is {state}: {op} is not allowed{hint}", map(*m))
+            }
+            C::TargetIsActiveSource { map: m, target } => format!(
+                "target {} of {} is the source of active maps; start with restore",
+                vol(*target),
+                map(*m)
+            ),
+            C::SourceNotAccessible {
+                map: m,
+                source_volume,
+            } => format!(
+                "source {} of {} is not accessible",
+                vol(*source_volume),
+                map(*m)
+            ),
+            C::GroupMember { map: m, group: g } => {
+                format!("{} is a member of {}; use the group", map(*m), group(*g))
+            }
+            C::AlreadyInGroup { map: m, group: g } => {
+                format!("{} is already in {}", map(*m), group(*g))
+            }
+            C::GroupBusy { group: g, state } => {
+                format!("{} has a member in state {state}", group(*g))
+            }
+            C::GroupExists(g) => format!("{} already exists", group(*g)),
+            C::GroupEmpty(g) => format!("{} has no maps", group(*g)),
+            C::GroupNotEmpty(g) => format!("{} still has maps", group(*g)),
+            C::OtherTypeDependants {
+                map: m,
+                target,
+                other,
+            } => format!(
+                "target {} of {} heads a {other} cascade with dependants; stop with force",
+                vol(*target),
+                map(*m)
+            ),
+            _ => e.to_string(),
+        };
+        err(control_kind(&e), msg)
+    }
+}
