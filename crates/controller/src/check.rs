@@ -44,6 +44,31 @@ pub struct CheckReport {
     pub maps: usize,
     /// Physical sessions in the root.
     pub sessions: usize,
+    /// The metadata (root and journal) was loaded; when false the generation,
+    /// journal and shutdown fields mean nothing (see [`CheckReport::summary`]).
+    pub metadata_loaded: bool,
+}
+
+impl CheckReport {
+    /// One line on the metadata state, for people: generation, journal and
+    /// shutdown when the metadata loaded, otherwise that it could not be read.
+    pub fn summary(&self) -> String {
+        if !self.metadata_loaded {
+            return "metadata not loaded (see the errors): generation, journal and shutdown state unknown"
+                .to_string();
+        }
+        format!(
+            "generation {}, {} journal record(s) (stop: {}), {}",
+            self.root_generation,
+            self.journal_records,
+            self.journal_stop,
+            if self.dirty {
+                "not shut down cleanly"
+            } else {
+                "shut down cleanly"
+            }
+        )
+    }
 }
 
 /// Checks the data directory `data_dir` (which must not be in use).
@@ -88,6 +113,7 @@ pub fn check(data_dir: impl AsRef<Path>) -> Result<CheckReport> {
             return Ok(r);
         }
     };
+    r.metadata_loaded = true;
     r.root_generation = loaded.cursor.generation;
     r.dirty = loaded.dirty;
     r.journal_records = loaded.journal_records;

@@ -272,6 +272,12 @@ fn damaged_roots_are_refused_and_leaked_files_reported() {
     let r = controller::check(dir.path()).unwrap();
     assert!(r.ok, "{r:?}");
     assert!(r.warnings.iter().any(|w| w.contains("Y.vol")), "{r:?}");
+    assert!(r.metadata_loaded);
+    assert!(
+        r.summary().ends_with(", shut down cleanly"),
+        "{}",
+        r.summary()
+    );
     assert_eq!(r.volumes, 5);
     // Another subsystem id: the roots do not belong to it.
     let mut other = config();
@@ -293,6 +299,12 @@ fn damaged_roots_are_refused_and_leaked_files_reported() {
     assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
     let r = controller::check(dir.path()).unwrap();
     assert!(!r.ok);
+    assert!(!r.metadata_loaded);
+    assert!(
+        r.summary().contains("unknown") && !r.summary().contains("cleanly"),
+        "{}",
+        r.summary()
+    );
 }
 
 #[test]
