@@ -30,6 +30,7 @@ pub(crate) struct Metrics {
     pub(crate) group_commit_items: AtomicU64,
     pub(crate) journal_records: AtomicU64,
     pub(crate) checkpoints: AtomicU64,
+    pub(crate) table_appends: AtomicU64,
     pub(crate) errors: AtomicU64,
     flush_count: AtomicU64,
     flush_us_total: AtomicU64,
@@ -72,6 +73,7 @@ impl Metrics {
             group_commit_items: g(&self.group_commit_items),
             journal_records: g(&self.journal_records),
             checkpoints: g(&self.checkpoints),
+            table_appends: g(&self.table_appends),
             errors: g(&self.errors),
             flushes: g(&self.flush_count),
             flush_us_total: g(&self.flush_us_total),
@@ -120,6 +122,9 @@ pub struct MetricsSnapshot {
     pub journal_records: u64,
     /// Checkpoints (root writes).
     pub checkpoints: u64,
+    /// Activity-table batch appends (one fdatasync each): one per touched
+    /// table per `append_activity` call.
+    pub table_appends: u64,
     /// Requests that failed.
     pub errors: u64,
     /// Store flushes timed.

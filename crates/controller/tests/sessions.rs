@@ -199,8 +199,22 @@ fn activity_tables_are_per_subsystem_and_per_volume() {
         .append_activity(&[entry(Some("NOPE"), EntryStatus::Completed)])
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound);
+    // One batch per touched table, not one fdatasync per entry.
+    let before = vs.sub().metrics().table_appends;
+    let many: Vec<NewEntry> = (0..10)
+        .map(|i| {
+            entry(
+                Some(if i % 2 == 0 { "V03" } else { "V02" }),
+                EntryStatus::Initiated,
+            )
+        })
+        .collect();
+    vs.sub().append_activity(&many).unwrap();
+    assert_eq!(vs.sub().metrics().table_appends - before, 3);
+    assert_eq!(vs.sub().volume_activity_entries("V03").unwrap().len(), 5);
     vs.ipl().unwrap();
-    assert_eq!(vs.sub().activity_entries().unwrap().len(), 3);
+    assert_eq!(vs.sub().activity_entries().unwrap().len(), 13);
+    assert_eq!(vs.sub().volume_activity_entries("V02").unwrap().len(), 5);
     let v = vs.sub().volume_activity_entries("V00").unwrap();
     assert_eq!(v.len(), 2);
     assert_eq!(v[1].status, EntryStatus::Completed);
