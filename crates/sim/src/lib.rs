@@ -43,7 +43,10 @@ pub mod workload;
 pub mod world;
 
 pub use check::{Invariant, RunKind, Violation};
-pub use runner::{fault_run, run_seed, FaultRunConfig, RunOutcome, WorldKind, KNOWN_BUGS};
+pub use exhaustive::exhaustive;
+pub use runner::{
+    crash_points, fault_run, run_seed, FaultRunConfig, RunOutcome, WorldKind, KNOWN_BUGS,
+};
 pub use seed::{Seeds, Shard};
 pub use summary::{FaultRunSummary, RunStats};
 pub use world::World;

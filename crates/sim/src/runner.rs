@@ -273,3 +273,15 @@ pub fn fault_run(cfg: &FaultRunConfig) -> FaultRunSummary {
     summary.finish(started.elapsed().as_millis() as u64);
     summary
 }
+
+/// Crash-point enumeration over `runs` seeded workloads from `seed`: at up
+/// to `per_op` flush boundaries inside every operation (and after it) every
+/// crash image is IPL'd and checked; faults other than the crashes are off.
+pub fn crash_points(seed: u64, runs: u64, per_op: usize) -> FaultRunSummary {
+    let mut cfg = FaultRunConfig::new(seed, runs);
+    cfg.faults = false;
+    cfg.crash_points = per_op.max(1);
+    cfg.steps = 40;
+    cfg.determinism_every = 0;
+    fault_run(&cfg)
+}
