@@ -281,7 +281,11 @@ fn volumes_maps_groups_and_errors_through_the_cli() {
     let out = d.cli(&[
         "map", "create", "--source", "FB03", "--target", "FB01", "--type", "full",
     ]);
-    assert_fails_with(&out, EXIT_FAILED, "busy", "second map onto the same target");
+    assert_fails_with(&out, EXIT_FAILED, "FB01", "second map onto the same target");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("[busy]"),
+        "{out:?}"
+    );
 
     // A full map with background copy finishes; wait --progress returns it copied.
     d.cli_json(&["volume", "create", "--id", "SRC16", "--model", "fb:16M"]);

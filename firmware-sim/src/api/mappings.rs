@@ -269,7 +269,7 @@ async fn delete(
     s.blocking(move |n| {
         n.with(|sub| sub.delete_map(id, q.force)).map_err(|e| {
             let mut err = ApiError::controller(e, Noun::Map);
-            if err.kind == ApiErrorKind::WrongState && !q.force {
+            if err.kind == ApiErrorKind::WrongState && !q.force && !err.message.contains("force") {
                 err.message.push_str(
                     "; `map delete --force` deletes it anyway (the target keeps whatever it holds, \
                      possibly not a consistent image)",
