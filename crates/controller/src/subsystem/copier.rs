@@ -2,10 +2,11 @@
 //!
 //! [`Subsystem::copy_step`] is synchronous and deterministic (the simulator
 //! calls it directly): maps are served in id order; each chunk is planned by
-//! the engine under the core lock with the grain locks *tried* (a grain a host
-//! request holds is left for later), executed (holes cost nothing: copying a
-//! hole copies nothing), committed through the group committer, and the
-//! unexecuted rest of a chunk whose byte budget ran out is abandoned.
+//! the engine as runs under the core lock, cut to the byte budget (holes are
+//! free: one allocation query per run, see `runs`), with the grain locks
+//! *tried*, executed, and committed through the group committer as runs; the
+//! cut-off rest is abandoned. If a grain of the chunk is busy with host I/O,
+//! one per-grain chunk runs instead (the busy grains are left for later).
 //! [`Subsystem::start_copier`] runs it on tokio at each map's rate
 //! (semantics.md 3.2) under the config's caps, yielding while host I/O is active.
 
@@ -22,8 +23,10 @@ use crate::error::Result;
 use crate::events::Event;
 use crate::metrics::Metrics;
 
-/// Grains planned per chunk at most (holes make big chunks cheap).
-const CHUNK_GRAINS_MAX: usize = 65_536;
+/// Grains planned per run chunk at most (a 3390-54 has 982,800 tracks).
+const RUN_CHUNK_GRAINS_MAX: usize = 1 << 20;
+/// Grains planned per per-grain chunk (the fallback when a grain is busy).
+const GRAIN_CHUNK: usize = 1024;
 /// Bytes of data copied per chunk at most (bounds how long grains stay locked).
 const CHUNK_BYTES_MAX: u64 = 256 << 20;
 
@@ -114,85 +117,149 @@ impl Subsystem {
         let (mut grains_done, mut bytes_done) = (0u64, 0u64);
         let mut chunk = 1024usize;
         while bytes_done < budget_bytes {
-            let _topo = self.io_lock()?;
-            // Plan under the core lock, holding the grains we get.
-            let (plan, _guard) = {
+            let cap = (budget_bytes - bytes_done).min(CHUNK_BYTES_MAX);
+            let topo = self.io_lock()?;
+            // Plan runs under the core lock, cut them to the byte cap (holes
+            // are free) and hold their grains.
+            let planned = {
                 let mut core = inner.core.lock();
                 if Self::map_held(&core, map) {
                     break;
                 }
-                let copies = core.engine.plan_background(map, chunk);
+                let runs = core.engine.plan_background_runs(map, chunk);
                 inner.after_engine_change(&mut core);
-                if copies.is_empty() {
+                if runs.is_empty() {
                     break;
                 }
-                let (guard, busy) = inner.grains.try_lock(copies.iter().map(|c| c.grain));
-                if busy.is_empty() {
-                    (copies, guard)
-                } else {
-                    let busy: std::collections::HashSet<u64> = busy.into_iter().collect();
-                    let (keep, drop): (Vec<GrainCopy>, Vec<GrainCopy>) =
-                        copies.into_iter().partition(|c| !busy.contains(&c.grain));
-                    core.engine.abandon_copies(&drop);
-                    (keep, guard)
+                let (keep, rest) = match inner.trim_runs(runs.clone(), cap) {
+                    Ok(x) => x,
+                    Err(e) => {
+                        core.engine.abandon_runs(&runs);
+                        return Err(e.context(format!("background copy of {map}")));
+                    }
+                };
+                core.engine.abandon_runs(&rest);
+                let ranges: Vec<(u64, u64)> = keep.iter().map(|r| (r.first, r.last)).collect();
+                match inner.grains.try_lock_ranges(&ranges) {
+                    Some(guard) => Some((keep, guard, !rest.is_empty())),
+                    None => {
+                        core.engine.abandon_runs(&keep);
+                        None
+                    }
                 }
             };
-            if plan.is_empty() {
-                // Every planned grain is busy with host I/O: let it finish.
-                drop(_guard);
-                drop(_topo);
-                std::thread::sleep(Duration::from_millis(1));
+            let Some((runs, _guard, cut_short)) = planned else {
+                // A grain is busy with host I/O: one per-grain chunk leaves just those.
+                drop(topo);
+                let (g, b, short) = self.copy_grains(map, cap)?;
+                grains_done += g;
+                bytes_done += b;
+                if short {
+                    break;
+                }
                 continue;
-            }
-            // Execute up to the byte budget (whole grains), abandon the rest.
-            let cap = (budget_bytes - bytes_done).min(CHUNK_BYTES_MAX);
-            let (touched, bytes, done) = match inner.execute_copies(&plan, cap) {
+            };
+            let (touched, bytes) = match inner.execute_runs(&runs) {
                 Ok(x) => x,
                 Err(e) => {
-                    inner.core.lock().engine.abandon_copies(&plan);
+                    inner.core.lock().engine.abandon_runs(&runs);
                     return Err(e.context(format!("background copy of {map}")));
                 }
             };
-            let ts = plan
+            let grains: u64 = runs.iter().map(|r| r.grains()).sum();
+            let ts = runs
                 .first()
-                .and_then(|c| inner.volume_by_id(c.to).ok())
+                .and_then(|r| inner.volume_by_id(r.to).ok())
                 .map_or(1, |v| v.geometry.track_size_bytes())
                 .max(1);
-            let cut_short = done < plan.len();
-            if cut_short {
-                inner.core.lock().engine.abandon_copies(&plan[done..]);
-            }
-            if done > 0 {
-                let mut copies = plan;
-                copies.truncate(done);
-                inner.commit(CommitItem {
-                    flush: touched,
-                    copies,
-                    ops: Vec::new(),
-                })?;
-            }
-            Metrics::add(&inner.metrics.background_copies, done as u64);
-            Metrics::add(&inner.metrics.background_bytes, bytes);
-            grains_done += done as u64;
+            inner.commit(CommitItem {
+                flush: touched,
+                copies: Vec::new(),
+                runs,
+                ops: Vec::new(),
+            })?;
+            self.after_chunk(map, grains, bytes);
+            grains_done += grains;
             bytes_done += bytes;
-            if let Some(p) = inner.core.lock().engine.progress_percent(map) {
-                inner.emit(Event::Progress {
-                    map,
-                    progress_percent: p,
-                });
-            }
-            // Mostly holes: plan bigger chunks next time; mostly data: smaller.
-            let data_grains = (bytes / ts) as usize;
-            chunk = if data_grains * 2 < done {
-                (chunk * 4).min(CHUNK_GRAINS_MAX)
+            // Mostly holes: plan much bigger chunks next time (planning runs
+            // is cheap); mostly data: about one byte cap's worth of grains.
+            chunk = if (bytes / ts) * 2 < grains {
+                chunk.saturating_mul(64).min(RUN_CHUNK_GRAINS_MAX)
             } else {
-                ((CHUNK_BYTES_MAX / ts) as usize).clamp(16, CHUNK_GRAINS_MAX)
+                ((CHUNK_BYTES_MAX / ts) as usize).clamp(16, RUN_CHUNK_GRAINS_MAX)
             };
             if cut_short {
                 break;
             }
         }
         Ok((grains_done, bytes_done))
+    }
+
+    fn after_chunk(&self, map: MapId, grains: u64, bytes: u64) {
+        let inner = &*self.inner;
+        Metrics::add(&inner.metrics.background_copies, grains);
+        Metrics::add(&inner.metrics.background_bytes, bytes);
+        if let Some(p) = inner.core.lock().engine.progress_percent(map) {
+            inner.emit(Event::Progress {
+                map,
+                progress_percent: p,
+            });
+        }
+    }
+
+    /// One per-grain chunk (used when a grain of the run plan is busy: the
+    /// busy grains are left for later, the rest is copied). Returns (grains
+    /// committed, bytes moved, cut short by `cap`).
+    fn copy_grains(&self, map: MapId, cap: u64) -> Result<(u64, u64, bool)> {
+        let inner = &*self.inner;
+        let _topo = self.io_lock()?;
+        let (plan, _guard) = {
+            let mut core = inner.core.lock();
+            if Self::map_held(&core, map) {
+                return Ok((0, 0, true));
+            }
+            let copies = core.engine.plan_background(map, GRAIN_CHUNK);
+            inner.after_engine_change(&mut core);
+            if copies.is_empty() {
+                return Ok((0, 0, true));
+            }
+            let (guard, busy) = inner.grains.try_lock(copies.iter().map(|c| c.grain));
+            let busy: std::collections::HashSet<u64> = busy.into_iter().collect();
+            let (keep, drop): (Vec<GrainCopy>, Vec<GrainCopy>) =
+                copies.into_iter().partition(|c| !busy.contains(&c.grain));
+            core.engine.abandon_copies(&drop);
+            (keep, guard)
+        };
+        if plan.is_empty() {
+            // Every planned grain is busy with host I/O: let it finish.
+            drop(_guard);
+            drop(_topo);
+            std::thread::sleep(Duration::from_millis(1));
+            return Ok((0, 0, false));
+        }
+        let (touched, bytes, done) = match inner.execute_copies(&plan, cap) {
+            Ok(x) => x,
+            Err(e) => {
+                inner.core.lock().engine.abandon_copies(&plan);
+                return Err(e.context(format!("background copy of {map}")));
+            }
+        };
+        let cut_short = done < plan.len();
+        if cut_short {
+            inner.core.lock().engine.abandon_copies(&plan[done..]);
+        }
+        if done > 0 {
+            let mut copies = plan;
+            copies.truncate(done);
+            inner.commit(CommitItem {
+                runs: Vec::new(),
+                flush: touched,
+                copies,
+                ops: Vec::new(),
+            })?;
+        }
+        self.after_chunk(map, done as u64, bytes);
+        Ok((done as u64, bytes, cut_short))
     }
 
     /// Starts a tokio task that runs background work at each map's rate

@@ -29,6 +29,8 @@ pub(crate) struct CommitItem {
     pub(crate) flush: Vec<Arc<Volume>>,
     /// Grain copies whose data is in place (journaled as runs, committed to the engine).
     pub(crate) copies: Vec<GrainCopy>,
+    /// Background runs whose data is in place (journaled as is, committed as runs).
+    pub(crate) runs: Vec<timezero::CopyRun>,
     /// Other bit changes (difference bits, recorded writes).
     pub(crate) ops: Vec<JournalOp>,
 }
@@ -37,8 +39,16 @@ impl CommitItem {
     /// What the journal record carries for this item.
     fn journal_ops(&self) -> Vec<JournalOp> {
         let mut ops = Vec::with_capacity(self.ops.len() + 1);
-        if !self.copies.is_empty() {
-            ops.push(JournalOp::Copies(CopyRun::encode(&self.copies)));
+        if !self.copies.is_empty() || !self.runs.is_empty() {
+            let mut runs = CopyRun::encode(&self.copies);
+            runs.extend(self.runs.iter().map(|r| CopyRun {
+                map: r.map,
+                from: r.from,
+                to: r.to,
+                first: r.first,
+                last: r.last,
+            }));
+            ops.push(JournalOp::Copies(runs));
         }
         ops.extend(self.ops.iter().cloned());
         ops
@@ -48,6 +58,7 @@ impl CommitItem {
 /// The maps an item's bits belong to (suspended if the item fails).
 fn item_maps(core: &Core, item: &CommitItem) -> Vec<MapId> {
     let mut maps: Vec<MapId> = item.copies.iter().map(|c| c.map).collect();
+    maps.extend(item.runs.iter().map(|r| r.map));
     for op in &item.ops {
         match op {
             JournalOp::Copies(runs) => maps.extend(runs.iter().map(|r| r.map)),
@@ -240,10 +251,12 @@ impl Stages<CommitItem> for Inner {
                 match &outcomes[i] {
                     Ok(()) => {
                         core.engine.commit_copies(&item.copies);
+                        core.engine.commit_runs(&item.runs);
                         apply_ops(&mut core, &item.ops);
                     }
                     Err((_, m)) => {
                         core.engine.abandon_copies(&item.copies);
+                        core.engine.abandon_runs(&item.runs);
                         for map in item_maps(&core, item) {
                             suspend.push((map, m.clone()));
                         }
@@ -350,8 +363,17 @@ pub(crate) fn apply_ops(core: &mut Core, ops: &[JournalOp]) {
     for op in ops {
         match op {
             JournalOp::Copies(runs) => {
-                let copies: Vec<GrainCopy> = runs.iter().flat_map(|r| r.expand()).collect();
-                core.engine.commit_copies(&copies);
+                let runs: Vec<timezero::CopyRun> = runs
+                    .iter()
+                    .map(|r| timezero::CopyRun {
+                        map: r.map,
+                        from: r.from,
+                        to: r.to,
+                        first: r.first,
+                        last: r.last,
+                    })
+                    .collect();
+                core.engine.commit_runs(&runs);
             }
             JournalOp::Diff { map, start, end } => mark_diff(core, *map, *start..*end),
             JournalOp::Recorded { volume, start, end } => {

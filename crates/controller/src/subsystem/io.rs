@@ -315,6 +315,7 @@ impl Subsystem {
         }
         if !ops.is_empty() || !plan.copies.is_empty() {
             inner.commit(CommitItem {
+                runs: Vec::new(),
                 flush,
                 copies: plan.copies,
                 ops,
@@ -329,6 +330,7 @@ impl Subsystem {
         // 3. Whole-grain data on an unsplit own grain: durable data, then its bit.
         if plan.record {
             inner.commit(CommitItem {
+                runs: Vec::new(),
                 flush: vec![v.clone()],
                 copies: Vec::new(),
                 ops: vec![JournalOp::Recorded {

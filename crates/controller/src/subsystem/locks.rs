@@ -79,3 +79,26 @@ impl GrainLocks {
         (GrainGuard { _guards: guards }, busy)
     }
 }
+
+impl GrainLocks {
+    /// Like [`GrainLocks::try_lock`] for inclusive grain ranges; a long range
+    /// wants every shard without hashing each grain. Returns `None` (nothing
+    /// held) if any wanted shard is busy.
+    pub(crate) fn try_lock_ranges(&self, ranges: &[(u64, u64)]) -> Option<GrainGuard<'_>> {
+        let mut wanted = vec![false; SHARDS];
+        'runs: for &(first, last) in ranges {
+            if last.saturating_sub(first) >= 16 * SHARDS as u64 {
+                wanted.iter_mut().for_each(|w| *w = true);
+                break 'runs;
+            }
+            for g in first..=last {
+                wanted[shard_of(g)] = true;
+            }
+        }
+        let mut guards = Vec::new();
+        for (s, _) in wanted.iter().enumerate().filter(|(_, w)| **w) {
+            guards.push(self.shards[s].try_lock()?);
+        }
+        Some(GrainGuard { _guards: guards })
+    }
+}

@@ -25,6 +25,7 @@ pub(crate) mod ipl;
 mod locks;
 mod names;
 mod persist;
+mod runs;
 mod sessions;
 mod tables;
 

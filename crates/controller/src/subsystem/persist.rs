@@ -127,15 +127,6 @@ pub(crate) struct CopyRun {
 }
 
 impl CopyRun {
-    pub(crate) fn expand(&self) -> impl Iterator<Item = GrainCopy> + '_ {
-        (self.first..=self.last).map(|grain| GrainCopy {
-            map: self.map,
-            grain,
-            from: self.from,
-            to: self.to,
-        })
-    }
-
     /// Run-length encodes `copies` (adjacent grains, either direction).
     pub(crate) fn encode(copies: &[GrainCopy]) -> Vec<CopyRun> {
         let mut runs: Vec<CopyRun> = Vec::new();
