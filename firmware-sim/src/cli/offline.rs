@@ -126,17 +126,7 @@ pub fn check(a: CheckArgs) -> Result<(), CliError> {
         for s in &r.slots {
             println!("  root {s}");
         }
-        println!(
-            "  generation {}, {} journal record(s) (stop: {}), {}",
-            r.root_generation,
-            r.journal_records,
-            r.journal_stop,
-            if r.dirty {
-                "not shut down cleanly"
-            } else {
-                "shut down cleanly"
-            }
-        );
+        println!("  {}", r.summary());
         println!(
             "  {} volume(s), {} map(s), {} physical session(s)",
             r.volumes, r.maps, r.sessions
