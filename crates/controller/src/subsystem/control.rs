@@ -337,6 +337,17 @@ impl Subsystem {
                 core.engine.map_state(map),
                 Some(MapState::IdleOrCopied | MapState::Stopped)
             ) {
+                // A start that would be refused must not leave the map
+                // prepared (its target offline): ask before preparing.
+                core.engine
+                    .check_start(
+                        map,
+                        StartOptions {
+                            restore,
+                            prepare: true,
+                        },
+                    )
+                    .map_err(|e| s.inner.engine_err(core, e))?;
                 core.engine
                     .prepare(map)
                     .map_err(|e| s.inner.engine_err(core, e))?;
@@ -563,6 +574,15 @@ impl Subsystem {
                 )
             });
             if idle {
+                core.engine
+                    .check_start_group(
+                        group,
+                        StartOptions {
+                            restore,
+                            prepare: true,
+                        },
+                    )
+                    .map_err(|e| s.inner.engine_err(core, e))?;
                 core.engine
                     .prepare_group(group)
                     .map_err(|e| s.inner.engine_err(core, e))?;

@@ -181,11 +181,22 @@ impl Engine {
         self.start_batch(&[id], opts)
     }
 
-    pub(super) fn start_batch(
-        &mut self,
+    /// Checks, without changing anything, that [`Engine::start`] of `id`
+    /// with `opts` would be accepted. A caller that prepares a map before
+    /// starting it (`start -prep`) asks with `opts.prepare = true` first, so
+    /// a start that would be refused never leaves the map prepared (its
+    /// target offline).
+    pub fn check_start(&self, id: MapId, opts: StartOptions) -> Result<(), ControlError> {
+        self.not_in_group(id)?;
+        self.check_start_batch(&[id], opts).map(|_| ())
+    }
+
+    /// Steps 1-3 of a start (states, order, validation); returns the order.
+    pub(super) fn check_start_batch(
+        &self,
         ids: &[MapId],
         opts: StartOptions,
-    ) -> Result<(), ControlError> {
+    ) -> Result<Vec<MapId>, ControlError> {
         // 1. states
         for &id in ids {
             let st = self.map(id)?.state;
@@ -215,6 +226,15 @@ impl Engine {
                 return Err(ControlError::TargetIsActiveSource { map: id, target: t });
             }
         }
+        Ok(order)
+    }
+
+    pub(super) fn start_batch(
+        &mut self,
+        ids: &[MapId],
+        opts: StartOptions,
+    ) -> Result<(), ControlError> {
+        let order = self.check_start_batch(ids, opts)?;
         // 4. apply at one instant.
         for &id in &order {
             if self.maps[&id].state != MapState::Prepared {

@@ -106,6 +106,16 @@ impl Engine {
         Ok(())
     }
 
+    /// Checks, without changing anything, that [`Engine::start_group`] with
+    /// `opts` would be accepted (see [`Engine::check_start`]).
+    pub fn check_start_group(&self, gid: GroupId, opts: StartOptions) -> Result<(), ControlError> {
+        let members = &self.group(gid)?.members;
+        if members.is_empty() {
+            return Err(ControlError::GroupEmpty(gid));
+        }
+        self.check_start_batch(members, opts).map(|_| ())
+    }
+
     /// startfcconsistgrp: start every member at one instant (the controller
     /// pauses and drains host writes to the sources around this call).
     pub fn start_group(&mut self, gid: GroupId, opts: StartOptions) -> Result<(), ControlError> {

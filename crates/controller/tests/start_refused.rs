@@ -1,0 +1,67 @@
+//! A start the engine refuses must change nothing: the map stays in its
+//! state and its target stays readable and writable (QA finding Q32: a
+//! refused `map start` used to leave the map prepared, its target offline).
+
+use controller::{CopyType, ErrorKind, MapCreate, MapState, Subsystem, SubsystemConfig};
+
+fn config() -> SubsystemConfig {
+    SubsystemConfig::from_toml_str(
+        r#"
+id = "T1"
+[[volumes]]
+id = "A"
+model = "fb:1M:64K"
+[[volumes]]
+id = "B"
+model = "fb:1M:64K"
+[[volumes]]
+id = "C"
+model = "fb:1M:64K"
+"#,
+    )
+    .unwrap()
+}
+
+/// B is the source of an active snapshot B -> C; starting A -> B without
+/// restore is refused, and must leave A -> B idle and B fully usable.
+fn setup(s: &Subsystem) -> (controller::MapId, controller::MapId) {
+    let bc = s
+        .create_map(&MapCreate::new("B", "C", CopyType::Nocopy))
+        .unwrap();
+    s.start_map(bc, false).unwrap();
+    let ab = s
+        .create_map(&MapCreate::new("A", "B", CopyType::Full))
+        .unwrap();
+    (ab, bc)
+}
+
+fn assert_b_usable(s: &Subsystem) {
+    s.write("B", 0, &[0x5a; 4096], false).unwrap();
+    let mut buf = vec![0u8; 4096];
+    s.read("B", 0, &mut buf).unwrap();
+    assert_eq!(buf, vec![0x5a; 4096]);
+}
+
+#[test]
+fn refused_map_start_leaves_the_map_idle_and_its_target_online() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Subsystem::open(dir.path(), config()).unwrap();
+    let (ab, _) = setup(&s);
+    let e = s.start_map(ab, false).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::State, "{e}");
+    assert_eq!(s.map(ab).unwrap().state, MapState::IdleOrCopied);
+    assert_b_usable(&s);
+    s.close().unwrap();
+}
+
+#[test]
+fn refused_group_start_leaves_every_member_idle() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Subsystem::open(dir.path(), config()).unwrap();
+    let (ab, _) = setup(&s);
+    let g = s.create_group(&[ab], false).unwrap();
+    assert!(s.start_group(g, false).is_err());
+    assert_eq!(s.map(ab).unwrap().state, MapState::IdleOrCopied);
+    assert_b_usable(&s);
+    s.close().unwrap();
+}
