@@ -474,10 +474,20 @@ impl World for ControllerWorld {
                     ),
                 );
                 self.known(v)?;
-                // Tolerated: return to the durable state (clean IPL) and go on.
+                // Tolerated: return to the durable state and go on. A process
+                // crash, not a clean close: a close would checkpoint the very
+                // in-memory state the bug left behind.
                 if let Some(s) = self.sub.take() {
-                    let _ = self.stores.honest(|| s.close());
+                    s.abandon();
                 }
+                self.stores
+                    .crash(volume_store::CrashMode::KeepAll)
+                    .map_err(|e| {
+                        Violation::new(
+                            Invariant::Ipl1,
+                            format!("crash image for a tolerated finding: {e}"),
+                        )
+                    })?;
                 self.injector.set_enabled(false);
                 FaultPlan::set_enabled(&self.stores, false);
                 let opened = self.open();
@@ -493,7 +503,9 @@ impl World for ControllerWorld {
                     sess.port.replace(sub.clone());
                 }
                 self.sub = Some(sub);
-                trace.record("  tolerated known bug: IPL to the durable state");
+                trace.record(
+                    "  tolerated known bug: process crash and IPL back to the durable state",
+                );
             }
         }
         self.sync_states(Some(op))?;

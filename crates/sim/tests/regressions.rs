@@ -364,3 +364,28 @@ fn controller_session_with_suspended_map_is_withdrawn() {
         out.violation.map(|v| v.to_string())
     );
 }
+
+/// Crash-point seeds 1056 and 1004: a grain's plan held two chained copies,
+/// the later one overwriting the source of the earlier one (v2 -> v0 to
+/// preserve a frozen restore head's data, then v1 -> v2). The controller
+/// wrote both, flushed, then journalled both bits; a power loss keeping the
+/// data but not the journal record left v0 unsplit, reading through v2, which
+/// already held the later copy (PIT-1). Reported (requests-sim.md #8).
+#[test]
+#[ignore = "controller bug, requests-sim.md #8: unignore when the fix lands"]
+fn controller_chained_copies_commit_in_stages() {
+    for seed in [1056, 1004] {
+        let mut cfg = sim::FaultRunConfig::new(seed, 1);
+        cfg.faults = false;
+        cfg.crash_points = 3;
+        cfg.steps = 40;
+        cfg.determinism_every = 0;
+        cfg.tolerate = sim::KNOWN_BUGS;
+        let out = sim::run_seed(&cfg, seed);
+        assert!(
+            out.violation.is_none(),
+            "seed {seed}: {:?}",
+            out.violation.map(|v| v.to_string())
+        );
+    }
+}
