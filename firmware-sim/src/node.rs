@@ -17,7 +17,9 @@ use std::sync::Arc;
 
 use controller::{CopierHandle, IplReport, Subsystem, SubsystemConfig};
 use parking_lot::{Mutex, RwLock};
-use resource_manager::{ControllerPort, ResourceManager, RmError, SubsystemPort};
+use resource_manager::{
+    ControllerPort, Decisions, Outcome, ResourceManager, RmError, SubsystemPort,
+};
 
 use crate::metrics::IoStats;
 
@@ -75,6 +77,14 @@ impl Node {
         let s = self.slot.read();
         let rm = self.rm.read().clone();
         f(&rm, &s)
+    }
+
+    /// The resource manager's IPL recovery (cli.md: booting an existing data
+    /// dir is an IPL): every session initiated and not completed is
+    /// terminated with reason `ipl` (rows written, physical sessions
+    /// withdrawn). Run at boot before anything is served or copied.
+    pub fn recover_at_ipl(&self) -> Result<Decisions, RmError> {
+        self.with_rm(|rm, _| rm.on_ipl())
     }
 
     /// Restarts the resource manager: a new instance over the same subsystem
@@ -140,6 +150,53 @@ impl Node {
 fn new_rm(port: &Arc<ControllerPort>) -> Result<ResourceManager, RmError> {
     let port: Arc<dyn SubsystemPort> = port.clone();
     ResourceManager::new(vec![port])
+}
+
+/// The lines a boot logs for the resource manager's IPL decisions: one per
+/// session it acted on (terminated and why), orphans withdrawn, problems,
+/// and one count of the sessions left as they were (so the log does not
+/// grow with history).
+pub fn decision_lines(d: &Decisions) -> Vec<String> {
+    let mut lines = Vec::new();
+    let (mut resumed, mut terminated, mut untouched) = (0usize, 0usize, 0usize);
+    for x in &d.decisions {
+        if !x.acted {
+            match x.outcome {
+                Outcome::Resumed => resumed += 1,
+                Outcome::Terminated(_) => terminated += 1,
+                Outcome::Untouched => untouched += 1,
+            }
+            continue;
+        }
+        let outcome = match x.outcome {
+            Outcome::Terminated(r) => format!("terminated ({r})"),
+            other => other.to_string(),
+        };
+        lines.push(format!(
+            "session {} (program {}): {outcome}: {}",
+            x.session,
+            x.program.as_deref().unwrap_or("-"),
+            x.why
+        ));
+    }
+    for o in &d.orphans {
+        lines.push(format!(
+            "orphan physical session {} of session {} on {} withdrawn",
+            o.phys, o.owner, o.subsystem
+        ));
+    }
+    if resumed + terminated + untouched > 0 {
+        lines.push(format!(
+            "sessions unchanged: {resumed} already resumed, {terminated} already terminated, {untouched} untouched"
+        ));
+    }
+    for p in &d.problems {
+        lines.push(format!("INCOMPLETE: {p} (the next event finishes it)"));
+    }
+    if lines.is_empty() {
+        lines.push("no sessions to recover".into());
+    }
+    lines
 }
 
 /// One line per thing an open/IPL/reset found and did (logged at boot and

@@ -198,6 +198,79 @@ fn sessions_tables_and_events_through_the_cli() {
     );
 }
 
+/// The last activity-table row of `volume` for `session`.
+fn last_row(d: &Daemon, volume: &str, session: &str) -> Value {
+    let t = d.cli_json(&["table", "show", "--volume", volume]);
+    t.as_array()
+        .and_then(|a| a.iter().rev().find(|e| e["session_id"] == session))
+        .cloned()
+        .unwrap_or_else(|| panic!("no row of {session} in the table of {volume}: {t}"))
+}
+
+#[test]
+fn booting_an_existing_data_dir_terminates_open_sessions_with_reason_ipl() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::boot(tmp.path());
+    let start = |d: &Daemon, id: &str, extent: &str, target: &str| {
+        let s = d.cli_json(&[
+            "session",
+            "start",
+            "--id",
+            id,
+            "--extent",
+            extent,
+            "--target",
+            target,
+            "--program",
+            "NIGHTLY",
+        ]);
+        assert_eq!(s["state"], "active", "{s}");
+    };
+
+    // A clean stop (SIGTERM) and a boot: the session the restart interrupted ends.
+    start(&d, "K1", "FB00:0-16383", "FB01");
+    let d = d.reboot();
+    let list = d.cli_json(&["session", "list"]);
+    assert_eq!(session(&list, "K1")["state"], "terminated", "{list}");
+    assert_eq!(session(&list, "K1")["reason"], "ipl", "{list}");
+    let row = last_row(&d, "FB00", "K1");
+    assert_eq!(row["reason"], "ipl", "{row}");
+    assert!(
+        d.log_text()
+            .contains("IPL session recovery: session K1 (program NIGHTLY): terminated (ipl)"),
+        "boot log should name the decision:\n{}",
+        d.log_text()
+    );
+    // Its volumes are free again: a new session on them is accepted.
+    start(&d, "K2", "FB00:0-16383", "FB01");
+
+    // kill -9: no shutdown at all; the next boot still ends K2 and leaves K1 as it was.
+    let d = d.crash_and_reboot();
+    let list = d.cli_json(&["session", "list"]);
+    assert_eq!(session(&list, "K2")["state"], "terminated", "{list}");
+    assert_eq!(session(&list, "K2")["reason"], "ipl", "{list}");
+    assert_eq!(session(&list, "K1")["reason"], "ipl", "{list}");
+    let row = last_row(&d, "FB00", "K2");
+    assert_eq!(row["reason"], "ipl", "{row}");
+    let subsystem_rows = d.cli_json(&["table", "show"]);
+    let terminated = subsystem_rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["reason"] == "ipl")
+        .count();
+    assert!(
+        terminated >= 2,
+        "one terminated(ipl) row per session expected: {subsystem_rows}"
+    );
+    assert!(
+        d.log_text()
+            .contains("sessions unchanged: 0 already resumed, 1 already terminated"),
+        "the already terminated K1 is counted, not listed:\n{}",
+        d.log_text()
+    );
+}
+
 #[test]
 fn replay_runs_the_scenarios_and_fails_on_a_broken_expectation() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/scenarios");

@@ -16,7 +16,7 @@ use tracing::{info, warn};
 
 use crate::cli::{DEFAULT_API, DEFAULT_NBD};
 use crate::error::CliError;
-use crate::node::{ipl_notes, Node};
+use crate::node::{decision_lines, ipl_notes, Node};
 use crate::output::human_bytes;
 
 pub mod export;
@@ -96,7 +96,39 @@ async fn open_node(data_dir: &Path, config: SubsystemConfig) -> Result<Arc<Node>
     for line in ipl_notes(&report, maps) {
         info!("{line}");
     }
-    Ok(Arc::new(node))
+    let node = Arc::new(node);
+    if !report.created {
+        // An existing data dir is an IPL (cli.md): the resource manager replays
+        // the activity tables and ends the sessions the IPL interrupted before
+        // anything is served or copied.
+        let n = node.clone();
+        let recovered = tokio::task::spawn_blocking(move || n.recover_at_ipl())
+            .await
+            .map_err(|e| CliError::failed("IPL session recovery failed", e))?;
+        match recovered {
+            Ok(d) => {
+                for line in decision_lines(&d) {
+                    if line.starts_with("INCOMPLETE") {
+                        warn!("IPL session recovery: {line}");
+                    } else {
+                        info!("IPL session recovery: {line}");
+                    }
+                }
+            }
+            Err(e) => {
+                let n = node.clone();
+                let _ = tokio::task::spawn_blocking(move || n.close()).await;
+                return Err(CliError::failed(
+                    format!(
+                        "IPL of {}: the resource manager could not recover the sessions",
+                        data_dir.display()
+                    ),
+                    e,
+                ));
+            }
+        }
+    }
+    Ok(node)
 }
 
 /// Runs the daemon until a shutdown signal.

@@ -206,6 +206,20 @@ impl Daemon {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Kills the daemon with SIGKILL (no shutdown at all, like a power loss of
+    /// the host process) and boots again on the same data directory.
+    pub fn crash_and_reboot(mut self) -> Daemon {
+        let mut child = self.child.take().expect("daemon running");
+        signal(&child, "KILL");
+        wait_timeout(&mut child, Duration::from_secs(20)).expect("killed daemon exits");
+        Self::start(
+            self.data_dir.clone(),
+            self.socket.clone(),
+            self.log.clone(),
+            &[],
+        )
+    }
+
     /// Boots again on the same data directory (an IPL).
     pub fn reboot(self) -> Daemon {
         let data_dir = self.data_dir.clone();
