@@ -304,3 +304,34 @@ fn sparse_full_copy_of_a_3390_54_with_ten_written_tracks() {
     assert!(b.iter().all(|&x| x == 0), "stale target data discarded");
     sub.close().unwrap();
 }
+
+#[test]
+fn a_session_with_a_suspended_map_can_be_withdrawn() {
+    use std::sync::Arc;
+    use volume_store::{FaultEffect, FaultInjector, FaultPoint, Trigger};
+    let inj: Arc<dyn FaultPoint> =
+        Arc::new(FaultInjector::new(3).with_rule("cow.flush", Trigger::Nth(1), FaultEffect::Eio));
+    let vs = VirtualSubsystem::boot_with(config(), 1, Some(inj)).unwrap();
+    vs.write_pattern("V00", 0, (10 * TRACK) as usize, 1, true)
+        .unwrap();
+    let phys = vs
+        .sub()
+        .establish_session("SUSP", &[pair("V00", 0, 9, "V01")])
+        .unwrap();
+    // The copy-on-write's target flush fails: the session's map is suspended.
+    vs.write_pattern("V00", 0, TRACK as usize, 2, false)
+        .unwrap_err();
+    let info = vs.sub().session_info(phys).unwrap();
+    assert!(
+        info.maps
+            .iter()
+            .any(|m| vs.sub().map(controller::MapId(*m)).unwrap().state == MapState::Suspended),
+        "{info:?}"
+    );
+    assert!(vs.sub().withdraw_session(phys, Some("SUSP")).unwrap());
+    assert!(vs.sub().session_info(phys).is_none());
+    // Both volumes are online again.
+    let mut b = vec![0u8; 512];
+    vs.sub().read("V00", 0, &mut b).unwrap();
+    vs.sub().read("V01", 0, &mut b).unwrap();
+}

@@ -364,6 +364,15 @@ impl Subsystem {
                 return Ok(false);
             }
             let s = s.clone();
+            // Force-stop first: a suspended (or stopping) map cannot be deleted
+            // directly, and a terminated session must not keep protecting extents.
+            if core.engine.groups().iter().any(|g| g.id == s.group) {
+                core.engine.stop_group(s.group, true).map_err(|e| {
+                    self.inner
+                        .engine_err(core, e)
+                        .context(format!("withdraw session {phys}"))
+                })?;
+            }
             for m in s.maps() {
                 if core.engine.map_state(m).is_some() {
                     core.engine.delete(m, true).map_err(|e| {
