@@ -122,15 +122,37 @@ fn sessions_tables_and_events_through_the_cli() {
     let out = d.cli(&["table", "show", "--volume", "NOPE"]);
     assert_fails_with(&out, EXIT_FAILED, "NOPE", "table of an unknown volume");
 
-    // Abend ends only that program's sessions.
+    // Abend ends only that program's sessions; the text names the one it ended.
+    let out = d.cli(&["event", "abend", "--program", "BKUP"]);
+    assert_success(&out, "event abend (text)");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        text.contains("session S1 (program BKUP): terminated (abend)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("unchanged: 0 already resumed, 0 already terminated, 1 untouched"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("session S2"),
+        "S2 is counted, not listed:\n{text}"
+    );
+    // JSON keeps every decision; a second run acts on nothing.
     let r = d.cli_json(&["event", "abend", "--program", "BKUP"]);
     assert_eq!(decision(&r, "S1")["outcome"], "terminated", "{r}");
     assert_eq!(decision(&r, "S1")["reason"], "abend", "{r}");
+    assert_eq!(decision(&r, "S1")["acted"], false, "{r}");
     assert_eq!(decision(&r, "S2")["outcome"], "untouched", "{r}");
-    let out = d.cli(&["event", "abend", "--program", "BKUP"]);
-    assert_success(&out, "event abend (text)");
-    assert!(String::from_utf8_lossy(&out.stdout)
-        .contains("session S1 (program BKUP): terminated (abend)"));
+    // The text of an event that acts on nothing does not list history.
+    let out = d.cli(&["event", "abend", "--program", "NOBODY"]);
+    assert_success(&out, "event abend of a program with no sessions");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(!text.contains("session S1"), "{text}");
+    assert!(
+        text.contains("unchanged: 0 already resumed, 1 already terminated, 1 untouched"),
+        "{text}"
+    );
 
     // IPL restarts the subsystem: open sessions end with reason ipl; maps survive.
     let m = d.cli_json(&[

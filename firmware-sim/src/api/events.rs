@@ -47,6 +47,7 @@ fn report(d: Decisions, notes: Vec<String>) -> EventReport {
             })
             .collect(),
         notes,
+        problems: d.problems.clone(),
     }
 }
 

@@ -273,6 +273,10 @@ pub struct EventReport {
     /// What else the event did (IPL replay outcome, maps restored), one line each.
     #[serde(default)]
     pub notes: Vec<String>,
+    /// Parts of the event that failed (a table append, a withdraw); what they
+    /// concern is finished by the next event. Empty when the event completed.
+    #[serde(default)]
+    pub problems: Vec<String>,
 }
 
 /// Body of `POST /events/{event}`.

@@ -62,16 +62,23 @@ pub fn run(cmd: EventCmd) -> Result<(), CliError> {
     emit(cmd.client.json, &report, print_report)
 }
 
-/// Prints an event report: one line per session the event concerned.
+/// Prints an event report: one line per session the event acted on (ended,
+/// resumed), orphans withdrawn, and one count of the sessions it left as
+/// they were, so the output does not grow with the history of sessions
+/// (`--json` keeps every decision).
 pub fn print_report(r: &EventReport) {
     println!("event: {}", r.event);
     for n in &r.notes {
         println!("  {n}");
     }
-    let mut untouched = 0;
+    let (mut resumed, mut terminated, mut untouched) = (0usize, 0usize, 0usize);
     for d in &r.decisions {
-        if d.outcome == "untouched" && !d.acted {
-            untouched += 1;
+        if !d.acted {
+            match d.outcome.as_str() {
+                "resumed" => resumed += 1,
+                "terminated" => terminated += 1,
+                _ => untouched += 1,
+            }
             continue;
         }
         let outcome = match &d.reason {
@@ -90,8 +97,13 @@ pub fn print_report(r: &EventReport) {
             o.phys, o.owner, o.subsystem
         );
     }
-    if untouched > 0 {
-        println!("  {untouched} other session(s) untouched");
+    if resumed + terminated + untouched > 0 {
+        println!(
+            "  unchanged: {resumed} already resumed, {terminated} already terminated, {untouched} untouched"
+        );
+    }
+    for p in &r.problems {
+        println!("  INCOMPLETE: {p} (the next event finishes it)");
     }
     if r.decisions.is_empty() && r.orphans.is_empty() {
         println!("  no sessions");
