@@ -154,3 +154,44 @@ fn crash_after_an_injected_failure_at_each_site() {
         }
     }
 }
+
+#[test]
+fn a_control_request_whose_checkpoint_fails_is_undone_in_memory() {
+    // Boot writes root 1 and create_map root 2; every later root write fails.
+    let inj: Arc<dyn FaultPoint> = Arc::new(FaultInjector::new(5).with_rule(
+        "root.write",
+        Trigger::After(2),
+        FaultEffect::Eio,
+    ));
+    let mut vs = VirtualSubsystem::boot_with(config(), 2, Some(inj)).unwrap();
+    let m = vs
+        .sub()
+        .create_map(&MapCreate::new("S", "T1", CopyType::Nocopy))
+        .unwrap();
+    // A start whose checkpoint fails leaves the map as it was (not prepared, not copying).
+    let e = vs.sub().start_map(m, false).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+    assert_eq!(vs.sub().map(m).unwrap().state, MapState::IdleOrCopied);
+    // A create whose checkpoint fails lists nothing.
+    let e = vs
+        .sub()
+        .create_map(&MapCreate::new("S", "T2", CopyType::Full))
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+    assert_eq!(vs.sub().maps().len(), 1);
+    assert!(vs
+        .sub()
+        .create_volume("NEW", "fb:512K:64K".parse().unwrap())
+        .is_err());
+    assert!(vs.sub().volume_view("NEW").is_err());
+    // The volume-table state matches: a delete that fails keeps the volume and its table.
+    assert!(vs.sub().delete_volume("C").is_err());
+    assert!(vs.sub().volume_view("C").is_ok());
+    vs.sub().volume_activity_entries("C").unwrap();
+    let before: Vec<_> = vs.sub().maps();
+    vs.set_faults(None);
+    vs.crash(CrashMode::DropAll).unwrap();
+    vs.ipl().unwrap();
+    assert_eq!(vs.sub().maps(), before, "memory showed what IPL gives back");
+    assert!(vs.sub().volume_view("NEW").is_err());
+}

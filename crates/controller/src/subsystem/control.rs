@@ -142,6 +142,7 @@ impl Subsystem {
         let inner = &*self.inner;
         let _topo = self.control_lock()?;
         let mut cur = inner.journal.lock();
+        let before = inner.snapshot();
         let r = {
             let mut core = inner.core.lock();
             let r = f(self, &mut core);
@@ -149,11 +150,16 @@ impl Subsystem {
             core.refresh_vol_maps();
             r
         };
-        let v = r?;
-        inner
-            .checkpoint(&mut cur)
-            .map_err(|e| e.context("change applied in memory but not made durable"))?;
-        Ok(v)
+        let r = r.and_then(|v| {
+            inner
+                .checkpoint(&mut cur)
+                .map(|()| v)
+                .map_err(|e| e.context("change not made durable, so it was undone"))
+        });
+        if r.is_err() {
+            inner.roll_back(before);
+        }
+        r
     }
 
     pub(crate) fn name_of(&self, id: VolumeId) -> String {
@@ -321,7 +327,7 @@ impl Subsystem {
                     core.engine
                         .flush_failed(m)
                         .map_err(|e| self.inner.engine_err(core, e))?;
-                    return Err(e.context(format!("prepare {m}: source flush failed, map stopped")));
+                    return Err(e.context(format!("prepare {m}: source flush failed (the request is undone)")));
                 }
             }
         }

@@ -25,6 +25,7 @@ pub(crate) mod ipl;
 mod locks;
 mod names;
 mod persist;
+mod rollback;
 mod runs;
 mod sessions;
 mod tables;
@@ -75,7 +76,7 @@ pub(crate) struct Volume {
     pub(crate) store: Arc<dyn TrackStore>,
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(crate) struct Volumes {
     pub(crate) by_name: BTreeMap<String, Arc<Volume>>,
     pub(crate) by_id: HashMap<VolumeId, Arc<Volume>>,
@@ -94,6 +95,7 @@ impl Volumes {
 }
 
 /// The engine and everything else that changes with topology.
+#[derive(Clone)]
 pub(crate) struct Core {
     pub(crate) engine: Engine,
     pub(crate) sessions: BTreeMap<u8, PhysSession>,
