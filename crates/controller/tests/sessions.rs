@@ -335,3 +335,27 @@ fn a_session_with_a_suspended_map_can_be_withdrawn() {
     vs.sub().read("V00", 0, &mut b).unwrap();
     vs.sub().read("V01", 0, &mut b).unwrap();
 }
+
+#[test]
+fn an_establish_rejected_after_prepare_leaves_nothing_behind() {
+    let vs = VirtualSubsystem::boot(config()).unwrap();
+    let sub = vs.sub();
+    // V01 is the source of an active map, so a session targeting V01 is
+    // rejected at start (after its prepare flushed the sources).
+    let x = sub
+        .create_map(&MapCreate::new("V01", "V02", CopyType::Nocopy))
+        .unwrap();
+    sub.start_map(x, false).unwrap();
+    let e = sub
+        .establish_session("REJ", &[pair("V00", 0, 9, "V01")])
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::State, "{e}");
+    assert_eq!(
+        sub.maps().iter().map(|m| m.id).collect::<Vec<_>>(),
+        vec![x.0],
+        "no map of the rejected session is left"
+    );
+    assert!(sub.physical_sessions().is_empty());
+    let mut b = vec![0u8; 512];
+    sub.read("V01", 0, &mut b).unwrap();
+}

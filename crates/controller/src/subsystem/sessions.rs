@@ -279,6 +279,7 @@ impl Subsystem {
             .find(|p| !core.sessions.contains_key(p))
             .ok_or_else(|| err(ErrorKind::Limit, "all 255 physical session ids are in use"))?;
         // Create, group, prepare and start; undo everything on the first failure.
+        let before = core.clone();
         let mut maps = Vec::new();
         let group = core.engine.create_group(false);
         let result = (|| -> Result<()> {
@@ -318,10 +319,9 @@ impl Subsystem {
                 .map_err(|e| inner.engine_err(&core, e))
         })();
         if let Err(e) = result {
-            for m in &maps {
-                let _ = core.engine.delete(*m, true);
-            }
-            let _ = core.engine.delete_group(group, true);
+            // All or nothing: the state from before (a map already prepared
+            // cannot simply be deleted).
+            *core = before;
             let _ = core.engine.take_events();
             core.refresh_vol_maps();
             return Err(e.context(format!("establish physical session for {session}")));
