@@ -197,3 +197,77 @@ fn a_second_daemon_on_the_same_data_dir_or_port_is_refused() {
     // The first daemon is unaffected.
     d.cli_json(&["volume", "list"]);
 }
+
+#[test]
+fn a_data_dir_boots_its_own_subsystem_without_config_and_keeps_its_config_current() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("ss02.toml");
+    std::fs::write(
+        &cfg,
+        "id = \"SS02\"\n[[volumes]]\nid = \"DISK1\"\nmodel = \"fb:64M\"\n",
+    )
+    .unwrap();
+    let d = Daemon::boot_with(tmp.path(), &["--config", cfg.to_str().unwrap()]);
+    assert!(d.banner.contains("subsystem SS02"), "{}", d.banner);
+
+    // Booting the directory again without --config is an IPL of SS02, not a
+    // failed open of the embedded SS01.
+    let d = d.reboot();
+    assert!(
+        d.banner.contains("subsystem SS02") && d.banner.contains("IPL"),
+        "{}",
+        d.banner
+    );
+    assert!(d.banner.contains("DISK1"), "{}", d.banner);
+    let data_dir = d.data_dir.clone();
+    assert!(d.terminate().success());
+
+    // A config of another subsystem is refused, naming the one the directory belongs to.
+    let other = tmp.path().join("ss01.toml");
+    std::fs::write(
+        &other,
+        "id = \"SS01\"\n[[volumes]]\nid = \"DISK1\"\nmodel = \"fb:64M\"\n",
+    )
+    .unwrap();
+    let boot = |config: &std::path::Path| {
+        run(
+            "timeout",
+            &[
+                "60",
+                common::BIN,
+                "boot",
+                "--config",
+                config.to_str().unwrap(),
+                "--data-dir",
+                data_dir.to_str().unwrap(),
+                "--nbd",
+                "127.0.0.1:0",
+                "--api",
+                "127.0.0.1:0",
+            ],
+        )
+    };
+    let out = boot(&other);
+    common::assert_fails_with(
+        &out,
+        1,
+        "belongs to subsystem SS02",
+        "boot with another subsystem's config",
+    );
+
+    // A boot with a changed config of the same subsystem makes subsystem.toml current.
+    std::fs::write(
+        &cfg,
+        "id = \"SS02\"\n[[volumes]]\nid = \"DISK1\"\nmodel = \"fb:64M\"\n\
+         [[volumes]]\nid = \"DISK2\"\nmodel = \"fb:32M\"\n",
+    )
+    .unwrap();
+    let d = Daemon::boot_with(tmp.path(), &["--config", cfg.to_str().unwrap()]);
+    assert!(d.banner.contains("DISK2"), "{}", d.banner);
+    assert!(d.terminate().success());
+    let stored = std::fs::read_to_string(data_dir.join("subsystem.toml")).unwrap();
+    assert!(
+        stored.contains("DISK2"),
+        "subsystem.toml is stale:\n{stored}"
+    );
+}

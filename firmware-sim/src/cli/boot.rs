@@ -11,7 +11,7 @@ use crate::error::CliError;
 /// `boot [--config FILE] [--data-dir DIR] [--nbd ADDR] [--api ADDR]`.
 #[derive(Debug, Args)]
 pub struct BootArgs {
-    /// Subsystem configuration (TOML); default: the embedded one.
+    /// Subsystem configuration (TOML); default: the data dir's subsystem.toml, else the embedded one.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Data directory (created; reusing it is an IPL).
@@ -37,7 +37,7 @@ pub struct BootArgs {
 /// `serve-stdio --data-dir DIR --export VOL`.
 #[derive(Debug, Args)]
 pub struct ServeStdioArgs {
-    /// Subsystem configuration (TOML); default: the embedded one.
+    /// Subsystem configuration (TOML); default: the data dir's subsystem.toml, else the embedded one.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Data directory (created; reusing it is an IPL).

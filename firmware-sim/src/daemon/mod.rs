@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use config::ConfigSource;
 use controller::SubsystemConfig;
 use nbd::{Listener, Server, ServerConfig};
 use tokio::net::{TcpListener, UnixListener};
@@ -19,6 +20,7 @@ use crate::error::CliError;
 use crate::node::{decision_lines, ipl_notes, Node};
 use crate::output::human_bytes;
 
+pub mod config;
 pub mod export;
 mod signals;
 
@@ -43,20 +45,6 @@ pub struct BootPlan {
     pub default_export: Option<String>,
 }
 
-/// Loads `--config FILE` or the embedded default; errors name the file.
-pub fn load_config(file: Option<&Path>) -> Result<SubsystemConfig, CliError> {
-    match file {
-        None => Ok(SubsystemConfig::embedded_default()),
-        Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                CliError::failed(format!("cannot read config {}", path.display()), e)
-            })?;
-            SubsystemConfig::from_toml_str(&text)
-                .map_err(|e| CliError::failed(format!("config {}", path.display()), e))
-        }
-    }
-}
-
 async fn bind_tcp(what: &str, addr: &str) -> Result<TcpListener, CliError> {
     TcpListener::bind(addr)
         .await
@@ -79,19 +67,41 @@ fn bind_unix(path: &Path) -> Result<UnixListener, CliError> {
     })
 }
 
-/// Opens the subsystem on the blocking pool and logs what the IPL found.
-async fn open_node(data_dir: &Path, config: SubsystemConfig) -> Result<Arc<Node>, CliError> {
+/// Opens the subsystem on the blocking pool, logs what the IPL found, runs
+/// the resource manager's IPL recovery, and makes `DIR/subsystem.toml` the
+/// config it runs with.
+async fn open_node(
+    data_dir: &Path,
+    config: SubsystemConfig,
+    source: &ConfigSource,
+) -> Result<Arc<Node>, CliError> {
+    info!("config: {source}");
     let dir = data_dir.to_path_buf();
     let rt = tokio::runtime::Handle::current();
-    let node = tokio::task::spawn_blocking(move || Node::open(&dir, config, rt))
+    let cfg = config.clone();
+    let node = tokio::task::spawn_blocking(move || Node::open(&dir, cfg, rt))
         .await
         .map_err(|e| CliError::failed("opening the subsystem failed", e))?
         .map_err(|e| {
             CliError::failed(
                 format!("cannot open the subsystem in {}", data_dir.display()),
-                e.full_message(),
+                format!(
+                    "{}{}",
+                    e.full_message(),
+                    config::mismatch_hint(data_dir, &config, source)
+                ),
             )
         })?;
+    match config::sync_stored(data_dir, &config) {
+        Ok(true) => info!(
+            "{} now holds the config this boot runs with",
+            controller::datadir::DataDir::new(data_dir)
+                .config_path()
+                .display()
+        ),
+        Ok(false) => {}
+        Err(e) => warn!(error = %e, "cannot update the data directory's subsystem.toml"),
+    }
     let (report, maps) = node.with(|s| (s.ipl_report(), s.maps().len()));
     for line in ipl_notes(&report, maps) {
         info!("{line}");
@@ -133,7 +143,7 @@ async fn open_node(data_dir: &Path, config: SubsystemConfig) -> Result<Arc<Node>
 
 /// Runs the daemon until a shutdown signal.
 pub async fn boot(plan: BootPlan) -> Result<(), CliError> {
-    let config = load_config(plan.config_file.as_deref())?;
+    let (config, source) = config::load_config(plan.config_file.as_deref(), &plan.data_dir)?;
     std::fs::create_dir_all(&plan.data_dir).map_err(|e| {
         CliError::failed(
             format!("cannot create data dir {}", plan.data_dir.display()),
@@ -189,7 +199,7 @@ pub async fn boot(plan: BootPlan) -> Result<(), CliError> {
     };
 
     let subsystem_id = config.id.clone();
-    let node = match open_node(&plan.data_dir, config).await {
+    let node = match open_node(&plan.data_dir, config, &source).await {
         Ok(n) => n,
         Err(e) => {
             if let Some(p) = &plan.nbd_unix {
@@ -310,11 +320,11 @@ pub async fn serve_stdio(
     data_dir: PathBuf,
     export: Option<String>,
 ) -> Result<(), CliError> {
-    let config = load_config(config_file.as_deref())?;
+    let (config, source) = config::load_config(config_file.as_deref(), &data_dir)?;
     std::fs::create_dir_all(&data_dir).map_err(|e| {
         CliError::failed(format!("cannot create data dir {}", data_dir.display()), e)
     })?;
-    let node = open_node(&data_dir, config).await?;
+    let node = open_node(&data_dir, config, &source).await?;
     if let Some(e) = &export {
         node.with(|s| s.volume_view(e))
             .map_err(|err| CliError::Failed(format!("--export {e}: {}", err.full_message())))?;

@@ -1,0 +1,133 @@
+//! Which subsystem configuration a boot uses, and the data directory's own
+//! copy of it (`DIR/subsystem.toml`).
+//!
+//! Rules (docs/CLI.md, "Daemon"):
+//! - `--config FILE` wins;
+//! - without it, a data directory that holds a `subsystem.toml` boots the
+//!   subsystem it belongs to (booting it again is an IPL of *that*
+//!   subsystem, whatever config created it);
+//! - otherwise the embedded default.
+//!
+//! Invariant: after every successful boot `DIR/subsystem.toml` is the config
+//! the subsystem runs with (rewritten atomically when it differs), so it
+//! never keeps a config that failed or was replaced.
+
+use std::path::{Path, PathBuf};
+
+use controller::datadir::DataDir;
+use controller::SubsystemConfig;
+
+use crate::error::CliError;
+
+/// Where the configuration of a boot came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// `--config FILE`.
+    File(PathBuf),
+    /// The data directory's own `subsystem.toml`.
+    DataDir(PathBuf),
+    /// The embedded default.
+    Embedded,
+}
+
+impl std::fmt::Display for ConfigSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigSource::File(p) => write!(f, "{}", p.display()),
+            ConfigSource::DataDir(p) => {
+                write!(f, "{} (the data directory's own config)", p.display())
+            }
+            ConfigSource::Embedded => f.write_str("the embedded default"),
+        }
+    }
+}
+
+/// Loads `--config FILE`, else the data directory's `subsystem.toml`, else
+/// the embedded default; errors name the file, line and field.
+pub fn load_config(
+    file: Option<&Path>,
+    data_dir: &Path,
+) -> Result<(SubsystemConfig, ConfigSource), CliError> {
+    let (path, source) = match file {
+        Some(p) => (p.to_path_buf(), ConfigSource::File(p.to_path_buf())),
+        None => {
+            let stored = DataDir::new(data_dir).config_path();
+            if !stored.is_file() {
+                return Ok((SubsystemConfig::embedded_default(), ConfigSource::Embedded));
+            }
+            (stored.clone(), ConfigSource::DataDir(stored))
+        }
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| CliError::failed(format!("cannot read config {}", path.display()), e))?;
+    let config = SubsystemConfig::from_toml_str(&text).map_err(|e| {
+        let hint = match source {
+            ConfigSource::DataDir(_) => {
+                " (the data directory's own config; pass --config FILE to boot with another)"
+            }
+            _ => "",
+        };
+        CliError::failed(format!("config {}{hint}", path.display()), e)
+    })?;
+    Ok((config, source))
+}
+
+/// The subsystem id the data directory's `subsystem.toml` names, if it has
+/// a readable one.
+pub fn stored_subsystem_id(data_dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(DataDir::new(data_dir).config_path()).ok()?;
+    SubsystemConfig::from_toml_str(&text).ok().map(|c| c.id)
+}
+
+/// What to add to a failed open: when the directory belongs to another
+/// subsystem than the config's, say which and what to pass.
+pub fn mismatch_hint(data_dir: &Path, config: &SubsystemConfig, source: &ConfigSource) -> String {
+    match stored_subsystem_id(data_dir) {
+        Some(stored) if stored != config.id => format!(
+            "; data directory {} belongs to subsystem {stored}, but {source} is subsystem {}: \
+             boot it without --config (it keeps its own in subsystem.toml) or with the config \
+             it was created with",
+            data_dir.display(),
+            config.id
+        ),
+        _ => String::new(),
+    }
+}
+
+/// Makes `DIR/subsystem.toml` the config the subsystem booted with (written
+/// to a temporary file and renamed, so a crash leaves the old or the new).
+pub fn sync_stored(data_dir: &Path, config: &SubsystemConfig) -> Result<bool, std::io::Error> {
+    let path = DataDir::new(data_dir).config_path();
+    let text = config.to_toml_string();
+    if std::fs::read_to_string(&path).is_ok_and(|old| old == text) {
+        return Ok(false);
+    }
+    let tmp = path.with_extension("toml.tmp");
+    std::fs::write(&tmp, &text)?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_config_round_trips_and_is_preferred_without_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, src) = load_config(None, dir.path()).unwrap();
+        assert_eq!(src, ConfigSource::Embedded);
+        let mut other = c.clone();
+        other.id = "SS07".into();
+        assert!(sync_stored(dir.path(), &other).unwrap());
+        assert!(
+            !sync_stored(dir.path(), &other).unwrap(),
+            "unchanged: no write"
+        );
+        let (back, src) = load_config(None, dir.path()).unwrap();
+        assert_eq!(back.id, "SS07");
+        assert!(matches!(src, ConfigSource::DataDir(_)));
+        assert!(mismatch_hint(dir.path(), &c, &ConfigSource::Embedded).contains("SS07"));
+        assert!(mismatch_hint(dir.path(), &back, &src).is_empty());
+    }
+}
