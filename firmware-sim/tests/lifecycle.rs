@@ -84,6 +84,18 @@ fn check_rejects_a_directory_that_is_not_a_subsystem() {
         "not a data directory",
         "check of an empty directory",
     );
+    let missing = tmp.path().join("nonexist");
+    let out = run(
+        common::BIN,
+        &["check", "--data-dir", missing.to_str().unwrap()],
+    );
+    common::assert_fails_with(
+        &out,
+        1,
+        "nonexist: no such directory",
+        "check of a missing dir",
+    );
+    assert!(!missing.exists(), "check creates nothing");
 }
 
 #[test]

@@ -342,3 +342,72 @@ fn replay_runs_the_scenarios_and_fails_on_a_broken_expectation() {
     );
     assert_fails_with(&out, EXIT_FAILED, "missing.toml", "missing scenario file");
 }
+
+#[test]
+fn a_damaged_activity_table_is_salvaged_by_check_and_the_dir_boots_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::boot(tmp.path());
+    for (id, extent, target) in [("SALV1", "FB00:0-3", "FB01"), ("SALV2", "FB02:0-3", "FB03")] {
+        d.cli_json(&[
+            "session", "start", "--id", id, "--extent", extent, "--target", target,
+        ]);
+    }
+    let data_dir = d.data_dir.clone();
+    assert!(d.terminate().success());
+
+    // Damage SALV1's row in the subsystem table; SALV2's intact row follows it.
+    let table = data_dir.join("tables/subsystem.tbl");
+    let mut bytes = std::fs::read(&table).unwrap();
+    let at = bytes
+        .windows(5)
+        .position(|w| w == b"SALV1")
+        .expect("SALV1's row in subsystem.tbl");
+    bytes[at] ^= 0xff;
+    std::fs::write(&table, &bytes).unwrap();
+
+    let dir = data_dir.to_str().unwrap();
+    let boot = || {
+        run(
+            "timeout",
+            &[
+                "60",
+                BIN,
+                "boot",
+                "--data-dir",
+                dir,
+                "--nbd",
+                "127.0.0.1:0",
+                "--api",
+                "127.0.0.1:0",
+            ],
+        )
+    };
+    let out = boot();
+    assert_fails_with(
+        &out,
+        EXIT_FAILED,
+        &format!("firmware-sim check --data-dir {dir} --salvage-tables"),
+        "boot with a damaged activity table names the salvage command",
+    );
+
+    let out = run(BIN, &["check", "--data-dir", dir, "--salvage-tables"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_success(&out, "check --salvage-tables");
+    assert!(
+        text.contains("subsystem.tbl: 1 record(s) kept, 1 damaged record(s) left out"),
+        "{text}"
+    );
+    assert!(text.contains("damaged file kept as"), "{text}");
+    assert!(text.contains("8 other table(s) intact"), "{text}");
+    let copy = data_dir.join("tables/subsystem.tbl.damaged-1");
+    assert_eq!(
+        std::fs::read(&copy).unwrap(),
+        bytes,
+        "the damaged copy is kept as it was"
+    );
+
+    // The directory boots again; the intact session is found and ended by the IPL.
+    let d = Daemon::boot(tmp.path());
+    let list = d.cli_json(&["session", "list"]);
+    assert_eq!(session(&list, "SALV2")["reason"], "ipl", "{list}");
+}

@@ -11,6 +11,7 @@ pub mod event;
 pub mod group;
 pub mod map;
 pub mod offline;
+pub mod salvage;
 pub mod session;
 pub mod table;
 pub mod volume;

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use super::salvage::{name_salvage, salvage_tables};
 use crate::error::CliError;
 use crate::output::{emit, print_json};
 
@@ -40,6 +41,11 @@ pub struct CheckArgs {
     /// Print the findings as JSON.
     #[arg(long)]
     pub json: bool,
+    /// First salvage every activity table in DIR/tables: keep the intact
+    /// records, leave damaged ones out (listed), keep a copy of each damaged
+    /// file as <name>.damaged-N. The daemon must be stopped.
+    #[arg(long)]
+    pub salvage_tables: bool,
 }
 
 /// Runs `replay`: the scenario against real controller subsystems in a
@@ -116,8 +122,44 @@ pub fn fault_run(a: FaultRunArgs) -> Result<(), CliError> {
 /// allowed), exit 4 with the first error otherwise.
 pub fn check(a: CheckArgs) -> Result<(), CliError> {
     let dir = a.data_dir.display().to_string();
-    let r = controller::check(&a.data_dir)
-        .map_err(|e| CliError::failed(format!("check {dir}"), e.full_message()))?;
+    if !a.data_dir.is_dir() {
+        return Err(CliError::Failed(format!("check {dir}: no such directory")));
+    }
+    let salvaged = if a.salvage_tables {
+        Some(salvage_tables(&a.data_dir)?)
+    } else {
+        None
+    };
+    let unsalvaged = salvaged
+        .iter()
+        .flatten()
+        .filter(|t| t.error.is_some())
+        .count();
+    if let (Some(tables), false) = (&salvaged, a.json) {
+        println!("salvage of the activity tables in {dir}:");
+        let mut intact = 0;
+        for t in tables {
+            if t.error.is_none() && t.skipped.is_empty() && t.torn_tail_bytes == 0 {
+                intact += 1;
+            } else {
+                println!("  {t}");
+            }
+        }
+        println!("  {intact} other table(s) intact");
+    }
+    let mut r = controller::check(&a.data_dir).map_err(|e| {
+        CliError::failed(
+            format!("check {dir}"),
+            name_salvage(&e.full_message(), &a.data_dir),
+        )
+    })?;
+    for e in &mut r.errors {
+        *e = name_salvage(e, &a.data_dir);
+    }
+    if let (Some(tables), true) = (&salvaged, a.json) {
+        print_json(&serde_json::json!({ "salvage": tables, "check": r }))?;
+        return check_outcome(&dir, &r, unsalvaged);
+    }
     emit(a.json, &r, |r| {
         println!(
             "data dir {dir}: {}",
@@ -138,13 +180,26 @@ pub fn check(a: CheckArgs) -> Result<(), CliError> {
             println!("  warning: {w}");
         }
     })?;
-    if r.ok {
-        Ok(())
-    } else {
-        Err(CliError::Expectation(format!(
+    check_outcome(&dir, &r, unsalvaged)
+}
+
+/// Exit 0 when consistent and every table was salvaged; else 4 naming the first problem.
+fn check_outcome(
+    dir: &str,
+    r: &controller::CheckReport,
+    unsalvaged: usize,
+) -> Result<(), CliError> {
+    if !r.ok {
+        return Err(CliError::Expectation(format!(
             "check {dir}: {} error(s), first: {}",
             r.errors.len(),
             r.errors.first().map(String::as_str).unwrap_or("-")
-        )))
+        )));
     }
+    if unsalvaged > 0 {
+        return Err(CliError::Expectation(format!(
+            "check {dir}: {unsalvaged} activity table(s) could not be salvaged (see above)"
+        )));
+    }
+    Ok(())
 }

@@ -87,7 +87,7 @@ async fn open_node(
                 format!("cannot open the subsystem in {}", data_dir.display()),
                 format!(
                     "{}{}",
-                    e.full_message(),
+                    crate::cli::salvage::name_salvage(&e.full_message(), data_dir),
                     config::mismatch_hint(data_dir, &config, source)
                 ),
             )
