@@ -327,7 +327,9 @@ impl Subsystem {
                     core.engine
                         .flush_failed(m)
                         .map_err(|e| self.inner.engine_err(core, e))?;
-                    return Err(e.context(format!("prepare {m}: source flush failed (the request is undone)")));
+                    return Err(e.context(format!(
+                        "prepare {m}: source flush failed (the request is undone)"
+                    )));
                 }
             }
         }

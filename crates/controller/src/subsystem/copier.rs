@@ -159,25 +159,37 @@ impl Subsystem {
                 }
                 continue;
             };
-            let (touched, bytes) = match inner.execute_runs(&runs) {
-                Ok(x) => x,
-                Err(e) => {
-                    inner.core.lock().engine.abandon_runs(&runs);
-                    return Err(e.context(format!("background copy of {map}")));
-                }
-            };
             let grains: u64 = runs.iter().map(|r| r.grains()).sum();
             let ts = runs
                 .first()
                 .and_then(|r| inner.volume_by_id(r.to).ok())
                 .map_or(1, |v| v.geometry.track_size_bytes())
                 .max(1);
-            inner.commit(CommitItem {
-                flush: touched,
-                copies: Vec::new(),
-                runs,
-                ops: Vec::new(),
-            })?;
+            // Chained runs commit stage by stage (`stages` module doc).
+            let mut bytes = 0u64;
+            for r in super::stages::stages(&runs) {
+                let part = &runs[r.clone()];
+                if part.is_empty() {
+                    continue;
+                }
+                let (touched, b) = match inner.execute_runs(part) {
+                    Ok(x) => x,
+                    Err(e) => {
+                        inner.core.lock().engine.abandon_runs(&runs[r.start..]);
+                        return Err(e.context(format!("background copy of {map}")));
+                    }
+                };
+                bytes += b;
+                if let Err(e) = inner.commit(CommitItem {
+                    flush: touched,
+                    copies: Vec::new(),
+                    runs: part.to_vec(),
+                    ops: Vec::new(),
+                }) {
+                    inner.core.lock().engine.abandon_runs(&runs[r.end..]);
+                    return Err(e);
+                }
+            }
             self.after_chunk(map, grains, bytes);
             grains_done += grains;
             bytes_done += bytes;
@@ -237,29 +249,49 @@ impl Subsystem {
             std::thread::sleep(Duration::from_millis(1));
             return Ok((0, 0, false));
         }
-        let (touched, bytes, done) = match inner.execute_copies(&plan, cap) {
-            Ok(x) => x,
-            Err(e) => {
-                inner.core.lock().engine.abandon_copies(&plan);
-                return Err(e.context(format!("background copy of {map}")));
+        // Chained copies commit stage by stage (`stages` module doc).
+        let (mut bytes, mut done_all, mut cut_short) = (0u64, 0usize, false);
+        for r in super::stages::stages(&plan) {
+            let part = &plan[r.clone()];
+            if part.is_empty() {
+                continue;
             }
-        };
-        let cut_short = done < plan.len();
-        if cut_short {
-            inner.core.lock().engine.abandon_copies(&plan[done..]);
+            let (touched, b, done) = match inner.execute_copies(part, cap.saturating_sub(bytes)) {
+                Ok(x) => x,
+                Err(e) => {
+                    inner.core.lock().engine.abandon_copies(&plan[r.start..]);
+                    return Err(e.context(format!("background copy of {map}")));
+                }
+            };
+            bytes += b;
+            cut_short = done < part.len();
+            if cut_short {
+                inner
+                    .core
+                    .lock()
+                    .engine
+                    .abandon_copies(&plan[r.start + done..]);
+            }
+            if done > 0 {
+                if let Err(e) = inner.commit(CommitItem {
+                    runs: Vec::new(),
+                    flush: touched,
+                    copies: part[..done].to_vec(),
+                    ops: Vec::new(),
+                }) {
+                    if !cut_short {
+                        inner.core.lock().engine.abandon_copies(&plan[r.end..]);
+                    }
+                    return Err(e);
+                }
+            }
+            done_all += done;
+            if cut_short {
+                break;
+            }
         }
-        if done > 0 {
-            let mut copies = plan;
-            copies.truncate(done);
-            inner.commit(CommitItem {
-                runs: Vec::new(),
-                flush: touched,
-                copies,
-                ops: Vec::new(),
-            })?;
-        }
-        self.after_chunk(map, done as u64, bytes);
-        Ok((done as u64, bytes, cut_short))
+        self.after_chunk(map, done_all as u64, bytes);
+        Ok((done_all as u64, bytes, cut_short))
     }
 
     /// Starts a tokio task that runs background work at each map's rate

@@ -291,19 +291,50 @@ impl Subsystem {
         let _g = inner.grains.lock(grains.clone());
         let plan = inner.plan_host_write(&v, offset, len)?;
         // 1. Copies (preserve downstream, fills), made durable with new diff bits.
+        // Chained copies commit stage by stage (`stages` module doc); the
+        // last stage commits together with the difference bits below.
         let mut ops = Vec::new();
         let mut flush = Vec::new();
-        if !plan.copies.is_empty() {
-            match inner.execute_copies(&plan.copies, u64::MAX) {
+        let mut last_stage = Vec::new();
+        let staged = super::stages::stages(&plan.copies);
+        let n_stages = staged.len();
+        for (k, r) in staged.into_iter().enumerate() {
+            let part = &plan.copies[r.clone()];
+            if part.is_empty() {
+                continue;
+            }
+            let touched = match inner.execute_copies(part, u64::MAX) {
                 Ok((touched, bytes, _)) => {
-                    flush = touched;
-                    Metrics::add(&inner.metrics.cow_copies, plan.copies.len() as u64);
+                    Metrics::add(&inner.metrics.cow_copies, part.len() as u64);
                     Metrics::add(&inner.metrics.cow_bytes, bytes);
+                    touched
                 }
                 Err(e) => {
-                    inner.core.lock().engine.abandon_copies(&plan.copies);
+                    inner
+                        .core
+                        .lock()
+                        .engine
+                        .abandon_copies(&plan.copies[r.start..]);
                     return Err(e.context(format!("copy-on-write for volume {volume}")));
                 }
+            };
+            if k + 1 < n_stages {
+                if let Err(e) = inner.commit(CommitItem {
+                    runs: Vec::new(),
+                    flush: touched,
+                    copies: part.to_vec(),
+                    ops: Vec::new(),
+                }) {
+                    inner
+                        .core
+                        .lock()
+                        .engine
+                        .abandon_copies(&plan.copies[r.end..]);
+                    return Err(e.context(format!("copy-on-write for volume {volume}")));
+                }
+            } else {
+                flush = touched;
+                last_stage = part.to_vec();
             }
         }
         for map in &plan.diff_maps {
@@ -313,11 +344,11 @@ impl Subsystem {
                 end: grains.end,
             });
         }
-        if !ops.is_empty() || !plan.copies.is_empty() {
+        if !ops.is_empty() || !last_stage.is_empty() {
             inner.commit(CommitItem {
                 runs: Vec::new(),
                 flush,
-                copies: plan.copies,
+                copies: last_stage,
                 ops,
             })?;
         }

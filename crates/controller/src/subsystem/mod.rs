@@ -28,6 +28,7 @@ mod persist;
 mod rollback;
 mod runs;
 mod sessions;
+mod stages;
 mod tables;
 
 use std::collections::{BTreeMap, HashMap};
