@@ -374,3 +374,37 @@ fn volumes_maps_groups_and_errors_through_the_cli() {
     let body: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(body["kind"], "unknown_volume", "{body}");
 }
+
+#[test]
+fn group_create_takes_the_id_the_user_chose() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::boot(tmp.path());
+    for (s, t) in [("FB00", "FB01"), ("FB02", "FB03")] {
+        d.cli_json(&[
+            "map", "create", "--source", s, "--target", t, "--type", "nocopy",
+        ]);
+    }
+    // An id ahead of the subsystem's next one is honoured.
+    let g = d.cli_json(&["group", "create", "3", "--maps", "0"]);
+    assert_eq!(g["id"], 3, "{g}");
+    let out = d.cli(&["group", "create", "3", "--maps", "1"]);
+    assert_fails_with(
+        &out,
+        EXIT_FAILED,
+        "group 3 already exists",
+        "taken group id",
+    );
+    // An id the subsystem has passed is refused with a hint that works.
+    let out = d.cli(&["group", "create", "1", "--maps", "1"]);
+    assert_fails_with(&out, EXIT_FAILED, "is 5", "group id below the next one");
+    let g = d.cli_json(&["group", "create", "5", "--maps", "1"]);
+    assert_eq!(g["id"], 5, "{g}");
+    let ids: Vec<u64> = d
+        .cli_json(&["group", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, [3, 5], "only the groups the user created");
+}

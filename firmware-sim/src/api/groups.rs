@@ -4,7 +4,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use controller::{GroupId, MapId};
+use controller::{GroupId, MapId, Subsystem};
 
 use super::mappings::map_now;
 use super::model::{CreateGroup, GroupInfo, MapInfo};
@@ -61,20 +61,7 @@ async fn create(
                     .map_err(|e| ApiError::controller(e, Noun::Map))?;
             }
             let maps: Vec<MapId> = req.maps.iter().copied().map(MapId).collect();
-            let g = sub
-                .create_group(&maps, false)
-                .map_err(|e| ApiError::controller(e, Noun::Group))?;
-            if g.0 != req.id {
-                // The engine assigns ids; undo rather than hand back a different one.
-                let _ = sub.delete_group(g, true);
-                return Err(ApiError::new(
-                    ApiErrorKind::AlreadyExists,
-                    format!(
-                        "group id {} is not available (the next free id is {})",
-                        req.id, g.0
-                    ),
-                ));
-            }
+            let g = create_with_id(sub, req.id, &maps)?;
             tracing::info!(group = g.0, maps = ?req.maps, "group created");
             let view = sub.groups().into_iter().find(|v| v.id == g.0);
             Ok(Json(GroupInfo {
@@ -84,6 +71,42 @@ async fn create(
         })
     })
     .await
+}
+
+/// How many ids `group create ID` skips at most to reach ID.
+const MAX_SKIP: u32 = 64;
+
+/// Creates a group with id `wanted`. The subsystem assigns group ids upward
+/// from a counter it does not expose (the controller has no create-with-id
+/// yet), so: create, and while the id given is below `wanted` (by at most
+/// [`MAX_SKIP`]), delete it and create again; ids skipped that way are simply
+/// never used. An id below the counter cannot be chosen: the probe group is
+/// deleted and the error names the lowest id that can (the counter moved past
+/// the probe's id, so the hint is right for the next attempt).
+fn create_with_id(sub: &Subsystem, wanted: u32, maps: &[MapId]) -> Result<GroupId, ApiError> {
+    loop {
+        let g = sub
+            .create_group(maps, false)
+            .map_err(|e| ApiError::controller(e, Noun::Group))?;
+        if g.0 == wanted {
+            return Ok(g);
+        }
+        let _ = sub.delete_group(g, true);
+        if g.0 > wanted {
+            return Err(ApiError::bad_request(format!(
+                "group id {wanted} cannot be chosen: the subsystem assigns group ids upward and \
+                 the lowest it can give now is {} (use that or a higher id)",
+                g.0.saturating_add(1)
+            )));
+        }
+        if wanted - g.0 > MAX_SKIP {
+            return Err(ApiError::bad_request(format!(
+                "group id {wanted} is too far ahead: the next group id is {} and at most \
+                 {MAX_SKIP} ids are skipped to reach a chosen one",
+                g.0.saturating_add(1)
+            )));
+        }
+    }
 }
 
 async fn start(
