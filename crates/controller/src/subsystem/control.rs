@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use geometry::{DeviceModel, ExtentSet, Geometry};
 use serde::Serialize;
-use timezero::{CopyType, GroupId, MapId, MapSpec, MapState, StartOptions, VolumeId};
+use timezero::{CopyType, MapId, MapSpec, MapState, StartOptions, VolumeId};
 
 use super::{Core, Subsystem, Volume};
 use crate::config::check_id;
@@ -312,7 +312,7 @@ impl Subsystem {
     }
 
     /// Flushes the sources of preparing maps, then flush done (or failed -> stopped).
-    fn finish_prepare(&self, core: &mut Core, maps: &[MapId]) -> Result<()> {
+    pub(super) fn finish_prepare(&self, core: &mut Core, maps: &[MapId]) -> Result<()> {
         for &m in maps {
             let Some(info) = core.engine.map_info(m) else {
                 continue;
@@ -547,104 +547,5 @@ impl Subsystem {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-    }
-
-    // ---- groups ----------------------------------------------------------
-
-    /// Creates a consistency group holding `maps` (idle_or_copied or stopped).
-    pub fn create_group(&self, maps: &[MapId], autodelete: bool) -> Result<GroupId> {
-        self.control(|s, core| {
-            let g = core.engine.create_group(autodelete);
-            for &m in maps {
-                if let Err(e) = core.engine.add_to_group(m, g) {
-                    let _ = core.engine.delete_group(g, true);
-                    return Err(s.inner.engine_err(core, e));
-                }
-            }
-            Ok(g)
-        })
-    }
-
-    /// Prepares and starts every member at one instant (host I/O drained meanwhile).
-    pub fn start_group(&self, group: GroupId, restore: bool) -> Result<()> {
-        self.control(|s, core| {
-            let members = core
-                .engine
-                .groups()
-                .into_iter()
-                .find(|g| g.id == group)
-                .ok_or_else(|| err(ErrorKind::NotFound, format!("unknown group {}", group.0)))?
-                .members;
-            let idle = members.iter().all(|m| {
-                matches!(
-                    core.engine.map_state(*m),
-                    Some(MapState::IdleOrCopied | MapState::Stopped)
-                )
-            });
-            if idle {
-                core.engine
-                    .check_start_group(
-                        group,
-                        StartOptions {
-                            restore,
-                            prepare: true,
-                        },
-                    )
-                    .map_err(|e| s.inner.engine_err(core, e))?;
-                core.engine
-                    .prepare_group(group)
-                    .map_err(|e| s.inner.engine_err(core, e))?;
-                s.finish_prepare(core, &members)?;
-            }
-            core.engine
-                .start_group(
-                    group,
-                    StartOptions {
-                        restore,
-                        prepare: false,
-                    },
-                )
-                .map_err(|e| s.inner.engine_err(core, e))
-        })
-    }
-
-    /// Stops every member.
-    pub fn stop_group(&self, group: GroupId, force: bool) -> Result<()> {
-        self.control(|s, core| {
-            core.engine
-                .stop_group(group, force)
-                .map_err(|e| s.inner.engine_err(core, e))
-        })
-    }
-
-    /// Deletes a group (with `force`, members leave it first).
-    pub fn delete_group(&self, group: GroupId, force: bool) -> Result<()> {
-        self.control(|s, core| {
-            core.engine
-                .delete_group(group, force)
-                .map_err(|e| s.inner.engine_err(core, e))
-        })
-    }
-
-    /// Every group.
-    pub fn groups(&self) -> Vec<GroupView> {
-        let gs = self.inner.core.lock().engine.groups();
-        gs.into_iter()
-            .map(|g| GroupView {
-                id: g.id.0,
-                autodelete: g.autodelete,
-                members: g.members.iter().map(|m| m.0).collect(),
-            })
-            .collect()
-    }
-
-    /// Resumes a suspended map (bitmap online again), e.g. after the failed
-    /// store was replaced by an IPL.
-    pub fn resume_map(&self, map: MapId) -> Result<()> {
-        self.control(|s, core| {
-            core.engine
-                .resume(map)
-                .map_err(|e| s.inner.engine_err(core, e))
-        })
     }
 }

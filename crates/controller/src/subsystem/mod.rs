@@ -20,6 +20,7 @@ mod commit;
 mod control;
 mod copier;
 mod cow;
+mod groups;
 mod io;
 pub(crate) mod ipl;
 mod locks;
