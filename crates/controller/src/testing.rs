@@ -272,3 +272,16 @@ pub fn pattern(seed: u64, offset: u64, len: usize) -> Vec<u8> {
         })
         .collect()
 }
+
+impl Subsystem {
+    /// A copy of the engine state (for the simulator's checks of split bits
+    /// against where the data is). Test builds only.
+    pub fn engine_snapshot(&self) -> timezero::Engine {
+        self.inner.core.lock().engine.clone()
+    }
+
+    /// The engine's id of volume `name`, if it exists. Test builds only.
+    pub fn engine_volume_id(&self, name: &str) -> Option<timezero::VolumeId> {
+        self.inner.volume(name).ok().map(|v| v.id)
+    }
+}

@@ -47,3 +47,27 @@ fn tokio_copier_completes_a_clone_with_progress_events() {
     }
     assert!(progress > 0);
 }
+
+#[test]
+fn test_utils_expose_the_engine_state_and_volume_ids() {
+    let cfg = SubsystemConfig::from_toml_str(
+        "id = \"EN\"\n[[volumes]]\nid = \"S\"\nmodel = \"fb:1M:64K\"\n[[volumes]]\nid = \"T\"\nmodel = \"fb:1M:64K\"\n",
+    )
+    .unwrap();
+    let vs = VirtualSubsystem::boot(cfg).unwrap();
+    let m = vs
+        .sub()
+        .create_map(&MapCreate::new("S", "T", CopyType::Nocopy))
+        .unwrap();
+    vs.sub().start_map(m, false).unwrap();
+    vs.write_pattern("S", 0, 4096, 3, false).unwrap();
+    let (s, t) = (
+        vs.sub().engine_volume_id("S").unwrap(),
+        vs.sub().engine_volume_id("T").unwrap(),
+    );
+    assert_ne!(s, t);
+    assert!(vs.sub().engine_volume_id("NOPE").is_none());
+    let engine = vs.sub().engine_snapshot();
+    let info = engine.map_info(m).unwrap();
+    assert_eq!((info.spec.source, info.spec.target), (s, t));
+}
