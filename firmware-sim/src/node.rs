@@ -152,6 +152,14 @@ fn new_rm(port: &Arc<ControllerPort>) -> Result<ResourceManager, RmError> {
     ResourceManager::new(vec![port])
 }
 
+/// The maps that serve backup sessions: map id -> logical session id.
+pub fn session_maps(sub: &Subsystem) -> std::collections::BTreeMap<u32, String> {
+    sub.physical_sessions()
+        .into_iter()
+        .flat_map(|p| p.maps.into_iter().map(move |m| (m, p.session.clone())))
+        .collect()
+}
+
 /// The lines a boot logs for the resource manager's IPL decisions: one per
 /// session it acted on (terminated and why), orphans withdrawn, problems,
 /// and one count of the sessions left as they were (so the log does not
@@ -201,7 +209,9 @@ pub fn decision_lines(d: &Decisions) -> Vec<String> {
 
 /// One line per thing an open/IPL/reset found and did (logged at boot and
 /// printed by `event ipl|reset`).
-pub fn ipl_notes(r: &IplReport, maps: usize) -> Vec<String> {
+pub fn ipl_notes(r: &IplReport, sub: &Subsystem) -> Vec<String> {
+    let maps = sub.maps().len();
+    let sessions = session_maps(sub);
     let mut notes = Vec::new();
     if r.created {
         notes.push("new subsystem: data directory created".to_string());
@@ -218,7 +228,18 @@ pub fn ipl_notes(r: &IplReport, maps: usize) -> Vec<String> {
             "previous run shut down cleanly"
         }
     ));
-    notes.push(format!("IPL: {maps} map(s) restored"));
+    if sessions.is_empty() {
+        notes.push(format!("IPL: {maps} map(s) restored"));
+    } else {
+        let mut names: Vec<&str> = sessions.values().map(String::as_str).collect();
+        names.dedup();
+        notes.push(format!(
+            "IPL: {maps} map(s) restored, {} of them copying for backup sessions ({}; \
+             the resource manager decides whether those sessions go on)",
+            sessions.len(),
+            names.join(", ")
+        ));
+    }
     for f in &r.check_findings {
         notes.push(format!("IPL check: {f}"));
     }

@@ -158,7 +158,23 @@ fn sessions_tables_and_events_through_the_cli() {
     let m = d.cli_json(&[
         "map", "create", "--source", "FB02", "--target", "FB00", "--type", "nocopy",
     ]);
+    // The group the resource manager made for S2 is marked as S2's.
+    let groups = d.cli_json(&["group", "list"]);
+    assert!(
+        groups
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["session"] == "S2"),
+        "{groups}"
+    );
     let r = d.cli_json(&["event", "ipl"]);
+    assert!(
+        r["notes"]
+            .to_string()
+            .contains("copying for backup sessions (S2"),
+        "the maps restored are explained: {r}"
+    );
     assert_eq!(decision(&r, "S2")["outcome"], "terminated", "{r}");
     assert_eq!(decision(&r, "S2")["reason"], "ipl", "{r}");
     assert_eq!(decision(&r, "S1")["acted"], false, "{r}");

@@ -62,8 +62,7 @@ async fn event(
         let out = match event.as_str() {
             "ipl" => {
                 let r = n.ipl().map_err(|e| ApiError::controller(e, Noun::Subsystem))?;
-                let maps = n.with(|sub| sub.maps().len());
-                let notes = ipl_notes(&r, maps);
+                let notes = n.with(|sub| ipl_notes(&r, sub));
                 let d = n.with_rm(|rm, _| rm.on_ipl()).map_err(rm_err)?;
                 report(d, notes)
             }
@@ -85,7 +84,6 @@ async fn event(
                 let r = n
                     .with(|sub| sub.reset(req.lose_volatile))
                     .map_err(|e| ApiError::controller(e, Noun::Subsystem))?;
-                let maps = n.with(|sub| sub.maps().len());
                 let mut notes = vec![format!(
                     "controller warmstart ({})",
                     if req.lose_volatile {
@@ -94,7 +92,7 @@ async fn event(
                         "volatile state hardened first"
                     }
                 )];
-                notes.extend(ipl_notes(&r, maps).into_iter().skip(1));
+                notes.extend(n.with(|sub| ipl_notes(&r, sub)).into_iter().skip(1));
                 let d = n.with_rm(|rm, sub| rm.on_reset(sub.id())).map_err(rm_err)?;
                 report(d, notes)
             }

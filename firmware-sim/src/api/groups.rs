@@ -9,6 +9,7 @@ use controller::{GroupId, MapId, Subsystem};
 use super::mappings::map_now;
 use super::model::{CreateGroup, GroupInfo, MapInfo};
 use super::{body, ApiError, ApiErrorKind, AppState, Noun};
+use crate::node::session_maps;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -27,11 +28,12 @@ fn parse_id(id: &str) -> Result<GroupId, ApiError> {
 
 async fn list(State(s): State<AppState>) -> Result<Json<Vec<GroupInfo>>, ApiError> {
     s.blocking(|n| {
-        let gs = n.with(|sub| sub.groups());
+        let (gs, sessions) = n.with(|sub| (sub.groups(), session_maps(sub)));
         Ok(Json(
             gs.into_iter()
                 .map(|g| GroupInfo {
                     id: g.id,
+                    session: g.members.iter().find_map(|m| sessions.get(m).cloned()),
                     maps: g.members,
                 })
                 .collect(),
@@ -67,6 +69,7 @@ async fn create(
             Ok(Json(GroupInfo {
                 id: g.0,
                 maps: view.map(|v| v.members).unwrap_or(req.maps),
+                session: None,
             }))
         })
     })

@@ -159,6 +159,10 @@ pub struct GroupInfo {
     pub id: u32,
     /// Member maps.
     pub maps: Vec<u32>,
+    /// The backup session whose maps these are (groups the resource manager
+    /// created for a session), `null` for groups users created.
+    #[serde(default)]
+    pub session: Option<String>,
 }
 
 /// `POST /groups`.

@@ -57,9 +57,10 @@ pub fn run(cmd: GroupCmd) -> Result<(), CliError> {
         GroupVerb::List => {
             let groups: Vec<GroupInfo> = c.get("/groups")?;
             emit(json, &groups, |gs| {
-                let mut t = Table::new(&["ID", "MAPS"]);
+                let mut t = Table::new(&["ID", "MAPS", "SESSION"]);
                 for g in gs {
-                    t.row(vec![g.id.to_string(), join(&g.maps)]);
+                    let session = g.session.clone().unwrap_or_else(|| "-".into());
+                    t.row(vec![g.id.to_string(), join(&g.maps), session]);
                 }
                 t.print();
             })

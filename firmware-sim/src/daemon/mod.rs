@@ -102,8 +102,12 @@ async fn open_node(
         Ok(false) => {}
         Err(e) => warn!(error = %e, "cannot update the data directory's subsystem.toml"),
     }
-    let (report, maps) = node.with(|s| (s.ipl_report(), s.maps().len()));
-    for line in ipl_notes(&report, maps) {
+    let (report, notes) = node.with(|s| {
+        let r = s.ipl_report();
+        let notes = ipl_notes(&r, s);
+        (r, notes)
+    });
+    for line in notes {
         info!("{line}");
     }
     let node = Arc::new(node);
