@@ -4,14 +4,19 @@
 //! 1. data before metadata: a copied grain's store is flushed before the journal
 //!    record with its bit is written (`cow::process_batch`);
 //! 2. old before new: a host write to a grain some target still needs is applied
-//!    only after that grain's copy and bit are durable (`io::write_pieces`);
+//!    only after that grain's copy and bit are durable (`io::mutate`); chained
+//!    copies of one grain commit in stages (`stages`);
 //! 3. conservative bits: bits only ever reach the engine after they are durable,
 //!    so a crash can lose a bit (redundant copy) but never invent one;
 //! 4. one atomic root: checkpoints write the inactive slot (`checkpoint`);
 //! 5. self-identifying records: root headers name slot, generation, subsystem;
 //! 6. a failed data flush or metadata write suspends the affected maps, and a
 //!    checkpoint is attempted so the suspension survives IPL (`cow::suspend`);
-//! 7. `flush` makes every acknowledged write durable (`io::flush`).
+//! 7. `flush` makes every acknowledged write durable (`io::flush`);
+//! 8. control requests are all or nothing: a failed one (rejected part-way or
+//!    its checkpoint failed) is undone in memory (`rollback`);
+//! 9. damaged metadata is refused, never replayed as a torn tail or rolled
+//!    back to an older root (`meta` journal scan).
 //!
 //! Lock order: `topo` (shared for I/O, exclusive for topology changes) ->
 //! grain locks -> `journal` -> `core` -> `volumes`. No thread takes `topo` twice.
