@@ -408,3 +408,46 @@ fn group_create_takes_the_id_the_user_chose() {
         .collect();
     assert_eq!(ids, [3, 5], "only the groups the user created");
 }
+
+#[test]
+fn map_restore_needs_an_image_and_takes_a_copy_rate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::boot(tmp.path());
+    let m = d.cli_json(&[
+        "map", "create", "--source", "FB00", "--target", "FB01", "--type", "nocopy",
+    ]);
+    let id = m["id"].to_string();
+    // Never started: the target holds no image of the source.
+    let out = d.cli(&["map", "restore", &id]);
+    assert_fails_with(
+        &out,
+        EXIT_FAILED,
+        "no point-in-time image",
+        "restore of an unstarted map",
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("[wrong_state]"),
+        "{out:?}"
+    );
+    assert_eq!(
+        d.cli_json(&["map", "list"]).as_array().unwrap().len(),
+        1,
+        "a refused restore creates no map"
+    );
+    d.cli_json(&["map", "start", &id]);
+    let out = d.cli(&["map", "restore", &id, "--copy-rate", "151"]);
+    assert_fails_with(&out, EXIT_FAILED, "0-150", "restore rate out of range");
+    // A nocopy map has copy rate 0: the reverse map gets the rate asked for.
+    let r = d.cli_json(&["map", "restore", &id, "--copy-rate", "100"]);
+    assert_eq!(r["source"], "FB01", "{r}");
+    assert_eq!(r["copy_rate"], 100, "{r}");
+
+    // Without --copy-rate a nocopy map's restore copies at the documented 50.
+    let m = d.cli_json(&[
+        "map", "create", "--source", "FB02", "--target", "FB03", "--type", "nocopy",
+    ]);
+    let id = m["id"].to_string();
+    d.cli_json(&["map", "start", &id]);
+    let r = d.cli_json(&["map", "restore", &id]);
+    assert_eq!(r["copy_rate"], 50, "{r}");
+}

@@ -5,9 +5,9 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use controller::{CascadeView, CopyType, MapCreate, MapId, MapView, Subsystem};
+use controller::{CascadeView, CopyType, MapCreate, MapId, MapState, MapView, Subsystem};
 
-use super::model::{ActionDone, CascadeInfo, CreateMap, ForceFlag, MapInfo};
+use super::model::{ActionDone, CascadeInfo, CreateMap, ForceFlag, MapInfo, RestoreRequest};
 use super::{body, ApiError, ApiErrorKind, AppState, Noun};
 
 pub(super) fn routes() -> Router<AppState> {
@@ -242,22 +242,88 @@ async fn stop(
     act(s, id, "stop", move |sub, id| sub.stop_map(id, force)).await
 }
 
+/// Copy rate of a reverse map when neither the request nor the map gives one.
+const DEFAULT_RESTORE_RATE: u8 = 50;
+
 async fn restore(
     State(s): State<AppState>,
     Path(id): Path<String>,
+    req: Result<Json<RestoreRequest>, JsonRejection>,
 ) -> Result<Json<MapInfo>, ApiError> {
     let id = parse_id(&id)?;
+    let req = body(req)?;
+    if let Some(r) = req.copy_rate.filter(|r| *r > 150) {
+        return Err(ApiError::bad_request(format!(
+            "copy_rate {r} is outside 0-150"
+        )));
+    }
     s.blocking(move |n| {
         n.with(|sub| {
-            let rev = sub
-                .restore_map(id)
-                .map_err(|e| ApiError::controller(e, Noun::Map))?;
+            let rev = restore_map(sub, id, req.copy_rate)?;
             tracing::info!(map = id.0, reverse = rev.0, "restore started");
             map_now(sub, rev)
         })
     })
     .await
     .map(Json)
+}
+
+/// Restores map `id`: refuses a map that holds no point-in-time image, and
+/// creates the reverse map itself (at the requested rate) when there is none,
+/// so the controller's restore starts that one instead of one at rate 1.
+fn restore_map(sub: &Subsystem, id: MapId, rate: Option<u8>) -> Result<MapId, ApiError> {
+    let v = sub
+        .map(id)
+        .map_err(|e| ApiError::controller(e, Noun::Map))?;
+    if v.state == MapState::IdleOrCopied && v.progress_percent < 100 {
+        return Err(ApiError::new(
+            ApiErrorKind::WrongState,
+            format!(
+                "map {} has no point-in-time image to restore (idle_or_copied at {}%: never \
+                 started, or its copy did not finish); start it first",
+                id.0, v.progress_percent
+            ),
+        ));
+    }
+    let existing = sub
+        .maps()
+        .into_iter()
+        .any(|m| m.source == v.target && m.target == v.source);
+    let mut created = None;
+    if !existing {
+        let extents = match &v.extents {
+            None => None,
+            Some(text) => Some(
+                sub.geometry(&v.target)
+                    .map_err(|e| ApiError::controller(e, Noun::Volume))?
+                    .parse_extent_set(text)
+                    .map_err(|e| {
+                        ApiError::new(
+                            ApiErrorKind::Internal,
+                            format!("extents `{text}` of map {}: {e}", id.0),
+                        )
+                    })?,
+            ),
+        };
+        let own = Some(v.copy_rate).filter(|r| *r > 0);
+        let spec = MapCreate {
+            extents,
+            copy_rate: Some(rate.or(own).unwrap_or(DEFAULT_RESTORE_RATE)),
+            clean_rate: Some(v.clean_rate),
+            ..MapCreate::new(&v.target, &v.source, CopyType::Full)
+        };
+        created = Some(
+            sub.create_map(&spec)
+                .map_err(|e| ApiError::controller(e, Noun::Map))?,
+        );
+    }
+    sub.restore_map(id).map_err(|e| {
+        if let Some(m) = created {
+            // A refused restore leaves nothing behind.
+            let _ = sub.delete_map(m, true);
+        }
+        ApiError::controller(e, Noun::Map)
+    })
 }
 
 async fn delete(

@@ -137,6 +137,15 @@ pub struct ForceFlag {
     pub force: bool,
 }
 
+/// `POST /mappings/{id}/restore`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RestoreRequest {
+    /// Background copy rate (0-150) of the reverse map; default: the map's
+    /// own copy rate, or 50 (2 MiB/s) when that is 0 (nocopy maps).
+    #[serde(default)]
+    pub copy_rate: Option<u8>,
+}
+
 /// One cascade (`GET /cascades`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CascadeInfo {

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, Subcommand, ValueEnum};
 
 use super::ClientOpts;
-use crate::api::model::{ActionDone, CreateMap, ForceFlag, MapInfo};
+use crate::api::model::{ActionDone, CreateMap, ForceFlag, MapInfo, RestoreRequest};
 use crate::client::ApiClient;
 use crate::error::CliError;
 use crate::output::{emit, Table};
@@ -114,6 +114,9 @@ enum MapVerb {
     Restore {
         /// Map id.
         id: u32,
+        /// Background copy rate of the reverse map, 0-150 (default: the map's own, else 50).
+        #[arg(long, value_name = "0-150")]
+        copy_rate: Option<u8>,
     },
 }
 
@@ -158,8 +161,11 @@ pub fn run(cmd: MapCmd) -> Result<(), CliError> {
         MapVerb::Start { id } => action(&c, json, id, "start", &ForceFlag::default()),
         MapVerb::Prepare { id } => action(&c, json, id, "prepare", &ForceFlag::default()),
         MapVerb::Stop { id, force } => action(&c, json, id, "stop", &ForceFlag { force }),
-        MapVerb::Restore { id } => {
-            let m: MapInfo = c.post(&format!("/mappings/{id}/restore"), &ForceFlag::default())?;
+        MapVerb::Restore { id, copy_rate } => {
+            let m: MapInfo = c.post(
+                &format!("/mappings/{id}/restore"),
+                &RestoreRequest { copy_rate },
+            )?;
             emit(json, &m, |m| {
                 println!(
                     "restoring with map {}: {} -> {}, state {}",
