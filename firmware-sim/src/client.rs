@@ -33,6 +33,9 @@ impl ApiClient {
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(5)))
             .timeout_global(Some(Duration::from_secs(300)))
+            // The control API is a direct connection: http_proxy/HTTP_PROXY
+            // in the environment must not reroute it.
+            .proxy(None)
             .build();
         ApiClient {
             addr,
@@ -94,7 +97,7 @@ impl ApiClient {
     ) -> Result<T, CliError> {
         let (status, text) = self.read(res)?;
         if status >= 400 {
-            return Err(api_error(status, &text));
+            return Err(self.api_error(status, &text));
         }
         serde_json::from_str(&text).map_err(|e| {
             CliError::Failed(format!(
@@ -105,17 +108,27 @@ impl ApiClient {
     }
 }
 
-fn api_error(status: u16, text: &str) -> CliError {
-    match serde_json::from_str::<ErrorBody>(text) {
-        Ok(b) => CliError::Api {
-            status,
-            kind: b.kind,
-            message: b.error,
-        },
-        Err(_) => CliError::Api {
-            status,
-            kind: "http".into(),
-            message: format!("HTTP {status}: {}", text.trim()),
-        },
+impl ApiClient {
+    /// An error answer: the API's `{error, kind}`; anything else means
+    /// something other than a firmware-sim control API answered.
+    fn api_error(&self, status: u16, text: &str) -> CliError {
+        match serde_json::from_str::<ErrorBody>(text) {
+            Ok(b) => CliError::Api {
+                status,
+                kind: b.kind,
+                message: b.error,
+            },
+            Err(_) => CliError::Unreachable {
+                addr: self.addr.clone(),
+                cause: format!(
+                    "the server there answered HTTP {status}{} without a control-API error \
+                     (not a firmware-sim control API?)",
+                    match text.trim() {
+                        "" => String::new(),
+                        t => format!(" ({})", t.chars().take(80).collect::<String>()),
+                    }
+                ),
+            },
+        }
     }
 }

@@ -373,6 +373,19 @@ fn volumes_maps_groups_and_errors_through_the_cli() {
     assert_eq!(status, 404, "{text}");
     let body: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(body["kind"], "unknown_volume", "{body}");
+    // A method a route does not have answers JSON too.
+    let (status, text) = http("DELETE", &format!("http://{}/volumes", d.api), None);
+    assert_eq!(status, 404, "{text}");
+    let body: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(body["kind"], "not_found", "{body}");
+    // A misspelt field is refused rather than silently ignored.
+    let (status, text) = http(
+        "POST",
+        &format!("http://{}/volumes", d.api),
+        Some(r#"{"id":"X9","model":"fb:64M","modle":"fb:1G"}"#),
+    );
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("modle"), "{text}");
 }
 
 #[test]
@@ -450,4 +463,31 @@ fn map_restore_needs_an_image_and_takes_a_copy_rate() {
     d.cli_json(&["map", "start", &id]);
     let r = d.cli_json(&["map", "restore", &id]);
     assert_eq!(r["copy_rate"], 50, "{r}");
+}
+
+#[test]
+fn a_foreign_http_server_is_named_and_proxies_are_ignored() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            let _ = conn.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    let out = std::process::Command::new(BIN)
+        .args(["volume", "list", "--api", &addr])
+        .env("http_proxy", "http://127.0.0.1:9")
+        .env("HTTP_PROXY", "http://127.0.0.1:9")
+        .env("ALL_PROXY", "http://127.0.0.1:9")
+        .output()
+        .unwrap();
+    assert_fails_with(
+        &out,
+        EXIT_UNREACHABLE,
+        "answered HTTP 404 without a control-API error (not a firmware-sim control API?)",
+        "a foreign server behind a proxy setting",
+    );
 }

@@ -61,6 +61,7 @@ pub fn router(state: AppState) -> Router {
         .merge(tables::routes())
         .merge(sessions::routes())
         .fallback(fallback)
+        .method_not_allowed_fallback(fallback)
         .with_state(state)
 }
 

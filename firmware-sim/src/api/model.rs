@@ -61,6 +61,7 @@ pub struct VolumeInfo {
 
 /// `POST /volumes`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CreateVolume {
     /// New volume id.
     pub id: String,
@@ -104,6 +105,7 @@ pub struct MapInfo {
 
 /// `POST /mappings`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CreateMap {
     /// Source volume.
     pub source: String,
@@ -131,6 +133,7 @@ pub struct CreateMap {
 
 /// `POST /mappings/{id}/stop` and `DELETE /mappings/{id}?force=true`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ForceFlag {
     /// Force (stop: skip cleaning, dependants stop too).
     #[serde(default)]
@@ -139,6 +142,7 @@ pub struct ForceFlag {
 
 /// `POST /mappings/{id}/restore`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RestoreRequest {
     /// Background copy rate (0-150) of the reverse map; default: the map's
     /// own copy rate, or 50 (2 MiB/s) when that is 0 (nocopy maps).
@@ -176,6 +180,7 @@ pub struct GroupInfo {
 
 /// `POST /groups`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CreateGroup {
     /// Group id.
     pub id: u32,
@@ -192,6 +197,7 @@ pub struct ActionDone {
 
 /// `POST /sessions`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct StartSession {
     /// Logical session id.
     pub id: String,
@@ -294,6 +300,7 @@ pub struct EventReport {
 
 /// Body of `POST /events/{event}`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EventRequest {
     /// Program name (`abend`).
     #[serde(default)]
