@@ -98,6 +98,22 @@ fn sessions_tables_and_events_through_the_cli() {
         "CKD03",
     ]);
     assert_fails_with(&out, EXIT_FAILED, "S1", "duplicate session id");
+    let out = d.cli(&[
+        "session",
+        "start",
+        "--id",
+        "S9",
+        "--extent",
+        "FB01:0-3,FB03:0-3",
+        "--target",
+        "CKD02",
+    ]);
+    assert_fails_with(
+        &out,
+        EXIT_FAILED,
+        "2 source volume(s) (FB01, FB03) need 2 target(s)",
+        "two sources, one target",
+    );
     let out = d.cli(&["session", "complete", "S404"]);
     assert_fails_with(&out, EXIT_FAILED, "S404", "complete of an unknown session");
 

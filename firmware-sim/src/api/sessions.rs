@@ -153,17 +153,23 @@ async fn start(
         n.with_rm(|rm, sub| {
             let sources = parse_session_extents(sub, &req.extent)?;
             let targets: Vec<&str> = req.target.split(',').map(str::trim).collect();
-            if targets.len() != 1 && targets.len() != sources.len() {
+            if targets.len() != sources.len() {
+                let names: Vec<&str> = sources.iter().map(|(v, _)| v.as_str()).collect();
                 return Err(ApiError::bad_request(format!(
-                    "{} source volume(s) but {} target(s): give one target per source volume, in order",
+                    "{} source volume(s) ({}) need {} target(s), one per source in order \
+                     (--target A,B,...); got {}: {}",
                     sources.len(),
-                    targets.len()
+                    names.join(", "),
+                    sources.len(),
+                    targets.len(),
+                    targets.join(", ")
                 )));
             }
             let mut extents = Vec::new();
             for (i, (vol, set)) in sources.into_iter().enumerate() {
-                let target = targets.get(i).or(targets.first()).copied().unwrap_or_default();
-                sub.volume_view(target).map_err(|e| ApiError::controller(e, Noun::Volume))?;
+                let target = targets.get(i).copied().unwrap_or_default();
+                sub.volume_view(target)
+                    .map_err(|e| ApiError::controller(e, Noun::Volume))?;
                 extents.push(SessionExtent {
                     subsystem: sub.id().to_string(),
                     volume: vol,
@@ -173,10 +179,15 @@ async fn start(
             }
             let spec = SessionSpec {
                 id: id.clone(),
-                program: req.program.clone().unwrap_or_else(|| DEFAULT_PROGRAM.into()),
+                program: req
+                    .program
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_PROGRAM.into()),
                 extents,
             };
-            let phys: BTreeMap<_, _> = rm.start_session(&spec).map_err(|e| ApiError::rm(e, Noun::Session))?;
+            let phys: BTreeMap<_, _> = rm
+                .start_session(&spec)
+                .map_err(|e| ApiError::rm(e, Noun::Session))?;
             tracing::info!(session = %id, physical = ?phys, "session started");
             one(rm, sub, &id)
         })
