@@ -96,8 +96,41 @@ pub fn human_bytes(bytes: u64) -> String {
     }
 }
 
+/// A Unix time in milliseconds as ISO-8601 UTC, `2026-11-25T19:03:07.070Z`
+/// (proleptic Gregorian calendar, days-from-civil inverted).
+pub fn iso_utc_ms(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
 #[cfg(test)]
 mod tests {
+    use super::iso_utc_ms;
+
+    #[test]
+    fn iso_times() {
+        assert_eq!(iso_utc_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(iso_utc_ms(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(iso_utc_ms(1_795_631_227_070), "2026-11-25T18:27:07.070Z");
+    }
+
     use super::*;
 
     #[test]

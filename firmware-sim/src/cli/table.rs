@@ -6,7 +6,7 @@ use super::volume::path_seg;
 use super::ClientOpts;
 use crate::api::model::TableEntryInfo;
 use crate::error::CliError;
-use crate::output::{emit, Table};
+use crate::output::{emit, iso_utc_ms, Table};
 
 /// `table` and its options.
 #[derive(Debug, Args)]
@@ -39,8 +39,15 @@ pub fn run(cmd: TableCmd) -> Result<(), CliError> {
             let entries: Vec<TableEntryInfo> = c.get(&path)?;
             emit(cmd.client.json, &entries, |es| {
                 let mut t = Table::new(&[
-                    "TABLE", "SEQ", "SESSION", "PHYS", "VOLUME", "EXTENTS", "STATUS", "PROGRAM",
-                    "TIME_MS",
+                    "TABLE",
+                    "SEQ",
+                    "SESSION",
+                    "PHYS",
+                    "VOLUME",
+                    "EXTENTS",
+                    "STATUS",
+                    "PROGRAM",
+                    "TIME (UTC)",
                 ]);
                 for e in es {
                     let status = match &e.reason {
@@ -56,7 +63,7 @@ pub fn run(cmd: TableCmd) -> Result<(), CliError> {
                         e.extents.clone(),
                         status,
                         e.program.clone().unwrap_or_else(|| "-".into()),
-                        e.time_unix_ms.to_string(),
+                        iso_utc_ms(e.time_unix_ms),
                     ]);
                 }
                 t.print();
