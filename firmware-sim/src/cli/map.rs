@@ -94,7 +94,7 @@ enum MapVerb {
     },
     /// List mappings.
     List,
-    /// Show one mapping: state, progress %, cascade, bitmaps.
+    /// Show one mapping: state, progress %, rates, cascade, extents, group.
     Show {
         /// Map id.
         id: u32,
