@@ -42,6 +42,16 @@ fn sigterm_then_reboot_is_an_ipl_that_keeps_data_and_maps() {
         "first run logged its clean shutdown:\n{log}"
     );
     assert!(log.contains("IPL"), "the IPL outcome is logged:\n{log}");
+    let requested = log
+        .find("shutdown requested")
+        .expect("shutdown request logged");
+    let nbd_down = log
+        .find("NBD server shutting down")
+        .expect("NBD shutdown logged");
+    assert!(
+        requested < nbd_down,
+        "the request is logged before what it causes:\n{log}"
+    );
 
     let m = d.cli_json(&["map", "show", &id]);
     assert_eq!(m["state"], "copying", "{m}");

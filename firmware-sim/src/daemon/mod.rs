@@ -261,7 +261,7 @@ pub async fn boot(plan: BootPlan) -> Result<(), CliError> {
     }
 
     shutdown.wait().await;
-    info!("shutdown requested: listeners closed, finishing in-flight requests");
+    info!("listeners closing, finishing in-flight requests");
     for t in tasks {
         let _ = t.await;
     }

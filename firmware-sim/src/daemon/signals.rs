@@ -21,7 +21,9 @@ impl Shutdown {
                 _ = int.recv() => "SIGINT",
                 _ = term.recv() => "SIGTERM",
             };
-            tracing::info!(signal = name, "signal received");
+            // Logged before the latch trips, so it precedes the servers' own
+            // "shutting down" lines.
+            tracing::info!(signal = name, "shutdown requested: closing listeners");
             let _ = tx.send(true);
             // Keep the sender alive so receivers never see a closed channel.
             std::future::pending::<()>().await;
