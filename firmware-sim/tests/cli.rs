@@ -491,3 +491,43 @@ fn a_foreign_http_server_is_named_and_proxies_are_ignored() {
         "a foreign server behind a proxy setting",
     );
 }
+
+#[test]
+fn map_create_id_takes_a_free_id_at_or_above_the_next_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::boot(tmp.path());
+    let create = |id: &str| {
+        d.cli(&[
+            "map", "create", "--source", "FB02", "--target", "FB03", "--type", "nocopy", "--id",
+            id, "--json",
+        ])
+    };
+    let m = d.cli_json(&[
+        "map", "create", "--source", "FB00", "--target", "FB01", "--type", "nocopy", "--id", "0",
+    ]);
+    assert_eq!(m["id"], 0, "{m}");
+    assert_fails_with(
+        &create("0"),
+        EXIT_FAILED,
+        "map 0 already exists",
+        "taken map id",
+    );
+    let out = create("4");
+    assert_success(&out, "map create --id 4");
+    let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(m["id"], 4, "{m}");
+    d.cli_json(&["map", "delete", "4"]);
+    // The subsystem has passed 2: refused, and the id the hint names works.
+    let out = create("2");
+    assert_fails_with(
+        &out,
+        EXIT_FAILED,
+        "lowest it can give now is 6",
+        "passed map id",
+    );
+    assert_eq!(d.cli_json(&["map", "list"]).as_array().unwrap().len(), 1);
+    let out = create("6");
+    assert_success(&out, "map create --id 6 (the hint)");
+    let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(m["id"], 6, "{m}");
+}

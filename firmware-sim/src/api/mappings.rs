@@ -142,9 +142,6 @@ fn map_create(sub: &Subsystem, req: &CreateMap) -> Result<MapInfo, ApiError> {
             Some(set)
         }
     };
-    if let Some(wanted) = req.id {
-        check_requested_id(sub, wanted)?;
-    }
     let spec = MapCreate {
         extents,
         incremental: req.incremental,
@@ -152,44 +149,57 @@ fn map_create(sub: &Subsystem, req: &CreateMap) -> Result<MapInfo, ApiError> {
         clean_rate: req.clean_rate,
         ..MapCreate::new(&req.source, &req.target, copy_type)
     };
-    let id = sub
-        .create_map(&spec)
-        .map_err(|e| ApiError::controller(e, Noun::Map))?;
-    if let Some(wanted) = req.id.filter(|w| *w != id.0) {
-        // The engine assigns ids; undo rather than hand back a different one.
-        let _ = sub.delete_map(id, true);
-        return Err(ApiError::new(
-            ApiErrorKind::AlreadyExists,
-            format!(
-                "map id {wanted} is not available (the next free id is {})",
-                id.0
-            ),
-        ));
-    }
+    let id = create_with_id(sub, &spec, req.id)?;
     tracing::info!(map = id.0, source = %req.source, target = %req.target, "map created");
     map_now(sub, id)
 }
 
-/// The subsystem assigns map ids in sequence (the engine cannot create a map
-/// with a chosen id yet), so `--id N` is honoured only when N is the next id:
-/// refuse a taken id, and an id that is not the next one, without creating
-/// anything (a failed attempt must not use up an id).
-fn check_requested_id(sub: &Subsystem, wanted: u32) -> Result<(), ApiError> {
-    let maps = sub.maps();
-    if maps.iter().any(|m| m.id == wanted) {
-        return Err(ApiError::new(
-            ApiErrorKind::AlreadyExists,
-            format!("map {wanted} already exists"),
-        ));
+/// How many ids `map create --id N` skips at most to reach N.
+const MAX_SKIP: u32 = 64;
+
+/// Creates the map of `spec` with id `wanted` when given. The subsystem
+/// assigns map ids upward from a counter it does not expose (the controller
+/// has no create-with-id yet), so: refuse a taken id without creating
+/// anything; otherwise create, and while the id given is below `wanted` (by
+/// at most [`MAX_SKIP`]) delete it and create again (skipped ids are never
+/// used). An id the counter has passed cannot be chosen: the probe map is
+/// deleted and the error names the lowest id that works now.
+fn create_with_id(
+    sub: &Subsystem,
+    spec: &MapCreate,
+    wanted: Option<u32>,
+) -> Result<MapId, ApiError> {
+    if let Some(w) = wanted {
+        if sub.maps().iter().any(|m| m.id == w) {
+            return Err(ApiError::new(
+                ApiErrorKind::AlreadyExists,
+                format!("map {w} already exists"),
+            ));
+        }
     }
-    let next = maps.iter().map(|m| m.id + 1).max().unwrap_or(0);
-    if wanted != next {
-        return Err(ApiError::bad_request(format!(
-            "--id {wanted}: map ids are assigned in sequence by the subsystem; the next id is {next} \
-             (omit --id to take it)"
-        )));
+    loop {
+        let id = sub
+            .create_map(spec)
+            .map_err(|e| ApiError::controller(e, Noun::Map))?;
+        let Some(w) = wanted.filter(|w| *w != id.0) else {
+            return Ok(id);
+        };
+        let _ = sub.delete_map(id, true);
+        if id.0 > w {
+            return Err(ApiError::bad_request(format!(
+                "--id {w}: the subsystem assigns map ids upward and the lowest it can give now \
+                 is {} (use that or a higher id, or omit --id)",
+                id.0.saturating_add(1)
+            )));
+        }
+        if w - id.0 > MAX_SKIP {
+            return Err(ApiError::bad_request(format!(
+                "--id {w} is too far ahead: the next map id is {} and at most {MAX_SKIP} ids \
+                 are skipped to reach a chosen one",
+                id.0.saturating_add(1)
+            )));
+        }
     }
-    Ok(())
 }
 
 async fn create(
