@@ -442,4 +442,19 @@ fn a_damaged_activity_table_is_salvaged_by_check_and_the_dir_boots_again() {
     let d = Daemon::boot(tmp.path());
     let list = d.cli_json(&["session", "list"]);
     assert_eq!(session(&list, "SALV2")["reason"], "ipl", "{list}");
+    assert!(d.terminate().success());
+
+    // A damaged header cannot be salvaged: reported, left as it is, exit 4.
+    let table = data_dir.join("tables/FB02.tbl");
+    let mut bytes = std::fs::read(&table).unwrap();
+    bytes[30] ^= 0xff;
+    std::fs::write(&table, &bytes).unwrap();
+    let out = run(BIN, &["check", "--data-dir", dir, "--salvage-tables"]);
+    assert_eq!(out.status.code(), Some(EXIT_EXPECTATION), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        text.contains("FB02.tbl: NOT SALVAGED (left unchanged)") && text.contains("move it aside"),
+        "{text}"
+    );
+    assert_eq!(std::fs::read(&table).unwrap(), bytes, "left unchanged");
 }

@@ -41,7 +41,12 @@ impl std::fmt::Display for TableSalvage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let name = self.path.display();
         if let Some(e) = &self.error {
-            return write!(f, "{name}: NOT SALVAGED: {e}");
+            return write!(
+                f,
+                "{name}: NOT SALVAGED (left unchanged): {e}; to boot anyway, move it aside \
+                 (mv {name} {name}.damaged): the table then starts empty and the sessions \
+                 recorded only in it are forgotten"
+            );
         }
         if self.skipped.is_empty() {
             write!(f, "{name}: intact, {} record(s)", self.kept)?;
