@@ -292,4 +292,31 @@ fn a_data_dir_boots_its_own_subsystem_without_config_and_keeps_its_config_curren
         stored.contains("DISK2"),
         "subsystem.toml is stale:\n{stored}"
     );
+
+    // When the directory's own config fails, the error says where it came from.
+    std::fs::write(
+        data_dir.join("subsystem.toml"),
+        stored.replace("fb:32M", "fb:16M"),
+    )
+    .unwrap();
+    let out = run(
+        "timeout",
+        &[
+            "60",
+            common::BIN,
+            "boot",
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+            "--nbd",
+            "127.0.0.1:0",
+            "--api",
+            "127.0.0.1:0",
+        ],
+    );
+    common::assert_fails_with(
+        &out,
+        1,
+        "the config came from",
+        "boot with a broken stored config",
+    );
 }

@@ -79,9 +79,16 @@ pub fn stored_subsystem_id(data_dir: &Path) -> Option<String> {
     SubsystemConfig::from_toml_str(&text).ok().map(|c| c.id)
 }
 
-/// What to add to a failed open: when the directory belongs to another
-/// subsystem than the config's, say which and what to pass.
+/// What to add to a failed open: when the config came from the directory
+/// itself, say so; when the directory belongs to another subsystem than the
+/// config's, say which and what to pass.
 pub fn mismatch_hint(data_dir: &Path, config: &SubsystemConfig, source: &ConfigSource) -> String {
+    if let ConfigSource::DataDir(p) = source {
+        return format!(
+            "; the config came from {} (pass --config FILE to boot with another)",
+            p.display()
+        );
+    }
     match stored_subsystem_id(data_dir) {
         Some(stored) if stored != config.id => format!(
             "; data directory {} belongs to subsystem {stored}, but {source} is subsystem {}: \
@@ -128,6 +135,8 @@ mod tests {
         assert_eq!(back.id, "SS07");
         assert!(matches!(src, ConfigSource::DataDir(_)));
         assert!(mismatch_hint(dir.path(), &c, &ConfigSource::Embedded).contains("SS07"));
-        assert!(mismatch_hint(dir.path(), &back, &src).is_empty());
+        assert!(mismatch_hint(dir.path(), &back, &src).contains("the config came from"));
+        let file = ConfigSource::File(dir.path().join("x.toml"));
+        assert!(mismatch_hint(dir.path(), &back, &file).is_empty());
     }
 }
