@@ -163,6 +163,31 @@ fn boot_refuses_a_bad_config_naming_the_line() {
         "{stderr}"
     );
     let _ = assert_success;
+
+    // A volume too large for any file is refused before the data dir is filled.
+    std::fs::write(
+        &cfg,
+        "id = \"SS01\"\n[[volumes]]\nid = \"HUGE\"\nmodel = \"fb:8388608T\"\n",
+    )
+    .unwrap();
+    let dir = tmp.path().join("d2");
+    let out = run(
+        common::BIN,
+        &[
+            "boot",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--nbd",
+            "127.0.0.1:0",
+            "--api",
+            "127.0.0.1:0",
+        ],
+    );
+    common::assert_fails_with(&out, 1, "volume HUGE (fb:8388608T", "a volume too large");
+    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+    assert!(left.is_empty(), "nothing written to the data dir: {left:?}");
 }
 
 #[test]

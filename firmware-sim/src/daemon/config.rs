@@ -115,6 +115,41 @@ pub fn sync_stored(data_dir: &Path, config: &SubsystemConfig) -> Result<bool, st
     Ok(true)
 }
 
+/// Checks, before the subsystem creates anything, that the filesystem of the
+/// data directory can hold each config volume that does not exist yet (a
+/// sparse file of its size), so a model too large for it (`fb:100T` on ext4)
+/// is refused up front instead of failing half-way through the first boot.
+pub fn check_volume_sizes(data_dir: &Path, config: &SubsystemConfig) -> Result<(), CliError> {
+    let dir = DataDir::new(data_dir);
+    let probe = data_dir.join(".volume-size-probe");
+    for v in &config.volumes {
+        if dir.volume_path(&v.id).exists() {
+            continue;
+        }
+        let size = match geometry::Geometry::new(v.model) {
+            Ok(g) => g.size_bytes(),
+            Err(_) => continue, // the controller names a bad geometry itself
+        };
+        let fits = if i64::try_from(size).is_err() {
+            Err(std::io::Error::other("larger than any file can be"))
+        } else {
+            let r = std::fs::File::create(&probe).and_then(|f| f.set_len(size));
+            let _ = std::fs::remove_file(&probe);
+            r
+        };
+        if let Err(e) = fits {
+            return Err(CliError::Failed(format!(
+                "volume {} ({}, {size} bytes) cannot be stored in {}: {e}; choose a smaller \
+                 model or a data directory on a filesystem that allows files this large",
+                v.id,
+                v.model,
+                data_dir.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

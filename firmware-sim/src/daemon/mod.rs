@@ -203,6 +203,7 @@ pub async fn boot(plan: BootPlan) -> Result<(), CliError> {
     };
 
     let subsystem_id = config.id.clone();
+    config::check_volume_sizes(&plan.data_dir, &config)?;
     let node = match open_node(&plan.data_dir, config, &source).await {
         Ok(n) => n,
         Err(e) => {
@@ -328,6 +329,7 @@ pub async fn serve_stdio(
     std::fs::create_dir_all(&data_dir).map_err(|e| {
         CliError::failed(format!("cannot create data dir {}", data_dir.display()), e)
     })?;
+    config::check_volume_sizes(&data_dir, &config)?;
     let node = open_node(&data_dir, config, &source).await?;
     if let Some(e) = &export {
         node.with(|s| s.volume_view(e))
