@@ -49,7 +49,40 @@ impl ResourceManager {
     /// Reset notification from `subsystem`: each open session with rows there resumes if the
     /// subsystem's active extents equal the recorded ones, else is terminated everywhere
     /// with reason `reset-mismatch`.
+    ///
+    /// Withdrawing a terminated session force-stops its maps and, with them, every map
+    /// that depends on them — possibly the map of another session that reads through the
+    /// terminated session's target. Such a session no longer matches; it is settled in
+    /// the same notification (the checks run again until no session is newly terminated),
+    /// so that a duplicate notification decides nothing new (A5).
     pub fn on_reset(&self, subsystem: &str) -> Result<Decisions, RmError> {
+        let newly_terminated = |d: &Decisions| {
+            d.decisions
+                .iter()
+                .any(|d| d.acted && matches!(d.outcome, Outcome::Terminated(_)))
+        };
+        let mut report = self.reset_pass(subsystem)?;
+        let mut again = newly_terminated(&report);
+        // Each further pass terminates at least one more session, or stops.
+        let mut passes_left = report.decisions.len();
+        while again && passes_left > 0 {
+            passes_left -= 1;
+            let next = self.reset_pass(subsystem)?;
+            again = newly_terminated(&next);
+            for d in next.decisions.into_iter().filter(|d| d.acted) {
+                match report.decisions.iter_mut().find(|o| o.session == d.session) {
+                    Some(o) => *o = d,
+                    None => report.decisions.push(d),
+                }
+            }
+            report.orphans.extend(next.orphans);
+            report.problems.extend(next.problems);
+        }
+        Ok(report)
+    }
+
+    /// One pass of the reset checks over the sessions with rows on `subsystem`.
+    fn reset_pass(&self, subsystem: &str) -> Result<Decisions, RmError> {
         let mut inner = self.inner.lock();
         inner.reload()?;
         let port = inner.port(subsystem)?;
