@@ -345,3 +345,33 @@ fn a_data_dir_boots_its_own_subsystem_without_config_and_keeps_its_config_curren
         "boot with a broken stored config",
     );
 }
+
+#[test]
+fn a_missing_volume_file_is_named_with_what_to_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::boot(tmp.path());
+    let data_dir = d.data_dir.clone();
+    assert!(d.terminate().success());
+    std::fs::remove_file(data_dir.join("volumes/FB02.vol")).unwrap();
+    let out = run(
+        "timeout",
+        &[
+            "60",
+            common::BIN,
+            "boot",
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+            "--nbd",
+            "127.0.0.1:0",
+            "--api",
+            "127.0.0.1:0",
+        ],
+    );
+    common::assert_fails_with(&out, 1, "FB02", "boot with a volume file missing");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("put the volume's file back"), "{stderr}");
+    assert!(
+        !stderr.contains("the config came from"),
+        "not a config problem: {stderr}"
+    );
+}

@@ -82,8 +82,16 @@ pub fn stored_subsystem_id(data_dir: &Path) -> Option<String> {
 /// What to add to a failed open: when the config came from the directory
 /// itself, say so; when the directory belongs to another subsystem than the
 /// config's, say which and what to pass.
-pub fn mismatch_hint(data_dir: &Path, config: &SubsystemConfig, source: &ConfigSource) -> String {
+pub fn mismatch_hint(
+    data_dir: &Path,
+    config: &SubsystemConfig,
+    source: &ConfigSource,
+    kind: controller::ErrorKind,
+) -> String {
     if let ConfigSource::DataDir(p) = source {
+        if kind != controller::ErrorKind::InvalidRequest {
+            return String::new(); // not about the config (a missing file, damage)
+        }
         return format!(
             "; the config came from {} (pass --config FILE to boot with another)",
             p.display()
@@ -169,9 +177,12 @@ mod tests {
         let (back, src) = load_config(None, dir.path()).unwrap();
         assert_eq!(back.id, "SS07");
         assert!(matches!(src, ConfigSource::DataDir(_)));
-        assert!(mismatch_hint(dir.path(), &c, &ConfigSource::Embedded).contains("SS07"));
-        assert!(mismatch_hint(dir.path(), &back, &src).contains("the config came from"));
+        let bad = controller::ErrorKind::InvalidRequest;
+        assert!(mismatch_hint(dir.path(), &c, &ConfigSource::Embedded, bad).contains("SS07"));
+        assert!(mismatch_hint(dir.path(), &back, &src, bad).contains("the config came from"));
         let file = ConfigSource::File(dir.path().join("x.toml"));
-        assert!(mismatch_hint(dir.path(), &back, &file).is_empty());
+        assert!(mismatch_hint(dir.path(), &back, &file, bad).is_empty());
+        let io = controller::ErrorKind::Io;
+        assert!(mismatch_hint(dir.path(), &back, &src, io).is_empty());
     }
 }

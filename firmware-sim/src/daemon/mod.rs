@@ -86,9 +86,10 @@ async fn open_node(
             CliError::failed(
                 format!("cannot open the subsystem in {}", data_dir.display()),
                 format!(
-                    "{}{}",
+                    "{}{}{}",
                     crate::cli::salvage::name_salvage(&e.full_message(), data_dir),
-                    config::mismatch_hint(data_dir, &config, source)
+                    config::mismatch_hint(data_dir, &config, source, e.kind()),
+                    volume_file_hint(&e.full_message(), data_dir)
                 ),
             )
         })?;
@@ -143,6 +144,19 @@ async fn open_node(
         }
     }
     Ok(node)
+}
+
+/// What to do when a volume's file is missing or damaged (the open names it
+/// as `open volume ID`): every volume stays offline until it is back.
+fn volume_file_hint(message: &str, data_dir: &Path) -> String {
+    if !message.starts_with("open volume ") {
+        return String::new();
+    }
+    format!(
+        "; put the volume's file back from a copy (`firmware-sim check --data-dir {}` lists \
+         every volume affected)",
+        data_dir.display()
+    )
 }
 
 /// Runs the daemon until a shutdown signal.
