@@ -270,6 +270,8 @@ fn fio_nbd_engine_randrw_with_verify() {
             "--io_size=16m",
             "--verify=crc32c",
             "--verify_fatal=1",
+            // No local-*-verify.state file in the crate directory.
+            "--verify_state_save=0",
             "--do_verify=1",
             "--output-format=json",
         ],
