@@ -207,6 +207,14 @@ fn json_log_format_writes_one_json_object_per_line() {
         );
     }
     assert!(log.contains("new subsystem"), "{log}");
+    // The open's outcome is queryable as fields, not only as a sentence.
+    let opened = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["message"] == "subsystem opened")
+        .unwrap_or_else(|| panic!("no `subsystem opened` event:\n{log}"));
+    assert_eq!(opened["created"], true, "{opened}");
+    assert_eq!(opened["root_generation"], 0, "{opened}");
 }
 
 #[test]

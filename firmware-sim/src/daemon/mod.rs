@@ -103,11 +103,25 @@ async fn open_node(
         Ok(false) => {}
         Err(e) => warn!(error = %e, "cannot update the data directory's subsystem.toml"),
     }
-    let (report, notes) = node.with(|s| {
+    let (report, notes, maps) = node.with(|s| {
         let r = s.ipl_report();
         let notes = ipl_notes(&r, s);
-        (r, notes)
+        (r, notes, s.maps().len())
     });
+    // The outcome as fields (for `--log-format json` and log shippers);
+    // the sentences below say the same for people.
+    info!(
+        created = report.created,
+        unclean = report.dirty,
+        root_generation = report.root_generation,
+        journal_records = report.journal_records,
+        maps,
+        check_findings = report.check_findings.len(),
+        suspended_maps = report.suspended_maps.len(),
+        physical_sessions = report.sessions.len(),
+        physical_sessions_lost = report.sessions_lost.len(),
+        "subsystem opened"
+    );
     for line in notes {
         info!("{line}");
     }
