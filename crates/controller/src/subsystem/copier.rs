@@ -8,15 +8,19 @@
 //! cut-off rest is abandoned. If a grain of the chunk is busy with host I/O,
 //! one per-grain chunk runs instead (the busy grains are left for later).
 //! [`Subsystem::start_copier`] runs it on tokio at each map's rate
-//! (semantics.md 3.2) under the config's caps, yielding while host I/O is active.
+//! (semantics.md 3.2) under the config's caps, paced by a token bucket per
+//! map (`bucket` module: whole grains, fractional budget carried over, at
+//! most one second banked), yielding while host I/O is active.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use timezero::{rate_bytes_per_second, CopyType, GrainCopy, MapId, MapState};
+use timezero::{rate_bytes_per_second, CopyType, GrainCopy, MapId, MapState, VolumeId};
 
+use super::bucket::RateBucket;
 use super::cow::CommitItem;
 use super::Subsystem;
 use crate::error::Result;
@@ -304,6 +308,8 @@ impl Subsystem {
         let tick = Duration::from_millis(100);
         let task = runtime.spawn(async move {
             let mut interval = tokio::time::interval(tick);
+            let mut buckets: HashMap<MapId, RateBucket> = HashMap::new();
+            let mut last = Instant::now();
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             while !stop2.load(Ordering::SeqCst) {
                 interval.tick().await;
@@ -317,11 +323,22 @@ impl Subsystem {
                     }
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
+                let now = Instant::now();
+                let elapsed = now.duration_since(last);
+                last = now;
                 let s = sub.clone();
-                let r = tokio::task::spawn_blocking(move || s.copier_tick(tick)).await;
+                let mut b = std::mem::take(&mut buckets);
+                let r = tokio::task::spawn_blocking(move || {
+                    let r = s.copier_tick(elapsed, &mut b);
+                    (r, b)
+                })
+                .await;
                 match r {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => tracing::warn!(subsystem = %sub.inner.id, error = %e.full_message(), "background copy"),
+                    Ok((Ok(()), b)) => buckets = b,
+                    Ok((Err(e), b)) => {
+                        buckets = b;
+                        tracing::warn!(subsystem = %sub.inner.id, error = %e.full_message(), "background copy");
+                    }
                     Err(e) => tracing::error!(subsystem = %sub.inner.id, error = %e, "copier task failed"),
                 }
             }
@@ -332,25 +349,37 @@ impl Subsystem {
         }
     }
 
-    /// One tick of the tokio copier: each map gets its rate's share of `tick`,
-    /// scaled down so the total respects the config caps.
-    fn copier_tick(&self, tick: Duration) -> Result<()> {
+    /// One tick of the tokio copier: each map's token bucket (`bucket`
+    /// module) gains its rate's share of `elapsed`, scaled down so the total
+    /// respects the config caps; a map moves whole grains of its budget.
+    fn copier_tick(
+        &self,
+        elapsed: Duration,
+        buckets: &mut HashMap<MapId, RateBucket>,
+    ) -> Result<()> {
         let maps = self.background_maps();
+        buckets.retain(|m, _| maps.iter().any(|(id, _)| id == m));
         if maps.is_empty() {
             return Ok(());
         }
-        let core_states: Vec<(MapId, u8, bool)> = {
+        let core_states: Vec<(MapId, u8, bool, Option<VolumeId>)> = {
             let core = self.inner.core.lock();
             maps.iter()
-                .map(|&(m, r)| (m, r, core.engine.map_state(m) == Some(MapState::Stopping)))
+                .map(|&(m, r)| {
+                    (
+                        m,
+                        r,
+                        core.engine.map_state(m) == Some(MapState::Stopping),
+                        core.engine.map_info(m).map(|i| i.spec.target),
+                    )
+                })
                 .collect()
         };
-        let secs = tick.as_secs_f64();
         let want = |stopping: bool| {
             core_states
                 .iter()
                 .filter(|c| c.2 == stopping)
-                .map(|c| rate_bytes_per_second(c.1) as f64 * secs)
+                .map(|c| rate_bytes_per_second(c.1) as f64)
                 .sum::<f64>()
         };
         let caps = self.inner.config.rates;
@@ -358,7 +387,7 @@ impl Subsystem {
             let w = want(stopping);
             cap.map_or(1.0, |c| {
                 if w > 0.0 {
-                    (c as f64 * 1048576.0 * secs / w).min(1.0)
+                    (c as f64 * 1048576.0 / w).min(1.0)
                 } else {
                     1.0
                 }
@@ -368,10 +397,20 @@ impl Subsystem {
             scale(false, caps.copy_mib_per_s_max),
             scale(true, caps.clean_mib_per_s_max),
         );
-        for (map, rate, stopping) in core_states {
+        for (map, rate, stopping, target) in core_states {
             let s = if stopping { clean_scale } else { copy_scale };
-            let budget = ((rate_bytes_per_second(rate) as f64 * secs * s) as u64).max(1);
-            self.copy_map(map, budget)?;
+            let grain = target
+                .and_then(|t| self.inner.volume_by_id(t).ok())
+                .map_or(1, |v| v.geometry.track_size_bytes())
+                .max(1);
+            let bucket = buckets.entry(map).or_default();
+            bucket.refill(rate_bytes_per_second(rate) as f64 * s, elapsed, grain);
+            let allowed = bucket.allowance(grain);
+            if allowed == 0 {
+                continue;
+            }
+            let (_, bytes) = self.copy_map(map, allowed)?;
+            bucket.spend(bytes);
         }
         Ok(())
     }

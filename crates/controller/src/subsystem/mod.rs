@@ -21,6 +21,7 @@
 //! Lock order: `topo` (shared for I/O, exclusive for topology changes) ->
 //! grain locks -> `journal` -> `core` -> `volumes`. No thread takes `topo` twice.
 
+mod bucket;
 mod commit;
 mod control;
 mod copier;
