@@ -59,6 +59,67 @@ pub struct IplReport {
     pub table_notes: Vec<String>,
 }
 
+impl IplReport {
+    /// Logs the report as fields with a one-line message (`reset` is
+    /// `Some(lose_volatile)` for a controller reset, `None` for an open).
+    fn log(&self, subsystem: &str, maps: usize, reset: Option<bool>) {
+        let list = |v: &[String]| v.join("; ");
+        let ids = |v: &[u8]| v.iter().map(u8::to_string).collect::<Vec<_>>().join(",");
+        let suspended = self
+            .suspended_maps
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        macro_rules! emit {
+            ($level:ident, $msg:expr, $($extra:tt)*) => {
+                tracing::$level!(
+                    subsystem,
+                    $($extra)*
+                    created = self.created,
+                    unclean = self.dirty,
+                    root_generation = self.root_generation,
+                    journal_records = self.journal_records,
+                    journal_stop = %self.journal_stop,
+                    maps,
+                    suspended_maps = %suspended,
+                    sessions = %ids(&self.sessions),
+                    sessions_lost = %ids(&self.sessions_lost),
+                    volumes_created = %self.volumes_created.join(","),
+                    check_findings = %list(&self.check_findings),
+                    table_notes = %list(&self.table_notes),
+                    "{}", $msg
+                )
+            };
+        }
+        let state = if self.created {
+            "created"
+        } else if self.dirty {
+            "recovered after an unclean shutdown"
+        } else {
+            "opened after a clean shutdown"
+        };
+        match reset {
+            None => {
+                let msg = format!(
+                    "subsystem {subsystem} {state}: generation {}, {} journal record(s) replayed, {maps} map(s) restored",
+                    self.root_generation, self.journal_records
+                );
+                emit!(info, msg,)
+            }
+            Some(lose_volatile) => {
+                let msg = format!(
+                    "controller reset of {subsystem}: generation {}, {} journal record(s) replayed, {maps} map(s), {} session(s) lost",
+                    self.root_generation,
+                    self.journal_records,
+                    self.sessions_lost.len()
+                );
+                emit!(warn, msg, lose_volatile,)
+            }
+        }
+    }
+}
+
 /// Durable state rebuilt from the metadata store.
 pub(crate) struct Loaded {
     pub(crate) payload: RootPayload,
@@ -296,7 +357,8 @@ pub(crate) fn open(
         cur.flags = ROOT_FLAG_OPEN;
         sub.inner.checkpoint(&mut cur)?;
     }
-    tracing::info!(subsystem = %config.id, report = ?report, "subsystem open");
+    let maps = sub.inner.core.lock().engine.maps().len();
+    report.log(&config.id.to_string(), maps, None);
     *sub.inner.ipl_report.lock() = report;
     Ok(sub)
 }
@@ -372,7 +434,8 @@ impl Subsystem {
         cur.offset = l.cursor.offset;
         cur.seq = l.cursor.seq;
         inner.checkpoint(&mut cur)?;
-        tracing::warn!(subsystem = %inner.id, lose_volatile, report = ?report, "controller reset");
+        let maps = inner.core.lock().engine.maps().len();
+        report.log(&inner.id.to_string(), maps, Some(lose_volatile));
         *inner.ipl_report.lock() = report.clone();
         Ok(report)
     }
