@@ -92,6 +92,9 @@ pub struct MapView {
     pub state: MapState,
     /// Split grains / covered grains, percent.
     pub progress_percent: u8,
+    /// While stopping: grains cleaned / grains to clean at the stop, percent
+    /// (`None` in other states; after an IPL it counts from the IPL).
+    pub cleaning_percent: Option<u8>,
     /// Copy rate 0..=150.
     pub copy_rate: u8,
     /// Clean rate 0..=150.
@@ -378,7 +381,9 @@ impl Subsystem {
         self.control(|s, core| {
             core.engine
                 .stop(map, force)
-                .map_err(|e| s.inner.engine_err(core, e))
+                .map_err(|e| s.inner.engine_err(core, e))?;
+            s.note_clean_total(&core.engine, map);
+            Ok(())
         })
     }
 
@@ -463,16 +468,27 @@ impl Subsystem {
             .engine
             .map_info(map)
             .ok_or_else(|| err(ErrorKind::NotFound, format!("unknown map {}", map.0)))?;
-        Ok(self.map_view(&info))
+        let cleaning = self.cleaning_percent(&core.engine, map);
+        Ok(self.map_view(&info, cleaning))
     }
 
     /// Every map, ascending by id.
     pub fn maps(&self) -> Vec<MapView> {
-        let infos = self.inner.core.lock().engine.maps();
-        infos.iter().map(|i| self.map_view(i)).collect()
+        let infos: Vec<_> = {
+            let core = self.inner.core.lock();
+            core.engine
+                .maps()
+                .into_iter()
+                .map(|i| {
+                    let c = self.cleaning_percent(&core.engine, i.id);
+                    (i, c)
+                })
+                .collect()
+        };
+        infos.iter().map(|(i, c)| self.map_view(i, *c)).collect()
     }
 
-    fn map_view(&self, i: &timezero::MapInfo) -> MapView {
+    fn map_view(&self, i: &timezero::MapInfo, cleaning_percent: Option<u8>) -> MapView {
         let source = self.name_of(i.spec.source);
         let extents = i.spec.extents.as_ref().map(|e| {
             self.inner
@@ -487,6 +503,7 @@ impl Subsystem {
             incremental: i.spec.incremental,
             state: i.state,
             progress_percent: i.progress_percent,
+            cleaning_percent,
             copy_rate: i.spec.copy_rate,
             clean_rate: i.spec.clean_rate,
             cascade: i.cascade.map(|c| c.0),

@@ -305,6 +305,7 @@ pub(crate) fn open(
         host_active: AtomicUsize::new(0),
         closed: AtomicBool::new(false),
         ipl_report: Mutex::new(IplReport::default()),
+        clean_totals: Mutex::new(Default::default()),
         options,
     });
     let sub = Subsystem { inner };

@@ -22,6 +22,7 @@
 //! grain locks -> `journal` -> `core` -> `volumes`. No thread takes `topo` twice.
 
 mod bucket;
+mod cleaning;
 mod commit;
 mod control;
 mod copier;
@@ -193,6 +194,8 @@ pub(crate) struct Inner {
     pub(crate) host_active: AtomicUsize,
     pub(crate) closed: AtomicBool,
     pub(crate) ipl_report: Mutex<IplReport>,
+    /// Grains each stopping map had to clean when stopped (`cleaning`).
+    pub(crate) clean_totals: Mutex<cleaning::CleanTotals>,
 }
 
 /// The simulated subsystem. Cheap to clone (an `Arc` inside); every method is
