@@ -2,6 +2,8 @@
 //! those it had to clean when stopped, rising with background work, and gone
 //! once the map is stopped.
 
+use std::time::Duration;
+
 use controller::testing::VirtualSubsystem;
 use controller::{CopyType, MapCreate, MapState, SubsystemConfig};
 
@@ -39,8 +41,21 @@ fn stopping_map_shows_cleaning_progress() {
     let listed = s.maps().into_iter().find(|m| m.id == newer.0).unwrap();
     assert_eq!(listed.cleaning_percent, Some(p));
 
-    while s.copy_step(1 << 30).unwrap().more {}
-    let v = s.map(newer).unwrap();
+    // The tokio copier finishes at the clean rate; wait_map shows cleaning.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let copier = s.start_copier(rt.handle());
+    let mut seen = Vec::new();
+    let v = s
+        .wait_map(newer, Duration::from_secs(60), |p| seen.push(p))
+        .unwrap();
+    rt.block_on(copier.stop());
+    assert_eq!(seen.first(), Some(&p), "starts at the cleaning percent");
+    assert_eq!(seen.last(), Some(&100));
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
     assert_eq!(v.state, MapState::Stopped);
     assert_eq!(v.cleaning_percent, None);
     vs.check_pattern("T", 0, 2 << 20, 1).unwrap();

@@ -529,7 +529,8 @@ impl Subsystem {
     }
 
     /// Waits until `map` is neither copying nor stopping (or `timeout` passes);
-    /// `progress` is called with each new percentage. Returns the final view.
+    /// `progress` is called with each new percentage (the cleaning percent
+    /// while stopping, 100 once that cleaning is done). Returns the final view.
     pub fn wait_map(
         &self,
         map: MapId,
@@ -538,11 +539,20 @@ impl Subsystem {
     ) -> Result<MapView> {
         let deadline = Instant::now() + timeout;
         let mut last = None;
+        let mut cleaning = false;
         loop {
             let v = self.map(map)?;
-            if last != Some(v.progress_percent) {
-                progress(v.progress_percent);
-                last = Some(v.progress_percent);
+            let shown = match v.cleaning_percent {
+                Some(c) => {
+                    cleaning = true;
+                    c
+                }
+                None if cleaning => 100,
+                None => v.progress_percent,
+            };
+            if last != Some(shown) {
+                progress(shown);
+                last = Some(shown);
             }
             let busy = matches!(
                 v.state,
