@@ -1,15 +1,16 @@
 //! [`ControllerPort`]: the [`SubsystemPort`] of a `controller::Subsystem`.
 //!
-//! The only place that maps controller errors to [`PortError`] and controller session
-//! states to [`PhysState`] (quiesced -> suspended; failed -> timed out: a session whose map
-//! stopped or was suspended can never resume). An IPL replaces the subsystem handle
+//! The only place that maps controller errors to [`PortError`] (controller kinds to
+//! [`RejectKind`]: invalid request -> `Invalid`, busy -> `Busy`, ...) and controller
+//! session states to [`PhysState`] (quiesced -> suspended; failed -> timed out: a session
+//! whose map stopped or was suspended can never resume). An IPL replaces the subsystem handle
 //! ([`ControllerPort::replace`]); the port keeps its name.
 
 use activity_table::{ActivityEntry, NewEntry, PhysSessionId, SessionId};
 use controller::{ControllerError, ErrorKind, PhysSessionState, SessionPair, Subsystem};
 use parking_lot::RwLock;
 
-use crate::port::{CopyPair, PhysState, PhysicalSession, PortError, SubsystemPort};
+use crate::port::{CopyPair, PhysState, PhysicalSession, PortError, RejectKind, SubsystemPort};
 
 /// A controller subsystem seen by the resource manager.
 pub struct ControllerPort {
@@ -24,8 +25,16 @@ fn port_error(e: ControllerError) -> PortError {
         ErrorKind::Io | ErrorKind::NoSpace | ErrorKind::Corrupt => {
             PortError::Failed { reason: text }
         }
-        _ => PortError::Rejected { reason: text },
+        ErrorKind::InvalidRequest | ErrorKind::OutOfRange => rejected(RejectKind::Invalid, text),
+        ErrorKind::Busy => rejected(RejectKind::Busy, text),
+        ErrorKind::NotFound => rejected(RejectKind::NotFound, text),
+        ErrorKind::State => rejected(RejectKind::State, text),
+        ErrorKind::AlreadyExists | ErrorKind::Offline => rejected(RejectKind::Other, text),
     }
+}
+
+fn rejected(kind: RejectKind, reason: String) -> PortError {
+    PortError::Rejected { kind, reason }
 }
 
 fn phys_id(n: u8) -> Result<PhysSessionId, PortError> {

@@ -43,7 +43,7 @@ pub use controller_port::ControllerPort;
 pub use error::RmError;
 pub use ledger::SessionState;
 pub use manager::{ResourceManager, SessionExtent, SessionSpec};
-pub use port::{CopyPair, PhysState, PhysicalSession, PortError, SubsystemPort};
+pub use port::{CopyPair, PhysState, PhysicalSession, PortError, RejectKind, SubsystemPort};
 pub use recovery::fmt_tracks;
 pub use report::{
     Decision, Decisions, Event, OrphanWithdrawn, Outcome, PhysicalPart, Progress, SessionInfo,

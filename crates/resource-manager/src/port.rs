@@ -62,6 +62,21 @@ pub struct PhysicalSession {
     pub total_tracks: u64,
 }
 
+/// Why a subsystem refused a request ([`PortError::Rejected`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectKind {
+    /// The request can never succeed as given (size mismatch, bad extents, no pairs).
+    Invalid,
+    /// A volume is in use (target of another map or session); may succeed later.
+    Busy,
+    /// A named object (volume) does not exist.
+    NotFound,
+    /// The object is in a state that does not allow the request.
+    State,
+    /// Anything else (offline volume, duplicate id, ...).
+    Other,
+}
+
 /// Why a subsystem refused or failed a request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PortError {
@@ -77,10 +92,13 @@ pub enum PortError {
         /// The volume.
         volume: String,
     },
-    /// The request is not valid in the subsystem's current state.
+    /// The subsystem refused the request; `kind` says why, so callers can tell a request
+    /// that can never succeed from one that may succeed later.
     #[error("rejected: {reason}")]
     Rejected {
-        /// Why.
+        /// Why, as a matchable kind.
+        kind: RejectKind,
+        /// Why, in words.
         reason: String,
     },
     /// The physical session does not exist or cannot do this any more.

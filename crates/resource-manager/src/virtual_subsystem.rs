@@ -19,7 +19,7 @@ use activity_table::{ActivityEntry, NewEntry, PhysSessionId, SessionId};
 use geometry::ExtentSet;
 use parking_lot::Mutex;
 
-use crate::port::{CopyPair, PhysState, PhysicalSession, PortError, SubsystemPort};
+use crate::port::{CopyPair, PhysState, PhysicalSession, PortError, RejectKind, SubsystemPort};
 
 /// Most live physical sessions protecting one source volume.
 pub const MAX_SESSIONS_PER_VOLUME: usize = 16;
@@ -151,7 +151,17 @@ pub struct VirtualSubsystem {
 }
 
 fn rejected(reason: String) -> PortError {
-    PortError::Rejected { reason }
+    PortError::Rejected {
+        kind: RejectKind::Invalid,
+        reason,
+    }
+}
+
+fn busy(reason: String) -> PortError {
+    PortError::Rejected {
+        kind: RejectKind::Busy,
+        reason,
+    }
 }
 
 impl VirtualSubsystem {
@@ -213,9 +223,7 @@ impl VirtualSubsystem {
                     .any(|p| p.target == volume && p.domain.contains(track))
         });
         if guarded {
-            return Err(rejected(format!(
-                "{volume} track {track} is a session target"
-            )));
+            return Err(busy(format!("{volume} track {track} is a session target")));
         }
         let old = st.volumes[volume][track as usize];
         let mut copies = Vec::new();
@@ -363,7 +371,7 @@ impl VirtualSubsystem {
             for s in live {
                 for q in &s.pairs {
                     if q.target == p.target || q.source == p.target || q.target == p.source {
-                        return Err(rejected(format!(
+                        return Err(busy(format!(
                             "{} -> {}: volume already in another session's copy",
                             p.source, p.target
                         )));

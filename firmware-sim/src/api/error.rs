@@ -113,7 +113,7 @@ pub fn classify(failure: Failure<'_>, noun: Noun) -> ApiErrorKind {
             CtlKind::Io | CtlKind::Corrupt => K::Internal,
         },
         Failure::Rm(e) => {
-            use resource_manager::{PortError, RmError as R};
+            use resource_manager::{PortError, RejectKind, RmError as R};
             match e {
                 R::InvalidSpec { .. } => K::BadRequest,
                 R::DuplicateSession { .. } => K::AlreadyExists,
@@ -125,7 +125,13 @@ pub fn classify(failure: Failure<'_>, noun: Noun) -> ApiErrorKind {
                 R::Port { source, .. } => match source {
                     PortError::Limit { .. } => K::Limit,
                     PortError::UnknownVolume { .. } => K::UnknownVolume,
-                    PortError::Rejected { .. } => K::WrongState,
+                    PortError::Rejected { kind, .. } => match kind {
+                        RejectKind::Invalid => K::BadRequest,
+                        RejectKind::Busy => K::Busy,
+                        // At the port, the named objects are volumes.
+                        RejectKind::NotFound => K::UnknownVolume,
+                        RejectKind::State | RejectKind::Other => K::WrongState,
+                    },
                     PortError::Gone { .. } => K::WrongState,
                     PortError::Failed { .. } | PortError::Crashed => K::Internal,
                 },
@@ -182,5 +188,39 @@ impl IntoResponse for ApiError {
             }),
         )
             .into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use resource_manager::{PortError, RejectKind, RmError};
+
+    fn port_rejection(kind: RejectKind) -> ApiErrorKind {
+        let e = RmError::Port {
+            subsystem: "SS01".into(),
+            op: "establish",
+            source: PortError::Rejected {
+                kind,
+                reason: "session pair FB03 -> T3: size mismatch".into(),
+            },
+        };
+        classify(Failure::Rm(&e), Noun::Session)
+    }
+
+    #[test]
+    fn port_rejections_keep_their_kind() {
+        assert_eq!(
+            port_rejection(RejectKind::Invalid),
+            ApiErrorKind::BadRequest
+        );
+        assert_eq!(port_rejection(RejectKind::Invalid).wire().0, "bad_request");
+        assert_eq!(port_rejection(RejectKind::Busy).wire().0, "busy");
+        assert_eq!(
+            port_rejection(RejectKind::NotFound).wire().0,
+            "unknown_volume"
+        );
+        assert_eq!(port_rejection(RejectKind::State).wire().0, "wrong_state");
+        assert_eq!(port_rejection(RejectKind::Other).wire().0, "wrong_state");
     }
 }
