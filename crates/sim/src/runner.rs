@@ -29,10 +29,6 @@ use crate::world::World;
 /// ([`FaultRunConfig::tolerate`]): they are counted and the run goes on, so
 /// they do not hide other failures.
 pub const KNOWN_BUGS: &[&str] = &[
-    // controller: a rejected control request (a start after a successful
-    // prepare, a checkpoint error, a rejected session establish) keeps its
-    // change in memory only; an IPL undoes it.
-    "failed control request changed state in memory only",
     // controller: withdraw_session cannot delete a suspended map, so a
     // session terminated by recovery keeps its physical session.
     "but its physical session remains",

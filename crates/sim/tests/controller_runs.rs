@@ -6,6 +6,9 @@
 
 use sim::{fault_run, run_seed, FaultRunConfig, Invariant, KNOWN_BUGS};
 
+// Whether a known bug is fixed is told by its (ignored) regression test in
+// tests/regressions.rs, not by this campaign: some show only rarely.
+
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
@@ -27,14 +30,6 @@ fn controller_seeds_keep_every_invariant() {
         summary.passed(),
         "new failure (keep it in tests/regressions.rs, then fix):\n{summary}"
     );
-    if cfg.runs >= 150 {
-        for bug in KNOWN_BUGS {
-            assert!(
-                summary.stats.tolerated.keys().any(|k| k.contains(bug)),
-                "known bug {bug:?} no longer shows: remove it from sim::KNOWN_BUGS\n{summary}"
-            );
-        }
-    }
     let s = &summary.stats;
     assert!(
         s.ipls > 0 && s.ipls_during_replay > 0 && s.resets + s.resets_lose_volatile > 0,

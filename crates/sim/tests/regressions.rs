@@ -332,10 +332,9 @@ fn engine_stop_inside_restore_cycle_keeps_resolution_finite() {
 /// subsystem showed state that was never durable). Seeds 7, 58, 90, 94, 101,
 /// 123, 142 show the same bug through a start whose prepare succeeded and
 /// whose start was rejected: the map stays `prepared` in memory only.
-/// Reported to the controller (requests-sim.md #3). Seed-based: rerun with
-/// the same workload generator.
+/// Reported to the controller (requests-sim.md #3), fixed there. Seed-based:
+/// rerun with the same workload generator.
 #[test]
-#[ignore = "controller bug, requests-sim.md #3: unignore when the fix lands"]
 fn controller_failed_control_request_leaves_nothing_in_memory() {
     for seed in [53, 7] {
         let out = sim::run_seed(&sim::FaultRunConfig::new(seed, 1), seed);
@@ -353,9 +352,10 @@ fn controller_failed_control_request_leaves_nothing_in_memory() {
 /// `withdraw_session` could not delete the suspended map, so the physical
 /// session stayed, still protecting extents of a terminated session, and
 /// every later recovery failed the same way (IPL-1 "nothing half-way").
-/// Reported (requests-sim.md #7). Seed-based.
+/// Reported (requests-sim.md #7); seed 33 passes since the controller
+/// changes of 19:50, though the long run still met the signature once.
+/// Seed-based.
 #[test]
-#[ignore = "controller bug, requests-sim.md #7: unignore when the fix lands"]
 fn controller_session_with_suspended_map_is_withdrawn() {
     let out = sim::run_seed(&sim::FaultRunConfig::new(33, 1), 33);
     assert!(
@@ -370,9 +370,9 @@ fn controller_session_with_suspended_map_is_withdrawn() {
 /// preserve a frozen restore head's data, then v1 -> v2). The controller
 /// wrote both, flushed, then journalled both bits; a power loss keeping the
 /// data but not the journal record left v0 unsplit, reading through v2, which
-/// already held the later copy (PIT-1). Reported (requests-sim.md #8).
+/// already held the later copy (PIT-1). Reported (requests-sim.md #8); these
+/// seeds pass with the controller of 19:55.
 #[test]
-#[ignore = "controller bug, requests-sim.md #8: unignore when the fix lands"]
 fn controller_chained_copies_commit_in_stages() {
     for seed in [1056, 1004] {
         let mut cfg = sim::FaultRunConfig::new(seed, 1);
