@@ -183,6 +183,12 @@ impl Subsystem {
     /// Flushes every volume.
     pub fn flush_all(&self) -> Result<()> {
         self.check_open()?;
+        self.flush_every_volume()
+    }
+
+    /// Flushes every volume's store (also used by `close`, after the handle
+    /// is marked closed).
+    pub(crate) fn flush_every_volume(&self) -> Result<()> {
         let vols: Vec<Arc<Volume>> = self
             .inner
             .volumes

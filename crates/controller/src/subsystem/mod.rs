@@ -290,17 +290,7 @@ impl Subsystem {
             return Ok(());
         }
         let result = (|| {
-            let vols: Vec<Arc<Volume>> = self
-                .inner
-                .volumes
-                .read()
-                .by_name
-                .values()
-                .cloned()
-                .collect();
-            for v in vols {
-                self.inner.flush_store(&v.name, &v.store)?;
-            }
+            self.flush_every_volume()?;
             let mut cur = self.inner.journal.lock();
             cur.flags &= !crate::meta::ROOT_FLAG_OPEN;
             self.inner.checkpoint(&mut cur)
