@@ -414,15 +414,11 @@ pub(crate) fn role_of_named(
     else {
         return Invariant::Pit2;
     };
-    let shared = m
-        .cascade
-        .and_then(|c| cascades.iter().find(|x| x.id == c))
-        .is_some_and(|c| c.members.len() > 1);
-    if shared {
-        Invariant::Cas1
-    } else {
-        Invariant::Pit1
-    }
+    crate::verify::role_of_target(
+        m.cascade
+            .and_then(|c| cascades.iter().find(|x| x.id == c))
+            .map(|c| c.members.len()),
+    )
 }
 
 impl World for ControllerWorld {

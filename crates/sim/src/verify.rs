@@ -33,11 +33,17 @@ pub fn role_of(volume: VolumeId, maps: &[MapInfo], cascades: &[CascadeInfo]) -> 
     else {
         return Invariant::Pit2;
     };
-    let shared = m
-        .cascade
-        .and_then(|c| cascades.iter().find(|x| x.id == c))
-        .is_some_and(|c| c.members.len() > 1);
-    if shared {
+    role_of_target(
+        m.cascade
+            .and_then(|c| cascades.iter().find(|x| x.id == c))
+            .map(|c| c.members.len()),
+    )
+}
+
+/// The invariant a wrong read of an active target breaks, given the size of
+/// its cascade (if any): CAS-1 when it shares a cascade, else PIT-1.
+pub(crate) fn role_of_target(cascade_members: Option<usize>) -> Invariant {
+    if cascade_members.is_some_and(|n| n > 1) {
         Invariant::Cas1
     } else {
         Invariant::Pit1
