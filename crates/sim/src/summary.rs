@@ -3,6 +3,12 @@
 //!
 //! Per-run [`RunStats`] are merged into one [`FaultRunSummary`]; recovery times
 //! are kept as samples so percentiles are exact.
+//!
+//! The summaries of the shards of one campaign (`fault-run --shard K/N
+//! --json`, one per process or machine) combine with
+//! [`FaultRunSummary::merge`] into the summary one process running every seed
+//! would have printed: same seeds, failures, counters and checks
+//! (docs/RELIABILITY.md, "Campaigns across processes and machines").
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -10,6 +16,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::check::{Invariant, Violation};
+use crate::seed::Shard;
 
 /// Counters of one run (or of several, merged).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,9 +144,212 @@ pub struct FaultRunSummary {
     pub recovery_us_p99: u64,
     /// Determinism self-check.
     pub determinism: Determinism,
-    /// Wall-clock duration of the campaign in milliseconds.
+    /// Wall-clock duration of the campaign in milliseconds (for a merged
+    /// summary: the longest shard's, the campaign's wall time when the shards
+    /// ran side by side).
     pub elapsed_ms: u64,
+    /// Set when this summary was merged from the summaries of shards
+    /// ([`FaultRunSummary::merge`]); absent from a single process's JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged: Option<Merged>,
 }
+
+/// How a merged summary was made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Merged {
+    /// Number of shard summaries merged (the campaign's `N`).
+    pub shards: u32,
+    /// Whether the recovery percentiles were computed from every IPL's time
+    /// (exact), or, because the shard summaries carried no samples (JSON
+    /// leaves them out), are the largest of the shards' own percentiles: an
+    /// upper bound of the campaign's.
+    pub recovery_exact: bool,
+}
+
+/// The campaign a summary belongs to, read from its configuration echo
+/// (`--seed S --runs R --shard K/N (rest)`, as
+/// [`crate::runner::FaultRunConfig::describe`] writes it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Campaign {
+    /// First seed.
+    pub seed: u64,
+    /// Seeds in the whole campaign.
+    pub runs: u64,
+    /// The slice the summary covers.
+    pub shard: Shard,
+    /// Everything else of the configuration (world, faults, steps, shape...),
+    /// compared verbatim.
+    pub rest: String,
+}
+
+impl Campaign {
+    /// Reads a configuration echo; `None` when it is not one of a seeded
+    /// campaign (say, an exhaustive run's).
+    pub fn parse(config: &str) -> Option<Campaign> {
+        let mut it = config.splitn(7, ' ');
+        let mut flag = |name: &str| -> Option<&str> {
+            (it.next()? == name).then_some(())?;
+            it.next()
+        };
+        let seed = flag("--seed")?.parse().ok()?;
+        let runs = flag("--runs")?.parse().ok()?;
+        let shard = flag("--shard")?.parse().ok()?;
+        let rest = it.next().unwrap_or("").to_string();
+        Some(Campaign {
+            seed,
+            runs,
+            shard,
+            rest,
+        })
+    }
+
+    /// The configuration echo of this campaign slice.
+    pub fn config(&self) -> String {
+        let head = format!(
+            "--seed {} --runs {} --shard {}",
+            self.seed, self.runs, self.shard
+        );
+        if self.rest.is_empty() {
+            head
+        } else {
+            format!("{head} {}", self.rest)
+        }
+    }
+
+    /// The configuration echo with the slice written `K/N`: what every
+    /// shard of the campaign has in common.
+    pub fn slices(&self) -> String {
+        Campaign {
+            shard: Shard::ALL,
+            ..self.clone()
+        }
+        .config()
+        .replacen("--shard 1/1", &format!("--shard K/{}", self.shard.count), 1)
+    }
+
+    /// The 0-based index of `seed` in the campaign (the order one process
+    /// runs the seeds in).
+    pub fn index_of(&self, seed: u64) -> u64 {
+        seed.wrapping_sub(self.seed)
+    }
+
+    /// How `other` differs from this campaign, ignoring the slice index;
+    /// `None` when both are slices of the same campaign.
+    fn difference(&self, other: &Campaign) -> Option<String> {
+        if other.seed != self.seed {
+            Some(format!("--seed {}, not {}", other.seed, self.seed))
+        } else if other.runs != self.runs {
+            Some(format!("--runs {}, not {}", other.runs, self.runs))
+        } else if other.shard.count != self.shard.count {
+            Some(format!(
+                "{} shards (--shard {}), not {}",
+                other.shard.count, other.shard, self.shard.count
+            ))
+        } else if other.rest != self.rest {
+            Some(format!(
+                "another configuration: {} instead of {}",
+                other.rest, self.rest
+            ))
+        } else {
+            None
+        }
+    }
+}
+
+/// Why summaries could not be merged: they are not exactly the shards
+/// `1/N..N/N` of one campaign.
+///
+/// Inputs are named by their 0-based position; [`MergeError::message`] names
+/// them otherwise (the CLI uses file names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MergeError {
+    /// No summary given.
+    Empty,
+    /// A summary whose configuration echo is not a seeded campaign's.
+    NotACampaign {
+        /// Which input.
+        input: usize,
+        /// Its configuration echo.
+        config: String,
+    },
+    /// A summary of another campaign than the first input's.
+    MixedCampaigns {
+        /// Which input.
+        input: usize,
+        /// The first input's configuration echo.
+        expected: String,
+        /// What differs.
+        difference: String,
+    },
+    /// The same shard given twice.
+    DuplicateShard {
+        /// The shard.
+        shard: Shard,
+        /// The input that had it first.
+        first: usize,
+        /// The input that has it again.
+        again: usize,
+    },
+    /// Shards of the campaign not given.
+    MissingShards {
+        /// The first missing shards (at most 10).
+        missing: Vec<Shard>,
+        /// How many are missing in all.
+        count: u64,
+    },
+}
+
+impl MergeError {
+    /// The message, with input `i` called `name(i)`.
+    pub fn message(&self, name: impl Fn(usize) -> String) -> String {
+        match self {
+            MergeError::Empty => "no summary to merge".to_string(),
+            MergeError::NotACampaign { input, config } => format!(
+                "{}: not the summary of a seeded fault-run campaign (config {config:?})",
+                name(*input)
+            ),
+            MergeError::MixedCampaigns {
+                input,
+                expected,
+                difference,
+            } => format!(
+                "{} belongs to another campaign than {}: {difference} (expected the shards of {expected})",
+                name(*input),
+                name(0)
+            ),
+            MergeError::DuplicateShard {
+                shard,
+                first,
+                again,
+            } => format!(
+                "shard {shard} given twice: {} and {}",
+                name(*first),
+                name(*again)
+            ),
+            MergeError::MissingShards { missing, count } => {
+                let list: Vec<String> = missing.iter().map(Shard::to_string).collect();
+                let more = if *count > missing.len() as u64 {
+                    format!(" and {} more", *count - missing.len() as u64)
+                } else {
+                    String::new()
+                };
+                let what = if *count == 1 { "shard" } else { "shards" };
+                format!(
+                    "{what} {}{more} missing: every shard 1/N..N/N of the campaign must be merged exactly once",
+                    list.join(", ")
+                )
+            }
+        }
+    }
+}
+
+impl fmt::Display for MergeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message(|i| format!("summary {}", i + 1)))
+    }
+}
+
+impl std::error::Error for MergeError {}
 
 /// Keep at most this many failures in a summary.
 pub const FAILURES_KEPT: usize = 20;
@@ -204,6 +414,122 @@ impl FaultRunSummary {
         self.seeds_failed == 0 && self.determinism.ok()
     }
 
+    /// Merges the summaries of the shards `1/N..N/N` of one campaign into
+    /// the summary of the whole campaign, as one process running every seed
+    /// would have printed it:
+    ///
+    /// - seeds run and failed, every counter and check, faults, tolerated
+    ///   bugs and failure signatures are summed;
+    /// - failures are united and kept in campaign order, the first
+    ///   [`FAILURES_KEPT`] (each shard keeps its first ones, so these are
+    ///   exactly those one process would keep);
+    /// - determinism: seeds rerun summed, mismatched seeds united (shards
+    ///   rerun every n-th seed *of their slice*, so the number rerun differs
+    ///   slightly from one process's);
+    /// - elapsed: the longest shard's (the wall time when shards run side by
+    ///   side; the sum would be the CPU time);
+    /// - recovery percentiles: exact from the samples when every shard with
+    ///   IPLs has them (summaries in memory), else the largest of the shards'
+    ///   percentiles, an upper bound ([`Merged::recovery_exact`] says which).
+    ///
+    /// Fails, naming the input, unless the summaries are exactly the shards
+    /// of one campaign (same seed, runs, shard count and configuration; each
+    /// shard once).
+    pub fn merge(parts: &[FaultRunSummary]) -> Result<FaultRunSummary, MergeError> {
+        let campaigns = parts
+            .iter()
+            .enumerate()
+            .map(|(input, p)| {
+                Campaign::parse(&p.config).ok_or_else(|| MergeError::NotACampaign {
+                    input,
+                    config: p.config.clone(),
+                })
+            })
+            .collect::<Result<Vec<Campaign>, MergeError>>()?;
+        let first = campaigns.first().ok_or(MergeError::Empty)?;
+        let mut seen: BTreeMap<u32, usize> = BTreeMap::new();
+        for (input, c) in campaigns.iter().enumerate() {
+            if let Some(difference) = first.difference(c) {
+                return Err(MergeError::MixedCampaigns {
+                    input,
+                    expected: first.slices(),
+                    difference,
+                });
+            }
+            if let Some(&earlier) = seen.get(&c.shard.index) {
+                return Err(MergeError::DuplicateShard {
+                    shard: c.shard,
+                    first: earlier,
+                    again: input,
+                });
+            }
+            seen.insert(c.shard.index, input);
+        }
+        let count = first.shard.count;
+        let missing_count = u64::from(count) - seen.len() as u64;
+        if missing_count > 0 {
+            let missing = (1..=count)
+                .filter(|k| !seen.contains_key(k))
+                .take(10)
+                .map(|index| Shard { index, count })
+                .collect();
+            return Err(MergeError::MissingShards {
+                missing,
+                count: missing_count,
+            });
+        }
+
+        let whole = Campaign {
+            shard: Shard::ALL,
+            ..first.clone()
+        };
+        let mut out = FaultRunSummary {
+            config: whole.config(),
+            ..FaultRunSummary::default()
+        };
+        // Each shard's percentiles stand for samples it no longer has (JSON
+        // leaves them out) unless it has them or had no IPL at all.
+        let recovery_exact = parts.iter().all(|p| {
+            !p.stats.recovery_us.is_empty() || (p.recovery_us_p50 == 0 && p.recovery_us_p99 == 0)
+        });
+        for p in parts {
+            out.seeds_run += p.seeds_run;
+            out.seeds_failed += p.seeds_failed;
+            out.failures.extend(p.failures.iter().cloned());
+            for (sig, n) in &p.failure_signatures {
+                *out.failure_signatures.entry(sig.clone()).or_default() += n;
+            }
+            out.stats.merge(&p.stats);
+            out.determinism.seeds_checked += p.determinism.seeds_checked;
+            out.determinism
+                .mismatched_seeds
+                .extend_from_slice(&p.determinism.mismatched_seeds);
+            out.elapsed_ms = out.elapsed_ms.max(p.elapsed_ms);
+        }
+        out.failures.sort_by_key(|f| whole.index_of(f.seed));
+        out.failures.truncate(FAILURES_KEPT);
+        out.determinism
+            .mismatched_seeds
+            .sort_by_key(|s| whole.index_of(*s));
+        if recovery_exact {
+            out.recovery_us_p50 = percentile(&out.stats.recovery_us, 50);
+            out.recovery_us_p99 = percentile(&out.stats.recovery_us, 99);
+        } else {
+            out.recovery_us_p50 = parts.iter().map(|p| p.recovery_us_p50).max().unwrap_or(0);
+            out.recovery_us_p99 = parts.iter().map(|p| p.recovery_us_p99).max().unwrap_or(0);
+        }
+        out.merged = Some(Merged {
+            shards: count,
+            recovery_exact,
+        });
+        Ok(out)
+    }
+
+    /// Reads a summary written by [`FaultRunSummary::to_json`].
+    pub fn from_json(text: &str) -> Result<FaultRunSummary, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+
     /// The summary as JSON (recovery samples left out).
     pub fn to_json(&self) -> String {
         let mut copy = self.clone();
@@ -216,6 +542,23 @@ impl fmt::Display for FaultRunSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = &self.stats;
         writeln!(f, "fault-run {}", self.config)?;
+        if let Some(m) = &self.merged {
+            writeln!(
+                f,
+                "  merged from {} shard {}{}",
+                m.shards,
+                if m.shards == 1 {
+                    "summary"
+                } else {
+                    "summaries"
+                },
+                if m.recovery_exact {
+                    ""
+                } else {
+                    " (recovery percentiles: largest of the shards')"
+                }
+            )?;
+        }
         writeln!(
             f,
             "  seeds run / failed      {} / {}",
@@ -280,7 +623,14 @@ impl fmt::Display for FaultRunSummary {
                 d.mismatched_seeds
             )?;
         }
-        writeln!(f, "  elapsed                 {} ms", self.elapsed_ms)?;
+        match self.merged {
+            Some(_) => writeln!(
+                f,
+                "  elapsed                 {} ms (longest shard)",
+                self.elapsed_ms
+            )?,
+            None => writeln!(f, "  elapsed                 {} ms", self.elapsed_ms)?,
+        }
         if !s.tolerated.is_empty() {
             writeln!(f, "  tolerated known bugs (counted, run continued):")?;
             for (sig, n) in &s.tolerated {
@@ -314,6 +664,165 @@ mod tests {
         assert_eq!(percentile(&v, 99), 99);
         assert_eq!(percentile(&[7], 99), 7);
         assert_eq!(percentile(&[], 50), 0);
+    }
+
+    use crate::runner::{fault_run, FaultRunConfig};
+
+    /// A campaign small enough for a debug build.
+    fn tiny(shard: Shard) -> FaultRunConfig {
+        let mut cfg = FaultRunConfig::new(40, 12);
+        cfg.steps = 25;
+        cfg.determinism_every = 4;
+        cfg.shard = shard;
+        cfg
+    }
+
+    fn shard(text: &str) -> Shard {
+        text.parse().unwrap()
+    }
+
+    /// A summary with only the configuration echo of `cfg` (no runs).
+    fn empty(cfg: &FaultRunConfig) -> FaultRunSummary {
+        FaultRunSummary {
+            config: cfg.describe(),
+            ..FaultRunSummary::default()
+        }
+    }
+
+    #[test]
+    fn the_campaign_is_read_back_from_the_config_echo() {
+        let cfg = tiny(shard("2/3"));
+        let c = Campaign::parse(&cfg.describe()).expect("describe() parses");
+        assert_eq!((c.seed, c.runs, c.shard), (40, 12, shard("2/3")));
+        assert!(c.rest.starts_with("(world Controller"), "{}", c.rest);
+        assert_eq!(c.config(), cfg.describe());
+        assert!(c
+            .slices()
+            .starts_with("--seed 40 --runs 12 --shard K/3 (world"));
+        assert_eq!(Campaign::parse("exhaustive sequences of length <= 2"), None);
+    }
+
+    #[test]
+    fn merged_shards_give_the_figures_of_one_process() {
+        let whole = fault_run(&tiny(Shard::ALL));
+        // Through JSON, as `fault-run merge` reads them (no recovery samples).
+        let parts: Vec<FaultRunSummary> = ["1/3", "3/3", "2/3"]
+            .iter()
+            .map(|k| FaultRunSummary::from_json(&fault_run(&tiny(shard(k))).to_json()).unwrap())
+            .collect();
+        let merged = FaultRunSummary::merge(&parts).unwrap();
+        assert_eq!(merged.config, whole.config);
+        assert_eq!(merged.seeds_run, 12);
+        assert_eq!(
+            (merged.seeds_run, merged.seeds_failed),
+            (whole.seeds_run, whole.seeds_failed)
+        );
+        assert_eq!(merged.stats.steps, whole.stats.steps);
+        assert_eq!(merged.stats.checks, whole.stats.checks);
+        let mut counters = whole.stats.clone();
+        counters.recovery_us.clear();
+        assert_eq!(merged.stats, counters, "every counter, fault and check");
+        assert_eq!(merged.failure_signatures, whole.failure_signatures);
+        let seeds = |s: &FaultRunSummary| s.failures.iter().map(|f| f.seed).collect::<Vec<_>>();
+        assert_eq!(seeds(&merged), seeds(&whole));
+        assert_eq!(merged.passed(), whole.passed());
+        assert_eq!(
+            merged.merged,
+            Some(Merged {
+                shards: 3,
+                recovery_exact: whole.stats.ipls == 0,
+            })
+        );
+        assert!(merged.elapsed_ms <= parts.iter().map(|p| p.elapsed_ms).sum::<u64>());
+        assert!(merged.to_string().contains("merged from 3 shard summaries"));
+        // In memory the samples are there: the percentiles are exact.
+        let parts: Vec<FaultRunSummary> = ["1/3", "2/3", "3/3"]
+            .iter()
+            .map(|k| fault_run(&tiny(shard(k))))
+            .collect();
+        let merged = FaultRunSummary::merge(&parts).unwrap();
+        assert!(merged.merged.unwrap().recovery_exact);
+        assert_eq!(
+            merged.stats.recovery_us.len(),
+            whole.stats.recovery_us.len()
+        );
+    }
+
+    #[test]
+    fn failures_are_kept_in_campaign_order() {
+        // Every seed fails; the seeds wrap past u64::MAX.
+        let first = u64::MAX - 1;
+        let parts: Vec<FaultRunSummary> = [2, 1]
+            .into_iter()
+            .map(|index| {
+                let mut cfg = FaultRunConfig::new(first, 40);
+                cfg.shard = Shard { index, count: 2 };
+                let mut p = empty(&cfg);
+                for seed in cfg.shard.seeds(first, 40) {
+                    let v = Violation::new(Invariant::Pit1, "sector 3 lost");
+                    p.add_run(seed, &RunStats::default(), Some((v, Vec::new())));
+                }
+                p
+            })
+            .collect();
+        let merged = FaultRunSummary::merge(&parts).unwrap();
+        assert_eq!((merged.seeds_run, merged.seeds_failed), (40, 40));
+        assert_eq!(merged.failure_signatures["PIT-1: sector lost"], 40);
+        let kept: Vec<u64> = merged.failures.iter().map(|f| f.seed).collect();
+        let expected: Vec<u64> = (0..FAILURES_KEPT as u64)
+            .map(|i| first.wrapping_add(i))
+            .collect();
+        assert_eq!(kept, expected);
+    }
+
+    #[test]
+    fn merge_refuses_what_is_not_one_whole_campaign() {
+        let part = |seed: u64, k: &str| {
+            let mut cfg = FaultRunConfig::new(seed, 12);
+            cfg.shard = shard(k);
+            empty(&cfg)
+        };
+        assert_eq!(FaultRunSummary::merge(&[]), Err(MergeError::Empty));
+        let e = FaultRunSummary::merge(&[part(1, "1/3"), part(1, "3/3")]).unwrap_err();
+        assert_eq!(
+            e,
+            MergeError::MissingShards {
+                missing: vec![shard("2/3")],
+                count: 1
+            }
+        );
+        assert!(e.to_string().starts_with("shard 2/3 missing"), "{e}");
+        let e =
+            FaultRunSummary::merge(&[part(1, "1/2"), part(1, "2/2"), part(1, "1/2")]).unwrap_err();
+        assert!(matches!(
+            e,
+            MergeError::DuplicateShard {
+                first: 0,
+                again: 2,
+                ..
+            }
+        ));
+        assert_eq!(
+            e.message(|i| format!("f{i}.json")),
+            "shard 1/2 given twice: f0.json and f2.json"
+        );
+        let e = FaultRunSummary::merge(&[part(1, "1/2"), part(2, "2/2")]).unwrap_err();
+        assert!(e.to_string().contains("--seed 2, not 1"), "{e}");
+        let e = FaultRunSummary::merge(&[part(1, "1/2"), part(1, "2/3")]).unwrap_err();
+        assert!(
+            e.to_string().contains("3 shards (--shard 2/3), not 2"),
+            "{e}"
+        );
+        let mut engine = FaultRunConfig::engine_only(1, 12);
+        engine.shard = shard("2/2");
+        let e = FaultRunSummary::merge(&[part(1, "1/2"), empty(&engine)]).unwrap_err();
+        assert!(e.to_string().contains("another configuration"), "{e}");
+        let e = FaultRunSummary::merge(&[FaultRunSummary::default()]).unwrap_err();
+        assert!(matches!(e, MergeError::NotACampaign { input: 0, .. }));
+        let mut big = FaultRunConfig::new(1, 100);
+        big.shard = shard("7/40");
+        let e = FaultRunSummary::merge(&[empty(&big)]).unwrap_err();
+        assert!(e.to_string().contains("and 29 more missing"), "{e}");
     }
 
     #[test]
