@@ -1,8 +1,9 @@
-//! Offline verbs: `replay FILE`, `fault-run`, `check --data-dir DIR`.
+//! Offline verbs: `replay FILE`, `fault-run` (and `fault-run merge FILE...`),
+//! `check --data-dir DIR`.
 
 use std::path::PathBuf;
 
-use clap::Args;
+use clap::{Args, Subcommand};
 
 use super::salvage::{name_salvage, salvage_tables};
 use crate::error::CliError;
@@ -18,18 +19,52 @@ pub struct ReplayArgs {
     pub json: bool,
 }
 
-/// `fault-run [--seed N] [--runs M] [--json]`.
+/// `fault-run [--seed N] [--runs M] [--shard K/N] [--json] [--out FILE]`,
+/// or `fault-run merge FILE...`.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct FaultRunArgs {
-    /// First seed (default: random, printed).
+    /// First seed (default: random, printed; required with --shard).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Number of runs (seeds seed, seed+1, ...).
+    /// Number of runs of the whole campaign (seeds seed, seed+1, ...), all shards together.
     #[arg(long, default_value_t = 100)]
     pub runs: u64,
+    /// Run only shard K of N (1-based, e.g. 2/4): the seeds seed+i with
+    /// i mod N = K-1. Combine the shards' JSON summaries with `fault-run merge`.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<String>,
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Also write the JSON summary to FILE (input of `fault-run merge`).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// `merge`.
+    #[command(subcommand)]
+    pub command: Option<FaultRunCmd>,
+}
+
+/// `fault-run` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum FaultRunCmd {
+    /// Merge the JSON summaries of the shards 1/N..N/N of one campaign into
+    /// the summary of the whole campaign; exit 4 when a seed failed.
+    Merge(MergeArgs),
+}
+
+/// `fault-run merge FILE... [--json] [--out FILE]`.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Summaries written by `fault-run --shard K/N --json` (or `--out`), one per shard.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Print the merged summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the merged JSON summary to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 /// `check --data-dir DIR`.
@@ -75,10 +110,25 @@ pub fn replay(a: ReplayArgs) -> Result<(), CliError> {
     }
 }
 
-/// Runs `fault-run`: seeded fault injection over `runs` seeds from `seed`;
-/// one summary line per figure and invariant; exit 4 (with the failing seed
-/// and a reproduce command) when an invariant breaks or a rerun diverges.
+/// Runs `fault-run`: seeded fault injection over `runs` seeds from `seed`
+/// (or one shard of them); one summary line per figure and invariant; exit 4
+/// (with the failing seed and a reproduce command) when an invariant breaks
+/// or a rerun diverges. `fault-run merge` combines shard summaries.
 pub fn fault_run(a: FaultRunArgs) -> Result<(), CliError> {
+    if let Some(FaultRunCmd::Merge(m)) = a.command {
+        return fault_run_merge(m);
+    }
+    let shard = match &a.shard {
+        Some(text) => text
+            .parse::<sim::Shard>()
+            .map_err(|e| CliError::Usage(format!("--shard: {e}")))?,
+        None => sim::Shard::ALL,
+    };
+    if shard.count > 1 && a.seed.is_none() {
+        return Err(CliError::Usage(format!(
+            "--shard {shard} needs --seed: every shard of a campaign must run the same seeds"
+        )));
+    }
     let seed = a.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -88,13 +138,69 @@ pub fn fault_run(a: FaultRunArgs) -> Result<(), CliError> {
     if a.runs == 0 {
         return Err(CliError::Usage("--runs must be at least 1".into()));
     }
-    let cfg = sim::FaultRunConfig::new(seed, a.runs);
+    let mut cfg = sim::FaultRunConfig::new(seed, a.runs);
+    cfg.shard = shard;
     let summary = sim::fault_run(&cfg);
-    if a.json {
-        println!("{}", summary.to_json());
+    report(&summary, a.json, a.out.as_deref())?;
+    let mut campaign = format!("--seed {seed} --runs {}", a.runs);
+    if shard != sim::Shard::ALL {
+        campaign.push_str(&format!(" --shard {shard}"));
+    }
+    verdict("fault-run", &summary, &campaign)
+}
+
+/// Runs `fault-run merge`: reads the shard summaries, checks that they are
+/// every shard of one campaign exactly once (exit 2 naming the file or shard
+/// otherwise; 1 when a file cannot be read), prints the merged summary and
+/// exits like `fault-run` would have for the whole campaign.
+fn fault_run_merge(m: MergeArgs) -> Result<(), CliError> {
+    let mut parts = Vec::with_capacity(m.files.len());
+    for path in &m.files {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| CliError::failed(format!("fault-run merge: {}", path.display()), e))?;
+        let part = sim::FaultRunSummary::from_json(&text).map_err(|e| {
+            CliError::Usage(format!(
+                "fault-run merge: {}: not a `fault-run --json` summary: {e}",
+                path.display()
+            ))
+        })?;
+        parts.push(part);
+    }
+    let merged = sim::FaultRunSummary::merge(&parts).map_err(|e| {
+        CliError::Usage(format!(
+            "fault-run merge: {}",
+            e.message(|i| m.files[i].display().to_string())
+        ))
+    })?;
+    report(&merged, m.json, m.out.as_deref())?;
+    let campaign = sim::summary::Campaign::parse(&merged.config)
+        .map(|c| format!("--seed {} --runs {}", c.seed, c.runs))
+        .unwrap_or_default();
+    verdict("fault-run merge", &merged, &campaign)
+}
+
+/// Prints a summary (JSON or text) and writes its JSON to `out`.
+fn report(
+    summary: &sim::FaultRunSummary,
+    json: bool,
+    out: Option<&std::path::Path>,
+) -> Result<(), CliError> {
+    let text = summary.to_json();
+    if let Some(path) = out {
+        std::fs::write(path, format!("{text}\n"))
+            .map_err(|e| CliError::failed(format!("--out {}", path.display()), e))?;
+    }
+    if json {
+        println!("{text}");
     } else {
         print!("{summary}");
     }
+    Ok(())
+}
+
+/// Exit 0 when every seed passed and reruns matched; else 4 naming the first
+/// failed seed and how to reproduce it (`campaign`: `--seed S --runs R`).
+fn verdict(verb: &str, summary: &sim::FaultRunSummary, campaign: &str) -> Result<(), CliError> {
     if summary.passed() {
         return Ok(());
     }
@@ -107,13 +213,13 @@ pub fn fault_run(a: FaultRunArgs) -> Result<(), CliError> {
                 format!("; reproduce: {}", f.violation.reproduce())
             };
             Err(CliError::Expectation(format!(
-                "fault-run: {} of {} seeds failed; first: seed {}: {violation}{reproduce}",
+                "{verb}: {} of {} seeds failed; first: seed {}: {violation}{reproduce}",
                 summary.seeds_failed, summary.seeds_run, f.seed,
             )))
         }
         None => Err(CliError::Expectation(format!(
-            "fault-run: determinism check failed for seeds {:?}; reproduce: firmware-sim fault-run --seed {} --runs {}",
-            summary.determinism.mismatched_seeds, seed, a.runs
+            "{verb}: determinism check failed for seeds {:?}; reproduce: firmware-sim fault-run {campaign}",
+            summary.determinism.mismatched_seeds
         ))),
     }
 }
