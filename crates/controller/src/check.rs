@@ -87,15 +87,32 @@ pub fn check(data_dir: impl AsRef<Path>) -> Result<CheckReport> {
     let (store, _) = provider.open_meta()?;
     let meta = MetaStore::new(store, true);
     let scan = meta.scan_roots(None)?;
-    for (i, s) in scan.slots.iter().enumerate() {
-        r.slots.push(match s {
-            SlotStatus::Empty => format!("slot {i}: empty"),
-            SlotStatus::Invalid(why) => format!("slot {i}: invalid ({why})"),
-            SlotStatus::Valid { header, .. } => format!(
-                "slot {i}: generation {} of subsystem {}",
-                header.generation, header.subsystem
-            ),
-        });
+    for (i, copies) in scan.copies.iter().enumerate() {
+        for (c, s) in copies.iter().enumerate() {
+            r.slots.push(match s {
+                SlotStatus::Empty => format!("slot {i} copy {c}: empty"),
+                SlotStatus::Invalid(why) => format!("slot {i} copy {c}: invalid ({why})"),
+                SlotStatus::Valid { header, .. } => format!(
+                    "slot {i} copy {c}: generation {} of subsystem {}",
+                    header.generation, header.subsystem
+                ),
+            });
+        }
+    }
+    for (i, copies) in scan.copies.iter().enumerate() {
+        let SlotStatus::Valid { header: best, .. } = scan.slot(i) else {
+            continue;
+        };
+        for (c, s) in copies.iter().enumerate() {
+            if !matches!(s, SlotStatus::Valid { header, .. } if header == best) {
+                r.warnings.push(format!(
+                    "root slot {i} copy {c} is {} while the other copy holds generation {}: \
+                     redundancy is reduced until the next checkpoint rewrites this slot",
+                    s.describe(),
+                    best.generation
+                ));
+            }
+        }
     }
     let Some((header, _)) = scan.newest() else {
         r.errors.push("no valid root in either slot".into());

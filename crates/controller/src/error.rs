@@ -33,6 +33,10 @@ pub enum ErrorKind {
     NoSpace,
     /// Persisted data failed validation (checksum, header, decode).
     Corrupt,
+    /// Metadata could not be made durable, so whether the request took
+    /// effect is unknown: the subsystem refuses all work until an IPL or a
+    /// reset rebuilds its state from what is durable.
+    Fenced,
 }
 
 impl ErrorKind {
@@ -50,6 +54,7 @@ impl ErrorKind {
             ErrorKind::Io => "io",
             ErrorKind::NoSpace => "no_space",
             ErrorKind::Corrupt => "corrupt",
+            ErrorKind::Fenced => "fenced",
         }
     }
 }

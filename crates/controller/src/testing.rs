@@ -217,6 +217,7 @@ impl VirtualSubsystem {
             provider: Some(self.stores.clone()),
             faults: self.faults.clone(),
             lock: true,
+            ..OpenOptions::default()
         };
         self.sub = Some(Subsystem::open_with(
             self.dir.path(),

@@ -285,16 +285,24 @@ fn damaged_roots_are_refused_and_leaked_files_reported() {
     let e = Subsystem::open(dir.path(), other).err().unwrap();
     assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
     assert!(e.to_string().contains("T1"), "{e}");
-    // Both root headers damaged: refused, never silently re-created.
-    {
+    // Every root header damaged: refused, never silently re-created. Slots
+    // sit at 0 and 16 GiB, each with a mirror copy 8 GiB further; one damaged
+    // copy per slot is repaired from the other.
+    let damage = |copy: u64| {
         use std::os::unix::fs::FileExt;
         let f = std::fs::OpenOptions::new()
             .write(true)
             .open(dir.path().join("meta.store"))
             .unwrap();
-        f.write_all_at(b"garbage!", 16).unwrap();
-        f.write_all_at(b"garbage!", (16u64 << 30) + 16).unwrap();
-    }
+        for slot in 0..2u64 {
+            f.write_all_at(b"garbage!", slot * (16u64 << 30) + copy * (8u64 << 30) + 16)
+                .unwrap();
+        }
+    };
+    damage(0);
+    let r = controller::check(dir.path()).unwrap();
+    assert!(r.metadata_loaded, "{}", r.summary());
+    damage(1);
     let e = Subsystem::open(dir.path(), config()).err().unwrap();
     assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
     let r = controller::check(dir.path()).unwrap();

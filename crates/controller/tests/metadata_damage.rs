@@ -1,6 +1,8 @@
-//! Damaged metadata is never mistaken for a torn tail or a torn checkpoint:
-//! a damaged journal record followed by valid ones, or a lost newest root
-//! whose journal records exist, make `check` report an error and IPL refuse,
+//! Damaged metadata is never mistaken for a torn tail or a torn checkpoint.
+//! Roots and journal records are mirrored: damage to one copy is repaired
+//! from the other (IPL opens, images intact, `check` warns); damage to both
+//! copies of a journal record followed by valid ones, or of the newest root
+//! whose journal records exist, makes `check` report an error and IPL refuse,
 //! so a point-in-time target never serves the source's new data.
 
 use std::fs::OpenOptions;
@@ -8,7 +10,8 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use controller::meta::{
-    JOURNAL_BASE, JOURNAL_RECORD_HEADER_BYTES, ROOT_HEADER_BLOCK_BYTES, SLOT_BYTES,
+    JOURNAL_BASE, JOURNAL_BYTES, JOURNAL_RECORD_HEADER_BYTES, ROOT_COPY_BYTES,
+    ROOT_HEADER_BLOCK_BYTES, SLOT_BYTES,
 };
 use controller::{check, CopyType, ErrorKind, MapCreate, Subsystem, SubsystemConfig};
 
@@ -98,8 +101,15 @@ fn damaged_middle_journal_record_is_an_error_and_no_wrong_pit_data_is_served() {
     let f = meta_file(dir.path());
     let recs = record_offsets(&f);
     assert!(recs.len() >= 4, "{recs:?}");
-    // One byte of the second record's payload.
+    // One byte of the second record's payload in copy 0: repaired from copy 1.
     flip(&f, recs[1] + JOURNAL_RECORD_HEADER_BYTES + 5);
+    let r = check(dir.path()).unwrap();
+    assert!(r.ok && r.journal_records >= 4, "one copy is enough: {r:?}");
+    // The same byte in copy 1 too.
+    flip(
+        &f,
+        recs[1] + JOURNAL_BYTES + JOURNAL_RECORD_HEADER_BYTES + 5,
+    );
     drop(f);
     let r = check(dir.path()).unwrap();
     assert!(!r.ok, "check must report the damage: {r:?}");
@@ -142,8 +152,32 @@ fn lost_newest_root_with_its_journal_records_is_an_error_not_a_rollback() {
         u64::from_le_bytes(h)
     };
     let newest = if gen_of(0) > gen_of(1) { 0 } else { 1 };
-    // One byte of the newest root's payload: its checksum fails, the older slot is valid.
+    // One byte of the newest root's payload in copy 0: the mirror copy loads.
     flip(&f, newest * SLOT_BYTES + ROOT_HEADER_BLOCK_BYTES + 3);
+    let r = check(dir.path()).unwrap();
+    assert!(r.ok, "one copy is enough: {r:?}");
+    assert!(
+        r.warnings.iter().any(|w| w.contains("copy 0")),
+        "check warns about the damaged copy: {r:?}"
+    );
+    {
+        let s = Subsystem::open(dir.path(), config()).unwrap();
+        let mut b = vec![0u8; 4 * GRAIN];
+        s.read("T", 0, &mut b).unwrap();
+        assert!(b.iter().all(|&x| x == 0x11));
+        // A copy-on-write journals under the generation the IPL wrote.
+        s.write("S", 8 * GRAIN as u64, &vec![0x33; GRAIN], true)
+            .unwrap();
+        s.abandon();
+    }
+    // The IPL checkpointed into the other slot; damage both copies of that root.
+    let newest = if gen_of(0) > gen_of(1) { 0 } else { 1 };
+    for copy in 0..2 {
+        flip(
+            &f,
+            newest * SLOT_BYTES + copy * ROOT_COPY_BYTES + ROOT_HEADER_BLOCK_BYTES + 3,
+        );
+    }
     drop(f);
     let r = check(dir.path()).unwrap();
     assert!(!r.ok, "check must report the lost root: {r:?}");

@@ -22,7 +22,7 @@ fn port_error(e: ControllerError) -> PortError {
     let text = e.to_string();
     match e.kind() {
         ErrorKind::Limit => PortError::Limit { what: text },
-        ErrorKind::Io | ErrorKind::NoSpace | ErrorKind::Corrupt => {
+        ErrorKind::Io | ErrorKind::NoSpace | ErrorKind::Corrupt | ErrorKind::Fenced => {
             PortError::Failed { reason: text }
         }
         ErrorKind::InvalidRequest | ErrorKind::OutOfRange => rejected(RejectKind::Invalid, text),

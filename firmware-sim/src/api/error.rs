@@ -105,7 +105,7 @@ pub fn classify(failure: Failure<'_>, noun: Noun) -> ApiErrorKind {
             CtlKind::AlreadyExists => K::AlreadyExists,
             CtlKind::InvalidRequest => K::BadRequest,
             CtlKind::OutOfRange => K::BadExtent,
-            CtlKind::Offline => K::Unavailable,
+            CtlKind::Offline | CtlKind::Fenced => K::Unavailable,
             CtlKind::Busy => K::Busy,
             CtlKind::State => K::WrongState,
             CtlKind::Limit => K::Limit,

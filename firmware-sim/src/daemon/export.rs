@@ -36,7 +36,8 @@ pub fn nbd_error(e: ControllerError) -> ExportError {
         | CtlKind::Busy
         | CtlKind::State
         | CtlKind::Limit
-        | CtlKind::AlreadyExists => ErrorKind::Io,
+        | CtlKind::AlreadyExists
+        | CtlKind::Fenced => ErrorKind::Io,
     };
     ExportError::new(kind, e.full_message())
 }

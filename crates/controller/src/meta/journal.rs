@@ -10,8 +10,10 @@
 //! 28  reserved     4  zero
 //! 32  payload      payload_len bytes (codec blob of journal operations)
 //! ```
-//! One record is written and flushed per group commit, so at most one record
-//! is ever unflushed: a torn record can only be the last one.
+//! Every record is written to both journal copies at the same relative offset
+//! and made durable and verified before the next ([`MetaStore::write_durable`]),
+//! so at most one record is ever unflushed: a torn record can only be the
+//! last one. Replay takes each record from whichever copy holds it whole.
 //!
 //! Damage is told apart from a torn tail: wherever the scan stops, the
 //! allocated journal bytes that a next record could start in (up to one
@@ -25,7 +27,7 @@
 
 use geometry::Extent;
 
-use super::{MetaStore, JOURNAL_BASE, JOURNAL_BYTES, META_TRACK_BYTES};
+use super::{journal_base, MetaStore, COPIES, JOURNAL_BYTES, META_TRACK_BYTES};
 use crate::error::{err, ErrorKind, Result};
 
 const MAGIC: &[u8; 4] = b"FWJ1";
@@ -33,7 +35,8 @@ const MAGIC: &[u8; 4] = b"FWJ1";
 pub const JOURNAL_RECORD_HEADER_BYTES: u64 = 32;
 /// Largest payload accepted (a sanity bound on an untrusted length).
 const PAYLOAD_MAX_BYTES: u32 = 64 << 20;
-const WINDOW_BYTES: usize = 1 << 20;
+/// Read size of the journal scan (one metadata track: most journals are short).
+const WINDOW_BYTES: usize = 64 << 10;
 
 /// Why replay stopped.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,6 +91,7 @@ pub(crate) fn encode_record(generation: u64, seq: u64, payload: &[u8]) -> Result
 /// A sequential reader over the journal area with a 1 MiB window.
 struct Window<'a> {
     meta: &'a MetaStore,
+    base: u64,
     buf: Vec<u8>,
     start: u64,
 }
@@ -99,7 +103,7 @@ impl Window<'_> {
             let avail = JOURNAL_BYTES.saturating_sub(offset).min(want);
             self.buf = vec![0u8; avail as usize];
             self.meta
-                .read(JOURNAL_BASE + offset, &mut self.buf, "read journal")?;
+                .read(self.base + offset, &mut self.buf, "read journal")?;
             self.start = offset;
         }
         let at = (offset - self.start) as usize;
@@ -108,8 +112,9 @@ impl Window<'_> {
 }
 
 impl MetaStore {
-    /// Appends one record at journal-relative `offset` and flushes; returns
-    /// the offset past it.
+    /// Appends one record at journal-relative `offset` to both copies, made
+    /// durable and verified (fault site `bitmap.commit`); returns the offset
+    /// past it.
     pub fn append_journal(
         &self,
         offset: u64,
@@ -125,67 +130,56 @@ impl MetaStore {
                 "metadata journal full (checkpoint overdue)",
             ));
         }
-        self.write(JOURNAL_BASE + offset, &rec, "append journal record")?;
-        self.flush("flush journal")?;
+        let parts: Vec<(u64, &[u8])> = (0..COPIES)
+            .map(|c| (journal_base(c) + offset, &rec[..]))
+            .collect();
+        self.write_durable(
+            "bitmap.commit",
+            &parts,
+            &format!("journal record {seq} of generation {generation}"),
+        )?;
         Ok(end)
     }
 
-    /// Reads the records of `generation` from the start of the journal.
+    /// Reads the records of `generation` from the start of the journal,
+    /// each from whichever copy holds it whole.
     pub fn scan_journal(&self, generation: u64) -> Result<JournalScan> {
-        let mut w = Window {
-            meta: self,
-            buf: Vec::new(),
-            start: 0,
-        };
+        let mut windows: Vec<Window<'_>> = (0..COPIES)
+            .map(|c| Window {
+                meta: self,
+                base: journal_base(c),
+                buf: Vec::new(),
+                start: 0,
+            })
+            .collect();
         let mut records = Vec::new();
         let mut offset = 0u64;
         let mut seq = 1u64;
         let stop = loop {
-            if offset + JOURNAL_RECORD_HEADER_BYTES > JOURNAL_BYTES {
-                break JournalStop::Full;
+            let mut stop = None;
+            let mut found = None;
+            for w in windows.iter_mut() {
+                match read_record(w, offset, generation, seq)? {
+                    Ok(payload) => {
+                        found = Some(payload);
+                        break;
+                    }
+                    // A torn or damaged copy says more than a clean end in the other.
+                    Err(s) => {
+                        if stop.is_none() || matches!(s, JournalStop::Torn(_)) {
+                            stop = Some(s);
+                        }
+                    }
+                }
             }
-            let h = w.get(offset, JOURNAL_RECORD_HEADER_BYTES as usize)?;
-            if h.iter().all(|&b| b == 0) {
-                break JournalStop::End;
+            match found {
+                Some(payload) => {
+                    offset += JOURNAL_RECORD_HEADER_BYTES + payload.len() as u64;
+                    records.push(payload);
+                    seq += 1;
+                }
+                None => break stop.unwrap_or(JournalStop::End),
             }
-            let u64_at = |o: usize| {
-                let mut a = [0u8; 8];
-                a.copy_from_slice(&h[o..o + 8]);
-                u64::from_le_bytes(a)
-            };
-            if &h[0..4] != MAGIC {
-                // Bytes left from a longer earlier generation (records are packed,
-                // so the new end need not fall on an old record boundary).
-                break JournalStop::End;
-            }
-            let len = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
-            let rec_gen = u64_at(8);
-            if rec_gen != generation {
-                // A record left from an earlier generation: the journal was reset
-                // by the checkpoint of `generation`; this is the clean end.
-                break JournalStop::End;
-            }
-            if len > PAYLOAD_MAX_BYTES
-                || offset + JOURNAL_RECORD_HEADER_BYTES + u64::from(len) > JOURNAL_BYTES
-            {
-                break JournalStop::Torn(format!("record length {len} at journal offset {offset}"));
-            }
-            if u64_at(16) != seq {
-                break JournalStop::Torn(format!(
-                    "record seq {} at journal offset {offset}, expected {seq}",
-                    u64_at(16)
-                ));
-            }
-            let payload = w.get(offset + JOURNAL_RECORD_HEADER_BYTES, len as usize)?;
-            let crc = u32::from_le_bytes([h[24], h[25], h[26], h[27]]);
-            if crc_of(&h, &payload) != crc {
-                break JournalStop::Torn(format!(
-                    "record {seq} at journal offset {offset}: checksum mismatch"
-                ));
-            }
-            records.push(payload);
-            offset += JOURNAL_RECORD_HEADER_BYTES + u64::from(len);
-            seq += 1;
         };
         if stop != JournalStop::Full {
             self.refuse_damage(generation, seq, offset, &stop)?;
@@ -209,14 +203,20 @@ impl MetaStore {
     ) -> Result<()> {
         let limit = (offset + 2 * JOURNAL_RECORD_HEADER_BYTES + u64::from(PAYLOAD_MAX_BYTES))
             .min(JOURNAL_BYTES);
-        let found = self.find_valid_record(offset, limit, |g, s| {
-            g > generation || (g == generation && s >= seq)
-        })?;
-        let Some((at, g, s)) = found else {
+        let mut found = None;
+        for copy in 0..COPIES {
+            found = self.find_valid_record(copy, offset, limit, |g, s| {
+                g > generation || (g == generation && s >= seq)
+            })?;
+            if found.is_some() {
+                break;
+            }
+        }
+        let Some((copy, at, g, s)) = found else {
             return Ok(());
         };
-        let stop_at = JOURNAL_BASE + offset;
-        let found_at = JOURNAL_BASE + at;
+        let stop_at = journal_base(copy) + offset;
+        let found_at = journal_base(copy) + at;
         let why = match stop {
             JournalStop::Torn(w) => w.clone(),
             _ => "no valid record header".to_string(),
@@ -239,19 +239,22 @@ impl MetaStore {
     }
 
     /// The first valid record (magic, sane length, checksum) starting in
-    /// journal offsets `from..limit` whose generation and seq satisfy `want`;
-    /// only allocated tracks are searched. Returns (offset, generation, seq).
+    /// offsets `from..limit` of journal copy `copy` whose generation and seq
+    /// satisfy `want`; only allocated tracks are searched. Returns (copy,
+    /// offset, generation, seq).
     fn find_valid_record(
         &self,
+        copy: u64,
         from: u64,
         limit: u64,
         want: impl Fn(u64, u64) -> bool,
-    ) -> Result<Option<(u64, u64, u64)>> {
+    ) -> Result<Option<(u64, u64, u64, u64)>> {
         if from >= limit {
             return Ok(None);
         }
-        let first = (JOURNAL_BASE + from) / META_TRACK_BYTES;
-        let last = (JOURNAL_BASE + limit - 1) / META_TRACK_BYTES;
+        let base = journal_base(copy);
+        let first = (base + from) / META_TRACK_BYTES;
+        let last = (base + limit - 1) / META_TRACK_BYTES;
         let Some(extent) = Extent::new(first, last) else {
             return Ok(None);
         };
@@ -261,22 +264,22 @@ impl MetaStore {
             .map_err(|e| super::store_err("journal allocation", e))?;
         let hdr = JOURNAL_RECORD_HEADER_BYTES;
         for e in allocated.extents() {
-            let lo = (e.first * META_TRACK_BYTES).max(JOURNAL_BASE + from) - JOURNAL_BASE;
-            let hi = ((e.last + 1) * META_TRACK_BYTES).min(JOURNAL_BASE + limit) - JOURNAL_BASE;
+            let lo = (e.first * META_TRACK_BYTES).max(base + from) - base;
+            let hi = ((e.last + 1) * META_TRACK_BYTES).min(base + limit) - base;
             let mut at = lo;
             while at < hi {
                 // Chunks overlap by 3 bytes so a magic across a boundary is seen.
                 let n = (hi - at).min(WINDOW_BYTES as u64);
                 let read = (n + 3).min(JOURNAL_BYTES - at);
                 let mut buf = vec![0u8; read as usize];
-                self.read(JOURNAL_BASE + at, &mut buf, "read journal")?;
+                self.read(base + at, &mut buf, "read journal")?;
                 let mut i = 0usize;
                 while i + 4 <= buf.len() && (i as u64) < n {
                     if buf[i] == MAGIC[0] && &buf[i..i + 4] == MAGIC {
                         let off = at + i as u64;
-                        if let Some((g, s)) = self.valid_record_at(off, hdr)? {
+                        if let Some((g, s)) = self.valid_record_at(base, off, hdr)? {
                             if want(g, s) {
-                                return Ok(Some((off, g, s)));
+                                return Ok(Some((copy, off, g, s)));
                             }
                         }
                     }
@@ -289,12 +292,12 @@ impl MetaStore {
     }
 
     /// (generation, seq) of a record at journal offset `off` if it is whole and valid.
-    fn valid_record_at(&self, off: u64, hdr: u64) -> Result<Option<(u64, u64)>> {
+    fn valid_record_at(&self, base: u64, off: u64, hdr: u64) -> Result<Option<(u64, u64)>> {
         if off + hdr > JOURNAL_BYTES {
             return Ok(None);
         }
         let mut h = [0u8; JOURNAL_RECORD_HEADER_BYTES as usize];
-        self.read(JOURNAL_BASE + off, &mut h, "read journal")?;
+        self.read(base + off, &mut h, "read journal")?;
         let len = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
         if &h[0..4] != MAGIC
             || len > PAYLOAD_MAX_BYTES
@@ -303,7 +306,7 @@ impl MetaStore {
             return Ok(None);
         }
         let mut payload = vec![0u8; len as usize];
-        self.read(JOURNAL_BASE + off + hdr, &mut payload, "read journal")?;
+        self.read(base + off + hdr, &mut payload, "read journal")?;
         if crc_of(&h, &payload) != u32::from_le_bytes([h[24], h[25], h[26], h[27]]) {
             return Ok(None);
         }
@@ -314,4 +317,58 @@ impl MetaStore {
         };
         Ok(Some((u64_at(8), u64_at(16))))
     }
+}
+
+/// The record of `generation` numbered `seq` at `offset` of one copy, or why
+/// there is none (the clean end, a torn or damaged record, the end of the area).
+fn read_record(
+    w: &mut Window<'_>,
+    offset: u64,
+    generation: u64,
+    seq: u64,
+) -> Result<std::result::Result<Vec<u8>, JournalStop>> {
+    if offset + JOURNAL_RECORD_HEADER_BYTES > JOURNAL_BYTES {
+        return Ok(Err(JournalStop::Full));
+    }
+    let h = w.get(offset, JOURNAL_RECORD_HEADER_BYTES as usize)?;
+    if h.iter().all(|&b| b == 0) {
+        return Ok(Err(JournalStop::End));
+    }
+    let u64_at = |o: usize| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&h[o..o + 8]);
+        u64::from_le_bytes(a)
+    };
+    if &h[0..4] != MAGIC {
+        // Bytes left from a longer earlier generation (records are packed,
+        // so the new end need not fall on an old record boundary).
+        return Ok(Err(JournalStop::End));
+    }
+    let len = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+    if u64_at(8) != generation {
+        // A record left from an earlier generation: the journal was reset
+        // by the checkpoint of `generation`; this is the clean end.
+        return Ok(Err(JournalStop::End));
+    }
+    if len > PAYLOAD_MAX_BYTES
+        || offset + JOURNAL_RECORD_HEADER_BYTES + u64::from(len) > JOURNAL_BYTES
+    {
+        return Ok(Err(JournalStop::Torn(format!(
+            "record length {len} at journal offset {offset}"
+        ))));
+    }
+    if u64_at(16) != seq {
+        return Ok(Err(JournalStop::Torn(format!(
+            "record seq {} at journal offset {offset}, expected {seq}",
+            u64_at(16)
+        ))));
+    }
+    let payload = w.get(offset + JOURNAL_RECORD_HEADER_BYTES, len as usize)?;
+    let crc = u32::from_le_bytes([h[24], h[25], h[26], h[27]]);
+    if crc_of(&h, &payload) != crc {
+        return Ok(Err(JournalStop::Torn(format!(
+            "record {seq} at journal offset {offset}: checksum mismatch"
+        ))));
+    }
+    Ok(Ok(payload))
 }

@@ -16,14 +16,14 @@
 //! 124  header_crc   4  crc32c of bytes 0..124
 //! ```
 
-use super::{MetaStore, ROOT_HEADER_BLOCK_BYTES, SLOT_BYTES};
+use super::{root_base, MetaStore, COPIES, ROOT_COPY_BYTES, ROOT_HEADER_BLOCK_BYTES};
 use crate::error::{err, ErrorKind, Result};
 
 const MAGIC: &[u8; 8] = b"FWSROOT1";
 const VERSION: u32 = 1;
 const HEADER_BYTES: usize = 128;
 /// Largest root payload accepted (a sanity bound on an untrusted length).
-const PAYLOAD_MAX_BYTES: u64 = SLOT_BYTES - ROOT_HEADER_BLOCK_BYTES;
+const PAYLOAD_MAX_BYTES: u64 = ROOT_COPY_BYTES - ROOT_HEADER_BLOCK_BYTES;
 
 /// Root flag: the subsystem had the directory open (not shut down cleanly).
 pub const ROOT_FLAG_OPEN: u32 = 1;
@@ -113,10 +113,11 @@ impl RootHeader {
     }
 }
 
-/// What one slot holds.
-#[derive(Clone, Debug)]
+/// What one root copy (or, summarised, one slot) holds.
+#[derive(Clone, Debug, Default)]
 pub enum SlotStatus {
     /// Never written (all-zero header).
+    #[default]
     Empty,
     /// Written but invalid; the reason.
     Invalid(String),
@@ -129,18 +130,57 @@ pub enum SlotStatus {
     },
 }
 
-/// Both slots as found.
+impl SlotStatus {
+    fn generation(&self) -> Option<u64> {
+        match self {
+            SlotStatus::Valid { header, .. } => Some(header.generation),
+            _ => None,
+        }
+    }
+
+    /// One line: `empty`, `invalid (why)` or `generation N`.
+    pub fn describe(&self) -> String {
+        match self {
+            SlotStatus::Empty => "empty".into(),
+            SlotStatus::Invalid(why) => format!("invalid ({why})"),
+            SlotStatus::Valid { header, payload } => format!(
+                "generation {}, {} payload bytes{}",
+                header.generation,
+                payload.len(),
+                if header.flags & ROOT_FLAG_OPEN != 0 {
+                    ", open"
+                } else {
+                    ""
+                }
+            ),
+        }
+    }
+}
+
+/// Both slots, both copies each, as found.
 #[derive(Clone, Debug)]
 pub struct RootScan {
-    /// Slot 0 and slot 1.
-    pub slots: [SlotStatus; 2],
+    /// `copies[slot][copy]`.
+    pub copies: [[SlotStatus; 2]; 2],
 }
 
 impl RootScan {
-    /// The valid root with the highest generation, if any.
+    /// What `slot` holds: its newest valid copy, else its first invalid one, else empty.
+    pub fn slot(&self, slot: usize) -> &SlotStatus {
+        let c = &self.copies[slot];
+        match (c[0].generation(), c[1].generation()) {
+            (Some(a), Some(b)) if b > a => &c[1],
+            (Some(_), _) => &c[0],
+            (None, Some(_)) => &c[1],
+            (None, None) if matches!(c[0], SlotStatus::Invalid(_)) => &c[0],
+            (None, None) => &c[1],
+        }
+    }
+
+    /// The valid root with the highest generation in any copy, if any.
     pub fn newest(&self) -> Option<(&RootHeader, &[u8])> {
         let mut best: Option<(&RootHeader, &[u8])> = None;
-        for s in &self.slots {
+        for s in self.copies.iter().flatten() {
             if let SlotStatus::Valid { header, payload } = s {
                 if best.is_none_or(|(b, _)| header.generation > b.generation) {
                     best = Some((header, payload));
@@ -150,59 +190,76 @@ impl RootScan {
         best
     }
 
-    /// True when neither slot was ever written.
+    /// True when no copy of either slot was ever written.
     pub fn is_blank(&self) -> bool {
-        self.slots.iter().all(|s| matches!(s, SlotStatus::Empty))
+        self.copies
+            .iter()
+            .flatten()
+            .all(|s| matches!(s, SlotStatus::Empty))
     }
-}
 
-fn slot_base(slot: u32) -> u64 {
-    u64::from(slot) * SLOT_BYTES
+    /// `slot S copy C: ...` for every copy (diagnostics and `check`).
+    pub fn describe(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (slot, copies) in self.copies.iter().enumerate() {
+            for (copy, s) in copies.iter().enumerate() {
+                out.push(format!("slot {slot} copy {copy}: {}", s.describe()));
+            }
+        }
+        out
+    }
 }
 
 impl MetaStore {
-    /// Reads and validates both root slots; `subsystem` must match the header's id.
-    pub fn scan_roots(&self, subsystem: Option<&str>) -> Result<RootScan> {
-        let mut slots = [SlotStatus::Empty, SlotStatus::Empty];
-        for slot in 0..2u32 {
-            let mut hb = [0u8; HEADER_BYTES];
-            self.read(slot_base(slot), &mut hb, "read root header")?;
-            slots[slot as usize] = if hb.iter().all(|&b| b == 0) {
-                SlotStatus::Empty
-            } else {
-                match RootHeader::decode(&hb, slot) {
-                    Err(reason) => SlotStatus::Invalid(reason),
-                    Ok(h) if subsystem.is_some_and(|s| s != h.subsystem) => {
-                        SlotStatus::Invalid(format!(
-                            "root belongs to subsystem {} (expected {})",
-                            h.subsystem,
-                            subsystem.unwrap_or_default()
-                        ))
-                    }
-                    Ok(header) => {
-                        let mut payload = vec![0u8; header.payload_len as usize];
-                        self.read(
-                            slot_base(slot) + ROOT_HEADER_BLOCK_BYTES,
-                            &mut payload,
-                            "read root payload",
-                        )?;
-                        if crc32c::crc32c(&payload) != header.payload_crc {
-                            SlotStatus::Invalid(format!(
-                                "payload checksum mismatch (generation {}, torn checkpoint)",
-                                header.generation
-                            ))
-                        } else {
-                            SlotStatus::Valid { header, payload }
-                        }
-                    }
-                }
-            };
+    fn scan_copy(&self, slot: u32, copy: u64, subsystem: Option<&str>) -> Result<SlotStatus> {
+        let base = root_base(slot, copy);
+        let mut hb = [0u8; HEADER_BYTES];
+        self.read(base, &mut hb, "read root header")?;
+        if hb.iter().all(|&b| b == 0) {
+            return Ok(SlotStatus::Empty);
         }
-        Ok(RootScan { slots })
+        Ok(match RootHeader::decode(&hb, slot) {
+            Err(reason) => SlotStatus::Invalid(reason),
+            Ok(h) if subsystem.is_some_and(|s| s != h.subsystem) => SlotStatus::Invalid(format!(
+                "root belongs to subsystem {} (expected {})",
+                h.subsystem,
+                subsystem.unwrap_or_default()
+            )),
+            Ok(header) => {
+                let mut payload = vec![0u8; header.payload_len as usize];
+                self.read(
+                    base + ROOT_HEADER_BLOCK_BYTES,
+                    &mut payload,
+                    "read root payload",
+                )?;
+                if crc32c::crc32c(&payload) != header.payload_crc {
+                    SlotStatus::Invalid(format!(
+                        "payload checksum mismatch (generation {}, torn checkpoint)",
+                        header.generation
+                    ))
+                } else {
+                    SlotStatus::Valid { header, payload }
+                }
+            }
+        })
     }
 
-    /// Writes a root into `slot` (payload first, then header) and flushes.
-    /// The caller picks the slot that does not hold the newest valid root.
+    /// Reads and validates every copy of both root slots; `subsystem` must
+    /// match the header's id.
+    pub fn scan_roots(&self, subsystem: Option<&str>) -> Result<RootScan> {
+        let mut copies: [[SlotStatus; 2]; 2] = Default::default();
+        for slot in 0..2u32 {
+            for copy in 0..COPIES {
+                copies[slot as usize][copy as usize] = self.scan_copy(slot, copy, subsystem)?;
+            }
+        }
+        Ok(RootScan { copies })
+    }
+
+    /// Writes a root into both copies of `slot` (payloads, then headers),
+    /// made durable and verified ([`MetaStore::write_durable`], fault site
+    /// `root.write`). The caller picks the slot that does not hold the newest
+    /// valid root.
     pub fn write_root(
         &self,
         slot: u32,
@@ -224,13 +281,30 @@ impl MetaStore {
             payload_crc: crc32c::crc32c(payload),
             flags,
             subsystem: subsystem.to_string(),
-        };
-        self.write(
-            slot_base(slot) + ROOT_HEADER_BLOCK_BYTES,
-            payload,
-            "write root payload",
-        )?;
-        self.write(slot_base(slot), &header.encode(), "write root header")?;
-        self.flush("flush root")
+        }
+        .encode();
+        let mut parts: Vec<(u64, &[u8])> = Vec::new();
+        for copy in 0..COPIES {
+            parts.push((root_base(slot, copy) + ROOT_HEADER_BLOCK_BYTES, payload));
+        }
+        for copy in 0..COPIES {
+            parts.push((root_base(slot, copy), &header));
+        }
+        if self.unsafe_roots() {
+            // The deliberate bug: one unflushed, unverified try whose failure
+            // is ignored, so the journal moves on to a generation with no root.
+            if self.site_ok("root.write") {
+                for (offset, data) in &parts {
+                    let _ = self.store().write_at(*offset, data);
+                }
+            }
+            return Ok(());
+        }
+        self.write_durable(
+            "root.write",
+            &parts,
+            &format!("root generation {generation} (slot {slot})"),
+        )
+        .map(|_| ())
     }
 }

@@ -6,6 +6,13 @@ use volume_store::{MemStore, TrackStore};
 
 use super::*;
 
+/// Writes `bytes` at journal-relative `offset` of both journal copies.
+fn damage_both(store: &MemStore, offset: u64, bytes: &[u8]) {
+    for c in 0..COPIES {
+        store.write_at(journal_base(c) + offset, bytes).unwrap();
+    }
+}
+
 fn meta() -> (Arc<MemStore>, MetaStore) {
     let store = Arc::new(MemStore::with_id(META_VOLUME_ID, meta_geometry()));
     let m = MetaStore::new(store.clone(), true);
@@ -33,7 +40,15 @@ fn newest_valid_generation_wins_and_torn_payload_falls_back() {
     m.write_root(0, 3, 0, "SS", b"third!").unwrap();
     store.write_at(ROOT_HEADER_BLOCK_BYTES, b"XX").unwrap();
     let scan = m.scan_roots(Some("SS")).unwrap();
-    assert!(matches!(&scan.slots[0], SlotStatus::Invalid(r) if r.contains("payload")));
+    // One torn copy: the other copy of generation 3 still loads.
+    assert!(matches!(&scan.copies[0][0], SlotStatus::Invalid(r) if r.contains("payload")));
+    assert_eq!(scan.newest().unwrap().1, b"third!");
+    // Both copies torn: generation 2 wins.
+    store
+        .write_at(ROOT_COPY_BYTES + ROOT_HEADER_BLOCK_BYTES, b"XX")
+        .unwrap();
+    let scan = m.scan_roots(Some("SS")).unwrap();
+    assert!(matches!(scan.slot(0), SlotStatus::Invalid(r) if r.contains("payload")));
     assert_eq!(scan.newest().unwrap().1, b"second");
 }
 
@@ -46,13 +61,18 @@ fn misdirected_and_foreign_headers_are_invalid() {
     store.read_at(0, &mut h).unwrap();
     store.write_at(SLOT_BYTES, &h).unwrap();
     let scan = m.scan_roots(Some("SS")).unwrap();
-    assert!(matches!(&scan.slots[1], SlotStatus::Invalid(r) if r.contains("misdirected")));
+    assert!(matches!(scan.slot(1), SlotStatus::Invalid(r) if r.contains("misdirected")));
     let scan = m.scan_roots(Some("OTHER")).unwrap();
     assert!(scan.newest().is_none());
     // A flipped header byte is caught by the header crc.
     store.write_at(20, &[0xff]).unwrap();
     let scan = m.scan_roots(Some("SS")).unwrap();
-    assert!(matches!(&scan.slots[0], SlotStatus::Invalid(r) if r.contains("checksum")));
+    assert!(matches!(&scan.copies[0][0], SlotStatus::Invalid(r) if r.contains("checksum")));
+    assert_eq!(
+        scan.newest().unwrap().0.generation,
+        1,
+        "copy 1 still holds it"
+    );
 }
 
 #[test]
@@ -78,7 +98,7 @@ fn journal_replays_its_generation_and_stops_at_torn_or_stale_records() {
     assert_eq!(scan.stop, JournalStop::End);
     // A torn second record: crc fails, replay keeps the first.
     let e2 = m.append_journal(e1, 8, 2, b"second-record").unwrap();
-    store.write_at(JOURNAL_BASE + e2 - 3, b"\0\0\0").unwrap();
+    damage_both(&store, e2 - 3, b"\0\0\0");
     let scan = m.scan_journal(8).unwrap();
     assert_eq!(scan.records.len(), 1);
     assert!(matches!(scan.stop, JournalStop::Torn(_)));
@@ -124,7 +144,11 @@ fn damaged_middle_record_is_corruption_not_a_torn_tail() {
                 .append_journal(end, 5, seq, format!("record-{seq}").as_bytes())
                 .unwrap();
         }
-        damage(&store, JOURNAL_BASE + starts[1]);
+        // One damaged copy is repaired from the other.
+        damage(&store, journal_base(0) + starts[1]);
+        let scan = m.scan_journal(5).unwrap();
+        assert_eq!(scan.records.len(), 3, "{what}");
+        damage(&store, journal_base(1) + starts[1]);
         let e = m.scan_journal(5).unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::Corrupt, "{what}: {e}");
         let msg = e.to_string();
@@ -151,7 +175,7 @@ fn damaged_last_record_is_still_a_torn_tail_even_with_stale_records_after_it() {
     }
     let e1 = m.append_journal(0, 4, 1, b"a").unwrap();
     let e2 = m.append_journal(e1, 4, 2, b"bb").unwrap();
-    store.write_at(JOURNAL_BASE + e2 - 1, b"\xff").unwrap();
+    damage_both(&store, e2 - 1, b"\xff");
     let scan = m.scan_journal(4).unwrap();
     assert_eq!(scan.records, vec![b"a".to_vec()]);
     assert!(matches!(scan.stop, JournalStop::Torn(_)));
@@ -169,4 +193,80 @@ fn a_record_of_a_newer_generation_refuses_the_older_root() {
     assert!(e.to_string().contains("roll"), "{e}");
     // Older records after a newer root are the clean end.
     assert_eq!(m.scan_journal(10).unwrap().stop, JournalStop::End);
+}
+
+fn faulty_meta(
+    rules: Vec<volume_store::FaultRule>,
+) -> (Arc<volume_store::FaultyStore<MemStore>>, MetaStore) {
+    let store = Arc::new(volume_store::FaultyStore::new(
+        MemStore::with_id(META_VOLUME_ID, meta_geometry()),
+        7,
+    ));
+    for r in rules {
+        store.add_rule(r);
+    }
+    let reopen_store = store.clone();
+    let m = MetaStore::with_recovery(
+        store.clone(),
+        true,
+        Arc::new(move || {
+            reopen_store.reopen();
+            Ok(reopen_store.clone() as Arc<dyn TrackStore>)
+        }),
+        Arc::new(volume_store::NoFaults),
+    );
+    (store, m)
+}
+
+#[test]
+fn misdirected_failed_and_unflushed_metadata_writes_are_retried_until_verified() {
+    use volume_store::{CrashMode, FaultEffect, FaultRule, OpFilter, Trigger};
+    // Every other write misdirected, a failed flush (poisons the store), a failed write.
+    let (store, m) = faulty_meta(vec![
+        FaultRule::new(
+            OpFilter::Write,
+            Trigger::Probability(0.5),
+            FaultEffect::Misdirect,
+        ),
+        FaultRule::fail_flush(Trigger::Nth(1)),
+        FaultRule::new(OpFilter::Write, Trigger::Nth(3), FaultEffect::Eio),
+    ]);
+    let mut end = 0;
+    for gen in 1..=6u64 {
+        m.write_root(
+            (gen % 2) as u32,
+            gen,
+            0,
+            "SS",
+            format!("root {gen}").as_bytes(),
+        )
+        .unwrap();
+        for seq in 1..=3u64 {
+            end = m
+                .append_journal(if seq == 1 { 0 } else { end }, gen, seq, b"bits")
+                .unwrap();
+        }
+    }
+    // Whatever the faults did, a power loss now keeps every root and record.
+    store.set_faults_enabled(false);
+    store.crash(CrashMode::DropAll).unwrap();
+    let scan = m.scan_roots(Some("SS")).unwrap();
+    assert_eq!(scan.newest().unwrap().0.generation, 6);
+    assert_eq!(scan.newest().unwrap().1, b"root 6");
+    assert_eq!(m.scan_journal(6).unwrap().records.len(), 3);
+}
+
+#[test]
+fn a_store_that_never_takes_a_write_fences_instead_of_answering_failed() {
+    use volume_store::{FaultEffect, FaultRule, OpFilter, Trigger};
+    let (_store, m) = faulty_meta(vec![FaultRule::new(
+        OpFilter::Write,
+        Trigger::Always,
+        FaultEffect::Eio,
+    )]);
+    let e = m.write_root(0, 1, 0, "SS", b"p").unwrap_err();
+    assert_eq!(e.kind(), crate::ErrorKind::Fenced, "{e}");
+    assert!(e.to_string().contains("unknown"), "{e}");
+    let e = m.append_journal(0, 1, 1, b"x").unwrap_err();
+    assert_eq!(e.kind(), crate::ErrorKind::Fenced, "{e}");
 }

@@ -154,13 +154,20 @@ impl Subsystem {
             r
         };
         let r = r.and_then(|v| {
-            inner
-                .checkpoint(&mut cur)
-                .map(|()| v)
-                .map_err(|e| e.context("change not made durable, so it was undone"))
+            inner.checkpoint(&mut cur).map(|()| v).map_err(|e| {
+                if e.kind() == ErrorKind::Fenced {
+                    e.context("the outcome of this change is unknown")
+                } else {
+                    e.context("change not made durable, so it was undone")
+                }
+            })
         });
-        if r.is_err() {
-            inner.roll_back(before);
+        match &r {
+            // Unknown outcome: memory is not trusted either way; the fence
+            // refuses everything until an IPL or reset reloads the durable state.
+            Err(e) if e.kind() == ErrorKind::Fenced => {}
+            Err(_) => inner.roll_back(before),
+            Ok(_) => {}
         }
         r
     }

@@ -131,10 +131,24 @@ impl Subsystem {
                     break;
                 }
                 let runs = core.engine.plan_background_runs(map, chunk);
-                inner.after_engine_change(&mut core);
+                inner.note_state_change(&mut core);
                 if runs.is_empty() {
-                    break;
+                    None
+                } else {
+                    Some(runs)
                 }
+            };
+            if let Err(e) = inner.harden_state_changes() {
+                if let Some(runs) = &planned {
+                    inner.core.lock().engine.abandon_runs(runs);
+                }
+                return Err(e);
+            }
+            let Some(runs) = planned else {
+                break;
+            };
+            let planned = {
+                let mut core = inner.core.lock();
                 let (keep, rest) = match inner.trim_runs(runs.clone(), cap) {
                     Ok(x) => x,
                     Err(e) => {
@@ -235,8 +249,10 @@ impl Subsystem {
                 return Ok((0, 0, true));
             }
             let copies = core.engine.plan_background(map, GRAIN_CHUNK);
-            inner.after_engine_change(&mut core);
+            inner.note_state_change(&mut core);
             if copies.is_empty() {
+                drop(core);
+                inner.harden_state_changes()?;
                 return Ok((0, 0, true));
             }
             let (guard, busy) = inner.grains.try_lock(copies.iter().map(|c| c.grain));

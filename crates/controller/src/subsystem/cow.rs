@@ -237,10 +237,19 @@ impl Stages<CommitItem> for Inner {
         } else {
             self.journal_ops(&mut cur, &ops)
         };
+        let fenced = self.check_fenced().err();
         if let Err(e) = &result {
             let msg = e.full_message();
             for o in outcomes.iter_mut().filter(|o| o.is_ok()) {
                 *o = Err((e.kind(), format!("bitmap journal write failed: {msg}")));
+            }
+        }
+        if let Some(f) = &fenced {
+            // Nothing more can be made durable: no suspension either. Every
+            // item fails `fenced`; an IPL replays whatever record is durable
+            // (each one only sets bits whose data is already durable).
+            for o in outcomes.iter_mut() {
+                *o = Err((ErrorKind::Fenced, f.full_message()));
             }
         }
         // 3. Apply to the engine in submission order; fail (abandon + suspend) the rest.
@@ -263,12 +272,24 @@ impl Stages<CommitItem> for Inner {
                     }
                 }
             }
-            self.after_engine_change(&mut core);
+            self.note_state_change(&mut core);
         }
-        if !suspend.is_empty() {
-            self.suspend_maps(&mut cur, suspend);
+        if fenced.is_none() {
+            if !suspend.is_empty() {
+                self.suspend_maps(&mut cur, suspend);
+            }
+            if self.state_dirty.load(std::sync::atomic::Ordering::SeqCst) {
+                // A map changed state (copy complete, cleaning done): durable
+                // before anyone is answered. A failure here can only fence.
+                if let Err(e) = self.checkpoint(&mut cur) {
+                    for o in outcomes.iter_mut() {
+                        *o = Err((e.kind(), e.full_message()));
+                    }
+                }
+            } else {
+                self.maybe_checkpoint(&mut cur);
+            }
         }
-        self.maybe_checkpoint(&mut cur);
         outcomes
     }
 }
@@ -296,12 +317,10 @@ impl Inner {
             self.checkpoint(cur)?;
         }
         let payload = encode_journal(ops)?;
-        self.faults
-            .check("bitmap.commit")
-            .map_err(|e| store_err("journal append (injected)", e))?;
         let end = self
             .meta
-            .append_journal(cur.offset, cur.generation, cur.seq, &payload)?;
+            .append_journal(cur.offset, cur.generation, cur.seq, &payload)
+            .map_err(|e| self.fence_on(e))?;
         cur.offset = end;
         cur.seq += 1;
         Metrics::add(&self.metrics.journal_records, 1);
@@ -329,20 +348,26 @@ impl Inner {
             self.after_engine_change(&mut core);
         }
         if let Err(e) = self.checkpoint(cur) {
+            // Only a fence gets here (the root write retries until durable):
+            // nothing is served until an IPL, which brings the maps back from
+            // their last durable state (their sources were not written past
+            // it, so their images hold).
             tracing::error!(
                 subsystem = %self.id,
                 error = %e.full_message(),
-                "suspension not durable: the maps come back from their last durable state at IPL \
-                 (their sources were not written past it, so their images hold)"
+                "suspension not made durable"
             );
         }
     }
 
-    /// Drains engine events into subsystem events and refreshes per-volume caches.
-    pub(crate) fn after_engine_change(&self, core: &mut Core) {
+    /// Drains engine events into subsystem events and refreshes per-volume
+    /// caches. Returns whether a map changed state (or was deleted): such a
+    /// change outside a control request must be checkpointed before it is
+    /// relied on ([`Inner::note_state_change`]).
+    pub(crate) fn after_engine_change(&self, core: &mut Core) -> bool {
         let events = core.engine.take_events();
         if events.is_empty() {
-            return;
+            return false;
         }
         for e in events {
             use timezero::EngineEvent as E;
@@ -355,6 +380,27 @@ impl Inner {
             });
         }
         core.refresh_vol_maps();
+        true
+    }
+
+    /// Like [`Inner::after_engine_change`], and marks a state change as
+    /// owed to a checkpoint ([`Inner::harden_state_changes`]).
+    pub(crate) fn note_state_change(&self, core: &mut Core) {
+        if self.after_engine_change(core) {
+            self.state_dirty
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    /// Checkpoints if a map changed state outside a control request since
+    /// the last checkpoint, so map states survive an IPL exactly (IPL-1).
+    /// Caller holds no engine lock.
+    pub(crate) fn harden_state_changes(&self) -> Result<()> {
+        if !self.state_dirty.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(());
+        }
+        let mut cur = self.journal.lock();
+        self.checkpoint(&mut cur)
     }
 }
 

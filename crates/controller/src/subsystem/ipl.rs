@@ -137,21 +137,7 @@ pub(crate) fn load_durable(meta: &MetaStore, subsystem: &str) -> Result<Option<L
         return Ok(None);
     }
     let Some((header, bytes)) = scan.newest() else {
-        let why: Vec<String> = scan
-            .slots
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                format!(
-                    "slot {i}: {}",
-                    match s {
-                        crate::meta::SlotStatus::Invalid(r) => r.clone(),
-                        crate::meta::SlotStatus::Empty => "empty".into(),
-                        crate::meta::SlotStatus::Valid { .. } => "valid".into(),
-                    }
-                )
-            })
-            .collect();
+        let why = scan.describe();
         return Err(err(
             ErrorKind::Corrupt,
             format!(
@@ -231,7 +217,18 @@ pub(crate) fn open(
     let faults = options.faults.clone().unwrap_or_else(|| Arc::new(NoFaults));
     let sync = config.durability == crate::config::DurabilityMode::Strict;
     let (meta_store, _created) = provider.open_meta()?;
-    let meta = MetaStore::new(meta_store, sync);
+    let reopen_from = provider.clone();
+    let meta = MetaStore::with_recovery(
+        meta_store,
+        sync,
+        Arc::new(move || reopen_from.open_meta().map(|(s, _)| s)),
+        faults.clone(),
+    );
+    let meta = if options.journal_before_durable_root {
+        meta.with_unsafe_roots()
+    } else {
+        meta
+    };
     let mut report = IplReport::default();
     let loaded = load_durable(&meta, &config.id)?;
     let (core, cursor, volumes) = match loaded {
@@ -304,6 +301,8 @@ pub(crate) fn open(
         tables: Mutex::new(Some(tables)),
         host_active: AtomicUsize::new(0),
         closed: AtomicBool::new(false),
+        fenced: Mutex::new(None),
+        state_dirty: AtomicBool::new(false),
         ipl_report: Mutex::new(IplReport::default()),
         clean_totals: Mutex::new(Default::default()),
         options,
@@ -395,9 +394,20 @@ impl Subsystem {
     pub fn reset(&self, lose_volatile: bool) -> Result<IplReport> {
         self.check_open()?;
         let inner = &*self.inner;
-        let _topo = self.control_lock()?;
+        let _topo = inner.topo.write();
+        if inner.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(err(
+                ErrorKind::Offline,
+                format!("subsystem {} is shut down", inner.id),
+            ));
+        }
+        // A fenced subsystem's memory is not trusted: reopen the metadata
+        // store and rebuild from what is durable (nothing can be hardened).
+        let fenced = inner.fenced.lock().is_some();
         let mut cur = inner.journal.lock();
-        if !lose_volatile {
+        if fenced {
+            inner.meta.reopen()?;
+        } else if !lose_volatile {
             inner.checkpoint(&mut cur)?;
         }
         let before: Vec<u8> = inner.core.lock().sessions.keys().copied().collect();
@@ -435,6 +445,9 @@ impl Subsystem {
         cur.offset = l.cursor.offset;
         cur.seq = l.cursor.seq;
         inner.checkpoint(&mut cur)?;
+        if inner.fenced.lock().take().is_some() {
+            tracing::warn!(subsystem = %inner.id, "fence lifted: state rebuilt from durable metadata");
+        }
         let maps = inner.core.lock().engine.maps().len();
         report.log(&inner.id.to_string(), maps, Some(lose_volatile));
         *inner.ipl_report.lock() = report.clone();
