@@ -137,6 +137,7 @@ impl ControllerWorld {
             provider: Some(Arc::new(self.stores.clone())),
             faults: Some(self.injector.clone() as Arc<dyn FaultPoint>),
             lock: true,
+            journal_before_durable_root: self.stores.bug() == Some(Bug::JournalBeforeRoot),
         };
         Subsystem::open_with(self.dir.path(), self.config.clone(), options)
     }
@@ -159,6 +160,10 @@ impl ControllerWorld {
     fn map_outcome(r: controller::Result<()>) -> String {
         match r {
             Ok(()) => "ok".into(),
+            // Not answered as failed: whether it happened is up to the IPL.
+            Err(e) if e.kind() == ErrorKind::Fenced => {
+                format!("unknown (fenced): {}", e.full_message())
+            }
             Err(e) => format!("rejected ({}): {}", e.kind().as_str(), e.full_message()),
         }
     }
@@ -444,7 +449,12 @@ impl World for ControllerWorld {
         } else {
             Vec::new()
         };
-        let out = out?;
+        let mut out = out?;
+        let fenced = self.sub.as_ref().is_some_and(|s| s.fenced().is_some());
+        if fenced {
+            let recovered = self.recover_from_fence(op)?;
+            out = format!("{out}; fenced, crash and {recovered}");
+        }
         trace.record(format!("{op} -> {out}"));
         let control = matches!(
             op,
@@ -456,7 +466,7 @@ impl World for ControllerWorld {
                 | Op::StartSession { .. }
                 | Op::CompleteSession { .. }
         );
-        if control && out.starts_with("rejected") {
+        if control && !fenced && out.starts_with("rejected") {
             // A rejected request must change nothing: anything it left
             // behind lives in memory only and an IPL would undo it.
             let now: BTreeMap<u32, MapState> =

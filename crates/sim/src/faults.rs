@@ -90,6 +90,34 @@ impl FaultPlan {
         p
     }
 
+    /// The plan as a Rust expression (for regression tests).
+    pub fn to_rust(&self) -> String {
+        let sites: Vec<String> = self
+            .sites
+            .iter()
+            .map(|(s, p, e)| format!("({s:?}, {p:?}, {e})"))
+            .collect();
+        format!(
+            "sim::faults::FaultPlan {{ sites: vec![{}], volume_write_eio: {:?}, volume_flush_eio: {:?}, latent: vec!{:?}, meta_misdirect: {:?}, meta_write_eio: {:?}, slow_io: {:?} }}",
+            sites.join(", "),
+            self.volume_write_eio,
+            self.volume_flush_eio,
+            self.latent,
+            self.meta_misdirect,
+            self.meta_write_eio,
+            self.slow_io
+        )
+    }
+
+    /// The plan a fault run of `seed` draws (the same as `run_seed` uses).
+    pub fn for_seed(seed: u64, shape: &crate::workload::Shape) -> FaultPlan {
+        FaultPlan::random(
+            &mut crate::seed::Seeds::rng(crate::seed::Seeds::split(seed).faults),
+            shape.volumes,
+            shape.tracks,
+        )
+    }
+
     /// The site injector for this plan (seeded).
     pub fn injector(&self, seed: u64) -> FaultInjector {
         let mut inj = FaultInjector::new(seed);

@@ -147,6 +147,17 @@ pub struct RunOutcome {
 }
 
 impl RunOutcome {
+    /// A regression test body for this run: its fault plan and operations
+    /// as Rust, replayed with [`replay`].
+    pub fn as_regression(&self, plan: &FaultPlan) -> String {
+        format!(
+            "let plan = {};\nlet ops = {};\nlet out = sim::runner::replay(&sim::FaultRunConfig::new({seed}, 1), {seed}, plan, &ops);",
+            plan.to_rust(),
+            self.ops_as_rust(),
+            seed = self.seed
+        )
+    }
+
     /// The operations of the run as a Rust array literal.
     pub fn ops_as_rust(&self) -> String {
         let lines: Vec<String> = self
@@ -160,6 +171,28 @@ impl RunOutcome {
 
 /// Runs one seed.
 pub fn run_seed(cfg: &FaultRunConfig, seed: u64) -> RunOutcome {
+    run(cfg, seed, None, None)
+}
+
+/// Replays a fixed operation sequence (a regression test's): the seed still
+/// drives the disk, fault and scheduler RNGs, the fault plan is given
+/// explicitly and the operations replace the workload generator, so changes
+/// to either generator cannot change what the test runs. Ops naming a map or
+/// session slot that does not exist are skipped (and traced).
+pub fn replay(cfg: &FaultRunConfig, seed: u64, plan: FaultPlan, ops: &[Op]) -> RunOutcome {
+    let cfg = FaultRunConfig {
+        steps: ops.len(),
+        ..*cfg
+    };
+    run(&cfg, seed, Some(plan), Some(ops))
+}
+
+fn run(
+    cfg: &FaultRunConfig,
+    seed: u64,
+    plan: Option<FaultPlan>,
+    fixed: Option<&[Op]>,
+) -> RunOutcome {
     let seeds = Seeds::split(seed);
     let mut trace = Trace::new();
     trace.record(format!("seed {seed} {}", cfg.describe()));
@@ -169,16 +202,14 @@ pub fn run_seed(cfg: &FaultRunConfig, seed: u64) -> RunOutcome {
             cfg,
             &seeds,
             &mut trace,
-            &mut ops,
+            (fixed, &mut ops),
             EngineWorld::new(cfg.shape),
         ),
         WorldKind::Controller => {
-            let plan = if cfg.faults {
-                FaultPlan::random(
-                    &mut Seeds::rng(seeds.faults),
-                    cfg.shape.volumes,
-                    cfg.shape.tracks,
-                )
+            let plan = if let Some(p) = plan {
+                p
+            } else if cfg.faults {
+                FaultPlan::for_seed(seed, &cfg.shape)
             } else {
                 FaultPlan::none()
             };
@@ -188,7 +219,7 @@ pub fn run_seed(cfg: &FaultRunConfig, seed: u64) -> RunOutcome {
                     cfg,
                     &seeds,
                     &mut trace,
-                    &mut ops,
+                    (fixed, &mut ops),
                     w.with_crash_points(cfg.crash_points)
                         .tolerating(cfg.tolerate),
                 ),
@@ -218,12 +249,13 @@ pub fn run_seed(cfg: &FaultRunConfig, seed: u64) -> RunOutcome {
     }
 }
 
-/// The run loop over any world.
+/// The run loop over any world: operations from the workload generator, or
+/// the fixed sequence when one is given (`ops` records what ran).
 fn drive<W: World>(
     cfg: &FaultRunConfig,
     seeds: &Seeds,
     trace: &mut Trace,
-    ops: &mut Vec<Op>,
+    (fixed, ops): (Option<&[Op]>, &mut Vec<Op>),
     mut world: W,
 ) -> (RunStats, Option<Violation>) {
     let mut workload = Seeds::rng(seeds.workload);
@@ -232,13 +264,23 @@ fn drive<W: World>(
         for step in 0..cfg.steps {
             trace.step = step as u64;
             trace.clock.advance(scheduler.random_range(1..1_000));
-            let op = next_op(
-                &mut workload,
-                &cfg.shape,
-                &cfg.weights,
-                world.map_slots(),
-                world.session_slots(),
-            );
+            let op = match fixed {
+                Some(f) => {
+                    let op = f[step].clone();
+                    if !op.fits(world.map_slots(), world.session_slots()) {
+                        trace.record(format!("{op} -> skipped (no such slot in this replay)"));
+                        continue;
+                    }
+                    op
+                }
+                None => next_op(
+                    &mut workload,
+                    &cfg.shape,
+                    &cfg.weights,
+                    world.map_slots(),
+                    world.session_slots(),
+                ),
+            };
             ops.push(op.clone());
             world.apply(&op, trace)?;
             world.check_all()?;

@@ -33,6 +33,11 @@ pub enum Bug {
     /// Volume flushes issued by the controller are skipped: split bits become
     /// durable before the copied data.
     BitsBeforeData,
+    /// The controller journals under a root generation whose root is not
+    /// durable: roots are written once, unflushed and unverified, and a root
+    /// write that fails (fault site `root.write`) is ignored
+    /// (`OpenOptions::journal_before_durable_root`).
+    JournalBeforeRoot,
 }
 
 /// The crash images of every store at one instant, for several crash modes.
@@ -287,6 +292,11 @@ impl SimStores {
     /// Switches a deliberate bug on or off.
     pub fn set_bug(&self, bug: Option<Bug>) {
         *self.reg.bug.lock() = bug;
+    }
+
+    /// The deliberate bug switched on, if any.
+    pub fn bug(&self) -> Option<Bug> {
+        *self.reg.bug.lock()
     }
 
     /// Runs `f` with volume flushes honest (the host's own flush requests).

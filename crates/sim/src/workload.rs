@@ -151,6 +151,24 @@ pub enum Op {
     Host(HostEvent),
 }
 
+impl Op {
+    /// Whether the op's map or session slot exists in a run that has
+    /// `maps` map slots and `sessions` session slots (a fixed sequence
+    /// replayed on a changed system may name one that was never made).
+    pub fn fits(&self, maps: usize, sessions: usize) -> bool {
+        match *self {
+            Op::Start { slot, .. }
+            | Op::Stop { slot, .. }
+            | Op::Delete { slot, .. }
+            | Op::Suspend { slot }
+            | Op::Resume { slot }
+            | Op::CopyStep { slot, .. } => slot < maps,
+            Op::CompleteSession { slot } => slot < sessions,
+            _ => true,
+        }
+    }
+}
+
 impl fmt::Display for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

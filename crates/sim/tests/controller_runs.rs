@@ -50,16 +50,19 @@ fn controller_seeds_keep_every_invariant() {
     }
 }
 
-/// `SIM_DUMP=<seed>` prints that seed's operations as Rust and its outcome.
+/// `SIM_DUMP=<seed>` prints that seed's fault plan and operations as a
+/// regression test body (replayed with `sim::runner::replay`) and its outcome.
 #[test]
 fn dump_controller_seed_ops() {
     let Some(seed) = std::env::var("SIM_DUMP").ok().and_then(|v| v.parse().ok()) else {
         return;
     };
-    let out = run_seed(&FaultRunConfig::new(seed, 1), seed);
+    let cfg = FaultRunConfig::new(seed, 1);
+    let out = run_seed(&cfg, seed);
+    let plan = sim::faults::FaultPlan::for_seed(seed, &cfg.shape);
     println!(
         "{}\nviolation: {:?}",
-        out.ops_as_rust(),
+        out.as_regression(&plan),
         out.violation.map(|v| v.to_string())
     );
 }
