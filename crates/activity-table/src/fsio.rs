@@ -6,11 +6,13 @@ use std::io::{ErrorKind, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use fault_site::FaultSite;
+
 use crate::codec;
 use crate::error::TableError;
 use crate::format;
 use crate::recovery::RecoveryReport;
-use crate::table::{FaultHook, SITE_COMPACT_RENAME};
+use crate::table::FaultHook;
 use crate::types::{ActivityEntry, TableId};
 
 /// Writes header + `entries` to the temporary name, fsyncs it, renames it over
@@ -42,7 +44,8 @@ pub(crate) fn write_replacement(
         file.sync_all()
             .map_err(|e| TableError::io("fsync", &tmp, e))?;
         if let Some(hook) = fault {
-            hook(SITE_COMPACT_RENAME).map_err(|e| TableError::io(SITE_COMPACT_RENAME, path, e))?;
+            let site = FaultSite::TableCompactRename;
+            hook(site).map_err(|e| TableError::io(site.as_str(), path, e))?;
         }
         std::fs::rename(&tmp, path).map_err(|e| TableError::io("rename", path, e))
     })();

@@ -6,7 +6,8 @@
 //! The resource manager replays the tables after a restart or reset to decide
 //! which sessions to resume and which to terminate ([`ActivityTable::sessions`]).
 //!
-//! Depends only on `geometry` (for [`geometry::ExtentSet`]); it must not depend
+//! Depends only on `geometry` (for [`geometry::ExtentSet`]) and `fault-site`
+//! (the [`FaultSite`]s its [`FaultHook`] is called with); it must not depend
 //! on the stores, the engine or the controller.
 //!
 //! Key types: [`ActivityTable`] (open / append / compact), [`TableId`] (recorded
@@ -36,12 +37,11 @@ mod table;
 mod types;
 
 pub use error::{TableError, TableErrorKind};
+pub use fault_site::FaultSite;
 pub use format::{FILE_MAGIC, FILE_VERSION, MAX_RECORD_LEN, RECORD_MAGIC};
 pub use recovery::{RecoveryReport, SkippedRecord, TornTail};
 pub use sessions::{summarize, RowSummary, SessionSummary};
-pub use table::{
-    ActivityTable, CompactReport, FaultHook, SITE_APPEND, SITE_COMPACT_RENAME, SITE_SYNC,
-};
+pub use table::{ActivityTable, CompactReport, FaultHook};
 pub use types::{
     ActivityEntry, EntryStatus, NewEntry, PhysSessionId, SessionId, TableId, TerminateReason,
     MAX_NAME_LEN, MAX_PROGRAM_LEN,

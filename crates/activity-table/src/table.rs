@@ -17,6 +17,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use fault_site::FaultSite;
+
 use crate::codec;
 use crate::error::TableError;
 use crate::format;
@@ -24,23 +26,17 @@ use crate::fsio::{damaged_copy_path, lock, read_all_at, remove_stale_temp, write
 use crate::recovery::{load, Mode, RecoveryReport};
 use crate::types::{entry_belongs, ActivityEntry, NewEntry, TableId};
 
-/// A fault-injection hook: called with a site name before the operation at
-/// that site; an `Err` makes the operation fail with that error (as
-/// [`TableError::Io`] with `op` = the site) without touching the file.
+/// A fault-injection hook: called with the [`FaultSite`] before the operation
+/// there ([`FaultSite::TableAppend`], [`FaultSite::TableSync`],
+/// [`FaultSite::TableCompactRename`]); an `Err` makes the operation fail with
+/// that error (as [`TableError::Io`] with `op` = the site's name) without
+/// touching the file.
 ///
 /// This crate does not depend on `volume-store`; to drive the hook from its
 /// `FaultPoint`, wrap it:
-/// `Arc::new(move |site| fp.check(site).map_err(std::io::Error::other))`.
-pub type FaultHook = Arc<dyn Fn(&'static str) -> std::io::Result<()> + Send + Sync>;
-
-/// Fault site checked before an append's (or batch's) write.
-pub const SITE_APPEND: &str = "table.append";
-/// Fault site checked before an append's fdatasync, after the write (a failure
-/// here poisons the table, like a real failed sync).
-pub const SITE_SYNC: &str = "table.sync";
-/// Fault site checked by compaction after the new file is durable, before the
-/// rename over the old one (the old file stays intact).
-pub const SITE_COMPACT_RENAME: &str = "table.compact.rename";
+/// `Arc::new(move |site| fp.check(site).map_err(std::io::Error::other))`
+/// (the controller does so for every table it opens).
+pub type FaultHook = Arc<dyn Fn(FaultSite) -> std::io::Result<()> + Send + Sync>;
 
 /// What [`ActivityTable::compact`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -208,8 +204,7 @@ impl ActivityTable {
         self.len
     }
 
-    /// Installs (or removes) the fault-injection hook (sites [`SITE_APPEND`],
-    /// [`SITE_SYNC`], [`SITE_COMPACT_RENAME`]).
+    /// Installs (or removes) the fault-injection hook (see [`FaultHook`]).
     pub fn set_fault_hook(&mut self, hook: Option<FaultHook>) {
         self.fault = hook;
     }
@@ -250,7 +245,7 @@ impl ActivityTable {
         if stored.is_empty() {
             return Ok(Vec::new());
         }
-        self.fault_check(SITE_APPEND)?;
+        self.fault_check(FaultSite::TableAppend)?;
         if let Err(e) = self.file.write_all_at(&buf, self.len) {
             // Take back whatever part of the write landed; if even that fails
             // the file's content is unknown.
@@ -259,7 +254,7 @@ impl ActivityTable {
             }
             return Err(TableError::io("write", &self.path, e));
         }
-        let synced = self.fault_check(SITE_SYNC).and_then(|()| {
+        let synced = self.fault_check(FaultSite::TableSync).and_then(|()| {
             self.file
                 .sync_data()
                 .map_err(|e| TableError::io("fdatasync", &self.path, e))
@@ -316,9 +311,9 @@ impl ActivityTable {
         Ok(())
     }
 
-    fn fault_check(&self, site: &'static str) -> Result<(), TableError> {
+    fn fault_check(&self, site: FaultSite) -> Result<(), TableError> {
         match &self.fault {
-            Some(hook) => hook(site).map_err(|e| TableError::io(site, &self.path, e)),
+            Some(hook) => hook(site).map_err(|e| TableError::io(site.as_str(), &self.path, e)),
             None => Ok(()),
         }
     }

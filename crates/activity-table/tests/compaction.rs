@@ -4,7 +4,7 @@ mod common;
 
 use std::sync::Arc;
 
-use activity_table::{ActivityTable, EntryStatus, TableError, SITE_COMPACT_RENAME};
+use activity_table::{ActivityTable, EntryStatus, FaultSite, TableError};
 use common::*;
 
 #[test]
@@ -50,7 +50,7 @@ fn failure_before_rename_leaves_the_old_file_intact() {
     let before = std::fs::read(&path).unwrap();
     let (mut t, _) = ActivityTable::open(&path, sub_id()).unwrap();
     t.set_fault_hook(Some(Arc::new(|site| {
-        if site == SITE_COMPACT_RENAME {
+        if site == FaultSite::TableCompactRename {
             Err(std::io::Error::from_raw_os_error(5))
         } else {
             Ok(())
@@ -60,7 +60,7 @@ fn failure_before_rename_leaves_the_old_file_intact() {
         t.compact(|e| e.status == EntryStatus::Initiated)
             .unwrap_err(),
         TableError::Io {
-            op: SITE_COMPACT_RENAME,
+            op: "table.compact.rename",
             ..
         }
     ));

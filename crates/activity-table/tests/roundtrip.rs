@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use activity_table::{
-    ActivityTable, EntryStatus, NewEntry, PhysSessionId, SessionId, TableError, TableId,
-    TerminateReason, SITE_APPEND, SITE_SYNC,
+    ActivityTable, EntryStatus, FaultSite, NewEntry, PhysSessionId, SessionId, TableError, TableId,
+    TerminateReason,
 };
 use common::*;
 
@@ -220,7 +220,7 @@ fn injected_append_fault_writes_nothing_and_table_continues() {
     let fail = Arc::new(AtomicBool::new(true));
     let f = fail.clone();
     t.set_fault_hook(Some(Arc::new(move |site| {
-        if site == SITE_APPEND && f.load(Ordering::SeqCst) {
+        if site == FaultSite::TableAppend && f.load(Ordering::SeqCst) {
             Err(std::io::Error::from_raw_os_error(5))
         } else {
             Ok(())
@@ -229,7 +229,7 @@ fn injected_append_fault_writes_nothing_and_table_continues() {
     let len = t.len_bytes();
     match t.append(entry(1)).unwrap_err() {
         TableError::Io { op, source, .. } => {
-            assert_eq!(op, SITE_APPEND);
+            assert_eq!(op, "table.append");
             assert_eq!(source.raw_os_error(), Some(5));
         }
         other => panic!("{other}"),
@@ -250,7 +250,7 @@ fn failed_sync_poisons_until_reopen() {
     let (mut t, _) = ActivityTable::open(&path, sub_id()).unwrap();
     t.append(entry(0)).unwrap();
     t.set_fault_hook(Some(Arc::new(|site| {
-        if site == SITE_SYNC {
+        if site == FaultSite::TableSync {
             Err(std::io::Error::from_raw_os_error(5))
         } else {
             Ok(())
@@ -258,7 +258,10 @@ fn failed_sync_poisons_until_reopen() {
     })));
     assert!(matches!(
         t.append(entry(1)).unwrap_err(),
-        TableError::Io { op: SITE_SYNC, .. }
+        TableError::Io {
+            op: "table.sync",
+            ..
+        }
     ));
     assert_eq!(t.entries().len(), 1, "a failed append is not in memory");
     t.set_fault_hook(None);

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use common::*;
 use controller::testing::VirtualSubsystem;
 use controller::{CopyType, ErrorKind, MapCreate, MapState};
-use volume_store::{CrashMode, FaultEffect, FaultInjector, FaultPoint, FaultRule, Trigger};
+use volume_store::{
+    CrashMode, FaultEffect, FaultInjector, FaultPoint, FaultRule, FaultSite, Trigger,
+};
 
 const VOLS: [&str; 5] = ["S", "T1", "T2", "C", "I"];
 
@@ -28,8 +30,12 @@ fn snapshot(vs: &VirtualSubsystem) -> controller::MapId {
 fn a_failed_journal_write_is_retried_and_the_write_succeeds() {
     let inj: Arc<dyn FaultPoint> = Arc::new(
         FaultInjector::new(7)
-            .with_rule("bitmap.commit", Trigger::Nth(1), FaultEffect::Eio)
-            .with_rule("bitmap.commit", Trigger::Nth(2), FaultEffect::Enospc),
+            .with_rule(FaultSite::BitmapCommit, Trigger::Nth(1), FaultEffect::Eio)
+            .with_rule(
+                FaultSite::BitmapCommit,
+                Trigger::Nth(2),
+                FaultEffect::Enospc,
+            ),
     );
     let mut vs = VirtualSubsystem::boot_with(config(), 1, Some(inj)).unwrap();
     let m = snapshot(&vs);
@@ -47,7 +53,7 @@ fn a_failed_journal_write_is_retried_and_the_write_succeeds() {
 #[test]
 fn a_journal_that_never_becomes_durable_fences_and_ipl_recovers_the_images() {
     let inj: Arc<dyn FaultPoint> = Arc::new(FaultInjector::new(7).with_rule(
-        "bitmap.commit",
+        FaultSite::BitmapCommit,
         Trigger::Always,
         FaultEffect::Eio,
     ));
@@ -119,7 +125,7 @@ fn failed_target_flush_poisons_the_store_and_suspends_the_map() {
 /// Runs the workload with one injected failure, crashes right after the
 /// first failed step, IPLs without faults, resumes suspended maps and checks
 /// every image against the model.
-fn crash_after_fault(site: &'static str, n: u64, mode: CrashMode) {
+fn crash_after_fault(site: FaultSite, n: u64, mode: CrashMode) {
     let what = format!("{site} #{n} {mode:?}");
     let inj: Arc<dyn FaultPoint> =
         Arc::new(FaultInjector::new(n).with_rule(site, Trigger::Nth(n), FaultEffect::Eio));
@@ -157,7 +163,12 @@ fn crash_after_fault(site: &'static str, n: u64, mode: CrashMode) {
 
 #[test]
 fn crash_after_an_injected_failure_at_each_site() {
-    for site in ["cow.copy.write", "cow.flush", "bitmap.commit", "root.write"] {
+    for site in [
+        FaultSite::CowCopyWrite,
+        FaultSite::CowFlush,
+        FaultSite::BitmapCommit,
+        FaultSite::RootWrite,
+    ] {
         for n in 1..=4 {
             for mode in [CrashMode::DropAll, CrashMode::Torn { seed: n }] {
                 crash_after_fault(site, n, mode);
@@ -170,7 +181,7 @@ fn crash_after_an_injected_failure_at_each_site() {
 fn a_control_request_whose_checkpoint_never_becomes_durable_fences_until_ipl() {
     // Boot writes root 1 and create_map root 2; every later root write fails.
     let inj: Arc<dyn FaultPoint> = Arc::new(FaultInjector::new(5).with_rule(
-        "root.write",
+        FaultSite::RootWrite,
         Trigger::After(2),
         FaultEffect::Eio,
     ));
@@ -204,8 +215,8 @@ fn a_control_request_whose_checkpoint_never_becomes_durable_fences_until_ipl() {
 fn a_control_request_whose_root_write_fails_transiently_succeeds() {
     let inj: Arc<dyn FaultPoint> = Arc::new(
         FaultInjector::new(5)
-            .with_rule("root.write", Trigger::Nth(3), FaultEffect::Eio)
-            .with_rule("root.write", Trigger::Nth(4), FaultEffect::Enospc),
+            .with_rule(FaultSite::RootWrite, Trigger::Nth(3), FaultEffect::Eio)
+            .with_rule(FaultSite::RootWrite, Trigger::Nth(4), FaultEffect::Enospc),
     );
     let mut vs = VirtualSubsystem::boot_with(config(), 2, Some(inj)).unwrap();
     let m = vs

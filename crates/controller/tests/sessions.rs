@@ -308,9 +308,12 @@ fn sparse_full_copy_of_a_3390_54_with_ten_written_tracks() {
 #[test]
 fn a_session_with_a_suspended_map_can_be_withdrawn() {
     use std::sync::Arc;
-    use volume_store::{FaultEffect, FaultInjector, FaultPoint, Trigger};
-    let inj: Arc<dyn FaultPoint> =
-        Arc::new(FaultInjector::new(3).with_rule("cow.flush", Trigger::Nth(1), FaultEffect::Eio));
+    use volume_store::{FaultEffect, FaultInjector, FaultPoint, FaultSite, Trigger};
+    let inj: Arc<dyn FaultPoint> = Arc::new(FaultInjector::new(3).with_rule(
+        FaultSite::CowFlush,
+        Trigger::Nth(1),
+        FaultEffect::Eio,
+    ));
     let vs = VirtualSubsystem::boot_with(config(), 1, Some(inj)).unwrap();
     vs.write_pattern("V00", 0, (10 * TRACK) as usize, 1, true)
         .unwrap();

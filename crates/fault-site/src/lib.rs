@@ -68,6 +68,19 @@ impl fmt::Display for FaultSite {
     }
 }
 
+/// A site equals its name (`site == "table.append"`).
+impl PartialEq<str> for FaultSite {
+    fn eq(&self, name: &str) -> bool {
+        self.as_str() == name
+    }
+}
+
+impl PartialEq<&str> for FaultSite {
+    fn eq(&self, name: &&str) -> bool {
+        self.as_str() == *name
+    }
+}
+
 /// A name that is not a [`FaultSite`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnknownFaultSite(pub String);
@@ -119,6 +132,7 @@ mod tests {
         for s in FaultSite::ALL {
             assert_eq!(s.as_str().parse::<FaultSite>(), Ok(*s));
             assert_eq!(s.to_string(), s.as_str());
+            assert!(*s == s.as_str());
         }
         names.sort_unstable();
         names.dedup();

@@ -10,24 +10,25 @@ use std::time::Duration;
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use volume_store::{FaultEffect, FaultInjector, FaultRule, OpFilter, Trigger};
+use volume_store::{FaultEffect, FaultInjector, FaultRule, FaultSite, OpFilter, Trigger};
 
 use crate::stores::{SimStores, META};
 
-/// Named controller fault sites.
-pub const SITES: [&str; 5] = [
-    "cow.copy.read",
-    "cow.copy.write",
-    "cow.flush",
-    "bitmap.commit",
-    "root.write",
+/// The sites [`FaultPlan::random`] draws rules for, in draw order (the order
+/// is part of every seed's plan).
+pub const SITES: &[FaultSite] = &[
+    FaultSite::CowCopyRead,
+    FaultSite::CowCopyWrite,
+    FaultSite::CowFlush,
+    FaultSite::BitmapCommit,
+    FaultSite::RootWrite,
 ];
 
 /// What one run injects.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FaultPlan {
     /// Site rules: (site, probability, ENOSPC instead of EIO).
-    pub sites: Vec<(&'static str, f64, bool)>,
+    pub sites: Vec<(FaultSite, f64, bool)>,
     /// Probability of EIO on a volume write.
     pub volume_write_eio: f64,
     /// Probability of a failed (poisoning) volume flush.
@@ -60,7 +61,7 @@ impl FaultPlan {
         if rng.random_bool(0.35) {
             return p;
         }
-        for site in SITES {
+        for &site in SITES {
             if rng.random_bool(0.25) {
                 p.sites
                     .push((site, rng.random_range(0.02..0.15), rng.random_bool(0.3)));
@@ -95,7 +96,7 @@ impl FaultPlan {
         let sites: Vec<String> = self
             .sites
             .iter()
-            .map(|(s, p, e)| format!("({s:?}, {p:?}, {e})"))
+            .map(|(s, p, e)| format!("(volume_store::FaultSite::{s:?}, {p:?}, {e})"))
             .collect();
         format!(
             "sim::faults::FaultPlan {{ sites: vec![{}], volume_write_eio: {:?}, volume_flush_eio: {:?}, latent: vec!{:?}, meta_misdirect: {:?}, meta_write_eio: {:?}, slow_io: {:?} }}",
@@ -127,7 +128,7 @@ impl FaultPlan {
             } else {
                 FaultEffect::Eio
             };
-            inj = inj.with_rule(site, Trigger::Probability(*prob), effect);
+            inj = inj.with_rule(*site, Trigger::Probability(*prob), effect);
         }
         inj
     }

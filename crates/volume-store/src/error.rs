@@ -76,8 +76,8 @@ pub enum Op {
     Allocated,
     /// `flush`.
     Flush,
-    /// A named controller fault site checked through [`crate::FaultPoint`].
-    Site(&'static str),
+    /// A named fault site checked through [`crate::FaultPoint`].
+    Site(crate::FaultSite),
 }
 
 impl fmt::Display for Op {

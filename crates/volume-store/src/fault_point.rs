@@ -1,9 +1,12 @@
 //! Named fault sites in the layers above the store.
 //!
-//! The controller calls [`FaultPoint::check`] at named sites before the I/O they
-//! guard (`cow.copy.write`, `bitmap.commit`, `table.append`, ...). Production code
-//! uses [`NoFaults`]; simulations use the seeded `FaultInjector` (feature
-//! `test-utils`), which fails chosen sites and counts hits per site.
+//! The controller calls [`FaultPoint::check`] at a [`FaultSite`] before the I/O
+//! it guards (`cow.copy.write`, `bitmap.commit`, `table.append`, ...; the full
+//! list is [`FaultSite::ALL`]). Production code uses [`NoFaults`]; simulations
+//! use the seeded `FaultInjector` (feature `test-utils`), which fails
+//! chosen sites and counts hits per site.
+
+pub use fault_site::{FaultSite, UnknownFaultSite};
 
 use crate::error::StoreError;
 
@@ -11,7 +14,7 @@ use crate::error::StoreError;
 pub trait FaultPoint: Send + Sync {
     /// `Ok(())` to proceed; an error to fail the operation at `site` as if the
     /// I/O there had failed.
-    fn check(&self, site: &'static str) -> Result<(), StoreError>;
+    fn check(&self, site: FaultSite) -> Result<(), StoreError>;
 }
 
 /// The production fault point: never fails.
@@ -19,7 +22,7 @@ pub trait FaultPoint: Send + Sync {
 pub struct NoFaults;
 
 impl FaultPoint for NoFaults {
-    fn check(&self, _site: &'static str) -> Result<(), StoreError> {
+    fn check(&self, _site: FaultSite) -> Result<(), StoreError> {
         Ok(())
     }
 }

@@ -5,7 +5,7 @@
 //! byte offset, and asks it which tracks hold data and to make writes durable.
 //!
 //! What it must not depend on: anything above it (engine, controller, NBD). It
-//! depends on `geometry` only, plus OS file APIs.
+//! depends on `geometry` and `fault-site` only, plus OS file APIs.
 //!
 //! Key types:
 //! - [`TrackStore`]: the contract (module [`store`] states it in full);
@@ -13,7 +13,8 @@
 //!   trailer ([`trailer`]); holes for unwritten tracks; poisoned after a failed flush;
 //! - [`MemStore`]: sparse, in memory;
 //! - [`StoreError`] with [`ErrorKind`]: the one error type of this layer;
-//! - [`FaultPoint`] / [`NoFaults`]: named fault sites checked by the controller;
+//! - [`FaultPoint`] / [`NoFaults`]: fault sites ([`FaultSite`], re-exported
+//!   from crate `fault-site`) checked by the controller;
 //! - feature `test-utils`: `FaultyStore` (volatile write cache with crash images
 //!   and injected faults around any store) and `FaultInjector` (seeded
 //!   [`FaultPoint`] with per-site rules and counters). Both are deterministic
@@ -33,7 +34,7 @@ pub mod store;
 pub mod trailer;
 
 pub use error::{ErrorKind, Op, StoreError};
-pub use fault_point::{FaultPoint, NoFaults};
+pub use fault_point::{FaultPoint, FaultSite, NoFaults, UnknownFaultSite};
 #[cfg(feature = "test-utils")]
 pub use faulty::{
     CrashMode, FaultEffect, FaultInjector, FaultRule, FaultyStore, OpFilter, SiteStats, Trigger,

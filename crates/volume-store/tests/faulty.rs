@@ -273,29 +273,34 @@ fn probability_rules_are_deterministic_from_the_seed() {
 
 #[test]
 fn fault_injector_fails_sites_and_counts_hits() {
+    use volume_store::FaultSite::{BitmapCommit, CowCopyWrite, RootWrite, TableAppend};
     let inj = FaultInjector::new(42)
-        .with_rule("bitmap.commit", Trigger::Nth(2), FaultEffect::Eio)
-        .with_rule("table.append", Trigger::Always, FaultEffect::Enospc);
-    assert!(inj.check("bitmap.commit").is_ok());
-    let e = inj.check("bitmap.commit").expect_err("second commit fails");
+        .with_rule(BitmapCommit, Trigger::Nth(2), FaultEffect::Eio)
+        .with_rule(TableAppend, Trigger::Always, FaultEffect::Enospc);
+    assert!(inj.check(BitmapCommit).is_ok());
+    let e = inj.check(BitmapCommit).expect_err("second commit fails");
     assert_eq!(e.kind(), ErrorKind::Io);
     assert!(e.to_string().contains("bitmap.commit"), "{e}");
-    assert!(inj.check("bitmap.commit").is_ok());
+    assert!(inj.check(BitmapCommit).is_ok());
     assert_eq!(
-        inj.check("table.append").expect_err("always").kind(),
+        inj.check(TableAppend).expect_err("always").kind(),
         ErrorKind::NoSpace
     );
-    assert!(inj.check("cow.copy.write").is_ok());
-    assert_eq!(inj.stats("bitmap.commit").hits, 3);
-    assert_eq!(inj.stats("bitmap.commit").faults, 1);
-    assert_eq!(inj.all_stats().len(), 3);
+    assert!(inj.check(CowCopyWrite).is_ok());
+    assert_eq!(inj.stats(BitmapCommit).hits, 3);
+    assert_eq!(inj.stats(BitmapCommit).faults, 1);
+    assert_eq!(inj.stats(RootWrite), volume_store::SiteStats::default());
+    let names: Vec<String> = inj.all_stats().keys().map(|s| s.to_string()).collect();
+    assert_eq!(names, ["cow.copy.write", "bitmap.commit", "table.append"]);
     inj.set_enabled(false);
-    assert!(inj.check("table.append").is_ok());
-    assert_eq!(inj.stats("table.append").hits, 2);
-    let any = FaultInjector::new(1).with_rule("*", Trigger::After(1), FaultEffect::Eio);
-    assert!(any.check("a").is_ok());
-    assert!(any.check("b").is_err());
-    assert!(volume_store::NoFaults.check("anything").is_ok());
+    assert!(inj.check(TableAppend).is_ok());
+    assert_eq!(inj.stats(TableAppend).hits, 2);
+    let any = FaultInjector::new(1).with_rule_all(Trigger::After(1), FaultEffect::Eio);
+    assert!(any.check(RootWrite).is_ok());
+    assert!(any.check(TableAppend).is_err());
+    for site in volume_store::FaultSite::ALL {
+        assert!(volume_store::NoFaults.check(*site).is_ok());
+    }
 }
 
 mod crash_prefix_model {

@@ -134,7 +134,7 @@ impl MetaStore {
             .map(|c| (journal_base(c) + offset, &rec[..]))
             .collect();
         self.write_durable(
-            "bitmap.commit",
+            volume_store::FaultSite::BitmapCommit,
             &parts,
             &format!("journal record {seq} of generation {generation}"),
         )?;

@@ -196,7 +196,7 @@ impl MetaStore {
         self.shared.unsafe_roots
     }
 
-    pub(crate) fn site_ok(&self, site: &'static str) -> bool {
+    pub(crate) fn site_ok(&self, site: volume_store::FaultSite) -> bool {
         self.shared.faults.check(site).is_ok()
     }
 
@@ -210,7 +210,11 @@ impl MetaStore {
 
     /// One attempt: the fault site, every part written, one flush, every part
     /// read back and compared.
-    fn attempt(&self, site: &'static str, parts: &[(u64, &[u8])]) -> Result<(), ControllerError> {
+    fn attempt(
+        &self,
+        site: volume_store::FaultSite,
+        parts: &[(u64, &[u8])],
+    ) -> Result<(), ControllerError> {
         self.shared
             .faults
             .check(site)
@@ -249,7 +253,7 @@ impl MetaStore {
     /// bytes may or may not be durable: the error is [`ErrorKind::Fenced`].
     pub(crate) fn write_durable(
         &self,
-        site: &'static str,
+        site: volume_store::FaultSite,
         parts: &[(u64, &[u8])],
         what: &str,
     ) -> Result<u32, ControllerError> {

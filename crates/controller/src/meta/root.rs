@@ -293,7 +293,7 @@ impl MetaStore {
         if self.unsafe_roots() {
             // The deliberate bug: one unflushed, unverified try whose failure
             // is ignored, so the journal moves on to a generation with no root.
-            if self.site_ok("root.write") {
+            if self.site_ok(volume_store::FaultSite::RootWrite) {
                 for (offset, data) in &parts {
                     let _ = self.store().write_at(*offset, data);
                 }
@@ -301,7 +301,7 @@ impl MetaStore {
             return Ok(());
         }
         self.write_durable(
-            "root.write",
+            volume_store::FaultSite::RootWrite,
             &parts,
             &format!("root generation {generation} (slot {slot})"),
         )

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use geometry::{Extent, ExtentSet};
 use timezero::{GrainCopy, MapId, VolumeId};
+use volume_store::FaultSite;
 
 use super::commit::{Outcome, Stages};
 use super::persist::{decode_journal, encode_journal, CopyRun, JournalOp};
@@ -138,7 +139,7 @@ impl Inner {
             if src_has_data {
                 buf.resize(ts as usize, 0);
                 self.faults
-                    .check("cow.copy.read")
+                    .check(FaultSite::CowCopyRead)
                     .map_err(|e| store_err("copy read (injected)", e))?;
                 from.store.read_at(c.grain * ts, &mut buf).map_err(|e| {
                     store_err(
@@ -147,7 +148,7 @@ impl Inner {
                     )
                 })?;
                 self.faults
-                    .check("cow.copy.write")
+                    .check(FaultSite::CowCopyWrite)
                     .map_err(|e| store_err("copy write (injected)", e))?;
                 to.store.write_at(c.grain * ts, &buf).map_err(|e| {
                     store_err(
@@ -197,7 +198,7 @@ impl Stages<CommitItem> for Inner {
             for v in &item.flush {
                 flushed.entry(v.id).or_insert_with(|| {
                     self.faults
-                        .check("cow.flush")
+                        .check(FaultSite::CowFlush)
                         .map_err(|e| store_err("flush (injected)", e))
                         .and_then(|()| self.flush_store(&v.name, &v.store))
                         .map_err(|e| e.full_message())

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use geometry::Extent;
 use timezero::CopyRun;
+use volume_store::FaultSite;
 
 use super::{Inner, Volume};
 use crate::error::Result;
@@ -119,7 +120,7 @@ impl Inner {
                     let n = (e.last - t + 1).min(per_io);
                     buf.resize((n * ts) as usize, 0);
                     self.faults
-                        .check("cow.copy.read")
+                        .check(FaultSite::CowCopyRead)
                         .map_err(|e| store_err("copy read (injected)", e))?;
                     from.store.read_at(t * ts, &mut buf).map_err(|e| {
                         store_err(
@@ -128,7 +129,7 @@ impl Inner {
                         )
                     })?;
                     self.faults
-                        .check("cow.copy.write")
+                        .check(FaultSite::CowCopyWrite)
                         .map_err(|e| store_err("copy write (injected)", e))?;
                     to.store.write_at(t * ts, &buf).map_err(|e| {
                         store_err(

@@ -8,7 +8,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::rules::{FaultEffect, Trigger};
 use crate::error::{ErrorKind, Op, StoreError};
-use crate::fault_point::FaultPoint;
+use crate::fault_point::{FaultPoint, FaultSite};
 
 /// Per-site counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -21,7 +21,8 @@ pub struct SiteStats {
 
 #[derive(Debug)]
 struct SiteRule {
-    site: &'static str,
+    /// `None`: every site.
+    site: Option<FaultSite>,
     trigger: Trigger,
     kind: ErrorKind,
     matched: u64,
@@ -31,13 +32,13 @@ struct SiteRule {
 struct State {
     rng: ChaCha8Rng,
     rules: Vec<SiteRule>,
-    stats: BTreeMap<&'static str, SiteStats>,
+    stats: BTreeMap<FaultSite, SiteStats>,
     enabled: bool,
 }
 
-/// A seeded fault point: rules per site name (`"*"` matches every site), fired
-/// by [`Trigger`]; every check is counted per site. Same seed, same calls:
-/// same faults.
+/// A seeded fault point: rules per [`FaultSite`] (or for every site, see
+/// [`FaultInjector::with_rule_all`]), fired by [`Trigger`]; every check is
+/// counted per site. Same seed, same calls: same faults.
 #[derive(Debug)]
 pub struct FaultInjector {
     state: Mutex<State>,
@@ -56,12 +57,27 @@ impl FaultInjector {
         }
     }
 
-    /// Adds a rule: at `site` (or `"*"`), fail with `effect` (only
-    /// [`FaultEffect::Eio`] and [`FaultEffect::Enospc`] apply to sites; others
-    /// act as EIO) when `trigger` fires. Builder style.
+    /// Adds a rule: at `site`, fail with `effect` (only [`FaultEffect::Eio`]
+    /// and [`FaultEffect::Enospc`] apply to sites; others act as EIO) when
+    /// `trigger` fires. Builder style.
     pub fn with_rule(
         self,
-        site: &'static str,
+        site: FaultSite,
+        trigger: Trigger,
+        effect: FaultEffect,
+    ) -> FaultInjector {
+        self.push_rule(Some(site), trigger, effect)
+    }
+
+    /// Like [`FaultInjector::with_rule`], for every site: the rule counts the
+    /// checks of all sites together.
+    pub fn with_rule_all(self, trigger: Trigger, effect: FaultEffect) -> FaultInjector {
+        self.push_rule(None, trigger, effect)
+    }
+
+    fn push_rule(
+        self,
+        site: Option<FaultSite>,
         trigger: Trigger,
         effect: FaultEffect,
     ) -> FaultInjector {
@@ -84,23 +100,24 @@ impl FaultInjector {
     }
 
     /// Counters of one site (zero if never checked).
-    pub fn stats(&self, site: &str) -> SiteStats {
+    pub fn stats(&self, site: FaultSite) -> SiteStats {
         self.state
             .lock()
             .stats
-            .get(site)
+            .get(&site)
             .copied()
             .unwrap_or_default()
     }
 
-    /// Counters of every site checked so far, by name.
-    pub fn all_stats(&self) -> BTreeMap<&'static str, SiteStats> {
+    /// Counters of every site checked so far, by site (its `Display` is the
+    /// name used in summaries).
+    pub fn all_stats(&self) -> BTreeMap<FaultSite, SiteStats> {
         self.state.lock().stats.clone()
     }
 }
 
 impl FaultPoint for FaultInjector {
-    fn check(&self, site: &'static str) -> Result<(), StoreError> {
+    fn check(&self, site: FaultSite) -> Result<(), StoreError> {
         let mut st = self.state.lock();
         let State {
             rng,
@@ -113,7 +130,10 @@ impl FaultPoint for FaultInjector {
         if !*enabled {
             return Ok(());
         }
-        for rule in rules.iter_mut().filter(|r| r.site == "*" || r.site == site) {
+        for rule in rules
+            .iter_mut()
+            .filter(|r| r.site.is_none_or(|s| s == site))
+        {
             rule.matched += 1;
             if rule.trigger.fires(rule.matched, rng) {
                 entry.faults += 1;
