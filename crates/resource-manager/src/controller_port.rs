@@ -19,7 +19,9 @@ pub struct ControllerPort {
 }
 
 fn port_error(e: ControllerError) -> PortError {
-    let text = e.to_string();
+    // The whole chain: the controller's message says what it was doing, the
+    // causes say why (e.g. which table, which fault site, which OS error).
+    let text = e.full_message();
     match e.kind() {
         ErrorKind::Limit => PortError::Limit { what: text },
         ErrorKind::Io | ErrorKind::NoSpace | ErrorKind::Corrupt | ErrorKind::Fenced => {
