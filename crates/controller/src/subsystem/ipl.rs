@@ -280,7 +280,7 @@ pub(crate) fn open(
         }
     };
     let names: Vec<String> = volumes.by_name.keys().cloned().collect();
-    let tables = Tables::open(&dir, &config.id, &names)?;
+    let tables = Tables::open(&dir, &config.id, &names, faults.clone())?;
     let inner = Arc::new(Inner {
         id: config.id.clone(),
         config: config.clone(),

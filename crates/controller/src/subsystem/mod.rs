@@ -225,8 +225,9 @@ pub struct OpenOptions {
     pub journal_before_durable_root: bool,
     /// Stores of volumes and metadata; default: sparse files in the data dir.
     pub provider: Option<Arc<dyn StoreProvider>>,
-    /// Named fault sites (`cow.copy.read`, `cow.copy.write`, `cow.flush`,
-    /// `bitmap.commit`, `root.write`); default: none.
+    /// Where [`volume_store::FaultSite`]s are checked: the copy sites, the
+    /// metadata sites and, through a hook on every activity table opened,
+    /// the table sites; default: none.
     pub faults: Option<Arc<dyn FaultPoint>>,
     /// Take the data directory lock (default true).
     pub lock: bool,

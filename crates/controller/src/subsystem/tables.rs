@@ -7,10 +7,19 @@
 //! a crash between the delete's root and that rename, so a re-created volume
 //! of the same name starts with an empty table. The subsystem table keeps
 //! every entry either way.
+//!
+//! Every table opened here gets a fault hook that forwards its sites
+//! (`table.append`, `table.sync`, `table.compact.rename`) to the subsystem's
+//! [`FaultPoint`] (`OpenOptions::faults`), so a simulation injects table
+//! failures through the same injector as every other site.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use activity_table::{ActivityEntry, ActivityTable, NewEntry, RecoveryReport, TableError, TableId};
+use activity_table::{
+    ActivityEntry, ActivityTable, FaultHook, NewEntry, RecoveryReport, TableError, TableId,
+};
+use volume_store::FaultPoint;
 
 use super::Subsystem;
 use crate::datadir::DataDir;
@@ -22,6 +31,13 @@ pub(crate) struct Tables {
     pub(crate) volumes: BTreeMap<String, ActivityTable>,
     /// What recovery found in each table at open (for the IPL report).
     pub(crate) reports: Vec<(String, RecoveryReport)>,
+    /// Installed on every table opened (module doc).
+    hook: FaultHook,
+}
+
+/// The activity-table hook that asks `faults` about each table site.
+fn fault_hook(faults: Arc<dyn FaultPoint>) -> FaultHook {
+    Arc::new(move |site| faults.check(site).map_err(std::io::Error::other))
 }
 
 pub(crate) fn table_err(what: &str, e: TableError) -> ControllerError {
@@ -32,21 +48,37 @@ pub(crate) fn table_err(what: &str, e: TableError) -> ControllerError {
     ControllerError::with_source(kind, what.to_string(), e)
 }
 
-fn open(path: std::path::PathBuf, id: TableId) -> Result<(ActivityTable, RecoveryReport)> {
-    ActivityTable::open(&path, id)
-        .map_err(|e| table_err(&format!("open activity table {}", path.display()), e))
+fn open(
+    path: std::path::PathBuf,
+    id: TableId,
+    hook: &FaultHook,
+) -> Result<(ActivityTable, RecoveryReport)> {
+    let (mut t, rep) = ActivityTable::open(&path, id)
+        .map_err(|e| table_err(&format!("open activity table {}", path.display()), e))?;
+    t.set_fault_hook(Some(hook.clone()));
+    Ok((t, rep))
 }
 
 impl Tables {
-    pub(crate) fn open(dir: &DataDir, subsystem: &str, volumes: &[String]) -> Result<Tables> {
+    /// Opens the subsystem table and those of `volumes`; `faults` is asked
+    /// about every table fault site from now on.
+    pub(crate) fn open(
+        dir: &DataDir,
+        subsystem: &str,
+        volumes: &[String],
+        faults: Arc<dyn FaultPoint>,
+    ) -> Result<Tables> {
+        let hook = fault_hook(faults);
         let (sub, rep) = open(
             dir.subsystem_table_path(),
             TableId::Subsystem(subsystem.to_string()),
+            &hook,
         )?;
         let mut t = Tables {
             subsystem: sub,
             volumes: BTreeMap::new(),
             reports: vec![("subsystem".into(), rep)],
+            hook,
         };
         for v in volumes {
             t.open_volume(dir, subsystem, v)?;
@@ -64,7 +96,7 @@ impl Tables {
             subsystem: subsystem.to_string(),
             volume: volume.to_string(),
         };
-        let (t, rep) = open(dir.volume_table_path(volume), id)?;
+        let (t, rep) = open(dir.volume_table_path(volume), id, &self.hook)?;
         self.reports.push((volume.to_string(), rep));
         self.volumes.insert(volume.to_string(), t);
         Ok(())
