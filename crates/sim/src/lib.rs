@@ -29,6 +29,7 @@ pub mod data;
 pub mod engine_world;
 pub mod exhaustive;
 pub mod faults;
+pub mod fixed;
 pub mod fuzz;
 pub mod model;
 mod recovery;

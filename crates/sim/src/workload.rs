@@ -12,7 +12,8 @@ use rand_chacha::ChaCha8Rng;
 use timezero::CopyType;
 
 /// How a simulated crash treats unflushed writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum CrashKind {
     /// Process crash: volatile state lost, writes handed to the OS survive.
     Process,
@@ -38,7 +39,8 @@ impl CrashKind {
 }
 
 /// A host-side event the resource manager recovers from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum HostEvent {
     /// The resource manager restarted.
     RmRestart,
@@ -49,7 +51,8 @@ pub enum HostEvent {
 }
 
 /// One operation.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Op {
     /// Host write of whole sectors.
     Write {

@@ -51,12 +51,20 @@ fn controller_seeds_keep_every_invariant() {
 }
 
 /// `SIM_DUMP=<seed>` prints that seed's fault plan and operations as a
-/// regression test body (replayed with `sim::runner::replay`) and its outcome.
+/// regression test body (replayed with `sim::runner::replay`) and its
+/// outcome; with `SIM_DUMP_JSON=DIR` it also keeps the run as DIR/<seed>.json
+/// (the form tests/fixed_runs.rs replays from testdata/sim-regressions).
 #[test]
 fn dump_controller_seed_ops() {
     let Some(seed) = std::env::var("SIM_DUMP").ok().and_then(|v| v.parse().ok()) else {
         return;
     };
+    if let Ok(dir) = std::env::var("SIM_DUMP_JSON") {
+        let (fixed, _) = sim::fixed::FixedRun::capture(seed);
+        let path = std::path::Path::new(&dir).join(format!("seed-{seed}.json"));
+        std::fs::write(&path, fixed.to_json()).unwrap();
+        println!("kept {}: {}", path.display(), fixed.found);
+    }
     let cfg = FaultRunConfig::new(seed, 1);
     let out = run_seed(&cfg, seed);
     let plan = sim::faults::FaultPlan::for_seed(seed, &cfg.shape);
