@@ -32,6 +32,7 @@ pub mod faults;
 pub mod fixed;
 pub mod fuzz;
 pub mod model;
+pub mod realfs;
 mod recovery;
 pub mod runner;
 pub mod seed;
