@@ -25,11 +25,14 @@
 //! torn at 4 KiB: an unflushed pwrite keeps a prefix of its 4 KiB blocks).
 //! Such a directory is what the file system could hold after a power loss at
 //! that instant; `Subsystem::open` on it (production `FileStores`) must IPL.
+//! The [`campaign`] module drives workloads and checks every image.
 //!
 //! Invariant: every write to a recorded file goes through its recorder and
 //! the registry lock is held from the pre-image read to the recording, so
 //! undoing a file's list in reverse always gives its content at its last
 //! successful flush.
+
+pub mod campaign;
 
 use std::collections::BTreeMap;
 use std::fs::File;
