@@ -356,6 +356,7 @@ impl ControllerWorld {
         let cascades = self.sub()?.cascades();
         let tb = self.track_bytes() as usize;
         let allow_failed = self.plan.any();
+        let offline = offline_volumes(&maps, &cascades);
         for vol in 0..self.shape.volumes {
             let name = self.names[vol].clone();
             let role = role_of_named(&name, &maps, &cascades);
@@ -363,6 +364,7 @@ impl ControllerWorld {
                 .sub
                 .as_ref()
                 .ok_or_else(|| Violation::new(Invariant::Ipl1, "subsystem down"))?;
+            let plan = &self.plan;
             verify_volume(
                 &mut self.model,
                 vol,
@@ -373,13 +375,8 @@ impl ControllerWorld {
                 &mut self.stats,
                 |t| {
                     let mut buf = vec![0u8; tb];
-                    match sub.read(&name, t * tb as u64, &mut buf) {
-                        Ok(()) => TrackRead::Data(buf),
-                        Err(e) if matches!(e.kind(), ErrorKind::Offline | ErrorKind::State) => {
-                            TrackRead::Refused(e.full_message())
-                        }
-                        Err(e) => TrackRead::Failed(e.full_message()),
-                    }
+                    let r = sub.read(&name, t * tb as u64, &mut buf).map(|()| buf);
+                    judge_read(r, &name, t, &offline, plan)
                 },
             )?;
         }
@@ -533,5 +530,92 @@ impl World for ControllerWorld {
 
     fn stats(&self) -> &RunStats {
         &self.stats
+    }
+}
+
+/// Volumes a map state takes offline, with the reason: the target of a
+/// preparing, prepared, stopping or stopped map; both volumes of a suspended
+/// map, and every volume whose reads may resolve through its bitmap (the
+/// volumes its cascade is linked with: heads, members, and cascades joined
+/// through a restore's frozen head) (the engine's access rule, semantics 3.4).
+pub(crate) fn offline_volumes(
+    maps: &[controller::MapView],
+    cascades: &[controller::CascadeView],
+) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    // Linked volumes: union of every cascade's head and members.
+    let mut group: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, c) in cascades.iter().enumerate() {
+        let vols: Vec<&String> = std::iter::once(&c.head).chain(&c.members).collect();
+        let joined: Vec<usize> = vols.iter().filter_map(|v| group.get(*v).copied()).collect();
+        for (_, g) in group.iter_mut() {
+            if joined.contains(g) {
+                *g = i;
+            }
+        }
+        for v in vols {
+            group.insert(v.clone(), i);
+        }
+    }
+    for m in maps.iter().filter(|m| m.state == MapState::Suspended) {
+        let linked = [&m.source, &m.target]
+            .iter()
+            .filter_map(|v| group.get(*v).copied())
+            .collect::<Vec<_>>();
+        for (v, g) in &group {
+            if linked.contains(g) {
+                out.insert(v.clone(), format!("linked to suspended map{}", m.id));
+            }
+        }
+    }
+    for m in maps {
+        use MapState as S;
+        match m.state {
+            S::Preparing | S::Prepared | S::Stopping | S::Stopped => {
+                out.insert(
+                    m.target.clone(),
+                    format!("target of map{} ({})", m.id, m.state),
+                );
+            }
+            S::Suspended => {
+                for v in [&m.source, &m.target] {
+                    out.insert(v.clone(), format!("volume of suspended map{}", m.id));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// What a read of `track` of `name` tells the checker: data; a refusal the
+/// model justifies (a map state in `offline`); a failure a fault justifies
+/// (a latent error the plan put on that track of some volume, which a read
+/// may resolve through); else [`TrackRead::Unjustified`].
+pub(crate) fn judge_read(
+    r: controller::Result<Vec<u8>>,
+    name: &str,
+    track: u64,
+    offline: &BTreeMap<String, String>,
+    plan: &FaultPlan,
+) -> TrackRead {
+    match r {
+        Ok(buf) => TrackRead::Data(buf),
+        Err(e) if matches!(e.kind(), ErrorKind::Offline | ErrorKind::State) => {
+            match offline.get(name) {
+                Some(_) => TrackRead::Refused(e.full_message()),
+                None => TrackRead::Unjustified(format!(
+                    "read refused but no map state takes {name} offline: {}",
+                    e.full_message()
+                )),
+            }
+        }
+        Err(e) if plan.latent.iter().any(|&(_, t)| t == track) => {
+            TrackRead::Failed(e.full_message())
+        }
+        Err(e) => TrackRead::Unjustified(format!(
+            "read failed with no fault on track {track}: {}",
+            e.full_message()
+        )),
     }
 }

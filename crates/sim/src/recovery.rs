@@ -23,7 +23,7 @@ use crate::faults::FaultPlan;
 use crate::model::{Model, ReadCheck};
 use crate::stores::{ImageSet, SimStores, META};
 use crate::trace::Trace;
-use crate::verify::{verify_volume, TrackRead};
+use crate::verify::verify_volume;
 use crate::workload::{CrashKind, Op};
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
@@ -340,7 +340,13 @@ impl ControllerWorld {
                 && m.copy_type == controller::CopyType::Full
                 && m.copy_rate > 0
                 && m.progress_percent < 100;
-            if m.state == MapState::Stopping || m.state == MapState::Suspended || stuck {
+            // Nothing may be left half-way with faults off: a target of a
+            // stopped map stays offline by design, everything else is readable.
+            let half_way = matches!(
+                m.state,
+                MapState::Stopping | MapState::Suspended | MapState::Preparing | MapState::Prepared
+            );
+            if half_way || stuck {
                 return Err(Violation::new(
                     Invariant::Live1,
                     format!(
@@ -473,9 +479,11 @@ impl ControllerWorld {
         }
         let cascades = sub.cascades();
         let tb = self.track_bytes() as usize;
+        let offline = crate::controller_world::offline_volumes(&maps, &cascades);
         for vol in 0..self.shape.volumes {
             let name = self.names[vol].clone();
             let role = role_of_named(&name, &maps, &cascades);
+            let plan = &self.plan;
             verify_volume(
                 &mut model,
                 vol,
@@ -486,18 +494,8 @@ impl ControllerWorld {
                 &mut self.stats,
                 |t| {
                     let mut buf = vec![0u8; tb];
-                    match sub.read(&name, t * tb as u64, &mut buf) {
-                        Ok(()) => TrackRead::Data(buf),
-                        Err(e)
-                            if matches!(
-                                e.kind(),
-                                controller::ErrorKind::Offline | controller::ErrorKind::State
-                            ) =>
-                        {
-                            TrackRead::Refused(e.full_message())
-                        }
-                        Err(e) => TrackRead::Failed(e.full_message()),
-                    }
+                    let r = sub.read(&name, t * tb as u64, &mut buf).map(|()| buf);
+                    crate::controller_world::judge_read(r, &name, t, &offline, plan)
                 },
             )
             .map_err(ctx)?;

@@ -133,6 +133,10 @@ pub struct FaultRunSummary {
     pub seeds_failed: u64,
     /// Failures (first violation per failed seed, at most 20 kept).
     pub failures: Vec<Failure>,
+    /// Every failed seed, in campaign order (the `failures` list keeps the
+    /// details of the first few only).
+    #[serde(default)]
+    pub failed_seeds: Vec<u64>,
     /// Failed seeds by signature (invariant and message with numbers
     /// removed), so a campaign shows how many distinct bugs it hit.
     pub failure_signatures: BTreeMap<String, u64>,
@@ -388,6 +392,7 @@ impl FaultRunSummary {
         self.stats.merge(stats);
         if let Some((violation, trace_tail)) = failure {
             self.seeds_failed += 1;
+            self.failed_seeds.push(seed);
             *self
                 .failure_signatures
                 .entry(signature(&violation))
@@ -496,6 +501,7 @@ impl FaultRunSummary {
             out.seeds_run += p.seeds_run;
             out.seeds_failed += p.seeds_failed;
             out.failures.extend(p.failures.iter().cloned());
+            out.failed_seeds.extend_from_slice(&p.failed_seeds);
             for (sig, n) in &p.failure_signatures {
                 *out.failure_signatures.entry(sig.clone()).or_default() += n;
             }
@@ -507,6 +513,7 @@ impl FaultRunSummary {
             out.elapsed_ms = out.elapsed_ms.max(p.elapsed_ms);
         }
         out.failures.sort_by_key(|f| whole.index_of(f.seed));
+        out.failed_seeds.sort_by_key(|s| whole.index_of(*s));
         out.failures.truncate(FAILURES_KEPT);
         out.determinism
             .mismatched_seeds
@@ -642,6 +649,23 @@ impl fmt::Display for FaultRunSummary {
             for (sig, n) in &self.failure_signatures {
                 writeln!(f, "    {n:>6}  {sig}")?;
             }
+            let shown: Vec<String> = self
+                .failed_seeds
+                .iter()
+                .take(200)
+                .map(u64::to_string)
+                .collect();
+            let more = self.failed_seeds.len().saturating_sub(shown.len());
+            writeln!(
+                f,
+                "  failed seeds: {}{}",
+                shown.join(" "),
+                if more > 0 {
+                    format!(" (and {more} more in the JSON summary)")
+                } else {
+                    String::new()
+                }
+            )?;
         }
         for fl in &self.failures {
             writeln!(f, "FAIL seed {}: {}", fl.seed, fl.violation)?;

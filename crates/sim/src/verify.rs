@@ -23,6 +23,10 @@ pub enum TrackRead {
     Refused(String),
     /// The read failed with an I/O error.
     Failed(String),
+    /// The read was refused or failed and nothing the model knows justifies
+    /// it (no map state takes the volume offline, no fault hits the track):
+    /// always a violation.
+    Unjustified(String),
 }
 
 /// The invariant a wrong read of `volume` breaks (see the module docs).
@@ -97,6 +101,9 @@ pub fn verify_volume(
                     format!("read failed without an injected fault: {e}"),
                 )
                 .on(name, Some(track)))
+            }
+            TrackRead::Unjustified(e) => {
+                return Err(Violation::new(role, e).on(name, Some(track)));
             }
         }
     }
