@@ -449,13 +449,21 @@ impl Inner {
     }
 
     /// Carries out a [`SettlePlan`]: every entry (one append per subsystem) before any
-    /// withdraw. Best effort per subsystem: a subsystem whose append fails gets no
-    /// withdraws (its rows stay open, so the decision is not lost and the next event
-    /// settles it); other failures are collected and returned as problems. Only an
-    /// injected crash stops it (`Err`).
+    /// withdraw. Best effort per subsystem: a subsystem whose entries were not recorded gets
+    /// no withdraws (its rows stay open, so the decision is not lost and the next event
+    /// settles it); other failures are collected and returned as problems. Only an injected
+    /// crash stops it (`Err`).
+    ///
+    /// A failed append may still have recorded the entries where the ledger reads them:
+    /// the controller writes the subsystem table (one all-or-nothing batch) before the
+    /// volume tables, and fails the call if a volume table then fails. So after a failed
+    /// append the tables are re-read: if every entry of the batch is there, the decision is
+    /// durable and is carried out (withdraws included; leaving them would keep a terminated
+    /// or completed session's copy running) and the failure is only logged: the volume
+    /// tables are a per-volume copy this manager does not read.
     pub fn execute(&mut self, plan: SettlePlan) -> Result<Vec<RmError>, RmError> {
         let mut problems = Vec::new();
-        let mut failed_appends = std::collections::BTreeSet::new();
+        let mut failed: BTreeMap<String, RmError> = BTreeMap::new();
         for (sub, entries) in &plan.batches {
             let port = self.port(sub)?;
             match port.append(entries) {
@@ -469,9 +477,25 @@ impl Inner {
                     if e == PortError::Crashed {
                         return Err(port_err(sub, "append")(e));
                     }
-                    failed_appends.insert(sub.clone());
-                    problems.push(port_err(sub, "append")(e));
+                    failed.insert(sub.clone(), port_err(sub, "append")(e));
                 }
+            }
+        }
+        if !failed.is_empty() {
+            match self.reload() {
+                Ok(()) => {}
+                Err(e) if e.is_crash() => return Err(e),
+                Err(e) => problems.push(e),
+            }
+        }
+        let mut failed_appends = std::collections::BTreeSet::new();
+        for (sub, e) in failed {
+            if !self.stale && self.recorded(&sub, &plan.batches[&sub]) {
+                tracing::warn!(subsystem = %sub, error = %e,
+                    "append failed after the subsystem table recorded the entries; carried out");
+            } else {
+                failed_appends.insert(sub);
+                problems.push(e);
             }
         }
         for (sub, list) in &plan.withdraws {
@@ -490,6 +514,20 @@ impl Inner {
             }
         }
         Ok(problems)
+    }
+
+    /// True if the ledger (just re-read) has every entry of `entries` as the latest status
+    /// of its row on `subsystem`.
+    fn recorded(&self, subsystem: &str, entries: &[NewEntry]) -> bool {
+        entries.iter().all(|e| {
+            let row = self
+                .ledger
+                .sessions
+                .get(&e.session_id)
+                .and_then(|s| s.rows.get(subsystem))
+                .and_then(|vols| vols.get(e.volume.as_deref()?));
+            row.is_some_and(|r| r.status == e.status)
+        })
     }
 
     pub fn info(&self, s: &SessionLedger) -> SessionInfo {

@@ -217,3 +217,95 @@ fn a_start_whose_table_sync_fails_is_settled_by_the_ipl() {
     assert_eq!(d.acted().count(), 0, "replay is idempotent: {d}");
     let _ = port.subsystem().close();
 }
+
+#[test]
+fn a_recovery_whose_volume_table_append_fails_is_carried_out_once_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Arc::new(FailNth {
+        site: FaultSite::TableAppend,
+        n: AtomicU64::new(0),
+    });
+    let port = Arc::new(ControllerPort::new(open(dir.path(), faults.clone())));
+    let rm = ResourceManager::new(vec![port.clone() as Arc<dyn SubsystemPort>]).unwrap();
+    rm.start_session(&spec()).unwrap();
+    assert_eq!(port.subsystem().physical_sessions().len(), 1);
+    // The Terminated entries reach the subsystem table (check 1), not the
+    // volume table (check 2): the decision is recorded where the resource
+    // manager reads it, so it is carried out now (the physical session must
+    // not linger behind a terminated session until some later event).
+    faults.arm(2);
+    let rm = ResourceManager::new(vec![port.clone() as Arc<dyn SubsystemPort>]).unwrap();
+    let d = rm.on_rm_restart().unwrap();
+    assert!(d.problems.is_empty(), "carried out: {d}");
+    assert_eq!(d.acted().count(), 1, "{d}");
+    assert!(port.subsystem().physical_sessions().is_empty(), "{d}");
+    let s = rm.session(&spec().id).unwrap().expect("recorded");
+    assert_eq!(
+        s.state,
+        SessionState::Terminated(TerminateReason::RmRestart)
+    );
+    let d = rm.on_rm_restart().unwrap();
+    assert_eq!(d.acted().count(), 0, "{d}");
+    assert!(d.orphans.is_empty(), "{d}");
+    let _ = port.subsystem().close();
+}
+
+#[test]
+fn a_recovery_whose_subsystem_table_append_fails_keeps_the_session_for_the_next_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Arc::new(FailNth {
+        site: FaultSite::TableAppend,
+        n: AtomicU64::new(0),
+    });
+    let port = Arc::new(ControllerPort::new(open(dir.path(), faults.clone())));
+    let rm = ResourceManager::new(vec![port.clone() as Arc<dyn SubsystemPort>]).unwrap();
+    rm.start_session(&spec()).unwrap();
+    faults.arm(1);
+    let rm = ResourceManager::new(vec![port.clone() as Arc<dyn SubsystemPort>]).unwrap();
+    let d = rm.on_rm_restart().unwrap();
+    assert_eq!(d.problems.len(), 1, "{d}");
+    // Nothing recorded: the physical session stays with its open rows.
+    assert_eq!(port.subsystem().physical_sessions().len(), 1);
+    assert_eq!(
+        rm.session(&spec().id).unwrap().expect("recorded").state,
+        SessionState::Active
+    );
+    // The next event settles it.
+    let d = rm.on_rm_restart().unwrap();
+    assert!(d.problems.is_empty(), "{d}");
+    assert_eq!(d.acted().count(), 1, "{d}");
+    assert!(port.subsystem().physical_sessions().is_empty());
+    let _ = port.subsystem().close();
+}
+
+#[test]
+fn a_completion_whose_volume_table_append_fails_completes_once_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Arc::new(FailNth {
+        site: FaultSite::TableAppend,
+        n: AtomicU64::new(0),
+    });
+    let port = Arc::new(ControllerPort::new(open(dir.path(), faults.clone())));
+    let rm = ResourceManager::new(vec![port.clone() as Arc<dyn SubsystemPort>]).unwrap();
+    rm.start_session(&spec()).unwrap();
+    while port.subsystem().copy_step(1 << 30).unwrap().more {}
+    faults.arm(2);
+    rm.complete_session(&spec().id).unwrap();
+    assert!(port.subsystem().physical_sessions().is_empty());
+    let s = rm.session(&spec().id).unwrap().expect("recorded");
+    assert_eq!(s.state, SessionState::Completed);
+    // A completion whose entries were not recorded at all fails and changes nothing.
+    let mut other = spec();
+    other.id = SessionId::new("S2").unwrap();
+    rm.start_session(&other).unwrap();
+    while port.subsystem().copy_step(1 << 30).unwrap().more {}
+    faults.arm(1);
+    let e = rm.complete_session(&other.id).unwrap_err();
+    assert!(failed_append(&e).contains("table.append"), "{e}");
+    assert_eq!(port.subsystem().physical_sessions().len(), 1);
+    let s = rm.session(&other.id).unwrap().expect("recorded");
+    assert_eq!(s.state, SessionState::Active);
+    rm.complete_session(&other.id).unwrap();
+    assert!(port.subsystem().physical_sessions().is_empty());
+    let _ = port.subsystem().close();
+}
