@@ -15,14 +15,10 @@ use volume_store::{FaultEffect, FaultInjector, FaultRule, FaultSite, OpFilter, T
 use crate::stores::{SimStores, META};
 
 /// The sites [`FaultPlan::random`] draws rules for, in draw order (the order
-/// is part of every seed's plan).
-pub const SITES: &[FaultSite] = &[
-    FaultSite::CowCopyRead,
-    FaultSite::CowCopyWrite,
-    FaultSite::CowFlush,
-    FaultSite::BitmapCommit,
-    FaultSite::RootWrite,
-];
+/// is part of every seed's plan): every [`FaultSite`], so a new site is in the
+/// campaign as soon as it exists. The table sites reach the controller's
+/// activity tables through the hook it installs on each of them.
+pub const SITES: &[FaultSite] = FaultSite::ALL;
 
 /// What one run injects.
 #[derive(Debug, Clone, Default, PartialEq)]
