@@ -43,3 +43,62 @@ fn replay_is_deterministic_and_follows_the_kept_operations() {
     assert!(a.ops.len() <= run.ops.len());
     assert_eq!(a.ops[0], run.ops[0], "{name}");
 }
+
+/// `SIM_FIXED=<file name>` replays one kept run (with `SIM_TRACE=1`, every step).
+#[test]
+fn replay_one_kept_run() {
+    let Ok(name) = std::env::var("SIM_FIXED") else {
+        return;
+    };
+    let (_, run) = kept()
+        .into_iter()
+        .find(|(n, _)| *n == name)
+        .unwrap_or_else(|| panic!("no kept run {name}"));
+    let out = run.replay().unwrap();
+    println!("{}", out.trace_tail.join("\n"));
+    println!("violation: {:?}", out.violation.map(|v| v.to_string()));
+}
+
+/// `SIM_SHRINK=<file name>` removes operations from a kept run one at a
+/// time while it still fails with the same invariant, and prints the
+/// smallest sequence found with its trace (delta debugging).
+#[test]
+fn shrink_kept_run() {
+    let Ok(name) = std::env::var("SIM_SHRINK") else {
+        return;
+    };
+    let (_, mut run) = kept()
+        .into_iter()
+        .find(|(n, _)| *n == name)
+        .unwrap_or_else(|| panic!("no kept run {name}"));
+    let inv = run
+        .replay()
+        .unwrap()
+        .violation
+        .expect("the kept run passes: nothing to shrink")
+        .invariant;
+    let fails = |r: &FixedRun| {
+        r.replay()
+            .unwrap()
+            .violation
+            .is_some_and(|v| v.invariant == inv)
+    };
+    let mut progress = true;
+    while progress {
+        progress = false;
+        let mut i = run.ops.len();
+        while i > 0 {
+            i -= 1;
+            let mut t = run.clone();
+            t.ops.remove(i);
+            if fails(&t) {
+                run = t;
+                progress = true;
+            }
+        }
+    }
+    let out = run.replay().unwrap();
+    println!("{}", run.to_json());
+    println!("{}", out.trace_tail.join("\n"));
+    println!("violation: {:?}", out.violation.map(|v| v.to_string()));
+}

@@ -166,7 +166,14 @@ impl Inner {
                 })?;
                 Metrics::add(&self.metrics.holes_skipped, 1);
             } else {
+                // Nothing to move: the target already reads as the hole the
+                // source is. That hole may itself be an unflushed discard (a
+                // failed earlier copy dropped a stale grain), so the target is
+                // still flushed before the bit is journalled (rule 1).
                 Metrics::add(&self.metrics.holes_skipped, 1);
+                if !touched.contains(&c.to) {
+                    touched.push(c.to);
+                }
                 continue;
             }
             written.push(c.to);

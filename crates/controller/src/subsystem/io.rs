@@ -452,11 +452,16 @@ impl Inner {
                     .is_some_and(|z| z < grains.end.min(b.len()))
             })
         };
+        // In-memory difference bits are trusted to be durable only while no
+        // session is unhardened: establishing one may set bits of other maps
+        // (its target's view is replaced) that only the next checkpoint makes
+        // durable, so until then every write journals its bits again.
+        let unhardened = !core.unhardened_maps.is_empty();
         let diff_maps = maps
             .incremental
             .iter()
             .copied()
-            .filter(|m| unset(core.engine.diff_bitmap(*m)))
+            .filter(|m| unhardened || unset(core.engine.diff_bitmap(*m)))
             .collect();
         // Partial grains are split by their fill copies; only whole grains that
         // are still unsplit need the write recorded after their data is durable.

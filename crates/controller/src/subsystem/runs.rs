@@ -157,7 +157,9 @@ impl Inner {
             }
             bytes += data * ts;
             Metrics::add(&self.metrics.holes_skipped, r.grains() - data);
-            if (data > 0 || !stale.is_empty()) && !touched.iter().any(|v| v.id == to.id) {
+            // Flushed even when nothing moved: a hole the target shows may be
+            // an unflushed discard of an earlier failed copy (rule 1).
+            if !touched.iter().any(|v| v.id == to.id) {
                 touched.push(to);
             }
         }
