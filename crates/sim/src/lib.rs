@@ -18,6 +18,11 @@
 //! - [`check::Violation`]: a broken invariant with a reproduce command;
 //! - [`summary::FaultRunSummary`]: the figures of docs/RELIABILITY.md.
 //!
+//! Features: `fuzz` adds the `fuzz` module (entry points of the cargo-fuzz
+//! targets and `tests/fuzz_smoke.rs`; it needs nbd's test export, so the
+//! shipped binary leaves it out). The fault stores come from volume-store's
+//! `fault-injection` feature, which the product's `fault-run` needs.
+//!
 //! Invariants checked (ids of docs/RELIABILITY.md): PIT-1, PIT-2, COW-1,
 //! CAS-1, IPL-1, INV-1, META-1, LIVE-1; each checker's module states what it
 //! compares.
@@ -30,6 +35,7 @@ pub mod engine_world;
 pub mod exhaustive;
 pub mod faults;
 pub mod fixed;
+#[cfg(feature = "fuzz")]
 pub mod fuzz;
 pub mod model;
 pub mod realfs;

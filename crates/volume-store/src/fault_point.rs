@@ -3,7 +3,7 @@
 //! The controller calls [`FaultPoint::check`] at a [`FaultSite`] before the I/O
 //! it guards (`cow.copy.write`, `bitmap.commit`, `table.append`, ...; the full
 //! list is [`FaultSite::ALL`]). Production code uses [`NoFaults`]; simulations
-//! use the seeded `FaultInjector` (feature `test-utils`), which fails
+//! use the seeded `FaultInjector` (feature `fault-injection`), which fails
 //! chosen sites and counts hits per site.
 
 pub use fault_site::{FaultSite, UnknownFaultSite};

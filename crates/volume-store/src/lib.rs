@@ -15,10 +15,12 @@
 //! - [`StoreError`] with [`ErrorKind`]: the one error type of this layer;
 //! - [`FaultPoint`] / [`NoFaults`]: fault sites ([`FaultSite`], re-exported
 //!   from crate `fault-site`) checked by the controller;
-//! - feature `test-utils`: `FaultyStore` (volatile write cache with crash images
-//!   and injected faults around any store) and `FaultInjector` (seeded
+//! - feature `fault-injection` (the simulator, hence the product's
+//!   `fault-run`): `FaultyStore` (volatile write cache with crash images and
+//!   injected faults around any store) and `FaultInjector` (seeded
 //!   [`FaultPoint`] with per-site rules and counters). Both are deterministic
-//!   from a `u64` seed.
+//!   from a `u64` seed;
+//! - feature `test-utils` (tests only): `SparseFileStore::fail_next_flush`.
 //!
 //! Invariants: see [`store`] (the contract every store keeps), [`sparse`] (file
 //! layout, poisoning) and [`mem`].
@@ -26,7 +28,7 @@
 
 mod error;
 mod fault_point;
-#[cfg(feature = "test-utils")]
+#[cfg(feature = "fault-injection")]
 pub mod faulty;
 pub mod mem;
 pub mod sparse;
@@ -35,7 +37,7 @@ pub mod trailer;
 
 pub use error::{ErrorKind, Op, StoreError};
 pub use fault_point::{FaultPoint, FaultSite, NoFaults, UnknownFaultSite};
-#[cfg(feature = "test-utils")]
+#[cfg(feature = "fault-injection")]
 pub use faulty::{
     CrashMode, FaultEffect, FaultInjector, FaultRule, FaultyStore, OpFilter, SiteStats, Trigger,
 };

@@ -3,7 +3,7 @@
 //! ```text
 //!            Arc<dyn TrackStore>          (controller, sim, nbd adapter)
 //!           /         |          \
-//!  SparseFileStore  MemStore   FaultyStore<S: TrackStore>  (feature test-utils)
+//!  SparseFileStore  MemStore   FaultyStore<S: TrackStore>  (feature fault-injection)
 //!  (one sparse file (tracks in  (volatile write cache + injected faults
 //!   per volume)      a BTreeMap)  around any store)
 //! ```

@@ -1,5 +1,5 @@
 //! [`FaultyStore`]: a volatile write cache and fault injector around any store
-//! (feature `test-utils`).
+//! (feature `fault-injection`).
 //!
 //! Every write and discard goes to the inner store at once (so reads see it) and
 //! is also kept as *pending*, with the pre-image of the tracks it touched, until
