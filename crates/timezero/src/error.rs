@@ -197,6 +197,17 @@ pub enum ControlError {
         /// Copy type of the dependent cascade.
         other: crate::types::CopyType,
     },
+    /// A non-force stop would take the target offline while it is the source
+    /// of a map that still copies from it (that map could never finish).
+    #[error("target {target} of {map} is the source of {dependant}, which still copies from it; stop {dependant} first, or stop with force (which stops it too)")]
+    SourceOfCopyingMap {
+        /// Map.
+        map: MapId,
+        /// Its target.
+        target: VolumeId,
+        /// The map still copying from that target.
+        dependant: MapId,
+    },
     /// Raw bitmap words do not fit.
     #[error("bitmap of {map}: {source}")]
     Bitmap {

@@ -441,3 +441,39 @@ fn run_plans_equal_grain_plans_on_wide_bitmaps() {
         sim.check();
     }
 }
+
+#[test]
+fn stop_is_refused_while_its_target_is_the_source_of_a_copying_map() {
+    // Sim seed 53228, shrunk: map1 v0->v2 full; map0 v1->v0 nocopy restore;
+    // map3 v2->v1 full restore; a plain stop of map1 took v2 offline under
+    // map3, which then stayed copying at 0 % for ever (LIVE-1).
+    let mut sim = Sim::new(4, 8);
+    let map0 = create(&mut sim, 1, 0, CopyType::Nocopy);
+    let map1 = create(&mut sim, 0, 2, CopyType::Full);
+    let map3 = create(&mut sim, 2, 1, CopyType::Full);
+    let restore = StartOptions {
+        restore: true,
+        prepare: true,
+    };
+    start(&mut sim, map1, PREP);
+    start(&mut sim, map0, restore);
+    start(&mut sim, map3, restore);
+    sim.check();
+    let before = sim.eng.save();
+    assert_eq!(
+        sim.eng.stop(map1, false).unwrap_err(),
+        ControlError::SourceOfCopyingMap {
+            map: map1,
+            target: VolumeId(2),
+            dependant: map3
+        }
+    );
+    assert_eq!(before, sim.eng.save(), "a rejected stop changes nothing");
+    // Once map3 has finished copying, the same stop is accepted.
+    while sim.eng.map_state(map3) == Some(MapState::Copying) {
+        sim.background(map3, 3);
+        sim.check();
+    }
+    assert!(sim.control(|e| e.stop(map1, false)));
+    sim.check();
+}

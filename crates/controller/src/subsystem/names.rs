@@ -19,7 +19,8 @@ pub(crate) fn control_kind(e: &ControlError) -> ErrorKind {
         C::InvalidState { .. }
         | C::TargetIsActiveSource { .. }
         | C::SourceNotAccessible { .. }
-        | C::GroupMember { .. } => ErrorKind::State,
+        | C::GroupMember { .. }
+        | C::SourceOfCopyingMap { .. } => ErrorKind::State,
         _ => ErrorKind::InvalidRequest,
     }
 }
@@ -124,6 +125,19 @@ impl Inner {
             } => format!(
                 "target {} of {} heads a {other} cascade with dependants; stop with force",
                 vol(*target),
+                map(*m)
+            ),
+            C::SourceOfCopyingMap {
+                map: m,
+                target,
+                dependant,
+            } => format!(
+                "target {} of {} is the source of {}, which still copies from it; stop {} first, \
+                 or stop {} with --force (which stops it too)",
+                vol(*target),
+                map(*m),
+                map(*dependant),
+                map(*dependant),
                 map(*m)
             ),
             _ => e.to_string(),

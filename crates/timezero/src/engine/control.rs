@@ -350,6 +350,29 @@ impl Engine {
                     }
                 }
             }
+            // The stop ends with the target offline (stopped): no map may
+            // still need to copy from it, except its own restore (seed
+            // 53228: a full restore whose source was stopped under it stayed
+            // copying at 0 % for ever).
+            if let Some((&dep, _)) = self.maps.iter().find(|(did, d)| {
+                **did != id
+                    && d.spec.source == t
+                    // The direct restore of this map (t back onto its
+                    // source) resolves through the frozen head and finishes.
+                    && d.spec.target != m.spec.source
+                    && !d.split.is_full()
+                    && match d.state {
+                        MapState::Copying | MapState::Stopping => true,
+                        MapState::Suspended => d.resume_to.is_some(),
+                        _ => false,
+                    }
+            }) {
+                return Err(ControlError::SourceOfCopyingMap {
+                    map: id,
+                    target: t,
+                    dependant: dep,
+                });
+            }
         }
         Ok(())
     }
