@@ -289,7 +289,7 @@ impl Default for RealFsConfig {
 pub struct RealFsViolation {
     /// Workload seed.
     pub seed: u64,
-    /// Step index (0-based) and the step.
+    /// Step index (0-based; the number of steps for the final close).
     pub step: usize,
     /// The step as text.
     pub op: String,
@@ -1305,6 +1305,7 @@ pub fn run_steps(seed: u64, steps: &[Step], cfg: &RealFsConfig) -> RealFsFigures
         }
     }
     if result.is_ok() {
+        run.step = steps.len();
         result = run.finish();
     } else {
         run.sub.abandon();
