@@ -479,6 +479,13 @@ impl Subsystem {
         Ok(self.map_view(&info, cleaning))
     }
 
+    /// The split bitmap of `map` (grains its target holds itself), for
+    /// checkers that compare where data is with where it should be (the
+    /// simulator's COW-1). `None` for an unknown map or one without a bitmap.
+    pub fn split_bitmap(&self, map: MapId) -> Option<timezero::Bitmap> {
+        self.inner.core.lock().engine.split_bitmap(map).cloned()
+    }
+
     /// Every map, ascending by id.
     pub fn maps(&self) -> Vec<MapView> {
         let infos: Vec<_> = {
