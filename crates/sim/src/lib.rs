@@ -29,6 +29,7 @@
 #![deny(missing_docs)]
 
 pub mod check;
+pub mod concurrent;
 pub mod controller_world;
 pub mod data;
 pub mod engine_world;
