@@ -29,7 +29,7 @@ use crate::stores::{Bug, SimStores};
 use crate::summary::RunStats;
 use crate::trace::Trace;
 use crate::verify::{verify_volume, TrackRead};
-use crate::workload::{Op, Shape};
+use crate::workload::{HostWrite, Op, Shape};
 use crate::world::World;
 
 /// The subsystem under test, its stores, the model and the run's state.
@@ -170,29 +170,9 @@ impl ControllerWorld {
 
     fn apply_inner(&mut self, op: &Op) -> Result<String, Violation> {
         let out = match *op {
-            Op::Write {
-                vol,
-                sector,
-                sectors,
-            } => {
-                let (id, data) = self.model.new_write(sector, sectors);
-                let r =
-                    self.sub()?
-                        .write(&self.names[vol], sector * SECTOR_BYTES as u64, &data, false);
-                match r {
-                    Ok(()) => {
-                        self.model.write_done(vol, sector, sectors, id, true);
-                        self.stats.writes_acked += 1;
-                        format!("ok #{id}")
-                    }
-                    Err(e) if matches!(e.kind(), ErrorKind::Offline | ErrorKind::State) => {
-                        format!("refused #{id}: {}", e.kind().as_str())
-                    }
-                    Err(e) => {
-                        self.model.write_done(vol, sector, sectors, id, false);
-                        format!("failed #{id}: {}", e.full_message())
-                    }
-                }
+            Op::Write { .. } | Op::WriteFua { .. } | Op::Trim { .. } | Op::WriteZeroes { .. } => {
+                let w = op.host_write().expect("a host data operation");
+                self.host_write(w, matches!(op, Op::Trim { .. }))?
             }
             Op::Flush { vol } => self.host_flush(vol)?,
             Op::CreateMap {
@@ -255,6 +235,53 @@ impl ControllerWorld {
             Op::Host(e) => self.host_event(e)?,
         };
         Ok(out)
+    }
+
+    /// A host write, FUA write, trim (`trim`) or write of zeros. Refused
+    /// (offline, state): nothing happened. Failed: its sectors are uncertain.
+    /// Acknowledged: its sectors read the new id (0 for zeros), durable at
+    /// once if FUA.
+    fn host_write(&mut self, w: HostWrite, trim: bool) -> Result<String, Violation> {
+        let HostWrite {
+            vol,
+            sector,
+            sectors,
+            zeros,
+            fua,
+        } = w;
+        let (id, data) = if zeros {
+            self.model.zero_write(sectors)
+        } else {
+            self.model.new_write(sector, sectors)
+        };
+        let sub = self.sub()?;
+        let name = &self.names[vol];
+        let off = sector * SECTOR_BYTES as u64;
+        let len = sectors * SECTOR_BYTES as u64;
+        let r = if trim {
+            sub.discard(name, off, len, fua)
+        } else if zeros {
+            sub.write_zeroes(name, off, len, fua)
+        } else {
+            sub.write(name, off, &data, fua)
+        };
+        Ok(match r {
+            Ok(()) => {
+                self.model.write_done(vol, sector, sectors, id, true);
+                if fua {
+                    self.model.flushed_range(vol, sector, sectors);
+                }
+                self.stats.writes_acked += 1;
+                format!("ok #{id}")
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::Offline | ErrorKind::State) => {
+                format!("refused #{id}: {}", e.kind().as_str())
+            }
+            Err(e) => {
+                self.model.write_done(vol, sector, sectors, id, false);
+                format!("failed #{id}: {}", e.full_message())
+            }
+        })
     }
 
     pub(crate) fn host_flush(&mut self, vol: usize) -> Result<String, Violation> {

@@ -104,7 +104,25 @@ impl EngineWorld {
                 vol,
                 sector,
                 sectors,
-            } => self.write(vol, sector, sectors),
+            }
+            | Op::WriteFua {
+                vol,
+                sector,
+                sectors,
+            } => self.write(vol, sector, sectors, false),
+            // No durability in the engine world: zeros are a plain write of
+            // zeros, FUA a plain write.
+            Op::Trim {
+                vol,
+                sector,
+                sectors,
+            }
+            | Op::WriteZeroes {
+                vol,
+                sector,
+                sectors,
+                ..
+            } => self.write(vol, sector, sectors, true),
             Op::Flush { vol } => {
                 self.model.flushed(vol);
                 "ok".to_string()
@@ -166,7 +184,7 @@ impl EngineWorld {
         Ok(())
     }
 
-    fn write(&mut self, vol: usize, sector: u64, sectors: u64) -> String {
+    fn write(&mut self, vol: usize, sector: u64, sectors: u64, zeros: bool) -> String {
         let spt = self.shape.sectors_per_track;
         let (first, last) = (sector / spt, (sector + sectors - 1) / spt);
         let whole = sector % spt == 0 && sectors % spt == 0;
@@ -175,7 +193,11 @@ impl EngineWorld {
             Err(e) => return format!("refused: {e}"),
         };
         self.execute(&plan.copies);
-        let (id, data) = self.model.new_write(sector, sectors);
+        let (id, data) = if zeros {
+            self.model.zero_write(sectors)
+        } else {
+            self.model.new_write(sector, sectors)
+        };
         self.stores[vol]
             .write_at(sector * SECTOR_BYTES as u64, &data)
             .expect("in-range write");

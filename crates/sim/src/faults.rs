@@ -20,8 +20,8 @@ use crate::stores::{SimStores, META};
 /// activity tables through the hook it installs on each of them.
 pub const SITES: &[FaultSite] = FaultSite::ALL;
 
-/// What one run injects.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// What one run injects (serialized as is in kept fixed runs, `sim::fixed`).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FaultPlan {
     /// Site rules: (site, probability, ENOSPC instead of EIO).
     pub sites: Vec<(FaultSite, f64, bool)>,

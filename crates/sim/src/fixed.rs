@@ -11,59 +11,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use volume_store::FaultSite;
-
 use crate::faults::FaultPlan;
 use crate::runner::{replay, run_seed, FaultRunConfig, RunOutcome};
 use crate::workload::Op;
-
-/// A fault plan as stored (site names as text).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PlanSpec {
-    /// Site rules: (site, probability, ENOSPC instead of EIO); a site is
-    /// stored as its dotted name.
-    pub sites: Vec<(FaultSite, f64, bool)>,
-    /// Probability of EIO on a volume write.
-    pub volume_write_eio: f64,
-    /// Probability of a failed (poisoning) volume flush.
-    pub volume_flush_eio: f64,
-    /// Latent read errors: (volume index, track).
-    pub latent: Vec<(usize, u64)>,
-    /// Probability of a misdirected metadata write.
-    pub meta_misdirect: f64,
-    /// Probability of EIO on a metadata write.
-    pub meta_write_eio: f64,
-    /// Probability of a slow (delayed) volume I/O.
-    pub slow_io: f64,
-}
-
-impl PlanSpec {
-    /// The stored form of `plan`.
-    pub fn of(plan: &FaultPlan) -> PlanSpec {
-        PlanSpec {
-            sites: plan.sites.clone(),
-            volume_write_eio: plan.volume_write_eio,
-            volume_flush_eio: plan.volume_flush_eio,
-            latent: plan.latent.clone(),
-            meta_misdirect: plan.meta_misdirect,
-            meta_write_eio: plan.meta_write_eio,
-            slow_io: plan.slow_io,
-        }
-    }
-
-    /// The plan.
-    pub fn to_plan(&self) -> Result<FaultPlan, String> {
-        Ok(FaultPlan {
-            sites: self.sites.clone(),
-            volume_write_eio: self.volume_write_eio,
-            volume_flush_eio: self.volume_flush_eio,
-            latent: self.latent.clone(),
-            meta_misdirect: self.meta_misdirect,
-            meta_write_eio: self.meta_write_eio,
-            slow_io: self.slow_io,
-        })
-    }
-}
 
 /// One kept failure: what it was, and everything needed to replay it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -72,8 +22,8 @@ pub struct FixedRun {
     pub seed: u64,
     /// The violation it showed when found, and the cause (for the reader).
     pub found: String,
-    /// The fault plan.
-    pub plan: PlanSpec,
+    /// The fault plan (sites by their dotted names).
+    pub plan: FaultPlan,
     /// The operations, in order.
     pub ops: Vec<Op>,
 }
@@ -92,7 +42,7 @@ impl FixedRun {
             FixedRun {
                 seed,
                 found,
-                plan: PlanSpec::of(&plan),
+                plan,
                 ops: out.ops.clone(),
             },
             out,
@@ -103,7 +53,7 @@ impl FixedRun {
     pub fn replay(&self) -> Result<RunOutcome, String> {
         let mut cfg = FaultRunConfig::new(self.seed, 1);
         cfg.determinism_every = 0;
-        Ok(replay(&cfg, self.seed, self.plan.to_plan()?, &self.ops))
+        Ok(replay(&cfg, self.seed, self.plan.clone(), &self.ops))
     }
 
     /// Reads one kept run.

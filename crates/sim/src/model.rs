@@ -156,6 +156,13 @@ impl Model {
         (id, write_data(id, first_sector, count))
     }
 
+    /// The "write" of zeros over `count` sectors: write id 0 (an all-zero
+    /// sector decodes as [`SectorContent::Zero`], id 0), allocating no id.
+    /// Record its outcome with [`Model::write_done`] like any write.
+    pub fn zero_write(&self, count: u64) -> (u32, Vec<u8>) {
+        (0, vec![0u8; count as usize * SECTOR_BYTES])
+    }
+
     /// Records the outcome of write `id` to `volume`: acknowledged (`ok`) or
     /// failed (the sectors become uncertain).
     pub fn write_done(&mut self, volume: usize, first_sector: u64, count: u64, id: u32, ok: bool) {
@@ -171,6 +178,19 @@ impl Model {
     /// A successful flush of `volume`: its acknowledged writes are durable.
     pub fn flushed(&mut self, volume: usize) {
         for s in &mut self.vols[volume] {
+            if !s.uncertain {
+                let c = s.current();
+                s.allowed.clear();
+                s.allowed.push(c);
+            }
+        }
+    }
+
+    /// A successful FUA write (or write of zeros) to `count` sectors from
+    /// `first_sector` of `volume`: only those sectors are durable now, each
+    /// keeping exactly its current id across a crash.
+    pub fn flushed_range(&mut self, volume: usize, first_sector: u64, count: u64) {
+        for s in &mut self.vols[volume][first_sector as usize..(first_sector + count) as usize] {
             if !s.uncertain {
                 let c = s.current();
                 s.allowed.clear();
@@ -330,6 +350,36 @@ mod tests {
             .unwrap_err();
         assert_eq!((e.sector, e.expected.clone()), (1, vec![b]));
         assert!(e.to_string().contains("found zeros"), "{e}");
+    }
+
+    #[test]
+    fn fua_write_is_durable_for_its_sectors_only_and_zeros_are_id_0() {
+        let mut m = Model::new(1, 2, TB);
+        let (a, _) = m.new_write(0, 2);
+        m.write_done(0, 0, 2, a, true);
+        let (b, _) = m.new_write(1, 1);
+        m.write_done(0, 1, 1, b, true);
+        m.flushed_range(0, 1, 1);
+        let zeros = vec![0u8; TB as usize];
+        // Sector 0 (not FUA) may still be lost; sector 1 (FUA) may not.
+        let e = m
+            .check_track(0, 0, &zeros, ReadCheck::AfterCrash)
+            .unwrap_err();
+        assert_eq!((e.sector, e.expected.clone()), (1, vec![b]));
+        let img = track_of(&mut m, &[(b, 1)]);
+        assert!(m.check_track(0, 0, &img, ReadCheck::AfterCrash).is_ok());
+        // A write of zeros is write id 0: it must read back as zeros now,
+        // and the earlier id survives a crash unless the zeros were FUA.
+        let (z, data) = m.zero_write(1);
+        assert_eq!(z, 0);
+        assert_eq!(decode_sector(&data, 1), SectorContent::Zero);
+        m.write_done(0, 1, 1, z, true);
+        assert!(m.check_track(0, 0, &img, ReadCheck::Now).is_err());
+        assert!(m.check_track(0, 0, &zeros, ReadCheck::Now).is_ok());
+        let mut m2 = m.clone();
+        assert!(m2.check_track(0, 0, &img, ReadCheck::AfterCrash).is_ok());
+        m.flushed_range(0, 1, 1);
+        assert!(m.check_track(0, 0, &img, ReadCheck::AfterCrash).is_err());
     }
 
     #[test]

@@ -377,14 +377,13 @@ impl ControllerWorld {
                 .images("op-boundary", self.stats.steps),
         );
         let mut inflight = pre_model;
-        if let Op::Write {
-            vol,
-            sector,
-            sectors,
-        } = *op
-        {
-            let (id, _) = inflight.new_write(sector, sectors);
-            inflight.write_done(vol, sector, sectors, id, true);
+        if let Some(w) = op.host_write() {
+            let (id, _) = if w.zeros {
+                inflight.zero_write(w.sectors)
+            } else {
+                inflight.new_write(w.sector, w.sectors)
+            };
+            inflight.write_done(w.vol, w.sector, w.sectors, id, true);
         }
         let post_states = self.states.clone();
         let post_model = self.model.clone();

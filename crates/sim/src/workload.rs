@@ -63,6 +63,36 @@ pub enum Op {
         /// Sectors.
         sectors: u64,
     },
+    /// Host write of whole sectors with FUA (forced unit access): durable
+    /// once acknowledged.
+    WriteFua {
+        /// Volume index.
+        vol: usize,
+        /// First sector.
+        sector: u64,
+        /// Sectors.
+        sectors: u64,
+    },
+    /// NBD TRIM (discard): the range reads as zeros afterwards.
+    Trim {
+        /// Volume index.
+        vol: usize,
+        /// First sector.
+        sector: u64,
+        /// Sectors.
+        sectors: u64,
+    },
+    /// NBD WRITE_ZEROES, with or without FUA.
+    WriteZeroes {
+        /// Volume index.
+        vol: usize,
+        /// First sector.
+        sector: u64,
+        /// Sectors.
+        sectors: u64,
+        /// Forced unit access: durable once acknowledged.
+        fua: bool,
+    },
     /// Host flush of one volume.
     Flush {
         /// Volume index.
@@ -172,6 +202,59 @@ impl Op {
     }
 }
 
+/// What a host data operation writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostWrite {
+    /// Volume index.
+    pub vol: usize,
+    /// First sector.
+    pub sector: u64,
+    /// Sectors.
+    pub sectors: u64,
+    /// Zeros (write id 0) rather than a new write's data.
+    pub zeros: bool,
+    /// Durable once acknowledged.
+    pub fua: bool,
+}
+
+impl Op {
+    /// The sectors a host data operation (write, FUA write, trim, write
+    /// zeroes) changes, or `None` for any other operation.
+    pub fn host_write(&self) -> Option<HostWrite> {
+        let (vol, sector, sectors, zeros, fua) = match *self {
+            Op::Write {
+                vol,
+                sector,
+                sectors,
+            } => (vol, sector, sectors, false, false),
+            Op::WriteFua {
+                vol,
+                sector,
+                sectors,
+            } => (vol, sector, sectors, false, true),
+            Op::Trim {
+                vol,
+                sector,
+                sectors,
+            } => (vol, sector, sectors, true, false),
+            Op::WriteZeroes {
+                vol,
+                sector,
+                sectors,
+                fua,
+            } => (vol, sector, sectors, true, fua),
+            _ => return None,
+        };
+        Some(HostWrite {
+            vol,
+            sector,
+            sectors,
+            zeros,
+            fua,
+        })
+    }
+}
+
 impl fmt::Display for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -180,6 +263,26 @@ impl fmt::Display for Op {
                 sector,
                 sectors,
             } => write!(f, "write v{vol} sectors {sector}+{sectors}"),
+            Op::WriteFua {
+                vol,
+                sector,
+                sectors,
+            } => write!(f, "write-fua v{vol} sectors {sector}+{sectors}"),
+            Op::Trim {
+                vol,
+                sector,
+                sectors,
+            } => write!(f, "trim v{vol} sectors {sector}+{sectors}"),
+            Op::WriteZeroes {
+                vol,
+                sector,
+                sectors,
+                fua,
+            } => write!(
+                f,
+                "write-zeroes v{vol} sectors {sector}+{sectors}{}",
+                if *fua { " fua" } else { "" }
+            ),
             Op::Flush { vol } => write!(f, "flush v{vol}"),
             Op::CreateMap {
                 source,
@@ -276,6 +379,12 @@ pub struct Shape {
 pub struct Weights {
     /// Host writes.
     pub write: u32,
+    /// Host writes with FUA.
+    pub write_fua: u32,
+    /// TRIM / discard.
+    pub trim: u32,
+    /// WRITE_ZEROES (with or without FUA).
+    pub write_zeroes: u32,
     /// Flushes.
     pub flush: u32,
     /// Map creation.
@@ -304,6 +413,9 @@ impl Weights {
     /// A mix for runs with crashes and resets.
     pub const DEFAULT: Weights = Weights {
         write: 36,
+        write_fua: 4,
+        trim: 3,
+        write_zeroes: 3,
         flush: 10,
         create: 8,
         start: 10,
@@ -319,6 +431,9 @@ impl Weights {
 
     fn total(&self) -> u32 {
         self.write
+            + self.write_fua
+            + self.trim
+            + self.write_zeroes
             + self.flush
             + self.create
             + self.start
@@ -356,6 +471,31 @@ pub fn next_op(
         let vol = rng.random_range(0..shape.volumes);
         if pick(weights.write) {
             return write_op(rng, shape, vol);
+        }
+        if pick(weights.write_fua) {
+            let (sector, sectors) = write_range(rng, shape);
+            return Op::WriteFua {
+                vol,
+                sector,
+                sectors,
+            };
+        }
+        if pick(weights.trim) {
+            let (sector, sectors) = write_range(rng, shape);
+            return Op::Trim {
+                vol,
+                sector,
+                sectors,
+            };
+        }
+        if pick(weights.write_zeroes) {
+            let (sector, sectors) = write_range(rng, shape);
+            return Op::WriteZeroes {
+                vol,
+                sector,
+                sectors,
+                fua: rng.random_bool(0.3),
+            };
         }
         if pick(weights.flush) {
             return Op::Flush { vol };
@@ -477,25 +617,27 @@ pub fn next_op(
 }
 
 fn write_op(rng: &mut ChaCha8Rng, shape: &Shape, vol: usize) -> Op {
-    let spt = shape.sectors_per_track;
-    let total = shape.tracks * spt;
-    if rng.random_bool(0.3) {
-        // Whole tracks (no fill needed on an unsplit target grain).
-        let track = rng.random_range(0..shape.tracks);
-        let n = rng.random_range(1..=2).min(shape.tracks - track);
-        return Op::Write {
-            vol,
-            sector: track * spt,
-            sectors: n * spt,
-        };
-    }
-    let sector = rng.random_range(0..total);
-    let sectors = rng.random_range(1..=2 * spt).min(total - sector);
+    let (sector, sectors) = write_range(rng, shape);
     Op::Write {
         vol,
         sector,
         sectors,
     }
+}
+
+/// A host range: whole tracks (no fill needed on an unsplit target grain)
+/// or any sectors.
+fn write_range(rng: &mut ChaCha8Rng, shape: &Shape) -> (u64, u64) {
+    let spt = shape.sectors_per_track;
+    let total = shape.tracks * spt;
+    if rng.random_bool(0.3) {
+        let track = rng.random_range(0..shape.tracks);
+        let n = rng.random_range(1..=2).min(shape.tracks - track);
+        return (track * spt, n * spt);
+    }
+    let sector = rng.random_range(0..total);
+    let sectors = rng.random_range(1..=2 * spt).min(total - sector);
+    (sector, sectors)
 }
 
 #[cfg(test)]
@@ -515,14 +657,13 @@ mod tests {
         let mut kinds = std::collections::HashSet::new();
         for i in 0..5000 {
             let op = next_op(&mut rng, &shape, &Weights::DEFAULT, i % 4, i % 3);
+            if let Some(w) = op.host_write() {
+                assert!(
+                    w.vol < 3 && w.sectors >= 1 && w.sector + w.sectors <= 64,
+                    "{op}"
+                );
+            }
             match &op {
-                Op::Write {
-                    vol,
-                    sector,
-                    sectors,
-                } => {
-                    assert!(*vol < 3 && *sectors >= 1 && sector + sectors <= 64, "{op}");
-                }
                 Op::CreateMap { source, target, .. } => assert!(source != target && *target < 3),
                 Op::Start { slot, .. } | Op::Stop { slot, .. } | Op::CopyStep { slot, .. } => {
                     assert!(*slot < i % 4)
@@ -531,6 +672,41 @@ mod tests {
             }
             kinds.insert(std::mem::discriminant(&op));
         }
-        assert_eq!(kinds.len(), 14);
+        assert_eq!(kinds.len(), 17);
+    }
+
+    #[test]
+    fn new_host_ops_round_trip_and_print() {
+        let ops = [
+            Op::WriteFua {
+                vol: 1,
+                sector: 3,
+                sectors: 2,
+            },
+            Op::Trim {
+                vol: 0,
+                sector: 8,
+                sectors: 8,
+            },
+            Op::WriteZeroes {
+                vol: 2,
+                sector: 5,
+                sectors: 1,
+                fua: true,
+            },
+        ];
+        for op in &ops {
+            let json = serde_json::to_string(op).unwrap();
+            assert_eq!(&serde_json::from_str::<Op>(&json).unwrap(), op);
+            assert!(op.to_rust().starts_with("Op::"), "{}", op.to_rust());
+            assert!(op.host_write().is_some());
+        }
+        assert_eq!(ops[2].to_string(), "write-zeroes v2 sectors 5+1 fua");
+        let old: Op =
+            serde_json::from_str(r#"{"write":{"vol":0,"sector":1,"sectors":2}}"#).unwrap();
+        assert_eq!(
+            old.host_write().map(|w| (w.zeros, w.fua)),
+            Some((false, false))
+        );
     }
 }
