@@ -410,6 +410,51 @@ impl ControllerWorld {
         Ok(())
     }
 
+    /// COW-1 against the model: for every active map, every grain its split
+    /// bitmap says the target holds must hold the target's image *in the
+    /// target's own store* (read physically, past the controller), whatever
+    /// the engine believes.
+    fn check_cow(&mut self) -> Result<(), Violation> {
+        use volume_store::TrackStore;
+        let maps = self.sub()?.maps();
+        let tb = self.track_bytes() as usize;
+        for m in maps.iter().filter(|m| {
+            matches!(m.state, MapState::Copying | MapState::Stopping) && m.cascade.is_some()
+        }) {
+            let Some(target) = self.names.iter().position(|n| *n == m.target) else {
+                continue;
+            };
+            let Some(bits) = self.sub()?.split_bitmap(MapId(m.id)) else {
+                continue;
+            };
+            let Some(store) = self.stores.volume(&m.target) else {
+                continue;
+            };
+            self.stats.checked(Invariant::Cow1);
+            for g in 0..self.shape.tracks.min(bits.len()) {
+                if !bits.get(g) {
+                    continue;
+                }
+                let mut buf = vec![0u8; tb];
+                // A latent error on the track: the controller would refuse too.
+                if store.faulty().read_at(g * tb as u64, &mut buf).is_err() {
+                    continue;
+                }
+                self.stats.tracks_verified += 1;
+                self.model
+                    .check_track(target, g, &buf, ReadCheck::Now)
+                    .map_err(|mm| {
+                        Violation::new(
+                            Invariant::Cow1,
+                            format!("map{} grain split, target store holds: {mm}", m.id),
+                        )
+                        .on(m.target.clone(), Some(g))
+                    })?;
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn verify_after_crash(&mut self) -> Result<(), Violation> {
         self.verify_all(ReadCheck::AfterCrash)
     }
@@ -548,7 +593,8 @@ impl World for ControllerWorld {
     }
 
     fn check_all(&mut self) -> Result<(), Violation> {
-        self.verify_all(ReadCheck::Now)
+        self.verify_all(ReadCheck::Now)?;
+        self.check_cow()
     }
 
     fn settle_live(&mut self, trace: &mut Trace) -> Result<(), Violation> {
