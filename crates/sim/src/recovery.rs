@@ -213,6 +213,7 @@ impl ControllerWorld {
         self.stats.checked(Invariant::Ipl1);
         match &fenced {
             None => {
+                self.stats.checked(Invariant::Inv1);
                 check_sticky(&before, &after)?;
                 let settled = |id: &u32, st: &MapState| {
                     complete.contains(id)
@@ -236,6 +237,7 @@ impl ControllerWorld {
                 // Suspended both before and after the fenced op: still suspended.
                 let mut both = before.clone();
                 both.retain(|id, st| post.get(id) == Some(st));
+                self.stats.checked(Invariant::Inv1);
                 check_sticky(&both, &after)?;
                 let ids: std::collections::BTreeSet<u32> = before
                     .keys()
@@ -285,6 +287,7 @@ impl ControllerWorld {
                 self.stats.entries_replayed += rep.journal_records as u64;
                 let after: BTreeMap<u32, MapState> =
                     self.sub()?.maps().iter().map(|m| (m.id, m.state)).collect();
+                self.stats.checked(Invariant::Inv1);
                 check_sticky(&before, &after)?;
                 let rm = self.notify_reset()?;
                 Ok(format!("ok, {} journal records; {rm}", rep.journal_records))
@@ -454,6 +457,7 @@ impl ControllerWorld {
         }
         let maps = sub.maps();
         let after: BTreeMap<u32, MapState> = maps.iter().map(|m| (m.id, m.state)).collect();
+        self.stats.checked(Invariant::Inv1);
         check_sticky(states, &after).map_err(ctx)?;
         for m in &maps {
             let Some(&(source, target)) = self.ends.get(&m.id) else {
