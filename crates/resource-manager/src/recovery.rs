@@ -53,13 +53,19 @@ impl ResourceManager {
     /// Withdrawing a terminated session force-stops its maps and, with them, every map
     /// that depends on them — possibly the map of another session that reads through the
     /// terminated session's target. Such a session no longer matches; it is settled in
-    /// the same notification (the checks run again until no session is newly terminated),
-    /// so that a duplicate notification decides nothing new (A5).
+    /// the same notification (the checks run again until a pass neither terminates a
+    /// session nor withdraws an orphan), so that a duplicate notification decides
+    /// nothing new (A5).
     pub fn on_reset(&self, subsystem: &str) -> Result<Decisions, RmError> {
+        // A pass that withdrew anything (a newly terminated session, or an
+        // orphan physical session left by an earlier, interrupted event) may
+        // have force-stopped maps other sessions read through: check again
+        // (sim seed 30408: an orphan's withdraw stopped a resumed session's map).
         let newly_terminated = |d: &Decisions| {
-            d.decisions
-                .iter()
-                .any(|d| d.acted && matches!(d.outcome, Outcome::Terminated(_)))
+            !d.orphans.is_empty()
+                || d.decisions
+                    .iter()
+                    .any(|d| d.acted && matches!(d.outcome, Outcome::Terminated(_)))
         };
         let mut report = self.reset_pass(subsystem)?;
         let mut again = newly_terminated(&report);

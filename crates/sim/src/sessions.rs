@@ -208,8 +208,12 @@ impl ControllerWorld {
                     return Err(Violation::new(
                         Invariant::Ipl1,
                         format!(
-                            "recovery is not idempotent for session {}: second run {} (acted {})",
-                            d.session, d.outcome, d.acted
+                            "recovery is not idempotent for session {}: second run {} (acted {}), first run {} (problems: {})",
+                            d.session,
+                            d.outcome,
+                            d.acted,
+                            before.map_or_else(|| "-".to_string(), |o| o.to_string()),
+                            first.problems.len()
                         ),
                     ));
                 }
