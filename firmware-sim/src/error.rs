@@ -53,6 +53,37 @@ impl CliError {
         }
     }
 
+    /// The machine-readable kind: the API's (`unknown_map`, `wrong_state`,
+    /// ...) or `unreachable`, `usage`, `failed`, `expectation`.
+    pub fn kind(&self) -> &str {
+        match self {
+            CliError::Unreachable { .. } => "unreachable",
+            CliError::Api { kind, .. } => kind,
+            CliError::Usage(_) => "usage",
+            CliError::Failed(_) => "failed",
+            CliError::Expectation(_) => "expectation",
+        }
+    }
+
+    /// The error as the JSON document `--json` prints on stdout:
+    /// `{"error": message, "kind": kind, "exit": status}` (and the HTTP
+    /// status of an API error).
+    pub fn to_json(&self) -> serde_json::Value {
+        let message = match self {
+            CliError::Api { message, .. } => message.clone(),
+            other => other.to_string(),
+        };
+        let mut v = serde_json::json!({
+            "error": message,
+            "kind": self.kind(),
+            "exit": self.exit_code(),
+        });
+        if let CliError::Api { status, .. } = self {
+            v["status"] = serde_json::json!(status);
+        }
+        v
+    }
+
     /// A local failure with context.
     pub fn failed(context: impl std::fmt::Display, cause: impl std::fmt::Display) -> Self {
         CliError::Failed(format!("{context}: {cause}"))

@@ -50,8 +50,15 @@ fn main() {
         _ => "warn",
     };
     logging::init(cli.log_format, default_level);
+    let json = std::env::args().any(|a| a == "--json");
     if let Err(e) = cli::run(cli) {
         eprintln!("firmware-sim: error: {e}");
+        // Under --json the error is a JSON document on stdout too, so
+        // `... --json | jq` sees it. Expectation failures (fault-run, replay,
+        // check) have already printed their own JSON report there.
+        if json && !matches!(e, error::CliError::Expectation(_)) {
+            println!("{}", e.to_json());
+        }
         std::process::exit(e.exit_code());
     }
 }

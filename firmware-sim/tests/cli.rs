@@ -111,6 +111,20 @@ fn unreachable_api_exits_3_naming_the_address() {
 }
 
 #[test]
+fn json_errors_are_json_on_stdout_with_a_non_zero_exit() {
+    let out = run(BIN, &["volume", "list", "--json", "--api", "127.0.0.1:9"]);
+    assert_eq!(out.status.code(), Some(EXIT_UNREACHABLE));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {:?}", out.stdout));
+    assert_eq!(v["kind"], "unreachable", "{v}");
+    assert_eq!(v["exit"], EXIT_UNREACHABLE, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("127.0.0.1:9"), "{v}");
+    // Without --json stdout stays empty (the one line goes to stderr).
+    let out = run(BIN, &["volume", "list", "--api", "127.0.0.1:9"]);
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
 fn volumes_maps_groups_and_errors_through_the_cli() {
     let tmp = tempfile::tempdir().unwrap();
     let d = Daemon::boot(tmp.path());
@@ -119,6 +133,19 @@ fn volumes_maps_groups_and_errors_through_the_cli() {
         "boot prints the NBD URIs:\n{}",
         d.banner
     );
+    let abs = std::fs::canonicalize(tmp.path()).unwrap().join("data");
+    assert!(
+        d.banner.contains(&abs.display().to_string()),
+        "the banner names the data directory absolutely:\n{}",
+        d.banner
+    );
+    // An API error under --json: a JSON document on stdout, exit 1.
+    let out = d.cli(&["map", "show", "99", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {:?}", out.stdout));
+    assert_eq!(v["kind"], "unknown_map", "{v}");
+    assert_eq!(v["status"], 404, "{v}");
 
     let (status, text) = http("GET", &format!("http://{}/health", d.api), None);
     assert_eq!(status, 200, "{text}");

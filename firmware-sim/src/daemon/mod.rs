@@ -174,7 +174,7 @@ fn volume_file_hint(message: &str, data_dir: &Path) -> String {
 }
 
 /// Runs the daemon until a shutdown signal.
-pub async fn boot(plan: BootPlan) -> Result<(), CliError> {
+pub async fn boot(mut plan: BootPlan) -> Result<(), CliError> {
     let (config, source) = config::load_config(plan.config_file.as_deref(), &plan.data_dir)?;
     std::fs::create_dir_all(&plan.data_dir).map_err(|e| {
         CliError::failed(
@@ -182,6 +182,11 @@ pub async fn boot(plan: BootPlan) -> Result<(), CliError> {
             e,
         )
     })?;
+    // The banner, logs and hints name the data directory absolutely: a
+    // relative default depends on where the daemon happened to start.
+    if let Ok(abs) = std::fs::canonicalize(&plan.data_dir) {
+        plan.data_dir = abs;
+    }
     let shutdown = signals::Shutdown::install()
         .map_err(|e| CliError::failed("cannot install signal handlers", e))?;
 
