@@ -229,6 +229,14 @@ fn volumes_maps_groups_and_errors_through_the_cli() {
     ]);
     assert_eq!(m["id"], 0);
     assert_eq!(m["state"], "idle_or_copied");
+    // Waiting for a map that was never started is an error that says so.
+    let out = d.cli(&["map", "wait", "0"]);
+    assert_fails_with(&out, 1, "not started", "map wait on an idle map");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("firmware-sim map start 0"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for field in [
         "id",
         "source",

@@ -238,21 +238,40 @@ fn wait(
         bar.set_prefix(id.to_string());
         bar
     });
+    let mut first = true;
     loop {
         let m: MapInfo = c.get(&format!("/mappings/{id}"))?;
         if let Some(bar) = &bar {
             bar.set_message(m.state.clone());
             bar.set_position(u64::from(m.progress_percent));
         }
-        if settled(&m) {
+        // Idle below 100 % before anything ran: there is nothing to wait for.
+        if first && m.state == "idle_or_copied" && m.progress_percent < 100 {
             if let Some(bar) = &bar {
-                bar.finish();
+                bar.finish_and_clear();
+            }
+            return Err(CliError::Api {
+                status: 409,
+                kind: "wrong_state".into(),
+                message: format!(
+                    "map {id} is not started (idle_or_copied at {}%: never started, or stopped \
+                     before its copy finished), so there is nothing to wait for; start it with \
+                     `firmware-sim map start {id}`",
+                    m.progress_percent
+                ),
+            });
+        }
+        first = false;
+        if settled(&m) {
+            // Cleared, so the result line does not run into the bar.
+            if let Some(bar) = &bar {
+                bar.finish_and_clear();
             }
             return Ok(m);
         }
         if m.state == "copying" && (m.copy_type == "nocopy" || m.copy_rate == 0) {
             if let Some(bar) = &bar {
-                bar.abandon();
+                bar.finish_and_clear();
             }
             return Err(CliError::Api {
                 status: 409,
@@ -267,7 +286,7 @@ fn wait(
         if let Some(t) = timeout {
             if started.elapsed() >= t {
                 if let Some(bar) = &bar {
-                    bar.abandon();
+                    bar.finish_and_clear();
                 }
                 return Err(CliError::Failed(format!(
                     "map {id} still {} ({}%) after {}s",
