@@ -111,6 +111,19 @@ fn unreachable_api_exits_3_naming_the_address() {
 }
 
 #[test]
+fn check_defaults_to_boots_data_directory() {
+    let cwd = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(BIN)
+        .arg("check")
+        .current_dir(cwd.path())
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("firmware-sim-data"), "{err}");
+}
+
+#[test]
 fn json_errors_are_json_on_stdout_with_a_non_zero_exit() {
     let out = run(BIN, &["volume", "list", "--json", "--api", "127.0.0.1:9"]);
     assert_eq!(out.status.code(), Some(EXIT_UNREACHABLE));

@@ -67,11 +67,12 @@ pub struct MergeArgs {
     pub out: Option<PathBuf>,
 }
 
-/// `check --data-dir DIR`.
+/// `check [--data-dir DIR]`.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// Data directory to check (the daemon must not be running on it).
-    #[arg(long)]
+    /// Data directory to check (the daemon must not be running on it);
+    /// default: `boot`'s default.
+    #[arg(long, value_name = "DIR", default_value = "./firmware-sim-data")]
     pub data_dir: PathBuf,
     /// Print the findings as JSON.
     #[arg(long)]
