@@ -383,3 +383,29 @@ fn a_missing_volume_file_is_named_with_what_to_do() {
         "not a config problem: {stderr}"
     );
 }
+
+#[test]
+fn a_busy_port_names_the_flag_that_moves_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let data = tmp.path().join("d");
+    let data = data.to_str().unwrap();
+    for (flag, other) in [("--nbd", "--api"), ("--api", "--nbd")] {
+        let out = run(
+            common::BIN,
+            &[
+                "boot",
+                "--data-dir",
+                data,
+                flag,
+                &addr,
+                other,
+                "127.0.0.1:0",
+            ],
+        );
+        common::assert_fails_with(&out, 1, &addr, &format!("boot with a busy {flag}"));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&format!("{flag} HOST:PORT")), "{err}");
+    }
+}

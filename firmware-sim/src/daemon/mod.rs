@@ -46,9 +46,20 @@ pub struct BootPlan {
 }
 
 async fn bind_tcp(what: &str, addr: &str) -> Result<TcpListener, CliError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| CliError::failed(format!("cannot listen for {what} on {addr}"), e))
+    TcpListener::bind(addr).await.map_err(|e| {
+        // A port in use is usually another daemon (a second subsystem on the
+        // defaults): name the flag that moves this one.
+        let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+            let flag = if what == "NBD" { "--nbd" } else { "--api" };
+            format!(
+                " (another process listens there, perhaps another firmware-sim: give this \
+                 one another address with {flag} HOST:PORT)"
+            )
+        } else {
+            String::new()
+        };
+        CliError::failed(format!("cannot listen for {what} on {addr}{hint}"), e)
+    })
 }
 
 fn bind_unix(path: &Path) -> Result<UnixListener, CliError> {
