@@ -245,43 +245,39 @@ fn wait(
             bar.set_message(m.state.clone());
             bar.set_position(u64::from(m.progress_percent));
         }
-        // Idle below 100 % before anything ran: there is nothing to wait for.
-        if first && m.state == "idle_or_copied" && m.progress_percent < 100 {
+        // The bar is cleared before any result, so lines do not run together.
+        let give_up = |message: String| {
             if let Some(bar) = &bar {
                 bar.finish_and_clear();
             }
-            return Err(CliError::Api {
+            CliError::Api {
                 status: 409,
                 kind: "wrong_state".into(),
-                message: format!(
-                    "map {id} is not started (idle_or_copied at {}%: never started, or stopped \
-                     before its copy finished), so there is nothing to wait for; start it with \
-                     `firmware-sim map start {id}`",
-                    m.progress_percent
-                ),
-            });
+                message,
+            }
+        };
+        // Idle below 100 % before anything ran: there is nothing to wait for.
+        if first && m.state == "idle_or_copied" && m.progress_percent < 100 {
+            return Err(give_up(format!(
+                "map {id} is not started (idle_or_copied at {}%: never started, or stopped \
+                 before its copy finished), so there is nothing to wait for; start it with \
+                 `firmware-sim map start {id}`",
+                m.progress_percent
+            )));
         }
         first = false;
         if settled(&m) {
-            // Cleared, so the result line does not run into the bar.
             if let Some(bar) = &bar {
                 bar.finish_and_clear();
             }
             return Ok(m);
         }
         if m.state == "copying" && (m.copy_type == "nocopy" || m.copy_rate == 0) {
-            if let Some(bar) = &bar {
-                bar.finish_and_clear();
-            }
-            return Err(CliError::Api {
-                status: 409,
-                kind: "wrong_state".into(),
-                message: format!(
-                    "map {id} is a {} map with copy rate {}: it copies only on write and never \
-                     finishes; stop it, or use a full map with --copy-rate",
-                    m.copy_type, m.copy_rate
-                ),
-            });
+            return Err(give_up(format!(
+                "map {id} is a {} map with copy rate {}: it copies only on write and never \
+                 finishes; stop it, or use a full map with --copy-rate",
+                m.copy_type, m.copy_rate
+            )));
         }
         if let Some(t) = timeout {
             if started.elapsed() >= t {
