@@ -87,25 +87,6 @@ impl FaultPlan {
         p
     }
 
-    /// The plan as a Rust expression (for regression tests).
-    pub fn to_rust(&self) -> String {
-        let sites: Vec<String> = self
-            .sites
-            .iter()
-            .map(|(s, p, e)| format!("(volume_store::FaultSite::{s:?}, {p:?}, {e})"))
-            .collect();
-        format!(
-            "sim::faults::FaultPlan {{ sites: vec![{}], volume_write_eio: {:?}, volume_flush_eio: {:?}, latent: vec!{:?}, meta_misdirect: {:?}, meta_write_eio: {:?}, slow_io: {:?} }}",
-            sites.join(", "),
-            self.volume_write_eio,
-            self.volume_flush_eio,
-            self.latent,
-            self.meta_misdirect,
-            self.meta_write_eio,
-            self.slow_io
-        )
-    }
-
     /// The plan a fault run of `seed` draws (the same as `run_seed` uses).
     pub fn for_seed(seed: u64, shape: &crate::workload::Shape) -> FaultPlan {
         FaultPlan::random(

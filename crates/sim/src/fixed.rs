@@ -50,10 +50,10 @@ impl FixedRun {
     }
 
     /// Replays the kept operations with the kept plan.
-    pub fn replay(&self) -> Result<RunOutcome, String> {
+    pub fn replay(&self) -> RunOutcome {
         let mut cfg = FaultRunConfig::new(self.seed, 1);
         cfg.determinism_every = 0;
-        Ok(replay(&cfg, self.seed, self.plan.clone(), &self.ops))
+        replay(&cfg, self.seed, self.plan.clone(), &self.ops)
     }
 
     /// Reads one kept run.

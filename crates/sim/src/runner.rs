@@ -144,17 +144,6 @@ pub struct RunOutcome {
 }
 
 impl RunOutcome {
-    /// A regression test body for this run: its fault plan and operations
-    /// as Rust, replayed with [`replay`].
-    pub fn as_regression(&self, plan: &FaultPlan) -> String {
-        format!(
-            "let plan = {};\nlet ops = {};\nlet out = sim::runner::replay(&sim::FaultRunConfig::new({seed}, 1), {seed}, plan, &ops);",
-            plan.to_rust(),
-            self.ops_as_rust(),
-            seed = self.seed
-        )
-    }
-
     /// The operations of the run as a Rust array literal.
     pub fn ops_as_rust(&self) -> String {
         let lines: Vec<String> = self

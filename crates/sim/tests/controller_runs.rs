@@ -4,7 +4,7 @@
 //! select a longer campaign; `SIM_TRACE=1` prints every step;
 //! `SIM_SUMMARY_JSON=path` also writes the summary as JSON.
 
-use sim::{fault_run, run_seed, FaultRunConfig, Invariant, KNOWN_BUGS};
+use sim::{fault_run, FaultRunConfig, Invariant, KNOWN_BUGS};
 
 // Whether a known bug is fixed is told by its (ignored) regression test in
 // tests/regressions.rs, not by this campaign: some show only rarely.
@@ -50,27 +50,20 @@ fn controller_seeds_keep_every_invariant() {
     }
 }
 
-/// `SIM_DUMP=<seed>` prints that seed's fault plan and operations as a
-/// regression test body (replayed with `sim::runner::replay`) and its
-/// outcome; with `SIM_DUMP_JSON=DIR` it also keeps the run as DIR/<seed>.json
-/// (the form tests/fixed_runs.rs replays from testdata/sim-regressions).
+/// `SIM_DUMP=<seed>` prints that seed's run as a kept fixed run (its fault
+/// plan and operations as JSON, the form tests/fixed_runs.rs replays from
+/// testdata/sim-regressions) and its outcome; with `SIM_DUMP_JSON=DIR` it
+/// also writes it to DIR/seed-<seed>.json.
 #[test]
 fn dump_controller_seed_ops() {
     let Some(seed) = std::env::var("SIM_DUMP").ok().and_then(|v| v.parse().ok()) else {
         return;
     };
+    let (fixed, _) = sim::fixed::FixedRun::capture(seed);
+    println!("{}\nviolation: {}", fixed.to_json(), fixed.found);
     if let Ok(dir) = std::env::var("SIM_DUMP_JSON") {
-        let (fixed, _) = sim::fixed::FixedRun::capture(seed);
         let path = std::path::Path::new(&dir).join(format!("seed-{seed}.json"));
         std::fs::write(&path, fixed.to_json()).unwrap();
-        println!("kept {}: {}", path.display(), fixed.found);
+        println!("kept {}", path.display());
     }
-    let cfg = FaultRunConfig::new(seed, 1);
-    let out = run_seed(&cfg, seed);
-    let plan = sim::faults::FaultPlan::for_seed(seed, &cfg.shape);
-    println!(
-        "{}\nviolation: {:?}",
-        out.as_regression(&plan),
-        out.violation.map(|v| v.to_string())
-    );
 }

@@ -20,7 +20,7 @@ fn every_kept_failure_now_passes() {
     let mut failed = Vec::new();
     for (name, run) in &runs {
         assert!(!run.ops.is_empty(), "{name}: no operations");
-        let out = run.replay().unwrap_or_else(|e| panic!("{name}: {e}"));
+        let out = run.replay();
         if let Some(v) = out.violation {
             failed.push(format!(
                 "{name} (found as: {})\n  now: {v}\n  {}",
@@ -36,8 +36,8 @@ fn every_kept_failure_now_passes() {
 fn replay_is_deterministic_and_follows_the_kept_operations() {
     let runs = kept();
     let (name, run) = &runs[0];
-    let a = run.replay().unwrap();
-    let b = run.replay().unwrap();
+    let a = run.replay();
+    let b = run.replay();
     assert_eq!(a.trace_hash, b.trace_hash, "{name}");
     // Ops whose slot exists are applied as kept (skipped ones are traced).
     assert!(a.ops.len() <= run.ops.len());
@@ -54,7 +54,7 @@ fn replay_one_kept_run() {
         .into_iter()
         .find(|(n, _)| *n == name)
         .unwrap_or_else(|| panic!("no kept run {name}"));
-    let out = run.replay().unwrap();
+    let out = run.replay();
     println!("{}", out.trace_tail.join("\n"));
     println!("violation: {:?}", out.violation.map(|v| v.to_string()));
 }
@@ -73,16 +73,10 @@ fn shrink_kept_run() {
         .unwrap_or_else(|| panic!("no kept run {name}"));
     let inv = run
         .replay()
-        .unwrap()
         .violation
         .expect("the kept run passes: nothing to shrink")
         .invariant;
-    let fails = |r: &FixedRun| {
-        r.replay()
-            .unwrap()
-            .violation
-            .is_some_and(|v| v.invariant == inv)
-    };
+    let fails = |r: &FixedRun| r.replay().violation.is_some_and(|v| v.invariant == inv);
     let mut progress = true;
     while progress {
         progress = false;
@@ -97,7 +91,7 @@ fn shrink_kept_run() {
             }
         }
     }
-    let out = run.replay().unwrap();
+    let out = run.replay();
     println!("{}", run.to_json());
     println!("{}", out.trace_tail.join("\n"));
     println!("violation: {:?}", out.violation.map(|v| v.to_string()));
