@@ -208,6 +208,16 @@ pub enum ControlError {
         /// The map still copying from that target.
         dependant: MapId,
     },
+    /// The request would close a loop of restores: frozen heads whose first
+    /// members lead back to themselves, so writes to those volumes could not
+    /// be resolved (E4).
+    #[error("{map} would close a restore cycle through {}; stop or delete one of the restores first", VolumeList(volumes))]
+    RestoreCycle {
+        /// The map being started or stopped.
+        map: MapId,
+        /// The volumes on the loop, in walk order.
+        volumes: Vec<VolumeId>,
+    },
     /// Raw bitmap words do not fit.
     #[error("bitmap of {map}: {source}")]
     Bitmap {
@@ -294,4 +304,19 @@ pub enum LoadError {
     /// A field is out of range or inconsistent.
     #[error("engine state invalid: {0}")]
     Invalid(String),
+}
+
+/// Volumes joined as `a -> b -> c -> a` for messages.
+struct VolumeList<'a>(&'a [VolumeId]);
+
+impl std::fmt::Display for VolumeList<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for v in self.0 {
+            write!(f, "{v} -> ")?;
+        }
+        match self.0.first() {
+            Some(v) => write!(f, "{v}"),
+            None => Ok(()),
+        }
+    }
 }

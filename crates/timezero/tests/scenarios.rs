@@ -477,3 +477,57 @@ fn stop_is_refused_while_its_target_is_the_source_of_a_copying_map() {
     assert!(sim.control(|e| e.stop(map1, false)));
     sim.check();
 }
+
+#[test]
+fn restore_cycle_of_three_full_maps_never_leaves_writes_unresolvable() {
+    // Issue 12 hole 2: a: x->F0, b: F->x (restore), c: F0->F (restore), then
+    // a plain stop of a. Had F0 left x's frozen cascade, F would be its first
+    // member while x is the first member of F's frozen cascade: a loop, and
+    // every write to x or F unresolvable. The stop is refused instead, and
+    // the restores can still be unwound in an order that keeps E4.
+    let (x, f0, f) = (0, 1, 2);
+    let mut sim = Sim::new(3, 8);
+    let a = create(&mut sim, x, f0, CopyType::Full);
+    let b = create(&mut sim, f, x, CopyType::Full);
+    let c = create(&mut sim, f0, f, CopyType::Full);
+    const RESTORE: StartOptions = StartOptions {
+        restore: true,
+        prepare: true,
+    };
+    start(&mut sim, a, PREP);
+    start(&mut sim, b, RESTORE);
+    start(&mut sim, c, RESTORE);
+    let before = sim.eng.save();
+    let err = sim.eng.stop(a, false).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ControlError::SourceOfCopyingMap { .. } | ControlError::RestoreCycle { .. }
+        ),
+        "{err}"
+    );
+    assert_eq!(before, sim.eng.save(), "a refused stop changes nothing");
+    for g in 0..8 {
+        for v in [x, f0, f] {
+            assert!(sim.write(VolumeId(v), g, g % 2 == 0), "write {v}@{g}");
+            sim.check();
+        }
+    }
+    assert!(sim.control(|e| e.stop(c, false)));
+    sim.check();
+    assert!(sim.control(|e| e.stop(a, false)));
+    sim.check();
+    for _ in 0..32 {
+        for id in [a, b, c] {
+            sim.background(id, 4);
+            sim.check();
+        }
+    }
+    for id in [a, b, c] {
+        let st = sim.eng.map_state(id).unwrap();
+        assert!(
+            !matches!(st, MapState::Copying | MapState::Stopping),
+            "map {id} never finished: {st}"
+        );
+    }
+}

@@ -20,7 +20,8 @@ pub(crate) fn control_kind(e: &ControlError) -> ErrorKind {
         | C::TargetIsActiveSource { .. }
         | C::SourceNotAccessible { .. }
         | C::GroupMember { .. }
-        | C::SourceOfCopyingMap { .. } => ErrorKind::State,
+        | C::SourceOfCopyingMap { .. }
+        | C::RestoreCycle { .. } => ErrorKind::State,
         _ => ErrorKind::InvalidRequest,
     }
 }
@@ -140,6 +141,19 @@ impl Inner {
                 map(*dependant),
                 map(*m)
             ),
+            C::RestoreCycle { map: m, volumes } => {
+                let path: Vec<String> = volumes
+                    .iter()
+                    .chain(volumes.first())
+                    .map(|v| vol(*v))
+                    .collect();
+                format!(
+                    "{} would close a loop of restores ({}): writes there could not be resolved; \
+                     stop or delete one of those restores first (map stop ID, map delete ID)",
+                    map(*m),
+                    path.join(" -> ")
+                )
+            }
             _ => e.to_string(),
         };
         err(control_kind(&e), msg)

@@ -16,6 +16,7 @@ use crate::error::{ControlError, Operation};
 use crate::rate::RATE_MAX;
 use crate::types::{MapId, MapSpec, MapState, StartOptions, VolumeId};
 
+use super::cycles::Shape;
 use super::{Cascade, Engine, Map, MAX_CONNECTED_MAPS, MAX_MAPS_PER_SOURCE};
 
 impl Engine {
@@ -226,6 +227,20 @@ impl Engine {
                 return Err(ControlError::TargetIsActiveSource { map: id, target: t });
             }
         }
+        // 4. E4: the structure after the start has no loop.
+        let mut shape = Shape::of(self);
+        for &id in &order {
+            let m = &self.maps[&id];
+            shape.start(
+                m.spec.source,
+                m.spec.target,
+                m.spec.copy_type,
+                m.spec.extents.is_some(),
+            );
+            if let Some(volumes) = shape.cycle() {
+                return Err(ControlError::RestoreCycle { map: id, volumes });
+            }
+        }
         Ok(order)
     }
 
@@ -235,7 +250,7 @@ impl Engine {
         opts: StartOptions,
     ) -> Result<(), ControlError> {
         let order = self.check_start_batch(ids, opts)?;
-        // 4. apply at one instant.
+        // 5. apply at one instant.
         for &id in &order {
             if self.maps[&id].state != MapState::Prepared {
                 self.push_state(id, MapState::Preparing);
@@ -372,6 +387,14 @@ impl Engine {
                     target: t,
                     dependant: dep,
                 });
+            }
+        }
+        // E4: the target leaves its chain when cleaning ends.
+        if matches!(m.state, MapState::Copying | MapState::Suspended) {
+            let mut shape = Shape::of(self);
+            shape.remove(m.spec.target);
+            if let Some(volumes) = shape.cycle() {
+                return Err(ControlError::RestoreCycle { map: id, volumes });
             }
         }
         Ok(())

@@ -13,7 +13,9 @@
 //!   cascade, except that a frozen head may also be a member of it.
 //! - E4 Resolution terminates: following member -> non-frozen head -> its
 //!   member cascade never revisits a volume (a start freezes every non-frozen
-//!   cascade its target heads).
+//!   cascade its target heads), and neither does rule A (frozen head -> first
+//!   member). Starts and stops that would close a loop are refused; see
+//!   `cycles.rs`.
 //! - E5 A copying map that is not a member has a full split bitmap (it was cut
 //!   at completion and waits for its dependants).
 //! - E6 Extent-limited maps: split bits outside the extents are preset at
@@ -26,6 +28,7 @@
 //! - E7 Split bits of an active map only go 0 -> 1; they are reset only at start.
 
 mod control;
+mod cycles;
 mod groups;
 mod plan;
 mod runs;

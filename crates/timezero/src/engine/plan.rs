@@ -113,7 +113,12 @@ impl<'e> GrainPlanner<'e> {
             }
             v = c.head;
         }
-        Ok(v)
+        // E4 (cycles.rs) rules a loop out; answer it as one, never with a
+        // volume that may not hold the data.
+        Err(AccessError::Unresolvable {
+            volume: self.origin,
+            grain: self.grain,
+        })
     }
 
     /// Holder of the view just upstream of member `v` in its cascade.
@@ -150,8 +155,8 @@ impl<'e> GrainPlanner<'e> {
     }
 
     fn phys_change_at(&mut self, x: VolumeId, depth: usize) -> Result<(), AccessError> {
-        // Each level sets a split bit that was clear; deeper means a cycle of
-        // frozen heads, which the structure rules out (E4).
+        // Each level sets a split bit that was clear; deeper means a loop of
+        // frozen heads, which starts and stops refuse (E4, cycles.rs).
         if depth > self.eng.cascades.len() {
             return Err(AccessError::Unresolvable {
                 volume: self.origin,

@@ -87,7 +87,10 @@ impl Engine {
             let v = c.members[j];
             let um = &self.maps[&self.vols[&v].target_map?];
             if um.state == MapState::Suspended {
-                return Some(Vec::new()); // as the per-grain planner: nothing
+                // Per grain: copies whose upstream holder is split above the
+                // suspended member need no offline bitmap (proptest case
+                // 0c948416: this path planned nothing where grains planned).
+                return None;
             }
             ups.push((v, um.split.as_words()));
         }

@@ -284,21 +284,11 @@ fn check_structure(e: &Engine) -> Result<(), LoadError> {
                 return Err(invalid(format!("{v} is in two live cascades of one type")));
             }
         }
-        // E4: resolution terminates.
-        let mut cur = *v;
-        let mut steps = 0usize;
-        while let Some(cid) = e.vols[&cur].member_of {
-            let c = &e.cascades[&cid];
-            if c.frozen {
-                break;
-            }
-            cur = c.head;
-            steps += 1;
-            if steps > e.cascades.len() {
-                return Err(invalid(format!("resolution from {v} loops")));
-            }
-        }
         let _ = vol;
+    }
+    // E4: neither walk loops.
+    if let Some(volumes) = e.resolution_cycle() {
+        return Err(invalid(format!("resolution loops through {volumes:?}")));
     }
     Ok(())
 }

@@ -13,6 +13,7 @@ impl Sim {
         let maps = self.eng.maps();
         let cascades = self.eng.cascades();
         check_structure(&maps, &cascades);
+        assert_eq!(self.eng.resolution_cycle(), None, "E4: resolution loops");
         // I1/I2/I12: every volume reads its oracle image; the engine's holder
         // equals the independent walk.
         for v in self.eng.volumes() {
