@@ -199,6 +199,7 @@ fn reason_code(r: TerminateReason) -> u8 {
         TerminateReason::ResetMismatch => 4,
         TerminateReason::Operator => 5,
         TerminateReason::StartFailed => 6,
+        TerminateReason::ImageLost => 7,
     }
 }
 

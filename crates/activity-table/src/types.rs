@@ -188,21 +188,26 @@ pub enum TerminateReason {
     /// The start failed part-way (one subsystem refused); the rows already
     /// written are closed with this reason when the start is rolled back.
     StartFailed,
+    /// A map of the session was stopped by something other than the session
+    /// (a forced stop of a map it reads through, or the withdraw of another
+    /// session that did): its time-zero image is no longer whole.
+    ImageLost,
 }
 
 impl TerminateReason {
     /// Every reason, in wire-code order.
-    pub const ALL: [TerminateReason; 6] = [
+    pub const ALL: [TerminateReason; 7] = [
         TerminateReason::Ipl,
         TerminateReason::RmRestart,
         TerminateReason::Abend,
         TerminateReason::ResetMismatch,
         TerminateReason::Operator,
         TerminateReason::StartFailed,
+        TerminateReason::ImageLost,
     ];
 
     /// The display name (`ipl`, `rm-restart`, `abend`, `reset-mismatch`, `operator`,
-    /// `start-failed`).
+    /// `start-failed`, `image-lost`).
     pub fn name(self) -> &'static str {
         match self {
             TerminateReason::Ipl => "ipl",
@@ -211,6 +216,7 @@ impl TerminateReason {
             TerminateReason::ResetMismatch => "reset-mismatch",
             TerminateReason::Operator => "operator",
             TerminateReason::StartFailed => "start-failed",
+            TerminateReason::ImageLost => "image-lost",
         }
     }
 }
@@ -230,7 +236,7 @@ impl std::str::FromStr for TerminateReason {
             .ok_or_else(|| TableError::InvalidField {
                 field: "terminate reason",
                 reason: format!(
-                    "unknown reason {s:?} (expected ipl, rm-restart, abend, reset-mismatch, operator or start-failed)"
+                    "unknown reason {s:?} (expected ipl, rm-restart, abend, reset-mismatch, operator, start-failed or image-lost)"
                 ),
             })
     }

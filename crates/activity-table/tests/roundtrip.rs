@@ -184,7 +184,8 @@ fn terminate_reasons_have_stable_names() {
             "abend",
             "reset-mismatch",
             "operator",
-            "start-failed"
+            "start-failed",
+            "image-lost"
         ]
     );
     for r in TerminateReason::ALL {

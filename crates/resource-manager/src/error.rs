@@ -70,6 +70,21 @@ pub enum RmError {
         /// The physical id.
         phys: PhysSessionId,
     },
+    /// The session was completed; it cannot be terminated.
+    #[error("session {id} is completed; its image is kept and it cannot be terminated")]
+    SessionCompleted {
+        /// The id.
+        id: SessionId,
+    },
+    /// The request was carried out, but a follow-up step could not be
+    /// (the next recovery event finishes it).
+    #[error("{what}: {problem} (the next recovery event finishes it)")]
+    Incomplete {
+        /// What was left.
+        what: String,
+        /// The first problem met.
+        problem: String,
+    },
     /// A subsystem refused or failed a request.
     #[error("{subsystem}: {op}: {source}")]
     Port {

@@ -29,6 +29,7 @@
 
 mod controller_port;
 mod error;
+mod integrity;
 mod ledger;
 mod manager;
 mod port;

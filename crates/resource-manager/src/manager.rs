@@ -58,6 +58,15 @@ pub(crate) struct SettlePlan {
 }
 
 impl SettlePlan {
+    /// Subsystems on which this plan withdraws physical sessions.
+    pub fn withdraw_subsystems(&self) -> std::collections::BTreeSet<String> {
+        self.withdraws
+            .iter()
+            .filter(|(_, l)| !l.is_empty())
+            .map(|(s, _)| s.clone())
+            .collect()
+    }
+
     /// `status` on every open row of `s`, and a withdraw of each physical session behind them.
     pub fn add(&mut self, s: &SessionLedger, status: EntryStatus, time: u64) {
         for (sub, vol, row) in s.open_rows() {
@@ -272,6 +281,47 @@ impl ResourceManager {
         inner.settle(&[&session], EntryStatus::Completed)?;
         tracing::info!(session = %id, "session completed");
         Ok(())
+    }
+
+    /// Terminates a session by operator request (TERMSESS): Terminated
+    /// entries with reason `operator` everywhere, then its physical sessions
+    /// are withdrawn, then the sessions that read through them are checked
+    /// (integrity.rs). `why` is logged with the rows. Terminating a
+    /// terminated session is a no-op (the first reason stays); a completed
+    /// one is [`RmError::SessionCompleted`].
+    pub fn terminate_session(&self, id: &SessionId, why: &str) -> Result<(), RmError> {
+        {
+            let mut inner = self.inner.lock();
+            inner.refresh()?;
+            let session = inner
+                .ledger
+                .sessions
+                .get(id)
+                .cloned()
+                .ok_or_else(|| RmError::UnknownSession { id: id.clone() })?;
+            let status = match session.state() {
+                SessionState::Completed => {
+                    return Err(RmError::SessionCompleted { id: id.clone() })
+                }
+                SessionState::Terminated(reason) if session.is_unsettled() => {
+                    EntryStatus::Terminated { reason }
+                }
+                SessionState::Terminated(_) => return Ok(()),
+                SessionState::Active | SessionState::Resumed => EntryStatus::Terminated {
+                    reason: TerminateReason::Operator,
+                },
+            };
+            inner.settle(&[&session], status)?;
+            tracing::info!(session = %id, why, "session terminated by the operator");
+        }
+        let report = self.check_sessions()?;
+        match report.problems.first() {
+            None => Ok(()),
+            Some(p) => Err(RmError::Incomplete {
+                what: format!("terminate {id}: sessions that read through it"),
+                problem: p.clone(),
+            }),
+        }
     }
 
     /// Every session in the tables, in id order, with progress from the subsystems.

@@ -84,6 +84,10 @@ impl ResourceManager {
             report.orphans.extend(next.orphans);
             report.problems.extend(next.problems);
         }
+        // Withdraws here only stop maps here: the passes above already
+        // checked every session with rows on this subsystem. (Sessions on
+        // other subsystems wait for their own notification: judging them now
+        // would make the outcome depend on the order of notifications.)
         Ok(report)
     }
 
@@ -95,7 +99,7 @@ impl ResourceManager {
         let mut decisions = Vec::new();
         let mut plan = SettlePlan::default();
         let mut resumed_rows: Vec<NewEntry> = Vec::new();
-        let mut resumes: Vec<PhysSessionId> = Vec::new();
+        let mut resumes: Vec<(PhysSessionId, crate::SessionId)> = Vec::new();
         let time = now_ms();
         for s in inner
             .ledger
@@ -129,7 +133,7 @@ impl ResourceManager {
                             let new_rows = rows.values().any(|r| r.status != EntryStatus::Resumed);
                             let resume = info.state != PhysState::Active;
                             if resume {
-                                resumes.push(phys);
+                                resumes.push((phys, s.id.clone()));
                             }
                             let why = if new_rows || resume {
                                 format!(
@@ -186,14 +190,35 @@ impl ResourceManager {
         }
         problems.extend(inner.execute(plan)?);
         if resume_ok {
-            for phys in resumes {
-                if let Err(e) = port.resume(phys) {
-                    if e == PortError::Crashed {
-                        return Err(port_err(subsystem, "resume")(e));
-                    }
+            // A resume the subsystem refuses is not a resume: the session is
+            // terminated (its Resumed rows are already written, so only the
+            // terminal rows and the withdraw are left), never reported as
+            // resumed with its copy held.
+            let mut refused = SettlePlan::default();
+            for (phys, id) in resumes {
+                let Err(e) = port.resume(phys) else {
+                    continue;
+                };
+                if e == PortError::Crashed {
+                    return Err(port_err(subsystem, "resume")(e));
+                }
+                let Some(s) = inner.ledger.sessions.get(&id) else {
                     problems.push(port_err(subsystem, "resume")(e));
+                    continue;
+                };
+                let reason = TerminateReason::ResetMismatch;
+                refused.add(s, EntryStatus::Terminated { reason }, time);
+                if let Some(d) = decisions.iter_mut().find(|d| d.session == id) {
+                    d.outcome = Outcome::Terminated(reason);
+                    d.acted = true;
+                    d.why = format!(
+                        "physical session {phys} on {subsystem} matched but could not be resumed ({e}); \
+                         terminated on {} subsystem(s)",
+                        s.rows.len()
+                    );
                 }
             }
+            problems.extend(inner.execute(refused)?);
         }
         let all: Vec<String> = inner.ports.keys().cloned().collect();
         let orphans = inner.withdraw_orphans(&all, &mut problems)?;
@@ -246,9 +271,11 @@ impl ResourceManager {
             };
             decisions.push(decision(s, outcome, acted, why));
         }
+        let mut touched = plan.withdraw_subsystems();
         let mut problems = inner.execute(plan)?;
         let all: Vec<String> = inner.ports.keys().cloned().collect();
         let orphans = inner.withdraw_orphans(&all, &mut problems)?;
+        touched.extend(orphans.iter().map(|o| o.subsystem.clone()));
         let report = Decisions {
             event,
             decisions,
@@ -256,7 +283,9 @@ impl ResourceManager {
             problems: problems.iter().map(|e| e.to_string()).collect(),
         };
         log_report(&report);
-        Ok(report)
+        drop(inner);
+        // Withdraws may have broken sessions the event left alone (integrity.rs).
+        self.close_broken(report, Some(&touched))
     }
 }
 
@@ -295,7 +324,7 @@ fn settled(s: &SessionLedger, plan: &mut SettlePlan, time: u64) -> (Outcome, boo
     }
 }
 
-fn decision(s: &SessionLedger, outcome: Outcome, acted: bool, why: String) -> Decision {
+pub(crate) fn decision(s: &SessionLedger, outcome: Outcome, acted: bool, why: String) -> Decision {
     Decision {
         session: s.id.clone(),
         program: s.program.clone(),
@@ -307,7 +336,7 @@ fn decision(s: &SessionLedger, outcome: Outcome, acted: bool, why: String) -> De
 
 /// Compares what `port` reports for the session's physical session with the rows.
 /// `Ok(Ok(..))`: match; `Ok(Err(why))`: mismatch; `Err`: the subsystem did not answer.
-fn check_reset(
+pub(crate) fn check_reset(
     s: &SessionLedger,
     subsystem: &str,
     port: &dyn SubsystemPort,
@@ -386,7 +415,7 @@ pub fn fmt_tracks(set: &ExtentSet) -> String {
         .join(",")
 }
 
-fn log_report(report: &Decisions) {
+pub(crate) fn log_report(report: &Decisions) {
     for d in report.acted() {
         tracing::info!(event = %report.event, session = %d.session, outcome = %d.outcome, why = %d.why, "recovery decision");
     }

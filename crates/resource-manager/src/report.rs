@@ -27,6 +27,9 @@ pub enum Event {
         /// The subsystem.
         subsystem: String,
     },
+    /// A check of every open session's image (after a control request that
+    /// may have stopped a session's map).
+    Check,
 }
 
 impl fmt::Display for Event {
@@ -36,6 +39,7 @@ impl fmt::Display for Event {
             Event::RmRestart => f.write_str("rm-restart"),
             Event::Abend { program } => write!(f, "abend of program {program}"),
             Event::Reset { subsystem } => write!(f, "reset notification from {subsystem}"),
+            Event::Check => f.write_str("session check"),
         }
     }
 }

@@ -105,3 +105,100 @@ fn limits_are_clear_errors_and_ipl_replay_withdraws_everything() {
     assert_eq!(port.subsystem().physical_sessions().len(), 1);
     let _ = port.subsystem().close();
 }
+
+fn pair(id: &str, program: &str, source: &str, target: &str) -> SessionSpec {
+    SessionSpec {
+        id: SessionId::new(id).unwrap(),
+        program: program.into(),
+        extents: vec![SessionExtent {
+            subsystem: "SS1".into(),
+            volume: source.into(),
+            extents: ExtentSet::from(Extent::new(0, 3).unwrap()),
+            target: target.into(),
+        }],
+    }
+}
+
+fn state(rm: &ResourceManager, id: &str) -> SessionState {
+    rm.session(&SessionId::new(id).unwrap())
+        .unwrap()
+        .unwrap()
+        .state
+}
+
+#[test]
+fn an_abend_settles_the_sessions_its_withdraws_break() {
+    // Issue 12 hole 3: P's session SRC0 -> TGT00 and Q's session TGT00 ->
+    // TGT01 (Q's source is P's target). The abend of P withdraws P's session,
+    // whose forced stop stops Q's map as a dependant: Q must be terminated in
+    // the same event, not reported untouched with no physical session.
+    let dir = tempfile::tempdir().unwrap();
+    let port = Arc::new(ControllerPort::new(open(dir.path(), 2)));
+    let rm = ResourceManager::new(vec![port.clone() as Arc<dyn SubsystemPort>]).unwrap();
+    rm.start_session(&pair("P1", "P", "SRC0", "TGT00")).unwrap();
+    rm.start_session(&pair("Q1", "Q", "TGT00", "TGT01"))
+        .unwrap();
+    let report = rm.on_abend("P").unwrap();
+    assert!(report.complete(), "{:?}", report.problems);
+    assert_eq!(
+        state(&rm, "P1"),
+        SessionState::Terminated(TerminateReason::Abend)
+    );
+    assert_eq!(
+        state(&rm, "Q1"),
+        SessionState::Terminated(TerminateReason::ImageLost),
+        "{report:?}"
+    );
+    let q = report.get("Q1").expect("Q1 decided");
+    assert!(q.acted, "{q:?}");
+    assert!(
+        port.subsystem().physical_sessions().is_empty(),
+        "nothing half-way: no physical session serves a terminated session"
+    );
+    // A5: the same event again decides nothing new.
+    let again = rm.on_abend("P").unwrap();
+    assert!(again.decisions.iter().all(|d| !d.acted), "{again:?}");
+    // Q's rows say why, in both tables.
+    let rows = port.subsystem().volume_activity_entries("TGT00").unwrap();
+    assert!(
+        rows.iter().any(|e| e.session_id.as_str() == "Q1"
+            && e.status
+                == EntryStatus::Terminated {
+                    reason: TerminateReason::ImageLost
+                }),
+        "{rows:?}"
+    );
+}
+
+#[test]
+fn operator_termination_writes_operator_rows_and_frees_the_volumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = Arc::new(ControllerPort::new(open(dir.path(), 2)));
+    let rm = ResourceManager::new(vec![port.clone() as Arc<dyn SubsystemPort>]).unwrap();
+    rm.start_session(&pair("K1", "P", "SRC0", "TGT00")).unwrap();
+    rm.start_session(&pair("K2", "P", "TGT00", "TGT01"))
+        .unwrap();
+    let k1 = SessionId::new("K1").unwrap();
+    rm.terminate_session(&k1, "test").unwrap();
+    assert_eq!(
+        state(&rm, "K1"),
+        SessionState::Terminated(TerminateReason::Operator)
+    );
+    // K2 read through K1's target: its image went with K1's withdraw.
+    assert_eq!(
+        state(&rm, "K2"),
+        SessionState::Terminated(TerminateReason::ImageLost)
+    );
+    assert!(port.subsystem().physical_sessions().is_empty());
+    rm.terminate_session(&k1, "again").unwrap();
+    assert_eq!(
+        state(&rm, "K1"),
+        SessionState::Terminated(TerminateReason::Operator),
+        "the first reason stays"
+    );
+    assert!(matches!(
+        rm.complete_session(&k1),
+        Err(RmError::SessionTerminated { .. })
+    ));
+    rm.start_session(&pair("K3", "P", "SRC0", "TGT00")).unwrap();
+}

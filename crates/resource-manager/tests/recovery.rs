@@ -543,3 +543,84 @@ fn a_subsystem_that_refuses_writes_does_not_stop_the_replay_and_the_next_event_f
     assert!(d.complete() && w.sub("B").live_sessions().is_empty(), "{d}");
     assert!(w.settled_view().values().all(|s| s.is_terminal()));
 }
+
+/// A subsystem whose resume always fails (a controller that lost the
+/// session's bitmaps between the query and the resume).
+struct RefusesResume(std::sync::Arc<resource_manager::VirtualSubsystem>);
+
+impl SubsystemPort for RefusesResume {
+    fn id(&self) -> &str {
+        self.0.id()
+    }
+    fn establish(
+        &self,
+        session: &resource_manager::SessionId,
+        pairs: &[resource_manager::CopyPair],
+    ) -> Result<resource_manager::PhysSessionId, PortError> {
+        self.0.establish(session, pairs)
+    }
+    fn withdraw(
+        &self,
+        session: &resource_manager::SessionId,
+        phys: resource_manager::PhysSessionId,
+    ) -> Result<(), PortError> {
+        self.0.withdraw(session, phys)
+    }
+    fn query(
+        &self,
+        phys: resource_manager::PhysSessionId,
+    ) -> Result<Option<resource_manager::PhysicalSession>, PortError> {
+        self.0.query(phys)
+    }
+    fn physical_sessions(
+        &self,
+    ) -> Result<Vec<(resource_manager::PhysSessionId, resource_manager::SessionId)>, PortError>
+    {
+        self.0.physical_sessions()
+    }
+    fn resume(&self, _phys: resource_manager::PhysSessionId) -> Result<(), PortError> {
+        Err(PortError::Failed {
+            reason: "bitmaps offline (injected)".into(),
+        })
+    }
+    fn append(&self, entries: &[activity_table::NewEntry]) -> Result<(), PortError> {
+        self.0.append(entries)
+    }
+    fn entries(&self) -> Result<Vec<activity_table::ActivityEntry>, PortError> {
+        self.0.entries()
+    }
+}
+
+#[test]
+fn a_resume_the_subsystem_refuses_terminates_instead_of_reporting_resumed() {
+    // Issue 12 hole 4: Resumed rows were written, the resume failed, and the
+    // session read "resumed" with its copy held for ever.
+    let w = World::new(&["A"]);
+    let a = w.sub("A").clone();
+    let port = std::sync::Arc::new(RefusesResume(a.clone()));
+    let rm =
+        resource_manager::ResourceManager::new(vec![port as std::sync::Arc<dyn SubsystemPort>])
+            .unwrap();
+    rm.start_session(&spec("S1", "P", &[("A", "S0", 0, 15, "T0")]))
+        .unwrap();
+    a.reset(&[]);
+    let d = rm.on_reset("A").unwrap();
+    let s1 = d.get("S1").unwrap();
+    assert_eq!(
+        s1.outcome,
+        Outcome::Terminated(TerminateReason::ResetMismatch),
+        "{d}"
+    );
+    assert!(s1.why.contains("could not be resumed"), "{}", s1.why);
+    assert_eq!(
+        rm.list_sessions().unwrap()[0].state,
+        SessionState::Terminated(TerminateReason::ResetMismatch)
+    );
+    assert!(
+        a.live_sessions().is_empty(),
+        "withdrawn: {:?}",
+        a.live_sessions()
+    );
+    let again = rm.on_reset("A").unwrap();
+    assert_eq!(again.acted().count(), 0, "{again}");
+}

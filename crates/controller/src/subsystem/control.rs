@@ -314,6 +314,7 @@ impl Subsystem {
     /// prestartfcmap: the map goes through preparing (the source is flushed) to prepared.
     pub fn prepare_map(&self, map: MapId) -> Result<()> {
         self.control(|s, core| {
+            Subsystem::not_session_owned(core, &[map], None, "prepare")?;
             core.engine
                 .prepare(map)
                 .map_err(|e| s.inner.engine_err(core, e))?;
@@ -351,6 +352,7 @@ impl Subsystem {
     /// source of active maps (reverse copy).
     pub fn start_map(&self, map: MapId, restore: bool) -> Result<()> {
         self.control(|s, core| {
+            Subsystem::not_session_owned(core, &[map], None, "start")?;
             if matches!(
                 core.engine.map_state(map),
                 Some(MapState::IdleOrCopied | MapState::Stopped)
@@ -386,6 +388,7 @@ impl Subsystem {
     /// stopfcmap [-force].
     pub fn stop_map(&self, map: MapId, force: bool) -> Result<()> {
         self.control(|s, core| {
+            Subsystem::not_session_owned(core, &[map], None, "stop")?;
             core.engine
                 .stop(map, force)
                 .map_err(|e| s.inner.engine_err(core, e))?;
@@ -397,12 +400,7 @@ impl Subsystem {
     /// rmfcmap [-force].
     pub fn delete_map(&self, map: MapId, force: bool) -> Result<()> {
         self.control(|s, core| {
-            if let Some(p) = core.sessions.values().find(|p| p.maps().contains(&map)) {
-                return Err(err(
-                    ErrorKind::Busy,
-                    format!("{map} belongs to physical session {}; withdraw it", p.phys),
-                ));
-            }
+            Subsystem::not_session_owned(core, &[map], None, "delete")?;
             core.engine
                 .delete(map, force)
                 .map_err(|e| s.inner.engine_err(core, e))

@@ -14,6 +14,7 @@ impl Subsystem {
     /// Creates a consistency group holding `maps` (idle_or_copied or stopped).
     pub fn create_group(&self, maps: &[MapId], autodelete: bool) -> Result<GroupId> {
         self.control(|s, core| {
+            Subsystem::not_session_owned(core, maps, None, "group")?;
             let g = core.engine.create_group(autodelete);
             for &m in maps {
                 if let Err(e) = core.engine.add_to_group(m, g) {
@@ -28,6 +29,7 @@ impl Subsystem {
     /// Prepares and starts every member at one instant (host I/O drained meanwhile).
     pub fn start_group(&self, group: GroupId, restore: bool) -> Result<()> {
         self.control(|s, core| {
+            Subsystem::not_session_owned(core, &[], Some(group), "start")?;
             let members = core
                 .engine
                 .groups()
@@ -71,6 +73,7 @@ impl Subsystem {
     /// Stops every member.
     pub fn stop_group(&self, group: GroupId, force: bool) -> Result<()> {
         self.control(|s, core| {
+            Subsystem::not_session_owned(core, &[], Some(group), "stop")?;
             core.engine
                 .stop_group(group, force)
                 .map_err(|e| s.inner.engine_err(core, e))
@@ -80,6 +83,7 @@ impl Subsystem {
     /// Deletes a group (with `force`, members leave it first).
     pub fn delete_group(&self, group: GroupId, force: bool) -> Result<()> {
         self.control(|s, core| {
+            Subsystem::not_session_owned(core, &[], Some(group), "delete")?;
             core.engine
                 .delete_group(group, force)
                 .map_err(|e| s.inner.engine_err(core, e))

@@ -442,6 +442,44 @@ impl Subsystem {
         core.sessions.values().map(|s| info_of(&core, s)).collect()
     }
 
+    /// Refuses a request on a session's map or group from outside the
+    /// resource manager: only it may start, stop or delete them, or the
+    /// session's time-zero image could change behind its back (a new point in
+    /// time from a group start, a stopped map under an active session). The
+    /// message names the session and the verbs that end it.
+    pub(crate) fn not_session_owned(
+        core: &Core,
+        maps: &[MapId],
+        group: Option<GroupId>,
+        verb: &str,
+    ) -> Result<()> {
+        let owner = core
+            .sessions
+            .values()
+            .find(|p| group == Some(p.group) || p.members.iter().any(|(_, m)| maps.contains(m)));
+        match owner {
+            None => Ok(()),
+            Some(p) => {
+                let what = match group {
+                    Some(g) if g == p.group => format!("group {}", g.0),
+                    _ => {
+                        let m = p.maps().into_iter().find(|m| maps.contains(m));
+                        format!("map {}", m.map_or(0, |m| m.0))
+                    }
+                };
+                Err(err(
+                    ErrorKind::Busy,
+                    format!(
+                        "{what} belongs to session {} (physical session {}): only the session \
+                         may {verb} it; end the session with `session complete {}` or \
+                         `session terminate {}`",
+                        p.session, p.phys, p.session, p.session
+                    ),
+                ))
+            }
+        }
+    }
+
     /// Whether background copy of `map` is held (its session is quiesced).
     pub(crate) fn map_held(core: &Core, map: MapId) -> bool {
         core.sessions

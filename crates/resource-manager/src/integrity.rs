@@ -1,0 +1,135 @@
+//! The fixed point every event ends with: no open session whose image is
+//! broken.
+//!
+//! Withdrawing a session force-stops its maps and every map that reads
+//! through them, which may be the map of another session (one whose source
+//! is the withdrawn session's target). A forced stop by an operator can do
+//! the same. Such a session is no longer whole, whatever state its rows say.
+//! So every event (IPL, resource-manager restart, abend, reset) ends with
+//! passes of this check until one acts on nothing, and the daemon runs it
+//! after any control request that may have stopped a session's map.
+//!
+//! Invariant (A6 in docs/SEMANTICS.md): when an event returns with no
+//! problems, every session it leaves initiated or resumed has, on every
+//! subsystem with its rows, its recorded physical session, owned by it, not
+//! failed, reporting exactly the recorded extents. A session that is not is
+//! terminated everywhere with reason `image-lost`.
+
+use std::collections::BTreeSet;
+
+use activity_table::{EntryStatus, TerminateReason};
+
+use crate::error::RmError;
+use crate::ledger::SessionState;
+use crate::manager::{now_ms, ResourceManager, SettlePlan};
+use crate::recovery::{check_reset, decision, log_report};
+use crate::report::{Decisions, Event, Outcome};
+
+impl ResourceManager {
+    /// Checks every open session against its subsystems and terminates
+    /// (reason `image-lost`) each one whose physical session is gone, failed,
+    /// or reports extents other than those recorded. Runs to a fixed point.
+    pub fn check_sessions(&self) -> Result<Decisions, RmError> {
+        self.close_broken(
+            Decisions {
+                event: Event::Check,
+                decisions: Vec::new(),
+                orphans: Vec::new(),
+                problems: Vec::new(),
+            },
+            None,
+        )
+    }
+
+    /// `report` with the broken-session passes run after it until one acts
+    /// on nothing; their decisions replace those of the same session. With
+    /// `on`, only rows on those subsystems (where the event withdrew
+    /// something) are checked: a subsystem reset but not yet notified is
+    /// judged by its own notification, so the order of events does not
+    /// change outcomes.
+    pub(crate) fn close_broken(
+        &self,
+        mut report: Decisions,
+        on: Option<&BTreeSet<String>>,
+    ) -> Result<Decisions, RmError> {
+        let mut on: Option<BTreeSet<String>> = on.cloned();
+        if on.as_ref().is_some_and(|s| s.is_empty()) {
+            return Ok(report);
+        }
+        // Each acting pass terminates at least one more session.
+        let mut passes_left = self.inner.lock().ledger.sessions.len() + 1;
+        while passes_left > 0 {
+            passes_left -= 1;
+            let (next, touched) = self.broken_pass(report.event.clone(), on.as_ref())?;
+            // A pass that withdrew something may break more, anywhere it withdrew.
+            if let Some(o) = on.as_mut() {
+                o.extend(touched);
+            }
+            let acted = !next.orphans.is_empty() || next.decisions.iter().any(|d| d.acted);
+            for d in next.decisions.into_iter().filter(|d| d.acted) {
+                match report.decisions.iter_mut().find(|o| o.session == d.session) {
+                    Some(o) => *o = d,
+                    None => report.decisions.push(d),
+                }
+            }
+            report.orphans.extend(next.orphans);
+            report.problems.extend(next.problems);
+            if !acted {
+                break;
+            }
+        }
+        report.decisions.sort_by(|a, b| a.session.cmp(&b.session));
+        Ok(report)
+    }
+
+    fn broken_pass(
+        &self,
+        event: Event,
+        on: Option<&BTreeSet<String>>,
+    ) -> Result<(Decisions, BTreeSet<String>), RmError> {
+        let mut inner = self.inner.lock();
+        inner.reload()?;
+        let mut decisions = Vec::new();
+        let mut plan = SettlePlan::default();
+        let mut problems = Vec::new();
+        let time = now_ms();
+        for s in inner.ledger.sessions.values() {
+            if !matches!(s.state(), SessionState::Active | SessionState::Resumed) {
+                continue;
+            }
+            for sub in s
+                .rows
+                .keys()
+                .filter(|sub| on.is_none_or(|o| o.contains(*sub)))
+            {
+                let port = inner.port(sub)?;
+                match check_reset(s, sub, port.as_ref()) {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(why)) => {
+                        let reason = TerminateReason::ImageLost;
+                        plan.add(s, EntryStatus::Terminated { reason }, time);
+                        let why = format!("{why}; terminated on {} subsystem(s)", s.rows.len());
+                        decisions.push(decision(s, Outcome::Terminated(reason), true, why));
+                        break;
+                    }
+                    Err(e) if e.is_crash() => return Err(e),
+                    // Unreachable now: checked again by the next event.
+                    Err(e) => problems.push(e),
+                }
+            }
+        }
+        let mut touched = plan.withdraw_subsystems();
+        problems.extend(inner.execute(plan)?);
+        let all: Vec<String> = inner.ports.keys().cloned().collect();
+        let orphans = inner.withdraw_orphans(&all, &mut problems)?;
+        touched.extend(orphans.iter().map(|o| o.subsystem.clone()));
+        let report = Decisions {
+            event,
+            decisions,
+            orphans,
+            problems: problems.iter().map(|e| e.to_string()).collect(),
+        };
+        log_report(&report);
+        Ok((report, touched))
+    }
+}
