@@ -87,6 +87,29 @@ impl Node {
         self.with_rm(|rm, _| rm.on_ipl())
     }
 
+    /// After a control request that may have stopped a session's map (a
+    /// forced stop reaches dependants): terminates, with their rows written,
+    /// the sessions whose image is no longer whole (reason `image-lost`).
+    /// Blocking. Problems are logged; the next event finishes them.
+    pub fn close_broken_sessions(&self) {
+        let broken = self.with(|sub| {
+            sub.physical_sessions()
+                .iter()
+                .any(|p| p.state == controller::PhysSessionState::Failed)
+        });
+        if !broken {
+            return;
+        }
+        match self.with_rm(|rm, _| rm.check_sessions()) {
+            Ok(d) => {
+                for p in &d.problems {
+                    tracing::warn!(problem = %p, "session check incomplete");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "session check failed"),
+        }
+    }
+
     /// Restarts the resource manager: a new instance over the same subsystem
     /// (it rebuilds everything from the activity tables).
     pub fn restart_rm(&self) -> Result<(), RmError> {

@@ -458,3 +458,105 @@ fn a_damaged_activity_table_is_salvaged_by_check_and_the_dir_boots_again() {
     );
     assert_eq!(std::fs::read(&table).unwrap(), bytes, "left unchanged");
 }
+
+/// The id of the map `source -> target` in `map list --json`.
+fn map_between(d: &Daemon, source: &str, target: &str) -> Value {
+    let maps = d.cli_json(&["map", "list"]);
+    maps.as_array()
+        .and_then(|a| {
+            a.iter()
+                .find(|m| m["source"] == source && m["target"] == target)
+        })
+        .cloned()
+        .unwrap_or_else(|| panic!("no map {source} -> {target}: {maps}"))
+}
+
+#[test]
+fn a_session_image_is_changed_only_by_the_session() {
+    // Issue 12 hole 1: map and group verbs reached a session's maps.
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::boot(tmp.path());
+    // FB00 is the target of a full map that copies nothing in the background,
+    // so K1's source reads through it.
+    let m = d.cli_json(&[
+        "map",
+        "create",
+        "--source",
+        "FB02",
+        "--target",
+        "FB00",
+        "--type",
+        "full",
+        "--copy-rate",
+        "0",
+    ]);
+    let outer = m["id"].as_u64().unwrap().to_string();
+    assert_success(&d.cli(&["map", "start", &outer]), "map start");
+    let s = d.cli_json(&[
+        "session",
+        "start",
+        "--id",
+        "K1",
+        "--extent",
+        "FB00:0-15",
+        "--target",
+        "FB01",
+    ]);
+    assert_eq!(s["state"], "active", "{s}");
+    let sm = map_between(&d, "FB00", "FB01");
+    let id = sm["id"].as_u64().unwrap().to_string();
+    let group = sm["group"]
+        .as_u64()
+        .expect("session map in its group")
+        .to_string();
+    for (args, what) in [
+        (vec!["map", "stop", &id], "map stop"),
+        (vec!["map", "stop", &id, "--force"], "map stop --force"),
+        (vec!["map", "start", &id], "map start"),
+        (vec!["map", "prepare", &id], "map prepare"),
+        (vec!["map", "delete", &id, "--force"], "map delete --force"),
+        (vec!["group", "start", &group], "group start"),
+    ] {
+        let out = d.cli(&args);
+        assert_fails_with(&out, EXIT_FAILED, "session K1", what);
+        assert_fails_with(&out, EXIT_FAILED, "session terminate K1", what);
+    }
+    let list = d.cli_json(&["session", "list"]);
+    assert_eq!(session(&list, "K1")["state"], "active", "{list}");
+
+    // A forced stop of the map K1's source reads through stops K1's map as a
+    // dependant: K1 is terminated at once, rows written.
+    assert_success(&d.cli(&["map", "stop", &outer, "--force"]), "outer stop");
+    let list = d.cli_json(&["session", "list"]);
+    assert_eq!(session(&list, "K1")["state"], "terminated", "{list}");
+    assert_eq!(session(&list, "K1")["reason"], "image-lost", "{list}");
+    assert_eq!(last_row(&d, "FB00", "K1")["reason"], "image-lost");
+    let phys = d.cli_json(&["map", "list"]);
+    assert!(
+        !phys
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["source"] == "FB00" && m["target"] == "FB01"),
+        "K1's maps are withdrawn: {phys}"
+    );
+
+    // Operator termination.
+    let s = d.cli_json(&[
+        "session", "start", "--id", "K2", "--extent", "FB02:0-3", "--target", "FB03",
+    ]);
+    assert_eq!(s["state"], "active", "{s}");
+    let t = d.cli_json(&["session", "terminate", "K2", "--reason", "wrong extents"]);
+    assert_eq!(t["state"], "terminated", "{t}");
+    assert_eq!(t["reason"], "operator", "{t}");
+    assert_eq!(last_row(&d, "FB02", "K2")["reason"], "operator");
+    let again = d.cli_json(&["session", "terminate", "K2"]);
+    assert_eq!(
+        again["reason"], "operator",
+        "a second terminate keeps the first"
+    );
+    let out = d.cli(&["session", "complete", "K2"]);
+    assert_fails_with(&out, EXIT_FAILED, "terminated", "complete after terminate");
+    let out = d.cli(&["session", "terminate", "K404"]);
+    assert_fails_with(&out, EXIT_FAILED, "K404", "terminate of an unknown session");
+}

@@ -121,7 +121,8 @@ pub fn classify(failure: Failure<'_>, noun: Noun) -> ApiErrorKind {
                 R::UnknownSubsystem { .. } => K::NotFound,
                 R::DuplicateSubsystem { .. } => K::Internal,
                 R::SessionTerminated { .. } | R::CopyIncomplete { .. } => K::WrongState,
-                R::PhysicalSessionGone { .. } => K::WrongState,
+                R::PhysicalSessionGone { .. } | R::SessionCompleted { .. } => K::WrongState,
+                R::Incomplete { .. } => K::Unavailable,
                 R::Port { source, .. } => match source {
                     PortError::Limit { .. } => K::Limit,
                     PortError::UnknownVolume { .. } => K::UnknownVolume,

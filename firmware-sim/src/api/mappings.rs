@@ -219,11 +219,14 @@ async fn act(
 ) -> Result<Json<MapInfo>, ApiError> {
     let id = parse_id(&id)?;
     s.blocking(move |n| {
-        n.with(|sub| {
+        let info = n.with(|sub| {
             f(sub, id).map_err(|e| ApiError::controller(e, Noun::Map))?;
             tracing::info!(map = id.0, action = what, "map {what}");
             map_now(sub, id)
-        })
+        })?;
+        // A forced stop may have stopped a session's map as a dependant.
+        n.close_broken_sessions();
+        Ok(info)
     })
     .await
     .map(Json)
@@ -354,6 +357,7 @@ async fn delete(
             err
         })?;
         tracing::info!(map = id.0, force = q.force, "map deleted");
+        n.close_broken_sessions();
         Ok(Json(ActionDone {
             message: format!("deleted map {}", id.0),
         }))

@@ -131,6 +131,15 @@ pub struct CreateMap {
     pub id: Option<u32>,
 }
 
+/// Body of `POST /sessions/{id}/terminate`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TerminateSession {
+    /// Why, in the operator's words (logged; the rows carry `operator`).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
 /// `POST /mappings/{id}/stop` and `DELETE /mappings/{id}?force=true`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -1,5 +1,5 @@
 //! `/sessions`: backup copy sessions through the resource manager (start,
-//! complete, list). Extents arrive as `VOL:CCHH-CCHH[,...]` and are parsed
+//! complete, terminate, list). Extents arrive as `VOL:CCHH-CCHH[,...]` and are parsed
 //! with each volume's own geometry.
 
 use std::collections::BTreeMap;
@@ -12,7 +12,7 @@ use controller::Subsystem;
 use geometry::ExtentSet;
 use resource_manager::{SessionExtent, SessionId, SessionSpec};
 
-use super::model::{SessionInfo, SessionPart, SessionVolume, StartSession};
+use super::model::{SessionInfo, SessionPart, SessionVolume, StartSession, TerminateSession};
 use super::{body, ApiError, ApiErrorKind, AppState, Noun};
 
 /// Program recorded for sessions started without `--program`.
@@ -22,6 +22,7 @@ pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/sessions", get(list).post(start))
         .route("/sessions/{id}/complete", post(complete))
+        .route("/sessions/{id}/terminate", post(terminate))
 }
 
 /// Parses `VOL:RANGE[,RANGE|VOL:RANGE...]` into extent sets per volume, in
@@ -206,6 +207,26 @@ async fn complete(
             rm.complete_session(&id)
                 .map_err(|e| ApiError::rm(e, Noun::Session))?;
             tracing::info!(session = %id, "session completed");
+            one(rm, sub, &id)
+        })
+    })
+    .await
+    .map(Json)
+}
+
+async fn terminate(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    req: Result<Json<TerminateSession>, JsonRejection>,
+) -> Result<Json<SessionInfo>, ApiError> {
+    let id = session_id(&id)?;
+    let why = body(req)?
+        .reason
+        .unwrap_or_else(|| "operator request".into());
+    s.blocking(move |n| {
+        n.with_rm(|rm, sub| {
+            rm.terminate_session(&id, &why)
+                .map_err(|e| ApiError::rm(e, Noun::Session))?;
             one(rm, sub, &id)
         })
     })

@@ -1,10 +1,10 @@
-//! `firmware-sim session start|complete|list`.
+//! `firmware-sim session start|complete|terminate|list`.
 
 use clap::{Args, Subcommand};
 
 use super::volume::path_seg;
 use super::ClientOpts;
-use crate::api::model::{ForceFlag, SessionInfo, StartSession};
+use crate::api::model::{ForceFlag, SessionInfo, StartSession, TerminateSession};
 use crate::error::CliError;
 use crate::output::{emit, Table};
 
@@ -39,6 +39,15 @@ enum SessionVerb {
         /// Logical session id.
         session: String,
     },
+    /// Terminate a session now: rows `terminated(operator)`, protection
+    /// dropped, its targets keep whatever they hold.
+    Terminate {
+        /// Logical session id.
+        session: String,
+        /// Why (logged with the termination).
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
     /// List sessions: id, physical ids, volumes, extents, state.
     List,
 }
@@ -70,6 +79,14 @@ pub fn run(cmd: SessionCmd) -> Result<(), CliError> {
             let path = format!("/sessions/{}/complete", path_seg(&session)?);
             let s: SessionInfo = c.post(&path, &ForceFlag::default())?;
             emit(json, &s, |s| println!("session {} {}", s.id, s.state))
+        }
+        SessionVerb::Terminate { session, reason } => {
+            let path = format!("/sessions/{}/terminate", path_seg(&session)?);
+            let s: SessionInfo = c.post(&path, &TerminateSession { reason })?;
+            emit(json, &s, |s| match &s.reason {
+                Some(r) => println!("session {} {} ({r})", s.id, s.state),
+                None => println!("session {} {}", s.id, s.state),
+            })
         }
         SessionVerb::List => {
             let ss: Vec<SessionInfo> = c.get("/sessions")?;
