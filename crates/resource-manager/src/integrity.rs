@@ -5,17 +5,19 @@
 //! through them, which may be the map of another session (one whose source
 //! is the withdrawn session's target). A forced stop by an operator can do
 //! the same. Such a session is no longer whole, whatever state its rows say.
-//! So every event (IPL, resource-manager restart, abend, reset) ends with
+//! So the restart events (IPL, resource-manager restart, abend) end with
 //! passes of this check until one acts on nothing, and the daemon runs it
-//! after any control request that may have stopped a session's map.
+//! after any control request that may have stopped a session's map. A reset
+//! notification has its own fixed point over the sessions with rows on the
+//! notifying subsystem (withdraws there only stop maps there); it does not
+//! judge sessions on other subsystems, which may be waiting for their own
+//! notification, so the order of notifications never changes an outcome.
 //!
 //! Invariant (A6 in docs/SEMANTICS.md): when an event returns with no
 //! problems, every session it leaves initiated or resumed has, on every
 //! subsystem with its rows, its recorded physical session, owned by it, not
 //! failed, reporting exactly the recorded extents. A session that is not is
 //! terminated everywhere with reason `image-lost`.
-
-use std::collections::BTreeSet;
 
 use activity_table::{EntryStatus, TerminateReason};
 
@@ -30,41 +32,22 @@ impl ResourceManager {
     /// (reason `image-lost`) each one whose physical session is gone, failed,
     /// or reports extents other than those recorded. Runs to a fixed point.
     pub fn check_sessions(&self) -> Result<Decisions, RmError> {
-        self.close_broken(
-            Decisions {
-                event: Event::Check,
-                decisions: Vec::new(),
-                orphans: Vec::new(),
-                problems: Vec::new(),
-            },
-            None,
-        )
+        self.close_broken(Decisions {
+            event: Event::Check,
+            decisions: Vec::new(),
+            orphans: Vec::new(),
+            problems: Vec::new(),
+        })
     }
 
     /// `report` with the broken-session passes run after it until one acts
-    /// on nothing; their decisions replace those of the same session. With
-    /// `on`, only rows on those subsystems (where the event withdrew
-    /// something) are checked: a subsystem reset but not yet notified is
-    /// judged by its own notification, so the order of events does not
-    /// change outcomes.
-    pub(crate) fn close_broken(
-        &self,
-        mut report: Decisions,
-        on: Option<&BTreeSet<String>>,
-    ) -> Result<Decisions, RmError> {
-        let mut on: Option<BTreeSet<String>> = on.cloned();
-        if on.as_ref().is_some_and(|s| s.is_empty()) {
-            return Ok(report);
-        }
+    /// on nothing; their decisions replace those of the same session.
+    pub(crate) fn close_broken(&self, mut report: Decisions) -> Result<Decisions, RmError> {
         // Each acting pass terminates at least one more session.
         let mut passes_left = self.inner.lock().ledger.sessions.len() + 1;
         while passes_left > 0 {
             passes_left -= 1;
-            let (next, touched) = self.broken_pass(report.event.clone(), on.as_ref())?;
-            // A pass that withdrew something may break more, anywhere it withdrew.
-            if let Some(o) = on.as_mut() {
-                o.extend(touched);
-            }
+            let next = self.broken_pass(report.event.clone())?;
             let acted = !next.orphans.is_empty() || next.decisions.iter().any(|d| d.acted);
             for d in next.decisions.into_iter().filter(|d| d.acted) {
                 match report.decisions.iter_mut().find(|o| o.session == d.session) {
@@ -82,11 +65,7 @@ impl ResourceManager {
         Ok(report)
     }
 
-    fn broken_pass(
-        &self,
-        event: Event,
-        on: Option<&BTreeSet<String>>,
-    ) -> Result<(Decisions, BTreeSet<String>), RmError> {
+    fn broken_pass(&self, event: Event) -> Result<Decisions, RmError> {
         let mut inner = self.inner.lock();
         inner.reload()?;
         let mut decisions = Vec::new();
@@ -97,11 +76,7 @@ impl ResourceManager {
             if !matches!(s.state(), SessionState::Active | SessionState::Resumed) {
                 continue;
             }
-            for sub in s
-                .rows
-                .keys()
-                .filter(|sub| on.is_none_or(|o| o.contains(*sub)))
-            {
+            for sub in s.rows.keys() {
                 let port = inner.port(sub)?;
                 match check_reset(s, sub, port.as_ref()) {
                     Ok(Ok(_)) => {}
@@ -118,11 +93,9 @@ impl ResourceManager {
                 }
             }
         }
-        let mut touched = plan.withdraw_subsystems();
         problems.extend(inner.execute(plan)?);
         let all: Vec<String> = inner.ports.keys().cloned().collect();
         let orphans = inner.withdraw_orphans(&all, &mut problems)?;
-        touched.extend(orphans.iter().map(|o| o.subsystem.clone()));
         let report = Decisions {
             event,
             decisions,
@@ -130,6 +103,6 @@ impl ResourceManager {
             problems: problems.iter().map(|e| e.to_string()).collect(),
         };
         log_report(&report);
-        Ok((report, touched))
+        Ok(report)
     }
 }

@@ -58,15 +58,6 @@ pub(crate) struct SettlePlan {
 }
 
 impl SettlePlan {
-    /// Subsystems on which this plan withdraws physical sessions.
-    pub fn withdraw_subsystems(&self) -> std::collections::BTreeSet<String> {
-        self.withdraws
-            .iter()
-            .filter(|(_, l)| !l.is_empty())
-            .map(|(s, _)| s.clone())
-            .collect()
-    }
-
     /// `status` on every open row of `s`, and a withdraw of each physical session behind them.
     pub fn add(&mut self, s: &SessionLedger, status: EntryStatus, time: u64) {
         for (sub, vol, row) in s.open_rows() {

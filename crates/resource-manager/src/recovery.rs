@@ -271,11 +271,9 @@ impl ResourceManager {
             };
             decisions.push(decision(s, outcome, acted, why));
         }
-        let mut touched = plan.withdraw_subsystems();
         let mut problems = inner.execute(plan)?;
         let all: Vec<String> = inner.ports.keys().cloned().collect();
         let orphans = inner.withdraw_orphans(&all, &mut problems)?;
-        touched.extend(orphans.iter().map(|o| o.subsystem.clone()));
         let report = Decisions {
             event,
             decisions,
@@ -284,8 +282,9 @@ impl ResourceManager {
         };
         log_report(&report);
         drop(inner);
-        // Withdraws may have broken sessions the event left alone (integrity.rs).
-        self.close_broken(report, Some(&touched))
+        // Withdraws may have broken sessions the event left alone, and an
+        // earlier event may have left a broken one open (integrity.rs).
+        self.close_broken(report)
     }
 }
 

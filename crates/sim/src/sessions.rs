@@ -12,7 +12,8 @@
 //!   (same outcomes), and sessions it could not settle may stay active until
 //!   a later event;
 //! - nothing half-way: no physical session serves a terminated or completed
-//!   session, and every resumed session still has its physical session.
+//!   session, and every open (active or resumed) session still has its
+//!   physical session.
 //!
 //! A subsystem crash followed by IPL reaches the resource manager as a reset
 //! notification from that subsystem.
@@ -262,6 +263,15 @@ impl ControllerWorld {
                         info.state.name()
                     ),
                 ))?;
+            }
+            // Every event ends with the broken-session fixed point (the
+            // resource manager's integrity.rs): an open session always has
+            // its physical session.
+            if info.state == SessionState::Active && !has_phys && !incomplete {
+                return Err(Violation::new(
+                    Invariant::Ipl1,
+                    format!("session {id} left active without a physical session"),
+                ));
             }
             if info.state == SessionState::Resumed && !has_phys {
                 return Err(Violation::new(

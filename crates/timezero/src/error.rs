@@ -211,7 +211,10 @@ pub enum ControlError {
     /// The request would close a loop of restores: frozen heads whose first
     /// members lead back to themselves, so writes to those volumes could not
     /// be resolved (E4).
-    #[error("{map} would close a restore cycle through {}; stop or delete one of the restores first", VolumeList(volumes))]
+    #[error(
+        "{map} would close a restore cycle through {}; stop or delete one of the restores first",
+        VolumeList(volumes)
+    )]
     RestoreCycle {
         /// The map being started or stopped.
         map: MapId,
