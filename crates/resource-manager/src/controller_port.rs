@@ -111,7 +111,7 @@ impl SubsystemPort for ControllerPort {
             state: match info.state {
                 PhysSessionState::Active => PhysState::Active,
                 PhysSessionState::Quiesced => PhysState::Suspended,
-                PhysSessionState::Failed => PhysState::TimedOut,
+                PhysSessionState::Failed => PhysState::Failed,
             },
             domain: info.domain,
             copied_tracks: info.copied_tracks,

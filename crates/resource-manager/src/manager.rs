@@ -250,7 +250,7 @@ impl ResourceManager {
             for phys in session.open_phys_on(sub) {
                 let info = port.query(phys).map_err(port_err(sub, "query"))?;
                 let info = match info {
-                    Some(i) if i.owner == *id && i.state != crate::port::PhysState::TimedOut => i,
+                    Some(i) if i.owner == *id && i.state.is_whole() => i,
                     _ => {
                         return Err(RmError::PhysicalSessionGone {
                             id: id.clone(),

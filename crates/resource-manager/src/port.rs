@@ -35,6 +35,16 @@ pub enum PhysState {
     Suspended,
     /// Ended by the subsystem; cannot be resumed.
     TimedOut,
+    /// A map of it was stopped, or its bitmap is offline: its image is not
+    /// whole; it cannot be resumed or completed.
+    Failed,
+}
+
+impl PhysState {
+    /// Whether the session still serves its image (active or quiesced).
+    pub fn is_whole(self) -> bool {
+        matches!(self, PhysState::Active | PhysState::Suspended)
+    }
 }
 
 impl fmt::Display for PhysState {
@@ -43,6 +53,7 @@ impl fmt::Display for PhysState {
             PhysState::Active => "active",
             PhysState::Suspended => "suspended",
             PhysState::TimedOut => "timed-out",
+            PhysState::Failed => "failed",
         })
     }
 }

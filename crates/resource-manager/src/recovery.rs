@@ -115,9 +115,13 @@ impl ResourceManager {
                     match check_reset(s, subsystem, port.as_ref())? {
                         Ok((phys, info)) => {
                             let rows = &s.rows[subsystem];
+                            // A genuine reset (the session is quiesced) is
+                            // recorded every time, also after an earlier
+                            // resume; a duplicate notification writes nothing.
+                            let resume = info.state != PhysState::Active;
                             for (vol, row) in rows
                                 .iter()
-                                .filter(|(_, r)| r.status != EntryStatus::Resumed)
+                                .filter(|(_, r)| resume || r.status != EntryStatus::Resumed)
                             {
                                 resumed_rows.push(NewEntry {
                                     session_id: s.id.clone(),
@@ -130,8 +134,8 @@ impl ResourceManager {
                                     time_unix_ms: time,
                                 });
                             }
-                            let new_rows = rows.values().any(|r| r.status != EntryStatus::Resumed);
-                            let resume = info.state != PhysState::Active;
+                            let new_rows =
+                                resume || rows.values().any(|r| r.status != EntryStatus::Resumed);
                             if resume {
                                 resumes.push((phys, s.id.clone()));
                             }
@@ -364,10 +368,19 @@ pub(crate) fn check_reset(
             info.owner
         )));
     }
-    if info.state == PhysState::TimedOut {
-        return Ok(Err(format!(
-            "physical session {phys} on {subsystem} timed out"
-        )));
+    match info.state {
+        PhysState::Active | PhysState::Suspended => {}
+        PhysState::TimedOut => {
+            return Ok(Err(format!(
+                "physical session {phys} on {subsystem} timed out"
+            )))
+        }
+        PhysState::Failed => {
+            return Ok(Err(format!(
+                "physical session {phys} on {subsystem} failed (a map of it is stopped or its \
+                 bitmap is offline)"
+            )))
+        }
     }
     let recorded: BTreeMap<&str, &ExtentSet> = s.rows[subsystem]
         .iter()

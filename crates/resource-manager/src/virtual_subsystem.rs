@@ -129,7 +129,7 @@ struct VSession {
 
 impl VSession {
     fn protects(&self) -> bool {
-        self.state != PhysState::TimedOut
+        self.state.is_whole()
     }
 }
 
@@ -490,7 +490,7 @@ impl SubsystemPort for VirtualSubsystem {
         {
             let mut st = self.state.lock();
             match st.sessions.get_mut(&phys.get()) {
-                Some(s) if s.state != PhysState::TimedOut => s.state = PhysState::Active,
+                Some(s) if s.state.is_whole() => s.state = PhysState::Active,
                 _ => return Err(PortError::Gone { phys }),
             }
         }

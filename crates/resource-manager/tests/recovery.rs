@@ -624,3 +624,29 @@ fn a_resume_the_subsystem_refuses_terminates_instead_of_reporting_resumed() {
     let again = rm.on_reset("A").unwrap();
     assert_eq!(again.acted().count(), 0, "{again}");
 }
+
+#[test]
+fn every_genuine_reset_that_resumes_writes_resumed_rows() {
+    let w = World::new(&["A"]);
+    let a = w.sub("A");
+    let rm = w.rm();
+    rm.start_session(&spec("S1", "P", &[("A", "S0", 0, 15, "T0")]))
+        .unwrap();
+    let resumed_rows = || {
+        a.entries()
+            .unwrap()
+            .iter()
+            .filter(|e| e.status == EntryStatus::Resumed)
+            .count()
+    };
+    a.reset(&[]);
+    rm.on_reset("A").unwrap();
+    assert_eq!(resumed_rows(), 1);
+    rm.on_reset("A").unwrap();
+    assert_eq!(resumed_rows(), 1, "a duplicate notification writes nothing");
+    a.reset(&[]);
+    let d = rm.on_reset("A").unwrap();
+    assert!(d.get("S1").unwrap().acted, "{d}");
+    assert_eq!(resumed_rows(), 2, "the second reset is recorded too");
+    assert_eq!(a.live_sessions()[0].2, PhysState::Active);
+}

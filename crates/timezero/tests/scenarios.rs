@@ -531,3 +531,75 @@ fn restore_cycle_of_three_full_maps_never_leaves_writes_unresolvable() {
         );
     }
 }
+
+#[test]
+fn prepare_is_refused_while_the_target_is_an_active_source() {
+    // Issue 12: prepare took an active source offline, cutting its snapshot off.
+    let mut sim = Sim::new(3, 8);
+    let snap = create(&mut sim, 1, 2, CopyType::Nocopy);
+    start(&mut sim, snap, PREP);
+    let onto = create(&mut sim, 0, 1, CopyType::Full);
+    let before = sim.eng.save();
+    assert_eq!(
+        sim.eng.prepare(onto),
+        Err(ControlError::TargetIsActiveSource {
+            map: onto,
+            target: VolumeId(1)
+        })
+    );
+    assert_eq!(before, sim.eng.save(), "a refused prepare changes nothing");
+    assert!(
+        sim.write(VolumeId(1), 3, true),
+        "the snapshot's source stays online"
+    );
+    sim.check();
+    // A restore prepares anyway and freezes the snapshot's cascade at start.
+    sim.eng.prepare_for_restore(onto).unwrap();
+    sim.eng.flush_done(onto).unwrap();
+    start(
+        &mut sim,
+        onto,
+        StartOptions {
+            restore: true,
+            prepare: false,
+        },
+    );
+}
+
+#[test]
+fn a_cut_map_goes_idle_once_its_first_dependant_holds_everything() {
+    // Issue 12: has_dependants waited for every unsplit member of the chain
+    // the cut target heads, though only the first one can read it.
+    let mut sim = Sim::new(4, 8);
+    let a = create(&mut sim, 0, 1, CopyType::Full);
+    start(&mut sim, a, PREP);
+    // Two dependants of 1: starts insert right after the source, so the
+    // chain is [0; 1, 3, 2] and, once a is cut, 1 heads [3, 2].
+    let b = create(&mut sim, 1, 2, CopyType::Full);
+    start(&mut sim, b, PREP);
+    let c = create(&mut sim, 1, 3, CopyType::Full);
+    start(&mut sim, c, PREP);
+    // Finish a: it is cut and waits while 3 (first after 1) is unsplit.
+    for _ in 0..4 {
+        sim.background(a, 8);
+        sim.check();
+    }
+    assert!(sim.eng.split_bitmap(a).unwrap().is_full());
+    assert_eq!(sim.eng.map_state(a), Some(MapState::Copying), "waits for c");
+    for _ in 0..4 {
+        sim.background(c, 8);
+        sim.check();
+    }
+    assert!(sim.eng.split_bitmap(c).unwrap().is_full());
+    assert_eq!(sim.eng.map_state(b), Some(MapState::Copying));
+    assert!(!sim.eng.split_bitmap(b).unwrap().is_full());
+    assert_eq!(
+        sim.eng.map_state(a),
+        Some(MapState::IdleOrCopied),
+        "nothing reads 1 any more: b finds every grain in 3"
+    );
+    for g in 0..8 {
+        assert!(sim.write(VolumeId(1), g, g % 2 == 0));
+        sim.check();
+    }
+}

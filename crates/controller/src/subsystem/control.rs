@@ -369,7 +369,7 @@ impl Subsystem {
                     )
                     .map_err(|e| s.inner.engine_err(core, e))?;
                 core.engine
-                    .prepare(map)
+                    .prepare_for_restore(map)
                     .map_err(|e| s.inner.engine_err(core, e))?;
                 s.finish_prepare(core, &[map])?;
             }

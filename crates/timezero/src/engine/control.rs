@@ -145,8 +145,23 @@ impl Engine {
     }
 
     /// prestartfcmap: idle_or_copied or stopped -> preparing (target offline).
-    /// There is no cache: call [`Engine::flush_done`] right away.
+    /// There is no cache: call [`Engine::flush_done`] right away. Refused
+    /// while the target is the source of active maps (taking it offline
+    /// would cut them off); a restore prepares with
+    /// [`Engine::prepare_for_restore`].
     pub fn prepare(&mut self, id: MapId) -> Result<(), ControlError> {
+        let t = self.map(id)?.spec.target;
+        if self.is_active_source(t) {
+            self.check_prepare(id)?;
+            return Err(ControlError::TargetIsActiveSource { map: id, target: t });
+        }
+        self.prepare_for_restore(id)
+    }
+
+    /// Like [`Engine::prepare`], for a map that will be started with
+    /// `restore` (its target may be the source of active maps: the start
+    /// freezes their cascades).
+    pub fn prepare_for_restore(&mut self, id: MapId) -> Result<(), ControlError> {
         self.not_in_group(id)?;
         self.check_prepare(id)?;
         self.push_state(id, MapState::Preparing);

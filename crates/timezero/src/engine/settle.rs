@@ -75,12 +75,18 @@ impl Engine {
         }
     }
 
+    /// Whether a member of a live cascade `t` heads still reads from `t`.
+    /// Only the first member can: a later member reads grain `g` from `t`
+    /// only if every member before it is unsplit at `g`, the first included;
+    /// once the first member holds every grain, each later one finds its
+    /// data upstream of `t` (issue 12: waiting for any unsplit member kept a
+    /// finished map copying).
     fn has_dependants(&self, t: VolumeId, ty: crate::types::CopyType) -> bool {
         self.vols[&t].heads.iter().any(|cid| {
             let c = &self.cascades[cid];
             !c.frozen
                 && c.ty == ty
-                && c.members.iter().any(|v| {
+                && c.members.first().is_some_and(|v| {
                     self.vols[v]
                         .target_map
                         .is_some_and(|m| !self.maps[&m].split.is_full())
