@@ -17,6 +17,7 @@ mod logging;
 mod metrics;
 mod node;
 mod output;
+mod peer;
 
 /// Exit status when stdout is a closed pipe (`... | head`), as if killed by SIGPIPE.
 const EXIT_BROKEN_PIPE: i32 = 141;

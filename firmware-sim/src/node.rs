@@ -22,11 +22,14 @@ use resource_manager::{
 };
 
 use crate::metrics::IoStats;
+use crate::peer::RemotePort;
 
 /// The running subsystem plus what the daemon keeps beside it.
 pub struct Node {
     slot: RwLock<Subsystem>,
     port: Arc<ControllerPort>,
+    /// Ports to the peers' subsystems (sessions across daemons).
+    peers: Vec<Arc<RemotePort>>,
     rm: RwLock<Arc<ResourceManager>>,
     copier: Mutex<Option<CopierHandle>>,
     runtime: tokio::runtime::Handle,
@@ -45,9 +48,14 @@ impl Node {
         config: SubsystemConfig,
         runtime: tokio::runtime::Handle,
     ) -> Result<Node, controller::ControllerError> {
+        let peers: Vec<Arc<RemotePort>> = config
+            .peers
+            .iter()
+            .map(|p| Arc::new(RemotePort::new(&p.id, &p.api)))
+            .collect();
         let sub = Subsystem::open(data_dir, config)?;
         let port = Arc::new(ControllerPort::new(sub.clone()));
-        let rm = new_rm(&port).map_err(|e| {
+        let rm = new_rm(&port, &peers).map_err(|e| {
             controller::ControllerError::new(
                 controller::ErrorKind::InvalidRequest,
                 format!("cannot attach the resource manager: {e}"),
@@ -56,6 +64,7 @@ impl Node {
         Ok(Node {
             slot: RwLock::new(sub),
             port,
+            peers,
             rm: RwLock::new(Arc::new(rm)),
             copier: Mutex::new(None),
             runtime,
@@ -72,10 +81,38 @@ impl Node {
         f(&s)
     }
 
+    /// Runs `f` on this subsystem's resource-manager port (for peers'
+    /// resource managers; an IPL waits until `f` returns).
+    pub fn with_port<R>(&self, f: impl FnOnce(&dyn SubsystemPort) -> R) -> R {
+        let _s = self.slot.read();
+        f(self.port.as_ref())
+    }
+
+    /// A peer's resource manager changed this subsystem's tables or
+    /// physical sessions: ours reads them again before its next request.
+    pub fn tables_changed_by_peer(&self) {
+        self.rm.read().invalidate();
+    }
+
+    /// The port to peer subsystem `id`, if configured.
+    pub fn peer(&self, id: &str) -> Option<Arc<RemotePort>> {
+        self.peers.iter().find(|p| p.id() == id).cloned()
+    }
+
+    /// Ids of the configured peers.
+    pub fn peer_ids(&self) -> Vec<String> {
+        self.peers.iter().map(|p| p.id().to_string()).collect()
+    }
+
     /// Runs `f` on the resource manager (an IPL waits until `f` returns).
     pub fn with_rm<R>(&self, f: impl FnOnce(&ResourceManager, &Subsystem) -> R) -> R {
         let s = self.slot.read();
         let rm = self.rm.read().clone();
+        if !self.peers.is_empty() {
+            // The peers' tables have other writers (their own resource
+            // managers): never answer from a ledger read earlier.
+            rm.invalidate();
+        }
         f(&rm, &s)
     }
 
@@ -83,8 +120,31 @@ impl Node {
     /// dir is an IPL): every session initiated and not completed is
     /// terminated with reason `ipl` (rows written, physical sessions
     /// withdrawn). Run at boot before anything is served or copied.
+    ///
+    /// A peer that does not answer must not keep this subsystem down: the
+    /// recovery then runs over this subsystem alone (its own sessions are
+    /// terminated here; the peers' rows are settled by the next event that
+    /// reaches them, because a terminal row anywhere decides a session).
     pub fn recover_at_ipl(&self) -> Result<Decisions, RmError> {
-        self.with_rm(|rm, _| rm.on_ipl())
+        let local = self.with(|sub| sub.id().to_string());
+        match self.with_rm(|rm, _| rm.on_ipl()) {
+            Err(RmError::Port {
+                subsystem,
+                op,
+                source,
+            }) if subsystem != local => {
+                tracing::warn!(peer = %subsystem, op, error = %source,
+                    "peer unreachable during IPL recovery: recovering this subsystem's sessions alone");
+                let _s = self.slot.read();
+                let alone = new_rm(&self.port, &[])?;
+                let mut d = alone.on_ipl()?;
+                d.problems.push(format!(
+                    "peer {subsystem} did not answer ({op}: {source}); its rows wait for the next event"
+                ));
+                Ok(d)
+            }
+            other => other,
+        }
     }
 
     /// After a control request that may have stopped a session's map (a
@@ -114,7 +174,7 @@ impl Node {
     /// (it rebuilds everything from the activity tables).
     pub fn restart_rm(&self) -> Result<(), RmError> {
         let _s = self.slot.read();
-        let rm = new_rm(&self.port)?;
+        let rm = new_rm(&self.port, &self.peers)?;
         *self.rm.write() = Arc::new(rm);
         Ok(())
     }
@@ -140,7 +200,7 @@ impl Node {
         *slot = fresh;
         // The host side restarts too: a new resource manager over the same port
         // (it rebuilds everything from the activity tables).
-        match new_rm(&self.port) {
+        match new_rm(&self.port, &self.peers) {
             Ok(rm) => *self.rm.write() = Arc::new(rm),
             Err(e) => tracing::warn!(error = %e, "resource manager not rebuilt after IPL"),
         }
@@ -170,9 +230,13 @@ impl Node {
     }
 }
 
-fn new_rm(port: &Arc<ControllerPort>) -> Result<ResourceManager, RmError> {
-    let port: Arc<dyn SubsystemPort> = port.clone();
-    ResourceManager::new(vec![port])
+fn new_rm(
+    port: &Arc<ControllerPort>,
+    peers: &[Arc<RemotePort>],
+) -> Result<ResourceManager, RmError> {
+    let mut ports: Vec<Arc<dyn SubsystemPort>> = vec![port.clone()];
+    ports.extend(peers.iter().map(|p| p.clone() as Arc<dyn SubsystemPort>));
+    ResourceManager::new(ports)
 }
 
 /// The maps that serve backup sessions: map id -> logical session id.

@@ -102,6 +102,20 @@ pub struct SubsystemConfig {
     /// The volumes to create at the first boot (and to check at every IPL).
     #[serde(default)]
     pub volumes: Vec<VolumeConfig>,
+    /// Other subsystems (daemons) whose volumes this daemon's sessions may
+    /// span, reached over their control APIs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<PeerConfig>,
+}
+
+/// Another subsystem reached over its control API (`[[peers]]`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    /// Its subsystem id (as its own config names it).
+    pub id: String,
+    /// Its control API address, `HOST:PORT`.
+    pub api: String,
 }
 
 /// One configured volume.
@@ -188,6 +202,15 @@ struct RawConfig {
     rates: RateLimits,
     #[serde(default)]
     volumes: Vec<RawVolume>,
+    #[serde(default)]
+    peers: Vec<RawPeer>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPeer {
+    id: toml::Spanned<String>,
+    api: toml::Spanned<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -284,12 +307,32 @@ impl SubsystemConfig {
                 *slot = Some(a.get_ref().clone());
             }
         }
+        let mut peers: Vec<PeerConfig> = Vec::with_capacity(raw.peers.len());
+        for (i, p) in raw.peers.iter().enumerate() {
+            let field = format!("peers[{i}].id");
+            let id = p.id.get_ref();
+            check_id("peer id", id).map_err(|m| at(p.id.span(), field.clone(), m))?;
+            if id == raw.id.get_ref() {
+                let msg = format!("peer `{id}` is this subsystem's own id");
+                return Err(at(p.id.span(), field, msg));
+            }
+            if peers.iter().any(|o| o.id == *id) {
+                return Err(at(p.id.span(), field, format!("duplicate peer `{id}`")));
+            }
+            check_listen(p.api.get_ref())
+                .map_err(|m| at(p.api.span(), format!("peers[{i}].api"), m))?;
+            peers.push(PeerConfig {
+                id: id.clone(),
+                api: p.api.get_ref().clone(),
+            });
+        }
         let config = SubsystemConfig {
             id: raw.id.into_inner(),
             durability: raw.durability,
             listen,
             rates: raw.rates,
             volumes,
+            peers,
         };
         config.validate()?;
         Ok(config)
@@ -360,7 +403,8 @@ pub fn check_id(what: &str, id: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn check_listen(addr: &str) -> Result<(), String> {
+/// Checks a `HOST:PORT` listen or peer address.
+pub fn check_listen(addr: &str) -> Result<(), String> {
     let (host, port) = addr
         .rsplit_once(':')
         .ok_or_else(|| format!("listen address `{addr}` must be HOST:PORT"))?;

@@ -28,7 +28,8 @@ pub mod subsystem;
 
 pub use check::{check, CheckReport};
 pub use config::{
-    ConfigError, DurabilityMode, ListenConfig, RateLimits, SubsystemConfig, VolumeConfig,
+    ConfigError, DurabilityMode, ListenConfig, PeerConfig, RateLimits, SubsystemConfig,
+    VolumeConfig,
 };
 pub use error::{ControllerError, ErrorKind, Result};
 pub use events::Event;

@@ -39,6 +39,7 @@ fn config() -> SubsystemConfig {
         listen: Default::default(),
         rates: Default::default(),
         volumes,
+        peers: Vec::new(),
     }
 }
 

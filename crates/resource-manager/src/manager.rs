@@ -141,6 +141,13 @@ impl ResourceManager {
         })
     }
 
+    /// Forgets what the manager knows of the tables: the next request reads
+    /// them again. For a manager whose tables another writer changed (a
+    /// peer daemon's resource manager writing through this subsystem's port).
+    pub fn invalidate(&self) {
+        self.inner.lock().stale = true;
+    }
+
     /// Names of the attached subsystems.
     pub fn subsystems(&self) -> Vec<String> {
         self.inner.lock().ports.keys().cloned().collect()

@@ -12,11 +12,13 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
 use activity_table::{ActivityEntry, NewEntry, PhysSessionId, SessionId};
 use geometry::ExtentSet;
 
 /// One protected source extent set and the volume that receives its time-zero image.
-#[derive(Clone, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct CopyPair {
     /// Source volume (on this subsystem).
     pub source: String,
@@ -27,7 +29,8 @@ pub struct CopyPair {
 }
 
 /// State of a physical session as the subsystem reports it.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum PhysState {
     /// Protecting its domain and copying.
     Active,
@@ -59,7 +62,7 @@ impl fmt::Display for PhysState {
 }
 
 /// What a subsystem knows about one of its physical sessions.
-#[derive(Clone, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct PhysicalSession {
     /// The logical session it was established for.
     pub owner: SessionId,
@@ -74,7 +77,8 @@ pub struct PhysicalSession {
 }
 
 /// Why a subsystem refused a request ([`PortError::Rejected`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum RejectKind {
     /// The request can never succeed as given (size mismatch, bad extents, no pairs).
     Invalid,
@@ -89,7 +93,8 @@ pub enum RejectKind {
 }
 
 /// Why a subsystem refused or failed a request.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(tag = "error", rename_all = "kebab-case")]
 pub enum PortError {
     /// A limit was hit (sessions per volume, per subsystem, physical ids).
     #[error("limit reached: {what}")]

@@ -82,6 +82,7 @@ impl H {
                     model: "fb:64K:4K".parse().unwrap(),
                 })
                 .collect(),
+            peers: Vec::new(),
         };
         let sub = Subsystem::open(dir.path().join("SS1"), config).unwrap();
         let port = Arc::new(ControllerPort::new(sub));

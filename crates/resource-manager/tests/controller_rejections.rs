@@ -27,6 +27,7 @@ fn open(dir: &std::path::Path) -> Subsystem {
             vol("TGT0", "fb:64K:4K"),
             vol("SMALL", "fb:32K:4K"),
         ],
+        peers: Vec::new(),
     };
     Subsystem::open(dir.join("SS1"), config).unwrap()
 }

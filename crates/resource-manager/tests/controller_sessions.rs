@@ -31,6 +31,7 @@ fn open(dir: &std::path::Path, targets: usize) -> Subsystem {
         listen: Default::default(),
         rates: Default::default(),
         volumes,
+        peers: Vec::new(),
     };
     Subsystem::open(dir.join("SS1"), config).unwrap()
 }

@@ -61,6 +61,7 @@ fn open(dir: &std::path::Path, faults: Arc<FailNth>) -> Subsystem {
         listen: Default::default(),
         rates: Default::default(),
         volumes,
+        peers: Vec::new(),
     };
     let options = OpenOptions {
         faults: Some(faults as Arc<dyn FaultPoint>),

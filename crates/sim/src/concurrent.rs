@@ -66,6 +66,7 @@ fn config() -> SubsystemConfig {
                 model,
             })
             .collect(),
+        peers: Vec::new(),
     }
 }
 

@@ -91,6 +91,7 @@ impl ControllerWorld {
                     model,
                 })
                 .collect(),
+            peers: Vec::new(),
         };
         let dir = sim_tempdir().map_err(|e| BootError(e.to_string()))?;
         let stores = SimStores::new(seeds.disk);

@@ -60,6 +60,7 @@ pub fn router(state: AppState) -> Router {
         .merge(events::routes())
         .merge(tables::routes())
         .merge(sessions::routes())
+        .merge(crate::peer::routes())
         .fallback(fallback)
         .method_not_allowed_fallback(fallback)
         .with_state(state)

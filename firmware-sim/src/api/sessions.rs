@@ -9,11 +9,12 @@ use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use controller::Subsystem;
-use geometry::ExtentSet;
+use geometry::{ExtentSet, Geometry};
 use resource_manager::{SessionExtent, SessionId, SessionSpec};
 
 use super::model::{SessionInfo, SessionPart, SessionVolume, StartSession, TerminateSession};
 use super::{body, ApiError, ApiErrorKind, AppState, Noun};
+use crate::node::Node;
 
 /// Program recorded for sessions started without `--program`.
 pub const DEFAULT_PROGRAM: &str = "operator";
@@ -25,18 +26,80 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/sessions/{id}/terminate", post(terminate))
 }
 
-/// Parses `VOL:RANGE[,RANGE|VOL:RANGE...]` into extent sets per volume, in
-/// order of first appearance.
+/// A volume as a session names it: `VOL` (this subsystem) or `SS02/VOL`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QualifiedVolume {
+    /// The subsystem holding it.
+    pub subsystem: String,
+    /// The volume.
+    pub volume: String,
+}
+
+impl QualifiedVolume {
+    /// Parses `VOL` or `SUBSYSTEM/VOL` (`local` when unqualified).
+    pub fn parse(text: &str, local: &str) -> QualifiedVolume {
+        match text.split_once('/') {
+            Some((ss, vol)) => QualifiedVolume {
+                subsystem: ss.trim().to_string(),
+                volume: vol.trim().to_string(),
+            },
+            None => QualifiedVolume {
+                subsystem: local.to_string(),
+                volume: text.trim().to_string(),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for QualifiedVolume {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.subsystem, self.volume)
+    }
+}
+
+/// The geometry of `v`: from this subsystem, or asked of the peer that holds it.
+fn geometry_of(node: &Node, sub: &Subsystem, v: &QualifiedVolume) -> Result<Geometry, ApiError> {
+    if v.subsystem == sub.id() {
+        return sub
+            .geometry(&v.volume)
+            .map_err(|e| ApiError::controller(e, Noun::Volume));
+    }
+    let peer = node.peer(&v.subsystem).ok_or_else(|| {
+        ApiError::new(
+            ApiErrorKind::NotFound,
+            format!(
+                "unknown subsystem {} in {v}: this daemon is {} and its peers are [{}] \
+                 (boot --peer ID=HOST:PORT)",
+                v.subsystem,
+                sub.id(),
+                node.peer_ids().join(", ")
+            ),
+        )
+    })?;
+    let model = peer.volume_model(&v.volume).map_err(|e| {
+        let kind = match e {
+            resource_manager::PortError::UnknownVolume { .. } => ApiErrorKind::UnknownVolume,
+            _ => ApiErrorKind::Unavailable,
+        };
+        ApiError::new(kind, format!("volume {v}: {e}"))
+    })?;
+    Geometry::new(model).map_err(|e| ApiError::bad_request(format!("volume {v}: {e}")))
+}
+
+/// Parses `VOL:RANGE[,RANGE|VOL:RANGE...]` (a volume may be `SS02/VOL`, a
+/// peer's) into extent sets per volume, in order of first appearance; each
+/// range is read in its own volume's geometry.
 pub fn parse_session_extents(
+    node: &Node,
     sub: &Subsystem,
     text: &str,
-) -> Result<Vec<(String, ExtentSet)>, ApiError> {
-    let mut out: Vec<(String, ExtentSet)> = Vec::new();
-    let mut current: Option<String> = None;
+) -> Result<Vec<(QualifiedVolume, ExtentSet)>, ApiError> {
+    let mut out: Vec<(QualifiedVolume, ExtentSet)> = Vec::new();
+    let mut current: Option<QualifiedVolume> = None;
     for item in text.split(',').map(str::trim) {
         let range = match item.split_once(':') {
             Some((vol, range)) => {
-                current = Some(vol.to_string());
+                current = Some(QualifiedVolume::parse(vol, sub.id()));
                 range
             }
             None => item,
@@ -47,9 +110,7 @@ pub fn parse_session_extents(
                 format!("extent `{item}` names no volume (expected VOL:FIRST-LAST)"),
             ));
         };
-        let g = sub
-            .geometry(&vol)
-            .map_err(|e| ApiError::controller(e, Noun::Volume))?;
+        let g = geometry_of(node, sub, &vol)?;
         let extent = g.parse_extent(range).map_err(|e| {
             ApiError::new(
                 ApiErrorKind::BadExtent,
@@ -152,10 +213,15 @@ async fn start(
     let id = session_id(&req.id)?;
     s.blocking(move |n| {
         n.with_rm(|rm, sub| {
-            let sources = parse_session_extents(sub, &req.extent)?;
-            let targets: Vec<&str> = req.target.split(',').map(str::trim).collect();
+            let sources = parse_session_extents(n, sub, &req.extent)?;
+            let targets: Vec<QualifiedVolume> = req
+                .target
+                .split(',')
+                .map(|t| QualifiedVolume::parse(t, sub.id()))
+                .collect();
             if targets.len() != sources.len() {
-                let names: Vec<&str> = sources.iter().map(|(v, _)| v.as_str()).collect();
+                let names: Vec<String> = sources.iter().map(|(v, _)| v.to_string()).collect();
+                let got: Vec<String> = targets.iter().map(|v| v.to_string()).collect();
                 return Err(ApiError::bad_request(format!(
                     "{} source volume(s) ({}) need {} target(s), one per source in order \
                      (--target A,B,...); got {}: {}",
@@ -163,19 +229,23 @@ async fn start(
                     names.join(", "),
                     sources.len(),
                     targets.len(),
-                    targets.join(", ")
+                    got.join(", ")
                 )));
             }
             let mut extents = Vec::new();
-            for (i, (vol, set)) in sources.into_iter().enumerate() {
-                let target = targets.get(i).copied().unwrap_or_default();
-                sub.volume_view(target)
-                    .map_err(|e| ApiError::controller(e, Noun::Volume))?;
+            for ((vol, set), target) in sources.into_iter().zip(targets) {
+                if target.subsystem != vol.subsystem {
+                    return Err(ApiError::bad_request(format!(
+                        "source {vol} and target {target} are on different subsystems; a \
+                         target must be on its source's subsystem"
+                    )));
+                }
+                geometry_of(n, sub, &target)?;
                 extents.push(SessionExtent {
-                    subsystem: sub.id().to_string(),
-                    volume: vol,
+                    subsystem: vol.subsystem,
+                    volume: vol.volume,
                     extents: set,
-                    target: target.to_string(),
+                    target: target.volume,
                 });
             }
             let spec = SessionSpec {

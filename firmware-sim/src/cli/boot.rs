@@ -32,6 +32,10 @@ pub struct BootArgs {
     /// The volume an empty NBD export name selects (none by default).
     #[arg(long, value_name = "VOL")]
     pub default_export: Option<String>,
+    /// Another subsystem whose volumes sessions may span: ID=HOST:PORT of its
+    /// control API (repeatable; adds to or replaces the config's [[peers]]).
+    #[arg(long = "peer", value_name = "ID=HOST:PORT")]
+    pub peers: Vec<String>,
 }
 
 /// `serve-stdio --data-dir DIR --export VOL`.
@@ -58,6 +62,7 @@ pub fn run(a: BootArgs) -> Result<(), CliError> {
         api: a.api,
         no_api: a.no_api,
         default_export: a.default_export,
+        peers: a.peers,
     };
     runtime()?.block_on(daemon::boot(plan))
 }

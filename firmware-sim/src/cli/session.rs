@@ -24,12 +24,14 @@ enum SessionVerb {
         /// Logical session id.
         #[arg(long)]
         id: String,
-        /// VOL:CCHH-CCHH[,...] (FB volumes: VOL:FIRST_TRACK-LAST_TRACK).
-        #[arg(long, value_name = "VOL:CCHH-CCHH[,...]")]
-        extent: String,
-        /// Target volume receiving the time-zero image.
-        #[arg(long)]
-        target: String,
+        /// VOL:CCHH-CCHH[,...] (FB volumes: VOL:FIRST_TRACK-LAST_TRACK); a peer's
+        /// volume is SS02/VOL. Repeatable, one source volume each.
+        #[arg(long, value_name = "VOL:CCHH-CCHH[,...]", required = true)]
+        extent: Vec<String>,
+        /// Target volume receiving the time-zero image (SS02/VOL on a peer);
+        /// repeatable, one per source volume in order.
+        #[arg(long, required = true)]
+        target: Vec<String>,
         /// Backup program that owns the session.
         #[arg(long)]
         program: Option<String>,
@@ -65,8 +67,8 @@ pub fn run(cmd: SessionCmd) -> Result<(), CliError> {
         } => {
             let req = StartSession {
                 id,
-                extent,
-                target,
+                extent: extent.join(","),
+                target: target.join(","),
                 program,
             };
             let s: SessionInfo = c.post("/sessions", &req)?;

@@ -158,6 +158,29 @@ pub fn check_volume_sizes(data_dir: &Path, config: &SubsystemConfig) -> Result<(
     Ok(())
 }
 
+/// Adds `--peer ID=HOST:PORT` flags to `config` (replacing a `[[peers]]`
+/// entry of the same id), checked as the config file's peers are.
+pub fn add_peers(config: &mut SubsystemConfig, flags: &[String]) -> Result<(), CliError> {
+    for flag in flags {
+        let bad = |why: String| CliError::Usage(format!("--peer {flag}: {why}"));
+        let (id, api) = flag
+            .split_once('=')
+            .ok_or_else(|| bad("expected ID=HOST:PORT, e.g. SS02=127.0.0.1:10820".into()))?;
+        let (id, api) = (id.trim(), api.trim());
+        controller::config::check_id("peer id", id).map_err(bad)?;
+        if id == config.id {
+            return Err(bad(format!("{id} is this subsystem's own id")));
+        }
+        controller::config::check_listen(api).map_err(bad)?;
+        config.peers.retain(|p| p.id != id);
+        config.peers.push(controller::PeerConfig {
+            id: id.to_string(),
+            api: api.to_string(),
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -43,6 +43,8 @@ pub struct BootPlan {
     pub no_api: bool,
     /// `--default-export`.
     pub default_export: Option<String>,
+    /// `--peer ID=HOST:PORT` flags.
+    pub peers: Vec<String>,
 }
 
 async fn bind_tcp(what: &str, addr: &str) -> Result<TcpListener, CliError> {
@@ -186,7 +188,8 @@ fn volume_file_hint(message: &str, data_dir: &Path) -> String {
 
 /// Runs the daemon until a shutdown signal.
 pub async fn boot(mut plan: BootPlan) -> Result<(), CliError> {
-    let (config, source) = config::load_config(plan.config_file.as_deref(), &plan.data_dir)?;
+    let (mut config, source) = config::load_config(plan.config_file.as_deref(), &plan.data_dir)?;
+    config::add_peers(&mut config, &plan.peers)?;
     std::fs::create_dir_all(&plan.data_dir).map_err(|e| {
         CliError::failed(
             format!("cannot create data dir {}", plan.data_dir.display()),

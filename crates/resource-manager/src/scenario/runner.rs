@@ -139,6 +139,7 @@ impl<'a> World<'a> {
                 listen: Default::default(),
                 rates: Default::default(),
                 volumes,
+                peers: Vec::new(),
             };
             let sub = Subsystem::open(dir.path().join(&id), config).map_err(|e| {
                 src.err(

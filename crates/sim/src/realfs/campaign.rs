@@ -632,6 +632,7 @@ pub fn subsystem_config() -> SubsystemConfig {
         volumes: (0..VOLUMES)
             .map(|i| VolumeConfig { id: name(i), model })
             .collect(),
+        peers: Vec::new(),
     }
 }
 

@@ -1,0 +1,186 @@
+//! [`RemotePort`]: the resource manager's port to a peer daemon's subsystem.
+
+use std::time::Duration;
+
+use activity_table::{ActivityEntry, NewEntry, PhysSessionId, SessionId};
+use geometry::DeviceModel;
+use parking_lot::Mutex;
+use resource_manager::{CopyPair, PhysicalSession, PortError, SubsystemPort};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::routes::{EstablishBody, IdBody, PhysBody, WithdrawBody};
+
+/// How long one call to a peer may take (connect + answer).
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long connecting to a peer may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A peer subsystem reached over its daemon's control API.
+pub struct RemotePort {
+    id: String,
+    addr: String,
+    base: String,
+    agent: ureq::Agent,
+    /// The peer answered `/port/id` with `id` (checked once per process).
+    verified: Mutex<bool>,
+}
+
+impl RemotePort {
+    /// A port to subsystem `id` served by the daemon whose control API is at
+    /// `addr` (`HOST:PORT`). Nothing is contacted until the first call.
+    pub fn new(id: &str, addr: &str) -> RemotePort {
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(CONNECT_TIMEOUT))
+            .timeout_global(Some(CALL_TIMEOUT))
+            .proxy(None)
+            .build();
+        RemotePort {
+            id: id.to_string(),
+            addr: addr.to_string(),
+            base: format!("http://{addr}"),
+            agent: ureq::Agent::new_with_config(config),
+            verified: Mutex::new(false),
+        }
+    }
+
+    fn failed(&self, what: &str, cause: impl std::fmt::Display) -> PortError {
+        PortError::Failed {
+            reason: format!("peer {} at {}: {what}: {cause}", self.id, self.addr),
+        }
+    }
+
+    fn decode<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        res: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<T, PortError> {
+        let mut resp = res.map_err(|e| self.failed(path, e))?;
+        let status = resp.status().as_u16();
+        let text = resp
+            .body_mut()
+            .with_config()
+            .limit(64 << 20)
+            .read_to_string()
+            .map_err(|e| self.failed(path, e))?;
+        if status != 200 {
+            return Err(self.failed(path, format!("HTTP {status}: {}", text.trim())));
+        }
+        serde_json::from_str::<Result<T, PortError>>(&text)
+            .map_err(|e| self.failed(path, format!("unreadable answer: {e}")))?
+    }
+
+    fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, PortError> {
+        self.verify()?;
+        self.get_raw(path)
+    }
+
+    fn get_raw<T: DeserializeOwned>(&self, path: &str) -> Result<T, PortError> {
+        let res = self.agent.get(format!("{}{path}", self.base)).call();
+        self.decode(path, res)
+    }
+
+    fn post<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T, PortError> {
+        self.verify()?;
+        let res = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .send_json(body);
+        self.decode(path, res)
+    }
+
+    /// The daemon at `addr` must serve subsystem `id`: a wrong `--peer`
+    /// must not write rows into another subsystem's tables.
+    fn verify(&self) -> Result<(), PortError> {
+        let mut ok = self.verified.lock();
+        if *ok {
+            return Ok(());
+        }
+        let got: IdBody = self.get_raw("/port/id")?;
+        if got.id != self.id {
+            return Err(self.failed(
+                "identity",
+                format!(
+                    "it serves subsystem {}, not {} (check --peer / [[peers]])",
+                    got.id, self.id
+                ),
+            ));
+        }
+        *ok = true;
+        Ok(())
+    }
+
+    /// The device model of the peer's volume `name` (to parse extents given
+    /// in its geometry).
+    pub fn volume_model(&self, name: &str) -> Result<DeviceModel, PortError> {
+        let path = format!("/port/volumes/{}", percent(name));
+        let model: String = self.get(&path)?;
+        model
+            .parse()
+            .map_err(|e| self.failed(&path, format!("model {model:?}: {e}")))
+    }
+}
+
+/// `name` with everything but unreserved characters percent-encoded.
+fn percent(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl SubsystemPort for RemotePort {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn establish(
+        &self,
+        session: &SessionId,
+        pairs: &[CopyPair],
+    ) -> Result<PhysSessionId, PortError> {
+        self.post(
+            "/port/establish",
+            &EstablishBody {
+                session: session.clone(),
+                pairs: pairs.to_vec(),
+            },
+        )
+    }
+
+    fn withdraw(&self, session: &SessionId, phys: PhysSessionId) -> Result<(), PortError> {
+        self.post(
+            "/port/withdraw",
+            &WithdrawBody {
+                session: session.clone(),
+                phys,
+            },
+        )
+    }
+
+    fn query(&self, phys: PhysSessionId) -> Result<Option<PhysicalSession>, PortError> {
+        self.get(&format!("/port/sessions/{}", phys.get()))
+    }
+
+    fn physical_sessions(&self) -> Result<Vec<(PhysSessionId, SessionId)>, PortError> {
+        self.get("/port/sessions")
+    }
+
+    fn resume(&self, phys: PhysSessionId) -> Result<(), PortError> {
+        self.post("/port/resume", &PhysBody { phys })
+    }
+
+    fn append(&self, entries: &[NewEntry]) -> Result<(), PortError> {
+        self.post("/port/append", &entries)
+    }
+
+    fn entries(&self) -> Result<Vec<ActivityEntry>, PortError> {
+        self.get("/port/entries")
+    }
+}
