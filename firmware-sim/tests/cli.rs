@@ -69,9 +69,17 @@ fn every_verb_and_flag_of_cli_md_exists() {
         (&["map", "stop"], &["--force"]),
         (&["map", "wait"], &["--progress"]),
         (&["cascade"], &["list"]),
-        (&["group"], &["create", "start"]),
+        (&["map", "start"], &["--restore"]),
+        (&["boot"], &["--peer"]),
+        (
+            &["group"],
+            &["create", "start", "stop", "delete", "add", "remove"],
+        ),
+        (&["group", "start"], &["--restore"]),
+        (&["group", "stop"], &["--force"]),
         (&["group", "create"], &["--maps"]),
-        (&["session"], &["start", "complete", "list"]),
+        (&["session"], &["start", "complete", "terminate", "list"]),
+        (&["session", "terminate"], &["--reason"]),
         (
             &["session", "start"],
             &["--id", "--extent", "--target", "--program"],
@@ -578,4 +586,94 @@ fn map_create_id_takes_a_free_id_at_or_above_the_next_one() {
     assert_success(&out, "map create --id 6 (the hint)");
     let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(m["id"], 6, "{m}");
+}
+
+/// The backquoted commands in an error message, as argument lists.
+fn hinted_commands(stderr: &str) -> Vec<Vec<String>> {
+    stderr
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|c| c.split_whitespace().map(str::to_string).collect())
+        .collect()
+}
+
+#[test]
+fn every_hint_names_a_command_that_then_works() {
+    // Issue 15: hints named verbs and flags that did not exist.
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::boot(tmp.path());
+    let id = |m: &serde_json::Value| m["id"].as_u64().unwrap().to_string();
+    let create = |args: &[&str]| {
+        let mut all = vec!["map", "create"];
+        all.extend_from_slice(args);
+        id(&d.cli_json(&all))
+    };
+    // Run the hinted command the message names; it must succeed.
+    let follow = |out: &std::process::Output, pick: &str| {
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        let cmds = hinted_commands(&err);
+        let cmd = cmds
+            .iter()
+            .find(|c| c.join(" ").starts_with(pick))
+            .unwrap_or_else(|| panic!("no `{pick} ...` hint in: {err}"));
+        let args: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        assert_success(&d.cli(&args), &format!("hinted `{}`", cmd.join(" ")));
+    };
+
+    // A restore onto the source of a snapshot: start --restore.
+    let snap = create(&["--source", "FB00", "--target", "FB01", "--type", "nocopy"]);
+    assert_success(&d.cli(&["map", "start", &snap]), "snapshot start");
+    let back = create(&["--source", "FB02", "--target", "FB00", "--type", "full"]);
+    let out = d.cli(&["map", "start", &back]);
+    assert_fails_with(
+        &out,
+        EXIT_FAILED,
+        "--restore",
+        "start onto an active source",
+    );
+    follow(&out, "map start");
+    let m = d.cli_json(&["map", "show", &back]);
+    assert_eq!(m["state"], "copying", "{m}");
+
+    // A group member is controlled through the group, or taken out of it.
+    let member = create(&["--source", "FB01", "--target", "FB03", "--type", "nocopy"]);
+    assert_success(
+        &d.cli(&["group", "create", "7", "--maps", &member]),
+        "group",
+    );
+    let out = d.cli(&["map", "start", &member]);
+    assert_fails_with(&out, EXIT_FAILED, "group start 7", "start of a member");
+    follow(&out, "group start");
+    let stopped = d.cli_json(&["group", "stop", "7", "--force"]);
+    assert_eq!(stopped[0]["state"], "stopped", "{stopped}");
+    let out = d.cli(&["map", "stop", &member]);
+    assert_fails_with(&out, EXIT_FAILED, "group remove 7", "stop of a member");
+    follow(&out, "group remove");
+    assert_success(&d.cli(&["group", "delete", "7"]), "group delete");
+    let groups = d.cli_json(&["group", "list"]);
+    assert!(groups.as_array().unwrap().is_empty(), "{groups}");
+
+    // A target still held by a stopped map: the hint deletes that map.
+    let out = d.cli(&[
+        "map", "create", "--source", "FB02", "--target", "FB03", "--type", "nocopy",
+    ]);
+    assert_fails_with(&out, EXIT_FAILED, "already the target", "target in use");
+    follow(&out, "map delete");
+    let last = create(&["--source", "FB02", "--target", "FB03", "--type", "nocopy"]);
+    assert_success(
+        &d.cli(&["map", "start", &last]),
+        "start after the hinted delete",
+    );
+
+    // A plain delete of a copying map names the forced one.
+    let out = d.cli(&["map", "delete", &last]);
+    assert_fails_with(&out, EXIT_FAILED, "--force", "delete of a copying map");
+    let hinted = hinted_commands(&String::from_utf8_lossy(&out.stderr));
+    assert!(
+        hinted
+            .iter()
+            .any(|c| c.join(" ") == format!("map delete {last} --force")),
+        "{hinted:?}"
+    );
 }

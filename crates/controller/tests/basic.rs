@@ -356,7 +356,10 @@ fn control_errors_name_volumes_and_maps_as_users_do() {
         .unwrap_err();
     assert_eq!(
         msg(e, ErrorKind::Busy),
-        format!("volume T is already the target of map {}", m.0)
+        format!(
+            "volume T is already the target of map {}; `map delete {}` frees it",
+            m.0, m.0
+        )
     );
     let e = s
         .create_map(&MapCreate::new("S", "C", CopyType::Full))

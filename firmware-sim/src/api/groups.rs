@@ -1,20 +1,30 @@
-//! `/groups`: consistency groups (create, list, start all members at one instant).
+//! `/groups`: consistency groups (create, list, start all members at one
+//! instant, stop, delete, add and remove members).
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use controller::{GroupId, MapId, Subsystem};
 
 use super::mappings::map_now;
-use super::model::{CreateGroup, GroupInfo, MapInfo};
-use super::{body, ApiError, ApiErrorKind, AppState, Noun};
+use super::model::{
+    ActionDone, CreateGroup, ForceFlag, GroupInfo, GroupMember, MapInfo, StartFlags,
+};
+use super::{body, optional_body, ApiError, ApiErrorKind, AppState, Noun};
 use crate::node::session_maps;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/groups", get(list).post(create))
+        .route("/groups/{id}", axum::routing::delete(delete))
         .route("/groups/{id}/start", post(start))
+        .route("/groups/{id}/stop", post(stop))
+        .route("/groups/{id}/maps", post(add_member))
+        .route(
+            "/groups/{id}/maps/{map}",
+            axum::routing::delete(remove_member),
+        )
 }
 
 fn parse_id(id: &str) -> Result<GroupId, ApiError> {
@@ -112,26 +122,105 @@ fn create_with_id(sub: &Subsystem, wanted: u32, maps: &[MapId]) -> Result<GroupI
     }
 }
 
+/// The members of group `id` as they are now.
+fn members_now(sub: &Subsystem, id: GroupId) -> Result<Vec<MapInfo>, ApiError> {
+    let members = sub
+        .groups()
+        .into_iter()
+        .find(|g| g.id == id.0)
+        .map(|g| g.members)
+        .unwrap_or_default();
+    members
+        .into_iter()
+        .map(|m| map_now(sub, MapId(m)))
+        .collect()
+}
+
 async fn start(
     State(s): State<AppState>,
     Path(id): Path<String>,
+    bytes: axum::body::Bytes,
+) -> Result<Json<Vec<MapInfo>>, ApiError> {
+    let id = parse_id(&id)?;
+    let flags: StartFlags = optional_body(&bytes)?;
+    s.blocking(move |n| {
+        n.with(|sub| {
+            sub.start_group(id, flags.restore)
+                .map_err(|e| ApiError::controller(e, Noun::Group))?;
+            tracing::info!(group = id.0, restore = flags.restore, "group started");
+            members_now(sub, id)
+        })
+    })
+    .await
+    .map(Json)
+}
+
+async fn stop(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    req: Result<Json<ForceFlag>, JsonRejection>,
+) -> Result<Json<Vec<MapInfo>>, ApiError> {
+    let id = parse_id(&id)?;
+    let force = body(req)?.force;
+    s.blocking(move |n| {
+        let maps = n.with(|sub| {
+            sub.stop_group(id, force)
+                .map_err(|e| ApiError::controller(e, Noun::Group))?;
+            tracing::info!(group = id.0, force, "group stopped");
+            members_now(sub, id)
+        })?;
+        n.close_broken_sessions();
+        Ok(maps)
+    })
+    .await
+    .map(Json)
+}
+
+async fn delete(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<ForceFlag>,
+) -> Result<Json<ActionDone>, ApiError> {
+    let id = parse_id(&id)?;
+    s.blocking(move |n| {
+        n.with(|sub| sub.delete_group(id, q.force))
+            .map_err(|e| ApiError::controller(e, Noun::Group))?;
+        tracing::info!(group = id.0, force = q.force, "group deleted");
+        Ok(Json(ActionDone {
+            message: format!("deleted group {}", id.0),
+        }))
+    })
+    .await
+}
+
+async fn add_member(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    req: Result<Json<GroupMember>, JsonRejection>,
+) -> Result<Json<Vec<MapInfo>>, ApiError> {
+    let id = parse_id(&id)?;
+    let map = MapId(body(req)?.map);
+    s.blocking(move |n| {
+        n.with(|sub| {
+            sub.add_to_group(id, map)
+                .map_err(|e| ApiError::controller(e, Noun::Group))?;
+            members_now(sub, id)
+        })
+    })
+    .await
+    .map(Json)
+}
+
+async fn remove_member(
+    State(s): State<AppState>,
+    Path((id, map)): Path<(String, u32)>,
 ) -> Result<Json<Vec<MapInfo>>, ApiError> {
     let id = parse_id(&id)?;
     s.blocking(move |n| {
         n.with(|sub| {
-            sub.start_group(id, false)
+            sub.remove_from_group(id, MapId(map))
                 .map_err(|e| ApiError::controller(e, Noun::Group))?;
-            tracing::info!(group = id.0, "group started");
-            let members = sub
-                .groups()
-                .into_iter()
-                .find(|g| g.id == id.0)
-                .map(|g| g.members)
-                .unwrap_or_default();
-            members
-                .into_iter()
-                .map(|m| map_now(sub, MapId(m)))
-                .collect::<Result<Vec<_>, _>>()
+            members_now(sub, id)
         })
     })
     .await

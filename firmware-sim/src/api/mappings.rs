@@ -7,8 +7,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use controller::{CascadeView, CopyType, MapCreate, MapId, MapState, MapView, Subsystem};
 
-use super::model::{ActionDone, CascadeInfo, CreateMap, ForceFlag, MapInfo, RestoreRequest};
-use super::{body, ApiError, ApiErrorKind, AppState, Noun};
+use super::model::{
+    ActionDone, CascadeInfo, CreateMap, ForceFlag, MapInfo, RestoreRequest, StartFlags,
+};
+use super::{body, optional_body, ApiError, ApiErrorKind, AppState, Noun};
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -235,8 +237,13 @@ async fn act(
 async fn start(
     State(s): State<AppState>,
     Path(id): Path<String>,
+    bytes: axum::body::Bytes,
 ) -> Result<Json<MapInfo>, ApiError> {
-    act(s, id, "start", |sub, id| sub.start_map(id, false)).await
+    let flags: StartFlags = optional_body(&bytes)?;
+    act(s, id, "start", move |sub, id| {
+        sub.start_map(id, flags.restore)
+    })
+    .await
 }
 
 async fn prepare(
@@ -349,10 +356,11 @@ async fn delete(
         n.with(|sub| sub.delete_map(id, q.force)).map_err(|e| {
             let mut err = ApiError::controller(e, Noun::Map);
             if err.kind == ApiErrorKind::WrongState && !q.force && !err.message.contains("force") {
-                err.message.push_str(
-                    "; `map delete --force` deletes it anyway (the target keeps whatever it holds, \
-                     possibly not a consistent image)",
-                );
+                err.message.push_str(&format!(
+                    "; `map delete {} --force` deletes it anyway (the target keeps whatever it \
+                     holds, possibly not a consistent image)",
+                    id.0
+                ));
             }
             err
         })?;

@@ -73,6 +73,17 @@ async fn fallback(method: Method, uri: Uri) -> ApiError {
     )
 }
 
+/// An optional JSON body: empty is `T::default()`, anything else must parse.
+pub fn optional_body<T: Default + serde::de::DeserializeOwned>(
+    bytes: &[u8],
+) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("bad request body: {e}")))
+}
+
 /// Unwraps a JSON body, turning axum's rejection into an [`ApiError`].
 pub fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     b.map(|Json(v)| v)

@@ -140,6 +140,25 @@ pub struct TerminateSession {
     pub reason: Option<String>,
 }
 
+/// Body of `POST /mappings/{id}/start` and `/groups/{id}/start` (optional:
+/// no body is `{"restore": false}`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartFlags {
+    /// Start with restore: the target may be the source of active maps
+    /// (their cascades keep the target's current data).
+    #[serde(default)]
+    pub restore: bool,
+}
+
+/// Body of `POST /groups/{id}/maps`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupMember {
+    /// The map to add.
+    pub map: u32,
+}
+
 /// `POST /mappings/{id}/stop` and `DELETE /mappings/{id}?force=true`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

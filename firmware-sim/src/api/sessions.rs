@@ -33,6 +33,8 @@ pub struct QualifiedVolume {
     pub subsystem: String,
     /// The volume.
     pub volume: String,
+    /// Written as `SUBSYSTEM/VOL` (messages repeat it as the user wrote it).
+    pub qualified: bool,
 }
 
 impl QualifiedVolume {
@@ -42,10 +44,12 @@ impl QualifiedVolume {
             Some((ss, vol)) => QualifiedVolume {
                 subsystem: ss.trim().to_string(),
                 volume: vol.trim().to_string(),
+                qualified: true,
             },
             None => QualifiedVolume {
                 subsystem: local.to_string(),
                 volume: text.trim().to_string(),
+                qualified: false,
             },
         }
     }
@@ -53,7 +57,11 @@ impl QualifiedVolume {
 
 impl std::fmt::Display for QualifiedVolume {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.subsystem, self.volume)
+        if self.qualified {
+            write!(f, "{}/{}", self.subsystem, self.volume)
+        } else {
+            f.write_str(&self.volume)
+        }
     }
 }
 
@@ -117,7 +125,10 @@ pub fn parse_session_extents(
                 format!("bad extent `{item}` for volume {vol}: {e}"),
             )
         })?;
-        match out.iter_mut().find(|(v, _)| *v == vol) {
+        match out
+            .iter_mut()
+            .find(|(v, _)| v.subsystem == vol.subsystem && v.volume == vol.volume)
+        {
             Some((_, set)) => set.insert(extent),
             None => {
                 let mut set = ExtentSet::new();

@@ -1,9 +1,11 @@
-//! `firmware-sim group create|start|list`.
+//! `firmware-sim group create|start|stop|delete|add|remove|list`.
 
 use clap::{Args, Subcommand};
 
 use super::ClientOpts;
-use crate::api::model::{CreateGroup, ForceFlag, GroupInfo, MapInfo};
+use crate::api::model::{
+    ActionDone, CreateGroup, ForceFlag, GroupInfo, GroupMember, MapInfo, StartFlags,
+};
 use crate::error::CliError;
 use crate::output::{emit, Table};
 
@@ -30,6 +32,41 @@ enum GroupVerb {
     Start {
         /// Group id.
         id: u32,
+        /// Start as a restore (targets may be sources of active maps).
+        #[arg(long)]
+        restore: bool,
+    },
+    /// Stop every map of the group (cleaning first; --force: at once).
+    Stop {
+        /// Group id.
+        id: u32,
+        /// Stop at once; dependants stop too.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Delete a group (--force: its maps leave it first).
+    Delete {
+        /// Group id.
+        id: u32,
+        /// Delete even if it still has maps (the maps stay).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Add an idle_or_copied or stopped map to a group.
+    Add {
+        /// Group id.
+        id: u32,
+        /// Map id.
+        #[arg(long)]
+        map: u32,
+    },
+    /// Take an idle_or_copied or stopped map out of its group.
+    Remove {
+        /// Group id.
+        id: u32,
+        /// Map id.
+        #[arg(long)]
+        map: u32,
     },
     /// List groups.
     List,
@@ -46,12 +83,38 @@ pub fn run(cmd: GroupCmd) -> Result<(), CliError> {
                 println!("created group {} with maps {}", g.id, join(&g.maps))
             })
         }
-        GroupVerb::Start { id } => {
+        GroupVerb::Start { id, restore } => {
             let maps: Vec<MapInfo> =
-                c.post(&format!("/groups/{id}/start"), &ForceFlag::default())?;
+                c.post(&format!("/groups/{id}/start"), &StartFlags { restore })?;
             emit(json, &maps, |maps| {
                 let ids: Vec<u32> = maps.iter().map(|m| m.id).collect();
                 println!("group {id} started: maps {} at one instant", join(&ids));
+            })
+        }
+        GroupVerb::Stop { id, force } => {
+            let maps: Vec<MapInfo> = c.post(&format!("/groups/{id}/stop"), &ForceFlag { force })?;
+            emit(json, &maps, |maps| {
+                for m in maps {
+                    println!("map {} {} ({}%)", m.id, m.state, m.progress_percent);
+                }
+            })
+        }
+        GroupVerb::Delete { id, force } => {
+            let done: ActionDone = c.delete(&format!("/groups/{id}?force={force}"))?;
+            emit(json, &done, |d| println!("{}", d.message))
+        }
+        GroupVerb::Add { id, map } => {
+            let maps: Vec<MapInfo> = c.post(&format!("/groups/{id}/maps"), &GroupMember { map })?;
+            emit(json, &maps, |maps| {
+                let ids: Vec<u32> = maps.iter().map(|m| m.id).collect();
+                println!("group {id}: maps {}", join(&ids));
+            })
+        }
+        GroupVerb::Remove { id, map } => {
+            let maps: Vec<MapInfo> = c.delete(&format!("/groups/{id}/maps/{map}"))?;
+            emit(json, &maps, |maps| {
+                let ids: Vec<u32> = maps.iter().map(|m| m.id).collect();
+                println!("group {id}: maps {}", join(&ids));
             })
         }
         GroupVerb::List => {

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, Subcommand, ValueEnum};
 
 use super::ClientOpts;
-use crate::api::model::{ActionDone, CreateMap, ForceFlag, MapInfo, RestoreRequest};
+use crate::api::model::{ActionDone, CreateMap, ForceFlag, MapInfo, RestoreRequest, StartFlags};
 use crate::client::ApiClient;
 use crate::error::CliError;
 use crate::output::{emit, Table};
@@ -70,6 +70,10 @@ enum MapVerb {
     Start {
         /// Map id.
         id: u32,
+        /// Start as a restore: the target may be the source of active maps
+        /// (e.g. copy a snapshot back onto its source); their images stay.
+        #[arg(long)]
+        restore: bool,
     },
     /// Prepare a mapping (flush the source) so a later start is instant.
     Prepare {
@@ -158,7 +162,7 @@ pub fn run(cmd: MapCmd) -> Result<(), CliError> {
                 )
             })
         }
-        MapVerb::Start { id } => action(&c, json, id, "start", &ForceFlag::default()),
+        MapVerb::Start { id, restore } => action(&c, json, id, "start", &StartFlags { restore }),
         MapVerb::Prepare { id } => action(&c, json, id, "prepare", &ForceFlag::default()),
         MapVerb::Stop { id, force } => action(&c, json, id, "stop", &ForceFlag { force }),
         MapVerb::Restore { id, copy_rate } => {
@@ -203,7 +207,7 @@ fn action(
     json: bool,
     id: u32,
     verb: &str,
-    body: &ForceFlag,
+    body: &impl serde::Serialize,
 ) -> Result<(), CliError> {
     let m: MapInfo = c.post(&format!("/mappings/{id}/{verb}"), body)?;
     emit(json, &m, |m| {

@@ -90,6 +90,38 @@ impl Subsystem {
         })
     }
 
+    /// Adds an idle_or_copied or stopped map to an idle group.
+    pub fn add_to_group(&self, group: GroupId, map: MapId) -> Result<()> {
+        self.control(|s, core| {
+            Subsystem::not_session_owned(core, &[map], Some(group), "regroup")?;
+            core.engine
+                .add_to_group(map, group)
+                .map_err(|e| s.inner.engine_err(core, e))
+        })
+    }
+
+    /// Takes an idle_or_copied or stopped map out of its group (`group` must
+    /// be the one it is in).
+    pub fn remove_from_group(&self, group: GroupId, map: MapId) -> Result<()> {
+        self.control(|s, core| {
+            Subsystem::not_session_owned(core, &[map], Some(group), "regroup")?;
+            let now = core
+                .engine
+                .map_info(map)
+                .ok_or_else(|| err(ErrorKind::NotFound, format!("unknown map {}", map.0)))?
+                .group;
+            if now != Some(group) {
+                return Err(err(
+                    ErrorKind::InvalidRequest,
+                    format!("map {} is not in group {}", map.0, group.0),
+                ));
+            }
+            core.engine
+                .remove_from_group(map)
+                .map_err(|e| s.inner.engine_err(core, e))
+        })
+    }
+
     /// Every group.
     pub fn groups(&self) -> Vec<GroupView> {
         let gs = self.inner.core.lock().engine.groups();

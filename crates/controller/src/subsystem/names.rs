@@ -3,7 +3,7 @@
 //! physical session a hidden session map belongs to. The kinds stay those of
 //! [`control_kind`] (docs/CLI.md shows the messages).
 
-use timezero::{ControlError, GroupId, MapId, Operation, VolumeId};
+use timezero::{ControlError, GroupId, MapId, MapState, Operation, VolumeId};
 
 use super::{Core, Inner};
 use crate::error::{err, ControllerError, ErrorKind};
@@ -76,7 +76,19 @@ impl Inner {
                 size(*target)
             ),
             C::TargetInUse { target, map: m } => {
-                format!("volume {} is already the target of {}", vol(*target), map(*m))
+                let free = match core.engine.map_state(*m) {
+                    Some(MapState::IdleOrCopied) => format!("; `map delete {}` frees it", m.0),
+                    Some(MapState::Stopped) => format!(
+                        "; `map delete {} --force` frees it (its target keeps what it holds)",
+                        m.0
+                    ),
+                    _ => String::new(),
+                };
+                format!(
+                    "volume {} is already the target of {}{free}",
+                    vol(*target),
+                    map(*m)
+                )
             }
             C::TooManyMapsPerSource {
                 source_volume,
@@ -87,18 +99,32 @@ impl Inner {
             ),
             C::InvalidState { map: m, op, state } => {
                 let hint = match op {
-                    Operation::Delete | Operation::Stop => {
-                        "; use force (the target keeps possibly inconsistent data)"
-                    }
-                    _ => "",
+                    Operation::Delete => format!(
+                        "; `map delete {} --force` deletes it anyway (the target keeps possibly \
+                         inconsistent data)",
+                        m.0
+                    ),
+                    Operation::Stop => format!(
+                        "; `map stop {} --force` stops it at once (the target keeps possibly \
+                         inconsistent data)",
+                        m.0
+                    ),
+                    _ => String::new(),
                 };
                 format!("{} is {state}: {op} is not allowed{hint}", map(*m))
             }
-            C::TargetIsActiveSource { map: m, target } => format!(
-                "target {} of {} is the source of active maps; start with restore",
-                vol(*target),
-                map(*m)
-            ),
+            C::TargetIsActiveSource { map: m, target } => {
+                let how = match core.engine.map_info(*m).and_then(|i| i.group) {
+                    Some(g) => format!("`group start {} --restore`", g.0),
+                    None => format!("`map start {} --restore`", m.0),
+                };
+                format!(
+                    "target {} of {} is the source of active maps; {how} starts it as a \
+                     restore (their images stay)",
+                    vol(*target),
+                    map(*m)
+                )
+            }
             C::SourceNotAccessible {
                 map: m,
                 source_volume,
@@ -107,9 +133,16 @@ impl Inner {
                 vol(*source_volume),
                 map(*m)
             ),
-            C::GroupMember { map: m, group: g } => {
-                format!("{} is a member of {}; use the group", map(*m), group(*g))
-            }
+            C::GroupMember { map: m, group: g } => format!(
+                "{} is a member of {}: control the group (`group start {}`, `group stop {}`), \
+                 or take the map out first (`group remove {} --map {}`)",
+                map(*m),
+                group(*g),
+                g.0,
+                g.0,
+                g.0,
+                m.0
+            ),
             C::AlreadyInGroup { map: m, group: g } => {
                 format!("{} is already in {}", map(*m), group(*g))
             }
@@ -124,22 +157,24 @@ impl Inner {
                 target,
                 other,
             } => format!(
-                "target {} of {} heads a {other} cascade with dependants; stop with force",
+                "target {} of {} heads a {other} cascade with dependants; `map stop {} --force` \
+                 stops them too",
                 vol(*target),
-                map(*m)
+                map(*m),
+                m.0
             ),
             C::SourceOfCopyingMap {
                 map: m,
                 target,
                 dependant,
             } => format!(
-                "target {} of {} is the source of {}, which still copies from it; stop {} first, \
-                 or stop {} with --force (which stops it too)",
+                "target {} of {} is the source of {}, which still copies from it; stop it first \
+                 (`map stop {}`), or `map stop {} --force` (which stops it too)",
                 vol(*target),
                 map(*m),
                 map(*dependant),
-                map(*dependant),
-                map(*m)
+                dependant.0,
+                m.0
             ),
             C::RestoreCycle { map: m, volumes } => {
                 let path: Vec<String> = volumes
