@@ -379,7 +379,11 @@ fn replay_runs_the_scenarios_and_fails_on_a_broken_expectation() {
 fn a_damaged_activity_table_is_salvaged_by_check_and_the_dir_boots_again() {
     let tmp = tempfile::tempdir().unwrap();
     let d = Daemon::boot(tmp.path());
-    for (id, extent, target) in [("SALV1", "FB00:0-3", "FB01"), ("SALV2", "FB02:0-3", "FB03")] {
+    // Both on FB00, so SALV2's intact row follows SALV1's in FB00's table.
+    for (id, extent, target) in [
+        ("SALV1", "FB00:0-3", "FB01"),
+        ("SALV2", "FB00:8-11", "FB03"),
+    ] {
         d.cli_json(&[
             "session", "start", "--id", id, "--extent", extent, "--target", target,
         ]);
@@ -387,13 +391,14 @@ fn a_damaged_activity_table_is_salvaged_by_check_and_the_dir_boots_again() {
     let data_dir = d.data_dir.clone();
     assert!(d.terminate().success());
 
-    // Damage SALV1's row in the subsystem table; SALV2's intact row follows it.
-    let table = data_dir.join("tables/subsystem.tbl");
+    // Damage SALV1's row in FB00's volume table. (A damaged subsystem table
+    // is rebuilt from the volume tables at IPL: see the next test.)
+    let table = data_dir.join("tables/FB00.tbl");
     let mut bytes = std::fs::read(&table).unwrap();
     let at = bytes
         .windows(5)
         .position(|w| w == b"SALV1")
-        .expect("SALV1's row in subsystem.tbl");
+        .expect("SALV1's row in FB00.tbl");
     bytes[at] ^= 0xff;
     std::fs::write(&table, &bytes).unwrap();
 
@@ -426,21 +431,23 @@ fn a_damaged_activity_table_is_salvaged_by_check_and_the_dir_boots_again() {
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert_success(&out, "check --salvage-tables");
     assert!(
-        text.contains("subsystem.tbl: 1 record(s) kept, 1 damaged record(s) left out"),
+        text.contains("FB00.tbl: 1 record(s) kept, 1 damaged record(s) left out"),
         "{text}"
     );
     assert!(text.contains("damaged file kept as"), "{text}");
     assert!(text.contains("8 other table(s) intact"), "{text}");
-    let copy = data_dir.join("tables/subsystem.tbl.damaged-1");
+    let copy = data_dir.join("tables/FB00.tbl.damaged-1");
     assert_eq!(
         std::fs::read(&copy).unwrap(),
         bytes,
         "the damaged copy is kept as it was"
     );
 
-    // The directory boots again; the intact session is found and ended by the IPL.
+    // The directory boots again; both sessions are found (the subsystem table
+    // is intact) and ended by the IPL.
     let d = Daemon::boot(tmp.path());
     let list = d.cli_json(&["session", "list"]);
+    assert_eq!(session(&list, "SALV1")["reason"], "ipl", "{list}");
     assert_eq!(session(&list, "SALV2")["reason"], "ipl", "{list}");
     assert!(d.terminate().success());
 
@@ -559,4 +566,55 @@ fn a_session_image_is_changed_only_by_the_session() {
     assert_fails_with(&out, EXIT_FAILED, "terminated", "complete after terminate");
     let out = d.cli(&["session", "terminate", "K404"]);
     assert_fails_with(&out, EXIT_FAILED, "K404", "terminate of an unknown session");
+}
+
+#[test]
+fn a_damaged_subsystem_table_is_rebuilt_from_the_volume_tables_at_ipl() {
+    // Patent A: the per-volume tables are the fallback of the subsystem table.
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::boot(tmp.path());
+    for (id, extent, target) in [("VT1", "FB00:0-3", "FB01"), ("VT2", "FB02:0-3", "FB03")] {
+        d.cli_json(&[
+            "session", "start", "--id", id, "--extent", extent, "--target", target,
+        ]);
+    }
+    let data_dir = d.data_dir.clone();
+    assert!(d.terminate().success());
+    let table = data_dir.join("tables/subsystem.tbl");
+    let mut bytes = std::fs::read(&table).unwrap();
+    let at = bytes
+        .windows(3)
+        .position(|w| w == b"VT1")
+        .expect("VT1's row in subsystem.tbl");
+    bytes[at] ^= 0xff;
+    std::fs::write(&table, &bytes).unwrap();
+
+    let d = Daemon::boot(tmp.path());
+    let log = d.log_text();
+    assert!(
+        log.contains("table subsystem: was damaged")
+            && log.contains("rebuilt from 8 volume table(s), 2 entries"),
+        "the IPL says where the sessions came from:\n{log}"
+    );
+    let list = d.cli_json(&["session", "list"]);
+    for id in ["VT1", "VT2"] {
+        assert_eq!(session(&list, id)["state"], "terminated", "{list}");
+        assert_eq!(session(&list, id)["reason"], "ipl", "{list}");
+    }
+    assert_eq!(
+        std::fs::read(data_dir.join("tables/subsystem.tbl.damaged-1")).unwrap(),
+        bytes,
+        "the damaged file is kept as it was"
+    );
+    // A missing subsystem table is rebuilt the same way.
+    assert!(d.terminate().success());
+    std::fs::remove_file(&table).unwrap();
+    let d = Daemon::boot(tmp.path());
+    assert!(
+        d.log_text().contains("table subsystem: was missing"),
+        "{}",
+        d.log_text()
+    );
+    let list = d.cli_json(&["session", "list"]);
+    assert_eq!(session(&list, "VT1")["reason"], "ipl", "{list}");
 }

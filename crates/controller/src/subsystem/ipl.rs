@@ -338,7 +338,10 @@ pub(crate) fn open(
             .collect();
         report.sessions = core.sessions.keys().copied().collect();
     }
-    let reports = sub.inner.with_tables(|t| Ok(t.reports.clone()))?;
+    let (reports, notes) = sub
+        .inner
+        .with_tables(|t| Ok((t.reports.clone(), t.notes.clone())))?;
+    report.table_notes.extend(notes);
     for (name, r) in &reports {
         if let Some(t) = &r.torn_tail {
             report.table_notes.push(format!(

@@ -41,6 +41,7 @@ mod rollback;
 mod runs;
 mod sessions;
 mod stages;
+mod table_recovery;
 mod tables;
 
 use std::collections::{BTreeMap, HashMap};

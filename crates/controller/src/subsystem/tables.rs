@@ -21,7 +21,7 @@ use activity_table::{
 };
 use volume_store::FaultPoint;
 
-use super::Subsystem;
+use super::{table_recovery, Subsystem};
 use crate::datadir::DataDir;
 use crate::error::{err, ControllerError, ErrorKind, Result};
 use crate::metrics::Metrics;
@@ -31,6 +31,8 @@ pub(crate) struct Tables {
     pub(crate) volumes: BTreeMap<String, ActivityTable>,
     /// What recovery found in each table at open (for the IPL report).
     pub(crate) reports: Vec<(String, RecoveryReport)>,
+    /// Cross-check findings and rebuilds at open (for the IPL report).
+    pub(crate) notes: Vec<String>,
     /// Installed on every table opened (module doc).
     hook: FaultHook,
 }
@@ -69,20 +71,54 @@ impl Tables {
         faults: Arc<dyn FaultPoint>,
     ) -> Result<Tables> {
         let hook = fault_hook(faults);
-        let (sub, rep) = open(
-            dir.subsystem_table_path(),
-            TableId::Subsystem(subsystem.to_string()),
-            &hook,
-        )?;
+        let mut vols = BTreeMap::new();
+        let mut reports = Vec::new();
+        for v in volumes {
+            let id = TableId::Volume {
+                subsystem: subsystem.to_string(),
+                volume: v.to_string(),
+            };
+            let (t, rep) = open(dir.volume_table_path(v), id, &hook)?;
+            reports.push((v.to_string(), rep));
+            vols.insert(v.to_string(), t);
+        }
+        // The subsystem table, or its rebuild from the volume tables
+        // (table_recovery.rs).
+        let path = dir.subsystem_table_path();
+        let id = TableId::Subsystem(subsystem.to_string());
+        let any_entries = vols.values().any(|t| !t.entries().is_empty());
+        let (mut sub, rep, mut notes) = match ActivityTable::open(&path, id) {
+            Ok((t, rep)) if rep.created && any_entries => {
+                drop(t);
+                let (t, rep, note) = table_recovery::rebuild(dir, subsystem, &vols, None)?;
+                (t, rep, vec![note])
+            }
+            Ok((t, rep)) => {
+                let notes = table_recovery::cross_check(&t, &vols);
+                (t, rep, notes)
+            }
+            Err(e @ TableError::CorruptRecord { .. }) => {
+                let why = e.to_string();
+                let (t, rep, note) = table_recovery::rebuild(dir, subsystem, &vols, Some(&why))?;
+                (t, rep, vec![note])
+            }
+            Err(e) => {
+                return Err(table_err(
+                    &format!("open activity table {}", path.display()),
+                    e,
+                ))
+            }
+        };
+        sub.set_fault_hook(Some(hook.clone()));
+        reports.insert(0, ("subsystem".into(), rep));
         let mut t = Tables {
             subsystem: sub,
-            volumes: BTreeMap::new(),
-            reports: vec![("subsystem".into(), rep)],
+            volumes: vols,
+            reports,
+            notes: Vec::new(),
             hook,
         };
-        for v in volumes {
-            t.open_volume(dir, subsystem, v)?;
-        }
+        t.notes.append(&mut notes);
         Ok(t)
     }
 
