@@ -1,0 +1,172 @@
+"""A small client of the firmware-sim control API (JSON over HTTP).
+
+Every method returns the decoded JSON answer. An error answer of the API
+raises :class:`ApiError` with its ``kind`` (``unknown_volume``,
+``wrong_state``, ``busy``, ...), ``status`` and message, exactly as the API
+documents them (docs/CLI.md, "Control API").
+"""
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+
+
+class ApiError(Exception):
+    """An error answer of the control API."""
+
+    def __init__(self, status, kind, message):
+        super().__init__(f"{message} [{kind}]")
+        self.status = status
+        self.kind = kind
+        self.message = message
+
+
+def _seg(text):
+    return urllib.parse.quote(str(text), safe="")
+
+
+class Client:
+    """The control API at ``base`` (``http://HOST:PORT``)."""
+
+    def __init__(self, base, timeout=300.0):
+        self.base = base.rstrip("/")
+        if not self.base.startswith(("http://", "https://")):
+            self.base = "http://" + self.base
+        self.timeout = timeout
+        # The API is a direct connection: never through a proxy.
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def request(self, method, path, body=None):
+        data = None
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        req = urllib.request.Request(self.base + path, data=data, method=method, headers=headers)
+        try:
+            with self._opener.open(req, timeout=self.timeout) as resp:
+                text = resp.read().decode()
+                return json.loads(text) if text else None
+        except urllib.error.HTTPError as e:
+            text = e.read().decode(errors="replace")
+            try:
+                doc = json.loads(text)
+                raise ApiError(e.code, doc.get("kind", "unknown"), doc.get("error", text)) from None
+            except ValueError:
+                raise ApiError(e.code, "not_api", text.strip() or str(e)) from None
+
+    def get(self, path):
+        return self.request("GET", path)
+
+    def post(self, path, body=None):
+        return self.request("POST", path, {} if body is None else body)
+
+    def delete(self, path):
+        return self.request("DELETE", path)
+
+    # ---- status ----------------------------------------------------------
+    def health(self):
+        return self.get("/health")
+
+    # ---- volumes ---------------------------------------------------------
+    def volumes(self):
+        return self.get("/volumes")
+
+    def volume(self, name):
+        return self.get(f"/volumes/{_seg(name)}")
+
+    def create_volume(self, name, model):
+        return self.post("/volumes", {"id": name, "model": model})
+
+    def delete_volume(self, name):
+        return self.delete(f"/volumes/{_seg(name)}")
+
+    # ---- maps ------------------------------------------------------------
+    def maps(self):
+        return self.get("/mappings")
+
+    def map(self, map_id):
+        return self.get(f"/mappings/{int(map_id)}")
+
+    def create_map(self, source, target, copy_type="nocopy", incremental=False,
+                   extent=None, copy_rate=None, clean_rate=None):
+        body = {"source": source, "target": target, "type": copy_type,
+                "incremental": incremental}
+        for key, value in (("extent", extent), ("copy_rate", copy_rate),
+                           ("clean_rate", clean_rate)):
+            if value is not None:
+                body[key] = value
+        return self.post("/mappings", body)
+
+    def start_map(self, map_id, restore=False):
+        return self.post(f"/mappings/{int(map_id)}/start", {"restore": restore})
+
+    def prepare_map(self, map_id):
+        return self.request("POST", f"/mappings/{int(map_id)}/prepare")
+
+    def stop_map(self, map_id, force=False):
+        return self.post(f"/mappings/{int(map_id)}/stop", {"force": force})
+
+    def delete_map(self, map_id, force=False):
+        return self.delete(f"/mappings/{int(map_id)}?force={'true' if force else 'false'}")
+
+    def restore_map(self, map_id, copy_rate=None):
+        body = {} if copy_rate is None else {"copy_rate": copy_rate}
+        return self.post(f"/mappings/{int(map_id)}/restore", body)
+
+    def cascades(self):
+        return self.get("/cascades")
+
+    # ---- groups ----------------------------------------------------------
+    def groups(self):
+        return self.get("/groups")
+
+    def create_group(self, group_id, maps):
+        return self.post("/groups", {"id": int(group_id), "maps": [int(m) for m in maps]})
+
+    def start_group(self, group_id, restore=False):
+        return self.post(f"/groups/{int(group_id)}/start", {"restore": restore})
+
+    def stop_group(self, group_id, force=False):
+        return self.post(f"/groups/{int(group_id)}/stop", {"force": force})
+
+    def delete_group(self, group_id, force=False):
+        return self.delete(f"/groups/{int(group_id)}?force={'true' if force else 'false'}")
+
+    # ---- sessions ----------------------------------------------------------
+    def sessions(self):
+        return self.get("/sessions")
+
+    def session(self, session_id):
+        for s in self.sessions():
+            if s["id"] == session_id:
+                return s
+        raise ApiError(404, "unknown_session", f"unknown session {session_id}")
+
+    def start_session(self, session_id, extents, targets, program=None):
+        """``extents``: ``["FB00:0-15", "SS02/V0:0-15"]``; ``targets``: one per source."""
+        if isinstance(extents, str):
+            extents = [extents]
+        if isinstance(targets, str):
+            targets = [targets]
+        body = {"id": session_id, "extent": ",".join(extents), "target": ",".join(targets)}
+        if program is not None:
+            body["program"] = program
+        return self.post("/sessions", body)
+
+    def complete_session(self, session_id):
+        return self.post(f"/sessions/{_seg(session_id)}/complete")
+
+    def terminate_session(self, session_id, reason=None):
+        body = {} if reason is None else {"reason": reason}
+        return self.post(f"/sessions/{_seg(session_id)}/terminate", body)
+
+    def table(self, volume=None):
+        path = "/tables" if volume is None else f"/tables?volume={_seg(volume)}"
+        return self.get(path)
+
+    # ---- events ------------------------------------------------------------
+    def event(self, name, **body):
+        """``ipl``, ``rm-restart``, ``abend`` (``program=``), ``reset`` (``lose_volatile=``)."""
+        return self.post(f"/events/{_seg(name)}", body)

@@ -1,0 +1,202 @@
+"""One running firmware-sim daemon for a test: a fresh data directory, free
+ports (port 0, read back from the boot banner), and clean-up on close.
+
+The daemon is the real binary, so a crash is a real SIGKILL of the process
+and an IPL is a real boot of the same data directory.
+"""
+
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from .client import Client
+
+#: How long a boot may take before it counts as failed.
+BOOT_TIMEOUT_S = 60.0
+
+
+class BootError(RuntimeError):
+    """The daemon did not come up; the message carries its output and log."""
+
+
+def find_binary(explicit=None):
+    """``explicit``, else ``$FIRMWARE_SIM_BIN``, else ``firmware-sim`` on ``PATH``."""
+    for candidate in (explicit, os.environ.get("FIRMWARE_SIM_BIN")):
+        if candidate:
+            if not (os.path.isfile(candidate) and os.access(candidate, os.X_OK)):
+                raise BootError(f"firmware-sim binary {candidate!r} is not an executable file")
+            return candidate
+    found = shutil.which("firmware-sim")
+    if not found:
+        raise BootError(
+            "no firmware-sim binary: put it on PATH or set FIRMWARE_SIM_BIN "
+            "(cargo build --release -p firmware-sim builds target/release/firmware-sim)"
+        )
+    return found
+
+
+class Subsystem:
+    """A booted daemon. Use as a context manager, or call :meth:`close`.
+
+    ``config`` is the TOML text of a subsystem config (docs/CLI.md), or
+    ``None`` for the embedded default (CKD00..03, FB00..03, subsystem SS01).
+    ``args`` are extra ``boot`` arguments (e.g. ``["--peer", "SS01=..."]``).
+    """
+
+    def __init__(self, config=None, binary=None, workdir=None, args=()):
+        self.binary = find_binary(binary)
+        self._own_dir = workdir is None
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="firmware-sim-"))
+        self.data_dir = self.workdir / "data"
+        self.log_path = self.workdir / "daemon.log"
+        self.config_path = None
+        if config is not None:
+            self.config_path = self.workdir / "subsystem.toml"
+            self.config_path.write_text(config)
+        self.args = list(args)
+        self.proc = None
+        self.api_url = None
+        self.nbd_base = None
+        self.banner = ""
+        self.client = None
+        self._boot(first=True)
+
+    # ---- lifecycle ---------------------------------------------------------
+    def _boot(self, first):
+        cmd = [self.binary, "boot", "--data-dir", str(self.data_dir),
+               "--api", "127.0.0.1:0", "--nbd", "127.0.0.1:0"]
+        if first and self.config_path is not None:
+            cmd += ["--config", str(self.config_path)]
+        if first:
+            cmd += self.args
+        log = open(self.log_path, "ab")
+        env = dict(os.environ)
+        env.setdefault("RUST_LOG", "info")
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=log, env=env)
+        log.close()
+        lines = queue.Queue()
+
+        def pump(stream):
+            for raw in iter(stream.readline, b""):
+                lines.put(raw.decode(errors="replace").rstrip("\n"))
+            lines.put(None)
+
+        threading.Thread(target=pump, args=(self.proc.stdout,), daemon=True).start()
+        deadline = time.monotonic() + BOOT_TIMEOUT_S
+        banner = []
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self._kill()
+                raise BootError(self._why("not ready after %.0f s" % BOOT_TIMEOUT_S, banner))
+            try:
+                line = lines.get(timeout=min(left, 0.5))
+            except queue.Empty:
+                continue
+            if line is None:
+                code = self.proc.wait()
+                raise BootError(self._why(f"exited with status {code} before ready", banner))
+            banner.append(line)
+            if line.startswith("control API: "):
+                self.api_url = line.split(": ", 1)[1].strip()
+            if "nbd://" in line and self.nbd_base is None:
+                uri = line[line.index("nbd://"):].split()[0]
+                self.nbd_base = uri[: uri.index("/", len("nbd://")) + 1]
+            if line.startswith("ready:"):
+                break
+        self.banner = "\n".join(banner)
+        if self.api_url is None or self.nbd_base is None:
+            self._kill()
+            raise BootError(self._why("banner lacks the API or NBD address", banner))
+        self.client = Client(self.api_url)
+
+    def _why(self, what, banner):
+        try:
+            log = self.log_path.read_text(errors="replace")
+        except OSError:
+            log = ""
+        return f"firmware-sim boot {what}\n--- stdout ---\n" + "\n".join(banner) + \
+            f"\n--- log ({self.log_path}) ---\n{log}"
+
+    def _kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    @property
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout=30.0):
+        """Clean shutdown (SIGTERM): every volume flushed. Returns the exit status."""
+        if not self.running:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self._kill()
+            raise BootError(self._why(f"did not stop within {timeout:.0f} s of SIGTERM", []))
+
+    def crash(self):
+        """SIGKILL: no shutdown at all, like a power loss of the host process."""
+        self._kill()
+
+    def ipl(self):
+        """Boot the same data directory again (an IPL): a clean stop first if
+        the daemon still runs. The API and NBD addresses change."""
+        if self.running:
+            self.stop()
+        self.api_url = self.nbd_base = None
+        self._boot(first=False)
+        return self
+
+    def reset(self, lose_volatile=False):
+        """A controller reset of the running subsystem, then its notification."""
+        return self.client.event("reset", lose_volatile=lose_volatile)
+
+    def close(self):
+        """Stops the daemon (SIGTERM, else SIGKILL) and removes its directory."""
+        try:
+            if self.running:
+                try:
+                    self.stop(timeout=20.0)
+                except BootError:
+                    pass
+        finally:
+            if self._own_dir:
+                shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    # ---- what tests use ----------------------------------------------------
+    def uri(self, volume):
+        """The NBD URI of ``volume`` (``nbd://127.0.0.1:PORT/VOL``)."""
+        return f"{self.nbd_base}{volume}"
+
+    def run(self, *cli_args, check=True, json=False):
+        """Runs the CLI against this subsystem; returns the CompletedProcess
+        (text mode). ``check`` raises on a non-zero exit; ``json`` adds --json."""
+        cmd = [self.binary, *[str(a) for a in cli_args], "--api", self.api_url]
+        if json:
+            cmd.append("--json")
+        return subprocess.run(cmd, capture_output=True, text=True, check=check)
+
+    def log(self):
+        """The daemon's log so far."""
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""

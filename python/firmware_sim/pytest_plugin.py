@@ -1,0 +1,53 @@
+"""pytest plugin: the ``subsystem`` and ``subsystem_factory`` fixtures.
+
+``subsystem`` boots one daemon per test (embedded default config, or the one
+given by ``@pytest.mark.subsystem(config=TOML_TEXT, args=[...])``) and stops
+it, removing its data directory, when the test ends, also when it fails.
+``subsystem_factory(config=None, args=())`` boots more (e.g. two daemons for
+a session across subsystems). The binary: ``FIRMWARE_SIM_BIN``, else
+``firmware-sim`` on ``PATH``.
+"""
+
+import pytest
+
+from .daemon import Subsystem
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "subsystem(config=None, args=()): the firmware-sim subsystem the `subsystem` fixture boots",
+    )
+
+
+@pytest.fixture
+def subsystem_factory(tmp_path_factory):
+    booted = []
+
+    def boot(config=None, args=()):
+        workdir = tmp_path_factory.mktemp("firmware-sim")
+        s = Subsystem(config=config, workdir=workdir, args=args)
+        booted.append(s)
+        return s
+
+    yield boot
+    for s in reversed(booted):
+        s.close()
+
+
+@pytest.fixture
+def subsystem(request, subsystem_factory):
+    marker = request.node.get_closest_marker("subsystem")
+    kwargs = dict(marker.kwargs) if marker else {}
+    s = subsystem_factory(config=kwargs.get("config"), args=kwargs.get("args", ()))
+    yield s
+    if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
+        print(f"--- firmware-sim log ({s.log_path}) ---\n{s.log()}")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.when == "call":
+        item.rep_call = rep

@@ -1,0 +1,122 @@
+"""Tests of the firmware_sim package against the real daemon, with NBD
+through libnbd's Python binding (python3-libnbd)."""
+
+import subprocess
+
+import nbd
+import pytest
+
+from firmware_sim import ApiError, BootError, Subsystem
+
+SECTOR = 512
+
+
+def nbd_handle(uri):
+    h = nbd.NBD()
+    h.connect_uri(uri)
+    return h
+
+
+def test_boots_default_and_serves_every_volume(subsystem):
+    names = [v["id"] for v in subsystem.client.volumes()]
+    assert names == ["CKD00", "CKD01", "CKD02", "CKD03", "FB00", "FB01", "FB02", "FB03"]
+    h = nbd_handle(subsystem.uri("FB00"))
+    assert h.get_size() == 1 << 30
+    h.shutdown()
+    assert subsystem.client.health()["subsystem"] == "SS01"
+
+
+def test_point_in_time_copy_keeps_the_old_bytes(subsystem):
+    h = nbd_handle(subsystem.uri("FB00"))
+    h.pwrite(b"A" * 65536, 0)
+    h.flush()
+    m = subsystem.client.create_map("FB00", "FB01", copy_type="nocopy")
+    subsystem.client.start_map(m["id"])
+    h.pwrite(b"B" * 65536, 0)
+    h.flush()
+    snap = nbd_handle(subsystem.uri("FB01"))
+    assert snap.pread(65536, 0) == b"A" * 65536
+    assert h.pread(65536, 0) == b"B" * 65536
+    h.shutdown()
+    snap.shutdown()
+
+
+def test_api_errors_carry_their_kind(subsystem):
+    with pytest.raises(ApiError) as e:
+        subsystem.client.map(99)
+    assert e.value.kind == "unknown_map"
+    assert e.value.status == 404
+
+
+def test_cli_runs_against_this_subsystem(subsystem):
+    out = subsystem.run("volume", "list", json=True)
+    assert '"FB03"' in out.stdout
+    bad = subsystem.run("map", "show", "99", check=False)
+    assert bad.returncode != 0
+    assert "unknown map 99" in bad.stderr
+
+
+CONFIG = """
+id = "SSPY"
+durability = "strict"
+
+[[volumes]]
+id = "SRC"
+model = "fb:16M"
+
+[[volumes]]
+id = "TGT"
+model = "fb:16M"
+"""
+
+
+@pytest.mark.subsystem(config=CONFIG)
+def test_marker_config_and_a_crash_mid_session_then_ipl(subsystem):
+    assert [v["id"] for v in subsystem.client.volumes()] == ["SRC", "TGT"]
+    s = subsystem.client.start_session("BK1", ["SRC:0-15"], ["TGT"], program="NIGHTLY")
+    assert s["state"] == "active"
+    h = nbd_handle(subsystem.uri("SRC"))
+    h.pwrite(b"x" * SECTOR, 0, nbd.CMD_FLAG_FUA)
+    h.shutdown()
+    subsystem.crash()
+    assert not subsystem.running
+    subsystem.ipl()
+    s = subsystem.client.session("BK1")
+    assert (s["state"], s["reason"]) == ("terminated", "ipl")
+    # The acknowledged write survived the kill.
+    h = nbd_handle(subsystem.uri("SRC"))
+    assert h.pread(SECTOR, 0) == b"x" * SECTOR
+    h.shutdown()
+
+
+def test_two_subsystems_from_the_factory_do_not_clash(subsystem_factory):
+    a = subsystem_factory()
+    b = subsystem_factory()
+    assert a.api_url != b.api_url and a.nbd_base != b.nbd_base
+    assert a.data_dir != b.data_dir
+
+
+def test_a_bad_config_is_a_boot_error_naming_the_field(tmp_path):
+    with pytest.raises(BootError) as e:
+        Subsystem(config='id = "SS01"\n[[volumes]]\nid = "V"\nmodel = "banana"\n', workdir=tmp_path)
+    assert "volumes[0].model" in str(e.value)
+
+
+def test_reset_event_reports_decisions(subsystem):
+    subsystem.client.start_session("R1", ["FB00:0-3"], ["FB01"])
+    report = subsystem.reset(lose_volatile=False)
+    decided = {d["session"]: d["outcome"] for d in report["decisions"]}
+    assert decided["R1"] == "resumed"
+
+
+def test_missing_binary_is_named(monkeypatch, tmp_path):
+    monkeypatch.setenv("FIRMWARE_SIM_BIN", str(tmp_path / "nope"))
+    with pytest.raises(BootError, match="not an executable"):
+        Subsystem()
+
+
+def test_version_of_the_binary_answers():
+    from firmware_sim import find_binary
+
+    out = subprocess.run([find_binary(), "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and "firmware-sim" in out.stdout
