@@ -18,6 +18,8 @@ pub struct ApiClient {
     addr: String,
     base: String,
     agent: ureq::Agent,
+    /// `Authorization: Bearer ...` value, when the API needs a token.
+    auth: Option<String>,
 }
 
 impl ApiClient {
@@ -41,12 +43,28 @@ impl ApiClient {
             addr,
             base,
             agent: ureq::Agent::new_with_config(config),
+            auth: None,
+        }
+    }
+
+    /// The same client, sending `token` as a bearer token.
+    pub fn with_token(mut self, token: Option<String>) -> ApiClient {
+        self.auth = token.map(|t| format!("Bearer {}", t.trim()));
+        self
+    }
+
+    fn authorize<B>(&self, r: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.auth {
+            Some(a) => r.header("Authorization", a),
+            None => r,
         }
     }
 
     /// `GET path`.
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, CliError> {
-        let res = self.agent.get(format!("{}{path}", self.base)).call();
+        let res = self
+            .authorize(self.agent.get(format!("{}{path}", self.base)))
+            .call();
         self.finish(path, res)
     }
 
@@ -57,15 +75,18 @@ impl ApiClient {
         body: &impl Serialize,
     ) -> Result<T, CliError> {
         let res = self
-            .agent
-            .post(format!("{}{path}", self.base))
+            .authorize(self.agent.post(format!("{}{path}", self.base)))
             .send_json(body);
         self.finish(path, res)
     }
 
     /// `DELETE path`.
     pub fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, CliError> {
-        let res = self.agent.delete(format!("{}{path}", self.base)).call();
+        // State-changing requests carry JSON (the API refuses others).
+        let res = self
+            .authorize(self.agent.delete(format!("{}{path}", self.base)))
+            .force_send_body()
+            .send_json(serde_json::json!({}));
         self.finish(path, res)
     }
 

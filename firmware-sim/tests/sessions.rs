@@ -505,7 +505,7 @@ fn a_session_image_is_changed_only_by_the_session() {
         "--id",
         "K1",
         "--extent",
-        "FB00:0-15",
+        "FB00:0-16383", // the whole volume: its copy cannot finish before the forced stop below
         "--target",
         "FB01",
     ]);

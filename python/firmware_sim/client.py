@@ -29,8 +29,9 @@ def _seg(text):
 class Client:
     """The control API at ``base`` (``http://HOST:PORT``)."""
 
-    def __init__(self, base, timeout=300.0):
+    def __init__(self, base, timeout=300.0, token=None):
         self.base = base.rstrip("/")
+        self.token = token
         if not self.base.startswith(("http://", "https://")):
             self.base = "http://" + self.base
         self.timeout = timeout
@@ -38,8 +39,13 @@ class Client:
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
     def request(self, method, path, body=None):
-        data = None
         headers = {"Accept": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        # Every state-changing request carries JSON (the API refuses others).
+        if body is None and method not in ("GET", "HEAD"):
+            body = {}
+        data = None
         if body is not None:
             data = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
@@ -103,7 +109,7 @@ class Client:
         return self.post(f"/mappings/{int(map_id)}/start", {"restore": restore})
 
     def prepare_map(self, map_id):
-        return self.request("POST", f"/mappings/{int(map_id)}/prepare")
+        return self.post(f"/mappings/{int(map_id)}/prepare")
 
     def stop_map(self, map_id, force=False):
         return self.post(f"/mappings/{int(map_id)}/stop", {"force": force})

@@ -41,6 +41,14 @@ pub enum ApiErrorKind {
     Internal,
     /// The subsystem is not serving (shut down, restarting).
     Unavailable,
+    /// No or a wrong API token.
+    Unauthorized,
+    /// A cross-origin request (a web page in a browser).
+    Forbidden,
+    /// A state-changing request without `Content-Type: application/json`.
+    UnsupportedMediaType,
+    /// A request body over the limit.
+    TooLarge,
 }
 
 impl ApiErrorKind {
@@ -62,6 +70,12 @@ impl ApiErrorKind {
             K::NoSpace => ("no_space", StatusCode::INSUFFICIENT_STORAGE),
             K::Internal => ("internal", StatusCode::INTERNAL_SERVER_ERROR),
             K::Unavailable => ("unavailable", StatusCode::SERVICE_UNAVAILABLE),
+            K::Unauthorized => ("unauthorized", StatusCode::UNAUTHORIZED),
+            K::Forbidden => ("forbidden", StatusCode::FORBIDDEN),
+            K::TooLarge => ("too_large", StatusCode::PAYLOAD_TOO_LARGE),
+            K::UnsupportedMediaType => {
+                ("unsupported_media_type", StatusCode::UNSUPPORTED_MEDIA_TYPE)
+            }
         }
     }
 }

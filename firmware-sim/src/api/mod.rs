@@ -17,6 +17,7 @@ use axum::{Json, Router};
 pub mod error;
 mod events;
 mod groups;
+pub mod guard;
 mod mappings;
 pub mod model;
 mod sessions;
@@ -50,8 +51,8 @@ impl AppState {
     }
 }
 
-/// The router of every route.
-pub fn router(state: AppState) -> Router {
+/// The router of every route, behind the [`guard`].
+pub fn router(state: AppState, guard: guard::Guard) -> Router {
     Router::new()
         .merge(status::routes())
         .merge(volumes::routes())
@@ -64,6 +65,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(fallback)
         .method_not_allowed_fallback(fallback)
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(guard, guard::check))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            guard::BODY_LIMIT_BYTES,
+        ))
 }
 
 async fn fallback(method: Method, uri: Uri) -> ApiError {
@@ -86,6 +91,17 @@ pub fn optional_body<T: Default + serde::de::DeserializeOwned>(
 
 /// Unwraps a JSON body, turning axum's rejection into an [`ApiError`].
 pub fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    b.map(|Json(v)| v)
-        .map_err(|e| ApiError::bad_request(format!("bad request body: {}", e.body_text())))
+    b.map(|Json(v)| v).map_err(|e| {
+        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                ApiErrorKind::TooLarge,
+                format!(
+                    "request body over the limit of {} bytes",
+                    guard::BODY_LIMIT_BYTES
+                ),
+            )
+        } else {
+            ApiError::bad_request(format!("bad request body: {}", e.body_text()))
+        }
+    })
 }

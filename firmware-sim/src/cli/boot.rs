@@ -32,6 +32,11 @@ pub struct BootArgs {
     /// The volume an empty NBD export name selects (none by default).
     #[arg(long, value_name = "VOL")]
     pub default_export: Option<String>,
+    /// File holding the control API's bearer token: required to bind the API
+    /// outside loopback; every client then sends it (CLI: --token-file or
+    /// FIRMWARE_SIM_API_TOKEN); peers are sent the same token.
+    #[arg(long, value_name = "FILE")]
+    pub api_token_file: Option<PathBuf>,
     /// Another subsystem whose volumes sessions may span: ID=HOST:PORT of its
     /// control API (repeatable; adds to or replaces the config's [[peers]]).
     #[arg(long = "peer", value_name = "ID=HOST:PORT")]
@@ -63,6 +68,7 @@ pub fn run(a: BootArgs) -> Result<(), CliError> {
         no_api: a.no_api,
         default_export: a.default_export,
         peers: a.peers,
+        api_token_file: a.api_token_file,
     };
     runtime()?.block_on(daemon::boot(plan))
 }

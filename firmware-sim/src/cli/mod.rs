@@ -55,12 +55,29 @@ pub struct ClientOpts {
     /// Machine-readable output: one JSON document on stdout.
     #[arg(long, global = true)]
     pub json: bool,
+    /// File holding the control API's token (a daemon booted with
+    /// --api-token-file); default: $FIRMWARE_SIM_API_TOKEN.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub token_file: Option<std::path::PathBuf>,
 }
 
 impl ClientOpts {
-    /// A client for the configured API address.
+    /// A client for the configured API address (with the token, if any).
     pub fn client(&self) -> ApiClient {
-        ApiClient::new(&self.api)
+        let token = match &self.token_file {
+            Some(p) => match std::fs::read_to_string(p) {
+                Ok(t) => Some(t.trim().to_string()),
+                Err(e) => {
+                    eprintln!(
+                        "firmware-sim: warning: cannot read --token-file {}: {e}",
+                        p.display()
+                    );
+                    None
+                }
+            },
+            None => std::env::var("FIRMWARE_SIM_API_TOKEN").ok(),
+        };
+        ApiClient::new(&self.api).with_token(token.filter(|t| !t.is_empty()))
     }
 }
 

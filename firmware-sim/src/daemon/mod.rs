@@ -45,6 +45,8 @@ pub struct BootPlan {
     pub default_export: Option<String>,
     /// `--peer ID=HOST:PORT` flags.
     pub peers: Vec<String>,
+    /// `--api-token-file`.
+    pub api_token_file: Option<PathBuf>,
 }
 
 async fn bind_tcp(what: &str, addr: &str) -> Result<TcpListener, CliError> {
@@ -173,6 +175,48 @@ async fn open_node(
     Ok(node)
 }
 
+/// Shortest token accepted (a guessable token protects nothing).
+const MIN_TOKEN_LEN: usize = 16;
+
+/// The token of `--api-token-file` (trimmed), checked.
+fn read_token(file: Option<&Path>) -> Result<Option<String>, CliError> {
+    let Some(f) = file else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(f)
+        .map_err(|e| CliError::failed(format!("--api-token-file {}", f.display()), e))?;
+    let token = text.trim().to_string();
+    if token.len() < MIN_TOKEN_LEN || token.chars().any(char::is_whitespace) {
+        return Err(CliError::Usage(format!(
+            "--api-token-file {}: the token must be one word of at least {MIN_TOKEN_LEN} \
+             characters (e.g. `head -c 32 /dev/urandom | base64 > FILE`)",
+            f.display()
+        )));
+    }
+    Ok(Some(token))
+}
+
+/// A control API reachable from other hosts needs a token: refuse to bind
+/// outside loopback without `--api-token-file`.
+fn check_api_exposure(addr: &str, token_file: Option<&Path>) -> Result<(), CliError> {
+    if token_file.is_some() {
+        return Ok(());
+    }
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        return Ok(());
+    }
+    Err(CliError::Usage(format!(
+        "--api {addr} is reachable from other hosts, and the control API can delete every \
+         volume: give it a token with --api-token-file FILE (or bind 127.0.0.1)"
+    )))
+}
+
 /// What to do when a volume's file is missing or damaged (the open names it
 /// as `open volume ID`): every volume stays offline until it is back.
 fn volume_file_hint(message: &str, data_dir: &Path) -> String {
@@ -246,8 +290,15 @@ pub async fn boot(mut plan: BootPlan) -> Result<(), CliError> {
             .clone()
             .or_else(|| config.listen.api.clone())
             .unwrap_or_else(|| DEFAULT_API.into());
+        check_api_exposure(&a, plan.api_token_file.as_deref())?;
         Some(bind_tcp("the control API", &a).await?)
     };
+    let guard = crate::api::guard::Guard {
+        token: read_token(plan.api_token_file.as_deref())?.map(Arc::new),
+    };
+    if let Some(t) = &guard.token {
+        crate::peer::set_peer_token(t);
+    }
 
     let subsystem_id = config.id.clone();
     config::check_volume_sizes(&plan.data_dir, &config)?;
@@ -296,7 +347,7 @@ pub async fn boot(mut plan: BootPlan) -> Result<(), CliError> {
         }));
     }
     if let Some(l) = api_listener {
-        let router = crate::api::router(crate::api::AppState { node: node.clone() });
+        let router = crate::api::router(crate::api::AppState { node: node.clone() }, guard);
         let sd = shutdown.clone();
         tasks.push(tokio::spawn(async move {
             if let Err(e) = axum::serve(l, router)

@@ -16,6 +16,22 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long connecting to a peer may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The bearer token this daemon sends its peers (its own `--api-token-file`:
+/// daemons that share sessions share a token).
+static PEER_TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Sets the token sent to peers (once, at boot).
+pub fn set_peer_token(token: &str) {
+    let _ = PEER_TOKEN.set(token.to_string());
+}
+
+fn authorize<B>(r: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+    match PEER_TOKEN.get() {
+        Some(t) => r.header("Authorization", &format!("Bearer {t}")),
+        None => r,
+    }
+}
+
 /// A peer subsystem reached over its daemon's control API.
 pub struct RemotePort {
     id: String,
@@ -77,16 +93,13 @@ impl RemotePort {
     }
 
     fn get_raw<T: DeserializeOwned>(&self, path: &str) -> Result<T, PortError> {
-        let res = self.agent.get(format!("{}{path}", self.base)).call();
+        let res = authorize(self.agent.get(format!("{}{path}", self.base))).call();
         self.decode(path, res)
     }
 
     fn post<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T, PortError> {
         self.verify()?;
-        let res = self
-            .agent
-            .post(format!("{}{path}", self.base))
-            .send_json(body);
+        let res = authorize(self.agent.post(format!("{}{path}", self.base))).send_json(body);
         self.decode(path, res)
     }
 

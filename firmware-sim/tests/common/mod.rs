@@ -338,18 +338,45 @@ pub fn read_file(p: &Path) -> Vec<u8> {
 
 /// An HTTP request to the control API: (status, body).
 pub fn http(method: &str, url: &str, body: Option<&str>) -> (u16, String) {
+    http_with(method, url, body, &[])
+}
+
+/// [`http`] with extra request headers.
+pub fn http_with(
+    method: &str,
+    url: &str,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
         .into();
+    let with = |mut r: ureq::RequestBuilder<ureq::typestate::WithBody>| {
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        r
+    };
     let res = match (method, body) {
-        ("GET", _) => agent.get(url).call(),
-        ("POST", Some(b)) => agent
-            .post(url)
-            .header("content-type", "application/json")
-            .send(b),
-        ("POST", None) => agent.post(url).send_empty(),
-        ("DELETE", _) => agent.delete(url).call(),
+        ("GET", _) => {
+            let mut r = agent.get(url);
+            for (k, v) in headers {
+                r = r.header(*k, *v);
+            }
+            r.call()
+        }
+        ("POST", Some(b)) => {
+            with(agent.post(url).header("content-type", "application/json")).send(b)
+        }
+        ("POST", None) => with(agent.post(url)).send_empty(),
+        ("DELETE", b) => with(
+            agent
+                .delete(url)
+                .header("content-type", "application/json")
+                .force_send_body(),
+        )
+        .send(b.unwrap_or("{}")),
         _ => panic!("unsupported method {method}"),
     };
     let mut resp = res.unwrap_or_else(|e| panic!("{method} {url}: {e}"));

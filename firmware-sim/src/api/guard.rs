@@ -1,0 +1,109 @@
+//! What every control-API request passes before a handler sees it: the
+//! defences against a web page in the user's browser and against clients on
+//! a network (docs/SECURITY.md).
+//!
+//! Rules, in order:
+//! 1. with a token configured (`--api-token-file`), every request but
+//!    `GET /health` carries `Authorization: Bearer TOKEN` (401 otherwise);
+//! 2. a request with an `Origin` header that is not this API's own origin is
+//!    refused (403): browsers send it on cross-site requests, and nothing
+//!    but a browser sends a foreign one;
+//! 3. a state-changing request (any method but GET/HEAD) has
+//!    `Content-Type: application/json` (415 otherwise): a cross-site form or
+//!    `fetch` without a CORS preflight cannot send that type, and this API
+//!    answers no preflight;
+//! 4. a request body is at most [`BODY_LIMIT_BYTES`], and a request gets at
+//!    most [`REQUEST_TIMEOUT`] (503 after it; the work it started finishes).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{header, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::{ApiError, ApiErrorKind};
+
+/// Largest request body accepted.
+pub const BODY_LIMIT_BYTES: usize = 4 << 20;
+/// Longest a request may take.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The guard's settings.
+#[derive(Clone, Default)]
+pub struct Guard {
+    /// The bearer token every request must carry, if any.
+    pub token: Option<Arc<String>>,
+}
+
+fn refuse(kind: ApiErrorKind, msg: impl Into<String>) -> Response {
+    ApiError::new(kind, msg).into_response()
+}
+
+/// Constant-time comparison (the token is a secret).
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+/// The middleware (`axum::middleware::from_fn_with_state`).
+pub async fn check(State(g): State<Guard>, req: Request, next: Next) -> Response {
+    let h = req.headers();
+    let health = req.method() == Method::GET && req.uri().path() == "/health";
+    if let Some(token) = &g.token {
+        let given = h
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let ok = given.is_some_and(|t| same(t.trim().as_bytes(), token.as_bytes()));
+        if !ok && !health {
+            return refuse(
+                ApiErrorKind::Unauthorized,
+                "this control API needs a token: pass --token-file FILE or set \
+                 FIRMWARE_SIM_API_TOKEN (Authorization: Bearer TOKEN)",
+            );
+        }
+    }
+    if let Some(origin) = h.get(header::ORIGIN) {
+        let host = h.get(header::HOST).and_then(|v| v.to_str().ok());
+        let own = host.map(|host| format!("http://{host}"));
+        let origin = origin.to_str().unwrap_or("");
+        if own.as_deref() != Some(origin) {
+            return refuse(
+                ApiErrorKind::Forbidden,
+                format!("cross-origin request from {origin:?} refused"),
+            );
+        }
+    }
+    if !matches!(*req.method(), Method::GET | Method::HEAD) {
+        let json = h
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(';')
+                    .next()
+                    .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+            });
+        if !json {
+            return refuse(
+                ApiErrorKind::UnsupportedMediaType,
+                format!(
+                    "{} {} needs Content-Type: application/json (send {{}} when there is \
+                     nothing to say)",
+                    req.method(),
+                    req.uri().path()
+                ),
+            );
+        }
+    }
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => refuse(
+            ApiErrorKind::Unavailable,
+            format!(
+                "request took longer than {} s; what it started goes on (check the state)",
+                REQUEST_TIMEOUT.as_secs()
+            ),
+        ),
+    }
+}

@@ -1,0 +1,130 @@
+//! The control API against a web page in the user's browser and clients on
+//! a network (issue 14; docs/SECURITY.md): JSON-only state changes, foreign
+//! origins refused, a token required off loopback, bounded bodies.
+
+mod common;
+
+use common::{assert_fails_with, http, http_with, run, Daemon, BIN};
+
+const EXIT_FAILED: i32 = 1;
+const EXIT_USAGE: i32 = 2;
+
+fn kind(text: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(text)
+        .map(|v| v["kind"].as_str().unwrap_or("").to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn cross_site_requests_and_non_json_state_changes_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::boot(tmp.path());
+    let base = format!("http://{}", d.api);
+    let m = d.cli_json(&[
+        "map", "create", "--source", "FB00", "--target", "FB01", "--type", "nocopy",
+    ]);
+    let start = format!("{base}/mappings/{}/start", m["id"]);
+
+    // A plain cross-site form post: no JSON content type.
+    let (status, text) = http("POST", &start, None);
+    assert_eq!(
+        (status, kind(&text).as_str()),
+        (415, "unsupported_media_type"),
+        "{text}"
+    );
+    // fetch() from another origin with JSON: the Origin header gives it away.
+    let (status, text) = http_with(
+        "POST",
+        &start,
+        Some("{}"),
+        &[("origin", "http://evil.example")],
+    );
+    assert_eq!((status, kind(&text).as_str()), (403, "forbidden"), "{text}");
+    let state = d.cli_json(&["map", "show", &m["id"].to_string()]);
+    assert_eq!(
+        state["state"], "idle_or_copied",
+        "nothing was started: {state}"
+    );
+    // Its own origin (a page served by the API itself) is fine.
+    let own = format!("http://{}", d.api);
+    let (status, text) = http_with("POST", &start, Some("{}"), &[("origin", &own)]);
+    assert_eq!(status, 200, "{text}");
+    // Reads need nothing.
+    assert_eq!(http("GET", &format!("{base}/volumes"), None).0, 200);
+    // A body over the limit.
+    let big = format!("{{\"id\":\"{}\"}}", "x".repeat(5 << 20));
+    let (status, _) = http("POST", &format!("{base}/volumes"), Some(&big));
+    assert_eq!(status, 413);
+}
+
+#[test]
+fn a_token_is_required_off_loopback_and_then_on_every_request() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Off loopback without a token: refused, naming the flag.
+    let data = tmp.path().join("refused");
+    let out = run(
+        BIN,
+        &[
+            "boot",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--api",
+            "0.0.0.0:0",
+            "--nbd",
+            "127.0.0.1:0",
+        ],
+    );
+    assert_fails_with(
+        &out,
+        EXIT_USAGE,
+        "--api-token-file",
+        "non-loopback API without a token",
+    );
+    let short = tmp.path().join("short");
+    std::fs::write(&short, "abc\n").unwrap();
+    let out = run(
+        BIN,
+        &[
+            "boot",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--api-token-file",
+            short.to_str().unwrap(),
+        ],
+    );
+    assert_fails_with(&out, EXIT_USAGE, "at least 16", "a guessable token");
+
+    let token = tmp.path().join("token");
+    std::fs::write(&token, "s3cret-token-0123456789\n").unwrap();
+    let d = Daemon::boot_with(tmp.path(), &["--api-token-file", token.to_str().unwrap()]);
+    let base = format!("http://{}", d.api);
+    let (status, text) = http("GET", &format!("{base}/volumes"), None);
+    assert_eq!(
+        (status, kind(&text).as_str()),
+        (401, "unauthorized"),
+        "{text}"
+    );
+    assert_eq!(
+        http("GET", &format!("{base}/health"), None).0,
+        200,
+        "liveness stays open"
+    );
+    let (status, _) = http_with(
+        "GET",
+        &format!("{base}/volumes"),
+        None,
+        &[("authorization", "Bearer wrong-token-0123456789")],
+    );
+    assert_eq!(status, 401);
+    // The CLI: refused without the token, served with --token-file or the env.
+    let out = d.cli(&["volume", "list"]);
+    assert_fails_with(&out, EXIT_FAILED, "--token-file", "CLI without a token");
+    let out = d.cli(&["volume", "list", "--token-file", token.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let out = std::process::Command::new(BIN)
+        .args(["volume", "list", "--api", &d.api])
+        .env("FIRMWARE_SIM_API_TOKEN", "s3cret-token-0123456789")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
