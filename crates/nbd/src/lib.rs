@@ -38,6 +38,7 @@ mod bufpool;
 mod dispatch;
 mod export;
 pub mod extents;
+mod limits;
 mod negotiate;
 mod ops;
 pub mod proto;

@@ -5,7 +5,10 @@
 //! - At most `max_connections` connections are served at once; extra ones
 //!   are accepted and closed at once with a log line (never left hanging in
 //!   the backlog).
-//! - A handshake that takes longer than `handshake_timeout` is dropped.
+//! - A handshake that takes longer than `handshake_timeout` is dropped, and
+//!   a connection with no request for `idle_timeout` is closed.
+//! - At most `max_connections_per_peer` TCP connections per IP address; the
+//!   lines about refused connections are throttled (`limits.rs`).
 //! - Shutdown: stop accepting, answer new options `ERR_SHUTDOWN` and new
 //!   requests `ESHUTDOWN`, let started requests finish and reply, and close
 //!   connections still open after `shutdown_grace`.
@@ -21,6 +24,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{debug, info, info_span, warn, Instrument};
 
+use crate::limits::{PeerCounts, Throttled};
 use crate::negotiate::negotiate;
 use crate::registry::ExportRegistry;
 use crate::transmit::transmit;
@@ -65,6 +69,11 @@ pub struct ServerConfig {
     /// Most small requests run together in one blocking task while the
     /// export answers fast (1 turns batching off; see docs/NBD.md).
     pub max_batch: usize,
+    /// Connections from one IP address served at once (so one peer cannot
+    /// take every slot); unix-socket connections are not counted.
+    pub max_connections_per_peer: usize,
+    /// A connection with no request for this long is closed (`None`: never).
+    pub idle_timeout: Option<Duration>,
 }
 
 impl Default for ServerConfig {
@@ -78,6 +87,8 @@ impl Default for ServerConfig {
             handshake_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
             max_batch: 8,
+            max_connections_per_peer: 16,
+            idle_timeout: Some(Duration::from_secs(300)),
         }
     }
 }
@@ -88,6 +99,12 @@ impl ServerConfig {
         let bad = |m: String| Err(ServerError::Config(m));
         if self.max_connections == 0 {
             return bad("max_connections must be at least 1".into());
+        }
+        if self.max_connections_per_peer == 0 {
+            return bad("max_connections_per_peer must be at least 1".into());
+        }
+        if self.idle_timeout.is_some_and(|t| t.is_zero()) {
+            return bad("idle_timeout must be positive (None: never)".into());
         }
         if self.max_batch == 0 || self.max_batch > 64 {
             return bad(format!("max_batch {} is not in 1..=64", self.max_batch));
@@ -185,6 +202,8 @@ impl Server {
     ) -> Result<(), ServerError> {
         let (sd_tx, sd_rx) = watch::channel(false);
         let slots = Arc::new(Semaphore::new(self.config.max_connections));
+        let peers = PeerCounts::default();
+        let mut refused = Throttled::new();
         let mut tasks = JoinSet::new();
         tokio::pin!(shutdown);
         loop {
@@ -193,9 +212,24 @@ impl Server {
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 res = accept(&listener) => match res {
                     Ok((stream, peer)) => {
+                        let per_peer = match peer_ip(&stream) {
+                            Some(ip) => match peers.try_take(ip, self.config.max_connections_per_peer) {
+                                Some(s) => Some(s),
+                                None => {
+                                    if let Some(more) = refused.event(std::time::Instant::now()) {
+                                        warn!(%peer, limit = self.config.max_connections_per_peer, more,
+                                            "per-peer connection limit reached; closing new connection(s)");
+                                    }
+                                    continue;
+                                }
+                            },
+                            None => None,
+                        };
                         let Ok(slot) = slots.clone().try_acquire_owned() else {
-                            warn!(%peer, limit = self.config.max_connections,
-                                "connection limit reached; closing new connection");
+                            if let Some(more) = refused.event(std::time::Instant::now()) {
+                                warn!(%peer, limit = self.config.max_connections, more,
+                                    "connection limit reached; closing new connection(s)");
+                            }
                             continue;
                         };
                         let ctx = ConnContext {
@@ -207,6 +241,7 @@ impl Server {
                         let span = info_span!("nbd_conn", id, %peer);
                         tasks.spawn(async move {
                             let _slot = slot;
+                            let _per_peer = per_peer;
                             match stream {
                                 Stream::Tcp(s) => {
                                     let _ = s.set_nodelay(true);
@@ -275,6 +310,14 @@ impl Server {
 enum Stream {
     Tcp(tokio::net::TcpStream),
     Unix(tokio::net::UnixStream),
+}
+
+/// The peer's IP address (TCP only).
+fn peer_ip(s: &Stream) -> Option<std::net::IpAddr> {
+    match s {
+        Stream::Tcp(t) => t.peer_addr().ok().map(|a| a.ip()),
+        Stream::Unix(_) => None,
+    }
 }
 
 async fn accept(listener: &Listener) -> std::io::Result<(Stream, String)> {

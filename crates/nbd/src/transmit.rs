@@ -134,6 +134,29 @@ async fn read_requests<R: AsyncRead + Unpin>(
     disp: &mut Dispatcher,
 ) -> Result<(), ServerError> {
     let mut hdr = [0u8; REQUEST_HEADER_BYTES];
+    let mut refused = crate::limits::Throttled::new();
+    let res = read_requests_inner(r, tx, s, ctx, budget, pool, disp, &mut hdr, &mut refused).await;
+    if refused.pending() > 0 {
+        warn!(
+            more_refused = refused.pending(),
+            "requests refused since the last report"
+        );
+    }
+    res
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn read_requests_inner<R: AsyncRead + Unpin>(
+    r: &mut BufReader<R>,
+    tx: &UnboundedSender<Outgoing>,
+    s: &Session,
+    ctx: &ConnContext,
+    budget: &Arc<Semaphore>,
+    pool: &Arc<BufPool>,
+    disp: &mut Dispatcher,
+    hdr: &mut [u8; REQUEST_HEADER_BYTES],
+    refused: &mut crate::limits::Throttled,
+) -> Result<(), ServerError> {
     let budget_total = ctx
         .config
         .max_inflight_bytes_per_conn
@@ -144,11 +167,24 @@ async fn read_requests<R: AsyncRead + Unpin>(
         if r.buffer().len() < REQUEST_HEADER_BYTES {
             disp.flush();
         }
-        if !read_header(r, &mut hdr).await? {
+        let got = match ctx.config.idle_timeout {
+            Some(t) => match tokio::time::timeout(t, read_header(r, hdr)).await {
+                Ok(res) => res?,
+                Err(_) => {
+                    info!(
+                        idle_s = t.as_secs(),
+                        "no request for the idle timeout; closing"
+                    );
+                    return Ok(());
+                }
+            },
+            None => read_header(r, hdr).await?,
+        };
+        if !got {
             info!("client closed the connection without DISC");
             return Ok(());
         }
-        let h = proto::parse_request(&hdr).map_err(|magic| {
+        let h = proto::parse_request(hdr).map_err(|magic| {
             warn!(
                 magic = format_args!("0x{magic:08x}"),
                 "bad request magic; closing"
@@ -182,7 +218,11 @@ async fn read_requests<R: AsyncRead + Unpin>(
         let op = match ops::validate(&h, s) {
             Ok(op) => op,
             Err((e, message)) => {
-                warn!(cookie = h.cookie, command = cmd_name(h.kind), errno = e, %message, "request refused");
+                // A flood of bad requests must not flood the log.
+                if let Some(more) = refused.event(std::time::Instant::now()) {
+                    warn!(cookie = h.cookie, command = cmd_name(h.kind), errno = e, %message,
+                        more_refused = more, "request refused");
+                }
                 discard(r, u64::from(payload_len)).await?;
                 send(ops::error_reply(&info, e, message));
                 continue;

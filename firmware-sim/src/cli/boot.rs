@@ -32,6 +32,13 @@ pub struct BootArgs {
     /// The volume an empty NBD export name selects (none by default).
     #[arg(long, value_name = "VOL")]
     pub default_export: Option<String>,
+    /// Close an NBD connection that sends no request for this long (0: never).
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub nbd_idle_timeout: u64,
+    /// NBD connections one IP address may hold at once (of 64 in all).
+    #[arg(long, value_name = "N", default_value_t = 16,
+          value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub nbd_max_conns_per_peer: u64,
     /// File holding the control API's bearer token: required to bind the API
     /// outside loopback; every client then sends it (CLI: --token-file or
     /// FIRMWARE_SIM_API_TOKEN); peers are sent the same token.
@@ -69,6 +76,8 @@ pub fn run(a: BootArgs) -> Result<(), CliError> {
         default_export: a.default_export,
         peers: a.peers,
         api_token_file: a.api_token_file,
+        nbd_idle_timeout_s: a.nbd_idle_timeout,
+        nbd_max_conns_per_peer: a.nbd_max_conns_per_peer as usize,
     };
     runtime()?.block_on(daemon::boot(plan))
 }

@@ -47,6 +47,10 @@ pub struct BootPlan {
     pub peers: Vec<String>,
     /// `--api-token-file`.
     pub api_token_file: Option<PathBuf>,
+    /// `--nbd-idle-timeout` (0: never).
+    pub nbd_idle_timeout_s: u64,
+    /// `--nbd-max-conns-per-peer`.
+    pub nbd_max_conns_per_peer: usize,
 }
 
 async fn bind_tcp(what: &str, addr: &str) -> Result<TcpListener, CliError> {
@@ -331,8 +335,13 @@ pub async fn boot(mut plan: BootPlan) -> Result<(), CliError> {
         let _ = std::io::stdout().flush();
     }
 
-    let server = Server::new(ServerConfig::default())
-        .map_err(|e| CliError::failed("NBD server configuration", e))?;
+    let server = Server::new(ServerConfig {
+        idle_timeout: (plan.nbd_idle_timeout_s > 0)
+            .then(|| std::time::Duration::from_secs(plan.nbd_idle_timeout_s)),
+        max_connections_per_peer: plan.nbd_max_conns_per_peer,
+        ..ServerConfig::default()
+    })
+    .map_err(|e| CliError::failed("NBD server configuration", e))?;
     let registry = Arc::new(NodeRegistry::new(node.clone(), plan.default_export.clone()));
     let mut tasks = Vec::new();
     for (l, base) in listeners {
