@@ -522,7 +522,10 @@ fn a_session_image_is_changed_only_by_the_session() {
         (vec!["map", "start", &id], "map start"),
         (vec!["map", "prepare", &id], "map prepare"),
         (vec!["map", "delete", &id, "--force"], "map delete --force"),
+        (vec!["map", "restore", &id], "map restore"),
         (vec!["group", "start", &group], "group start"),
+        (vec!["group", "stop", &group, "--force"], "group stop --force"),
+        (vec!["group", "delete", &group, "--force"], "group delete --force"),
     ] {
         let out = d.cli(&args);
         assert_fails_with(&out, EXIT_FAILED, "session K1", what);

@@ -121,6 +121,25 @@ class Client:
         body = {} if copy_rate is None else {"copy_rate": copy_rate}
         return self.post(f"/mappings/{int(map_id)}/restore", body)
 
+    def wait_map(self, map_id, timeout=None, poll=0.1):
+        """Waits until the map is copied (idle_or_copied) or stopped; returns it.
+        A map that was never started is an error (as ``map wait``)."""
+        import time
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        first = True
+        while True:
+            m = self.map(map_id)
+            if m["state"] in ("idle_or_copied", "stopped"):
+                if first and m["state"] == "idle_or_copied" and m["progress_percent"] == 0:
+                    raise ApiError(409, "wrong_state",
+                                   f"map {map_id} was never started (`map start {map_id}`)")
+                return m
+            first = False
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"map {map_id} still {m['state']} after {timeout} s")
+            time.sleep(poll)
+
     def cascades(self):
         return self.get("/cascades")
 
@@ -136,6 +155,12 @@ class Client:
 
     def stop_group(self, group_id, force=False):
         return self.post(f"/groups/{int(group_id)}/stop", {"force": force})
+
+    def add_to_group(self, group_id, map_id):
+        return self.post(f"/groups/{int(group_id)}/maps", {"map": int(map_id)})
+
+    def remove_from_group(self, group_id, map_id):
+        return self.delete(f"/groups/{int(group_id)}/maps/{int(map_id)}")
 
     def delete_group(self, group_id, force=False):
         return self.delete(f"/groups/{int(group_id)}?force={'true' if force else 'false'}")

@@ -65,12 +65,18 @@ class Subsystem:
         self.nbd_base = None
         self.banner = ""
         self.client = None
-        self._boot(first=True)
+        self._ports = ("0", "0")
+        try:
+            self._boot(first=True)
+        except BaseException:
+            self.close()
+            raise
 
     # ---- lifecycle ---------------------------------------------------------
     def _boot(self, first):
+        api_port, nbd_port = self._ports
         cmd = [self.binary, "boot", "--data-dir", str(self.data_dir),
-               "--api", "127.0.0.1:0", "--nbd", "127.0.0.1:0"]
+               "--api", f"127.0.0.1:{api_port}", "--nbd", f"127.0.0.1:{nbd_port}"]
         if first and self.config_path is not None:
             cmd += ["--config", str(self.config_path)]
         if first:
@@ -115,6 +121,9 @@ class Subsystem:
         if self.api_url is None or self.nbd_base is None:
             self._kill()
             raise BootError(self._why("banner lacks the API or NBD address", banner))
+        # An IPL boots on the same ports, so peers and clients keep working.
+        self._ports = (self.api_url.rsplit(":", 1)[1],
+                       self.nbd_base.rstrip("/").rsplit(":", 1)[1])
         self.client = Client(self.api_url)
 
     def _why(self, what, banner):
@@ -151,7 +160,8 @@ class Subsystem:
 
     def ipl(self):
         """Boot the same data directory again (an IPL): a clean stop first if
-        the daemon still runs. The API and NBD addresses change."""
+        the daemon still runs. It listens on the same API and NBD ports again,
+        so peer daemons and saved URIs keep working."""
         if self.running:
             self.stop()
         self.api_url = self.nbd_base = None

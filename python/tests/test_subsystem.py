@@ -120,3 +120,39 @@ def test_version_of_the_binary_answers():
 
     out = subprocess.run([find_binary(), "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and "firmware-sim" in out.stdout
+
+
+def test_ipl_keeps_the_ports_and_wait_map_waits(subsystem):
+    api_before, nbd_before = subsystem.api_url, subsystem.nbd_base
+    m = subsystem.client.create_map("FB02", "FB03", copy_type="full", copy_rate=150)
+    with pytest.raises(ApiError, match="never started"):
+        subsystem.client.wait_map(m["id"], timeout=5)
+    subsystem.client.start_map(m["id"])
+    done = subsystem.client.wait_map(m["id"], timeout=120)
+    assert done["state"] == "idle_or_copied" and done["progress_percent"] == 100
+    subsystem.crash()
+    subsystem.ipl()
+    assert (subsystem.api_url, subsystem.nbd_base) == (api_before, nbd_before)
+
+
+def test_group_membership_from_python(subsystem):
+    a = subsystem.client.create_map("FB00", "FB01", copy_type="nocopy")
+    b = subsystem.client.create_map("FB02", "FB03", copy_type="nocopy")
+    subsystem.client.create_group(9, [a["id"]])
+    members = subsystem.client.add_to_group(9, b["id"])
+    assert sorted(m["id"] for m in members) == sorted([a["id"], b["id"]])
+    members = subsystem.client.remove_from_group(9, a["id"])
+    assert [m["id"] for m in members] == [b["id"]]
+    with pytest.raises(ApiError) as e:
+        subsystem.client.add_to_group(9, 99)
+    assert e.value.kind == "unknown_map"
+
+
+def test_a_failed_boot_leaves_no_directory_behind(monkeypatch):
+    import glob
+    import tempfile
+
+    before = set(glob.glob(tempfile.gettempdir() + "/firmware-sim-*"))
+    with pytest.raises(BootError):
+        Subsystem(config='id = "SS01"\n[[volumes]]\nid = "V"\nmodel = "banana"\n')
+    assert set(glob.glob(tempfile.gettempdir() + "/firmware-sim-*")) == before

@@ -129,6 +129,13 @@ pub enum PortError {
         /// What failed.
         reason: String,
     },
+    /// The subsystem did not answer (a peer daemon down or unreachable): the call may or
+    /// may not have been carried out, as with `Failed`.
+    #[error("unreachable: {reason}")]
+    Unreachable {
+        /// Who did not answer, and why.
+        reason: String,
+    },
     /// An injected crash of the resource manager (test doubles only): the operation that
     /// reports it was carried out, and the caller must stop as if its process died.
     #[error("injected crash")]

@@ -98,9 +98,7 @@ const MAX_SKIP: u32 = 64;
 /// the probe's id, so the hint is right for the next attempt).
 fn create_with_id(sub: &Subsystem, wanted: u32, maps: &[MapId]) -> Result<GroupId, ApiError> {
     loop {
-        let g = sub
-            .create_group(maps, false)
-            .map_err(|e| ApiError::controller(e, Noun::Group))?;
+        let g = sub.create_group(maps, false).map_err(group_err)?;
         if g.0 == wanted {
             return Ok(g);
         }
@@ -120,6 +118,16 @@ fn create_with_id(sub: &Subsystem, wanted: u32, maps: &[MapId]) -> Result<GroupI
             )));
         }
     }
+}
+
+/// A controller error of a group request: "unknown map" is about the map.
+fn group_err(e: controller::ControllerError) -> ApiError {
+    let noun = if e.to_string().starts_with("unknown map") {
+        Noun::Map
+    } else {
+        Noun::Group
+    };
+    ApiError::controller(e, noun)
 }
 
 /// The members of group `id` as they are now.
@@ -145,8 +153,7 @@ async fn start(
     let flags: StartFlags = optional_body(&bytes)?;
     s.blocking(move |n| {
         n.with(|sub| {
-            sub.start_group(id, flags.restore)
-                .map_err(|e| ApiError::controller(e, Noun::Group))?;
+            sub.start_group(id, flags.restore).map_err(group_err)?;
             tracing::info!(group = id.0, restore = flags.restore, "group started");
             members_now(sub, id)
         })
@@ -164,8 +171,7 @@ async fn stop(
     let force = body(req)?.force;
     s.blocking(move |n| {
         let maps = n.with(|sub| {
-            sub.stop_group(id, force)
-                .map_err(|e| ApiError::controller(e, Noun::Group))?;
+            sub.stop_group(id, force).map_err(group_err)?;
             tracing::info!(group = id.0, force, "group stopped");
             members_now(sub, id)
         })?;
@@ -184,7 +190,7 @@ async fn delete(
     let id = parse_id(&id)?;
     s.blocking(move |n| {
         n.with(|sub| sub.delete_group(id, q.force))
-            .map_err(|e| ApiError::controller(e, Noun::Group))?;
+            .map_err(group_err)?;
         tracing::info!(group = id.0, force = q.force, "group deleted");
         Ok(Json(ActionDone {
             message: format!("deleted group {}", id.0),
@@ -202,8 +208,7 @@ async fn add_member(
     let map = MapId(body(req)?.map);
     s.blocking(move |n| {
         n.with(|sub| {
-            sub.add_to_group(id, map)
-                .map_err(|e| ApiError::controller(e, Noun::Group))?;
+            sub.add_to_group(id, map).map_err(group_err)?;
             members_now(sub, id)
         })
     })
@@ -218,8 +223,7 @@ async fn remove_member(
     let id = parse_id(&id)?;
     s.blocking(move |n| {
         n.with(|sub| {
-            sub.remove_from_group(id, MapId(map))
-                .map_err(|e| ApiError::controller(e, Noun::Group))?;
+            sub.remove_from_group(id, MapId(map)).map_err(group_err)?;
             members_now(sub, id)
         })
     })

@@ -72,7 +72,9 @@ impl RemotePort {
         path: &str,
         res: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     ) -> Result<T, PortError> {
-        let mut resp = res.map_err(|e| self.failed(path, e))?;
+        let mut resp = res.map_err(|e| PortError::Unreachable {
+            reason: format!("peer {} at {}: {path}: {e}", self.id, self.addr),
+        })?;
         let status = resp.status().as_u16();
         let text = resp
             .body_mut()

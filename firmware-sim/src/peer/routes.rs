@@ -146,8 +146,8 @@ async fn volume_model(State(s): State<AppState>, Path(name): Path<String>) -> Po
         Ok(Json(n.with(|sub| {
             sub.volume_view(&name)
                 .map(|v| v.model.to_string())
-                .map_err(|e| PortError::UnknownVolume {
-                    volume: format!("{name} ({e})"),
+                .map_err(|_| PortError::UnknownVolume {
+                    volume: name.clone(),
                 })
         })))
     })

@@ -432,6 +432,9 @@ impl Subsystem {
     /// Copies map `map`'s target back onto its source: creates (or reuses) the
     /// reverse map target -> source and starts it with restore. Returns the reverse map.
     pub fn restore_map(&self, map: MapId) -> Result<MapId> {
+        // A session's target copied back onto its source mid-backup would
+        // change the source under the session.
+        Subsystem::not_session_owned(&self.inner.core.lock(), &[map], None, "restore")?;
         let info = self
             .inner
             .core

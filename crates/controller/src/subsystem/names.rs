@@ -21,7 +21,9 @@ pub(crate) fn control_kind(e: &ControlError) -> ErrorKind {
         | C::SourceNotAccessible { .. }
         | C::GroupMember { .. }
         | C::SourceOfCopyingMap { .. }
-        | C::RestoreCycle { .. } => ErrorKind::State,
+        | C::RestoreCycle { .. }
+        | C::GroupBusy { .. }
+        | C::GroupNotEmpty(_) => ErrorKind::State,
         _ => ErrorKind::InvalidRequest,
     }
 }
@@ -109,6 +111,10 @@ impl Inner {
                          inconsistent data)",
                         m.0
                     ),
+                    Operation::ChangeGroup => match core.engine.map_info(*m).and_then(|i| i.group) {
+                        Some(g) => format!("; `group stop {}` first", g.0),
+                        None => String::new(),
+                    },
                     _ => String::new(),
                 };
                 format!("{} is {state}: {op} is not allowed{hint}", map(*m))
@@ -146,12 +152,20 @@ impl Inner {
             C::AlreadyInGroup { map: m, group: g } => {
                 format!("{} is already in {}", map(*m), group(*g))
             }
-            C::GroupBusy { group: g, state } => {
-                format!("{} has a member in state {state}", group(*g))
-            }
+            C::GroupBusy { group: g, state } => format!(
+                "{} has a member in state {state}; `group stop {}` first",
+                group(*g),
+                g.0
+            ),
             C::GroupExists(g) => format!("{} already exists", group(*g)),
             C::GroupEmpty(g) => format!("{} has no maps", group(*g)),
-            C::GroupNotEmpty(g) => format!("{} still has maps", group(*g)),
+            C::GroupNotEmpty(g) => format!(
+                "{} still has maps; `group delete {} --force` deletes it anyway (the maps stay), \
+                 or take them out first (`group remove {} --map M`)",
+                group(*g),
+                g.0,
+                g.0
+            ),
             C::OtherTypeDependants {
                 map: m,
                 target,
