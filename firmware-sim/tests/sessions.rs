@@ -481,8 +481,24 @@ fn map_between(d: &Daemon, source: &str, target: &str) -> Value {
 #[test]
 fn a_session_image_is_changed_only_by_the_session() {
     // Issue 12 hole 1: map and group verbs reached a session's maps.
+    common::require_tool("qemu-io");
     let tmp = tempfile::tempdir().unwrap();
-    let d = Daemon::boot(tmp.path());
+    // Background copy capped at 1 MiB/s, and 8 MiB of data for K1 to copy:
+    // its copy cannot finish before the forced stop below (a finished copy
+    // no longer reads through FB00, and rightly survives that stop).
+    let cfg = tmp.path().join("slow-copy.toml");
+    std::fs::write(
+        &cfg,
+        controller::config::EMBEDDED_DEFAULT_TOML
+            .replace("[rates]", "[rates]\ncopy_mib_per_s_max = 1"),
+    )
+    .unwrap();
+    let d = Daemon::boot_with(tmp.path(), &["--config", cfg.to_str().unwrap()]);
+    let out = run(
+        "qemu-io",
+        &["-f", "raw", "-c", "write -P 0x55 0 8M", &d.uri("FB02")],
+    );
+    assert_success(&out, "qemu-io write");
     // FB00 is the target of a full map that copies nothing in the background,
     // so K1's source reads through it.
     let m = d.cli_json(&[
@@ -505,7 +521,7 @@ fn a_session_image_is_changed_only_by_the_session() {
         "--id",
         "K1",
         "--extent",
-        "FB00:0-16383", // the whole volume: its copy cannot finish before the forced stop below
+        "FB00:0-16383",
         "--target",
         "FB01",
     ]);
@@ -524,8 +540,14 @@ fn a_session_image_is_changed_only_by_the_session() {
         (vec!["map", "delete", &id, "--force"], "map delete --force"),
         (vec!["map", "restore", &id], "map restore"),
         (vec!["group", "start", &group], "group start"),
-        (vec!["group", "stop", &group, "--force"], "group stop --force"),
-        (vec!["group", "delete", &group, "--force"], "group delete --force"),
+        (
+            vec!["group", "stop", &group, "--force"],
+            "group stop --force",
+        ),
+        (
+            vec!["group", "delete", &group, "--force"],
+            "group delete --force",
+        ),
     ] {
         let out = d.cli(&args);
         assert_fails_with(&out, EXIT_FAILED, "session K1", what);

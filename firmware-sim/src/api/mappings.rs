@@ -292,6 +292,8 @@ async fn restore(
 /// creates the reverse map itself (at the requested rate) when there is none,
 /// so the controller's restore starts that one instead of one at rate 1.
 fn restore_map(sub: &Subsystem, id: MapId, rate: Option<u8>) -> Result<MapId, ApiError> {
+    sub.ensure_not_session_map(id, "restore")
+        .map_err(|e| ApiError::controller(e, Noun::Map))?;
     let v = sub
         .map(id)
         .map_err(|e| ApiError::controller(e, Noun::Map))?;

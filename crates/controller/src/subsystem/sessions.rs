@@ -442,6 +442,13 @@ impl Subsystem {
         core.sessions.values().map(|s| info_of(&core, s)).collect()
     }
 
+    /// `Err` (busy, naming the session and the verbs that end it) if `map`
+    /// belongs to a backup session: for callers that must ask before they
+    /// change anything (a restore creates its reverse map first).
+    pub fn ensure_not_session_map(&self, map: MapId, verb: &str) -> Result<()> {
+        Subsystem::not_session_owned(&self.inner.core.lock(), &[map], None, verb)
+    }
+
     /// Refuses a request on a session's map or group from outside the
     /// resource manager: only it may start, stop or delete them, or the
     /// session's time-zero image could change behind its back (a new point in
