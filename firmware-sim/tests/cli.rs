@@ -677,3 +677,40 @@ fn every_hint_names_a_command_that_then_works() {
         "{hinted:?}"
     );
 }
+
+#[test]
+fn volume_list_shows_which_volumes_are_offline_and_why() {
+    // Issue 15: a read failing with EIO was the only sign of an offline target.
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::boot(tmp.path());
+    let m = d.cli_json(&[
+        "map", "create", "--source", "FB00", "--target", "FB01", "--type", "nocopy",
+    ]);
+    let id = m["id"].to_string();
+    assert_success(&d.cli(&["map", "prepare", &id]), "prepare");
+    let vols = d.cli_json(&["volume", "list"]);
+    let fb01 = vols
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["id"] == "FB01")
+        .unwrap();
+    assert_eq!(fb01["online"], false, "{fb01}");
+    let reason = fb01["offline_reason"].as_str().unwrap();
+    assert!(reason.contains(&format!("`map start {id}`")), "{reason}");
+    let text = String::from_utf8_lossy(&d.cli(&["volume", "list"]).stdout).to_string();
+    assert!(
+        text.contains(&format!("FB01 is offline: target of map {id} (prepared)")),
+        "{text}"
+    );
+    assert_success(&d.cli(&["map", "start", &id]), "start");
+    let vols = d.cli_json(&["volume", "list"]);
+    let v = vols
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["id"] == "FB01")
+        .unwrap();
+    assert_eq!(v["online"], true, "{v}");
+    assert!(v.get("offline_reason").is_none(), "{v}");
+}

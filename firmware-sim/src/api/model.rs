@@ -57,6 +57,16 @@ pub struct VolumeInfo {
     /// The NBD URI of its export, when the daemon serves TCP.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbd_uri: Option<String>,
+    /// Hosts may read and write it now (NBD I/O gets EIO while it is not).
+    #[serde(default = "yes")]
+    pub online: bool,
+    /// Why it is offline, naming the map and what brings it back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offline_reason: Option<String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `POST /volumes`.

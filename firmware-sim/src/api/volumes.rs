@@ -33,6 +33,8 @@ pub fn info(node: &Node, v: &VolumeView) -> VolumeInfo {
         mappings,
         sessions: v.sessions.clone(),
         nbd_uri: node.nbd_uri(&v.id),
+        online: v.online,
+        offline_reason: v.offline_reason.clone(),
     }
 }
 

@@ -67,7 +67,9 @@ pub fn run(cmd: VolumeCmd) -> Result<(), CliError> {
 }
 
 fn print_volumes(vols: &[VolumeInfo]) {
-    let mut t = Table::new(&["ID", "MODEL", "SIZE", "TRACKS", "MAPPINGS", "NBD URI"]);
+    let mut t = Table::new(&[
+        "ID", "MODEL", "SIZE", "TRACKS", "STATE", "MAPPINGS", "NBD URI",
+    ]);
     for v in vols {
         let maps = v
             .mappings
@@ -80,11 +82,17 @@ fn print_volumes(vols: &[VolumeInfo]) {
             v.model.clone(),
             human_bytes(v.size_bytes),
             v.tracks.to_string(),
+            if v.online { "online" } else { "offline" }.into(),
             if maps.is_empty() { "-".into() } else { maps },
             v.nbd_uri.clone().unwrap_or_else(|| "-".into()),
         ]);
     }
     t.print();
+    for v in vols.iter().filter(|v| !v.online) {
+        if let Some(r) = &v.offline_reason {
+            println!("{} is offline: {r}", v.id);
+        }
+    }
 }
 
 /// Checks that a user-given id can be put into a URL path as it is.

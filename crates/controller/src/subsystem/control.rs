@@ -72,6 +72,10 @@ pub struct VolumeView {
     pub target_of: Option<u32>,
     /// Physical sessions protecting extents of this volume.
     pub sessions: Vec<u8>,
+    /// Hosts may read and write it now (NBD I/O gets EIO while it is not).
+    pub online: bool,
+    /// Why it is offline, naming the map and what ends it.
+    pub offline_reason: Option<String>,
 }
 
 /// A map as listed by the control API (`map show --json`).
@@ -276,6 +280,8 @@ impl Subsystem {
                 .filter(|p| p.uses(name))
                 .map(|p| p.phys)
                 .collect(),
+            online: core.engine.access(v.id).is_ok(),
+            offline_reason: core.engine.access(v.id).err().map(|e| offline_reason(&e)),
         })
     }
 
@@ -589,5 +595,28 @@ impl Subsystem {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+}
+
+/// Why a volume is offline, in the words `volume list` prints.
+fn offline_reason(e: &timezero::AccessError) -> String {
+    use timezero::AccessError as A;
+    match e {
+        A::TargetOffline { map, state, .. } => {
+            let next = match state {
+                MapState::Preparing | MapState::Prepared => format!("`map start {}`", map.0),
+                MapState::Stopped => format!("`map delete {} --force` or a new start", map.0),
+                _ => "the end of cleaning".to_string(),
+            };
+            format!(
+                "target of map {} ({state}); online again after {next}",
+                map.0
+            )
+        }
+        A::Suspended { map, .. } => format!(
+            "map {} is suspended (its bitmap is offline); an IPL brings it back",
+            map.0
+        ),
+        other => other.to_string(),
     }
 }

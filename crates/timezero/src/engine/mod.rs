@@ -375,6 +375,13 @@ impl Engine {
             .is_some_and(|vol| vol.heads.iter().any(|c| !self.cascades[c].frozen))
     }
 
+    /// Whether hosts may read and write `v` now (map states, semantics.md
+    /// 3.3): `Err` says why not (target of a prepared, stopped or not yet
+    /// cleaned map; source or target of a suspended map).
+    pub fn access(&self, v: VolumeId) -> Result<(), AccessError> {
+        self.check_access(v).map(|_| ())
+    }
+
     /// Host accessibility of a volume from map states (semantics.md 3.3).
     pub(crate) fn check_access(&self, v: VolumeId) -> Result<&Vol, AccessError> {
         let vol = self.vols.get(&v).ok_or(AccessError::UnknownVolume(v))?;
