@@ -645,8 +645,11 @@ fn every_hint_names_a_command_that_then_works() {
     let out = d.cli(&["map", "start", &member]);
     assert_fails_with(&out, EXIT_FAILED, "group start 7", "start of a member");
     follow(&out, "group start");
+    let state = |d: &Daemon| d.cli_json(&["group", "list"])[0]["state"].clone();
+    assert_eq!(state(&d), "copying");
     let stopped = d.cli_json(&["group", "stop", "7", "--force"]);
     assert_eq!(stopped[0]["state"], "stopped", "{stopped}");
+    assert_eq!(state(&d), "stopped", "the group's state follows its maps");
     let out = d.cli(&["map", "stop", &member]);
     assert_fails_with(&out, EXIT_FAILED, "group remove 7", "stop of a member");
     follow(&out, "group remove");

@@ -45,6 +45,7 @@ async fn list(State(s): State<AppState>) -> Result<Json<Vec<GroupInfo>>, ApiErro
                     id: g.id,
                     session: g.members.iter().find_map(|m| sessions.get(m).cloned()),
                     maps: g.members,
+                    state: g.state,
                 })
                 .collect(),
         ))
@@ -76,9 +77,13 @@ async fn create(
             let g = create_with_id(sub, req.id, &maps)?;
             tracing::info!(group = g.0, maps = ?req.maps, "group created");
             let view = sub.groups().into_iter().find(|v| v.id == g.0);
+            let (maps, state) = view
+                .map(|v| (v.members, v.state))
+                .unwrap_or((req.maps, String::new()));
             Ok(Json(GroupInfo {
                 id: g.0,
-                maps: view.map(|v| v.members).unwrap_or(req.maps),
+                maps,
+                state,
                 session: None,
             }))
         })

@@ -210,6 +210,9 @@ pub struct GroupInfo {
     pub id: u32,
     /// Member maps.
     pub maps: Vec<u32>,
+    /// `empty`, the members' common state, else the most active of them.
+    #[serde(default)]
+    pub state: String,
     /// The backup session whose maps these are (groups the resource manager
     /// created for a session), `null` for groups users created.
     #[serde(default)]

@@ -120,10 +120,15 @@ pub fn run(cmd: GroupCmd) -> Result<(), CliError> {
         GroupVerb::List => {
             let groups: Vec<GroupInfo> = c.get("/groups")?;
             emit(json, &groups, |gs| {
-                let mut t = Table::new(&["ID", "MAPS", "SESSION"]);
+                let mut t = Table::new(&["ID", "STATE", "MAPS", "SESSION"]);
                 for g in gs {
                     let session = g.session.clone().unwrap_or_else(|| "-".into());
-                    t.row(vec![g.id.to_string(), join(&g.maps), session]);
+                    t.row(vec![
+                        g.id.to_string(),
+                        g.state.clone(),
+                        join(&g.maps),
+                        session,
+                    ]);
                 }
                 t.print();
             })

@@ -140,6 +140,31 @@ pub struct GroupView {
     pub autodelete: bool,
     /// Member maps.
     pub members: Vec<u32>,
+    /// The group's state, from its members' (SVC's consistency-group
+    /// states): `empty`; the members' common state; else the most active of
+    /// them (suspended, preparing, prepared, copying, stopping), then
+    /// `stopped`, then `idle_or_copied`.
+    pub state: String,
+}
+
+/// A group's state from its members' states (see [`GroupView::state`]).
+pub(crate) fn group_state(states: &[MapState]) -> String {
+    const ORDER: [MapState; 7] = [
+        MapState::Suspended,
+        MapState::Preparing,
+        MapState::Prepared,
+        MapState::Copying,
+        MapState::Stopping,
+        MapState::Stopped,
+        MapState::IdleOrCopied,
+    ];
+    if states.is_empty() {
+        return "empty".into();
+    }
+    ORDER
+        .iter()
+        .find(|s| states.contains(s))
+        .map_or_else(|| "empty".into(), |s| s.to_string())
 }
 
 impl Subsystem {

@@ -124,12 +124,22 @@ impl Subsystem {
 
     /// Every group.
     pub fn groups(&self) -> Vec<GroupView> {
-        let gs = self.inner.core.lock().engine.groups();
-        gs.into_iter()
-            .map(|g| GroupView {
-                id: g.id.0,
-                autodelete: g.autodelete,
-                members: g.members.iter().map(|m| m.0).collect(),
+        let core = self.inner.core.lock();
+        core.engine
+            .groups()
+            .into_iter()
+            .map(|g| {
+                let states: Vec<MapState> = g
+                    .members
+                    .iter()
+                    .filter_map(|m| core.engine.map_state(*m))
+                    .collect();
+                GroupView {
+                    id: g.id.0,
+                    autodelete: g.autodelete,
+                    members: g.members.iter().map(|m| m.0).collect(),
+                    state: super::control::group_state(&states),
+                }
             })
             .collect()
     }
