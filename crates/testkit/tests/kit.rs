@@ -1,0 +1,106 @@
+//! The test kit as an outside crate's tests use it: boots the real daemon
+//! (FIRMWARE_SIM_BIN, which `scripts/test` points at the binary `cargo test`
+//! built), many in parallel, crash and IPL on the same ports.
+
+use firmware_sim_testkit::Subsystem as Kit;
+use serde_json::json;
+
+/// This workspace's daemon when FIRMWARE_SIM_BIN is not set (an outside
+/// crate sets it, or puts firmware-sim on PATH).
+struct Subsystem;
+
+impl Subsystem {
+    fn use_workspace_binary() {
+        if std::env::var_os("FIRMWARE_SIM_BIN").is_none() {
+            let bin = concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../target/debug/firmware-sim"
+            );
+            if std::path::Path::new(bin).is_file() {
+                std::env::set_var("FIRMWARE_SIM_BIN", bin);
+            }
+        }
+    }
+    fn boot_default() -> Result<Kit, firmware_sim_testkit::Error> {
+        Self::use_workspace_binary();
+        Kit::boot_default()
+    }
+    fn builder() -> firmware_sim_testkit::Builder {
+        Self::use_workspace_binary();
+        Kit::builder()
+    }
+}
+
+#[test]
+fn default_subsystem_boots_and_its_api_answers() {
+    let sub = Subsystem::boot_default().unwrap();
+    let vols = sub.api().get("/volumes").unwrap();
+    assert_eq!(vols.as_array().unwrap().len(), 8, "{vols}");
+    assert!(sub.nbd_uri("FB00").starts_with("nbd://127.0.0.1:"));
+    let err = sub.api().get("/mappings/99").unwrap_err();
+    assert_eq!(err.kind(), Some("unknown_map"), "{err}");
+}
+
+#[test]
+fn a_subsystem_built_in_code_survives_a_crash_and_ipl_on_the_same_ports() {
+    let mut sub = Subsystem::builder()
+        .id("SSKIT")
+        .volume("V0", "fb:16M")
+        .volume("V1", "fb:16M")
+        .boot()
+        .unwrap();
+    let health = sub.api().get("/health").unwrap();
+    assert_eq!(health["subsystem"], "SSKIT", "{health}");
+    let m = sub
+        .api()
+        .post(
+            "/mappings",
+            json!({"source": "V0", "target": "V1", "type": "nocopy"}),
+        )
+        .unwrap();
+    let id = m["id"].as_u64().unwrap();
+    sub.api()
+        .post(&format!("/mappings/{id}/start"), json!({}))
+        .unwrap();
+    let (api, uri) = (sub.api_url().to_string(), sub.nbd_uri("V1"));
+    sub.crash();
+    assert!(!sub.running());
+    sub.ipl().unwrap();
+    assert_eq!((sub.api_url(), sub.nbd_uri("V1")), (api.as_str(), uri));
+    let m = sub.api().get(&format!("/mappings/{id}")).unwrap();
+    assert_eq!(m["state"], "copying", "the map came back: {m}");
+    let report = sub.reset(false).unwrap();
+    assert_eq!(report["event"], "reset notification from SSKIT", "{report}");
+}
+
+#[test]
+fn twenty_subsystems_in_parallel_do_not_clash() {
+    let t = std::time::Instant::now();
+    let subs: Vec<Kit> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..20)
+            .map(|_| s.spawn(|| Subsystem::builder().volume("V", "fb:1M").boot().unwrap()))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut apis: Vec<&str> = subs.iter().map(|s| s.api_url()).collect();
+    apis.sort_unstable();
+    apis.dedup();
+    assert_eq!(apis.len(), 20, "every subsystem has its own API port");
+    let mut dirs: Vec<_> = subs.iter().map(|s| s.data_dir()).collect();
+    dirs.sort();
+    dirs.dedup();
+    assert_eq!(dirs.len(), 20, "and its own data directory");
+    for s in &subs {
+        assert_eq!(
+            s.api().get("/volumes").unwrap().as_array().unwrap().len(),
+            1
+        );
+    }
+    let dirs_left: Vec<_> = subs.iter().map(|s| s.data_dir()).collect();
+    drop(subs);
+    assert!(dirs_left.iter().all(|d| !d.exists()), "removed on drop");
+    eprintln!(
+        "20 subsystems booted, used and stopped in {:?}",
+        t.elapsed()
+    );
+}
