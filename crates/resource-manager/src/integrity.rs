@@ -24,7 +24,7 @@ use activity_table::{EntryStatus, TerminateReason};
 use crate::error::RmError;
 use crate::ledger::SessionState;
 use crate::manager::{now_ms, ResourceManager, SettlePlan};
-use crate::recovery::{check_reset, decision, log_report};
+use crate::recovery::{check_reset, decision};
 use crate::report::{Decisions, Event, Outcome};
 
 impl ResourceManager {
@@ -93,16 +93,6 @@ impl ResourceManager {
                 }
             }
         }
-        problems.extend(inner.execute(plan)?);
-        let all: Vec<String> = inner.ports.keys().cloned().collect();
-        let orphans = inner.withdraw_orphans(&all, &mut problems)?;
-        let report = Decisions {
-            event,
-            decisions,
-            orphans,
-            problems: problems.iter().map(|e| e.to_string()).collect(),
-        };
-        log_report(&report);
-        Ok(report)
+        inner.conclude(event, decisions, plan, problems)
     }
 }

@@ -224,18 +224,10 @@ impl ResourceManager {
             }
             problems.extend(inner.execute(refused)?);
         }
-        let all: Vec<String> = inner.ports.keys().cloned().collect();
-        let orphans = inner.withdraw_orphans(&all, &mut problems)?;
-        let report = Decisions {
-            event: Event::Reset {
-                subsystem: subsystem.to_string(),
-            },
-            decisions,
-            orphans,
-            problems: problems.iter().map(|e| e.to_string()).collect(),
+        let event = Event::Reset {
+            subsystem: subsystem.to_string(),
         };
-        log_report(&report);
-        Ok(report)
+        inner.conclude(event, decisions, SettlePlan::default(), problems)
     }
 
     fn restart_event(
@@ -275,16 +267,7 @@ impl ResourceManager {
             };
             decisions.push(decision(s, outcome, acted, why));
         }
-        let mut problems = inner.execute(plan)?;
-        let all: Vec<String> = inner.ports.keys().cloned().collect();
-        let orphans = inner.withdraw_orphans(&all, &mut problems)?;
-        let report = Decisions {
-            event,
-            decisions,
-            orphans,
-            problems: problems.iter().map(|e| e.to_string()).collect(),
-        };
-        log_report(&report);
+        let report = inner.conclude(event, decisions, plan, Vec::new())?;
         drop(inner);
         // Withdraws may have broken sessions the event left alone, and an
         // earlier event may have left a broken one open (integrity.rs).
@@ -427,7 +410,7 @@ pub fn fmt_tracks(set: &ExtentSet) -> String {
         .join(",")
 }
 
-pub(crate) fn log_report(report: &Decisions) {
+fn log_report(report: &Decisions) {
     for d in report.acted() {
         tracing::info!(event = %report.event, session = %d.session, outcome = %d.outcome, why = %d.why, "recovery decision");
     }
@@ -440,6 +423,28 @@ pub(crate) fn log_report(report: &Decisions) {
 }
 
 impl Inner {
+    /// The end of every event: carry out `plan` (entries, then withdraws),
+    /// withdraw orphans everywhere, and report with `problems` met before.
+    pub(crate) fn conclude(
+        &mut self,
+        event: Event,
+        decisions: Vec<Decision>,
+        plan: SettlePlan,
+        mut problems: Vec<RmError>,
+    ) -> Result<Decisions, RmError> {
+        problems.extend(self.execute(plan)?);
+        let all: Vec<String> = self.ports.keys().cloned().collect();
+        let orphans = self.withdraw_orphans(&all, &mut problems)?;
+        let report = Decisions {
+            event,
+            decisions,
+            orphans,
+            problems: problems.iter().map(|e| e.to_string()).collect(),
+        };
+        log_report(&report);
+        Ok(report)
+    }
+
     /// Withdraws physical sessions on `subsystems` that no open row accounts for. A
     /// subsystem that fails to answer or to withdraw is noted in `problems` and skipped (its
     /// orphans wait for the next event); only an injected crash stops it.
