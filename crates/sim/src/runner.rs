@@ -106,18 +106,33 @@ impl FaultRunConfig {
         }
     }
 
-    /// The config echo printed at the start and in the summary.
+    /// The config echo printed at the start and in the summary, in words
+    /// (`merge` compares it between shards).
     pub fn describe(&self) -> String {
+        let world = match self.world {
+            WorldKind::Engine => "engine world",
+            WorldKind::Controller => "controller world",
+        };
+        let crash = match self.crash_points {
+            0 => "no crash-point enumeration".to_string(),
+            n => format!("crash points enumerated in {n} runs"),
+        };
+        let bug = self.bug.map_or_else(
+            || "no deliberate bug".to_string(),
+            |b| format!("deliberate bug {b:?}"),
+        );
+        let tolerating = if self.tolerate.is_empty() {
+            "nothing tolerated".to_string()
+        } else {
+            let names: Vec<String> = self.tolerate.iter().map(|i| format!("{i:?}")).collect();
+            format!("tolerating {}", names.join(", "))
+        };
         format!(
-            "--seed {} --runs {} --shard {} (world {:?}, faults {}, crash points {}, bug {:?}, tolerating {:?}, {} steps, {} volumes x {} tracks of {} bytes)",
+            "--seed {} --runs {} --shard {} ({world}, faults {}, {crash}, {bug}, {tolerating}, {} steps per seed, {} volumes of {} tracks of {} bytes)",
             self.seed,
             self.runs,
             self.shard,
-            self.world,
-            self.faults,
-            self.crash_points,
-            self.bug,
-            self.tolerate,
+            if self.faults { "on" } else { "off" },
             self.steps,
             self.shape.volumes,
             self.shape.tracks,

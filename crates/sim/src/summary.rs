@@ -718,11 +718,15 @@ mod tests {
         let cfg = tiny(shard("2/3"));
         let c = Campaign::parse(&cfg.describe()).expect("describe() parses");
         assert_eq!((c.seed, c.runs, c.shard), (40, 12, shard("2/3")));
-        assert!(c.rest.starts_with("(world Controller"), "{}", c.rest);
+        assert!(
+            c.rest.starts_with("(controller world, faults on"),
+            "{}",
+            c.rest
+        );
         assert_eq!(c.config(), cfg.describe());
         assert!(c
             .slices()
-            .starts_with("--seed 40 --runs 12 --shard K/3 (world"));
+            .starts_with("--seed 40 --runs 12 --shard K/3 (controller world"));
         assert_eq!(Campaign::parse("exhaustive sequences of length <= 2"), None);
     }
 
