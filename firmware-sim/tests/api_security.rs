@@ -49,6 +49,17 @@ fn cross_site_requests_and_non_json_state_changes_are_refused() {
     let own = format!("http://{}", d.api);
     let (status, text) = http_with("POST", &start, Some("{}"), &[("origin", &own)]);
     assert_eq!(status, 200, "{text}");
+    // DNS rebinding: the page's own name as Host, with a matching Origin.
+    let (status, text) = http_with(
+        "POST",
+        &start,
+        Some("{}"),
+        &[
+            ("host", "evil.example:10810"),
+            ("origin", "http://evil.example:10810"),
+        ],
+    );
+    assert_eq!((status, kind(&text).as_str()), (403, "forbidden"), "{text}");
     // Reads need nothing.
     assert_eq!(http("GET", &format!("{base}/volumes"), None).0, 200);
     // A body over the limit.

@@ -1,6 +1,6 @@
-//! NBD limits against abusive clients (issue 14): idle connections closed,
-//! one address cannot take every slot, and a flood of bad requests writes a
-//! few log lines, not one per request.
+//! NBD limits against abusive clients (issue 14): idle connections closed
+//! when asked for, local clients not limited per address, and a flood of bad
+//! requests writes a few log lines, not one per request.
 
 mod common;
 
@@ -49,7 +49,7 @@ fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
 }
 
 #[test]
-fn idle_connections_are_closed_and_one_peer_cannot_take_every_slot() {
+fn idle_connections_are_closed_and_local_clients_are_not_limited_per_peer() {
     let tmp = tempfile::tempdir().unwrap();
     let d = Daemon::boot_with(
         tmp.path(),
@@ -59,12 +59,9 @@ fn idle_connections_are_closed_and_one_peer_cannot_take_every_slot() {
     let (mut a, size) = attach(&addr, "FB00");
     assert_eq!(size, 1 << 30);
     let (_b, _) = attach(&addr, "FB01");
-    // A third connection from the same address is closed at once.
-    let mut c = TcpStream::connect(&addr).unwrap();
-    assert!(
-        closed_within(&mut c, Duration::from_secs(5)),
-        "third connection served"
-    );
+    // Loopback clients share one address and are not counted against the
+    // per-peer limit (remote addresses are: nbd/src/limits.rs tests).
+    let (_c, _) = attach(&addr, "FB02");
     // The idle one goes after the timeout.
     let t = Instant::now();
     assert!(

@@ -70,9 +70,11 @@ pub struct ServerConfig {
     /// export answers fast (1 turns batching off; see docs/NBD.md).
     pub max_batch: usize,
     /// Connections from one IP address served at once (so one peer cannot
-    /// take every slot); unix-socket connections are not counted.
+    /// take every slot); loopback and unix-socket connections are not
+    /// counted (every local client shares one address).
     pub max_connections_per_peer: usize,
-    /// A connection with no request for this long is closed (`None`: never).
+    /// A connection with no request for this long, and none in flight, is
+    /// closed (`None`, the default: never).
     pub idle_timeout: Option<Duration>,
 }
 
@@ -88,7 +90,10 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(10),
             max_batch: 8,
             max_connections_per_peer: 16,
-            idle_timeout: Some(Duration::from_secs(300)),
+            // Off: a mounted kernel nbd-client or qemu drive may stay idle
+            // for hours and has no keepalive request (qemu-nbd and nbdkit
+            // do not time idle clients out either).
+            idle_timeout: None,
         }
     }
 }
@@ -312,10 +317,15 @@ enum Stream {
     Unix(tokio::net::UnixStream),
 }
 
-/// The peer's IP address (TCP only).
+/// The peer's IP address, if it counts against the per-peer limit (TCP from
+/// another host).
 fn peer_ip(s: &Stream) -> Option<std::net::IpAddr> {
     match s {
-        Stream::Tcp(t) => t.peer_addr().ok().map(|a| a.ip()),
+        Stream::Tcp(t) => t
+            .peer_addr()
+            .ok()
+            .map(|a| a.ip())
+            .filter(|ip| !ip.is_loopback()),
         Stream::Unix(_) => None,
     }
 }

@@ -167,7 +167,10 @@ async fn read_requests_inner<R: AsyncRead + Unpin>(
         if r.buffer().len() < REQUEST_HEADER_BYTES {
             disp.flush();
         }
-        let got = match ctx.config.idle_timeout {
+        // Idle only with nothing in flight: a client waiting for a slow
+        // reply is not idle.
+        let busy = budget.available_permits() < budget_total as usize;
+        let got = match ctx.config.idle_timeout.filter(|_| !busy) {
             Some(t) => match tokio::time::timeout(t, read_header(r, hdr)).await {
                 Ok(res) => res?,
                 Err(_) => {

@@ -72,8 +72,13 @@ impl ResourceManager {
         let mut plan = SettlePlan::default();
         let mut problems = Vec::new();
         let time = now_ms();
+        let local = inner.local_subsystems();
         for s in inner.ledger.sessions.values() {
             if !matches!(s.state(), SessionState::Active | SessionState::Resumed) {
+                continue;
+            }
+            // A session that lives only on peers is their daemons' to judge.
+            if !s.rows.keys().any(|sub| local.contains(sub)) {
                 continue;
             }
             for sub in s.rows.keys() {
@@ -93,6 +98,7 @@ impl ResourceManager {
                 }
             }
         }
-        inner.conclude(event, decisions, plan, problems)
+        let sweep = inner.local_subsystems();
+        inner.conclude(event, decisions, plan, problems, &sweep)
     }
 }

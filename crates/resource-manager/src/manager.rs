@@ -409,6 +409,15 @@ fn plan_pairs(
 }
 
 impl Inner {
+    /// The subsystems this resource manager's own daemon holds (not peers).
+    pub fn local_subsystems(&self) -> Vec<String> {
+        self.ports
+            .iter()
+            .filter(|(_, p)| !p.is_remote())
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
     pub fn port(&self, subsystem: &str) -> Result<Arc<dyn SubsystemPort>, RmError> {
         self.ports
             .get(subsystem)

@@ -175,4 +175,13 @@ pub trait SubsystemPort: Send + Sync {
 
     /// The subsystem table, in sequence order.
     fn entries(&self) -> Result<Vec<ActivityEntry>, PortError>;
+
+    /// Whether this subsystem belongs to another daemon (a peer reached over
+    /// the network, with a resource manager of its own). Such a subsystem's
+    /// orphans are its own daemon's to withdraw (it may be establishing them
+    /// right now), and a restart event here leaves alone the sessions that
+    /// live only on such subsystems.
+    fn is_remote(&self) -> bool {
+        false
+    }
 }

@@ -206,6 +206,12 @@ impl ResourceManager {
                 if e == PortError::Crashed {
                     return Err(port_err(subsystem, "resume")(e));
                 }
+                // A failure whose outcome is unknown (I/O, no answer) leaves
+                // the session quiesced: the next notification tries again.
+                if !matches!(e, PortError::Gone { .. } | PortError::Rejected { .. }) {
+                    problems.push(port_err(subsystem, "resume")(e));
+                    continue;
+                }
                 let Some(s) = inner.ledger.sessions.get(&id) else {
                     problems.push(port_err(subsystem, "resume")(e));
                     continue;
@@ -227,7 +233,13 @@ impl ResourceManager {
         let event = Event::Reset {
             subsystem: subsystem.to_string(),
         };
-        inner.conclude(event, decisions, SettlePlan::default(), problems)
+        // Orphans on every local subsystem: a crash between an event's rows
+        // and its withdraws leaves them anywhere. (An orphan withdrawn on
+        // another subsystem may break a session there; that session is
+        // judged by the next event that checks it, not by this one, so the
+        // order of notifications never changes an outcome.)
+        let sweep = inner.local_subsystems();
+        inner.conclude(event, decisions, SettlePlan::default(), problems, &sweep)
     }
 
     fn restart_event(
@@ -241,10 +253,18 @@ impl ResourceManager {
         let mut decisions = Vec::with_capacity(inner.ledger.sessions.len());
         let mut plan = SettlePlan::default();
         let time = now_ms();
+        let local = inner.local_subsystems();
         for s in inner.ledger.sessions.values() {
             let (outcome, acted, why) = match s.state() {
                 SessionState::Completed | SessionState::Terminated(_) => {
                     settled(s, &mut plan, time)
+                }
+                SessionState::Active | SessionState::Resumed
+                    if !s.rows.keys().any(|sub| local.contains(sub)) =>
+                {
+                    let why = "lives only on peer subsystems; their own daemons' events decide it"
+                        .to_string();
+                    (Outcome::Untouched, false, why)
                 }
                 SessionState::Active | SessionState::Resumed => {
                     let ours = program.is_none_or(|p| s.program.as_deref() == Some(p));
@@ -267,7 +287,8 @@ impl ResourceManager {
             };
             decisions.push(decision(s, outcome, acted, why));
         }
-        let report = inner.conclude(event, decisions, plan, Vec::new())?;
+        let sweep = inner.local_subsystems();
+        let report = inner.conclude(event, decisions, plan, Vec::new(), &sweep)?;
         drop(inner);
         // Withdraws may have broken sessions the event left alone, and an
         // earlier event may have left a broken one open (integrity.rs).
@@ -425,16 +446,17 @@ fn log_report(report: &Decisions) {
 impl Inner {
     /// The end of every event: carry out `plan` (entries, then withdraws),
     /// withdraw orphans everywhere, and report with `problems` met before.
+    /// Orphans are swept on `sweep` only (see [`SubsystemPort::is_remote`]).
     pub(crate) fn conclude(
         &mut self,
         event: Event,
         decisions: Vec<Decision>,
         plan: SettlePlan,
         mut problems: Vec<RmError>,
+        sweep: &[String],
     ) -> Result<Decisions, RmError> {
         problems.extend(self.execute(plan)?);
-        let all: Vec<String> = self.ports.keys().cloned().collect();
-        let orphans = self.withdraw_orphans(&all, &mut problems)?;
+        let orphans = self.withdraw_orphans(sweep, &mut problems)?;
         let report = Decisions {
             event,
             decisions,

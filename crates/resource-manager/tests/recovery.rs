@@ -578,10 +578,9 @@ impl SubsystemPort for RefusesResume {
     {
         self.0.physical_sessions()
     }
-    fn resume(&self, _phys: resource_manager::PhysSessionId) -> Result<(), PortError> {
-        Err(PortError::Failed {
-            reason: "bitmaps offline (injected)".into(),
-        })
+    fn resume(&self, phys: resource_manager::PhysSessionId) -> Result<(), PortError> {
+        // The subsystem says it cannot resume it (its bitmaps are gone).
+        Err(PortError::Gone { phys })
     }
     fn append(&self, entries: &[activity_table::NewEntry]) -> Result<(), PortError> {
         self.0.append(entries)

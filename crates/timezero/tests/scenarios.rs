@@ -603,3 +603,43 @@ fn a_cut_map_goes_idle_once_its_first_dependant_holds_everything() {
         sim.check();
     }
 }
+
+#[test]
+fn a_forced_stop_that_would_close_a_restore_loop_is_refused() {
+    // Review of issue 12: a forced stop skipped the E4 check. a: x->F0,
+    // b: F->x (restore), c: F0->F (restore), then `stop a --force` at once:
+    // F0 leaves x's frozen cascade, whose first member becomes F, while x is
+    // the first member of F's frozen cascade.
+    let (x, f0, f) = (0, 1, 2);
+    let mut sim = Sim::new(3, 8);
+    let a = create(&mut sim, x, f0, CopyType::Full);
+    let b = create(&mut sim, f, x, CopyType::Full);
+    let c = create(&mut sim, f0, f, CopyType::Full);
+    const RESTORE: StartOptions = StartOptions {
+        restore: true,
+        prepare: true,
+    };
+    start(&mut sim, a, PREP);
+    start(&mut sim, b, RESTORE);
+    start(&mut sim, c, RESTORE);
+    let before = sim.eng.save();
+    let err = sim.eng.stop(a, true);
+    assert!(
+        matches!(err, Err(ControlError::RestoreCycle { .. })),
+        "{err:?}"
+    );
+    assert_eq!(before, sim.eng.save(), "a refused stop changes nothing");
+    let err = sim.eng.delete(a, true);
+    assert!(
+        matches!(err, Err(ControlError::RestoreCycle { .. })),
+        "{err:?}"
+    );
+    assert_eq!(before, sim.eng.save(), "a refused delete changes nothing");
+    sim.check();
+    for g in 0..8 {
+        for v in [x, f0, f] {
+            sim.write(VolumeId(v), g, g % 2 == 0);
+            sim.check();
+        }
+    }
+}

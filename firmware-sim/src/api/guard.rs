@@ -5,7 +5,9 @@
 //! Rules, in order:
 //! 1. with a token configured (`--api-token-file`), every request but
 //!    `GET /health` carries `Authorization: Bearer TOKEN` (401 otherwise);
-//! 2. a request with an `Origin` header that is not this API's own origin is
+//! 2. without a token, the `Host` header must be a loopback name (a web page
+//!    using DNS rebinding sends its own name); a request with an `Origin`
+//!    header that is not this API's own origin is
 //!    refused (403): browsers send it on cross-site requests, and nothing
 //!    but a browser sends a foreign one;
 //! 3. a state-changing request (any method but GET/HEAD) has
@@ -46,6 +48,18 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
 }
 
+/// `localhost`, `127.x.y.z` or `[::1]`, with or without a port.
+fn loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// The middleware (`axum::middleware::from_fn_with_state`).
 pub async fn check(State(g): State<Guard>, req: Request, next: Next) -> Response {
     let h = req.headers();
@@ -61,6 +75,24 @@ pub async fn check(State(g): State<Guard>, req: Request, next: Next) -> Response
                 ApiErrorKind::Unauthorized,
                 "this control API needs a token: pass --token-file FILE or set \
                  FIRMWARE_SIM_API_TOKEN (Authorization: Bearer TOKEN)",
+            );
+        }
+    }
+    // DNS rebinding: a page whose name resolves to 127.0.0.1 sends its own
+    // name as Host (and a matching Origin). Without a token, only loopback
+    // names reach the API.
+    if g.token.is_none() {
+        let host = h
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !loopback_host(host) {
+            return refuse(
+                ApiErrorKind::Forbidden,
+                format!(
+                    "Host {host:?} is not a loopback name; an API reached under other names \
+                     needs --api-token-file"
+                ),
             );
         }
     }
@@ -105,5 +137,30 @@ pub async fn check(State(g): State<Guard>, req: Request, next: Next) -> Response
                 REQUEST_TIMEOUT.as_secs()
             ),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn loopback_hosts() {
+        for h in [
+            "127.0.0.1:10810",
+            "localhost:1",
+            "LOCALHOST",
+            "[::1]:10810",
+            "127.0.0.2",
+        ] {
+            assert!(super::loopback_host(h), "{h}");
+        }
+        for h in [
+            "evil.example:10810",
+            "10.0.0.1:10810",
+            "",
+            "[::2]:1",
+            "localhost.evil:1",
+        ] {
+            assert!(!super::loopback_host(h), "{h}");
+        }
     }
 }

@@ -32,10 +32,12 @@ pub struct BootArgs {
     /// The volume an empty NBD export name selects (none by default).
     #[arg(long, value_name = "VOL")]
     pub default_export: Option<String>,
-    /// Close an NBD connection that sends no request for this long (0: never).
-    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    /// Close an NBD connection that sends no request for this long with none
+    /// in flight (default 0: never; a mounted kernel client may idle for hours).
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
     pub nbd_idle_timeout: u64,
-    /// NBD connections one IP address may hold at once (of 64 in all).
+    /// NBD connections one remote IP address may hold at once (of 64 in all;
+    /// loopback and unix-socket clients are not counted).
     #[arg(long, value_name = "N", default_value_t = 16,
           value_parser = clap::value_parser!(u64).range(1..=64))]
     pub nbd_max_conns_per_peer: u64,

@@ -198,4 +198,8 @@ impl SubsystemPort for RemotePort {
     fn entries(&self) -> Result<Vec<ActivityEntry>, PortError> {
         self.get("/port/entries")
     }
+
+    fn is_remote(&self) -> bool {
+        true
+    }
 }

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use activity_table::{ActivityEntry, ActivityTable, NewEntry, RecoveryReport, TableId};
 
 use super::tables::table_err;
-use crate::datadir::{io_err, DataDir};
+use crate::datadir::{io_err, sync_dir, DataDir};
 use crate::error::Result;
 
 /// What an entry says, without its table-local sequence number.
@@ -86,6 +86,29 @@ fn damaged_path(dir: &DataDir) -> PathBuf {
     }
 }
 
+/// Every volume-table entry, merged by time while keeping each volume's own
+/// order (a k-way merge: clocks may step back, and a volume's rows must stay
+/// in the order they were written).
+fn merged(volumes: &BTreeMap<String, ActivityTable>) -> Vec<NewEntry> {
+    let mut heads: Vec<(&[ActivityEntry], usize)> =
+        volumes.values().map(|t| (t.entries(), 0)).collect();
+    let mut out = Vec::new();
+    loop {
+        let next = heads
+            .iter()
+            .enumerate()
+            .filter(|(_, (list, i))| *i < list.len())
+            .min_by_key(|(k, (list, i))| (list[*i].time_unix_ms, *k))
+            .map(|(k, _)| k);
+        let Some(k) = next else {
+            return out;
+        };
+        let (list, i) = &mut heads[k];
+        out.push(key(&list[*i]));
+        *i += 1;
+    }
+}
+
 /// Rebuilds the subsystem table from `volumes`. `damaged` says why (and
 /// whether a damaged file must be moved aside first). Returns the new table,
 /// its open report and the note for the IPL report.
@@ -107,22 +130,31 @@ pub(crate) fn rebuild(
         })?;
         kept = Some(to);
     }
-    let (mut table, rep) = ActivityTable::open(&path, TableId::Subsystem(subsystem.into()))
-        .map_err(|e| table_err(&format!("create activity table {}", path.display()), e))?;
-    // Time order across volumes; each volume's own order is kept (stable sort).
-    let mut all: Vec<(u64, usize, NewEntry)> = Vec::new();
-    for vt in volumes.values() {
-        for e in vt.entries() {
-            all.push((e.time_unix_ms, all.len(), key(e)));
+    // Built aside and renamed into place: a crash or a failed append in
+    // between never leaves a valid but empty subsystem table behind.
+    let aside = dir.tables_dir().join("subsystem.tbl.rebuild");
+    if aside.exists() {
+        std::fs::remove_file(&aside)
+            .map_err(|e| io_err(format!("remove stale {}", aside.display()), e))?;
+    }
+    let entries = merged(volumes);
+    {
+        let (mut t, _) = ActivityTable::open(&aside, TableId::Subsystem(subsystem.into()))
+            .map_err(|e| table_err(&format!("create activity table {}", aside.display()), e))?;
+        if !entries.is_empty() {
+            t.append_batch(&entries)
+                .map_err(|e| table_err("rebuild the subsystem table", e))?;
         }
     }
-    all.sort_by_key(|(t, i, _)| (*t, *i));
-    let entries: Vec<NewEntry> = all.into_iter().map(|(_, _, e)| e).collect();
-    if !entries.is_empty() {
-        table
-            .append_batch(&entries)
-            .map_err(|e| table_err("rebuild the subsystem table", e))?;
-    }
+    std::fs::rename(&aside, &path).map_err(|e| {
+        io_err(
+            format!("rename {} to {}", aside.display(), path.display()),
+            e,
+        )
+    })?;
+    sync_dir(&dir.tables_dir())?;
+    let (table, rep) = ActivityTable::open(&path, TableId::Subsystem(subsystem.into()))
+        .map_err(|e| table_err(&format!("open activity table {}", path.display()), e))?;
     let why = match (damaged, &kept) {
         (Some(d), Some(k)) => format!("was damaged ({d}; kept as {})", k.display()),
         (Some(d), None) => format!("was damaged ({d})"),

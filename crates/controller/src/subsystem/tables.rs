@@ -88,7 +88,9 @@ impl Tables {
         let id = TableId::Subsystem(subsystem.to_string());
         let any_entries = vols.values().any(|t| !t.entries().is_empty());
         let (mut sub, rep, mut notes) = match ActivityTable::open(&path, id) {
-            Ok((t, rep)) if rep.created && any_entries => {
+            // Missing (just created), or empty while the volume tables hold
+            // rows (a rebuild interrupted before this version renamed it in).
+            Ok((t, rep)) if any_entries && (rep.created || t.entries().is_empty()) => {
                 drop(t);
                 let (t, rep, note) = table_recovery::rebuild(dir, subsystem, &vols, None)?;
                 (t, rep, vec![note])

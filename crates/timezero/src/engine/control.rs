@@ -242,8 +242,9 @@ impl Engine {
                 return Err(ControlError::TargetIsActiveSource { map: id, target: t });
             }
         }
-        // 4. E4: the structure after the start has no loop.
-        let mut shape = Shape::of(self);
+        // 4. E4: the structure after the start (and after the removals
+        // already scheduled) has no loop.
+        let mut shape = Shape::after_pending(self);
         for &id in &order {
             let m = &self.maps[&id];
             shape.start(
@@ -359,6 +360,25 @@ impl Engine {
     pub(super) fn check_stop(&self, id: MapId, force: bool) -> Result<(), ControlError> {
         let m = self.map(id)?;
         if force {
+            // A forced stop takes the target and every dependant out of
+            // their chains at once: refused if that closes a restore loop
+            // (stop one of the restores first), since a loop would leave
+            // writes unresolvable and the saved state unloadable.
+            if matches!(
+                m.state,
+                MapState::Copying | MapState::Stopping | MapState::Suspended
+            ) {
+                let mut shape = Shape::after_pending(self);
+                shape.remove(m.spec.target);
+                for d in self.dependent_maps(id) {
+                    if let Some(dm) = self.maps.get(&d) {
+                        shape.remove(dm.spec.target);
+                    }
+                }
+                if let Some(volumes) = shape.cycle() {
+                    return Err(ControlError::RestoreCycle { map: id, volumes });
+                }
+            }
             return Ok(());
         }
         let active_copy = match m.state {
@@ -406,7 +426,7 @@ impl Engine {
         }
         // E4: the target leaves its chain when cleaning ends.
         if matches!(m.state, MapState::Copying | MapState::Suspended) {
-            let mut shape = Shape::of(self);
+            let mut shape = Shape::after_pending(self);
             shape.remove(m.spec.target);
             if let Some(volumes) = shape.cycle() {
                 return Err(ControlError::RestoreCycle { map: id, volumes });
@@ -472,7 +492,10 @@ impl Engine {
         };
         match (st, force) {
             (MapState::IdleOrCopied, _) | (MapState::Stopped, true) => {}
-            (MapState::Copying, true) => self.force_stop(id),
+            (MapState::Copying, true) => {
+                self.check_stop(id, true)?;
+                self.force_stop(id)
+            }
             _ => return Err(self.invalid(id, op)),
         }
         self.delete_internal(id, false);

@@ -37,6 +37,27 @@ impl Shape {
         }
     }
 
+    /// The structure once every removal already scheduled has happened:
+    /// the targets of stopping maps (and of suspended maps that resume into
+    /// stopping) leave their chains when cleaning ends, with no request left
+    /// to check then, so every check starts from this shape.
+    pub(crate) fn after_pending(eng: &Engine) -> Shape {
+        let mut shape = Shape::of(eng);
+        for m in eng.maps.values() {
+            let leaving = match m.state {
+                crate::types::MapState::Stopping => true,
+                crate::types::MapState::Suspended => {
+                    m.resume_to == Some(crate::types::MapState::Stopping)
+                }
+                _ => false,
+            };
+            if leaving {
+                shape.remove(m.spec.target);
+            }
+        }
+        shape
+    }
+
     fn member_of(&self, v: VolumeId) -> Option<CascadeId> {
         self.cascades
             .iter()

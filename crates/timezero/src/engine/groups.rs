@@ -132,6 +132,26 @@ impl Engine {
         for id in &members {
             self.check_stop(*id, force)?;
         }
+        // E4 for the members together: each may be fine alone while their
+        // removals together close a restore loop.
+        let mut shape = super::cycles::Shape::after_pending(self);
+        for id in &members {
+            let m = &self.maps[id];
+            if matches!(
+                m.state,
+                MapState::Copying | MapState::Stopping | MapState::Suspended
+            ) {
+                shape.remove(m.spec.target);
+                if force {
+                    for d in self.dependent_maps(*id) {
+                        shape.remove(self.maps[&d].spec.target);
+                    }
+                }
+            }
+        }
+        if let (Some(volumes), Some(&map)) = (shape.cycle(), members.first()) {
+            return Err(ControlError::RestoreCycle { map, volumes });
+        }
         for id in members {
             self.stop_one(id, force);
         }
