@@ -10,7 +10,9 @@
 //!   problems (an activity-table append or a withdraw failed): then its
 //!   decisions are not all carried out, the second run may act on them again
 //!   (same outcomes), and sessions it could not settle may stay active until
-//!   a later event;
+//!   a later event, and a session the first run left untouched may be
+//!   terminated (image-lost) by the rerun when the withdraws it completes
+//!   break that session's image;
 //! - nothing half-way: no physical session serves a terminated or completed
 //!   session, and every open (active or resumed) session still has its
 //!   physical session.
@@ -205,7 +207,18 @@ impl ControllerWorld {
         if let Ok(second) = second {
             for d in &second.decisions {
                 let before = first.get(d.session.as_str()).map(|x| x.outcome);
-                if (d.acted && !incomplete) || before.is_some_and(|o| o != d.outcome) {
+                // A first run with problems left withdraws undone; the rerun
+                // carries them out, and a session whose image that breaks
+                // (it read through a withdrawn session's target) is decided
+                // by it: untouched, then terminated(image-lost). Seeds
+                // 300068341, 300140076, 300626839, 300982202.
+                let completed_breaks = incomplete
+                    && before == Some(Outcome::Untouched)
+                    && d.outcome
+                        == Outcome::Terminated(resource_manager::TerminateReason::ImageLost);
+                if (d.acted && !incomplete)
+                    || (before.is_some_and(|o| o != d.outcome) && !completed_breaks)
+                {
                     return Err(Violation::new(
                         Invariant::Ipl1,
                         format!(
