@@ -1,7 +1,7 @@
 //! The JSON documents of the control API, shared by the server handlers and
 //! the CLI client so that both sides agree on every field name.
 //!
-//! Field names are part of the public contract (../shared/docs/cli.md):
+//! Field names are part of the public contract (docs/CLI.md, "Control API"):
 //! `map show --json` carries at least `id, source, target, type,
 //! incremental, state, progress_percent, copy_rate, clean_rate, cascade`.
 

@@ -1,5 +1,5 @@
 //! The command line: one clap-derive tree whose verbs and flags are exactly
-//! the public names of `docs/CLI.md` (../shared/docs/cli.md). Client verbs are
+//! the public names of `docs/CLI.md`. Client verbs are
 //! thin wrappers over the control API ([`crate::client`]); each noun lives in
 //! its own module with its argument structs and its `run` function.
 

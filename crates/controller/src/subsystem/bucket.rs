@@ -1,6 +1,6 @@
 //! Token bucket that paces background copy and cleaning (QA Q21).
 //!
-//! Invariants: budget accrues at the map's rate (semantics.md 3.2, scaled
+//! Invariants: budget accrues at the map's rate (docs/ENGINE.md, "Copy and clean rates"; scaled
 //! down by the config caps) for the time that passed; a grain is copied only
 //! when a whole grain's budget is available; unused (fractional) budget
 //! carries over to the next tick; the bucket holds at most one second of

@@ -8,7 +8,7 @@
 //! cut-off rest is abandoned. If a grain of the chunk is busy with host I/O,
 //! one per-grain chunk runs instead (the busy grains are left for later).
 //! [`Subsystem::start_copier`] runs it on tokio at each map's rate
-//! (semantics.md 3.2) under the config's caps, paced by a token bucket per
+//! (docs/ENGINE.md, "Copy and clean rates") under the config's caps, paced by a token bucket per
 //! map (`bucket` module: whole grains, fractional budget carried over, at
 //! most one second banked), yielding while host I/O is active.
 

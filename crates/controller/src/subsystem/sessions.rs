@@ -29,7 +29,7 @@ use crate::error::{err, ErrorKind, Result};
 pub const MAX_SESSIONS_PER_VOLUME: usize = 16;
 /// Sessions per subsystem.
 pub const MAX_SESSIONS_PER_SUBSYSTEM: usize = 64;
-/// Copy rate of session maps (semantics.md 3.2: 64 MiB/s).
+/// Copy rate of session maps (64 MiB/s; docs/ENGINE.md, "Copy and clean rates").
 const SESSION_COPY_RATE: u8 = 100;
 
 /// One protected source extent set and the volume receiving its image.
