@@ -2,8 +2,8 @@
 //!
 //! Everything here is synchronous and does no I/O: parsers take byte slices,
 //! encoders append to a [`BytesMut`]. All integers are big-endian.
-//! Source: NetworkBlockDevice/nbd `doc/proto.md`; the checklist in
-//! `../shared/docs/nbd.md` section 5.
+//! Source: NetworkBlockDevice/nbd `doc/proto.md`; the checklist item by item
+//! is in docs/NBD.md ("Checklist, item by item").
 //!
 //! Invariants:
 //! - An encoder never writes a structured chunk whose length field disagrees
