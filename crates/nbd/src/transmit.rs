@@ -118,24 +118,11 @@ async fn read_loop<R: AsyncRead + Unpin>(
         pool.clone(),
         ctx.config.max_batch,
     );
-    let res = read_requests(&mut r, &tx, s, ctx, &budget, &pool, &mut disp).await;
+    // Refused requests are counted, not logged one by one (limits.rs).
+    let mut refused = crate::limits::Throttled::new();
+    let res = read_requests(&mut r, &tx, s, ctx, &budget, &pool, &mut disp, &mut refused).await;
     // Requests already read still run and reply, whatever ended the loop.
     disp.flush();
-    res
-}
-
-async fn read_requests<R: AsyncRead + Unpin>(
-    r: &mut BufReader<R>,
-    tx: &UnboundedSender<Outgoing>,
-    s: &Session,
-    ctx: &ConnContext,
-    budget: &Arc<Semaphore>,
-    pool: &Arc<BufPool>,
-    disp: &mut Dispatcher,
-) -> Result<(), ServerError> {
-    let mut hdr = [0u8; REQUEST_HEADER_BYTES];
-    let mut refused = crate::limits::Throttled::new();
-    let res = read_requests_inner(r, tx, s, ctx, budget, pool, disp, &mut hdr, &mut refused).await;
     if refused.pending() > 0 {
         warn!(
             more_refused = refused.pending(),
@@ -146,7 +133,7 @@ async fn read_requests<R: AsyncRead + Unpin>(
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn read_requests_inner<R: AsyncRead + Unpin>(
+async fn read_requests<R: AsyncRead + Unpin>(
     r: &mut BufReader<R>,
     tx: &UnboundedSender<Outgoing>,
     s: &Session,
@@ -154,9 +141,9 @@ async fn read_requests_inner<R: AsyncRead + Unpin>(
     budget: &Arc<Semaphore>,
     pool: &Arc<BufPool>,
     disp: &mut Dispatcher,
-    hdr: &mut [u8; REQUEST_HEADER_BYTES],
     refused: &mut crate::limits::Throttled,
 ) -> Result<(), ServerError> {
+    let mut hdr = [0u8; REQUEST_HEADER_BYTES];
     let budget_total = ctx
         .config
         .max_inflight_bytes_per_conn
@@ -171,7 +158,7 @@ async fn read_requests_inner<R: AsyncRead + Unpin>(
         // reply is not idle.
         let busy = budget.available_permits() < budget_total as usize;
         let got = match ctx.config.idle_timeout.filter(|_| !busy) {
-            Some(t) => match tokio::time::timeout(t, read_header(r, hdr)).await {
+            Some(t) => match tokio::time::timeout(t, read_header(r, &mut hdr)).await {
                 Ok(res) => res?,
                 Err(_) => {
                     info!(
@@ -181,13 +168,13 @@ async fn read_requests_inner<R: AsyncRead + Unpin>(
                     return Ok(());
                 }
             },
-            None => read_header(r, hdr).await?,
+            None => read_header(r, &mut hdr).await?,
         };
         if !got {
             info!("client closed the connection without DISC");
             return Ok(());
         }
-        let h = proto::parse_request(hdr).map_err(|magic| {
+        let h = proto::parse_request(&hdr).map_err(|magic| {
             warn!(
                 magic = format_args!("0x{magic:08x}"),
                 "bad request magic; closing"

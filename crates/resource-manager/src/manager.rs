@@ -230,13 +230,7 @@ impl ResourceManager {
     /// is a no-op; a terminated one is [`RmError::SessionTerminated`].
     pub fn complete_session(&self, id: &SessionId) -> Result<(), RmError> {
         let mut inner = self.inner.lock();
-        inner.refresh()?;
-        let session = inner
-            .ledger
-            .sessions
-            .get(id)
-            .cloned()
-            .ok_or_else(|| RmError::UnknownSession { id: id.clone() })?;
+        let session = inner.fresh_session(id)?;
         match session.state() {
             SessionState::Terminated(reason) => {
                 return Err(RmError::SessionTerminated {
@@ -290,13 +284,7 @@ impl ResourceManager {
     pub fn terminate_session(&self, id: &SessionId, why: &str) -> Result<(), RmError> {
         {
             let mut inner = self.inner.lock();
-            inner.refresh()?;
-            let session = inner
-                .ledger
-                .sessions
-                .get(id)
-                .cloned()
-                .ok_or_else(|| RmError::UnknownSession { id: id.clone() })?;
+            let session = inner.fresh_session(id)?;
             let status = match session.state() {
                 SessionState::Completed => {
                     return Err(RmError::SessionCompleted { id: id.clone() })
@@ -409,6 +397,16 @@ fn plan_pairs(
 }
 
 impl Inner {
+    /// Session `id` from tables read again if a failed call left them unsure.
+    fn fresh_session(&mut self, id: &SessionId) -> Result<SessionLedger, RmError> {
+        self.refresh()?;
+        self.ledger
+            .sessions
+            .get(id)
+            .cloned()
+            .ok_or_else(|| RmError::UnknownSession { id: id.clone() })
+    }
+
     /// The subsystems this resource manager's own daemon holds (not peers).
     pub fn local_subsystems(&self) -> Vec<String> {
         self.ports
