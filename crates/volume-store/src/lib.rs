@@ -26,6 +26,7 @@
 //! layout, poisoning) and [`mem`].
 #![deny(missing_docs)]
 
+mod alloc_map;
 mod error;
 mod fault_point;
 #[cfg(feature = "fault-injection")]

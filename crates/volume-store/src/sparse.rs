@@ -2,17 +2,22 @@
 //!
 //! Layout: track `t` at byte `t * track_size`, so a plain `pread` of the file
 //! sees the volume; after the last track one 4 KiB trailer block identifies the
-//! file (see [`crate::trailer`]). Unwritten tracks are holes: `allocated` walks
-//! them with `SEEK_DATA`/`SEEK_HOLE`, `discard` punches whole tracks
-//! (`FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE`) and zeroes partial ones, `flush`
-//! is `fdatasync`.
+//! file (see [`crate::trailer`]). Unwritten tracks are holes: open walks them
+//! once with `SEEK_DATA`/`SEEK_HOLE` into an in-memory [`AllocMap`] that
+//! `allocated` answers from afterwards (no filesystem query per copy-on-write);
+//! `discard` punches whole tracks (`FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE`)
+//! and zeroes partial ones, `flush` is `fdatasync`.
 //!
 //! Invariants:
 //! - the file is exactly `size_bytes + 4096` bytes long and its trailer names this
 //!   volume and geometry (checked at open; never rewritten afterwards);
 //! - once a flush fails the store is poisoned: the kernel may have dropped the
 //!   dirty pages it could not write, so a later "successful" fsync would lie.
-//!   Writes, discards and flushes then fail with `Poisoned` until reopened.
+//!   Writes, discards and flushes then fail with `Poisoned` until reopened;
+//! - the allocation map never under-reports (module [`crate::alloc_map`]):
+//!   writes set their tracks' bits before the `pwrite`; a discard punches with
+//!   writes excluded (`punch_lock` held exclusively; writes hold it shared) and
+//!   clears the bits of the tracks it punched before it lets writes in again.
 //!
 //! Assumption: the filesystem block size divides the track size (4 KiB blocks;
 //! every 3390 and FB track is a multiple of 4 KiB), so holes and allocation are
@@ -27,8 +32,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use geometry::{split_range, Extent, ExtentSet, Geometry};
+use parking_lot::RwLock;
 use rustix::fs::{FallocateFlags, SeekFrom};
 
+use crate::alloc_map::AllocMap;
 use crate::error::{ErrorKind, Op, StoreError};
 use crate::store::{check_extent, check_range, TrackStore};
 use crate::trailer::{Trailer, TRAILER_BYTES};
@@ -41,6 +48,10 @@ pub struct SparseFileStore {
     volume_id: String,
     geometry: Geometry,
     poisoned: AtomicBool,
+    /// Which tracks may hold data (built at open, kept by every mutation).
+    alloc: AllocMap,
+    /// Shared by writes, exclusive for a discard's punch-and-clear.
+    punch_lock: RwLock<()>,
     #[cfg(feature = "test-utils")]
     fail_next_flush: AtomicBool,
 }
@@ -100,7 +111,10 @@ impl SparseFileStore {
                 e,
             ));
         }
-        Ok(SparseFileStore::from_parts(file, path, volume_id, geometry))
+        let alloc = AllocMap::new(geometry.tracks());
+        Ok(SparseFileStore::from_parts(
+            file, path, volume_id, geometry, alloc,
+        ))
     }
 
     /// Opens the existing volume file at `path`, checking that its trailer names
@@ -143,7 +157,17 @@ impl SparseFileStore {
                 format!("{} is {len} bytes, expected {expect}", path_ctx(path)),
             ));
         }
-        Ok(SparseFileStore::from_parts(file, path, volume_id, geometry))
+        let alloc = AllocMap::new(geometry.tracks());
+        if geometry.tracks() > 0 {
+            let all = scan_allocated(&file, &geometry, geometry.full_extent())
+                .map_err(|e| StoreError::from_io(volume_id, Op::Open, path_ctx(path), e))?;
+            for e in all.extents() {
+                alloc.set(e.first, e.last);
+            }
+        }
+        Ok(SparseFileStore::from_parts(
+            file, path, volume_id, geometry, alloc,
+        ))
     }
 
     /// Reads the identity (volume id and geometry) of the volume file at `path`
@@ -152,13 +176,21 @@ impl SparseFileStore {
         open_and_probe(path.as_ref(), "?").map(|(_, t)| t)
     }
 
-    fn from_parts(file: File, path: &Path, volume_id: &str, geometry: Geometry) -> Self {
+    fn from_parts(
+        file: File,
+        path: &Path,
+        volume_id: &str,
+        geometry: Geometry,
+        alloc: AllocMap,
+    ) -> Self {
         SparseFileStore {
             file,
             path: path.to_path_buf(),
             volume_id: volume_id.to_string(),
             geometry,
             poisoned: AtomicBool::new(false),
+            alloc,
+            punch_lock: RwLock::new(()),
             #[cfg(feature = "test-utils")]
             fail_next_flush: AtomicBool::new(false),
         }
@@ -213,19 +245,61 @@ impl SparseFileStore {
         Ok(())
     }
 
-    /// True if any byte of `track` is allocated in the file.
-    fn has_data(&self, track: u64) -> Result<bool, StoreError> {
-        Ok(!self.allocated(Extent::single(track))?.is_empty())
+    /// Marks the tracks of `offset..offset + len` as holding data (before
+    /// the bytes are written: the map never under-reports).
+    fn mark_written(&self, offset: u64, len: u64) {
+        if len > 0 {
+            let ts = self.geometry.track_size_bytes();
+            self.alloc.set(offset / ts, (offset + len - 1) / ts);
+        }
     }
 
+    /// Punches the whole tracks at `offset..offset + len` (track aligned) and
+    /// clears their bits; without hole punching writes zeros (bits stay set).
+    /// The caller holds `punch_lock` exclusively.
     fn punch(&self, offset: u64, len: u64) -> Result<(), StoreError> {
         let flags = FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE;
         match rustix::fs::fallocate(&self.file, flags, offset, len) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                let ts = self.geometry.track_size_bytes();
+                self.alloc.clear(offset / ts, (offset + len) / ts - 1);
+                Ok(())
+            }
             Err(rustix::io::Errno::OPNOTSUPP) => self.write_zero_bytes(Op::Discard, offset, len),
             Err(e) => Err(self.io_err(Op::Discard, offset, len, e.into())),
         }
     }
+}
+
+/// The tracks of `extent` that hold data in `file`, from `SEEK_DATA` /
+/// `SEEK_HOLE` (called once per open; the store answers from memory after).
+fn scan_allocated(file: &File, geometry: &Geometry, extent: Extent) -> io::Result<ExtentSet> {
+    let ts = geometry.track_size_bytes();
+    let end = (extent.last + 1) * ts;
+    let mut pos = extent.first * ts;
+    let mut set = ExtentSet::new();
+    // Each pass moves `pos` forward past one data run, so the loop ends.
+    while pos < end {
+        let data = match rustix::fs::seek(file, SeekFrom::Data(pos)) {
+            Ok(d) => d,
+            Err(rustix::io::Errno::NXIO) => break,
+            Err(e) => return Err(e.into()),
+        };
+        if data >= end {
+            break;
+        }
+        let hole = rustix::fs::seek(file, SeekFrom::Hole(data))?;
+        let stop = hole.min(end);
+        if stop <= data {
+            break;
+        }
+        set.insert(Extent {
+            first: data / ts,
+            last: (stop - 1) / ts,
+        });
+        pos = stop;
+    }
+    Ok(set)
 }
 
 fn open_and_probe(path: &Path, volume_id: &str) -> Result<(File, Trailer), StoreError> {
@@ -295,6 +369,8 @@ impl TrackStore for SparseFileStore {
         let len = data.len() as u64;
         self.check_poison(Op::Write)?;
         check_range(&self.geometry, &self.volume_id, Op::Write, offset, len)?;
+        let _shared = self.punch_lock.read();
+        self.mark_written(offset, len);
         self.file
             .write_all_at(data, offset)
             .map_err(|e| self.io_err(Op::Write, offset, len, e))
@@ -303,6 +379,7 @@ impl TrackStore for SparseFileStore {
     fn discard(&self, offset: u64, len: u64) -> Result<(), StoreError> {
         self.check_poison(Op::Discard)?;
         check_range(&self.geometry, &self.volume_id, Op::Discard, offset, len)?;
+        let _exclusive = self.punch_lock.write();
         let ts = self.geometry.track_size_bytes();
         // Runs of whole tracks are punched in one call; partial tracks are zeroed.
         let mut run: Option<(u64, u64)> = None;
@@ -320,7 +397,7 @@ impl TrackStore for SparseFileStore {
             }
             // Zero a partial piece only if its track holds data: zeroing a hole
             // would allocate it (the contract keeps unwritten tracks unallocated).
-            if self.has_data(p.track)? {
+            if self.alloc.contains(p.track) {
                 self.write_zero_bytes(Op::Discard, at, p.len)?;
             }
         }
@@ -339,38 +416,14 @@ impl TrackStore for SparseFileStore {
             offset,
             len,
         )?;
+        let _shared = self.punch_lock.read();
+        self.mark_written(offset, len);
         self.write_zero_bytes(Op::WriteZeroes, offset, len)
     }
 
     fn allocated(&self, extent: Extent) -> Result<ExtentSet, StoreError> {
         check_extent(&self.geometry, &self.volume_id, Op::Allocated, extent)?;
-        let ts = self.geometry.track_size_bytes();
-        let end = (extent.last + 1) * ts;
-        let mut pos = extent.first * ts;
-        let mut set = ExtentSet::new();
-        // Each pass moves `pos` forward past one data run, so the loop ends.
-        while pos < end {
-            let data = match rustix::fs::seek(&self.file, SeekFrom::Data(pos)) {
-                Ok(d) => d,
-                Err(rustix::io::Errno::NXIO) => break,
-                Err(e) => return Err(self.io_err(Op::Allocated, pos, end - pos, e.into())),
-            };
-            if data >= end {
-                break;
-            }
-            let hole = rustix::fs::seek(&self.file, SeekFrom::Hole(data))
-                .map_err(|e| self.io_err(Op::Allocated, data, end - data, e.into()))?;
-            let stop = hole.min(end);
-            if stop <= data {
-                break;
-            }
-            set.insert(Extent {
-                first: data / ts,
-                last: (stop - 1) / ts,
-            });
-            pos = stop;
-        }
-        Ok(set)
+        Ok(self.alloc.extents(extent))
     }
 
     fn flush(&self) -> Result<(), StoreError> {

@@ -1,5 +1,6 @@
 //! `SparseFileStore` specifics: disk usage of a big volume, the identifying
-//! trailer (wrong file, size, volume, geometry), and poisoning after a failed flush.
+//! trailer (wrong file, size, volume, geometry), poisoning after a failed
+//! flush, and the in-memory allocation map agreeing with the file after reopen.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -211,4 +212,37 @@ fn a_failed_flush_poisons_until_reopened() {
     let s = SparseFileStore::open(&path, "FB00", g).expect("reopen");
     s.write_at(0, b"after!").expect("writes after reopen");
     s.flush().expect("flush after reopen");
+}
+
+/// The store answers `allocated` from memory; a reopen rebuilds that map from
+/// the file's holes, and both must agree on every track (written, partly and
+/// wholly discarded, never written).
+#[test]
+fn allocation_in_memory_matches_the_file_after_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("fb.img");
+    let g = model("fb:8M:64K");
+    let ts = g.track_size_bytes();
+    let s = SparseFileStore::create(&path, "FB00", g).expect("create");
+    for t in [0u64, 1, 2, 3, 40, 64, 65, 127] {
+        s.write_track(t, &vec![7; ts as usize]).expect("write");
+    }
+    s.write_zeroes(90 * ts + 10, 20).expect("write zeroes"); // allocates track 90
+    s.discard(ts, 2 * ts).expect("discard 1-2 whole"); // holes again
+    s.discard(64 * ts + 5, 10).expect("partial discard"); // stays allocated
+    s.discard(100 * ts, 5 * ts).expect("discard of holes"); // nothing to do
+    s.flush().expect("flush");
+    let live = s.allocated(g.full_extent()).expect("allocated");
+    let want: Vec<u64> = vec![0, 3, 40, 64, 65, 90, 127];
+    assert_eq!(live.tracks().collect::<Vec<_>>(), want);
+    drop(s);
+    let s = SparseFileStore::open(&path, "FB00", g).expect("reopen");
+    assert_eq!(s.allocated(g.full_extent()).expect("allocated"), live);
+    let mut back = vec![1u8; 10];
+    s.read_at(64 * ts + 5, &mut back).expect("read");
+    assert_eq!(
+        back,
+        vec![0u8; 10],
+        "the partly discarded bytes read as zeros"
+    );
 }
