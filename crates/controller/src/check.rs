@@ -158,13 +158,13 @@ pub fn check(data_dir: impl AsRef<Path>) -> Result<CheckReport> {
             });
         match opened {
             Ok((model, geometry, store)) => {
-                volumes.insert(std::sync::Arc::new(crate::subsystem::Volume {
-                    name: v.name.clone(),
-                    id: timezero::VolumeId(v.id),
+                volumes.insert(std::sync::Arc::new(crate::subsystem::Volume::new(
+                    &v.name,
+                    timezero::VolumeId(v.id),
                     model,
                     geometry,
                     store,
-                }))
+                )))
             }
             Err(e) => r.errors.push(format!("volume {}: {e}", v.name)),
         }

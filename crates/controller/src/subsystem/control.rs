@@ -179,7 +179,7 @@ impl Subsystem {
             let mut core = inner.core.lock();
             let r = f(self, &mut core);
             inner.after_engine_change(&mut core);
-            core.refresh_vol_maps();
+            inner.refresh_maps(&mut core);
             r
         };
         let r = r.and_then(|v| {
@@ -230,13 +230,10 @@ impl Subsystem {
                 .add_volume(id, geometry.tracks())
                 .map_err(|e| s.inner.engine_err(core, e))?;
             core.next_volume_id += 1;
-            s.inner.volumes.write().insert(Arc::new(Volume {
-                name: name.to_string(),
-                id,
-                model,
-                geometry,
-                store,
-            }));
+            s.inner
+                .volumes
+                .write()
+                .insert(Arc::new(Volume::new(name, id, model, geometry, store)));
             s.inner
                 .with_tables(|t| t.open_new_volume(&s.inner.dir, &s.inner.id, name))?;
             Ok(())

@@ -387,7 +387,7 @@ impl Inner {
                 E::GroupDeleted { .. } => continue,
             });
         }
-        core.refresh_vol_maps();
+        self.refresh_maps(core);
         true
     }
 

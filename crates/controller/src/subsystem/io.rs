@@ -1,6 +1,12 @@
 //! Host I/O by volume name and byte offset: read, write, discard,
 //! write_zeroes, flush, allocation. Targets included, always through the engine.
 //!
+//! Plain path: a volume no map or cascade holds (`Volume::is_plain`, one atomic load)
+//! is read and written straight through its store, with no engine lock, plan
+//! or grain lock: nothing can copy from or redirect to it, and a map naming
+//! it can only appear under the exclusive topology lock, which waits for the
+//! request (it holds the shared one).
+//!
 //! Write path (invariant 2, "old before new"): under the grain locks, plan;
 //! execute the copies; journal the copies' bits and any new difference bits
 //! (group commit: stores flushed, then one journal record); only then apply the
@@ -87,13 +93,15 @@ impl Subsystem {
     }
 
     fn read_inner(&self, volume: &str, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let inner = &*self.inner;
+        let _active = HostActive::new(inner);
+        // The volume is looked up under the topology lock, so a delete cannot
+        // come between the lookup and the store access.
+        let _topo = self.io_lock()?;
         let v = self.io_volume(volume, offset, buf.len() as u64)?;
         if buf.is_empty() {
             return Ok(());
         }
-        let inner = &*self.inner;
-        let _active = HostActive::new(inner);
-        let _topo = self.io_lock()?;
         let ts = v.geometry.track_size_bytes();
         let grains = grain_range(ts, offset, buf.len() as u64);
         let holders = inner.resolve(&v, grains.clone())?;
@@ -285,13 +293,25 @@ impl Subsystem {
         payload: Payload<'_>,
         fua: bool,
     ) -> Result<()> {
+        let inner = &*self.inner;
+        let _active = HostActive::new(inner);
+        let _topo = self.io_lock()?;
         let v = self.io_volume(volume, offset, len)?;
         if len == 0 {
             return Ok(());
         }
-        let inner = &*self.inner;
-        let _active = HostActive::new(inner);
-        let _topo = self.io_lock()?;
+        if v.is_plain() {
+            debug_assert!(
+                inner.core.lock().engine.is_plain(v.id),
+                "plain path taken for volume {} that a map names",
+                v.name
+            );
+            apply_host_data(&v, offset, len, payload)?;
+            if fua {
+                inner.flush_store(&v.name, &v.store)?;
+            }
+            return Ok(());
+        }
         let ts = v.geometry.track_size_bytes();
         let grains = grain_range(ts, offset, len);
         let _g = inner.grains.lock(grains.clone());
@@ -359,11 +379,7 @@ impl Subsystem {
             })?;
         }
         // 2. The host data (only now may it reach the store).
-        let res = match payload {
-            Payload::Data(d) => v.store.write_at(offset, d),
-            Payload::Zeros => v.store.discard(offset, len),
-        };
-        res.map_err(|e| store_err(&format!("write volume {volume}"), e))?;
+        apply_host_data(&v, offset, len, payload)?;
         // 3. Whole-grain data on an unsplit own grain: durable data, then its bit.
         if plan.record {
             inner.commit(CommitItem {
@@ -383,6 +399,15 @@ impl Subsystem {
     }
 }
 
+/// Writes a host request's data (or zeros) to the volume's own store.
+fn apply_host_data(v: &Volume, offset: u64, len: u64, payload: Payload<'_>) -> Result<()> {
+    let res = match payload {
+        Payload::Data(d) => v.store.write_at(offset, d),
+        Payload::Zeros => v.store.discard(offset, len),
+    };
+    res.map_err(|e| store_err(&format!("write volume {}", v.name), e))
+}
+
 /// What a host write needs before its data may be applied.
 pub(crate) struct HostPlan {
     pub(crate) copies: Vec<GrainCopy>,
@@ -396,6 +421,15 @@ pub(crate) struct HostPlan {
 impl Inner {
     /// Resolves the holder of every grain in `grains` of `v` (one engine lock).
     pub(crate) fn resolve(&self, v: &Volume, grains: Range<u64>) -> Result<Vec<VolumeId>> {
+        if v.is_plain() {
+            // No map names it: nothing redirects it and nothing can take it offline.
+            debug_assert!(
+                self.core.lock().engine.is_plain(v.id),
+                "plain read of volume {} that a map names",
+                v.name
+            );
+            return Ok(vec![v.id; (grains.end - grains.start) as usize]);
+        }
         let core = self.core.lock();
         if core.vol_maps.get(&v.id).is_none_or(|m| m.member.is_none()) {
             // Not a cascade member: reads its own store (semantics.md 2.4); the

@@ -262,13 +262,13 @@ pub(crate) fn open(
                 let geometry = Geometry::new(model)
                     .map_err(|e| err(ErrorKind::Corrupt, format!("volume {}: {e}", v.name)))?;
                 let store = provider.open_volume(&v.name, geometry)?;
-                volumes.insert(Arc::new(Volume {
-                    name: v.name.clone(),
-                    id: VolumeId(v.id),
+                volumes.insert(Arc::new(Volume::new(
+                    &v.name,
+                    VolumeId(v.id),
                     model,
                     geometry,
                     store,
-                }));
+                )));
             }
             if l.dirty {
                 report.check_findings = crate::check::check_loaded(&l.core, &volumes, &*provider);
@@ -329,6 +329,8 @@ pub(crate) fn open(
     }
     {
         let core = sub.inner.core.lock();
+        // Volumes start as mapped (slow path); unmapped ones go plain from here.
+        sub.inner.publish_mapped(&core);
         report.suspended_maps = core
             .engine
             .maps()
@@ -378,13 +380,10 @@ impl Subsystem {
             .add_volume(id, geometry.tracks())
             .map_err(|e| self.inner.engine_err(&core, e))?;
         core.next_volume_id += 1;
-        self.inner.volumes.write().insert(Arc::new(Volume {
-            name: name.to_string(),
-            id,
-            model,
-            geometry,
-            store,
-        }));
+        self.inner
+            .volumes
+            .write()
+            .insert(Arc::new(Volume::new(name, id, model, geometry, store)));
         self.inner
             .with_tables(|t| t.open_new_volume(&self.inner.dir, &self.inner.id, name))
     }
@@ -425,6 +424,8 @@ impl Subsystem {
         {
             let mut core = inner.core.lock();
             *core = l.core;
+            // The durable maps may differ from the lost ones: republish.
+            inner.publish_mapped(&core);
             for s in core.sessions.values_mut() {
                 s.quiesced = true;
             }

@@ -88,6 +88,38 @@ pub(crate) struct Volume {
     pub(crate) model: DeviceModel,
     pub(crate) geometry: Geometry,
     pub(crate) store: Arc<dyn TrackStore>,
+    /// False only while the engine says the volume is plain (no map names it,
+    /// no cascade holds it; [`timezero::Engine::is_plain`]): host I/O then goes straight to the store (io.rs, the plain
+    /// path). Starts true (the slow path is always correct) and is published
+    /// by [`Inner::publish_mapped`] under the core lock after every engine
+    /// change. It can become true only by creating a map, which happens
+    /// under the exclusive topology lock, so a request holding the shared
+    /// topology lock that read false cannot see a map appear under it.
+    pub(crate) mapped: std::sync::atomic::AtomicBool,
+}
+
+impl Volume {
+    pub(crate) fn new(
+        name: &str,
+        id: VolumeId,
+        model: DeviceModel,
+        geometry: Geometry,
+        store: Arc<dyn TrackStore>,
+    ) -> Volume {
+        Volume {
+            name: name.to_string(),
+            id,
+            model,
+            geometry,
+            store,
+            mapped: std::sync::atomic::AtomicBool::new(true),
+        }
+    }
+
+    /// True while no map names this volume (one atomic load; see `mapped`).
+    pub(crate) fn is_plain(&self) -> bool {
+        !self.mapped.load(std::sync::atomic::Ordering::Acquire)
+    }
 }
 
 #[derive(Clone, Default)]
@@ -360,6 +392,21 @@ impl Subsystem {
 }
 
 impl Inner {
+    /// Refreshes the per-volume map caches and publishes every volume's
+    /// `mapped` flag (the caller holds the core lock; lock order core, then volumes).
+    pub(crate) fn refresh_maps(&self, core: &mut Core) {
+        core.refresh_vol_maps();
+        self.publish_mapped(core);
+    }
+
+    /// Publishes the engine's [`timezero::Engine::is_plain`] to the volumes' lock-free flags.
+    pub(crate) fn publish_mapped(&self, core: &Core) {
+        for v in self.volumes.read().by_id.values() {
+            let mapped = !core.engine.is_plain(v.id);
+            v.mapped.store(mapped, std::sync::atomic::Ordering::Release);
+        }
+    }
+
     /// Runs `f` on the open activity tables.
     pub(crate) fn with_tables<T>(&self, f: impl FnOnce(&mut Tables) -> Result<T>) -> Result<T> {
         let mut t = self.tables.lock();

@@ -37,6 +37,7 @@ impl Inner {
             core.refresh_vol_maps();
         }
         *self.volumes.write() = before.volumes;
+        self.publish_mapped(&self.core.lock());
         let r = self.with_tables(|t| {
             let open: Vec<String> = t.volumes.keys().cloned().collect();
             for v in open.iter().filter(|v| !names.contains(v)) {

@@ -323,7 +323,7 @@ impl Subsystem {
             // cannot simply be deleted).
             *core = before;
             let _ = core.engine.take_events();
-            core.refresh_vol_maps();
+            inner.refresh_maps(&mut core);
             return Err(e.context(format!("establish physical session for {session}")));
         }
         core.unhardened_maps.extend(maps.iter().copied());
@@ -339,7 +339,7 @@ impl Subsystem {
             },
         );
         inner.after_engine_change(&mut core);
-        core.refresh_vol_maps();
+        inner.refresh_maps(&mut core);
         tracing::info!(subsystem = %inner.id, session, phys, maps = ?maps, "physical session established");
         Ok(phys)
     }

@@ -208,6 +208,21 @@ impl Engine {
             .collect()
     }
 
+    /// True if `volume` exists and takes part in nothing: no map names it as
+    /// source or target and no cascade has it as head or member (a cascade
+    /// can outlive the map that made it, e.g. after a forced delete). Its
+    /// reads and writes then need no plan: a write copies nothing, a read
+    /// resolves to itself, and no map state can take it offline. It stops
+    /// being plain only when a map naming it is created.
+    pub fn is_plain(&self, volume: VolumeId) -> bool {
+        self.vols.get(&volume).is_some_and(|v| {
+            v.target_map.is_none()
+                && v.source_maps.is_empty()
+                && v.member_of.is_none()
+                && v.heads.is_empty()
+        })
+    }
+
     /// All cascades, ascending by id.
     pub fn cascades(&self) -> Vec<CascadeInfo> {
         self.cascades
