@@ -5,6 +5,7 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub mod bench;
 pub mod boot;
 pub mod cascade;
 pub mod event;
@@ -108,6 +109,8 @@ pub enum Command {
     FaultRun(offline::FaultRunArgs),
     /// Offline metadata checker for a data directory.
     Check(offline::CheckArgs),
+    /// Benchmarks on this machine's disk: track copy, copy-on-write, NBD.
+    Bench(bench::BenchCmd),
 }
 
 /// Runs one parsed command line.
@@ -125,5 +128,6 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Replay(a) => offline::replay(a),
         Command::FaultRun(a) => offline::fault_run(a),
         Command::Check(a) => offline::check(a),
+        Command::Bench(c) => bench::run(c),
     }
 }
