@@ -436,3 +436,71 @@ fn event_ipl_keeps_an_open_nbd_connection_usable() {
         d.log_text()
     );
 }
+
+/// `read_only = true` on one volume in the config, and `--read-only` for
+/// all: the export flags say read-only (nbdinfo), writes, trims and zeroing
+/// get EPERM from the server (libnbd's own checks off), reads still work,
+/// and the bytes are unchanged; a volume not marked stays writable.
+#[test]
+fn read_only_exports_refuse_writes_with_eperm() {
+    require_tool("nbdinfo");
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("ro.toml");
+    std::fs::write(
+        &cfg,
+        "id = \"RO\"\n\
+         [[volumes]]\nid = \"GOLD\"\nmodel = \"fb:1M\"\nread_only = true\n\
+         [[volumes]]\nid = \"WORK\"\nmodel = \"fb:1M\"\n",
+    )
+    .unwrap();
+    // Refused, and the bytes at 0 stay what they were (`{before}`).
+    let refuse = |before: &str| {
+        format!(
+            "expect('EPERM', h.pwrite, b'x' * 4096, 0)\n\
+             expect('EPERM', h.trim, 4096, 0)\n\
+             expect('EPERM', h.zero, 4096, 0)\n\
+             assert h.pread(4096, 0) == {before}\n\
+             h.shutdown()"
+        )
+    };
+    let accept = "h.pwrite(b'\\x5a' * 4096, 0)\n\
+        assert h.pread(4096, 0) == b'\\x5a' * 4096\n\
+        h.shutdown()";
+    let ok = |out: std::process::Output, what: &str| {
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("OK"),
+            "{what}:\nstdout:\n{stdout}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let read_only_flag = |d: &Daemon, vol: &str| {
+        let out = run("nbdinfo", &["--json", &d.uri(vol)]);
+        assert_success(&out, "nbdinfo --json");
+        let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        info["exports"][0]["is_read_only"].as_bool().unwrap()
+    };
+
+    let d = Daemon::boot_with(tmp.path(), &["--config", cfg.to_str().unwrap()]);
+    assert!(read_only_flag(&d, "GOLD"), "GOLD is marked read_only");
+    assert!(!read_only_flag(&d, "WORK"), "WORK is not");
+    ok(
+        nbdsh(&d.unix_uri("GOLD"), &refuse("bytes(4096)"), true),
+        "writes to GOLD",
+    );
+    ok(nbdsh(&d.unix_uri("WORK"), accept, true), "writes to WORK");
+    drop(d);
+
+    let d = Daemon::boot_with(
+        tmp.path(),
+        &["--config", cfg.to_str().unwrap(), "--read-only"],
+    );
+    assert!(
+        read_only_flag(&d, "WORK"),
+        "--read-only covers every volume"
+    );
+    ok(
+        nbdsh(&d.unix_uri("WORK"), &refuse("b'\\x5a' * 4096"), false),
+        "writes to WORK under --read-only",
+    );
+}

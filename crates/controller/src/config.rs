@@ -126,6 +126,11 @@ pub struct VolumeConfig {
     pub id: String,
     /// Device model: `3390-1|3|9|27|54`, `3390-A:<cylinders>`, `fb:<size>[:<track-size>]`.
     pub model: DeviceModel,
+    /// Served read-only over NBD (`read_only = true`): writes, trims and
+    /// zeroing get EPERM and the export flags say so. Copy-on-write and
+    /// background copy into it as a target still happen.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
 }
 
 /// Listen addresses of the daemon's endpoints (`HOST:PORT`).
@@ -225,6 +230,8 @@ struct RawListen {
 struct RawVolume {
     id: toml::Spanned<String>,
     model: toml::Spanned<String>,
+    #[serde(default)]
+    read_only: bool,
 }
 
 fn line_of(text: &str, byte: usize) -> usize {
@@ -295,6 +302,7 @@ impl SubsystemConfig {
             volumes.push(VolumeConfig {
                 id: v.id.get_ref().clone(),
                 model,
+                read_only: v.read_only,
             });
         }
         let mut listen = ListenConfig::default();

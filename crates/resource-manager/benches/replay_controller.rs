@@ -30,6 +30,7 @@ fn config() -> SubsystemConfig {
             volumes.push(VolumeConfig {
                 id: format!("{p}{i:02}"),
                 model: "fb:64K:4K".parse().expect("model"),
+                read_only: false,
             });
         }
     }

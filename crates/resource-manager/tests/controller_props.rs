@@ -80,6 +80,7 @@ impl H {
                 .map(|v| VolumeConfig {
                     id: v.to_string(),
                     model: "fb:64K:4K".parse().unwrap(),
+                    read_only: false,
                 })
                 .collect(),
             peers: Vec::new(),

@@ -15,6 +15,7 @@ fn open(dir: &std::path::Path) -> Subsystem {
     let vol = |id: &str, model: &str| VolumeConfig {
         id: id.into(),
         model: model.parse().unwrap(),
+        read_only: false,
     };
     let config = SubsystemConfig {
         id: "SS1".into(),

@@ -18,11 +18,13 @@ fn open(dir: &std::path::Path, targets: usize) -> Subsystem {
     let mut volumes = vec![VolumeConfig {
         id: "SRC0".into(),
         model: "fb:64K:4K".parse().unwrap(),
+        read_only: false,
     }];
     for i in 0..targets {
         volumes.push(VolumeConfig {
             id: format!("TGT{i:02}"),
             model: "fb:64K:4K".parse().unwrap(),
+            read_only: false,
         });
     }
     let config = SubsystemConfig {

@@ -53,6 +53,7 @@ fn open(dir: &std::path::Path, faults: Arc<FailNth>) -> Subsystem {
         .map(|v| VolumeConfig {
             id: v.to_string(),
             model: "fb:64K:4K".parse().unwrap(),
+            read_only: false,
         })
         .collect();
     let config = SubsystemConfig {

@@ -64,6 +64,7 @@ fn config() -> SubsystemConfig {
             .map(|n| VolumeConfig {
                 id: n.to_string(),
                 model,
+                read_only: false,
             })
             .collect(),
         peers: Vec::new(),

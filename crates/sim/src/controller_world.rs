@@ -89,6 +89,7 @@ impl ControllerWorld {
                 .map(|n| VolumeConfig {
                     id: n.clone(),
                     model,
+                    read_only: false,
                 })
                 .collect(),
             peers: Vec::new(),

@@ -41,6 +41,11 @@ pub struct BootArgs {
     #[arg(long, value_name = "N", default_value_t = 16,
           value_parser = clap::value_parser!(u64).range(1..=64))]
     pub nbd_max_conns_per_peer: u64,
+    /// Serve every volume read-only: NBD writes, trims and zeroing get EPERM
+    /// and the export flags say so (per volume: `read_only = true` in the
+    /// config). Copy-on-write and background copies still run.
+    #[arg(long)]
+    pub read_only: bool,
     /// File holding the control API's bearer token: required to bind the API
     /// outside loopback; every client then sends it (CLI: --token-file or
     /// FIRMWARE_SIM_API_TOKEN); peers are sent the same token.
@@ -80,6 +85,7 @@ pub fn run(a: BootArgs) -> Result<(), CliError> {
         api_token_file: a.api_token_file,
         nbd_idle_timeout_s: a.nbd_idle_timeout,
         nbd_max_conns_per_peer: a.nbd_max_conns_per_peer as usize,
+        read_only: a.read_only,
     };
     runtime()?.block_on(daemon::boot(plan))
 }

@@ -49,6 +49,9 @@ pub struct VolumeExport {
     size_bytes: u64,
     description: String,
     stats: Arc<VolumeStats>,
+    /// Writes, trims and zeroing refused with EPERM (the nbd crate checks
+    /// the export flag before a request reaches this adapter).
+    read_only: bool,
 }
 
 impl VolumeExport {
@@ -78,6 +81,10 @@ impl Export for VolumeExport {
     /// the volume's store durable, so the multi-conn promise holds.
     fn can_multi_conn(&self) -> bool {
         true
+    }
+
+    fn read_only(&self) -> bool {
+        self.read_only
     }
 
     fn description(&self) -> Option<String> {
@@ -180,6 +187,7 @@ impl Export for VolumeExport {
 pub struct NodeRegistry {
     node: Arc<Node>,
     default_export: Option<String>,
+    read_only_all: bool,
 }
 
 impl NodeRegistry {
@@ -188,7 +196,15 @@ impl NodeRegistry {
         NodeRegistry {
             node,
             default_export,
+            read_only_all: false,
         }
+    }
+
+    /// Serves every export read-only (`boot --read-only`); otherwise only the
+    /// volumes the config marks `read_only = true` are.
+    pub fn read_only(mut self, all: bool) -> NodeRegistry {
+        self.read_only_all = all;
+        self
     }
 }
 
@@ -205,8 +221,19 @@ impl ExportRegistry for NodeRegistry {
     }
 
     fn open(&self, name: &str) -> Option<Arc<dyn Export>> {
-        let v = self.node.with(|s| s.volume_view(name)).ok()?;
+        let (v, configured) = self
+            .node
+            .with(|s| {
+                let ro = s
+                    .config()
+                    .volumes
+                    .iter()
+                    .any(|c| c.id == name && c.read_only);
+                s.volume_view(name).map(|v| (v, ro))
+            })
+            .ok()?;
         Some(Arc::new(VolumeExport {
+            read_only: self.read_only_all || configured,
             node: self.node.clone(),
             volume: v.id.clone(),
             size_bytes: v.size_bytes,

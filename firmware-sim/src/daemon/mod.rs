@@ -51,6 +51,8 @@ pub struct BootPlan {
     pub nbd_idle_timeout_s: u64,
     /// `--nbd-max-conns-per-peer`.
     pub nbd_max_conns_per_peer: usize,
+    /// `--read-only`: every export refuses writes.
+    pub read_only: bool,
 }
 
 async fn bind_tcp(what: &str, addr: &str) -> Result<TcpListener, CliError> {
@@ -342,7 +344,9 @@ pub async fn boot(mut plan: BootPlan) -> Result<(), CliError> {
         ..ServerConfig::default()
     })
     .map_err(|e| CliError::failed("NBD server configuration", e))?;
-    let registry = Arc::new(NodeRegistry::new(node.clone(), plan.default_export.clone()));
+    let registry = Arc::new(
+        NodeRegistry::new(node.clone(), plan.default_export.clone()).read_only(plan.read_only),
+    );
     let mut tasks = Vec::new();
     for (l, base) in listeners {
         let (server, registry, sd) = (server.clone(), registry.clone(), shutdown.clone());

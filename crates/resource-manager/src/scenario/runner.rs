@@ -131,6 +131,7 @@ impl<'a> World<'a> {
                 volumes.push(VolumeConfig {
                     id: v.id.get_ref().clone(),
                     model,
+                    read_only: false,
                 });
             }
             let config = SubsystemConfig {

@@ -630,7 +630,11 @@ pub fn subsystem_config() -> SubsystemConfig {
         listen: Default::default(),
         rates: Default::default(),
         volumes: (0..VOLUMES)
-            .map(|i| VolumeConfig { id: name(i), model })
+            .map(|i| VolumeConfig {
+                id: name(i),
+                model,
+                read_only: false,
+            })
             .collect(),
         peers: Vec::new(),
     }
