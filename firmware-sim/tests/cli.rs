@@ -34,6 +34,9 @@ fn every_verb_and_flag_of_cli_md_exists() {
         "replay",
         "fault-run",
         "check",
+        "bench",
+        "completions",
+        "man",
     ] {
         assert!(
             top.contains(&format!("  {verb}")),
@@ -90,6 +93,17 @@ fn every_verb_and_flag_of_cli_md_exists() {
         (&["event", "reset"], &["--lose-volatile"]),
         (&["fault-run"], &["--seed", "--runs", "--json"]),
         (&["check"], &["--data-dir"]),
+        (&["boot"], &["--read-only"]),
+        (&["bench"], &["copy", "cow", "nbd"]),
+        (
+            &["bench", "copy"],
+            &["--model", "--written", "--dir", "--json"],
+        ),
+        (
+            &["bench", "cow"],
+            &["--writes", "--threads", "--rounds", "--seed"],
+        ),
+        (&["bench", "nbd"], &["--runtime", "--qd"]),
     ];
     for (args, words) in cases {
         let text = help(args);
@@ -716,4 +730,33 @@ fn volume_list_shows_which_volumes_are_offline_and_why() {
         .unwrap();
     assert_eq!(v["online"], true, "{v}");
     assert!(v.get("offline_reason").is_none(), "{v}");
+}
+
+/// Completion scripts and the man page come from the parser's own tree: the
+/// real verbs appear in them, and an unknown shell is a usage error.
+#[test]
+fn completions_and_man_page_name_the_real_verbs() {
+    let out = run(BIN, &["completions", "bash"]);
+    assert_success(&out, "completions bash");
+    let bash = String::from_utf8_lossy(&out.stdout);
+    for verb in ["fault-run", "session", "bench", "--read-only"] {
+        assert!(bash.contains(verb), "bash completion lacks {verb}");
+    }
+    let out = run(BIN, &["completions", "zsh"]);
+    assert_success(&out, "completions zsh");
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("#compdef firmware-sim"));
+    let out = run(BIN, &["completions", "tcsh"]);
+    assert_fails_with(&out, 2, "tcsh", "completions tcsh");
+
+    let out = run(BIN, &["man"]);
+    assert_success(&out, "man");
+    let man = String::from_utf8_lossy(&out.stdout);
+    assert!(man.contains(".TH firmware-sim 1"), "main page header");
+    for page in [
+        "firmware\\-sim\\-map",
+        "firmware\\-sim\\-session",
+        "firmware\\-sim\\-boot",
+    ] {
+        assert!(man.contains(page), "man page lacks the section {page}");
+    }
 }

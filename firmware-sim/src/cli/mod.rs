@@ -14,6 +14,7 @@ pub mod map;
 pub mod offline;
 pub mod salvage;
 pub mod session;
+pub mod shell;
 pub mod table;
 pub mod volume;
 
@@ -111,6 +112,10 @@ pub enum Command {
     Check(offline::CheckArgs),
     /// Benchmarks on this machine's disk: track copy, copy-on-write, NBD.
     Bench(bench::BenchCmd),
+    /// Shell completion script on stdout (bash, zsh, fish, elvish, powershell).
+    Completions(shell::CompletionsArgs),
+    /// The man page (roff) on stdout.
+    Man,
 }
 
 /// Runs one parsed command line.
@@ -129,5 +134,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::FaultRun(a) => offline::fault_run(a),
         Command::Check(a) => offline::check(a),
         Command::Bench(c) => bench::run(c),
+        Command::Completions(a) => shell::completions(a),
+        Command::Man => shell::man(),
     }
 }
