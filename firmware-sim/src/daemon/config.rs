@@ -158,6 +158,34 @@ pub fn check_volume_sizes(data_dir: &Path, config: &SubsystemConfig) -> Result<(
     Ok(())
 }
 
+/// What the volumes could still grow by (provisioned size minus what their
+/// sparse files already hold) against the free space of the data
+/// directory's filesystem. Volumes are thin: an overcommitted directory
+/// boots, and the first sign of a full filesystem would be a client's
+/// ENOSPC, so boot says so up front. `None` when everything fits (or the
+/// filesystem cannot be asked).
+pub fn overcommit(data_dir: &Path, volumes: &[(String, u64)]) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = DataDir::new(data_dir);
+    let st = rustix::fs::statvfs(data_dir).ok()?;
+    let free = st.f_bavail.saturating_mul(st.f_frsize);
+    let mut growth = 0u64;
+    let mut provisioned = 0u64;
+    for (id, size) in volumes {
+        let held = std::fs::metadata(dir.volume_path(id)).map_or(0, |m| m.blocks() * 512);
+        growth = growth.saturating_add(size.saturating_sub(held));
+        provisioned = provisioned.saturating_add(*size);
+    }
+    (growth > free).then(|| {
+        format!(
+            "the volumes provision {} but the filesystem of {} has {} free: writes will fail with ENOSPC once it fills (nothing acknowledged is lost); free space there, or move the data directory (README, \"Runbook\")",
+            crate::output::human_bytes(provisioned),
+            data_dir.display(),
+            crate::output::human_bytes(free),
+        )
+    })
+}
+
 /// Adds `--peer ID=HOST:PORT` flags to `config` (replacing a `[[peers]]`
 /// entry of the same id), checked as the config file's peers are.
 pub fn add_peers(config: &mut SubsystemConfig, flags: &[String]) -> Result<(), CliError> {
@@ -207,5 +235,16 @@ mod tests {
         assert!(mismatch_hint(dir.path(), &back, &file, bad).is_empty());
         let io = controller::ErrorKind::Io;
         assert!(mismatch_hint(dir.path(), &back, &src, io).is_empty());
+    }
+
+    #[test]
+    fn overcommit_is_named_only_when_the_volumes_could_outgrow_the_filesystem() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(overcommit(dir.path(), &[("A".into(), 1 << 20)]).is_none());
+        let w = overcommit(dir.path(), &[("A".into(), 1 << 62), ("B".into(), 1 << 20)])
+            .expect("4 EiB cannot fit");
+        assert!(w.contains("ENOSPC"), "{w}");
+        assert!(w.contains(&dir.path().display().to_string()), "{w}");
+        assert!(w.contains("Runbook"), "{w}");
     }
 }

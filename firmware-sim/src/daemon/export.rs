@@ -42,6 +42,28 @@ pub fn nbd_error(e: ControllerError) -> ExportError {
     ExportError::new(kind, e.full_message())
 }
 
+/// Seconds since the epoch of the last "filesystem full" warning.
+static LAST_FULL_WARNING: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Says what to do when the data directory's filesystem is full: at most
+/// once every 10 seconds (a client retrying must not flood the log).
+fn warn_full(volume: &str, e: &ControllerError) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let last = LAST_FULL_WARNING.load(Relaxed);
+    if now >= last + 10
+        && LAST_FULL_WARNING
+            .compare_exchange(last, now, Relaxed, Relaxed)
+            .is_ok()
+    {
+        tracing::warn!(volume, error = %e.full_message(),
+            "the data directory's filesystem is full: the write was refused with ENOSPC and \
+             nothing acknowledged was lost; free space on that filesystem (or move the data \
+             directory, README \"Runbook\"), then retry the write");
+    }
+}
+
 /// One volume as an NBD export.
 pub struct VolumeExport {
     node: Arc<Node>,
@@ -58,6 +80,9 @@ impl VolumeExport {
     fn count(&self, r: Result<(), ControllerError>) -> Result<(), ExportError> {
         r.map_err(|e| {
             self.stats.errors.fetch_add(1, Relaxed);
+            if e.kind() == CtlKind::NoSpace {
+                warn_full(&self.volume, &e);
+            }
             tracing::debug!(volume = %self.volume, error = %e.full_message(), "NBD request failed");
             nbd_error(e)
         })

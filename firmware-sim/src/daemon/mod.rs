@@ -320,6 +320,14 @@ pub async fn boot(mut plan: BootPlan) -> Result<(), CliError> {
     *node.nbd_bases.write() = listeners.iter().map(|(_, b)| b.clone()).collect();
     node.start_copier();
     let ipl = !node.with(|s| s.ipl_report().created);
+    let sizes: Vec<(String, u64)> = node
+        .with(|s| s.volumes())
+        .into_iter()
+        .map(|v| (v.id, v.size_bytes))
+        .collect();
+    if let Some(w) = config::overcommit(&plan.data_dir, &sizes) {
+        tracing::warn!("{w}");
+    }
 
     // Under socket activation stdout belongs to the parent (nbdinfo prints there).
     let banner = banner(
