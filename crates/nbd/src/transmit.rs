@@ -9,6 +9,10 @@
 //!   permits worth the request's bytes from the connection's in-flight
 //!   budget; the permits come back only after the reply is written. When the
 //!   budget is spent the reader stops reading: backpressure, not buffering.
+//!   Every reply is charged by its real size: a READ by its data, a
+//!   BLOCK_STATUS by the most descriptors it may return, an error reply the
+//!   reader sends itself (a refused request) by its bytes. So a client that
+//!   sends requests and never reads the replies holds at most the budget.
 //! - Replies go out in completion order, not request order. Small requests
 //!   may run in batches while the export is fast (see `dispatch`).
 //! - After DISC, EOF or a protocol violation the reader stops; requests
@@ -192,13 +196,20 @@ async fn read_requests<R: AsyncRead + Unpin>(
             min_block: s.block_size.min,
         };
         let payload_len = if h.kind == cmd::WRITE { h.length } else { 0 };
-        let send = |reply: Reply| {
-            // A send fails only when the writer is gone; the connection is ending.
-            let _ = tx.send(Outgoing {
-                reply,
-                permit: None,
-            });
-        };
+        // A reply the reader makes itself is charged by its bytes, and waits
+        // for budget like any request (a client that never reads its replies
+        // stops being read). A send fails only when the writer is gone.
+        macro_rules! send {
+            ($reply:expr) => {{
+                let reply: Reply = $reply;
+                let cost = (reply.held_bytes() as u32).min(budget_total);
+                let permit = charge(budget, disp, cost).await?;
+                let _ = tx.send(Outgoing {
+                    reply,
+                    permit: Some(permit),
+                });
+            }};
+        }
         if payload_len > s.block_size.max && payload_len > ctx.config.max_discard_bytes {
             warn!(len = payload_len, "absurd WRITE length; closing");
             return Err(ServerError::Protocol(format!(
@@ -214,14 +225,14 @@ async fn read_requests<R: AsyncRead + Unpin>(
                         more_refused = more, "request refused");
                 }
                 discard(r, u64::from(payload_len)).await?;
-                send(ops::error_reply(&info, e, message));
+                send!(ops::error_reply(&info, e, message));
                 continue;
             }
         };
         if ctx.is_shutting_down() {
             debug!(cookie = h.cookie, "request during shutdown: ESHUTDOWN");
             discard(r, u64::from(payload_len)).await?;
-            send(ops::error_reply(
+            send!(ops::error_reply(
                 &info,
                 errno::ESHUTDOWN,
                 "server shutting down".into(),
@@ -230,23 +241,13 @@ async fn read_requests<R: AsyncRead + Unpin>(
         }
         let data_len = match op {
             ops::Op::Read { len, .. } => len,
+            ops::Op::BlockStatus { len, req_one, .. } => block_status_reply_bytes(len, req_one, s),
             _ => payload_len,
         };
         let cost = data_len
             .saturating_add(REQUEST_OVERHEAD_BYTES)
             .min(budget_total);
-        let permit = match budget.clone().try_acquire_many_owned(cost) {
-            Ok(p) => p,
-            Err(_) => {
-                // Budget spent: start what is held back, then wait (backpressure).
-                disp.flush();
-                budget
-                    .clone()
-                    .acquire_many_owned(cost)
-                    .await
-                    .map_err(|_| ServerError::Protocol("in-flight budget closed".into()))?
-            }
-        };
+        let permit = charge(budget, disp, cost).await?;
         let payload = match read_payload(r, payload_len as usize, pool).await {
             Ok(p) => p,
             Err(e) => {
@@ -268,4 +269,35 @@ async fn read_requests<R: AsyncRead + Unpin>(
             data_len as usize <= BATCH_JOB_MAX_BYTES,
         );
     }
+}
+
+/// Takes `cost` permits of the in-flight budget; when it is spent, starts
+/// what the dispatcher holds back and waits (backpressure).
+async fn charge(
+    budget: &Arc<Semaphore>,
+    disp: &mut Dispatcher,
+    cost: u32,
+) -> Result<tokio::sync::OwnedSemaphorePermit, ServerError> {
+    match budget.clone().try_acquire_many_owned(cost) {
+        Ok(p) => Ok(p),
+        Err(_) => {
+            disp.flush();
+            budget
+                .clone()
+                .acquire_many_owned(cost)
+                .await
+                .map_err(|_| ServerError::Protocol("in-flight budget closed".into()))
+        }
+    }
+}
+
+/// The largest BLOCK_STATUS reply a request of `len` bytes can get: one
+/// 8-byte descriptor per minimum block, at most `MAX_DESCRIPTORS`.
+fn block_status_reply_bytes(len: u32, req_one: bool, s: &Session) -> u32 {
+    let blocks = if req_one {
+        1
+    } else {
+        (len.div_ceil(s.block_size.min.max(1)) as usize).min(crate::extents::MAX_DESCRIPTORS)
+    };
+    (8 * blocks + 4) as u32
 }

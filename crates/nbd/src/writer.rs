@@ -59,6 +59,21 @@ pub(crate) enum Reply {
     },
 }
 
+impl Reply {
+    /// Bytes this reply holds until it is written: what it is charged to the
+    /// connection's in-flight budget. Headers are counted generously (a
+    /// structured chunk header is 20 bytes, its error payload 6 more).
+    pub(crate) fn held_bytes(&self) -> usize {
+        const HEADER: usize = 32;
+        match self {
+            Reply::Simple { .. } => HEADER,
+            Reply::ErrorChunk { message, .. } => HEADER + 6 + message.len(),
+            Reply::Read { data, .. } => HEADER + data.len(),
+            Reply::BlockStatus { descriptors, .. } => HEADER + 4 + 8 * descriptors.len(),
+        }
+    }
+}
+
 /// A reply plus the in-flight budget it holds until written.
 pub(crate) struct Outgoing {
     pub reply: Reply,

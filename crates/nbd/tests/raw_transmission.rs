@@ -433,3 +433,73 @@ fn block_status_descriptors_and_req_one() {
     };
     assert_eq!(descriptors(payload).1, vec![(8192, 3)]);
 }
+
+/// A client that floods refused requests (READ past the end) and never reads
+/// a reply is stopped by the in-flight budget: each error reply the server
+/// queues is charged by its bytes, so once the budget and the socket buffers
+/// are full the server stops reading and the client's writes block, long
+/// before 500,000 requests. Every request the server took is then answered,
+/// and a new connection is served at once.
+#[test]
+fn refused_requests_whose_replies_are_never_read_stop_being_read() {
+    let cfg = ServerConfig {
+        max_inflight_bytes_per_conn: 256 << 10,
+        max_request_bytes: 256 << 10,
+        ..ServerConfig::default()
+    };
+    let (srv, _) = mem_server(MemExport::new(MIB), cfg);
+    let (mut c, _) = Raw::open(&srv.socket, "disk");
+    // 28-byte READ requests of 512 bytes at the end of the export: EINVAL.
+    const N: usize = 500_000;
+    const CHUNK: usize = 256;
+    let mut one = bytes::BytesMut::new();
+    nbd::proto::encode_request(
+        &mut one,
+        &nbd::proto::RequestHeader {
+            flags: 0,
+            kind: cmd::READ,
+            cookie: 7,
+            offset: MIB,
+            length: 512,
+        },
+    );
+    let chunk: Vec<u8> = one
+        .iter()
+        .copied()
+        .cycle()
+        .take(one.len() * CHUNK)
+        .collect();
+    c.s.set_write_timeout(Some(std::time::Duration::from_secs(2)))
+        .unwrap();
+    let mut written = 0usize;
+    use std::io::Write;
+    while written < N * one.len() {
+        let at = written % chunk.len();
+        match c.s.write(&chunk[at..]) {
+            Ok(n) => written += n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                break
+            }
+            Err(e) => panic!("write to server: {e}"),
+        }
+    }
+    let sent = written / one.len();
+    assert!(
+        sent < N / 4,
+        "the server kept reading refused requests whose replies nobody read: {sent} of {N} taken"
+    );
+    // Every whole request taken is answered with EINVAL, in order of arrival.
+    for i in 0..sent {
+        match c.reply() {
+            Reply::Simple { errno, .. } => assert_eq!(errno, EINVAL, "reply {i}"),
+            Reply::Chunk { .. } => {} // structured error chunk: also a refusal
+        }
+    }
+    let (mut d, _) = Raw::open(&srv.socket, "disk");
+    assert_eq!(d.simple(0, cmd::WRITE, 1, 0, 512, &[9u8; 512]), 0);
+}
