@@ -503,4 +503,15 @@ fn read_only_exports_refuse_writes_with_eperm() {
         nbdsh(&d.unix_uri("WORK"), &refuse("b'\\x5a' * 4096"), false),
         "writes to WORK under --read-only",
     );
+    drop(d);
+
+    // The same for every volume from the config's [nbd] section.
+    let all = tmp.path().join("ro-all.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap() + "[nbd]\nread_only = true\n";
+    std::fs::write(&all, text).unwrap();
+    let d = Daemon::boot_with(tmp.path(), &["--config", all.to_str().unwrap()]);
+    assert!(
+        read_only_flag(&d, "WORK"),
+        "[nbd] read_only covers every volume"
+    );
 }

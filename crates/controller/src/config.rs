@@ -96,6 +96,9 @@ pub struct SubsystemConfig {
     /// Where the daemon listens; the library itself opens no socket.
     #[serde(default)]
     pub listen: ListenConfig,
+    /// The daemon's NBD server settings (`[nbd]`); `boot` flags override them.
+    #[serde(default, skip_serializing_if = "NbdConfig::is_default")]
+    pub nbd: NbdConfig,
     /// Caps on background copy and cleaning bandwidth.
     #[serde(default)]
     pub rates: RateLimits,
@@ -143,6 +146,30 @@ pub struct ListenConfig {
     /// Control API address, e.g. `127.0.0.1:10810`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api: Option<String>,
+}
+
+/// NBD server settings of the daemon (`[nbd]`). The library serves no NBD;
+/// the daemon reads these, and its `boot` flags of the same names win.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NbdConfig {
+    /// Close a connection that sends no request for this many seconds, with
+    /// none in flight (`--nbd-idle-timeout`; absent or 0: never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_s: Option<u64>,
+    /// NBD connections one remote IP address may hold at once, 1..=64
+    /// (`--nbd-max-conns-per-peer`; absent: 16).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_conns_per_peer: Option<u64>,
+    /// Serve every volume read-only (`--read-only`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
+}
+
+impl NbdConfig {
+    fn is_default(&self) -> bool {
+        *self == NbdConfig::default()
+    }
 }
 
 /// Subsystem-wide caps on background work, in MiB/s; `None` = no cap beyond
@@ -203,6 +230,8 @@ struct RawConfig {
     durability: DurabilityMode,
     #[serde(default)]
     listen: RawListen,
+    #[serde(default)]
+    nbd: NbdConfig,
     #[serde(default)]
     rates: RateLimits,
     #[serde(default)]
@@ -334,10 +363,20 @@ impl SubsystemConfig {
                 api: p.api.get_ref().clone(),
             });
         }
+        if let Some(n) = raw.nbd.max_conns_per_peer {
+            if !(1..=64).contains(&n) {
+                return Err(ConfigError {
+                    line: None,
+                    field: "nbd.max_conns_per_peer".into(),
+                    message: format!("{n} is not in 1..=64"),
+                });
+            }
+        }
         let config = SubsystemConfig {
             id: raw.id.into_inner(),
             durability: raw.durability,
             listen,
+            nbd: raw.nbd,
             rates: raw.rates,
             volumes,
             peers,

@@ -28,7 +28,7 @@ pub mod subsystem;
 
 pub use check::{check, CheckReport};
 pub use config::{
-    ConfigError, DurabilityMode, ListenConfig, PeerConfig, RateLimits, SubsystemConfig,
+    ConfigError, DurabilityMode, ListenConfig, NbdConfig, PeerConfig, RateLimits, SubsystemConfig,
     VolumeConfig,
 };
 pub use error::{ControllerError, ErrorKind, Result};

@@ -86,3 +86,31 @@ fn syntax_and_unknown_field_errors_carry_lines() {
     let e = err("id = \"S\"\n[rates]\nclean_mib_per_s_max = 0\n");
     assert_eq!(e.field, "rates.clean_mib_per_s_max");
 }
+
+#[test]
+fn nbd_section_and_read_only_volumes_parse_and_round_trip() {
+    let c = SubsystemConfig::from_toml_str(
+        "id = \"X\"\n[nbd]\nidle_timeout_s = 300\nmax_conns_per_peer = 4\nread_only = true\n\
+         [[volumes]]\nid = \"A\"\nmodel = \"fb:16M\"\nread_only = true\n\
+         [[volumes]]\nid = \"B\"\nmodel = \"fb:16M\"\n",
+    )
+    .unwrap();
+    assert_eq!(c.nbd.idle_timeout_s, Some(300));
+    assert_eq!(c.nbd.max_conns_per_peer, Some(4));
+    assert!(c.nbd.read_only);
+    assert!(c.volumes[0].read_only && !c.volumes[1].read_only);
+    let again = SubsystemConfig::from_toml_str(&c.to_toml_string()).unwrap();
+    assert_eq!(c, again);
+    // Absent, the section is all defaults and not written back.
+    let plain = SubsystemConfig::from_toml_str("id = \"X\"\n").unwrap();
+    assert!(!plain.to_toml_string().contains("[nbd]"));
+}
+
+#[test]
+fn a_bad_nbd_section_names_its_field() {
+    let e = err("id = \"X\"\n[nbd]\nmax_conns_per_peer = 65\n");
+    assert_eq!(e.field, "nbd.max_conns_per_peer", "{e}");
+    assert!(e.to_string().contains("1..=64"), "{e}");
+    let e = err("id = \"X\"\n[nbd]\nidle_timeout = 5\n");
+    assert!(e.to_string().contains("idle_timeout"), "{e}");
+}

@@ -38,6 +38,7 @@ fn config() -> SubsystemConfig {
         id: "SS1".into(),
         durability: DurabilityMode::Strict,
         listen: Default::default(),
+        nbd: Default::default(),
         rates: Default::default(),
         volumes,
         peers: Vec::new(),

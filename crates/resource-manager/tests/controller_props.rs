@@ -73,6 +73,7 @@ impl H {
             id: "SS1".into(),
             durability: DurabilityMode::Nosync,
             listen: Default::default(),
+            nbd: Default::default(),
             rates: Default::default(),
             volumes: SRC
                 .iter()

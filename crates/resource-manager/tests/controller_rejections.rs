@@ -21,6 +21,7 @@ fn open(dir: &std::path::Path) -> Subsystem {
         id: "SS1".into(),
         durability: DurabilityMode::Nosync,
         listen: Default::default(),
+        nbd: Default::default(),
         rates: Default::default(),
         volumes: vec![
             vol("SRC0", "fb:64K:4K"),

@@ -31,6 +31,7 @@ fn open(dir: &std::path::Path, targets: usize) -> Subsystem {
         id: "SS1".into(),
         durability: DurabilityMode::Nosync,
         listen: Default::default(),
+        nbd: Default::default(),
         rates: Default::default(),
         volumes,
         peers: Vec::new(),

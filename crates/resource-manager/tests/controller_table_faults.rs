@@ -60,6 +60,7 @@ fn open(dir: &std::path::Path, faults: Arc<FailNth>) -> Subsystem {
         id: "SS1".into(),
         durability: DurabilityMode::Nosync,
         listen: Default::default(),
+        nbd: Default::default(),
         rates: Default::default(),
         volumes,
         peers: Vec::new(),

@@ -58,6 +58,7 @@ fn config() -> SubsystemConfig {
         id: "CONC01".into(),
         durability: DurabilityMode::Strict,
         listen: Default::default(),
+        nbd: Default::default(),
         rates: Default::default(),
         volumes: ["S", "N", "F"]
             .iter()

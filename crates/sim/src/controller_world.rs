@@ -83,6 +83,7 @@ impl ControllerWorld {
             id: "SIM01".into(),
             durability: Default::default(),
             listen: Default::default(),
+            nbd: Default::default(),
             rates: Default::default(),
             volumes: names
                 .iter()

@@ -34,13 +34,12 @@ pub struct BootArgs {
     pub default_export: Option<String>,
     /// Close an NBD connection that sends no request for this long with none
     /// in flight (default 0: never; a mounted kernel client may idle for hours).
-    #[arg(long, value_name = "SECS", default_value_t = 0)]
-    pub nbd_idle_timeout: u64,
+    #[arg(long, value_name = "SECS")]
+    pub nbd_idle_timeout: Option<u64>,
     /// NBD connections one remote IP address may hold at once (of 64 in all;
     /// loopback and unix-socket clients are not counted).
-    #[arg(long, value_name = "N", default_value_t = 16,
-          value_parser = clap::value_parser!(u64).range(1..=64))]
-    pub nbd_max_conns_per_peer: u64,
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub nbd_max_conns_per_peer: Option<u64>,
     /// Serve every volume read-only: NBD writes, trims and zeroing get EPERM
     /// and the export flags say so (per volume: `read_only = true` in the
     /// config). Copy-on-write and background copies still run.
@@ -84,7 +83,7 @@ pub fn run(a: BootArgs) -> Result<(), CliError> {
         peers: a.peers,
         api_token_file: a.api_token_file,
         nbd_idle_timeout_s: a.nbd_idle_timeout,
-        nbd_max_conns_per_peer: a.nbd_max_conns_per_peer as usize,
+        nbd_max_conns_per_peer: a.nbd_max_conns_per_peer,
         read_only: a.read_only,
     };
     runtime()?.block_on(daemon::boot(plan))

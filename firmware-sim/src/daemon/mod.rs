@@ -47,10 +47,10 @@ pub struct BootPlan {
     pub peers: Vec<String>,
     /// `--api-token-file`.
     pub api_token_file: Option<PathBuf>,
-    /// `--nbd-idle-timeout` (0: never).
-    pub nbd_idle_timeout_s: u64,
-    /// `--nbd-max-conns-per-peer`.
-    pub nbd_max_conns_per_peer: usize,
+    /// `--nbd-idle-timeout` (0: never; absent: the config's `[nbd]`, else never).
+    pub nbd_idle_timeout_s: Option<u64>,
+    /// `--nbd-max-conns-per-peer` (absent: the config's `[nbd]`, else 16).
+    pub nbd_max_conns_per_peer: Option<u64>,
     /// `--read-only`: every export refuses writes.
     pub read_only: bool,
 }
@@ -240,6 +240,16 @@ fn volume_file_hint(message: &str, data_dir: &Path) -> String {
 pub async fn boot(mut plan: BootPlan) -> Result<(), CliError> {
     let (mut config, source) = config::load_config(plan.config_file.as_deref(), &plan.data_dir)?;
     config::add_peers(&mut config, &plan.peers)?;
+    // `boot` flags win over the config's `[nbd]` section (not saved back).
+    let nbd_idle_s = plan
+        .nbd_idle_timeout_s
+        .or(config.nbd.idle_timeout_s)
+        .unwrap_or(0);
+    let nbd_per_peer = plan
+        .nbd_max_conns_per_peer
+        .or(config.nbd.max_conns_per_peer)
+        .unwrap_or(16) as usize;
+    let nbd_read_only = plan.read_only || config.nbd.read_only;
     std::fs::create_dir_all(&plan.data_dir).map_err(|e| {
         CliError::failed(
             format!("cannot create data dir {}", plan.data_dir.display()),
@@ -346,14 +356,13 @@ pub async fn boot(mut plan: BootPlan) -> Result<(), CliError> {
     }
 
     let server = Server::new(ServerConfig {
-        idle_timeout: (plan.nbd_idle_timeout_s > 0)
-            .then(|| std::time::Duration::from_secs(plan.nbd_idle_timeout_s)),
-        max_connections_per_peer: plan.nbd_max_conns_per_peer,
+        idle_timeout: (nbd_idle_s > 0).then(|| std::time::Duration::from_secs(nbd_idle_s)),
+        max_connections_per_peer: nbd_per_peer,
         ..ServerConfig::default()
     })
     .map_err(|e| CliError::failed("NBD server configuration", e))?;
     let registry = Arc::new(
-        NodeRegistry::new(node.clone(), plan.default_export.clone()).read_only(plan.read_only),
+        NodeRegistry::new(node.clone(), plan.default_export.clone()).read_only(nbd_read_only),
     );
     let mut tasks = Vec::new();
     for (l, base) in listeners {

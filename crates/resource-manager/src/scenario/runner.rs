@@ -138,6 +138,7 @@ impl<'a> World<'a> {
                 id: id.clone(),
                 durability,
                 listen: Default::default(),
+                nbd: Default::default(),
                 rates: Default::default(),
                 volumes,
                 peers: Vec::new(),

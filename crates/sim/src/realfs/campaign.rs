@@ -628,6 +628,7 @@ pub fn subsystem_config() -> SubsystemConfig {
         id: "RFS01".into(),
         durability: Default::default(),
         listen: Default::default(),
+        nbd: Default::default(),
         rates: Default::default(),
         volumes: (0..VOLUMES)
             .map(|i| VolumeConfig {
