@@ -46,6 +46,7 @@ mod registry;
 mod server;
 #[cfg(feature = "test-utils")]
 pub mod testing;
+mod tls;
 mod transmit;
 mod writer;
 
@@ -53,5 +54,6 @@ pub use activation::listener_from_systemd_env;
 pub use export::{BlockSize, ErrorKind, Export, ExportError, Extent, ExtentFlags, ZeroFlags};
 pub use registry::{ExportListing, ExportRegistry, StaticRegistry};
 pub use server::{Listener, Server, ServerConfig, ServerError};
+pub use tls::TlsConfig;
 
 pub(crate) use server::ServerError as ConnError;

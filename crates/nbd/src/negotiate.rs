@@ -57,29 +57,52 @@ struct State {
     meta_export: Option<String>,
 }
 
-/// Run the handshake. `Ok(None)` means the client ended negotiation cleanly
-/// (ABORT or a refused EXPORT_NAME).
+/// How negotiation ended.
+pub(crate) enum Negotiated {
+    /// An export was selected: transmission starts.
+    Session(Session),
+    /// The client ended negotiation cleanly (ABORT, a refused EXPORT_NAME).
+    Ended,
+    /// `STARTTLS` was acknowledged: run the TLS handshake, then negotiate
+    /// again inside it (`after_tls: Some(no_zeroes)`).
+    StartTls {
+        /// The client's NO_ZEROES flag from the greeting.
+        no_zeroes: bool,
+    },
+}
+
+/// Run the handshake. `after_tls` is `None` on a fresh connection (the
+/// greeting is sent first) and `Some(no_zeroes)` inside TLS, where option
+/// haggling starts again with nothing kept from before (see `tls`).
 pub(crate) async fn negotiate<R, W>(
     r: &mut R,
     w: &mut W,
     ctx: &ConnContext,
-) -> Result<Option<Session>, ConnError>
+    after_tls: Option<bool>,
+) -> Result<Negotiated, ConnError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let mut out = BytesMut::with_capacity(256);
-    proto::encode_greeting(&mut out);
-    w.write_all(&out).await?;
-    w.flush().await?;
-    let client_flags = r.read_u32().await?;
-    let known = proto::CLIENT_FIXED_NEWSTYLE | proto::CLIENT_NO_ZEROES;
-    if client_flags & !known != 0 {
-        return Err(ConnError::Protocol(format!(
-            "client flags 0x{client_flags:x} have unknown bits"
-        )));
-    }
-    let no_zeroes = client_flags & proto::CLIENT_NO_ZEROES != 0;
+    let no_zeroes = match after_tls {
+        Some(no_zeroes) => no_zeroes,
+        None => {
+            proto::encode_greeting(&mut out);
+            w.write_all(&out).await?;
+            w.flush().await?;
+            let client_flags = r.read_u32().await?;
+            let known = proto::CLIENT_FIXED_NEWSTYLE | proto::CLIENT_NO_ZEROES;
+            if client_flags & !known != 0 {
+                return Err(ConnError::Protocol(format!(
+                    "client flags 0x{client_flags:x} have unknown bits"
+                )));
+            }
+            client_flags & proto::CLIENT_NO_ZEROES != 0
+        }
+    };
+    let tls_active = after_tls.is_some();
+    let tls_required = ctx.config.tls.as_ref().is_some_and(|t| t.require);
     let mut st = State::default();
     loop {
         let magic = r.read_u64().await?;
@@ -113,14 +136,71 @@ where
                 b"server shutting down",
             )
             .await?;
-            return Ok(None);
+            return Ok(Negotiated::Ended);
+        }
+        if option == opt::STARTTLS {
+            if !data.is_empty() {
+                reply(
+                    w,
+                    &mut out,
+                    option,
+                    rep::ERR_INVALID,
+                    b"STARTTLS takes no data",
+                )
+                .await?;
+                continue;
+            }
+            match (&ctx.config.tls, tls_active) {
+                (None, _) => {
+                    debug!("STARTTLS without TLS configured");
+                    reply(
+                        w,
+                        &mut out,
+                        option,
+                        rep::ERR_UNSUP,
+                        b"TLS is not configured",
+                    )
+                    .await?;
+                }
+                (Some(_), true) => {
+                    reply(
+                        w,
+                        &mut out,
+                        option,
+                        rep::ERR_INVALID,
+                        b"TLS already negotiated",
+                    )
+                    .await?;
+                }
+                (Some(_), false) => {
+                    reply(w, &mut out, option, rep::ACK, &[]).await?;
+                    return Ok(Negotiated::StartTls { no_zeroes });
+                }
+            }
+            continue;
+        }
+        if tls_required && !tls_active && option != opt::ABORT {
+            if option == opt::EXPORT_NAME {
+                warn!("EXPORT_NAME in the clear while TLS is required; closing");
+                return Ok(Negotiated::Ended);
+            }
+            debug!(option, "option in the clear while TLS is required");
+            reply(
+                w,
+                &mut out,
+                option,
+                rep::ERR_TLS_REQD,
+                b"TLS is required: send STARTTLS first",
+            )
+            .await?;
+            continue;
         }
         match option {
             opt::EXPORT_NAME => {
                 let name = String::from_utf8_lossy(&data).into_owned();
                 let Some(session) = open(ctx, &st, &name, false) else {
                     warn!(export = %name, "EXPORT_NAME for an unknown export; closing");
-                    return Ok(None);
+                    return Ok(Negotiated::Ended);
                 };
                 out.clear();
                 out.put_u64(session.size);
@@ -130,12 +210,12 @@ where
                 }
                 w.write_all(&out).await?;
                 w.flush().await?;
-                return Ok(Some(session));
+                return Ok(Negotiated::Session(session));
             }
             opt::ABORT => {
                 // The client may close without reading the ACK: ignore errors.
                 let _ = reply(w, &mut out, option, rep::ACK, &[]).await;
-                return Ok(None);
+                return Ok(Negotiated::Ended);
             }
             opt::LIST => {
                 if !data.is_empty() {
@@ -170,7 +250,7 @@ where
                 send_info(w, &mut out, option, &session, &req.requests).await?;
                 reply(w, &mut out, option, rep::ACK, &[]).await?;
                 if option == opt::GO {
-                    return Ok(Some(session));
+                    return Ok(Negotiated::Session(session));
                 }
             }
             opt::STRUCTURED_REPLY => {

@@ -43,7 +43,7 @@ pub mod opt {
     pub const ABORT: u32 = 2;
     /// List exports.
     pub const LIST: u32 = 3;
-    /// Start TLS (not supported).
+    /// Start TLS (supported when the server has a `TlsConfig`).
     pub const STARTTLS: u32 = 5;
     /// Query an export.
     pub const INFO: u32 = 6;
@@ -76,7 +76,7 @@ pub mod rep {
     pub const ERR_POLICY: u32 = ERR + 2;
     /// Malformed option.
     pub const ERR_INVALID: u32 = ERR + 3;
-    /// TLS required (never sent: this server has no TLS).
+    /// TLS required: an option other than STARTTLS/ABORT in the clear under `require`.
     pub const ERR_TLS_REQD: u32 = ERR + 5;
     /// Unknown export.
     pub const ERR_UNKNOWN: u32 = ERR + 6;

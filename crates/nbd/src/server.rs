@@ -25,7 +25,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::limits::{PeerCounts, Throttled};
-use crate::negotiate::negotiate;
+use crate::negotiate::{negotiate, Negotiated};
 use crate::registry::ExportRegistry;
 use crate::transmit::transmit;
 
@@ -76,6 +76,8 @@ pub struct ServerConfig {
     /// A connection with no request for this long, and none in flight, is
     /// closed (`None`, the default: never).
     pub idle_timeout: Option<Duration>,
+    /// TLS (`STARTTLS`): `None`, the default, answers it `ERR_UNSUP`.
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 impl Default for ServerConfig {
@@ -94,6 +96,7 @@ impl Default for ServerConfig {
             // for hours and has no keepalive request (qemu-nbd and nbdkit
             // do not time idle clients out either).
             idle_timeout: None,
+            tls: None,
         }
     }
 }
@@ -350,24 +353,78 @@ where
 {
     let (r, mut w) = tokio::io::split(stream);
     let mut r = BufReader::with_capacity(256 * 1024, r);
-    let negotiated =
-        match tokio::time::timeout(ctx.config.handshake_timeout, negotiate(&mut r, &mut w, ctx))
-            .await
-        {
-            Ok(res) => res,
-            Err(_) => Err(ServerError::HandshakeTimeout),
-        };
-    let session = match negotiated {
-        Ok(Some(s)) => s,
-        Ok(None) => {
+    let deadline = tokio::time::Instant::now() + ctx.config.handshake_timeout;
+    let negotiated = handshake(deadline, negotiate(&mut r, &mut w, ctx, None)).await;
+    match negotiated {
+        Ok(Negotiated::Session(session)) => transmission(r, w, session, ctx).await,
+        Ok(Negotiated::Ended) => {
             debug!("negotiation ended without an export");
-            return Ok(());
+            Ok(())
+        }
+        Ok(Negotiated::StartTls { no_zeroes }) => {
+            // The client waits for the ACK before its hello: anything
+            // already buffered would be lost in the switch.
+            if !r.buffer().is_empty() {
+                let e = ServerError::Protocol("data sent after STARTTLS before its ACK".into());
+                log_end(&e, "handshake");
+                return Err(e);
+            }
+            let Some(tls) = ctx.config.tls.as_ref() else {
+                return Err(ServerError::Protocol(
+                    "STARTTLS acknowledged without TLS".into(),
+                ));
+            };
+            let stream = r.into_inner().unsplit(w);
+            let accepted = tokio::time::timeout_at(deadline, tls.acceptor.accept(stream)).await;
+            let stream = match accepted {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    warn!(error = %e, "TLS handshake failed");
+                    return Err(ServerError::Io(e));
+                }
+                Err(_) => return Err(ServerError::HandshakeTimeout),
+            };
+            debug!("TLS established");
+            let (r, mut w) = tokio::io::split(stream);
+            let mut r = BufReader::with_capacity(256 * 1024, r);
+            match handshake(deadline, negotiate(&mut r, &mut w, ctx, Some(no_zeroes))).await {
+                Ok(Negotiated::Session(session)) => transmission(r, w, session, ctx).await,
+                Ok(_) => Ok(()),
+                Err(e) => {
+                    log_end(&e, "handshake");
+                    Err(e)
+                }
+            }
         }
         Err(e) => {
             log_end(&e, "handshake");
-            return Err(e);
+            Err(e)
         }
-    };
+    }
+}
+
+/// Negotiation under the connection's handshake deadline.
+async fn handshake(
+    deadline: tokio::time::Instant,
+    f: impl Future<Output = Result<Negotiated, ServerError>>,
+) -> Result<Negotiated, ServerError> {
+    match tokio::time::timeout_at(deadline, f).await {
+        Ok(res) => res,
+        Err(_) => Err(ServerError::HandshakeTimeout),
+    }
+}
+
+/// The transmission phase of a negotiated session, logged at its end.
+async fn transmission<R, W>(
+    r: BufReader<R>,
+    w: W,
+    session: crate::negotiate::Session,
+    ctx: &ConnContext,
+) -> Result<(), ServerError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     info!(export = %session.name, size = session.size, structured = session.structured,
         tflags = format_args!("0x{:x}", session.tflags), "transmission started");
     let res = transmit(r, w, session, ctx).await;

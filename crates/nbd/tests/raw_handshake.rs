@@ -315,3 +315,63 @@ fn connection_limit_closes_extra_connections() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+fn tls_config(require: bool) -> nbd::TlsConfig {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let der = rustls_pki_der(&key);
+    nbd::TlsConfig::from_der(vec![cert.der().clone()], der, require).unwrap()
+}
+
+fn rustls_pki_der(key: &rcgen::KeyPair) -> rustls::pki_types::PrivateKeyDer<'static> {
+    rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into())
+}
+
+/// The TLS option rules in the clear: without TLS STARTTLS is unsupported;
+/// with TLS a STARTTLS payload is invalid; under `require` every other
+/// option (LIST, INFO, GO) gets ERR_TLS_REQD and EXPORT_NAME closes the
+/// connection, so nothing about the exports crosses in the clear; ABORT
+/// still ends cleanly.
+#[test]
+fn starttls_rules_in_the_clear() {
+    let (srv, _) = TestServer::mem(MIB);
+    let mut c = Raw::start(&srv.socket);
+    assert_eq!(c.ask(opt::STARTTLS, &[])[0].0, rep::ERR_UNSUP);
+    drop(c);
+
+    let e: Arc<dyn Export> = Arc::new(MemExport::new(MIB));
+    let cfg = ServerConfig {
+        tls: Some(tls_config(true)),
+        ..ServerConfig::default()
+    };
+    let srv = TestServer::start_with(vec![("disk", e)], cfg);
+    let mut c = Raw::start(&srv.socket);
+    assert_eq!(c.ask(opt::STARTTLS, &[1, 2])[0].0, rep::ERR_INVALID);
+    for option in [opt::LIST, opt::STRUCTURED_REPLY] {
+        let replies = c.ask(option, &[]);
+        assert_eq!(
+            replies.len(),
+            1,
+            "nothing but the refusal for option {option}"
+        );
+        assert_eq!(replies[0].0, rep::ERR_TLS_REQD, "option {option}");
+    }
+    let mut go = 4u32.to_be_bytes().to_vec();
+    go.extend_from_slice(b"disk");
+    go.extend_from_slice(&0u16.to_be_bytes());
+    assert_eq!(c.ask(opt::GO, &go)[0].0, rep::ERR_TLS_REQD);
+    assert_eq!(c.ask(opt::ABORT, &[])[0].0, rep::ACK);
+
+    let mut c = Raw::start(&srv.socket);
+    c.send_opt(opt::EXPORT_NAME, b"disk");
+    let mut b = [0u8; 1];
+    use std::io::Read;
+    assert_eq!(
+        c.s.read(&mut b).unwrap_or(0),
+        0,
+        "EXPORT_NAME in the clear closes the connection"
+    );
+}

@@ -45,6 +45,17 @@ pub struct BootArgs {
     /// config). Copy-on-write and background copies still run.
     #[arg(long)]
     pub read_only: bool,
+    /// NBD TLS: `off` (STARTTLS refused), `on` (clients may upgrade with
+    /// STARTTLS) or `require` (nothing is listed or served in the clear).
+    /// Needs --tls-cert and --tls-key.
+    #[arg(long, value_enum, default_value_t = TlsMode::Off)]
+    pub tls: TlsMode,
+    /// PEM file with the server certificate (then any intermediates).
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM file with the certificate's private key.
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
     /// File holding the control API's bearer token: required to bind the API
     /// outside loopback; every client then sends it (CLI: --token-file or
     /// FIRMWARE_SIM_API_TOKEN); peers are sent the same token.
@@ -71,6 +82,17 @@ pub struct ServeStdioArgs {
 }
 
 /// Runs `boot`.
+/// `boot --tls`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TlsMode {
+    /// No TLS: STARTTLS is answered "unsupported".
+    Off,
+    /// TLS offered: clients may upgrade with STARTTLS, or stay in the clear.
+    On,
+    /// TLS required: every option but STARTTLS is refused in the clear.
+    Require,
+}
+
 pub fn run(a: BootArgs) -> Result<(), CliError> {
     let plan = BootPlan {
         config_file: a.config,
@@ -85,6 +107,13 @@ pub fn run(a: BootArgs) -> Result<(), CliError> {
         nbd_idle_timeout_s: a.nbd_idle_timeout,
         nbd_max_conns_per_peer: a.nbd_max_conns_per_peer,
         read_only: a.read_only,
+        tls: match a.tls {
+            TlsMode::Off => None,
+            TlsMode::On => Some(false),
+            TlsMode::Require => Some(true),
+        },
+        tls_cert: a.tls_cert,
+        tls_key: a.tls_key,
     };
     runtime()?.block_on(daemon::boot(plan))
 }

@@ -53,6 +53,30 @@ pub struct BootPlan {
     pub nbd_max_conns_per_peer: Option<u64>,
     /// `--read-only`: every export refuses writes.
     pub read_only: bool,
+    /// `--tls`: `None` off, `Some(require)` on.
+    pub tls: Option<bool>,
+    /// `--tls-cert`.
+    pub tls_cert: Option<PathBuf>,
+    /// `--tls-key`.
+    pub tls_key: Option<PathBuf>,
+}
+
+/// The NBD TLS setting from `--tls`, `--tls-cert` and `--tls-key`.
+fn nbd_tls(plan: &BootPlan) -> Result<Option<nbd::TlsConfig>, CliError> {
+    match (plan.tls, &plan.tls_cert, &plan.tls_key) {
+        (None, None, None) => Ok(None),
+        (None, _, _) => Err(CliError::Usage(
+            "--tls-cert/--tls-key given with --tls off: add --tls on or --tls require".into(),
+        )),
+        (Some(_), None, _) | (Some(_), _, None) => Err(CliError::Usage(
+            "--tls on|require needs --tls-cert FILE and --tls-key FILE (PEM)".into(),
+        )),
+        (Some(require), Some(cert), Some(key)) => {
+            nbd::TlsConfig::from_pem_files(cert, key, require)
+                .map(Some)
+                .map_err(|e| CliError::failed("NBD TLS", e))
+        }
+    }
 }
 
 async fn bind_tcp(what: &str, addr: &str) -> Result<TcpListener, CliError> {
@@ -250,6 +274,7 @@ pub async fn boot(mut plan: BootPlan) -> Result<(), CliError> {
         .or(config.nbd.max_conns_per_peer)
         .unwrap_or(16) as usize;
     let nbd_read_only = plan.read_only || config.nbd.read_only;
+    let tls = nbd_tls(&plan)?;
     std::fs::create_dir_all(&plan.data_dir).map_err(|e| {
         CliError::failed(
             format!("cannot create data dir {}", plan.data_dir.display()),
@@ -358,6 +383,7 @@ pub async fn boot(mut plan: BootPlan) -> Result<(), CliError> {
     let server = Server::new(ServerConfig {
         idle_timeout: (nbd_idle_s > 0).then(|| std::time::Duration::from_secs(nbd_idle_s)),
         max_connections_per_peer: nbd_per_peer,
+        tls,
         ..ServerConfig::default()
     })
     .map_err(|e| CliError::failed("NBD server configuration", e))?;
