@@ -760,3 +760,49 @@ fn completions_and_man_page_name_the_real_verbs() {
         assert!(man.contains(page), "man page lacks the section {page}");
     }
 }
+
+/// `cascade list --dot` draws what users need to see: the cascade in read-
+/// through order with its head in bold, and a map outside any cascade (a
+/// restore, or one not started) dashed.
+#[test]
+fn cascade_list_dot_draws_cascades_and_maps_outside_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::boot(tmp.path());
+    for args in [
+        &[
+            "map", "create", "--source", "FB00", "--target", "FB01", "--type", "nocopy",
+        ][..],
+        &["map", "start", "0"],
+        &[
+            "map", "create", "--source", "FB00", "--target", "FB02", "--type", "nocopy",
+        ],
+        &["map", "start", "1"],
+        &[
+            "map", "create", "--source", "FB03", "--target", "FB00", "--type", "full",
+        ],
+    ] {
+        assert_success(&d.cli(args), &args.join(" "));
+    }
+    let out = d.cli(&["cascade", "list", "--dot"]);
+    assert_success(&out, "cascade list --dot");
+    let dot = String::from_utf8_lossy(&out.stdout);
+    assert!(dot.starts_with("digraph cascades {"), "{dot}");
+    assert!(
+        dot.contains("\"FB00\" [style=bold]"),
+        "head in bold:\n{dot}"
+    );
+    assert!(
+        dot.contains("\"FB00\" -> \"FB02\" [label=\"map 1 (nocopy)\"]"),
+        "{dot}"
+    );
+    assert!(
+        dot.contains("\"FB02\" -> \"FB01\" [label=\"map 0 (nocopy)\"]"),
+        "{dot}"
+    );
+    assert!(
+        dot.contains("\"FB03\" -> \"FB00\" [style=dashed, label=\"map 2 (full, idle_or_copied)\"]"),
+        "{dot}"
+    );
+    let out = d.cli(&["cascade", "list", "--dot", "--json"]);
+    assert_fails_with(&out, 2, "cannot be used with", "--dot with --json");
+}

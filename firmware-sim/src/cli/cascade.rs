@@ -3,7 +3,7 @@
 use clap::{Args, Subcommand};
 
 use super::ClientOpts;
-use crate::api::model::CascadeInfo;
+use crate::api::model::{CascadeInfo, MapInfo};
 use crate::error::CliError;
 use crate::output::emit;
 
@@ -19,14 +19,25 @@ pub struct CascadeCmd {
 #[derive(Debug, Subcommand)]
 enum CascadeVerb {
     /// Each cascade: type and volume order, head first (`FB00 -> FB02 -> FB01`).
-    List,
+    List {
+        /// Print the cascades and every other map (restores, maps not yet
+        /// in a cascade) as a Graphviz digraph: `... --dot | dot -Tsvg > c.svg`.
+        #[arg(long, conflicts_with = "json")]
+        dot: bool,
+    },
 }
 
 /// Runs a `cascade` verb.
 pub fn run(cmd: CascadeCmd) -> Result<(), CliError> {
     let c = cmd.client.client();
     match cmd.verb {
-        CascadeVerb::List => {
+        CascadeVerb::List { dot: true } => {
+            let cascades: Vec<CascadeInfo> = c.get("/cascades")?;
+            let maps: Vec<MapInfo> = c.get("/mappings")?;
+            print!("{}", to_dot(&cascades, &maps));
+            Ok(())
+        }
+        CascadeVerb::List { dot: false } => {
             let cascades: Vec<CascadeInfo> = c.get("/cascades")?;
             emit(cmd.client.json, &cascades, |cs| {
                 if cs.is_empty() {
@@ -48,4 +59,52 @@ pub fn run(cmd: CascadeCmd) -> Result<(), CliError> {
             })
         }
     }
+}
+
+/// Quotes a name for Graphviz.
+fn q(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// The cascades as solid edges (who reads through whom, head first) and
+/// every map outside them (a restore, a map not started) as a dashed edge
+/// from its source to its target.
+fn to_dot(cascades: &[CascadeInfo], maps: &[MapInfo]) -> String {
+    let mut out = String::from("digraph cascades {\n  rankdir=LR;\n  node [shape=box];\n");
+    let mut in_cascade = std::collections::BTreeSet::new();
+    for c in cascades {
+        if let Some(head) = c.order.first() {
+            out.push_str(&format!("  {} [style=bold];\n", q(head)));
+        }
+        for (i, pair) in c.order.windows(2).enumerate() {
+            let map = c.maps.get(i).copied();
+            if let Some(m) = map {
+                in_cascade.insert(m);
+            }
+            let label = match map {
+                Some(m) => format!("map {m} ({})", c.copy_type),
+                None => c.copy_type.clone(),
+            };
+            out.push_str(&format!(
+                "  {} -> {} [label={}];\n",
+                q(&pair[0]),
+                q(&pair[1]),
+                q(&label)
+            ));
+        }
+    }
+    for m in maps.iter().filter(|m| !in_cascade.contains(&m.id)) {
+        let what = if m.restoring { "restore, " } else { "" };
+        out.push_str(&format!(
+            "  {} -> {} [style=dashed, label={}];\n",
+            q(&m.source),
+            q(&m.target),
+            q(&format!(
+                "map {} ({what}{}, {})",
+                m.id, m.copy_type, m.state
+            ))
+        ));
+    }
+    out.push_str("}\n");
+    out
 }
