@@ -362,3 +362,42 @@ fn an_establish_rejected_after_prepare_leaves_nothing_behind() {
     let mut b = vec![0u8; 512];
     sub.read("V01", 0, &mut b).unwrap();
 }
+
+/// A session's target holds its time-zero image until the session ends: a
+/// map from it (a restore from an unfinished backup) or onto it may not be
+/// started or prepared, with a message naming the session and how to end
+/// it; once the session is withdrawn the same start works. Without this a
+/// restore from the target could make the session's withdraw close a loop
+/// of restores and be refused (simulator seed 420052397).
+#[test]
+fn a_session_target_is_reserved_until_the_session_ends() {
+    let vs = VirtualSubsystem::boot(config()).unwrap();
+    let sub = vs.sub();
+    let phys = sub
+        .establish_session("BKUP9", &[pair("V00", 0, 3, "V01")])
+        .unwrap();
+    let from_target = sub
+        .create_map(&MapCreate::new("V01", "V02", CopyType::Full))
+        .unwrap();
+    // Onto the target: refused already at create (one map per target).
+    let e = sub
+        .create_map(&MapCreate::new("V03", "V01", CopyType::Full))
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Busy, "{e}");
+    for restore in [false, true] {
+        let e = sub.start_map(from_target, restore).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Busy, "{e}");
+        let msg = e.full_message();
+        assert!(
+            msg.contains("volume V01 is the target of session BKUP9"),
+            "{msg}"
+        );
+        assert!(msg.contains("cannot start"), "{msg}");
+        assert!(msg.contains("session terminate BKUP9"), "{msg}");
+    }
+    let e = sub.prepare_map(from_target).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Busy, "{e}");
+    assert_eq!(sub.map(from_target).unwrap().state, MapState::IdleOrCopied);
+    assert!(sub.withdraw_session(phys, Some("BKUP9")).unwrap());
+    sub.start_map(from_target, false).unwrap();
+}

@@ -343,6 +343,7 @@ impl Subsystem {
     pub fn prepare_map(&self, map: MapId) -> Result<()> {
         self.control(|s, core| {
             Subsystem::not_session_owned(core, &[map], None, "prepare")?;
+            s.not_on_session_target(core, &[map], "prepare")?;
             core.engine
                 .prepare(map)
                 .map_err(|e| s.inner.engine_err(core, e))?;
@@ -381,6 +382,7 @@ impl Subsystem {
     pub fn start_map(&self, map: MapId, restore: bool) -> Result<()> {
         self.control(|s, core| {
             Subsystem::not_session_owned(core, &[map], None, "start")?;
+            s.not_on_session_target(core, &[map], "start")?;
             if matches!(
                 core.engine.map_state(map),
                 Some(MapState::IdleOrCopied | MapState::Stopped)

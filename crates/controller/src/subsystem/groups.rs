@@ -37,6 +37,7 @@ impl Subsystem {
                 .find(|g| g.id == group)
                 .ok_or_else(|| err(ErrorKind::NotFound, format!("unknown group {}", group.0)))?
                 .members;
+            s.not_on_session_target(core, &members, "start")?;
             let idle = members.iter().all(|m| {
                 matches!(
                     core.engine.map_state(*m),

@@ -487,6 +487,47 @@ impl Subsystem {
         }
     }
 
+    /// A session's target holds the session's time-zero image until the
+    /// session ends, so no other map may be prepared or started from or onto
+    /// it. The resource manager must always be able to withdraw a session;
+    /// a user map reading from its target (a restore from an unfinished
+    /// backup) could make that withdraw close a loop of restores, which the
+    /// engine refuses, and leave a terminated session holding its physical
+    /// session (seed 420052397).
+    pub(crate) fn not_on_session_target(
+        &self,
+        core: &Core,
+        maps: &[MapId],
+        verb: &str,
+    ) -> Result<()> {
+        for &m in maps {
+            let Some(info) = core.engine.map_info(m) else {
+                continue;
+            };
+            for vid in [info.spec.source, info.spec.target] {
+                let Ok(v) = self.inner.volume_by_id(vid) else {
+                    continue;
+                };
+                let owner = core.sessions.values().find(|p| {
+                    !p.maps().contains(&m)
+                        && p.members.iter().any(|(pair, _)| pair.target == v.name)
+                });
+                if let Some(p) = owner {
+                    return Err(err(
+                        ErrorKind::Busy,
+                        format!(
+                            "map {} cannot {verb}: volume {} is the target of session {} (physical \
+                             session {}) and holds its time-zero image until the session ends; \
+                             `session complete {}` or `session terminate {}` first",
+                            m.0, v.name, p.session, p.phys, p.session, p.session
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Whether background copy of `map` is held (its session is quiesced).
     pub(crate) fn map_held(core: &Core, map: MapId) -> bool {
         core.sessions
