@@ -128,6 +128,18 @@ pub async fn check(State(g): State<Guard>, req: Request, next: Next) -> Response
             );
         }
     }
+    // A declared length over the limit is refused before any of the body is
+    // read (the body limit layer would otherwise read 4 MiB first).
+    let declared = h
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > BODY_LIMIT_BYTES as u64) {
+        return refuse(
+            ApiErrorKind::TooLarge,
+            format!("request body over the limit of {BODY_LIMIT_BYTES} bytes"),
+        );
+    }
     match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
         Ok(r) => r,
         Err(_) => refuse(
