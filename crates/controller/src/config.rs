@@ -173,7 +173,7 @@ impl NbdConfig {
 }
 
 /// Subsystem-wide caps on background work, in MiB/s; `None` = no cap beyond
-/// each mapping's own rate (semantics.md 3.2).
+/// each mapping's own rate (docs/ENGINE.md, "Copy and clean rates").
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimits {
@@ -189,7 +189,7 @@ pub struct RateLimits {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DurabilityMode {
-    /// Every rule of design.md section 7: copies, bits and flushed host writes
+    /// Every rule of docs/DURABILITY.md: copies, bits and flushed host writes
     /// survive power loss.
     #[default]
     Strict,

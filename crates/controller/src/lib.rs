@@ -12,7 +12,8 @@
 //! [`ErrorKind`], [`check()`] (offline checker), and behind feature
 //! `test-utils` the `testing` module (`VirtualSubsystem`).
 //!
-//! Invariants: the durability rules of design.md section 7, stated where they
+//! Invariants: the durability rules of docs/DURABILITY.md ("The rules and
+//! where they hold"), stated where they
 //! are enforced (`subsystem` module doc); metadata format invariants in `meta`.
 #![deny(missing_docs)]
 

@@ -2,7 +2,7 @@
 //!
 //! Every topology change takes the exclusive `topo` lock, which waits for
 //! in-flight host I/O and holds new I/O back (the consistency-group pause of
-//! semantics.md 3.4), applies the change to the engine, and writes a checkpoint
+//! docs/SEMANTICS.md, "Concurrency"), applies the change to the engine, and writes a checkpoint
 //! before returning: a control request that returned `Ok` survives a crash.
 
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //!
 //! `execute_copies` moves data (sparse-aware: a hole on the source copies
 //! nothing, a stale grain on the target is discarded). `CommitItem`s then go
-//! through the group committer, whose leader runs `process_batch`:
+//! through the group committer, whose stage leaders run `Stages::stage1`/`stage2`:
 //! flush every store that received data -> one journal record (flushed) ->
 //! apply to the engine in submission order. A failed flush or journal write
 //! suspends the affected maps and fails their requests; the host data that

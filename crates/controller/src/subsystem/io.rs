@@ -432,7 +432,7 @@ impl Inner {
         }
         let core = self.core.lock();
         if core.vol_maps.get(&v.id).is_none_or(|m| m.member.is_none()) {
-            // Not a cascade member: reads its own store (semantics.md 2.4); the
+            // Not a cascade member: reads its own store (docs/SEMANTICS.md, I2); the
             // access check still applies (a source of a suspended map is offline).
             core.engine
                 .resolve_read(v.id, grains.start)

@@ -4,7 +4,7 @@
 //! the same grain number are serialized; different grains run in parallel.
 //! The key is the grain number alone (not the volume): the engine requires the
 //! steps of one grain operation to be atomic per (cascade component, grain)
-//! (semantics.md 2.5), and a grain-number key is a superset of that, stable
+//! (docs/SEMANTICS.md, "Concurrency"), and a grain-number key is a superset of that, stable
 //! under topology changes.
 //!
 //! Invariant: a thread takes all the shards it needs in one call, in

@@ -2,7 +2,7 @@
 //!
 //! Invariants (design.md 7; each is enforced where named):
 //! 1. data before metadata: a copied grain's store is flushed before the journal
-//!    record with its bit is written (`cow::process_batch`);
+//!    record with its bit is written (group commit, cow.rs `Stages::stage1`/`stage2`);
 //! 2. old before new: a host write to a grain some target still needs is applied
 //!    only after that grain's copy and bit are durable (`io::mutate`); chained
 //!    copies of one grain commit in stages (`stages`);
