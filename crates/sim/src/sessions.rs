@@ -1,6 +1,7 @@
 //! Backup copy sessions (patent A) in the controller world, driven through
 //! the real resource manager over its controller port, with the session part
-//! of IPL-1 checked after every recovery event (semantics.md 5.2):
+//! of IPL-1 (docs/RELIABILITY.md) checked after every recovery event, using
+//! the session invariants of docs/SEMANTICS.md, "Invariants (A)":
 //! - A1: after an IPL, resource-manager restart or reset notification no
 //!   session in scope is left active (initiated, not completed, not resumed);
 //!   after an abend, none of that program's;

@@ -8,9 +8,10 @@
 //!   style: the states a power loss at that I/O boundary could leave);
 //! - **the deliberate bug** ([`Bug::BitsBeforeData`]): flushes of volume
 //!   stores issued by the controller itself do nothing, so copied grains are
-//!   not durable when their split bits are journalled (design.md 7 rule 1
-//!   broken). Host flushes stay honest, so only the copy-on-write path is
-//!   wrong. Test-only: used to show the checkers catch it.
+//!   not durable when their split bits are journalled (breaking rule 1,
+//!   "data before metadata", of docs/DURABILITY.md). Host flushes stay
+//!   honest, so only the copy-on-write path is wrong. Test-only: used to show
+//!   the checkers catch it.
 //!
 //! Invariant: the inner `FaultyStore` is written only through its wrapper, so
 //! its pending list always describes the difference to the durable image.

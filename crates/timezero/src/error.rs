@@ -187,7 +187,9 @@ pub enum ControlError {
     #[error("maps started together form a cycle")]
     StartCycle,
     /// Non-force stop of an incomplete map whose target heads a cascade of
-    /// another type (semantics.md 2.8, the rejecting alternative).
+    /// another type: this engine rejects it rather than pushing the target's
+    /// unsplit grains into that cascade first (docs/ENGINE.md, "Decisions the
+    /// semantics leave open").
     #[error("target {target} of {map} heads a {other} cascade with dependants; stop with force")]
     OtherTypeDependants {
         /// Map.

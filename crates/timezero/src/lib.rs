@@ -15,10 +15,12 @@
 //! [`CopyType`], [`GrainCopy`] / [`WritePlan`] (plans), [`EngineEvent`],
 //! [`Bitmap`], errors [`ControlError`], [`AccessError`], [`LoadError`].
 //!
-//! **Invariants** (module docs of `engine` hold the structural ones E1-E6):
+//! **Invariants** (module docs of `engine` hold the structural ones E1-E7;
+//! all are listed in docs/SEMANTICS.md, "Invariants (I)", and docs/ENGINE.md,
+//! "Module invariants"):
 //! - reading any accessible volume returns its point-in-time image overlaid
-//!   with the host writes to it (semantics.md I1/I2), provided the controller
-//!   executes every plan as documented below;
+//!   with the host writes to it (I1/I2), provided the controller executes
+//!   every plan as documented below;
 //! - a write to a volume costs at most one copy per cascade it is in, plus one
 //!   fill, plus one per frozen (restore) cascade reached (I10);
 //! - split bits of an active map only go 0 -> 1 (I4).

@@ -1,7 +1,8 @@
 //! The SVC copy/clean rate table (docs/ENGINE.md, "Copy and clean rates"), the same for both rates.
 //!
 //! Rate 0 copies nothing; 1-10 is 128 KiB/s and every further step of 10
-//! doubles it: 91-100 is 64 MiB/s, 141-150 is 2 GiB/s ([I] above 100).
+//! doubles it: 91-100 is 64 MiB/s, 141-150 is 2 GiB/s (the rows above 100
+//! continue the doubling; no published table was checked for them).
 
 /// Highest valid rate.
 pub const RATE_MAX: u8 = 150;

@@ -66,7 +66,8 @@ impl fmt::Display for CopyType {
     }
 }
 
-/// FlashCopy map states (semantics.md 3.3/3.4).
+/// FlashCopy map states (docs/SEMANTICS.md, "Map states and volume access"
+/// and "Transitions").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MapState {
@@ -153,7 +154,7 @@ impl MapSpec {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StartOptions {
     /// `-restore`: allow the target to be the source of active maps (reverse
-    /// FlashCopy); their images are kept (semantics.md 2.8).
+    /// FlashCopy); their images are kept (I15, docs/SEMANTICS.md).
     pub restore: bool,
     /// `-prep`: prepare (and complete the flush) first if the map is
     /// idle_or_copied or stopped.
@@ -259,7 +260,7 @@ pub struct CascadeInfo {
     /// Head volume (the cascade source).
     pub head: VolumeId,
     /// The head stands for the head's *physical* data, not its view: set when
-    /// the head became a restore target (semantics.md 2.8, lazy restore).
+    /// the head became a restore target (lazy restore, docs/ENGINE.md, "Restore").
     pub head_frozen: bool,
     /// Started by an extent-limited map: maps from the head are not inserted here.
     pub private: bool,

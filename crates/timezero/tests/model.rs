@@ -1,9 +1,11 @@
-//! Model-based property test of the engine against the reference oracle of
-//! semantics.md 5: random interleavings of map creation, prepare/start (also
-//! restore and consistency groups), stop, stop --force, delete, host writes
-//! (whole and partial grains), background copy and cleaning steps, and
-//! suspend/resume, over 5 volumes of 12 grains, checking I1-I16 after every
-//! step (see tests/common/mod.rs). `PROPTEST_CASES=n` runs more cases.
+//! Model-based property test of the engine against a reference oracle (each
+//! map's image is the source's view at its start, overlaid with later writes
+//! to the target; docs/TESTING.md, "Engine"): random interleavings of map
+//! creation, prepare/start (also restore and consistency groups), stop, stop
+//! --force, delete, host writes (whole and partial grains), background copy
+//! and cleaning steps, and suspend/resume, over 5 volumes of 12 grains,
+//! checking I1-I16 after every step (docs/SEMANTICS.md, "Invariants (I)";
+//! see tests/common/mod.rs). `PROPTEST_CASES=n` runs more cases.
 
 mod common;
 

@@ -1,6 +1,7 @@
-//! Explicit scenarios the issue names: 256 snapshot targets in one cascade,
-//! the mixed-type stop of semantics.md 2.8, restore keeping other images,
-//! incremental restart, group start, limits, dirty words.
+//! Explicit scenarios: 256 snapshot targets in one cascade, the mixed-type
+//! stop (docs/ENGINE.md, "Decisions the semantics leave open"), restore
+//! keeping other images, incremental restart, group start, limits, dirty
+//! words.
 
 mod common;
 

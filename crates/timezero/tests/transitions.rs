@@ -1,7 +1,7 @@
-//! Every cell of the state transition table (semantics.md 3.4): allowed
-//! requests reach the listed state, every other request is a typed
-//! `InvalidState` naming the map, the operation and the state, and changes
-//! nothing.
+//! Every cell of the state transition table (docs/SEMANTICS.md,
+//! "Transitions"): allowed requests reach the listed state, every other
+//! request is a typed `InvalidState` naming the map, the operation and the
+//! state, and changes nothing.
 
 use timezero::{
     ControlError, CopyType, Engine, MapId, MapSpec, MapState, Operation, StartOptions, VolumeId,
@@ -125,7 +125,9 @@ fn expected(from: MapState, r: Req) -> Result<Option<MapState>, ()> {
         (Stopped, Req::StartPrep) => Ok(Some(Copying)),
         (Stopped, Req::Stop | Req::StopForce) => same,
         (Stopped, Req::DeleteForce) => Ok(None),
-        (Suspended, Req::Stop) => same, // resumes into stopping [I]
+        // Stays suspended and resumes into stopping (docs/ENGINE.md,
+        // "Decisions the semantics leave open").
+        (Suspended, Req::Stop) => same,
         (Suspended, Req::StopForce) => Ok(Some(Stopped)),
         (Suspended, Req::Resume) => Ok(Some(Copying)),
         _ => Err(()),

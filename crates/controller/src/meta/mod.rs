@@ -11,7 +11,7 @@
 //! 48 GiB  journal copy 1: the same records at the same relative offsets
 //! ```
 //!
-//! Invariants (design.md 7, reliability.md "Rules for copy-on-write metadata"):
+//! Invariants (rules 4-6 of docs/DURABILITY.md, "The rules and where they hold"):
 //! - a checkpoint writes both copies of the slot that does NOT hold the newest
 //!   valid root, with generation + 1; the newest valid root is never written in place;
 //! - every metadata write is made durable and verified before anything depends

@@ -15,7 +15,8 @@
 //!
 //! Invariants: an item enters stage 2 only after its stage 1 finished (data
 //! before metadata); each stage runs one batch at a time and stage 2 takes
-//! items in submission order (reliability.md rule 9); every submitter gets
+//! items in submission order, even when their copies finished out of order
+//! (docs/DURABILITY.md, "Group commit"); every submitter gets
 //! exactly its own outcome; queues are bounded by the number of submitters.
 
 use std::collections::HashMap;

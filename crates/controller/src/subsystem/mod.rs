@@ -1,6 +1,8 @@
 //! [`Subsystem`]: the I/O shell around the engine.
 //!
-//! Invariants (design.md 7; each is enforced where named):
+//! Invariants (each is enforced where named; docs/DURABILITY.md states them in
+//! full: 1-7 under "The rules and where they hold", 8 in the paragraph after
+//! that list, 9 under "IPL", step 4):
 //! 1. data before metadata: a copied grain's store is flushed before the journal
 //!    record with its bit is written (group commit, cow.rs `Stages::stage1`/`stage2`);
 //! 2. old before new: a host write to a grain some target still needs is applied

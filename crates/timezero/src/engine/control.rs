@@ -2,11 +2,14 @@
 //! delete, suspend/resume, rates, consistency groups. Every request validates
 //! first and changes nothing when it returns an error.
 //!
-//! Transitions follow semantics.md 3.4 exactly; the [I] choices:
+//! Transitions follow the table in docs/SEMANTICS.md, "Transitions", exactly.
+//! Where the semantics leave a choice open, this engine decides (also listed
+//! in docs/ENGINE.md, "Decisions the semantics leave open"):
 //! - stop of a suspended map records that it resumes into stopping;
 //! - a non-force stop of an incomplete map whose target heads a cascade of
-//!   another type is rejected ([`ControlError::OtherTypeDependants`]), the
-//!   rejecting alternative of semantics.md 2.8 (force stops the dependants);
+//!   another type is rejected ([`ControlError::OtherTypeDependants`]) rather
+//!   than first pushing the target's unsplit grains into those cascades;
+//!   `--force` stops the dependants;
 //! - delete --force is accepted from copying (force stop, then delete) and stopped.
 
 use std::collections::BTreeSet;
@@ -435,9 +438,9 @@ impl Engine {
         Ok(())
     }
 
-    /// stopfcmap [-force] (semantics.md 3.4). Non-force from copying: cleaning
-    /// starts (stopping), or the map goes straight to stopped/idle_or_copied
-    /// when nothing needs cleaning. Force: the map and its dependants
+    /// stopfcmap [-force] (docs/SEMANTICS.md, "Transitions"). Non-force from
+    /// copying: cleaning starts (stopping), or the map goes straight to
+    /// stopped/idle_or_copied when nothing needs cleaning. Force: the map and its dependants
     /// ([`Engine::dependent_maps`]) go to stopped. Stop on idle_or_copied,
     /// stopping (non-force) or stopped changes nothing.
     pub fn stop(&mut self, id: MapId, force: bool) -> Result<(), ControlError> {

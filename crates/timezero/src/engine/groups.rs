@@ -1,5 +1,5 @@
 //! Consistency groups: several maps prepared, started and stopped at one
-//! instant (semantics.md 3.4, "Consistency groups"). Membership changes only
+//! instant (docs/SEMANTICS.md, "Transitions", and I13). Membership changes only
 //! while every member is idle_or_copied or stopped.
 
 use crate::error::{ControlError, Operation};

@@ -7,8 +7,8 @@
 //!   cascade of type `t` have maps of type `t`.
 //! - E2 Per volume and type at most one cascade holds the volume in a
 //!   *non-frozen role* (member, or head with `frozen == false`). Frozen heads
-//!   stand for the head's physical data (lazy restore, semantics.md 2.8) and
-//!   are never used for insertion.
+//!   stand for the head's physical data (lazy restore, docs/ENGINE.md,
+//!   "Restore") and are never used for insertion.
 //! - E3 Every cascade has at least one member; a volume appears once in a
 //!   cascade, except that a frozen head may also be a member of it.
 //! - E4 Resolution terminates: following member -> non-frozen head -> its
@@ -43,9 +43,10 @@ use crate::types::{
     MapState, VolumeId,
 };
 
-/// Maps per source volume and maps per connected tree (semantics.md 3.1).
+/// Maps per source volume (limits of I7, docs/SEMANTICS.md).
 pub const MAX_MAPS_PER_SOURCE: usize = 256;
-/// Maps in one connected set of maps.
+/// Maps in one connected set of maps (maps linked through shared volumes;
+/// I7, docs/SEMANTICS.md).
 pub const MAX_CONNECTED_MAPS: usize = 256;
 
 #[derive(Clone, Debug)]
@@ -390,14 +391,15 @@ impl Engine {
             .is_some_and(|vol| vol.heads.iter().any(|c| !self.cascades[c].frozen))
     }
 
-    /// Whether hosts may read and write `v` now (map states, semantics.md
-    /// 3.3): `Err` says why not (target of a prepared, stopped or not yet
-    /// cleaned map; source or target of a suspended map).
+    /// Whether hosts may read and write `v` now (docs/SEMANTICS.md, "Map
+    /// states and volume access"): `Err` says why not (target of a prepared,
+    /// stopped or not yet cleaned map; source or target of a suspended map).
     pub fn access(&self, v: VolumeId) -> Result<(), AccessError> {
         self.check_access(v).map(|_| ())
     }
 
-    /// Host accessibility of a volume from map states (semantics.md 3.3).
+    /// Host accessibility of a volume from map states (docs/SEMANTICS.md,
+    /// "Map states and volume access").
     pub(crate) fn check_access(&self, v: VolumeId) -> Result<&Vol, AccessError> {
         let vol = self.vols.get(&v).ok_or(AccessError::UnknownVolume(v))?;
         if let Some(id) = vol.target_map {

@@ -1,7 +1,8 @@
 //! Host I/O and background planning: read resolution, write plans, background
 //! copy and cleaning plans, and their commits.
 //!
-//! Two rules generate every copy (semantics.md 2.5, 2.7, 2.8), applied per grain:
+//! Two rules generate every copy (docs/ENGINE.md, "The two copy rules"),
+//! applied per grain:
 //! - **Rule B (view change).** Before `view(V, g)` changes, the downstream
 //!   neighbour `D` of `V` in every cascade where `V` has a non-frozen role
 //!   receives `view(V, g)` unless `D` is split at `g`.
@@ -221,8 +222,11 @@ impl Engine {
     }
 
     /// Which volume's physical store holds what a host reading `grain` of
-    /// `volume` must see (semantics.md 2.4). Fails if the volume is not
-    /// accessible (semantics.md 3.3, I12) or the data needs an offline bitmap.
+    /// `volume` must see: a volume that is not an active target reads itself;
+    /// a target's unsplit grain reads through to its upstream neighbour
+    /// (docs/SEMANTICS.md, section 2). Fails if the volume is not accessible
+    /// (docs/SEMANTICS.md, "Map states and volume access", I12) or the data
+    /// needs an offline bitmap.
     pub fn resolve_read(&self, volume: VolumeId, grain: u64) -> Result<VolumeId, AccessError> {
         self.check_grain(volume, grain)?;
         self.check_access(volume)?;

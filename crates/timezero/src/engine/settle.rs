@@ -53,7 +53,9 @@ impl Engine {
     }
 
     /// Copying maps already cut at 100 % go idle once no dependant reads
-    /// through their target (semantics.md 2.7 `has_dependants`).
+    /// through their target, i.e. no later member of the chain the target
+    /// now heads has an unsplit grain that resolves to it (docs/ENGINE.md,
+    /// "Completion and cut").
     pub(crate) fn settle_cut_waiting(&mut self) {
         loop {
             let ready: Vec<MapId> = self
@@ -95,7 +97,7 @@ impl Engine {
     }
 
     /// Copy complete: cut the target from its chain; it heads its former
-    /// dependants (semantics.md 2.7 `on_copy_complete`).
+    /// dependants (docs/ENGINE.md, "Completion and cut").
     /// Returns whether the map was cut.
     fn complete(&mut self, id: MapId) -> bool {
         let t = self.maps[&id].spec.target;
@@ -228,7 +230,8 @@ impl Engine {
     }
 
     /// Maps whose view reads data through `id`'s target and would change if
-    /// the target left its chain now (semantics.md 2.7 `dependent_maps`):
+    /// the target left its chain now (the maps a forced stop also stops, I6
+    /// in docs/SEMANTICS.md; docs/ENGINE.md, "Stop with cleaning"):
     /// downstream members reaching the target's split grains, and, while the
     /// map is incomplete, members of other-type cascades the target heads that
     /// reach its unsplit grains.

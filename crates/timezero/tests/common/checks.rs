@@ -1,4 +1,5 @@
-//! The invariant checks run after every step (semantics.md 5.1).
+//! The invariant checks run after every step: I1-I16 (docs/SEMANTICS.md,
+//! "Invariants (I)") and E1-E7 (docs/ENGINE.md, "Module invariants").
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -1,7 +1,8 @@
 //! Test harness: a simulated physical store that executes the engine's plans,
-//! the reference oracle of semantics.md 5 (snapshot the source view at each
-//! start, overlay later writes, no cascades), an independent resolution
-//! walker, and the invariant checks of semantics.md 5.1.
+//! the reference oracle (snapshot the source view at each start, overlay
+//! later writes, no cascades; docs/TESTING.md, "Engine"), an independent
+//! resolution walker, and the invariant checks I1-I16 of docs/SEMANTICS.md,
+//! "Invariants (I)".
 #![allow(dead_code)]
 
 mod checks;
