@@ -30,6 +30,8 @@ pub struct Node {
     port: Arc<ControllerPort>,
     /// Ports to the peers' subsystems (sessions across daemons).
     peers: Vec<Arc<RemotePort>>,
+    /// The host id the resource manager speaks for.
+    host: String,
     rm: RwLock<Arc<ResourceManager>>,
     copier: Mutex<Option<CopierHandle>>,
     runtime: tokio::runtime::Handle,
@@ -53,9 +55,10 @@ impl Node {
             .iter()
             .map(|p| Arc::new(RemotePort::new(&p.id, &p.api)))
             .collect();
+        let host = config.host_id();
         let sub = Subsystem::open(data_dir, config)?;
         let port = Arc::new(ControllerPort::new(sub.clone()));
-        let rm = new_rm(&port, &peers).map_err(|e| {
+        let rm = new_rm(&host, &port, &peers).map_err(|e| {
             controller::ControllerError::new(
                 controller::ErrorKind::InvalidRequest,
                 format!("cannot attach the resource manager: {e}"),
@@ -65,6 +68,7 @@ impl Node {
             slot: RwLock::new(sub),
             port,
             peers,
+            host,
             rm: RwLock::new(Arc::new(rm)),
             copier: Mutex::new(None),
             runtime,
@@ -92,6 +96,11 @@ impl Node {
     /// physical sessions: ours reads them again before its next request.
     pub fn tables_changed_by_peer(&self) {
         self.rm.read().invalidate();
+    }
+
+    /// The host id the daemon's resource manager speaks for.
+    pub fn host(&self) -> &str {
+        &self.host
     }
 
     /// The port to peer subsystem `id`, if configured.
@@ -136,7 +145,7 @@ impl Node {
                 tracing::warn!(peer = %subsystem, op, error = %source,
                     "peer unreachable during IPL recovery: recovering this subsystem's sessions alone");
                 let _s = self.slot.read();
-                let alone = new_rm(&self.port, &[])?;
+                let alone = new_rm(&self.host, &self.port, &[])?;
                 let mut d = alone.on_ipl()?;
                 d.problems.push(format!(
                     "peer {subsystem} did not answer ({op}: {source}); its rows wait for the next event"
@@ -174,7 +183,7 @@ impl Node {
     /// (it rebuilds everything from the activity tables).
     pub fn restart_rm(&self) -> Result<(), RmError> {
         let _s = self.slot.read();
-        let rm = new_rm(&self.port, &self.peers)?;
+        let rm = new_rm(&self.host, &self.port, &self.peers)?;
         *self.rm.write() = Arc::new(rm);
         Ok(())
     }
@@ -200,7 +209,7 @@ impl Node {
         *slot = fresh;
         // The host side restarts too: a new resource manager over the same port
         // (it rebuilds everything from the activity tables).
-        match new_rm(&self.port, &self.peers) {
+        match new_rm(&self.host, &self.port, &self.peers) {
             Ok(rm) => *self.rm.write() = Arc::new(rm),
             Err(e) => tracing::warn!(error = %e, "resource manager not rebuilt after IPL"),
         }
@@ -231,12 +240,13 @@ impl Node {
 }
 
 fn new_rm(
+    host: &str,
     port: &Arc<ControllerPort>,
     peers: &[Arc<RemotePort>],
 ) -> Result<ResourceManager, RmError> {
     let mut ports: Vec<Arc<dyn SubsystemPort>> = vec![port.clone()];
     ports.extend(peers.iter().map(|p| p.clone() as Arc<dyn SubsystemPort>));
-    ResourceManager::new(ports)
+    ResourceManager::for_host(host, ports)
 }
 
 /// The maps that serve backup sessions: map id -> logical session id.

@@ -643,3 +643,86 @@ fn a_damaged_subsystem_table_is_rebuilt_from_the_volume_tables_at_ipl() {
     let list = d.cli_json(&["session", "list"]);
     assert_eq!(session(&list, "VT1")["reason"], "ipl", "{list}");
 }
+
+/// Owner hosts and logical completion through the CLI: a session started with
+/// `--host SYS2` lists that host, `event ipl --host SYS2` ends it alone (the
+/// subsystem keeps running, the daemon's own session stays), the tables name
+/// the owner, and a released session is listed as logically complete and is
+/// still ended by its host's resource-manager restart.
+#[test]
+fn hosts_own_their_sessions_and_release_marks_logical_completion() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::boot(tmp.path());
+    let start = |id: &str, src: &str, tgt: &str, host: Option<&str>| {
+        let mut args = vec![
+            "session", "start", "--id", id, "--extent", src, "--target", tgt,
+        ];
+        if let Some(h) = host {
+            args.extend(["--host", h]);
+        }
+        d.cli_json(&args)
+    };
+    let own = start("OWN", "FB00:0-15", "FB01", None);
+    assert_eq!(own["host"], "SYS-SS01", "{own}");
+    let other = start("OTHER", "FB02:0-15", "FB03", Some("SYS2"));
+    assert_eq!(other["host"], "SYS2", "{other}");
+    let out = d.cli(&["session", "list"]);
+    assert_success(&out, "session list");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("HOST") && text.contains("SYS2"), "{text}");
+
+    // A bad host id is named.
+    let out = d.cli(&["event", "ipl", "--host", "two words"]);
+    assert_fails_with(
+        &out,
+        EXIT_FAILED,
+        "bad host id",
+        "event ipl --host with a space",
+    );
+
+    // SYS2 IPLs alone: OTHER ends (ipl), OWN is untouched and still copying.
+    let r = d.cli_json(&["event", "ipl", "--host", "SYS2"]);
+    assert_eq!(decision(&r, "OTHER")["reason"], "ipl", "{r}");
+    assert_eq!(decision(&r, "OWN")["outcome"], "untouched", "{r}");
+    assert!(
+        decision(&r, "OWN")["why"]
+            .as_str()
+            .unwrap()
+            .contains("owned by host SYS-SS01"),
+        "{r}"
+    );
+    let list = d.cli_json(&["session", "list"]);
+    assert_eq!(session(&list, "OWN")["state"], "active", "{list}");
+    assert_eq!(session(&list, "OTHER")["reason"], "ipl", "{list}");
+    let rows = d.cli_json(&["table", "show", "--volume", "FB02"]);
+    assert!(
+        rows.as_array().unwrap().iter().all(|e| e["host"] == "SYS2"),
+        "{rows}"
+    );
+
+    // Release: logically complete, still active.
+    let s = d.cli_json(&["session", "release", "OWN"]);
+    assert_eq!(s["logically_complete"], true, "{s}");
+    assert_eq!(s["state"], "active", "{s}");
+    let row = last_row(&d, "FB00", "OWN");
+    assert_eq!(row["status"], "logically-complete", "{row}");
+    // An abend of another host's program of that name leaves it alone.
+    let r = d.cli_json(&["event", "abend", "--program", "operator", "--host", "SYS2"]);
+    assert_eq!(decision(&r, "OWN")["outcome"], "untouched", "{r}");
+    // Its own host's resource manager restarts: it ends, and the why says the
+    // backup must be taken again.
+    let r = d.cli_json(&["event", "rm-restart"]);
+    let own = decision(&r, "OWN");
+    assert_eq!(own["reason"], "rm-restart", "{r}");
+    assert!(
+        own["why"].as_str().unwrap().contains("logically complete"),
+        "{r}"
+    );
+    let out = d.cli(&["session", "release", "OWN"]);
+    assert_fails_with(
+        &out,
+        EXIT_FAILED,
+        "terminated",
+        "release of a terminated session",
+    );
+}

@@ -175,8 +175,9 @@ class Client:
                 return s
         raise ApiError(404, "unknown_session", f"unknown session {session_id}")
 
-    def start_session(self, session_id, extents, targets, program=None):
-        """``extents``: ``["FB00:0-15", "SS02/V0:0-15"]``; ``targets``: one per source."""
+    def start_session(self, session_id, extents, targets, program=None, host=None):
+        """``extents``: ``["FB00:0-15", "SS02/V0:0-15"]``; ``targets``: one per source.
+        ``host``: the owner host (default: the daemon's host id)."""
         if isinstance(extents, str):
             extents = [extents]
         if isinstance(targets, str):
@@ -184,7 +185,13 @@ class Client:
         body = {"id": session_id, "extent": ",".join(extents), "target": ",".join(targets)}
         if program is not None:
             body["program"] = program
+        if host is not None:
+            body["host"] = host
         return self.post("/sessions", body)
+
+    def release_session(self, session_id):
+        """Marks the session logically complete (serialization released)."""
+        return self.post(f"/sessions/{_seg(session_id)}/release")
 
     def complete_session(self, session_id):
         return self.post(f"/sessions/{_seg(session_id)}/complete")
@@ -199,5 +206,6 @@ class Client:
 
     # ---- events ------------------------------------------------------------
     def event(self, name, **body):
-        """``ipl``, ``rm-restart``, ``abend`` (``program=``), ``reset`` (``lose_volatile=``)."""
+        """``ipl``, ``rm-restart``, ``abend`` (``program=``), ``reset`` (``lose_volatile=``);
+        ``host=`` scopes ``ipl``/``rm-restart``/``abend`` to one host."""
         return self.post(f"/events/{_seg(name)}", body)

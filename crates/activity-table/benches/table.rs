@@ -28,6 +28,7 @@ fn entry(n: u64, status: EntryStatus) -> NewEntry {
         .collect::<ExtentSet>(),
         status,
         program: Some("ADRDSSU".into()),
+        host: None,
         time_unix_ms: 1_700_000_000_000 + n,
     }
 }

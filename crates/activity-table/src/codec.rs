@@ -22,7 +22,8 @@ use crate::types::{
 };
 
 /// Version byte that starts every record payload written by this build.
-pub const RECORD_VERSION: u8 = 1;
+/// Version 1 records (no host, no logically-complete status) are still read.
+pub const RECORD_VERSION: u8 = 2;
 
 /// Largest body either decoder will allocate for (equals the record limit).
 const DECODE_LIMIT: usize = crate::format::MAX_RECORD_LEN;
@@ -50,6 +51,7 @@ struct HeaderBodyV1 {
     base_seq: u64,
 }
 
+/// The first record layout; read, never written.
 #[derive(Serialize, Deserialize)]
 struct RecordV1 {
     seq: u64,
@@ -62,6 +64,40 @@ struct RecordV1 {
     reason: u8,
     program: Option<String>,
     time_unix_ms: u64,
+}
+
+/// Version 2: V1 plus the owner host (after `program`).
+#[derive(Serialize, Deserialize)]
+struct RecordV2 {
+    seq: u64,
+    session_id: String,
+    phys_session_id: u8,
+    subsystem: String,
+    volume: Option<String>,
+    extents: Vec<(u64, u64)>,
+    status: u8,
+    reason: u8,
+    program: Option<String>,
+    host: Option<String>,
+    time_unix_ms: u64,
+}
+
+impl From<RecordV1> for RecordV2 {
+    fn from(r: RecordV1) -> RecordV2 {
+        RecordV2 {
+            seq: r.seq,
+            session_id: r.session_id,
+            phys_session_id: r.phys_session_id,
+            subsystem: r.subsystem,
+            volume: r.volume,
+            extents: r.extents,
+            status: r.status,
+            reason: r.reason,
+            program: r.program,
+            host: None,
+            time_unix_ms: r.time_unix_ms,
+        }
+    }
 }
 
 /// Header body: which table the file is, and the sequence floor (the next
@@ -92,7 +128,7 @@ pub fn decode_header_body(bytes: &[u8]) -> Result<(TableId, u64), String> {
 /// Record payload: version byte, then the bincode body.
 pub fn encode_entry(e: &ActivityEntry) -> Result<Vec<u8>, String> {
     let (status, reason) = status_code(e.status);
-    let rec = RecordV1 {
+    let rec = RecordV2 {
         seq: e.seq,
         session_id: e.session_id.as_str().to_string(),
         phys_session_id: e.phys_session_id.get(),
@@ -107,6 +143,7 @@ pub fn encode_entry(e: &ActivityEntry) -> Result<Vec<u8>, String> {
         status,
         reason,
         program: e.program.clone(),
+        host: e.host.clone(),
         time_unix_ms: e.time_unix_ms,
     };
     let mut out = vec![RECORD_VERSION];
@@ -119,10 +156,18 @@ pub fn decode_entry(payload: &[u8]) -> Result<ActivityEntry, DecodeFailure> {
     let (&version, body) = payload
         .split_first()
         .ok_or_else(|| DecodeFailure::Invalid("empty payload".into()))?;
-    if version != RECORD_VERSION {
-        return Err(DecodeFailure::Version(version));
+    let r: RecordV2 = match version {
+        1 => decode_all::<RecordV1>(body)
+            .map_err(DecodeFailure::Invalid)?
+            .into(),
+        RECORD_VERSION => decode_all(body).map_err(DecodeFailure::Invalid)?,
+        other => return Err(DecodeFailure::Version(other)),
+    };
+    if version == 1 && r.status == 5 {
+        return Err(DecodeFailure::Invalid(
+            "status code 5 (logically complete) in a version 1 record".into(),
+        ));
     }
-    let r: RecordV1 = decode_all(body).map_err(DecodeFailure::Invalid)?;
     let inv = |e: crate::TableError| DecodeFailure::Invalid(e.to_string());
     check_name("subsystem", &r.subsystem).map_err(inv)?;
     if let Some(v) = &r.volume {
@@ -130,6 +175,9 @@ pub fn decode_entry(payload: &[u8]) -> Result<ActivityEntry, DecodeFailure> {
     }
     if let Some(p) = &r.program {
         check_program(p).map_err(inv)?;
+    }
+    if let Some(h) = &r.host {
+        check_name("host", h).map_err(inv)?;
     }
     Ok(ActivityEntry {
         seq: r.seq,
@@ -140,6 +188,7 @@ pub fn decode_entry(payload: &[u8]) -> Result<ActivityEntry, DecodeFailure> {
         extents: decode_extents(&r.extents).map_err(DecodeFailure::Invalid)?,
         status: status_from_code(r.status, r.reason).map_err(DecodeFailure::Invalid)?,
         program: r.program,
+        host: r.host,
         time_unix_ms: r.time_unix_ms,
     })
 }
@@ -179,7 +228,8 @@ fn decode_extents(list: &[(u64, u64)]) -> Result<ExtentSet, String> {
         .collect())
 }
 
-/// Status codes on disk: 1 initiated, 2 completed, 3 terminated, 4 resumed;
+/// Status codes on disk: 1 initiated, 2 completed, 3 terminated, 4 resumed,
+/// 5 logically complete (version 2);
 /// reason 0 unless terminated, then 1 ipl, 2 rm-restart, 3 abend,
 /// 4 reset-mismatch, 5 operator.
 fn status_code(s: EntryStatus) -> (u8, u8) {
@@ -188,6 +238,7 @@ fn status_code(s: EntryStatus) -> (u8, u8) {
         EntryStatus::Completed => (2, 0),
         EntryStatus::Terminated { reason } => (3, reason_code(reason)),
         EntryStatus::Resumed => (4, 0),
+        EntryStatus::LogicallyComplete => (5, 0),
     }
 }
 
@@ -222,6 +273,7 @@ fn status_from_code(status: u8, reason: u8) -> Result<EntryStatus, String> {
             Ok(EntryStatus::Terminated { reason })
         }
         4 => no_reason(EntryStatus::Resumed),
+        5 => no_reason(EntryStatus::LogicallyComplete),
         other => Err(format!("unknown status code {other}")),
     }
 }

@@ -3,7 +3,7 @@
 //! Invariants owned here:
 //! - a [`SessionId`] is 1..=64 ASCII graphic characters (no spaces, no control
 //!   characters); a [`PhysSessionId`] is 1..=255 (0 means "none" and is not a value);
-//! - subsystem and volume names are 1..=64 ASCII graphic characters;
+//! - subsystem, volume and host names are 1..=64 ASCII graphic characters;
 //! - a program name is at most 256 characters and has no control characters.
 //!
 //! These rules are checked when a value is built ([`SessionId::new`],
@@ -257,6 +257,10 @@ pub enum EntryStatus {
     },
     /// The session was resumed after a reset notification whose extents matched.
     Resumed,
+    /// The backup program released serialization: the time-zero image is
+    /// fixed and applications run again, while the physical copy goes on
+    /// (the patent's "logically complete"). Still open: only Completed ends it.
+    LogicallyComplete,
 }
 
 impl EntryStatus {
@@ -268,20 +272,21 @@ impl EntryStatus {
         )
     }
 
-    /// `Initiated` or `Resumed`: the session is still running on this row.
+    /// `Initiated`, `Resumed` or `LogicallyComplete`: the session is still running on this row.
     pub fn is_open(self) -> bool {
         !self.is_terminal()
     }
 }
 
 impl fmt::Display for EntryStatus {
-    /// `initiated`, `completed`, `terminated(<reason>)`, `resumed`.
+    /// `initiated`, `completed`, `terminated(<reason>)`, `resumed`, `logically-complete`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             EntryStatus::Initiated => f.write_str("initiated"),
             EntryStatus::Completed => f.write_str("completed"),
             EntryStatus::Terminated { reason } => write!(f, "terminated({reason})"),
             EntryStatus::Resumed => f.write_str("resumed"),
+            EntryStatus::LogicallyComplete => f.write_str("logically-complete"),
         }
     }
 }
@@ -305,6 +310,9 @@ pub struct ActivityEntry {
     pub status: EntryStatus,
     /// The backup program that owns the session, if known.
     pub program: Option<String>,
+    /// The host that started the session (its owner), if recorded; rows
+    /// written before record version 2 carry none.
+    pub host: Option<String>,
     /// Wall-clock (or simulated) time of the event, milliseconds since the Unix epoch.
     pub time_unix_ms: u64,
 }
@@ -327,6 +335,8 @@ pub struct NewEntry {
     pub status: EntryStatus,
     /// The backup program that owns the session, if known.
     pub program: Option<String>,
+    /// The host that started the session (its owner), if known.
+    pub host: Option<String>,
     /// Time of the event, milliseconds since the Unix epoch.
     pub time_unix_ms: u64,
 }
@@ -340,6 +350,9 @@ impl NewEntry {
         }
         if let Some(p) = &self.program {
             check_program(p)?;
+        }
+        if let Some(h) = &self.host {
+            check_name("host", h)?;
         }
         Ok(())
     }
@@ -355,6 +368,7 @@ impl NewEntry {
             extents: self.extents,
             status: self.status,
             program: self.program,
+            host: self.host,
             time_unix_ms: self.time_unix_ms,
         }
     }

@@ -32,6 +32,7 @@ fn header_and_record_bytes_match_the_documented_layout() {
             reason: TerminateReason::ResetMismatch,
         },
         program: None,
+        host: Some("SYS1".into()),
         time_unix_ms: 0x0102_0304_0506_0708,
     })
     .unwrap();
@@ -55,7 +56,7 @@ fn header_and_record_bytes_match_the_documented_layout() {
     assert_eq!(&bytes[..53], &header[..]);
 
     // Record.
-    let mut payload = vec![1u8]; // record version
+    let mut payload = vec![2u8]; // record version
     payload.extend_from_slice(&1u64.to_le_bytes()); // seq
     string(&mut payload, "JOB7");
     payload.push(0x0a); // phys session id
@@ -69,13 +70,76 @@ fn header_and_record_bytes_match_the_documented_layout() {
     payload.push(3); // terminated
     payload.push(4); // reset-mismatch
     payload.push(0); // program: None
+    payload.push(1); // host: Some
+    string(&mut payload, "SYS1");
     payload.extend_from_slice(&0x0102_0304_0506_0708u64.to_le_bytes());
+    assert_eq!(&bytes[53..], &frame_of(&payload)[..]);
+}
+
+fn frame_of(payload: &[u8]) -> Vec<u8> {
     let mut frame = b"ATRC".to_vec();
     frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&frame), &payload);
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&frame), payload);
     frame.extend_from_slice(&crc.to_le_bytes());
-    frame.extend_from_slice(&payload);
-    assert_eq!(&bytes[53..], &frame[..]);
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// A version 1 record (written before owner hosts were recorded) is still
+/// read: no host, every other field as written. A table holding one takes
+/// version 2 records after it.
+#[test]
+fn version_1_records_are_still_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = file_in(&dir, "ss01.table");
+    let id = TableId::Subsystem("SS01".into());
+    let (t, _) = ActivityTable::open(&path, id.clone()).unwrap();
+    drop(t);
+    let mut payload = vec![1u8]; // record version 1
+    payload.extend_from_slice(&1u64.to_le_bytes()); // seq
+    string(&mut payload, "JOB7");
+    payload.push(0x0a);
+    string(&mut payload, "SS01");
+    payload.push(1);
+    string(&mut payload, "VOL1");
+    payload.extend_from_slice(&1u64.to_le_bytes());
+    for v in [0u64, 14] {
+        payload.extend_from_slice(&v.to_le_bytes());
+    }
+    payload.push(1); // initiated
+    payload.push(0);
+    payload.push(1); // program: Some
+    string(&mut payload, "ADRDSSU");
+    payload.extend_from_slice(&7u64.to_le_bytes());
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.extend_from_slice(&frame_of(&payload));
+    std::fs::write(&path, &bytes).unwrap();
+
+    let (mut t, report) = ActivityTable::open(&path, id).unwrap();
+    assert!(report.skipped.is_empty(), "{report:?}");
+    let e = &t.entries()[0];
+    assert_eq!(e.session_id.as_str(), "JOB7");
+    assert_eq!(e.status, EntryStatus::Initiated);
+    assert_eq!(e.program.as_deref(), Some("ADRDSSU"));
+    assert_eq!(e.host, None);
+    assert_eq!(e.time_unix_ms, 7);
+    t.append(NewEntry {
+        session_id: SessionId::new("JOB7").unwrap(),
+        phys_session_id: PhysSessionId::new(0x0a).unwrap(),
+        subsystem: "SS01".into(),
+        volume: Some("VOL1".into()),
+        extents: extents(&[(0, 14)]),
+        status: EntryStatus::LogicallyComplete,
+        program: Some("ADRDSSU".into()),
+        host: Some("SYS1".into()),
+        time_unix_ms: 8,
+    })
+    .unwrap();
+    drop(t);
+    let (t, _) = ActivityTable::open(&path, TableId::Subsystem("SS01".into())).unwrap();
+    assert_eq!(t.entries().len(), 2);
+    assert_eq!(t.entries()[1].status, EntryStatus::LogicallyComplete);
+    assert_eq!(t.entries()[1].host.as_deref(), Some("SYS1"));
 }
 
 /// A record whose checksum holds but whose version byte is unknown is an

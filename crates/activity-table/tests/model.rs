@@ -25,7 +25,8 @@ fn status() -> impl Strategy<Value = EntryStatus> {
         Just(EntryStatus::Initiated),
         Just(EntryStatus::Completed),
         Just(EntryStatus::Resumed),
-        (0usize..5).prop_map(|i| EntryStatus::Terminated {
+        Just(EntryStatus::LogicallyComplete),
+        (0usize..TerminateReason::ALL.len()).prop_map(|i| EntryStatus::Terminated {
             reason: TerminateReason::ALL[i]
         }),
     ]
@@ -39,9 +40,10 @@ fn new_entry() -> impl Strategy<Value = NewEntry> {
         prop::collection::vec((0u64..10_000, 0u64..50), 0..5),
         status(),
         prop::option::of("[A-Za-z0-9 .]{0,20}"),
+        prop::option::of("[A-Z0-9]{1,8}"),
         any::<u64>(),
     )
-        .prop_map(|(s, p, v, ext, status, program, t)| NewEntry {
+        .prop_map(|(s, p, v, ext, status, program, host, t)| NewEntry {
             session_id: SessionId::new(format!("S{s}")).unwrap(),
             phys_session_id: PhysSessionId::new(p).unwrap(),
             subsystem: SUB.into(),
@@ -49,6 +51,7 @@ fn new_entry() -> impl Strategy<Value = NewEntry> {
             extents: extents(&ext.iter().map(|&(a, l)| (a, a + l)).collect::<Vec<_>>()),
             status,
             program,
+            host,
             time_unix_ms: t,
         })
 }

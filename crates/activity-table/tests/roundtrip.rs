@@ -293,6 +293,7 @@ fn sessions_summarize_latest_status_per_volume() {
         extents: extents(ext),
         status,
         program: None,
+        host: None,
         time_unix_ms: 5,
     };
     t.append(mk("A", "V1", EntryStatus::Initiated, &[(0, 9)]))

@@ -109,6 +109,10 @@ pub struct SubsystemConfig {
     /// span, reached over their control APIs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub peers: Vec<PeerConfig>,
+    /// The host id of the daemon's resource manager: the owner recorded for
+    /// sessions started without `--host` (default: [`SubsystemConfig::host_id`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 /// Another subsystem reached over its control API (`[[peers]]`).
@@ -238,6 +242,7 @@ struct RawConfig {
     volumes: Vec<RawVolume>,
     #[serde(default)]
     peers: Vec<RawPeer>,
+    host: Option<toml::Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -285,6 +290,17 @@ impl SubsystemConfig {
     pub fn embedded_default() -> SubsystemConfig {
         // The constant is tested to parse; a failure here is a build defect, not input.
         Self::from_toml_str(EMBEDDED_DEFAULT_TOML).expect("embedded default config is valid")
+    }
+
+    /// The host id the daemon's resource manager speaks for: `host` if set,
+    /// else `SYS-` and the subsystem id (so two daemons never share one by
+    /// default), or the subsystem id alone if that would be too long.
+    pub fn host_id(&self) -> String {
+        match &self.host {
+            Some(h) => h.clone(),
+            None if self.id.len() + 4 <= MAX_ID_LEN => format!("SYS-{}", self.id),
+            None => self.id.clone(),
+        }
     }
 
     /// Parses and validates a TOML config; errors name the line and field.
@@ -372,6 +388,9 @@ impl SubsystemConfig {
                 });
             }
         }
+        if let Some(h) = &raw.host {
+            check_id("host id", h.get_ref()).map_err(|m| at(h.span(), "host".into(), m))?;
+        }
         let config = SubsystemConfig {
             id: raw.id.into_inner(),
             durability: raw.durability,
@@ -380,6 +399,7 @@ impl SubsystemConfig {
             rates: raw.rates,
             volumes,
             peers,
+            host: raw.host.map(toml::Spanned::into_inner),
         };
         config.validate()?;
         Ok(config)
@@ -399,6 +419,9 @@ impl SubsystemConfig {
             message,
         };
         check_id("id", &self.id).map_err(|m| err("id".into(), m))?;
+        if let Some(h) = &self.host {
+            check_id("host id", h).map_err(|m| err("host".into(), m))?;
+        }
         for (i, v) in self.volumes.iter().enumerate() {
             check_id("volume id", &v.id).map_err(|m| err(format!("volumes[{i}].id"), m))?;
             if self.volumes[..i].iter().any(|o| o.id == v.id) {

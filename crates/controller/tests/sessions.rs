@@ -44,7 +44,7 @@ fn session_copies_its_extents_at_time_zero() {
     vs.write_pattern("V01", 0, (60 * TRACK) as usize, 9, true)
         .unwrap();
     let phys = sub
-        .establish_session("BKUP1", &[pair("V00", 10, 19, "V01")])
+        .establish_session("BKUP1", None, &[pair("V00", 10, 19, "V01")])
         .unwrap();
     assert_eq!(phys, 1);
     assert_eq!(sub.active_extents(phys, "V00"), Some(ext(10, 19)));
@@ -90,24 +90,28 @@ fn session_limits_are_enforced_with_clear_errors() {
         // Extent-level maps from one source to distinct targets would need 16
         // targets; use one track range per session on distinct target volumes.
         let t = format!("V{:02}", 1 + i);
-        sub.establish_session(&format!("S{i}"), &[pair("V00", i as u64, i as u64, &t)])
-            .unwrap();
+        sub.establish_session(
+            &format!("S{i}"),
+            None,
+            &[pair("V00", i as u64, i as u64, &t)],
+        )
+        .unwrap();
     }
     let e = sub
-        .establish_session("S99", &[pair("V00", 30, 30, "V19")])
+        .establish_session("S99", None, &[pair("V00", 30, 30, "V19")])
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Limit);
     assert!(e.to_string().contains("V00"), "{e}");
     let e = sub
-        .establish_session("bad id", &[pair("V00", 1, 1, "V19")])
+        .establish_session("bad id", None, &[pair("V00", 1, 1, "V19")])
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidRequest);
     let e = sub
-        .establish_session("S100", &[pair("V18", 0, 100_000, "V19")])
+        .establish_session("S100", None, &[pair("V18", 0, 100_000, "V19")])
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::OutOfRange);
     let e = sub
-        .establish_session("S101", &[pair("NOPE", 0, 1, "V19")])
+        .establish_session("S101", None, &[pair("NOPE", 0, 1, "V19")])
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound);
 }
@@ -119,12 +123,12 @@ fn reset_loses_only_unhardened_sessions_and_keeps_images() {
         .unwrap();
     let kept = vs
         .sub()
-        .establish_session("KEEP", &[pair("V00", 0, 29, "V01")])
+        .establish_session("KEEP", None, &[pair("V00", 0, 29, "V01")])
         .unwrap();
     vs.sub().harden().unwrap();
     let lost = vs
         .sub()
-        .establish_session("LOSE", &[pair("V00", 30, 59, "V02")])
+        .establish_session("LOSE", None, &[pair("V00", 30, 59, "V02")])
         .unwrap();
     assert!(!vs.sub().session_info(lost).unwrap().hardened);
     // A first write after the session: its copy hardens nothing yet for LOSE?
@@ -149,7 +153,7 @@ fn reset_loses_only_unhardened_sessions_and_keeps_images() {
     // A session whose map committed a grain was hardened by that commit.
     let s3 = vs
         .sub()
-        .establish_session("HARD", &[pair("V00", 40, 49, "V03")])
+        .establish_session("HARD", None, &[pair("V00", 40, 49, "V03")])
         .unwrap();
     vs.write_pattern("V00", 40 * TRACK, 4096, 3, false).unwrap();
     assert!(vs.sub().session_info(s3).unwrap().hardened);
@@ -164,7 +168,7 @@ fn reset_loses_only_unhardened_sessions_and_keeps_images() {
     // reset(false) loses nothing; an IPL keeps hardened sessions too.
     let s4 = vs
         .sub()
-        .establish_session("SOFT", &[pair("V05", 0, 9, "V06")])
+        .establish_session("SOFT", None, &[pair("V05", 0, 9, "V06")])
         .unwrap();
     let r = vs.sub().reset(false).unwrap();
     assert!(r.sessions_lost.is_empty() && r.sessions.contains(&s4));
@@ -183,6 +187,7 @@ fn activity_tables_are_per_subsystem_and_per_volume() {
         extents: ext(1, 5),
         status,
         program: Some("DFDSS".into()),
+        host: None,
         time_unix_ms: 1,
     };
     vs.sub()
@@ -233,6 +238,7 @@ fn a_deleted_volume_table_is_retired_and_a_recreated_volume_starts_empty() {
         extents: ext(1, 5),
         status: EntryStatus::Initiated,
         program: None,
+        host: None,
         time_unix_ms: 1,
     };
     let tables = vs.data_dir().join("tables");
@@ -319,7 +325,7 @@ fn a_session_with_a_suspended_map_can_be_withdrawn() {
         .unwrap();
     let phys = vs
         .sub()
-        .establish_session("SUSP", &[pair("V00", 0, 9, "V01")])
+        .establish_session("SUSP", None, &[pair("V00", 0, 9, "V01")])
         .unwrap();
     // The copy-on-write's target flush fails: the session's map is suspended.
     vs.write_pattern("V00", 0, TRACK as usize, 2, false)
@@ -350,7 +356,7 @@ fn an_establish_rejected_after_prepare_leaves_nothing_behind() {
         .unwrap();
     sub.start_map(x, false).unwrap();
     let e = sub
-        .establish_session("REJ", &[pair("V00", 0, 9, "V01")])
+        .establish_session("REJ", None, &[pair("V00", 0, 9, "V01")])
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::State, "{e}");
     assert_eq!(
@@ -374,7 +380,7 @@ fn a_session_target_is_reserved_until_the_session_ends() {
     let vs = VirtualSubsystem::boot(config()).unwrap();
     let sub = vs.sub();
     let phys = sub
-        .establish_session("BKUP9", &[pair("V00", 0, 3, "V01")])
+        .establish_session("BKUP9", None, &[pair("V00", 0, 3, "V01")])
         .unwrap();
     let from_target = sub
         .create_map(&MapCreate::new("V01", "V02", CopyType::Full))

@@ -25,6 +25,7 @@ fn entry(volume: Option<&str>, status: EntryStatus) -> NewEntry {
         extents: ExtentSet::from(Extent::new(0, 3).unwrap()),
         status,
         program: Some("DSS".into()),
+        host: None,
         time_unix_ms: 1,
     }
 }

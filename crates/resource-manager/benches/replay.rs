@@ -47,6 +47,7 @@ fn world(finished: bool) -> Vec<Arc<dyn SubsystemPort>> {
                     extents: ExtentSet::from(Extent::new(0, 1_000 + n as u64).expect("extent")),
                     status,
                     program: Some(format!("DSS{}", n % 8)),
+                    host: None,
                     time_unix_ms: 1,
                 });
             }

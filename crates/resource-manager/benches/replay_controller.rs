@@ -42,6 +42,7 @@ fn config() -> SubsystemConfig {
         rates: Default::default(),
         volumes,
         peers: Vec::new(),
+        host: None,
     }
 }
 
@@ -69,6 +70,7 @@ fn write_history(root: &Path) {
                 extents: ExtentSet::from(Extent::new(0, 7).expect("extent")),
                 status,
                 program: Some("DSS".into()),
+                host: None,
                 time_unix_ms: 1,
             };
             by_volume[vol].push(e.clone());
@@ -103,6 +105,7 @@ fn template(root: &Path) {
         rm.start_session(&SessionSpec {
             id: SessionId::new(format!("NEW{i:02}")).expect("id"),
             program: "DSS".into(),
+            host: None,
             extents: vec![SessionExtent {
                 subsystem: "SS1".into(),
                 volume: format!("SRC{i:02}"),

@@ -10,7 +10,9 @@ use activity_table::{ActivityEntry, NewEntry, PhysSessionId, SessionId};
 use controller::{ControllerError, ErrorKind, PhysSessionState, SessionPair, Subsystem};
 use parking_lot::RwLock;
 
-use crate::port::{CopyPair, PhysState, PhysicalSession, PortError, RejectKind, SubsystemPort};
+use crate::port::{
+    CopyPair, HeldSession, PhysState, PhysicalSession, PortError, RejectKind, SubsystemPort,
+};
 
 /// A controller subsystem seen by the resource manager.
 pub struct ControllerPort {
@@ -73,6 +75,7 @@ impl SubsystemPort for ControllerPort {
     fn establish(
         &self,
         session: &SessionId,
+        host: &str,
         pairs: &[CopyPair],
     ) -> Result<PhysSessionId, PortError> {
         let pairs: Vec<SessionPair> = pairs
@@ -86,7 +89,7 @@ impl SubsystemPort for ControllerPort {
         let n = self
             .sub
             .read()
-            .establish_session(session.as_str(), &pairs)
+            .establish_session(session.as_str(), Some(host), &pairs)
             .map_err(port_error)?;
         phys_id(n)
     }
@@ -108,6 +111,7 @@ impl SubsystemPort for ControllerPort {
         })?;
         Ok(Some(PhysicalSession {
             owner,
+            host: info.host,
             state: match info.state {
                 PhysSessionState::Active => PhysState::Active,
                 PhysSessionState::Quiesced => PhysState::Suspended,
@@ -119,7 +123,7 @@ impl SubsystemPort for ControllerPort {
         }))
     }
 
-    fn physical_sessions(&self) -> Result<Vec<(PhysSessionId, SessionId)>, PortError> {
+    fn physical_sessions(&self) -> Result<Vec<HeldSession>, PortError> {
         self.sub
             .read()
             .physical_sessions()
@@ -128,7 +132,11 @@ impl SubsystemPort for ControllerPort {
                 let owner = SessionId::new(i.session).map_err(|e| PortError::Failed {
                     reason: e.to_string(),
                 })?;
-                Ok((phys_id(i.phys)?, owner))
+                Ok(HeldSession {
+                    phys: phys_id(i.phys)?,
+                    owner,
+                    host: i.host,
+                })
             })
             .collect()
     }

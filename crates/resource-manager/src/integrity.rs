@@ -77,8 +77,9 @@ impl ResourceManager {
             if !matches!(s.state(), SessionState::Active | SessionState::Resumed) {
                 continue;
             }
-            // A session that lives only on peers is their daemons' to judge.
-            if !s.rows.keys().any(|sub| local.contains(sub)) {
+            // Another host's session that lives only on peers is their
+            // daemons' to judge.
+            if inner.owner_of(s) != inner.host && !s.rows.keys().any(|sub| local.contains(sub)) {
                 continue;
             }
             for sub in s.rows.keys() {
@@ -99,6 +100,7 @@ impl ResourceManager {
             }
         }
         let sweep = inner.local_subsystems();
-        inner.conclude(event, decisions, plan, problems, &sweep)
+        let host = inner.host.clone();
+        inner.conclude(event, decisions, plan, problems, &sweep, &host)
     }
 }

@@ -7,7 +7,13 @@
 //!   any row said Terminated (reason of the first such entry seen), else `resumed` if any
 //!   row's latest status is Resumed, else `active`;
 //! - a session is *unsettled* if it is completed or terminated while some row is still open
-//!   (Initiated/Resumed): a recovery or completion was interrupted and must be finished.
+//!   (Initiated/Resumed/LogicallyComplete): a recovery or completion was interrupted and
+//!   must be finished;
+//! - a session's owner host is the host of its first entry that names one (`None` for
+//!   sessions recorded before hosts were: the resource manager counts them as its own);
+//! - a session is *logically complete* once any row said LogicallyComplete (the image is
+//!   fixed and serialization released); that is an attribute, not a state: the session
+//!   stays active or resumed until it completes or is terminated.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -78,6 +84,10 @@ pub(crate) struct Row {
 pub(crate) struct SessionLedger {
     pub id: SessionId,
     pub program: Option<String>,
+    /// The host that started it, as the rows record it.
+    pub host: Option<String>,
+    /// Some row said LogicallyComplete.
+    pub logically_complete: bool,
     /// subsystem -> volume -> row.
     pub rows: BTreeMap<String, BTreeMap<String, Row>>,
     pub completed: bool,
@@ -89,6 +99,8 @@ impl SessionLedger {
         SessionLedger {
             id,
             program: None,
+            host: None,
+            logically_complete: false,
             rows: BTreeMap::new(),
             completed: false,
             terminated: None,
@@ -155,6 +167,9 @@ impl SessionLedger {
         if self.program.is_none() {
             self.program.clone_from(&e.program);
         }
+        if self.host.is_none() {
+            self.host.clone_from(&e.host);
+        }
         let vols = self.rows.entry(e.subsystem.clone()).or_default();
         match vols.get_mut(volume) {
             Some(row) => {
@@ -180,6 +195,7 @@ impl SessionLedger {
             EntryStatus::Terminated { reason } => {
                 self.terminated.get_or_insert(reason);
             }
+            EntryStatus::LogicallyComplete => self.logically_complete = true,
             EntryStatus::Initiated | EntryStatus::Resumed => {}
         }
     }

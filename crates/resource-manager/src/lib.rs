@@ -1,7 +1,8 @@
 //! The resource manager (the patent's SDM): the host-side service that backup copy programs
 //! use to start and complete *backup copy sessions*, and that recovers them after an IPL, its
 //! own restart, an abnormal end of a backup program, or a subsystem's reset notification
-//! (patent A, US 5,241,668 / RE37,038; semantics.md section 1, invariants A1-A6 in 5.2).
+//! (patent A, US 5,241,668 / RE37,038; the rules are restated in docs/SESSIONS.md and
+//! docs/SEMANTICS.md, invariants A1-A6 in "Invariants (A)").
 //!
 //! A logical session (host [`SessionId`]) covers extents of volumes on one or more
 //! subsystems; on each it is one *physical session* ([`PhysSessionId`], 1..=255) protecting
@@ -20,8 +21,11 @@
 //! With the `test-utils` feature: `VirtualSubsystem`, an in-memory subsystem with a model of
 //! volume contents, reset faults and crash injection.
 //!
-//! Usage: one `ResourceManager` per host process over all subsystems it can reach; after a
-//! restart of the host or of the RM, build a new one and call the matching event first.
+//! Usage: one `ResourceManager` per host process over all subsystems it can reach
+//! ([`ResourceManager::for_host`]); after a restart of the host or of the RM, build a new one
+//! and call the matching event first. Every session has an owner host: a host's restart
+//! events end only its sessions (the machine's IPL also ends every session on the
+//! subsystems that restarted with it).
 //!
 //! Invariants: see the module docs of `manager` (ordering of entries and side effects),
 //! `ledger` (how tables fold into session states) and `recovery` (A1-A5).
@@ -43,8 +47,10 @@ pub use activity_table::{EntryStatus, PhysSessionId, SessionId, TerminateReason}
 pub use controller_port::ControllerPort;
 pub use error::RmError;
 pub use ledger::SessionState;
-pub use manager::{ResourceManager, SessionExtent, SessionSpec};
-pub use port::{CopyPair, PhysState, PhysicalSession, PortError, RejectKind, SubsystemPort};
+pub use manager::{ResourceManager, SessionExtent, SessionSpec, DEFAULT_HOST};
+pub use port::{
+    CopyPair, HeldSession, PhysState, PhysicalSession, PortError, RejectKind, SubsystemPort,
+};
 pub use recovery::fmt_tracks;
 pub use report::{
     Decision, Decisions, Event, OrphanWithdrawn, Outcome, PhysicalPart, Progress, SessionInfo,

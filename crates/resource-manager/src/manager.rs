@@ -8,7 +8,10 @@
 //!   [`ResourceManager::start_session`] returns `Ok`;
 //! - terminal entries are written before the physical sessions are withdrawn, so a crash
 //!   between leaves a session whose state is already decided (and an orphan physical
-//!   session that the next event withdraws), never an undecided half-withdrawn one.
+//!   session that the next event withdraws), never an undecided half-withdrawn one;
+//! - every session has an owner host, recorded in each of its rows and kept by each
+//!   subsystem with its physical session: restart events of a host end only that host's
+//!   sessions, and its orphan sweeps withdraw only that host's physical sessions.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -39,6 +42,9 @@ pub struct SessionExtent {
     pub target: String,
 }
 
+/// The host a resource manager speaks for unless told otherwise.
+pub const DEFAULT_HOST: &str = "SYS1";
+
 /// A request to start a backup copy session.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct SessionSpec {
@@ -46,6 +52,8 @@ pub struct SessionSpec {
     pub id: SessionId,
     /// The backup program that owns it (abend recovery terminates by program).
     pub program: String,
+    /// The host starting it, its owner (`None`: the resource manager's own host).
+    pub host: Option<String>,
     /// Source extents; one physical session is established per subsystem named here.
     pub extents: Vec<SessionExtent>,
 }
@@ -60,6 +68,19 @@ pub(crate) struct SettlePlan {
 impl SettlePlan {
     /// `status` on every open row of `s`, and a withdraw of each physical session behind them.
     pub fn add(&mut self, s: &SessionLedger, status: EntryStatus, time: u64) {
+        self.add_rows(s, status, time);
+        for sub in s.rows.keys() {
+            for phys in s.open_phys_on(sub) {
+                self.withdraws
+                    .entry(sub.clone())
+                    .or_default()
+                    .push((s.id.clone(), phys));
+            }
+        }
+    }
+
+    /// `status` on every open row of `s` (no withdraws).
+    pub fn add_rows(&mut self, s: &SessionLedger, status: EntryStatus, time: u64) {
         for (sub, vol, row) in s.open_rows() {
             self.batches
                 .entry(sub.to_string())
@@ -72,21 +93,17 @@ impl SettlePlan {
                     extents: row.extents.clone(),
                     status,
                     program: s.program.clone(),
+                    host: s.host.clone(),
                     time_unix_ms: time,
                 });
-        }
-        for sub in s.rows.keys() {
-            for phys in s.open_phys_on(sub) {
-                self.withdraws
-                    .entry(sub.clone())
-                    .or_default()
-                    .push((s.id.clone(), phys));
-            }
         }
     }
 }
 
 pub(crate) struct Inner {
+    /// The host this resource manager speaks for (owner of sessions started
+    /// without a host, and of rows that record none).
+    pub host: String,
     pub ports: BTreeMap<String, Arc<dyn SubsystemPort>>,
     pub ledger: Ledger,
     pub stale: bool,
@@ -120,10 +137,22 @@ pub(crate) fn port_err<'a>(
 }
 
 impl ResourceManager {
-    /// Attaches to `ports`. Their activity tables are read on first use (every event re-reads
-    /// them). Does not recover anything: call [`ResourceManager::on_rm_restart`] or
-    /// [`ResourceManager::on_ipl`] for that.
+    /// Attaches to `ports` as the resource manager of host [`DEFAULT_HOST`].
+    /// See [`ResourceManager::for_host`].
     pub fn new(ports: Vec<Arc<dyn SubsystemPort>>) -> Result<ResourceManager, RmError> {
+        ResourceManager::for_host(DEFAULT_HOST, ports)
+    }
+
+    /// Attaches to `ports` as the resource manager of host `host`. Their activity tables
+    /// are read on first use (every event re-reads them). Does not recover anything: call
+    /// [`ResourceManager::on_rm_restart`] or [`ResourceManager::on_ipl`] for that.
+    pub fn for_host(
+        host: &str,
+        ports: Vec<Arc<dyn SubsystemPort>>,
+    ) -> Result<ResourceManager, RmError> {
+        activity_table::SessionId::new(host).map_err(|e| RmError::InvalidSpec {
+            reason: format!("host id {host:?}: {e}"),
+        })?;
         let mut map = BTreeMap::new();
         for p in ports {
             let id = p.id().to_string();
@@ -132,6 +161,7 @@ impl ResourceManager {
             }
         }
         let inner = Inner {
+            host: host.to_string(),
             ports: map,
             ledger: Ledger::default(),
             stale: true,
@@ -146,6 +176,11 @@ impl ResourceManager {
     /// peer daemon's resource manager writing through this subsystem's port).
     pub fn invalidate(&self) {
         self.inner.lock().stale = true;
+    }
+
+    /// The host this resource manager speaks for.
+    pub fn host(&self) -> String {
+        self.inner.lock().host.clone()
     }
 
     /// Names of the attached subsystems.
@@ -171,11 +206,20 @@ impl ResourceManager {
             });
         }
         let plan = plan_pairs(spec, &inner.ports)?;
+        let host = match &spec.host {
+            Some(h) => {
+                SessionId::new(h.as_str()).map_err(|e| RmError::InvalidSpec {
+                    reason: format!("host id {h:?}: {e}"),
+                })?;
+                h.clone()
+            }
+            None => inner.host.clone(),
+        };
         // 1. Establish everywhere; on failure withdraw what was established.
         let mut established: Vec<(String, PhysSessionId)> = Vec::new();
         for (sub, pairs) in &plan {
             let port = inner.port(sub)?;
-            match port.establish(&spec.id, pairs) {
+            match port.establish(&spec.id, &host, pairs) {
                 Ok(phys) => established.push((sub.clone(), phys)),
                 Err(e) => {
                     inner.stale = true;
@@ -206,6 +250,7 @@ impl ResourceManager {
                     extents: p.extents.clone(),
                     status: EntryStatus::Initiated,
                     program: Some(spec.program.clone()),
+                    host: Some(host.clone()),
                     time_unix_ms: time,
                 })
                 .collect();
@@ -213,7 +258,7 @@ impl ResourceManager {
             if let Err(e) = port.append(&entries) {
                 inner.stale = true;
                 if e != PortError::Crashed {
-                    inner.rollback_start(spec, &plan, &phys_of, i);
+                    inner.rollback_start(spec, &host, &plan, &phys_of, i);
                 }
                 return Err(port_err(sub, "append")(e));
             }
@@ -221,7 +266,7 @@ impl ResourceManager {
                 inner.ledger.apply(&e.with_seq(0));
             }
         }
-        tracing::info!(session = %spec.id, program = %spec.program, subsystems = plan.len(), "session started");
+        tracing::info!(session = %spec.id, program = %spec.program, host = %host, subsystems = plan.len(), "session started");
         Ok(phys_of)
     }
 
@@ -308,6 +353,57 @@ impl ResourceManager {
                 problem: p.clone(),
             }),
         }
+    }
+
+    /// Marks a session *logically complete*: its backup program released
+    /// serialization, so applications run again while the physical copy goes
+    /// on. Writes LogicallyComplete rows on every subsystem, after checking
+    /// that every physical session still holds the session's image (an image
+    /// that is already gone cannot be released on). Releasing twice is a
+    /// no-op; a completed or terminated session is refused.
+    ///
+    /// Recovery is unchanged by it, as the patent has it: a restart event
+    /// still terminates a session that is initiated and not completed, and
+    /// the report says the backup must be taken again.
+    pub fn release_session(&self, id: &SessionId) -> Result<(), RmError> {
+        let mut inner = self.inner.lock();
+        let session = inner.fresh_session(id)?;
+        match session.state() {
+            SessionState::Terminated(reason) => {
+                return Err(RmError::SessionTerminated {
+                    id: id.clone(),
+                    reason,
+                })
+            }
+            SessionState::Completed => return Err(RmError::SessionCompleted { id: id.clone() }),
+            SessionState::Active | SessionState::Resumed => {}
+        }
+        let pending = session
+            .open_rows()
+            .any(|(_, _, r)| r.status != EntryStatus::LogicallyComplete);
+        if session.logically_complete && !pending {
+            return Ok(());
+        }
+        for sub in session.rows.keys() {
+            let port = inner.port(sub)?;
+            for phys in session.open_phys_on(sub) {
+                let info = port.query(phys).map_err(port_err(sub, "query"))?;
+                if !info.is_some_and(|i| i.owner == *id && i.state.is_whole()) {
+                    return Err(RmError::PhysicalSessionGone {
+                        id: id.clone(),
+                        subsystem: sub.clone(),
+                        phys,
+                    });
+                }
+            }
+        }
+        let mut plan = SettlePlan::default();
+        plan.add_rows(&session, EntryStatus::LogicallyComplete, now_ms());
+        if let Some(e) = inner.execute(plan)?.into_iter().next() {
+            return Err(e);
+        }
+        tracing::info!(session = %id, "session logically complete (serialization released)");
+        Ok(())
     }
 
     /// Every session in the tables, in id order, with progress from the subsystems.
@@ -407,6 +503,11 @@ impl Inner {
             .ok_or_else(|| RmError::UnknownSession { id: id.clone() })
     }
 
+    /// The host that owns `s`: the one its rows record, else this manager's.
+    pub fn owner_of<'a>(&'a self, s: &'a SessionLedger) -> &'a str {
+        s.host.as_deref().unwrap_or(&self.host)
+    }
+
     /// The subsystems this resource manager's own daemon holds (not peers).
     pub fn local_subsystems(&self) -> Vec<String> {
         self.ports
@@ -448,6 +549,7 @@ impl Inner {
     fn rollback_start(
         &mut self,
         spec: &SessionSpec,
+        host: &str,
         plan: &BTreeMap<String, Vec<CopyPair>>,
         phys_of: &BTreeMap<String, PhysSessionId>,
         failed_at: usize,
@@ -466,6 +568,7 @@ impl Inner {
                         reason: START_FAILED,
                     },
                     program: Some(spec.program.clone()),
+                    host: Some(host.to_string()),
                     time_unix_ms: time,
                 })
                 .collect();
@@ -618,7 +721,9 @@ impl Inner {
         SessionInfo {
             id: s.id.clone(),
             program: s.program.clone(),
+            host: self.owner_of(s).to_string(),
             state,
+            logically_complete: s.logically_complete,
             parts,
         }
     }

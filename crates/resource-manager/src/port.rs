@@ -66,6 +66,9 @@ impl fmt::Display for PhysState {
 pub struct PhysicalSession {
     /// The logical session it was established for.
     pub owner: SessionId,
+    /// The host that established it (`None`: established before hosts were recorded).
+    #[serde(default)]
+    pub host: Option<String>,
     /// Its state.
     pub state: PhysState,
     /// Active track extents per source volume (volumes with no active extents are absent).
@@ -74,6 +77,18 @@ pub struct PhysicalSession {
     pub copied_tracks: u64,
     /// Tracks in the domain.
     pub total_tracks: u64,
+}
+
+/// One physical session a subsystem holds, as its orphan sweep needs it.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct HeldSession {
+    /// Its subsystem-local id.
+    pub phys: PhysSessionId,
+    /// The logical session it was established for.
+    pub owner: SessionId,
+    /// The host that established it (`None`: before hosts were recorded).
+    #[serde(default)]
+    pub host: Option<String>,
 }
 
 /// Why a subsystem refused a request ([`PortError::Rejected`]).
@@ -148,10 +163,13 @@ pub trait SubsystemPort: Send + Sync {
     fn id(&self) -> &str;
 
     /// Establishes one physical session protecting `pairs` for logical session `session`
-    /// and returns its subsystem-local id. Enforces the subsystem's limits.
+    /// started by `host`, and returns its subsystem-local id. Enforces the subsystem's
+    /// limits. The subsystem keeps `host` with the session (the orphan sweeps of other
+    /// hosts leave it alone while its rows are being written).
     fn establish(
         &self,
         session: &SessionId,
+        host: &str,
         pairs: &[CopyPair],
     ) -> Result<PhysSessionId, PortError>;
 
@@ -162,8 +180,8 @@ pub trait SubsystemPort: Send + Sync {
     /// The subsystem's view of `phys`, `None` if it does not exist.
     fn query(&self, phys: PhysSessionId) -> Result<Option<PhysicalSession>, PortError>;
 
-    /// Every physical session the subsystem holds, with its owner.
-    fn physical_sessions(&self) -> Result<Vec<(PhysSessionId, SessionId)>, PortError>;
+    /// Every physical session the subsystem holds, with its owner and host.
+    fn physical_sessions(&self) -> Result<Vec<HeldSession>, PortError>;
 
     /// Returns a suspended physical session to active (copying continues from the durable
     /// bitmaps). Active: no-op. Gone or timed out: [`PortError::Gone`].
@@ -177,10 +195,10 @@ pub trait SubsystemPort: Send + Sync {
     fn entries(&self) -> Result<Vec<ActivityEntry>, PortError>;
 
     /// Whether this subsystem belongs to another daemon (a peer reached over
-    /// the network, with a resource manager of its own). Such a subsystem's
-    /// orphans are its own daemon's to withdraw (it may be establishing them
-    /// right now), and a restart event here leaves alone the sessions that
-    /// live only on such subsystems.
+    /// the network, with a resource manager of its own). A machine IPL
+    /// terminates the sessions with rows on the restarted (local) subsystems
+    /// whoever owns them, and the broken-session check judges sessions of
+    /// other hosts only where they have rows on a local subsystem.
     fn is_remote(&self) -> bool {
         false
     }

@@ -1,8 +1,13 @@
-//! The recovery events of patent A (semantics.md 1.4 steps 4-7) on [`ResourceManager`].
+//! The recovery events of patent A on [`ResourceManager`]: restart events (IPL, restart of
+//! the resource manager, abend of a backup program) terminate what is initiated and not
+//! completed; a reset notification resumes or terminates (docs/SESSIONS.md, "Events and
+//! decisions").
 //!
-//! Invariants (semantics.md 5.2) this module keeps:
-//! - A1: after a restart event every session initiated and not completed (for abend: of that
-//!   program) has terminal rows everywhere and no physical session on any subsystem;
+//! Invariants (docs/SEMANTICS.md, "Invariants (A)") this module keeps:
+//! - A1: after a restart event of a host every session of that host initiated and not
+//!   completed (for abend: of that program) has terminal rows everywhere and no physical
+//!   session on any subsystem; no other host's session is terminated by it (except by the
+//!   machine's IPL, for sessions on the subsystems that restarted with it);
 //! - A2: a session with a Completed row is never terminated; one with a Terminated row is
 //!   never resumed (terminal states are only ever *settled*, never changed);
 //! - A3: on a reset notification a session resumes iff the subsystem reports, for the
@@ -21,29 +26,94 @@ use geometry::ExtentSet;
 use crate::error::RmError;
 use crate::ledger::{SessionLedger, SessionState};
 use crate::manager::{now_ms, port_err, Inner, ResourceManager, SettlePlan};
-use crate::port::{PhysState, PhysicalSession, PortError, SubsystemPort};
+use crate::port::{HeldSession, PhysState, PhysicalSession, PortError, SubsystemPort};
 use crate::report::{Decision, Decisions, Event, OrphanWithdrawn, Outcome};
 
+/// Which open sessions a restart event ends: those owned by `host` (and of
+/// `program`, for an abend), and for a machine IPL also every session with
+/// rows on a subsystem that restarted with the host.
+struct Scope<'a> {
+    host: &'a str,
+    program: Option<&'a str>,
+    restarted: &'a [String],
+}
+
 impl ResourceManager {
-    /// Operating-system IPL: terminates (reason `ipl`) every session initiated and not
-    /// completed, on every subsystem.
+    /// IPL of the machine this resource manager runs on: its host and its
+    /// local subsystems restart together (a daemon's boot). Terminates
+    /// (reason `ipl`) every session initiated and not completed that this
+    /// host owns, and every one, whoever owns it, with rows on a local
+    /// subsystem.
     pub fn on_ipl(&self) -> Result<Decisions, RmError> {
-        self.restart_event(Event::Ipl, TerminateReason::Ipl, None)
+        let (host, local) = {
+            let inner = self.inner.lock();
+            (inner.host.clone(), inner.local_subsystems())
+        };
+        self.on_ipl_with(&host, &local)
     }
 
-    /// The resource manager restarted: terminates (reason `rm-restart`) every session
-    /// initiated and not completed.
+    /// IPL of host `host` alone (its subsystems keep running): terminates
+    /// (reason `ipl`) the sessions initiated and not completed that `host`
+    /// owns; other hosts' sessions are untouched.
+    pub fn on_host_ipl(&self, host: &str) -> Result<Decisions, RmError> {
+        self.on_ipl_with(host, &[])
+    }
+
+    fn on_ipl_with(&self, host: &str, restarted: &[String]) -> Result<Decisions, RmError> {
+        let event = Event::Ipl {
+            host: host.to_string(),
+            subsystems: restarted.to_vec(),
+        };
+        let scope = Scope {
+            host,
+            program: None,
+            restarted,
+        };
+        self.restart_event(event, TerminateReason::Ipl, scope)
+    }
+
+    /// This host's resource manager restarted: terminates (reason `rm-restart`) every
+    /// session initiated and not completed that this host owns.
     pub fn on_rm_restart(&self) -> Result<Decisions, RmError> {
-        self.restart_event(Event::RmRestart, TerminateReason::RmRestart, None)
+        let host = self.host();
+        self.on_host_rm_restart(&host)
     }
 
-    /// Backup program `program` ended abnormally: terminates (reason `abend`) its sessions
-    /// that are initiated and not completed; other programs' sessions are untouched.
+    /// The resource manager of `host` restarted: terminates (reason
+    /// `rm-restart`) the sessions initiated and not completed that `host` owns.
+    pub fn on_host_rm_restart(&self, host: &str) -> Result<Decisions, RmError> {
+        let event = Event::RmRestart {
+            host: host.to_string(),
+        };
+        let scope = Scope {
+            host,
+            program: None,
+            restarted: &[],
+        };
+        self.restart_event(event, TerminateReason::RmRestart, scope)
+    }
+
+    /// Backup program `program` of this host ended abnormally: terminates (reason `abend`)
+    /// its sessions that are initiated and not completed; other programs' sessions are
+    /// untouched.
     pub fn on_abend(&self, program: &str) -> Result<Decisions, RmError> {
+        let host = self.host();
+        self.on_host_abend(&host, program)
+    }
+
+    /// Backup program `program` of host `host` ended abnormally: terminates
+    /// (reason `abend`) the sessions of that program that `host` owns.
+    pub fn on_host_abend(&self, host: &str, program: &str) -> Result<Decisions, RmError> {
         let event = Event::Abend {
+            host: host.to_string(),
             program: program.to_string(),
         };
-        self.restart_event(event, TerminateReason::Abend, Some(program))
+        let scope = Scope {
+            host,
+            program: Some(program),
+            restarted: &[],
+        };
+        self.restart_event(event, TerminateReason::Abend, scope)
     }
 
     /// Reset notification from `subsystem`: each open session with rows there resumes if the
@@ -131,6 +201,7 @@ impl ResourceManager {
                                     extents: row.extents.clone(),
                                     status: EntryStatus::Resumed,
                                     program: s.program.clone(),
+                                    host: s.host.clone(),
                                     time_unix_ms: time,
                                 });
                             }
@@ -239,47 +310,68 @@ impl ResourceManager {
         // judged by the next event that checks it, not by this one, so the
         // order of notifications never changes an outcome.)
         let sweep = inner.local_subsystems();
-        inner.conclude(event, decisions, SettlePlan::default(), problems, &sweep)
+        let host = inner.host.clone();
+        inner.conclude(
+            event,
+            decisions,
+            SettlePlan::default(),
+            problems,
+            &sweep,
+            &host,
+        )
     }
 
     fn restart_event(
         &self,
         event: Event,
         reason: TerminateReason,
-        program: Option<&str>,
+        scope: Scope<'_>,
     ) -> Result<Decisions, RmError> {
         let mut inner = self.inner.lock();
         inner.reload()?;
         let mut decisions = Vec::with_capacity(inner.ledger.sessions.len());
         let mut plan = SettlePlan::default();
         let time = now_ms();
-        let local = inner.local_subsystems();
         for s in inner.ledger.sessions.values() {
             let (outcome, acted, why) = match s.state() {
                 SessionState::Completed | SessionState::Terminated(_) => {
                     settled(s, &mut plan, time)
                 }
-                SessionState::Active | SessionState::Resumed
-                    if !s.rows.keys().any(|sub| local.contains(sub)) =>
-                {
-                    let why = "lives only on peer subsystems; their own daemons' events decide it"
-                        .to_string();
-                    (Outcome::Untouched, false, why)
-                }
                 SessionState::Active | SessionState::Resumed => {
-                    let ours = program.is_none_or(|p| s.program.as_deref() == Some(p));
-                    if ours {
+                    let owner = inner.owner_of(s);
+                    let restarted = s.rows.keys().find(|sub| scope.restarted.contains(sub));
+                    let ours = owner == scope.host || restarted.is_some();
+                    let program_ok = scope
+                        .program
+                        .is_none_or(|p| s.program.as_deref() == Some(p));
+                    if ours && program_ok {
                         plan.add(s, EntryStatus::Terminated { reason }, time);
-                        let why = format!(
-                            "initiated and not completed; terminated on {} subsystem(s)",
-                            s.rows.len()
-                        );
+                        let mut why = match restarted {
+                            Some(sub) if owner != scope.host => format!(
+                                "initiated and not completed, with a part on {sub}, which restarted; \
+                                 terminated on {} subsystem(s)",
+                                s.rows.len()
+                            ),
+                            _ => format!(
+                                "initiated and not completed; terminated on {} subsystem(s)",
+                                s.rows.len()
+                            ),
+                        };
+                        if s.logically_complete {
+                            why.push_str(
+                                "; it was logically complete (serialization released), \
+                                 so the backup must be taken again",
+                            );
+                        }
                         (Outcome::Terminated(reason), true, why)
+                    } else if !ours {
+                        let why = format!("owned by host {owner}, not {}", scope.host);
+                        (Outcome::Untouched, false, why)
                     } else {
                         let why = format!(
                             "belongs to program {}, not {}",
                             s.program.as_deref().unwrap_or("(none)"),
-                            program.unwrap_or("")
+                            scope.program.unwrap_or("")
                         );
                         (Outcome::Untouched, false, why)
                     }
@@ -287,8 +379,8 @@ impl ResourceManager {
             };
             decisions.push(decision(s, outcome, acted, why));
         }
-        let sweep = inner.local_subsystems();
-        let report = inner.conclude(event, decisions, plan, Vec::new(), &sweep)?;
+        let sweep: Vec<String> = inner.ports.keys().cloned().collect();
+        let report = inner.conclude(event, decisions, plan, Vec::new(), &sweep, scope.host)?;
         drop(inner);
         // Withdraws may have broken sessions the event left alone, and an
         // earlier event may have left a broken one open (integrity.rs).
@@ -445,8 +537,8 @@ fn log_report(report: &Decisions) {
 
 impl Inner {
     /// The end of every event: carry out `plan` (entries, then withdraws),
-    /// withdraw orphans everywhere, and report with `problems` met before.
-    /// Orphans are swept on `sweep` only (see [`SubsystemPort::is_remote`]).
+    /// withdraw `host`'s orphans on the subsystems `sweep`, and report with
+    /// `problems` met before.
     pub(crate) fn conclude(
         &mut self,
         event: Event,
@@ -454,9 +546,10 @@ impl Inner {
         plan: SettlePlan,
         mut problems: Vec<RmError>,
         sweep: &[String],
+        host: &str,
     ) -> Result<Decisions, RmError> {
         problems.extend(self.execute(plan)?);
-        let orphans = self.withdraw_orphans(sweep, &mut problems)?;
+        let orphans = self.withdraw_orphans(sweep, host, &mut problems)?;
         let report = Decisions {
             event,
             decisions,
@@ -467,12 +560,19 @@ impl Inner {
         Ok(report)
     }
 
-    /// Withdraws physical sessions on `subsystems` that no open row accounts for. A
-    /// subsystem that fails to answer or to withdraw is noted in `problems` and skipped (its
-    /// orphans wait for the next event); only an injected crash stops it.
+    /// Withdraws physical sessions on `subsystems` that no open row accounts for, except
+    /// another host's whose session has no rows at all: that host may be establishing it
+    /// right now (its rows follow the establish), and that host's events withdraw it if
+    /// its start never finished. (A session whose rows are all terminal is decided, so
+    /// its physical sessions are withdrawn whoever owns them.) A physical session that
+    /// names no host (established before hosts were recorded) counts as `host`'s. A
+    /// subsystem that
+    /// fails to answer or to withdraw is noted in `problems` and skipped (its orphans wait
+    /// for the next event); only an injected crash stops it.
     pub(crate) fn withdraw_orphans(
         &mut self,
         subsystems: &[String],
+        host: &str,
         problems: &mut Vec<RmError>,
     ) -> Result<Vec<OrphanWithdrawn>, RmError> {
         let mut out = Vec::new();
@@ -488,7 +588,18 @@ impl Inner {
                     continue;
                 }
             };
-            for (phys, owner) in held {
+            for HeldSession {
+                phys,
+                owner,
+                host: held_by,
+            } in held
+            {
+                // Another host's physical session whose session has no rows
+                // at all may be one it is establishing now.
+                let known = self.ledger.sessions.contains_key(&owner);
+                if held_by.as_deref().unwrap_or(&self.host) != host && !known {
+                    continue;
+                }
                 let accounted = self
                     .ledger
                     .sessions

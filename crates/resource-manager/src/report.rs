@@ -13,12 +13,24 @@ use crate::ledger::SessionState;
 #[derive(Clone, PartialEq, Eq, Debug, Serialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum Event {
-    /// Operating-system IPL.
-    Ipl,
-    /// Restart of the resource manager.
-    RmRestart,
-    /// Abnormal end of a backup program.
+    /// Operating-system IPL of `host`.
+    Ipl {
+        /// The host.
+        host: String,
+        /// Subsystems that restarted with it (a daemon's boot restarts its
+        /// own subsystem); empty for the IPL of a host alone.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        subsystems: Vec<String>,
+    },
+    /// Restart of the resource manager of `host`.
+    RmRestart {
+        /// The host.
+        host: String,
+    },
+    /// Abnormal end of a backup program on `host`.
     Abend {
+        /// The host.
+        host: String,
         /// The program.
         program: String,
     },
@@ -35,9 +47,16 @@ pub enum Event {
 impl fmt::Display for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Event::Ipl => f.write_str("ipl"),
-            Event::RmRestart => f.write_str("rm-restart"),
-            Event::Abend { program } => write!(f, "abend of program {program}"),
+            Event::Ipl { host, subsystems } if subsystems.is_empty() => {
+                write!(f, "ipl of host {host}")
+            }
+            Event::Ipl { host, subsystems } => {
+                write!(f, "ipl of host {host} and {}", subsystems.join(", "))
+            }
+            Event::RmRestart { host } => write!(f, "rm-restart on host {host}"),
+            Event::Abend { host, program } => {
+                write!(f, "abend of program {program} on host {host}")
+            }
             Event::Reset { subsystem } => write!(f, "reset notification from {subsystem}"),
             Event::Check => f.write_str("session check"),
         }
@@ -207,9 +226,17 @@ pub struct SessionInfo {
     pub id: SessionId,
     /// Its backup program.
     pub program: Option<String>,
+    /// The host that started it (its owner: that host's IPL, resource-manager
+    /// restart and abends end it).
+    pub host: String,
     /// Its state.
     #[serde(flatten)]
     pub state: SessionState,
+    /// The backup program released serialization: the image is fixed and
+    /// applications run again while the copy goes on (the patent's
+    /// "logically complete"). A restart event still terminates the session
+    /// until it completes, and the backup must then be taken again.
+    pub logically_complete: bool,
     /// One part per subsystem.
     pub parts: Vec<PhysicalPart>,
 }

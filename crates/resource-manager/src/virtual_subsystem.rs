@@ -19,7 +19,9 @@ use activity_table::{ActivityEntry, NewEntry, PhysSessionId, SessionId};
 use geometry::ExtentSet;
 use parking_lot::Mutex;
 
-use crate::port::{CopyPair, PhysState, PhysicalSession, PortError, RejectKind, SubsystemPort};
+use crate::port::{
+    CopyPair, HeldSession, PhysState, PhysicalSession, PortError, RejectKind, SubsystemPort,
+};
 
 /// Most live physical sessions protecting one source volume.
 pub const MAX_SESSIONS_PER_VOLUME: usize = 16;
@@ -123,6 +125,7 @@ struct VPair {
 #[derive(Clone, Debug)]
 struct VSession {
     owner: SessionId,
+    host: String,
     state: PhysState,
     pairs: Vec<VPair>,
 }
@@ -404,6 +407,7 @@ impl SubsystemPort for VirtualSubsystem {
     fn establish(
         &self,
         session: &SessionId,
+        host: &str,
         pairs: &[CopyPair],
     ) -> Result<PhysSessionId, PortError> {
         self.crash.check()?;
@@ -428,6 +432,7 @@ impl SubsystemPort for VirtualSubsystem {
                 free,
                 VSession {
                     owner: session.clone(),
+                    host: host.to_string(),
                     state: PhysState::Active,
                     pairs,
                 },
@@ -463,6 +468,7 @@ impl SubsystemPort for VirtualSubsystem {
             let domain_tracks: u64 = s.pairs.iter().map(|p| p.domain.track_count()).sum();
             PhysicalSession {
                 owner: s.owner.clone(),
+                host: Some(s.host.clone()),
                 state: s.state,
                 domain: s
                     .pairs
@@ -476,12 +482,19 @@ impl SubsystemPort for VirtualSubsystem {
         }))
     }
 
-    fn physical_sessions(&self) -> Result<Vec<(PhysSessionId, SessionId)>, PortError> {
+    fn physical_sessions(&self) -> Result<Vec<HeldSession>, PortError> {
         self.crash.check()?;
-        Ok(self
-            .live_sessions()
-            .into_iter()
-            .map(|(p, o, _)| (p, o))
+        let st = self.state.lock();
+        Ok(st
+            .sessions
+            .iter()
+            .filter_map(|(k, s)| {
+                Some(HeldSession {
+                    phys: PhysSessionId::new(*k).ok()?,
+                    owner: s.owner.clone(),
+                    host: Some(s.host.clone()),
+                })
+            })
             .collect())
     }
 

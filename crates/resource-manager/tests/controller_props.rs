@@ -1,4 +1,4 @@
-//! A1, A3 and A4 (semantics.md 5.2) against a real `controller::Subsystem`: random
+//! A1, A3 and A4 (docs/SEMANTICS.md, "Invariants (A)") against a real `controller::Subsystem`: random
 //! application writes, session starts, copy steps, warmstarts with and without loss of
 //! volatile state (with writes between the warmstart and its notification), IPLs,
 //! rm-restarts and completions. On completion every target track must equal the source
@@ -85,6 +85,7 @@ impl H {
                 })
                 .collect(),
             peers: Vec::new(),
+            host: None,
         };
         let sub = Subsystem::open(dir.path().join("SS1"), config).unwrap();
         let port = Arc::new(ControllerPort::new(sub));
@@ -128,6 +129,7 @@ impl H {
                 let spec = SessionSpec {
                     id: id.clone(),
                     program: "DSS".into(),
+                    host: None,
                     extents: vec![SessionExtent {
                         subsystem: "SS1".into(),
                         volume: SRC[*s].into(),

@@ -30,6 +30,7 @@ fn open(dir: &std::path::Path) -> Subsystem {
             vol("SMALL", "fb:32K:4K"),
         ],
         peers: Vec::new(),
+        host: None,
     };
     Subsystem::open(dir.join("SS1"), config).unwrap()
 }
@@ -55,15 +56,27 @@ fn size_mismatch_is_invalid_and_busy_target_is_busy() {
     let port = ControllerPort::new(open(dir.path()));
 
     let err = port
-        .establish(&SessionId::new("S1").unwrap(), &[pair("SRC0", "SMALL")])
+        .establish(
+            &SessionId::new("S1").unwrap(),
+            "SYS1",
+            &[pair("SRC0", "SMALL")],
+        )
         .unwrap_err();
     assert_eq!(reject_kind(&err), Some(RejectKind::Invalid), "{err}");
     assert!(err.to_string().contains("size mismatch"), "{err}");
 
-    port.establish(&SessionId::new("S2").unwrap(), &[pair("SRC0", "TGT0")])
-        .unwrap();
+    port.establish(
+        &SessionId::new("S2").unwrap(),
+        "SYS1",
+        &[pair("SRC0", "TGT0")],
+    )
+    .unwrap();
     let err = port
-        .establish(&SessionId::new("S3").unwrap(), &[pair("SRC1", "TGT0")])
+        .establish(
+            &SessionId::new("S3").unwrap(),
+            "SYS1",
+            &[pair("SRC1", "TGT0")],
+        )
         .unwrap_err();
     assert_eq!(reject_kind(&err), Some(RejectKind::Busy), "{err}");
     assert!(err.to_string().contains("TGT0"), "{err}");
@@ -79,6 +92,7 @@ fn start_session_reports_the_kind_through_rm_error() {
     let spec = SessionSpec {
         id: SessionId::new("BK2").unwrap(),
         program: "DSS".into(),
+        host: None,
         extents: vec![SessionExtent {
             subsystem: "SS1".into(),
             volume: "SRC0".into(),

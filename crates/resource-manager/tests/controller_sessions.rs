@@ -35,6 +35,7 @@ fn open(dir: &std::path::Path, targets: usize) -> Subsystem {
         rates: Default::default(),
         volumes,
         peers: Vec::new(),
+        host: None,
     };
     Subsystem::open(dir.join("SS1"), config).unwrap()
 }
@@ -43,6 +44,7 @@ fn spec(n: usize) -> SessionSpec {
     SessionSpec {
         id: SessionId::new(format!("S{n:02}")).unwrap(),
         program: "DSS".into(),
+        host: None,
         extents: vec![SessionExtent {
             subsystem: "SS1".into(),
             volume: "SRC0".into(),
@@ -114,6 +116,7 @@ fn pair(id: &str, program: &str, source: &str, target: &str) -> SessionSpec {
     SessionSpec {
         id: SessionId::new(id).unwrap(),
         program: program.into(),
+        host: None,
         extents: vec![SessionExtent {
             subsystem: "SS1".into(),
             volume: source.into(),

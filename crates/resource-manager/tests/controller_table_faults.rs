@@ -64,6 +64,7 @@ fn open(dir: &std::path::Path, faults: Arc<FailNth>) -> Subsystem {
         rates: Default::default(),
         volumes,
         peers: Vec::new(),
+        host: None,
     };
     let options = OpenOptions {
         faults: Some(faults as Arc<dyn FaultPoint>),
@@ -76,6 +77,7 @@ fn spec() -> SessionSpec {
     SessionSpec {
         id: SessionId::new("S1").unwrap(),
         program: "DSS".into(),
+        host: None,
         extents: vec![SessionExtent {
             subsystem: "SS1".into(),
             volume: "SRC0".into(),

@@ -1,7 +1,9 @@
-//! Property tests of invariants A1-A6 (semantics.md 5.2) over random interleavings of
-//! session starts and completions, application writes, background copy, restart events,
-//! reset notifications with random losses, and crashes of the resource manager at random
-//! port calls, against `VirtualSubsystem`s (two subsystems, `A` and `B`).
+//! Property tests of invariants A1-A6 (docs/SEMANTICS.md, "Invariants (A)") over random
+//! interleavings of session starts and completions by two hosts, application writes,
+//! background copy, restart events (of the machine, or of one host alone), reset
+//! notifications with random losses, and crashes of the resource manager at random port
+//! calls, against `VirtualSubsystem`s (two subsystems, `A` and `B`). A1 is checked per
+//! host: a host's restart event ends that host's sessions and no other host's.
 //!
 //! Cases: `PROPTEST_CASES` (default 64); see docs/TESTING.md.
 
@@ -19,6 +21,8 @@ use resource_manager::{
 
 const SUBS: [&str; 2] = ["A", "B"];
 const PROGRAMS: [&str; 2] = ["P0", "P1"];
+/// `SYS1` is the resource manager's own host (`DEFAULT_HOST`).
+const HOSTS: [&str; 2] = ["SYS1", "SYS2"];
 
 #[derive(Clone, Debug)]
 enum Loss {
@@ -30,9 +34,14 @@ enum Loss {
 
 #[derive(Clone, Debug)]
 enum Event {
+    /// The machine's IPL: its host and every subsystem restart.
     Ipl,
-    RmRestart,
-    Abend(usize),
+    /// The IPL of one host alone.
+    HostIpl(usize),
+    /// Restart of one host's resource manager.
+    RmRestart(usize),
+    /// Abend of (host, program).
+    Abend(usize, usize),
     /// Reset of a subsystem with losses, and application writes (source volume, track) that
     /// land between the reset and the notification reaching the resource manager.
     Reset(usize, Vec<(usize, Loss)>, Vec<(usize, u64)>),
@@ -43,6 +52,14 @@ enum Op {
     Start {
         parts: Vec<(usize, usize, u64, u64, usize)>,
         program: usize,
+        host: usize,
+    },
+    /// Host `host` has established its physical sessions and not yet written
+    /// its rows when the events of the other host run: they must leave it alone.
+    Establishing {
+        parts: Vec<(usize, usize, u64, u64, usize)>,
+        host: usize,
+        during: Event,
     },
     Complete(usize),
     Write {
@@ -62,6 +79,7 @@ enum Op {
     /// Crash during a start; the restarted RM runs rm-restart recovery.
     CrashStart {
         parts: Vec<(usize, usize, u64, u64, usize)>,
+        host: usize,
         after: u64,
     },
 }
@@ -82,8 +100,9 @@ fn losses() -> impl Strategy<Value = Vec<(usize, Loss)>> {
 fn event() -> impl Strategy<Value = Event> {
     prop_oneof![
         1 => Just(Event::Ipl),
-        1 => Just(Event::RmRestart),
-        1 => (0..2usize).prop_map(Event::Abend),
+        1 => (0..2usize).prop_map(Event::HostIpl),
+        1 => (0..2usize).prop_map(Event::RmRestart),
+        1 => (0..2usize, 0..2usize).prop_map(|(h, p)| Event::Abend(h, p)),
         5 => (0..2usize, losses(), prop::collection::vec((0..3usize, 0..TRACKS), 0..8))
             .prop_map(|(s, l, w)| Event::Reset(s, l, w)),
     ]
@@ -95,20 +114,25 @@ fn parts() -> impl Strategy<Value = Vec<(usize, usize, u64, u64, usize)>> {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (parts(), 0..2usize).prop_map(|(parts, program)| Op::Start { parts, program }),
+        4 => (parts(), 0..2usize, 0..2usize)
+            .prop_map(|(parts, program, host)| Op::Start { parts, program, host }),
+        1 => (parts(), 0..2usize, event())
+            .prop_map(|(parts, host, during)| Op::Establishing { parts, host, during }),
         2 => (0..16usize).prop_map(Op::Complete),
         4 => (0..2usize, 0..9usize, 0..TRACKS).prop_map(|(sub, vol, track)| Op::Write { sub, vol, track }),
         3 => (0..2usize, 1..12u64).prop_map(|(sub, n)| Op::Copy { sub, n }),
         3 => event().prop_map(Op::Event),
         1 => (losses(), losses()).prop_map(|(a, b)| Op::ResetBoth(a, b)),
         1 => (event(), 1..12u64).prop_map(|(e, k)| Op::Crash(e, k)),
-        1 => (parts(), 1..8u64).prop_map(|(parts, after)| Op::CrashStart { parts, after }),
+        1 => (parts(), 0..2usize, 1..8u64)
+            .prop_map(|(parts, host, after)| Op::CrashStart { parts, host, after }),
     ]
 }
 
 /// What the test remembers about a session it started.
 struct Started {
     id: String,
+    host: String,
     /// Completed (and A4-checked) already: its target is an ordinary volume again.
     done: bool,
     /// (subsystem, source) -> (extents, target).
@@ -126,10 +150,16 @@ struct Harness {
     next_token: u64,
 }
 
-fn make_spec(id: &str, program: &str, parts: &[(usize, usize, u64, u64, usize)]) -> SessionSpec {
+fn make_spec(
+    id: &str,
+    program: &str,
+    host: usize,
+    parts: &[(usize, usize, u64, u64, usize)],
+) -> SessionSpec {
     SessionSpec {
         id: sid(id),
         program: program.to_string(),
+        host: Some(HOSTS[host].to_string()),
         extents: parts
             .iter()
             .map(|&(sub, src, a, len, tgt)| SessionExtent {
@@ -167,8 +197,9 @@ fn to_losses(w: &World, sub: usize, raw: &[(usize, Loss)]) -> Vec<(PhysSessionId
 fn run_event(rm: &ResourceManager, e: &Event) -> Result<resource_manager::Decisions, RmError> {
     match e {
         Event::Ipl => rm.on_ipl(),
-        Event::RmRestart => rm.on_rm_restart(),
-        Event::Abend(p) => rm.on_abend(PROGRAMS[*p]),
+        Event::HostIpl(h) => rm.on_host_ipl(HOSTS[*h]),
+        Event::RmRestart(h) => rm.on_host_rm_restart(HOSTS[*h]),
+        Event::Abend(h, p) => rm.on_host_abend(HOSTS[*h], PROGRAMS[*p]),
         Event::Reset(s, ..) => rm.on_reset(SUBS[*s]),
     }
 }
@@ -196,8 +227,9 @@ impl Harness {
                 }
                 self.rm = self.w.rm();
             }
-            Event::RmRestart => self.rm = self.w.rm(),
-            Event::Abend(_) => {}
+            // A host that restarts alone: its resource manager is new too.
+            Event::HostIpl(_) | Event::RmRestart(_) => self.rm = self.w.rm(),
+            Event::Abend(..) => {}
             Event::Reset(sub, raw, writes) => {
                 let l = to_losses(&self.w, *sub, raw);
                 self.w.sub(SUBS[*sub]).reset(&l);
@@ -214,13 +246,18 @@ impl Harness {
 
     fn apply(&mut self, op: &Op) -> Result<(), TestCaseError> {
         match op {
-            Op::Start { parts, program } => {
+            Op::Start {
+                parts,
+                program,
+                host,
+            } => {
                 let id = format!("S{}", self.next_id);
                 self.next_id += 1;
-                let spec = make_spec(&id, PROGRAMS[*program], parts);
+                let spec = make_spec(&id, PROGRAMS[*program], *host, parts);
                 if self.rm.start_session(&spec).is_ok() {
                     let mut st = Started {
                         id: id.clone(),
+                        host: HOSTS[*host].to_string(),
                         done: false,
                         parts: BTreeMap::new(),
                         t0: BTreeMap::new(),
@@ -237,6 +274,7 @@ impl Harness {
                     }
                     let info = self.rm.session(&sid(&id)).unwrap().unwrap();
                     prop_assert_eq!(info.state, SessionState::Active);
+                    prop_assert_eq!(&info.host, HOSTS[*host]);
                     self.started.push(st);
                 }
             }
@@ -250,6 +288,9 @@ impl Harness {
                     Ok(()) if st.done => {}
                     Ok(()) => {
                         st.done = true;
+                        // The owner recorded at the start is the owner read back.
+                        let info = self.rm.session(&sid(&st.id)).unwrap().unwrap();
+                        prop_assert_eq!(&info.host, &st.host);
                         // A4: the final backup equals the time-zero image.
                         for ((sub, src), (ext, tgt)) in &st.parts {
                             let target = self.w.sub(sub).contents(tgt).unwrap();
@@ -349,10 +390,17 @@ impl Harness {
                     );
                 }
             }
-            Op::CrashStart { parts, after } => {
+            Op::Establishing {
+                parts,
+                host,
+                during,
+            } => {
+                self.establishing(parts, *host, during)?;
+            }
+            Op::CrashStart { parts, host, after } => {
                 let id = format!("S{}", self.next_id);
                 self.next_id += 1;
-                let spec = make_spec(&id, "P0", parts);
+                let spec = make_spec(&id, "P0", *host, parts);
                 self.w.crash.arm(*after);
                 let r = self.rm.start_session(&spec);
                 let crashed = self.w.crash.tripped();
@@ -362,14 +410,87 @@ impl Harness {
                     self.rm = self.w.rm();
                     let d = self
                         .rm
-                        .on_rm_restart()
+                        .on_host_rm_restart(HOSTS[*host])
                         .map_err(|e| TestCaseError::fail(e.to_string()))?;
-                    self.check_event(&Event::RmRestart, &d, &BTreeMap::new())?;
+                    self.check_event(&Event::RmRestart(*host), &d, &BTreeMap::new())?;
                 }
                 // A started-but-not-crashed session is not tracked for A4 (no t0 taken).
             }
         }
         self.check_always()
+    }
+
+    /// Host `host` establishes physical sessions for a new session and stops
+    /// before writing its rows; the other host's event `during` runs (and, for
+    /// a reset, so do its losses). Every physical session `host` holds must
+    /// still be there afterwards unless the event was the machine's IPL or
+    /// one of `host`'s own. Then `host`'s resource manager restarts, which
+    /// withdraws what it left.
+    fn establishing(
+        &mut self,
+        parts: &[(usize, usize, u64, u64, usize)],
+        host: usize,
+        during: &Event,
+    ) -> Result<(), TestCaseError> {
+        let id = format!("S{}", self.next_id);
+        self.next_id += 1;
+        let spec = make_spec(&id, "P0", host, parts);
+        let mut pairs: BTreeMap<&str, BTreeMap<&str, resource_manager::CopyPair>> = BTreeMap::new();
+        for e in &spec.extents {
+            let p = pairs
+                .entry(e.subsystem.as_str())
+                .or_default()
+                .entry(e.volume.as_str())
+                .or_insert_with(|| resource_manager::CopyPair {
+                    source: e.volume.clone(),
+                    extents: ExtentSet::new(),
+                    target: e.target.clone(),
+                });
+            p.extents = p.extents.union(&e.extents);
+        }
+        let mut held = Vec::new();
+        for (sub, pairs) in &pairs {
+            let pairs: Vec<_> = pairs.values().cloned().collect();
+            if let Ok(phys) = self.w.sub(sub).establish(&sid(&id), HOSTS[host], &pairs) {
+                held.push((sub.to_string(), phys));
+            }
+        }
+        let own = match during {
+            Event::Ipl => true,
+            Event::HostIpl(h) | Event::RmRestart(h) | Event::Abend(h, _) => *h == host,
+            Event::Reset(..) => false,
+        };
+        if !own {
+            // A reset loss aimed at the half-started session would end it on
+            // the subsystem's own account, which is not what is tested here.
+            let during = match during {
+                Event::Reset(s, _, w) => Event::Reset(*s, Vec::new(), w.clone()),
+                other => other.clone(),
+            };
+            // The event runs in the other host's resource manager: a host's
+            // own manager never interleaves with its own start.
+            self.prepare_event(&during);
+            let other = self.w.rm_for(HOSTS[1 - host]);
+            run_event(&other, &during).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            for (sub, phys) in &held {
+                let live = self.w.sub(sub).live_sessions();
+                prop_assert!(
+                    live.iter().any(|(p, o, _)| p == phys && o.as_str() == id),
+                    "{:?} of host {} withdrew {}'s physical session {} on {} while it was being established",
+                    during,
+                    HOSTS[1 - host],
+                    id,
+                    phys,
+                    sub
+                );
+            }
+        }
+        self.rm = self.w.rm();
+        let d = self
+            .rm
+            .on_host_rm_restart(HOSTS[host])
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        self.check_event(&Event::RmRestart(host), &d, &BTreeMap::new())
     }
 
     /// A3 oracle: for a reset, which open sessions with rows on the subsystem must resume.
@@ -430,15 +551,36 @@ impl Harness {
             .flat_map(|s| s.live_sessions().into_iter().map(|(_, o, _)| o.to_string()))
             .collect();
         match e {
-            Event::Ipl | Event::RmRestart | Event::Abend(_) => {
-                // A1: nothing (of that program) is left initiated-and-not-completed, and
-                // its physical sessions are gone everywhere.
-                let program = match e {
-                    Event::Abend(p) => Some(PROGRAMS[*p]),
-                    _ => None,
+            Event::Ipl | Event::HostIpl(_) | Event::RmRestart(_) | Event::Abend(..) => {
+                // A1: nothing of that host (and program) is left initiated-and-not-completed,
+                // and its physical sessions are gone everywhere. The machine's IPL restarts
+                // every subsystem, so it ends every host's sessions.
+                let (host, program) = match e {
+                    Event::Abend(h, p) => (Some(HOSTS[*h]), Some(PROGRAMS[*p])),
+                    Event::HostIpl(h) | Event::RmRestart(h) => (Some(HOSTS[*h]), None),
+                    _ => (None, None),
+                };
+                let reason = match e {
+                    Event::Abend(..) => TerminateReason::Abend,
+                    Event::RmRestart(_) => TerminateReason::RmRestart,
+                    _ => TerminateReason::Ipl,
                 };
                 for i in &infos {
-                    let ours = program.is_none_or(|p| i.program.as_deref() == Some(p));
+                    let ours = program.is_none_or(|p| i.program.as_deref() == Some(p))
+                        && host.is_none_or(|h| i.host == h);
+                    if !ours {
+                        // Another host's (or program's) session is never ended by it.
+                        let ended_here = d
+                            .get(i.id.as_str())
+                            .is_some_and(|x| x.acted && x.outcome == Outcome::Terminated(reason));
+                        prop_assert!(
+                            !ended_here,
+                            "A1: {} of host {} ended by {}",
+                            i.id,
+                            i.host,
+                            d
+                        );
+                    }
                     if ours {
                         prop_assert!(i.state.is_terminal(), "A1: {} still {}", i.id, i.state);
                         prop_assert!(

@@ -555,9 +555,10 @@ impl SubsystemPort for RefusesResume {
     fn establish(
         &self,
         session: &resource_manager::SessionId,
+        host: &str,
         pairs: &[resource_manager::CopyPair],
     ) -> Result<resource_manager::PhysSessionId, PortError> {
-        self.0.establish(session, pairs)
+        self.0.establish(session, host, pairs)
     }
     fn withdraw(
         &self,
@@ -572,10 +573,7 @@ impl SubsystemPort for RefusesResume {
     ) -> Result<Option<resource_manager::PhysicalSession>, PortError> {
         self.0.query(phys)
     }
-    fn physical_sessions(
-        &self,
-    ) -> Result<Vec<(resource_manager::PhysSessionId, resource_manager::SessionId)>, PortError>
-    {
+    fn physical_sessions(&self) -> Result<Vec<resource_manager::HeldSession>, PortError> {
         self.0.physical_sessions()
     }
     fn resume(&self, phys: resource_manager::PhysSessionId) -> Result<(), PortError> {
@@ -648,4 +646,178 @@ fn every_genuine_reset_that_resumes_writes_resumed_rows() {
     assert!(d.get("S1").unwrap().acted, "{d}");
     assert_eq!(resumed_rows(), 2, "the second reset is recorded too");
     assert_eq!(a.live_sessions()[0].2, PhysState::Active);
+}
+
+/// A host's IPL, resource-manager restart and abend end that host's sessions
+/// and leave another host's alone; the machine's IPL (host and subsystems
+/// restart together) ends every session on its subsystems.
+#[test]
+fn restart_events_of_a_host_end_only_that_hosts_sessions() {
+    let w = World::new(&["A"]);
+    let rm = w.rm();
+    assert_eq!(rm.host(), "SYS1");
+    let mut own = spec("MINE", "DSS", &[("A", "S0", 0, 3, "T0")]);
+    own.host = None;
+    let mut theirs = spec("THEIRS", "DSS", &[("A", "S1", 0, 3, "T1")]);
+    theirs.host = Some("SYS2".into());
+    rm.start_session(&own).unwrap();
+    rm.start_session(&theirs).unwrap();
+    let hosts: Vec<(String, String)> = rm
+        .list_sessions()
+        .unwrap()
+        .into_iter()
+        .map(|i| (i.id.to_string(), i.host))
+        .collect();
+    assert_eq!(
+        hosts,
+        [
+            ("MINE".into(), "SYS1".into()),
+            ("THEIRS".into(), "SYS2".into())
+        ]
+    );
+    // Every row names the owner.
+    assert!(w
+        .sub("A")
+        .entries()
+        .unwrap()
+        .iter()
+        .all(|e| e.host.as_deref()
+            == Some(if e.session_id.as_str() == "MINE" {
+                "SYS1"
+            } else {
+                "SYS2"
+            })));
+
+    // SYS2's program abends, SYS2's resource manager restarts, SYS2 IPLs alone:
+    // only THEIRS is concerned, and only the first of them acts.
+    let d = rm.on_host_abend("SYS2", "OTHER").unwrap();
+    assert_eq!(d.acted().count(), 0, "{d}");
+    let d = rm.on_host_rm_restart("SYS2").unwrap();
+    assert_eq!(
+        d.get("THEIRS").unwrap().outcome,
+        Outcome::Terminated(TerminateReason::RmRestart)
+    );
+    assert_eq!(d.get("MINE").unwrap().outcome, Outcome::Untouched);
+    assert!(
+        d.get("MINE").unwrap().why.contains("owned by host SYS1"),
+        "{d}"
+    );
+    assert_eq!(
+        rm.session(&sid("MINE")).unwrap().unwrap().state,
+        SessionState::Active
+    );
+    assert_eq!(w.sub("A").live_sessions().len(), 1, "THEIRS withdrawn");
+
+    // The machine's IPL: its subsystems restarted, so MINE ends whoever owns it.
+    let mut third = spec("THIRD", "DSS", &[("A", "S2", 0, 3, "T2")]);
+    third.host = Some("SYS2".into());
+    rm.start_session(&third).unwrap();
+    let d = rm.on_host_ipl("SYS1").unwrap();
+    assert_eq!(
+        d.get("MINE").unwrap().outcome,
+        Outcome::Terminated(TerminateReason::Ipl)
+    );
+    assert_eq!(d.get("THIRD").unwrap().outcome, Outcome::Untouched);
+    let d = rm.on_ipl().unwrap();
+    assert_eq!(
+        d.get("THIRD").unwrap().outcome,
+        Outcome::Terminated(TerminateReason::Ipl)
+    );
+    assert!(d.get("THIRD").unwrap().why.contains("restarted"), "{d}");
+    assert!(w.sub("A").live_sessions().is_empty());
+}
+
+/// The physical sessions another host has established and not yet written
+/// rows for are left alone by this host's orphan sweeps, and withdrawn by
+/// that host's next event.
+#[test]
+fn another_hosts_session_being_established_survives_this_hosts_sweeps() {
+    let w = World::new(&["A"]);
+    let pairs = [resource_manager::CopyPair {
+        source: "S0".into(),
+        extents: set(0, 3),
+        target: "T0".into(),
+    }];
+    let phys = w.sub("A").establish(&sid("HALF"), "SYS2", &pairs).unwrap();
+    let rm = w.rm();
+    for d in [
+        rm.on_host_rm_restart("SYS1").unwrap(),
+        rm.on_reset("A").unwrap(),
+        rm.check_sessions().unwrap(),
+    ] {
+        assert!(d.orphans.is_empty(), "{d}");
+    }
+    assert_eq!(w.sub("A").live_sessions()[0].0, phys);
+    // SYS2's own restart withdraws what its interrupted start left.
+    let d = w.rm_for("SYS2").on_rm_restart().unwrap();
+    assert_eq!(d.orphans.len(), 1, "{d}");
+    assert!(w.sub("A").live_sessions().is_empty());
+}
+
+/// Logical completion: the rows say so, the session stays open until its copy
+/// is complete, releasing twice is a no-op, and a restart event still ends it
+/// (the backup must be taken again, and the report says so).
+#[test]
+fn a_logically_complete_session_stays_open_and_restart_still_ends_it() {
+    let w = World::new(&["A", "B"]);
+    let rm = w.rm();
+    rm.start_session(&spec(
+        "S1",
+        "DSS",
+        &[("A", "S0", 0, 3, "T0"), ("B", "S0", 0, 3, "T0")],
+    ))
+    .unwrap();
+    rm.release_session(&sid("S1")).unwrap();
+    let info = rm.session(&sid("S1")).unwrap().unwrap();
+    assert!(info.logically_complete);
+    assert_eq!(info.state, SessionState::Active);
+    let rows = |sub: &str| -> Vec<EntryStatus> {
+        w.sub(sub)
+            .entries()
+            .unwrap()
+            .iter()
+            .map(|e| e.status)
+            .collect()
+    };
+    assert_eq!(
+        rows("A"),
+        [EntryStatus::Initiated, EntryStatus::LogicallyComplete]
+    );
+    rm.release_session(&sid("S1")).unwrap();
+    assert_eq!(rows("B").len(), 2, "a second release writes nothing");
+    // A new resource manager reads it back (A6).
+    assert!(
+        w.rm()
+            .session(&sid("S1"))
+            .unwrap()
+            .unwrap()
+            .logically_complete
+    );
+    // A reset that matches resumes it; it stays logically complete.
+    w.sub("A").reset(&[]);
+    let d = rm.on_reset("A").unwrap();
+    assert_eq!(d.get("S1").unwrap().outcome, Outcome::Resumed);
+    assert!(rm.session(&sid("S1")).unwrap().unwrap().logically_complete);
+    // The restart event ends it anyway, and says what that means.
+    let d = rm.on_rm_restart().unwrap();
+    let s1 = d.get("S1").unwrap();
+    assert_eq!(s1.outcome, Outcome::Terminated(TerminateReason::RmRestart));
+    assert!(s1.why.contains("logically complete"), "{}", s1.why);
+    let err = rm.release_session(&sid("S1")).unwrap_err();
+    assert!(matches!(err, RmError::SessionTerminated { .. }), "{err}");
+}
+
+/// An image that is already gone cannot be released on: the release is
+/// refused, and nothing is written.
+#[test]
+fn release_of_a_session_whose_image_is_gone_is_refused() {
+    let w = World::new(&["A"]);
+    let rm = w.rm();
+    let phys = rm
+        .start_session(&spec("S1", "DSS", &[("A", "S0", 0, 3, "T0")]))
+        .unwrap();
+    w.sub("A").reset(&[(phys["A"], ResetLoss::TimedOut)]);
+    let err = rm.release_session(&sid("S1")).unwrap_err();
+    assert!(matches!(err, RmError::PhysicalSessionGone { .. }), "{err}");
+    assert_eq!(w.sub("A").entries().unwrap().len(), 1);
 }

@@ -69,6 +69,7 @@ fn config() -> SubsystemConfig {
             })
             .collect(),
         peers: Vec::new(),
+        host: None,
     }
 }
 

@@ -94,6 +94,7 @@ impl ControllerWorld {
                 })
                 .collect(),
             peers: Vec::new(),
+            host: None,
         };
         let dir = sim_tempdir().map_err(|e| BootError(e.to_string()))?;
         let stores = SimStores::new(seeds.disk);

@@ -103,6 +103,7 @@ impl ControllerWorld {
             id: SessionId::new(id.clone())
                 .map_err(|e| Violation::new(Invariant::Ipl1, e.to_string()))?,
             program: format!("P{program}"),
+            host: None,
             extents: vec![SessionExtent {
                 subsystem: self.config.id.clone(),
                 volume: self.names[source].clone(),

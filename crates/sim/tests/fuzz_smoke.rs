@@ -92,6 +92,7 @@ fn valid_table(dir: &std::path::Path) -> Vec<u8> {
             extents: ExtentSet::from_iter([Extent::new(0, 14).unwrap()]),
             status,
             program: Some("DFSMSdss".into()),
+            host: None,
             time_unix_ms: 1_700_000_000_000 + i as u64,
         })
         .unwrap();

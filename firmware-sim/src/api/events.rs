@@ -57,9 +57,18 @@ async fn event(
     req: Result<Json<EventRequest>, JsonRejection>,
 ) -> Result<Json<EventReport>, ApiError> {
     let req = body(req)?;
+    if let Some(h) = &req.host {
+        resource_manager::SessionId::new(h.as_str())
+            .map_err(|e| ApiError::bad_request(format!("bad host id `{h}`: {e}")))?;
+    }
     s.blocking(move |n| {
         let rm_err = |e| ApiError::rm(e, Noun::Session);
         let out = match event.as_str() {
+            "ipl" if req.host.is_some() => {
+                let host = req.host.as_deref().unwrap_or_default();
+                let d = n.with_rm(|rm, _| rm.on_host_ipl(host)).map_err(rm_err)?;
+                report(d, vec![format!("IPL of host {host} alone (the subsystem kept running)")])
+            }
             "ipl" => {
                 let r = n.ipl().map_err(|e| ApiError::controller(e, Noun::Subsystem))?;
                 let notes = n.with(|sub| ipl_notes(&r, sub));
@@ -67,9 +76,17 @@ async fn event(
                 report(d, notes)
             }
             "rm-restart" => {
-                n.restart_rm().map_err(rm_err)?;
-                let d = n.with_rm(|rm, _| rm.on_rm_restart()).map_err(rm_err)?;
-                report(d, vec!["resource manager restarted (state rebuilt from the activity tables)".into()])
+                let host = match &req.host {
+                    Some(h) => h.clone(),
+                    None => {
+                        n.restart_rm().map_err(rm_err)?;
+                        n.with_rm(|rm, _| rm.host())
+                    }
+                };
+                let d = n
+                    .with_rm(|rm, _| rm.on_host_rm_restart(&host))
+                    .map_err(rm_err)?;
+                report(d, vec![format!("resource manager of host {host} restarted (state rebuilt from the activity tables)")])
             }
             "abend" => {
                 let program = req
@@ -77,7 +94,12 @@ async fn event(
                     .as_deref()
                     .filter(|p| !p.is_empty())
                     .ok_or_else(|| ApiError::bad_request("abend needs a program name"))?;
-                let d = n.with_rm(|rm, _| rm.on_abend(program)).map_err(rm_err)?;
+                let d = n
+                    .with_rm(|rm, _| match req.host.as_deref() {
+                        Some(host) => rm.on_host_abend(host, program),
+                        None => rm.on_abend(program),
+                    })
+                    .map_err(rm_err)?;
                 report(d, Vec::new())
             }
             "reset" => {

@@ -250,6 +250,9 @@ pub struct StartSession {
     /// Backup program that owns the session.
     #[serde(default)]
     pub program: Option<String>,
+    /// The host starting it, its owner (default: the daemon's host id).
+    #[serde(default)]
+    pub host: Option<String>,
 }
 
 /// One source volume of a session part.
@@ -283,10 +286,17 @@ pub struct SessionInfo {
     pub id: String,
     /// Backup program.
     pub program: Option<String>,
+    /// The host that started it (its owner).
+    #[serde(default)]
+    pub host: String,
     /// `active`, `completed`, `terminated` or `resumed`.
     pub state: String,
     /// Why it was terminated (`ipl`, `rm-restart`, `abend`, `reset-mismatch`, ...).
     pub reason: Option<String>,
+    /// Serialization released (`session release`): the image is fixed and
+    /// the copy goes on; a restart event still ends the session.
+    #[serde(default)]
+    pub logically_complete: bool,
     /// Per subsystem.
     pub parts: Vec<SessionPart>,
     /// Copy progress over all parts that answered, 0-100.
@@ -346,6 +356,11 @@ pub struct EventRequest {
     /// Program name (`abend`).
     #[serde(default)]
     pub program: Option<String>,
+    /// The host the event is about (`ipl`, `rm-restart`, `abend`); default:
+    /// the daemon's own host. An `ipl` with a host is that host's IPL alone
+    /// (the subsystem keeps running); without one it is the daemon's IPL.
+    #[serde(default)]
+    pub host: Option<String>,
     /// Lose volatile state (`reset`).
     #[serde(default)]
     pub lose_volatile: bool,
@@ -374,6 +389,10 @@ pub struct TableEntryInfo {
     pub reason: Option<String>,
     /// Backup program.
     pub program: Option<String>,
+    /// The host that started the session (rows written before hosts were
+    /// recorded have none).
+    #[serde(default)]
+    pub host: Option<String>,
     /// Wall-clock time of the entry, Unix milliseconds.
     pub time_unix_ms: u64,
 }

@@ -1,5 +1,5 @@
 //! `/sessions`: backup copy sessions through the resource manager (start,
-//! complete, terminate, list). Extents arrive as `VOL:CCHH-CCHH[,...]` and are parsed
+//! release, complete, terminate, list). Extents arrive as `VOL:CCHH-CCHH[,...]` and are parsed
 //! with each volume's own geometry.
 
 use std::collections::BTreeMap;
@@ -24,6 +24,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/sessions", get(list).post(start))
         .route("/sessions/{id}/complete", post(complete))
         .route("/sessions/{id}/terminate", post(terminate))
+        .route("/sessions/{id}/release", post(release))
 }
 
 /// A volume as a session names it: `VOL` (this subsystem) or `SS02/VOL`.
@@ -159,8 +160,10 @@ fn session_info(sub: &Subsystem, s: &resource_manager::SessionInfo) -> SessionIn
     SessionInfo {
         id: s.id.to_string(),
         program: s.program.clone(),
+        host: s.host.clone(),
         state: s.state.name().to_string(),
         reason: s.state.reason().map(|r| r.to_string()),
+        logically_complete: s.logically_complete,
         parts: s
             .parts
             .iter()
@@ -265,6 +268,7 @@ async fn start(
                     .program
                     .clone()
                     .unwrap_or_else(|| DEFAULT_PROGRAM.into()),
+                host: req.host.clone(),
                 extents,
             };
             let phys: BTreeMap<_, _> = rm
@@ -288,6 +292,22 @@ async fn complete(
             rm.complete_session(&id)
                 .map_err(|e| ApiError::rm(e, Noun::Session))?;
             tracing::info!(session = %id, "session completed");
+            one(rm, sub, &id)
+        })
+    })
+    .await
+    .map(Json)
+}
+
+async fn release(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<SessionInfo>, ApiError> {
+    let id = session_id(&id)?;
+    s.blocking(move |n| {
+        n.with_rm(|rm, sub| {
+            rm.release_session(&id)
+                .map_err(|e| ApiError::rm(e, Noun::Session))?;
             one(rm, sub, &id)
         })
     })

@@ -20,13 +20,14 @@ struct TableQuery {
     volume: Option<String>,
 }
 
-/// `initiated`/`completed`/`terminated`/`resumed` and the termination reason.
+/// `initiated`/`completed`/`terminated`/`resumed`/`logically-complete` and the termination reason.
 pub fn status_parts(s: &EntryStatus) -> (String, Option<String>) {
     match s {
         EntryStatus::Initiated => ("initiated".into(), None),
         EntryStatus::Completed => ("completed".into(), None),
         EntryStatus::Terminated { reason } => ("terminated".into(), Some(reason.to_string())),
         EntryStatus::Resumed => ("resumed".into(), None),
+        EntryStatus::LogicallyComplete => ("logically-complete".into(), None),
     }
 }
 
@@ -50,6 +51,7 @@ fn entry_info(sub: &Subsystem, table: &str, e: &ActivityEntry) -> TableEntryInfo
         status,
         reason,
         program: e.program.clone(),
+        host: e.host.clone(),
         time_unix_ms: e.time_unix_ms,
     }
 }

@@ -19,15 +19,28 @@ pub struct EventCmd {
 
 #[derive(Debug, Subcommand)]
 enum EventVerb {
-    /// Restart the subsystem and replay its activity tables.
-    Ipl,
-    /// Restart the resource manager only.
-    RmRestart,
-    /// Abnormal end of a backup program.
+    /// IPL: restart the subsystem and its host, replay the activity tables and
+    /// end every session with rows here. With --host, the IPL of that host
+    /// alone: only its sessions end, the subsystem keeps running.
+    Ipl {
+        /// The host that IPLs alone (a host id, as `session list` shows it).
+        #[arg(long, value_name = "HOST")]
+        host: Option<String>,
+    },
+    /// Restart a host's resource manager: that host's open sessions end.
+    RmRestart {
+        /// The host (default: the daemon's own).
+        #[arg(long, value_name = "HOST")]
+        host: Option<String>,
+    },
+    /// Abnormal end of a backup program: its open sessions end.
     Abend {
         /// The program.
         #[arg(long)]
         program: String,
+        /// The host it ran on (default: the daemon's own).
+        #[arg(long, value_name = "HOST")]
+        host: Option<String>,
     },
     /// Controller warmstart.
     Reset {
@@ -41,20 +54,33 @@ enum EventVerb {
 pub fn run(cmd: EventCmd) -> Result<(), CliError> {
     let c = cmd.client.client();
     let (name, body) = match cmd.verb {
-        EventVerb::Ipl => ("ipl", EventRequest::default()),
-        EventVerb::RmRestart => ("rm-restart", EventRequest::default()),
-        EventVerb::Abend { program } => (
+        EventVerb::Ipl { host } => (
+            "ipl",
+            EventRequest {
+                host,
+                ..EventRequest::default()
+            },
+        ),
+        EventVerb::RmRestart { host } => (
+            "rm-restart",
+            EventRequest {
+                host,
+                ..EventRequest::default()
+            },
+        ),
+        EventVerb::Abend { program, host } => (
             "abend",
             EventRequest {
                 program: Some(program),
+                host,
                 lose_volatile: false,
             },
         ),
         EventVerb::Reset { lose_volatile } => (
             "reset",
             EventRequest {
-                program: None,
                 lose_volatile,
+                ..EventRequest::default()
             },
         ),
     };

@@ -1,4 +1,4 @@
-//! `firmware-sim session start|complete|terminate|list`.
+//! `firmware-sim session start|release|complete|terminate|list`.
 
 use clap::{Args, Subcommand};
 
@@ -35,6 +35,17 @@ enum SessionVerb {
         /// Backup program that owns the session.
         #[arg(long)]
         program: Option<String>,
+        /// The host starting it, its owner: that host's IPL, resource-manager
+        /// restart and abends end it (default: the daemon's host id).
+        #[arg(long, value_name = "HOST")]
+        host: Option<String>,
+    },
+    /// Mark a session logically complete: its program released serialization,
+    /// applications run again and the copy goes on. A restart event still
+    /// ends the session until `session complete`.
+    Release {
+        /// Logical session id.
+        session: String,
     },
     /// Complete a session (its copy has finished).
     Complete {
@@ -64,17 +75,26 @@ pub fn run(cmd: SessionCmd) -> Result<(), CliError> {
             extent,
             target,
             program,
+            host,
         } => {
             let req = StartSession {
                 id,
                 extent: extent.join(","),
                 target: target.join(","),
                 program,
+                host,
             };
             let s: SessionInfo = c.post("/sessions", &req)?;
             emit(json, &s, |s| {
                 println!("session {} {}", s.id, s.state);
                 print_sessions(std::slice::from_ref(s));
+            })
+        }
+        SessionVerb::Release { session } => {
+            let path = format!("/sessions/{}/release", path_seg(&session)?);
+            let s: SessionInfo = c.post(&path, &ForceFlag::default())?;
+            emit(json, &s, |s| {
+                println!("session {} {} (logically complete)", s.id, s.state)
             })
         }
         SessionVerb::Complete { session } => {
@@ -102,6 +122,7 @@ fn print_sessions(ss: &[SessionInfo]) {
         "ID",
         "STATE",
         "PROGRAM",
+        "HOST",
         "SUBSYSTEM",
         "PHYS",
         "VOLUME",
@@ -111,6 +132,7 @@ fn print_sessions(ss: &[SessionInfo]) {
     for s in ss {
         let state = match &s.reason {
             Some(r) => format!("{} ({r})", s.state),
+            None if s.logically_complete => format!("{} (logically complete)", s.state),
             None => s.state.clone(),
         };
         let progress = s
@@ -125,6 +147,7 @@ fn print_sessions(ss: &[SessionInfo]) {
                     lead(s.id.clone()),
                     lead(state.clone()),
                     lead(s.program.clone().unwrap_or_else(|| "-".into())),
+                    lead(s.host.clone()),
                     p.subsystem.clone(),
                     format!("{:02X}", p.phys),
                     v.volume.clone(),
@@ -139,6 +162,7 @@ fn print_sessions(ss: &[SessionInfo]) {
                 s.id.clone(),
                 state,
                 s.program.clone().unwrap_or_else(|| "-".into()),
+                s.host.clone(),
             ]);
         }
     }

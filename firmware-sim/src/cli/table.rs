@@ -47,6 +47,7 @@ pub fn run(cmd: TableCmd) -> Result<(), CliError> {
                     "EXTENTS",
                     "STATUS",
                     "PROGRAM",
+                    "HOST",
                     "TIME (UTC)",
                 ]);
                 for e in es {
@@ -63,6 +64,7 @@ pub fn run(cmd: TableCmd) -> Result<(), CliError> {
                         e.extents.clone(),
                         status,
                         e.program.clone().unwrap_or_else(|| "-".into()),
+                        e.host.clone().unwrap_or_else(|| "-".into()),
                         iso_utc_ms(e.time_unix_ms),
                     ]);
                 }

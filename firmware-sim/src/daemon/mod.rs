@@ -165,7 +165,12 @@ async fn open_node(
         suspended_maps = report.suspended_maps.len(),
         physical_sessions = report.sessions.len(),
         physical_sessions_lost = report.sessions_lost.len(),
+        host = node.host(),
         "subsystem opened"
+    );
+    info!(
+        "resource manager speaks for host {} (the owner of sessions started without --host; config key `host`)",
+        node.host()
     );
     for line in notes {
         info!("{line}");

@@ -5,7 +5,7 @@ use std::time::Duration;
 use activity_table::{ActivityEntry, NewEntry, PhysSessionId, SessionId};
 use geometry::DeviceModel;
 use parking_lot::Mutex;
-use resource_manager::{CopyPair, PhysicalSession, PortError, SubsystemPort};
+use resource_manager::{CopyPair, HeldSession, PhysicalSession, PortError, SubsystemPort};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -158,12 +158,14 @@ impl SubsystemPort for RemotePort {
     fn establish(
         &self,
         session: &SessionId,
+        host: &str,
         pairs: &[CopyPair],
     ) -> Result<PhysSessionId, PortError> {
         self.post(
             "/port/establish",
             &EstablishBody {
                 session: session.clone(),
+                host: host.to_string(),
                 pairs: pairs.to_vec(),
             },
         )
@@ -183,7 +185,7 @@ impl SubsystemPort for RemotePort {
         self.get(&format!("/port/sessions/{}", phys.get()))
     }
 
-    fn physical_sessions(&self) -> Result<Vec<(PhysSessionId, SessionId)>, PortError> {
+    fn physical_sessions(&self) -> Result<Vec<HeldSession>, PortError> {
         self.get("/port/sessions")
     }
 

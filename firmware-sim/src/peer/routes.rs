@@ -6,7 +6,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use resource_manager::{CopyPair, PortError, SubsystemPort};
+use resource_manager::{CopyPair, HeldSession, PortError, SubsystemPort};
 use serde::{Deserialize, Serialize};
 
 use crate::api::{body, ApiError, AppState};
@@ -24,6 +24,8 @@ pub struct IdBody {
 pub struct EstablishBody {
     /// The logical session.
     pub session: SessionId,
+    /// The host that starts it (its owner).
+    pub host: String,
     /// Its pairs on this subsystem.
     pub pairs: Vec<CopyPair>,
 }
@@ -98,7 +100,7 @@ async fn establish(
     req: Result<Json<EstablishBody>, JsonRejection>,
 ) -> PortAnswer<PhysSessionId> {
     let req = body(req)?;
-    on_port_changing(s, move |p| p.establish(&req.session, &req.pairs)).await
+    on_port_changing(s, move |p| p.establish(&req.session, &req.host, &req.pairs)).await
 }
 
 async fn withdraw(
@@ -109,7 +111,7 @@ async fn withdraw(
     on_port_changing(s, move |p| p.withdraw(&req.session, req.phys)).await
 }
 
-async fn sessions(State(s): State<AppState>) -> PortAnswer<Vec<(PhysSessionId, SessionId)>> {
+async fn sessions(State(s): State<AppState>) -> PortAnswer<Vec<HeldSession>> {
     on_port(s, |p| p.physical_sessions()).await
 }
 

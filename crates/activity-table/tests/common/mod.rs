@@ -29,12 +29,13 @@ pub fn extents(list: &[(u64, u64)]) -> ExtentSet {
 
 /// A varied entry: session `n`, volume `VOL<n%3>`, status cycling through all kinds.
 pub fn entry(n: u64) -> NewEntry {
-    let status = match n % 4 {
+    let status = match n % 5 {
         0 => EntryStatus::Initiated,
         1 => EntryStatus::Completed,
         2 => EntryStatus::Terminated {
-            reason: TerminateReason::ALL[(n as usize / 4) % 5],
+            reason: TerminateReason::ALL[(n as usize / 5) % TerminateReason::ALL.len()],
         },
+        3 => EntryStatus::LogicallyComplete,
         _ => EntryStatus::Resumed,
     };
     NewEntry {
@@ -45,6 +46,7 @@ pub fn entry(n: u64) -> NewEntry {
         extents: extents(&[(n, n + 10), (n + 100, n + 100 + n % 7)]),
         status,
         program: (n % 2 == 0).then(|| "ADRDSSU".to_string()),
+        host: (n % 3 != 0).then(|| format!("SYS{}", n % 3)),
         time_unix_ms: 1_700_000_000_000 + n,
     }
 }

@@ -34,6 +34,13 @@ pub fn encode<T: Serialize>(magic: [u8; 4], version: u16, value: &T) -> Result<V
     Ok(out)
 }
 
+/// The version field of a blob that carries `magic`, if it is long enough to
+/// have one (for readers that accept older versions; [`decode`] checks the rest).
+pub fn version_of(magic: [u8; 4], bytes: &[u8]) -> Option<u16> {
+    (bytes.len() >= HEADER_BYTES && bytes[0..4] == magic)
+        .then(|| u16::from_le_bytes([bytes[4], bytes[5]]))
+}
+
 /// Decodes a blob written by [`encode`], checking magic, version and crc.
 pub fn decode<T: DeserializeOwned>(magic: [u8; 4], version: u16, bytes: &[u8]) -> Result<T> {
     let what = String::from_utf8_lossy(&magic).into_owned();

@@ -14,7 +14,9 @@ use crate::error::{err, ErrorKind, Result};
 use crate::meta::codec;
 
 const ROOT_MAGIC: [u8; 4] = *b"FWRP";
-const ROOT_VERSION: u16 = 1;
+/// Version 2 added the owner host of each physical session; version 1 roots
+/// are still read (their sessions have no host).
+const ROOT_VERSION: u16 = 2;
 const JOURNAL_MAGIC: [u8; 4] = *b"FWJP";
 const JOURNAL_VERSION: u16 = 1;
 
@@ -41,8 +43,51 @@ pub(crate) struct SessionMemberRecord {
 pub(crate) struct SessionRecord {
     pub phys: u8,
     pub session: String,
+    /// The host that established it (version 2; `None` in version 1 roots).
+    pub host: Option<String>,
     pub group: u32,
     pub members: Vec<SessionMemberRecord>,
+}
+
+/// A version 1 session record (no host).
+#[derive(Deserialize)]
+struct SessionRecordV1 {
+    phys: u8,
+    session: String,
+    group: u32,
+    members: Vec<SessionMemberRecord>,
+}
+
+/// A version 1 root payload.
+#[derive(Deserialize)]
+struct RootPayloadV1 {
+    subsystem: String,
+    volumes: Vec<VolumeRecord>,
+    next_volume_id: u32,
+    sessions: Vec<SessionRecordV1>,
+    engine: Vec<u8>,
+}
+
+impl From<RootPayloadV1> for RootPayload {
+    fn from(p: RootPayloadV1) -> RootPayload {
+        RootPayload {
+            subsystem: p.subsystem,
+            volumes: p.volumes,
+            next_volume_id: p.next_volume_id,
+            sessions: p
+                .sessions
+                .into_iter()
+                .map(|s| SessionRecord {
+                    phys: s.phys,
+                    session: s.session,
+                    host: None,
+                    group: s.group,
+                    members: s.members,
+                })
+                .collect(),
+            engine: p.engine,
+        }
+    }
 }
 
 /// The root payload.
@@ -62,7 +107,10 @@ impl RootPayload {
     }
 
     pub(crate) fn decode(bytes: &[u8]) -> Result<RootPayload> {
-        let p: RootPayload = codec::decode(ROOT_MAGIC, ROOT_VERSION, bytes)?;
+        let p: RootPayload = match codec::version_of(ROOT_MAGIC, bytes) {
+            Some(1) => codec::decode::<RootPayloadV1>(ROOT_MAGIC, 1, bytes)?.into(),
+            _ => codec::decode(ROOT_MAGIC, ROOT_VERSION, bytes)?,
+        };
         p.validate()?;
         Ok(p)
     }
@@ -95,6 +143,10 @@ impl RootPayload {
                     "physical session id {} is 0 or listed twice",
                     s.phys
                 )));
+            }
+            check_id("session id", &s.session).map_err(bad)?;
+            if let Some(h) = &s.host {
+                check_id("host id", h).map_err(bad)?;
             }
             for m in &s.members {
                 for vol in [&m.source, &m.target] {
@@ -174,4 +226,75 @@ pub(crate) fn encode_journal(ops: &[JournalOp]) -> Result<Vec<u8>> {
 
 pub(crate) fn decode_journal(bytes: &[u8]) -> Result<Vec<JournalOp>> {
     codec::decode(JOURNAL_MAGIC, JOURNAL_VERSION, bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A root written before owner hosts were recorded (version 1) is read:
+    /// its sessions have no host. A version 2 root keeps the host.
+    #[test]
+    fn version_1_roots_are_read_and_version_2_keeps_hosts() {
+        #[derive(Serialize)]
+        struct SessionV1<'a> {
+            phys: u8,
+            session: &'a str,
+            group: u32,
+            members: Vec<SessionMemberRecord>,
+        }
+        #[derive(Serialize)]
+        struct RootV1<'a> {
+            subsystem: &'a str,
+            volumes: Vec<VolumeRecord>,
+            next_volume_id: u32,
+            sessions: Vec<SessionV1<'a>>,
+            engine: Vec<u8>,
+        }
+        let volumes = vec![
+            VolumeRecord {
+                name: "V0".into(),
+                id: 0,
+                model: "fb:64M".into(),
+            },
+            VolumeRecord {
+                name: "V1".into(),
+                id: 1,
+                model: "fb:64M".into(),
+            },
+        ];
+        let member = SessionMemberRecord {
+            source: "V0".into(),
+            extents: vec![(0, 9)],
+            target: "V1".into(),
+            map: 3,
+        };
+        let v1 = RootV1 {
+            subsystem: "SS01",
+            volumes: volumes.clone(),
+            next_volume_id: 2,
+            sessions: vec![SessionV1 {
+                phys: 1,
+                session: "BKUP1",
+                group: 7,
+                members: vec![member.clone()],
+            }],
+            engine: vec![1, 2, 3],
+        };
+        let bytes = codec::encode(ROOT_MAGIC, 1, &v1).unwrap();
+        let root = RootPayload::decode(&bytes).unwrap();
+        assert_eq!(root.sessions[0].session, "BKUP1");
+        assert_eq!(root.sessions[0].host, None);
+        assert_eq!(root.sessions[0].members, std::slice::from_ref(&member));
+        assert_eq!(root.engine, [1, 2, 3]);
+
+        let mut v2 = root.clone();
+        v2.sessions[0].host = Some("SYS2".into());
+        let again = RootPayload::decode(&v2.encode().unwrap()).unwrap();
+        assert_eq!(again, v2);
+        // A version this build does not know is named.
+        let bytes = codec::encode(ROOT_MAGIC, 9, &v2).unwrap();
+        let e = RootPayload::decode(&bytes).unwrap_err().to_string();
+        assert!(e.contains("format version 9"), "{e}");
+    }
 }

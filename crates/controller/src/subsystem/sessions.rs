@@ -62,6 +62,8 @@ pub struct PhysSessionInfo {
     pub phys: u8,
     /// The logical (host) session it serves.
     pub session: String,
+    /// The host that established it (`None`: established before hosts were recorded).
+    pub host: Option<String>,
     /// State.
     pub state: PhysSessionState,
     /// Listed in a durable root.
@@ -81,6 +83,7 @@ pub struct PhysSessionInfo {
 pub(crate) struct PhysSession {
     pub(crate) phys: u8,
     pub(crate) session: String,
+    pub(crate) host: Option<String>,
     pub(crate) group: GroupId,
     pub(crate) members: Vec<(SessionPair, MapId)>,
     pub(crate) hardened: bool,
@@ -102,6 +105,7 @@ impl PhysSession {
         SessionRecord {
             phys: self.phys,
             session: self.session.clone(),
+            host: self.host.clone(),
             group: self.group.0,
             members: self
                 .members
@@ -125,6 +129,7 @@ impl PhysSession {
         PhysSession {
             phys: r.phys,
             session: r.session.clone(),
+            host: r.host.clone(),
             group: GroupId(r.group),
             members: r
                 .members
@@ -205,6 +210,7 @@ fn info_of(core: &Core, s: &PhysSession) -> PhysSessionInfo {
     PhysSessionInfo {
         phys: s.phys,
         session: s.session.clone(),
+        host: s.host.clone(),
         state,
         hardened: s.hardened,
         domain,
@@ -215,12 +221,22 @@ fn info_of(core: &Core, s: &PhysSession) -> PhysSessionInfo {
 }
 
 impl Subsystem {
-    /// Establishes a physical session for logical session `session`: one full
-    /// extent-level map per pair, started at one instant as a consistency group.
-    /// Returns its id (the lowest free in 1..=255). Not hardened on return (see
-    /// the module doc); [`Subsystem::harden`] hardens at once.
-    pub fn establish_session(&self, session: &str, pairs: &[SessionPair]) -> Result<u8> {
+    /// Establishes a physical session for logical session `session`, owned by
+    /// `host` (the host that started it; the resource managers of other hosts
+    /// leave it alone): one full extent-level map per pair, started at one
+    /// instant as a consistency group. Returns its id (the lowest free in
+    /// 1..=255). Not hardened on return (see the module doc);
+    /// [`Subsystem::harden`] hardens at once.
+    pub fn establish_session(
+        &self,
+        session: &str,
+        host: Option<&str>,
+        pairs: &[SessionPair],
+    ) -> Result<u8> {
         check_id("session id", session).map_err(|m| err(ErrorKind::InvalidRequest, m))?;
+        if let Some(h) = host {
+            check_id("host id", h).map_err(|m| err(ErrorKind::InvalidRequest, m))?;
+        }
         if pairs.is_empty() {
             return Err(err(
                 ErrorKind::InvalidRequest,
@@ -332,6 +348,7 @@ impl Subsystem {
             PhysSession {
                 phys,
                 session: session.to_string(),
+                host: host.map(str::to_string),
                 group,
                 members: pairs.iter().cloned().zip(maps.iter().copied()).collect(),
                 hardened: false,

@@ -32,6 +32,7 @@ fn key(e: &ActivityEntry) -> NewEntry {
         extents: e.extents.clone(),
         status: e.status,
         program: e.program.clone(),
+        host: None,
         time_unix_ms: e.time_unix_ms,
     }
 }

@@ -9,7 +9,7 @@ use activity_table::{ActivityEntry, NewEntry, PhysSessionId, SessionId};
 use parking_lot::Mutex;
 
 use crate::controller_port::ControllerPort;
-use crate::port::{CopyPair, PhysicalSession, PortError, SubsystemPort};
+use crate::port::{CopyPair, HeldSession, PhysicalSession, PortError, SubsystemPort};
 
 /// A pending reset to raise after `after` more mutating calls.
 pub(super) struct Trigger {
@@ -54,9 +54,10 @@ impl SubsystemPort for ScenarioPort {
     fn establish(
         &self,
         session: &SessionId,
+        host: &str,
         pairs: &[CopyPair],
     ) -> Result<PhysSessionId, PortError> {
-        let r = self.inner.establish(session, pairs);
+        let r = self.inner.establish(session, host, pairs);
         self.count();
         r
     }
@@ -68,7 +69,7 @@ impl SubsystemPort for ScenarioPort {
     fn query(&self, phys: PhysSessionId) -> Result<Option<PhysicalSession>, PortError> {
         self.inner.query(phys)
     }
-    fn physical_sessions(&self) -> Result<Vec<(PhysSessionId, SessionId)>, PortError> {
+    fn physical_sessions(&self) -> Result<Vec<HeldSession>, PortError> {
         self.inner.physical_sessions()
     }
     fn resume(&self, phys: PhysSessionId) -> Result<(), PortError> {

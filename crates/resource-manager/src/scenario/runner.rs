@@ -142,6 +142,7 @@ impl<'a> World<'a> {
                 rates: Default::default(),
                 volumes,
                 peers: Vec::new(),
+                host: None,
             };
             let sub = Subsystem::open(dir.path().join(&id), config).map_err(|e| {
                 src.err(
@@ -562,6 +563,7 @@ impl World<'_> {
         let spec = SessionSpec {
             id: id.clone(),
             program: program.clone(),
+            host: None,
             extents: parts,
         };
         let r = self.rm.start_session(&spec);

@@ -58,6 +58,12 @@ impl World {
         ResourceManager::new(self.ports()).expect("attach")
     }
 
+    /// The resource manager of host `host` (another host's, when `host` is not `SYS1`).
+    #[allow(dead_code)]
+    pub fn rm_for(&self, host: &str) -> ResourceManager {
+        ResourceManager::for_host(host, self.ports()).expect("attach")
+    }
+
     pub fn sub(&self, name: &str) -> &Arc<VirtualSubsystem> {
         self.subs
             .iter()
@@ -139,6 +145,7 @@ pub fn spec(id: &str, program: &str, parts: &[(&str, &str, u64, u64, &str)]) -> 
     SessionSpec {
         id: sid(id),
         program: program.to_string(),
+        host: None,
         extents: parts
             .iter()
             .map(|(sub, vol, a, b, t)| SessionExtent {

@@ -638,6 +638,7 @@ pub fn subsystem_config() -> SubsystemConfig {
             })
             .collect(),
         peers: Vec::new(),
+        host: None,
     }
 }
 
