@@ -37,6 +37,19 @@ id = "V1"
 model = "fb:64M"
 "#;
 
+const SS01_NOSYNC: &str = r#"
+id = "SS01"
+durability = "nosync"
+
+[[volumes]]
+id = "FB00"
+model = "fb:64M"
+
+[[volumes]]
+id = "FB01"
+model = "fb:64M"
+"#;
+
 #[test]
 fn a_spanning_session_ends_on_both_subsystems_when_one_reboots() {
     let t1 = tempfile::tempdir().unwrap();
@@ -135,4 +148,96 @@ fn a_spanning_session_ends_on_both_subsystems_when_one_reboots() {
     ]);
     assert_fails_with(&out, EXIT_FAILED, "SS01", "start with the peer down");
     assert!(!has_map(&ss02, "V0", "V1"), "nothing established on SS02");
+}
+
+/// One time zero across daemons: a writer makes dependent writes, value k to
+/// SS01/FB00 and, once that is acknowledged, k to SS02/V0, while a session
+/// spanning both starts. Whatever instant the session took, the two images
+/// must be a cut the writer could have seen: SS01's value is SS02's or one
+/// more. (Establishing one subsystem after the other, without the freeze,
+/// lets SS02's image hold a later k than SS01's.)
+#[test]
+fn a_spanning_session_takes_one_time_zero_under_dependent_writes() {
+    use common::nbd_client::NbdConn;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    // nosync: a copy-on-write costs no fdatasync, so the writer gets through
+    // the gap between the two establishes (with strict durability the first
+    // write after SS01's instant waits for its copy's flush long enough that
+    // SS02 is established first, and the test would prove little).
+    let t1 = tempfile::tempdir().unwrap();
+    let t2 = tempfile::tempdir().unwrap();
+    let cfg1 = t1.path().join("ss01.toml");
+    std::fs::write(&cfg1, SS01_NOSYNC).unwrap();
+    let ss01 = Daemon::boot_with(t1.path(), &["--config", cfg1.to_str().unwrap()]);
+    let cfg = t2.path().join("ss02.toml");
+    std::fs::write(&cfg, SS02.replace("strict", "nosync")).unwrap();
+    let peer = format!("SS01={}", ss01.api);
+    let ss02 = Daemon::boot_with(
+        t2.path(),
+        &["--config", cfg.to_str().unwrap(), "--peer", &peer],
+    );
+    let block = |k: u64| k.to_le_bytes().repeat(512);
+    let value = |b: &[u8]| u64::from_le_bytes(b[0..8].try_into().unwrap());
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (stop, written) = (stop.clone(), written.clone());
+        let (a, b) = (ss01.nbd_addr(), ss02.nbd_addr());
+        std::thread::spawn(move || {
+            let mut fb00 = NbdConn::open(&a, "FB00");
+            let mut v0 = NbdConn::open(&b, "V0");
+            let mut k = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                k += 1;
+                fb00.write(0, &block(k));
+                v0.write(0, &block(k));
+                written.store(k, Ordering::SeqCst);
+            }
+            k
+        })
+    };
+    while written.load(Ordering::SeqCst) < 200 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let s = ss02.cli_json(&[
+        "session",
+        "start",
+        "--id",
+        "CUT",
+        "--extent",
+        "SS01/FB00:0-15",
+        "--extent",
+        "SS02/V0:0-15",
+        "--target",
+        "SS01/FB01",
+        "--target",
+        "SS02/V1",
+    ]);
+    assert_eq!(s["state"], "active", "{s}");
+    let at_start = written.load(Ordering::SeqCst);
+    while written.load(Ordering::SeqCst) < at_start + 200 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    stop.store(true, Ordering::SeqCst);
+    let last = writer.join().unwrap();
+
+    let a = value(&NbdConn::open(&ss01.nbd_addr(), "FB01").read(0, 4096));
+    let b = value(&NbdConn::open(&ss02.nbd_addr(), "V1").read(0, 4096));
+    assert!(
+        a >= 200 && a < last,
+        "SS01's image holds k={a} (writes went to {last})"
+    );
+    assert!(
+        a == b || a == b + 1,
+        "the images are not one instant: SS01's holds k={a}, SS02's k={b} (dependent writes \
+         wrote SS01 first)"
+    );
+    // Writes went on after the start: the sources moved past the images.
+    assert_eq!(
+        value(&NbdConn::open(&ss01.nbd_addr(), "FB00").read(0, 4096)),
+        last
+    );
 }

@@ -39,7 +39,7 @@ pub use provider::{FileStores, StoreProvider};
 pub use subsystem::{
     AllocationExtent, CascadeView, CopierHandle, CopyStepReport, GroupView, IplReport, MapCreate,
     MapView, OpenOptions, PhysSessionInfo, PhysSessionState, SessionPair, Subsystem, VolumeView,
-    MAX_SESSIONS_PER_SUBSYSTEM, MAX_SESSIONS_PER_VOLUME,
+    MAX_FREEZE, MAX_SESSIONS_PER_SUBSYSTEM, MAX_SESSIONS_PER_VOLUME,
 };
 pub use timezero::{CopyType, GroupId, MapId, MapState};
 

@@ -407,3 +407,60 @@ fn a_session_target_is_reserved_until_the_session_ends() {
     assert!(sub.withdraw_session(phys, Some("BKUP9")).unwrap());
     sub.start_map(from_target, false).unwrap();
 }
+
+/// A frozen volume holds its writers (before any lock: a session can be
+/// established meanwhile), the image is taken without the held write, and the
+/// thaw lets it through; a bad freeze is refused, naming what is wrong.
+#[test]
+fn a_freeze_holds_writes_while_a_session_is_established() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    let vs = VirtualSubsystem::boot(config()).unwrap();
+    let sub = vs.sub();
+    vs.write_pattern("V00", 0, TRACK as usize, 1, true).unwrap();
+    let token = sub
+        .freeze_writes(&["V00".to_string()], Duration::from_secs(30))
+        .unwrap();
+    let done = std::sync::Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (sub, done) = (sub.clone(), done.clone());
+        std::thread::spawn(move || {
+            sub.write("V00", 0, &vec![0xEE; TRACK as usize], false)
+                .unwrap();
+            done.store(true, Ordering::SeqCst);
+        })
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(!done.load(Ordering::SeqCst), "a write passed the freeze");
+    // Reads and other volumes are not held.
+    let mut buf = vec![0u8; 512];
+    sub.read("V00", 0, &mut buf).unwrap();
+    sub.write("V02", 0, &[7u8; 512], false).unwrap();
+    let phys = sub
+        .establish_session("FROZEN", Some("SYS1"), &[pair("V00", 0, 0, "V01")])
+        .unwrap();
+    assert_eq!(
+        sub.session_info(phys).unwrap().host.as_deref(),
+        Some("SYS1")
+    );
+    assert!(!done.load(Ordering::SeqCst));
+    assert!(sub.thaw_writes(token), "the freeze held until its thaw");
+    writer.join().unwrap();
+    // The image is from before the held write; the source has it now.
+    while sub.copy_step(1 << 30).unwrap().more {}
+    vs.check_pattern("V01", 0, TRACK as usize, 1).unwrap();
+    let mut now = vec![0u8; 16];
+    sub.read("V00", 0, &mut now).unwrap();
+    assert_eq!(now, [0xEE; 16]);
+    assert!(!sub.thaw_writes(token), "a second thaw holds nothing");
+
+    let e = sub
+        .freeze_writes(&["NOPE".to_string()], Duration::from_secs(1))
+        .unwrap_err();
+    assert!(e.to_string().contains("NOPE"), "{e}");
+    let e = sub
+        .freeze_writes(&["V00".to_string()], Duration::from_secs(3600))
+        .unwrap_err();
+    assert!(e.to_string().contains("60 s"), "{e}");
+}

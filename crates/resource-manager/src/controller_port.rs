@@ -94,6 +94,17 @@ impl SubsystemPort for ControllerPort {
         phys_id(n)
     }
 
+    fn freeze(&self, volumes: &[String], hold_ms: u64) -> Result<u64, PortError> {
+        self.sub
+            .read()
+            .freeze_writes(volumes, std::time::Duration::from_millis(hold_ms))
+            .map_err(port_error)
+    }
+
+    fn thaw(&self, token: u64) -> Result<bool, PortError> {
+        Ok(self.sub.read().thaw_writes(token))
+    }
+
     fn withdraw(&self, session: &SessionId, phys: PhysSessionId) -> Result<(), PortError> {
         self.sub
             .read()

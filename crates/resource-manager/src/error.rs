@@ -85,6 +85,22 @@ pub enum RmError {
         /// The first problem met.
         problem: String,
     },
+    /// A start spanning subsystems could not keep writes held on `subsystem` until every
+    /// physical session was established, so its parts would not share one time zero.
+    /// Nothing was left established.
+    #[error(
+        "session {id}: writes on {subsystem} were released before every subsystem had \
+         established its part (the freeze of {hold_ms} ms expired), so the parts would not \
+         share one time zero; nothing was started, try again"
+    )]
+    FreezeExpired {
+        /// The session.
+        id: SessionId,
+        /// Where the freeze did not hold.
+        subsystem: String,
+        /// How long it was to hold writes.
+        hold_ms: u64,
+    },
     /// A subsystem refused or failed a request.
     #[error("{subsystem}: {op}: {source}")]
     Port {

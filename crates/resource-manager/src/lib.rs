@@ -47,7 +47,7 @@ pub use activity_table::{EntryStatus, PhysSessionId, SessionId, TerminateReason}
 pub use controller_port::ControllerPort;
 pub use error::RmError;
 pub use ledger::SessionState;
-pub use manager::{ResourceManager, SessionExtent, SessionSpec, DEFAULT_HOST};
+pub use manager::{ResourceManager, SessionExtent, SessionSpec, DEFAULT_HOST, FREEZE_HOLD_MS};
 pub use port::{
     CopyPair, HeldSession, PhysState, PhysicalSession, PortError, RejectKind, SubsystemPort,
 };

@@ -6,6 +6,10 @@
 //!   after a failed port call, when it is marked stale and rebuilt before the next use;
 //! - a session's Initiated entries are durable on every subsystem before
 //!   [`ResourceManager::start_session`] returns `Ok`;
+//! - a session spanning subsystems has one time zero: writes to its sources are frozen on
+//!   every subsystem before the first physical session is established, and thawed only
+//!   after the last one is; a freeze that did not hold to the end fails the start with
+//!   nothing left established;
 //! - terminal entries are written before the physical sessions are withdrawn, so a crash
 //!   between leaves a session whose state is already decided (and an orphan physical
 //!   session that the next event withdraws), never an undecided half-withdrawn one;
@@ -41,6 +45,10 @@ pub struct SessionExtent {
     /// Target volume receiving the time-zero image of those tracks.
     pub target: String,
 }
+
+/// How long a start spanning subsystems may hold the writes to its sources (the freeze
+/// expires by itself after it if this manager dies before the thaw).
+pub const FREEZE_HOLD_MS: u64 = 5_000;
 
 /// The host a resource manager speaks for unless told otherwise.
 pub const DEFAULT_HOST: &str = "SYS1";
@@ -215,26 +223,44 @@ impl ResourceManager {
             }
             None => inner.host.clone(),
         };
-        // 1. Establish everywhere; on failure withdraw what was established.
+        // 1. Freeze the sources everywhere (a session on one subsystem starts
+        //    its maps at one instant without it), establish everywhere, thaw;
+        //    on failure withdraw what was established.
+        let frozen = if plan.len() > 1 {
+            inner.freeze_sources(&plan)?
+        } else {
+            Vec::new()
+        };
         let mut established: Vec<(String, PhysSessionId)> = Vec::new();
+        let mut failure = None;
         for (sub, pairs) in &plan {
             let port = inner.port(sub)?;
             match port.establish(&spec.id, &host, pairs) {
                 Ok(phys) => established.push((sub.clone(), phys)),
                 Err(e) => {
-                    inner.stale = true;
-                    if e != PortError::Crashed {
-                        for (s, phys) in &established {
-                            if let Ok(p) = inner.port(s) {
-                                if p.withdraw(&spec.id, *phys) == Err(PortError::Crashed) {
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                    return Err(port_err(sub, "establish")(e));
+                    failure = Some(port_err(sub, "establish")(e));
+                    break;
                 }
             }
+        }
+        if let Some(crash) = failure.take_if(|e| e.is_crash()) {
+            return Err(crash);
+        }
+        if let Err(e) = inner.thaw(&frozen, spec) {
+            failure.get_or_insert(e);
+        }
+        if let Some(e) = failure {
+            inner.stale = true;
+            if !e.is_crash() {
+                for (s, phys) in &established {
+                    if let Ok(p) = inner.port(s) {
+                        if p.withdraw(&spec.id, *phys) == Err(PortError::Crashed) {
+                            break;
+                        }
+                    }
+                }
+            }
+            return Err(e);
         }
         // 2. Initiated entries, subsystem by subsystem.
         let time = now_ms();
@@ -543,6 +569,61 @@ impl Inner {
             self.reload()?;
         }
         Ok(())
+    }
+
+    /// Freezes the writes to each subsystem's sources in `plan`, in plan order. On a
+    /// failure the freezes already made are thawed and the error returned.
+    fn freeze_sources(
+        &mut self,
+        plan: &BTreeMap<String, Vec<CopyPair>>,
+    ) -> Result<Vec<(String, u64)>, RmError> {
+        let mut frozen = Vec::with_capacity(plan.len());
+        for (sub, pairs) in plan {
+            let port = self.port(sub)?;
+            let mut sources: Vec<String> = pairs.iter().map(|p| p.source.clone()).collect();
+            sources.dedup();
+            match port.freeze(&sources, FREEZE_HOLD_MS) {
+                Ok(token) => frozen.push((sub.clone(), token)),
+                Err(e) => {
+                    if e != PortError::Crashed {
+                        for (s, token) in &frozen {
+                            if let Ok(p) = self.port(s) {
+                                if p.thaw(*token) == Err(PortError::Crashed) {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    return Err(port_err(sub, "freeze")(e));
+                }
+            }
+        }
+        Ok(frozen)
+    }
+
+    /// Thaws every freeze in `frozen` (all of them, whatever happens to one).
+    /// The first problem is returned: a freeze that expired before its thaw
+    /// ([`RmError::FreezeExpired`]), or a subsystem that did not answer.
+    fn thaw(&mut self, frozen: &[(String, u64)], spec: &SessionSpec) -> Result<(), RmError> {
+        let mut first = None;
+        for (sub, token) in frozen {
+            let port = self.port(sub)?;
+            match port.thaw(*token) {
+                Ok(true) => {}
+                Ok(false) => {
+                    first.get_or_insert(RmError::FreezeExpired {
+                        id: spec.id.clone(),
+                        subsystem: sub.clone(),
+                        hold_ms: FREEZE_HOLD_MS,
+                    });
+                }
+                Err(PortError::Crashed) => return Err(port_err(sub, "thaw")(PortError::Crashed)),
+                Err(e) => {
+                    first.get_or_insert(port_err(sub, "thaw")(e));
+                }
+            }
+        }
+        first.map_or(Ok(()), Err)
     }
 
     /// Best-effort rollback of a start whose entries failed on plan subsystem `failed_at`.

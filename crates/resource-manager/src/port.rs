@@ -173,6 +173,16 @@ pub trait SubsystemPort: Send + Sync {
         pairs: &[CopyPair],
     ) -> Result<PhysSessionId, PortError>;
 
+    /// Holds host writes to `volumes` (sources on this subsystem) that arrive from now on,
+    /// for at most `hold_ms`, until [`SubsystemPort::thaw`] with the returned token. The
+    /// resource manager freezes every subsystem of a session before establishing any of
+    /// them, so the session gets one time zero across subsystems.
+    fn freeze(&self, volumes: &[String], hold_ms: u64) -> Result<u64, PortError>;
+
+    /// Releases freeze `token`: `Ok(true)` if it still held the writes until now,
+    /// `Ok(false)` if it expired first (writes may have gone through).
+    fn thaw(&self, token: u64) -> Result<bool, PortError>;
+
     /// Ends physical session `phys` if it still belongs to `session` (mappings stopped,
     /// protection dropped). Gone or reused ids are left alone (`Ok`).
     fn withdraw(&self, session: &SessionId, phys: PhysSessionId) -> Result<(), PortError>;

@@ -41,6 +41,9 @@ struct CrashState {
     remaining: Option<u64>,
     tripped: bool,
     ops: u64,
+    /// `"<subsystem> <call>"` of every freeze, establish and thaw, in order
+    /// across the subsystems sharing the switch.
+    calls: Vec<String>,
 }
 
 impl CrashSwitch {
@@ -71,6 +74,16 @@ impl CrashSwitch {
     /// Mutating calls completed since creation.
     pub fn ops(&self) -> u64 {
         self.state.lock().ops
+    }
+
+    /// The freeze, establish and thaw calls so far, in order, as
+    /// `"<subsystem> <call>"`.
+    pub fn calls(&self) -> Vec<String> {
+        self.state.lock().calls.clone()
+    }
+
+    fn note(&self, subsystem: &str, call: &str) {
+        self.state.lock().calls.push(format!("{subsystem} {call}"));
     }
 
     fn check(&self) -> Result<(), PortError> {
@@ -144,6 +157,12 @@ struct VState {
     volume_tables: BTreeMap<String, Vec<ActivityEntry>>,
     next_seq: u64,
     fail_appends: bool,
+    /// Freeze token -> frozen volumes. Recorded only: a virtual subsystem has
+    /// no concurrent writers to hold (a start runs between two test steps).
+    freezes: BTreeMap<u64, BTreeSet<String>>,
+    next_freeze: u64,
+    /// Test switch: every freeze expires before its thaw.
+    expire_freezes: bool,
 }
 
 /// An in-memory subsystem implementing [`SubsystemPort`].
@@ -284,6 +303,7 @@ impl VirtualSubsystem {
     /// Controller warmstart: applies `losses`, then suspends every session still protecting.
     pub fn reset(&self, losses: &[(PhysSessionId, ResetLoss)]) {
         let mut st = self.state.lock();
+        st.freezes.clear();
         for (phys, loss) in losses {
             let key = phys.get();
             let Some(s) = st.sessions.get_mut(&key) else {
@@ -308,6 +328,22 @@ impl VirtualSubsystem {
                 s.state = PhysState::Suspended;
             }
         }
+    }
+
+    /// Makes every freeze expire before its thaw (`true`), as a freeze does when the
+    /// establishes it waits for take longer than its hold.
+    pub fn expire_freezes(&self, on: bool) {
+        self.state.lock().expire_freezes = on;
+    }
+
+    /// Freezes made and not thawed.
+    pub fn frozen(&self) -> usize {
+        self.state.lock().freezes.len()
+    }
+
+    /// Freezes made so far.
+    pub fn freezes_made(&self) -> u64 {
+        self.state.lock().next_freeze
     }
 
     /// Live physical sessions: id, owner, state.
@@ -411,6 +447,7 @@ impl SubsystemPort for VirtualSubsystem {
         pairs: &[CopyPair],
     ) -> Result<PhysSessionId, PortError> {
         self.crash.check()?;
+        self.crash.note(&self.id, "establish");
         let phys = {
             let mut st = self.state.lock();
             Self::check_pairs(&st, pairs)?;
@@ -443,6 +480,34 @@ impl SubsystemPort for VirtualSubsystem {
         };
         self.crash.op_done()?;
         Ok(phys)
+    }
+
+    fn freeze(&self, volumes: &[String], _hold_ms: u64) -> Result<u64, PortError> {
+        self.crash.check()?;
+        self.crash.note(&self.id, "freeze");
+        let token = {
+            let mut st = self.state.lock();
+            if let Some(v) = volumes.iter().find(|v| !st.volumes.contains_key(*v)) {
+                return Err(PortError::UnknownVolume { volume: v.clone() });
+            }
+            st.next_freeze += 1;
+            let token = st.next_freeze;
+            st.freezes.insert(token, volumes.iter().cloned().collect());
+            token
+        };
+        self.crash.op_done()?;
+        Ok(token)
+    }
+
+    fn thaw(&self, token: u64) -> Result<bool, PortError> {
+        self.crash.check()?;
+        self.crash.note(&self.id, "thaw");
+        let held = {
+            let mut st = self.state.lock();
+            st.freezes.remove(&token).is_some() && !st.expire_freezes
+        };
+        self.crash.op_done()?;
+        Ok(held)
     }
 
     fn withdraw(&self, session: &SessionId, phys: PhysSessionId) -> Result<(), PortError> {

@@ -560,6 +560,12 @@ impl SubsystemPort for RefusesResume {
     ) -> Result<resource_manager::PhysSessionId, PortError> {
         self.0.establish(session, host, pairs)
     }
+    fn freeze(&self, volumes: &[String], hold_ms: u64) -> Result<u64, PortError> {
+        self.0.freeze(volumes, hold_ms)
+    }
+    fn thaw(&self, token: u64) -> Result<bool, PortError> {
+        self.0.thaw(token)
+    }
     fn withdraw(
         &self,
         session: &resource_manager::SessionId,
@@ -820,4 +826,60 @@ fn release_of_a_session_whose_image_is_gone_is_refused() {
     let err = rm.release_session(&sid("S1")).unwrap_err();
     assert!(matches!(err, RmError::PhysicalSessionGone { .. }), "{err}");
     assert_eq!(w.sub("A").entries().unwrap().len(), 1);
+}
+
+/// A session spanning two subsystems freezes the sources on both before it
+/// establishes either, and thaws both after; a freeze that expired on one of
+/// them fails the start with nothing established and no rows written.
+#[test]
+fn a_spanning_start_freezes_everywhere_and_fails_whole_if_a_freeze_expired() {
+    let w = World::new(&["A", "B"]);
+    let rm = w.rm();
+    let two = [("A", "S0", 0, 3, "T0"), ("B", "S1", 0, 3, "T1")];
+    rm.start_session(&spec("S1", "DSS", &two)).unwrap();
+    // Both frozen before either is established; both thawed after.
+    assert_eq!(
+        w.crash.calls(),
+        [
+            "A freeze",
+            "B freeze",
+            "A establish",
+            "B establish",
+            "A thaw",
+            "B thaw"
+        ]
+    );
+    // Every freeze was thawed.
+    assert_eq!(w.sub("A").frozen(), 0);
+    assert_eq!(w.sub("B").frozen(), 0);
+    assert_eq!(w.sub("A").freezes_made(), 1);
+    // A session on one subsystem needs no freeze: its maps start at one instant.
+    rm.start_session(&spec("S2", "DSS", &[("A", "S1", 0, 3, "T1")]))
+        .unwrap();
+    assert_eq!(w.sub("A").freezes_made(), 1);
+
+    w.sub("B").expire_freezes(true);
+    let err = rm
+        .start_session(&spec(
+            "S3",
+            "DSS",
+            &[("A", "S2", 0, 3, "T2"), ("B", "S2", 0, 3, "T2")],
+        ))
+        .unwrap_err();
+    assert!(
+        matches!(err, RmError::FreezeExpired { ref subsystem, .. } if subsystem == "B"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("one time zero"), "{err}");
+    assert!(rm.session(&sid("S3")).unwrap().is_none(), "no rows of S3");
+    for sub in ["A", "B"] {
+        assert!(
+            w.sub(sub)
+                .live_sessions()
+                .iter()
+                .all(|(_, o, _)| o.as_str() != "S3"),
+            "S3 left established on {sub}"
+        );
+        assert_eq!(w.sub(sub).frozen(), 0, "a freeze left on {sub}");
+    }
 }

@@ -136,7 +136,7 @@ pub fn classify(failure: Failure<'_>, noun: Noun) -> ApiErrorKind {
                 R::DuplicateSubsystem { .. } => K::Internal,
                 R::SessionTerminated { .. } | R::CopyIncomplete { .. } => K::WrongState,
                 R::PhysicalSessionGone { .. } | R::SessionCompleted { .. } => K::WrongState,
-                R::Incomplete { .. } => K::Unavailable,
+                R::Incomplete { .. } | R::FreezeExpired { .. } => K::Unavailable,
                 R::Port { source, .. } => match source {
                     PortError::Limit { .. } => K::Limit,
                     PortError::UnknownVolume { .. } => K::UnknownVolume,

@@ -9,7 +9,7 @@ use resource_manager::{CopyPair, HeldSession, PhysicalSession, PortError, Subsys
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::routes::{EstablishBody, IdBody, PhysBody, WithdrawBody};
+use super::routes::{EstablishBody, FreezeBody, IdBody, PhysBody, ThawBody, WithdrawBody};
 
 /// How long one call to a peer may take (connect + answer).
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -169,6 +169,20 @@ impl SubsystemPort for RemotePort {
                 pairs: pairs.to_vec(),
             },
         )
+    }
+
+    fn freeze(&self, volumes: &[String], hold_ms: u64) -> Result<u64, PortError> {
+        self.post(
+            "/port/freeze",
+            &FreezeBody {
+                volumes: volumes.to_vec(),
+                hold_ms,
+            },
+        )
+    }
+
+    fn thaw(&self, token: u64) -> Result<bool, PortError> {
+        self.post("/port/thaw", &ThawBody { token })
     }
 
     fn withdraw(&self, session: &SessionId, phys: PhysSessionId) -> Result<(), PortError> {

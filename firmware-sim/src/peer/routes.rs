@@ -48,12 +48,32 @@ pub struct PhysBody {
     pub phys: PhysSessionId,
 }
 
+/// `POST /port/freeze`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FreezeBody {
+    /// Source volumes whose writes are held.
+    pub volumes: Vec<String>,
+    /// For at most this long.
+    pub hold_ms: u64,
+}
+
+/// `POST /port/thaw`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThawBody {
+    /// The token `freeze` returned.
+    pub token: u64,
+}
+
 /// The routes.
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/port/id", get(id))
         .route("/port/establish", post(establish))
         .route("/port/withdraw", post(withdraw))
+        .route("/port/freeze", post(freeze))
+        .route("/port/thaw", post(thaw))
         .route("/port/sessions", get(sessions))
         .route("/port/sessions/{phys}", get(query))
         .route("/port/resume", post(resume))
@@ -121,6 +141,22 @@ async fn query(
 ) -> PortAnswer<Option<resource_manager::PhysicalSession>> {
     let phys = PhysSessionId::new(phys).map_err(|e| ApiError::bad_request(e.to_string()))?;
     on_port(s, move |p| p.query(phys)).await
+}
+
+async fn freeze(
+    State(s): State<AppState>,
+    req: Result<Json<FreezeBody>, JsonRejection>,
+) -> PortAnswer<u64> {
+    let req = body(req)?;
+    on_port(s, move |p| p.freeze(&req.volumes, req.hold_ms)).await
+}
+
+async fn thaw(
+    State(s): State<AppState>,
+    req: Result<Json<ThawBody>, JsonRejection>,
+) -> PortAnswer<bool> {
+    let req = body(req)?;
+    on_port(s, move |p| p.thaw(req.token)).await
 }
 
 async fn resume(

@@ -7,6 +7,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod nbd_client;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -160,6 +162,14 @@ impl Daemon {
     /// TCP URI of an export.
     pub fn uri(&self, volume: &str) -> String {
         format!("{}{volume}", self.nbd_base)
+    }
+
+    /// The NBD TCP address, `HOST:PORT`.
+    pub fn nbd_addr(&self) -> String {
+        self.nbd_base
+            .trim_start_matches("nbd://")
+            .trim_end_matches('/')
+            .to_string()
     }
 
     /// Unix-socket URI of an export.

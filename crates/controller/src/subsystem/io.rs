@@ -1,6 +1,9 @@
 //! Host I/O by volume name and byte offset: read, write, discard,
 //! write_zeroes, flush, allocation. Targets included, always through the engine.
 //!
+//! Freeze gate: every mutation first waits while its volume is frozen
+//! (`freeze` module; one atomic load when nothing is), before any lock.
+//!
 //! Plain path: a volume no map or cascade holds (`Volume::is_plain`, one atomic load)
 //! is read and written straight through its store, with no engine lock, plan
 //! or grain lock: nothing can copy from or redirect to it, and a map naming
@@ -294,6 +297,9 @@ impl Subsystem {
         fua: bool,
     ) -> Result<()> {
         let inner = &*self.inner;
+        // Before any lock: a held write must not keep the establish that
+        // the freeze is for from taking the topology lock.
+        inner.freezes.gate(volume);
         let _active = HostActive::new(inner);
         let _topo = self.io_lock()?;
         let v = self.io_volume(volume, offset, len)?;

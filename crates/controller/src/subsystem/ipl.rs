@@ -305,6 +305,7 @@ pub(crate) fn open(
         state_dirty: AtomicBool::new(false),
         ipl_report: Mutex::new(IplReport::default()),
         clean_totals: Mutex::new(Default::default()),
+        freezes: Default::default(),
         options,
     });
     let sub = Subsystem { inner };

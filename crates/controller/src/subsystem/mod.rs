@@ -33,6 +33,7 @@ mod commit;
 mod control;
 mod copier;
 mod cow;
+mod freeze;
 mod groups;
 mod io;
 pub(crate) mod ipl;
@@ -67,6 +68,7 @@ use crate::provider::StoreProvider;
 
 pub use control::{CascadeView, GroupView, MapCreate, MapView, VolumeView};
 pub use copier::{CopierHandle, CopyStepReport};
+pub use freeze::MAX_FREEZE;
 pub use io::AllocationExtent;
 pub use ipl::IplReport;
 pub use sessions::{
@@ -240,6 +242,8 @@ pub(crate) struct Inner {
     pub(crate) ipl_report: Mutex<IplReport>,
     /// Grains each stopping map had to clean when stopped (`cleaning`).
     pub(crate) clean_totals: Mutex<cleaning::CleanTotals>,
+    /// Write freezes for a time zero across subsystems (`freeze`).
+    pub(crate) freezes: freeze::Freezes,
 }
 
 /// The simulated subsystem. Cheap to clone (an `Arc` inside); every method is

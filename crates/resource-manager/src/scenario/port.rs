@@ -61,6 +61,16 @@ impl SubsystemPort for ScenarioPort {
         self.count();
         r
     }
+    fn freeze(&self, volumes: &[String], hold_ms: u64) -> Result<u64, PortError> {
+        let r = self.inner.freeze(volumes, hold_ms);
+        self.count();
+        r
+    }
+    fn thaw(&self, token: u64) -> Result<bool, PortError> {
+        let r = self.inner.thaw(token);
+        self.count();
+        r
+    }
     fn withdraw(&self, session: &SessionId, phys: PhysSessionId) -> Result<(), PortError> {
         let r = self.inner.withdraw(session, phys);
         self.count();

@@ -1,0 +1,189 @@
+//! Write freezes: host writes to named volumes held for a bounded time, so
+//! that sessions spanning several subsystems get one time zero.
+//!
+//! The resource manager freezes the source volumes on every subsystem of a
+//! session, then establishes the physical sessions, then thaws. A write
+//! issued after a freeze returned is held until the thaw, so no write that
+//! another depends on can be missing from one subsystem's image while the
+//! dependent write is in another's: the images form one consistent instant
+//! (the argument is in docs/SESSIONS.md, "One time zero across subsystems").
+//!
+//! Invariants:
+//! - `any` is true whenever `table` holds a freeze (set under the table lock
+//!   before [`Subsystem::freeze_writes`] returns), so the write gate costs one
+//!   atomic load while nothing is frozen;
+//! - a freeze never outlives its deadline: a writer that waits past it, or
+//!   any later call, removes it, so a resource manager that dies between
+//!   freeze and thaw holds writes for at most [`MAX_FREEZE`];
+//! - freezes are volatile: an IPL starts with none, and a token from before
+//!   it is unknown ([`Subsystem::thaw_writes`] answers `false`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use super::Subsystem;
+use crate::error::{err, ErrorKind, Result};
+
+/// The longest a freeze may hold writes.
+pub const MAX_FREEZE: Duration = Duration::from_secs(60);
+
+struct Freeze {
+    volumes: BTreeSet<String>,
+    deadline: Instant,
+}
+
+#[derive(Default)]
+struct Table {
+    next: u64,
+    active: BTreeMap<u64, Freeze>,
+}
+
+impl Table {
+    /// Drops freezes past their deadline.
+    fn expire(&mut self, now: Instant) {
+        self.active.retain(|_, f| f.deadline > now);
+    }
+
+    /// The latest deadline of a freeze holding `volume`.
+    fn held_until(&self, volume: &str) -> Option<Instant> {
+        self.active
+            .values()
+            .filter(|f| f.volumes.contains(volume))
+            .map(|f| f.deadline)
+            .max()
+    }
+}
+
+/// The freezes of one subsystem.
+#[derive(Default)]
+pub(crate) struct Freezes {
+    any: AtomicBool,
+    table: Mutex<Table>,
+    thawed: Condvar,
+}
+
+impl Freezes {
+    /// Waits while `volume` is frozen (returns at once when nothing is).
+    pub(crate) fn gate(&self, volume: &str) {
+        if !self.any.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut t = self.table.lock();
+        loop {
+            t.expire(Instant::now());
+            self.any.store(!t.active.is_empty(), Ordering::SeqCst);
+            match t.held_until(volume) {
+                None => return,
+                Some(deadline) => {
+                    self.thawed.wait_until(&mut t, deadline);
+                }
+            }
+        }
+    }
+
+    fn freeze(&self, volumes: BTreeSet<String>, hold: Duration) -> u64 {
+        let mut t = self.table.lock();
+        t.expire(Instant::now());
+        t.next += 1;
+        let token = t.next;
+        let deadline = Instant::now() + hold;
+        t.active.insert(token, Freeze { volumes, deadline });
+        self.any.store(true, Ordering::SeqCst);
+        token
+    }
+
+    fn thaw(&self, token: u64) -> bool {
+        let mut t = self.table.lock();
+        let now = Instant::now();
+        let held = t.active.remove(&token).is_some_and(|f| f.deadline > now);
+        t.expire(now);
+        self.any.store(!t.active.is_empty(), Ordering::SeqCst);
+        drop(t);
+        self.thawed.notify_all();
+        held
+    }
+}
+
+impl Subsystem {
+    /// Holds host writes (write, discard, write-zeroes) to `volumes` that
+    /// arrive from now on, for at most `hold` (at most [`MAX_FREEZE`]), until
+    /// [`Subsystem::thaw_writes`] with the returned token. Writes already in
+    /// progress finish. Reads are not held.
+    pub fn freeze_writes(&self, volumes: &[String], hold: Duration) -> Result<u64> {
+        self.check_open()?;
+        if volumes.is_empty() {
+            return Err(err(ErrorKind::InvalidRequest, "a freeze names no volume"));
+        }
+        if hold.is_zero() || hold > MAX_FREEZE {
+            return Err(err(
+                ErrorKind::InvalidRequest,
+                format!(
+                    "a freeze holds writes for 1 ms to {} s, not {} ms",
+                    MAX_FREEZE.as_secs(),
+                    hold.as_millis()
+                ),
+            ));
+        }
+        for v in volumes {
+            self.inner.volume(v)?;
+        }
+        let token = self
+            .inner
+            .freezes
+            .freeze(volumes.iter().cloned().collect(), hold);
+        tracing::debug!(subsystem = %self.inner.id, token, ?volumes, hold_ms = hold.as_millis() as u64, "writes frozen");
+        Ok(token)
+    }
+
+    /// Releases freeze `token`. `true` if it still held the writes until now;
+    /// `false` if it had expired (or is unknown: from before an IPL), in
+    /// which case writes may have gone through in the meantime.
+    pub fn thaw_writes(&self, token: u64) -> bool {
+        let held = self.inner.freezes.thaw(token);
+        tracing::debug!(subsystem = %self.inner.id, token, held, "writes thawed");
+        held
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn vols(v: &[&str]) -> BTreeSet<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_frozen_volume_holds_its_writers_until_the_thaw() {
+        let f = Arc::new(Freezes::default());
+        let token = f.freeze(vols(&["V0"]), Duration::from_secs(30));
+        f.gate("V1"); // another volume passes
+        let (f2, done) = (f.clone(), Arc::new(AtomicBool::new(false)));
+        let done2 = done.clone();
+        let writer = std::thread::spawn(move || {
+            f2.gate("V0");
+            done2.store(true, Ordering::SeqCst);
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!done.load(Ordering::SeqCst), "the writer passed a freeze");
+        assert!(f.thaw(token), "the freeze held until its thaw");
+        writer.join().unwrap();
+        assert!(done.load(Ordering::SeqCst));
+        assert!(!f.any.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn an_expired_freeze_releases_writers_and_its_thaw_says_so() {
+        let f = Freezes::default();
+        let token = f.freeze(vols(&["V0"]), Duration::from_millis(20));
+        let t0 = Instant::now();
+        f.gate("V0");
+        assert!(t0.elapsed() >= Duration::from_millis(15));
+        assert!(!f.thaw(token), "an expired freeze did not hold");
+        assert!(!f.thaw(999), "an unknown token did not hold");
+    }
+}
