@@ -209,6 +209,51 @@ fn incremental_restart_copies_only_changed_grains() {
     assert_eq!(sim.eng.map_state(id), Some(MapState::IdleOrCopied));
 }
 
+/// Several full maps from one source started as a group are inserted in
+/// order of increasing copy rate: the fastest ends next to the source (so it
+/// completes first and leaves without waiting for the slower ones), and it
+/// does complete and leave while the slow ones still copy; every image stays
+/// the source's at the instant (the Sim's oracle checks reads).
+#[test]
+fn a_group_start_puts_the_fastest_copy_next_to_the_source() {
+    let mut sim = Sim::new(4, 8);
+    let mut rated = |t: u32, rate: u8| {
+        let mut spec = MapSpec::new(VolumeId(0), VolumeId(t), CopyType::Full);
+        spec.copy_rate = rate;
+        sim.eng.create_map(spec).unwrap()
+    };
+    let (slow, fast, mid) = (rated(1, 10), rated(2, 100), rated(3, 50));
+    let g = sim.eng.create_group(false);
+    for m in [slow, fast, mid] {
+        sim.eng.add_to_group(m, g).unwrap();
+    }
+    assert!(sim.start(&[slow, fast, mid], PREP, Some(g)));
+    sim.check();
+    let c = sim
+        .eng
+        .cascades()
+        .into_iter()
+        .find(|c| c.head == VolumeId(0))
+        .unwrap();
+    assert_eq!(c.members, [VolumeId(2), VolumeId(3), VolumeId(1)]);
+    // The fastest copies everything and is cut from the chain at once (its
+    // copy does not wait for the slower ones); it heads the others, which
+    // read through it until they have copied.
+    sim.background(fast, 64);
+    sim.check();
+    let info = |m: MapId| sim.eng.maps().into_iter().find(|i| i.id == m).unwrap();
+    assert_eq!(info(fast).progress_percent, 100);
+    assert_eq!(info(fast).cascade, None, "the fastest was cut");
+    assert_eq!(sim.eng.map_state(slow), Some(MapState::Copying));
+    assert_eq!(sim.eng.map_state(mid), Some(MapState::Copying));
+    sim.background(mid, 64);
+    sim.background(slow, 64);
+    sim.check();
+    for m in [fast, mid, slow] {
+        assert_eq!(sim.eng.map_state(m), Some(MapState::IdleOrCopied), "{m}");
+    }
+}
+
 #[test]
 fn group_starts_at_one_instant_and_members_are_not_controlled_alone() {
     let mut sim = Sim::new(4, 8);

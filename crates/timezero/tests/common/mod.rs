@@ -371,6 +371,16 @@ impl Sim {
         let mut left: Vec<MapId> = ids.to_vec();
         left.sort();
         left.dedup();
+        // Insertion order: by increasing copy rate (nocopy counts as 0), then
+        // id, a map after the member whose target is its source.
+        left.sort_by_key(|id| {
+            let spec = &before[id].spec;
+            if spec.copy_type == CopyType::Full {
+                spec.copy_rate
+            } else {
+                0
+            }
+        });
         let mut order = Vec::new();
         while !left.is_empty() {
             let pos = left
