@@ -726,3 +726,65 @@ fn hosts_own_their_sessions_and_release_marks_logical_completion() {
         "release of a terminated session",
     );
 }
+
+/// `session wait` returns once the copy has finished (then `session
+/// complete` works; `--complete` does it), fails at once on a terminated
+/// session naming why, and `session complete` of an unfinished copy names the
+/// wait.
+#[test]
+fn session_wait_returns_when_the_copy_is_done_and_names_a_terminated_session() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::boot(tmp.path());
+    let s = d.cli_json(&[
+        "session",
+        "start",
+        "--id",
+        "W1",
+        "--extent",
+        "FB00:0-2047",
+        "--target",
+        "FB01",
+    ]);
+    assert_eq!(s["state"], "active", "{s}");
+    // Right after the start the copy has barely begun: complete refuses and
+    // names the verb that waits.
+    let out = d.cli(&["session", "complete", "W1"]);
+    if !out.status.success() {
+        assert_fails_with(
+            &out,
+            EXIT_FAILED,
+            "session wait W1",
+            "complete of an unfinished copy",
+        );
+    }
+    let w = d.cli_json(&["session", "wait", "W1", "--complete", "--timeout", "120"]);
+    assert_eq!(w["state"], "completed", "{w}");
+    let out = d.cli(&["session", "wait", "W1"]);
+    assert_success(&out, "wait on a completed session");
+
+    d.cli_json(&[
+        "session",
+        "start",
+        "--id",
+        "W2",
+        "--extent",
+        "FB02:0-15",
+        "--target",
+        "FB03",
+    ]);
+    d.cli_json(&["session", "terminate", "W2"]);
+    let out = d.cli(&["session", "wait", "W2"]);
+    assert_fails_with(
+        &out,
+        EXIT_FAILED,
+        "was terminated (operator)",
+        "wait on a terminated session",
+    );
+    let out = d.cli(&["session", "wait", "NOPE"]);
+    assert_fails_with(
+        &out,
+        EXIT_FAILED,
+        "unknown session NOPE",
+        "wait on an unknown session",
+    );
+}

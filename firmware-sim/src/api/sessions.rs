@@ -289,8 +289,16 @@ async fn complete(
     let id = session_id(&id)?;
     s.blocking(move |n| {
         n.with_rm(|rm, sub| {
-            rm.complete_session(&id)
-                .map_err(|e| ApiError::rm(e, Noun::Session))?;
+            rm.complete_session(&id).map_err(|e| {
+                let copying = matches!(e, resource_manager::RmError::CopyIncomplete { .. });
+                let mut a = ApiError::rm(e, Noun::Session);
+                if copying {
+                    a.message.push_str(&format!(
+                        "; wait for it with `firmware-sim session wait {id} --complete`"
+                    ));
+                }
+                a
+            })?;
             tracing::info!(session = %id, "session completed");
             one(rm, sub, &id)
         })

@@ -1,4 +1,6 @@
-//! `firmware-sim session start|release|complete|terminate|list`.
+//! `firmware-sim session start|release|wait|complete|terminate|list`.
+
+use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
 
@@ -46,6 +48,21 @@ enum SessionVerb {
     Release {
         /// Logical session id.
         session: String,
+    },
+    /// Wait until a session's copy has finished on every subsystem (then
+    /// `session complete` succeeds); with --complete, complete it too.
+    Wait {
+        /// Logical session id.
+        session: String,
+        /// Show a progress bar on stderr.
+        #[arg(long)]
+        progress: bool,
+        /// Complete the session once its copy has finished.
+        #[arg(long)]
+        complete: bool,
+        /// Give up after this many seconds (default: wait forever).
+        #[arg(long, value_name = "SECONDS")]
+        timeout: Option<u64>,
     },
     /// Complete a session (its copy has finished).
     Complete {
@@ -97,6 +114,25 @@ pub fn run(cmd: SessionCmd) -> Result<(), CliError> {
                 println!("session {} {} (logically complete)", s.id, s.state)
             })
         }
+        SessionVerb::Wait {
+            session,
+            progress,
+            complete,
+            timeout,
+        } => {
+            let mut s = wait(&c, &session, progress, timeout.map(Duration::from_secs))?;
+            if complete {
+                let path = format!("/sessions/{}/complete", path_seg(&session)?);
+                s = c.post(&path, &ForceFlag::default())?;
+            }
+            emit(json, &s, |s| match s.state.as_str() {
+                "completed" => println!("session {} completed", s.id),
+                _ => println!(
+                    "session {} copied (100%): complete it with `firmware-sim session complete {}`",
+                    s.id, s.id
+                ),
+            })
+        }
         SessionVerb::Complete { session } => {
             let path = format!("/sessions/{}/complete", path_seg(&session)?);
             let s: SessionInfo = c.post(&path, &ForceFlag::default())?;
@@ -114,6 +150,88 @@ pub fn run(cmd: SessionCmd) -> Result<(), CliError> {
             let ss: Vec<SessionInfo> = c.get("/sessions")?;
             emit(json, &ss, |ss| print_sessions(ss))
         }
+    }
+}
+
+/// Polls session `id` until every part has copied its domain. A session
+/// that is completed returns at once; a terminated one is an error naming
+/// why (its copy will never finish).
+fn wait(
+    c: &crate::client::ApiClient,
+    id: &str,
+    progress: bool,
+    timeout: Option<Duration>,
+) -> Result<SessionInfo, CliError> {
+    let started = Instant::now();
+    let path = "/sessions";
+    let bar = progress.then(|| {
+        let bar = indicatif::ProgressBar::new(1000);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{spinner} session {prefix} {msg:>10} [{bar:40}] {percent:>3}% ({elapsed})",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_prefix(id.to_string());
+        bar
+    });
+    let clear = || {
+        if let Some(bar) = &bar {
+            bar.finish_and_clear();
+        }
+    };
+    loop {
+        let all: Vec<SessionInfo> = c.get(path)?;
+        let Some(s) = all.into_iter().find(|s| s.id == id) else {
+            clear();
+            return Err(CliError::Api {
+                status: 404,
+                kind: "unknown_session".into(),
+                message: format!("unknown session {id} (`firmware-sim session list` shows them)"),
+            });
+        };
+        let pct = s.progress_percent.unwrap_or(0.0);
+        if let Some(bar) = &bar {
+            bar.set_message(s.state.clone());
+            bar.set_position((pct * 10.0) as u64);
+        }
+        match s.state.as_str() {
+            "completed" => {
+                clear();
+                return Ok(s);
+            }
+            "terminated" => {
+                clear();
+                return Err(CliError::Api {
+                    status: 409,
+                    kind: "wrong_state".into(),
+                    message: format!(
+                        "session {id} was terminated ({}): its copy will not finish; start a new \
+                         session for the backup",
+                        s.reason.as_deref().unwrap_or("unknown reason")
+                    ),
+                });
+            }
+            _ => {}
+        }
+        let copied = !s.parts.is_empty()
+            && s.parts
+                .iter()
+                .all(|p| matches!((p.copied_tracks, p.total_tracks), (Some(c), Some(t)) if c >= t));
+        if copied {
+            clear();
+            return Ok(s);
+        }
+        if let Some(t) = timeout {
+            if started.elapsed() >= t {
+                clear();
+                return Err(CliError::Failed(format!(
+                    "session {id} still {} ({pct:.1}% copied) after {}s",
+                    s.state,
+                    t.as_secs()
+                )));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
