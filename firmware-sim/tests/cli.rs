@@ -81,11 +81,20 @@ fn every_verb_and_flag_of_cli_md_exists() {
         (&["group", "start"], &["--restore"]),
         (&["group", "stop"], &["--force"]),
         (&["group", "create"], &["--maps"]),
-        (&["session"], &["start", "complete", "terminate", "list"]),
+        (
+            &["session"],
+            &["start", "release", "wait", "complete", "terminate", "list"],
+        ),
+        (
+            &["session", "wait"],
+            &["--progress", "--complete", "--timeout"],
+        ),
+        (&["event", "ipl"], &["--host"]),
+        (&["event", "abend"], &["--program", "--host"]),
         (&["session", "terminate"], &["--reason"]),
         (
             &["session", "start"],
-            &["--id", "--extent", "--target", "--program"],
+            &["--id", "--extent", "--target", "--program", "--host"],
         ),
         (&["table", "show"], &["--volume"]),
         (&["event"], &["ipl", "rm-restart", "abend", "reset"]),
@@ -490,6 +499,37 @@ fn group_create_takes_the_id_the_user_chose() {
         .map(|g| g["id"].as_u64().unwrap())
         .collect();
     assert_eq!(ids, [3, 5], "only the groups the user created");
+    // Without an id the subsystem assigns the next free one, past the
+    // session groups it keeps hidden, and prints it.
+    d.cli_json(&[
+        "session",
+        "start",
+        "--id",
+        "K1",
+        "--extent",
+        "CKD00:00000000-0000000E",
+        "--target",
+        "CKD01",
+    ]);
+    d.cli_json(&[
+        "map", "create", "--source", "CKD02", "--target", "CKD03", "--type", "nocopy",
+    ]);
+    let g = d.cli_json(&["group", "create", "--maps", "3"]);
+    let id = g["id"].as_u64().expect("an id");
+    assert!(id > 5, "{g}");
+    let listed: Vec<u64> = d
+        .cli_json(&["group", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["id"].as_u64().unwrap())
+        .collect();
+    assert!(listed.contains(&id), "{listed:?}");
+    d.cli_json(&["group", "delete", &id.to_string(), "--force"]);
+    let out = d.cli(&["group", "create", "--maps", "3"]);
+    assert_success(&out, "group create without an id");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("created group "), "{text}");
 }
 
 #[test]

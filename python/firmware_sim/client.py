@@ -148,7 +148,11 @@ class Client:
         return self.get("/groups")
 
     def create_group(self, group_id, maps):
-        return self.post("/groups", {"id": int(group_id), "maps": [int(m) for m in maps]})
+        """``group_id=None``: the subsystem assigns the next free id (in the answer's ``id``)."""
+        body = {"maps": [int(m) for m in maps]}
+        if group_id is not None:
+            body["id"] = int(group_id)
+        return self.post("/groups", body)
 
     def start_group(self, group_id, restore=False):
         return self.post(f"/groups/{int(group_id)}/start", {"restore": restore})

@@ -63,18 +63,23 @@ async fn create(
     }
     s.blocking(move |n| {
         n.with(|sub| {
-            if sub.groups().iter().any(|g| g.id == req.id) {
-                return Err(ApiError::new(
-                    ApiErrorKind::AlreadyExists,
-                    format!("group {} already exists", req.id),
-                ));
+            if let Some(id) = req.id {
+                if sub.groups().iter().any(|g| g.id == id) {
+                    return Err(ApiError::new(
+                        ApiErrorKind::AlreadyExists,
+                        format!("group {id} already exists"),
+                    ));
+                }
             }
             for &m in &req.maps {
                 sub.map(MapId(m))
                     .map_err(|e| ApiError::controller(e, Noun::Map))?;
             }
             let maps: Vec<MapId> = req.maps.iter().copied().map(MapId).collect();
-            let g = create_with_id(sub, req.id, &maps)?;
+            let g = match req.id {
+                Some(id) => create_with_id(sub, id, &maps)?,
+                None => sub.create_group(&maps, false).map_err(group_err)?,
+            };
             tracing::info!(group = g.0, maps = ?req.maps, "group created");
             let view = sub.groups().into_iter().find(|v| v.id == g.0);
             let (maps, state) = view

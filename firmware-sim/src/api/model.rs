@@ -223,8 +223,9 @@ pub struct GroupInfo {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateGroup {
-    /// Group id.
-    pub id: u32,
+    /// Group id; `None` (or absent): the subsystem assigns the next free one.
+    #[serde(default)]
+    pub id: Option<u32>,
     /// Member maps.
     pub maps: Vec<u32>,
 }

@@ -20,10 +20,10 @@ pub struct GroupCmd {
 
 #[derive(Debug, Subcommand)]
 enum GroupVerb {
-    /// Create a consistency group of maps.
+    /// Create a consistency group of maps; prints the id it was given.
     Create {
-        /// Group id.
-        id: u32,
+        /// Group id (default: the next free one, as SVC assigns them).
+        id: Option<u32>,
         /// Member maps, comma separated.
         #[arg(long, value_delimiter = ',', required = true)]
         maps: Vec<u32>,
