@@ -85,6 +85,13 @@ impl Node {
         f(&s)
     }
 
+    /// Runs `f` on the current subsystem only if no IPL holds it now (never
+    /// waits): for the NBD reader's requests that must not block.
+    pub fn try_with<R>(&self, f: impl FnOnce(&Subsystem) -> Option<R>) -> Option<R> {
+        let s = self.slot.try_read()?;
+        f(&s)
+    }
+
     /// Runs `f` on this subsystem's resource-manager port (for peers'
     /// resource managers; an IPL waits until `f` returns).
     pub fn with_port<R>(&self, f: impl FnOnce(&dyn SubsystemPort) -> R) -> R {

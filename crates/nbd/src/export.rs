@@ -255,6 +255,19 @@ pub trait Export: Send + Sync + 'static {
     fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), ExportError>;
     /// Write `data` at `offset`; durable before return when `fua`.
     fn write(&self, offset: u64, data: &[u8], fua: bool) -> Result<(), ExportError>;
+    /// [`Export::read`], done now only if it needs no wait: no lock another
+    /// thread holds, no device I/O the export knows of. `None` means "not
+    /// attempted", and the server then calls [`Export::read`] on a blocking
+    /// thread. Called on the connection's async task, so it must never block;
+    /// it lets a small request skip two thread hand-offs. Default: `None`.
+    fn try_read_now(&self, _offset: u64, _buf: &mut [u8]) -> Option<Result<(), ExportError>> {
+        None
+    }
+    /// [`Export::write`] without FUA, done now only if it needs no wait (see
+    /// [`Export::try_read_now`]). Default: `None`.
+    fn try_write_now(&self, _offset: u64, _data: &[u8]) -> Option<Result<(), ExportError>> {
+        None
+    }
     /// Make every write already acknowledged durable.
     fn flush(&self) -> Result<(), ExportError>;
     /// Advisory discard of a range.

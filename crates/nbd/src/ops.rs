@@ -202,6 +202,49 @@ pub(crate) fn error_reply(info: &ReqInfo, errno: u32, message: String) -> Reply 
 }
 
 /// Run one validated request (blocking) and build its reply.
+/// A read or a write without FUA done at once on the caller's task, if the
+/// export can do it without waiting ([`Export::try_read_now`],
+/// [`Export::try_write_now`]); `None`: not attempted, run [`execute`] on a
+/// blocking thread instead.
+pub(crate) fn execute_now(
+    op: Op,
+    export: &Arc<dyn Export>,
+    payload: &[u8],
+    info: ReqInfo,
+    pool: &BufPool,
+) -> Option<Reply> {
+    match op {
+        Op::Read { offset, len, df } => {
+            let mut buf = pool.take_filled(len as usize);
+            match export.try_read_now(offset, &mut buf) {
+                None => {
+                    pool.give(buf);
+                    None
+                }
+                Some(Ok(())) => Some(Reply::Read {
+                    cookie: info.cookie,
+                    offset,
+                    data: buf,
+                    structured: info.structured,
+                    df,
+                }),
+                Some(Err(e)) => {
+                    pool.give(buf);
+                    Some(failed(op, &info, e))
+                }
+            }
+        }
+        Op::Write { offset, fua: false } => Some(match export.try_write_now(offset, payload)? {
+            Ok(()) => Reply::Simple {
+                cookie: info.cookie,
+                errno: 0,
+            },
+            Err(e) => failed(op, &info, e),
+        }),
+        _ => None,
+    }
+}
+
 pub(crate) fn execute(
     op: Op,
     export: &Arc<dyn Export>,
@@ -270,18 +313,21 @@ pub(crate) fn execute(
     };
     match res {
         Ok(()) => ok,
-        Err(e) => {
-            warn!(cookie = info.cookie, command = cmd_name(info.kind), error = %e, "export call failed");
-            let fast_zero = matches!(op, Op::WriteZeroes { flags, .. } if flags.fast_only);
-            // ENOTSUP is reserved for FAST_ZERO (nbd.md 5.6).
-            let kind = if e.kind == ErrorKind::NotSupported && !fast_zero {
-                ErrorKind::Invalid
-            } else {
-                e.kind
-            };
-            error_reply(&info, kind.nbd_errno(), e.message)
-        }
+        Err(e) => failed(op, &info, e),
     }
+}
+
+/// The error reply of a failed export call.
+fn failed(op: Op, info: &ReqInfo, e: ExportError) -> Reply {
+    warn!(cookie = info.cookie, command = cmd_name(info.kind), error = %e, "export call failed");
+    let fast_zero = matches!(op, Op::WriteZeroes { flags, .. } if flags.fast_only);
+    // ENOTSUP is reserved for FAST_ZERO (docs/NBD.md).
+    let kind = if e.kind == ErrorKind::NotSupported && !fast_zero {
+        ErrorKind::Invalid
+    } else {
+        e.kind
+    };
+    error_reply(info, kind.nbd_errno(), e.message)
 }
 
 fn advisory(r: Result<(), ExportError>) -> Result<(), ExportError> {

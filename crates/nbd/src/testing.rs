@@ -35,6 +35,8 @@ pub struct CallCounts {
     pub trims: AtomicU64,
     /// `write_zeroes()` calls.
     pub zeroes: AtomicU64,
+    /// Reads and writes served by `try_read_now`/`try_write_now`.
+    pub now: AtomicU64,
 }
 
 impl CallCounts {
@@ -60,6 +62,8 @@ pub struct MemExport {
     description: Option<String>,
     fail: Mutex<Option<ErrorKind>>,
     delays: Mutex<HashMap<u64, Duration>>,
+    /// Answer `try_read_now`/`try_write_now` (when no delay is set).
+    now: bool,
     /// Call counters.
     pub counts: CallCounts,
 }
@@ -97,6 +101,7 @@ impl MemExport {
             description: None,
             fail: Mutex::new(None),
             delays: Mutex::new(HashMap::new()),
+            now: false,
             counts: CallCounts::default(),
         }
     }
@@ -114,6 +119,15 @@ impl MemExport {
     pub fn fast_zero(mut self, on: bool) -> Self {
         self.fast_zero = on;
         self
+    }
+    /// Serve small reads and writes on the connection's task (`try_read_now`,
+    /// `try_write_now`) while no delay is set; off by default.
+    pub fn now(mut self, on: bool) -> Self {
+        self.now = on;
+        self
+    }
+    fn can_now(&self) -> bool {
+        self.now && self.delays.lock().is_empty()
     }
     /// Set the description.
     pub fn description(mut self, d: &str) -> Self {
@@ -268,6 +282,18 @@ impl Export for MemExport {
             n
         });
         Ok(())
+    }
+    fn try_read_now(&self, offset: u64, buf: &mut [u8]) -> Option<Result<(), ExportError>> {
+        self.can_now().then(|| {
+            self.counts.now.fetch_add(1, Ordering::SeqCst);
+            self.read(offset, buf)
+        })
+    }
+    fn try_write_now(&self, offset: u64, data: &[u8]) -> Option<Result<(), ExportError>> {
+        self.can_now().then(|| {
+            self.counts.now.fetch_add(1, Ordering::SeqCst);
+            self.write(offset, data, false)
+        })
     }
     fn write(&self, offset: u64, data: &[u8], fua: bool) -> Result<(), ExportError> {
         self.counts.writes.fetch_add(1, Ordering::SeqCst);

@@ -503,3 +503,41 @@ fn refused_requests_whose_replies_are_never_read_stop_being_read() {
     let (mut d, _) = Raw::open(&srv.socket, "disk");
     assert_eq!(d.simple(0, cmd::WRITE, 1, 0, 512, &[9u8; 512]), 0);
 }
+
+/// An export that can serve small reads and writes without waiting gets them
+/// on the connection's task (`try_read_now`/`try_write_now`): data round
+/// trips, errors keep their errno, FUA writes and large requests still take
+/// the blocking path, and a delay (an export that would wait) turns it off.
+#[test]
+fn small_requests_an_export_can_do_now_skip_the_blocking_pool() {
+    let (srv, e) = mem_server(MemExport::new(4 * MIB).now(true), ServerConfig::default());
+    let (mut c, _) = Raw::open(&srv.socket, "disk");
+    let now = |e: &MemExport| e.counts.now.load(Ordering::SeqCst);
+    // The first call teaches the server the export is fast.
+    assert_eq!(c.simple(0, cmd::WRITE, 1, 0, 4096, &pattern(4096, 1)), 0);
+    let before = now(&e);
+    for i in 0..50u64 {
+        let data = pattern(4096, i);
+        assert_eq!(c.simple(0, cmd::WRITE, 10 + i, i * 4096, 4096, &data), 0);
+        assert_eq!(c.read(100 + i, i * 4096, 4096).unwrap(), data, "block {i}");
+    }
+    assert!(
+        now(&e) >= before + 90,
+        "{} of 100 served now",
+        now(&e) - before
+    );
+    // FUA and large requests go to the blocking pool.
+    let n = now(&e);
+    assert_eq!(c.simple(cflag::FUA, cmd::WRITE, 200, 0, 512, &[9; 512]), 0);
+    assert_eq!(c.read(201, 0, 1 << 20).unwrap()[..512], [9u8; 512]);
+    assert_eq!(now(&e), n, "FUA or a 1 MiB read was served now");
+    // Errors served now keep their errno.
+    e.set_failure(Some(ErrorKind::NoSpace));
+    assert_eq!(c.simple(0, cmd::WRITE, 202, 0, 512, &[1; 512]), ENOSPC);
+    e.set_failure(None);
+    // A delay means the export would wait: nothing is served now.
+    e.set_delay(0, std::time::Duration::from_millis(1));
+    let n = now(&e);
+    assert_eq!(c.simple(0, cmd::WRITE, 203, 0, 512, &[2; 512]), 0);
+    assert_eq!(now(&e), n);
+}

@@ -123,6 +123,27 @@ impl Export for VolumeExport {
         self.count(r)
     }
 
+    fn try_read_now(&self, offset: u64, buf: &mut [u8]) -> Option<Result<(), ExportError>> {
+        let r = self
+            .node
+            .try_with(|s| s.try_read_now(&self.volume, offset, buf))?;
+        self.stats.reads.fetch_add(1, Relaxed);
+        self.stats.read_bytes.fetch_add(buf.len() as u64, Relaxed);
+        Some(self.count(r))
+    }
+
+    fn try_write_now(&self, offset: u64, data: &[u8]) -> Option<Result<(), ExportError>> {
+        if self.read_only {
+            return None;
+        }
+        let r = self
+            .node
+            .try_with(|s| s.try_write_now(&self.volume, offset, data))?;
+        self.stats.writes.fetch_add(1, Relaxed);
+        self.stats.write_bytes.fetch_add(data.len() as u64, Relaxed);
+        Some(self.count(r))
+    }
+
     fn write(&self, offset: u64, data: &[u8], fua: bool) -> Result<(), ExportError> {
         self.stats.writes.fetch_add(1, Relaxed);
         self.stats.write_bytes.fetch_add(data.len() as u64, Relaxed);

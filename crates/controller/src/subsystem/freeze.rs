@@ -66,6 +66,11 @@ pub(crate) struct Freezes {
 }
 
 impl Freezes {
+    /// Whether any freeze may be active (one atomic load).
+    pub(crate) fn any(&self) -> bool {
+        self.any.load(Ordering::SeqCst)
+    }
+
     /// Waits while `volume` is frozen (returns at once when nothing is).
     pub(crate) fn gate(&self, volume: &str) {
         if !self.any.load(Ordering::SeqCst) {

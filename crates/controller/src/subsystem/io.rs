@@ -139,6 +139,68 @@ impl Subsystem {
         Ok(())
     }
 
+    /// [`Subsystem::read`] done only if it needs no wait: `volume` is plain
+    /// (no map names it) and no control request holds the topology lock.
+    /// `None`: not attempted (nothing counted); call [`Subsystem::read`].
+    /// For callers that must not block, such as an async NBD reader.
+    pub fn try_read_now(&self, volume: &str, offset: u64, buf: &mut [u8]) -> Option<Result<()>> {
+        let inner = &*self.inner;
+        let _topo = inner.topo.try_read()?;
+        let v = self.fast_volume(volume, offset, buf.len() as u64)?;
+        let _active = HostActive::new(inner);
+        let r = v
+            .store
+            .read_at(offset, buf)
+            .map_err(|e| store_err(&format!("read volume {volume}"), e));
+        self.count(
+            &r,
+            &inner.metrics.reads,
+            &inner.metrics.read_bytes,
+            buf.len(),
+        );
+        Some(r)
+    }
+
+    /// [`Subsystem::write`] without FUA, done only if it needs no wait:
+    /// `volume` is plain, nothing is frozen, and no control request holds the
+    /// topology lock. `None`: not attempted; call [`Subsystem::write`].
+    pub fn try_write_now(&self, volume: &str, offset: u64, data: &[u8]) -> Option<Result<()>> {
+        let inner = &*self.inner;
+        if inner.freezes.any() {
+            return None;
+        }
+        let _topo = inner.topo.try_read()?;
+        let v = self.fast_volume(volume, offset, data.len() as u64)?;
+        let _active = HostActive::new(inner);
+        let r = apply_host_data(&v, offset, data.len() as u64, Payload::Data(data));
+        self.count(
+            &r,
+            &inner.metrics.writes,
+            &inner.metrics.write_bytes,
+            data.len(),
+        );
+        Some(r)
+    }
+
+    /// The plain volume `volume`, if the fast paths may serve `offset..+len`
+    /// of it (open, known, plain, in range, not empty); `None` sends the
+    /// request down the full path, which reports any error.
+    fn fast_volume(&self, volume: &str, offset: u64, len: u64) -> Option<Arc<Volume>> {
+        if len == 0 || self.check_open().is_err() {
+            return None;
+        }
+        let v = self.inner.volume(volume).ok()?;
+        if !v.is_plain() || v.geometry.check_range(offset, len).is_err() {
+            return None;
+        }
+        debug_assert!(
+            self.inner.core.lock().engine.is_plain(v.id),
+            "fast path taken for volume {} that a map names",
+            v.name
+        );
+        Some(v)
+    }
+
     /// Writes `data` at `offset` of `volume`; with `fua` it is durable on return.
     pub fn write(&self, volume: &str, offset: u64, data: &[u8], fua: bool) -> Result<()> {
         let r = self.mutate(volume, offset, data.len() as u64, Payload::Data(data), fua);
