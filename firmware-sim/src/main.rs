@@ -15,6 +15,7 @@ mod daemon;
 mod error;
 mod logging;
 mod metrics;
+mod names;
 mod node;
 mod output;
 mod peer;

@@ -32,6 +32,8 @@ pub struct Node {
     peers: Vec<Arc<RemotePort>>,
     /// The host id the resource manager speaks for.
     host: String,
+    /// User names of maps and groups (`names.json` in the data directory).
+    pub names: crate::names::Names,
     rm: RwLock<Arc<ResourceManager>>,
     copier: Mutex<Option<CopierHandle>>,
     runtime: tokio::runtime::Handle,
@@ -57,6 +59,20 @@ impl Node {
             .collect();
         let host = config.host_id();
         let sub = Subsystem::open(data_dir, config)?;
+        let (names, warning) = crate::names::Names::load(data_dir);
+        if let Some(w) = warning {
+            tracing::warn!("{w}");
+        }
+        let maps: std::collections::BTreeSet<u32> = sub.maps().iter().map(|m| m.id).collect();
+        let groups: std::collections::BTreeSet<u32> = sub.groups().iter().map(|g| g.id).collect();
+        for r in [
+            names.retain(crate::names::Kind::Map, |id| maps.contains(&id)),
+            names.retain(crate::names::Kind::Group, |id| groups.contains(&id)),
+        ] {
+            if let Err(e) = r {
+                tracing::warn!("{e}");
+            }
+        }
         let port = Arc::new(ControllerPort::new(sub.clone()));
         let rm = new_rm(&host, &port, &peers).map_err(|e| {
             controller::ControllerError::new(
@@ -69,6 +85,7 @@ impl Node {
             port,
             peers,
             host,
+            names,
             rm: RwLock::new(Arc::new(rm)),
             copier: Mutex::new(None),
             runtime,

@@ -67,6 +67,7 @@ fn every_verb_and_flag_of_cli_md_exists() {
                 "--copy-rate",
                 "--clean-rate",
                 "--id",
+                "--name",
             ],
         ),
         (&["map", "stop"], &["--force"]),
@@ -80,7 +81,7 @@ fn every_verb_and_flag_of_cli_md_exists() {
         ),
         (&["group", "start"], &["--restore"]),
         (&["group", "stop"], &["--force"]),
-        (&["group", "create"], &["--maps"]),
+        (&["group", "create"], &["--maps", "--name"]),
         (
             &["session"],
             &["start", "release", "wait", "complete", "terminate", "list"],
@@ -845,4 +846,72 @@ fn cascade_list_dot_draws_cascades_and_maps_outside_them() {
     );
     let out = d.cli(&["cascade", "list", "--dot", "--json"]);
     assert_fails_with(&out, 2, "cannot be used with", "--dot with --json");
+}
+
+/// Maps and groups may be named at create; every verb then takes the name in
+/// place of the id, lists show it, a reboot keeps it, and a bad or taken
+/// name is refused before anything is created.
+#[test]
+fn maps_and_groups_answer_to_their_names_across_a_reboot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::boot(tmp.path());
+    let m = d.cli_json(&[
+        "map", "create", "--source", "FB00", "--target", "FB01", "--type", "nocopy", "--name",
+        "nightly",
+    ]);
+    assert_eq!(m["name"], "nightly", "{m}");
+    let id = m["id"].as_u64().unwrap();
+    let out = d.cli(&[
+        "map", "create", "--source", "FB02", "--target", "FB03", "--type", "nocopy", "--name",
+        "nightly",
+    ]);
+    assert_fails_with(&out, EXIT_FAILED, "taken by map", "a taken map name");
+    let out = d.cli(&[
+        "map", "create", "--source", "FB02", "--target", "FB03", "--type", "nocopy", "--name", "42",
+    ]);
+    assert_fails_with(
+        &out,
+        EXIT_FAILED,
+        "all digits",
+        "a name that reads as an id",
+    );
+    assert_eq!(
+        d.cli_json(&["map", "list"]).as_array().unwrap().len(),
+        1,
+        "nothing created"
+    );
+    let g = d.cli_json(&["group", "create", "--maps", "nightly", "--name", "db"]);
+    assert_eq!(
+        (g["name"].as_str(), g["maps"][0].as_u64()),
+        (Some("db"), Some(id)),
+        "{g}"
+    );
+    d.cli_json(&["group", "start", "db"]);
+    let shown = d.cli_json(&["map", "show", "nightly"]);
+    assert_eq!(shown["state"], "copying", "{shown}");
+    let out = d.cli(&["map", "list"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("nightly"));
+
+    let d = d.reboot();
+    assert_eq!(
+        d.cli_json(&["map", "show", "nightly"])["id"].as_u64(),
+        Some(id)
+    );
+    assert_eq!(d.cli_json(&["group", "list"])[0]["name"], "db");
+    d.cli_json(&["group", "stop", "db", "--force"]);
+    d.cli_json(&["group", "delete", "db", "--force"]);
+    d.cli_json(&["map", "delete", "nightly", "--force"]);
+    let out = d.cli(&["map", "show", "nightly"]);
+    assert_fails_with(
+        &out,
+        EXIT_FAILED,
+        "unknown map nightly",
+        "a deleted map's name",
+    );
+    // The name is free again.
+    let m = d.cli_json(&[
+        "map", "create", "--source", "FB02", "--target", "FB03", "--type", "nocopy", "--name",
+        "nightly",
+    ]);
+    assert_ne!(m["id"].as_u64(), Some(id));
 }

@@ -93,33 +93,34 @@ class Client:
         return self.get("/mappings")
 
     def map(self, map_id):
-        return self.get(f"/mappings/{int(map_id)}")
+        return self.get(f"/mappings/{_seg(str(map_id))}")
 
     def create_map(self, source, target, copy_type="nocopy", incremental=False,
-                   extent=None, copy_rate=None, clean_rate=None):
+                   extent=None, copy_rate=None, clean_rate=None, name=None):
+        """``name``: every other call then takes it in place of the id."""
         body = {"source": source, "target": target, "type": copy_type,
                 "incremental": incremental}
         for key, value in (("extent", extent), ("copy_rate", copy_rate),
-                           ("clean_rate", clean_rate)):
+                           ("clean_rate", clean_rate), ("name", name)):
             if value is not None:
                 body[key] = value
         return self.post("/mappings", body)
 
     def start_map(self, map_id, restore=False):
-        return self.post(f"/mappings/{int(map_id)}/start", {"restore": restore})
+        return self.post(f"/mappings/{_seg(str(map_id))}/start", {"restore": restore})
 
     def prepare_map(self, map_id):
-        return self.post(f"/mappings/{int(map_id)}/prepare")
+        return self.post(f"/mappings/{_seg(str(map_id))}/prepare")
 
     def stop_map(self, map_id, force=False):
-        return self.post(f"/mappings/{int(map_id)}/stop", {"force": force})
+        return self.post(f"/mappings/{_seg(str(map_id))}/stop", {"force": force})
 
     def delete_map(self, map_id, force=False):
-        return self.delete(f"/mappings/{int(map_id)}?force={'true' if force else 'false'}")
+        return self.delete(f"/mappings/{_seg(str(map_id))}?force={'true' if force else 'false'}")
 
     def restore_map(self, map_id, copy_rate=None):
         body = {} if copy_rate is None else {"copy_rate": copy_rate}
-        return self.post(f"/mappings/{int(map_id)}/restore", body)
+        return self.post(f"/mappings/{_seg(str(map_id))}/restore", body)
 
     def wait_map(self, map_id, timeout=None, poll=0.1):
         """Waits until the map is copied (idle_or_copied) or stopped; returns it.
@@ -147,27 +148,30 @@ class Client:
     def groups(self):
         return self.get("/groups")
 
-    def create_group(self, group_id, maps):
-        """``group_id=None``: the subsystem assigns the next free id (in the answer's ``id``)."""
+    def create_group(self, group_id, maps, name=None):
+        """``group_id=None``: the subsystem assigns the next free id (in the answer's ``id``).
+        ``maps`` are map ids."""
         body = {"maps": [int(m) for m in maps]}
         if group_id is not None:
             body["id"] = int(group_id)
+        if name is not None:
+            body["name"] = name
         return self.post("/groups", body)
 
     def start_group(self, group_id, restore=False):
-        return self.post(f"/groups/{int(group_id)}/start", {"restore": restore})
+        return self.post(f"/groups/{_seg(str(group_id))}/start", {"restore": restore})
 
     def stop_group(self, group_id, force=False):
-        return self.post(f"/groups/{int(group_id)}/stop", {"force": force})
+        return self.post(f"/groups/{_seg(str(group_id))}/stop", {"force": force})
 
     def add_to_group(self, group_id, map_id):
-        return self.post(f"/groups/{int(group_id)}/maps", {"map": int(map_id)})
+        return self.post(f"/groups/{_seg(str(group_id))}/maps", {"map": int(map_id)})
 
     def remove_from_group(self, group_id, map_id):
-        return self.delete(f"/groups/{int(group_id)}/maps/{int(map_id)}")
+        return self.delete(f"/groups/{_seg(str(group_id))}/maps/{_seg(str(map_id))}")
 
     def delete_group(self, group_id, force=False):
-        return self.delete(f"/groups/{int(group_id)}?force={'true' if force else 'false'}")
+        return self.delete(f"/groups/{_seg(str(group_id))}?force={'true' if force else 'false'}")
 
     # ---- sessions ----------------------------------------------------------
     def sessions(self):

@@ -29,8 +29,8 @@ pub mod subsystem;
 
 pub use check::{check, CheckReport};
 pub use config::{
-    ConfigError, DurabilityMode, ListenConfig, NbdConfig, PeerConfig, RateLimits, SubsystemConfig,
-    VolumeConfig,
+    check_id, ConfigError, DurabilityMode, ListenConfig, NbdConfig, PeerConfig, RateLimits,
+    SubsystemConfig, VolumeConfig,
 };
 pub use error::{ControllerError, ErrorKind, Result};
 pub use events::Event;

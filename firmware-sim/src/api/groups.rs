@@ -12,6 +12,7 @@ use super::model::{
     ActionDone, CreateGroup, ForceFlag, GroupInfo, GroupMember, MapInfo, StartFlags,
 };
 use super::{body, optional_body, ApiError, ApiErrorKind, AppState, Noun};
+use crate::names::{Kind, Names};
 use crate::node::session_maps;
 
 pub(super) fn routes() -> Router<AppState> {
@@ -27,13 +28,20 @@ pub(super) fn routes() -> Router<AppState> {
         )
 }
 
-fn parse_id(id: &str) -> Result<GroupId, ApiError> {
-    id.parse::<u32>().map(GroupId).map_err(|_| {
-        ApiError::new(
-            ApiErrorKind::UnknownGroup,
-            format!("unknown group {id} (group ids are numbers)"),
-        )
-    })
+/// A group given by id or by name.
+fn parse_id(names: &Names, id: &str) -> Result<GroupId, ApiError> {
+    id.parse::<u32>()
+        .ok()
+        .or_else(|| names.id(Kind::Group, id))
+        .map(GroupId)
+        .ok_or_else(|| {
+            ApiError::new(
+                ApiErrorKind::UnknownGroup,
+                format!(
+                    "unknown group {id} (no group has that id or name; `group list` shows them)"
+                ),
+            )
+        })
 }
 
 async fn list(State(s): State<AppState>) -> Result<Json<Vec<GroupInfo>>, ApiError> {
@@ -43,6 +51,7 @@ async fn list(State(s): State<AppState>) -> Result<Json<Vec<GroupInfo>>, ApiErro
             gs.into_iter()
                 .map(|g| GroupInfo {
                     id: g.id,
+                    name: n.names.name(Kind::Group, g.id),
                     session: g.members.iter().find_map(|m| sessions.get(m).cloned()),
                     maps: g.members,
                     state: g.state,
@@ -62,6 +71,11 @@ async fn create(
         return Err(ApiError::bad_request("a group needs at least one map"));
     }
     s.blocking(move |n| {
+        if let Some(name) = &req.name {
+            n.names
+                .check_new(Kind::Group, name)
+                .map_err(ApiError::bad_request)?;
+        }
         n.with(|sub| {
             if let Some(id) = req.id {
                 if sub.groups().iter().any(|g| g.id == id) {
@@ -80,13 +94,23 @@ async fn create(
                 Some(id) => create_with_id(sub, id, &maps)?,
                 None => sub.create_group(&maps, false).map_err(group_err)?,
             };
-            tracing::info!(group = g.0, maps = ?req.maps, "group created");
+            tracing::info!(group = g.0, name = ?req.name, maps = ?req.maps, "group created");
+            if let Some(name) = &req.name {
+                // The group exists; a failure here leaves it unnamed.
+                n.names.set(Kind::Group, g.0, name).map_err(|e| {
+                    ApiError::new(
+                        ApiErrorKind::Internal,
+                        format!("group {} was created but not named: {e}", g.0),
+                    )
+                })?;
+            }
             let view = sub.groups().into_iter().find(|v| v.id == g.0);
             let (maps, state) = view
                 .map(|v| (v.members, v.state))
                 .unwrap_or((req.maps, String::new()));
             Ok(Json(GroupInfo {
                 id: g.0,
+                name: req.name.clone(),
                 maps,
                 state,
                 session: None,
@@ -141,7 +165,7 @@ fn group_err(e: controller::ControllerError) -> ApiError {
 }
 
 /// The members of group `id` as they are now.
-fn members_now(sub: &Subsystem, id: GroupId) -> Result<Vec<MapInfo>, ApiError> {
+fn members_now(names: &Names, sub: &Subsystem, id: GroupId) -> Result<Vec<MapInfo>, ApiError> {
     let members = sub
         .groups()
         .into_iter()
@@ -150,7 +174,7 @@ fn members_now(sub: &Subsystem, id: GroupId) -> Result<Vec<MapInfo>, ApiError> {
         .unwrap_or_default();
     members
         .into_iter()
-        .map(|m| map_now(sub, MapId(m)))
+        .map(|m| map_now(names, sub, MapId(m)))
         .collect()
 }
 
@@ -159,13 +183,13 @@ async fn start(
     Path(id): Path<String>,
     bytes: axum::body::Bytes,
 ) -> Result<Json<Vec<MapInfo>>, ApiError> {
-    let id = parse_id(&id)?;
+    let id = parse_id(&s.node.names, &id)?;
     let flags: StartFlags = optional_body(&bytes)?;
     s.blocking(move |n| {
         n.with(|sub| {
             sub.start_group(id, flags.restore).map_err(group_err)?;
             tracing::info!(group = id.0, restore = flags.restore, "group started");
-            members_now(sub, id)
+            members_now(&n.names, sub, id)
         })
     })
     .await
@@ -177,13 +201,13 @@ async fn stop(
     Path(id): Path<String>,
     req: Result<Json<ForceFlag>, JsonRejection>,
 ) -> Result<Json<Vec<MapInfo>>, ApiError> {
-    let id = parse_id(&id)?;
+    let id = parse_id(&s.node.names, &id)?;
     let force = body(req)?.force;
     s.blocking(move |n| {
         let maps = n.with(|sub| {
             sub.stop_group(id, force).map_err(group_err)?;
             tracing::info!(group = id.0, force, "group stopped");
-            members_now(sub, id)
+            members_now(&n.names, sub, id)
         })?;
         n.close_broken_sessions();
         Ok(maps)
@@ -197,11 +221,14 @@ async fn delete(
     Path(id): Path<String>,
     Query(q): Query<ForceFlag>,
 ) -> Result<Json<ActionDone>, ApiError> {
-    let id = parse_id(&id)?;
+    let id = parse_id(&s.node.names, &id)?;
     s.blocking(move |n| {
         n.with(|sub| sub.delete_group(id, q.force))
             .map_err(group_err)?;
         tracing::info!(group = id.0, force = q.force, "group deleted");
+        if let Err(e) = n.names.remove(Kind::Group, id.0) {
+            tracing::warn!(group = id.0, "{e}");
+        }
         Ok(Json(ActionDone {
             message: format!("deleted group {}", id.0),
         }))
@@ -214,12 +241,12 @@ async fn add_member(
     Path(id): Path<String>,
     req: Result<Json<GroupMember>, JsonRejection>,
 ) -> Result<Json<Vec<MapInfo>>, ApiError> {
-    let id = parse_id(&id)?;
+    let id = parse_id(&s.node.names, &id)?;
     let map = MapId(body(req)?.map);
     s.blocking(move |n| {
         n.with(|sub| {
             sub.add_to_group(id, map).map_err(group_err)?;
-            members_now(sub, id)
+            members_now(&n.names, sub, id)
         })
     })
     .await
@@ -230,11 +257,11 @@ async fn remove_member(
     State(s): State<AppState>,
     Path((id, map)): Path<(String, u32)>,
 ) -> Result<Json<Vec<MapInfo>>, ApiError> {
-    let id = parse_id(&id)?;
+    let id = parse_id(&s.node.names, &id)?;
     s.blocking(move |n| {
         n.with(|sub| {
             sub.remove_from_group(id, MapId(map)).map_err(group_err)?;
-            members_now(sub, id)
+            members_now(&n.names, sub, id)
         })
     })
     .await

@@ -11,6 +11,7 @@ use super::model::{
     ActionDone, CascadeInfo, CreateMap, ForceFlag, MapInfo, RestoreRequest, StartFlags,
 };
 use super::{body, optional_body, ApiError, ApiErrorKind, AppState, Noun};
+use crate::names::{Kind, Names};
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -43,10 +44,11 @@ fn cascade_info(c: &CascadeView, maps: &[MapView]) -> CascadeInfo {
     }
 }
 
-/// The API view of a map (with its cascade resolved).
-pub fn map_info(v: &MapView, maps: &[MapView], cascades: &[CascadeView]) -> MapInfo {
+/// The API view of a map (with its cascade resolved and its name).
+pub fn map_info(names: &Names, v: &MapView, maps: &[MapView], cascades: &[CascadeView]) -> MapInfo {
     MapInfo {
         id: v.id,
+        name: names.name(Kind::Map, v.id),
         source: v.source.clone(),
         target: v.target.clone(),
         copy_type: v.copy_type.to_string(),
@@ -66,20 +68,25 @@ pub fn map_info(v: &MapView, maps: &[MapView], cascades: &[CascadeView]) -> MapI
 }
 
 /// The current view of one map.
-pub fn map_now(sub: &Subsystem, id: MapId) -> Result<MapInfo, ApiError> {
+pub fn map_now(names: &Names, sub: &Subsystem, id: MapId) -> Result<MapInfo, ApiError> {
     let v = sub
         .map(id)
         .map_err(|e| ApiError::controller(e, Noun::Map))?;
-    Ok(map_info(&v, &sub.maps(), &sub.cascades()))
+    Ok(map_info(names, &v, &sub.maps(), &sub.cascades()))
 }
 
-fn parse_id(id: &str) -> Result<MapId, ApiError> {
-    id.parse::<u32>().map(MapId).map_err(|_| {
-        ApiError::new(
-            ApiErrorKind::UnknownMap,
-            format!("unknown map {id} (map ids are numbers)"),
-        )
-    })
+/// A map given by id or by name.
+fn parse_id(names: &Names, id: &str) -> Result<MapId, ApiError> {
+    id.parse::<u32>()
+        .ok()
+        .or_else(|| names.id(Kind::Map, id))
+        .map(MapId)
+        .ok_or_else(|| {
+            ApiError::new(
+                ApiErrorKind::UnknownMap,
+                format!("unknown map {id} (no map has that id or name; `map list` shows them)"),
+            )
+        })
 }
 
 async fn list(State(s): State<AppState>) -> Result<Json<Vec<MapInfo>>, ApiError> {
@@ -87,7 +94,11 @@ async fn list(State(s): State<AppState>) -> Result<Json<Vec<MapInfo>>, ApiError>
         n.with(|sub| {
             let maps = sub.maps();
             let cs = sub.cascades();
-            Ok(Json(maps.iter().map(|m| map_info(m, &maps, &cs)).collect()))
+            Ok(Json(
+                maps.iter()
+                    .map(|m| map_info(&n.names, m, &maps, &cs))
+                    .collect(),
+            ))
         })
     })
     .await
@@ -97,12 +108,17 @@ async fn show(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<MapInfo>, ApiError> {
-    let id = parse_id(&id)?;
-    s.blocking(move |n| n.with(|sub| map_now(sub, id)).map(Json))
+    let id = parse_id(&s.node.names, &id)?;
+    s.blocking(move |n| n.with(|sub| map_now(&n.names, sub, id)).map(Json))
         .await
 }
 
-fn map_create(sub: &Subsystem, req: &CreateMap) -> Result<MapInfo, ApiError> {
+fn map_create(names: &Names, sub: &Subsystem, req: &CreateMap) -> Result<MapInfo, ApiError> {
+    if let Some(name) = &req.name {
+        names
+            .check_new(Kind::Map, name)
+            .map_err(ApiError::bad_request)?;
+    }
     let copy_type = match req.copy_type.as_str() {
         "full" => CopyType::Full,
         "nocopy" => CopyType::Nocopy,
@@ -152,8 +168,17 @@ fn map_create(sub: &Subsystem, req: &CreateMap) -> Result<MapInfo, ApiError> {
         ..MapCreate::new(&req.source, &req.target, copy_type)
     };
     let id = create_with_id(sub, &spec, req.id)?;
-    tracing::info!(map = id.0, source = %req.source, target = %req.target, "map created");
-    map_now(sub, id)
+    tracing::info!(map = id.0, name = ?req.name, source = %req.source, target = %req.target, "map created");
+    if let Some(name) = &req.name {
+        // The map exists durably; a failure here leaves it unnamed.
+        names.set(Kind::Map, id.0, name).map_err(|e| {
+            ApiError::new(
+                ApiErrorKind::Internal,
+                format!("map {} was created but not named: {e}", id.0),
+            )
+        })?;
+    }
+    map_now(names, sub, id)
 }
 
 /// How many ids `map create --id N` skips at most to reach N.
@@ -209,7 +234,7 @@ async fn create(
     req: Result<Json<CreateMap>, JsonRejection>,
 ) -> Result<Json<MapInfo>, ApiError> {
     let req = body(req)?;
-    s.blocking(move |n| n.with(|sub| map_create(sub, &req)).map(Json))
+    s.blocking(move |n| n.with(|sub| map_create(&n.names, sub, &req)).map(Json))
         .await
 }
 
@@ -219,12 +244,12 @@ async fn act(
     what: &'static str,
     f: impl FnOnce(&Subsystem, MapId) -> controller::Result<()> + Send + 'static,
 ) -> Result<Json<MapInfo>, ApiError> {
-    let id = parse_id(&id)?;
+    let id = parse_id(&s.node.names, &id)?;
     s.blocking(move |n| {
         let info = n.with(|sub| {
             f(sub, id).map_err(|e| ApiError::controller(e, Noun::Map))?;
             tracing::info!(map = id.0, action = what, "map {what}");
-            map_now(sub, id)
+            map_now(&n.names, sub, id)
         })?;
         // A forced stop may have stopped a session's map as a dependant.
         n.close_broken_sessions();
@@ -270,7 +295,7 @@ async fn restore(
     Path(id): Path<String>,
     req: Result<Json<RestoreRequest>, JsonRejection>,
 ) -> Result<Json<MapInfo>, ApiError> {
-    let id = parse_id(&id)?;
+    let id = parse_id(&s.node.names, &id)?;
     let req = body(req)?;
     if let Some(r) = req.copy_rate.filter(|r| *r > 150) {
         return Err(ApiError::bad_request(format!(
@@ -281,7 +306,7 @@ async fn restore(
         n.with(|sub| {
             let rev = restore_map(sub, id, req.copy_rate)?;
             tracing::info!(map = id.0, reverse = rev.0, "restore started");
-            map_now(sub, rev)
+            map_now(&n.names, sub, rev)
         })
     })
     .await
@@ -353,7 +378,7 @@ async fn delete(
     Path(id): Path<String>,
     Query(q): Query<ForceFlag>,
 ) -> Result<Json<ActionDone>, ApiError> {
-    let id = parse_id(&id)?;
+    let id = parse_id(&s.node.names, &id)?;
     s.blocking(move |n| {
         n.with(|sub| sub.delete_map(id, q.force)).map_err(|e| {
             let mut err = ApiError::controller(e, Noun::Map);
@@ -367,6 +392,9 @@ async fn delete(
             err
         })?;
         tracing::info!(map = id.0, force = q.force, "map deleted");
+        if let Err(e) = n.names.remove(Kind::Map, id.0) {
+            tracing::warn!(map = id.0, "{e}");
+        }
         n.close_broken_sessions();
         Ok(Json(ActionDone {
             message: format!("deleted map {}", id.0),

@@ -84,6 +84,9 @@ pub struct CreateVolume {
 pub struct MapInfo {
     /// Map id.
     pub id: u32,
+    /// The name given at `map create --name`, if any.
+    #[serde(default)]
+    pub name: Option<String>,
     /// Source volume.
     pub source: String,
     /// Target volume.
@@ -139,6 +142,9 @@ pub struct CreateMap {
     /// Requested map id.
     #[serde(default)]
     pub id: Option<u32>,
+    /// A name for the map (every verb then takes it in place of the id).
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 /// Body of `POST /sessions/{id}/terminate`.
@@ -208,6 +214,9 @@ pub struct CascadeInfo {
 pub struct GroupInfo {
     /// Group id.
     pub id: u32,
+    /// The name given at `group create --name`, if any.
+    #[serde(default)]
+    pub name: Option<String>,
     /// Member maps.
     pub maps: Vec<u32>,
     /// `empty`, the members' common state, else the most active of them.
@@ -226,6 +235,9 @@ pub struct CreateGroup {
     /// Group id; `None` (or absent): the subsystem assigns the next free one.
     #[serde(default)]
     pub id: Option<u32>,
+    /// A name for the group (every verb then takes it in place of the id).
+    #[serde(default)]
+    pub name: Option<String>,
     /// Member maps.
     pub maps: Vec<u32>,
 }

@@ -2,6 +2,7 @@
 
 use clap::{Args, Subcommand};
 
+use super::volume::path_seg;
 use super::ClientOpts;
 use crate::api::model::{
     ActionDone, CreateGroup, ForceFlag, GroupInfo, GroupMember, MapInfo, StartFlags,
@@ -24,49 +25,52 @@ enum GroupVerb {
     Create {
         /// Group id (default: the next free one, as SVC assigns them).
         id: Option<u32>,
-        /// Member maps, comma separated.
+        /// Member maps (ids or names), comma separated.
         #[arg(long, value_delimiter = ',', required = true)]
-        maps: Vec<u32>,
+        maps: Vec<String>,
+        /// A name for the group; every verb then takes it in place of the id.
+        #[arg(long)]
+        name: Option<String>,
     },
     /// Start every map of the group at one instant.
     Start {
-        /// Group id.
-        id: u32,
+        /// Group id or name.
+        id: String,
         /// Start as a restore (targets may be sources of active maps).
         #[arg(long)]
         restore: bool,
     },
     /// Stop every map of the group (cleaning first; --force: at once).
     Stop {
-        /// Group id.
-        id: u32,
+        /// Group id or name.
+        id: String,
         /// Stop at once; dependants stop too.
         #[arg(long)]
         force: bool,
     },
     /// Delete a group (--force: its maps leave it first).
     Delete {
-        /// Group id.
-        id: u32,
+        /// Group id or name.
+        id: String,
         /// Delete even if it still has maps (the maps stay).
         #[arg(long)]
         force: bool,
     },
     /// Add an idle_or_copied or stopped map to a group.
     Add {
-        /// Group id.
-        id: u32,
-        /// Map id.
+        /// Group id or name.
+        id: String,
+        /// Map id or name.
         #[arg(long)]
-        map: u32,
+        map: String,
     },
     /// Take an idle_or_copied or stopped map out of its group.
     Remove {
-        /// Group id.
-        id: u32,
-        /// Map id.
+        /// Group id or name.
+        id: String,
+        /// Map id or name.
         #[arg(long)]
-        map: u32,
+        map: String,
     },
     /// List groups.
     List,
@@ -77,13 +81,23 @@ pub fn run(cmd: GroupCmd) -> Result<(), CliError> {
     let c = cmd.client.client();
     let json = cmd.client.json;
     match cmd.verb {
-        GroupVerb::Create { id, maps } => {
-            let g: GroupInfo = c.post("/groups", &CreateGroup { id, maps })?;
+        GroupVerb::Create { id, maps, name } => {
+            let maps = maps
+                .iter()
+                .map(|m| map_id(&c, m))
+                .collect::<Result<Vec<u32>, CliError>>()?;
+            let g: GroupInfo = c.post("/groups", &CreateGroup { id, maps, name })?;
             emit(json, &g, |g| {
-                println!("created group {} with maps {}", g.id, join(&g.maps))
+                let name = g
+                    .name
+                    .as_deref()
+                    .map(|n| format!(" ({n})"))
+                    .unwrap_or_default();
+                println!("created group {}{name} with maps {}", g.id, join(&g.maps))
             })
         }
         GroupVerb::Start { id, restore } => {
+            let id = path_seg(&id)?;
             let maps: Vec<MapInfo> =
                 c.post(&format!("/groups/{id}/start"), &StartFlags { restore })?;
             emit(json, &maps, |maps| {
@@ -92,6 +106,7 @@ pub fn run(cmd: GroupCmd) -> Result<(), CliError> {
             })
         }
         GroupVerb::Stop { id, force } => {
+            let id = path_seg(&id)?;
             let maps: Vec<MapInfo> = c.post(&format!("/groups/{id}/stop"), &ForceFlag { force })?;
             emit(json, &maps, |maps| {
                 for m in maps {
@@ -100,10 +115,13 @@ pub fn run(cmd: GroupCmd) -> Result<(), CliError> {
             })
         }
         GroupVerb::Delete { id, force } => {
+            let id = path_seg(&id)?;
             let done: ActionDone = c.delete(&format!("/groups/{id}?force={force}"))?;
             emit(json, &done, |d| println!("{}", d.message))
         }
         GroupVerb::Add { id, map } => {
+            let id = path_seg(&id)?;
+            let map = map_id(&c, &map)?;
             let maps: Vec<MapInfo> = c.post(&format!("/groups/{id}/maps"), &GroupMember { map })?;
             emit(json, &maps, |maps| {
                 let ids: Vec<u32> = maps.iter().map(|m| m.id).collect();
@@ -111,6 +129,8 @@ pub fn run(cmd: GroupCmd) -> Result<(), CliError> {
             })
         }
         GroupVerb::Remove { id, map } => {
+            let id = path_seg(&id)?;
+            let map = map_id(&c, &map)?;
             let maps: Vec<MapInfo> = c.delete(&format!("/groups/{id}/maps/{map}"))?;
             emit(json, &maps, |maps| {
                 let ids: Vec<u32> = maps.iter().map(|m| m.id).collect();
@@ -120,11 +140,12 @@ pub fn run(cmd: GroupCmd) -> Result<(), CliError> {
         GroupVerb::List => {
             let groups: Vec<GroupInfo> = c.get("/groups")?;
             emit(json, &groups, |gs| {
-                let mut t = Table::new(&["ID", "STATE", "MAPS", "SESSION"]);
+                let mut t = Table::new(&["ID", "NAME", "STATE", "MAPS", "SESSION"]);
                 for g in gs {
                     let session = g.session.clone().unwrap_or_else(|| "-".into());
                     t.row(vec![
                         g.id.to_string(),
+                        g.name.clone().unwrap_or_else(|| "-".into()),
                         g.state.clone(),
                         join(&g.maps),
                         session,
@@ -134,6 +155,15 @@ pub fn run(cmd: GroupCmd) -> Result<(), CliError> {
             })
         }
     }
+}
+
+/// The id of map `m`, given as an id or a name.
+fn map_id(c: &crate::client::ApiClient, m: &str) -> Result<u32, CliError> {
+    if let Ok(id) = m.parse::<u32>() {
+        return Ok(id);
+    }
+    let info: MapInfo = c.get(&format!("/mappings/{}", path_seg(m)?))?;
+    Ok(info.id)
 }
 
 fn join(ids: &[u32]) -> String {

@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand, ValueEnum};
 
+use super::volume::path_seg;
 use super::ClientOpts;
 use crate::api::model::{ActionDone, CreateMap, ForceFlag, MapInfo, RestoreRequest, StartFlags};
 use crate::client::ApiClient;
@@ -65,11 +66,14 @@ enum MapVerb {
         /// Map id (default: the lowest free one).
         #[arg(long)]
         id: Option<u32>,
+        /// A name for the map; every verb then takes it in place of the id.
+        #[arg(long)]
+        name: Option<String>,
     },
     /// Start a mapping: its point in time is now.
     Start {
-        /// Map id.
-        id: u32,
+        /// Map id or name.
+        id: String,
         /// Start as a restore: the target may be the source of active maps
         /// (e.g. copy a snapshot back onto its source); their images stay.
         #[arg(long)]
@@ -77,21 +81,21 @@ enum MapVerb {
     },
     /// Prepare a mapping (flush the source) so a later start is instant.
     Prepare {
-        /// Map id.
-        id: u32,
+        /// Map id or name.
+        id: String,
     },
     /// Stop a mapping; cleans dependants first (state stopping).
     Stop {
-        /// Map id.
-        id: u32,
+        /// Map id or name.
+        id: String,
         /// Stop at once; dependants stop too.
         #[arg(long)]
         force: bool,
     },
     /// Delete a mapping.
     Delete {
-        /// Map id.
-        id: u32,
+        /// Map id or name.
+        id: String,
         /// Delete even while copying (the target image is lost).
         #[arg(long)]
         force: bool,
@@ -100,13 +104,13 @@ enum MapVerb {
     List,
     /// Show one mapping: state, progress %, rates, cascade, extents, group.
     Show {
-        /// Map id.
-        id: u32,
+        /// Map id or name.
+        id: String,
     },
     /// Wait until a mapping is copied or stopped.
     Wait {
-        /// Map id.
-        id: u32,
+        /// Map id or name.
+        id: String,
         /// Show a progress bar on stderr.
         #[arg(long)]
         progress: bool,
@@ -116,8 +120,8 @@ enum MapVerb {
     },
     /// Copy the target back onto the source (reverse mapping, started now).
     Restore {
-        /// Map id.
-        id: u32,
+        /// Map id or name.
+        id: String,
         /// Background copy rate of the reverse map, 0-150 (default: the map's own, else 50).
         #[arg(long, value_name = "0-150")]
         copy_rate: Option<u8>,
@@ -138,6 +142,7 @@ pub fn run(cmd: MapCmd) -> Result<(), CliError> {
             copy_rate,
             clean_rate,
             id,
+            name,
         } => {
             let req = CreateMap {
                 source,
@@ -148,12 +153,17 @@ pub fn run(cmd: MapCmd) -> Result<(), CliError> {
                 copy_rate,
                 clean_rate,
                 id,
+                name,
             };
             let m: MapInfo = c.post("/mappings", &req)?;
             emit(json, &m, |m| {
                 println!(
-                    "created map {} {} -> {} ({}{}), state {}",
+                    "created map {}{} {} -> {} ({}{}), state {}",
                     m.id,
+                    m.name
+                        .as_deref()
+                        .map(|n| format!(" ({n})"))
+                        .unwrap_or_default(),
                     m.source,
                     m.target,
                     m.copy_type,
@@ -162,10 +172,11 @@ pub fn run(cmd: MapCmd) -> Result<(), CliError> {
                 )
             })
         }
-        MapVerb::Start { id, restore } => action(&c, json, id, "start", &StartFlags { restore }),
-        MapVerb::Prepare { id } => action(&c, json, id, "prepare", &ForceFlag::default()),
-        MapVerb::Stop { id, force } => action(&c, json, id, "stop", &ForceFlag { force }),
+        MapVerb::Start { id, restore } => action(&c, json, &id, "start", &StartFlags { restore }),
+        MapVerb::Prepare { id } => action(&c, json, &id, "prepare", &ForceFlag::default()),
+        MapVerb::Stop { id, force } => action(&c, json, &id, "stop", &ForceFlag { force }),
         MapVerb::Restore { id, copy_rate } => {
+            let id = path_seg(&id)?;
             let m: MapInfo = c.post(
                 &format!("/mappings/{id}/restore"),
                 &RestoreRequest { copy_rate },
@@ -178,6 +189,7 @@ pub fn run(cmd: MapCmd) -> Result<(), CliError> {
             })
         }
         MapVerb::Delete { id, force } => {
+            let id = path_seg(&id)?;
             let done: ActionDone = c.delete(&format!("/mappings/{id}?force={force}"))?;
             emit(json, &done, |d| println!("{}", d.message))
         }
@@ -186,7 +198,7 @@ pub fn run(cmd: MapCmd) -> Result<(), CliError> {
             emit(json, &maps, |maps| print_maps(maps))
         }
         MapVerb::Show { id } => {
-            let m: MapInfo = c.get(&format!("/mappings/{id}"))?;
+            let m: MapInfo = c.get(&format!("/mappings/{}", path_seg(&id)?))?;
             emit(json, &m, print_map)
         }
         MapVerb::Wait {
@@ -194,7 +206,7 @@ pub fn run(cmd: MapCmd) -> Result<(), CliError> {
             progress,
             timeout,
         } => {
-            let m = wait(&c, id, progress, timeout.map(Duration::from_secs))?;
+            let m = wait(&c, &id, progress, timeout.map(Duration::from_secs))?;
             emit(json, &m, |m| {
                 println!("map {} {} ({}%)", m.id, m.state, m.progress_percent)
             })
@@ -205,11 +217,11 @@ pub fn run(cmd: MapCmd) -> Result<(), CliError> {
 fn action(
     c: &ApiClient,
     json: bool,
-    id: u32,
+    id: &str,
     verb: &str,
     body: &impl serde::Serialize,
 ) -> Result<(), CliError> {
-    let m: MapInfo = c.post(&format!("/mappings/{id}/{verb}"), body)?;
+    let m: MapInfo = c.post(&format!("/mappings/{}/{verb}", path_seg(id)?), body)?;
     emit(json, &m, |m| {
         println!(
             "map {} {}: state {} ({}%)",
@@ -227,7 +239,7 @@ fn settled(m: &MapInfo) -> bool {
 
 fn wait(
     c: &ApiClient,
-    id: u32,
+    id: &str,
     progress: bool,
     timeout: Option<Duration>,
 ) -> Result<MapInfo, CliError> {
@@ -244,7 +256,7 @@ fn wait(
     });
     let mut first = true;
     loop {
-        let m: MapInfo = c.get(&format!("/mappings/{id}"))?;
+        let m: MapInfo = c.get(&format!("/mappings/{}", path_seg(id)?))?;
         if let Some(bar) = &bar {
             bar.set_message(m.state.clone());
             bar.set_position(u64::from(m.progress_percent));
@@ -302,11 +314,13 @@ fn wait(
 
 fn print_maps(maps: &[MapInfo]) {
     let mut t = Table::new(&[
-        "ID", "SOURCE", "TARGET", "TYPE", "INCR", "STATE", "PROGRESS", "COPY", "CLEAN", "GROUP",
+        "ID", "NAME", "SOURCE", "TARGET", "TYPE", "INCR", "STATE", "PROGRESS", "COPY", "CLEAN",
+        "GROUP",
     ]);
     for m in maps {
         t.row(vec![
             m.id.to_string(),
+            m.name.clone().unwrap_or_else(|| "-".into()),
             m.source.clone(),
             m.target.clone(),
             m.copy_type.clone(),
@@ -323,6 +337,9 @@ fn print_maps(maps: &[MapInfo]) {
 
 fn print_map(m: &MapInfo) {
     println!("id:          {}", m.id);
+    if let Some(n) = &m.name {
+        println!("name:        {n}");
+    }
     println!("source:      {}", m.source);
     println!("target:      {}", m.target);
     println!("type:        {}", m.copy_type);
