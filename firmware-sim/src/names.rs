@@ -114,6 +114,11 @@ impl Names {
             .map(|(id, _)| *id)
     }
 
+    /// The id an argument means: a number is an id, anything else a name.
+    pub fn resolve(&self, kind: Kind, arg: &str) -> Option<u32> {
+        arg.parse::<u32>().ok().or_else(|| self.id(kind, arg))
+    }
+
     /// Checks that `name` may be given to a new object of `kind`.
     pub fn check_new(&self, kind: Kind, name: &str) -> Result<(), String> {
         check_name(kind, name)?;

@@ -30,18 +30,12 @@ pub(super) fn routes() -> Router<AppState> {
 
 /// A group given by id or by name.
 fn parse_id(names: &Names, id: &str) -> Result<GroupId, ApiError> {
-    id.parse::<u32>()
-        .ok()
-        .or_else(|| names.id(Kind::Group, id))
-        .map(GroupId)
-        .ok_or_else(|| {
-            ApiError::new(
-                ApiErrorKind::UnknownGroup,
-                format!(
-                    "unknown group {id} (no group has that id or name; `group list` shows them)"
-                ),
-            )
-        })
+    names.resolve(Kind::Group, id).map(GroupId).ok_or_else(|| {
+        ApiError::new(
+            ApiErrorKind::UnknownGroup,
+            format!("unknown group {id} (no group has that id or name; `group list` shows them)"),
+        )
+    })
 }
 
 async fn list(State(s): State<AppState>) -> Result<Json<Vec<GroupInfo>>, ApiError> {

@@ -77,16 +77,12 @@ pub fn map_now(names: &Names, sub: &Subsystem, id: MapId) -> Result<MapInfo, Api
 
 /// A map given by id or by name.
 fn parse_id(names: &Names, id: &str) -> Result<MapId, ApiError> {
-    id.parse::<u32>()
-        .ok()
-        .or_else(|| names.id(Kind::Map, id))
-        .map(MapId)
-        .ok_or_else(|| {
-            ApiError::new(
-                ApiErrorKind::UnknownMap,
-                format!("unknown map {id} (no map has that id or name; `map list` shows them)"),
-            )
-        })
+    names.resolve(Kind::Map, id).map(MapId).ok_or_else(|| {
+        ApiError::new(
+            ApiErrorKind::UnknownMap,
+            format!("unknown map {id} (no map has that id or name; `map list` shows them)"),
+        )
+    })
 }
 
 async fn list(State(s): State<AppState>) -> Result<Json<Vec<MapInfo>>, ApiError> {
