@@ -4,7 +4,8 @@
 //!
 //! Rules, in order:
 //! 1. with a token configured (`--api-token-file`), every request but
-//!    `GET /health` carries `Authorization: Bearer TOKEN` (401 otherwise);
+//!    `GET /health` and `GET /` (the static status page) carries
+//!    `Authorization: Bearer TOKEN` (401 otherwise);
 //! 2. without a token, the `Host` header must be a loopback name (a web page
 //!    using DNS rebinding sends its own name); a request with an `Origin`
 //!    header that is not this API's own origin is
@@ -63,7 +64,8 @@ fn loopback_host(host: &str) -> bool {
 /// The middleware (`axum::middleware::from_fn_with_state`).
 pub async fn check(State(g): State<Guard>, req: Request, next: Next) -> Response {
     let h = req.headers();
-    let health = req.method() == Method::GET && req.uri().path() == "/health";
+    // `/health`, and `/` (the status page: static, it holds no data).
+    let health = req.method() == Method::GET && matches!(req.uri().path(), "/health" | "/");
     if let Some(token) = &g.token {
         let given = h
             .get(header::AUTHORIZATION)

@@ -1,4 +1,12 @@
-//! `/health` and `/metrics` (Prometheus text format).
+//! `/` (the live status page, for browsers), `/health` and `/metrics`
+//! (Prometheus text format).
+//!
+//! The status page is one HTML file embedded in the binary
+//! (`status.html`, no framework, nothing fetched from elsewhere): its script
+//! reads the JSON routes of this API every second and draws the volumes,
+//! maps with progress bars, cascades as an SVG picture, groups, sessions and
+//! the latest activity-table entries. It holds no data itself, so it is
+//! served without a token; the routes it reads are guarded as always.
 
 use std::fmt::Write as _;
 
@@ -11,10 +19,41 @@ use axum::{Json, Router};
 use super::model::Health;
 use super::{ApiError, AppState};
 
+/// The status page.
+const STATUS_PAGE: &str = include_str!("status.html");
+
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
+        .route("/", get(index))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
+}
+
+/// `GET /`: the status page for a browser (`Accept: text/html`), else a
+/// short JSON index for scripts.
+async fn index(headers: axum::http::HeaderMap) -> axum::response::Response {
+    let html = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    if html {
+        (
+            [
+                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            STATUS_PAGE,
+        )
+            .into_response()
+    } else {
+        Json(serde_json::json!({
+            "status_page": "GET / with Accept: text/html",
+            "routes": ["/health", "/metrics", "/volumes", "/mappings", "/cascades", "/groups",
+                       "/sessions", "/tables", "/events/{event}"],
+            "docs": "docs/CLI.md, \"Control API\"",
+        }))
+        .into_response()
+    }
 }
 
 async fn health(State(s): State<AppState>) -> Result<Json<Health>, ApiError> {
