@@ -34,6 +34,8 @@ pub struct Node {
     host: String,
     /// User names of maps and groups (`names.json` in the data directory).
     pub names: crate::names::Names,
+    /// Controller counters of the handles IPLs replaced (see [`Node::metrics`]).
+    metrics_base: Mutex<controller::MetricsSnapshot>,
     rm: RwLock<Arc<ResourceManager>>,
     copier: Mutex<Option<CopierHandle>>,
     runtime: tokio::runtime::Handle,
@@ -86,6 +88,7 @@ impl Node {
             peers,
             host,
             names,
+            metrics_base: Mutex::new(Default::default()),
             rm: RwLock::new(Arc::new(rm)),
             copier: Mutex::new(None),
             runtime,
@@ -107,6 +110,14 @@ impl Node {
     pub fn try_with<R>(&self, f: impl FnOnce(&Subsystem) -> Option<R>) -> Option<R> {
         let s = self.slot.try_read()?;
         f(&s)
+    }
+
+    /// The controller's counters since the daemon started: those of the
+    /// current handle plus those of every handle an IPL replaced.
+    pub fn metrics(&self) -> controller::MetricsSnapshot {
+        let mut m = self.with(|s| s.metrics());
+        m.add(&self.metrics_base.lock());
+        m
     }
 
     /// Runs `f` on this subsystem's resource-manager port (for peers'
@@ -228,7 +239,11 @@ impl Node {
     pub fn ipl(&self) -> Result<IplReport, controller::ControllerError> {
         self.stop_copier();
         let mut slot = self.slot.write();
+        let before = slot.metrics();
         let fresh = slot.ipl()?;
+        // The controller's counters start again with the new handle; the
+        // per-volume NBD counters do not, and neither may /metrics.
+        self.metrics_base.lock().add(&before);
         self.port.replace(fresh.clone());
         *slot = fresh;
         // The host side restarts too: a new resource manager over the same port

@@ -443,6 +443,27 @@ fn volumes_maps_groups_and_errors_through_the_cli() {
     ] {
         assert!(text.contains(series), "/metrics lacks {series}:\n{text}");
     }
+    // Counters never go down across an IPL (the controller's start again
+    // with the new handle; the daemon adds those of the old one).
+    let counter = |text: &str, name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+    };
+    let before = counter(&text, "firmware_sim_cow_copies_total");
+    let records = counter(&text, "firmware_sim_flush_latency_seconds_count");
+    assert!(records > 0, "{text}");
+    d.cli_json(&["event", "ipl"]);
+    let (_, after) = http("GET", &format!("http://{}/metrics", d.api), None);
+    assert!(
+        counter(&after, "firmware_sim_cow_copies_total") >= before,
+        "{after}"
+    );
+    assert!(
+        counter(&after, "firmware_sim_flush_latency_seconds_count") >= records,
+        "store flushes went down across an IPL:\n{after}"
+    );
 
     // A bad JSON body gets a JSON error with a kind.
     let (status, text) = http("POST", &format!("http://{}/mappings", d.api), Some("{"));

@@ -134,3 +134,71 @@ pub struct MetricsSnapshot {
     /// Flush-latency histogram: (upper bound in microseconds, `None` = +inf; count).
     pub flush_latency_buckets: Vec<(Option<u64>, u64)>,
 }
+
+impl MetricsSnapshot {
+    /// Adds `other`'s counters to these (the flush histograms bucket by
+    /// bucket; a bucket bound `other` has and these lack is appended). The
+    /// daemon keeps the counters of the handles an IPL replaced this way, so
+    /// its `/metrics` counters never go down across an IPL.
+    pub fn add(&mut self, other: &MetricsSnapshot) {
+        let pairs = [
+            (&mut self.reads, other.reads),
+            (&mut self.read_bytes, other.read_bytes),
+            (&mut self.writes, other.writes),
+            (&mut self.write_bytes, other.write_bytes),
+            (&mut self.discards, other.discards),
+            (&mut self.discard_bytes, other.discard_bytes),
+            (&mut self.host_flushes, other.host_flushes),
+            (&mut self.cow_copies, other.cow_copies),
+            (&mut self.cow_bytes, other.cow_bytes),
+            (&mut self.background_copies, other.background_copies),
+            (&mut self.background_bytes, other.background_bytes),
+            (&mut self.holes_skipped, other.holes_skipped),
+            (&mut self.group_commits, other.group_commits),
+            (&mut self.group_commit_items, other.group_commit_items),
+            (&mut self.journal_records, other.journal_records),
+            (&mut self.checkpoints, other.checkpoints),
+            (&mut self.table_appends, other.table_appends),
+            (&mut self.errors, other.errors),
+            (&mut self.flushes, other.flushes),
+            (&mut self.flush_us_total, other.flush_us_total),
+        ];
+        for (mine, theirs) in pairs {
+            *mine = mine.saturating_add(theirs);
+        }
+        for (bound, count) in &other.flush_latency_buckets {
+            match self
+                .flush_latency_buckets
+                .iter_mut()
+                .find(|(b, _)| b == bound)
+            {
+                Some((_, c)) => *c = c.saturating_add(*count),
+                None => self.flush_latency_buckets.push((*bound, *count)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod add_tests {
+    use super::MetricsSnapshot;
+
+    #[test]
+    fn adding_snapshots_sums_every_counter_and_bucket() {
+        let a = MetricsSnapshot {
+            reads: 2,
+            cow_bytes: 10,
+            flush_latency_buckets: vec![(Some(100), 1), (None, 2)],
+            ..MetricsSnapshot::default()
+        };
+        let mut b = MetricsSnapshot {
+            reads: 3,
+            errors: 1,
+            flush_latency_buckets: vec![(Some(100), 4), (None, 0)],
+            ..MetricsSnapshot::default()
+        };
+        b.add(&a);
+        assert_eq!((b.reads, b.cow_bytes, b.errors), (5, 10, 1));
+        assert_eq!(b.flush_latency_buckets, [(Some(100), 5), (None, 2)]);
+    }
+}

@@ -74,7 +74,8 @@ async fn health(State(s): State<AppState>) -> Result<Json<Health>, ApiError> {
 async fn metrics(State(s): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let text = s
         .blocking(|n| {
-            let (snap, maps) = n.with(|sub| (sub.metrics(), sub.maps()));
+            let snap = n.metrics();
+            let maps = n.with(|sub| sub.maps());
             let mut out = String::new();
             let mut counter = |name: &str, help: &str, v: u64| {
                 let _ = writeln!(out, "# HELP {name} {help}");
