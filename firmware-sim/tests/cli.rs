@@ -95,7 +95,14 @@ fn every_verb_and_flag_of_cli_md_exists() {
         (&["session", "terminate"], &["--reason"]),
         (
             &["session", "start"],
-            &["--id", "--extent", "--target", "--program", "--host"],
+            &[
+                "--id",
+                "--extent",
+                "--target",
+                "--program",
+                "--host",
+                "--copy-rate",
+            ],
         ),
         (&["table", "show"], &["--volume"]),
         (&["event"], &["ipl", "rm-restart", "abend", "reset"]),

@@ -788,3 +788,52 @@ fn session_wait_returns_when_the_copy_is_done_and_names_a_terminated_session() {
         "wait on an unknown session",
     );
 }
+
+/// `session start --copy-rate N` sets the background rate of the session's
+/// maps: 0 copies only what writes touch (a wait gives up at its timeout,
+/// naming the progress), and a rate outside 0-150 is refused.
+#[test]
+fn a_session_takes_its_own_copy_rate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::boot(tmp.path());
+    d.cli_json(&[
+        "session",
+        "start",
+        "--id",
+        "R0",
+        "--extent",
+        "FB00:0-15",
+        "--target",
+        "FB01",
+        "--copy-rate",
+        "0",
+    ]);
+    let maps = d.cli_json(&["map", "list"]);
+    let m = maps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["source"] == "FB00")
+        .unwrap_or_else(|| panic!("no session map in {maps}"));
+    assert_eq!(m["copy_rate"], 0, "{m}");
+    let out = d.cli(&["session", "wait", "R0", "--timeout", "1"]);
+    assert_fails_with(
+        &out,
+        EXIT_FAILED,
+        "still active (0.0% copied)",
+        "wait on a rate-0 session",
+    );
+    let out = d.cli(&[
+        "session",
+        "start",
+        "--id",
+        "R1",
+        "--extent",
+        "FB02:0-15",
+        "--target",
+        "FB03",
+        "--copy-rate",
+        "151",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "clap refuses 151");
+}

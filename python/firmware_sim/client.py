@@ -183,9 +183,11 @@ class Client:
                 return s
         raise ApiError(404, "unknown_session", f"unknown session {session_id}")
 
-    def start_session(self, session_id, extents, targets, program=None, host=None):
+    def start_session(self, session_id, extents, targets, program=None, host=None,
+                      copy_rate=None):
         """``extents``: ``["FB00:0-15", "SS02/V0:0-15"]``; ``targets``: one per source.
-        ``host``: the owner host (default: the daemon's host id)."""
+        ``host``: the owner host (default: the daemon's host id); ``copy_rate``:
+        background rate of its maps, 0-150 (default 100)."""
         if isinstance(extents, str):
             extents = [extents]
         if isinstance(targets, str):
@@ -195,6 +197,8 @@ class Client:
             body["program"] = program
         if host is not None:
             body["host"] = host
+        if copy_rate is not None:
+            body["copy_rate"] = int(copy_rate)
         return self.post("/sessions", body)
 
     def release_session(self, session_id):

@@ -30,6 +30,7 @@ fn pair(s: &str, a: u64, b: u64, t: &str) -> SessionPair {
         source: s.into(),
         extents: ext(a, b),
         target: t.into(),
+        copy_rate: None,
     }
 }
 

@@ -106,6 +106,7 @@ fn template(root: &Path) {
             id: SessionId::new(format!("NEW{i:02}")).expect("id"),
             program: "DSS".into(),
             host: None,
+            copy_rate: None,
             extents: vec![SessionExtent {
                 subsystem: "SS1".into(),
                 volume: format!("SRC{i:02}"),

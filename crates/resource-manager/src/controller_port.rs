@@ -84,6 +84,7 @@ impl SubsystemPort for ControllerPort {
                 source: p.source.clone(),
                 extents: p.extents.clone(),
                 target: p.target.clone(),
+                copy_rate: p.copy_rate,
             })
             .collect();
         let n = self

@@ -62,6 +62,9 @@ pub struct SessionSpec {
     pub program: String,
     /// The host starting it, its owner (`None`: the resource manager's own host).
     pub host: Option<String>,
+    /// Background copy rate of its maps, SVC 0-150 scale (`None`: each
+    /// subsystem's default for sessions).
+    pub copy_rate: Option<u8>,
     /// Source extents; one physical session is established per subsystem named here.
     pub extents: Vec<SessionExtent>,
 }
@@ -458,6 +461,12 @@ fn plan_pairs(
     ports: &BTreeMap<String, Arc<dyn SubsystemPort>>,
 ) -> Result<BTreeMap<String, Vec<CopyPair>>, RmError> {
     let invalid = |reason: String| RmError::InvalidSpec { reason };
+    if let Some(r) = spec.copy_rate.filter(|r| *r > 150) {
+        return Err(invalid(format!(
+            "session {}: copy rate {r} is outside 0-150",
+            spec.id
+        )));
+    }
     if spec.extents.is_empty() {
         return Err(invalid(format!("session {} names no extents", spec.id)));
     }
@@ -496,6 +505,7 @@ fn plan_pairs(
                         source: e.volume.clone(),
                         extents: e.extents.clone(),
                         target: e.target.clone(),
+                        copy_rate: spec.copy_rate,
                     },
                 );
             }

@@ -26,6 +26,10 @@ pub struct CopyPair {
     pub extents: ExtentSet,
     /// Target volume (on this subsystem); its tracks `extents` receive the image.
     pub target: String,
+    /// Background copy rate of the pair's map, SVC 0-150 scale (`None`: the
+    /// subsystem's default for sessions).
+    #[serde(default)]
+    pub copy_rate: Option<u8>,
 }
 
 /// State of a physical session as the subsystem reports it.

@@ -130,6 +130,7 @@ impl H {
                     id: id.clone(),
                     program: "DSS".into(),
                     host: None,
+                    copy_rate: None,
                     extents: vec![SessionExtent {
                         subsystem: "SS1".into(),
                         volume: SRC[*s].into(),

@@ -40,6 +40,7 @@ fn pair(source: &str, target: &str) -> CopyPair {
         source: source.into(),
         extents: ExtentSet::from(Extent::new(0, 3).unwrap()),
         target: target.into(),
+        copy_rate: None,
     }
 }
 
@@ -93,6 +94,7 @@ fn start_session_reports_the_kind_through_rm_error() {
         id: SessionId::new("BK2").unwrap(),
         program: "DSS".into(),
         host: None,
+        copy_rate: None,
         extents: vec![SessionExtent {
             subsystem: "SS1".into(),
             volume: "SRC0".into(),

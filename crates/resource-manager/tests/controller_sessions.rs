@@ -45,6 +45,7 @@ fn spec(n: usize) -> SessionSpec {
         id: SessionId::new(format!("S{n:02}")).unwrap(),
         program: "DSS".into(),
         host: None,
+        copy_rate: None,
         extents: vec![SessionExtent {
             subsystem: "SS1".into(),
             volume: "SRC0".into(),
@@ -117,6 +118,7 @@ fn pair(id: &str, program: &str, source: &str, target: &str) -> SessionSpec {
         id: SessionId::new(id).unwrap(),
         program: program.into(),
         host: None,
+        copy_rate: None,
         extents: vec![SessionExtent {
             subsystem: "SS1".into(),
             volume: source.into(),

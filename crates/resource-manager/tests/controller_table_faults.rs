@@ -78,6 +78,7 @@ fn spec() -> SessionSpec {
         id: SessionId::new("S1").unwrap(),
         program: "DSS".into(),
         host: None,
+        copy_rate: None,
         extents: vec![SessionExtent {
             subsystem: "SS1".into(),
             volume: "SRC0".into(),

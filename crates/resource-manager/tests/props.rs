@@ -160,6 +160,7 @@ fn make_spec(
         id: sid(id),
         program: program.to_string(),
         host: Some(HOSTS[host].to_string()),
+        copy_rate: None,
         extents: parts
             .iter()
             .map(|&(sub, src, a, len, tgt)| SessionExtent {
@@ -445,6 +446,7 @@ impl Harness {
                     source: e.volume.clone(),
                     extents: ExtentSet::new(),
                     target: e.target.clone(),
+                    copy_rate: None,
                 });
             p.extents = p.extents.union(&e.extents);
         }

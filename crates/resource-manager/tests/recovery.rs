@@ -743,6 +743,7 @@ fn another_hosts_session_being_established_survives_this_hosts_sweeps() {
         source: "S0".into(),
         extents: set(0, 3),
         target: "T0".into(),
+        copy_rate: None,
     }];
     let phys = w.sub("A").establish(&sid("HALF"), "SYS2", &pairs).unwrap();
     let rm = w.rm();

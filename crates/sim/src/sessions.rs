@@ -104,6 +104,7 @@ impl ControllerWorld {
                 .map_err(|e| Violation::new(Invariant::Ipl1, e.to_string()))?,
             program: format!("P{program}"),
             host: None,
+            copy_rate: None,
             extents: vec![SessionExtent {
                 subsystem: self.config.id.clone(),
                 volume: self.names[source].clone(),

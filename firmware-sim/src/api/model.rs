@@ -266,6 +266,9 @@ pub struct StartSession {
     /// The host starting it, its owner (default: the daemon's host id).
     #[serde(default)]
     pub host: Option<String>,
+    /// Background copy rate of its maps, SVC 0-150 (default 100, 64 MiB/s).
+    #[serde(default)]
+    pub copy_rate: Option<u8>,
 }
 
 /// One source volume of a session part.

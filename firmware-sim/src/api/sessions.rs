@@ -269,6 +269,7 @@ async fn start(
                     .clone()
                     .unwrap_or_else(|| DEFAULT_PROGRAM.into()),
                 host: req.host.clone(),
+                copy_rate: req.copy_rate,
                 extents,
             };
             let phys: BTreeMap<_, _> = rm

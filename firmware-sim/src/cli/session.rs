@@ -41,6 +41,10 @@ enum SessionVerb {
         /// restart and abends end it (default: the daemon's host id).
         #[arg(long, value_name = "HOST")]
         host: Option<String>,
+        /// Background copy rate of the session's maps, SVC 0-150 scale
+        /// (default 100, 64 MiB/s; 0: copy only what writes touch).
+        #[arg(long, value_parser = clap::value_parser!(u8).range(0..=150))]
+        copy_rate: Option<u8>,
     },
     /// Mark a session logically complete: its program released serialization,
     /// applications run again and the copy goes on. A restart event still
@@ -93,6 +97,7 @@ pub fn run(cmd: SessionCmd) -> Result<(), CliError> {
             target,
             program,
             host,
+            copy_rate,
         } => {
             let req = StartSession {
                 id,
@@ -100,6 +105,7 @@ pub fn run(cmd: SessionCmd) -> Result<(), CliError> {
                 target: target.join(","),
                 program,
                 host,
+                copy_rate,
             };
             let s: SessionInfo = c.post("/sessions", &req)?;
             emit(json, &s, |s| {

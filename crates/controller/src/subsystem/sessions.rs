@@ -41,6 +41,8 @@ pub struct SessionPair {
     pub extents: ExtentSet,
     /// Target volume (same geometry as the source).
     pub target: String,
+    /// Background copy rate of the pair's map, SVC 0-150 (`None`: 100, 64 MiB/s).
+    pub copy_rate: Option<u8>,
 }
 
 /// State of a physical session.
@@ -145,6 +147,8 @@ impl PhysSession {
                             source: m.source.clone(),
                             extents,
                             target: m.target.clone(),
+                            // The map keeps its own rate; the pair is a record.
+                            copy_rate: None,
                         },
                         MapId(m.map),
                     )
@@ -302,7 +306,7 @@ impl Subsystem {
             for (p, (s, t)) in pairs.iter().zip(&resolved) {
                 let mut spec = MapSpec::new(*s, *t, CopyType::Full);
                 spec.extents = Some(p.extents.clone());
-                spec.copy_rate = SESSION_COPY_RATE;
+                spec.copy_rate = p.copy_rate.unwrap_or(SESSION_COPY_RATE);
                 let m = core.engine.create_map(spec).map_err(|e| {
                     inner
                         .engine_err(&core, e)

@@ -564,6 +564,7 @@ impl World<'_> {
             id: id.clone(),
             program: program.clone(),
             host: None,
+            copy_rate: None,
             extents: parts,
         };
         let r = self.rm.start_session(&spec);

@@ -146,6 +146,7 @@ pub fn spec(id: &str, program: &str, parts: &[(&str, &str, u64, u64, &str)]) -> 
         id: sid(id),
         program: program.to_string(),
         host: None,
+        copy_rate: None,
         extents: parts
             .iter()
             .map(|(sub, vol, a, b, t)| SessionExtent {
