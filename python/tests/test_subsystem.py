@@ -156,3 +156,23 @@ def test_a_failed_boot_leaves_no_directory_behind(monkeypatch):
     with pytest.raises(BootError):
         Subsystem(config='id = "SS01"\n[[volumes]]\nid = "V"\nmodel = "banana"\n')
     assert set(glob.glob(tempfile.gettempdir() + "/firmware-sim-*")) == before
+
+
+def test_names_hosts_and_logical_completion_from_python(subsystem):
+    c = subsystem.client
+    m = c.create_map("FB00", "FB01", copy_type="nocopy", name="nightly")
+    assert m["name"] == "nightly"
+    g = c.create_group(None, [m["id"]], name="db")
+    assert (g["name"], g["maps"]) == ("db", [m["id"]])
+    c.start_group("db")
+    assert c.map("nightly")["state"] == "copying"
+    assert c.map("nightly")["id"] == m["id"]
+    s = c.start_session("K1", "FB02:0-15", "FB03", program="DSS", host="SYS2", copy_rate=0)
+    assert (s["host"], s["state"]) == ("SYS2", "active")
+    assert c.release_session("K1")["logically_complete"] is True
+    # The IPL of host SYS2 alone ends its session; the map is untouched.
+    r = c.event("ipl", host="SYS2")
+    decision = [d for d in r["decisions"] if d["session"] == "K1"][0]
+    assert decision["reason"] == "ipl"
+    assert "logically complete" in decision["why"]
+    assert c.map("nightly")["state"] == "copying"
