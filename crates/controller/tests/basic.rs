@@ -393,3 +393,34 @@ fn control_errors_name_volumes_and_maps_as_users_do() {
         assert!(!text.contains("vol") && !text.contains("map9"), "{text}");
     }
 }
+
+/// A read of an offline target says why in the user's words: the volume by
+/// name, the map by number and the command that brings it back, never the
+/// engine's ids (`vol1`, `map0`).
+#[test]
+fn an_offline_target_is_named_as_the_user_knows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Subsystem::open(dir.path(), config()).unwrap();
+    let m = s
+        .create_map(&MapCreate::new("S", "T", CopyType::Nocopy))
+        .unwrap();
+    s.prepare_map(m).unwrap();
+    let mut buf = vec![0u8; 512];
+    let e = s.read("T", 0, &mut buf).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Offline);
+    let text = e.to_string();
+    assert!(
+        text.contains("volume T is offline")
+            && text.contains(&format!("map {}", m.0))
+            && text.contains(&format!("`map start {}`", m.0)),
+        "{text}"
+    );
+    let engine_id = |prefix: &str| {
+        text.match_indices(prefix)
+            .any(|(i, _)| text[i + prefix.len()..].starts_with(|c: char| c.is_ascii_digit()))
+    };
+    assert!(
+        !engine_id("vol") && !engine_id("map"),
+        "an engine id in: {text}"
+    );
+}

@@ -623,7 +623,7 @@ impl Subsystem {
 }
 
 /// Why a volume is offline, in the words `volume list` prints.
-fn offline_reason(e: &timezero::AccessError) -> String {
+pub(crate) fn offline_reason(e: &timezero::AccessError) -> String {
     use timezero::AccessError as A;
     match e {
         A::TargetOffline { map, state, .. } => {

@@ -461,14 +461,30 @@ pub(crate) fn replay_record(core: &mut Core, payload: &[u8]) -> Result<usize> {
     Ok(ops.len())
 }
 
+/// An engine access error of a request to `volume`, in the user's words:
+/// the volume by name and maps by number, never the engine's ids (the
+/// engine's volume in these errors is the volume the request is for).
 pub(crate) fn access_err(e: timezero::AccessError, volume: &str) -> ControllerError {
     use timezero::AccessError as A;
-    let kind = match e {
-        A::UnknownVolume(_) => ErrorKind::NotFound,
-        A::OutOfRange { .. } => ErrorKind::OutOfRange,
+    let (kind, msg) = match &e {
+        A::UnknownVolume(_) => (ErrorKind::NotFound, format!("unknown volume {volume}")),
+        A::OutOfRange { grain, grains, .. } => (
+            ErrorKind::OutOfRange,
+            format!("volume {volume}: track {grain} is beyond its {grains} tracks"),
+        ),
         // Offline targets, suspended maps, unresolvable restore cycles and any
         // later reason the engine cannot give an image: an error, never data.
-        _ => ErrorKind::Offline,
+        A::TargetOffline { .. } | A::Suspended { .. } => (
+            ErrorKind::Offline,
+            format!(
+                "volume {volume} is offline: {}",
+                super::control::offline_reason(&e)
+            ),
+        ),
+        A::Unresolvable { grain, .. } => (
+            ErrorKind::Offline,
+            format!("volume {volume}: track {grain} cannot be resolved (a loop of restores)"),
+        ),
     };
-    err(kind, format!("volume {volume}: {e}"))
+    err(kind, msg)
 }
