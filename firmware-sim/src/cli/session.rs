@@ -185,6 +185,9 @@ fn wait(
             bar.finish_and_clear();
         }
     };
+    // Without a timeout, a session whose maps here all copy at rate 0 is
+    // refused at once (as `map wait` refuses a nocopy map).
+    let mut first = timeout.is_none();
     loop {
         let all: Vec<SessionInfo> = c.get(path)?;
         let Some(s) = all.into_iter().find(|s| s.id == id) else {
@@ -227,6 +230,18 @@ fn wait(
             clear();
             return Ok(s);
         }
+        if first && copies_nothing(c, id)? {
+            clear();
+            return Err(CliError::Api {
+                status: 409,
+                kind: "wrong_state".into(),
+                message: format!(
+                    "session {id} copies at rate 0: only what writes touch is copied, so its \
+                     copy may never finish; wait with --timeout, or start it with --copy-rate"
+                ),
+            });
+        }
+        first = false;
         if let Some(t) = timeout {
             if started.elapsed() >= t {
                 clear();
@@ -239,6 +254,22 @@ fn wait(
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Whether every map of session `id` on this daemon has background copy
+/// rate 0 (and there is at least one).
+fn copies_nothing(c: &crate::client::ApiClient, id: &str) -> Result<bool, CliError> {
+    let groups: Vec<crate::api::model::GroupInfo> = c.get("/groups")?;
+    let Some(g) = groups.iter().find(|g| g.session.as_deref() == Some(id)) else {
+        return Ok(false);
+    };
+    let maps: Vec<crate::api::model::MapInfo> = c.get("/mappings")?;
+    let rates: Vec<u8> = maps
+        .iter()
+        .filter(|m| g.maps.contains(&m.id))
+        .map(|m| m.copy_rate)
+        .collect();
+    Ok(!rates.is_empty() && rates.iter().all(|r| *r == 0))
 }
 
 fn print_sessions(ss: &[SessionInfo]) {
