@@ -27,7 +27,7 @@ use parking_lot::Mutex;
 
 use crate::error::RmError;
 use crate::ledger::{Ledger, SessionLedger, SessionState};
-use crate::port::{CopyPair, PortError, SubsystemPort};
+use crate::port::{CopyPair, PhysicalSession, PortError, SubsystemPort};
 use crate::report::{PhysicalPart, Progress, SessionInfo};
 
 /// Reason recorded when a start fails part-way and is rolled back.
@@ -320,28 +320,14 @@ impl ResourceManager {
             }
             SessionState::Active | SessionState::Resumed => {}
         }
-        for sub in session.rows.keys() {
-            let port = inner.port(sub)?;
-            for phys in session.open_phys_on(sub) {
-                let info = port.query(phys).map_err(port_err(sub, "query"))?;
-                let info = match info {
-                    Some(i) if i.owner == *id && i.state.is_whole() => i,
-                    _ => {
-                        return Err(RmError::PhysicalSessionGone {
-                            id: id.clone(),
-                            subsystem: sub.clone(),
-                            phys,
-                        })
-                    }
-                };
-                if info.copied_tracks < info.total_tracks {
-                    return Err(RmError::CopyIncomplete {
-                        id: id.clone(),
-                        subsystem: sub.clone(),
-                        copied: info.copied_tracks,
-                        total: info.total_tracks,
-                    });
-                }
+        for (sub, info) in inner.whole_parts(&session)? {
+            if info.copied_tracks < info.total_tracks {
+                return Err(RmError::CopyIncomplete {
+                    id: id.clone(),
+                    subsystem: sub,
+                    copied: info.copied_tracks,
+                    total: info.total_tracks,
+                });
             }
         }
         inner.settle(&[&session], EntryStatus::Completed)?;
@@ -413,19 +399,7 @@ impl ResourceManager {
         if session.logically_complete && !pending {
             return Ok(());
         }
-        for sub in session.rows.keys() {
-            let port = inner.port(sub)?;
-            for phys in session.open_phys_on(sub) {
-                let info = port.query(phys).map_err(port_err(sub, "query"))?;
-                if !info.is_some_and(|i| i.owner == *id && i.state.is_whole()) {
-                    return Err(RmError::PhysicalSessionGone {
-                        id: id.clone(),
-                        subsystem: sub.clone(),
-                        phys,
-                    });
-                }
-            }
-        }
+        inner.whole_parts(&session)?;
         let mut plan = SettlePlan::default();
         plan.add_rows(&session, EntryStatus::LogicallyComplete, now_ms());
         if let Some(e) = inner.execute(plan)?.into_iter().next() {
@@ -537,6 +511,31 @@ impl Inner {
             .get(id)
             .cloned()
             .ok_or_else(|| RmError::UnknownSession { id: id.clone() })
+    }
+
+    /// What each subsystem reports for the open physical sessions of `s`,
+    /// all of which must still be its own and whole (active or quiesced);
+    /// else [`RmError::PhysicalSessionGone`] for the first that is not.
+    fn whole_parts(&self, s: &SessionLedger) -> Result<Vec<(String, PhysicalSession)>, RmError> {
+        let mut parts = Vec::new();
+        for sub in s.rows.keys() {
+            let port = self.port(sub)?;
+            for phys in s.open_phys_on(sub) {
+                match port.query(phys).map_err(port_err(sub, "query"))? {
+                    Some(i) if i.owner == s.id && i.state.is_whole() => {
+                        parts.push((sub.clone(), i))
+                    }
+                    _ => {
+                        return Err(RmError::PhysicalSessionGone {
+                            id: s.id.clone(),
+                            subsystem: sub.clone(),
+                            phys,
+                        })
+                    }
+                }
+            }
+        }
+        Ok(parts)
     }
 
     /// The host that owns `s`: the one its rows record, else this manager's.
