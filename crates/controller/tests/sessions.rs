@@ -465,3 +465,62 @@ fn a_freeze_holds_writes_while_a_session_is_established() {
         .unwrap_err();
     assert!(e.to_string().contains("60 s"), "{e}");
 }
+
+/// Patent B, claim 1: k backup sessions on one volume share one cascade, so
+/// a host's first write to a track they all protect copies once, not k
+/// times, and each session still reads its own time zero. Ending the newest
+/// session hands the tracks it holds to the older ones first.
+#[test]
+fn sessions_on_one_volume_cost_one_copy_per_first_write() {
+    let vs = VirtualSubsystem::boot(config()).unwrap();
+    let sub = vs.sub();
+    vs.write_pattern("V00", 0, (40 * TRACK) as usize, 1, true)
+        .unwrap();
+    let mut phys = Vec::new();
+    for (k, t) in ["V01", "V02", "V03", "V04"].iter().enumerate() {
+        let mut p = pair("V00", 0, 39, t);
+        p.copy_rate = Some(0);
+        phys.push(sub.establish_session(&format!("K{k}"), None, &[p]).unwrap());
+        // Each session sees a different time zero.
+        vs.write_pattern(
+            "V00",
+            (30 + k as u64) * TRACK,
+            TRACK as usize,
+            10 + k as u64,
+            true,
+        )
+        .unwrap();
+    }
+    let cascades = sub.cascades();
+    assert_eq!(cascades.len(), 1, "one shared cascade: {cascades:?}");
+    let before = sub.metrics().cow_copies;
+    vs.write_pattern("V00", 5 * TRACK, (4 * TRACK) as usize, 7, true)
+        .unwrap();
+    let copies = sub.metrics().cow_copies - before;
+    assert_eq!(
+        copies, 4,
+        "4 first-written tracks, 4 sessions: one copy per track"
+    );
+    // Every session reads its own time zero: the tracks written before it
+    // started, the original data elsewhere.
+    for (k, t) in ["V01", "V02", "V03", "V04"].iter().enumerate() {
+        vs.check_pattern(t, 5 * TRACK, (4 * TRACK) as usize, 1)
+            .unwrap();
+        for j in 0..4u64 {
+            let seed = if (j as usize) < k { 10 + j } else { 1 };
+            vs.check_pattern(t, (30 + j) * TRACK, TRACK as usize, seed)
+                .unwrap_or_else(|e| panic!("{t} track {}: {e}", 30 + j));
+        }
+    }
+    // The newest session ends; the older ones keep their images.
+    assert!(sub.withdraw_session(phys[3], Some("K3")).unwrap());
+    while sub.copy_step(1 << 30).unwrap().more {}
+    for t in ["V01", "V02", "V03"] {
+        vs.check_pattern(t, 5 * TRACK, (4 * TRACK) as usize, 1)
+            .unwrap();
+    }
+    assert!(sub
+        .physical_sessions()
+        .iter()
+        .all(|s| s.state == PhysSessionState::Active));
+}

@@ -58,6 +58,10 @@ enum Op {
         map: u8,
         force: bool,
     },
+    /// A session's end: stop with cleaning, then gone (E6).
+    Withdraw {
+        map: u8,
+    },
     Background {
         map: u8,
         n: u8,
@@ -98,6 +102,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (any::<u8>(), any::<bool>()).prop_map(|(map, restore)| Op::Start { map, restore }),
         5 => (any::<u8>(), proptest::bool::weighted(0.3)).prop_map(|(map, force)| Op::Stop { map, force }),
         3 => (any::<u8>(), any::<bool>()).prop_map(|(map, force)| Op::Delete { map, force }),
+        3 => any::<u8>().prop_map(|map| Op::Withdraw { map }),
         14 => (any::<u8>(), 1u8..6).prop_map(|(map, n)| Op::Background { map, n }),
         2 => any::<u8>().prop_map(|map| Op::Suspend { map }),
         3 => any::<u8>().prop_map(|map| Op::Resume { map }),
@@ -218,6 +223,20 @@ fn apply(sim: &mut Sim, op: &Op) {
                 let ok = sim.control(|e| e.delete(id, force));
                 if st == Some(timezero::MapState::Stopped) && !force {
                     assert!(!ok, "I16: delete of a stopped map without force accepted");
+                }
+            }
+        }
+        Op::Withdraw { map } => {
+            if let Some(id) = pick(&ids, map) {
+                let ok = sim.control(|e| e.withdraw(id).map(|_| ()));
+                if ok {
+                    let st = sim.eng.map_state(id);
+                    assert!(
+                        st.is_none()
+                            || (st == Some(timezero::MapState::Stopping)
+                                && sim.eng.is_withdrawn(id)),
+                        "a withdrawn map is gone or cleaning, not {st:?}"
+                    );
                 }
             }
         }

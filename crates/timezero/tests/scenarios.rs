@@ -689,3 +689,136 @@ fn a_forced_stop_that_would_close_a_restore_loop_is_refused() {
         }
     }
 }
+
+fn session_map(e: &mut Engine, s: u32, t: u32, first: u64, last: u64) -> MapId {
+    let mut spec = MapSpec::new(VolumeId(s), VolumeId(t), CopyType::Full);
+    spec.extents = Some(geometry::ExtentSet::from(vec![geometry::Extent::new(
+        first, last,
+    )
+    .unwrap()]));
+    spec.copy_rate = 0;
+    let id = e.create_map(spec).unwrap();
+    e.start(id, PREP).unwrap();
+    id
+}
+
+/// Patent B, claim 1 (E6): extent-limited maps of one backup type join one
+/// cascade, so k sessions on a volume cost one copy per host write; each
+/// member passes through the grains outside its extents.
+#[test]
+fn extent_limited_maps_share_one_cascade_and_a_write_copies_once() {
+    let mut e = Engine::new();
+    for v in 0..5 {
+        e.add_volume(VolumeId(v), 64).unwrap();
+    }
+    let old = session_map(&mut e, 0, 1, 0, 31);
+    let mid = session_map(&mut e, 0, 2, 16, 47);
+    let new = session_map(&mut e, 0, 3, 40, 63);
+    let c = e.cascades();
+    assert_eq!(c.len(), 1, "one shared cascade, not one per session: {c:?}");
+    assert!(!c[0].private);
+    assert_eq!(c[0].members, vec![VolumeId(3), VolumeId(2), VolumeId(1)]);
+    // Grain 20: covered by old and mid; the newest covering member (mid)
+    // takes the only copy, old reads it through mid.
+    let plan = e.plan_write(VolumeId(0), 20..21, true).unwrap();
+    assert_eq!(plan.copies.len(), 1, "one copy for two sessions: {plan:?}");
+    assert_eq!(plan.copies[0].to, VolumeId(2));
+    e.commit_copies(&plan.copies);
+    e.record_write(VolumeId(0), 20..21);
+    assert_eq!(e.resolve_read(VolumeId(1), 20), Ok(VolumeId(2)));
+    // Grain 5: only old covers it; new and mid are transparent there.
+    let plan = e.plan_write(VolumeId(0), 5..6, true).unwrap();
+    assert_eq!(plan.copies.len(), 1);
+    assert_eq!(plan.copies[0].to, VolumeId(1));
+    e.commit_copies(&plan.copies);
+    // Grain 45: new and mid cover it; the copy goes to new only.
+    let plan = e.plan_write(VolumeId(0), 45..46, true).unwrap();
+    assert_eq!(plan.copies.len(), 1);
+    assert_eq!(plan.copies[0].to, VolumeId(3));
+    e.commit_copies(&plan.copies);
+    assert_eq!(e.resolve_read(VolumeId(2), 45), Ok(VolumeId(3)));
+    // Outside its extents a target reads its own data.
+    assert_eq!(e.resolve_read(VolumeId(3), 5), Ok(VolumeId(3)));
+    // A map from a transparent member starts a private cascade of its own.
+    let from_mid = e
+        .create_map(MapSpec::new(VolumeId(2), VolumeId(4), CopyType::Full))
+        .unwrap();
+    e.start(from_mid, PREP).unwrap();
+    let c = e.cascades();
+    assert_eq!(c.len(), 2);
+    assert!(c.iter().any(|c| c.private && c.head == VolumeId(2)));
+    let _ = (old, mid, new);
+}
+
+/// A completed extent-limited member is not cut (its own data outside its
+/// extents must not become the view of older sessions): it stays, parked
+/// at 100 %, until no member reads through it. Withdrawing it (the
+/// session's end) hands its grains down first, so the older session's
+/// image never changes.
+#[test]
+fn a_finished_session_map_parks_and_its_withdraw_cleans_before_it_goes() {
+    let mut sim = Sim::new(3, 64);
+    let spec = |s: u32, t: u32, first: u64, last: u64| {
+        let mut spec = MapSpec::new(VolumeId(s), VolumeId(t), CopyType::Full);
+        spec.extents = Some(geometry::ExtentSet::from(vec![geometry::Extent::new(
+            first, last,
+        )
+        .unwrap()]));
+        spec.copy_rate = 50;
+        spec
+    };
+    let old = sim.eng.create_map(spec(0, 1, 0, 31)).unwrap();
+    let new = sim.eng.create_map(spec(0, 2, 0, 31)).unwrap();
+    start(&mut sim, old, PREP);
+    sim.write(VolumeId(0), 3, true);
+    sim.check();
+    start(&mut sim, new, PREP);
+    // A write both cover: one copy, into the newer target.
+    sim.write(VolumeId(0), 7, true);
+    sim.check();
+    sim.background(new, 64);
+    sim.check();
+    assert_eq!(sim.eng.map_state(new), Some(MapState::Copying));
+    assert_eq!(sim.eng.progress_percent(new), Some(100));
+    assert!(
+        sim.eng.map_info(new).unwrap().cascade.is_some(),
+        "parked in the chain while the older session reads through it"
+    );
+    // The older session still reads grain 7 through the newer target.
+    assert_eq!(sim.eng.resolve_read(VolumeId(1), 7), Ok(VolumeId(2)));
+    // Withdraw: stop with cleaning; the older map is not stopped.
+    assert!(sim.control(|e| e.withdraw(new).map(|_| ())));
+    assert!(sim.eng.is_withdrawn(new));
+    assert_eq!(sim.eng.map_state(old), Some(MapState::Copying));
+    assert_eq!(sim.eng.clean_remaining(new), Some(31));
+    sim.background(new, 64);
+    sim.check();
+    assert_eq!(sim.eng.map_state(new), None, "deleted once clean");
+    // The older target holds every grain now: it finished and left too.
+    assert_eq!(sim.eng.map_state(old), Some(MapState::IdleOrCopied));
+    assert_eq!(sim.eng.resolve_read(VolumeId(1), 7), Ok(VolumeId(1)));
+}
+
+/// A stopping map that was cleaning only for the member below it finishes
+/// as soon as that member leaves, not at some later, unrelated commit
+/// (found by the model test with withdraws: it finished as a side effect of
+/// an abandoned plan).
+#[test]
+fn a_stopping_map_finishes_when_the_member_it_cleans_for_leaves() {
+    let mut sim = Sim::new(3, 16);
+    let older = create(&mut sim, 0, 1, CopyType::Nocopy);
+    let newer = create(&mut sim, 0, 2, CopyType::Nocopy);
+    start(&mut sim, older, PREP);
+    start(&mut sim, newer, PREP);
+    sim.write(VolumeId(0), 4, true);
+    sim.check();
+    assert!(sim.control(|e| e.stop(newer, false)));
+    assert_eq!(sim.eng.map_state(newer), Some(MapState::Stopping));
+    assert!(sim.control(|e| e.stop(older, true)));
+    sim.check();
+    assert_eq!(
+        sim.eng.map_state(newer),
+        Some(MapState::Stopped),
+        "nothing is left to clean for"
+    );
+}

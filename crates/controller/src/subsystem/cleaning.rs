@@ -1,8 +1,8 @@
 //! Cleaning progress of stopping maps (QA Q25).
 //!
-//! A stopping map must clean the grains split on its target but not on its
-//! downstream neighbour's; the count left is computed from the engine's
-//! bitmaps. The total to clean is remembered when the map is stopped (or,
+//! A stopping map must clean the grains its target holds that a member
+//! downstream still reads through it; the engine counts them
+//! (`Engine::clean_remaining`). The total to clean is remembered when the map is stopped (or,
 //! for a map found stopping after an IPL, when first seen, so the percent
 //! then restarts from that point); it lives in memory only.
 
@@ -12,31 +12,11 @@ use timezero::{Engine, MapId, MapState};
 
 use super::Subsystem;
 
-/// Grains `map` still has to clean (0 when it has no downstream neighbour).
+/// Grains `map` still has to clean (0 when nothing reads through its
+/// target), as the engine counts them: with extent-limited members the
+/// receiver of a grain need not be the downstream neighbour.
 fn clean_remaining(engine: &Engine, map: MapId) -> Option<u64> {
-    let info = engine.map_info(map)?;
-    let target = info.spec.target;
-    let cascades = engine.cascades();
-    let members = &cascades
-        .iter()
-        .find(|c| c.members.contains(&target))?
-        .members;
-    let i = members.iter().position(|v| *v == target)?;
-    let Some(down) = members.get(i + 1) else {
-        return Some(0);
-    };
-    let down_map = engine
-        .maps()
-        .into_iter()
-        .find(|m| m.spec.target == *down && m.state.is_active())?;
-    let (a, b) = (engine.split_bitmap(map)?, engine.split_bitmap(down_map.id)?);
-    Some(
-        a.as_words()
-            .iter()
-            .zip(b.as_words())
-            .map(|(x, y)| u64::from((x & !y).count_ones()))
-            .sum(),
-    )
+    engine.clean_remaining(map)
 }
 
 /// Percent cleaned of `total`, with `remaining` left.

@@ -385,28 +385,31 @@ impl Subsystem {
                 return Ok(false);
             }
             let s = s.clone();
-            // Force-stop first: a suspended (or stopping) map cannot be deleted
-            // directly, and a terminated session must not keep protecting extents.
-            if core.engine.groups().iter().any(|g| g.id == s.group) {
-                core.engine.stop_group(s.group, true).map_err(|e| {
-                    self.inner
-                        .engine_err(core, e)
-                        .context(format!("withdraw session {phys}"))
-                })?;
-            }
+            // Each map ends with a stop with cleaning: an older session's
+            // target in the same cascade may read through this one's (E6 in
+            // timezero), and gets those grains before the map goes. A map
+            // with nothing to hand down goes at once; one that cannot clean
+            // (suspended) is force-stopped and deleted.
+            let mut draining = Vec::new();
             for m in s.maps() {
                 if core.engine.map_state(m).is_some() {
-                    core.engine.delete(m, true).map_err(|e| {
+                    let gone = core.engine.withdraw(m).map_err(|e| {
                         self.inner
                             .engine_err(core, e)
                             .context(format!("withdraw session {phys}"))
                     })?;
+                    if !gone {
+                        draining.push(m);
+                    }
                 }
             }
             if core.engine.groups().iter().any(|g| g.id == s.group) {
                 core.engine
                     .delete_group(s.group, true)
                     .map_err(|e| self.inner.engine_err(core, e))?;
+            }
+            if !draining.is_empty() {
+                tracing::info!(session = %s.session, phys, maps = ?draining, "session maps hand their grains to older sessions before they go");
             }
             core.sessions.remove(&phys);
             core.unhardened_maps.retain(|m| !s.maps().contains(m));

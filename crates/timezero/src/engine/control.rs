@@ -76,10 +76,13 @@ impl Engine {
         self.next_map += 1;
         let outside = grains - spec.extents.as_ref().map_or(grains, |e| e.track_count());
         let (source, target) = (spec.source, spec.target);
+        let cover = super::cover_of(spec.extents.as_ref(), grains);
         self.maps.insert(
             id,
             Map {
                 diff: spec.incremental.then(|| Bitmap::new(grains)),
+                cover,
+                withdrawn: false,
                 spec,
                 state: MapState::IdleOrCopied,
                 resume_to: None,
@@ -250,12 +253,7 @@ impl Engine {
         let mut shape = Shape::after_pending(self);
         for &id in &order {
             let m = &self.maps[&id];
-            shape.start(
-                m.spec.source,
-                m.spec.target,
-                m.spec.copy_type,
-                m.spec.extents.is_some(),
-            );
+            shape.start(m.spec.source, m.spec.target, m.spec.copy_type);
             if let Some(volumes) = shape.cycle() {
                 return Err(ControlError::RestoreCycle { map: id, volumes });
             }
@@ -351,23 +349,21 @@ impl Engine {
                 c.frozen = true;
             }
         }
-        let partial = self.maps[&id].spec.extents.is_some();
-        let found = if partial {
-            None
-        } else {
-            self.cascade_of_type(s, ty)
-        };
-        let cid = match found {
-            Some((cid, i)) => {
-                let c = self.cascades.get_mut(&cid).expect("found");
+        let ext = self.maps[&id].spec.extents.is_some();
+        let place = super::insert::place(&self.cascades, s, ty, ext, |v| {
+            self.is_transparent_member(v)
+        });
+        let cid = match place {
+            super::insert::Place::At(cid, i) => {
+                let c = self.cascades.get_mut(&cid).expect("placed");
                 c.members.insert(i, t);
                 cid
             }
-            None => self.new_cascade(Cascade {
+            super::insert::Place::New { private } => self.new_cascade(Cascade {
                 ty,
                 head: s,
                 frozen: false,
-                private: partial,
+                private,
                 members: vec![t],
             }),
         };
@@ -518,6 +514,52 @@ impl Engine {
         }
         self.delete_internal(id, false);
         Ok(())
+    }
+
+    /// Ends a map for good on behalf of its owner (a backup session that
+    /// completes or is terminated). Members downstream that read through its
+    /// target first receive the grains they read (a stop with cleaning), so
+    /// no other map's image changes: with extent-limited maps in one shared
+    /// cascade (E6) an older session reads through a newer one's target.
+    /// Returns `true` when the map is gone at once; `false` when it stays,
+    /// stopping and marked withdrawn, until its cleaning ends and it deletes
+    /// itself. A map that cannot clean (suspended, or a stop with cleaning
+    /// refused) is force-stopped and deleted, as `delete --force` does.
+    pub fn withdraw(&mut self, id: MapId) -> Result<bool, ControlError> {
+        let m = self.map(id)?;
+        if let Some(g) = m.group {
+            self.leave_group(id, g);
+        }
+        let m = &self.maps[&id];
+        let member = self.vols[&m.spec.target].member_of.is_some();
+        let cleans = member
+            && matches!(m.state, MapState::Copying | MapState::Stopping)
+            && self.check_stop(id, false).is_ok();
+        if cleans {
+            self.maps.get_mut(&id).expect("checked").withdrawn = true;
+            if self.maps[&id].state == MapState::Copying {
+                self.stop_one(id, false);
+            }
+            self.try_finish_stopping(id);
+            return Ok(!self.maps.contains_key(&id));
+        }
+        match self.maps[&id].state {
+            MapState::IdleOrCopied | MapState::Stopped => {}
+            _ => {
+                self.check_stop(id, true)?;
+                self.force_stop(id);
+            }
+        }
+        if self.maps.contains_key(&id) {
+            self.delete_internal(id, false);
+        }
+        Ok(true)
+    }
+
+    /// Whether `id` was withdrawn and is still cleaning before it deletes
+    /// itself ([`Engine::withdraw`]).
+    pub fn is_withdrawn(&self, id: MapId) -> bool {
+        self.maps.get(&id).is_some_and(|m| m.withdrawn)
     }
 
     /// Bitmap offline: copying/stopping -> suspended (source and target offline).

@@ -27,6 +27,9 @@ use super::{Cascade, Engine};
 pub(crate) struct Shape {
     cascades: BTreeMap<CascadeId, Cascade>,
     next: u32,
+    /// Targets of extent-limited maps (transparent where they are members
+    /// of shared cascades, E6).
+    extent_limited: BTreeSet<VolumeId>,
 }
 
 impl Shape {
@@ -34,6 +37,12 @@ impl Shape {
         Shape {
             cascades: eng.cascades.clone(),
             next: eng.next_cascade,
+            extent_limited: eng
+                .maps
+                .values()
+                .filter(|m| m.spec.extents.is_some())
+                .map(|m| m.spec.target)
+                .collect(),
         }
     }
 
@@ -66,37 +75,28 @@ impl Shape {
     }
 
     /// What `start_one` does to the structure: freeze the cascades `t`
-    /// heads, then insert `t` after `s` in `s`'s cascade of type `ty` (or
-    /// start a new one; always new when `private`).
-    pub(crate) fn start(&mut self, s: VolumeId, t: VolumeId, ty: CopyType, private: bool) {
+    /// heads, then place `t` as `insert::place` says.
+    pub(crate) fn start(&mut self, s: VolumeId, t: VolumeId, ty: CopyType) {
         for c in self.cascades.values_mut() {
             if c.head == t {
                 c.frozen = true;
             }
         }
-        let found = if private {
-            None
-        } else {
-            self.member_of(s)
-                .filter(|cid| self.cascades[cid].ty == ty)
-                .and_then(|cid| {
-                    let i = self.cascades[&cid].members.iter().position(|x| *x == s)?;
-                    Some((cid, i + 1))
-                })
-                .or_else(|| {
-                    self.cascades
-                        .iter()
-                        .find(|(_, c)| c.head == s && !c.frozen && !c.private && c.ty == ty)
-                        .map(|(id, _)| (*id, 0))
-                })
+        let ext = &self.extent_limited;
+        let transparent = |v: VolumeId| {
+            ext.contains(&v)
+                && self
+                    .cascades
+                    .values()
+                    .any(|c| !c.private && c.members.contains(&v))
         };
-        match found {
-            Some((cid, i)) => {
+        match super::insert::place(&self.cascades, s, ty, ext.contains(&t), transparent) {
+            super::insert::Place::At(cid, i) => {
                 if let Some(c) = self.cascades.get_mut(&cid) {
                     c.members.insert(i, t);
                 }
             }
-            None => {
+            super::insert::Place::New { private } => {
                 let id = CascadeId(self.next);
                 self.next += 1;
                 self.cascades.insert(
@@ -213,6 +213,7 @@ mod tests {
                 (CascadeId(1), cascade(2, true, &[0])),
             ]),
             next: 2,
+            extent_limited: BTreeSet::new(),
         };
         assert_eq!(shape.cycle(), None);
         shape.remove(VolumeId(1));
@@ -227,10 +228,11 @@ mod tests {
         let mut shape = Shape {
             cascades: BTreeMap::from([(CascadeId(0), cascade(1, true, &[0]))]),
             next: 1,
+            extent_limited: BTreeSet::new(),
         };
-        shape.start(VolumeId(0), VolumeId(1), CopyType::Nocopy, false);
+        shape.start(VolumeId(0), VolumeId(1), CopyType::Nocopy);
         assert_eq!(shape.cycle(), None, "x heads a live cascade: no loop yet");
-        shape.start(VolumeId(3), VolumeId(0), CopyType::Full, false);
+        shape.start(VolumeId(3), VolumeId(0), CopyType::Full);
         assert_eq!(shape.cycle(), Some(vec![VolumeId(0), VolumeId(1)]));
     }
 
@@ -242,6 +244,7 @@ mod tests {
                 (CascadeId(1), cascade(1, false, &[0])),
             ]),
             next: 2,
+            extent_limited: BTreeSet::new(),
         };
         assert_eq!(shape.cycle(), Some(vec![VolumeId(0), VolumeId(1)]));
     }

@@ -19,18 +19,35 @@
 //! - E5 A copying map that is not a member has a full split bitmap (it was cut
 //!   at completion and waits for its dependants).
 //! - E6 Extent-limited maps: split bits outside the extents are preset at
-//!   start (the target keeps its own data there, so "full" = complete). Such
-//!   a target would change its downstream neighbours' views if inserted in
-//!   the middle of a chain, so an extent-limited map always starts its own
-//!   *private* cascade `[S, T]`: private cascades are never used for inserting
-//!   maps from their head (E2 counts only shared roles), but are otherwise
-//!   ordinary (writes to `S` preserve into `T`; maps from `T` insert after `T`).
+//!   start (the target keeps its own data there, so "full" = complete). In a
+//!   *shared* (non-private) cascade such a member is **transparent** at the
+//!   grains it does not cover: resolution walks past it, rule B hands a
+//!   change to the next member that covers the grain, and rule A to the
+//!   first covering member of a frozen cascade. So extent-limited maps join
+//!   the cascade of their type like any other (Patent B, claim 1: k backup
+//!   sessions on one volume cost one copy per host write). Two rules keep
+//!   transparency sound:
+//!   - nothing is inserted into a shared chain to read through an
+//!     extent-limited member: a map whose source is one starts a *private*
+//!     cascade headed by it (private cascades are never used for insertion
+//!     from their head, E2 counts only shared roles, and nothing in them is
+//!     transparent: all their members derive from their first member). A
+//!     member whose map names such a member as its source can still sit
+//!     below it, after a cut rehomed it (it then reads through the cut
+//!     target, not through its map's source), so this is a rule of
+//!     insertion, not a shape `load` could check;
+//!   - an extent-limited member is never cut at completion (its own data
+//!     outside its extents must not become its dependants' view): it stays
+//!     in the chain at 100 %, *parked*, until no member downstream reads
+//!     through it, then leaves with no view changing.
 //! - E7 Split bits of an active map only go 0 -> 1; they are reset only at start.
 
 mod control;
 mod cycles;
 mod groups;
+mod insert;
 mod plan;
+mod reach;
 mod runs;
 mod settle;
 
@@ -78,6 +95,12 @@ pub(crate) struct Map {
     pub(crate) pending: u32,
     /// Every grain above this one is split (background scan hint, not persisted).
     pub(crate) bg_cursor: u64,
+    /// The grains an extent-limited map covers (`None`: every grain). Derived
+    /// from the spec, not persisted.
+    pub(crate) cover: Option<Bitmap>,
+    /// Withdrawn while members downstream still read through its target: it
+    /// cleans, then deletes itself instead of stopping (persisted).
+    pub(crate) withdrawn: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -121,6 +144,9 @@ pub struct Engine {
     pub(crate) n_suspended: usize,
     /// Copying maps already cut at 100 % that wait for their dependants.
     pub(crate) waiting: std::collections::BTreeSet<MapId>,
+    /// Extent-limited members of shared cascades at 100 %, kept in the chain
+    /// while downstream members read through them (E6).
+    pub(crate) parked: std::collections::BTreeSet<MapId>,
 }
 
 impl Engine {
@@ -345,24 +371,29 @@ impl Engine {
         vol.target_map
     }
 
-    /// Cascade of type `ty` holding `v` in a non-frozen role, with `v`'s chain
-    /// index (0 = head).
-    pub(crate) fn cascade_of_type(&self, v: VolumeId, ty: CopyType) -> Option<(CascadeId, usize)> {
-        let vol = self.vols.get(&v)?;
-        if let Some(cid) = vol.member_of {
-            let c = &self.cascades[&cid];
-            if c.ty == ty {
-                let i = c.members.iter().position(|x| *x == v)?;
-                return Some((cid, i + 1));
-            }
+    /// The grains member `v` of cascade `cid` answers for, when it is
+    /// transparent elsewhere (an extent-limited member of a shared cascade,
+    /// E6); `None` when it answers for every grain.
+    pub(crate) fn member_cover(&self, cid: CascadeId, v: VolumeId) -> Option<&Bitmap> {
+        if self.cascades.get(&cid)?.private {
+            return None;
         }
-        vol.heads
-            .iter()
-            .find(|cid| {
-                let c = &self.cascades[*cid];
-                !c.frozen && !c.private && c.ty == ty
-            })
-            .map(|cid| (*cid, 0))
+        let id = self.vols.get(&v)?.target_map?;
+        self.maps.get(&id)?.cover.as_ref()
+    }
+
+    /// Whether member `v` of cascade `cid` is transparent at grain `g` (E6).
+    pub(crate) fn skips(&self, cid: CascadeId, v: VolumeId, g: u64) -> bool {
+        self.member_cover(cid, v).is_some_and(|c| !c.get(g))
+    }
+
+    /// Whether `v` is an extent-limited member of a shared cascade (nothing
+    /// in that chain may derive from it, E6).
+    pub(crate) fn is_transparent_member(&self, v: VolumeId) -> bool {
+        self.vols
+            .get(&v)
+            .and_then(|vol| vol.member_of)
+            .is_some_and(|cid| self.member_cover(cid, v).is_some())
     }
 
     /// Every (cascade, chain index) where `v` has a non-frozen role.
@@ -490,6 +521,9 @@ impl Engine {
         } else {
             self.waiting.remove(&map);
         }
+        if to != MapState::Copying {
+            self.parked.remove(&map);
+        }
     }
 
     /// Recompute derived indexes (after load).
@@ -507,7 +541,29 @@ impl Engine {
             })
             .map(|(id, _)| *id)
             .collect();
+        self.parked = self
+            .maps
+            .iter()
+            .filter(|(_, m)| {
+                m.state == MapState::Copying
+                    && m.split.is_full()
+                    && self.is_transparent_member(m.spec.target)
+            })
+            .map(|(id, _)| *id)
+            .collect();
     }
+}
+
+/// The grains an extent set covers, as a bitmap of `grains` bits (`None`
+/// for no extent set: every grain).
+pub(crate) fn cover_of(extents: Option<&geometry::ExtentSet>, grains: u64) -> Option<Bitmap> {
+    let e = extents?;
+    let mut b = Bitmap::new(grains);
+    for x in e.extents() {
+        b.set_range(x.first, x.last.saturating_add(1).min(grains));
+    }
+    b.clear_dirty();
+    Some(b)
 }
 
 fn split_in(m: &Map) -> u64 {

@@ -74,6 +74,9 @@ impl<'e> GrainPlanner<'e> {
         let c = &self.eng.cascades[&cid];
         for j in (0..i).rev() {
             let v = c.members[j];
+            if self.eng.skips(cid, v, self.grain) {
+                continue;
+            }
             if let Some((_, true)) = self.node(v)? {
                 return Ok(v);
             }
@@ -105,6 +108,9 @@ impl<'e> GrainPlanner<'e> {
                 .ok_or(AccessError::UnknownVolume(v))?;
             for j in (0..i).rev() {
                 let m = c.members[j];
+                if self.eng.skips(cid, m, self.grain) {
+                    continue;
+                }
                 if let Some((_, true)) = self.node(m)? {
                     return Ok(m);
                 }
@@ -189,6 +195,11 @@ impl<'e> GrainPlanner<'e> {
     /// Rule B: before `view(v)` changes.
     fn view_change(&mut self, v: VolumeId) -> Result<(), AccessError> {
         for (cid, i) in self.eng.live_roles(v) {
+            // A transparent member's view at this grain is its own data,
+            // which no one downstream reads (E6).
+            if i > 0 && self.eng.skips(cid, v, self.grain) {
+                continue;
+            }
             let Some((d, id)) = self.next_covering(cid, i) else {
                 continue;
             };
@@ -361,8 +372,15 @@ impl Engine {
         let mut out = Vec::new();
         let mut at = u64::MAX;
         let mut n = 0;
+        // With transparent members the receiver varies by grain: the work is
+        // computed once per call, not once per grain.
+        let need = self.clean_need(map, target);
         while n < max_grains {
-            let Some((g, down, down_map)) = self.next_clean_grain(map, target, at) else {
+            let next = match &need {
+                None => self.next_clean_grain(map, target, at),
+                Some(need) => self.next_in_need(need, target, at),
+            };
+            let Some((g, down, down_map)) = next else {
                 break;
             };
             let mut p = GrainPlanner::new(self, g, target);
@@ -384,15 +402,64 @@ impl Engine {
         out
     }
 
+    /// The cleaning work of stopping `map` as a bitmap, when the target or
+    /// its neighbour is transparent (E6); `None` when the neighbour takes
+    /// every grain (the word-level path of [`Engine::next_clean_grain`]).
+    /// Empty when a member that would receive is suspended.
+    fn clean_need(&self, map: MapId, target: VolumeId) -> Option<crate::bitmap::Bitmap> {
+        if !self.clean_is_masked(target) {
+            return None;
+        }
+        let r = self.walk_below(map, target, true)?;
+        Some(if r.suspended {
+            crate::bitmap::Bitmap::new(r.need.len())
+        } else {
+            r.need
+        })
+    }
+
+    /// Whether cleaning from member `target` involves a transparent member.
+    fn clean_is_masked(&self, target: VolumeId) -> bool {
+        let Some(cid) = self.vols[&target].member_of else {
+            return false;
+        };
+        let c = &self.cascades[&cid];
+        let i = c.members.iter().position(|x| *x == target);
+        self.member_cover(cid, target).is_some()
+            || i.and_then(|i| c.members.get(i + 1))
+                .is_some_and(|d| self.member_cover(cid, *d).is_some())
+    }
+
+    /// Highest grain of `need` at or below `at`, with its receiver.
+    fn next_in_need(
+        &self,
+        need: &crate::bitmap::Bitmap,
+        target: VolumeId,
+        at: u64,
+    ) -> Option<(u64, VolumeId, MapId)> {
+        let g = need.prev_one(at)?;
+        let cid = self.vols[&target].member_of?;
+        let i = self.cascades[&cid]
+            .members
+            .iter()
+            .position(|x| *x == target)?;
+        let (d, id) = self.next_covering(cid, i + 1, g)?;
+        Some((g, d, id))
+    }
+
     /// Highest grain at or below `at` that stopping `map` (target `target`)
-    /// must still clean: split on the target, unsplit on its downstream
-    /// neighbour. Returns that neighbour and its map.
+    /// must still clean: split on the target, unsplit on the member that
+    /// reads it (its downstream neighbour, or with transparent members the
+    /// next one covering the grain). Returns that member and its map.
     pub(crate) fn next_clean_grain(
         &self,
         map: MapId,
         target: VolumeId,
         at: u64,
     ) -> Option<(u64, VolumeId, MapId)> {
+        if let Some(need) = self.clean_need(map, target) {
+            return self.next_in_need(&need, target, at);
+        }
         let cid = self.vols[&target].member_of?;
         let c = &self.cascades[&cid];
         let i = c.members.iter().position(|x| *x == target)?;
@@ -406,14 +473,20 @@ impl Engine {
         Some((g, down, down_id))
     }
 
-    /// Member at members index `from` of `cid`, with its map.
+    /// First member at members index `from` or later of `cid` that answers
+    /// for grain `g` (transparent members skipped, E6), with its map.
     pub(crate) fn next_covering(
         &self,
         cid: CascadeId,
         from: usize,
-        _g: u64,
+        g: u64,
     ) -> Option<(VolumeId, MapId)> {
-        let v = *self.cascades.get(&cid)?.members.get(from)?;
+        let c = self.cascades.get(&cid)?;
+        let v = *c
+            .members
+            .get(from..)?
+            .iter()
+            .find(|v| !self.skips(cid, **v, g))?;
         Some((v, self.vols[&v].target_map?))
     }
 

@@ -92,7 +92,20 @@ impl Engine {
                 // 0c948416: this path planned nothing where grains planned).
                 return None;
             }
-            ups.push((v, um.split.as_words()));
+            // A transparent member holds for its dependants only the
+            // grains it covers (E6).
+            let words: std::borrow::Cow<'_, [u64]> = match self.member_cover(cid, v) {
+                None => std::borrow::Cow::Borrowed(um.split.as_words()),
+                Some(cover) => std::borrow::Cow::Owned(
+                    um.split
+                        .as_words()
+                        .iter()
+                        .zip(cover.as_words())
+                        .map(|(s, c)| s & c)
+                        .collect(),
+                ),
+            };
+            ups.push((v, words));
         }
         let split = &m.split;
         let len = split.len();

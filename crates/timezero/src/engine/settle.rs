@@ -12,44 +12,88 @@ impl Engine {
     /// cut copying map are checked too.
     pub(crate) fn settle(&mut self, touched: &[MapId]) {
         let mut stopping = Vec::new();
+        let mut chains = Vec::new();
         for &id in touched {
             let Some(m) = self.maps.get(&id) else {
                 continue;
             };
             let t = m.spec.target;
+            // Stopping members upstream may have received their last
+            // cleaning copy here (the next covering member downstream of a
+            // stopping map need not be its neighbour, E6). Looked up before
+            // a completion takes `t` out of the chain.
+            if let Some(cid) = self.vols[&t].member_of {
+                if !chains.contains(&cid) {
+                    chains.push(cid);
+                }
+                for up in self.upstream_member_maps(t) {
+                    if self.maps[&up].state == MapState::Stopping && !stopping.contains(&up) {
+                        stopping.push(up);
+                    }
+                }
+            }
             if m.state == MapState::Copying
                 && m.split.is_full()
                 && self.vols[&t].member_of.is_some()
+                && !self.parked.contains(&id)
             {
                 self.complete(id);
             }
             let Some(m) = self.maps.get(&id) else {
                 continue;
             };
-            if m.state == MapState::Stopping {
+            if m.state == MapState::Stopping && !stopping.contains(&id) {
                 stopping.push(id);
-            }
-            // The upstream neighbour of a map that received a cleaning copy.
-            if let Some(up) = self.upstream_member_map(t) {
-                if self.maps[&up].state == MapState::Stopping && !stopping.contains(&up) {
-                    stopping.push(up);
-                }
             }
         }
         for id in stopping {
             self.try_finish_stopping(id);
         }
         self.settle_cut_waiting();
+        self.settle_parked(Some(&chains));
     }
 
-    fn upstream_member_map(&self, v: VolumeId) -> Option<MapId> {
-        let cid = self.vols.get(&v)?.member_of?;
+    /// Maps of the members upstream of member `v` in its chain, nearest first.
+    fn upstream_member_maps(&self, v: VolumeId) -> Vec<MapId> {
+        let Some(cid) = self.vols.get(&v).and_then(|x| x.member_of) else {
+            return Vec::new();
+        };
         let c = &self.cascades[&cid];
-        let i = c.members.iter().position(|x| *x == v)?;
-        if i == 0 {
-            return None;
+        let i = c.members.iter().position(|x| *x == v).unwrap_or(0);
+        c.members[..i]
+            .iter()
+            .rev()
+            .filter_map(|u| self.vols[u].target_map)
+            .collect()
+    }
+
+    /// Parked maps (E6) leave their chain, with no view changing, once no
+    /// member downstream reads through them. `chains` limits the check to
+    /// parked maps in those cascades (`None`: every parked map).
+    pub(crate) fn settle_parked(&mut self, chains: Option<&[CascadeId]>) {
+        loop {
+            let ready: Vec<MapId> = self
+                .parked
+                .iter()
+                .filter(|id| {
+                    let t = self.maps[*id].spec.target;
+                    let cid = self.vols[&t].member_of;
+                    chains.is_none_or(|cs| cid.is_some_and(|c| cs.contains(&c)))
+                        && !self.parked_has_readers(**id)
+                })
+                .copied()
+                .collect();
+            if ready.is_empty() {
+                return;
+            }
+            for id in ready {
+                self.parked.remove(&id);
+                let t = self.maps[&id].spec.target;
+                self.remove_member(t);
+                self.push_state(id, MapState::IdleOrCopied);
+                self.maybe_autodelete(id);
+            }
         }
-        self.vols[&c.members[i - 1]].target_map
     }
 
     /// Copying maps already cut at 100 % go idle once no dependant reads
@@ -86,13 +130,24 @@ impl Engine {
     fn has_dependants(&self, t: VolumeId, ty: crate::types::CopyType) -> bool {
         self.vols[&t].heads.iter().any(|cid| {
             let c = &self.cascades[cid];
-            !c.frozen
-                && c.ty == ty
-                && c.members.first().is_some_and(|v| {
-                    self.vols[v]
-                        .target_map
-                        .is_some_and(|m| !self.maps[&m].split.is_full())
-                })
+            if c.frozen || c.ty != ty {
+                return false;
+            }
+            let Some(first) = c.members.first() else {
+                return false;
+            };
+            if self.member_cover(*cid, *first).is_none() {
+                return self.vols[first]
+                    .target_map
+                    .is_some_and(|m| !self.maps[&m].split.is_full());
+            }
+            // A transparent first member passes the grains it does not
+            // cover on to the members after it (E6).
+            let grains = self.vols[&t].grains;
+            !self
+                .walk_down(*cid, &c.members, Bitmap::ones(grains), false)
+                .readers
+                .is_empty()
         })
     }
 
@@ -104,6 +159,13 @@ impl Engine {
         let Some(cid) = self.vols[&t].member_of else {
             return false;
         };
+        if self.member_cover(cid, t).is_some() {
+            // E6: never cut; parked while members downstream read through it.
+            self.events.push(EngineEvent::CopyCompleted { map: id });
+            self.parked.insert(id);
+            self.settle_parked(Some(&[cid]));
+            return false;
+        }
         let c = self
             .cascades
             .get_mut(&cid)
@@ -175,6 +237,12 @@ impl Engine {
         let Some(cid) = self.vols[&t].member_of else {
             return;
         };
+        // Stopping maps upstream may have been cleaning only for `t`.
+        let stopping: Vec<MapId> = self
+            .upstream_member_maps(t)
+            .into_iter()
+            .filter(|m| self.maps[m].state == MapState::Stopping)
+            .collect();
         self.vols.get_mut(&t).expect("volume").member_of = None;
         let c = self
             .cascades
@@ -183,6 +251,9 @@ impl Engine {
         c.members.retain(|x| *x != t);
         if c.members.is_empty() {
             self.drop_cascade(cid);
+        }
+        for id in stopping {
+            self.try_finish_stopping(id);
         }
     }
 
@@ -202,7 +273,21 @@ impl Engine {
         self.remove_member(t);
         let full = self.maps[&id].split.is_full();
         self.events.push(EngineEvent::CleaningDone { map: id });
-        if full {
+        if self.maps[&id].withdrawn {
+            // Its session ended; it only stayed to hand its grains down.
+            if !full {
+                self.view_replaced(t, id);
+            }
+            self.push_state(
+                id,
+                if full {
+                    MapState::IdleOrCopied
+                } else {
+                    MapState::Stopped
+                },
+            );
+            self.delete_internal(id, false);
+        } else if full {
             self.push_state(id, MapState::IdleOrCopied);
             self.maybe_autodelete(id);
         } else {
@@ -210,10 +295,11 @@ impl Engine {
             self.push_state(id, MapState::Stopped);
         }
         self.settle_cut_waiting();
+        self.settle_parked(None);
     }
 
-    /// Whether the downstream neighbour of member `t` has its bitmap offline
-    /// (cleaning cannot be judged complete).
+    /// Whether a member that reads through member `t` has its bitmap
+    /// offline (cleaning cannot be judged complete).
     fn downstream_suspended(&self, t: VolumeId) -> bool {
         let Some(cid) = self.vols[&t].member_of else {
             return false;
@@ -222,11 +308,21 @@ impl Engine {
         let Some(i) = c.members.iter().position(|x| *x == t) else {
             return false;
         };
-        c.members.get(i + 1).is_some_and(|d| {
-            self.vols[d]
-                .target_map
-                .is_some_and(|m| self.maps[&m].state == MapState::Suspended)
-        })
+        let transparent = self.member_cover(cid, t).is_some()
+            || c.members
+                .get(i + 1)
+                .is_some_and(|d| self.member_cover(cid, *d).is_some());
+        if !transparent {
+            return c.members.get(i + 1).is_some_and(|d| {
+                self.vols[d]
+                    .target_map
+                    .is_some_and(|m| self.maps[&m].state == MapState::Suspended)
+            });
+        }
+        self.vols[&t]
+            .target_map
+            .and_then(|id| self.walk_below(id, t, true))
+            .is_some_and(|r| r.suspended)
     }
 
     /// Maps whose view reads data through `id`'s target and would change if
@@ -241,24 +337,8 @@ impl Engine {
         };
         let t = m.spec.target;
         let mut deps = Vec::new();
-        let mut walk = |start: Bitmap, members: &[VolumeId]| {
-            let mut cur = start;
-            for v in members {
-                let Some(mid) = self.vols[v].target_map else {
-                    break;
-                };
-                cur.and_not_assign(&self.maps[&mid].split);
-                if cur.count_ones() == 0 {
-                    break;
-                }
-                deps.push(mid);
-            }
-        };
-        if let Some(cid) = self.vols[&t].member_of {
-            let c = &self.cascades[&cid];
-            if let Some(i) = c.members.iter().position(|x| *x == t) {
-                walk(m.split.clone(), &c.members[i + 1..]);
-            }
+        if let Some(r) = self.walk_below(id, t, false) {
+            deps.extend(r.readers);
         }
         if !m.split.is_full() && m.state.is_active() {
             let mut unsplit = Bitmap::ones(m.split.len());
@@ -266,7 +346,10 @@ impl Engine {
             for cid in &self.vols[&t].heads {
                 let c = &self.cascades[cid];
                 if !c.frozen {
-                    walk(unsplit.clone(), &c.members);
+                    deps.extend(
+                        self.walk_down(*cid, &c.members, unsplit.clone(), false)
+                            .readers,
+                    );
                 }
             }
         }
@@ -303,7 +386,11 @@ impl Engine {
         for d in deps {
             self.force_stop(d);
         }
+        if self.maps.get(&id).is_some_and(|m| m.withdrawn) {
+            self.delete_internal(id, false);
+        }
         self.settle_cut_waiting();
+        self.settle_parked(None);
     }
 
     pub(crate) fn maybe_autodelete(&mut self, id: MapId) {

@@ -17,8 +17,10 @@ use crate::types::{CopyType, MapState};
 
 /// File magic of saved engine state.
 pub const MAGIC: [u8; 8] = *b"TZENGIN1";
-/// Current format version.
-pub const FORMAT_VERSION: u32 = 1;
+/// Current format version. Version 2 adds the withdrawn maps (E6: a
+/// session's map that still hands its grains down before it deletes
+/// itself); version 1 states still load (no map withdrawn).
+pub const FORMAT_VERSION: u32 = 2;
 const HEADER: usize = 8 + 4 + 8 + 4;
 
 #[cfg(test)]
@@ -36,6 +38,35 @@ pub(super) struct EngineDto {
     pub(super) maps: Vec<MapDto>,
     pub(super) cascades: Vec<CascadeDto>,
     pub(super) groups: Vec<GroupDto>,
+    /// Maps withdrawn while cleaning (version 2).
+    pub(super) withdrawn: Vec<u32>,
+}
+
+/// Version 1: [`EngineDto`] without `withdrawn`.
+#[derive(Deserialize)]
+struct EngineDtoV1 {
+    next_map: u32,
+    next_group: u32,
+    next_cascade: u32,
+    volumes: Vec<(u32, u64)>,
+    maps: Vec<MapDto>,
+    cascades: Vec<CascadeDto>,
+    groups: Vec<GroupDto>,
+}
+
+impl From<EngineDtoV1> for EngineDto {
+    fn from(v: EngineDtoV1) -> EngineDto {
+        EngineDto {
+            next_map: v.next_map,
+            next_group: v.next_group,
+            next_cascade: v.next_cascade,
+            volumes: v.volumes,
+            maps: v.maps,
+            cascades: v.cascades,
+            groups: v.groups,
+            withdrawn: Vec::new(),
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -159,6 +190,12 @@ impl Engine {
                     members: g.members.iter().map(|m| m.0).collect(),
                 })
                 .collect(),
+            withdrawn: self
+                .maps
+                .iter()
+                .filter(|(_, m)| m.withdrawn)
+                .map(|(id, _)| id.0)
+                .collect(),
         };
         frame(&dto)
     }
@@ -178,7 +215,7 @@ impl Engine {
             u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
         };
         let version = word4(8);
-        if version != FORMAT_VERSION {
+        if version != FORMAT_VERSION && version != 1 {
             return Err(LoadError::Version(version));
         }
         let mut len8 = [0u8; 8];
@@ -206,8 +243,13 @@ impl Engine {
         if stored != computed {
             return Err(LoadError::Checksum { stored, computed });
         }
-        let (dto, used): (EngineDto, usize) = bincode::serde::decode_from_slice(payload, config())
-            .map_err(|e| LoadError::Decode(e.to_string()))?;
+        let (dto, used): (EngineDto, usize) = if version == 1 {
+            bincode::serde::decode_from_slice::<EngineDtoV1, _>(payload, config())
+                .map(|(d, used)| (d.into(), used))
+        } else {
+            bincode::serde::decode_from_slice(payload, config())
+        }
+        .map_err(|e| LoadError::Decode(e.to_string()))?;
         if used != payload.len() {
             return Err(LoadError::Decode(format!(
                 "{} bytes left after the payload",

@@ -36,6 +36,7 @@ fn base() -> EngineDto {
             members: vec![1],
         }],
         groups: vec![],
+        withdrawn: Vec::new(),
     }
 }
 

@@ -143,6 +143,16 @@ pub(super) fn from_dto(dto: EngineDto) -> Result<Engine, LoadError> {
             },
         );
     }
+    for id in dto.withdrawn.iter().map(|m| MapId(*m)) {
+        let m = e
+            .maps
+            .get_mut(&id)
+            .ok_or_else(|| invalid(format!("withdrawn map {id} unknown")))?;
+        if !matches!(m.state, MapState::Stopping | MapState::Suspended) {
+            return Err(invalid(format!("withdrawn map {id} in state {}", m.state)));
+        }
+        m.withdrawn = true;
+    }
     check_structure(&e)?;
     e.rebuild_indexes();
     Ok(e)
@@ -236,7 +246,10 @@ fn map_from_dto(e: &Engine, m: MapDto) -> Result<Map, LoadError> {
         - extents
             .as_ref()
             .map_or(grains, |e: &ExtentSet| e.track_count());
+    let cover = crate::engine::cover_of(extents.as_ref(), grains);
     Ok(Map {
+        cover,
+        withdrawn: false,
         spec: MapSpec {
             source,
             target,

@@ -45,6 +45,10 @@ impl Sim {
                 let mut up: Option<VolumeId> = None; // None = the head
                 for &d in &c.members {
                     let dm = maps.iter().find(|m| m.spec.target == d).unwrap();
+                    // E6: a transparent member neither reads nor serves here.
+                    if !c.private && dm.spec.extents.as_ref().is_some_and(|e| !e.contains(g)) {
+                        continue;
+                    }
                     let split = self.eng.split_bitmap(dm.id).unwrap().get(g);
                     if !split {
                         let holder = match up {

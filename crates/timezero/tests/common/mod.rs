@@ -243,8 +243,13 @@ impl Sim {
         let cascades = self.eng.cascades();
         let maps = self.eng.maps();
         // Some(split bit) of a member (grains outside extents are preset split).
-        let node = |x: VolumeId| {
+        // None: a transparent member (extent-limited, in a shared cascade,
+        // not covering `g`: E6), which the walk passes.
+        let node = |x: VolumeId, private: bool| {
             let m = maps.iter().find(|m| m.spec.target == x).unwrap();
+            if !private && m.spec.extents.as_ref().is_some_and(|e| !e.contains(g)) {
+                return None;
+            }
             Some(self.eng.split_bitmap(m.id).unwrap().get(g))
         };
         let mut path = vec![v];
@@ -254,11 +259,16 @@ impl Sim {
                 return path;
             };
             let i = c.members.iter().position(|x| *x == cur).unwrap();
-            if node(cur) != Some(false) {
+            if self
+                .eng
+                .split_bitmap(maps.iter().find(|m| m.spec.target == cur).unwrap().id)
+                .unwrap()
+                .get(g)
+            {
                 return path;
             }
             for j in (0..i).rev() {
-                match node(c.members[j]) {
+                match node(c.members[j], c.private) {
                     None => continue,
                     Some(s) => {
                         path.push(c.members[j]);
@@ -479,9 +489,13 @@ impl Sim {
         let ok = self.control(|e| e.stop(id, true));
         if ok {
             for (mid, m) in self.states() {
+                // A stopping map upstream that cleaned only for the
+                // removed target finishes its own stop now: not forced.
+                let finished_cleaning = before[&mid].state == MapState::Stopping;
                 if mid != id
                     && m.state == MapState::Stopped
                     && before[&mid].state != MapState::Stopped
+                    && !finished_cleaning
                 {
                     assert!(
                         closure.contains(&m.spec.target),
