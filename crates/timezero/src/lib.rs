@@ -55,10 +55,14 @@ mod engine;
 mod error;
 mod persist;
 mod rate;
+pub mod stages;
 mod types;
 
 pub use bitmap::{words_for, Bitmap, BitmapError};
-pub use engine::{DirtyWords, Engine, MAX_CONNECTED_MAPS, MAX_MAPS_PER_SOURCE};
+pub use engine::{
+    BitChange, DirtyWords, Engine, HostWrite, HostWritePlan, MAX_CONNECTED_MAPS,
+    MAX_MAPS_PER_SOURCE,
+};
 pub use error::{AccessError, ControlError, LoadError, Operation};
 pub use persist::{FORMAT_VERSION, MAGIC};
 pub use rate::{rate_bytes_per_second, rate_grains_per_second, RATE_MAX};

@@ -185,7 +185,7 @@ impl Subsystem {
                 .max(1);
             // Chained runs commit stage by stage (`stages` module doc).
             let mut bytes = 0u64;
-            for r in super::stages::stages(&runs) {
+            for r in timezero::stages::stages(&runs) {
                 let part = &runs[r.clone()];
                 if part.is_empty() {
                     continue;
@@ -271,7 +271,7 @@ impl Subsystem {
         }
         // Chained copies commit stage by stage (`stages` module doc).
         let (mut bytes, mut done_all, mut cut_short) = (0u64, 0usize, false);
-        for r in super::stages::stages(&plan) {
+        for r in timezero::stages::stages(&plan) {
             let part = &plan[r.clone()];
             if part.is_empty() {
                 continue;

@@ -9,7 +9,6 @@
 //! depended on them is never written.
 
 use std::collections::BTreeMap;
-use std::ops::Range;
 use std::sync::Arc;
 
 use geometry::{Extent, ExtentSet};
@@ -429,28 +428,25 @@ pub(crate) fn apply_ops(core: &mut Core, ops: &[JournalOp]) {
                     .collect();
                 core.engine.commit_runs(&runs);
             }
-            JournalOp::Diff { map, start, end } => mark_diff(core, *map, *start..*end),
+            JournalOp::Diff { map, start, end } => {
+                let c = timezero::BitChange::Diff {
+                    map: *map,
+                    first: *start,
+                    end: *end,
+                };
+                if let Err(e) = core.engine.apply_bit_change(&c) {
+                    tracing::warn!(%map, error = %e, "diff bits not set");
+                }
+            }
             JournalOp::Recorded { volume, start, end } => {
-                core.engine.record_write(VolumeId(*volume), *start..*end)
+                let c = timezero::BitChange::Recorded {
+                    volume: VolumeId(*volume),
+                    first: *start,
+                    end: *end,
+                };
+                let _ = core.engine.apply_bit_change(&c);
             }
         }
-    }
-}
-
-/// ORs `grains` into `map`'s difference bitmap.
-fn mark_diff(core: &mut Core, map: MapId, grains: Range<u64>) {
-    let Some(d) = core.engine.diff_bitmap(map) else {
-        return;
-    };
-    let mut bm = d.clone();
-    let end = grains.end.min(bm.len());
-    if grains.start >= end {
-        return;
-    }
-    bm.set_range(grains.start, end);
-    let words = bm.as_words().to_vec();
-    if let Err(e) = core.engine.set_diff_words(map, &words) {
-        tracing::warn!(%map, error = %e, "diff bits not set");
     }
 }
 

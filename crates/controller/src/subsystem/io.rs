@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use geometry::Extent;
 use serde::Serialize;
-use timezero::{GrainCopy, MapId, VolumeId};
+use timezero::VolumeId;
 
 use super::cow::{access_err, CommitItem};
 use super::persist::JournalOp;
@@ -384,15 +384,13 @@ impl Subsystem {
         let grains = grain_range(ts, offset, len);
         let _g = inner.grains.lock(grains.clone());
         let plan = inner.plan_host_write(&v, offset, len)?;
-        // 1. Copies (preserve downstream, fills), made durable with new diff bits.
-        // Chained copies commit stage by stage (`stages` module doc); the
-        // last stage commits together with the difference bits below.
-        let mut ops = Vec::new();
+        // 1. Copies (preserve downstream, fills) in the engine's commit
+        // stages; the last stage commits together with the bits that must
+        // be durable before the host data (timezero::HostWritePlan).
         let mut flush = Vec::new();
         let mut last_stage = Vec::new();
-        let staged = super::stages::stages(&plan.copies);
-        let n_stages = staged.len();
-        for (k, r) in staged.into_iter().enumerate() {
+        let n_stages = plan.stages.len();
+        for (k, r) in plan.stages.iter().cloned().enumerate() {
             let part = &plan.copies[r.clone()];
             if part.is_empty() {
                 continue;
@@ -431,13 +429,7 @@ impl Subsystem {
                 last_stage = part.to_vec();
             }
         }
-        for map in &plan.diff_maps {
-            ops.push(JournalOp::Diff {
-                map: *map,
-                start: grains.start,
-                end: grains.end,
-            });
-        }
+        let ops: Vec<JournalOp> = plan.before.iter().map(JournalOp::from).collect();
         if !ops.is_empty() || !last_stage.is_empty() {
             inner.commit(CommitItem {
                 runs: Vec::new(),
@@ -448,17 +440,14 @@ impl Subsystem {
         }
         // 2. The host data (only now may it reach the store).
         apply_host_data(&v, offset, len, payload)?;
-        // 3. Whole-grain data on an unsplit own grain: durable data, then its bit.
-        if plan.record {
+        // 3. Bits that follow the data (whole grains the volume's own map
+        // had not split): durable data, then its bits.
+        if !plan.after.is_empty() {
             inner.commit(CommitItem {
                 runs: Vec::new(),
                 flush: vec![v.clone()],
                 copies: Vec::new(),
-                ops: vec![JournalOp::Recorded {
-                    volume: v.id.0,
-                    start: grains.start,
-                    end: grains.end,
-                }],
+                ops: plan.after.iter().map(JournalOp::from).collect(),
             })?;
         } else if fua {
             inner.flush_store(&v.name, &v.store)?;
@@ -474,16 +463,6 @@ fn apply_host_data(v: &Volume, offset: u64, len: u64, payload: Payload<'_>) -> R
         Payload::Zeros => v.store.discard(offset, len),
     };
     res.map_err(|e| store_err(&format!("write volume {}", v.name), e))
-}
-
-/// What a host write needs before its data may be applied.
-pub(crate) struct HostPlan {
-    pub(crate) copies: Vec<GrainCopy>,
-    /// Incremental maps whose difference bits in the range are not all set yet.
-    pub(crate) diff_maps: Vec<MapId>,
-    /// The volume's own map has unsplit grains in the range: record the write
-    /// (after the data is durable) to split them.
-    pub(crate) record: bool,
 }
 
 impl Inner {
@@ -516,72 +495,31 @@ impl Inner {
             .collect()
     }
 
-    /// Plans a host write of `offset..offset+len` on `v` (caller holds its grain locks).
-    fn plan_host_write(&self, v: &Volume, offset: u64, len: u64) -> Result<HostPlan> {
+    /// Plans a host write of `offset..offset+len` on `v` (caller holds its
+    /// grain locks): the engine's complete plan (timezero::HostWritePlan).
+    fn plan_host_write(
+        &self,
+        v: &Volume,
+        offset: u64,
+        len: u64,
+    ) -> Result<timezero::HostWritePlan> {
         let ts = v.geometry.track_size_bytes();
         let grains = grain_range(ts, offset, len);
-        // Segments: a partial head grain, whole middle grains, a partial tail grain.
-        let end = offset + len;
-        let mut segs: Vec<(Range<u64>, bool)> = Vec::new();
-        let whole_first = offset.div_ceil(ts);
-        let whole_end = end / ts;
-        if whole_first >= whole_end {
-            segs.push((grains.clone(), false));
-        } else {
-            if offset % ts != 0 {
-                segs.push((grains.start..whole_first, false));
-            }
-            segs.push((whole_first..whole_end, true));
-            if end % ts != 0 {
-                segs.push((whole_end..grains.end, false));
-            }
-        }
+        let whole = offset.div_ceil(ts)..(offset + len) / ts;
         let mut core = self.core.lock();
-        let mut copies = Vec::new();
-        for (range, whole) in segs {
-            match core.engine.plan_write(v.id, range, whole) {
-                Ok(p) => copies.extend(p.copies),
-                Err(e) => {
-                    core.engine.abandon_copies(&copies);
-                    return Err(access_err(e, &v.name));
-                }
-            }
-        }
-        let maps = core.vol_maps.get(&v.id).cloned().unwrap_or_default();
-        let unset = |bm: Option<&timezero::Bitmap>| {
-            bm.is_some_and(|b| {
-                b.next_zero(grains.start)
-                    .is_some_and(|z| z < grains.end.min(b.len()))
-            })
-        };
         // In-memory difference bits are trusted to be durable only while no
         // session is unhardened: establishing one may set bits of other maps
         // (its target's view is replaced) that only the next checkpoint makes
         // durable, so until then every write journals its bits again.
-        let unhardened = !core.unhardened_maps.is_empty();
-        let diff_maps = maps
-            .incremental
-            .iter()
-            .copied()
-            .filter(|m| unhardened || unset(core.engine.diff_bitmap(*m)))
-            .collect();
-        // Partial grains are split by their fill copies; only whole grains that
-        // are still unsplit need the write recorded after their data is durable.
-        let whole = whole_first..whole_end.max(whole_first);
-        let record = !whole.is_empty()
-            && maps.member.is_some_and(|m| {
-                matches!(
-                    core.engine.map_state(m),
-                    Some(timezero::MapState::Copying | timezero::MapState::Stopping)
-                ) && core
-                    .engine
-                    .split_bitmap(m)
-                    .is_some_and(|b| b.next_zero(whole.start).is_some_and(|z| z < whole.end))
-            });
-        Ok(HostPlan {
-            copies,
-            diff_maps,
-            record,
-        })
+        let rejournal_diffs = !core.unhardened_maps.is_empty();
+        let w = timezero::HostWrite {
+            volume: v.id,
+            grains,
+            whole: if whole.start < whole.end { whole } else { 0..0 },
+            rejournal_diffs,
+        };
+        core.engine
+            .plan_host_write(&w)
+            .map_err(|e| access_err(e, &v.name))
     }
 }

@@ -43,7 +43,6 @@ mod persist;
 mod rollback;
 mod runs;
 mod sessions;
-mod stages;
 mod table_recovery;
 mod tables;
 

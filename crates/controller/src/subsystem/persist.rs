@@ -220,6 +220,25 @@ pub(crate) enum JournalOp {
     Recorded { volume: u32, start: u64, end: u64 },
 }
 
+impl From<&timezero::BitChange> for JournalOp {
+    /// The engine's bit changes journal one to one (the controller does not
+    /// interpret them).
+    fn from(c: &timezero::BitChange) -> JournalOp {
+        match *c {
+            timezero::BitChange::Diff { map, first, end } => JournalOp::Diff {
+                map,
+                start: first,
+                end,
+            },
+            timezero::BitChange::Recorded { volume, first, end } => JournalOp::Recorded {
+                volume: volume.0,
+                start: first,
+                end,
+            },
+        }
+    }
+}
+
 pub(crate) fn encode_journal(ops: &[JournalOp]) -> Result<Vec<u8>> {
     codec::encode(JOURNAL_MAGIC, JOURNAL_VERSION, &ops)
 }

@@ -45,6 +45,7 @@
 mod control;
 mod cycles;
 mod groups;
+mod host_write;
 mod insert;
 mod plan;
 mod reach;
@@ -52,6 +53,8 @@ mod runs;
 mod settle;
 
 use std::collections::BTreeMap;
+
+pub use host_write::{BitChange, HostWrite, HostWritePlan};
 
 use crate::bitmap::Bitmap;
 use crate::error::{AccessError, ControlError};

@@ -143,7 +143,14 @@ impl Sim {
         let expect_ok = self.expected_accessible(v);
         let cascades_of_v = self.live_roles(v) + self.frozen_count();
         let range = g..g + len;
-        let plan = match self.eng.plan_write(v, range.clone(), whole) {
+        let base = self.eng.clone();
+        let w = timezero::HostWrite {
+            volume: v,
+            grains: range.clone(),
+            whole: if whole { range.clone() } else { 0..0 },
+            rejournal_diffs: false,
+        };
+        let plan = match self.eng.plan_host_write(&w) {
             Ok(p) => p,
             Err(e) => {
                 assert!(
@@ -162,6 +169,7 @@ impl Sim {
             );
             *self.stats.entry(format!("write_copies={n}")).or_default() += 1;
         }
+        self.check_plan_order(&base, &plan, v, range.clone());
         for set in self.written_since_start.values_mut() {
             set.extend(range.clone());
         }
@@ -178,8 +186,88 @@ impl Sim {
                 o.map(|y| mix(y, token))
             };
         }
-        self.eng.record_write(v, range);
+        for c in plan.before.iter().chain(&plan.after) {
+            self.eng.apply_bit_change(c).unwrap();
+        }
+        if plan.after.is_empty() {
+            // Nothing for the own map to record: the write changes no bit.
+            let before = self.eng.save();
+            self.eng.record_write(v, range);
+            assert_eq!(
+                before,
+                self.eng.save(),
+                "an own-map bit the plan did not record"
+            );
+        }
         true
+    }
+
+    /// The plan's order is crash safe: executed stage by stage, with the
+    /// bits of earlier stages durable, every image still reads its oracle
+    /// data at any crash point; so it does after the host data is written
+    /// (outside the written grains of `v`) with the `before` bits durable
+    /// and the `after` bits not yet. `before` names only incremental maps of
+    /// `v`, `after` only `v`'s own record.
+    fn check_plan_order(
+        &self,
+        base: &Engine,
+        plan: &timezero::HostWritePlan,
+        v: VolumeId,
+        range: std::ops::Range<u64>,
+    ) {
+        let covered: usize = plan.stages.iter().map(|r| r.len()).sum();
+        assert_eq!(covered, plan.copies.len(), "stages cover the plan");
+        assert!(plan.stages.windows(2).all(|w| w[0].end == w[1].start));
+        for c in &plan.before {
+            assert!(
+                matches!(c, timezero::BitChange::Diff { .. }),
+                "before: {c:?}"
+            );
+        }
+        for c in &plan.after {
+            assert!(
+                matches!(c, timezero::BitChange::Recorded { volume, .. } if *volume == v),
+                "after: {c:?}"
+            );
+        }
+        let mut phys = self.phys.clone();
+        let check = |eng: &Engine, phys: &BTreeMap<VolumeId, Vec<u64>>, at: &str| {
+            for u in eng.volumes() {
+                for g in 0..self.grains {
+                    if u == v && range.contains(&g) {
+                        continue;
+                    }
+                    let Some(want) = self.oracle[&u][g as usize] else {
+                        continue;
+                    };
+                    if let Ok(h) = eng.resolve_read(u, g) {
+                        assert_eq!(
+                            phys[&h][g as usize], want,
+                            "crash {at}: {u}@{g} reads {h}, not its image (step {})",
+                            self.steps
+                        );
+                    }
+                }
+            }
+        };
+        for (k, r) in plan.stages.iter().enumerate() {
+            for c in &plan.copies[r.clone()] {
+                let d = phys[&c.from][c.grain as usize];
+                phys.get_mut(&c.to).unwrap()[c.grain as usize] = d;
+            }
+            let mut crashed = base.clone();
+            crashed.commit_copies(&plan.copies[..r.start]);
+            check(&crashed, &phys, &format!("in stage {k}"));
+        }
+        let mut crashed = base.clone();
+        crashed.commit_copies(&plan.copies);
+        for c in &plan.before {
+            crashed.apply_bit_change(c).unwrap();
+        }
+        for g in range.clone() {
+            phys.get_mut(&v).unwrap()[g as usize] = u64::MAX;
+        }
+        check(&crashed, &phys, "after the host data");
     }
 
     /// Background copy/cleaning steps for one map.

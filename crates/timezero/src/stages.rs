@@ -13,12 +13,15 @@
 
 use std::ops::Range;
 
-use timezero::{CopyRun, GrainCopy, VolumeId};
+use crate::types::{CopyRun, GrainCopy, VolumeId};
 
 /// What staging needs to know about a planned copy.
-pub(crate) trait Staged {
+pub trait Staged {
+    /// The volume read.
     fn source_vol(&self) -> VolumeId;
+    /// The volume written.
     fn target_vol(&self) -> VolumeId;
+    /// First and last grain.
     fn grains(&self) -> (u64, u64);
 }
 
@@ -46,8 +49,9 @@ impl Staged for CopyRun {
     }
 }
 
-/// Index ranges of `plan` that must be committed one after the other.
-pub(crate) fn stages<T: Staged>(plan: &[T]) -> Vec<Range<usize>> {
+/// Index ranges of `plan` that must be committed one after the other
+/// (always at least one range, empty for an empty plan).
+pub fn stages<T: Staged>(plan: &[T]) -> Vec<Range<usize>> {
     let mut out = Vec::new();
     let mut start = 0usize;
     for (i, c) in plan.iter().enumerate() {
@@ -73,7 +77,7 @@ pub(crate) fn stages<T: Staged>(plan: &[T]) -> Vec<Range<usize>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use timezero::MapId;
+    use crate::types::MapId;
 
     fn c(grain: u64, from: u32, to: u32) -> GrainCopy {
         GrainCopy {
