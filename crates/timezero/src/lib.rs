@@ -60,7 +60,7 @@ mod types;
 
 pub use bitmap::{words_for, Bitmap, BitmapError};
 pub use engine::{
-    BitChange, DirtyWords, Engine, HostWrite, HostWritePlan, MAX_CONNECTED_MAPS,
+    merge_runs, BitChange, DirtyWords, Engine, HostWrite, HostWritePlan, MAX_CONNECTED_MAPS,
     MAX_MAPS_PER_SOURCE,
 };
 pub use error::{AccessError, ControlError, LoadError, Operation};

@@ -16,7 +16,7 @@ use timezero::{GrainCopy, MapId, VolumeId};
 use volume_store::FaultSite;
 
 use super::commit::{Outcome, Stages};
-use super::persist::{decode_journal, encode_journal, CopyRun, JournalOp};
+use super::persist::{decode_journal, encode_journal, JournalOp};
 use super::{Core, Inner, JournalCursor, Volume};
 use crate::error::{err, ControllerError, ErrorKind, Result};
 use crate::events::Event;
@@ -40,14 +40,8 @@ impl CommitItem {
     fn journal_ops(&self) -> Vec<JournalOp> {
         let mut ops = Vec::with_capacity(self.ops.len() + 1);
         if !self.copies.is_empty() || !self.runs.is_empty() {
-            let mut runs = CopyRun::encode(&self.copies);
-            runs.extend(self.runs.iter().map(|r| CopyRun {
-                map: r.map,
-                from: r.from,
-                to: r.to,
-                first: r.first,
-                last: r.last,
-            }));
+            let mut runs = timezero::merge_runs(&self.copies);
+            runs.extend(self.runs.iter().copied());
             ops.push(JournalOp::Copies(runs));
         }
         ops.extend(self.ops.iter().cloned());
@@ -415,19 +409,7 @@ impl Inner {
 pub(crate) fn apply_ops(core: &mut Core, ops: &[JournalOp]) {
     for op in ops {
         match op {
-            JournalOp::Copies(runs) => {
-                let runs: Vec<timezero::CopyRun> = runs
-                    .iter()
-                    .map(|r| timezero::CopyRun {
-                        map: r.map,
-                        from: r.from,
-                        to: r.to,
-                        first: r.first,
-                        last: r.last,
-                    })
-                    .collect();
-                core.engine.commit_runs(&runs);
-            }
+            JournalOp::Copies(runs) => core.engine.commit_runs(runs),
             JournalOp::Diff { map, start, end } => {
                 let c = timezero::BitChange::Diff {
                     map: *map,

@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
-use timezero::{GrainCopy, MapId, VolumeId};
+use timezero::MapId;
 
 use crate::config::check_id;
 use crate::error::{err, ErrorKind, Result};
@@ -167,45 +167,10 @@ impl RootPayload {
 }
 
 /// A run of grain copies with the same map, source and target store:
-/// grains `first..=last` (the order of commits inside one record is irrelevant:
-/// commits only set bits).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct CopyRun {
-    pub map: MapId,
-    pub from: VolumeId,
-    pub to: VolumeId,
-    pub first: u64,
-    pub last: u64,
-}
-
-impl CopyRun {
-    /// Run-length encodes `copies` (adjacent grains, either direction).
-    pub(crate) fn encode(copies: &[GrainCopy]) -> Vec<CopyRun> {
-        let mut runs: Vec<CopyRun> = Vec::new();
-        for c in copies {
-            if let Some(r) = runs.last_mut() {
-                if (r.map, r.from, r.to) == (c.map, c.from, c.to) {
-                    if c.grain == r.last + 1 {
-                        r.last = c.grain;
-                        continue;
-                    }
-                    if c.grain + 1 == r.first {
-                        r.first = c.grain;
-                        continue;
-                    }
-                }
-            }
-            runs.push(CopyRun {
-                map: c.map,
-                from: c.from,
-                to: c.to,
-                first: c.grain,
-                last: c.grain,
-            });
-        }
-        runs
-    }
-}
+/// grains `first..=last` (the order of commits inside one record is
+/// irrelevant: commits only set bits). The engine's own type, journaled as
+/// it is (`timezero::merge_runs` run-length encodes single copies).
+pub(crate) use timezero::CopyRun;
 
 /// What one journal record carries.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

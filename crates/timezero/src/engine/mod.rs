@@ -55,6 +55,7 @@ mod settle;
 use std::collections::BTreeMap;
 
 pub use host_write::{BitChange, HostWrite, HostWritePlan};
+pub use runs::merge_runs;
 
 use crate::bitmap::Bitmap;
 use crate::error::{AccessError, ControlError};

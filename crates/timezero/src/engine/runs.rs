@@ -177,25 +177,32 @@ impl Engine {
     }
 }
 
-/// Merge consecutive single-grain copies (descending grains, same map,
-/// source and target) into runs, keeping the order.
-fn merge_runs(copies: &[GrainCopy]) -> Vec<CopyRun> {
+/// Run-length encodes single-grain copies: consecutive copies of one map,
+/// source and target whose grains are adjacent (either direction) become one
+/// run, keeping the order. Background plans (descending grains) and journal
+/// records (any order: a commit only sets bits) both use it.
+pub fn merge_runs(copies: &[GrainCopy]) -> Vec<CopyRun> {
     let mut runs: Vec<CopyRun> = Vec::new();
     for c in copies {
-        match runs.last_mut() {
-            Some(r)
-                if r.map == c.map && r.from == c.from && r.to == c.to && r.first == c.grain + 1 =>
-            {
-                r.first = c.grain;
+        if let Some(r) = runs.last_mut() {
+            if (r.map, r.from, r.to) == (c.map, c.from, c.to) {
+                if c.grain + 1 == r.first {
+                    r.first = c.grain;
+                    continue;
+                }
+                if c.grain == r.last + 1 {
+                    r.last = c.grain;
+                    continue;
+                }
             }
-            _ => runs.push(CopyRun {
-                map: c.map,
-                from: c.from,
-                to: c.to,
-                first: c.grain,
-                last: c.grain,
-            }),
         }
+        runs.push(CopyRun {
+            map: c.map,
+            from: c.from,
+            to: c.to,
+            first: c.grain,
+            last: c.grain,
+        });
     }
     runs
 }

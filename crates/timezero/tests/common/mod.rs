@@ -231,8 +231,19 @@ impl Sim {
             );
         }
         let mut phys = self.phys.clone();
+        let owner = |eng: &Engine, u: VolumeId| {
+            eng.maps()
+                .into_iter()
+                .find(|m| m.spec.target == u)
+                .map(|m| (m.id, m.state))
+        };
         let check = |eng: &Engine, phys: &BTreeMap<VolumeId, Vec<u64>>, at: &str| {
             for u in eng.volumes() {
+                // A commit may end a map (its cleaning done, a withdrawn map
+                // deleted): its target is no image any more.
+                if owner(eng, u) != owner(base, u) {
+                    continue;
+                }
                 for g in 0..self.grains {
                     if u == v && range.contains(&g) {
                         continue;
