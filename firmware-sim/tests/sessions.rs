@@ -515,6 +515,14 @@ fn a_session_image_is_changed_only_by_the_session() {
     ]);
     let outer = m["id"].as_u64().unwrap().to_string();
     assert_success(&d.cli(&["map", "start", &outer]), "map start");
+    // FB00 holds data of its own too (written after its map started): K1's
+    // image takes those tracks from FB00 itself, and the rest through it
+    // from FB02.
+    let out = run(
+        "qemu-io",
+        &["-f", "raw", "-c", "write -P 0x66 0 1M", &d.uri("FB00")],
+    );
+    assert_success(&out, "qemu-io write FB00");
     let s = d.cli_json(&[
         "session",
         "start",
@@ -556,8 +564,11 @@ fn a_session_image_is_changed_only_by_the_session() {
     let list = d.cli_json(&["session", "list"]);
     assert_eq!(session(&list, "K1")["state"], "active", "{list}");
 
-    // A forced stop of the map K1's source reads through stops K1's map as a
-    // dependant: K1 is terminated at once, rows written.
+    // A forced stop of FB00's map takes FB00 out of the chain with its own
+    // tracks, which K1's image reads: K1's map is stopped as a dependant and
+    // K1 is terminated at once, rows written. (Tracks K1 read through FB00
+    // from FB02 alone would not count: K1's target sits in the same chain
+    // below FB00 and still finds them on FB02.)
     assert_success(&d.cli(&["map", "stop", &outer, "--force"]), "outer stop");
     let list = d.cli_json(&["session", "list"]);
     assert_eq!(session(&list, "K1")["state"], "terminated", "{list}");
