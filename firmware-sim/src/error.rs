@@ -89,3 +89,27 @@ impl CliError {
         CliError::Failed(format!("{context}: {cause}"))
     }
 }
+
+/// A client failure as the CLI reports it: the API's errors keep their kind
+/// and status, transport failures are `unreachable` (exit 3), a bad id is a
+/// usage error (exit 2), an unreadable answer or a wait that timed out is a
+/// failure (exit 1).
+impl From<firmware_sim_client::ClientError> for CliError {
+    fn from(e: firmware_sim_client::ClientError) -> Self {
+        use firmware_sim_client::ClientError as E;
+        match e {
+            E::Api {
+                status,
+                kind,
+                message,
+            } => CliError::Api {
+                status,
+                kind: kind.to_string(),
+                message,
+            },
+            E::Transport { addr, cause } => CliError::Unreachable { addr, cause },
+            e @ E::InvalidId { .. } => CliError::Usage(e.to_string()),
+            e @ (E::Decode { .. } | E::Timeout(_)) => CliError::Failed(e.to_string()),
+        }
+    }
+}

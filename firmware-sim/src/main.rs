@@ -10,7 +10,6 @@ use clap::Parser;
 
 mod api;
 mod cli;
-mod client;
 mod daemon;
 mod error;
 mod logging;

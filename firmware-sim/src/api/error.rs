@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use controller::{ControllerError, ErrorKind as CtlKind};
+use firmware_sim_client::ErrorKind as ClientKind;
 
 use super::model::ErrorBody;
 
@@ -52,31 +53,57 @@ pub enum ApiErrorKind {
 }
 
 impl ApiErrorKind {
-    /// The `kind` string and HTTP status of this kind.
-    pub fn wire(self) -> (&'static str, StatusCode) {
+    /// The client crate's kind for this one: the wire names are defined
+    /// there once, for the daemon and every client.
+    pub fn client_kind(self) -> ClientKind {
         use ApiErrorKind as K;
         match self {
-            K::UnknownVolume => ("unknown_volume", StatusCode::NOT_FOUND),
-            K::UnknownMap => ("unknown_map", StatusCode::NOT_FOUND),
-            K::UnknownGroup => ("unknown_group", StatusCode::NOT_FOUND),
-            K::UnknownSession => ("unknown_session", StatusCode::NOT_FOUND),
-            K::BadExtent => ("bad_extent", StatusCode::BAD_REQUEST),
-            K::WrongState => ("wrong_state", StatusCode::CONFLICT),
-            K::AlreadyExists => ("already_exists", StatusCode::CONFLICT),
-            K::Busy => ("busy", StatusCode::CONFLICT),
-            K::Limit => ("limit", StatusCode::CONFLICT),
-            K::BadRequest => ("bad_request", StatusCode::BAD_REQUEST),
-            K::NotFound => ("not_found", StatusCode::NOT_FOUND),
-            K::NoSpace => ("no_space", StatusCode::INSUFFICIENT_STORAGE),
-            K::Internal => ("internal", StatusCode::INTERNAL_SERVER_ERROR),
-            K::Unavailable => ("unavailable", StatusCode::SERVICE_UNAVAILABLE),
-            K::Unauthorized => ("unauthorized", StatusCode::UNAUTHORIZED),
-            K::Forbidden => ("forbidden", StatusCode::FORBIDDEN),
-            K::TooLarge => ("too_large", StatusCode::PAYLOAD_TOO_LARGE),
-            K::UnsupportedMediaType => {
-                ("unsupported_media_type", StatusCode::UNSUPPORTED_MEDIA_TYPE)
-            }
+            K::UnknownVolume => ClientKind::UnknownVolume,
+            K::UnknownMap => ClientKind::UnknownMap,
+            K::UnknownGroup => ClientKind::UnknownGroup,
+            K::UnknownSession => ClientKind::UnknownSession,
+            K::BadExtent => ClientKind::BadExtent,
+            K::WrongState => ClientKind::WrongState,
+            K::AlreadyExists => ClientKind::AlreadyExists,
+            K::Busy => ClientKind::Busy,
+            K::Limit => ClientKind::Limit,
+            K::BadRequest => ClientKind::BadRequest,
+            K::NotFound => ClientKind::NotFound,
+            K::NoSpace => ClientKind::NoSpace,
+            K::Internal => ClientKind::Internal,
+            K::Unavailable => ClientKind::Unavailable,
+            K::Unauthorized => ClientKind::Unauthorized,
+            K::Forbidden => ClientKind::Forbidden,
+            K::UnsupportedMediaType => ClientKind::UnsupportedMediaType,
+            K::TooLarge => ClientKind::TooLarge,
         }
+    }
+
+    /// The HTTP status of this kind.
+    pub fn status(self) -> StatusCode {
+        use ApiErrorKind as K;
+        match self {
+            K::UnknownVolume | K::UnknownMap | K::UnknownGroup | K::UnknownSession => {
+                StatusCode::NOT_FOUND
+            }
+            K::BadExtent | K::BadRequest => StatusCode::BAD_REQUEST,
+            K::WrongState | K::AlreadyExists | K::Busy | K::Limit => StatusCode::CONFLICT,
+            K::NotFound => StatusCode::NOT_FOUND,
+            K::NoSpace => StatusCode::INSUFFICIENT_STORAGE,
+            K::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            K::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            K::Unauthorized => StatusCode::UNAUTHORIZED,
+            K::Forbidden => StatusCode::FORBIDDEN,
+            K::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            K::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        }
+    }
+
+    /// The `kind` string and HTTP status of this kind.
+    pub fn wire(self) -> (&'static str, StatusCode) {
+        // Every ApiErrorKind maps to a documented client kind, which has a name.
+        let name = self.client_kind().known_name().unwrap_or("internal");
+        (name, self.status())
     }
 }
 
@@ -238,5 +265,40 @@ mod tests {
         );
         assert_eq!(port_rejection(RejectKind::State).wire().0, "wrong_state");
         assert_eq!(port_rejection(RejectKind::Other).wire().0, "wrong_state");
+    }
+
+    #[test]
+    fn every_kind_has_the_client_crates_name_and_its_status() {
+        use ApiErrorKind as K;
+        let all = [
+            K::UnknownVolume,
+            K::UnknownMap,
+            K::UnknownGroup,
+            K::UnknownSession,
+            K::BadExtent,
+            K::WrongState,
+            K::AlreadyExists,
+            K::Busy,
+            K::Limit,
+            K::BadRequest,
+            K::NotFound,
+            K::NoSpace,
+            K::Internal,
+            K::Unavailable,
+            K::Unauthorized,
+            K::Forbidden,
+            K::UnsupportedMediaType,
+            K::TooLarge,
+        ];
+        // The client knows exactly the kinds the server sends.
+        assert_eq!(all.len(), ClientKind::all().count());
+        for k in all {
+            let (name, status) = k.wire();
+            assert!(k.client_kind().known_name().is_some(), "{k:?}");
+            assert_eq!(ClientKind::parse(name), k.client_kind(), "{name}");
+            assert!(status.is_client_error() || status.is_server_error());
+        }
+        assert_eq!(K::UnknownMap.wire(), ("unknown_map", StatusCode::NOT_FOUND));
+        assert_eq!(K::NoSpace.wire().1, StatusCode::INSUFFICIENT_STORAGE);
     }
 }

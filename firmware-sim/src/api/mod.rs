@@ -19,7 +19,9 @@ mod events;
 mod groups;
 pub mod guard;
 mod mappings;
-pub mod model;
+/// The wire types, defined once in the client crate (server and clients
+/// share them).
+pub use firmware_sim_client::model;
 mod sessions;
 mod status;
 mod tables;

@@ -2,8 +2,9 @@
 
 use clap::{Args, Subcommand};
 
+use firmware_sim_client::model::{CascadeInfo, MapInfo};
+
 use super::ClientOpts;
-use crate::api::model::{CascadeInfo, MapInfo};
 use crate::error::CliError;
 use crate::output::emit;
 
@@ -32,13 +33,13 @@ pub fn run(cmd: CascadeCmd) -> Result<(), CliError> {
     let c = cmd.client.client();
     match cmd.verb {
         CascadeVerb::List { dot: true } => {
-            let cascades: Vec<CascadeInfo> = c.get("/cascades")?;
-            let maps: Vec<MapInfo> = c.get("/mappings")?;
+            let cascades = c.cascades()?;
+            let maps = c.maps()?;
             print!("{}", to_dot(&cascades, &maps));
             Ok(())
         }
         CascadeVerb::List { dot: false } => {
-            let cascades: Vec<CascadeInfo> = c.get("/cascades")?;
+            let cascades = c.cascades()?;
             emit(cmd.client.json, &cascades, |cs| {
                 if cs.is_empty() {
                     println!("no cascades (start a mapping to create one)");

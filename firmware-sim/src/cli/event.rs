@@ -3,8 +3,10 @@
 
 use clap::{Args, Subcommand};
 
+use firmware_sim_client::model::EventReport;
+use firmware_sim_client::Event;
+
 use super::ClientOpts;
-use crate::api::model::{EventReport, EventRequest};
 use crate::error::CliError;
 use crate::output::emit;
 
@@ -53,38 +55,13 @@ enum EventVerb {
 /// Runs an `event` verb.
 pub fn run(cmd: EventCmd) -> Result<(), CliError> {
     let c = cmd.client.client();
-    let (name, body) = match cmd.verb {
-        EventVerb::Ipl { host } => (
-            "ipl",
-            EventRequest {
-                host,
-                ..EventRequest::default()
-            },
-        ),
-        EventVerb::RmRestart { host } => (
-            "rm-restart",
-            EventRequest {
-                host,
-                ..EventRequest::default()
-            },
-        ),
-        EventVerb::Abend { program, host } => (
-            "abend",
-            EventRequest {
-                program: Some(program),
-                host,
-                lose_volatile: false,
-            },
-        ),
-        EventVerb::Reset { lose_volatile } => (
-            "reset",
-            EventRequest {
-                lose_volatile,
-                ..EventRequest::default()
-            },
-        ),
+    let event = match cmd.verb {
+        EventVerb::Ipl { host } => Event::Ipl { host },
+        EventVerb::RmRestart { host } => Event::RmRestart { host },
+        EventVerb::Abend { program, host } => Event::Abend { program, host },
+        EventVerb::Reset { lose_volatile } => Event::Reset { lose_volatile },
     };
-    let report: EventReport = c.post(&format!("/events/{name}"), &body)?;
+    let report = c.event(&event)?;
     emit(cmd.client.json, &report, print_report)
 }
 

@@ -2,11 +2,10 @@
 
 use clap::{Args, Subcommand};
 
-use super::volume::path_seg;
+use firmware_sim_client::check_id;
+use firmware_sim_client::model::CreateGroup;
+
 use super::ClientOpts;
-use crate::api::model::{
-    ActionDone, CreateGroup, ForceFlag, GroupInfo, GroupMember, MapInfo, StartFlags,
-};
 use crate::error::CliError;
 use crate::output::{emit, Table};
 
@@ -84,9 +83,9 @@ pub fn run(cmd: GroupCmd) -> Result<(), CliError> {
         GroupVerb::Create { id, maps, name } => {
             let maps = maps
                 .iter()
-                .map(|m| map_id(&c, m))
-                .collect::<Result<Vec<u32>, CliError>>()?;
-            let g: GroupInfo = c.post("/groups", &CreateGroup { id, maps, name })?;
+                .map(|m| c.map_id(m))
+                .collect::<Result<Vec<u32>, _>>()?;
+            let g = c.create_group(&CreateGroup { id, maps, name })?;
             emit(json, &g, |g| {
                 let name = g
                     .name
@@ -97,17 +96,14 @@ pub fn run(cmd: GroupCmd) -> Result<(), CliError> {
             })
         }
         GroupVerb::Start { id, restore } => {
-            let id = path_seg(&id)?;
-            let maps: Vec<MapInfo> =
-                c.post(&format!("/groups/{id}/start"), &StartFlags { restore })?;
+            let maps = c.start_group(&id, restore)?;
             emit(json, &maps, |maps| {
                 let ids: Vec<u32> = maps.iter().map(|m| m.id).collect();
                 println!("group {id} started: maps {} at one instant", join(&ids));
             })
         }
         GroupVerb::Stop { id, force } => {
-            let id = path_seg(&id)?;
-            let maps: Vec<MapInfo> = c.post(&format!("/groups/{id}/stop"), &ForceFlag { force })?;
+            let maps = c.stop_group(&id, force)?;
             emit(json, &maps, |maps| {
                 for m in maps {
                     println!("map {} {} ({}%)", m.id, m.state, m.progress_percent);
@@ -115,30 +111,29 @@ pub fn run(cmd: GroupCmd) -> Result<(), CliError> {
             })
         }
         GroupVerb::Delete { id, force } => {
-            let id = path_seg(&id)?;
-            let done: ActionDone = c.delete(&format!("/groups/{id}?force={force}"))?;
+            let done = c.delete_group(&id, force)?;
             emit(json, &done, |d| println!("{}", d.message))
         }
         GroupVerb::Add { id, map } => {
-            let id = path_seg(&id)?;
-            let map = map_id(&c, &map)?;
-            let maps: Vec<MapInfo> = c.post(&format!("/groups/{id}/maps"), &GroupMember { map })?;
+            check_id(&id)?;
+            let map = c.map_id(&map)?;
+            let maps = c.add_group_map(&id, map)?;
             emit(json, &maps, |maps| {
                 let ids: Vec<u32> = maps.iter().map(|m| m.id).collect();
                 println!("group {id}: maps {}", join(&ids));
             })
         }
         GroupVerb::Remove { id, map } => {
-            let id = path_seg(&id)?;
-            let map = map_id(&c, &map)?;
-            let maps: Vec<MapInfo> = c.delete(&format!("/groups/{id}/maps/{map}"))?;
+            check_id(&id)?;
+            let map = c.map_id(&map)?;
+            let maps = c.remove_group_map(&id, map)?;
             emit(json, &maps, |maps| {
                 let ids: Vec<u32> = maps.iter().map(|m| m.id).collect();
                 println!("group {id}: maps {}", join(&ids));
             })
         }
         GroupVerb::List => {
-            let groups: Vec<GroupInfo> = c.get("/groups")?;
+            let groups = c.groups()?;
             emit(json, &groups, |gs| {
                 let mut t = Table::new(&["ID", "NAME", "STATE", "MAPS", "SESSION"]);
                 for g in gs {
@@ -155,15 +150,6 @@ pub fn run(cmd: GroupCmd) -> Result<(), CliError> {
             })
         }
     }
-}
-
-/// The id of map `m`, given as an id or a name.
-fn map_id(c: &crate::client::ApiClient, m: &str) -> Result<u32, CliError> {
-    if let Ok(id) = m.parse::<u32>() {
-        return Ok(id);
-    }
-    let info: MapInfo = c.get(&format!("/mappings/{}", path_seg(m)?))?;
-    Ok(info.id)
 }
 
 fn join(ids: &[u32]) -> String {

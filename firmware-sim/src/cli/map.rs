@@ -1,13 +1,12 @@
 //! `firmware-sim map create|start|prepare|stop|delete|list|show|wait|restore`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
+use firmware_sim_client::model::{CreateMap, MapInfo};
+use firmware_sim_client::Client;
 
-use super::volume::path_seg;
 use super::ClientOpts;
-use crate::api::model::{ActionDone, CreateMap, ForceFlag, MapInfo, RestoreRequest, StartFlags};
-use crate::client::ApiClient;
 use crate::error::CliError;
 use crate::output::{emit, Table};
 
@@ -155,7 +154,7 @@ pub fn run(cmd: MapCmd) -> Result<(), CliError> {
                 id,
                 name,
             };
-            let m: MapInfo = c.post("/mappings", &req)?;
+            let m = c.create_map(&req)?;
             emit(json, &m, |m| {
                 println!(
                     "created map {}{} {} -> {} ({}{}), state {}",
@@ -172,15 +171,11 @@ pub fn run(cmd: MapCmd) -> Result<(), CliError> {
                 )
             })
         }
-        MapVerb::Start { id, restore } => action(&c, json, &id, "start", &StartFlags { restore }),
-        MapVerb::Prepare { id } => action(&c, json, &id, "prepare", &ForceFlag::default()),
-        MapVerb::Stop { id, force } => action(&c, json, &id, "stop", &ForceFlag { force }),
+        MapVerb::Start { id, restore } => action(json, "start", c.start_map(&id, restore)?),
+        MapVerb::Prepare { id } => action(json, "prepare", c.prepare_map(&id)?),
+        MapVerb::Stop { id, force } => action(json, "stop", c.stop_map(&id, force)?),
         MapVerb::Restore { id, copy_rate } => {
-            let id = path_seg(&id)?;
-            let m: MapInfo = c.post(
-                &format!("/mappings/{id}/restore"),
-                &RestoreRequest { copy_rate },
-            )?;
+            let m = c.restore_map(&id, copy_rate)?;
             emit(json, &m, |m| {
                 println!(
                     "restoring with map {}: {} -> {}, state {}",
@@ -189,16 +184,15 @@ pub fn run(cmd: MapCmd) -> Result<(), CliError> {
             })
         }
         MapVerb::Delete { id, force } => {
-            let id = path_seg(&id)?;
-            let done: ActionDone = c.delete(&format!("/mappings/{id}?force={force}"))?;
+            let done = c.delete_map(&id, force)?;
             emit(json, &done, |d| println!("{}", d.message))
         }
         MapVerb::List => {
-            let maps: Vec<MapInfo> = c.get("/mappings")?;
+            let maps = c.maps()?;
             emit(json, &maps, |maps| print_maps(maps))
         }
         MapVerb::Show { id } => {
-            let m: MapInfo = c.get(&format!("/mappings/{}", path_seg(&id)?))?;
+            let m = c.map(&id)?;
             emit(json, &m, print_map)
         }
         MapVerb::Wait {
@@ -214,14 +208,7 @@ pub fn run(cmd: MapCmd) -> Result<(), CliError> {
     }
 }
 
-fn action(
-    c: &ApiClient,
-    json: bool,
-    id: &str,
-    verb: &str,
-    body: &impl serde::Serialize,
-) -> Result<(), CliError> {
-    let m: MapInfo = c.post(&format!("/mappings/{}/{verb}", path_seg(id)?), body)?;
+fn action(json: bool, verb: &str, m: MapInfo) -> Result<(), CliError> {
     emit(json, &m, |m| {
         println!(
             "map {} {}: state {} ({}%)",
@@ -230,20 +217,14 @@ fn action(
     })
 }
 
-/// True once a map no longer copies or cleans: copied (a full map may stay
-/// `copying` at 100% while dependants need it), stopped, or waiting for start.
-fn settled(m: &MapInfo) -> bool {
-    matches!(m.state.as_str(), "idle_or_copied" | "stopped" | "prepared")
-        || (m.state == "copying" && m.progress_percent == 100)
-}
-
+/// `map wait`: the client's wait, with a progress bar on stderr that is
+/// cleared before any result, so lines do not run together.
 fn wait(
-    c: &ApiClient,
+    c: &Client,
     id: &str,
     progress: bool,
     timeout: Option<Duration>,
 ) -> Result<MapInfo, CliError> {
-    let started = Instant::now();
     let bar = progress.then(|| {
         let bar = indicatif::ProgressBar::new(100);
         if let Ok(style) = indicatif::ProgressStyle::with_template(
@@ -254,62 +235,16 @@ fn wait(
         bar.set_prefix(id.to_string());
         bar
     });
-    let mut first = true;
-    loop {
-        let m: MapInfo = c.get(&format!("/mappings/{}", path_seg(id)?))?;
+    let out = c.wait_map(id, timeout, |m| {
         if let Some(bar) = &bar {
             bar.set_message(m.state.clone());
             bar.set_position(u64::from(m.progress_percent));
         }
-        // The bar is cleared before any result, so lines do not run together.
-        let give_up = |message: String| {
-            if let Some(bar) = &bar {
-                bar.finish_and_clear();
-            }
-            CliError::Api {
-                status: 409,
-                kind: "wrong_state".into(),
-                message,
-            }
-        };
-        // Idle below 100 % before anything ran: there is nothing to wait for.
-        if first && m.state == "idle_or_copied" && m.progress_percent < 100 {
-            return Err(give_up(format!(
-                "map {id} is not started (idle_or_copied at {}%: never started, or stopped \
-                 before its copy finished), so there is nothing to wait for; start it with \
-                 `firmware-sim map start {id}`",
-                m.progress_percent
-            )));
-        }
-        first = false;
-        if settled(&m) {
-            if let Some(bar) = &bar {
-                bar.finish_and_clear();
-            }
-            return Ok(m);
-        }
-        if m.state == "copying" && (m.copy_type == "nocopy" || m.copy_rate == 0) {
-            return Err(give_up(format!(
-                "map {id} is a {} map with copy rate {}: it copies only on write and never \
-                 finishes; stop it, or use a full map with --copy-rate",
-                m.copy_type, m.copy_rate
-            )));
-        }
-        if let Some(t) = timeout {
-            if started.elapsed() >= t {
-                if let Some(bar) = &bar {
-                    bar.finish_and_clear();
-                }
-                return Err(CliError::Failed(format!(
-                    "map {id} still {} ({}%) after {}s",
-                    m.state,
-                    m.progress_percent,
-                    t.as_secs()
-                )));
-            }
-        }
-        std::thread::sleep(Duration::from_millis(200));
+    });
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
     }
+    Ok(out?)
 }
 
 fn print_maps(maps: &[MapInfo]) {

@@ -1,6 +1,6 @@
 //! The command line: one clap-derive tree whose verbs and flags are exactly
 //! the public names of `docs/CLI.md`. Client verbs are
-//! thin wrappers over the control API ([`crate::client`]); each noun lives in
+//! thin wrappers over the control API's typed client ([`firmware_sim_client`]); each noun lives in
 //! its own module with its argument structs and its `run` function.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -18,8 +18,8 @@ pub mod shell;
 pub mod table;
 pub mod volume;
 
-use crate::client::ApiClient;
 use crate::error::CliError;
+use firmware_sim_client::Client;
 
 /// Default control API address (`--api`).
 pub const DEFAULT_API: &str = "127.0.0.1:10810";
@@ -64,22 +64,20 @@ pub struct ClientOpts {
 }
 
 impl ClientOpts {
-    /// A client for the configured API address (with the token, if any).
-    pub fn client(&self) -> ApiClient {
-        let token = match &self.token_file {
-            Some(p) => match std::fs::read_to_string(p) {
-                Ok(t) => Some(t.trim().to_string()),
-                Err(e) => {
-                    eprintln!(
-                        "firmware-sim: warning: cannot read --token-file {}: {e}",
-                        p.display()
-                    );
-                    None
-                }
-            },
-            None => std::env::var("FIRMWARE_SIM_API_TOKEN").ok(),
-        };
-        ApiClient::new(&self.api).with_token(token.filter(|t| !t.is_empty()))
+    /// A client for the configured API address, with the token from
+    /// --token-file, else $FIRMWARE_SIM_API_TOKEN (an unreadable file is
+    /// warned about, and no token is sent).
+    pub fn client(&self) -> Client {
+        let token = firmware_sim_client::resolve_token(None, self.token_file.as_deref())
+            .unwrap_or_else(|e| {
+                eprintln!(
+                    "firmware-sim: warning: cannot read --token-file {}: {}",
+                    e.path.display(),
+                    e.source
+                );
+                None
+            });
+        Client::new(&self.api).with_token(token)
     }
 }
 

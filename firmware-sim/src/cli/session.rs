@@ -1,12 +1,12 @@
 //! `firmware-sim session start|release|wait|complete|terminate|list`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::{Args, Subcommand};
+use firmware_sim_client::model::{SessionInfo, StartSession};
+use firmware_sim_client::Client;
 
-use super::volume::path_seg;
 use super::ClientOpts;
-use crate::api::model::{ForceFlag, SessionInfo, StartSession, TerminateSession};
 use crate::error::CliError;
 use crate::output::{emit, Table};
 
@@ -107,15 +107,14 @@ pub fn run(cmd: SessionCmd) -> Result<(), CliError> {
                 host,
                 copy_rate,
             };
-            let s: SessionInfo = c.post("/sessions", &req)?;
+            let s = c.start_session(&req)?;
             emit(json, &s, |s| {
                 println!("session {} {}", s.id, s.state);
                 print_sessions(std::slice::from_ref(s));
             })
         }
         SessionVerb::Release { session } => {
-            let path = format!("/sessions/{}/release", path_seg(&session)?);
-            let s: SessionInfo = c.post(&path, &ForceFlag::default())?;
+            let s = c.release_session(&session)?;
             emit(json, &s, |s| {
                 println!("session {} {} (logically complete)", s.id, s.state)
             })
@@ -128,8 +127,7 @@ pub fn run(cmd: SessionCmd) -> Result<(), CliError> {
         } => {
             let mut s = wait(&c, &session, progress, timeout.map(Duration::from_secs))?;
             if complete {
-                let path = format!("/sessions/{}/complete", path_seg(&session)?);
-                s = c.post(&path, &ForceFlag::default())?;
+                s = c.complete_session(&session)?;
             }
             emit(json, &s, |s| match s.state.as_str() {
                 "completed" => println!("session {} completed", s.id),
@@ -140,36 +138,31 @@ pub fn run(cmd: SessionCmd) -> Result<(), CliError> {
             })
         }
         SessionVerb::Complete { session } => {
-            let path = format!("/sessions/{}/complete", path_seg(&session)?);
-            let s: SessionInfo = c.post(&path, &ForceFlag::default())?;
+            let s = c.complete_session(&session)?;
             emit(json, &s, |s| println!("session {} {}", s.id, s.state))
         }
         SessionVerb::Terminate { session, reason } => {
-            let path = format!("/sessions/{}/terminate", path_seg(&session)?);
-            let s: SessionInfo = c.post(&path, &TerminateSession { reason })?;
+            let s = c.terminate_session(&session, reason)?;
             emit(json, &s, |s| match &s.reason {
                 Some(r) => println!("session {} {} ({r})", s.id, s.state),
                 None => println!("session {} {}", s.id, s.state),
             })
         }
         SessionVerb::List => {
-            let ss: Vec<SessionInfo> = c.get("/sessions")?;
+            let ss = c.sessions()?;
             emit(json, &ss, |ss| print_sessions(ss))
         }
     }
 }
 
-/// Polls session `id` until every part has copied its domain. A session
-/// that is completed returns at once; a terminated one is an error naming
-/// why (its copy will never finish).
+/// `session wait`: the client's wait, with a progress bar on stderr that is
+/// cleared before any result.
 fn wait(
-    c: &crate::client::ApiClient,
+    c: &Client,
     id: &str,
     progress: bool,
     timeout: Option<Duration>,
 ) -> Result<SessionInfo, CliError> {
-    let started = Instant::now();
-    let path = "/sessions";
     let bar = progress.then(|| {
         let bar = indicatif::ProgressBar::new(1000);
         if let Ok(style) = indicatif::ProgressStyle::with_template(
@@ -180,96 +173,16 @@ fn wait(
         bar.set_prefix(id.to_string());
         bar
     });
-    let clear = || {
-        if let Some(bar) = &bar {
-            bar.finish_and_clear();
-        }
-    };
-    // Without a timeout, a session whose maps here all copy at rate 0 is
-    // refused at once (as `map wait` refuses a nocopy map).
-    let mut first = timeout.is_none();
-    loop {
-        let all: Vec<SessionInfo> = c.get(path)?;
-        let Some(s) = all.into_iter().find(|s| s.id == id) else {
-            clear();
-            return Err(CliError::Api {
-                status: 404,
-                kind: "unknown_session".into(),
-                message: format!("unknown session {id} (`firmware-sim session list` shows them)"),
-            });
-        };
-        let pct = s.progress_percent.unwrap_or(0.0);
+    let out = c.wait_session(id, timeout, |s| {
         if let Some(bar) = &bar {
             bar.set_message(s.state.clone());
-            bar.set_position((pct * 10.0) as u64);
+            bar.set_position((s.progress_percent.unwrap_or(0.0) * 10.0) as u64);
         }
-        match s.state.as_str() {
-            "completed" => {
-                clear();
-                return Ok(s);
-            }
-            "terminated" => {
-                clear();
-                return Err(CliError::Api {
-                    status: 409,
-                    kind: "wrong_state".into(),
-                    message: format!(
-                        "session {id} was terminated ({}): its copy will not finish; start a new \
-                         session for the backup",
-                        s.reason.as_deref().unwrap_or("unknown reason")
-                    ),
-                });
-            }
-            _ => {}
-        }
-        let copied = !s.parts.is_empty()
-            && s.parts
-                .iter()
-                .all(|p| matches!((p.copied_tracks, p.total_tracks), (Some(c), Some(t)) if c >= t));
-        if copied {
-            clear();
-            return Ok(s);
-        }
-        if first && copies_nothing(c, id)? {
-            clear();
-            return Err(CliError::Api {
-                status: 409,
-                kind: "wrong_state".into(),
-                message: format!(
-                    "session {id} copies at rate 0: only what writes touch is copied, so its \
-                     copy may never finish; wait with --timeout, or start it with --copy-rate"
-                ),
-            });
-        }
-        first = false;
-        if let Some(t) = timeout {
-            if started.elapsed() >= t {
-                clear();
-                return Err(CliError::Failed(format!(
-                    "session {id} still {} ({pct:.1}% copied) after {}s",
-                    s.state,
-                    t.as_secs()
-                )));
-            }
-        }
-        std::thread::sleep(Duration::from_millis(200));
+    });
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
     }
-}
-
-/// Whether every map of session `id` on this daemon has background copy
-/// rate 0 (and there is at least one).
-fn copies_nothing(c: &crate::client::ApiClient, id: &str) -> Result<bool, CliError> {
-    let groups: Vec<crate::api::model::GroupInfo> = c.get("/groups")?;
-    let Some(g) = groups.iter().find(|g| g.session.as_deref() == Some(id)) else {
-        return Ok(false);
-    };
-    let maps: Vec<crate::api::model::MapInfo> = c.get("/mappings")?;
-    let rates: Vec<u8> = maps
-        .iter()
-        .filter(|m| g.maps.contains(&m.id))
-        .map(|m| m.copy_rate)
-        .collect();
-    Ok(!rates.is_empty() && rates.iter().all(|r| *r == 0))
+    Ok(out?)
 }
 
 fn print_sessions(ss: &[SessionInfo]) {

@@ -2,9 +2,7 @@
 
 use clap::{Args, Subcommand};
 
-use super::volume::path_seg;
 use super::ClientOpts;
-use crate::api::model::TableEntryInfo;
 use crate::error::CliError;
 use crate::output::{emit, iso_utc_ms, Table};
 
@@ -32,11 +30,7 @@ pub fn run(cmd: TableCmd) -> Result<(), CliError> {
     let c = cmd.client.client();
     match cmd.verb {
         TableVerb::Show { volume } => {
-            let path = match &volume {
-                Some(v) => format!("/tables?volume={}", path_seg(v)?),
-                None => "/tables".to_string(),
-            };
-            let entries: Vec<TableEntryInfo> = c.get(&path)?;
+            let entries = c.table(volume.as_deref())?;
             emit(cmd.client.json, &entries, |es| {
                 let mut t = Table::new(&[
                     "TABLE",

@@ -2,8 +2,9 @@
 
 use clap::{Args, Subcommand};
 
+use firmware_sim_client::model::{CreateVolume, VolumeInfo};
+
 use super::ClientOpts;
-use crate::api::model::{ActionDone, CreateVolume, VolumeInfo};
 use crate::error::CliError;
 use crate::output::{emit, human_bytes, Table};
 
@@ -42,11 +43,11 @@ pub fn run(cmd: VolumeCmd) -> Result<(), CliError> {
     let json = cmd.client.json;
     match cmd.verb {
         VolumeVerb::List => {
-            let vols: Vec<VolumeInfo> = c.get("/volumes")?;
+            let vols = c.volumes()?;
             emit(json, &vols, |vols| print_volumes(vols))
         }
         VolumeVerb::Create { id, model } => {
-            let v: VolumeInfo = c.post("/volumes", &CreateVolume { id, model })?;
+            let v = c.create_volume(&CreateVolume { id, model })?;
             emit(json, &v, |v| {
                 println!(
                     "created volume {} ({}, {})",
@@ -60,7 +61,7 @@ pub fn run(cmd: VolumeCmd) -> Result<(), CliError> {
             })
         }
         VolumeVerb::Delete { id } => {
-            let done: ActionDone = c.delete(&format!("/volumes/{}", path_seg(&id)?))?;
+            let done = c.delete_volume(&id)?;
             emit(json, &done, |d| println!("{}", d.message))
         }
     }
@@ -92,20 +93,5 @@ fn print_volumes(vols: &[VolumeInfo]) {
         if let Some(r) = &v.offline_reason {
             println!("{} is offline: {r}", v.id);
         }
-    }
-}
-
-/// Checks that a user-given id can be put into a URL path as it is.
-pub fn path_seg(id: &str) -> Result<&str, CliError> {
-    if !id.is_empty()
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':'))
-    {
-        Ok(id)
-    } else {
-        Err(CliError::Usage(format!(
-            "`{id}` is not a valid id (allowed: A-Z a-z 0-9 . _ - :)"
-        )))
     }
 }

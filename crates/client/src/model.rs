@@ -1,5 +1,7 @@
-//! The JSON documents of the control API, shared by the server handlers and
-//! the CLI client so that both sides agree on every field name.
+//! The JSON documents of the control API: the one definition the server's
+//! handlers, the CLI and every other client share, so that both sides agree
+//! on every field name. With the `openapi` feature each type also derives
+//! `utoipa::ToSchema`, from which the daemon's OpenAPI document is built.
 //!
 //! Field names are part of the public contract (docs/CLI.md, "Control API"):
 //! `map show --json` carries at least `id, source, target, type,
@@ -9,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 /// Body of every error answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// What was wrong, one line.
     pub error: String,
@@ -18,6 +21,7 @@ pub struct ErrorBody {
 
 /// `GET /health`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Health {
     /// `ok` while the subsystem serves I/O.
     pub status: String,
@@ -35,6 +39,7 @@ pub struct Health {
 
 /// One volume (`GET /volumes`, `GET /volumes/{id}`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VolumeInfo {
     /// Volume id, also the NBD export name.
     pub id: String,
@@ -71,6 +76,7 @@ fn yes() -> bool {
 
 /// `POST /volumes`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateVolume {
     /// New volume id.
@@ -81,6 +87,7 @@ pub struct CreateVolume {
 
 /// One mapping (`GET /mappings`, `GET /mappings/{id}`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MapInfo {
     /// Map id.
     pub id: u32,
@@ -116,8 +123,21 @@ pub struct MapInfo {
     pub restoring: bool,
 }
 
+impl MapInfo {
+    /// True once the map no longer copies or cleans: copied (a full map may
+    /// stay `copying` at 100% while dependants need it), stopped, or waiting
+    /// for a start.
+    pub fn settled(&self) -> bool {
+        matches!(
+            self.state.as_str(),
+            "idle_or_copied" | "stopped" | "prepared"
+        ) || (self.state == "copying" && self.progress_percent == 100)
+    }
+}
+
 /// `POST /mappings`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateMap {
     /// Source volume.
@@ -149,6 +169,7 @@ pub struct CreateMap {
 
 /// Body of `POST /sessions/{id}/terminate`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TerminateSession {
     /// Why, in the operator's words (logged; the rows carry `operator`).
@@ -159,6 +180,7 @@ pub struct TerminateSession {
 /// Body of `POST /mappings/{id}/start` and `/groups/{id}/start` (optional:
 /// no body is `{"restore": false}`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct StartFlags {
     /// Start with restore: the target may be the source of active maps
@@ -169,6 +191,7 @@ pub struct StartFlags {
 
 /// Body of `POST /groups/{id}/maps`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct GroupMember {
     /// The map to add.
@@ -177,6 +200,7 @@ pub struct GroupMember {
 
 /// `POST /mappings/{id}/stop` and `DELETE /mappings/{id}?force=true`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ForceFlag {
     /// Force (stop: skip cleaning, dependants stop too).
@@ -186,6 +210,7 @@ pub struct ForceFlag {
 
 /// `POST /mappings/{id}/restore`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RestoreRequest {
     /// Background copy rate (0-150) of the reverse map; default: the map's
@@ -196,6 +221,7 @@ pub struct RestoreRequest {
 
 /// One cascade (`GET /cascades`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CascadeInfo {
     /// Cascade id.
     pub id: u32,
@@ -211,6 +237,7 @@ pub struct CascadeInfo {
 
 /// One consistency group (`GET /groups`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GroupInfo {
     /// Group id.
     pub id: u32,
@@ -230,6 +257,7 @@ pub struct GroupInfo {
 
 /// `POST /groups`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateGroup {
     /// Group id; `None` (or absent): the subsystem assigns the next free one.
@@ -244,6 +272,7 @@ pub struct CreateGroup {
 
 /// Answer of an action (`POST .../start`, `DELETE ...`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ActionDone {
     /// What was done, one line.
     pub message: String,
@@ -251,6 +280,7 @@ pub struct ActionDone {
 
 /// `POST /sessions`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct StartSession {
     /// Logical session id.
@@ -273,6 +303,7 @@ pub struct StartSession {
 
 /// One source volume of a session part.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionVolume {
     /// Source volume.
     pub volume: String,
@@ -282,6 +313,7 @@ pub struct SessionVolume {
 
 /// One subsystem's physical session of a logical session.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionPart {
     /// Subsystem id.
     pub subsystem: String,
@@ -297,6 +329,7 @@ pub struct SessionPart {
 
 /// One backup copy session (`GET /sessions`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionInfo {
     /// Logical session id.
     pub id: String,
@@ -319,8 +352,21 @@ pub struct SessionInfo {
     pub progress_percent: Option<f64>,
 }
 
+impl SessionInfo {
+    /// True once every part has reported its whole domain on the target
+    /// (then `complete` succeeds).
+    pub fn copied(&self) -> bool {
+        !self.parts.is_empty()
+            && self
+                .parts
+                .iter()
+                .all(|p| matches!((p.copied_tracks, p.total_tracks), (Some(c), Some(t)) if c >= t))
+    }
+}
+
 /// One decision of an event.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DecisionInfo {
     /// Logical session id.
     pub session: String,
@@ -338,6 +384,7 @@ pub struct DecisionInfo {
 
 /// A physical session without an open activity row that an event withdrew.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OrphanInfo {
     /// Subsystem id.
     pub subsystem: String,
@@ -349,6 +396,7 @@ pub struct OrphanInfo {
 
 /// Answer of `POST /events/{event}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EventReport {
     /// The event, e.g. `ipl` or `abend of program X`.
     pub event: String,
@@ -367,6 +415,7 @@ pub struct EventReport {
 
 /// Body of `POST /events/{event}`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EventRequest {
     /// Program name (`abend`).
@@ -384,6 +433,7 @@ pub struct EventRequest {
 
 /// One activity-table entry, decoded (`GET /tables`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TableEntryInfo {
     /// Which table: the subsystem id or a volume id.
     pub table: String,
