@@ -1,8 +1,9 @@
-//! [`Api`]: a small client of the control API returning JSON values, with
-//! the API's error kinds.
+//! [`Api`]: the control API of a booted subsystem as JSON values, with the
+//! API's error kinds. It is a thin layer over the typed client
+//! ([`firmware_sim_client::Client`], [`Api::client`]), which tests should
+//! prefer: it has one method per route and typed answers.
 
-use std::time::Duration;
-
+use firmware_sim_client::{Client, ClientError};
 use serde_json::Value;
 
 /// An error answer of the control API, or a transport failure.
@@ -39,85 +40,69 @@ impl ApiError {
     }
 }
 
+impl From<ClientError> for ApiError {
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::Api {
+                status,
+                kind,
+                message,
+            } => ApiError::Api {
+                status,
+                kind: kind.to_string(),
+                message,
+            },
+            ClientError::Transport { addr, cause } => ApiError::Transport { addr, cause },
+            ClientError::Decode { addr, path, cause } => ApiError::Transport {
+                addr,
+                cause: format!("{path}: not the expected JSON ({cause})"),
+            },
+            e @ (ClientError::InvalidId { .. } | ClientError::Timeout(_)) => ApiError::Transport {
+                addr: String::new(),
+                cause: e.to_string(),
+            },
+        }
+    }
+}
+
 /// The control API of one subsystem.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Api {
-    base: String,
-    agent: ureq::Agent,
+    client: Client,
 }
 
 impl Api {
     /// A client of `base` (`http://HOST:PORT`).
     pub fn new(base: &str) -> Api {
-        let config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(300)))
-            .proxy(None)
-            .build();
         Api {
-            base: base.trim_end_matches('/').to_string(),
-            agent: ureq::Agent::new_with_config(config),
+            client: Client::new(base),
         }
     }
 
     /// `http://HOST:PORT`.
     pub fn base(&self) -> &str {
-        &self.base
+        self.client.base_url()
     }
 
-    fn finish(
-        &self,
-        res: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-    ) -> Result<Value, ApiError> {
-        let transport = |cause: String| ApiError::Transport {
-            addr: self.base.clone(),
-            cause,
-        };
-        let mut resp = res.map_err(|e| transport(e.to_string()))?;
-        let status = resp.status().as_u16();
-        let text = resp
-            .body_mut()
-            .with_config()
-            .limit(256 << 20)
-            .read_to_string()
-            .map_err(|e| transport(e.to_string()))?;
-        let doc: Value = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).map_err(|e| transport(format!("not JSON ({e}): {text}")))?
-        };
-        if status >= 400 {
-            return Err(ApiError::Api {
-                status,
-                kind: doc["kind"].as_str().unwrap_or("unknown").to_string(),
-                message: doc["error"].as_str().unwrap_or(&text).to_string(),
-            });
-        }
-        Ok(doc)
+    /// The typed client: one method per route, typed answers and
+    /// [`firmware_sim_client::ErrorKind`]s.
+    pub fn client(&self) -> &Client {
+        &self.client
     }
 
     /// `GET path`.
     pub fn get(&self, path: &str) -> Result<Value, ApiError> {
-        self.finish(self.agent.get(format!("{}{path}", self.base)).call())
+        Ok(self.client.get(path)?)
     }
 
     /// `POST path` with a JSON body (`json!({})` when there is nothing to say).
     pub fn post(&self, path: &str, body: Value) -> Result<Value, ApiError> {
-        self.finish(
-            self.agent
-                .post(format!("{}{path}", self.base))
-                .send_json(body),
-        )
+        Ok(self.client.post(path, &body)?)
     }
 
     /// `DELETE path`.
     pub fn delete(&self, path: &str) -> Result<Value, ApiError> {
-        self.finish(
-            self.agent
-                .delete(format!("{}{path}", self.base))
-                .force_send_body()
-                .send_json(serde_json::json!({})),
-        )
+        Ok(self.client.delete(path)?)
     }
 
     /// A recovery event: `ipl`, `rm-restart`, `abend` (`{"program": P}`),

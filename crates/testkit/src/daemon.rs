@@ -262,6 +262,11 @@ impl Subsystem {
         &self.api
     }
 
+    /// The typed client of the control API (same as `api().client()`).
+    pub fn client(&self) -> &firmware_sim_client::Client {
+        self.api.client()
+    }
+
     /// `http://127.0.0.1:PORT` of the control API.
     pub fn api_url(&self) -> &str {
         self.api.base()

@@ -6,11 +6,21 @@
 //!     .volume("V1", "fb:64M")
 //!     .boot()
 //!     .unwrap();
-//! let map = sub.api().post("/mappings", serde_json::json!({
-//!     "source": "V0", "target": "V1", "type": "nocopy"
-//! })).unwrap();
-//! sub.api().post(&format!("/mappings/{}/start", map["id"]), serde_json::json!({})).unwrap();
+//! // The typed client of the control API (firmware-sim-client):
+//! let api = sub.client();
+//! let map = api
+//!     .create_map(&firmware_sim_client::model::CreateMap {
+//!         source: "V0".into(),
+//!         target: "V1".into(),
+//!         copy_type: "nocopy".into(),
+//!         ..Default::default()
+//!     })
+//!     .unwrap();
+//! api.start_map(&map.id.to_string(), false).unwrap();
 //! println!("{}", sub.nbd_uri("V1"));
+//! // Or JSON values, route by route:
+//! let maps = sub.api().get("/mappings").unwrap();
+//! assert_eq!(maps[0]["state"], "copying");
 //! ```
 //!
 //! The daemon is the real `firmware-sim` binary (`$FIRMWARE_SIM_BIN`, else
@@ -26,3 +36,7 @@ mod daemon;
 
 pub use api::{Api, ApiError};
 pub use daemon::{find_binary, Builder, Error, Subsystem};
+/// The typed client of the control API, re-exported so a test needs one
+/// dependency only.
+pub use firmware_sim_client;
+pub use firmware_sim_client::{Client, ClientError, ErrorKind};
