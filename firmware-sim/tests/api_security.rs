@@ -139,6 +139,9 @@ fn a_token_is_required_off_loopback_and_then_on_every_request() {
         200,
         "liveness stays open"
     );
+    let (status, text) = http("GET", &format!("{base}/openapi.json"), None);
+    assert_eq!(status, 200, "the API's description needs no token: {text}");
+    assert!(text.contains("\"openapi\""), "{text}");
     let (status, _) = http_with(
         "GET",
         &format!("{base}/volumes"),

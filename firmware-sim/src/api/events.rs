@@ -7,6 +7,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use resource_manager::{Decisions, Outcome};
 
+use super::model::ErrorBody;
 use super::model::{DecisionInfo, EventReport, EventRequest, OrphanInfo};
 use super::{body, ApiError, ApiErrorKind, AppState, Noun};
 use crate::node::ipl_notes;
@@ -51,6 +52,16 @@ fn report(d: Decisions, notes: Vec<String>) -> EventReport {
     }
 }
 
+#[utoipa::path(
+    post,
+    operation_id = "event",
+    path = "/events/{event}",
+    tag = "events",
+    summary = "A subsystem event: ipl, rm-restart, abend or reset",
+    params(("event" = String, Path, description = "ipl, rm-restart, abend or reset")),
+    request_body = EventRequest,
+    responses((status = 200, description = "What the event did, per session", body = EventReport), (status = "4XX", description = "Refused: `{error, kind}` (kinds: see `ErrorBody`)", body = ErrorBody), (status = "5XX", description = "The subsystem failed or is not serving: `{error, kind}`", body = ErrorBody))
+)]
 async fn event(
     State(s): State<AppState>,
     Path(event): Path<String>,

@@ -8,6 +8,7 @@ use axum::{Json, Router};
 use controller::{GroupId, MapId, Subsystem};
 
 use super::mappings::map_now;
+use super::model::ErrorBody;
 use super::model::{
     ActionDone, CreateGroup, ForceFlag, GroupInfo, GroupMember, MapInfo, StartFlags,
 };
@@ -38,6 +39,14 @@ fn parse_id(names: &Names, id: &str) -> Result<GroupId, ApiError> {
     })
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "groups",
+    path = "/groups",
+    tag = "groups",
+    summary = "List consistency groups",
+    responses((status = 200, description = "Every group", body = Vec<GroupInfo>), (status = "4XX", description = "Refused: `{error, kind}` (kinds: see `ErrorBody`)", body = ErrorBody), (status = "5XX", description = "The subsystem failed or is not serving: `{error, kind}`", body = ErrorBody))
+)]
 async fn list(State(s): State<AppState>) -> Result<Json<Vec<GroupInfo>>, ApiError> {
     s.blocking(|n| {
         let (gs, sessions) = n.with(|sub| (sub.groups(), session_maps(sub)));
@@ -56,6 +65,15 @@ async fn list(State(s): State<AppState>) -> Result<Json<Vec<GroupInfo>>, ApiErro
     .await
 }
 
+#[utoipa::path(
+    post,
+    operation_id = "create_group",
+    path = "/groups",
+    tag = "groups",
+    summary = "Create a consistency group of maps",
+    request_body = CreateGroup,
+    responses((status = 200, description = "The new group", body = GroupInfo), (status = "4XX", description = "Refused: `{error, kind}` (kinds: see `ErrorBody`)", body = ErrorBody), (status = "5XX", description = "The subsystem failed or is not serving: `{error, kind}`", body = ErrorBody))
+)]
 async fn create(
     State(s): State<AppState>,
     req: Result<Json<CreateGroup>, JsonRejection>,
@@ -172,6 +190,16 @@ fn members_now(names: &Names, sub: &Subsystem, id: GroupId) -> Result<Vec<MapInf
         .collect()
 }
 
+#[utoipa::path(
+    post,
+    operation_id = "start_group",
+    path = "/groups/{id}/start",
+    tag = "groups",
+    summary = "Start every map of the group at one instant (body optional)",
+    params(("id" = String, Path, description = "Group id or name")),
+    request_body = Option<StartFlags>,
+    responses((status = 200, description = "The members after the start", body = Vec<MapInfo>), (status = "4XX", description = "Refused: `{error, kind}` (kinds: see `ErrorBody`)", body = ErrorBody), (status = "5XX", description = "The subsystem failed or is not serving: `{error, kind}`", body = ErrorBody))
+)]
 async fn start(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -190,6 +218,16 @@ async fn start(
     .map(Json)
 }
 
+#[utoipa::path(
+    post,
+    operation_id = "stop_group",
+    path = "/groups/{id}/stop",
+    tag = "groups",
+    summary = "Stop every map of the group",
+    params(("id" = String, Path, description = "Group id or name")),
+    request_body = ForceFlag,
+    responses((status = 200, description = "The members after the stop", body = Vec<MapInfo>), (status = "4XX", description = "Refused: `{error, kind}` (kinds: see `ErrorBody`)", body = ErrorBody), (status = "5XX", description = "The subsystem failed or is not serving: `{error, kind}`", body = ErrorBody))
+)]
 async fn stop(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -210,6 +248,15 @@ async fn stop(
     .map(Json)
 }
 
+#[utoipa::path(
+    delete,
+    operation_id = "delete_group",
+    path = "/groups/{id}",
+    tag = "groups",
+    summary = "Delete a group",
+    params(("id" = String, Path, description = "Group id or name"), ("force" = Option<bool>, Query, description = "Delete even if it still has maps (the maps stay)")),
+    responses((status = 200, description = "Deleted", body = ActionDone), (status = "4XX", description = "Refused: `{error, kind}` (kinds: see `ErrorBody`)", body = ErrorBody), (status = "5XX", description = "The subsystem failed or is not serving: `{error, kind}`", body = ErrorBody))
+)]
 async fn delete(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -230,6 +277,16 @@ async fn delete(
     .await
 }
 
+#[utoipa::path(
+    post,
+    operation_id = "add_group_map",
+    path = "/groups/{id}/maps",
+    tag = "groups",
+    summary = "Add an idle_or_copied or stopped map to the group",
+    params(("id" = String, Path, description = "Group id or name")),
+    request_body = GroupMember,
+    responses((status = 200, description = "The members afterwards", body = Vec<MapInfo>), (status = "4XX", description = "Refused: `{error, kind}` (kinds: see `ErrorBody`)", body = ErrorBody), (status = "5XX", description = "The subsystem failed or is not serving: `{error, kind}`", body = ErrorBody))
+)]
 async fn add_member(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -247,6 +304,15 @@ async fn add_member(
     .map(Json)
 }
 
+#[utoipa::path(
+    delete,
+    operation_id = "remove_group_map",
+    path = "/groups/{id}/maps/{map}",
+    tag = "groups",
+    summary = "Take an idle_or_copied or stopped map out of the group",
+    params(("id" = String, Path, description = "Group id or name"), ("map" = u32, Path, description = "Map id")),
+    responses((status = 200, description = "The members afterwards", body = Vec<MapInfo>), (status = "4XX", description = "Refused: `{error, kind}` (kinds: see `ErrorBody`)", body = ErrorBody), (status = "5XX", description = "The subsystem failed or is not serving: `{error, kind}`", body = ErrorBody))
+)]
 async fn remove_member(
     State(s): State<AppState>,
     Path((id, map)): Path<(String, u32)>,

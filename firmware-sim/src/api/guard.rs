@@ -4,7 +4,8 @@
 //!
 //! Rules, in order:
 //! 1. with a token configured (`--api-token-file`), every request but
-//!    `GET /health` and `GET /` (the static status page) carries
+//!    `GET /health`, `GET /` (the static status page) and
+//!    `GET /openapi.json` (the API's description, no data) carries
 //!    `Authorization: Bearer TOKEN` (401 otherwise);
 //! 2. without a token, the `Host` header must be a loopback name (a web page
 //!    using DNS rebinding sends its own name); a request with an `Origin`
@@ -64,8 +65,10 @@ fn loopback_host(host: &str) -> bool {
 /// The middleware (`axum::middleware::from_fn_with_state`).
 pub async fn check(State(g): State<Guard>, req: Request, next: Next) -> Response {
     let h = req.headers();
-    // `/health`, and `/` (the status page: static, it holds no data).
-    let health = req.method() == Method::GET && matches!(req.uri().path(), "/health" | "/");
+    // `/health`, `/` (the status page: static, it holds no data) and
+    // `/openapi.json` (describes the routes, holds no data).
+    let health = req.method() == Method::GET
+        && matches!(req.uri().path(), "/health" | "/" | "/openapi.json");
     if let Some(token) = &g.token {
         let given = h
             .get(header::AUTHORIZATION)

@@ -7,6 +7,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use controller::{CascadeView, CopyType, MapCreate, MapId, MapState, MapView, Subsystem};
 
+use super::model::ErrorBody;
 use super::model::{
     ActionDone, CascadeInfo, CreateMap, ForceFlag, MapInfo, RestoreRequest, StartFlags,
 };
@@ -85,6 +86,14 @@ fn parse_id(names: &Names, id: &str) -> Result<MapId, ApiError> {
     })
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "maps",
+    path = "/mappings",
+    tag = "mappings",
+    summary = "List mappings",
+    responses((status = 200, description = "Every mapping", body = Vec<MapInfo>), (status = "4XX", description = "Refused: `{error, kind}` (kinds: see `ErrorBody`)", body = ErrorBody), (status = "5XX", description = "The subsystem failed or is not serving: `{error, kind}`", body = ErrorBody))
+)]
 async fn list(State(s): State<AppState>) -> Result<Json<Vec<MapInfo>>, ApiError> {
     s.blocking(|n| {
         n.with(|sub| {
@@ -100,6 +109,15 @@ async fn list(State(s): State<AppState>) -> Result<Json<Vec<MapInfo>>, ApiError>
     .await
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "map",
+    path = "/mappings/{id}",
+    tag = "mappings",
+    summary = "Show one mapping",
+    params(("id" = String, Path, description = "Map id or name")),
+    responses((status = 200, description = "The mapping", body = MapInfo), (status = "4XX", description = "Refused: `{error, kind}` (kinds: see `ErrorBody`)", body = ErrorBody), (status = "5XX", description = "The subsystem failed or is not serving: `{error, kind}`", body = ErrorBody))
+)]
 async fn show(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -225,6 +243,15 @@ fn create_with_id(
     }
 }
 
+#[utoipa::path(
+    post,
+    operation_id = "create_map",
+    path = "/mappings",
+    tag = "mappings",
+    summary = "Create a mapping (state idle_or_copied until started)",
+    request_body = CreateMap,
+    responses((status = 200, description = "The new mapping", body = MapInfo), (status = "4XX", description = "Refused: `{error, kind}` (kinds: see `ErrorBody`)", body = ErrorBody), (status = "5XX", description = "The subsystem failed or is not serving: `{error, kind}`", body = ErrorBody))
+)]
 async fn create(
     State(s): State<AppState>,
     req: Result<Json<CreateMap>, JsonRejection>,
@@ -255,6 +282,16 @@ async fn act(
     .map(Json)
 }
 
+#[utoipa::path(
+    post,
+    operation_id = "start_map",
+    path = "/mappings/{id}/start",
+    tag = "mappings",
+    summary = "Start a mapping: its point in time is now (body optional)",
+    params(("id" = String, Path, description = "Map id or name")),
+    request_body = Option<StartFlags>,
+    responses((status = 200, description = "The mapping after the start", body = MapInfo), (status = "4XX", description = "Refused: `{error, kind}` (kinds: see `ErrorBody`)", body = ErrorBody), (status = "5XX", description = "The subsystem failed or is not serving: `{error, kind}`", body = ErrorBody))
+)]
 async fn start(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -267,6 +304,15 @@ async fn start(
     .await
 }
 
+#[utoipa::path(
+    post,
+    operation_id = "prepare_map",
+    path = "/mappings/{id}/prepare",
+    tag = "mappings",
+    summary = "Prepare a mapping (flush the source) so a later start is instant",
+    params(("id" = String, Path, description = "Map id or name")),
+    responses((status = 200, description = "The mapping, prepared", body = MapInfo), (status = "4XX", description = "Refused: `{error, kind}` (kinds: see `ErrorBody`)", body = ErrorBody), (status = "5XX", description = "The subsystem failed or is not serving: `{error, kind}`", body = ErrorBody))
+)]
 async fn prepare(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -274,6 +320,16 @@ async fn prepare(
     act(s, id, "prepare", |sub, id| sub.prepare_map(id)).await
 }
 
+#[utoipa::path(
+    post,
+    operation_id = "stop_map",
+    path = "/mappings/{id}/stop",
+    tag = "mappings",
+    summary = "Stop a mapping (cleaning dependants first unless forced)",
+    params(("id" = String, Path, description = "Map id or name")),
+    request_body = ForceFlag,
+    responses((status = 200, description = "The mapping after the stop", body = MapInfo), (status = "4XX", description = "Refused: `{error, kind}` (kinds: see `ErrorBody`)", body = ErrorBody), (status = "5XX", description = "The subsystem failed or is not serving: `{error, kind}`", body = ErrorBody))
+)]
 async fn stop(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -286,6 +342,16 @@ async fn stop(
 /// Copy rate of a reverse map when neither the request nor the map gives one.
 const DEFAULT_RESTORE_RATE: u8 = 50;
 
+#[utoipa::path(
+    post,
+    operation_id = "restore_map",
+    path = "/mappings/{id}/restore",
+    tag = "mappings",
+    summary = "Copy the target back onto the source: a reverse mapping, started now",
+    params(("id" = String, Path, description = "Map id or name")),
+    request_body = RestoreRequest,
+    responses((status = 200, description = "The reverse mapping", body = MapInfo), (status = "4XX", description = "Refused: `{error, kind}` (kinds: see `ErrorBody`)", body = ErrorBody), (status = "5XX", description = "The subsystem failed or is not serving: `{error, kind}`", body = ErrorBody))
+)]
 async fn restore(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -369,6 +435,15 @@ fn restore_map(sub: &Subsystem, id: MapId, rate: Option<u8>) -> Result<MapId, Ap
     })
 }
 
+#[utoipa::path(
+    delete,
+    operation_id = "delete_map",
+    path = "/mappings/{id}",
+    tag = "mappings",
+    summary = "Delete a mapping",
+    params(("id" = String, Path, description = "Map id or name"), ("force" = Option<bool>, Query, description = "Delete even while copying (the target image is lost)")),
+    responses((status = 200, description = "Deleted", body = ActionDone), (status = "4XX", description = "Refused: `{error, kind}` (kinds: see `ErrorBody`)", body = ErrorBody), (status = "5XX", description = "The subsystem failed or is not serving: `{error, kind}`", body = ErrorBody))
+)]
 async fn delete(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -399,6 +474,14 @@ async fn delete(
     .await
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "cascades",
+    path = "/cascades",
+    tag = "mappings",
+    summary = "List cascades, head first",
+    responses((status = 200, description = "Every cascade", body = Vec<CascadeInfo>), (status = "4XX", description = "Refused: `{error, kind}` (kinds: see `ErrorBody`)", body = ErrorBody), (status = "5XX", description = "The subsystem failed or is not serving: `{error, kind}`", body = ErrorBody))
+)]
 async fn cascades(State(s): State<AppState>) -> Result<Json<Vec<CascadeInfo>>, ApiError> {
     s.blocking(|n| {
         n.with(|sub| {

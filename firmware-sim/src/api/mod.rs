@@ -1,6 +1,7 @@
 //! The control API: JSON over HTTP (axum), one resource per noun
 //! (`/volumes`, `/mappings`, `/cascades`, `/groups`, `/sessions`, `/tables`,
-//! `/events`) plus `/health` and `/metrics`. Actions are `POST`s on the
+//! `/events`) plus `/health`, `/metrics` and `/openapi.json` (the OpenAPI 3
+//! document of all of them, [`openapi`]). Actions are `POST`s on the
 //! resource (`POST /mappings/{id}/start`). Errors are `{error, kind}` with a
 //! proper status, built by [`error::ApiError`].
 //!
@@ -19,6 +20,7 @@ mod events;
 mod groups;
 pub mod guard;
 mod mappings;
+pub mod openapi;
 /// The wire types, defined once in the client crate (server and clients
 /// share them).
 pub use firmware_sim_client::model;
@@ -57,6 +59,7 @@ impl AppState {
 pub fn router(state: AppState, guard: guard::Guard) -> Router {
     Router::new()
         .merge(status::routes())
+        .merge(openapi::routes())
         .merge(volumes::routes())
         .merge(mappings::routes())
         .merge(groups::routes())

@@ -12,6 +12,7 @@ use controller::Subsystem;
 use geometry::{ExtentSet, Geometry};
 use resource_manager::{SessionExtent, SessionId, SessionSpec};
 
+use super::model::ErrorBody;
 use super::model::{SessionInfo, SessionPart, SessionVolume, StartSession, TerminateSession};
 use super::{body, ApiError, ApiErrorKind, AppState, Noun};
 use crate::node::Node;
@@ -207,6 +208,14 @@ fn one(
     Ok(session_info(sub, &s))
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "sessions",
+    path = "/sessions",
+    tag = "sessions",
+    summary = "List backup copy sessions",
+    responses((status = 200, description = "Every session", body = Vec<SessionInfo>), (status = "4XX", description = "Refused: `{error, kind}` (kinds: see `ErrorBody`)", body = ErrorBody), (status = "5XX", description = "The subsystem failed or is not serving: `{error, kind}`", body = ErrorBody))
+)]
 async fn list(State(s): State<AppState>) -> Result<Json<Vec<SessionInfo>>, ApiError> {
     s.blocking(|n| {
         n.with_rm(|rm, sub| {
@@ -219,6 +228,15 @@ async fn list(State(s): State<AppState>) -> Result<Json<Vec<SessionInfo>>, ApiEr
     .await
 }
 
+#[utoipa::path(
+    post,
+    operation_id = "start_session",
+    path = "/sessions",
+    tag = "sessions",
+    summary = "Start a backup copy session protecting source extents",
+    request_body = StartSession,
+    responses((status = 200, description = "The new session", body = SessionInfo), (status = "4XX", description = "Refused: `{error, kind}` (kinds: see `ErrorBody`)", body = ErrorBody), (status = "5XX", description = "The subsystem failed or is not serving: `{error, kind}`", body = ErrorBody))
+)]
 async fn start(
     State(s): State<AppState>,
     req: Result<Json<StartSession>, JsonRejection>,
@@ -283,6 +301,15 @@ async fn start(
     .map(Json)
 }
 
+#[utoipa::path(
+    post,
+    operation_id = "complete_session",
+    path = "/sessions/{id}/complete",
+    tag = "sessions",
+    summary = "Complete a session whose copy has finished",
+    params(("id" = String, Path, description = "Logical session id")),
+    responses((status = 200, description = "The session, completed", body = SessionInfo), (status = "4XX", description = "Refused: `{error, kind}` (kinds: see `ErrorBody`)", body = ErrorBody), (status = "5XX", description = "The subsystem failed or is not serving: `{error, kind}`", body = ErrorBody))
+)]
 async fn complete(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -308,6 +335,15 @@ async fn complete(
     .map(Json)
 }
 
+#[utoipa::path(
+    post,
+    operation_id = "release_session",
+    path = "/sessions/{id}/release",
+    tag = "sessions",
+    summary = "Mark a session logically complete (the copy goes on)",
+    params(("id" = String, Path, description = "Logical session id")),
+    responses((status = 200, description = "The session", body = SessionInfo), (status = "4XX", description = "Refused: `{error, kind}` (kinds: see `ErrorBody`)", body = ErrorBody), (status = "5XX", description = "The subsystem failed or is not serving: `{error, kind}`", body = ErrorBody))
+)]
 async fn release(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -324,6 +360,16 @@ async fn release(
     .map(Json)
 }
 
+#[utoipa::path(
+    post,
+    operation_id = "terminate_session",
+    path = "/sessions/{id}/terminate",
+    tag = "sessions",
+    summary = "Terminate a session now",
+    params(("id" = String, Path, description = "Logical session id")),
+    request_body = TerminateSession,
+    responses((status = 200, description = "The session, terminated", body = SessionInfo), (status = "4XX", description = "Refused: `{error, kind}` (kinds: see `ErrorBody`)", body = ErrorBody), (status = "5XX", description = "The subsystem failed or is not serving: `{error, kind}`", body = ErrorBody))
+)]
 async fn terminate(
     State(s): State<AppState>,
     Path(id): Path<String>,

@@ -16,6 +16,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 
+use super::model::ErrorBody;
 use super::model::Health;
 use super::{ApiError, AppState};
 
@@ -48,7 +49,7 @@ async fn index(headers: axum::http::HeaderMap) -> axum::response::Response {
     } else {
         Json(serde_json::json!({
             "status_page": "GET / with Accept: text/html",
-            "routes": ["/health", "/metrics", "/volumes", "/mappings", "/cascades", "/groups",
+            "routes": ["/health", "/metrics", "/openapi.json", "/volumes", "/mappings", "/cascades", "/groups",
                        "/sessions", "/tables", "/events/{event}"],
             "docs": "docs/CLI.md, \"Control API\"",
         }))
@@ -56,6 +57,15 @@ async fn index(headers: axum::http::HeaderMap) -> axum::response::Response {
     }
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "health",
+    path = "/health",
+    tag = "status",
+    summary = "Liveness and identity (answered without a token)",
+    security(()),
+    responses((status = 200, description = "Serving", body = Health), (status = "4XX", description = "Refused: `{error, kind}` (kinds: see `ErrorBody`)", body = ErrorBody), (status = "5XX", description = "The subsystem failed or is not serving: `{error, kind}`", body = ErrorBody))
+)]
 async fn health(State(s): State<AppState>) -> Result<Json<Health>, ApiError> {
     s.blocking(|n| {
         let (id, volumes) = n.with(|sub| (sub.id().to_string(), sub.volumes().len()));
@@ -71,6 +81,14 @@ async fn health(State(s): State<AppState>) -> Result<Json<Health>, ApiError> {
     .await
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "metrics",
+    path = "/metrics",
+    tag = "status",
+    summary = "Prometheus metrics",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"), (status = "4XX", description = "Refused: `{error, kind}` (kinds: see `ErrorBody`)", body = ErrorBody), (status = "5XX", description = "The subsystem failed or is not serving: `{error, kind}`", body = ErrorBody))
+)]
 async fn metrics(State(s): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let text = s
         .blocking(|n| {

@@ -8,6 +8,7 @@ use axum::{Json, Router};
 use controller::Subsystem;
 use serde::Deserialize;
 
+use super::model::ErrorBody;
 use super::model::TableEntryInfo;
 use super::{ApiError, AppState, Noun};
 
@@ -56,6 +57,15 @@ fn entry_info(sub: &Subsystem, table: &str, e: &ActivityEntry) -> TableEntryInfo
     }
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "table",
+    path = "/tables",
+    tag = "tables",
+    summary = "Activity-table entries, decoded (default: the subsystem table)",
+    params(("volume" = Option<String>, Query, description = "This volume's table instead")),
+    responses((status = 200, description = "The entries", body = Vec<TableEntryInfo>), (status = "4XX", description = "Refused: `{error, kind}` (kinds: see `ErrorBody`)", body = ErrorBody), (status = "5XX", description = "The subsystem failed or is not serving: `{error, kind}`", body = ErrorBody))
+)]
 async fn show(
     State(s): State<AppState>,
     Query(q): Query<TableQuery>,

@@ -7,6 +7,7 @@ use axum::{Json, Router};
 use controller::VolumeView;
 use geometry::DeviceModel;
 
+use super::model::ErrorBody;
 use super::model::{ActionDone, CreateVolume, VolumeInfo};
 use super::{body, ApiError, AppState, Noun};
 use crate::node::Node;
@@ -38,6 +39,14 @@ pub fn info(node: &Node, v: &VolumeView) -> VolumeInfo {
     }
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "volumes",
+    path = "/volumes",
+    tag = "volumes",
+    summary = "List volumes",
+    responses((status = 200, description = "Every volume", body = Vec<VolumeInfo>), (status = "4XX", description = "Refused: `{error, kind}` (kinds: see `ErrorBody`)", body = ErrorBody), (status = "5XX", description = "The subsystem failed or is not serving: `{error, kind}`", body = ErrorBody))
+)]
 async fn list(State(s): State<AppState>) -> Result<Json<Vec<VolumeInfo>>, ApiError> {
     s.blocking(|n| {
         let vols = n.with(|sub| sub.volumes());
@@ -46,6 +55,15 @@ async fn list(State(s): State<AppState>) -> Result<Json<Vec<VolumeInfo>>, ApiErr
     .await
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "volume",
+    path = "/volumes/{id}",
+    tag = "volumes",
+    summary = "Show one volume",
+    params(("id" = String, Path, description = "Volume id")),
+    responses((status = 200, description = "The volume", body = VolumeInfo), (status = "4XX", description = "Refused: `{error, kind}` (kinds: see `ErrorBody`)", body = ErrorBody), (status = "5XX", description = "The subsystem failed or is not serving: `{error, kind}`", body = ErrorBody))
+)]
 async fn show(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -59,6 +77,15 @@ async fn show(
     .await
 }
 
+#[utoipa::path(
+    post,
+    operation_id = "create_volume",
+    path = "/volumes",
+    tag = "volumes",
+    summary = "Create a volume",
+    request_body = CreateVolume,
+    responses((status = 200, description = "The new volume", body = VolumeInfo), (status = "4XX", description = "Refused: `{error, kind}` (kinds: see `ErrorBody`)", body = ErrorBody), (status = "5XX", description = "The subsystem failed or is not serving: `{error, kind}`", body = ErrorBody))
+)]
 async fn create(
     State(s): State<AppState>,
     req: Result<Json<CreateVolume>, JsonRejection>,
@@ -78,6 +105,15 @@ async fn create(
     .await
 }
 
+#[utoipa::path(
+    delete,
+    operation_id = "delete_volume",
+    path = "/volumes/{id}",
+    tag = "volumes",
+    summary = "Delete a volume (refused while in a mapping or session)",
+    params(("id" = String, Path, description = "Volume id")),
+    responses((status = 200, description = "Deleted", body = ActionDone), (status = "4XX", description = "Refused: `{error, kind}` (kinds: see `ErrorBody`)", body = ErrorBody), (status = "5XX", description = "The subsystem failed or is not serving: `{error, kind}`", body = ErrorBody))
+)]
 async fn delete(
     State(s): State<AppState>,
     Path(id): Path<String>,

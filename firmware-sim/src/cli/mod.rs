@@ -114,6 +114,9 @@ pub enum Command {
     Completions(shell::CompletionsArgs),
     /// The man page (roff) on stdout.
     Man,
+    /// The control API's OpenAPI 3 document on stdout (as GET /openapi.json
+    /// serves it; docs/openapi.json is a copy).
+    Openapi,
 }
 
 /// Runs one parsed command line.
@@ -134,5 +137,9 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Bench(c) => bench::run(c),
         Command::Completions(a) => shell::completions(a),
         Command::Man => shell::man(),
+        Command::Openapi => {
+            print!("{}", crate::api::openapi::document_json());
+            Ok(())
+        }
     }
 }
