@@ -282,6 +282,27 @@ impl Client {
     }
 }
 
+/// From async code (feature `async`): the calls block, so they run on
+/// tokio's blocking pool.
+#[cfg(feature = "async")]
+impl Client {
+    /// Runs `f` with (a clone of) this client on tokio's blocking pool:
+    /// `api.spawn(|c| c.map("nightly")).await`. Needs a tokio runtime.
+    pub async fn spawn<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Client) -> Result<T> + Send + 'static,
+    {
+        let c = self.clone();
+        tokio::task::spawn_blocking(move || f(&c))
+            .await
+            .map_err(|e| ClientError::Transport {
+                addr: self.addr.clone(),
+                cause: format!("the blocking task of the call failed: {e}"),
+            })?
+    }
+}
+
 /// An error answer: the API's `{error, kind}`; anything else means something
 /// other than a firmware-sim control API answered.
 pub(crate) fn api_error(addr: &str, status: u16, text: &str) -> ClientError {
@@ -765,6 +786,19 @@ mod tests {
         let e = resolve_token(None, Some(&missing)).unwrap_err();
         assert_eq!(e.path, missing);
         assert_eq!(resolve_token(Some("  ".into()), None).unwrap(), None);
+    }
+
+    #[cfg(feature = "async")]
+    #[test]
+    fn spawn_runs_the_call_on_the_blocking_pool_and_keeps_its_error() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let c = Client::new("127.0.0.1:1");
+        let r = rt.block_on(c.spawn(|c| c.volumes()));
+        assert!(matches!(r, Err(ClientError::Transport { .. })), "{r:?}");
+        let r = rt.block_on(c.spawn(|c| c.map("a/b")));
+        assert!(matches!(r, Err(ClientError::InvalidId { .. })), "{r:?}");
     }
 
     #[test]

@@ -26,8 +26,10 @@
 //! # Ok::<(), ClientError>(())
 //! ```
 //!
-//! Calls block (ureq). Features: `openapi` derives `utoipa::ToSchema` on
-//! every wire type (the daemon builds its `/openapi.json` from them).
+//! Calls block (ureq). Features: `async` adds `Client::spawn`, which runs
+//! calls on tokio's blocking pool for async callers; `openapi` derives
+//! `utoipa::ToSchema` on every wire type (the daemon builds its
+//! `/openapi.json` from them).
 #![deny(missing_docs)]
 
 mod client;
