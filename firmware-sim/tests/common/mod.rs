@@ -346,7 +346,9 @@ pub fn read_file(p: &Path) -> Vec<u8> {
     v
 }
 
-/// An HTTP request to the control API: (status, body).
+/// A raw HTTP request to the control API: (status, body). For tests of the
+/// protocol itself (status codes, malformed bodies, headers such as Origin);
+/// everything else goes through the typed client, firmware-sim-client.
 pub fn http(method: &str, url: &str, body: Option<&str>) -> (u16, String) {
     http_with(method, url, body, &[])
 }
