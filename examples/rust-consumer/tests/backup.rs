@@ -6,7 +6,7 @@
 
 use std::process::Command;
 
-use firmware_sim_testkit::Subsystem;
+use firmware_sim_testkit::{ClientError, ErrorKind, Subsystem};
 use serde_json::json;
 
 fn qemu_io(cmd: &str, uri: &str) -> String {
@@ -52,4 +52,20 @@ fn point_in_time_copy_keeps_the_old_bytes_across_a_crash() {
     sub.ipl().expect("the same data directory boots again");
     qemu_io("read -P 0x11 0 1M", &sub.nbd_uri("SNAP"));
     qemu_io("read -P 0x22 0 1M", &sub.nbd_uri("PROD"));
+
+    // The typed client (firmware-sim-client, re-exported by the kit): the
+    // map came back with the IPL, and a map that never existed is an
+    // error of kind UnknownMap.
+    let api = sub.client();
+    let back = api.map(&id.to_string()).unwrap();
+    assert_eq!(
+        (back.source.as_str(), back.state.as_str()),
+        ("PROD", "copying")
+    );
+    match api.map("4711") {
+        Err(ClientError::Api { kind, status, .. }) => {
+            assert_eq!((kind, status), (ErrorKind::UnknownMap, 404))
+        }
+        other => panic!("expected unknown_map, got {other:?}"),
+    }
 }
