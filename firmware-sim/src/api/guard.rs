@@ -67,7 +67,7 @@ pub async fn check(State(g): State<Guard>, req: Request, next: Next) -> Response
     let h = req.headers();
     // `/health`, `/` (the status page: static, it holds no data) and
     // `/openapi.json` (describes the routes, holds no data).
-    let health = req.method() == Method::GET
+    let open = req.method() == Method::GET
         && matches!(req.uri().path(), "/health" | "/" | "/openapi.json");
     if let Some(token) = &g.token {
         let given = h
@@ -75,7 +75,7 @@ pub async fn check(State(g): State<Guard>, req: Request, next: Next) -> Response
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
         let ok = given.is_some_and(|t| same(t.trim().as_bytes(), token.as_bytes()));
-        if !ok && !health {
+        if !ok && !open {
             return refuse(
                 ApiErrorKind::Unauthorized,
                 "this control API needs a token: pass --token-file FILE or set \
