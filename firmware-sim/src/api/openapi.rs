@@ -42,18 +42,31 @@ impl Modify for BearerToken {
     }
 }
 
+/// The description of the whole API, with the error kinds as the client
+/// crate lists them (one source for the document, the server and clients).
+struct Description;
+
+impl Modify for Description {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let kinds: Vec<String> = firmware_sim_client::ErrorKind::all()
+            .map(|k| k.to_string())
+            .collect();
+        doc.info.description = Some(format!(
+            "JSON over HTTP: one resource per noun, actions are POSTs on the resource. Every \
+             error answer is `{{\"error\": TEXT, \"kind\": KIND}}` with KIND one of {}. \
+             State-changing requests carry `Content-Type: application/json`. The command line \
+             (docs/CLI.md) and the Rust crate firmware-sim-client are clients of exactly these \
+             routes; the peers' internal `/port/...` routes are not part of this API.",
+            kinds.join(", ")
+        ));
+    }
+}
+
 /// The document.
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "firmware-sim control API",
-        description = "JSON over HTTP: one resource per noun, actions are POSTs on the \
-            resource. Every error answer is `{\"error\": TEXT, \"kind\": KIND}` with KIND one of \
-            unknown_volume, unknown_map, unknown_group, unknown_session, bad_extent, wrong_state, \
-            already_exists, busy, limit, bad_request, not_found, no_space, internal, unavailable, \
-            unauthorized, forbidden, unsupported_media_type, too_large. State-changing requests \
-            carry `Content-Type: application/json`. The command line (docs/CLI.md) and the Rust \
-            crate firmware-sim-client are clients of exactly these routes.",
         license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
     paths(
@@ -94,7 +107,7 @@ impl Modify for BearerToken {
         StartSession, SessionInfo, SessionPart, SessionVolume, TerminateSession, EventRequest,
         EventReport, DecisionInfo, OrphanInfo, TableEntryInfo
     )),
-    modifiers(&BearerToken),
+    modifiers(&BearerToken, &Description),
     security(("token" = [])),
     tags(
         (name = "status", description = "Health, metrics and this document"),
@@ -187,6 +200,10 @@ mod tests {
         // serde's rename is what the document shows.
         assert!(map.get("type").is_some() && map.get("copy_type").is_none());
         assert!(doc["components"]["schemas"]["ErrorBody"]["properties"]["kind"].is_object());
+        let description = doc["info"]["description"].as_str().unwrap();
+        for k in firmware_sim_client::ErrorKind::all() {
+            assert!(description.contains(k.as_str()), "{k} in the description");
+        }
         // /health and this document need no token; the rest do.
         assert_eq!(
             doc["paths"]["/health"]["get"]["security"],
