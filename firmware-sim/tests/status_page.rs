@@ -36,6 +36,11 @@ fn the_status_page_shows_volumes_maps_cascades_and_sessions_in_a_browser() {
         "snap",
     ]);
     d.cli_json(&["map", "start", "snap"]);
+    // 1 MiB written to FB00 after the snapshot: FB00 holds 1 MiB, and FB01
+    // received the old data of those tracks (copy on write).
+    let mut nbd = common::nbd_client::NbdConn::open(&d.nbd_addr(), "FB00");
+    nbd.write(0, &vec![0x5a; 1 << 20]);
+    drop(nbd);
     d.cli_json(&[
         "session", "start", "--id", "K1", "--extent", "FB02:0-3", "--target", "FB03",
     ]);
@@ -57,6 +62,7 @@ fn the_status_page_shows_volumes_maps_cascades_and_sessions_in_a_browser() {
         "data-volume=\"FB01\"",
         "<td>K1</td>",
         "<td>SYS-SS01</td>",
+        "<td>1 MiB (0.1 %)</td>",
     ] {
         assert!(
             dom.contains(needle),

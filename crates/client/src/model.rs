@@ -68,6 +68,10 @@ pub struct VolumeInfo {
     /// Why it is offline, naming the map and what brings it back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offline_reason: Option<String>,
+    /// Bytes its own store holds data for (thin provisioning: the rest are
+    /// holes that read as zeros or through a map).
+    #[serde(default)]
+    pub allocated_bytes: u64,
 }
 
 fn yes() -> bool {

@@ -36,6 +36,7 @@ pub fn info(node: &Node, v: &VolumeView) -> VolumeInfo {
         nbd_uri: node.nbd_uri(&v.id),
         online: v.online,
         offline_reason: v.offline_reason.clone(),
+        allocated_bytes: v.allocated_tracks.saturating_mul(v.track_size_bytes),
     }
 }
 

@@ -69,7 +69,7 @@ pub fn run(cmd: VolumeCmd) -> Result<(), CliError> {
 
 fn print_volumes(vols: &[VolumeInfo]) {
     let mut t = Table::new(&[
-        "ID", "MODEL", "SIZE", "TRACKS", "STATE", "MAPPINGS", "NBD URI",
+        "ID", "MODEL", "SIZE", "USED", "TRACKS", "STATE", "MAPPINGS", "NBD URI",
     ]);
     for v in vols {
         let maps = v
@@ -82,6 +82,7 @@ fn print_volumes(vols: &[VolumeInfo]) {
             v.id.clone(),
             v.model.clone(),
             human_bytes(v.size_bytes),
+            human_bytes(v.allocated_bytes),
             v.tracks.to_string(),
             if v.online { "online" } else { "offline" }.into(),
             if maps.is_empty() { "-".into() } else { maps },

@@ -76,6 +76,9 @@ pub struct VolumeView {
     pub online: bool,
     /// Why it is offline, naming the map and what ends it.
     pub offline_reason: Option<String>,
+    /// Tracks its own store holds data for (the rest are holes: thin
+    /// provisioning; from the store's in-memory allocation map).
+    pub allocated_tracks: u64,
 }
 
 /// A map as listed by the control API (`map show --json`).
@@ -165,6 +168,20 @@ pub(crate) fn group_state(states: &[MapState]) -> String {
         .iter()
         .find(|s| states.contains(s))
         .map_or_else(|| "empty".into(), |s| s.to_string())
+}
+
+/// Tracks of `v`'s own store that hold data (0 when the store cannot say).
+fn allocated_tracks(v: &super::Volume) -> u64 {
+    let tracks = v.geometry.tracks();
+    if tracks == 0 {
+        return 0;
+    }
+    v.store
+        .allocated(geometry::Extent {
+            first: 0,
+            last: tracks - 1,
+        })
+        .map_or(0, |a| a.track_count())
 }
 
 impl Subsystem {
@@ -304,6 +321,7 @@ impl Subsystem {
                 .collect(),
             online: core.engine.access(v.id).is_ok(),
             offline_reason: core.engine.access(v.id).err().map(|e| offline_reason(&e)),
+            allocated_tracks: allocated_tracks(&v),
         })
     }
 
