@@ -18,6 +18,7 @@ mod names;
 mod node;
 mod output;
 mod peer;
+mod recent;
 
 /// Exit status when stdout is a closed pipe (`... | head`), as if killed by SIGPIPE.
 const EXIT_BROKEN_PIPE: i32 = 141;

@@ -45,6 +45,8 @@ pub struct Node {
     pub started: Instant,
     /// NBD base URIs (`nbd://HOST:PORT/`, `nbd+unix:///?socket=...`).
     pub nbd_bases: RwLock<Vec<String>>,
+    /// Recent events for the status page and `GET /events`.
+    pub recent: crate::recent::Recent,
 }
 
 impl Node {
@@ -82,7 +84,10 @@ impl Node {
                 format!("cannot attach the resource manager: {e}"),
             )
         })?;
+        let recent = crate::recent::Recent::default();
+        recent.follow(&runtime, sub.subscribe(), sub.id().to_string());
         Ok(Node {
+            recent,
             slot: RwLock::new(sub),
             port,
             peers,
@@ -245,6 +250,8 @@ impl Node {
         // per-volume NBD counters do not, and neither may /metrics.
         self.metrics_base.lock().add(&before);
         self.port.replace(fresh.clone());
+        self.recent
+            .follow(&self.runtime, fresh.subscribe(), fresh.id().to_string());
         *slot = fresh;
         // The host side restarts too: a new resource manager over the same port
         // (it rebuilds everything from the activity tables).
@@ -253,6 +260,11 @@ impl Node {
             Err(e) => tracing::warn!(error = %e, "resource manager not rebuilt after IPL"),
         }
         let report = slot.ipl_report();
+        self.recent.push(format!(
+            "{}: IPL ({} journal records replayed)",
+            slot.id(),
+            report.journal_records
+        ));
         drop(slot);
         self.start_copier();
         Ok(report)

@@ -333,3 +333,53 @@ fn the_token_and_the_openapi_document_through_the_typed_client() {
         other => panic!("{other:?}"),
     }
 }
+
+/// `GET /events` (the status page's "Recent events"): controller state
+/// changes in words, kept across an IPL, which is recorded too; events after
+/// the IPL come from the new subsystem handle.
+#[test]
+fn recent_events_follow_the_subsystem_across_an_ipl() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::boot(tmp.path());
+    let c = Client::new(&d.api);
+    let texts = |c: &Client| -> Vec<String> {
+        c.recent_events()
+            .unwrap()
+            .into_iter()
+            .map(|e| e.text)
+            .collect()
+    };
+    let m = c
+        .create_map(&CreateMap {
+            source: "FB00".into(),
+            target: "FB01".into(),
+            copy_type: "nocopy".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    c.start_map(&m.id.to_string(), false).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !texts(&c)
+        .iter()
+        .any(|t| t == "SS01: map 0 prepared -> copying")
+    {
+        assert!(std::time::Instant::now() < deadline, "{:?}", texts(&c));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    c.event(&Event::Ipl { host: None }).unwrap();
+    assert!(
+        texts(&c).iter().any(|t| t.starts_with("SS01: IPL (")),
+        "{:?}",
+        texts(&c)
+    );
+    c.stop_map(&m.id.to_string(), true).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !texts(&c)
+        .iter()
+        .any(|t| t == "SS01: map 0 copying -> stopped")
+    {
+        assert!(std::time::Instant::now() < deadline, "{:?}", texts(&c));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    d.terminate();
+}

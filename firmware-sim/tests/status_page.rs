@@ -63,6 +63,7 @@ fn the_status_page_shows_volumes_maps_cascades_and_sessions_in_a_browser() {
         "<td>K1</td>",
         "<td>SYS-SS01</td>",
         "<td>1 MiB (0.1 %)</td>",
+        "<td>SS01: map 0 prepared -&gt; copying</td>",
     ] {
         assert!(
             dom.contains(needle),

@@ -75,6 +75,10 @@ class Client:
     def health(self):
         return self.get("/health")
 
+    def recent_events(self):
+        """The daemon's recent events, oldest first: [{time_unix_ms, text}]."""
+        return self.get("/events")
+
     # ---- volumes ---------------------------------------------------------
     def volumes(self):
         return self.get("/volumes")

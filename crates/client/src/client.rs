@@ -333,6 +333,11 @@ impl Client {
         self.get("/health")
     }
 
+    /// `GET /events`: the daemon's recent events, oldest first.
+    pub fn recent_events(&self) -> Result<Vec<crate::model::RecentEvent>> {
+        self.get("/events")
+    }
+
     /// `GET /metrics`: Prometheus text.
     pub fn metrics(&self) -> Result<String> {
         self.get_text("/metrics")

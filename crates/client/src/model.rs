@@ -37,6 +37,17 @@ pub struct Health {
     pub nbd: Vec<String>,
 }
 
+/// One recent event of the daemon (`GET /events`): a controller state
+/// change or an IPL, in words.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RecentEvent {
+    /// When, in milliseconds since the Unix epoch.
+    pub time_unix_ms: u64,
+    /// What happened, e.g. `SS01: map 0 copying -> idle_or_copied`.
+    pub text: String,
+}
+
 /// One volume (`GET /volumes`, `GET /volumes/{id}`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -1,19 +1,35 @@
 //! `/events/{ipl,rm-restart,abend,reset}`: subsystem and resource-manager
 //! events; each answers with what it did and the decisions taken, per session.
+//! `GET /events`: the daemon's recent events (`crate::recent`).
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use resource_manager::{Decisions, Outcome};
 
 use super::model::ErrorBody;
-use super::model::{DecisionInfo, EventReport, EventRequest, OrphanInfo};
+use super::model::{DecisionInfo, EventReport, EventRequest, OrphanInfo, RecentEvent};
 use super::{body, ApiError, ApiErrorKind, AppState, Noun};
 use crate::node::ipl_notes;
 
 pub(super) fn routes() -> Router<AppState> {
-    Router::new().route("/events/{event}", post(event))
+    Router::new()
+        .route("/events", get(recent))
+        .route("/events/{event}", post(event))
+}
+
+#[utoipa::path(
+    get,
+    operation_id = "recent_events",
+    path = "/events",
+    tag = "events",
+    summary = "Recent events",
+    description = "The daemon's recent events, oldest first (at most 200, in memory): map state changes, completions, cleaning, deletions, suspensions, poisoned stores and IPLs.",
+    responses((status = 200, description = "Recent events", body = [RecentEvent]))
+)]
+async fn recent(State(s): State<AppState>) -> Json<Vec<RecentEvent>> {
+    Json(s.node.recent.list())
 }
 
 fn report(d: Decisions, notes: Vec<String>) -> EventReport {

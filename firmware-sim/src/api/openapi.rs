@@ -15,7 +15,7 @@ use utoipa::{Modify, OpenApi};
 use super::model::{
     ActionDone, CascadeInfo, CreateGroup, CreateMap, CreateVolume, DecisionInfo, ErrorBody,
     EventReport, EventRequest, ForceFlag, GroupInfo, GroupMember, Health, MapInfo, OrphanInfo,
-    RestoreRequest, SessionInfo, SessionPart, SessionVolume, StartFlags, StartSession,
+    RecentEvent, RestoreRequest, SessionInfo, SessionPart, SessionVolume, StartFlags, StartSession,
     TableEntryInfo, TerminateSession, VolumeInfo,
 };
 use super::AppState;
@@ -97,11 +97,13 @@ impl Modify for Description {
         super::sessions::release,
         super::sessions::complete,
         super::sessions::terminate,
+        super::events::recent,
         super::events::event,
         super::tables::show,
         openapi_json,
     ),
     components(schemas(
+        RecentEvent,
         ErrorBody, Health, VolumeInfo, CreateVolume, MapInfo, CreateMap, StartFlags, ForceFlag,
         RestoreRequest, CascadeInfo, GroupInfo, CreateGroup, GroupMember, ActionDone,
         StartSession, SessionInfo, SessionPart, SessionVolume, TerminateSession, EventRequest,

@@ -50,7 +50,7 @@ async fn index(headers: axum::http::HeaderMap) -> axum::response::Response {
         Json(serde_json::json!({
             "status_page": "GET / with Accept: text/html",
             "routes": ["/health", "/metrics", "/openapi.json", "/volumes", "/mappings", "/cascades", "/groups",
-                       "/sessions", "/tables", "/events/{event}"],
+                       "/sessions", "/tables", "/events", "/events/{event}"],
             "docs": "docs/CLI.md, \"Control API\"",
         }))
         .into_response()
