@@ -341,6 +341,15 @@ impl Subsystem {
         )?)
     }
 
+    /// The daemon's recent events (`GET /events`), oldest first: map state
+    /// changes, completions, cleaning, deletions, suspensions, IPLs.
+    pub fn events(&self) -> Result<Vec<firmware_sim_client::model::RecentEvent>, Error> {
+        Ok(self
+            .client()
+            .recent_events()
+            .map_err(crate::api::ApiError::from)?)
+    }
+
     /// The path of the data directory's volume file, for tests that look at
     /// the bytes on disk.
     pub fn volume_file(&self, volume: &str) -> PathBuf {

@@ -63,6 +63,16 @@ fn a_subsystem_built_in_code_survives_a_crash_and_ipl_on_the_same_ports() {
         .post(&format!("/mappings/{id}/start"), json!({}))
         .unwrap();
     let (api, uri) = (sub.api_url().to_string(), sub.nbd_uri("V1"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !sub
+        .events()
+        .unwrap()
+        .iter()
+        .any(|e| e.text == format!("SSKIT: map {id} prepared -> copying"))
+    {
+        assert!(std::time::Instant::now() < deadline, "{:?}", sub.events());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     sub.crash();
     assert!(!sub.running());
     sub.ipl().unwrap();
