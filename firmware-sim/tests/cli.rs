@@ -943,3 +943,78 @@ fn maps_and_groups_answer_to_their_names_across_a_reboot() {
     ]);
     assert_ne!(m["id"].as_u64(), Some(id));
 }
+
+/// A full copy that finished while an older copy still reads through its
+/// target is cut from its chain and stays copying at 100 %: `cascade list`
+/// says whose finished copy the head of the remaining chain is (issue 15:
+/// the cascade view includes cut maps).
+#[test]
+fn cascade_list_names_the_cut_map_a_chain_reads_through() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::boot(tmp.path());
+    let slow = d.cli_json(&[
+        "map",
+        "create",
+        "--source",
+        "FB00",
+        "--target",
+        "FB01",
+        "--type",
+        "full",
+        "--copy-rate",
+        "0",
+    ]);
+    let slow = slow["id"].as_u64().unwrap().to_string();
+    assert_success(&d.cli(&["map", "start", &slow]), "start slow");
+    let fast = d.cli_json(&[
+        "map",
+        "create",
+        "--source",
+        "FB00",
+        "--target",
+        "FB02",
+        "--type",
+        "full",
+        "--copy-rate",
+        "150",
+    ]);
+    let fast = fast["id"].as_u64().unwrap().to_string();
+    assert_success(&d.cli(&["map", "start", &fast]), "start fast");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let cs = d.cli_json(&["cascade", "list"]);
+        let cut = cs
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["order"][0] == "FB02");
+        if let Some(c) = cut {
+            assert_eq!(c["order"], serde_json::json!(["FB02", "FB01"]), "{cs}");
+            assert_eq!(c["head_map"].as_u64().unwrap().to_string(), fast, "{cs}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never cut: {cs}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = d.cli(&["cascade", "list"]);
+    assert_success(&out, "cascade list");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "FB02 is map {fast}'s finished copy, cut from its chain"
+        )),
+        "{text}"
+    );
+    let m = d.cli_json(&["map", "show", &fast]);
+    assert_eq!(m["state"], "copying", "{m}");
+    assert_eq!(m["progress_percent"], 100, "{m}");
+    assert_eq!(
+        m["cascade"]["order"],
+        serde_json::json!(["FB02", "FB01"]),
+        "{m}"
+    );
+    let out = d.cli(&["map", "show", &fast]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("full FB02 -> FB01 (cut at 100 %"), "{text}");
+    d.terminate();
+}

@@ -248,6 +248,11 @@ pub struct CascadeInfo {
     /// Maps linking neighbours, in order.
     #[serde(default)]
     pub maps: Vec<u32>,
+    /// The map whose finished copy the head is, when that map was cut from
+    /// its own chain at 100 % and stays copying while these members read
+    /// through the head (`null` otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_map: Option<u32>,
 }
 
 /// One consistency group (`GET /groups`).

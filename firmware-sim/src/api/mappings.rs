@@ -37,11 +37,19 @@ fn cascade_info(c: &CascadeView, maps: &[MapView]) -> CascadeInfo {
         })
         .map(|m| m.id)
         .collect();
+    // A full copy cut from its chain at 100 %: its target heads the members
+    // that still read through it, and the map stays copying until they
+    // hold every grain (docs/ENGINE.md, "Completion and cut").
+    let head_map = maps
+        .iter()
+        .find(|m| m.target == c.head && m.cascade.is_none() && m.state == MapState::Copying)
+        .map(|m| m.id);
     CascadeInfo {
         id: c.id,
         copy_type: c.copy_type.to_string(),
         order,
         maps: ids,
+        head_map,
     }
 }
 
@@ -58,9 +66,16 @@ pub fn map_info(names: &Names, v: &MapView, maps: &[MapView], cascades: &[Cascad
         progress_percent: v.progress_percent,
         copy_rate: v.copy_rate,
         clean_rate: v.clean_rate,
+        // A cut map (copying at 100 %, out of its own chain) shows the
+        // chain its target heads: the one that still reads through it.
         cascade: v
             .cascade
             .and_then(|id| cascades.iter().find(|c| c.id == id))
+            .or_else(|| {
+                (v.cascade.is_none() && v.state == MapState::Copying)
+                    .then(|| cascades.iter().find(|c| c.head == v.target))
+                    .flatten()
+            })
             .map(|c| cascade_info(c, maps)),
         extents: v.extents.clone().unwrap_or_else(|| "all".into()),
         group: v.group,

@@ -56,6 +56,13 @@ pub fn run(cmd: CascadeCmd) -> Result<(), CliError> {
                         c.copy_type,
                         c.order.join(" -> ")
                     );
+                    if let (Some(m), Some(head)) = (c.head_map, c.order.first()) {
+                        println!(
+                            "        {head} is map {m}'s finished copy, cut from its chain: \
+                             map {m} stays copying until the volumes after {head} hold \
+                             every track they read through it"
+                        );
+                    }
                 }
             })
         }

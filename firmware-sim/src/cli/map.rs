@@ -288,6 +288,12 @@ fn print_map(m: &MapInfo) {
         println!("group:       {g}");
     }
     match &m.cascade {
+        Some(c) if c.head_map == Some(m.id) => println!(
+            "cascade:     {} {} (cut at 100 %: copying until the volumes after {} hold every track they read through it)",
+            c.copy_type,
+            c.order.join(" -> "),
+            m.target
+        ),
         Some(c) => println!("cascade:     {} {}", c.copy_type, c.order.join(" -> ")),
         None => println!("cascade:     -"),
     }
