@@ -301,6 +301,23 @@ async fn start(
     .map(Json)
 }
 
+/// Whether every map of session `id` on this subsystem copies at rate 0
+/// (and it has one here).
+fn copies_at_rate_0(sub: &controller::Subsystem, id: &str) -> bool {
+    let mine: Vec<u32> = crate::node::session_maps(sub)
+        .into_iter()
+        .filter(|(_, s)| s == id)
+        .map(|(m, _)| m)
+        .collect();
+    let maps = sub.maps();
+    !mine.is_empty()
+        && mine.iter().all(|m| {
+            maps.iter()
+                .find(|v| v.id == *m)
+                .is_some_and(|v| v.copy_rate == 0)
+        })
+}
+
 #[utoipa::path(
     post,
     operation_id = "complete_session",
@@ -320,7 +337,14 @@ async fn complete(
             rm.complete_session(&id).map_err(|e| {
                 let copying = matches!(e, resource_manager::RmError::CopyIncomplete { .. });
                 let mut a = ApiError::rm(e, Noun::Session);
-                if copying {
+                if copying && copies_at_rate_0(sub, id.as_str()) {
+                    a.message.push_str(&format!(
+                        "; it copies at rate 0 (only tracks that host writes touch are \
+                         copied), so the copy may never finish: end it with \
+                         `firmware-sim session terminate {id}`, or start the next one with \
+                         --copy-rate"
+                    ));
+                } else if copying {
                     a.message.push_str(&format!(
                         "; wait for it with `firmware-sim session wait {id} --complete`"
                     ));
