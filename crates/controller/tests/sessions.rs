@@ -514,7 +514,23 @@ fn sessions_on_one_volume_cost_one_copy_per_first_write() {
     }
     // The newest session ends; the older ones keep their images.
     assert!(sub.withdraw_session(phys[3], Some("K3")).unwrap());
+    // Until it has handed its tracks down (the 4 written above and track 33,
+    // written after K3 started), K3's target is still in use.
+    let e = sub
+        .establish_session("K4", None, &[pair("V00", 0, 39, "V04")])
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Busy, "{e}");
+    assert!(
+        e.to_string()
+            .contains("handing 5 track(s) to an older session's target"),
+        "{e}"
+    );
     while sub.copy_step(1 << 30).unwrap().more {}
+    // Then it is free again.
+    let k4 = sub
+        .establish_session("K4", None, &[pair("V00", 0, 39, "V04")])
+        .unwrap();
+    assert!(sub.withdraw_session(k4, Some("K4")).unwrap());
     for t in ["V01", "V02", "V03"] {
         vs.check_pattern(t, 5 * TRACK, (4 * TRACK) as usize, 1)
             .unwrap();

@@ -79,6 +79,12 @@ impl Inner {
             ),
             C::TargetInUse { target, map: m } => {
                 let free = match core.engine.map_state(*m) {
+                    Some(MapState::Stopping) if core.engine.is_withdrawn(*m) => format!(
+                        "; that map's session has ended and it is handing {} track(s) to an \
+                         older session's target before it deletes itself (`map show {}`)",
+                        core.engine.clean_remaining(*m).unwrap_or(0),
+                        m.0
+                    ),
                     Some(MapState::IdleOrCopied) => format!("; `map delete {}` frees it", m.0),
                     Some(MapState::Stopped) => format!(
                         "; `map delete {} --force` frees it (its target keeps what it holds)",
