@@ -136,6 +136,11 @@ pub struct MapInfo {
     /// Started as a restore (target copied back onto the source) and still active.
     #[serde(default)]
     pub restoring: bool,
+    /// Its backup session ended and it is handing the tracks an older
+    /// session's target reads through it down to that target; it deletes
+    /// itself when done (state `stopping`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub withdrawn: bool,
 }
 
 impl MapInfo {

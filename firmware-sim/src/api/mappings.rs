@@ -80,6 +80,7 @@ pub fn map_info(names: &Names, v: &MapView, maps: &[MapView], cascades: &[Cascad
         extents: v.extents.clone().unwrap_or_else(|| "all".into()),
         group: v.group,
         restoring: v.restoring,
+        withdrawn: v.withdrawn,
     }
 }
 

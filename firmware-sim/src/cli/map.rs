@@ -280,7 +280,15 @@ fn print_map(m: &MapInfo) {
     println!("type:        {}", m.copy_type);
     println!("incremental: {}", m.incremental);
     println!("extents:     {}", m.extents);
-    println!("state:       {}", m.state);
+    if m.withdrawn {
+        println!(
+            "state:       {} (its session ended: it hands the tracks an older session reads \
+             through it to that session's target, then deletes itself)",
+            m.state
+        );
+    } else {
+        println!("state:       {}", m.state);
+    }
     println!("progress:    {}%", m.progress_percent);
     println!("copy rate:   {}", m.copy_rate);
     println!("clean rate:  {}", m.clean_rate);

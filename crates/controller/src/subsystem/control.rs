@@ -116,6 +116,9 @@ pub struct MapView {
     pub extents: Option<String>,
     /// Autodelete on completion.
     pub autodelete: bool,
+    /// Its backup session ended while an older session's target still read
+    /// through its target: it cleans, then deletes itself.
+    pub withdrawn: bool,
 }
 
 /// A cascade as listed by the control API.
@@ -525,7 +528,7 @@ impl Subsystem {
             .map_info(map)
             .ok_or_else(|| err(ErrorKind::NotFound, format!("unknown map {}", map.0)))?;
         let cleaning = self.cleaning_percent(&core.engine, map);
-        Ok(self.map_view(&info, cleaning))
+        Ok(self.map_view(&info, cleaning, core.engine.is_withdrawn(map)))
     }
 
     /// The split bitmap of `map` (grains its target holds itself), for
@@ -544,14 +547,23 @@ impl Subsystem {
                 .into_iter()
                 .map(|i| {
                     let c = self.cleaning_percent(&core.engine, i.id);
-                    (i, c)
+                    let w = core.engine.is_withdrawn(i.id);
+                    (i, c, w)
                 })
                 .collect()
         };
-        infos.iter().map(|(i, c)| self.map_view(i, *c)).collect()
+        infos
+            .iter()
+            .map(|(i, c, w)| self.map_view(i, *c, *w))
+            .collect()
     }
 
-    fn map_view(&self, i: &timezero::MapInfo, cleaning_percent: Option<u8>) -> MapView {
+    fn map_view(
+        &self,
+        i: &timezero::MapInfo,
+        cleaning_percent: Option<u8>,
+        withdrawn: bool,
+    ) -> MapView {
         let source = self.name_of(i.spec.source);
         let extents = i.spec.extents.as_ref().map(|e| {
             self.inner
@@ -574,6 +586,7 @@ impl Subsystem {
             restoring: i.restoring,
             extents,
             autodelete: i.spec.autodelete,
+            withdrawn,
         }
     }
 
