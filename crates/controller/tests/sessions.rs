@@ -525,6 +525,13 @@ fn sessions_on_one_volume_cost_one_copy_per_first_write() {
             .contains("handing 5 track(s) to an older session's target"),
         "{e}"
     );
+    let draining = sub
+        .maps()
+        .into_iter()
+        .find(|m| m.target == "V04")
+        .expect("K3's map cleans before it goes");
+    assert!(draining.withdrawn, "{draining:?}");
+    assert_eq!(draining.state, MapState::Stopping);
     while sub.copy_step(1 << 30).unwrap().more {}
     // Then it is free again.
     let k4 = sub
