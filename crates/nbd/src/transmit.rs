@@ -10,9 +10,13 @@
 //!   budget; the permits come back only after the reply is written. When the
 //!   budget is spent the reader stops reading: backpressure, not buffering.
 //!   Every reply is charged by its real size: a READ by its data, a
-//!   BLOCK_STATUS by the most descriptors it may return, an error reply the
-//!   reader sends itself (a refused request) by its bytes. So a client that
-//!   sends requests and never reads the replies holds at most the budget.
+//!   BLOCK_STATUS by the most descriptors it may return (each plus
+//!   `REQUEST_OVERHEAD_BYTES` for the job and its queued reply), an error
+//!   reply the reader sends itself (a refused request) by the memory it
+//!   holds while queued (`Reply::held_bytes`: the queue slot and its
+//!   message, several times its 16 to 60 bytes on the wire). So a client
+//!   that sends requests and never reads the replies holds at most the
+//!   budget (plus the connection's buffer pool, at most 16 buffers of 1 MiB).
 //! - Replies go out in completion order, not request order. Small requests
 //!   may run in batches while the export is fast (see `dispatch`).
 //! - After DISC, EOF or a protocol violation the reader stops; requests

@@ -61,15 +61,24 @@ pub(crate) enum Reply {
 
 impl Reply {
     /// Bytes this reply holds until it is written: what it is charged to the
-    /// connection's in-flight budget. Headers are counted generously (a
-    /// structured chunk header is 20 bytes, its error payload 6 more).
+    /// connection's in-flight budget. That is its real memory, not its
+    /// size on the wire: the queued [`Outgoing`] itself (a 16-byte simple
+    /// reply still takes a whole channel slot), every heap buffer it owns by
+    /// capacity, and an allocator's overhead per buffer. The bytes it is
+    /// encoded into are fewer than these, so the charge also covers it once
+    /// the writer has batched it.
     pub(crate) fn held_bytes(&self) -> usize {
-        const HEADER: usize = 32;
-        match self {
-            Reply::Simple { .. } => HEADER,
-            Reply::ErrorChunk { message, .. } => HEADER + 6 + message.len(),
-            Reply::Read { data, .. } => HEADER + data.len(),
-            Reply::BlockStatus { descriptors, .. } => HEADER + 4 + 8 * descriptors.len(),
+        /// Allocator bookkeeping per heap buffer (glibc: 8 to 16 bytes).
+        const ALLOC_OVERHEAD: usize = 16;
+        let heap = |cap: usize| if cap == 0 { 0 } else { cap + ALLOC_OVERHEAD };
+        let slot = std::mem::size_of::<Outgoing>();
+        slot + match self {
+            Reply::Simple { .. } => 0,
+            Reply::ErrorChunk { message, .. } => heap(message.capacity()),
+            Reply::Read { data, .. } => heap(data.capacity()),
+            Reply::BlockStatus { descriptors, .. } => {
+                heap(descriptors.capacity() * std::mem::size_of::<(u32, u32)>())
+            }
         }
     }
 }
@@ -304,6 +313,48 @@ mod tests {
             .iter()
             .flat_map(|s| b.slice(s).to_vec())
             .collect()
+    }
+
+    /// Every reply is charged at least the memory it takes while queued,
+    /// and at least the bytes it is encoded into.
+    #[test]
+    fn replies_are_charged_their_real_size() {
+        let slot = std::mem::size_of::<Outgoing>();
+        let message = String::with_capacity(100) + "READ beyond the end";
+        let replies = vec![
+            Reply::Simple {
+                cookie: 1,
+                errno: 22,
+            },
+            Reply::ErrorChunk {
+                cookie: 1,
+                errno: 22,
+                message,
+            },
+            Reply::Read {
+                cookie: 1,
+                offset: 0,
+                data: Vec::with_capacity(8192),
+                structured: true,
+                df: false,
+            },
+            Reply::BlockStatus {
+                cookie: 1,
+                context_id: 1,
+                descriptors: Vec::with_capacity(1000),
+            },
+        ];
+        let heap = [0, 100, 8192, 8000];
+        for (r, heap) in replies.into_iter().zip(heap) {
+            let charged = r.held_bytes();
+            assert!(charged >= slot + heap, "{charged} < {slot} + {heap}");
+            let wire = encoded(r).len();
+            assert!(charged >= wire, "{charged} < {wire} on the wire");
+        }
+        // A simple reply is 16 bytes on the wire but a whole queue slot in
+        // memory: charging 16 (or a 32-byte header) let a flood of refused
+        // requests hold several times the budget.
+        assert!(slot >= 48, "Outgoing is {slot} bytes");
     }
 
     #[test]
