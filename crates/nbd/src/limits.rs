@@ -5,8 +5,9 @@
 //! - at most `max_connections_per_peer` connections from one IP address are
 //!   served at once (unix sockets are not counted: they have no peer
 //!   address, and their file permissions decide who connects);
-//! - a [`Throttled`] log emits the first event of a burst at once, then at
-//!   most one summary line per [`SUMMARY_EVERY`] with the count it left out.
+//! - a [`Throttled`] log emits the first event (or the first `burst`) of
+//!   each [`SUMMARY_EVERY`] window at once, then nothing more in that window;
+//!   the next line carries the count it left out.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -16,10 +17,16 @@ use std::time::{Duration, Instant};
 /// How often a throttled log may write a summary line.
 pub const SUMMARY_EVERY: Duration = Duration::from_secs(5);
 
-/// A log of repeated events: the first is logged, then counts.
+/// A log of repeated events: the first `burst` of a window are logged, then
+/// counts.
 #[derive(Debug)]
 pub struct Throttled {
-    last: Option<Instant>,
+    /// Start of the current window.
+    window: Option<Instant>,
+    /// Events logged in the current window.
+    logged: u64,
+    /// Events logged at most per window.
+    burst: u64,
     left_out: u64,
 }
 
@@ -30,10 +37,17 @@ impl Default for Throttled {
 }
 
 impl Throttled {
-    /// Nothing logged yet.
+    /// Nothing logged yet; one line per window.
     pub fn new() -> Throttled {
+        Throttled::with_burst(1)
+    }
+
+    /// Nothing logged yet; up to `burst` lines per window (at least 1).
+    pub fn with_burst(burst: u64) -> Throttled {
         Throttled {
-            last: None,
+            window: None,
+            logged: 0,
+            burst: burst.max(1),
             left_out: 0,
         }
     }
@@ -41,13 +55,19 @@ impl Throttled {
     /// One more event at `now`. Returns `Some(n)` when a line should be
     /// written now, `n` being the events left out since the last line.
     pub fn event(&mut self, now: Instant) -> Option<u64> {
-        match self.last {
+        match self.window {
             Some(t) if now.duration_since(t) < SUMMARY_EVERY => {
-                self.left_out += 1;
-                None
+                if self.logged < self.burst {
+                    self.logged += 1;
+                    Some(std::mem::take(&mut self.left_out))
+                } else {
+                    self.left_out += 1;
+                    None
+                }
             }
             _ => {
-                self.last = Some(now);
+                self.window = Some(now);
+                self.logged = 1;
                 Some(std::mem::take(&mut self.left_out))
             }
         }
@@ -56,6 +76,33 @@ impl Throttled {
     /// Events not yet reported (for a last line when the connection ends).
     pub fn pending(&self) -> u64 {
         self.left_out
+    }
+}
+
+/// A [`Throttled`] log shared by every connection of one server: the
+/// warnings a client can cause at will (a broken handshake, a malformed
+/// option, a connection ended on error) cost at most one line per
+/// [`SUMMARY_EVERY`] however many clients cause them.
+#[derive(Clone, Default)]
+pub struct SharedThrottle {
+    inner: Arc<Mutex<Throttled>>,
+}
+
+impl SharedThrottle {
+    /// Up to `burst` lines per [`SUMMARY_EVERY`].
+    pub fn with_burst(burst: u64) -> SharedThrottle {
+        SharedThrottle {
+            inner: Arc::new(Mutex::new(Throttled::with_burst(burst))),
+        }
+    }
+
+    /// One more event now; `Some(n)` when a line should be written, `n`
+    /// being the events left out since the last line.
+    pub fn event(&self) -> Option<u64> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .event(Instant::now())
     }
 }
 
@@ -114,6 +161,33 @@ mod tests {
         assert_eq!(t.pending(), 999);
         assert_eq!(t.event(t0 + SUMMARY_EVERY), Some(999));
         assert_eq!(t.pending(), 0);
+    }
+
+    #[test]
+    fn a_burst_throttle_logs_that_many_per_window() {
+        let mut t = Throttled::with_burst(3);
+        let t0 = Instant::now();
+        let logged: Vec<Option<u64>> = (0..10)
+            .map(|i| t.event(t0 + Duration::from_millis(i)))
+            .collect();
+        assert_eq!(&logged[..3], &[Some(0), Some(0), Some(0)]);
+        assert!(logged[3..].iter().all(Option::is_none));
+        assert_eq!(
+            t.event(t0 + SUMMARY_EVERY),
+            Some(7),
+            "the next window reports the count"
+        );
+        assert_eq!(t.event(t0 + SUMMARY_EVERY), Some(0));
+    }
+
+    #[test]
+    fn a_shared_throttle_counts_events_from_every_clone() {
+        let t = SharedThrottle::default();
+        let clones: Vec<SharedThrottle> = (0..10).map(|_| t.clone()).collect();
+        assert_eq!(t.event(), Some(0), "the first event is logged");
+        let logged = clones.iter().filter_map(|c| c.event()).count();
+        assert_eq!(logged, 0, "events within the window are left out");
+        assert_eq!(t.inner.lock().unwrap().pending(), 10);
     }
 
     #[test]

@@ -15,7 +15,9 @@ use std::sync::Arc;
 
 use bytes::{BufMut, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tracing::{debug, warn};
+use tracing::debug;
+
+use crate::server::client_warn;
 
 use crate::export::{BlockSize, Export};
 use crate::proto::{self, info, opt, rep, tflag};
@@ -119,7 +121,7 @@ where
                     "option {option} length {len} is absurd"
                 )));
             }
-            warn!(option, len, "option payload too large; discarded");
+            client_warn!(ctx, option, len, "option payload too large; discarded");
             discard(r, len as u64).await?;
             reply(w, &mut out, option, rep::ERR_TOO_BIG, b"option too large").await?;
             continue;
@@ -181,7 +183,10 @@ where
         }
         if tls_required && !tls_active && option != opt::ABORT {
             if option == opt::EXPORT_NAME {
-                warn!("EXPORT_NAME in the clear while TLS is required; closing");
+                client_warn!(
+                    ctx,
+                    "EXPORT_NAME in the clear while TLS is required; closing"
+                );
                 return Ok(Negotiated::Ended);
             }
             debug!(option, "option in the clear while TLS is required");
@@ -199,7 +204,7 @@ where
             opt::EXPORT_NAME => {
                 let name = String::from_utf8_lossy(&data).into_owned();
                 let Some(session) = open(ctx, &st, &name, false) else {
-                    warn!(export = %name, "EXPORT_NAME for an unknown export; closing");
+                    client_warn!(ctx, export = %name, "EXPORT_NAME for an unknown export; closing");
                     return Ok(Negotiated::Ended);
                 };
                 out.clear();
@@ -219,7 +224,7 @@ where
             }
             opt::LIST => {
                 if !data.is_empty() {
-                    warn!("LIST with a payload");
+                    client_warn!(ctx, "LIST with a payload");
                     reply(w, &mut out, option, rep::ERR_INVALID, b"LIST takes no data").await?;
                     continue;
                 }
@@ -236,7 +241,7 @@ where
             }
             opt::INFO | opt::GO => {
                 let Some(req) = proto::parse_info_request(&data) else {
-                    warn!(option, "malformed INFO/GO payload");
+                    client_warn!(ctx, option, "malformed INFO/GO payload");
                     reply(w, &mut out, option, rep::ERR_INVALID, b"malformed request").await?;
                     continue;
                 };
@@ -255,7 +260,7 @@ where
             }
             opt::STRUCTURED_REPLY => {
                 if !data.is_empty() {
-                    warn!("STRUCTURED_REPLY with a payload");
+                    client_warn!(ctx, "STRUCTURED_REPLY with a payload");
                     reply(w, &mut out, option, rep::ERR_INVALID, b"takes no data").await?;
                     continue;
                 }
@@ -279,7 +284,7 @@ fn open(ctx: &ConnContext, st: &State, name: &str, wants_bs: bool) -> Option<Ses
     let export = ctx.registry.open(&canonical)?;
     let mut block_size = export.block_size();
     if let Err(e) = block_size.validate() {
-        warn!(export = %canonical, error = %e, "export block size invalid; using 1/4096/max");
+        client_warn!(ctx, export = %canonical, error = %e, "export block size invalid; using 1/4096/max");
         block_size = BlockSize {
             min: 1,
             preferred: 4096,
@@ -364,7 +369,7 @@ async fn meta_context<W: AsyncWrite + Unpin>(
     data: &[u8],
 ) -> Result<(), ConnError> {
     if !st.structured {
-        warn!(option, "meta context option before STRUCTURED_REPLY");
+        client_warn!(ctx, option, "meta context option before STRUCTURED_REPLY");
         return reply(
             w,
             out,
@@ -375,7 +380,7 @@ async fn meta_context<W: AsyncWrite + Unpin>(
         .await;
     }
     let Some(req) = proto::parse_meta_request(data) else {
-        warn!(option, "malformed meta context payload");
+        client_warn!(ctx, option, "malformed meta context payload");
         return reply(w, out, option, rep::ERR_INVALID, b"malformed request").await;
     };
     let name = String::from_utf8_lossy(&req.name).into_owned();

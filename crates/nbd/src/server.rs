@@ -24,7 +24,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use crate::limits::{PeerCounts, Throttled};
+use crate::limits::{PeerCounts, SharedThrottle, Throttled};
 use crate::negotiate::{negotiate, Negotiated};
 use crate::registry::ExportRegistry;
 use crate::transmit::transmit;
@@ -141,13 +141,46 @@ pub(crate) struct ConnContext {
     pub config: Arc<ServerConfig>,
     pub registry: Arc<dyn ExportRegistry>,
     pub shutdown: watch::Receiver<bool>,
+    /// Warnings any client can cause at will, throttled across connections.
+    pub warnings: SharedThrottle,
+    /// Lines about each connection's start and end: a client can open
+    /// connections as fast as it likes, so these are throttled too, with a
+    /// burst ([`LIFECYCLE_BURST`]) that normal use never reaches.
+    pub lifecycle: SharedThrottle,
 }
+
+/// Connection start and end lines written per `SUMMARY_EVERY` (5 s) before
+/// the rest are only counted.
+pub(crate) const LIFECYCLE_BURST: u64 = 32;
 
 impl ConnContext {
     pub fn is_shutting_down(&self) -> bool {
         *self.shutdown.borrow()
     }
 }
+
+/// A warning a client can cause at will (a malformed handshake or option, a
+/// connection ended on error): written at most once per `SUMMARY_EVERY`
+/// across the server's connections, with the count of those left out.
+macro_rules! client_warn {
+    ($ctx:expr, $($arg:tt)+) => {
+        if let Some(more) = $ctx.warnings.event() {
+            tracing::warn!(more_suppressed = more, $($arg)+);
+        }
+    };
+}
+pub(crate) use client_warn;
+
+/// An info line about one connection's start or end, throttled across the
+/// server's connections (`ConnContext::lifecycle`).
+macro_rules! conn_info {
+    ($ctx:expr, $($arg:tt)+) => {
+        if let Some(more) = $ctx.lifecycle.event() {
+            tracing::info!(more_suppressed = more, $($arg)+);
+        }
+    };
+}
+pub(crate) use conn_info;
 
 /// A listening socket the server can accept on.
 pub enum Listener {
@@ -212,6 +245,8 @@ impl Server {
         let slots = Arc::new(Semaphore::new(self.config.max_connections));
         let peers = PeerCounts::default();
         let mut refused = Throttled::new();
+        let warnings = SharedThrottle::default();
+        let lifecycle = SharedThrottle::with_burst(LIFECYCLE_BURST);
         let mut tasks = JoinSet::new();
         tokio::pin!(shutdown);
         loop {
@@ -244,6 +279,8 @@ impl Server {
                             config: self.config.clone(),
                             registry: registry.clone(),
                             shutdown: sd_rx.clone(),
+                            warnings: warnings.clone(),
+                            lifecycle: lifecycle.clone(),
                         };
                         let id = self.conn_ids.fetch_add(1, Ordering::Relaxed);
                         let span = info_span!("nbd_conn", id, %peer);
@@ -300,6 +337,8 @@ impl Server {
             config: self.config.clone(),
             registry,
             shutdown: sd_rx,
+            warnings: SharedThrottle::default(),
+            lifecycle: SharedThrottle::with_burst(LIFECYCLE_BURST),
         };
         let id = self.conn_ids.fetch_add(1, Ordering::Relaxed);
         connection(stream, &ctx)
@@ -366,7 +405,7 @@ where
             // already buffered would be lost in the switch.
             if !r.buffer().is_empty() {
                 let e = ServerError::Protocol("data sent after STARTTLS before its ACK".into());
-                log_end(&e, "handshake");
+                log_end(ctx, &e, "handshake");
                 return Err(e);
             }
             let Some(tls) = ctx.config.tls.as_ref() else {
@@ -379,7 +418,7 @@ where
             let stream = match accepted {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
-                    warn!(error = %e, "TLS handshake failed");
+                    client_warn!(ctx, error = %e, "TLS handshake failed");
                     return Err(ServerError::Io(e));
                 }
                 Err(_) => return Err(ServerError::HandshakeTimeout),
@@ -391,13 +430,13 @@ where
                 Ok(Negotiated::Session(session)) => transmission(r, w, session, ctx).await,
                 Ok(_) => Ok(()),
                 Err(e) => {
-                    log_end(&e, "handshake");
+                    log_end(ctx, &e, "handshake");
                     Err(e)
                 }
             }
         }
         Err(e) => {
-            log_end(&e, "handshake");
+            log_end(ctx, &e, "handshake");
             Err(e)
         }
     }
@@ -425,21 +464,30 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    info!(export = %session.name, size = session.size, structured = session.structured,
+    conn_info!(ctx, export = %session.name, size = session.size, structured = session.structured,
         tflags = format_args!("0x{:x}", session.tflags), "transmission started");
     let res = transmit(r, w, session, ctx).await;
     match &res {
         Ok(()) => debug!("connection closed"),
-        Err(e) => log_end(e, "transmission"),
+        Err(e) => log_end(ctx, e, "transmission"),
     }
     res
 }
 
-fn log_end(e: &ServerError, phase: &str) {
+/// How a connection ended on error. Throttled across connections: a client
+/// can end connections this way as fast as it can open them.
+fn log_end(ctx: &ConnContext, e: &ServerError, phase: &str) {
+    let Some(more) = ctx.warnings.event() else {
+        return;
+    };
     match e {
         ServerError::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
-            info!(phase, "client disconnected mid-message")
+            info!(
+                phase,
+                more_suppressed = more,
+                "client disconnected mid-message"
+            )
         }
-        _ => warn!(phase, error = %e, "connection closed on error"),
+        _ => warn!(phase, error = %e, more_suppressed = more, "connection closed on error"),
     }
 }

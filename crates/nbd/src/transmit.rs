@@ -28,14 +28,14 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, BufReader};
 use tokio::sync::mpsc::{self, UnboundedSender};
 use tokio::sync::Semaphore;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use crate::bufpool::BufPool;
 use crate::dispatch::{Dispatcher, Job, BATCH_JOB_MAX_BYTES};
 use crate::negotiate::{discard, Session};
 use crate::ops::{self, cmd_name, ReqInfo};
 use crate::proto::{self, cmd, errno, REQUEST_HEADER_BYTES};
-use crate::server::ConnContext;
+use crate::server::{client_warn, conn_info, ConnContext};
 use crate::writer::{self, Outgoing, Reply};
 use crate::ServerError;
 
@@ -169,7 +169,8 @@ async fn read_requests<R: AsyncRead + Unpin>(
             Some(t) => match tokio::time::timeout(t, read_header(r, &mut hdr)).await {
                 Ok(res) => res?,
                 Err(_) => {
-                    info!(
+                    conn_info!(
+                        ctx,
                         idle_s = t.as_secs(),
                         "no request for the idle timeout; closing"
                     );
@@ -179,11 +180,12 @@ async fn read_requests<R: AsyncRead + Unpin>(
             None => read_header(r, &mut hdr).await?,
         };
         if !got {
-            info!("client closed the connection without DISC");
+            conn_info!(ctx, "client closed the connection without DISC");
             return Ok(());
         }
         let h = proto::parse_request(&hdr).map_err(|magic| {
-            warn!(
+            client_warn!(
+                ctx,
                 magic = format_args!("0x{magic:08x}"),
                 "bad request magic; closing"
             );
@@ -215,7 +217,7 @@ async fn read_requests<R: AsyncRead + Unpin>(
             }};
         }
         if payload_len > s.block_size.max && payload_len > ctx.config.max_discard_bytes {
-            warn!(len = payload_len, "absurd WRITE length; closing");
+            client_warn!(ctx, len = payload_len, "absurd WRITE length; closing");
             return Err(ServerError::Protocol(format!(
                 "WRITE of {payload_len} bytes exceeds the discard limit"
             )));
@@ -255,7 +257,8 @@ async fn read_requests<R: AsyncRead + Unpin>(
         let payload = match read_payload(r, payload_len as usize, pool).await {
             Ok(p) => p,
             Err(e) => {
-                warn!(
+                client_warn!(
+                    ctx,
                     cookie = h.cookie,
                     len = payload_len,
                     "client disconnected in a WRITE payload"
