@@ -161,6 +161,11 @@ pub struct NbdConfig {
     /// none in flight (`--nbd-idle-timeout`; absent or 0: never).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_timeout_s: Option<u64>,
+    /// Seconds from accept to the end of option negotiation (TLS handshake
+    /// included) before a connection is dropped (`--nbd-handshake-timeout`;
+    /// absent: 30; at least 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handshake_timeout_s: Option<u64>,
     /// NBD connections one remote IP address may hold at once, 1..=64
     /// (`--nbd-max-conns-per-peer`; absent: 16).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -385,6 +390,15 @@ impl SubsystemConfig {
                     line: None,
                     field: "nbd.max_conns_per_peer".into(),
                     message: format!("{n} is not in 1..=64"),
+                });
+            }
+        }
+        if let Some(n) = raw.nbd.handshake_timeout_s {
+            if !(1..=3600).contains(&n) {
+                return Err(ConfigError {
+                    line: None,
+                    field: "nbd.handshake_timeout_s".into(),
+                    message: format!("{n} is not in 1..=3600"),
                 });
             }
         }

@@ -90,12 +90,13 @@ fn syntax_and_unknown_field_errors_carry_lines() {
 #[test]
 fn nbd_section_and_read_only_volumes_parse_and_round_trip() {
     let c = SubsystemConfig::from_toml_str(
-        "id = \"X\"\n[nbd]\nidle_timeout_s = 300\nmax_conns_per_peer = 4\nread_only = true\n\
+        "id = \"X\"\n[nbd]\nidle_timeout_s = 300\nhandshake_timeout_s = 5\nmax_conns_per_peer = 4\nread_only = true\n\
          [[volumes]]\nid = \"A\"\nmodel = \"fb:16M\"\nread_only = true\n\
          [[volumes]]\nid = \"B\"\nmodel = \"fb:16M\"\n",
     )
     .unwrap();
     assert_eq!(c.nbd.idle_timeout_s, Some(300));
+    assert_eq!(c.nbd.handshake_timeout_s, Some(5));
     assert_eq!(c.nbd.max_conns_per_peer, Some(4));
     assert!(c.nbd.read_only);
     assert!(c.volumes[0].read_only && !c.volumes[1].read_only);
@@ -111,6 +112,9 @@ fn a_bad_nbd_section_names_its_field() {
     let e = err("id = \"X\"\n[nbd]\nmax_conns_per_peer = 65\n");
     assert_eq!(e.field, "nbd.max_conns_per_peer", "{e}");
     assert!(e.to_string().contains("1..=64"), "{e}");
+    let e = err("id = \"X\"\n[nbd]\nhandshake_timeout_s = 0\n");
+    assert_eq!(e.field, "nbd.handshake_timeout_s", "{e}");
+    assert!(e.to_string().contains("1..=3600"), "{e}");
     let e = err("id = \"X\"\n[nbd]\nidle_timeout = 5\n");
     assert!(e.to_string().contains("idle_timeout"), "{e}");
 }

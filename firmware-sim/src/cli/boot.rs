@@ -36,6 +36,11 @@ pub struct BootArgs {
     /// in flight (default 0: never; a mounted kernel client may idle for hours).
     #[arg(long, value_name = "SECS")]
     pub nbd_idle_timeout: Option<u64>,
+    /// Drop an NBD connection that has not finished option negotiation (TLS
+    /// handshake included) this long after it was accepted (default 30):
+    /// a client that dribbles its handshake cannot hold a slot for longer.
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub nbd_handshake_timeout: Option<u64>,
     /// NBD connections one remote IP address may hold at once (of 64 in all;
     /// loopback and unix-socket clients are not counted).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=64))]
@@ -105,6 +110,7 @@ pub fn run(a: BootArgs) -> Result<(), CliError> {
         peers: a.peers,
         api_token_file: a.api_token_file,
         nbd_idle_timeout_s: a.nbd_idle_timeout,
+        nbd_handshake_timeout_s: a.nbd_handshake_timeout,
         nbd_max_conns_per_peer: a.nbd_max_conns_per_peer,
         read_only: a.read_only,
         tls: match a.tls {

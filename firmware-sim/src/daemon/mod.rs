@@ -49,6 +49,8 @@ pub struct BootPlan {
     pub api_token_file: Option<PathBuf>,
     /// `--nbd-idle-timeout` (0: never; absent: the config's `[nbd]`, else never).
     pub nbd_idle_timeout_s: Option<u64>,
+    /// `--nbd-handshake-timeout` (absent: the config's `[nbd]`, else 30 s).
+    pub nbd_handshake_timeout_s: Option<u64>,
     /// `--nbd-max-conns-per-peer` (absent: the config's `[nbd]`, else 16).
     pub nbd_max_conns_per_peer: Option<u64>,
     /// `--read-only`: every export refuses writes.
@@ -274,6 +276,11 @@ pub async fn boot(mut plan: BootPlan) -> Result<(), CliError> {
         .nbd_idle_timeout_s
         .or(config.nbd.idle_timeout_s)
         .unwrap_or(0);
+    let nbd_handshake_s = plan
+        .nbd_handshake_timeout_s
+        .or(config.nbd.handshake_timeout_s)
+        .unwrap_or(30)
+        .max(1);
     let nbd_per_peer = plan
         .nbd_max_conns_per_peer
         .or(config.nbd.max_conns_per_peer)
@@ -388,6 +395,7 @@ pub async fn boot(mut plan: BootPlan) -> Result<(), CliError> {
     let server = Server::new(ServerConfig {
         idle_timeout: (nbd_idle_s > 0).then(|| std::time::Duration::from_secs(nbd_idle_s)),
         max_connections_per_peer: nbd_per_peer,
+        handshake_timeout: std::time::Duration::from_secs(nbd_handshake_s),
         tls,
         ..ServerConfig::default()
     })
