@@ -38,7 +38,8 @@ pub fn descriptors(
         let end = pos.saturating_add(e.len).min(len);
         let f = e.flags.bits();
         while pos < end {
-            if out.len() >= MAX_DESCRIPTORS {
+            // With REQ_ONE the first descriptor is final once a second starts.
+            if out.len() >= MAX_DESCRIPTORS || (req_one && out.len() > 1) {
                 break 'runs;
             }
             if let Some((bstart, acc)) = partial {
@@ -73,6 +74,10 @@ pub fn descriptors(
     if req_one {
         out.truncate(1);
     }
+    // The reply holds this vector until the client reads it, and is charged
+    // by the descriptors it may carry (transmit.rs): a vector grown by
+    // doubling could hold up to twice that.
+    out.shrink_to_fit();
     Some(out)
 }
 
@@ -140,6 +145,27 @@ mod tests {
     fn req_one_gives_exactly_one() {
         let e = ext(&[(4096, F::DATA), (4096, F::HOLE_ZERO)]);
         assert_eq!(descriptors(&e, 8192, 512, true), Some(vec![(4096, 0)]));
+    }
+
+    /// A reply waits in memory until the client reads it and is charged by
+    /// its descriptors: the vector must hold no more. With REQ_ONE over
+    /// 40,000 alternating extents it held a 512 KiB vector while charged
+    /// for one descriptor.
+    #[test]
+    fn descriptors_hold_no_spare_capacity() {
+        let many: Vec<Extent> = (0..40_000)
+            .map(|i| Extent {
+                len: 512,
+                flags: if i % 2 == 0 { F::DATA } else { F::HOLE_ZERO },
+            })
+            .collect();
+        let len = 40_000 * 512;
+        let one = descriptors(&many, len, 512, true).unwrap();
+        assert_eq!(one, vec![(512, 0)]);
+        assert_eq!(one.capacity(), 1);
+        let all = descriptors(&many, len, 512, false).unwrap();
+        assert_eq!(all.len(), 40_000);
+        assert_eq!(all.capacity(), 40_000);
     }
 
     #[test]

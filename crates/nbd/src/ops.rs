@@ -184,10 +184,20 @@ pub(crate) struct ReqInfo {
     pub min_block: u32,
 }
 
+/// Longest error message kept in a reply: an export's error text can be
+/// long, and a reply waiting for its client is charged a fixed overhead
+/// beyond its data (`REQUEST_OVERHEAD_BYTES` in transmit.rs).
+pub(crate) const ERROR_MESSAGE_MAX_BYTES: usize = 256;
+
 /// The reply for an error, in the form the connection allows.
 pub(crate) fn error_reply(info: &ReqInfo, errno: u32, message: String) -> Reply {
     let chunked = info.structured && matches!(info.kind, cmd::READ | cmd::BLOCK_STATUS);
     if chunked {
+        let message = if message.len() > ERROR_MESSAGE_MAX_BYTES {
+            crate::proto::truncate_utf8(&message, ERROR_MESSAGE_MAX_BYTES).to_string()
+        } else {
+            message
+        };
         Reply::ErrorChunk {
             cookie: info.cookie,
             errno,
@@ -358,5 +368,37 @@ fn write_zeroes(
             Ok(())
         }
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An export's error reply waits for its client charged the request's
+    /// data plus `REQUEST_OVERHEAD_BYTES`: a long message must not make it
+    /// hold more.
+    #[test]
+    fn an_error_reply_fits_the_request_overhead() {
+        let info = ReqInfo {
+            cookie: 1,
+            kind: cmd::BLOCK_STATUS,
+            structured: true,
+            min_block: 512,
+        };
+        let r = error_reply(&info, errno::EIO, "é".repeat(5000));
+        let held = r.held_bytes();
+        assert!(
+            held <= crate::transmit::REQUEST_OVERHEAD_BYTES as usize,
+            "{held} bytes held"
+        );
+        match r {
+            Reply::ErrorChunk { message, .. } => {
+                assert!(message.len() <= ERROR_MESSAGE_MAX_BYTES);
+                assert!(message.chars().all(|c| c == 'é'), "cut at a char boundary");
+                assert!(message.len() >= ERROR_MESSAGE_MAX_BYTES - 1);
+            }
+            _ => panic!("a structured BLOCK_STATUS error is a chunk"),
+        }
     }
 }

@@ -40,7 +40,7 @@ use crate::writer::{self, Outgoing, Reply};
 use crate::ServerError;
 
 /// Budget charged per request on top of its data bytes.
-const REQUEST_OVERHEAD_BYTES: u32 = 512;
+pub(crate) const REQUEST_OVERHEAD_BYTES: u32 = 512;
 
 /// Serve requests until the client disconnects or the connection breaks.
 pub(crate) async fn transmit<R, W>(
