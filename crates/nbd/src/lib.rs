@@ -54,6 +54,6 @@ pub use activation::listener_from_systemd_env;
 pub use export::{BlockSize, ErrorKind, Export, ExportError, Extent, ExtentFlags, ZeroFlags};
 pub use registry::{ExportListing, ExportRegistry, StaticRegistry};
 pub use server::{Listener, Server, ServerConfig, ServerError};
-pub use tls::TlsConfig;
+pub use tls::{parse_psk_file, TlsConfig};
 
 pub(crate) use server::ServerError as ConnError;

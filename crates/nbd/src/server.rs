@@ -27,6 +27,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 use crate::limits::{PeerCounts, SharedThrottle, Throttled};
 use crate::negotiate::{negotiate, Negotiated};
 use crate::registry::ExportRegistry;
+use crate::tls::Acceptor;
 use crate::transmit::transmit;
 
 /// Errors of the server layer.
@@ -414,27 +415,64 @@ where
                 ));
             };
             let stream = r.into_inner().unsplit(w);
-            let accepted = tokio::time::timeout_at(deadline, tls.acceptor.accept(stream)).await;
-            let stream = match accepted {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    client_warn!(ctx, error = %e, "TLS handshake failed");
-                    return Err(ServerError::Io(e));
+            match &tls.acceptor {
+                Acceptor::Certificate(acceptor) => {
+                    let accepted = tokio::time::timeout_at(deadline, acceptor.accept(stream)).await;
+                    match accepted {
+                        Ok(Ok(s)) => inside_tls(s, deadline, no_zeroes, ctx).await,
+                        Ok(Err(e)) => {
+                            client_warn!(ctx, error = %e, "TLS handshake failed");
+                            Err(ServerError::Io(e))
+                        }
+                        Err(_) => Err(ServerError::HandshakeTimeout),
+                    }
                 }
-                Err(_) => return Err(ServerError::HandshakeTimeout),
-            };
-            debug!("TLS established");
-            let (r, mut w) = tokio::io::split(stream);
-            let mut r = BufReader::with_capacity(256 * 1024, r);
-            match handshake(deadline, negotiate(&mut r, &mut w, ctx, Some(no_zeroes))).await {
-                Ok(Negotiated::Session(session)) => transmission(r, w, session, ctx).await,
-                Ok(_) => Ok(()),
-                Err(e) => {
-                    log_end(ctx, &e, "handshake");
-                    Err(e)
+                Acceptor::Psk(context) => {
+                    let accept = async {
+                        let ssl = openssl::ssl::Ssl::new(context)
+                            .map_err(|e| std::io::Error::other(e.to_string()))?;
+                        let mut s = tokio_openssl::SslStream::new(ssl, stream)
+                            .map_err(|e| std::io::Error::other(e.to_string()))?;
+                        std::pin::Pin::new(&mut s)
+                            .accept()
+                            .await
+                            .map_err(|e| std::io::Error::other(e.to_string()))?;
+                        Ok::<_, std::io::Error>(s)
+                    };
+                    match tokio::time::timeout_at(deadline, accept).await {
+                        Ok(Ok(s)) => inside_tls(s, deadline, no_zeroes, ctx).await,
+                        Ok(Err(e)) => {
+                            client_warn!(ctx, error = %e, "TLS-PSK handshake failed (unknown username or wrong key?)");
+                            Err(ServerError::Io(e))
+                        }
+                        Err(_) => Err(ServerError::HandshakeTimeout),
+                    }
                 }
             }
         }
+        Err(e) => {
+            log_end(ctx, &e, "handshake");
+            Err(e)
+        }
+    }
+}
+
+/// Negotiation again inside TLS (nothing kept from before), then transmission.
+async fn inside_tls<S>(
+    stream: S,
+    deadline: tokio::time::Instant,
+    no_zeroes: bool,
+    ctx: &ConnContext,
+) -> Result<(), ServerError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    debug!("TLS established");
+    let (r, mut w) = tokio::io::split(stream);
+    let mut r = BufReader::with_capacity(256 * 1024, r);
+    match handshake(deadline, negotiate(&mut r, &mut w, ctx, Some(no_zeroes))).await {
+        Ok(Negotiated::Session(session)) => transmission(r, w, session, ctx).await,
+        Ok(_) => Ok(()),
         Err(e) => {
             log_end(ctx, &e, "handshake");
             Err(e)

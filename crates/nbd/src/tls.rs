@@ -15,9 +15,17 @@
 //! - The client must wait for the `ACK` before its TLS hello; bytes already
 //!   buffered after `STARTTLS` are a protocol violation (they would be lost).
 //!
-//! Pre-shared keys (nbdkit's `--tls-psk`) are not offered: rustls has no
-//! TLS 1.3 external-PSK support. Use certificates.
+//! Two kinds of credentials:
+//! - X.509 (a server certificate and its key, PEM): rustls with ring, no
+//!   client authentication; clients check the server's certificate.
+//! - Pre-shared keys (nbdkit's `--tls-psk` file: `username:hexkey` per
+//!   line): OpenSSL, since rustls has no external PSK. Both sides prove
+//!   they hold the key of the username the client names, so this *is*
+//!   client authentication: a client without a listed key completes no
+//!   handshake. TLS 1.3 (PSK with ECDHE) and TLS 1.2 PSK cipher suites, as
+//!   gnutls (libnbd, qemu) offers them.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
@@ -28,12 +36,76 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::ServerError;
 
+/// How a STARTTLS connection is accepted.
+#[derive(Clone)]
+pub(crate) enum Acceptor {
+    /// X.509 certificate (rustls).
+    Certificate(TlsAcceptor),
+    /// Pre-shared keys (OpenSSL).
+    Psk(openssl::ssl::SslContext),
+}
+
 /// The server's TLS setting (`ServerConfig::tls`).
 #[derive(Clone)]
 pub struct TlsConfig {
-    pub(crate) acceptor: TlsAcceptor,
+    pub(crate) acceptor: Acceptor,
     /// Refuse everything in the clear (`--tls require`).
     pub require: bool,
+}
+
+/// Longest PSK username accepted (a TLS PSK identity; longer is a mistake).
+const PSK_USERNAME_MAX: usize = 255;
+/// Shortest and longest key, in bytes (the file holds twice as many hex digits).
+const PSK_KEY_BYTES: std::ops::RangeInclusive<usize> = 16..=256;
+
+/// Parses a PSK file (`username:hexkey` per line, as `psktool` writes it
+/// for nbdkit and qemu). Blank lines and lines starting with `#` are
+/// skipped. `Err` names the line and what is wrong, never the key.
+pub fn parse_psk_file(text: &str) -> Result<HashMap<String, Vec<u8>>, String> {
+    let mut keys = HashMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let n = i + 1;
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((user, hex)) = line.split_once(':') else {
+            return Err(format!("line {n}: not username:hexkey"));
+        };
+        if user.is_empty() || user.len() > PSK_USERNAME_MAX {
+            return Err(format!(
+                "line {n}: the username must have 1 to {PSK_USERNAME_MAX} bytes"
+            ));
+        }
+        if hex.len() % 2 != 0 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!(
+                "line {n}: the key of {user} is not an even number of hex digits"
+            ));
+        }
+        let key: Vec<u8> = hex
+            .as_bytes()
+            .chunks(2)
+            .map(|p| {
+                let d = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
+                d(p[0]) << 4 | d(p[1])
+            })
+            .collect();
+        if !PSK_KEY_BYTES.contains(&key.len()) {
+            return Err(format!(
+                "line {n}: the key of {user} has {} bytes, not {} to {}",
+                key.len(),
+                PSK_KEY_BYTES.start(),
+                PSK_KEY_BYTES.end()
+            ));
+        }
+        if keys.insert(user.to_string(), key).is_some() {
+            return Err(format!("line {n}: {user} is listed twice"));
+        }
+    }
+    if keys.is_empty() {
+        return Err("no username:hexkey line".into());
+    }
+    Ok(keys)
 }
 
 impl fmt::Debug for TlsConfig {
@@ -90,8 +162,103 @@ impl TlsConfig {
             .with_single_cert(certs, key)
             .map_err(|e| ServerError::Config(format!("TLS certificate and key: {e}")))?;
         Ok(TlsConfig {
-            acceptor: TlsAcceptor::from(Arc::new(config)),
+            acceptor: Acceptor::Certificate(TlsAcceptor::from(Arc::new(config))),
             require,
         })
+    }
+
+    /// Pre-shared keys from a file (`username:hexkey` per line, see
+    /// [`parse_psk_file`]).
+    pub fn from_psk_file(path: &Path, require: bool) -> Result<TlsConfig, ServerError> {
+        let bad = |e: &dyn fmt::Display| {
+            ServerError::Config(format!("TLS PSK file {}: {e}", path.display()))
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| bad(&e))?;
+        let keys = parse_psk_file(&text).map_err(|e| bad(&e))?;
+        Self::from_psk_keys(keys, require)
+    }
+
+    /// The same from usernames and keys (tests, embedders).
+    pub fn from_psk_keys(
+        keys: HashMap<String, Vec<u8>>,
+        require: bool,
+    ) -> Result<TlsConfig, ServerError> {
+        use openssl::ssl::{SslContextBuilder, SslMethod, SslOptions, SslVersion};
+        let err = |e: openssl::error::ErrorStack| ServerError::Config(format!("TLS PSK: {e}"));
+        let mut b = SslContextBuilder::new(SslMethod::tls_server()).map_err(err)?;
+        b.set_min_proto_version(Some(SslVersion::TLS1_2))
+            .map_err(err)?;
+        // TLS 1.2: PSK suites with forward secrecy first, as gnutls's
+        // NORMAL:+ECDHE-PSK:+DHE-PSK:+PSK offers them. TLS 1.3 uses the key
+        // through the same callback (OpenSSL falls back to it, SHA-256 suites).
+        b.set_cipher_list("ECDHEPSK:PSK:!aNULL:!eNULL:!MD5:!RC4:!3DES")
+            .map_err(err)?;
+        b.set_options(SslOptions::NO_RENEGOTIATION);
+        b.set_psk_server_callback(move |_ssl, identity, out| {
+            // An unknown username, or a key that does not fit: no key (0),
+            // and the handshake fails.
+            let key = identity
+                .and_then(|id| std::str::from_utf8(id).ok())
+                .and_then(|user| keys.get(user));
+            match key {
+                Some(k) if k.len() <= out.len() => {
+                    out[..k.len()].copy_from_slice(k);
+                    Ok(k.len())
+                }
+                _ => Ok(0),
+            }
+        });
+        Ok(TlsConfig {
+            acceptor: Acceptor::Psk(b.build()),
+            require,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn psk_files_parse_like_psktool_writes_them() {
+        let k = parse_psk_file(
+            "# keys\nalice:000102030405060708090a0b0c0d0e0f\n\nbob:FFEEDDCCBBAA99887766554433221100ffee\n",
+        )
+        .unwrap();
+        assert_eq!(k["alice"], (0u8..16).collect::<Vec<u8>>());
+        assert_eq!(k["bob"].len(), 18);
+        assert_eq!(k["bob"][0], 0xff);
+    }
+
+    #[test]
+    fn bad_psk_files_name_the_line_and_not_the_key() {
+        let key = "00112233445566778899aabbccddeeff";
+        for (text, needle) in [
+            ("", "no username"),
+            ("alice\n", "line 1: not username:hexkey"),
+            (&format!(":{key}\n") as &str, "line 1: the username"),
+            (
+                "alice:0g112233445566778899aabbccddeeff\n",
+                "line 1: the key of alice",
+            ),
+            ("alice:123\n", "not an even number"),
+            ("alice:0011\n", "has 2 bytes"),
+            (
+                &format!("a:{key}\nb:{key}\na:{key}\n"),
+                "line 3: a is listed twice",
+            ),
+        ] {
+            let e = parse_psk_file(text).unwrap_err();
+            assert!(e.contains(needle), "{text:?}: {e}");
+            assert!(!e.contains("aabbcc"), "the key leaked: {e}");
+        }
+    }
+
+    #[test]
+    fn a_psk_config_builds() {
+        let keys = parse_psk_file("alice:00112233445566778899aabbccddeeff\n").unwrap();
+        let t = TlsConfig::from_psk_keys(keys, true).unwrap();
+        assert!(t.require);
+        assert!(matches!(t.acceptor, Acceptor::Psk(_)));
     }
 }

@@ -52,7 +52,7 @@ pub struct BootArgs {
     pub read_only: bool,
     /// NBD TLS: `off` (STARTTLS refused), `on` (clients may upgrade with
     /// STARTTLS) or `require` (nothing is listed or served in the clear).
-    /// Needs --tls-cert and --tls-key.
+    /// Needs --tls-cert and --tls-key, or --tls-psk.
     #[arg(long, value_enum, default_value_t = TlsMode::Off)]
     pub tls: TlsMode,
     /// PEM file with the server certificate (then any intermediates).
@@ -61,6 +61,11 @@ pub struct BootArgs {
     /// PEM file with the certificate's private key.
     #[arg(long, value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
+    /// TLS with pre-shared keys instead of a certificate: a file of
+    /// `username:hexkey` lines (nbdkit's --tls-psk format, e.g. from
+    /// `psktool -u alice -p FILE`); only clients holding a listed key connect.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["tls_cert", "tls_key"])]
+    pub tls_psk: Option<PathBuf>,
     /// File holding the control API's bearer token: required to bind the API
     /// outside loopback; every client then sends it (CLI: --token-file or
     /// FIRMWARE_SIM_API_TOKEN); peers are sent the same token.
@@ -120,6 +125,7 @@ pub fn run(a: BootArgs) -> Result<(), CliError> {
         },
         tls_cert: a.tls_cert,
         tls_key: a.tls_key,
+        tls_psk: a.tls_psk,
     };
     runtime()?.block_on(daemon::boot(plan))
 }

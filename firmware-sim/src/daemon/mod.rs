@@ -61,19 +61,29 @@ pub struct BootPlan {
     pub tls_cert: Option<PathBuf>,
     /// `--tls-key`.
     pub tls_key: Option<PathBuf>,
+    /// `--tls-psk`: pre-shared keys instead of a certificate.
+    pub tls_psk: Option<PathBuf>,
 }
 
 /// The NBD TLS setting from `--tls`, `--tls-cert` and `--tls-key`.
 fn nbd_tls(plan: &BootPlan) -> Result<Option<nbd::TlsConfig>, CliError> {
-    match (plan.tls, &plan.tls_cert, &plan.tls_key) {
-        (None, None, None) => Ok(None),
-        (None, _, _) => Err(CliError::Usage(
-            "--tls-cert/--tls-key given with --tls off: add --tls on or --tls require".into(),
+    match (plan.tls, &plan.tls_cert, &plan.tls_key, &plan.tls_psk) {
+        (None, None, None, None) => Ok(None),
+        (None, _, _, _) => Err(CliError::Usage(
+            "--tls-cert/--tls-key/--tls-psk given with --tls off: add --tls on or --tls require"
+                .into(),
         )),
-        (Some(_), None, _) | (Some(_), _, None) => Err(CliError::Usage(
-            "--tls on|require needs --tls-cert FILE and --tls-key FILE (PEM)".into(),
+        (Some(require), None, None, Some(psk)) => nbd::TlsConfig::from_psk_file(psk, require)
+            .map(Some)
+            .map_err(|e| CliError::failed("NBD TLS", e)),
+        (Some(_), _, _, Some(_)) => Err(CliError::Usage(
+            "--tls-psk replaces --tls-cert and --tls-key: give one or the other".into(),
         )),
-        (Some(require), Some(cert), Some(key)) => {
+        (Some(_), None, _, None) | (Some(_), _, None, None) => Err(CliError::Usage(
+            "--tls on|require needs --tls-cert FILE and --tls-key FILE (PEM), or --tls-psk FILE"
+                .into(),
+        )),
+        (Some(require), Some(cert), Some(key), None) => {
             nbd::TlsConfig::from_pem_files(cert, key, require)
                 .map(Some)
                 .map_err(|e| CliError::failed("NBD TLS", e))
