@@ -55,6 +55,8 @@ pub use recovery::fmt_tracks;
 pub use report::{
     Decision, Decisions, Event, OrphanWithdrawn, Outcome, PhysicalPart, Progress, SessionInfo,
 };
-pub use scenario::{run_scenario, run_scenario_str, ScenarioError, ScenarioReport};
+pub use scenario::{
+    check_scenario_str, run_scenario, run_scenario_str, ScenarioError, ScenarioReport,
+};
 #[cfg(feature = "test-utils")]
 pub use virtual_subsystem::{CrashSwitch, ResetLoss, VirtualSubsystem};

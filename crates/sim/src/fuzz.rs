@@ -9,7 +9,16 @@
 //!   inspection and with salvage;
 //! - [`engine_state`]: the engine state loader, on the raw bytes and on the
 //!   bytes framed with a valid header and checksum (so the decoder behind
-//!   the checksum is reached).
+//!   the checksum is reached);
+//! - [`nbd_session_script`]: [`nbd_session`] on a client script decoded from
+//!   the bytes with `arbitrary` (what the `nbd_session` target runs);
+//! - [`config_toml`]: the subsystem config parser (a config that parses
+//!   must serialize and parse again to the same config);
+//! - [`scenario_toml`]: the resource-manager scenario parser and step checks;
+//! - [`psk_file`]: the NBD TLS-PSK key file parser.
+//!
+//! Every target's corpus (fuzz/corpus/) is replayed on stable by
+//! `tests/fuzz_corpus.rs`, through these same functions.
 //!
 //! [`NbdMsg`] and [`encode_nbd`] turn structured messages into a byte
 //! stream, so a fuzzer (or a seeded generator) gets past the magics.
@@ -271,5 +280,112 @@ pub fn mutate(rng: &mut ChaCha8Rng, bytes: &mut Vec<u8>) {
                 bytes.splice(i..i, chunk);
             }
         }
+    }
+}
+
+/// One client message of a fuzzed script: the structured form gets the
+/// fuzzer past the magics, `Raw` keeps byte-level freedom.
+#[derive(Debug, arbitrary::Arbitrary)]
+enum ScriptMsg {
+    Raw(Vec<u8>),
+    ClientFlags(u32),
+    Opt {
+        code: u8,
+        data: Vec<u8>,
+    },
+    Go {
+        name_is_vol: bool,
+        infos: Vec<u16>,
+    },
+    Request {
+        flags: u16,
+        kind: u8,
+        cookie: u64,
+        offset: u64,
+        length: u32,
+        payload: Vec<u8>,
+    },
+}
+
+/// [`nbd_session`] on a client script of at most 64 messages decoded from
+/// `data` with `arbitrary` (the `nbd_session` fuzz target).
+pub fn nbd_session_script(data: &[u8]) -> Result<(), String> {
+    use arbitrary::Arbitrary;
+    let u = arbitrary::Unstructured::new(data);
+    let Ok(script) = Vec::<ScriptMsg>::arbitrary_take_rest(u) else {
+        return Ok(());
+    };
+    let msgs: Vec<NbdMsg> = script
+        .into_iter()
+        .take(64)
+        .map(|m| match m {
+            ScriptMsg::Raw(b) => NbdMsg::Raw(b),
+            ScriptMsg::ClientFlags(f) => NbdMsg::ClientFlags(f),
+            ScriptMsg::Opt { code, data } => NbdMsg::Opt {
+                code: u32::from(code),
+                data,
+            },
+            ScriptMsg::Go { name_is_vol, infos } => NbdMsg::Opt {
+                code: 7,
+                data: go_data(if name_is_vol { b"vol" } else { b"other" }, &infos),
+            },
+            ScriptMsg::Request {
+                flags,
+                kind,
+                cookie,
+                offset,
+                length,
+                payload,
+            } => NbdMsg::Request {
+                header: RequestHeader {
+                    flags,
+                    kind: u16::from(kind),
+                    cookie,
+                    offset,
+                    length,
+                },
+                payload,
+            },
+        })
+        .collect();
+    nbd_session(&encode_nbd(&msgs))
+}
+
+/// Parses `bytes` (lossily decoded as UTF-8) as a subsystem config. Must
+/// not panic; a config that parses must serialize and parse back equal.
+pub fn config_toml(bytes: &[u8]) -> Result<(), String> {
+    let text = String::from_utf8_lossy(bytes);
+    let Ok(config) = controller::config::SubsystemConfig::from_toml_str(&text) else {
+        return Ok(());
+    };
+    let saved = config.to_toml_string();
+    match controller::config::SubsystemConfig::from_toml_str(&saved) {
+        Ok(again) if again == config => Ok(()),
+        Ok(again) => Err(format!(
+            "config changed through save and load:\n{config:?}\n{again:?}\nsaved:\n{saved}"
+        )),
+        Err(e) => Err(format!("saved config does not load ({e}):\n{saved}")),
+    }
+}
+
+/// Parses and checks `bytes` (lossily decoded as UTF-8) as a scenario
+/// file, without running it. Must not panic.
+pub fn scenario_toml(bytes: &[u8]) {
+    let text = String::from_utf8_lossy(bytes);
+    let _ = resource_manager::check_scenario_str("fuzz.toml", &text);
+}
+
+/// Parses `bytes` (lossily decoded as UTF-8) as an NBD TLS-PSK file
+/// (`username:hexkey` lines). Must not panic; an error never shows a key.
+pub fn psk_file(bytes: &[u8]) -> Result<(), String> {
+    let text = String::from_utf8_lossy(bytes);
+    match nbd::parse_psk_file(&text) {
+        Ok(keys) => {
+            if keys.values().any(|k| k.len() < 16) {
+                return Err("a key shorter than 16 bytes was accepted".into());
+            }
+            Ok(())
+        }
+        Err(_) => Ok(()),
     }
 }

@@ -98,6 +98,14 @@ pub fn run_scenario(path: impl AsRef<Path>) -> Result<ScenarioReport, ScenarioEr
     run_scenario_str(&shown, &text)
 }
 
+/// Parses and checks a scenario given as text without running it: every
+/// step is converted as [`run_scenario_str`] would. Returns the number of
+/// steps. For `scenario check`-style validation and fuzzing (it must return
+/// an error, never panic, whatever the text).
+pub fn check_scenario_str(path: &str, text: &str) -> Result<usize, ScenarioError> {
+    runner::check(format::Source { path, text })
+}
+
 /// Runs a scenario given as text; `path` is only used in messages.
 pub fn run_scenario_str(path: &str, text: &str) -> Result<ScenarioReport, ScenarioError> {
     runner::run(format::Source { path, text })

@@ -38,6 +38,16 @@ pub(super) struct World<'a> {
     pub(super) report: ScenarioReport,
 }
 
+/// Parses the file and converts every step, without running anything.
+pub(super) fn check(src: Source<'_>) -> Result<usize, ScenarioError> {
+    let file = src.parse()?;
+    let n = file.steps.len();
+    for raw in file.steps {
+        raw.into_inner().into_step(&src)?;
+    }
+    Ok(n)
+}
+
 pub(super) fn run(src: Source<'_>) -> Result<ScenarioReport, ScenarioError> {
     let mut file = src.parse()?;
     let mut steps = Vec::with_capacity(file.steps.len());
