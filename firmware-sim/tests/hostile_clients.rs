@@ -386,6 +386,38 @@ fn slowloris_header(addr: &str) -> Duration {
     took
 }
 
+/// A WRITE whose 4 KiB payload comes one byte per 200 ms: the payload
+/// deadline (the idle timeout plus a second per 64 KiB) closes it, and none
+/// of it is written.
+fn slowloris_payload(addr: &str) -> Duration {
+    let s = attach(addr, "FB03");
+    let t = Instant::now();
+    let mut w = s.try_clone().unwrap();
+    w.write_all(&request(CMD_WRITE, 1, 0, 4096)).unwrap();
+    let dribble = std::thread::spawn(move || {
+        for _ in 0..4096 {
+            if w.write_all(&[0xee]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    let mut r = s;
+    assert!(
+        closed_within(&mut r, Duration::from_secs(DEADLINE_S + 5)),
+        "a dribbled WRITE payload was kept open"
+    );
+    let took = t.elapsed();
+    let _ = r.shutdown(Shutdown::Both);
+    let _ = dribble.join();
+    let mut check = NbdConn::open(addr, "FB03");
+    assert!(
+        check.read(0, 4096).iter().all(|b| *b != 0xee),
+        "part of an unfinished WRITE payload reached the volume"
+    );
+    took
+}
+
 /// Most bad requests the flood sends: it stops when the daemon stops reading.
 const FLOOD_MAX: usize = 2_000_000;
 
@@ -465,6 +497,9 @@ fn hostile_clients_do_not_hurt_the_daemon_or_other_clients() {
     );
     let took = slowloris_header(&addr);
     println!("hostile: dribbled request header dropped after {took:?}");
+    assert!(took < Duration::from_secs(DEADLINE_S + 2), "{took:?}");
+    let took = slowloris_payload(&addr);
+    println!("hostile: dribbled WRITE payload dropped after {took:?}");
     assert!(took < Duration::from_secs(DEADLINE_S + 2), "{took:?}");
     fig.mark(&d, "slowloris handshakes and header", &probe);
 

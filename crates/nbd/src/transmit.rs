@@ -22,6 +22,9 @@
 //! - After DISC, EOF or a protocol violation the reader stops; requests
 //!   already started still finish and their replies are still written.
 //! - Once the server shuts down, new requests get ESHUTDOWN.
+//! - A WRITE payload arrives within the handshake deadline (or the idle
+//!   timeout, if longer) plus a second per 64 KiB, or the connection is
+//!   closed: a dribbled payload cannot hold its permits forever.
 
 use std::sync::Arc;
 
@@ -95,6 +98,10 @@ async fn read_header<R: AsyncRead + Unpin>(
     }
     Ok(true)
 }
+
+/// Slowest payload rate accepted (bytes per second) beyond the deadline's
+/// base (see the payload read in `read_loop`).
+const PAYLOAD_MIN_RATE: u64 = 64 * 1024;
 
 /// Read exactly `n` payload bytes into a fresh buffer without zero-filling it first.
 async fn read_payload<R: AsyncRead + Unpin>(
@@ -254,9 +261,36 @@ async fn read_requests<R: AsyncRead + Unpin>(
             .saturating_add(REQUEST_OVERHEAD_BYTES)
             .min(budget_total);
         let permit = charge(budget, disp, cost).await?;
-        let payload = match read_payload(r, payload_len as usize, pool).await {
-            Ok(p) => p,
-            Err(e) => {
+        // A payload must keep coming: the whole of it within the handshake
+        // deadline (or the idle timeout, if longer) plus one second per
+        // PAYLOAD_MIN_RATE bytes, so a client cannot hold its permits and
+        // a connection slot by dribbling a WRITE forever.
+        let base = ctx
+            .config
+            .idle_timeout
+            .map_or(ctx.config.handshake_timeout, |t| {
+                t.max(ctx.config.handshake_timeout)
+            });
+        let deadline = base
+            + std::time::Duration::from_millis(
+                u64::from(payload_len).saturating_mul(1000) / PAYLOAD_MIN_RATE,
+            );
+        let read = tokio::time::timeout(deadline, read_payload(r, payload_len as usize, pool));
+        let payload = match read.await {
+            Err(_) => {
+                client_warn!(
+                    ctx,
+                    cookie = h.cookie,
+                    len = payload_len,
+                    deadline_ms = deadline.as_millis() as u64,
+                    "WRITE payload not received in time; closing"
+                );
+                return Err(ServerError::Protocol(format!(
+                    "WRITE payload of {payload_len} bytes not received within {deadline:?}"
+                )));
+            }
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => {
                 client_warn!(
                     ctx,
                     cookie = h.cookie,
