@@ -12,13 +12,6 @@ use timezero::{Engine, MapId, MapState};
 
 use super::Subsystem;
 
-/// Grains `map` still has to clean (0 when nothing reads through its
-/// target), as the engine counts them: with extent-limited members the
-/// receiver of a grain need not be the downstream neighbour.
-fn clean_remaining(engine: &Engine, map: MapId) -> Option<u64> {
-    engine.clean_remaining(map)
-}
-
 /// Percent cleaned of `total`, with `remaining` left.
 fn percent(total: u64, remaining: u64) -> u8 {
     if total == 0 {
@@ -33,7 +26,7 @@ impl Subsystem {
         let mut totals = self.inner.clean_totals.lock();
         totals.retain(|m, _| engine.map_state(*m) == Some(MapState::Stopping));
         if engine.map_state(map) == Some(MapState::Stopping) {
-            if let Some(r) = clean_remaining(engine, map) {
+            if let Some(r) = engine.clean_remaining(map) {
                 totals.insert(map, r);
             }
         }
@@ -44,7 +37,7 @@ impl Subsystem {
         if engine.map_state(map) != Some(MapState::Stopping) {
             return None;
         }
-        let remaining = clean_remaining(engine, map).unwrap_or(0);
+        let remaining = engine.clean_remaining(map).unwrap_or(0);
         let mut totals = self.inner.clean_totals.lock();
         let total = totals.entry(map).or_insert(remaining);
         *total = (*total).max(remaining);

@@ -419,7 +419,7 @@ impl Engine {
     }
 
     /// Whether cleaning from member `target` involves a transparent member.
-    fn clean_is_masked(&self, target: VolumeId) -> bool {
+    pub(crate) fn clean_is_masked(&self, target: VolumeId) -> bool {
         let Some(cid) = self.vols[&target].member_of else {
             return false;
         };

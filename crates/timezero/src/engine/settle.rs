@@ -308,11 +308,7 @@ impl Engine {
         let Some(i) = c.members.iter().position(|x| *x == t) else {
             return false;
         };
-        let transparent = self.member_cover(cid, t).is_some()
-            || c.members
-                .get(i + 1)
-                .is_some_and(|d| self.member_cover(cid, *d).is_some());
-        if !transparent {
+        if !self.clean_is_masked(t) {
             return c.members.get(i + 1).is_some_and(|d| {
                 self.vols[d]
                     .target_map
