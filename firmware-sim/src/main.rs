@@ -19,6 +19,7 @@ mod node;
 mod output;
 mod peer;
 mod recent;
+mod sched;
 
 /// Exit status when stdout is a closed pipe (`... | head`), as if killed by SIGPIPE.
 const EXIT_BROKEN_PIPE: i32 = 141;
