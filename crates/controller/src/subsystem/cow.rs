@@ -23,6 +23,13 @@ use crate::events::Event;
 use crate::meta::store_err;
 use crate::metrics::Metrics;
 
+thread_local! {
+    /// The copy buffer of [`Inner::execute_copies`] on this thread (one
+    /// track; its contents never outlive a copy: each copy reads the whole
+    /// track into it before writing any of it).
+    static COPY_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Work whose durability a request waits for.
 pub(crate) struct CommitItem {
     /// Stores that received data for this item (flushed before the journal record).
@@ -110,7 +117,9 @@ impl Inner {
         let mut group_grain = u64::MAX;
         let mut touched: Vec<VolumeId> = Vec::new();
         let mut bytes = 0u64;
-        let mut buf = Vec::new();
+        // One track buffer per thread, kept between calls: a first write
+        // otherwise allocated and zero-filled 64 KiB before every copy.
+        let mut buf = COPY_BUF.with(|b| std::mem::take(&mut *b.borrow_mut()));
         let mut executed = 0usize;
         for (i, c) in copies.iter().enumerate() {
             if bytes >= cap && i > 0 && copies[i - 1].grain != c.grain {
@@ -174,6 +183,7 @@ impl Inner {
                 touched.push(c.to);
             }
         }
+        COPY_BUF.with(|b| *b.borrow_mut() = buf);
         Ok((
             touched.into_iter().map(|v| vols[&v].0.clone()).collect(),
             bytes,
