@@ -107,6 +107,10 @@ impl From<firmware_sim_client::ClientError> for CliError {
                 kind: kind.to_string(),
                 message,
             },
+            // Something answered, but its certificate is not trusted.
+            E::Transport { addr, cause } if cause.starts_with("TLS: ") => {
+                CliError::Failed(format!("cannot talk to the control API at {addr}: {cause}"))
+            }
             E::Transport { addr, cause } => CliError::Unreachable { addr, cause },
             e @ E::InvalidId { .. } => CliError::Usage(e.to_string()),
             e @ (E::Decode { .. } | E::Timeout(_)) => CliError::Failed(e.to_string()),

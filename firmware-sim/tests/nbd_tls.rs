@@ -7,28 +7,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{assert_fails_with, assert_success, require_tool, run, Daemon, BIN};
-
-/// Writes `ca/ca-cert.pem` (what clients trust), `server-cert.pem` and
-/// `server-key.pem` (for 127.0.0.1 and localhost) under `dir`.
-fn make_certs(dir: &Path) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "firmware-sim test CA");
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let mut p = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-    p.distinguished_name.push(DnType::CommonName, "localhost");
-    let cert = p.signed_by(&key, &issuer).unwrap();
-    std::fs::create_dir_all(dir.join("ca")).unwrap();
-    std::fs::write(dir.join("ca/ca-cert.pem"), ca_cert.pem()).unwrap();
-    std::fs::write(dir.join("server-cert.pem"), cert.pem()).unwrap();
-    std::fs::write(dir.join("server-key.pem"), key.serialize_pem()).unwrap();
-}
+use common::{assert_fails_with, assert_success, make_certs, require_tool, run, Daemon, BIN};
 
 fn qemu_tls(ca: &Path, d: &Daemon, volume: &str, cmds: &[&str]) -> std::process::Output {
     let port = d

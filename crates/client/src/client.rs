@@ -21,6 +21,20 @@ const BODY_LIMIT_BYTES: u64 = 256 << 20;
 /// The environment variable holding the control API's token.
 pub const TOKEN_ENV: &str = "FIRMWARE_SIM_API_TOKEN";
 
+/// The environment variable naming the PEM file of the certificate (or CA)
+/// to trust for an `https://` control API (`boot --api-tls`).
+pub const CA_ENV: &str = "FIRMWARE_SIM_API_CA";
+
+/// A CA file that could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot use CA file {}: {reason}", path.display())]
+pub struct CaError {
+    /// The file.
+    pub path: PathBuf,
+    /// Why (unreadable, or no PEM certificate in it).
+    pub reason: String,
+}
+
 /// How often the waits ([`Client::wait_map`], [`Client::wait_session`]) ask.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
 
@@ -55,6 +69,33 @@ pub fn resolve_token(
     Ok(token
         .map(|t| t.trim().to_string())
         .filter(|t| !t.is_empty()))
+}
+
+/// What a failed connection says; a TLS failure (most often a certificate
+/// nobody told the client to trust) starts with `TLS: ` and says how to fix it.
+fn transport_cause(e: &ureq::Error) -> String {
+    let text = e.to_string();
+    let tls = matches!(e, ureq::Error::Tls(_) | ureq::Error::Rustls(_))
+        || text.contains("peer certificate")
+        || text.contains("HandshakeFailure");
+    if tls {
+        format!(
+            "TLS: {text} (an https API's certificate must be trusted: --api-ca FILE or \
+             ${CA_ENV} naming the PEM of the certificate or of its CA)"
+        )
+    } else {
+        text
+    }
+}
+
+/// The CA file to trust for an `https` API, the way the CLI finds it:
+/// `file` if given, else `$FIRMWARE_SIM_API_CA` if set and not empty.
+pub fn resolve_ca(file: Option<&Path>) -> Option<PathBuf> {
+    file.map(Path::to_path_buf).or_else(|| {
+        std::env::var_os(CA_ENV)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    })
 }
 
 /// Checks that a user-given id or name can be put into a URL path as it is.
@@ -138,6 +179,8 @@ pub struct Client {
     agent: ureq::Agent,
     /// `Authorization: Bearer ...` value, when the API needs a token.
     auth: Option<String>,
+    /// The CA file trusted for `https`, if one was given.
+    roots_from: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Client {
@@ -146,33 +189,74 @@ impl std::fmt::Debug for Client {
         f.debug_struct("Client")
             .field("addr", &self.addr)
             .field("token", &self.auth.is_some())
+            .field("ca", &self.roots_from)
             .finish()
     }
 }
 
 impl Client {
-    /// A client for `addr` (`HOST:PORT` or `http://HOST:PORT`), without a token.
+    /// A client for `addr` (`HOST:PORT`, `http://HOST:PORT` or
+    /// `https://HOST:PORT`), without a token; an `https` API's certificate
+    /// is checked against the public web roots (see [`Client::with_ca_file`]
+    /// for a private CA or a self-signed certificate).
     pub fn new(addr: &str) -> Client {
+        Self::build(addr, None)
+    }
+
+    fn build(addr: &str, roots: Option<Vec<ureq::tls::Certificate<'static>>>) -> Client {
         let addr = addr.trim_end_matches('/').to_string();
         let base = if addr.starts_with("http://") || addr.starts_with("https://") {
             addr.clone()
         } else {
             format!("http://{addr}")
         };
-        let config = ureq::Agent::config_builder()
+        let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(5)))
             .timeout_global(Some(Duration::from_secs(300)))
             // The control API is a direct connection: http_proxy/HTTP_PROXY
             // in the environment must not reroute it.
-            .proxy(None)
-            .build();
+            .proxy(None);
+        if let Some(roots) = roots {
+            config = config.tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(ureq::tls::RootCerts::new_with_certs(&roots))
+                    .build(),
+            );
+        }
         Client {
             addr,
             base,
-            agent: ureq::Agent::new_with_config(config),
+            agent: ureq::Agent::new_with_config(config.build()),
             auth: None,
+            roots_from: None,
         }
+    }
+
+    /// The same client, trusting only the certificates in the PEM file
+    /// `ca` for an `https://` API: the CA that signed the daemon's
+    /// `--tls-cert`, or that certificate itself when it is self-signed.
+    pub fn with_ca_file(self, ca: &Path) -> std::result::Result<Client, CaError> {
+        let bad = |reason: String| CaError {
+            path: ca.to_path_buf(),
+            reason,
+        };
+        let pem = std::fs::read(ca).map_err(|e| bad(e.to_string()))?;
+        let mut roots = Vec::new();
+        for item in ureq::tls::parse_pem(&pem) {
+            match item {
+                Ok(ureq::tls::PemItem::Certificate(c)) => roots.push(c),
+                Ok(_) => {}
+                Err(e) => return Err(bad(format!("not PEM: {e}"))),
+            }
+        }
+        if roots.is_empty() {
+            return Err(bad("no CERTIFICATE block in it".into()));
+        }
+        let mut c = Self::build(&self.addr, Some(roots));
+        c.auth = self.auth;
+        c.roots_from = Some(ca.to_path_buf());
+        Ok(c)
     }
 
     /// The same client, sending `token` (trimmed; empty is none) as a bearer token.
@@ -189,7 +273,7 @@ impl Client {
         &self.addr
     }
 
-    /// The base URL (`http://HOST:PORT`).
+    /// The base URL (`http://HOST:PORT` or `https://HOST:PORT`).
     pub fn base_url(&self) -> &str {
         &self.base
     }
@@ -236,7 +320,7 @@ impl Client {
             addr: self.addr.clone(),
             cause,
         };
-        let mut resp = res.map_err(|e| transport(e.to_string()))?;
+        let mut resp = res.map_err(|e| transport(transport_cause(&e)))?;
         let status = resp.status().as_u16();
         let text = resp
             .body_mut()

@@ -36,5 +36,8 @@ mod client;
 mod error;
 pub mod model;
 
-pub use client::{check_id, resolve_token, Client, Event, TokenError, POLL_INTERVAL, TOKEN_ENV};
+pub use client::{
+    check_id, resolve_ca, resolve_token, CaError, Client, Event, TokenError, CA_ENV, POLL_INTERVAL,
+    TOKEN_ENV,
+};
 pub use error::{ClientError, ErrorKind};

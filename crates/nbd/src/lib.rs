@@ -54,6 +54,6 @@ pub use activation::listener_from_systemd_env;
 pub use export::{BlockSize, ErrorKind, Export, ExportError, Extent, ExtentFlags, ZeroFlags};
 pub use registry::{ExportListing, ExportRegistry, StaticRegistry};
 pub use server::{Listener, Server, ServerConfig, ServerError};
-pub use tls::{parse_psk_file, TlsConfig};
+pub use tls::{load_pem_cert_key, parse_psk_file, rustls_server_config, TlsConfig};
 
 pub(crate) use server::ServerError as ConnError;

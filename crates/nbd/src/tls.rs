@@ -53,6 +53,56 @@ pub struct TlsConfig {
     pub require: bool,
 }
 
+/// Reads a certificate chain (the server certificate first, then any
+/// intermediates) and its private key from PEM files, naming the file and
+/// what is wrong on failure.
+pub fn load_pem_cert_key(
+    cert: &Path,
+    key: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), ServerError> {
+    let bad = |what: &str, p: &Path, e: &dyn fmt::Display| {
+        ServerError::Config(format!("{what} {}: {e}", p.display()))
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| bad("TLS certificate file", cert, &e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| bad("TLS certificate file", cert, &e))?;
+    if certs.is_empty() {
+        return Err(bad(
+            "TLS certificate file",
+            cert,
+            &"no CERTIFICATE block in it",
+        ));
+    }
+    let key =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| bad("TLS private key file", key, &e))?;
+    Ok((certs, key))
+}
+
+/// A rustls server configuration for a certificate and key (no client
+/// certificates), offering `alpn` protocols (none for NBD; `http/1.1` for
+/// the control API). Also used by the daemon's HTTPS control API.
+pub fn rustls_server_config(
+    certs: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    alpn: Vec<Vec<u8>>,
+) -> Result<Arc<rustls::ServerConfig>, ServerError> {
+    // ring, not aws-lc-rs: no C/cmake build in the product. rustls marks
+    // ring's provider deprecated only for lacking post-quantum key
+    // exchange (X25519MLKEM768); classical ECDHE is what NBD clients
+    // (gnutls in qemu and libnbd) offer today.
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ServerError::Config(format!("TLS: {e}")))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| ServerError::Config(format!("TLS certificate and key: {e}")))?;
+    config.alpn_protocols = alpn;
+    Ok(Arc::new(config))
+}
+
 /// Longest PSK username accepted (a TLS PSK identity; longer is a mistake).
 const PSK_USERNAME_MAX: usize = 255;
 /// Shortest and longest key, in bytes (the file holds twice as many hex digits).
@@ -124,22 +174,7 @@ impl TlsConfig {
         key: &Path,
         require: bool,
     ) -> Result<TlsConfig, ServerError> {
-        let bad = |what: &str, p: &Path, e: &dyn fmt::Display| {
-            ServerError::Config(format!("{what} {}: {e}", p.display()))
-        };
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-            .map_err(|e| bad("TLS certificate file", cert, &e))?
-            .collect::<Result<_, _>>()
-            .map_err(|e| bad("TLS certificate file", cert, &e))?;
-        if certs.is_empty() {
-            return Err(bad(
-                "TLS certificate file",
-                cert,
-                &"no CERTIFICATE block in it",
-            ));
-        }
-        let key =
-            PrivateKeyDer::from_pem_file(key).map_err(|e| bad("TLS private key file", key, &e))?;
+        let (certs, key) = load_pem_cert_key(cert, key)?;
         Self::from_der(certs, key, require)
     }
 
@@ -149,20 +184,9 @@ impl TlsConfig {
         key: PrivateKeyDer<'static>,
         require: bool,
     ) -> Result<TlsConfig, ServerError> {
-        // ring, not aws-lc-rs: no C/cmake build in the product. rustls marks
-        // ring's provider deprecated only for lacking post-quantum key
-        // exchange (X25519MLKEM768); classical ECDHE is what NBD clients
-        // (gnutls in qemu and libnbd) offer today.
-        #[allow(deprecated)]
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| ServerError::Config(format!("TLS: {e}")))?
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .map_err(|e| ServerError::Config(format!("TLS certificate and key: {e}")))?;
+        let config = rustls_server_config(certs, key, Vec::new())?;
         Ok(TlsConfig {
-            acceptor: Acceptor::Certificate(TlsAcceptor::from(Arc::new(config))),
+            acceptor: Acceptor::Certificate(TlsAcceptor::from(config)),
             require,
         })
     }

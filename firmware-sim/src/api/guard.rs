@@ -39,6 +39,9 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
 pub struct Guard {
     /// The bearer token every request must carry, if any.
     pub token: Option<Arc<String>>,
+    /// The API's own URL scheme (`http`, or `https` under `--api-tls`): a
+    /// page served by this API sends `Origin: SCHEME://HOST`.
+    pub scheme: &'static str,
 }
 
 fn refuse(kind: ApiErrorKind, msg: impl Into<String>) -> Response {
@@ -103,7 +106,7 @@ pub async fn check(State(g): State<Guard>, req: Request, next: Next) -> Response
     }
     if let Some(origin) = h.get(header::ORIGIN) {
         let host = h.get(header::HOST).and_then(|v| v.to_str().ok());
-        let own = host.map(|host| format!("http://{host}"));
+        let own = host.map(|host| format!("{}://{host}", g.scheme));
         let origin = origin.to_str().unwrap_or("");
         if own.as_deref() != Some(origin) {
             return refuse(

@@ -27,6 +27,7 @@ pub use firmware_sim_client::model;
 mod sessions;
 mod status;
 mod tables;
+pub mod tls;
 mod volumes;
 
 pub use error::{ApiError, ApiErrorKind, Noun};

@@ -82,6 +82,11 @@ pub struct BootArgs {
     /// policy it was started with).
     #[arg(long, value_enum, default_value_t = CpuScheduling::Batch)]
     pub cpu_scheduling: CpuScheduling,
+    /// Serve the control API over HTTPS with the certificate of --tls-cert
+    /// and --tls-key (NBD TLS stays as --tls sets it). Clients trust it
+    /// with --api-ca FILE or FIRMWARE_SIM_API_CA.
+    #[arg(long)]
+    pub api_tls: bool,
 }
 
 /// `serve-stdio --data-dir DIR --export VOL`.
@@ -134,6 +139,7 @@ pub fn run(a: BootArgs) -> Result<(), CliError> {
         tls_cert: a.tls_cert,
         tls_key: a.tls_key,
         tls_psk: a.tls_psk,
+        api_tls: a.api_tls,
     };
     runtime()?.block_on(daemon::boot(plan))
 }

@@ -30,7 +30,7 @@ enum CascadeVerb {
 
 /// Runs a `cascade` verb.
 pub fn run(cmd: CascadeCmd) -> Result<(), CliError> {
-    let c = cmd.client.client();
+    let c = cmd.client.client()?;
     match cmd.verb {
         CascadeVerb::List { dot: true } => {
             let cascades = c.cascades()?;

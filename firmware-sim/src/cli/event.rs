@@ -54,7 +54,7 @@ enum EventVerb {
 
 /// Runs an `event` verb.
 pub fn run(cmd: EventCmd) -> Result<(), CliError> {
-    let c = cmd.client.client();
+    let c = cmd.client.client()?;
     let event = match cmd.verb {
         EventVerb::Ipl { host } => Event::Ipl { host },
         EventVerb::RmRestart { host } => Event::RmRestart { host },

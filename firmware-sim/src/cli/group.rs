@@ -77,7 +77,7 @@ enum GroupVerb {
 
 /// Runs a `group` verb.
 pub fn run(cmd: GroupCmd) -> Result<(), CliError> {
-    let c = cmd.client.client();
+    let c = cmd.client.client()?;
     let json = cmd.client.json;
     match cmd.verb {
         GroupVerb::Create { id, maps, name } => {

@@ -129,7 +129,7 @@ enum MapVerb {
 
 /// Runs a `map` verb.
 pub fn run(cmd: MapCmd) -> Result<(), CliError> {
-    let c = cmd.client.client();
+    let c = cmd.client.client()?;
     let json = cmd.client.json;
     match cmd.verb {
         MapVerb::Create {

@@ -51,7 +51,8 @@ pub enum LogFormat {
 /// Options every client verb takes.
 #[derive(Debug, Clone, Args)]
 pub struct ClientOpts {
-    /// Control API address (HOST:PORT or http://HOST:PORT).
+    /// Control API address (HOST:PORT, http://HOST:PORT, or https://HOST:PORT
+    /// for a daemon booted with --api-tls).
     #[arg(long, value_name = "ADDR", default_value = DEFAULT_API, global = true)]
     pub api: String,
     /// Machine-readable output: one JSON document on stdout.
@@ -61,13 +62,18 @@ pub struct ClientOpts {
     /// --api-token-file); default: $FIRMWARE_SIM_API_TOKEN.
     #[arg(long, value_name = "FILE", global = true)]
     pub token_file: Option<std::path::PathBuf>,
+    /// PEM file of the certificate (or its CA) to trust for an https:// API;
+    /// default: $FIRMWARE_SIM_API_CA, else the public web roots.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub api_ca: Option<std::path::PathBuf>,
 }
 
 impl ClientOpts {
     /// A client for the configured API address, with the token from
     /// --token-file, else $FIRMWARE_SIM_API_TOKEN (an unreadable file is
-    /// warned about, and no token is sent).
-    pub fn client(&self) -> Client {
+    /// warned about, and no token is sent), trusting the CA file of
+    /// --api-ca, else $FIRMWARE_SIM_API_CA (an unusable one is an error).
+    pub fn client(&self) -> Result<Client, CliError> {
         let token = firmware_sim_client::resolve_token(None, self.token_file.as_deref())
             .unwrap_or_else(|e| {
                 eprintln!(
@@ -77,7 +83,13 @@ impl ClientOpts {
                 );
                 None
             });
-        Client::new(&self.api).with_token(token)
+        let client = Client::new(&self.api).with_token(token);
+        match firmware_sim_client::resolve_ca(self.api_ca.as_deref()) {
+            Some(ca) => client
+                .with_ca_file(&ca)
+                .map_err(|e| CliError::Usage(e.to_string())),
+            None => Ok(client),
+        }
     }
 }
 

@@ -88,7 +88,7 @@ enum SessionVerb {
 
 /// Runs a `session` verb.
 pub fn run(cmd: SessionCmd) -> Result<(), CliError> {
-    let c = cmd.client.client();
+    let c = cmd.client.client()?;
     let json = cmd.client.json;
     match cmd.verb {
         SessionVerb::Start {

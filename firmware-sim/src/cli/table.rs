@@ -27,7 +27,7 @@ enum TableVerb {
 
 /// Runs a `table` verb.
 pub fn run(cmd: TableCmd) -> Result<(), CliError> {
-    let c = cmd.client.client();
+    let c = cmd.client.client()?;
     match cmd.verb {
         TableVerb::Show { volume } => {
             let entries = c.table(volume.as_deref())?;

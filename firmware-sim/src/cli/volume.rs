@@ -39,7 +39,7 @@ enum VolumeVerb {
 
 /// Runs a `volume` verb.
 pub fn run(cmd: VolumeCmd) -> Result<(), CliError> {
-    let c = cmd.client.client();
+    let c = cmd.client.client()?;
     let json = cmd.client.json;
     match cmd.verb {
         VolumeVerb::List => {

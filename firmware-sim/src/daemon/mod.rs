@@ -63,12 +63,36 @@ pub struct BootPlan {
     pub tls_key: Option<PathBuf>,
     /// `--tls-psk`: pre-shared keys instead of a certificate.
     pub tls_psk: Option<PathBuf>,
+    /// `--api-tls`: serve the control API over HTTPS with `--tls-cert`/`--tls-key`.
+    pub api_tls: bool,
+}
+
+/// The control API's TLS configuration under `--api-tls` (X.509 from
+/// `--tls-cert`/`--tls-key`, offering HTTP/1.1), or `None` for plain HTTP.
+fn api_tls(plan: &BootPlan) -> Result<Option<Arc<tokio_rustls::rustls::ServerConfig>>, CliError> {
+    if !plan.api_tls {
+        return Ok(None);
+    }
+    let (Some(cert), Some(key)) = (&plan.tls_cert, &plan.tls_key) else {
+        return Err(CliError::Usage(
+            "--api-tls needs --tls-cert FILE and --tls-key FILE (PEM; a --tls-psk key cannot \
+             serve HTTPS)"
+                .into(),
+        ));
+    };
+    let (certs, key) =
+        nbd::load_pem_cert_key(cert, key).map_err(|e| CliError::failed("control API TLS", e))?;
+    nbd::rustls_server_config(certs, key, vec![b"http/1.1".to_vec()])
+        .map(Some)
+        .map_err(|e| CliError::failed("control API TLS", e))
 }
 
 /// The NBD TLS setting from `--tls`, `--tls-cert` and `--tls-key`.
 fn nbd_tls(plan: &BootPlan) -> Result<Option<nbd::TlsConfig>, CliError> {
     match (plan.tls, &plan.tls_cert, &plan.tls_key, &plan.tls_psk) {
         (None, None, None, None) => Ok(None),
+        // The certificate is for the control API only.
+        (None, Some(_), Some(_), None) if plan.api_tls => Ok(None),
         (None, _, _, _) => Err(CliError::Usage(
             "--tls-cert/--tls-key/--tls-psk given with --tls off: add --tls on or --tls require"
                 .into(),
@@ -356,8 +380,15 @@ pub async fn boot(mut plan: BootPlan) -> Result<(), CliError> {
         check_api_exposure(&a, plan.api_token_file.as_deref())?;
         Some(bind_tcp("the control API", &a).await?)
     };
+    if plan.api_tls && plan.no_api {
+        return Err(CliError::Usage(
+            "--api-tls and --no-api contradict each other".into(),
+        ));
+    }
+    let api_tls = api_tls(&plan)?;
     let guard = crate::api::guard::Guard {
         token: read_token(plan.api_token_file.as_deref())?.map(Arc::new),
+        scheme: if api_tls.is_some() { "https" } else { "http" },
     };
     if let Some(t) = &guard.token {
         crate::peer::set_peer_token(t);
@@ -393,6 +424,7 @@ pub async fn boot(mut plan: BootPlan) -> Result<(), CliError> {
         ipl,
         &plan.data_dir,
         api_listener.as_ref(),
+        guard.scheme,
     );
     if socket_activated {
         eprint!("{banner}");
@@ -429,10 +461,22 @@ pub async fn boot(mut plan: BootPlan) -> Result<(), CliError> {
         let router = crate::api::router(crate::api::AppState { node: node.clone() }, guard);
         let sd = shutdown.clone();
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = axum::serve(l, router)
-                .with_graceful_shutdown(async move { sd.wait().await })
-                .await
-            {
+            let served = match api_tls {
+                Some(config) => match crate::api::tls::TlsListener::new(l, config) {
+                    Ok(tls) => {
+                        axum::serve(tls, router)
+                            .with_graceful_shutdown(async move { sd.wait().await })
+                            .await
+                    }
+                    Err(e) => Err(e),
+                },
+                None => {
+                    axum::serve(l, router)
+                        .with_graceful_shutdown(async move { sd.wait().await })
+                        .await
+                }
+            };
+            if let Err(e) = served {
                 warn!(error = %e, "control API ended with an error");
             }
         }));
@@ -464,7 +508,14 @@ pub async fn boot(mut plan: BootPlan) -> Result<(), CliError> {
 
 /// What `boot` prints once it serves: subsystem, API address, one line per
 /// export with its URI, and a final `ready:` line (scripts wait for it).
-fn banner(node: &Node, id: &str, ipl: bool, data_dir: &Path, api: Option<&TcpListener>) -> String {
+fn banner(
+    node: &Node,
+    id: &str,
+    ipl: bool,
+    data_dir: &Path,
+    api: Option<&TcpListener>,
+    scheme: &str,
+) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     let _ = writeln!(
@@ -479,7 +530,7 @@ fn banner(node: &Node, id: &str, ipl: bool, data_dir: &Path, api: Option<&TcpLis
         data_dir.display()
     );
     if let Some(a) = api.and_then(|l| l.local_addr().ok()) {
-        let _ = writeln!(out, "control API: http://{a}");
+        let _ = writeln!(out, "control API: {scheme}://{a}");
     }
     let _ = writeln!(out, "NBD exports:");
     for v in node.with(|s| s.volumes()) {

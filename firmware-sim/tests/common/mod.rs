@@ -26,7 +26,7 @@ pub struct Daemon {
     child: Option<Child>,
     /// The data directory (inside `tmp`).
     pub data_dir: PathBuf,
-    /// Control API address, `127.0.0.1:PORT`.
+    /// Control API address, `127.0.0.1:PORT` (`https://127.0.0.1:PORT` under `--api-tls`).
     pub api: String,
     /// NBD TCP base URI, `nbd://127.0.0.1:PORT/`.
     pub nbd_base: String,
@@ -44,6 +44,7 @@ pub fn require_tool(tool: &str) {
         "nbdinfo" | "nbdcopy" | "nbdsh" => "libnbd-bin (nbdsh also python3-libnbd)",
         "fio" => "fio",
         "nbdkit" => "nbdkit",
+        "curl" => "curl",
         _ => tool,
     };
     let found = Command::new("sh")
@@ -121,6 +122,11 @@ impl Daemon {
                     ready = line.starts_with("ready:");
                     if let Some(a) = line.strip_prefix("control API: http://") {
                         api = Some(a.trim().to_string());
+                    }
+                    if let Some(a) = line.strip_prefix("control API: ") {
+                        if a.starts_with("https://") {
+                            api = Some(a.trim().to_string());
+                        }
                     }
                     if let Some(i) = line.find("nbd://") {
                         let uri = line[i..].split_whitespace().next().unwrap_or("");
@@ -354,6 +360,27 @@ pub fn read_file(p: &Path) -> Vec<u8> {
         .and_then(|mut f| f.read_to_end(&mut v))
         .unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
     v
+}
+
+/// Writes `ca/ca-cert.pem` (what clients trust), `server-cert.pem` and
+/// `server-key.pem` (for 127.0.0.1 and localhost) under `dir`.
+pub fn make_certs(dir: &Path) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "firmware-sim test CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let mut p = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    p.distinguished_name.push(DnType::CommonName, "localhost");
+    let cert = p.signed_by(&key, &issuer).unwrap();
+    std::fs::create_dir_all(dir.join("ca")).unwrap();
+    std::fs::write(dir.join("ca/ca-cert.pem"), ca_cert.pem()).unwrap();
+    std::fs::write(dir.join("server-cert.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("server-key.pem"), key.serialize_pem()).unwrap();
 }
 
 /// A raw HTTP request to the control API: (status, body). For tests of the
