@@ -139,3 +139,111 @@ fn api_tls_flags_are_checked() {
         "--api-tls with only a PSK file must fail"
     );
 }
+
+const SS02: &str = r#"
+id = "SS02"
+durability = "strict"
+
+[[volumes]]
+id = "V0"
+model = "fb:64M"
+
+[[volumes]]
+id = "V1"
+model = "fb:64M"
+"#;
+
+/// A session across daemons whose peer serves its API over HTTPS: the
+/// daemon reaches it with `--peer ID=https://HOST:PORT --peer-ca FILE`, and
+/// without the CA the session is refused with the reason.
+#[test]
+fn a_session_spans_a_peer_served_over_https() {
+    let t1 = tempfile::tempdir().unwrap();
+    make_certs(t1.path());
+    let cert = t1.path().join("server-cert.pem");
+    let key = t1.path().join("server-key.pem");
+    let ca = t1.path().join("ca/ca-cert.pem");
+    let ss01 = Daemon::boot_with(
+        t1.path(),
+        &[
+            "--api-tls",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let start = |ss02: &Daemon, id: &str| {
+        ss02.cli(&[
+            "session",
+            "start",
+            "--id",
+            id,
+            "--extent",
+            "SS01/FB00:0-15",
+            "--extent",
+            "SS02/V0:0-15",
+            "--target",
+            "SS01/FB01",
+            "--target",
+            "SS02/V1",
+            "--program",
+            "SPAN",
+            "--json",
+        ])
+    };
+    let peer = format!("SS01={}", ss01.api);
+
+    // Without the CA: the peer's certificate is not trusted, and the
+    // session start says why.
+    let t3 = tempfile::tempdir().unwrap();
+    let cfg3 = t3.path().join("ss02.toml");
+    std::fs::write(&cfg3, SS02).unwrap();
+    let untrusting = Daemon::boot_with(
+        t3.path(),
+        &["--config", cfg3.to_str().unwrap(), "--peer", &peer],
+    );
+    let out = start(&untrusting, "Y");
+    assert!(
+        !out.status.success(),
+        "a session over an untrusted peer must fail"
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("certificate"),
+        "names the certificate: {text}"
+    );
+    drop(untrusting);
+
+    // With it: the session spans both subsystems.
+    let t2 = tempfile::tempdir().unwrap();
+    let cfg = t2.path().join("ss02.toml");
+    std::fs::write(&cfg, SS02).unwrap();
+    let ss02 = Daemon::boot_with(
+        t2.path(),
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--peer",
+            &peer,
+            "--peer-ca",
+            ca.to_str().unwrap(),
+        ],
+    );
+    let out = start(&ss02, "X");
+    assert_success(&out, "session start across an https peer");
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["state"], "active", "{s}");
+    let on1 = ss01.cli_json(&["session", "list", "--api-ca", ca.to_str().unwrap()]);
+    let x = on1
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["id"] == "X")
+        .unwrap_or_else(|| panic!("SS01 records X: {on1}"));
+    assert_eq!(x["state"], "active", "{on1}");
+}

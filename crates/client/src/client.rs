@@ -71,6 +71,30 @@ pub fn resolve_token(
         .filter(|t| !t.is_empty()))
 }
 
+/// The certificates of a PEM file, to trust for an `https` API (the CA
+/// that signed a daemon's `--tls-cert`, or that certificate itself).
+pub fn load_ca_file(
+    ca: &Path,
+) -> std::result::Result<Vec<ureq::tls::Certificate<'static>>, CaError> {
+    let bad = |reason: String| CaError {
+        path: ca.to_path_buf(),
+        reason,
+    };
+    let pem = std::fs::read(ca).map_err(|e| bad(e.to_string()))?;
+    let mut roots = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => roots.push(c),
+            Ok(_) => {}
+            Err(e) => return Err(bad(format!("not PEM: {e}"))),
+        }
+    }
+    if roots.is_empty() {
+        return Err(bad("no CERTIFICATE block in it".into()));
+    }
+    Ok(roots)
+}
+
 /// What a failed connection says; a TLS failure (most often a certificate
 /// nobody told the client to trust) starts with `TLS: ` and says how to fix it.
 fn transport_cause(e: &ureq::Error) -> String {
@@ -237,22 +261,7 @@ impl Client {
     /// `ca` for an `https://` API: the CA that signed the daemon's
     /// `--tls-cert`, or that certificate itself when it is self-signed.
     pub fn with_ca_file(self, ca: &Path) -> std::result::Result<Client, CaError> {
-        let bad = |reason: String| CaError {
-            path: ca.to_path_buf(),
-            reason,
-        };
-        let pem = std::fs::read(ca).map_err(|e| bad(e.to_string()))?;
-        let mut roots = Vec::new();
-        for item in ureq::tls::parse_pem(&pem) {
-            match item {
-                Ok(ureq::tls::PemItem::Certificate(c)) => roots.push(c),
-                Ok(_) => {}
-                Err(e) => return Err(bad(format!("not PEM: {e}"))),
-            }
-        }
-        if roots.is_empty() {
-            return Err(bad("no CERTIFICATE block in it".into()));
-        }
+        let roots = load_ca_file(ca)?;
         let mut c = Self::build(&self.addr, Some(roots));
         c.auth = self.auth;
         c.roots_from = Some(ca.to_path_buf());

@@ -377,7 +377,7 @@ impl SubsystemConfig {
             if peers.iter().any(|o| o.id == *id) {
                 return Err(at(p.id.span(), field, format!("duplicate peer `{id}`")));
             }
-            check_listen(p.api.get_ref())
+            check_peer_api(p.api.get_ref())
                 .map_err(|m| at(p.api.span(), format!("peers[{i}].api"), m))?;
             peers.push(PeerConfig {
                 id: id.clone(),
@@ -485,6 +485,21 @@ pub fn check_id(what: &str, id: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Checks a peer's control API: `HOST:PORT`, `http://HOST:PORT`, or
+/// `https://HOST:PORT` for a peer booted with `--api-tls`.
+pub fn check_peer_api(addr: &str) -> Result<(), String> {
+    let bare = addr
+        .strip_prefix("https://")
+        .or_else(|| addr.strip_prefix("http://"))
+        .unwrap_or(addr);
+    if bare.contains("://") || bare.trim_end_matches('/').contains('/') {
+        return Err(format!(
+            "peer API `{addr}` must be HOST:PORT, http://HOST:PORT or https://HOST:PORT"
+        ));
+    }
+    check_listen(bare.trim_end_matches('/'))
 }
 
 /// Checks a `HOST:PORT` listen or peer address.

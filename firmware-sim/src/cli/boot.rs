@@ -76,6 +76,10 @@ pub struct BootArgs {
     /// control API (repeatable; adds to or replaces the config's [[peers]]).
     #[arg(long = "peer", value_name = "ID=HOST:PORT")]
     pub peers: Vec<String>,
+    /// PEM file of the certificate (or CA) to trust for peers whose API is
+    /// `https://` (peers booted with --api-tls); default: the public web roots.
+    #[arg(long, value_name = "FILE")]
+    pub peer_ca: Option<PathBuf>,
     /// CPU scheduling of the daemon's threads: `batch` (SCHED_BATCH: a
     /// thread the daemon wakes does not preempt the one that woke it, which
     /// keeps request hand-offs cheap on few cores) or `inherit` (leave the
@@ -140,6 +144,7 @@ pub fn run(a: BootArgs) -> Result<(), CliError> {
         tls_key: a.tls_key,
         tls_psk: a.tls_psk,
         api_tls: a.api_tls,
+        peer_ca: a.peer_ca,
     };
     runtime()?.block_on(daemon::boot(plan))
 }

@@ -186,7 +186,7 @@ pub fn overcommit(data_dir: &Path, volumes: &[(String, u64)]) -> Option<String> 
     })
 }
 
-/// Adds `--peer ID=HOST:PORT` flags to `config` (replacing a `[[peers]]`
+/// Adds `--peer ID=[https://]HOST:PORT` flags to `config` (replacing a `[[peers]]`
 /// entry of the same id), checked as the config file's peers are.
 pub fn add_peers(config: &mut SubsystemConfig, flags: &[String]) -> Result<(), CliError> {
     for flag in flags {
@@ -199,7 +199,7 @@ pub fn add_peers(config: &mut SubsystemConfig, flags: &[String]) -> Result<(), C
         if id == config.id {
             return Err(bad(format!("{id} is this subsystem's own id")));
         }
-        controller::config::check_listen(api).map_err(bad)?;
+        controller::config::check_peer_api(api).map_err(bad)?;
         config.peers.retain(|p| p.id != id);
         config.peers.push(controller::PeerConfig {
             id: id.to_string(),
@@ -246,5 +246,28 @@ mod tests {
         assert!(w.contains("ENOSPC"), "{w}");
         assert!(w.contains(&dir.path().display().to_string()), "{w}");
         assert!(w.contains("Runbook"), "{w}");
+    }
+
+    #[test]
+    fn peer_flags_take_plain_and_https_addresses_and_refuse_the_rest() {
+        let (mut c, _) = load_config(None, tempfile::tempdir().unwrap().path()).unwrap();
+        add_peers(
+            &mut c,
+            &[
+                "SS02=127.0.0.1:10820".into(),
+                "SS03=https://10.0.0.3:10810".into(),
+                "SS04=http://h4:1/".into(),
+            ],
+        )
+        .unwrap();
+        let apis: Vec<&str> = c.peers.iter().map(|p| p.api.as_str()).collect();
+        assert_eq!(
+            apis,
+            ["127.0.0.1:10820", "https://10.0.0.3:10810", "http://h4:1/"]
+        );
+        for bad in ["SS05=https://", "SS05=ftp://h:1", "SS05=https://h:99999"] {
+            let e = add_peers(&mut c, &[bad.to_string()]).unwrap_err();
+            assert!(e.to_string().contains("--peer SS05="), "{bad}: {e}");
+        }
     }
 }

@@ -65,6 +65,8 @@ pub struct BootPlan {
     pub tls_psk: Option<PathBuf>,
     /// `--api-tls`: serve the control API over HTTPS with `--tls-cert`/`--tls-key`.
     pub api_tls: bool,
+    /// `--peer-ca`: certificates trusted for `https://` peers.
+    pub peer_ca: Option<PathBuf>,
 }
 
 /// The control API's TLS configuration under `--api-tls` (X.509 from
@@ -305,6 +307,11 @@ fn volume_file_hint(message: &str, data_dir: &Path) -> String {
 pub async fn boot(mut plan: BootPlan) -> Result<(), CliError> {
     let (mut config, source) = config::load_config(plan.config_file.as_deref(), &plan.data_dir)?;
     config::add_peers(&mut config, &plan.peers)?;
+    if let Some(ca) = &plan.peer_ca {
+        let roots = firmware_sim_client::load_ca_file(ca)
+            .map_err(|e| CliError::Usage(format!("--peer-ca: {e}")))?;
+        crate::peer::set_peer_roots(roots);
+    }
     // `boot` flags win over the config's `[nbd]` section (not saved back).
     let nbd_idle_s = plan
         .nbd_idle_timeout_s

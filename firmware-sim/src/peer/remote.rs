@@ -20,6 +20,15 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// daemons that share sessions share a token).
 static PEER_TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
+static PEER_ROOTS: std::sync::OnceLock<Vec<ureq::tls::Certificate<'static>>> =
+    std::sync::OnceLock::new();
+
+/// Sets the certificates trusted for peers served over `https://` (once, at
+/// boot, from `--peer-ca`); without them the public web roots are used.
+pub fn set_peer_roots(roots: Vec<ureq::tls::Certificate<'static>>) {
+    let _ = PEER_ROOTS.set(roots);
+}
+
 /// Sets the token sent to peers (once, at boot).
 pub fn set_peer_token(token: &str) {
     let _ = PEER_TOKEN.set(token.to_string());
@@ -44,19 +53,32 @@ pub struct RemotePort {
 
 impl RemotePort {
     /// A port to subsystem `id` served by the daemon whose control API is at
-    /// `addr` (`HOST:PORT`). Nothing is contacted until the first call.
+    /// `addr` (`HOST:PORT`, `http://HOST:PORT` or `https://HOST:PORT`).
+    /// Nothing is contacted until the first call.
     pub fn new(id: &str, addr: &str) -> RemotePort {
-        let config = ureq::Agent::config_builder()
+        let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(CONNECT_TIMEOUT))
             .timeout_global(Some(CALL_TIMEOUT))
-            .proxy(None)
-            .build();
+            .proxy(None);
+        if let Some(roots) = PEER_ROOTS.get() {
+            config = config.tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(ureq::tls::RootCerts::new_with_certs(roots))
+                    .build(),
+            );
+        }
+        let addr = addr.trim_end_matches('/');
+        let base = if addr.starts_with("http://") || addr.starts_with("https://") {
+            addr.to_string()
+        } else {
+            format!("http://{addr}")
+        };
         RemotePort {
             id: id.to_string(),
             addr: addr.to_string(),
-            base: format!("http://{addr}"),
-            agent: ureq::Agent::new_with_config(config),
+            base,
+            agent: ureq::Agent::new_with_config(config.build()),
             verified: Mutex::new(false),
         }
     }
