@@ -79,7 +79,17 @@ impl Api {
         }
     }
 
-    /// `http://HOST:PORT`.
+    /// The same API, trusting the certificates of the PEM file `ca` for
+    /// `https` (a daemon booted with `--api-tls`).
+    pub fn with_ca_file(self, ca: &std::path::Path) -> Result<Api, crate::Error> {
+        let client = self
+            .client
+            .with_ca_file(ca)
+            .map_err(|e| crate::Error::Boot(e.to_string()))?;
+        Ok(Api { client })
+    }
+
+    /// `http://HOST:PORT` (or `https://`).
     pub fn base(&self) -> &str {
         self.client.base_url()
     }

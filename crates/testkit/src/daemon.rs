@@ -70,6 +70,7 @@ pub struct Builder {
     id: Option<String>,
     volumes: Vec<(String, String)>,
     args: Vec<String>,
+    api_ca: Option<PathBuf>,
 }
 
 impl Builder {
@@ -89,6 +90,14 @@ impl Builder {
     /// An extra `boot` argument (e.g. `--peer`, `SS01=127.0.0.1:PORT`).
     pub fn arg(mut self, a: &str) -> Builder {
         self.args.push(a.to_string());
+        self
+    }
+
+    /// The PEM file (certificate or CA) the kit's client trusts when the
+    /// daemon serves its API over HTTPS (with `.arg("--api-tls")` and the
+    /// `--tls-cert`/`--tls-key` arguments).
+    pub fn api_ca(mut self, ca: &Path) -> Builder {
+        self.api_ca = Some(ca.to_path_buf());
         self
     }
 
@@ -127,6 +136,7 @@ impl Builder {
             dir,
             child: None,
             api: Api::new("http://127.0.0.1:0"),
+            api_ca: self.api_ca.clone(),
             nbd_base: String::new(),
             ports: ("0".into(), "0".into()),
             banner: String::new(),
@@ -143,6 +153,7 @@ pub struct Subsystem {
     dir: tempfile::TempDir,
     child: Option<Child>,
     api: Api,
+    api_ca: Option<PathBuf>,
     nbd_base: String,
     ports: (String, String),
     banner: String,
@@ -250,7 +261,12 @@ impl Subsystem {
                 .unwrap_or("0")
                 .to_string(),
         );
-        self.api = Api::new(&api);
+        self.api = match &self.api_ca {
+            Some(ca) => Api::new(&api).with_ca_file(ca).inspect_err(|_| {
+                let _ = child.kill();
+            })?,
+            None => Api::new(&api),
+        };
         self.nbd_base = nbd;
         self.banner = banner;
         self.child = Some(child);

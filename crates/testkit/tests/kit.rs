@@ -114,3 +114,35 @@ fn twenty_subsystems_in_parallel_do_not_clash() {
         t.elapsed()
     );
 }
+
+/// A daemon whose API is served over HTTPS: the kit's client trusts the
+/// certificate given with `api_ca`, and keeps trusting it across an IPL.
+#[test]
+fn an_https_api_is_reached_with_the_ca_given_to_the_builder() {
+    use rcgen::{CertificateParams, KeyPair};
+    let dir = tempfile::tempdir().unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let (cert_pem, key_pem) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_pem, cert.pem()).unwrap();
+    std::fs::write(&key_pem, key.serialize_pem()).unwrap();
+    let mut sub = Subsystem::builder()
+        .arg("--api-tls")
+        .arg("--tls-cert")
+        .arg(cert_pem.to_str().unwrap())
+        .arg("--tls-key")
+        .arg(key_pem.to_str().unwrap())
+        .api_ca(&cert_pem)
+        .boot()
+        .unwrap();
+    assert!(sub.api_url().starts_with("https://"), "{}", sub.api_url());
+    let vols = sub.api().get("/volumes").unwrap();
+    assert_eq!(vols.as_array().unwrap().len(), 8, "{vols}");
+    sub.crash();
+    sub.ipl().unwrap();
+    let vols = sub.api().get("/volumes").unwrap();
+    assert_eq!(vols.as_array().unwrap().len(), 8, "after IPL: {vols}");
+}
