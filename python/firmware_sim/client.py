@@ -7,6 +7,7 @@ documents them (docs/CLI.md, "Control API").
 """
 
 import json
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -27,16 +28,22 @@ def _seg(text):
 
 
 class Client:
-    """The control API at ``base`` (``http://HOST:PORT``)."""
+    """The control API at ``base`` (``http://HOST:PORT``, or ``https://HOST:PORT``
+    with ``cafile`` naming the PEM certificate or CA to trust)."""
 
-    def __init__(self, base, timeout=300.0, token=None):
+    def __init__(self, base, timeout=300.0, token=None, cafile=None):
         self.base = base.rstrip("/")
         self.token = token
         if not self.base.startswith(("http://", "https://")):
             self.base = "http://" + self.base
         self.timeout = timeout
         # The API is a direct connection: never through a proxy.
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        handlers = [urllib.request.ProxyHandler({})]
+        if cafile is not None:
+            # An https API (boot --api-tls): trust this PEM certificate or CA.
+            handlers.append(urllib.request.HTTPSHandler(
+                context=ssl.create_default_context(cafile=str(cafile))))
+        self._opener = urllib.request.build_opener(*handlers)
 
     def request(self, method, path, body=None):
         headers = {"Accept": "application/json"}

@@ -47,9 +47,11 @@ class Subsystem:
     ``config`` is the TOML text of a subsystem config (docs/CLI.md), or
     ``None`` for the embedded default (CKD00..03, FB00..03, subsystem SS01).
     ``args`` are extra ``boot`` arguments (e.g. ``["--peer", "SS01=..."]``).
+    ``api_ca`` is the PEM certificate (or CA) the client trusts when ``args``
+    serve the API over HTTPS (``--api-tls --tls-cert FILE --tls-key FILE``).
     """
 
-    def __init__(self, config=None, binary=None, workdir=None, args=()):
+    def __init__(self, config=None, binary=None, workdir=None, args=(), api_ca=None):
         self.binary = find_binary(binary)
         self._own_dir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="firmware-sim-"))
@@ -60,6 +62,7 @@ class Subsystem:
             self.config_path = self.workdir / "subsystem.toml"
             self.config_path.write_text(config)
         self.args = list(args)
+        self.api_ca = api_ca
         self.proc = None
         self.api_url = None
         self.nbd_base = None
@@ -124,7 +127,7 @@ class Subsystem:
         # An IPL boots on the same ports, so peers and clients keep working.
         self._ports = (self.api_url.rsplit(":", 1)[1],
                        self.nbd_base.rstrip("/").rsplit(":", 1)[1])
-        self.client = Client(self.api_url)
+        self.client = Client(self.api_url, cafile=self.api_ca)
 
     def _why(self, what, banner):
         try:

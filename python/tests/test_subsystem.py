@@ -176,3 +176,18 @@ def test_names_hosts_and_logical_completion_from_python(subsystem):
     assert decision["reason"] == "ipl"
     assert "logically complete" in decision["why"]
     assert c.map("nightly")["state"] == "copying"
+
+
+def test_https_api_with_the_ca(tmp_path):
+    """A daemon booted with --api-tls is reached over https with api_ca."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True)
+    args = ["--api-tls", "--tls-cert", str(cert), "--tls-key", str(key)]
+    with Subsystem(args=args, api_ca=cert) as s:
+        assert s.api_url.startswith("https://")
+        assert [v["id"] for v in s.client.volumes()][:1] == ["CKD00"]
