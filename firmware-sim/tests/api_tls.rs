@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{assert_fails_with, assert_success, make_certs, require_tool, run, Daemon, BIN};
+use common::{assert_fails_with, assert_success, make_certs, require_tool, run, Daemon, BIN, SS02};
 
 #[test]
 fn https_api_serves_the_cli_with_the_ca_and_refuses_everything_else() {
@@ -139,19 +139,6 @@ fn api_tls_flags_are_checked() {
         "--api-tls with only a PSK file must fail"
     );
 }
-
-const SS02: &str = r#"
-id = "SS02"
-durability = "strict"
-
-[[volumes]]
-id = "V0"
-model = "fb:64M"
-
-[[volumes]]
-id = "V1"
-model = "fb:64M"
-"#;
 
 /// A session across daemons whose peer serves its API over HTTPS: the
 /// daemon reaches it with `--peer ID=https://HOST:PORT --peer-ca FILE`, and

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{assert_fails_with, Daemon};
+use common::{assert_fails_with, Daemon, SS02};
 use serde_json::Value;
 
 const EXIT_FAILED: i32 = 1;
@@ -23,19 +23,6 @@ fn has_map(d: &Daemon, source: &str, target: &str) -> bool {
         .iter()
         .any(|m| m["source"] == source && m["target"] == target)
 }
-
-const SS02: &str = r#"
-id = "SS02"
-durability = "strict"
-
-[[volumes]]
-id = "V0"
-model = "fb:64M"
-
-[[volumes]]
-id = "V1"
-model = "fb:64M"
-"#;
 
 const SS01_NOSYNC: &str = r#"
 id = "SS01"

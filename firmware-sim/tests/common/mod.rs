@@ -362,6 +362,21 @@ pub fn read_file(p: &Path) -> Vec<u8> {
     v
 }
 
+/// The config of a second subsystem, SS02 (volumes V0 and V1), for
+/// sessions across daemons.
+pub const SS02: &str = r#"
+id = "SS02"
+durability = "strict"
+
+[[volumes]]
+id = "V0"
+model = "fb:64M"
+
+[[volumes]]
+id = "V1"
+model = "fb:64M"
+"#;
+
 /// Writes `ca/ca-cert.pem` (what clients trust), `server-cert.pem` and
 /// `server-key.pem` (for 127.0.0.1 and localhost) under `dir`.
 pub fn make_certs(dir: &Path) {
