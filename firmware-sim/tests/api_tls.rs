@@ -6,7 +6,10 @@
 
 mod common;
 
-use common::{assert_fails_with, assert_success, make_certs, require_tool, run, Daemon, BIN, SS02};
+use common::{
+    assert_fails_with, assert_success, make_certs, require_tool, run, spanning_session_args,
+    Daemon, BIN, SS02,
+};
 
 #[test]
 fn https_api_serves_the_cli_with_the_ca_and_refuses_everything_else() {
@@ -160,25 +163,7 @@ fn a_session_spans_a_peer_served_over_https() {
             key.to_str().unwrap(),
         ],
     );
-    let start = |ss02: &Daemon, id: &str| {
-        ss02.cli(&[
-            "session",
-            "start",
-            "--id",
-            id,
-            "--extent",
-            "SS01/FB00:0-15",
-            "--extent",
-            "SS02/V0:0-15",
-            "--target",
-            "SS01/FB01",
-            "--target",
-            "SS02/V1",
-            "--program",
-            "SPAN",
-            "--json",
-        ])
-    };
+    let start = |ss02: &Daemon, id: &str| ss02.cli(&spanning_session_args(id));
     let peer = format!("SS01={}", ss01.api);
 
     // Without the CA: the peer's certificate is not trusted, and the

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{assert_fails_with, Daemon, SS02};
+use common::{assert_fails_with, spanning_session_args, Daemon, SS02};
 use serde_json::Value;
 
 const EXIT_FAILED: i32 = 1;
@@ -50,22 +50,7 @@ fn a_spanning_session_ends_on_both_subsystems_when_one_reboots() {
         &["--config", cfg.to_str().unwrap(), "--peer", &peer],
     );
 
-    let s = ss02.cli_json(&[
-        "session",
-        "start",
-        "--id",
-        "X",
-        "--extent",
-        "SS01/FB00:0-15",
-        "--extent",
-        "SS02/V0:0-15",
-        "--target",
-        "SS01/FB01",
-        "--target",
-        "SS02/V1",
-        "--program",
-        "SPAN",
-    ]);
+    let s = ss02.cli_json(&spanning_session_args("X")[..14]);
     assert_eq!(s["state"], "active", "{s}");
     let subs: Vec<&str> = s["parts"]
         .as_array()

@@ -377,6 +377,28 @@ id = "V1"
 model = "fb:64M"
 "#;
 
+/// `session start` of session `id` over SS01/FB00 and SS02/V0 (tracks
+/// 0-15) to SS01/FB01 and SS02/V1, program SPAN: a session across daemons.
+pub fn spanning_session_args(id: &str) -> [&str; 15] {
+    [
+        "session",
+        "start",
+        "--id",
+        id,
+        "--extent",
+        "SS01/FB00:0-15",
+        "--extent",
+        "SS02/V0:0-15",
+        "--target",
+        "SS01/FB01",
+        "--target",
+        "SS02/V1",
+        "--program",
+        "SPAN",
+        "--json",
+    ]
+}
+
 /// Writes `ca/ca-cert.pem` (what clients trust), `server-cert.pem` and
 /// `server-key.pem` (for 127.0.0.1 and localhost) under `dir`.
 pub fn make_certs(dir: &Path) {
