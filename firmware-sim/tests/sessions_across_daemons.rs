@@ -174,20 +174,7 @@ fn a_spanning_session_takes_one_time_zero_under_dependent_writes() {
     while written.load(Ordering::SeqCst) < 200 {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    let s = ss02.cli_json(&[
-        "session",
-        "start",
-        "--id",
-        "CUT",
-        "--extent",
-        "SS01/FB00:0-15",
-        "--extent",
-        "SS02/V0:0-15",
-        "--target",
-        "SS01/FB01",
-        "--target",
-        "SS02/V1",
-    ]);
+    let s = ss02.cli_json(&spanning_session_args("CUT")[..14]);
     assert_eq!(s["state"], "active", "{s}");
     let at_start = written.load(Ordering::SeqCst);
     while written.load(Ordering::SeqCst) < at_start + 200 {
