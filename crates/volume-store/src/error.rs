@@ -169,6 +169,8 @@ impl StoreError {
 /// Linux errno values (stable ABI) used to classify I/O errors.
 pub(crate) const EIO: i32 = 5;
 pub(crate) const ENOSPC: i32 = 28;
+/// File too large for the filesystem (a `set_len` past its maximum file size).
+pub(crate) const EFBIG: i32 = 27;
 const EDQUOT: i32 = 122;
 
 impl fmt::Display for StoreError {

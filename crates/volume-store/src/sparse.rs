@@ -71,6 +71,22 @@ impl SparseFileStore {
         let path = path.as_ref();
         let err = |kind, ctx: String| StoreError::new(kind, volume_id, Op::Create, ctx);
         Trailer::check_volume_id(volume_id).map_err(|m| err(ErrorKind::InvalidArgument, m))?;
+        // A size no file can have is the caller's mistake (a model too large),
+        // not an I/O failure: refused before anything is created.
+        let file_len = geometry
+            .size_bytes()
+            .checked_add(TRAILER_BYTES as u64)
+            .filter(|&n| i64::try_from(n).is_ok())
+            .ok_or_else(|| {
+                err(
+                    ErrorKind::InvalidArgument,
+                    format!(
+                        "{}: a volume of {} bytes is larger than any file can be",
+                        path_ctx(path),
+                        geometry.size_bytes()
+                    ),
+                )
+            })?;
         let file = match OpenOptions::new()
             .read(true)
             .write(true)
@@ -95,7 +111,7 @@ impl SparseFileStore {
             geometry,
         };
         let init = || -> io::Result<()> {
-            file.set_len(geometry.size_bytes() + TRAILER_BYTES as u64)?;
+            file.set_len(file_len)?;
             file.write_all_at(&trailer.encode(), geometry.size_bytes())?;
             file.sync_all()?;
             sync_parent_dir(path)
@@ -104,6 +120,18 @@ impl SparseFileStore {
             // Best effort: a half-made file must not be mistaken for a volume later;
             // without its trailer `open` would reject it anyway.
             let _ = std::fs::remove_file(path);
+            if e.raw_os_error() == Some(crate::error::EFBIG) {
+                // The filesystem's largest file is smaller than the volume.
+                return Err(err(
+                    ErrorKind::InvalidArgument,
+                    format!(
+                        "{}: the filesystem does not allow a file of {file_len} bytes; choose a \
+                         smaller model or a filesystem that allows files this large",
+                        path_ctx(path)
+                    ),
+                )
+                .with_source(e));
+            }
             return Err(StoreError::from_io(
                 volume_id,
                 Op::Create,
