@@ -17,6 +17,8 @@ use axum::{Json, Router};
 
 pub mod error;
 mod events;
+#[cfg(test)]
+mod fuzz_tests;
 mod groups;
 pub mod guard;
 mod mappings;
