@@ -6,7 +6,10 @@
 //! - [`nbd_session`]: a whole NBD connection (handshake, options,
 //!   transmission, disconnect mid-request) against an in-memory export;
 //! - [`activity_table_file`]: an activity-table file opened strictly, for
-//!   inspection and with salvage;
+//!   inspection and with salvage, on the raw bytes and on the bytes framed
+//!   with a valid header and valid record checksums
+//!   ([`frame_activity_table`], so the decoders behind the checksums are
+//!   reached);
 //! - [`engine_state`]: the engine state loader, on the raw bytes and on the
 //!   bytes framed with a valid header and checksum (so the decoder behind
 //!   the checksum is reached);
@@ -219,8 +222,17 @@ pub fn random_nbd_session(rng: &mut ChaCha8Rng) -> Vec<u8> {
     bytes
 }
 
-/// Opens `bytes` as an activity-table file in `dir` in each mode (must not panic).
+/// Opens `bytes` as an activity-table file in `dir` in each mode, raw and
+/// framed by [`frame_activity_table`] (must not panic).
 pub fn activity_table_file(bytes: &[u8], dir: &Path) {
+    open_activity_table(bytes, dir);
+    if let Some(framed) = frame_activity_table(bytes, dir) {
+        open_activity_table(&framed, dir);
+    }
+}
+
+/// Opens `bytes` as an activity-table file strictly, then with salvage.
+fn open_activity_table(bytes: &[u8], dir: &Path) {
     let path = dir.join("fuzz.table");
     if std::fs::write(&path, bytes).is_err() {
         return;
@@ -233,6 +245,100 @@ pub fn activity_table_file(bytes: &[u8], dir: &Path) {
         let _ = activity_table::ActivityTable::open_salvage(&path, id);
     }
     let _ = std::fs::remove_file(&path);
+}
+
+/// Header bodies of a real subsystem table and a real volume table (as
+/// `ActivityTable::open` writes them), made once in the first `dir` given.
+fn table_header_bodies(dir: &Path) -> Option<&'static [Vec<u8>; 2]> {
+    static BODIES: std::sync::OnceLock<Option<[Vec<u8>; 2]>> = std::sync::OnceLock::new();
+    BODIES
+        .get_or_init(|| {
+            let body = |name: &str, id: activity_table::TableId| {
+                let path = dir.join(name);
+                let _ = std::fs::remove_file(&path);
+                drop(activity_table::ActivityTable::open(&path, id).ok()?);
+                let bytes = std::fs::read(&path).ok()?;
+                let _ = std::fs::remove_file(&path);
+                bytes.get(TABLE_HEADER_FIXED..).map(<[u8]>::to_vec)
+            };
+            Some([
+                body(
+                    "fuzz-ss.table",
+                    activity_table::TableId::Subsystem("SS01".into()),
+                )?,
+                body(
+                    "fuzz-vol.table",
+                    activity_table::TableId::Volume {
+                        subsystem: "SS01".into(),
+                        volume: "FB01".into(),
+                    },
+                )?,
+            ])
+        })
+        .as_ref()
+}
+
+/// Bytes of an activity-table header before its body (magic, version,
+/// reserved, body length, crc32c).
+const TABLE_HEADER_FIXED: usize = 20;
+
+/// The next chunk of `rest`: a little-endian u16 length, then up to that
+/// many bytes.
+fn take_chunk<'a>(rest: &mut &'a [u8]) -> &'a [u8] {
+    let len = match rest {
+        [a, b, tail @ ..] => {
+            *rest = tail;
+            usize::from(u16::from_le_bytes([*a, *b]))
+        }
+        _ => {
+            let all = *rest;
+            *rest = &[];
+            return all;
+        }
+    };
+    let (chunk, tail) = rest.split_at(len.min(rest.len()));
+    *rest = tail;
+    chunk
+}
+
+/// Frames fuzzer bytes as an activity-table file whose header and records
+/// carry valid magics, lengths and checksums, so the decoders behind the
+/// checksums (header body, record payloads) see the fuzzer's bytes; random
+/// bytes almost never pass the checksums by themselves.
+///
+/// `data[0]` chooses the layout: bit 0 set takes the header body from the
+/// data (a u16-length-prefixed chunk), else a real header of a subsystem
+/// table (bit 1 clear) or a volume table (bit 1 set); bit 2 set leaves the
+/// last chunk unframed (a torn tail). The rest is u16-length-prefixed record
+/// payloads. `None` when `dir` cannot hold the template tables.
+pub fn frame_activity_table(data: &[u8], dir: &Path) -> Option<Vec<u8>> {
+    let (&mode, mut rest) = data.split_first()?;
+    let body: Vec<u8> = if mode & 1 != 0 {
+        take_chunk(&mut rest).to_vec()
+    } else {
+        table_header_bodies(dir)?[usize::from(mode & 2 != 0)].clone()
+    };
+    let mut out = activity_table::FILE_MAGIC.to_vec();
+    out.extend_from_slice(&activity_table::FILE_VERSION.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&out), &body);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(&body);
+    while !rest.is_empty() {
+        let payload = take_chunk(&mut rest);
+        if rest.is_empty() && mode & 4 != 0 {
+            out.extend_from_slice(payload);
+            break;
+        }
+        let start = out.len();
+        out.extend_from_slice(&activity_table::RECORD_MAGIC);
+        out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&out[start..]), payload);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out.extend_from_slice(payload);
+    }
+    Some(out)
 }
 
 /// Frames `payload` as saved engine state with a valid header and checksum.
