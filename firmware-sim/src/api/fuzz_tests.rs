@@ -682,6 +682,15 @@ async fn send(app: &axum::Router, r: &Req) -> Result<StatusCode, String> {
     if status.is_server_error() {
         return Err(format!("a bad request got {status}: {text}"));
     }
+    // Every request is built to pass the guard (loopback Host, JSON
+    // Content-Type, own Origin): a refusal there means the bodies never
+    // reached the handlers.
+    if matches!(
+        status,
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::UNSUPPORTED_MEDIA_TYPE
+    ) {
+        return Err(format!("the guard refused the request: {status}: {text}"));
+    }
     if !status.is_client_error() {
         return Err(format!("unexpected status {status}: {text}"));
     }
@@ -706,7 +715,12 @@ fn run_sequence(reqs: &[Req]) -> Result<(), String> {
     let offset = 3 << 20;
     node.with(|s| s.write(KEEP, offset, &data, true))
         .map_err(|e| format!("writing {KEEP}: {}", e.full_message()))?;
-    let app = router(AppState { node: node.clone() }, guard::Guard::default());
+    // As the daemon builds it for a loopback bind without a token or TLS.
+    let guard = guard::Guard {
+        token: None,
+        scheme: "http",
+    };
+    let app = router(AppState { node: node.clone() }, guard);
     let outcome: Result<(), String> = rt.block_on(async {
         for (i, r) in reqs.iter().enumerate() {
             send(&app, r)
@@ -773,8 +787,8 @@ fn found_cases_stay_fixed() {
     }
 }
 
-/// The fuzzer's oracle is not vacuous: a 5xx, a non-JSON error and an empty
-/// message are each reported.
+/// The fuzzer's oracle is not vacuous: a 5xx, a non-JSON error, an empty
+/// message and a guard refusal are each reported.
 #[test]
 fn the_oracle_rejects_what_it_must() {
     use axum::routing::post;
@@ -795,6 +809,10 @@ fn the_oracle_rejects_what_it_must() {
             "/empty",
             post(|| async { super::ApiError::bad_request("  ") }),
         )
+        .route(
+            "/guard",
+            post(|| async { super::ApiError::new(super::ApiErrorKind::Forbidden, "foreign") }),
+        )
         .route("/ok", post(|| async { axum::Json(json!({"fine": true})) }));
     let req = |path: &str| Req {
         path: path.into(),
@@ -809,6 +827,10 @@ fn the_oracle_rejects_what_it_must() {
             .await
             .unwrap_err()
             .contains("empty"));
+        assert!(send(&app, &req("/guard"))
+            .await
+            .unwrap_err()
+            .contains("guard"));
         assert_eq!(send(&app, &req("/ok")).await.unwrap(), StatusCode::OK);
     });
 }
