@@ -6,9 +6,11 @@
 //! default policy (`SCHED_OTHER`) each such wake-up may preempt the thread
 //! that issued it, so on a machine with few cores the reader is switched
 //! out before it can read the next request: measured on 2 cores with fio's
-//! nbd engine at QD16, a third of the daemon's context switches were these
-//! preemptions, and 4 KiB writes ran at a third of what the same daemon did
-//! without them (docs/PERFORMANCE.md, "CPU scheduling").
+//! nbd engine at QD16 beside other load, a third of the daemon's context
+//! switches were these preemptions, and 4 KiB writes ran at a third of what
+//! the same daemon did without them. On an idle machine the difference is
+//! smaller and mixed: writes gain, random reads may lose up to a tenth
+//! (docs/PERFORMANCE.md, "CPU scheduling").
 //!
 //! `SCHED_BATCH` is the same fair scheduler without wake-up preemption: a
 //! woken thread waits for the running one to block or use up its slice. It
