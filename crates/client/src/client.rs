@@ -71,6 +71,17 @@ pub fn resolve_token(
         .filter(|t| !t.is_empty()))
 }
 
+/// The base URL of a control API given as `HOST:PORT` (plain HTTP),
+/// `http://HOST:PORT` or `https://HOST:PORT`, without a trailing `/`.
+pub fn base_url(addr: &str) -> String {
+    let addr = addr.trim_end_matches('/');
+    if addr.starts_with("http://") || addr.starts_with("https://") {
+        addr.to_string()
+    } else {
+        format!("http://{addr}")
+    }
+}
+
 /// The certificates of a PEM file, to trust for an `https` API (the CA
 /// that signed a daemon's `--tls-cert`, or that certificate itself).
 pub fn load_ca_file(
@@ -229,11 +240,7 @@ impl Client {
 
     fn build(addr: &str, roots: Option<Vec<ureq::tls::Certificate<'static>>>) -> Client {
         let addr = addr.trim_end_matches('/').to_string();
-        let base = if addr.starts_with("http://") || addr.starts_with("https://") {
-            addr.clone()
-        } else {
-            format!("http://{addr}")
-        };
+        let base = base_url(&addr);
         let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(5)))

@@ -37,7 +37,7 @@ mod error;
 pub mod model;
 
 pub use client::{
-    check_id, load_ca_file, resolve_ca, resolve_token, CaError, Client, Event, TokenError, CA_ENV,
-    POLL_INTERVAL, TOKEN_ENV,
+    base_url, check_id, load_ca_file, resolve_ca, resolve_token, CaError, Client, Event,
+    TokenError, CA_ENV, POLL_INTERVAL, TOKEN_ENV,
 };
 pub use error::{ClientError, ErrorKind};

@@ -69,11 +69,7 @@ impl RemotePort {
             );
         }
         let addr = addr.trim_end_matches('/');
-        let base = if addr.starts_with("http://") || addr.starts_with("https://") {
-            addr.to_string()
-        } else {
-            format!("http://{addr}")
-        };
+        let base = firmware_sim_client::base_url(addr);
         RemotePort {
             id: id.to_string(),
             addr: addr.to_string(),
