@@ -107,14 +107,14 @@ impl Subsystem {
         }
         let ts = v.geometry.track_size_bytes();
         let grains = grain_range(ts, offset, buf.len() as u64);
-        let holders = inner.resolve(&v, grains.clone())?;
-        if holders.iter().all(|&h| h == v.id) {
+        if inner.reads_own(&v, grains.clone())? {
             return v
                 .store
                 .read_at(offset, buf)
                 .map_err(|e| store_err(&format!("read volume {volume}"), e));
         }
-        // Redirected: hold the grains so no copy-on-write changes the holder under us.
+        // Redirected: hold the grains so no copy-on-write changes the holder
+        // under us, then walk the cascade once.
         let _g = inner.grains.lock(grains.clone());
         let holders = inner.resolve(&v, grains.clone())?;
         for piece in geometry::split_range(ts, offset, buf.len() as u64) {
@@ -493,6 +493,19 @@ impl Inner {
                     .map_err(|e| access_err(e, &v.name))
             })
             .collect()
+    }
+
+    /// Whether every grain of `grains` of `v` reads `v`'s own store, decided
+    /// without walking a cascade (timezero::Engine::reads_own); `false`:
+    /// resolve the holders under the grain locks.
+    pub(crate) fn reads_own(&self, v: &Volume, grains: Range<u64>) -> Result<bool> {
+        if v.is_plain() {
+            return Ok(true);
+        }
+        let core = self.core.lock();
+        core.engine
+            .reads_own(v.id, grains)
+            .map_err(|e| access_err(e, &v.name))
     }
 
     /// Plans a host write of `offset..offset+len` on `v` (caller holds its

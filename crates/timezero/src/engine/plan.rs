@@ -69,17 +69,47 @@ impl<'e> GrainPlanner<'e> {
         Ok(self.node(v)?.is_none_or(|(_, s)| s))
     }
 
+    /// The nearest member upstream of chain index `i` of cascade `c` that
+    /// holds its own grain, skipping members transparent at the grain (E6):
+    /// the walk a read of a deep cascade's oldest target makes, so it looks
+    /// each member's map up once (not through `skips` and `node`, which
+    /// repeat the cascade, volume and map lookups per member).
+    fn first_holding_upstream(
+        &self,
+        c: &super::Cascade,
+        i: usize,
+    ) -> Result<Option<VolumeId>, AccessError> {
+        let g = self.grain;
+        for &m in c.members[..i].iter().rev() {
+            let id = self
+                .eng
+                .vols
+                .get(&m)
+                .and_then(|vol| vol.target_map)
+                .ok_or(AccessError::UnknownVolume(m))?;
+            let map = &self.eng.maps[&id];
+            // `skips`: only a shared cascade's extent-limited members are transparent.
+            if !c.private && map.cover.as_ref().is_some_and(|cv| !cv.get(g)) {
+                continue;
+            }
+            if map.state == MapState::Suspended {
+                return Err(AccessError::Suspended {
+                    volume: self.origin,
+                    map: id,
+                });
+            }
+            if map.split.get(g) || self.planned.contains(&id) {
+                return Ok(Some(m));
+            }
+        }
+        Ok(None)
+    }
+
     /// Holder of the view at chain index `i` of cascade `cid`.
     fn holder_at(&self, cid: CascadeId, i: usize) -> Result<VolumeId, AccessError> {
         let c = &self.eng.cascades[&cid];
-        for j in (0..i).rev() {
-            let v = c.members[j];
-            if self.eng.skips(cid, v, self.grain) {
-                continue;
-            }
-            if let Some((_, true)) = self.node(v)? {
-                return Ok(v);
-            }
+        if let Some(v) = self.first_holding_upstream(c, i)? {
+            return Ok(v);
         }
         if c.frozen {
             Ok(c.head)
@@ -106,14 +136,8 @@ impl<'e> GrainPlanner<'e> {
                 .iter()
                 .position(|x| *x == v)
                 .ok_or(AccessError::UnknownVolume(v))?;
-            for j in (0..i).rev() {
-                let m = c.members[j];
-                if self.eng.skips(cid, m, self.grain) {
-                    continue;
-                }
-                if let Some((_, true)) = self.node(m)? {
-                    return Ok(m);
-                }
+            if let Some(m) = self.first_holding_upstream(c, i)? {
+                return Ok(m);
             }
             if c.frozen {
                 return Ok(c.head);
@@ -242,6 +266,26 @@ impl Engine {
         self.check_grain(volume, grain)?;
         self.check_access(volume)?;
         GrainPlanner::new(self, grain, volume).holder(volume)
+    }
+
+    /// Whether every grain of `grains` of `volume` reads `volume`'s own
+    /// store, which is what [`Engine::resolve_read`] answers for each of them
+    /// when this is `true`. Decided without walking any cascade: a member
+    /// answers `false` as soon as one grain is unsplit (call `resolve_read`
+    /// then). Fails as `resolve_read` fails.
+    pub fn reads_own(&self, volume: VolumeId, grains: Range<u64>) -> Result<bool, AccessError> {
+        if !grains.is_empty() {
+            self.check_grain(volume, grains.end - 1)?;
+        }
+        let vol = self.check_access(volume)?;
+        if vol.member_of.is_none() {
+            return Ok(true);
+        }
+        let Some(id) = vol.target_map else {
+            return Ok(false);
+        };
+        let split = &self.maps[&id].split;
+        Ok(grains.into_iter().all(|g| split.get(g)))
     }
 
     /// Like [`Engine::resolve_read`] but ignoring the accessibility of

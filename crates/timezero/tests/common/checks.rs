@@ -21,6 +21,16 @@ impl Sim {
             let expect = self.expected_accessible(v);
             for g in 0..self.grains {
                 let r = self.eng.resolve_read(v, g);
+                // The read fast path: "reads its own store" must be exact
+                // when it says so, and fail exactly when resolve_read fails.
+                match (self.eng.reads_own(v, g..g + 1), &r) {
+                    (Ok(true), Ok(h)) => assert_eq!(*h, v, "reads_own({v}@{g}) but held by {h}"),
+                    (Ok(_), Ok(_)) => {}
+                    // Only the walk meets an upstream member's suspended map.
+                    (Ok(false), Err(AccessError::Suspended { .. })) => {}
+                    (Err(a), Err(b)) => assert_eq!(&a, b, "reads_own and resolve_read of {v}@{g}"),
+                    (a, b) => panic!("reads_own {a:?} but resolve_read {b:?} for {v}@{g}"),
+                }
                 let walk_holder = *self.walk(v, g).last().unwrap();
                 match r {
                     Ok(h) => {
