@@ -300,7 +300,7 @@ async fn read_requests<R: AsyncRead + Unpin>(
                 return Err(e.into());
             }
         };
-        disp.submit(
+        let large_done = disp.submit(
             Job {
                 op,
                 payload,
@@ -309,6 +309,11 @@ async fn read_requests<R: AsyncRead + Unpin>(
             },
             data_len as usize <= BATCH_JOB_MAX_BYTES,
         );
+        if large_done {
+            // Let the writer send it from this core (its data is in this
+            // core's cache) while the client prepares the next one.
+            tokio::task::yield_now().await;
+        }
     }
 }
 

@@ -506,8 +506,9 @@ fn refused_requests_whose_replies_are_never_read_stop_being_read() {
 
 /// An export that can serve small reads and writes without waiting gets them
 /// on the connection's task (`try_read_now`/`try_write_now`): data round
-/// trips, errors keep their errno, FUA writes and large requests still take
-/// the blocking path, and a delay (an export that would wait) turns it off.
+/// trips, errors keep their errno, FUA writes and the first large request
+/// still take the blocking path (later large ones do not), and a delay (an
+/// export that would wait) turns it off.
 #[test]
 fn small_requests_an_export_can_do_now_skip_the_blocking_pool() {
     let (srv, e) = mem_server(MemExport::new(4 * MIB).now(true), ServerConfig::default());
@@ -526,11 +527,34 @@ fn small_requests_an_export_can_do_now_skip_the_blocking_pool() {
         "{} of 100 served now",
         now(&e) - before
     );
-    // FUA and large requests go to the blocking pool.
+    // FUA writes, and the first large request (nothing is known yet about
+    // how long large ones take), go to the blocking pool.
     let n = now(&e);
     assert_eq!(c.simple(cflag::FUA, cmd::WRITE, 200, 0, 512, &[9; 512]), 0);
-    assert_eq!(c.read(201, 0, 1 << 20).unwrap()[..512], [9u8; 512]);
-    assert_eq!(now(&e), n, "FUA or a 1 MiB read was served now");
+    let big = pattern(256 << 10, 77);
+    assert_eq!(c.simple(0, cmd::WRITE, 201, MIB, 256 << 10, &big), 0);
+    assert_eq!(
+        now(&e),
+        n,
+        "a FUA write or the first large request was served now"
+    );
+    // Once large requests have been quick, large reads and writes are
+    // served now too (sent from the core that filled them), with the right data.
+    for i in 0..4u64 {
+        let data = pattern(256 << 10, 80 + i);
+        assert_eq!(c.simple(0, cmd::WRITE, 210 + i, MIB, 256 << 10, &data), 0);
+        assert_eq!(
+            c.read(220 + i, MIB, 256 << 10).unwrap(),
+            data,
+            "large read {i}"
+        );
+    }
+    assert!(
+        now(&e) >= n + 6,
+        "{} of 8 large requests of a quick export served now",
+        now(&e) - n
+    );
+    assert_eq!(c.read(230, 0, 512).unwrap(), [9u8; 512]);
     // Errors served now keep their errno.
     e.set_failure(Some(ErrorKind::NoSpace));
     assert_eq!(c.simple(0, cmd::WRITE, 202, 0, 512, &[1; 512]), ENOSPC);
