@@ -74,7 +74,7 @@ pub(crate) struct Dispatcher {
     tx: UnboundedSender<Outgoing>,
     pool: Arc<BufPool>,
     /// Exponential moving average of export call time, in nanoseconds
-    /// (every call but large reads).
+    /// (every call but those timed in `avg_large_ns`).
     avg_ns: Arc<AtomicU64>,
     /// The same, of reads and non-FUA writes larger than [`BATCH_JOB_MAX_BYTES`].
     avg_large_ns: Arc<AtomicU64>,

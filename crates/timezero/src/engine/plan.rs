@@ -21,7 +21,7 @@ use std::ops::Range;
 use crate::error::AccessError;
 use crate::types::{CascadeId, CopyType, GrainCopy, MapId, MapState, VolumeId, WritePlan};
 
-use super::Engine;
+use super::{Engine, Map};
 
 /// Planner state for one grain.
 struct GrainPlanner<'e> {
@@ -51,17 +51,19 @@ impl<'e> GrainPlanner<'e> {
         let id = self.eng.vols[&v]
             .target_map
             .ok_or(AccessError::UnknownVolume(v))?;
-        let m = &self.eng.maps[&id];
+        Ok(Some((id, self.map_split(id, &self.eng.maps[&id])?)))
+    }
+
+    /// Whether map `m` (id `id`) has split the grain, planned copies
+    /// included; errors if its bitmap is offline (suspended).
+    fn map_split(&self, id: MapId, m: &Map) -> Result<bool, AccessError> {
         if m.state == MapState::Suspended {
             return Err(AccessError::Suspended {
                 volume: self.origin,
                 map: id,
             });
         }
-        Ok(Some((
-            id,
-            m.split.get(self.grain) || self.planned.contains(&id),
-        )))
+        Ok(m.split.get(self.grain) || self.planned.contains(&id))
     }
 
     /// Whether member `v` holds its own grain.
@@ -92,13 +94,7 @@ impl<'e> GrainPlanner<'e> {
             if !c.private && map.cover.as_ref().is_some_and(|cv| !cv.get(g)) {
                 continue;
             }
-            if map.state == MapState::Suspended {
-                return Err(AccessError::Suspended {
-                    volume: self.origin,
-                    map: id,
-                });
-            }
-            if map.split.get(g) || self.planned.contains(&id) {
+            if self.map_split(id, map)? {
                 return Ok(Some(m));
             }
         }
