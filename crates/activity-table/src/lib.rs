@@ -43,8 +43,8 @@ pub use recovery::{RecoveryReport, SkippedRecord, TornTail};
 pub use sessions::{summarize, RowSummary, SessionSummary};
 pub use table::{ActivityTable, CompactReport, FaultHook};
 pub use types::{
-    ActivityEntry, EntryStatus, NewEntry, PhysSessionId, SessionId, TableId, TerminateReason,
-    MAX_NAME_LEN, MAX_PROGRAM_LEN,
+    check_program, ActivityEntry, EntryStatus, NewEntry, PhysSessionId, SessionId, TableId,
+    TerminateReason, MAX_NAME_LEN, MAX_PROGRAM_LEN,
 };
 
 /// Version byte at the start of every record payload written by this build.

@@ -407,7 +407,10 @@ pub(crate) fn check_name(field: &'static str, s: &str) -> Result<(), TableError>
     Ok(())
 }
 
-pub(crate) fn check_program(s: &str) -> Result<(), TableError> {
+/// Checks a program name as an entry's `program` field must be: at most
+/// [`MAX_PROGRAM_LEN`] bytes, no control characters. Callers that take a
+/// program name from a user check it with this before they start anything.
+pub fn check_program(s: &str) -> Result<(), TableError> {
     if s.len() > MAX_PROGRAM_LEN {
         return Err(TableError::InvalidField {
             field: "program",

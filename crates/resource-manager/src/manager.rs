@@ -444,6 +444,10 @@ fn plan_pairs(
     if spec.extents.is_empty() {
         return Err(invalid(format!("session {} names no extents", spec.id)));
     }
+    // Checked before anything starts: the activity tables refuse such a
+    // name only after the physical sessions were established.
+    activity_table::check_program(&spec.program)
+        .map_err(|e| invalid(format!("session {}: {e}", spec.id)))?;
     let mut plan: BTreeMap<String, BTreeMap<String, CopyPair>> = BTreeMap::new();
     for e in &spec.extents {
         if !ports.contains_key(&e.subsystem) {

@@ -785,6 +785,16 @@ fn found_cases_stay_fixed() {
         run_sequence(&[req("/volumes", json!({"id": "NEW1", "model": model}))])
             .unwrap_or_else(|e| panic!("{model}: {e}"));
     }
+    // A program name the activity tables refuse (a control character):
+    // was a 500 "subsystem failure" from the table append, after the
+    // physical session had been established and had to be rolled back.
+    for program in ["\u{0}", "tab\there", &"p".repeat(257)] {
+        run_sequence(&[req(
+            "/sessions",
+            json!({"id": "S1", "extent": "FB01:0-0", "target": "FB02", "program": program}),
+        )])
+        .unwrap_or_else(|e| panic!("program {program:?}: {e}"));
+    }
 }
 
 /// The fuzzer's oracle is not vacuous: a 5xx, a non-JSON error, an empty
