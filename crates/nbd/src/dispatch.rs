@@ -67,6 +67,22 @@ pub(crate) struct Job {
     pub payload: Vec<u8>,
     pub info: ReqInfo,
     pub permit: OwnedSemaphorePermit,
+    /// Data the request moves: a read's length, a write's payload, a
+    /// BLOCK_STATUS reply's size (what the in-flight budget is charged).
+    pub data_len: u32,
+}
+
+impl Job {
+    /// Small enough to batch with others ([`BATCH_JOB_MAX_BYTES`] or less).
+    fn is_small(&self) -> bool {
+        self.data_len as usize <= BATCH_JOB_MAX_BYTES
+    }
+
+    /// A large read or non-FUA write: may run on the connection's task
+    /// while those have been quick, and has its own moving average.
+    fn is_large_transfer(&self) -> bool {
+        !self.is_small() && matches!(self.op, Op::Read { .. } | Op::Write { fua: false, .. })
+    }
 }
 
 pub(crate) struct Dispatcher {
@@ -103,13 +119,13 @@ impl Dispatcher {
     /// Queue a job; it starts now unless it can join a batch. `true`: a
     /// large request was done on this task, whose reply the caller should
     /// let the writer send (yield) before it reads on.
-    pub fn submit(&mut self, job: Job, small: bool) -> bool {
+    pub fn submit(&mut self, job: Job) -> bool {
         let fast = self.avg_ns.load(Ordering::Relaxed) < FAST_OP_NS;
+        let small = job.is_small();
         let now = if small {
             fast
         } else {
-            matches!(job.op, Op::Read { .. } | Op::Write { fua: false, .. })
-                && self.avg_large_ns.load(Ordering::Relaxed) < FAST_LARGE_NS
+            job.is_large_transfer() && self.avg_large_ns.load(Ordering::Relaxed) < FAST_LARGE_NS
         };
         let job = if now {
             match self.run_now(job) {
@@ -210,10 +226,10 @@ impl Dispatcher {
 
 /// The average `job`'s call time belongs to: large reads and writes have their own.
 fn average_of<'a>(avg: &'a AtomicU64, large: &'a AtomicU64, job: &Job) -> &'a AtomicU64 {
-    match job.op {
-        Op::Read { len, .. } if len as usize > BATCH_JOB_MAX_BYTES => large,
-        Op::Write { fua: false, .. } if job.payload.len() > BATCH_JOB_MAX_BYTES => large,
-        _ => avg,
+    if job.is_large_transfer() {
+        large
+    } else {
+        avg
     }
 }
 

@@ -34,7 +34,7 @@ use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
 use crate::bufpool::BufPool;
-use crate::dispatch::{Dispatcher, Job, BATCH_JOB_MAX_BYTES};
+use crate::dispatch::{Dispatcher, Job};
 use crate::negotiate::{discard, Session};
 use crate::ops::{self, cmd_name, ReqInfo};
 use crate::proto::{self, cmd, errno, REQUEST_HEADER_BYTES};
@@ -300,15 +300,13 @@ async fn read_requests<R: AsyncRead + Unpin>(
                 return Err(e.into());
             }
         };
-        let large_done = disp.submit(
-            Job {
-                op,
-                payload,
-                info,
-                permit,
-            },
-            data_len as usize <= BATCH_JOB_MAX_BYTES,
-        );
+        let large_done = disp.submit(Job {
+            op,
+            payload,
+            info,
+            permit,
+            data_len,
+        });
         if large_done {
             // Let the writer send it from this core (its data is in this
             // core's cache) while the client prepares the next one.
