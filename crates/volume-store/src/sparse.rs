@@ -6,7 +6,10 @@
 //! once with `SEEK_DATA`/`SEEK_HOLE` into an in-memory [`AllocMap`] that
 //! `allocated` answers from afterwards (no filesystem query per copy-on-write);
 //! `discard` punches whole tracks (`FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE`)
-//! and zeroes partial ones, `flush` is `fdatasync`.
+//! and zeroes partial ones, `flush` is `fdatasync`. A copy from another
+//! file store (`copy_from`) is one `copy_file_range` (the kernel moves the
+//! pages, or shares the extents where the filesystem can), falling back to a
+//! buffer where the kernel cannot copy between the two files.
 //!
 //! Invariants:
 //! - the file is exactly `size_bytes + 4096` bytes long and its trailer names this
@@ -37,7 +40,7 @@ use rustix::fs::{FallocateFlags, SeekFrom};
 
 use crate::alloc_map::AllocMap;
 use crate::error::{ErrorKind, Op, StoreError};
-use crate::store::{check_extent, check_range, TrackStore};
+use crate::store::{check_extent, check_range, read_into, TrackStore};
 use crate::trailer::{Trailer, TRAILER_BYTES};
 
 /// A volume stored in one sparse file (see the module docs).
@@ -447,6 +450,72 @@ impl TrackStore for SparseFileStore {
         let _shared = self.punch_lock.read();
         self.mark_written(offset, len);
         self.write_zero_bytes(Op::WriteZeroes, offset, len)
+    }
+
+    fn backing_file(&self) -> Option<&File> {
+        Some(&self.file)
+    }
+
+    fn copy_from(
+        &self,
+        src: &dyn TrackStore,
+        offset: u64,
+        len: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), StoreError> {
+        let Some(from) = src.backing_file() else {
+            let data = read_into(src, offset, len, buf)?;
+            return self.write_at(offset, data);
+        };
+        self.check_poison(Op::Write)?;
+        check_range(&src.geometry(), src.volume_id(), Op::Read, offset, len)?;
+        check_range(&self.geometry, &self.volume_id, Op::Write, offset, len)?;
+        let _shared = self.punch_lock.read();
+        self.mark_written(offset, len);
+        let copy_err = |at: u64, n: u64, e: io::Error| {
+            StoreError::from_io(
+                &self.volume_id,
+                Op::Write,
+                format!(
+                    "copy from volume {} at offset {at} length {n}",
+                    src.volume_id()
+                ),
+                e,
+            )
+        };
+        let mut done = 0u64;
+        while done < len {
+            let (mut off_in, mut off_out) = (offset + done, offset + done);
+            let want = usize::try_from(len - done).unwrap_or(usize::MAX);
+            match rustix::fs::copy_file_range(
+                from,
+                Some(&mut off_in),
+                &self.file,
+                Some(&mut off_out),
+                want,
+            ) {
+                Ok(0) => break,
+                Ok(n) => done += n as u64,
+                Err(rustix::io::Errno::INTR) => {}
+                // Files the kernel cannot copy between (other filesystems,
+                // no support): the rest goes through the buffer.
+                Err(
+                    rustix::io::Errno::XDEV
+                    | rustix::io::Errno::INVAL
+                    | rustix::io::Errno::NOSYS
+                    | rustix::io::Errno::OPNOTSUPP,
+                ) => break,
+                Err(e) => return Err(copy_err(offset + done, len - done, e.into())),
+            }
+        }
+        if done < len {
+            let (at, rest) = (offset + done, len - done);
+            let data = read_into(src, at, rest, buf)?;
+            self.file
+                .write_all_at(data, at)
+                .map_err(|e| copy_err(at, rest, e))?;
+        }
+        Ok(())
     }
 
     fn allocated(&self, extent: Extent) -> Result<ExtentSet, StoreError> {

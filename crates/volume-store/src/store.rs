@@ -20,6 +20,10 @@
 //! - `allocated(extent)` reports the tracks of `extent` that hold data: every
 //!   track written (even with zeros) since it was last wholly discarded; a track
 //!   only partly discarded stays allocated (its discarded bytes read as zeros);
+//! - `copy_from(src, offset, len)` leaves this store exactly as
+//!   `src.read_at` followed by `write_at` of the same bytes would (a file
+//!   store copies between two files in the kernel, `copy_file_range`, without
+//!   a user-space buffer; every other pair goes through the buffer);
 //! - a failed `flush` poisons the store: later writes, discards and flushes fail
 //!   with [`crate::ErrorKind::Poisoned`] until the volume
 //!   is reopened (reads still work and see what the OS holds).
@@ -72,6 +76,28 @@ pub trait TrackStore: Send + Sync {
     /// poisoned (see the module contract).
     fn flush(&self) -> Result<(), StoreError>;
 
+    /// The open file holding this store's bytes at their volume offsets, if
+    /// the store is one plain file (lets [`TrackStore::copy_from`] copy in the
+    /// kernel). Default: none.
+    fn backing_file(&self) -> Option<&std::fs::File> {
+        None
+    }
+
+    /// Copies `src`'s bytes at `offset..offset + len` to the same range of
+    /// this store, as `src.read_at` then `self.write_at` would; `buf` is
+    /// scratch space the default implementation reads into. A failure leaves
+    /// the range's contents unspecified (as a failed write does).
+    fn copy_from(
+        &self,
+        src: &dyn TrackStore,
+        offset: u64,
+        len: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), StoreError> {
+        let buf = read_into(src, offset, len, buf)?;
+        self.write_at(offset, buf)
+    }
+
     /// Reads the whole `track` into `buf`, which must be exactly one track long.
     fn read_track(&self, track: TrackNo, buf: &mut [u8]) -> Result<(), StoreError> {
         let g = self.geometry();
@@ -85,6 +111,27 @@ pub trait TrackStore: Send + Sync {
         let offset = track_offset(&g, self.volume_id(), Op::Write, track, data.len())?;
         self.write_at(offset, data)
     }
+}
+
+/// Reads `src`'s `offset..offset + len` into `buf` (resized to `len`): the
+/// first half of [`TrackStore::copy_from`]'s default.
+pub(crate) fn read_into<'b>(
+    src: &dyn TrackStore,
+    offset: u64,
+    len: u64,
+    buf: &'b mut Vec<u8>,
+) -> Result<&'b [u8], StoreError> {
+    let n = usize::try_from(len).map_err(|_| {
+        StoreError::new(
+            ErrorKind::OutOfRange,
+            src.volume_id(),
+            Op::Read,
+            format!("offset {offset} length {len}"),
+        )
+    })?;
+    buf.resize(n, 0);
+    src.read_at(offset, buf)?;
+    Ok(buf)
 }
 
 /// The [`ErrorKind::OutOfRange`] check every store runs first.

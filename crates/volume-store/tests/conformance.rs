@@ -341,6 +341,56 @@ fn concurrent_writers_to_distinct_tracks<H: Harness + Send + Sync + 'static>() {
     }
 }
 
+/// `copy_from` out of a store of every kind (file to file is the kernel's
+/// copy, the rest go through the buffer): the copied range reads back as the
+/// source, its tracks become allocated, the rest of the volume is untouched,
+/// an out-of-range copy is refused and changes nothing, and the copy is
+/// durable after a flush.
+fn copy_from_every_kind<H: Harness>() {
+    let mut h = H::new(small());
+    h.store().write_at(0, &pattern(9, 64 * 1024)).expect("fill");
+    h.store().discard(8 * 4096, 8 * 4096).expect("holes");
+    let (file, mem, faulty) = (
+        Sparse::new(small()),
+        Mem::new(small()),
+        Faulty::new(small()),
+    );
+    let mut buf = Vec::new();
+    let mut want = read_all(h.store());
+    for (i, s) in [file.store(), mem.store(), faulty.store()]
+        .into_iter()
+        .enumerate()
+    {
+        s.write_at(0, &pattern(20 + i as u64, 64 * 1024))
+            .expect("source");
+        // Tracks 8+2i.. and one unaligned range: 3000 bytes into track 9+2i.
+        let (at, len) = ((8 + 2 * i as u64) * 4096, 4096);
+        h.store().copy_from(s, at, len, &mut buf).expect("copy");
+        let (at2, len2) = (at + 4096 + 100, 3000);
+        h.store().copy_from(s, at2, len2, &mut buf).expect("copy");
+        let from = read_all(s);
+        want[at as usize..(at + len) as usize]
+            .copy_from_slice(&from[at as usize..(at + len) as usize]);
+        want[at2 as usize..(at2 + len2) as usize]
+            .copy_from_slice(&from[at2 as usize..(at2 + len2) as usize]);
+        let err = h
+            .store()
+            .copy_from(s, 15 * 4096, 2 * 4096, &mut buf)
+            .expect_err("past the end");
+        assert_eq!(err.kind(), ErrorKind::OutOfRange);
+        assert!(read_all(h.store()) == want, "after a copy from source {i}");
+    }
+    assert_eq!(
+        h.store()
+            .allocated(Extent { first: 8, last: 15 })
+            .expect("a"),
+        Extent { first: 8, last: 13 }.into()
+    );
+    h.store().flush().expect("flush");
+    h.reopen();
+    assert!(read_all(h.store()) == want, "after reopen");
+}
+
 macro_rules! conformance {
     ($name:ident, $h:ty) => {
         mod $name {
@@ -372,6 +422,10 @@ macro_rules! conformance {
             #[test]
             fn flushed_data_survives_reopen() {
                 super::flushed_data_survives_reopen::<$h>();
+            }
+            #[test]
+            fn copy_from_every_kind() {
+                super::copy_from_every_kind::<$h>();
             }
             #[test]
             fn concurrent_writers_to_distinct_tracks() {

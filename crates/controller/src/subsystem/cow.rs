@@ -25,8 +25,9 @@ use crate::metrics::Metrics;
 
 thread_local! {
     /// The copy buffer of [`Inner::execute_copies`] on this thread (one
-    /// track; its contents never outlive a copy: each copy reads the whole
-    /// track into it before writing any of it).
+    /// track, used when a store cannot copy in the kernel; its contents never
+    /// outlive a copy: each copy reads the whole track into it before writing
+    /// any of it).
     static COPY_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
@@ -139,25 +140,23 @@ impl Inner {
             let src_has_data = written.contains(&c.from) || from_alloc.contains(c.grain);
             let dst_has_data = written.contains(&c.to) || to_alloc.contains(c.grain);
             if src_has_data {
-                buf.resize(ts as usize, 0);
                 self.faults
                     .check(FaultSite::CowCopyRead)
                     .map_err(|e| store_err("copy read (injected)", e))?;
-                from.store.read_at(c.grain * ts, &mut buf).map_err(|e| {
-                    store_err(
-                        &format!("copy read of volume {} track {}", from.name, c.grain),
-                        e,
-                    )
-                })?;
                 self.faults
                     .check(FaultSite::CowCopyWrite)
                     .map_err(|e| store_err("copy write (injected)", e))?;
-                to.store.write_at(c.grain * ts, &buf).map_err(|e| {
-                    store_err(
-                        &format!("copy write to volume {} track {}", to.name, c.grain),
-                        e,
-                    )
-                })?;
+                to.store
+                    .copy_from(&*from.store, c.grain * ts, ts, &mut buf)
+                    .map_err(|e| {
+                        store_err(
+                            &format!(
+                                "copy of track {} from volume {} to volume {}",
+                                c.grain, from.name, to.name
+                            ),
+                            e,
+                        )
+                    })?;
                 bytes += ts;
             } else if dst_has_data {
                 to.store.discard(c.grain * ts, ts).map_err(|e| {

@@ -118,25 +118,23 @@ impl Inner {
                 let mut t = e.first;
                 while t <= e.last {
                     let n = (e.last - t + 1).min(per_io);
-                    buf.resize((n * ts) as usize, 0);
                     self.faults
                         .check(FaultSite::CowCopyRead)
                         .map_err(|e| store_err("copy read (injected)", e))?;
-                    from.store.read_at(t * ts, &mut buf).map_err(|e| {
-                        store_err(
-                            &format!("copy read of volume {} tracks {t}+{n}", from.name),
-                            e,
-                        )
-                    })?;
                     self.faults
                         .check(FaultSite::CowCopyWrite)
                         .map_err(|e| store_err("copy write (injected)", e))?;
-                    to.store.write_at(t * ts, &buf).map_err(|e| {
-                        store_err(
-                            &format!("copy write to volume {} tracks {t}+{n}", to.name),
-                            e,
-                        )
-                    })?;
+                    to.store
+                        .copy_from(&*from.store, t * ts, n * ts, &mut buf)
+                        .map_err(|e| {
+                            store_err(
+                                &format!(
+                                    "copy of tracks {t}+{n} from volume {} to volume {}",
+                                    from.name, to.name
+                                ),
+                                e,
+                            )
+                        })?;
                     data += n;
                     t += n;
                 }
