@@ -40,7 +40,7 @@ use rustix::fs::{FallocateFlags, SeekFrom};
 
 use crate::alloc_map::AllocMap;
 use crate::error::{ErrorKind, Op, StoreError};
-use crate::store::{check_extent, check_range, read_into, TrackStore};
+use crate::store::{check_extent, check_range, copy_through_buffer, read_into, TrackStore};
 use crate::trailer::{Trailer, TRAILER_BYTES};
 
 /// A volume stored in one sparse file (see the module docs).
@@ -464,8 +464,7 @@ impl TrackStore for SparseFileStore {
         buf: &mut Vec<u8>,
     ) -> Result<(), StoreError> {
         let Some(from) = src.backing_file() else {
-            let data = read_into(src, offset, len, buf)?;
-            return self.write_at(offset, data);
+            return copy_through_buffer(self, src, offset, len, buf);
         };
         self.check_poison(Op::Write)?;
         check_range(&src.geometry(), src.volume_id(), Op::Read, offset, len)?;

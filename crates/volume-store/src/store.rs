@@ -94,8 +94,7 @@ pub trait TrackStore: Send + Sync {
         len: u64,
         buf: &mut Vec<u8>,
     ) -> Result<(), StoreError> {
-        let buf = read_into(src, offset, len, buf)?;
-        self.write_at(offset, buf)
+        copy_through_buffer(self, src, offset, len, buf)
     }
 
     /// Reads the whole `track` into `buf`, which must be exactly one track long.
@@ -113,8 +112,20 @@ pub trait TrackStore: Send + Sync {
     }
 }
 
-/// Reads `src`'s `offset..offset + len` into `buf` (resized to `len`): the
-/// first half of [`TrackStore::copy_from`]'s default.
+/// [`TrackStore::copy_from`] through `buf`: `src.read_at`, then
+/// `dst.write_at` (the default, and a file store's fallback).
+pub(crate) fn copy_through_buffer<S: TrackStore + ?Sized>(
+    dst: &S,
+    src: &dyn TrackStore,
+    offset: u64,
+    len: u64,
+    buf: &mut Vec<u8>,
+) -> Result<(), StoreError> {
+    let data = read_into(src, offset, len, buf)?;
+    dst.write_at(offset, data)
+}
+
+/// Reads `src`'s `offset..offset + len` into `buf` (resized to `len`).
 pub(crate) fn read_into<'b>(
     src: &dyn TrackStore,
     offset: u64,

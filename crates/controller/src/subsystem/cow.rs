@@ -140,23 +140,9 @@ impl Inner {
             let src_has_data = written.contains(&c.from) || from_alloc.contains(c.grain);
             let dst_has_data = written.contains(&c.to) || to_alloc.contains(c.grain);
             if src_has_data {
-                self.faults
-                    .check(FaultSite::CowCopyRead)
-                    .map_err(|e| store_err("copy read (injected)", e))?;
-                self.faults
-                    .check(FaultSite::CowCopyWrite)
-                    .map_err(|e| store_err("copy write (injected)", e))?;
-                to.store
-                    .copy_from(&*from.store, c.grain * ts, ts, &mut buf)
-                    .map_err(|e| {
-                        store_err(
-                            &format!(
-                                "copy of track {} from volume {} to volume {}",
-                                c.grain, from.name, to.name
-                            ),
-                            e,
-                        )
-                    })?;
+                self.copy_data(from, to, c.grain * ts, ts, &mut buf, || {
+                    format!("track {}", c.grain)
+                })?;
                 bytes += ts;
             } else if dst_has_data {
                 to.store.discard(c.grain * ts, ts).map_err(|e| {
@@ -188,6 +174,40 @@ impl Inner {
             bytes,
             executed,
         ))
+    }
+
+    /// Copies `len` bytes at `offset` from `from`'s store to the same place
+    /// in `to`'s (`TrackStore::copy_from`), behind the two copy fault sites;
+    /// `tracks` names what is copied in an error. Every grain copy, of
+    /// copy-on-write and of the background run copier, goes through here.
+    pub(crate) fn copy_data(
+        &self,
+        from: &Volume,
+        to: &Volume,
+        offset: u64,
+        len: u64,
+        buf: &mut Vec<u8>,
+        tracks: impl FnOnce() -> String,
+    ) -> Result<()> {
+        self.faults
+            .check(FaultSite::CowCopyRead)
+            .map_err(|e| store_err("copy read (injected)", e))?;
+        self.faults
+            .check(FaultSite::CowCopyWrite)
+            .map_err(|e| store_err("copy write (injected)", e))?;
+        to.store
+            .copy_from(&*from.store, offset, len, buf)
+            .map_err(|e| {
+                store_err(
+                    &format!(
+                        "copy of {} from volume {} to volume {}",
+                        tracks(),
+                        from.name,
+                        to.name
+                    ),
+                    e,
+                )
+            })
     }
 
     /// Submits an item to the group committer and waits until it is durable

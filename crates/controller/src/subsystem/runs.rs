@@ -14,7 +14,6 @@ use std::sync::Arc;
 
 use geometry::Extent;
 use timezero::CopyRun;
-use volume_store::FaultSite;
 
 use super::{Inner, Volume};
 use crate::error::Result;
@@ -118,23 +117,9 @@ impl Inner {
                 let mut t = e.first;
                 while t <= e.last {
                     let n = (e.last - t + 1).min(per_io);
-                    self.faults
-                        .check(FaultSite::CowCopyRead)
-                        .map_err(|e| store_err("copy read (injected)", e))?;
-                    self.faults
-                        .check(FaultSite::CowCopyWrite)
-                        .map_err(|e| store_err("copy write (injected)", e))?;
-                    to.store
-                        .copy_from(&*from.store, t * ts, n * ts, &mut buf)
-                        .map_err(|e| {
-                            store_err(
-                                &format!(
-                                    "copy of tracks {t}+{n} from volume {} to volume {}",
-                                    from.name, to.name
-                                ),
-                                e,
-                            )
-                        })?;
+                    self.copy_data(&from, &to, t * ts, n * ts, &mut buf, || {
+                        format!("tracks {t}+{n}")
+                    })?;
                     data += n;
                     t += n;
                 }
