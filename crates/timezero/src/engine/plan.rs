@@ -580,7 +580,12 @@ impl Engine {
         let incr = self.incremental_maps_of(volume);
         if let Some(id) = own {
             if let Some(m) = self.maps.get_mut(&id) {
-                if matches!(m.state, MapState::Copying | MapState::Stopping) {
+                // Every state in which the target is a cascade member, as
+                // `commit_copies`: a map suspended (by another request's
+                // failed commit) between this write's plan and its record
+                // still has the host's data on its target, which a resumed
+                // background copy must not overwrite.
+                if m.state.is_active() {
                     m.split.set_range(grains.start, end);
                 }
             }
