@@ -26,6 +26,15 @@
 //! about it), get a blocking task of their own, so a slow request never
 //! delays another.
 //!
+//! An export whose writes share work when batched (`Export::batches_writes`:
+//! the firmware-sim controller commits the copy-on-write of many writes at
+//! once) also gets small writes without FUA held back while it is slow, and
+//! every run of such writes in a batch goes to `Export::write_many` in one
+//! call: a client's 16 first writes after a snapshot then cost one thread
+//! hand-off and one commit, not 16 of each. The moving average counts such a
+//! call per write, so an export that turns fast again (its map deleted)
+//! returns to the paths above.
+//!
 //! Invariants:
 //! - Every submitted job runs exactly once and sends exactly one reply
 //!   (a panicking export gives EIO), and its in-flight permit is released
@@ -78,6 +87,11 @@ impl Job {
         self.data_len as usize <= BATCH_JOB_MAX_BYTES
     }
 
+    /// A small write without FUA: may go to `Export::write_many` with others.
+    fn is_batchable_write(&self) -> bool {
+        self.is_small() && matches!(self.op, Op::Write { fua: false, .. })
+    }
+
     /// A large read or non-FUA write: may run on the connection's task
     /// while those have been quick, and has its own moving average.
     fn is_large_transfer(&self) -> bool {
@@ -96,6 +110,8 @@ pub(crate) struct Dispatcher {
     avg_large_ns: Arc<AtomicU64>,
     pending: Vec<Job>,
     max_batch: usize,
+    /// The export's `batches_writes`.
+    batches_writes: bool,
 }
 
 impl Dispatcher {
@@ -106,6 +122,7 @@ impl Dispatcher {
         max_batch: usize,
     ) -> Self {
         Dispatcher {
+            batches_writes: export.batches_writes(),
             export,
             tx,
             pool,
@@ -135,7 +152,8 @@ impl Dispatcher {
         } else {
             job
         };
-        if small && fast && self.max_batch > 1 {
+        let held = fast || (self.batches_writes && job.is_batchable_write());
+        if small && held && self.max_batch > 1 {
             self.pending.push(job);
             if self.pending.len() >= self.max_batch {
                 self.flush();
@@ -195,8 +213,21 @@ impl Dispatcher {
         let pool = self.pool.clone();
         let avg = self.avg_ns.clone();
         let avg_large = self.avg_large_ns.clone();
+        let batches_writes = self.batches_writes;
         tokio::task::spawn_blocking(move || {
-            for job in jobs {
+            let mut jobs = jobs.into_iter().peekable();
+            while let Some(job) = jobs.next() {
+                if batches_writes
+                    && job.is_batchable_write()
+                    && jobs.peek().is_some_and(Job::is_batchable_write)
+                {
+                    let mut run = vec![job];
+                    while let Some(j) = jobs.next_if(Job::is_batchable_write) {
+                        run.push(j);
+                    }
+                    run_writes(&export, run, &tx, &pool, &avg);
+                    continue;
+                }
                 let start = Instant::now();
                 let reply = std::panic::catch_unwind(AssertUnwindSafe(|| {
                     ops::execute(job.op, &export, &job.payload, job.info, &pool)
@@ -220,6 +251,47 @@ impl Dispatcher {
                     permit: Some(job.permit),
                 });
             }
+        });
+    }
+}
+
+/// Runs small writes without FUA as one [`Export::write_many`] call and
+/// sends each its reply (a panicking export gives each EIO); the moving
+/// average gets the call's time per write.
+fn run_writes(
+    export: &Arc<dyn Export>,
+    run: Vec<Job>,
+    tx: &UnboundedSender<Outgoing>,
+    pool: &BufPool,
+    avg: &AtomicU64,
+) {
+    let start = Instant::now();
+    let writes: Vec<(u64, &[u8])> = run
+        .iter()
+        .map(|j| match j.op {
+            Op::Write { offset, .. } => (offset, j.payload.as_slice()),
+            _ => unreachable!("run_writes is given writes only"),
+        })
+        .collect();
+    let mut results = std::panic::catch_unwind(AssertUnwindSafe(|| export.write_many(&writes)))
+        .unwrap_or_else(|_| {
+            error!(writes = run.len(), "export panicked in write_many");
+            Vec::new()
+        });
+    drop(writes);
+    results.resize_with(run.len(), || {
+        Err(crate::export::ExportError::io(
+            "internal error in the export: no outcome for this write",
+        ))
+    });
+    record(avg, start.elapsed().as_nanos() as u64 / run.len() as u64);
+    for (job, res) in run.into_iter().zip(results) {
+        let reply = ops::write_reply(job.op, &job.info, res);
+        pool.give(job.payload);
+        // Fails only when the writer is gone: the connection is ending.
+        let _ = tx.send(Outgoing {
+            reply,
+            permit: Some(job.permit),
         });
     }
 }

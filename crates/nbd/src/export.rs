@@ -268,6 +268,23 @@ pub trait Export: Send + Sync + 'static {
     fn try_write_now(&self, _offset: u64, _data: &[u8]) -> Option<Result<(), ExportError>> {
         None
     }
+    /// Whether [`Export::write_many`] shares work between the writes of a
+    /// batch (say one durable commit for many), so that the server should
+    /// hand it the writes a client has in flight together instead of giving
+    /// each a thread of its own. Default: `false`.
+    fn batches_writes(&self) -> bool {
+        false
+    }
+    /// Writes without FUA that a client had in flight together, applied in
+    /// order (later writes win where they overlap); one outcome per write,
+    /// at its index. Called on a blocking thread, only when
+    /// [`Export::batches_writes`]. Default: [`Export::write`] for each.
+    fn write_many(&self, writes: &[(u64, &[u8])]) -> Vec<Result<(), ExportError>> {
+        writes
+            .iter()
+            .map(|&(offset, data)| self.write(offset, data, false))
+            .collect()
+    }
     /// Make every write already acknowledged durable.
     fn flush(&self) -> Result<(), ExportError>;
     /// Advisory discard of a range.

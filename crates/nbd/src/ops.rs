@@ -327,6 +327,18 @@ pub(crate) fn execute(
     }
 }
 
+/// The reply to a write whose outcome is `res` (a write of a batch,
+/// [`Export::write_many`]).
+pub(crate) fn write_reply(op: Op, info: &ReqInfo, res: Result<(), ExportError>) -> Reply {
+    match res {
+        Ok(()) => Reply::Simple {
+            cookie: info.cookie,
+            errno: 0,
+        },
+        Err(e) => failed(op, info, e),
+    }
+}
+
 /// The error reply of a failed export call.
 fn failed(op: Op, info: &ReqInfo, e: ExportError) -> Reply {
     warn!(cookie = info.cookie, command = cmd_name(info.kind), error = %e, "export call failed");

@@ -178,6 +178,7 @@ impl ControllerWorld {
                 let w = op.host_write().expect("a host data operation");
                 self.host_write(w, matches!(op, Op::Trim { .. }))?
             }
+            Op::WriteBatch { vol, ref writes } => self.host_write_batch(vol, writes)?,
             Op::Flush { vol } => self.host_flush(vol)?,
             Op::CreateMap {
                 source,
@@ -269,7 +270,55 @@ impl ControllerWorld {
         } else {
             sub.write(name, off, &data, fua)
         };
-        Ok(match r {
+        Ok(self.write_outcome(vol, sector, sectors, id, fua, r))
+    }
+
+    /// Writes a client had in flight together, as one batch
+    /// (`Subsystem::write_many`): each outcome is recorded as
+    /// [`ControllerWorld::host_write`] records one, in the batch's order.
+    fn host_write_batch(&mut self, vol: usize, writes: &[(u64, u64)]) -> Result<String, Violation> {
+        let made: Vec<(u32, Vec<u8>)> = writes
+            .iter()
+            .map(|&(sector, sectors)| self.model.new_write(sector, sectors))
+            .collect();
+        let sub = self.sub()?;
+        let name = &self.names[vol];
+        let batch: Vec<(u64, &[u8])> = writes
+            .iter()
+            .zip(&made)
+            .map(|(&(sector, _), (_, data))| (sector * SECTOR_BYTES as u64, data.as_slice()))
+            .collect();
+        let outcomes = sub.write_many(name, &batch);
+        if outcomes.len() != writes.len() {
+            return Err(Violation::new(
+                Invariant::Pit2,
+                format!(
+                    "write_many gave {} outcomes for {} writes",
+                    outcomes.len(),
+                    writes.len()
+                ),
+            ));
+        }
+        let mut text = Vec::with_capacity(writes.len());
+        for ((&(sector, sectors), (id, _)), r) in writes.iter().zip(&made).zip(outcomes) {
+            text.push(self.write_outcome(vol, sector, sectors, *id, false, r));
+        }
+        Ok(text.join("; "))
+    }
+
+    /// Records a host write's outcome in the model. Refused (offline,
+    /// state): nothing happened. Failed: its sectors are uncertain.
+    /// Acknowledged: its sectors read the new id, durable at once if FUA.
+    fn write_outcome(
+        &mut self,
+        vol: usize,
+        sector: u64,
+        sectors: u64,
+        id: u32,
+        fua: bool,
+        r: controller::Result<()>,
+    ) -> String {
+        match r {
             Ok(()) => {
                 self.model.write_done(vol, sector, sectors, id, true);
                 if fua {
@@ -285,7 +334,7 @@ impl ControllerWorld {
                 self.model.write_done(vol, sector, sectors, id, false);
                 format!("failed #{id}: {}", e.full_message())
             }
-        })
+        }
     }
 
     pub(crate) fn host_flush(&mut self, vol: usize) -> Result<String, Violation> {

@@ -123,6 +123,13 @@ impl EngineWorld {
                 sectors,
                 ..
             } => self.write(vol, sector, sectors, true),
+            Op::WriteBatch { vol, ref writes } => {
+                let outs: Vec<String> = writes
+                    .iter()
+                    .map(|&(sector, sectors)| self.write(vol, sector, sectors, false))
+                    .collect();
+                outs.join("; ")
+            }
             Op::Flush { vol } => {
                 self.model.flushed(vol);
                 "ok".to_string()

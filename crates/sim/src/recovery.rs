@@ -388,6 +388,14 @@ impl ControllerWorld {
             };
             inflight.write_done(w.vol, w.sector, w.sectors, id, true);
         }
+        if let Op::WriteBatch { vol, writes } = op {
+            // Any write of the batch may have reached its store before a
+            // crash inside the batch (ids as the world gave them, in order).
+            for &(sector, sectors) in writes {
+                let (id, _) = inflight.new_write(sector, sectors);
+                inflight.write_done(*vol, sector, sectors, id, true);
+            }
+        }
         let post_states = self.states.clone();
         let post_model = self.model.clone();
         let mut images = 0;

@@ -73,6 +73,14 @@ pub enum Op {
         /// Sectors.
         sectors: u64,
     },
+    /// Host writes a client had in flight together, handed to the
+    /// controller as one batch (`Subsystem::write_many`), applied in order.
+    WriteBatch {
+        /// Volume index.
+        vol: usize,
+        /// (first sector, sectors) of each write.
+        writes: Vec<(u64, u64)>,
+    },
     /// NBD TRIM (discard): the range reads as zeros afterwards.
     Trim {
         /// Volume index.
@@ -283,6 +291,13 @@ impl fmt::Display for Op {
                 "write-zeroes v{vol} sectors {sector}+{sectors}{}",
                 if *fua { " fua" } else { "" }
             ),
+            Op::WriteBatch { vol, writes } => {
+                write!(f, "write-batch v{vol} sectors")?;
+                for (sector, sectors) in writes {
+                    write!(f, " {sector}+{sectors}")?;
+                }
+                Ok(())
+            }
             Op::Flush { vol } => write!(f, "flush v{vol}"),
             Op::CreateMap {
                 source,
@@ -360,6 +375,7 @@ impl Op {
             .replace("kind: RandomSubset", "kind: CrashKind::RandomSubset")
             .replace("Host(", "Op::Host(HostEvent::")
             .replace("Op::Op::Host", "Op::Host")
+            .replace("writes: [", "writes: vec![")
     }
 }
 
@@ -617,6 +633,15 @@ pub fn next_op(
 }
 
 fn write_op(rng: &mut ChaCha8Rng, shape: &Shape, vol: usize) -> Op {
+    // A quarter of the writes come as a batch of 2 to 5 (what a client with
+    // several writes in flight hands the controller), overlapping at times.
+    if rng.random_bool(0.25) {
+        let n = rng.random_range(2..=5);
+        return Op::WriteBatch {
+            vol,
+            writes: (0..n).map(|_| write_range(rng, shape)).collect(),
+        };
+    }
     let (sector, sectors) = write_range(rng, shape);
     Op::Write {
         vol,
@@ -663,6 +688,10 @@ mod tests {
                     "{op}"
                 );
             }
+            if let Op::WriteBatch { vol, writes } = &op {
+                assert!(*vol < 3 && (2..=5).contains(&writes.len()), "{op}");
+                assert!(writes.iter().all(|&(s, n)| n >= 1 && s + n <= 64), "{op}");
+            }
             match &op {
                 Op::CreateMap { source, target, .. } => assert!(source != target && *target < 3),
                 Op::Start { slot, .. } | Op::Stop { slot, .. } | Op::CopyStep { slot, .. } => {
@@ -672,7 +701,7 @@ mod tests {
             }
             kinds.insert(std::mem::discriminant(&op));
         }
-        assert_eq!(kinds.len(), 17);
+        assert_eq!(kinds.len(), 18);
     }
 
     #[test]
@@ -702,6 +731,18 @@ mod tests {
             assert!(op.host_write().is_some());
         }
         assert_eq!(ops[2].to_string(), "write-zeroes v2 sectors 5+1 fua");
+        let batch = Op::WriteBatch {
+            vol: 1,
+            writes: vec![(0, 8), (4, 2)],
+        };
+        let json = serde_json::to_string(&batch).unwrap();
+        assert_eq!(serde_json::from_str::<Op>(&json).unwrap(), batch);
+        assert_eq!(batch.to_string(), "write-batch v1 sectors 0+8 4+2");
+        assert_eq!(
+            batch.to_rust(),
+            "Op::WriteBatch { vol: 1, writes: vec![(0, 8), (4, 2)] }"
+        );
+        assert!(batch.host_write().is_none());
         let old: Op =
             serde_json::from_str(r#"{"write":{"vol":0,"sector":1,"sectors":2}}"#).unwrap();
         assert_eq!(

@@ -155,6 +155,20 @@ impl Export for VolumeExport {
         self.count(r)
     }
 
+    /// The controller commits the copy-on-write of a batch's first writes
+    /// together (one data flush, one journal record).
+    fn batches_writes(&self) -> bool {
+        true
+    }
+
+    fn write_many(&self, writes: &[(u64, &[u8])]) -> Vec<Result<(), ExportError>> {
+        self.stats.writes.fetch_add(writes.len() as u64, Relaxed);
+        let bytes: usize = writes.iter().map(|(_, d)| d.len()).sum();
+        self.stats.write_bytes.fetch_add(bytes as u64, Relaxed);
+        let out = self.node.with(|s| s.write_many(&self.volume, writes));
+        out.into_iter().map(|r| self.count(r)).collect()
+    }
+
     fn flush(&self) -> Result<(), ExportError> {
         self.stats.flushes.fetch_add(1, Relaxed);
         let t = Instant::now();

@@ -10,11 +10,8 @@
 //! it can only appear under the exclusive topology lock, which waits for the
 //! request (it holds the shared one).
 //!
-//! Write path (invariant 2, "old before new"): under the grain locks, plan;
-//! execute the copies; journal the copies' bits and any new difference bits
-//! (group commit: stores flushed, then one journal record); only then apply the
-//! host data; whole-grain data for an unsplit target grain is flushed before
-//! its bit is journaled (never a bit over garbage).
+//! Writes, discards and zeroing of a volume some map names take the write
+//! path (`write_path`: plan, copy, commit, then the host data).
 
 use std::ops::Range;
 use std::sync::atomic::Ordering;
@@ -24,8 +21,8 @@ use geometry::Extent;
 use serde::Serialize;
 use timezero::VolumeId;
 
-use super::cow::{access_err, CommitItem};
-use super::persist::JournalOp;
+use super::cow::access_err;
+use super::write_path::apply_host_data;
 use super::{Inner, Subsystem, Volume};
 use crate::error::{err, ErrorKind, Result};
 use crate::meta::store_err;
@@ -44,16 +41,16 @@ pub struct AllocationExtent {
 
 /// What a mutation writes.
 #[derive(Clone, Copy)]
-enum Payload<'a> {
+pub(super) enum Payload<'a> {
     Data(&'a [u8]),
     /// Zeros (discard and write_zeroes: whole tracks become holes).
     Zeros,
 }
 
 /// Counts a host request as active (the copier yields while any is).
-struct HostActive<'a>(&'a Inner);
+pub(super) struct HostActive<'a>(&'a Inner);
 impl<'a> HostActive<'a> {
-    fn new(inner: &'a Inner) -> Self {
+    pub(super) fn new(inner: &'a Inner) -> Self {
         inner.host_active.fetch_add(1, Ordering::SeqCst);
         HostActive(inner)
     }
@@ -64,7 +61,7 @@ impl Drop for HostActive<'_> {
     }
 }
 
-fn grain_range(track_bytes: u64, offset: u64, len: u64) -> Range<u64> {
+pub(super) fn grain_range(track_bytes: u64, offset: u64, len: u64) -> Range<u64> {
     offset / track_bytes..(offset + len - 1) / track_bytes + 1
 }
 
@@ -335,7 +332,7 @@ impl Subsystem {
         Ok(out)
     }
 
-    fn count<T>(
+    pub(super) fn count<T>(
         &self,
         r: &Result<T>,
         ops: &std::sync::atomic::AtomicU64,
@@ -349,120 +346,6 @@ impl Subsystem {
             Metrics::add(&self.inner.metrics.errors, 1);
         }
     }
-
-    fn mutate(
-        &self,
-        volume: &str,
-        offset: u64,
-        len: u64,
-        payload: Payload<'_>,
-        fua: bool,
-    ) -> Result<()> {
-        let inner = &*self.inner;
-        // Before any lock: a held write must not keep the establish that
-        // the freeze is for from taking the topology lock.
-        inner.freezes.gate(volume);
-        let _active = HostActive::new(inner);
-        let _topo = self.io_lock()?;
-        let v = self.io_volume(volume, offset, len)?;
-        if len == 0 {
-            return Ok(());
-        }
-        if v.is_plain() {
-            debug_assert!(
-                inner.core.lock().engine.is_plain(v.id),
-                "plain path taken for volume {} that a map names",
-                v.name
-            );
-            apply_host_data(&v, offset, len, payload)?;
-            if fua {
-                inner.flush_store(&v.name, &v.store)?;
-            }
-            return Ok(());
-        }
-        let ts = v.geometry.track_size_bytes();
-        let grains = grain_range(ts, offset, len);
-        let _g = inner.grains.lock(grains.clone());
-        let plan = inner.plan_host_write(&v, offset, len)?;
-        // 1. Copies (preserve downstream, fills) in the engine's commit
-        // stages; the last stage commits together with the bits that must
-        // be durable before the host data (timezero::HostWritePlan).
-        let mut flush = Vec::new();
-        let mut last_stage = Vec::new();
-        let n_stages = plan.stages.len();
-        for (k, r) in plan.stages.iter().cloned().enumerate() {
-            let part = &plan.copies[r.clone()];
-            if part.is_empty() {
-                continue;
-            }
-            let touched = match inner.execute_copies(part, u64::MAX) {
-                Ok((touched, bytes, _)) => {
-                    Metrics::add(&inner.metrics.cow_copies, part.len() as u64);
-                    Metrics::add(&inner.metrics.cow_bytes, bytes);
-                    touched
-                }
-                Err(e) => {
-                    inner
-                        .core
-                        .lock()
-                        .engine
-                        .abandon_copies(&plan.copies[r.start..]);
-                    return Err(e.context(format!("copy-on-write for volume {volume}")));
-                }
-            };
-            if k + 1 < n_stages {
-                if let Err(e) = inner.commit(CommitItem {
-                    runs: Vec::new(),
-                    flush: touched,
-                    copies: part.to_vec(),
-                    ops: Vec::new(),
-                }) {
-                    inner
-                        .core
-                        .lock()
-                        .engine
-                        .abandon_copies(&plan.copies[r.end..]);
-                    return Err(e.context(format!("copy-on-write for volume {volume}")));
-                }
-            } else {
-                flush = touched;
-                last_stage = part.to_vec();
-            }
-        }
-        let ops: Vec<JournalOp> = plan.before.iter().map(JournalOp::from).collect();
-        if !ops.is_empty() || !last_stage.is_empty() {
-            inner.commit(CommitItem {
-                runs: Vec::new(),
-                flush,
-                copies: last_stage,
-                ops,
-            })?;
-        }
-        // 2. The host data (only now may it reach the store).
-        apply_host_data(&v, offset, len, payload)?;
-        // 3. Bits that follow the data (whole grains the volume's own map
-        // had not split): durable data, then its bits.
-        if !plan.after.is_empty() {
-            inner.commit(CommitItem {
-                runs: Vec::new(),
-                flush: vec![v.clone()],
-                copies: Vec::new(),
-                ops: plan.after.iter().map(JournalOp::from).collect(),
-            })?;
-        } else if fua {
-            inner.flush_store(&v.name, &v.store)?;
-        }
-        Ok(())
-    }
-}
-
-/// Writes a host request's data (or zeros) to the volume's own store.
-fn apply_host_data(v: &Volume, offset: u64, len: u64, payload: Payload<'_>) -> Result<()> {
-    let res = match payload {
-        Payload::Data(d) => v.store.write_at(offset, d),
-        Payload::Zeros => v.store.discard(offset, len),
-    };
-    res.map_err(|e| store_err(&format!("write volume {}", v.name), e))
 }
 
 impl Inner {
@@ -505,34 +388,6 @@ impl Inner {
         let core = self.core.lock();
         core.engine
             .reads_own(v.id, grains)
-            .map_err(|e| access_err(e, &v.name))
-    }
-
-    /// Plans a host write of `offset..offset+len` on `v` (caller holds its
-    /// grain locks): the engine's complete plan (timezero::HostWritePlan).
-    fn plan_host_write(
-        &self,
-        v: &Volume,
-        offset: u64,
-        len: u64,
-    ) -> Result<timezero::HostWritePlan> {
-        let ts = v.geometry.track_size_bytes();
-        let grains = grain_range(ts, offset, len);
-        let whole = offset.div_ceil(ts)..(offset + len) / ts;
-        let mut core = self.core.lock();
-        // In-memory difference bits are trusted to be durable only while no
-        // session is unhardened: establishing one may set bits of other maps
-        // (its target's view is replaced) that only the next checkpoint makes
-        // durable, so until then every write journals its bits again.
-        let rejournal_diffs = !core.unhardened_maps.is_empty();
-        let w = timezero::HostWrite {
-            volume: v.id,
-            grains,
-            whole: if whole.start < whole.end { whole } else { 0..0 },
-            rejournal_diffs,
-        };
-        core.engine
-            .plan_host_write(&w)
             .map_err(|e| access_err(e, &v.name))
     }
 }

@@ -45,6 +45,7 @@ mod runs;
 mod sessions;
 mod table_recovery;
 mod tables;
+mod write_path;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
