@@ -1,5 +1,8 @@
 //! Boot, host I/O, snapshots and clones, IPL: the behaviour users rely on.
 
+mod common;
+
+use common::{read_at as read, tagged as pattern};
 use controller::{CopyType, ErrorKind, MapCreate, MapState, Subsystem, SubsystemConfig};
 
 fn config() -> SubsystemConfig {
@@ -21,16 +24,6 @@ model = "3390-A:2"
 "#,
     )
     .unwrap()
-}
-
-fn pattern(tag: u8, len: usize) -> Vec<u8> {
-    (0..len).map(|i| tag ^ (i as u8).wrapping_mul(31)).collect()
-}
-
-fn read(s: &Subsystem, v: &str, off: u64, len: usize) -> Vec<u8> {
-    let mut b = vec![0u8; len];
-    s.read(v, off, &mut b).unwrap();
-    b
 }
 
 #[test]

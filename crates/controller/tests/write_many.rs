@@ -3,6 +3,9 @@
 //! outcome at its index, overlapping writes in order, points in time kept,
 //! and one commit per group of first writes instead of one per write.
 
+mod common;
+
+use common::{read_at as read, tagged as pattern};
 use controller::{CopyType, ErrorKind, MapCreate, Subsystem, SubsystemConfig};
 
 const TRACK: u64 = 64 * 1024;
@@ -25,14 +28,17 @@ model = "fb:1M:64K"
     .unwrap()
 }
 
-fn pattern(tag: u8, len: usize) -> Vec<u8> {
-    (0..len).map(|i| tag ^ (i as u8).wrapping_mul(31)).collect()
-}
-
-fn read(s: &Subsystem, v: &str, off: u64, len: usize) -> Vec<u8> {
-    let mut b = vec![0u8; len];
-    s.read(v, off, &mut b).unwrap();
-    b
+/// A subsystem in `dir` whose S (filled with `pattern(tag)`, returned)
+/// has a nocopy snapshot on T, just started.
+fn snapshot(dir: &std::path::Path, tag: u8) -> (Subsystem, Vec<u8>) {
+    let s = Subsystem::open(dir, config()).unwrap();
+    let old = pattern(tag, 1 << 20);
+    s.write("S", 0, &old, false).unwrap();
+    let m = s
+        .create_map(&MapCreate::new("S", "T", CopyType::Nocopy))
+        .unwrap();
+    s.start_map(m, false).unwrap();
+    (s, old)
 }
 
 /// Applies `writes` to `img` in order (what the volume must read afterwards).
@@ -45,13 +51,7 @@ fn apply(img: &mut [u8], writes: &[(u64, &[u8])]) {
 #[test]
 fn first_writes_share_commits_and_keep_the_snapshot() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Subsystem::open(dir.path(), config()).unwrap();
-    let old = pattern(1, 1 << 20);
-    s.write("S", 0, &old, false).unwrap();
-    let m = s
-        .create_map(&MapCreate::new("S", "T", CopyType::Nocopy))
-        .unwrap();
-    s.start_map(m, false).unwrap();
+    let (s, old) = snapshot(dir.path(), 1);
 
     let (a, b, c, d, e) = (
         pattern(2, 4096),
@@ -108,13 +108,7 @@ fn first_writes_share_commits_and_keep_the_snapshot() {
 #[test]
 fn writes_to_a_target_fill_before_and_record_after() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Subsystem::open(dir.path(), config()).unwrap();
-    let old = pattern(7, 1 << 20);
-    s.write("S", 0, &old, false).unwrap();
-    let m = s
-        .create_map(&MapCreate::new("S", "T", CopyType::Nocopy))
-        .unwrap();
-    s.start_map(m, false).unwrap();
+    let (s, old) = snapshot(dir.path(), 7);
     let (part, whole, again) = (
         pattern(8, 512),
         pattern(9, TRACK as usize),

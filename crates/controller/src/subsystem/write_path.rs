@@ -313,6 +313,16 @@ impl Subsystem {
             before: plan.before.iter().map(JournalOp::from).collect(),
             after: plan.after.iter().map(JournalOp::from).collect(),
         };
+        // A failed step: the plan's copies from `from` on will not be
+        // committed (those before it are, or were never made).
+        let give_up = |from: usize, e: ControllerError| {
+            inner
+                .core
+                .lock()
+                .engine
+                .abandon_copies(&plan.copies[from..]);
+            e.context(format!("copy-on-write for volume {}", v.name))
+        };
         let n_stages = plan.stages.len();
         for (k, r) in plan.stages.iter().cloned().enumerate() {
             let part = &plan.copies[r.clone()];
@@ -325,14 +335,7 @@ impl Subsystem {
                     Metrics::add(&inner.metrics.cow_bytes, bytes);
                     touched
                 }
-                Err(e) => {
-                    inner
-                        .core
-                        .lock()
-                        .engine
-                        .abandon_copies(&plan.copies[r.start..]);
-                    return Err(e.context(format!("copy-on-write for volume {}", v.name)));
-                }
+                Err(e) => return Err(give_up(r.start, e)),
             };
             if k + 1 < n_stages {
                 if let Err(e) = inner.commit(CommitItem {
@@ -341,12 +344,7 @@ impl Subsystem {
                     copies: part.to_vec(),
                     ops: Vec::new(),
                 }) {
-                    inner
-                        .core
-                        .lock()
-                        .engine
-                        .abandon_copies(&plan.copies[r.end..]);
-                    return Err(e.context(format!("copy-on-write for volume {}", v.name)));
+                    return Err(give_up(r.end, e));
                 }
             } else {
                 last.touched = touched;

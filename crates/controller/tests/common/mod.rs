@@ -201,3 +201,15 @@ pub fn step(vs: &VirtualSubsystem, m: &mut Model, i: usize) -> Result<()> {
         _ => Ok(()),
     }
 }
+
+/// `len` bytes of a pattern that differs per `tag` and per offset.
+pub fn tagged(tag: u8, len: usize) -> Vec<u8> {
+    (0..len).map(|i| tag ^ (i as u8).wrapping_mul(31)).collect()
+}
+
+/// Reads `len` bytes at `off` of volume `v` (panics on an error).
+pub fn read_at(s: &controller::Subsystem, v: &str, off: u64, len: usize) -> Vec<u8> {
+    let mut b = vec![0u8; len];
+    s.read(v, off, &mut b).unwrap();
+    b
+}
