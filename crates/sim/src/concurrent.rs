@@ -98,7 +98,8 @@ fn ids_of(sub: &Subsystem, vol: &str) -> Result<Vec<u32>, String> {
         .collect()
 }
 
-fn write_ids(sub: &Subsystem, vol: &str, sector: u64, ids: &[u32]) -> controller::Result<()> {
+/// The bytes of `ids` written from `sector` on.
+fn id_data(sector: u64, ids: &[u32]) -> Vec<u8> {
     let mut data = vec![0u8; ids.len() * SECTOR_BYTES];
     for (i, id) in ids.iter().enumerate() {
         fill_sector(
@@ -107,7 +108,16 @@ fn write_ids(sub: &Subsystem, vol: &str, sector: u64, ids: &[u32]) -> controller
             sector + i as u64,
         );
     }
-    sub.write(vol, sector * SECTOR_BYTES as u64, &data, false)
+    data
+}
+
+fn write_ids(sub: &Subsystem, vol: &str, sector: u64, ids: &[u32]) -> controller::Result<()> {
+    sub.write(
+        vol,
+        sector * SECTOR_BYTES as u64,
+        &id_data(sector, ids),
+        false,
+    )
 }
 
 /// One run: `writers` threads doing `writes_each` writes of 1-8 sectors.
@@ -153,20 +163,45 @@ pub fn run(writers: usize, writes_each: usize) -> Result<ConcurrentReport, Strin
             let mine: Vec<u64> = (0..sectors)
                 .filter(|s| (s / 4) % writers as u64 == w as u64)
                 .collect();
+            // Odd writers hand their writes over three at a time, as one
+            // batch (`write_many`, what the NBD server does with writes a
+            // client has in flight together); even ones one at a time.
+            let per_call = if w % 2 == 1 { 3 } else { 1 };
             let mut acked = 0;
-            for i in 0..writes_each {
-                let start = mine[(i * 7 + w * 13) % mine.len()];
-                let len = (1 + (i % 4) as u64).min(4 - start % 4);
-                let ids: Vec<u32> = (0..len)
-                    .map(|_| next.fetch_add(1, Ordering::SeqCst))
-                    .collect();
-                write_ids(&sub, "S", start, &ids)
-                    .map_err(|e| format!("writer {w}: {}", e.full_message()))?;
-                let mut ex = expect.lock().map_err(|e| e.to_string())?;
-                for (k, id) in ids.iter().enumerate() {
-                    ex.insert(start + k as u64, *id);
+            let mut i = 0;
+            while i < writes_each {
+                let mut calls: Vec<(u64, Vec<u32>)> = Vec::new();
+                for _ in 0..per_call.min(writes_each - i) {
+                    let start = mine[(i * 7 + w * 13) % mine.len()];
+                    let len = (1 + (i % 4) as u64).min(4 - start % 4);
+                    let ids: Vec<u32> = (0..len)
+                        .map(|_| next.fetch_add(1, Ordering::SeqCst))
+                        .collect();
+                    calls.push((start, ids));
+                    i += 1;
                 }
-                acked += 1;
+                let data: Vec<Vec<u8>> = calls.iter().map(|(s, ids)| id_data(*s, ids)).collect();
+                let batch: Vec<(u64, &[u8])> = calls
+                    .iter()
+                    .zip(&data)
+                    .map(|((s, _), d)| (s * SECTOR_BYTES as u64, d.as_slice()))
+                    .collect();
+                let outcomes = sub.write_many("S", &batch);
+                if outcomes.len() != calls.len() {
+                    return Err(format!(
+                        "writer {w}: {} outcomes for {} writes",
+                        outcomes.len(),
+                        calls.len()
+                    ));
+                }
+                let mut ex = expect.lock().map_err(|e| e.to_string())?;
+                for ((start, ids), r) in calls.iter().zip(outcomes) {
+                    r.map_err(|e| format!("writer {w}: {}", e.full_message()))?;
+                    for (k, id) in ids.iter().enumerate() {
+                        ex.insert(start + k as u64, *id);
+                    }
+                    acked += 1;
+                }
             }
             Ok(acked)
         }));
