@@ -190,12 +190,7 @@ impl Dispatcher {
             average_of(&self.avg_ns, &self.avg_large_ns, &job),
             start.elapsed().as_nanos() as u64,
         );
-        self.pool.give(job.payload);
-        // Fails only when the writer is gone: the connection is ending.
-        let _ = self.tx.send(Outgoing {
-            reply,
-            permit: Some(job.permit),
-        });
+        answer(job, reply, &self.pool, &self.tx);
         Ok(())
     }
 
@@ -244,15 +239,21 @@ impl Dispatcher {
                     average_of(&avg, &avg_large, &job),
                     start.elapsed().as_nanos() as u64,
                 );
-                pool.give(job.payload);
-                // Fails only when the writer is gone: the connection is ending.
-                let _ = tx.send(Outgoing {
-                    reply,
-                    permit: Some(job.permit),
-                });
+                answer(job, reply, &pool, &tx);
             }
         });
     }
+}
+
+/// Sends `job`'s reply with its in-flight permit (released with the
+/// reply) and returns its payload buffer to the pool.
+fn answer(job: Job, reply: crate::writer::Reply, pool: &BufPool, tx: &UnboundedSender<Outgoing>) {
+    pool.give(job.payload);
+    // Fails only when the writer is gone: the connection is ending.
+    let _ = tx.send(Outgoing {
+        reply,
+        permit: Some(job.permit),
+    });
 }
 
 /// Runs small writes without FUA as one [`Export::write_many`] call and
@@ -286,13 +287,8 @@ fn run_writes(
     });
     record(avg, start.elapsed().as_nanos() as u64 / run.len() as u64);
     for (job, res) in run.into_iter().zip(results) {
-        let reply = ops::write_reply(job.op, &job.info, res);
-        pool.give(job.payload);
-        // Fails only when the writer is gone: the connection is ending.
-        let _ = tx.send(Outgoing {
-            reply,
-            permit: Some(job.permit),
-        });
+        let reply = ops::outcome_reply(job.op, &job.info, res);
+        answer(job, reply, pool, tx);
     }
 }
 

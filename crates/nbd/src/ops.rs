@@ -244,13 +244,11 @@ pub(crate) fn execute_now(
                 }
             }
         }
-        Op::Write { offset, fua: false } => Some(match export.try_write_now(offset, payload)? {
-            Ok(()) => Reply::Simple {
-                cookie: info.cookie,
-                errno: 0,
-            },
-            Err(e) => failed(op, &info, e),
-        }),
+        Op::Write { offset, fua: false } => Some(outcome_reply(
+            op,
+            &info,
+            export.try_write_now(offset, payload)?,
+        )),
         _ => None,
     }
 }
@@ -262,10 +260,6 @@ pub(crate) fn execute(
     info: ReqInfo,
     pool: &BufPool,
 ) -> Reply {
-    let ok = Reply::Simple {
-        cookie: info.cookie,
-        errno: 0,
-    };
     let res = match op {
         Op::Read { offset, len, df } => {
             let mut buf = pool.take_filled(len as usize);
@@ -321,15 +315,12 @@ pub(crate) fn execute(
         }
         Op::Nop => Ok(()),
     };
-    match res {
-        Ok(()) => ok,
-        Err(e) => failed(op, &info, e),
-    }
+    outcome_reply(op, &info, res)
 }
 
-/// The reply to a write whose outcome is `res` (a write of a batch,
-/// [`Export::write_many`]).
-pub(crate) fn write_reply(op: Op, info: &ReqInfo, res: Result<(), ExportError>) -> Reply {
+/// The reply to a request (not a READ or BLOCK_STATUS that succeeded: those
+/// carry data) whose export call ended with `res`.
+pub(crate) fn outcome_reply(op: Op, info: &ReqInfo, res: Result<(), ExportError>) -> Reply {
     match res {
         Ok(()) => Reply::Simple {
             cookie: info.cookie,

@@ -61,6 +61,17 @@ impl Drop for HostActive<'_> {
     }
 }
 
+/// `offset..offset+len` lies inside `v` (`volume`: its name as the
+/// request gave it), else an `OutOfRange` error naming it.
+pub(super) fn check_io_range(v: &Volume, volume: &str, offset: u64, len: u64) -> Result<()> {
+    v.geometry.check_range(offset, len).map_err(|e| {
+        err(
+            ErrorKind::OutOfRange,
+            format!("volume {volume}: offset {offset} length {len}: {e}"),
+        )
+    })
+}
+
 pub(super) fn grain_range(track_bytes: u64, offset: u64, len: u64) -> Range<u64> {
     offset / track_bytes..(offset + len - 1) / track_bytes + 1
 }
@@ -69,12 +80,7 @@ impl Subsystem {
     fn io_volume(&self, volume: &str, offset: u64, len: u64) -> Result<Arc<Volume>> {
         self.check_open()?;
         let v = self.inner.volume(volume)?;
-        v.geometry.check_range(offset, len).map_err(|e| {
-            err(
-                ErrorKind::OutOfRange,
-                format!("volume {volume}: offset {offset} length {len}: {e}"),
-            )
-        })?;
+        check_io_range(&v, volume, offset, len)?;
         Ok(v)
     }
 

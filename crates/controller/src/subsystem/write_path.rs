@@ -34,7 +34,7 @@ use std::sync::Arc;
 use timezero::GrainCopy;
 
 use super::cow::CommitItem;
-use super::io::{grain_range, HostActive, Payload};
+use super::io::{check_io_range, grain_range, HostActive, Payload};
 use super::persist::JournalOp;
 use super::{Inner, Subsystem, Volume};
 use crate::error::{err, ControllerError, ErrorKind, Result};
@@ -136,14 +136,7 @@ impl Subsystem {
         };
         let mut out: Vec<Result<()>> = muts
             .iter()
-            .map(|m| {
-                v.geometry.check_range(m.offset, m.len).map_err(|e| {
-                    err(
-                        ErrorKind::OutOfRange,
-                        format!("volume {volume}: offset {} length {}: {e}", m.offset, m.len),
-                    )
-                })
-            })
+            .map(|m| check_io_range(&v, volume, m.offset, m.len))
             .collect();
         if v.is_plain() {
             debug_assert!(
