@@ -50,37 +50,53 @@ fn bench_copy_copies_the_written_share_and_reports_it_beside_cp() {
     no_scratch_left(tmp.path());
 }
 
+/// Runs `bench cow` on a small volume with `extra` arguments; its JSON report.
+fn bench_cow(dir: &std::path::Path, extra: &[&str]) -> serde_json::Value {
+    let d = dir.to_str().expect("utf-8 path");
+    let mut args = vec![
+        "bench", "cow", "--model", "fb:4M", "--writes", "40", "--rounds", "1", "--dir", d, "--json",
+    ];
+    args.extend_from_slice(extra);
+    let out = run(BIN, &args);
+    assert_success(&out, "bench cow");
+    json_of(&out)
+}
+
 #[test]
 fn bench_cow_copies_grains_for_the_snapshot_and_none_for_plain_writes() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = tmp.path().to_str().expect("utf-8 path");
-    let out = run(
-        BIN,
-        &[
-            "bench",
-            "cow",
-            "--model",
-            "fb:4M",
-            "--writes",
-            "40",
-            "--rounds",
-            "1",
-            "--threads",
-            "4",
-            "--dir",
-            dir,
-            "--json",
-        ],
+    // `--threads` is the old name of `--qd`; a batch larger than the queue
+    // depth is cut to it.
+    let one_by_one = bench_cow(tmp.path(), &["--threads", "4", "--batch", "1"]);
+    assert_eq!(one_by_one["writes"], 40);
+    assert_eq!(
+        (
+            &one_by_one["qd"],
+            &one_by_one["batch"],
+            &one_by_one["threads"]
+        ),
+        (&4.into(), &1.into(), &4.into())
     );
-    assert_success(&out, "bench cow");
-    let r = json_of(&out);
-    assert_eq!(r["writes"], 40);
-    let copied = r["grains_copied_per_round"].as_u64().expect("copies");
+    let copied = one_by_one["grains_copied_per_round"]
+        .as_u64()
+        .expect("copies");
     // 40 random 4 KiB writes over 64 grains: at least one grain is new, and
     // no grain is copied twice.
     assert!((1..=40).contains(&copied), "{copied} grains copied");
-    assert!(r["snapshot_iops"].as_f64().expect("n") > 0.0);
-    assert!(r["plain_iops"].as_f64().expect("n") > 0.0);
+    assert!(one_by_one["snapshot_iops"].as_f64().expect("n") > 0.0);
+    assert!(one_by_one["plain_iops"].as_f64().expect("n") > 0.0);
+    // The same offsets in batches copy the same grains, each once.
+    let batched = bench_cow(tmp.path(), &["--qd", "16", "--batch", "8"]);
+    assert_eq!(
+        (&batched["qd"], &batched["batch"], &batched["threads"]),
+        (&16.into(), &8.into(), &2.into())
+    );
+    assert_eq!(batched["grains_copied_per_round"], copied);
+    let capped = bench_cow(tmp.path(), &["--qd", "4", "--batch", "8"]);
+    assert_eq!(
+        (&capped["batch"], &capped["threads"]),
+        (&4.into(), &1.into())
+    );
     no_scratch_left(tmp.path());
 }
 

@@ -87,9 +87,15 @@ impl Job {
         self.data_len as usize <= BATCH_JOB_MAX_BYTES
     }
 
-    /// A small write without FUA: may go to `Export::write_many` with others.
-    fn is_batchable_write(&self) -> bool {
-        self.is_small() && matches!(self.op, Op::Write { fua: false, .. })
+    /// The offset of a small write without FUA: such a write may go to
+    /// `Export::write_many` with others.
+    fn batchable_write(&self) -> Option<u64> {
+        match self.op {
+            Op::Write {
+                offset, fua: false, ..
+            } if self.is_small() => Some(offset),
+            _ => None,
+        }
     }
 
     /// A large read or non-FUA write: may run on the connection's task
@@ -152,7 +158,7 @@ impl Dispatcher {
         } else {
             job
         };
-        let held = fast || (self.batches_writes && job.is_batchable_write());
+        let held = fast || (self.batches_writes && job.batchable_write().is_some());
         if small && held && self.max_batch > 1 {
             self.pending.push(job);
             if self.pending.len() >= self.max_batch {
@@ -210,19 +216,14 @@ impl Dispatcher {
         let avg_large = self.avg_large_ns.clone();
         let batches_writes = self.batches_writes;
         tokio::task::spawn_blocking(move || {
-            let mut jobs = jobs.into_iter().peekable();
-            while let Some(job) = jobs.next() {
-                if batches_writes
-                    && job.is_batchable_write()
-                    && jobs.peek().is_some_and(Job::is_batchable_write)
-                {
-                    let mut run = vec![job];
-                    while let Some(j) = jobs.next_if(Job::is_batchable_write) {
-                        run.push(j);
+            for work in group_writes(jobs, batches_writes) {
+                let job = match work {
+                    Work::Writes(run) => {
+                        run_writes(&export, run, &tx, &pool, &avg);
+                        continue;
                     }
-                    run_writes(&export, run, &tx, &pool, &avg);
-                    continue;
-                }
+                    Work::One(job) => job,
+                };
                 let start = Instant::now();
                 let reply = std::panic::catch_unwind(AssertUnwindSafe(|| {
                     ops::execute(job.op, &export, &job.payload, job.info, &pool)
@@ -245,6 +246,41 @@ impl Dispatcher {
     }
 }
 
+/// What a blocking batch runs: one job, or a run of at least two small
+/// writes without FUA (with their offsets) for one `Export::write_many`.
+enum Work {
+    One(Job),
+    Writes(Vec<(u64, Job)>),
+}
+
+/// Splits a batch, in order, into runs of consecutive batchable writes (when
+/// the export batches writes) and single jobs; a run of one is a single job.
+fn group_writes(jobs: Vec<Job>, batches_writes: bool) -> Vec<Work> {
+    let mut out: Vec<Work> = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let write = if batches_writes {
+            job.batchable_write()
+        } else {
+            None
+        };
+        match (write, out.last_mut()) {
+            (Some(offset), Some(Work::Writes(run))) => run.push((offset, job)),
+            (Some(offset), _) => out.push(Work::Writes(vec![(offset, job)])),
+            (None, _) => out.push(Work::One(job)),
+        }
+    }
+    for w in &mut out {
+        if let Work::Writes(run) = w {
+            if run.len() == 1 {
+                if let Some((_, job)) = run.pop() {
+                    *w = Work::One(job);
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Sends `job`'s reply with its in-flight permit (released with the
 /// reply) and returns its payload buffer to the pool.
 fn answer(job: Job, reply: crate::writer::Reply, pool: &BufPool, tx: &UnboundedSender<Outgoing>) {
@@ -261,7 +297,7 @@ fn answer(job: Job, reply: crate::writer::Reply, pool: &BufPool, tx: &UnboundedS
 /// average gets the call's time per write.
 fn run_writes(
     export: &Arc<dyn Export>,
-    run: Vec<Job>,
+    run: Vec<(u64, Job)>,
     tx: &UnboundedSender<Outgoing>,
     pool: &BufPool,
     avg: &AtomicU64,
@@ -269,10 +305,7 @@ fn run_writes(
     let start = Instant::now();
     let writes: Vec<(u64, &[u8])> = run
         .iter()
-        .map(|j| match j.op {
-            Op::Write { offset, .. } => (offset, j.payload.as_slice()),
-            _ => unreachable!("run_writes is given writes only"),
-        })
+        .map(|(offset, j)| (*offset, j.payload.as_slice()))
         .collect();
     let mut results = std::panic::catch_unwind(AssertUnwindSafe(|| export.write_many(&writes)))
         .unwrap_or_else(|_| {
@@ -286,7 +319,7 @@ fn run_writes(
         ))
     });
     record(avg, start.elapsed().as_nanos() as u64 / run.len() as u64);
-    for (job, res) in run.into_iter().zip(results) {
+    for ((_, job), res) in run.into_iter().zip(results) {
         let reply = ops::outcome_reply(job.op, &job.info, res);
         answer(job, reply, pool, tx);
     }
@@ -314,6 +347,110 @@ fn record(avg: &AtomicU64, sample_ns: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn job(op: Op, data_len: u32, cookie: u64) -> Job {
+        let permit = Arc::new(tokio::sync::Semaphore::new(1))
+            .try_acquire_owned()
+            .expect("a fresh semaphore has a permit");
+        Job {
+            op,
+            payload: Vec::new(),
+            info: ReqInfo {
+                cookie,
+                kind: 0,
+                structured: false,
+                min_block: 1,
+            },
+            permit,
+            data_len,
+        }
+    }
+
+    /// The shape of a grouping: cookies per run, `One` as a run of one.
+    fn shape(work: &[Work]) -> Vec<Vec<u64>> {
+        work.iter()
+            .map(|w| match w {
+                Work::One(j) => vec![j.info.cookie],
+                Work::Writes(run) => run
+                    .iter()
+                    .map(|(o, j)| {
+                        assert_eq!(*o, j.info.cookie * 4096, "each write keeps its offset");
+                        j.info.cookie
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn runs_of_small_plain_writes_are_grouped_in_order() {
+        let w = |c: u64| {
+            job(
+                Op::Write {
+                    offset: c * 4096,
+                    fua: false,
+                },
+                4096,
+                c,
+            )
+        };
+        let jobs = || {
+            vec![
+                w(0),
+                w(1),
+                job(
+                    Op::Read {
+                        offset: 0,
+                        len: 4096,
+                        df: false,
+                    },
+                    4096,
+                    2,
+                ),
+                w(3),
+                job(
+                    Op::Write {
+                        offset: 4 * 4096,
+                        fua: true,
+                    },
+                    4096,
+                    4,
+                ),
+                w(5),
+                w(6),
+                w(7),
+                job(
+                    Op::Write {
+                        offset: 8 * 4096,
+                        fua: false,
+                    },
+                    1 << 20,
+                    8,
+                ),
+                w(9),
+            ]
+        };
+        let grouped = group_writes(jobs(), true);
+        assert_eq!(
+            shape(&grouped),
+            vec![
+                vec![0, 1],
+                vec![2],
+                vec![3],
+                vec![4],
+                vec![5, 6, 7],
+                vec![8],
+                vec![9]
+            ]
+        );
+        assert!(
+            matches!(grouped[2], Work::One(_)),
+            "a lone write runs alone"
+        );
+        let plain = group_writes(jobs(), false);
+        assert!(plain.iter().all(|w| matches!(w, Work::One(_))));
+        assert_eq!(plain.len(), 10);
+    }
 
     #[test]
     fn average_starts_unknown_and_follows_samples() {

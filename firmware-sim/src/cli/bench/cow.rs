@@ -8,6 +8,12 @@
 //! first writes again; rounds alternate snapshot and plain, and the median
 //! is reported. Offsets come from a seeded generator (`--seed`), so a run
 //! can be repeated exactly.
+//!
+//! Writes are in flight `--qd` at a time, handed to the controller in
+//! batches of `--batch` (`Subsystem::write_many`, as the NBD server hands
+//! over the small writes a client has in flight): `--qd 16 --batch 8` is
+//! two writers of eight, like the daemon under fio at QD16; `--batch 1` is
+//! one write per call on `--qd` threads.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -29,9 +35,12 @@ pub struct CowArgs {
     /// Writes per round (default: half as many as the volume has tracks).
     #[arg(long)]
     writes: Option<usize>,
-    /// Concurrent writers (like an NBD client's queue depth).
-    #[arg(long, default_value_t = 16)]
-    threads: usize,
+    /// Writes in flight (like an NBD client's queue depth).
+    #[arg(long = "qd", alias = "threads", default_value_t = 16)]
+    qd: usize,
+    /// Writes per controller call (1: one at a time on `--qd` threads).
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
     /// Rounds of each kind (median reported).
     #[arg(long, default_value_t = 3)]
     rounds: usize,
@@ -46,6 +55,8 @@ pub struct CowArgs {
 struct CowReport {
     model: String,
     writes: usize,
+    qd: usize,
+    batch: usize,
     threads: usize,
     grains_copied_per_round: u64,
     snapshot_iops: f64,
@@ -60,27 +71,38 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
-/// Runs `offsets` as 4 KiB writes on `threads` threads; returns the elapsed time.
+/// Runs `offsets` as 4 KiB writes on `threads` threads, `batch` per call
+/// (one `write` when 1, else `write_many`); returns the elapsed time.
 fn write_all(
     sub: &controller::Subsystem,
     volume: &str,
     offsets: &[u64],
     threads: usize,
+    batch: usize,
 ) -> Result<Duration, CliError> {
     let next = AtomicUsize::new(0);
     let data = vec![0x22u8; 4096];
+    let batch = batch.max(1);
     let t0 = Instant::now();
     std::thread::scope(|s| {
         let workers: Vec<_> = (0..threads.max(1))
             .map(|_| {
                 s.spawn(|| -> Result<(), CliError> {
                     loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(&off) = offsets.get(i) else {
+                        let i = next.fetch_add(batch, Ordering::Relaxed);
+                        let Some(mine) = offsets.get(i..offsets.len().min(i + batch)) else {
                             return Ok(());
                         };
-                        sub.write(volume, off, &data, false)
-                            .map_err(ctl("bench write"))?;
+                        if let [off] = mine {
+                            sub.write(volume, *off, &data, false)
+                                .map_err(ctl("bench write"))?;
+                            continue;
+                        }
+                        let writes: Vec<(u64, &[u8])> =
+                            mine.iter().map(|&off| (off, &data[..])).collect();
+                        for r in sub.write_many(volume, &writes) {
+                            r.map_err(ctl("bench write"))?;
+                        }
                     }
                 })
             })
@@ -115,6 +137,8 @@ pub(super) fn run(a: CowArgs) -> Result<(), CliError> {
     pb.finish_and_clear();
 
     let n = a.writes.unwrap_or((g.tracks() / 2).max(1) as usize).max(1);
+    let batch = a.batch.clamp(1, a.qd.max(1));
+    let threads = a.qd.max(1).div_ceil(batch);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(a.seed);
     let offsets: Vec<u64> = (0..n)
         .map(|_| rng.random_range(0..size / 4096) * 4096)
@@ -132,12 +156,12 @@ pub(super) fn run(a: CowArgs) -> Result<(), CliError> {
             .map_err(ctl("map create"))?;
         sub.start_map(map, false).map_err(ctl("map start"))?;
         let before = sub.metrics().cow_copies;
-        let d = write_all(&sub, "SRC", &offsets, a.threads)?;
+        let d = write_all(&sub, "SRC", &offsets, threads, batch)?;
         copied = sub.metrics().cow_copies - before;
         snap.push(n as f64 / d.as_secs_f64().max(1e-9));
         sub.delete_map(map, true).map_err(ctl("map delete"))?;
         pb.inc(1);
-        let d = write_all(&sub, "PLAIN", &offsets, a.threads)?;
+        let d = write_all(&sub, "PLAIN", &offsets, threads, batch)?;
         plain.push(n as f64 / d.as_secs_f64().max(1e-9));
         pb.inc(1);
     }
@@ -148,7 +172,9 @@ pub(super) fn run(a: CowArgs) -> Result<(), CliError> {
     let r = CowReport {
         model: a.model.to_string(),
         writes: n,
-        threads: a.threads,
+        qd: a.qd.max(1),
+        batch,
+        threads,
         grains_copied_per_round: copied,
         snapshot_iops: s,
         plain_iops: p,
@@ -160,8 +186,9 @@ pub(super) fn run(a: CowArgs) -> Result<(), CliError> {
         return crate::output::print_json(&r);
     }
     println!(
-        "{} random 4 KiB writes on {} threads, {} volumes in {}, median of {} rounds",
-        r.writes, r.threads, r.model, r.dir, a.rounds
+        "{} random 4 KiB writes, {} in flight on {} threads ({} per call), {} volumes in {}, \
+         median of {} rounds",
+        r.writes, r.qd, r.threads, r.batch, r.model, r.dir, a.rounds
     );
     let mut tab = crate::output::Table::new(&["writes to", "IOPS", "vs plain"]);
     tab.row(vec![
