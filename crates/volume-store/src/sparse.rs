@@ -9,7 +9,13 @@
 //! and zeroes partial ones, `flush` is `fdatasync`. A copy from another
 //! file store (`copy_from`) is one `copy_file_range` (the kernel moves the
 //! pages, or shares the extents where the filesystem can), falling back to a
-//! buffer where the kernel cannot copy between the two files.
+//! buffer where the kernel cannot copy between the two files. A copied range
+//! has its writeback started at once (`sync_file_range(SYNC_FILE_RANGE_WRITE)`,
+//! no wait): every copy is made durable by a flush soon after (the commit of
+//! a copy-on-write or of a background run), and starting early lets the
+//! device work on a grain while the next ones are copied, so that flush waits
+//! for less (on ext4: first writes +13 %, background copy +25-35 %,
+//! docs/PERFORMANCE.md). It is a hint, not a durability point.
 //!
 //! Invariants:
 //! - the file is exactly `size_bytes + 4096` bytes long and its trailer names this
@@ -64,6 +70,16 @@ fn path_ctx(path: &Path) -> String {
 }
 
 impl SparseFileStore {
+    /// Starts the writeback of `len` bytes at `offset` without waiting
+    /// (module docs). Best effort: a failure only loses the head start (the
+    /// flush that follows writes the range and reports any error), so it is
+    /// logged at debug level and otherwise ignored.
+    fn start_writeback(&self, offset: u64, len: u64) {
+        if let Err(e) = sync_file_range_write(&self.file, offset, len) {
+            tracing::debug!(volume = %self.volume_id, offset, len, error = %e, "sync_file_range");
+        }
+    }
+
     /// Creates a new volume file at `path` (which must not exist): all tracks
     /// holes, the trailer written and the file and its directory synced.
     pub fn create(
@@ -464,7 +480,9 @@ impl TrackStore for SparseFileStore {
         buf: &mut Vec<u8>,
     ) -> Result<(), StoreError> {
         let Some(from) = src.backing_file() else {
-            return copy_through_buffer(self, src, offset, len, buf);
+            copy_through_buffer(self, src, offset, len, buf)?;
+            self.start_writeback(offset, len);
+            return Ok(());
         };
         self.check_poison(Op::Write)?;
         check_range(&src.geometry(), src.volume_id(), Op::Read, offset, len)?;
@@ -514,6 +532,7 @@ impl TrackStore for SparseFileStore {
                 .write_all_at(data, at)
                 .map_err(|e| copy_err(at, rest, e))?;
         }
+        self.start_writeback(offset, len);
         Ok(())
     }
 
@@ -539,5 +558,62 @@ impl TrackStore for SparseFileStore {
                 "flush failed; volume store poisoned until reopened");
             StoreError::from_io(&self.volume_id, Op::Flush, path_ctx(&self.path), e)
         })
+    }
+}
+
+/// `sync_file_range(fd, offset, len, SYNC_FILE_RANGE_WRITE)`: starts the
+/// writeback of the dirty pages in the range, waits for none of it.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn sync_file_range_write(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    };
+    // SAFETY: the descriptor is open for the life of `file`, borrowed for
+    // the call; the call takes only integers and touches no memory of ours.
+    let r = unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE)
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// No such call here: the flush that follows does all the work.
+#[cfg(not(target_os = "linux"))]
+fn sync_file_range_write(_file: &File, _offset: u64, _len: u64) -> io::Result<()> {
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writeback_hint_takes_a_range_and_refuses_one_beyond_i64() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(dir.path().join("f"))
+            .expect("open");
+        file.write_all_at(&[7u8; 8192], 4096).expect("write");
+        sync_file_range_write(&file, 4096, 8192).expect("a dirty range");
+        sync_file_range_write(&file, 1 << 40, 4096).expect("a range past the end");
+        #[cfg(target_os = "linux")]
+        assert_eq!(
+            sync_file_range_write(&file, u64::MAX, 1)
+                .expect_err("offset beyond i64")
+                .kind(),
+            io::ErrorKind::InvalidInput
+        );
+        let mut back = [0u8; 8192];
+        file.read_exact_at(&mut back, 4096).expect("read");
+        assert_eq!(back, [7u8; 8192], "the hint changes no data");
     }
 }
