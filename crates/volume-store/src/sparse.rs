@@ -14,7 +14,7 @@
 //! no wait): every copy is made durable by a flush soon after (the commit of
 //! a copy-on-write or of a background run), and starting early lets the
 //! device work on a grain while the next ones are copied, so that flush waits
-//! for less (on ext4: first writes +13 %, background copy +25-35 %,
+//! for less (on ext4: first writes +17 %, background copy +50 %,
 //! docs/PERFORMANCE.md). It is a hint, not a durability point.
 //!
 //! Invariants:
