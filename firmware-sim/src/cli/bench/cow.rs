@@ -38,7 +38,7 @@ pub struct CowArgs {
     #[arg(long)]
     writes: Option<usize>,
     /// Writes in flight (like an NBD client's queue depth).
-    #[arg(long = "qd", alias = "threads", default_value_t = 16)]
+    #[arg(long = "qd", visible_alias = "threads", default_value_t = 16)]
     qd: usize,
     /// Writes per controller call (1: one at a time on `--qd` threads).
     #[arg(long, default_value_t = 8)]
