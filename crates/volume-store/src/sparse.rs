@@ -70,6 +70,71 @@ fn path_ctx(path: &Path) -> String {
 }
 
 impl SparseFileStore {
+    /// The copy of [`TrackStore::copy_from`], without the writeback hint:
+    /// `copy_file_range` from `src`'s file, the rest (or all of it, when
+    /// `src` has no file or the kernel cannot copy between the two) through
+    /// `buf`.
+    fn copy_pages(
+        &self,
+        src: &dyn TrackStore,
+        offset: u64,
+        len: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), StoreError> {
+        let Some(from) = src.backing_file() else {
+            return copy_through_buffer(self, src, offset, len, buf);
+        };
+        self.check_poison(Op::Write)?;
+        check_range(&src.geometry(), src.volume_id(), Op::Read, offset, len)?;
+        check_range(&self.geometry, &self.volume_id, Op::Write, offset, len)?;
+        let _shared = self.punch_lock.read();
+        self.mark_written(offset, len);
+        let copy_err = |at: u64, n: u64, e: io::Error| {
+            StoreError::from_io(
+                &self.volume_id,
+                Op::Write,
+                format!(
+                    "copy from volume {} at offset {at} length {n}",
+                    src.volume_id()
+                ),
+                e,
+            )
+        };
+        let mut done = 0u64;
+        while done < len {
+            let (mut off_in, mut off_out) = (offset + done, offset + done);
+            let want = usize::try_from(len - done).unwrap_or(usize::MAX);
+            match rustix::fs::copy_file_range(
+                from,
+                Some(&mut off_in),
+                &self.file,
+                Some(&mut off_out),
+                want,
+            ) {
+                Ok(0) => break,
+                Ok(n) => done += n as u64,
+                Err(rustix::io::Errno::INTR) => {}
+                // Files the kernel cannot copy between (other filesystems,
+                // no support): the rest goes through the buffer.
+                Err(
+                    rustix::io::Errno::XDEV
+                    | rustix::io::Errno::INVAL
+                    | rustix::io::Errno::NOSYS
+                    | rustix::io::Errno::OPNOTSUPP,
+                ) => break,
+                Err(e) => return Err(copy_err(offset + done, len - done, e.into())),
+            }
+        }
+        if done < len {
+            let (at, rest) = (offset + done, len - done);
+            let data = read_into(src, at, rest, buf)?;
+            self.file
+                .write_all_at(data, at)
+                .map_err(|e| copy_err(at, rest, e))?;
+        }
+        Ok(())
+    }
+
     /// Starts the writeback of `len` bytes at `offset` without waiting
     /// (module docs). Best effort: a failure only loses the head start (the
     /// flush that follows writes the range and reports any error), so it is
@@ -479,59 +544,7 @@ impl TrackStore for SparseFileStore {
         len: u64,
         buf: &mut Vec<u8>,
     ) -> Result<(), StoreError> {
-        let Some(from) = src.backing_file() else {
-            copy_through_buffer(self, src, offset, len, buf)?;
-            self.start_writeback(offset, len);
-            return Ok(());
-        };
-        self.check_poison(Op::Write)?;
-        check_range(&src.geometry(), src.volume_id(), Op::Read, offset, len)?;
-        check_range(&self.geometry, &self.volume_id, Op::Write, offset, len)?;
-        let _shared = self.punch_lock.read();
-        self.mark_written(offset, len);
-        let copy_err = |at: u64, n: u64, e: io::Error| {
-            StoreError::from_io(
-                &self.volume_id,
-                Op::Write,
-                format!(
-                    "copy from volume {} at offset {at} length {n}",
-                    src.volume_id()
-                ),
-                e,
-            )
-        };
-        let mut done = 0u64;
-        while done < len {
-            let (mut off_in, mut off_out) = (offset + done, offset + done);
-            let want = usize::try_from(len - done).unwrap_or(usize::MAX);
-            match rustix::fs::copy_file_range(
-                from,
-                Some(&mut off_in),
-                &self.file,
-                Some(&mut off_out),
-                want,
-            ) {
-                Ok(0) => break,
-                Ok(n) => done += n as u64,
-                Err(rustix::io::Errno::INTR) => {}
-                // Files the kernel cannot copy between (other filesystems,
-                // no support): the rest goes through the buffer.
-                Err(
-                    rustix::io::Errno::XDEV
-                    | rustix::io::Errno::INVAL
-                    | rustix::io::Errno::NOSYS
-                    | rustix::io::Errno::OPNOTSUPP,
-                ) => break,
-                Err(e) => return Err(copy_err(offset + done, len - done, e.into())),
-            }
-        }
-        if done < len {
-            let (at, rest) = (offset + done, len - done);
-            let data = read_into(src, at, rest, buf)?;
-            self.file
-                .write_all_at(data, at)
-                .map_err(|e| copy_err(at, rest, e))?;
-        }
+        self.copy_pages(src, offset, len, buf)?;
         self.start_writeback(offset, len);
         Ok(())
     }
