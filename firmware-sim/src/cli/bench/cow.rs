@@ -139,8 +139,9 @@ pub(super) fn run(a: CowArgs) -> Result<(), CliError> {
     pb.finish_and_clear();
 
     let n = a.writes.unwrap_or((g.tracks() / 2).max(1) as usize).max(1);
-    let batch = a.batch.clamp(1, a.qd.max(1));
-    let threads = a.qd.max(1).div_ceil(batch);
+    let qd = a.qd.max(1);
+    let batch = a.batch.clamp(1, qd);
+    let threads = qd.div_ceil(batch);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(a.seed);
     let offsets: Vec<u64> = (0..n)
         .map(|_| rng.random_range(0..size / 4096) * 4096)
@@ -180,7 +181,7 @@ pub(super) fn run(a: CowArgs) -> Result<(), CliError> {
     let r = CowReport {
         model: a.model.to_string(),
         writes: n,
-        qd: a.qd.max(1),
+        qd,
         batch,
         threads,
         grains_copied_per_round: copied,
