@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::nbd_client::NbdConn;
 use common::{assert_success, require_tool, run, Daemon};
 
 fn qemu_io(uri: &str, cmd: &str) {
@@ -408,4 +409,45 @@ fn a_busy_port_names_the_flag_that_moves_it() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(&format!("{flag} HOST:PORT")), "{err}");
     }
+}
+
+/// EIO, as an NBD reply's error code.
+const NBD_EIO: u32 = 5;
+
+#[test]
+fn a_connection_to_a_deleted_volume_never_reaches_a_new_one_of_its_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::boot(tmp.path());
+    let addr = d.nbd_addr();
+    d.cli_json(&["volume", "create", "--id", "DEL2", "--model", "fb:16M:4K"]);
+    let mut old = NbdConn::open(&addr, "DEL2");
+    old.write(0, &[0x11; 4096]);
+    // An IPL keeps the volume, so the connection keeps working.
+    d.cli_json(&["event", "ipl"]);
+    assert_eq!(old.read(0, 4096), vec![0x11; 4096], "read after an IPL");
+
+    assert_success(&d.cli(&["volume", "delete", "DEL2"]), "volume delete");
+    assert_eq!(
+        old.try_write(0, &[0x22; 4096]),
+        NBD_EIO,
+        "write after delete"
+    );
+    d.cli_json(&["volume", "create", "--id", "DEL2", "--model", "fb:16M:4K"]);
+    // The old connection still fails: it opened the deleted volume.
+    assert_eq!(
+        old.try_write(1 << 20, &[0xa5; 4096]),
+        NBD_EIO,
+        "stale write"
+    );
+    assert_eq!(old.try_read(0, 4096), Err(NBD_EIO), "stale read");
+    // The new volume got nothing from it, and a new connection uses it.
+    let mut new = NbdConn::open(&addr, "DEL2");
+    assert_eq!(
+        new.read(1 << 20, 4096),
+        vec![0; 4096],
+        "new volume at 1 MiB"
+    );
+    assert_eq!(new.read(0, 4096), vec![0; 4096], "new volume at 0");
+    new.write(0, &[0x33; 4096]);
+    assert_eq!(new.read(0, 4096), vec![0x33; 4096]);
 }

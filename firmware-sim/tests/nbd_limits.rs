@@ -14,14 +14,6 @@ const NBDMAGIC: &[u8] = b"NBDMAGIC";
 const IHAVEOPT: u64 = 0x4948_4156_454F_5054;
 const REQUEST_MAGIC: u32 = 0x2560_9513;
 
-/// `host:port` of the daemon's NBD listener.
-fn nbd_addr(d: &Daemon) -> String {
-    d.nbd_base
-        .trim_start_matches("nbd://")
-        .trim_end_matches('/')
-        .to_string()
-}
-
 /// Newstyle handshake with NBD_OPT_EXPORT_NAME; returns the export size.
 fn attach(addr: &str, export: &str) -> (TcpStream, u64) {
     let mut s = TcpStream::connect(addr).unwrap();
@@ -55,7 +47,7 @@ fn idle_connections_are_closed_and_local_clients_are_not_limited_per_peer() {
         tmp.path(),
         &["--nbd-idle-timeout", "1", "--nbd-max-conns-per-peer", "2"],
     );
-    let addr = nbd_addr(&d);
+    let addr = d.nbd_addr();
     let (mut a, size) = attach(&addr, "FB00");
     assert_eq!(size, 1 << 30);
     let (_b, _) = attach(&addr, "FB01");
@@ -87,7 +79,7 @@ fn idle_connections_are_closed_and_local_clients_are_not_limited_per_peer() {
 fn a_flood_of_bad_requests_writes_a_few_log_lines() {
     let tmp = tempfile::tempdir().unwrap();
     let d = Daemon::boot(tmp.path());
-    let (mut s, size) = attach(&nbd_addr(&d), "FB02");
+    let (mut s, size) = attach(&d.nbd_addr(), "FB02");
     let n = 20_000u64;
     let mut batch = Vec::with_capacity(28 * 1000);
     for i in 0..n {

@@ -38,8 +38,8 @@ pub use metrics::MetricsSnapshot;
 pub use provider::{FileStores, StoreProvider};
 pub use subsystem::{
     AllocationExtent, CascadeView, CopierHandle, CopyStepReport, GroupView, IplReport, MapCreate,
-    MapView, OpenOptions, PhysSessionInfo, PhysSessionState, SessionPair, Subsystem, VolumeView,
-    MAX_FREEZE, MAX_SESSIONS_PER_SUBSYSTEM, MAX_SESSIONS_PER_VOLUME,
+    MapView, OpenOptions, PhysSessionInfo, PhysSessionState, SessionPair, Subsystem, VolumeRef,
+    VolumeView, MAX_FREEZE, MAX_SESSIONS_PER_SUBSYSTEM, MAX_SESSIONS_PER_VOLUME,
 };
 pub use timezero::{CopyType, GroupId, MapId, MapState};
 

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
 
-use controller::{ControllerError, ErrorKind as CtlKind};
+use controller::{ControllerError, ErrorKind as CtlKind, VolumeRef};
 use nbd::{
     BlockSize, ErrorKind, Export, ExportError, ExportListing, ExportRegistry, Extent, ExtentFlags,
     ZeroFlags,
@@ -68,6 +68,9 @@ fn warn_full(volume: &str, e: &ControllerError) {
 pub struct VolumeExport {
     node: Arc<Node>,
     volume: String,
+    /// The serial of the volume this connection opened: once that volume is
+    /// deleted, requests fail (EIO) even if a new one takes its name.
+    serial: u32,
     size_bytes: u64,
     description: String,
     stats: Arc<VolumeStats>,
@@ -77,6 +80,14 @@ pub struct VolumeExport {
 }
 
 impl VolumeExport {
+    /// The volume this connection opened, by name and serial.
+    fn vref(&self) -> VolumeRef<'_> {
+        VolumeRef {
+            name: &self.volume,
+            serial: Some(self.serial),
+        }
+    }
+
     fn count(&self, r: Result<(), ControllerError>) -> Result<(), ExportError> {
         r.map_err(|e| {
             self.stats.errors.fetch_add(1, Relaxed);
@@ -119,14 +130,14 @@ impl Export for VolumeExport {
     fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), ExportError> {
         self.stats.reads.fetch_add(1, Relaxed);
         self.stats.read_bytes.fetch_add(buf.len() as u64, Relaxed);
-        let r = self.node.with(|s| s.read(&self.volume, offset, buf));
+        let r = self.node.with(|s| s.read(self.vref(), offset, buf));
         self.count(r)
     }
 
     fn try_read_now(&self, offset: u64, buf: &mut [u8]) -> Option<Result<(), ExportError>> {
         let r = self
             .node
-            .try_with(|s| s.try_read_now(&self.volume, offset, buf))?;
+            .try_with(|s| s.try_read_now(self.vref(), offset, buf))?;
         self.stats.reads.fetch_add(1, Relaxed);
         self.stats.read_bytes.fetch_add(buf.len() as u64, Relaxed);
         Some(self.count(r))
@@ -138,7 +149,7 @@ impl Export for VolumeExport {
         }
         let r = self
             .node
-            .try_with(|s| s.try_write_now(&self.volume, offset, data))?;
+            .try_with(|s| s.try_write_now(self.vref(), offset, data))?;
         self.stats.writes.fetch_add(1, Relaxed);
         self.stats.write_bytes.fetch_add(data.len() as u64, Relaxed);
         Some(self.count(r))
@@ -148,7 +159,7 @@ impl Export for VolumeExport {
         self.stats.writes.fetch_add(1, Relaxed);
         self.stats.write_bytes.fetch_add(data.len() as u64, Relaxed);
         let t = Instant::now();
-        let r = self.node.with(|s| s.write(&self.volume, offset, data, fua));
+        let r = self.node.with(|s| s.write(self.vref(), offset, data, fua));
         if fua && r.is_ok() {
             self.node.stats.host_flush.observe(t.elapsed());
         }
@@ -165,14 +176,14 @@ impl Export for VolumeExport {
         self.stats.writes.fetch_add(writes.len() as u64, Relaxed);
         let bytes: usize = writes.iter().map(|(_, d)| d.len()).sum();
         self.stats.write_bytes.fetch_add(bytes as u64, Relaxed);
-        let out = self.node.with(|s| s.write_many(&self.volume, writes));
+        let out = self.node.with(|s| s.write_many(self.vref(), writes));
         out.into_iter().map(|r| self.count(r)).collect()
     }
 
     fn flush(&self) -> Result<(), ExportError> {
         self.stats.flushes.fetch_add(1, Relaxed);
         let t = Instant::now();
-        let r = self.node.with(|s| s.flush(&self.volume));
+        let r = self.node.with(|s| s.flush(self.vref()));
         if r.is_ok() {
             self.node.stats.host_flush.observe(t.elapsed());
         }
@@ -182,9 +193,7 @@ impl Export for VolumeExport {
     fn trim(&self, offset: u64, len: u64, fua: bool) -> Result<(), ExportError> {
         self.stats.trims.fetch_add(1, Relaxed);
         self.stats.trim_bytes.fetch_add(len, Relaxed);
-        let r = self
-            .node
-            .with(|s| s.discard(&self.volume, offset, len, fua));
+        let r = self.node.with(|s| s.discard(self.vref(), offset, len, fua));
         self.count(r)
     }
 
@@ -195,7 +204,7 @@ impl Export for VolumeExport {
             // The controller punches whole tracks: at least as fast as a write.
             let r = self
                 .node
-                .with(|s| s.write_zeroes(&self.volume, offset, len, flags.fua));
+                .with(|s| s.write_zeroes(self.vref(), offset, len, flags.fua));
             return self.count(r);
         }
         // NO_HOLE: the range must stay allocated, so write real zeros.
@@ -212,7 +221,7 @@ impl Export for VolumeExport {
             let fua = flags.fua && at + n == end;
             let r = self
                 .node
-                .with(|s| s.write(&self.volume, at, &zeros[..n as usize], fua));
+                .with(|s| s.write(self.vref(), at, &zeros[..n as usize], fua));
             self.count(r)?;
             at += n;
         }
@@ -222,7 +231,7 @@ impl Export for VolumeExport {
     fn block_status(&self, offset: u64, len: u64) -> Result<Vec<Extent>, ExportError> {
         let runs = self
             .node
-            .with(|s| s.allocation(&self.volume, offset, len))
+            .with(|s| s.allocation(self.vref(), offset, len))
             .map_err(|e| {
                 self.stats.errors.fetch_add(1, Relaxed);
                 nbd_error(e)
@@ -281,7 +290,7 @@ impl ExportRegistry for NodeRegistry {
     }
 
     fn open(&self, name: &str) -> Option<Arc<dyn Export>> {
-        let (v, configured) = self
+        let (v, serial, configured) = self
             .node
             .with(|s| {
                 let ro = s
@@ -289,13 +298,18 @@ impl ExportRegistry for NodeRegistry {
                     .volumes
                     .iter()
                     .any(|c| c.id == name && c.read_only);
-                s.volume_view(name).map(|v| (v, ro))
+                // The serial first: a delete and re-create between the two
+                // lookups leaves a connection that fails, never one that
+                // reaches the wrong volume.
+                let serial = s.volume_serial(name)?;
+                s.volume_view(name).map(|v| (v, serial, ro))
             })
             .ok()?;
         Some(Arc::new(VolumeExport {
             read_only: self.read_only_all || configured,
             node: self.node.clone(),
             volume: v.id.clone(),
+            serial,
             size_bytes: v.size_bytes,
             description: describe(&v),
             stats: self.node.stats.volume(&v.id),

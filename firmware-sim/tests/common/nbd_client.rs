@@ -57,6 +57,12 @@ impl NbdConn {
     }
 
     fn request(&mut self, cmd: u16, offset: u64, len: u32, data: &[u8]) {
+        let error = self.try_request(cmd, offset, len, data);
+        assert_eq!(error, 0, "NBD error {error} at offset {offset}");
+    }
+
+    /// Sends one request and returns the reply's error code (0: success).
+    fn try_request(&mut self, cmd: u16, offset: u64, len: u32, data: &[u8]) -> u32 {
         let mut r = Vec::with_capacity(28 + data.len());
         r.extend_from_slice(&REQUEST_MAGIC.to_be_bytes());
         r.extend_from_slice(&0u16.to_be_bytes());
@@ -73,12 +79,12 @@ impl NbdConn {
             SIMPLE_REPLY_MAGIC
         );
         let error = u32::from_be_bytes(reply[4..8].try_into().unwrap());
-        assert_eq!(error, 0, "NBD error {error} at offset {offset}");
         assert_eq!(
             u64::from_be_bytes(reply[8..16].try_into().unwrap()),
             self.next
         );
         self.next += 1;
+        error
     }
 
     /// Writes `data` at `offset`; returns when the server acknowledged it.
@@ -88,9 +94,24 @@ impl NbdConn {
 
     /// Reads `len` bytes at `offset`.
     pub fn read(&mut self, offset: u64, len: u32) -> Vec<u8> {
-        self.request(CMD_READ, offset, len, &[]);
-        let mut buf = vec![0u8; len as usize];
-        self.s.read_exact(&mut buf).unwrap();
-        buf
+        self.try_read(offset, len)
+            .unwrap_or_else(|e| panic!("NBD error {e} at offset {offset}"))
+    }
+
+    /// Writes `data` at `offset`; the reply's error code (0: success).
+    pub fn try_write(&mut self, offset: u64, data: &[u8]) -> u32 {
+        self.try_request(CMD_WRITE, offset, data.len() as u32, data)
+    }
+
+    /// Reads `len` bytes at `offset`, or the reply's error code.
+    pub fn try_read(&mut self, offset: u64, len: u32) -> Result<Vec<u8>, u32> {
+        match self.try_request(CMD_READ, offset, len, &[]) {
+            0 => {
+                let mut buf = vec![0u8; len as usize];
+                self.s.read_exact(&mut buf).unwrap();
+                Ok(buf)
+            }
+            e => Err(e),
+        }
     }
 }

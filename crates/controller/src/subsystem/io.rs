@@ -39,6 +39,44 @@ pub struct AllocationExtent {
     pub allocated: bool,
 }
 
+/// A volume as a host request names it: by name, and optionally by the
+/// serial of the volume the caller opened ([`Subsystem::volume_serial`]).
+///
+/// An NBD connection passes the serial it saw at connect time, so once its
+/// volume is deleted its requests fail with [`ErrorKind::NotFound`] even
+/// after a new volume is created under the same name: a stale connection
+/// never reads or writes another volume. Serials are never reused (the root
+/// records the next one) and survive IPL, so a connection stays valid
+/// across an IPL of the same volume. A plain `&str` names the volume only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VolumeRef<'a> {
+    /// The volume's name (its export name).
+    pub name: &'a str,
+    /// The serial the caller expects, if it holds one.
+    pub serial: Option<u32>,
+}
+
+impl<'a> From<&'a str> for VolumeRef<'a> {
+    fn from(name: &'a str) -> Self {
+        VolumeRef { name, serial: None }
+    }
+}
+
+impl<'a> From<&'a String> for VolumeRef<'a> {
+    fn from(name: &'a String) -> Self {
+        VolumeRef {
+            name: name.as_str(),
+            serial: None,
+        }
+    }
+}
+
+impl std::fmt::Display for VolumeRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
 /// What a mutation writes.
 #[derive(Clone, Copy)]
 pub(super) enum Payload<'a> {
@@ -77,17 +115,30 @@ pub(super) fn grain_range(track_bytes: u64, offset: u64, len: u64) -> Range<u64>
 }
 
 impl Subsystem {
-    fn io_volume(&self, volume: &str, offset: u64, len: u64) -> Result<Arc<Volume>> {
+    fn io_volume(&self, volume: VolumeRef<'_>, offset: u64, len: u64) -> Result<Arc<Volume>> {
         self.check_open()?;
-        let v = self.inner.volume(volume)?;
-        check_io_range(&v, volume, offset, len)?;
+        let v = self.inner.volume_ref(volume)?;
+        check_io_range(&v, volume.name, offset, len)?;
         Ok(v)
+    }
+
+    /// The serial of the volume named `name` now: pass it in a
+    /// [`VolumeRef`] so that requests never reach a later volume of the
+    /// same name.
+    pub fn volume_serial(&self, name: &str) -> Result<u32> {
+        Ok(self.inner.volume(name)?.id.0)
     }
 
     /// Reads `buf.len()` bytes at `offset` of `volume`'s current image (a
     /// target reads its point-in-time image). Offline targets fail with
     /// [`ErrorKind::Offline`], never with wrong data.
-    pub fn read(&self, volume: &str, offset: u64, buf: &mut [u8]) -> Result<()> {
+    pub fn read<'v>(
+        &self,
+        volume: impl Into<VolumeRef<'v>>,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<()> {
+        let volume = volume.into();
         let r = self.read_inner(volume, offset, buf);
         self.count(
             &r,
@@ -98,7 +149,7 @@ impl Subsystem {
         r
     }
 
-    fn read_inner(&self, volume: &str, offset: u64, buf: &mut [u8]) -> Result<()> {
+    fn read_inner(&self, volume: VolumeRef<'_>, offset: u64, buf: &mut [u8]) -> Result<()> {
         let inner = &*self.inner;
         let _active = HostActive::new(inner);
         // The volume is looked up under the topology lock, so a delete cannot
@@ -146,7 +197,13 @@ impl Subsystem {
     /// (no map names it) and no control request holds the topology lock.
     /// `None`: not attempted (nothing counted); call [`Subsystem::read`].
     /// For callers that must not block, such as an async NBD reader.
-    pub fn try_read_now(&self, volume: &str, offset: u64, buf: &mut [u8]) -> Option<Result<()>> {
+    pub fn try_read_now<'v>(
+        &self,
+        volume: impl Into<VolumeRef<'v>>,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Option<Result<()>> {
+        let volume = volume.into();
         let inner = &*self.inner;
         let _topo = inner.topo.try_read()?;
         let v = self.fast_volume(volume, offset, buf.len() as u64)?;
@@ -167,7 +224,13 @@ impl Subsystem {
     /// [`Subsystem::write`] without FUA, done only if it needs no wait:
     /// `volume` is plain, nothing is frozen, and no control request holds the
     /// topology lock. `None`: not attempted; call [`Subsystem::write`].
-    pub fn try_write_now(&self, volume: &str, offset: u64, data: &[u8]) -> Option<Result<()>> {
+    pub fn try_write_now<'v>(
+        &self,
+        volume: impl Into<VolumeRef<'v>>,
+        offset: u64,
+        data: &[u8],
+    ) -> Option<Result<()>> {
+        let volume = volume.into();
         let inner = &*self.inner;
         if inner.freezes.any() {
             return None;
@@ -188,11 +251,11 @@ impl Subsystem {
     /// The plain volume `volume`, if the fast paths may serve `offset..+len`
     /// of it (open, known, plain, in range, not empty); `None` sends the
     /// request down the full path, which reports any error.
-    fn fast_volume(&self, volume: &str, offset: u64, len: u64) -> Option<Arc<Volume>> {
+    fn fast_volume(&self, volume: VolumeRef<'_>, offset: u64, len: u64) -> Option<Arc<Volume>> {
         if len == 0 || self.check_open().is_err() {
             return None;
         }
-        let v = self.inner.volume(volume).ok()?;
+        let v = self.inner.volume_ref(volume).ok()?;
         if !v.is_plain() || v.geometry.check_range(offset, len).is_err() {
             return None;
         }
@@ -205,7 +268,14 @@ impl Subsystem {
     }
 
     /// Writes `data` at `offset` of `volume`; with `fua` it is durable on return.
-    pub fn write(&self, volume: &str, offset: u64, data: &[u8], fua: bool) -> Result<()> {
+    pub fn write<'v>(
+        &self,
+        volume: impl Into<VolumeRef<'v>>,
+        offset: u64,
+        data: &[u8],
+        fua: bool,
+    ) -> Result<()> {
+        let volume = volume.into();
         let r = self.mutate(volume, offset, data.len() as u64, Payload::Data(data), fua);
         self.count(
             &r,
@@ -219,7 +289,14 @@ impl Subsystem {
     /// Discards `offset..offset+len`: whole tracks become holes, partial
     /// tracks are zeroed (the range reads as zeros afterwards). Dependent
     /// targets are protected first, exactly as for a write.
-    pub fn discard(&self, volume: &str, offset: u64, len: u64, fua: bool) -> Result<()> {
+    pub fn discard<'v>(
+        &self,
+        volume: impl Into<VolumeRef<'v>>,
+        offset: u64,
+        len: u64,
+        fua: bool,
+    ) -> Result<()> {
+        let volume = volume.into();
         let r = self.mutate(volume, offset, len, Payload::Zeros, fua);
         self.count(
             &r,
@@ -232,7 +309,14 @@ impl Subsystem {
 
     /// Writes zeros over `offset..offset+len` (whole tracks become holes, so it
     /// is fast); reads as zeros afterwards.
-    pub fn write_zeroes(&self, volume: &str, offset: u64, len: u64, fua: bool) -> Result<()> {
+    pub fn write_zeroes<'v>(
+        &self,
+        volume: impl Into<VolumeRef<'v>>,
+        offset: u64,
+        len: u64,
+        fua: bool,
+    ) -> Result<()> {
+        let volume = volume.into();
         let r = self.mutate(volume, offset, len, Payload::Zeros, fua);
         self.count(
             &r,
@@ -245,10 +329,10 @@ impl Subsystem {
 
     /// Makes every acknowledged write to `volume` durable (copies made for
     /// copy-on-write are durable before their writes were acknowledged).
-    pub fn flush(&self, volume: &str) -> Result<()> {
+    pub fn flush<'v>(&self, volume: impl Into<VolumeRef<'v>>) -> Result<()> {
         self.check_open()?;
         Metrics::add(&self.inner.metrics.host_flushes, 1);
-        let v = self.inner.volume(volume)?;
+        let v = self.inner.volume_ref(volume.into())?;
         let r = self.inner.flush_store(&v.name, &v.store);
         if r.is_err() {
             Metrics::add(&self.inner.metrics.errors, 1);
@@ -281,7 +365,13 @@ impl Subsystem {
 
     /// The allocation map of `volume`'s current image over `offset..offset+len`,
     /// in track granularity (a target's unsplit grains report the holder's allocation).
-    pub fn allocation(&self, volume: &str, offset: u64, len: u64) -> Result<Vec<AllocationExtent>> {
+    pub fn allocation<'v>(
+        &self,
+        volume: impl Into<VolumeRef<'v>>,
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<AllocationExtent>> {
+        let volume = volume.into();
         let v = self.io_volume(volume, offset, len)?;
         if len == 0 {
             return Ok(Vec::new());

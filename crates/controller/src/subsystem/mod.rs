@@ -69,7 +69,7 @@ use crate::provider::StoreProvider;
 pub use control::{CascadeView, GroupView, MapCreate, MapView, VolumeView};
 pub use copier::{CopierHandle, CopyStepReport};
 pub use freeze::MAX_FREEZE;
-pub use io::AllocationExtent;
+pub use io::{AllocationExtent, VolumeRef};
 pub use ipl::IplReport;
 pub use sessions::{
     PhysSessionInfo, PhysSessionState, SessionPair, MAX_SESSIONS_PER_SUBSYSTEM,
@@ -432,6 +432,23 @@ impl Inner {
             .get(name)
             .cloned()
             .ok_or_else(|| err(ErrorKind::NotFound, format!("unknown volume {name}")))
+    }
+
+    /// The volume `r` names; with a serial, only if it is still that volume
+    /// (a stale NBD connection must not reach a new volume of the same name).
+    pub(crate) fn volume_ref(&self, r: io::VolumeRef<'_>) -> Result<Arc<Volume>> {
+        let v = self.volume(r.name)?;
+        match r.serial {
+            Some(s) if s != v.id.0 => Err(err(
+                ErrorKind::NotFound,
+                format!(
+                    "volume {} was deleted; the volume of that name now is another one \
+                     (reconnect to use it)",
+                    r.name
+                ),
+            )),
+            _ => Ok(v),
+        }
     }
 
     pub(crate) fn volume_by_id(&self, id: VolumeId) -> Result<Arc<Volume>> {

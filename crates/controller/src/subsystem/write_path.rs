@@ -34,7 +34,7 @@ use std::sync::Arc;
 use timezero::GrainCopy;
 
 use super::cow::CommitItem;
-use super::io::{check_io_range, grain_range, HostActive, Payload};
+use super::io::{check_io_range, grain_range, HostActive, Payload, VolumeRef};
 use super::persist::JournalOp;
 use super::{Inner, Subsystem, Volume};
 use crate::error::{err, ControllerError, ErrorKind, Result};
@@ -77,7 +77,12 @@ impl Subsystem {
     /// flush per store and one journal record for the batch, where
     /// [`Subsystem::write`] makes one commit per call. Each outcome means
     /// what [`Subsystem::write`]'s would.
-    pub fn write_many(&self, volume: &str, writes: &[(u64, &[u8])]) -> Vec<Result<()>> {
+    pub fn write_many<'v>(
+        &self,
+        volume: impl Into<VolumeRef<'v>>,
+        writes: &[(u64, &[u8])],
+    ) -> Vec<Result<()>> {
+        let volume = volume.into();
         let muts: Vec<Mutation<'_>> = writes
             .iter()
             .map(|&(offset, data)| Mutation {
@@ -101,7 +106,7 @@ impl Subsystem {
     /// One mutation: a batch of one.
     pub(super) fn mutate(
         &self,
-        volume: &str,
+        volume: VolumeRef<'_>,
         offset: u64,
         len: u64,
         payload: Payload<'_>,
@@ -119,24 +124,29 @@ impl Subsystem {
 
     /// Applies `muts` to `volume` in order (see the module docs); with `fua`
     /// every one is durable on success.
-    fn mutate_many(&self, volume: &str, muts: &[Mutation<'_>], fua: bool) -> Vec<Result<()>> {
+    fn mutate_many(
+        &self,
+        volume: VolumeRef<'_>,
+        muts: &[Mutation<'_>],
+        fua: bool,
+    ) -> Vec<Result<()>> {
         let inner = &*self.inner;
         let fail_all = |e: ControllerError| muts.iter().map(|_| Err(e.shared())).collect();
         // Before any lock: a held write must not keep the establish that
         // the freeze is for from taking the topology lock.
-        inner.freezes.gate(volume);
+        inner.freezes.gate(volume.name);
         let _active = HostActive::new(inner);
         let _topo = match self.io_lock() {
             Ok(g) => g,
             Err(e) => return fail_all(e),
         };
-        let v = match inner.volume(volume) {
+        let v = match inner.volume_ref(volume) {
             Ok(v) => v,
             Err(e) => return fail_all(e),
         };
         let mut out: Vec<Result<()>> = muts
             .iter()
-            .map(|m| check_io_range(&v, volume, m.offset, m.len))
+            .map(|m| check_io_range(&v, volume.name, m.offset, m.len))
             .collect();
         if v.is_plain() {
             debug_assert!(
