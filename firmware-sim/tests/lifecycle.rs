@@ -451,3 +451,48 @@ fn a_connection_to_a_deleted_volume_never_reaches_a_new_one_of_its_name() {
     new.write(0, &[0x33; 4096]);
     assert_eq!(new.read(0, 4096), vec![0x33; 4096]);
 }
+
+/// The ids of the volumes `volume list --json` shows.
+fn volume_ids(d: &Daemon) -> Vec<String> {
+    let v = d.cli_json(&["volume", "list"]);
+    v.as_array()
+        .expect("a list")
+        .iter()
+        .map(|v| v["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_deleted_config_volume_stays_deleted_and_its_name_can_be_reused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::boot(tmp.path());
+    assert_success(&d.cli(&["volume", "delete", "FB03"]), "volume delete");
+    let stored = std::fs::read_to_string(d.data_dir.join("subsystem.toml")).unwrap();
+    assert!(
+        !stored.contains("FB03"),
+        "subsystem.toml still lists FB03:\n{stored}"
+    );
+    assert!(stored.contains("FB02"), "the other volumes stay:\n{stored}");
+    // Neither an IPL nor a reboot creates it again.
+    d.cli_json(&["event", "ipl"]);
+    assert!(
+        !volume_ids(&d).contains(&"FB03".to_string()),
+        "after an IPL"
+    );
+    let d = d.reboot();
+    assert!(
+        !volume_ids(&d).contains(&"FB03".to_string()),
+        "after a reboot"
+    );
+    // The name is free for a volume of another model, which survives a reboot.
+    d.cli_json(&["volume", "create", "--id", "FB03", "--model", "fb:64M"]);
+    let d = d.reboot();
+    let v = d.cli_json(&["volume", "list"]);
+    let fb03 = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["id"] == "FB03")
+        .unwrap_or_else(|| panic!("FB03 is gone after the reboot: {v}"));
+    assert_eq!(fb03["size_bytes"], 64u64 << 20, "{fb03}");
+}

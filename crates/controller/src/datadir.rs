@@ -3,7 +3,7 @@
 //! ```text
 //! <data-dir>/
 //!   LOCK                 flock(2)-held while a subsystem has the directory open; holds the pid
-//!   subsystem.toml       the config the directory was first booted with (informational)
+//!   subsystem.toml       the config the subsystem runs with (a deleted config volume leaves it)
 //!   meta.store           metadata store: two root slots + the bitmap journal (docs/FORMATS.md)
 //!   volumes/<ID>.vol     one sparse track file per volume
 //!   tables/subsystem.tbl the subsystem's activity table
@@ -43,6 +43,26 @@ impl DataDir {
     /// `subsystem.toml`.
     pub fn config_path(&self) -> PathBuf {
         self.root.join("subsystem.toml")
+    }
+    /// Makes `subsystem.toml` hold `config`, unless it already does: written
+    /// to a temporary file, flushed, renamed over the old one and the
+    /// directory flushed, so a crash leaves the old file or the new one.
+    /// Returns whether the file changed.
+    pub fn store_config(&self, config: &crate::config::SubsystemConfig) -> Result<bool> {
+        let path = self.config_path();
+        let text = config.to_toml_string();
+        if std::fs::read_to_string(&path).is_ok_and(|old| old == text) {
+            return Ok(false);
+        }
+        let tmp = path.with_extension("toml.tmp");
+        let what = || format!("write {}", path.display());
+        let mut f = File::create(&tmp).map_err(|e| io_err(what(), e))?;
+        f.write_all(text.as_bytes())
+            .and_then(|()| f.sync_all())
+            .map_err(|e| io_err(what(), e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| io_err(what(), e))?;
+        sync_dir(&self.root)?;
+        Ok(true)
     }
     /// `meta.store`.
     pub fn meta_path(&self) -> PathBuf {

@@ -109,18 +109,13 @@ pub fn mismatch_hint(
     }
 }
 
-/// Makes `DIR/subsystem.toml` the config the subsystem booted with (written
-/// to a temporary file and renamed, so a crash leaves the old or the new).
-pub fn sync_stored(data_dir: &Path, config: &SubsystemConfig) -> Result<bool, std::io::Error> {
-    let path = DataDir::new(data_dir).config_path();
-    let text = config.to_toml_string();
-    if std::fs::read_to_string(&path).is_ok_and(|old| old == text) {
-        return Ok(false);
-    }
-    let tmp = path.with_extension("toml.tmp");
-    std::fs::write(&tmp, &text)?;
-    std::fs::rename(&tmp, &path)?;
-    Ok(true)
+/// Makes `DIR/subsystem.toml` the config the subsystem booted with
+/// ([`DataDir::store_config`]: a crash leaves the old file or the new one).
+pub fn sync_stored(
+    data_dir: &Path,
+    config: &SubsystemConfig,
+) -> Result<bool, controller::ControllerError> {
+    DataDir::new(data_dir).store_config(config)
 }
 
 /// Checks, before the subsystem creates anything, that the filesystem of the

@@ -276,6 +276,7 @@ impl Subsystem {
                     .engine_err(core, e)
                     .context(format!("delete volume {name}"))
             })?;
+            s.forget_config_volume(name)?;
             s.inner.volumes.write().remove(name);
             s.inner.with_tables(|t| {
                 t.close_volume(name);
@@ -287,6 +288,28 @@ impl Subsystem {
         // activity table is retired (a re-created volume starts empty).
         self.inner.provider.remove_volume(name)?;
         super::tables::retire_volume_table(&self.inner.dir, name)?;
+        Ok(())
+    }
+
+    /// Takes `name` out of the config the subsystem runs with and out of
+    /// `subsystem.toml`, durably, so neither an IPL nor the next boot creates
+    /// it again as a config volume. Done before the root without the volume
+    /// is written: a crash in between leaves a volume the config no longer
+    /// lists, which is kept like any volume created through the API, never
+    /// a deleted volume that comes back empty. (If the root then fails, the
+    /// volume stays, unlisted, with the same effect.)
+    fn forget_config_volume(&self, name: &str) -> Result<()> {
+        let mut config = self.inner.config.write();
+        if !config.volumes.iter().any(|v| v.id == name) {
+            return Ok(());
+        }
+        let mut less = config.clone();
+        less.volumes.retain(|v| v.id != name);
+        self.inner
+            .dir
+            .store_config(&less)
+            .map_err(|e| e.context(format!("delete volume {name}: update subsystem.toml")))?;
+        *config = less;
         Ok(())
     }
 

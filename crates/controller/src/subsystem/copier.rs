@@ -398,7 +398,7 @@ impl Subsystem {
                 .map(|c| rate_bytes_per_second(c.1) as f64)
                 .sum::<f64>()
         };
-        let caps = self.inner.config.rates;
+        let caps = self.inner.config.read().rates;
         let scale = |stopping: bool, cap: Option<u64>| {
             let w = want(stopping);
             cap.map_or(1.0, |c| {

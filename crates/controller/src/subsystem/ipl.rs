@@ -283,7 +283,7 @@ pub(crate) fn open(
     let tables = Tables::open(&dir, &config.id, &names, faults.clone())?;
     let inner = Arc::new(Inner {
         id: config.id.clone(),
-        config: config.clone(),
+        config: RwLock::new(config.clone()),
         dir: dir.clone(),
         lock: Mutex::new(lock),
         provider: provider.clone(),
@@ -469,7 +469,7 @@ impl Subsystem {
         }
         open(
             self.inner.dir.root(),
-            self.inner.config.clone(),
+            self.config(),
             self.inner.options.clone(),
         )
     }

@@ -213,7 +213,10 @@ pub(crate) struct JournalCursor {
 
 pub(crate) struct Inner {
     pub(crate) id: String,
-    pub(crate) config: SubsystemConfig,
+    /// The config it runs with: the one it was opened with, less the config
+    /// volumes deleted since (`delete_volume`), so an IPL does not create
+    /// them again.
+    pub(crate) config: RwLock<SubsystemConfig>,
     pub(crate) dir: DataDir,
     pub(crate) lock: Mutex<Option<DataDirLock>>,
     pub(crate) options: OpenOptions,
@@ -305,9 +308,10 @@ impl Subsystem {
         &self.inner.id
     }
 
-    /// The configuration it was opened with.
-    pub fn config(&self) -> &SubsystemConfig {
-        &self.inner.config
+    /// The configuration it runs with: the one it was opened with, less
+    /// the config volumes deleted since.
+    pub fn config(&self) -> SubsystemConfig {
+        self.inner.config.read().clone()
     }
 
     /// The data directory.
