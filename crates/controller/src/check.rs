@@ -130,6 +130,9 @@ pub fn check(data_dir: impl AsRef<Path>) -> Result<CheckReport> {
             return Ok(r);
         }
     };
+    if let Some(w) = &loaded.root_warning {
+        r.warnings.push(w.clone());
+    }
     r.metadata_loaded = true;
     r.root_generation = loaded.cursor.generation;
     r.dirty = loaded.dirty;
@@ -137,7 +140,9 @@ pub fn check(data_dir: impl AsRef<Path>) -> Result<CheckReport> {
     r.journal_stop = format!("{:?}", loaded.journal_stop);
     if let crate::meta::JournalStop::Torn(why) = &loaded.journal_stop {
         r.warnings.push(format!(
-            "journal ends in a torn record (expected after a crash): {why}"
+            "journal ends in a torn record: {why}. A crash during an append leaves this, and \
+             then nothing acknowledged is lost; if no crash interrupted a write, the last record \
+             was damaged and the grains it recorded as copied read through to their source"
         ));
     }
     r.volumes = loaded.payload.volumes.len();

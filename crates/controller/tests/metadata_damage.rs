@@ -187,4 +187,41 @@ fn lost_newest_root_with_its_journal_records_is_an_error_not_a_rollback() {
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Corrupt, "{}", e.full_message());
     assert!(e.full_message().contains("roll"), "{}", e.full_message());
+    assert!(
+        !e.full_message().contains("  "),
+        "no runs of spaces in the message: {}",
+        e.full_message()
+    );
+}
+
+#[test]
+fn lost_newest_root_without_journal_records_is_loaded_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = Subsystem::open(dir.path(), config()).unwrap();
+        // A control change: a checkpoint and no journal record after it.
+        s.create_volume("E", "fb:1M:64K".parse().unwrap()).unwrap();
+        s.abandon();
+    }
+    let f = meta_file(dir.path());
+    let gen_of = |slot: u64| {
+        let mut h = [0u8; 8];
+        f.read_exact_at(&mut h, slot * SLOT_BYTES + 16).unwrap();
+        u64::from_le_bytes(h)
+    };
+    let newest = if gen_of(0) > gen_of(1) { 0 } else { 1 };
+    let older = gen_of(1 - newest);
+    for copy in 0..2 {
+        flip(&f, newest * SLOT_BYTES + copy * ROOT_COPY_BYTES + 20);
+    }
+    drop(f);
+    // Indistinguishable from a checkpoint torn by a crash: loaded, but said.
+    let r = check(dir.path()).unwrap();
+    let said = |w: &String| w.contains(&format!("root slot {newest} holds no valid copy"));
+    assert!(r.warnings.iter().any(said), "check warns: {r:?}");
+    let s = Subsystem::open(dir.path(), config()).unwrap();
+    let rep = s.ipl_report();
+    let w = rep.root_warning.as_deref().unwrap_or_default();
+    assert!(w.contains(&format!("generation {older}")), "{rep:?}");
+    assert!(w.contains("volume list"), "says what to compare: {w}");
 }

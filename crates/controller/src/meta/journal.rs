@@ -225,14 +225,29 @@ impl MetaStore {
             err(
                 ErrorKind::Corrupt,
                 format!(
-                    "metadata store meta.store: the journal holds a valid record of generation {g}                      (seq {s}) at byte offset {found_at}, newer than the newest valid root                      (generation {generation}): the root of generation {g} was durable and its slot                      is now damaged; opening generation {generation} would silently roll the                      maps and volumes back, so the subsystem is not opened. Keep the data directory                      unchanged (copy it aside), run `firmware-sim check` on it, and restore it                      from a backup"
+                    "metadata store meta.store: the journal holds a valid record \
+                     of generation {g} (seq {s}) at byte offset {found_at}, newer \
+                     than the newest valid root (generation {generation}): the \
+                     root of generation {g} was durable and its slot is now \
+                     damaged; opening generation {generation} would silently roll \
+                     the maps and volumes back, so the subsystem is not opened. \
+                     Keep the data directory unchanged (copy it aside), run \
+                     `firmware-sim check` on it, and restore it from a backup"
                 ),
             )
         } else {
             err(
                 ErrorKind::Corrupt,
                 format!(
-                    "metadata store meta.store: journal record {seq} of generation {generation} at                      byte offset {stop_at} is damaged ({why}), but record {s} of the same generation                      follows at byte offset {found_at}, so it is not a torn tail (only the last                      record can be torn): bits in the damaged record are lost and point-in-time                      targets could read wrong data, so the subsystem is not opened. Keep the data                      directory unchanged (copy it aside), run `firmware-sim check` on it, and                      restore it from a backup"
+                    "metadata store meta.store: journal record {seq} of \
+                     generation {generation} at byte offset {stop_at} is damaged \
+                     ({why}), but record {s} of the same generation follows at \
+                     byte offset {found_at}, so it is not a torn tail (only the \
+                     last record can be torn): bits in the damaged record are \
+                     lost and point-in-time targets could read wrong data, so the \
+                     subsystem is not opened. Keep the data directory unchanged \
+                     (copy it aside), run `firmware-sim check` on it, and restore \
+                     it from a backup"
                 ),
             )
         })

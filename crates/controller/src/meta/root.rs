@@ -190,6 +190,27 @@ impl RootScan {
         best
     }
 
+    /// When the root loaded came from slot `loaded` and the other slot was
+    /// written but holds no valid copy: what it holds. A crash during a
+    /// checkpoint leaves exactly this (the change it recorded was never
+    /// acknowledged); so does damage to a durable root (the change it
+    /// recorded is lost with it). Nothing on disk tells the two apart when
+    /// the journal holds no record of the newer generation, so the caller
+    /// warns instead of refusing.
+    pub fn unreadable_other_slot(&self, loaded: u32) -> Option<String> {
+        let other = 1 - (loaded as usize & 1);
+        let copies = &self.copies[other];
+        if copies.iter().all(|c| matches!(c, SlotStatus::Invalid(_))) {
+            Some(format!(
+                "root slot {other} holds no valid copy (copy 0: {}; copy 1: {})",
+                copies[0].describe(),
+                copies[1].describe()
+            ))
+        } else {
+            None
+        }
+    }
+
     /// True when no copy of either slot was ever written.
     pub fn is_blank(&self) -> bool {
         self.copies

@@ -57,6 +57,11 @@ pub struct IplReport {
     pub sessions_lost: Vec<u8>,
     /// Activity-table recovery notes (torn tails truncated, temp files removed).
     pub table_notes: Vec<String>,
+    /// Set when the slot the newest checkpoint went to held no valid root,
+    /// so the older one was loaded: a checkpoint torn by a crash (nothing
+    /// acknowledged is lost) or a damaged root (its changes are lost). Says
+    /// which slot, why, and what to compare.
+    pub root_warning: Option<String>,
 }
 
 impl IplReport {
@@ -88,6 +93,7 @@ impl IplReport {
                     volumes_created = %self.volumes_created.join(","),
                     check_findings = %list(&self.check_findings),
                     table_notes = %list(&self.table_notes),
+                    root_warning = %self.root_warning.as_deref().unwrap_or(""),
                     "{}", $msg
                 )
             };
@@ -128,6 +134,8 @@ pub(crate) struct Loaded {
     pub(crate) dirty: bool,
     pub(crate) journal_records: usize,
     pub(crate) journal_stop: JournalStop,
+    /// [`IplReport::root_warning`].
+    pub(crate) root_warning: Option<String>,
 }
 
 /// Loads the newest root and replays its journal.
@@ -166,6 +174,16 @@ pub(crate) fn load_durable(meta: &MetaStore, subsystem: &str) -> Result<Option<L
     for r in &payload.sessions {
         core.sessions.insert(r.phys, PhysSession::from_record(r));
     }
+    let root_warning = scan.unreadable_other_slot(header.slot).map(|why| {
+        format!(
+            "{why}; generation {} from slot {} was loaded. A crash during a checkpoint \
+             leaves this, and then nothing acknowledged is lost; if no crash interrupted a \
+             control request, the newest root was damaged and the changes it recorded \
+             (volumes, maps or sessions created, changed or deleted just before) are lost: \
+             compare `volume list` and `map list` with what you expect",
+            header.generation, header.slot
+        )
+    });
     let scan = meta.scan_journal(header.generation).map_err(|e| {
         e.context(format!(
             "IPL of subsystem {subsystem} from root generation {} (slot {})",
@@ -189,6 +207,7 @@ pub(crate) fn load_durable(meta: &MetaStore, subsystem: &str) -> Result<Option<L
         dirty: header.flags & ROOT_FLAG_OPEN != 0,
         journal_records: scan.records.len(),
         journal_stop: scan.stop,
+        root_warning,
         payload,
         core,
         cursor,
@@ -253,6 +272,10 @@ pub(crate) fn open(
             report.root_generation = l.cursor.generation;
             report.journal_records = l.journal_records;
             report.journal_stop = format!("{:?}", l.journal_stop);
+            report.root_warning = l.root_warning.clone();
+            if let Some(w) = &l.root_warning {
+                tracing::warn!(subsystem = %config.id, "IPL: {w}");
+            }
             let mut volumes = Volumes::default();
             for v in &l.payload.volumes {
                 let model: DeviceModel = v

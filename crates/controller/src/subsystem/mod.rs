@@ -563,7 +563,9 @@ impl Inner {
             Some(why) => Err(err(
                 ErrorKind::Fenced,
                 format!(
-                    "subsystem {} is fenced ({why}); IPL it (restart firmware-sim) or reset the                      controller to recover from its durable state",
+                    "subsystem {} is fenced ({why}); IPL it (restart \
+                     firmware-sim) or reset the controller to recover from its \
+                     durable state",
                     self.id
                 ),
             )),
