@@ -353,6 +353,29 @@ fn a_data_dir_boots_its_own_subsystem_without_config_and_keeps_its_config_curren
         "the config came from",
         "boot with a broken stored config",
     );
+
+    // Without its subsystem.toml the directory still names its owner.
+    std::fs::remove_file(data_dir.join("subsystem.toml")).unwrap();
+    let out = run(
+        "timeout",
+        &[
+            "60",
+            common::BIN,
+            "boot",
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+            "--nbd",
+            "127.0.0.1:0",
+            "--api",
+            "127.0.0.1:0",
+        ],
+    );
+    common::assert_fails_with(
+        &out,
+        1,
+        "belongs to subsystem SS02 and has no subsystem.toml",
+        "boot of a directory without its subsystem.toml",
+    );
 }
 
 #[test]

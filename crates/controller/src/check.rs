@@ -71,6 +71,18 @@ impl CheckReport {
     }
 }
 
+/// The subsystem the newest valid root of `data_dir` belongs to, if any
+/// (read only; for error hints when no `subsystem.toml` says it).
+pub fn subsystem_of(data_dir: impl AsRef<Path>) -> Option<String> {
+    let dir = DataDir::new(data_dir.as_ref());
+    if !dir.meta_path().is_file() {
+        return None;
+    }
+    let (store, _) = FileStores::new(dir).open_meta().ok()?;
+    let scan = MetaStore::new(store, false).scan_roots(None).ok()?;
+    scan.newest().map(|(h, _)| h.subsystem.clone())
+}
+
 /// Checks the data directory `data_dir` (which must not be in use).
 pub fn check(data_dir: impl AsRef<Path>) -> Result<CheckReport> {
     let dir = DataDir::new(data_dir.as_ref());

@@ -290,6 +290,28 @@ fn key_on_line(text: &str, line: usize) -> Option<String> {
     (!key.is_empty() && !key.starts_with('#')).then(|| key.to_string())
 }
 
+/// The line (1-based) that sets `table.key`: `key = ...` under `[table]`,
+/// or `table.key = ...` before any table; `None` when written another way
+/// (an inline table).
+fn line_of_key(text: &str, table: &str, key: &str) -> Option<usize> {
+    let mut current = String::new();
+    for (i, l) in text.lines().enumerate() {
+        let t = l.trim();
+        if let Some(h) = t.strip_prefix('[') {
+            current = h.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+            continue;
+        }
+        let Some((k, _)) = t.split_once('=') else {
+            continue;
+        };
+        let k = k.split('.').map(str::trim).collect::<Vec<_>>().join(".");
+        if (current == table && k == key) || (current.is_empty() && k == format!("{table}.{key}")) {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
 impl SubsystemConfig {
     /// The embedded default ([`EMBEDDED_DEFAULT_TOML`]).
     pub fn embedded_default() -> SubsystemConfig {
@@ -387,7 +409,7 @@ impl SubsystemConfig {
         if let Some(n) = raw.nbd.max_conns_per_peer {
             if !(1..=64).contains(&n) {
                 return Err(ConfigError {
-                    line: None,
+                    line: line_of_key(text, "nbd", "max_conns_per_peer"),
                     field: "nbd.max_conns_per_peer".into(),
                     message: format!("{n} is not in 1..=64"),
                 });
@@ -396,7 +418,7 @@ impl SubsystemConfig {
         if let Some(n) = raw.nbd.handshake_timeout_s {
             if !(1..=3600).contains(&n) {
                 return Err(ConfigError {
-                    line: None,
+                    line: line_of_key(text, "nbd", "handshake_timeout_s"),
                     field: "nbd.handshake_timeout_s".into(),
                     message: format!("{n} is not in 1..=3600"),
                 });

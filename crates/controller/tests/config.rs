@@ -111,9 +111,14 @@ fn nbd_section_and_read_only_volumes_parse_and_round_trip() {
 fn a_bad_nbd_section_names_its_field() {
     let e = err("id = \"X\"\n[nbd]\nmax_conns_per_peer = 65\n");
     assert_eq!(e.field, "nbd.max_conns_per_peer", "{e}");
+    assert_eq!(e.line, Some(3), "{e}");
     assert!(e.to_string().contains("1..=64"), "{e}");
-    let e = err("id = \"X\"\n[nbd]\nhandshake_timeout_s = 0\n");
+    let e = err("id = \"X\"\n[nbd]\nidle_timeout_s = 300\nhandshake_timeout_s = 0\n");
     assert_eq!(e.field, "nbd.handshake_timeout_s", "{e}");
+    assert_eq!(e.line, Some(4), "{e}");
+    assert!(e.to_string().contains("line 4"), "{e}");
+    let e = err("id = \"X\"\nnbd.handshake_timeout_s = 0\n");
+    assert_eq!(e.line, Some(2), "a dotted key: {e}");
     assert!(e.to_string().contains("1..=3600"), "{e}");
     let e = err("id = \"X\"\n[nbd]\nidle_timeout = 5\n");
     assert!(e.to_string().contains("idle_timeout"), "{e}");

@@ -97,6 +97,20 @@ pub fn mismatch_hint(
             p.display()
         );
     }
+    if let Some(owner) = stored_subsystem_id(data_dir)
+        .is_none()
+        .then(|| controller::check::subsystem_of(data_dir))
+        .flatten()
+        .filter(|o| *o != config.id)
+    {
+        return format!(
+            "; data directory {} belongs to subsystem {owner} and has no subsystem.toml, \
+             so {source} (subsystem {}) was tried: boot it with --config FILE, a config \
+             with id = \"{owner}\"",
+            data_dir.display(),
+            config.id
+        );
+    }
     match stored_subsystem_id(data_dir) {
         Some(stored) if stored != config.id => format!(
             "; data directory {} belongs to subsystem {stored}, but {source} is subsystem {}: \
