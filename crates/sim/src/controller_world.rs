@@ -238,8 +238,49 @@ impl ControllerWorld {
             } => self.start_session(source, target, first, tracks, program)?,
             Op::CompleteSession { slot } => self.complete_session(slot)?,
             Op::Host(e) => self.host_event(e)?,
+            Op::Recreate { vol, sectors } => self.recreate(vol, sectors)?,
         };
         Ok(out)
+    }
+
+    /// Deletes volume `vol` and creates it again under its name and model.
+    /// Refused (a map or session uses it) or undone: nothing changed.
+    /// Unknown (fenced; the caller IPLs): the old data or zeros, as the IPL
+    /// decides. Deleted: zeros for good, whatever follows. Deleted but not
+    /// created again: the world IPLs at once (a process crash), and the IPL
+    /// creates the config volume again, empty.
+    fn recreate(&mut self, vol: usize, sectors: u64) -> Result<String, Violation> {
+        let (id, _) = self.model.zero_write(sectors);
+        let name = self.names[vol].clone();
+        let model = self.config.volumes[vol].model;
+        match self.sub()?.delete_volume(&name) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::Fenced => {
+                self.model.write_done(vol, 0, sectors, id, false);
+                return Ok(format!("unknown (fenced): {}", e.full_message()));
+            }
+            Err(e) => {
+                return Ok(format!(
+                    "rejected ({}): {}",
+                    e.kind().as_str(),
+                    e.full_message()
+                ))
+            }
+        }
+        self.model.write_done(vol, 0, sectors, id, true);
+        self.model.flushed_range(vol, 0, sectors);
+        match self.sub()?.create_volume(&name, model) {
+            Ok(_) => Ok("ok".into()),
+            Err(e) if e.kind() == ErrorKind::Fenced => Ok(format!(
+                "deleted; create unknown (fenced): {}",
+                e.full_message()
+            )),
+            Err(e) => {
+                let why = e.full_message();
+                let ipl = self.crash_and_ipl(crate::workload::CrashKind::Process, false)?;
+                Ok(format!("deleted; create failed ({why}); {ipl}"))
+            }
+        }
     }
 
     /// A host write, FUA write, trim (`trim`) or write of zeros. Refused
@@ -587,6 +628,7 @@ impl World for ControllerWorld {
                 | Op::Resume { .. }
                 | Op::StartSession { .. }
                 | Op::CompleteSession { .. }
+                | Op::Recreate { .. }
         );
         if control && !fenced && out.starts_with("rejected") {
             // A rejected request must change nothing: anything it left

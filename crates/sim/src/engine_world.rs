@@ -184,6 +184,7 @@ impl EngineWorld {
             Op::Reset { .. }
             | Op::StartSession { .. }
             | Op::CompleteSession { .. }
+            | Op::Recreate { .. }
             | Op::Host(_) => "n/a (no subsystem in the engine world)".into(),
         };
         trace.record(format!("{op} -> {outcome}"));

@@ -190,6 +190,15 @@ pub enum Op {
     },
     /// A host-side event for the resource manager.
     Host(HostEvent),
+    /// Delete volume `vol` and create it again under the same name and
+    /// model (refused while a map or session uses it): the new volume reads
+    /// zeros, and no IPL brings the old data back.
+    Recreate {
+        /// Volume index.
+        vol: usize,
+        /// The volume's sectors (all become zeros).
+        sectors: u64,
+    },
 }
 
 impl Op {
@@ -251,6 +260,8 @@ impl Op {
                 sectors,
                 fua,
             } => (vol, sector, sectors, true, fua),
+            // Every sector becomes zeros, durably once acknowledged.
+            Op::Recreate { vol, sectors } => (vol, 0, sectors, true, true),
             _ => return None,
         };
         Some(HostWrite {
@@ -358,6 +369,7 @@ impl fmt::Display for Op {
             }
             Op::CompleteSession { slot } => write!(f, "complete-session s#{slot}"),
             Op::Host(e) => write!(f, "host {e:?}"),
+            Op::Recreate { vol, .. } => write!(f, "recreate v{vol}"),
         }
     }
 }
@@ -423,6 +435,8 @@ pub struct Weights {
     pub session: u32,
     /// Host events (resource-manager restart, host IPL, program abend).
     pub host: u32,
+    /// Volume deleted and created again under its name.
+    pub recreate: u32,
 }
 
 impl Weights {
@@ -443,6 +457,7 @@ impl Weights {
         reset: 3,
         session: 6,
         host: 3,
+        recreate: 2,
     };
 
     fn total(&self) -> u32 {
@@ -461,6 +476,7 @@ impl Weights {
             + self.reset
             + self.session
             + self.host
+            + self.recreate
     }
 }
 
@@ -629,6 +645,12 @@ pub fn next_op(
                 _ => HostEvent::Abend(rng.random_range(0..2)),
             });
         }
+        if pick(weights.recreate) {
+            return Op::Recreate {
+                vol,
+                sectors: shape.tracks * shape.sectors_per_track,
+            };
+        }
     }
 }
 
@@ -701,7 +723,7 @@ mod tests {
             }
             kinds.insert(std::mem::discriminant(&op));
         }
-        assert_eq!(kinds.len(), 18);
+        assert_eq!(kinds.len(), 19);
     }
 
     #[test]
