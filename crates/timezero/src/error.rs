@@ -75,6 +75,18 @@ pub enum ControlError {
         /// A map using it.
         map: MapId,
     },
+    /// A volume in a cascade cannot be removed: other volumes of the
+    /// cascade read through it (a target whose map was deleted can head the
+    /// cascade of the targets downstream of it).
+    #[error("volume {volume} is in cascade {cascade}")]
+    VolumeInCascade {
+        /// Volume.
+        volume: VolumeId,
+        /// The cascade it heads or belongs to.
+        cascade: crate::CascadeId,
+        /// The volumes that read through it (the cascade's members, less itself).
+        dependents: Vec<VolumeId>,
+    },
     /// Source and target are the same volume.
     #[error("map source and target are both {0}")]
     SameVolume(VolumeId),

@@ -822,3 +822,45 @@ fn a_stopping_map_finishes_when_the_member_it_cleans_for_leaves() {
         "nothing is left to clean for"
     );
 }
+
+/// Bug 21 (docs/RELIABILITY.md): a full target whose map completed and was
+/// deleted stays the head of the cascade an older target reads through, so
+/// its volume cannot be removed until that target's map is gone.
+#[test]
+fn a_volume_an_older_target_reads_through_cannot_be_removed() {
+    let mut sim = Sim::new(3, 8);
+    let mut spec = MapSpec::new(VolumeId(0), VolumeId(1), CopyType::Full);
+    spec.copy_rate = 0; // the older copy stays copying
+    let older = sim.eng.create_map(spec).unwrap();
+    start(&mut sim, older, PREP);
+    assert!(sim.write(VolumeId(0), 2, true));
+    let newer = create(&mut sim, 0, 2, CopyType::Full);
+    start(&mut sim, newer, PREP);
+    for g in [2, 5] {
+        assert!(sim.write(VolumeId(0), g, true));
+        sim.check();
+    }
+    for _ in 0..8 {
+        sim.background(newer, 3);
+        sim.check();
+    }
+    assert!(sim.control(|e| e.stop(newer, false)));
+    assert_eq!(sim.eng.map_state(newer), Some(MapState::IdleOrCopied));
+    assert!(sim.control(|e| e.delete(newer, false)));
+    sim.check();
+    let refused = sim.eng.remove_volume(VolumeId(2)).unwrap_err();
+    assert!(
+        matches!(
+            &refused,
+            ControlError::VolumeInCascade { volume, dependents, .. }
+                if *volume == VolumeId(2) && dependents == &[VolumeId(1)]
+        ),
+        "{refused:?}"
+    );
+    sim.check();
+    // Once the older map is gone, nothing reads through it.
+    assert!(sim.control(|e| e.stop(older, true)));
+    assert!(sim.control(|e| e.delete(older, true)));
+    assert!(sim.eng.is_plain(VolumeId(2)), "{:?}", sim.eng.cascades());
+    sim.eng.remove_volume(VolumeId(2)).unwrap();
+}

@@ -14,7 +14,9 @@ pub(crate) fn control_kind(e: &ControlError) -> ErrorKind {
     match e {
         C::UnknownVolume(_) | C::UnknownMap(_) | C::UnknownGroup(_) => ErrorKind::NotFound,
         C::VolumeExists(_) => ErrorKind::AlreadyExists,
-        C::VolumeInUse { .. } | C::TargetInUse { .. } => ErrorKind::Busy,
+        C::VolumeInUse { .. } | C::TargetInUse { .. } | C::VolumeInCascade { .. } => {
+            ErrorKind::Busy
+        }
         C::TooManyMapsPerSource { .. } | C::TooManyConnectedMaps { .. } => ErrorKind::Limit,
         C::InvalidState { .. }
         | C::TargetIsActiveSource { .. }
@@ -67,6 +69,15 @@ impl Inner {
             C::VolumeInUse { volume, map: m } => {
                 format!("volume {} is used by {}", vol(*volume), map(*m))
             }
+            C::VolumeInCascade {
+                volume, dependents, ..
+            } => format!(
+                "volume {} holds data that {} read{} through it (they are in one cascade); \
+                 stop or delete their maps first",
+                vol(*volume),
+                dependents.iter().map(|d| vol(*d)).collect::<Vec<_>>().join(", "),
+                if dependents.len() == 1 { "s" } else { "" }
+            ),
             C::SameVolume(v) => format!("map source and target are both {}", vol(*v)),
             C::SizeMismatch {
                 source_volume,

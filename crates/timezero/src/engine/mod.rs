@@ -183,6 +183,22 @@ impl Engine {
         if let Some(map) = v.target_map.or_else(|| v.source_maps.first().copied()) {
             return Err(ControlError::VolumeInUse { volume, map });
         }
+        if let Some(cascade) = v.member_of.or_else(|| v.heads.first().copied()) {
+            let dependents = self
+                .cascades
+                .get(&cascade)
+                .map(|c| c.members.iter().copied().filter(|m| *m != volume).collect())
+                .unwrap_or_default();
+            return Err(ControlError::VolumeInCascade {
+                volume,
+                cascade,
+                dependents,
+            });
+        }
+        debug_assert!(
+            self.is_plain(volume),
+            "removing volume {volume} that is not plain"
+        );
         self.vols.remove(&volume);
         Ok(())
     }
