@@ -133,6 +133,27 @@ fn malformed_scenarios_name_line_and_field() {
     let (line, field, msg) = invalid("\n[[step]]\naction = \"start\"\nsession = \"S1\"\n");
     assert_eq!((line, field.as_str()), (11, "extents"), "{msg}");
 
+    // Session ids, expected outcomes and the sessions they name are
+    // checked before anything runs.
+    let start = "\n[[step]]\naction = \"start\"\nsession = \"B1\"\nextents = [\"SRC0:0-3\"]\ntargets = [\"SRC0=TGT0\"]\n";
+    let (line, field, msg) = invalid(&start.replace("B1", "B#1"));
+    assert_eq!((line, field.as_str()), (12, "session"), "{msg}");
+    assert!(msg.contains('#'), "{msg}");
+    let (line, field, msg) = invalid(&format!(
+        "{start}\n[[step]]\naction = \"rm-restart\"\nexpect = {{ B1 = \"exploded\" }}\n"
+    ));
+    assert_eq!((line, field.as_str()), (18, "expect"), "{msg}");
+    assert!(msg.contains("exploded"), "{msg}");
+    let (_, field, msg) = invalid(&format!(
+        "{start}\n[[step]]\naction = \"ipl\"\nexpect = {{ B1 = \"terminated(bogus)\" }}\n"
+    ));
+    assert_eq!(field, "expect", "{msg}");
+    let (line, field, msg) = invalid(&format!(
+        "{start}\n[[step]]\naction = \"ipl\"\nexpect = {{ B2 = \"terminated(ipl)\" }}\n"
+    ));
+    assert_eq!((line, field.as_str()), (16, "expect"), "{msg}");
+    assert!(msg.contains("B2"), "{msg}");
+
     let err = run_scenario_str("t.toml", "name = \"t\"\nsubsystem = 3\n").unwrap_err();
     assert!(
         matches!(err, ScenarioError::Invalid { line: 2, .. }),

@@ -139,6 +139,25 @@ pub(crate) enum Step {
 }
 
 impl Step {
+    /// The sessions whose outcomes the step expects (those of a reset
+    /// during the IPL's replay included).
+    pub fn expected_sessions(&self) -> impl Iterator<Item = &String> {
+        let (a, b) = match self {
+            Step::Ipl {
+                expect,
+                reset_during_replay,
+            } => (
+                Some(expect),
+                reset_during_replay.as_ref().map(|r| &r.expect),
+            ),
+            Step::RmRestart { expect }
+            | Step::Abend { expect, .. }
+            | Step::Reset { expect, .. } => (Some(expect), None),
+            _ => (None, None),
+        };
+        a.into_iter().chain(b).flat_map(|m| m.keys())
+    }
+
     /// The action name as written in the file.
     pub fn action(&self) -> &'static str {
         match self {
@@ -223,6 +242,16 @@ impl RawStep {
             v.map(Spanned::into_inner).ok_or_else(|| missing(name))
         };
         let opt = |v: Option<Spanned<String>>| v.map(Spanned::into_inner);
+        if let Some(e) = &self.expect {
+            check_outcomes(src, e, "expect", e.get_ref())?;
+        }
+        if let Some(r) = &self.reset_during_replay {
+            check_outcomes(src, r, "reset_during_replay", &r.get_ref().expect)?;
+        }
+        if let Some(id) = &self.session {
+            controller::check_id("session id", id.get_ref())
+                .map_err(|m| src.err(id, "session", m))?;
+        }
         let expect = self.expect.map(Spanned::into_inner).unwrap_or_default();
         Ok(match action.as_str() {
             "write" => {
@@ -297,6 +326,36 @@ impl RawStep {
             },
         })
     }
+}
+
+/// Checks an event's expected outcomes before anything runs: each is
+/// `resumed`, `untouched` or `terminated(<reason>)` with a known reason.
+fn check_outcomes<T>(
+    src: &Source<'_>,
+    at: &Spanned<T>,
+    field: &str,
+    expect: &ExpectOutcomes,
+) -> Result<(), ScenarioError> {
+    for (session, want) in expect {
+        let ok = match want.as_str() {
+            "resumed" | "untouched" => true,
+            w => w
+                .strip_prefix("terminated(")
+                .and_then(|r| r.strip_suffix(')'))
+                .is_some_and(|r| r.parse::<activity_table::TerminateReason>().is_ok()),
+        };
+        if !ok {
+            return Err(src.err(
+                at,
+                field,
+                format!(
+                    "session {session}: `{want}` is not resumed, untouched or \
+                     terminated(<reason>) with a known reason"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Final state of a session.

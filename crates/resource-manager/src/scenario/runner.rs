@@ -42,19 +42,40 @@ pub(super) struct World<'a> {
 pub(super) fn check(src: Source<'_>) -> Result<usize, ScenarioError> {
     let file = src.parse()?;
     let n = file.steps.len();
-    for raw in file.steps {
-        raw.into_inner().into_step(&src)?;
-    }
+    steps(&src, file.steps)?;
     Ok(n)
+}
+
+/// The steps, each checked before anything runs: its fields, and that the
+/// sessions whose outcomes it expects were started by an earlier step.
+fn steps(
+    src: &Source<'_>,
+    raw: Vec<toml::Spanned<crate::scenario::format::RawStep>>,
+) -> Result<Vec<(Step, std::ops::Range<usize>)>, ScenarioError> {
+    let mut started = std::collections::BTreeSet::new();
+    let mut out = Vec::with_capacity(raw.len());
+    for r in raw {
+        let span = r.span();
+        let step = r.into_inner().into_step(src)?;
+        if let Some(unknown) = step.expected_sessions().find(|s| !started.contains(*s)) {
+            return Err(ScenarioError::Invalid {
+                path: src.path.to_string(),
+                line: src.line(span.start),
+                field: "expect".into(),
+                message: format!("session {unknown} is not started by an earlier step"),
+            });
+        }
+        if let Step::Start { session, .. } = &step {
+            started.insert(session.clone());
+        }
+        out.push((step, span));
+    }
+    Ok(out)
 }
 
 pub(super) fn run(src: Source<'_>) -> Result<ScenarioReport, ScenarioError> {
     let mut file = src.parse()?;
-    let mut steps = Vec::with_capacity(file.steps.len());
-    for raw in std::mem::take(&mut file.steps) {
-        let span = raw.span();
-        steps.push((raw.into_inner().into_step(&src)?, span));
-    }
+    let steps = steps(&src, std::mem::take(&mut file.steps))?;
     let mut w = World::setup(src, &file)?;
     for (i, (step, span)) in steps.iter().enumerate() {
         let line = w.src.line(span.start);
