@@ -142,13 +142,25 @@ fn a_token_is_required_off_loopback_and_then_on_every_request() {
     let (status, text) = http("GET", &format!("{base}/openapi.json"), None);
     assert_eq!(status, 200, "the API's description needs no token: {text}");
     assert!(text.contains("\"openapi\""), "{text}");
-    let (status, _) = http_with(
+    let (status, text) = http_with(
         "GET",
         &format!("{base}/volumes"),
         None,
         &[("authorization", "Bearer wrong-token-0123456789")],
     );
     assert_eq!(status, 401);
+    assert!(
+        text.contains("does not match"),
+        "a wrong token is named: {text}"
+    );
+    // The scheme name is case-insensitive (RFC 7235).
+    let (status, text) = http_with(
+        "GET",
+        &format!("{base}/volumes"),
+        None,
+        &[("authorization", "bearer s3cret-token-0123456789")],
+    );
+    assert_eq!(status, 200, "{text}");
     // The CLI: refused without the token, served with --token-file or the env.
     let out = d.cli(&["volume", "list"]);
     assert_fails_with(&out, EXIT_FAILED, "--token-file", "CLI without a token");

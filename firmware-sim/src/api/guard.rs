@@ -73,16 +73,24 @@ pub async fn check(State(g): State<Guard>, req: Request, next: Next) -> Response
     let open = req.method() == Method::GET
         && matches!(req.uri().path(), "/health" | "/" | "/openapi.json");
     if let Some(token) = &g.token {
+        // The scheme name is case-insensitive (RFC 7235).
         let given = h
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t);
         let ok = given.is_some_and(|t| same(t.trim().as_bytes(), token.as_bytes()));
         if !ok && !open {
             return refuse(
                 ApiErrorKind::Unauthorized,
-                "this control API needs a token: pass --token-file FILE or set \
-                 FIRMWARE_SIM_API_TOKEN (Authorization: Bearer TOKEN)",
+                if given.is_some() {
+                    "the token given does not match this control API's: check --token-file \
+                     FILE or FIRMWARE_SIM_API_TOKEN (Authorization: Bearer TOKEN)"
+                } else {
+                    "this control API needs a token: pass --token-file FILE or set \
+                     FIRMWARE_SIM_API_TOKEN (Authorization: Bearer TOKEN)"
+                },
             );
         }
     }

@@ -132,13 +132,15 @@ impl RemotePort {
         }
         let got: IdBody = self.get_raw("/port/id")?;
         if got.id != self.id {
-            return Err(self.failed(
-                "identity",
-                format!(
-                    "it serves subsystem {}, not {} (check --peer / [[peers]])",
-                    got.id, self.id
+            // Unavailable (503) on every route, as for a peer that is down:
+            // this address does not serve that subsystem.
+            return Err(PortError::Unreachable {
+                reason: format!(
+                    "peer {} at {}: identity: it serves subsystem {}, not {} (check --peer / \
+                     [[peers]])",
+                    self.id, self.addr, got.id, self.id
                 ),
-            ));
+            });
         }
         *ok = true;
         Ok(())
