@@ -333,20 +333,7 @@ fn a_data_dir_boots_its_own_subsystem_without_config_and_keeps_its_config_curren
         stored.replace("fb:32M", "fb:16M"),
     )
     .unwrap();
-    let out = run(
-        "timeout",
-        &[
-            "60",
-            common::BIN,
-            "boot",
-            "--data-dir",
-            data_dir.to_str().unwrap(),
-            "--nbd",
-            "127.0.0.1:0",
-            "--api",
-            "127.0.0.1:0",
-        ],
-    );
+    let out = boot_dir(&data_dir);
     common::assert_fails_with(
         &out,
         1,
@@ -356,20 +343,7 @@ fn a_data_dir_boots_its_own_subsystem_without_config_and_keeps_its_config_curren
 
     // Without its subsystem.toml the directory still names its owner.
     std::fs::remove_file(data_dir.join("subsystem.toml")).unwrap();
-    let out = run(
-        "timeout",
-        &[
-            "60",
-            common::BIN,
-            "boot",
-            "--data-dir",
-            data_dir.to_str().unwrap(),
-            "--nbd",
-            "127.0.0.1:0",
-            "--api",
-            "127.0.0.1:0",
-        ],
-    );
+    let out = boot_dir(&data_dir);
     common::assert_fails_with(
         &out,
         1,
@@ -385,20 +359,7 @@ fn a_missing_volume_file_is_named_with_what_to_do() {
     let data_dir = d.data_dir.clone();
     assert!(d.terminate().success());
     std::fs::remove_file(data_dir.join("volumes/FB02.vol")).unwrap();
-    let out = run(
-        "timeout",
-        &[
-            "60",
-            common::BIN,
-            "boot",
-            "--data-dir",
-            data_dir.to_str().unwrap(),
-            "--nbd",
-            "127.0.0.1:0",
-            "--api",
-            "127.0.0.1:0",
-        ],
-    );
+    let out = boot_dir(&data_dir);
     common::assert_fails_with(&out, 1, "FB02", "boot with a volume file missing");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("put the volume's file back"), "{stderr}");
@@ -518,4 +479,23 @@ fn a_deleted_config_volume_stays_deleted_and_its_name_can_be_reused() {
         .find(|v| v["id"] == "FB03")
         .unwrap_or_else(|| panic!("FB03 is gone after the reboot: {v}"));
     assert_eq!(fb03["size_bytes"], 64u64 << 20, "{fb03}");
+}
+
+/// `firmware-sim boot --data-dir DIR` on free ports, with its own config
+/// choice (no `--config`), killed after 60 s if it does not exit.
+fn boot_dir(data_dir: &std::path::Path) -> std::process::Output {
+    run(
+        "timeout",
+        &[
+            "60",
+            common::BIN,
+            "boot",
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+            "--nbd",
+            "127.0.0.1:0",
+            "--api",
+            "127.0.0.1:0",
+        ],
+    )
 }

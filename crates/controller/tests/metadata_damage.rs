@@ -56,6 +56,13 @@ fn meta_file(dir: &Path) -> std::fs::File {
         .unwrap()
 }
 
+/// The generation in the header of root slot `slot`, copy 0.
+fn generation_in(f: &std::fs::File, slot: u64) -> u64 {
+    let mut h = [0u8; 8];
+    f.read_exact_at(&mut h, slot * SLOT_BYTES + 16).unwrap();
+    u64::from_le_bytes(h)
+}
+
 fn flip(f: &std::fs::File, at: u64) {
     let mut b = [0u8; 1];
     f.read_exact_at(&mut b, at).unwrap();
@@ -146,11 +153,7 @@ fn lost_newest_root_with_its_journal_records_is_an_error_not_a_rollback() {
     let dir = tempfile::tempdir().unwrap();
     crashed_dir(dir.path());
     let f = meta_file(dir.path());
-    let gen_of = |slot: u64| {
-        let mut h = [0u8; 8];
-        f.read_exact_at(&mut h, slot * SLOT_BYTES + 16).unwrap();
-        u64::from_le_bytes(h)
-    };
+    let gen_of = |slot: u64| generation_in(&f, slot);
     let newest = if gen_of(0) > gen_of(1) { 0 } else { 1 };
     // One byte of the newest root's payload in copy 0: the mirror copy loads.
     flip(&f, newest * SLOT_BYTES + ROOT_HEADER_BLOCK_BYTES + 3);
@@ -204,11 +207,7 @@ fn lost_newest_root_without_journal_records_is_loaded_with_a_warning() {
         s.abandon();
     }
     let f = meta_file(dir.path());
-    let gen_of = |slot: u64| {
-        let mut h = [0u8; 8];
-        f.read_exact_at(&mut h, slot * SLOT_BYTES + 16).unwrap();
-        u64::from_le_bytes(h)
-    };
+    let gen_of = |slot: u64| generation_in(&f, slot);
     let newest = if gen_of(0) > gen_of(1) { 0 } else { 1 };
     let older = gen_of(1 - newest);
     for copy in 0..2 {
