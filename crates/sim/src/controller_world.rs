@@ -269,18 +269,20 @@ impl ControllerWorld {
         }
         self.model.write_done(vol, 0, sectors, id, true);
         self.model.flushed_range(vol, 0, sectors);
-        match self.sub()?.create_volume(&name, model) {
-            Ok(_) => Ok("ok".into()),
-            Err(e) if e.kind() == ErrorKind::Fenced => Ok(format!(
-                "deleted; create unknown (fenced): {}",
-                e.full_message()
-            )),
+        let out = match self.sub()?.create_volume(&name, model) {
+            Ok(_) => "ok".to_string(),
+            Err(e) if e.kind() == ErrorKind::Fenced => {
+                format!("deleted; create unknown (fenced): {}", e.full_message())
+            }
             Err(e) => {
                 let why = e.full_message();
                 let ipl = self.crash_and_ipl(crate::workload::CrashKind::Process, false)?;
-                Ok(format!("deleted; create failed ({why}); {ipl}"))
+                format!("deleted; create failed ({why}); {ipl}")
             }
-        }
+        };
+        // The new store gets the run's store faults too.
+        self.plan.install_volume(&self.stores, &name);
+        Ok(out)
     }
 
     /// A host write, FUA write, trim (`trim`) or write of zeros. Refused

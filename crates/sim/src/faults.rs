@@ -116,26 +116,8 @@ impl FaultPlan {
             let Some(s) = stores.volume(name) else {
                 continue;
             };
+            self.add_volume_rules(&s);
             let f = s.faulty();
-            if self.volume_write_eio > 0.0 {
-                f.add_rule(FaultRule::new(
-                    OpFilter::Write,
-                    Trigger::Probability(self.volume_write_eio),
-                    FaultEffect::Eio,
-                ));
-            }
-            if self.volume_flush_eio > 0.0 {
-                f.add_rule(FaultRule::fail_flush(Trigger::Probability(
-                    self.volume_flush_eio,
-                )));
-            }
-            if self.slow_io > 0.0 {
-                f.add_rule(FaultRule::new(
-                    OpFilter::Any,
-                    Trigger::Probability(self.slow_io),
-                    FaultEffect::Latency(Duration::from_micros(200)),
-                ));
-            }
             for (v, track) in &self.latent {
                 if *v == i {
                     f.add_latent_error(*track);
@@ -158,6 +140,41 @@ impl FaultPlan {
                     FaultEffect::Eio,
                 ));
             }
+        }
+    }
+
+    /// Installs the store rules on volume `name`, whose store was created
+    /// after [`FaultPlan::install`] ran (a volume deleted and created again,
+    /// or created again by an IPL). Latent errors are not: they belong to
+    /// the medium under the first store. Idempotent: the store's rules are
+    /// replaced, not added to.
+    pub fn install_volume(&self, stores: &SimStores, name: &str) {
+        if let Some(s) = stores.volume(name) {
+            s.faulty().clear_rules();
+            self.add_volume_rules(&s);
+        }
+    }
+
+    fn add_volume_rules(&self, s: &crate::stores::SimStore) {
+        let f = s.faulty();
+        if self.volume_write_eio > 0.0 {
+            f.add_rule(FaultRule::new(
+                OpFilter::Write,
+                Trigger::Probability(self.volume_write_eio),
+                FaultEffect::Eio,
+            ));
+        }
+        if self.volume_flush_eio > 0.0 {
+            f.add_rule(FaultRule::fail_flush(Trigger::Probability(
+                self.volume_flush_eio,
+            )));
+        }
+        if self.slow_io > 0.0 {
+            f.add_rule(FaultRule::new(
+                OpFilter::Any,
+                Trigger::Probability(self.slow_io),
+                FaultEffect::Latency(Duration::from_micros(200)),
+            ));
         }
     }
 

@@ -100,6 +100,11 @@ impl ControllerWorld {
             _ => None,
         };
         let out = self.crash_and_ipl_expecting(CrashKind::Process, false, Some((op, post)))?;
+        if let Op::Recreate { vol, .. } = *op {
+            // The IPL may have created the volume again (a new store).
+            let name = self.names[vol].clone();
+            self.plan.install_volume(&self.stores, &name);
+        }
         // A create that landed although it was not answered: adopt the map.
         if let Some((id, source, target)) = created {
             if self.states.contains_key(&id) && !self.ends.contains_key(&id) {

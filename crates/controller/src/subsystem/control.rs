@@ -276,7 +276,6 @@ impl Subsystem {
                     .engine_err(core, e)
                     .context(format!("delete volume {name}"))
             })?;
-            s.forget_config_volume(name)?;
             s.inner.volumes.write().remove(name);
             s.inner.with_tables(|t| {
                 t.close_volume(name);
@@ -284,8 +283,20 @@ impl Subsystem {
             })?;
             Ok(())
         })?;
-        // The root without the volume is durable; the file can go, and its
-        // activity table is retired (a re-created volume starts empty).
+        // The root without the volume is durable. Under the topology lock
+        // (a create of the same name waits, and one that came first made
+        // the file and table its own): the config forgets it, the file
+        // goes, and its activity table is retired (a re-created volume
+        // starts empty).
+        let _topo = self.control_lock()?;
+        if self.inner.volumes.read().by_name.contains_key(name) {
+            return Ok(());
+        }
+        if let Err(e) = self.forget_config_volume(name) {
+            // Deleted all the same; only a later boot would create it again, empty.
+            tracing::warn!(subsystem = %self.inner.id, volume = name, error = %e.full_message(),
+                "volume deleted, but the config still lists it");
+        }
         self.inner.provider.remove_volume(name)?;
         super::tables::retire_volume_table(&self.inner.dir, name)?;
         Ok(())
@@ -293,11 +304,11 @@ impl Subsystem {
 
     /// Takes `name` out of the config the subsystem runs with and out of
     /// `subsystem.toml`, durably, so neither an IPL nor the next boot creates
-    /// it again as a config volume. Done before the root without the volume
-    /// is written: a crash in between leaves a volume the config no longer
-    /// lists, which is kept like any volume created through the API, never
-    /// a deleted volume that comes back empty. (If the root then fails, the
-    /// volume stays, unlisted, with the same effect.)
+    /// it again as a config volume. Done once the root without the volume
+    /// is durable: a crash in between leaves a config that lists a deleted
+    /// volume, which the next boot creates again, empty. The other order
+    /// could leave a volume that stays but that the config no longer lists,
+    /// and so no longer marks `read_only`.
     fn forget_config_volume(&self, name: &str) -> Result<()> {
         let mut config = self.inner.config.write();
         if !config.volumes.iter().any(|v| v.id == name) {

@@ -126,6 +126,9 @@ impl Subsystem {
     /// [`VolumeRef`] so that requests never reach a later volume of the
     /// same name.
     pub fn volume_serial(&self, name: &str) -> Result<u32> {
+        // Under the topology lock: a volume being created is not seen until
+        // its root is durable (an undone create must not lend its serial).
+        let _topo = self.io_lock()?;
         Ok(self.inner.volume(name)?.id.0)
     }
 

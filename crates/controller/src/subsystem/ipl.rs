@@ -443,6 +443,7 @@ impl Subsystem {
             root_generation: l.cursor.generation,
             journal_records: l.journal_records,
             journal_stop: format!("{:?}", l.journal_stop),
+            root_warning: l.root_warning.clone(),
             ..IplReport::default()
         };
         {

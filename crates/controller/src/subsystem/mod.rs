@@ -563,8 +563,8 @@ impl Inner {
             Some(why) => Err(err(
                 ErrorKind::Fenced,
                 format!(
-                    "subsystem {} is fenced ({why}); IPL it (restart \
-                     firmware-sim) or reset the controller to recover from its \
+                    "subsystem {} is fenced ({why}); IPL it (`firmware-sim \
+                     event ipl`, or restart firmware-sim) to recover from its \
                      durable state",
                     self.id
                 ),

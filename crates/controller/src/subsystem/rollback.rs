@@ -32,7 +32,11 @@ impl Inner {
         let names: Vec<String> = before.volumes.by_name.keys().cloned().collect();
         {
             let mut core = self.core.lock();
+            // Volume serials are never handed out twice, not even those of
+            // an undone create.
+            let next_volume_id = core.next_volume_id.max(before.core.next_volume_id);
             *core = before.core;
+            core.next_volume_id = next_volume_id;
             let _ = core.engine.take_events();
             core.refresh_vol_maps();
         }
