@@ -19,7 +19,7 @@
 //! failed, reporting exactly the recorded extents. A session that is not is
 //! terminated everywhere with reason `image-lost`.
 
-use activity_table::{EntryStatus, TerminateReason};
+use activity_table::{EntryStatus, SessionId, TerminateReason};
 
 use crate::error::RmError;
 use crate::ledger::SessionState;
@@ -43,11 +43,21 @@ impl ResourceManager {
     /// `report` with the broken-session passes run after it until one acts
     /// on nothing; their decisions replace those of the same session.
     pub(crate) fn close_broken(&self, mut report: Decisions) -> Result<Decisions, RmError> {
+        // Sessions the event itself terminated keep its reason, even when
+        // an append of that termination failed (the session then still
+        // looks open): the event, run again, finishes it with the same
+        // reason, so a rerun decides what the first run decided.
+        let decided: std::collections::BTreeSet<SessionId> = report
+            .decisions
+            .iter()
+            .filter(|d| d.acted && matches!(d.outcome, Outcome::Terminated(_)))
+            .map(|d| d.session.clone())
+            .collect();
         // Each acting pass terminates at least one more session.
         let mut passes_left = self.inner.lock().ledger.sessions.len() + 1;
         while passes_left > 0 {
             passes_left -= 1;
-            let next = self.broken_pass(report.event.clone())?;
+            let next = self.broken_pass(report.event.clone(), &decided)?;
             let acted = !next.orphans.is_empty() || next.decisions.iter().any(|d| d.acted);
             for d in next.decisions.into_iter().filter(|d| d.acted) {
                 match report.decisions.iter_mut().find(|o| o.session == d.session) {
@@ -65,7 +75,11 @@ impl ResourceManager {
         Ok(report)
     }
 
-    fn broken_pass(&self, event: Event) -> Result<Decisions, RmError> {
+    fn broken_pass(
+        &self,
+        event: Event,
+        decided: &std::collections::BTreeSet<SessionId>,
+    ) -> Result<Decisions, RmError> {
         let mut inner = self.inner.lock();
         inner.reload()?;
         let mut decisions = Vec::new();
@@ -74,7 +88,9 @@ impl ResourceManager {
         let time = now_ms();
         let local = inner.local_subsystems();
         for s in inner.ledger.sessions.values() {
-            if !matches!(s.state(), SessionState::Active | SessionState::Resumed) {
+            if !matches!(s.state(), SessionState::Active | SessionState::Resumed)
+                || decided.contains(&s.id)
+            {
                 continue;
             }
             // Another host's session that lives only on peers is their
