@@ -285,25 +285,7 @@ fn a_data_dir_boots_its_own_subsystem_without_config_and_keeps_its_config_curren
         "id = \"SS01\"\n[[volumes]]\nid = \"DISK1\"\nmodel = \"fb:64M\"\n",
     )
     .unwrap();
-    let boot = |config: &std::path::Path| {
-        run(
-            "timeout",
-            &[
-                "60",
-                common::BIN,
-                "boot",
-                "--config",
-                config.to_str().unwrap(),
-                "--data-dir",
-                data_dir.to_str().unwrap(),
-                "--nbd",
-                "127.0.0.1:0",
-                "--api",
-                "127.0.0.1:0",
-            ],
-        )
-    };
-    let out = boot(&other);
+    let out = boot_dir(&data_dir, &["--config", other.to_str().unwrap()]);
     common::assert_fails_with(
         &out,
         1,
@@ -333,7 +315,7 @@ fn a_data_dir_boots_its_own_subsystem_without_config_and_keeps_its_config_curren
         stored.replace("fb:32M", "fb:16M"),
     )
     .unwrap();
-    let out = boot_dir(&data_dir);
+    let out = boot_dir(&data_dir, &[]);
     common::assert_fails_with(
         &out,
         1,
@@ -343,7 +325,7 @@ fn a_data_dir_boots_its_own_subsystem_without_config_and_keeps_its_config_curren
 
     // Without its subsystem.toml the directory still names its owner.
     std::fs::remove_file(data_dir.join("subsystem.toml")).unwrap();
-    let out = boot_dir(&data_dir);
+    let out = boot_dir(&data_dir, &[]);
     common::assert_fails_with(
         &out,
         1,
@@ -359,7 +341,7 @@ fn a_missing_volume_file_is_named_with_what_to_do() {
     let data_dir = d.data_dir.clone();
     assert!(d.terminate().success());
     std::fs::remove_file(data_dir.join("volumes/FB02.vol")).unwrap();
-    let out = boot_dir(&data_dir);
+    let out = boot_dir(&data_dir, &[]);
     common::assert_fails_with(&out, 1, "FB02", "boot with a volume file missing");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("put the volume's file back"), "{stderr}");
@@ -481,21 +463,19 @@ fn a_deleted_config_volume_stays_deleted_and_its_name_can_be_reused() {
     assert_eq!(fb03["size_bytes"], 64u64 << 20, "{fb03}");
 }
 
-/// `firmware-sim boot --data-dir DIR` on free ports, with its own config
-/// choice (no `--config`), killed after 60 s if it does not exit.
-fn boot_dir(data_dir: &std::path::Path) -> std::process::Output {
-    run(
-        "timeout",
-        &[
-            "60",
-            common::BIN,
-            "boot",
-            "--data-dir",
-            data_dir.to_str().unwrap(),
-            "--nbd",
-            "127.0.0.1:0",
-            "--api",
-            "127.0.0.1:0",
-        ],
-    )
+/// `firmware-sim boot [EXTRA...] --data-dir DIR` on free ports (without
+/// `--config` in `extra`, the directory's own config choice), killed after
+/// 60 s if it does not exit.
+fn boot_dir(data_dir: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["60", common::BIN, "boot"];
+    args.extend_from_slice(extra);
+    args.extend([
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+        "--nbd",
+        "127.0.0.1:0",
+        "--api",
+        "127.0.0.1:0",
+    ]);
+    run("timeout", &args)
 }

@@ -123,15 +123,6 @@ pub fn mismatch_hint(
     }
 }
 
-/// Makes `DIR/subsystem.toml` the config the subsystem booted with
-/// ([`DataDir::store_config`]: a crash leaves the old file or the new one).
-pub fn sync_stored(
-    data_dir: &Path,
-    config: &SubsystemConfig,
-) -> Result<bool, controller::ControllerError> {
-    DataDir::new(data_dir).store_config(config)
-}
-
 /// Checks, before the subsystem creates anything, that the filesystem of the
 /// data directory can hold each config volume that does not exist yet (a
 /// sparse file of its size), so a model too large for it (`fb:100T` on ext4)
@@ -229,9 +220,9 @@ mod tests {
         assert_eq!(src, ConfigSource::Embedded);
         let mut other = c.clone();
         other.id = "SS07".into();
-        assert!(sync_stored(dir.path(), &other).unwrap());
+        assert!(DataDir::new(dir.path()).store_config(&other).unwrap());
         assert!(
-            !sync_stored(dir.path(), &other).unwrap(),
+            !DataDir::new(dir.path()).store_config(&other).unwrap(),
             "unchanged: no write"
         );
         let (back, src) = load_config(None, dir.path()).unwrap();

@@ -176,12 +176,13 @@ async fn open_node(
                 ),
             )
         })?;
-    match config::sync_stored(data_dir, &config) {
+    // DIR/subsystem.toml becomes the config this boot runs with (a crash
+    // leaves the old file or the new one).
+    let dir = controller::datadir::DataDir::new(data_dir);
+    match dir.store_config(&config) {
         Ok(true) => info!(
             "{} now holds the config this boot runs with",
-            controller::datadir::DataDir::new(data_dir)
-                .config_path()
-                .display()
+            dir.config_path().display()
         ),
         Ok(false) => {}
         Err(e) => warn!(error = %e, "cannot update the data directory's subsystem.toml"),
