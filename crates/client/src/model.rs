@@ -395,6 +395,10 @@ impl SessionInfo {
 pub struct DecisionInfo {
     /// Logical session id.
     pub session: String,
+    /// The host that owns the session (two hosts that raced to start one id
+    /// hold one session each; `None`: rows recorded before hosts were).
+    #[serde(default)]
+    pub host: Option<String>,
     /// Backup program.
     pub program: Option<String>,
     /// `resumed`, `terminated` or `untouched`.

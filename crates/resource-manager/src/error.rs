@@ -28,6 +28,21 @@ pub enum RmError {
         /// The id.
         id: SessionId,
     },
+    /// Several hosts started sessions of this id at the same instant (each where the
+    /// other's rows were not visible yet), and none of them is this resource manager's
+    /// host, so the id alone does not say which is meant.
+    #[error(
+        "session {id} was started by {} hosts at once ({}); act on it from the daemon of \
+         the host that owns the one you mean",
+        hosts.len(),
+        hosts.join(", ")
+    )]
+    AmbiguousSession {
+        /// The id.
+        id: SessionId,
+        /// The hosts that hold a session of this id.
+        hosts: Vec<String>,
+    },
     /// The request names a subsystem the resource manager is not attached to.
     #[error("unknown subsystem {subsystem}")]
     UnknownSubsystem {

@@ -60,7 +60,11 @@ impl ResourceManager {
             let next = self.broken_pass(report.event.clone(), &decided)?;
             let acted = !next.orphans.is_empty() || next.decisions.iter().any(|d| d.acted);
             for d in next.decisions.into_iter().filter(|d| d.acted) {
-                match report.decisions.iter_mut().find(|o| o.session == d.session) {
+                match report
+                    .decisions
+                    .iter_mut()
+                    .find(|o| o.session == d.session && o.host == d.host)
+                {
                     Some(o) => *o = d,
                     None => report.decisions.push(d),
                 }

@@ -9,8 +9,12 @@
 //! - a session is *unsettled* if it is completed or terminated while some row is still open
 //!   (Initiated/Resumed/LogicallyComplete): a recovery or completion was interrupted and
 //!   must be finished;
-//! - a session's owner host is the host of its first entry that names one (`None` for
-//!   sessions recorded before hosts were: the resource manager counts them as its own);
+//! - a session is keyed by its id *and* the host its rows record ([`SessionKey`]): every
+//!   entry of a session names the host that started it (the resource manager writes the
+//!   owner's host on the rows it adds for it), so two hosts that started the same id at the
+//!   same instant, each where the other's rows were not yet visible, hold two sessions,
+//!   and one host's restart events never decide for the other's (`None` for sessions
+//!   recorded before hosts were: the resource manager counts them as its own);
 //! - a session is *logically complete* once any row said LogicallyComplete (the image is
 //!   fixed and serialization released); that is an attribute, not a state: the session
 //!   stays active or resumed until it completes or is terminated.
@@ -79,6 +83,13 @@ pub(crate) struct Row {
     pub status: EntryStatus,
 }
 
+/// What a logical session is known by in the ledger: its id and the host its rows name.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Debug)]
+pub(crate) struct SessionKey {
+    pub id: SessionId,
+    pub host: Option<String>,
+}
+
 /// A logical session as the tables describe it.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub(crate) struct SessionLedger {
@@ -95,16 +106,34 @@ pub(crate) struct SessionLedger {
 }
 
 impl SessionLedger {
-    fn new(id: SessionId) -> SessionLedger {
+    fn new(key: SessionKey) -> SessionLedger {
         SessionLedger {
-            id,
+            id: key.id,
             program: None,
-            host: None,
+            host: key.host,
             logically_complete: false,
             rows: BTreeMap::new(),
             completed: false,
             terminated: None,
         }
+    }
+
+    /// Its key in the ledger.
+    pub fn key(&self) -> SessionKey {
+        SessionKey {
+            id: self.id.clone(),
+            host: self.host.clone(),
+        }
+    }
+
+    /// True if a physical session established for `owner` by `host` is this session's
+    /// (a side that recorded no host, from before hosts were, matches any host).
+    pub fn owns(&self, owner: &SessionId, host: Option<&str>) -> bool {
+        self.id == *owner
+            && match (self.host.as_deref(), host) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            }
     }
 
     pub fn state(&self) -> SessionState {
@@ -164,11 +193,12 @@ impl SessionLedger {
             // Subsystem-level rows carry no domain; the RM never writes them.
             return;
         };
+        debug_assert_eq!(
+            self.host, e.host,
+            "an entry folded into another host's session"
+        );
         if self.program.is_none() {
             self.program.clone_from(&e.program);
-        }
-        if self.host.is_none() {
-            self.host.clone_from(&e.host);
         }
         let vols = self.rows.entry(e.subsystem.clone()).or_default();
         match vols.get_mut(volume) {
@@ -204,7 +234,7 @@ impl SessionLedger {
 /// All sessions found in the tables of the attached subsystems.
 #[derive(Clone, Default, PartialEq, Eq, Debug)]
 pub(crate) struct Ledger {
-    pub sessions: BTreeMap<SessionId, SessionLedger>,
+    pub sessions: BTreeMap<SessionKey, SessionLedger>,
 }
 
 impl Ledger {
@@ -221,13 +251,27 @@ impl Ledger {
 
     /// Folds one entry (in table order).
     pub fn apply(&mut self, e: &ActivityEntry) {
-        match self.sessions.get_mut(&e.session_id) {
-            Some(s) => s.apply(e),
-            None => {
-                let mut s = SessionLedger::new(e.session_id.clone());
-                s.apply(e);
-                self.sessions.insert(e.session_id.clone(), s);
-            }
-        }
+        let key = SessionKey {
+            id: e.session_id.clone(),
+            host: e.host.clone(),
+        };
+        self.sessions
+            .entry(key)
+            .or_insert_with_key(|k| SessionLedger::new(k.clone()))
+            .apply(e);
+    }
+
+    /// Every session recorded under `id` (more than one only when hosts raced to start
+    /// the same id), in host order.
+    pub fn with_id<'a>(&'a self, id: &'a SessionId) -> impl Iterator<Item = &'a SessionLedger> {
+        self.sessions
+            .range(
+                SessionKey {
+                    id: id.clone(),
+                    host: None,
+                }..,
+            )
+            .take_while(move |(k, _)| k.id == *id)
+            .map(|(_, s)| s)
     }
 }

@@ -26,7 +26,7 @@ use geometry::ExtentSet;
 use parking_lot::Mutex;
 
 use crate::error::RmError;
-use crate::ledger::{Ledger, SessionLedger, SessionState};
+use crate::ledger::{Ledger, SessionKey, SessionLedger, SessionState};
 use crate::port::{CopyPair, PhysicalSession, PortError, SubsystemPort};
 use crate::report::{PhysicalPart, Progress, SessionInfo};
 
@@ -210,7 +210,7 @@ impl ResourceManager {
     ) -> Result<BTreeMap<String, PhysSessionId>, RmError> {
         let mut inner = self.inner.lock();
         inner.refresh()?;
-        if let Some(s) = inner.ledger.sessions.get(&spec.id) {
+        if let Some(s) = inner.ledger.with_id(&spec.id).next() {
             return Err(RmError::DuplicateSession {
                 id: spec.id.clone(),
                 state: s.state().to_string(),
@@ -425,7 +425,7 @@ impl ResourceManager {
     pub fn session(&self, id: &SessionId) -> Result<Option<SessionInfo>, RmError> {
         let mut inner = self.inner.lock();
         inner.refresh()?;
-        Ok(inner.ledger.sessions.get(id).map(|s| inner.info(s)))
+        Ok(inner.pick(id)?.map(|s| inner.info(s)))
     }
 }
 
@@ -510,11 +510,30 @@ impl Inner {
     /// Session `id` from tables read again if a failed call left them unsure.
     fn fresh_session(&mut self, id: &SessionId) -> Result<SessionLedger, RmError> {
         self.refresh()?;
-        self.ledger
-            .sessions
-            .get(id)
+        self.pick(id)?
             .cloned()
             .ok_or_else(|| RmError::UnknownSession { id: id.clone() })
+    }
+
+    /// The session an operator means by `id`: the only one of that id, else the one this
+    /// resource manager's host owns (hosts that raced to start one id hold one each).
+    fn pick<'a>(&'a self, id: &'a SessionId) -> Result<Option<&'a SessionLedger>, RmError> {
+        let all: Vec<&SessionLedger> = self.ledger.with_id(id).collect();
+        if all.len() <= 1 {
+            return Ok(all.first().copied());
+        }
+        let own: Vec<&SessionLedger> = all
+            .iter()
+            .copied()
+            .filter(|s| self.owner_of(s) == self.host)
+            .collect();
+        match own.as_slice() {
+            [one] => Ok(Some(one)),
+            _ => Err(RmError::AmbiguousSession {
+                id: id.clone(),
+                hosts: all.iter().map(|s| self.owner_of(s).to_string()).collect(),
+            }),
+        }
     }
 
     /// What each subsystem reports for the open physical sessions of `s`,
@@ -526,7 +545,7 @@ impl Inner {
             let port = self.port(sub)?;
             for phys in s.open_phys_on(sub) {
                 match port.query(phys).map_err(port_err(sub, "query"))? {
-                    Some(i) if i.owner == s.id && i.state.is_whole() => {
+                    Some(i) if s.owns(&i.owner, i.host.as_deref()) && i.state.is_whole() => {
                         parts.push((sub.clone(), i))
                     }
                     _ => {
@@ -775,7 +794,10 @@ impl Inner {
             let row = self
                 .ledger
                 .sessions
-                .get(&e.session_id)
+                .get(&SessionKey {
+                    id: e.session_id.clone(),
+                    host: e.host.clone(),
+                })
                 .and_then(|s| s.rows.get(subsystem))
                 .and_then(|vols| vols.get(e.volume.as_deref()?));
             row.is_some_and(|r| r.status == e.status)

@@ -24,7 +24,7 @@ use activity_table::{EntryStatus, NewEntry, PhysSessionId, TerminateReason};
 use geometry::ExtentSet;
 
 use crate::error::RmError;
-use crate::ledger::{SessionLedger, SessionState};
+use crate::ledger::{SessionKey, SessionLedger, SessionState};
 use crate::manager::{now_ms, port_err, Inner, ResourceManager, SettlePlan};
 use crate::port::{HeldSession, PhysState, PhysicalSession, PortError, SubsystemPort};
 use crate::report::{Decision, Decisions, Event, OrphanWithdrawn, Outcome};
@@ -146,7 +146,11 @@ impl ResourceManager {
             let next = self.reset_pass(subsystem)?;
             again = newly_terminated(&next);
             for d in next.decisions.into_iter().filter(|d| d.acted) {
-                match report.decisions.iter_mut().find(|o| o.session == d.session) {
+                match report
+                    .decisions
+                    .iter_mut()
+                    .find(|o| o.session == d.session && o.host == d.host)
+                {
                     Some(o) => *o = d,
                     None => report.decisions.push(d),
                 }
@@ -169,7 +173,7 @@ impl ResourceManager {
         let mut decisions = Vec::new();
         let mut plan = SettlePlan::default();
         let mut resumed_rows: Vec<NewEntry> = Vec::new();
-        let mut resumes: Vec<(PhysSessionId, crate::SessionId)> = Vec::new();
+        let mut resumes: Vec<(PhysSessionId, SessionKey)> = Vec::new();
         let time = now_ms();
         for s in inner
             .ledger
@@ -208,7 +212,7 @@ impl ResourceManager {
                             let new_rows =
                                 resume || rows.values().any(|r| r.status != EntryStatus::Resumed);
                             if resume {
-                                resumes.push((phys, s.id.clone()));
+                                resumes.push((phys, s.key()));
                             }
                             let why = if new_rows || resume {
                                 format!(
@@ -270,7 +274,7 @@ impl ResourceManager {
             // terminal rows and the withdraw are left), never reported as
             // resumed with its copy held.
             let mut refused = SettlePlan::default();
-            for (phys, id) in resumes {
+            for (phys, key) in resumes {
                 let Err(e) = port.resume(phys) else {
                     continue;
                 };
@@ -283,13 +287,16 @@ impl ResourceManager {
                     problems.push(port_err(subsystem, "resume")(e));
                     continue;
                 }
-                let Some(s) = inner.ledger.sessions.get(&id) else {
+                let Some(s) = inner.ledger.sessions.get(&key) else {
                     problems.push(port_err(subsystem, "resume")(e));
                     continue;
                 };
                 let reason = TerminateReason::ResetMismatch;
                 refused.add(s, EntryStatus::Terminated { reason }, time);
-                if let Some(d) = decisions.iter_mut().find(|d| d.session == id) {
+                if let Some(d) = decisions
+                    .iter_mut()
+                    .find(|d| d.session == key.id && d.host == key.host)
+                {
                     d.outcome = Outcome::Terminated(reason);
                     d.acted = true;
                     d.why = format!(
@@ -426,6 +433,7 @@ fn settled(s: &SessionLedger, plan: &mut SettlePlan, time: u64) -> (Outcome, boo
 pub(crate) fn decision(s: &SessionLedger, outcome: Outcome, acted: bool, why: String) -> Decision {
     Decision {
         session: s.id.clone(),
+        host: s.host.clone(),
         program: s.program.clone(),
         outcome,
         acted,
@@ -596,15 +604,15 @@ impl Inner {
             {
                 // Another host's physical session whose session has no rows
                 // at all may be one it is establishing now.
-                let known = self.ledger.sessions.contains_key(&owner);
-                if held_by.as_deref().unwrap_or(&self.host) != host && !known {
+                let mine: Vec<&SessionLedger> = self
+                    .ledger
+                    .with_id(&owner)
+                    .filter(|s| s.owns(&owner, held_by.as_deref()))
+                    .collect();
+                if held_by.as_deref().unwrap_or(&self.host) != host && mine.is_empty() {
                     continue;
                 }
-                let accounted = self
-                    .ledger
-                    .sessions
-                    .get(&owner)
-                    .is_some_and(|s| s.open_phys_on(sub).contains(&phys));
+                let accounted = mine.iter().any(|s| s.open_phys_on(sub).contains(&phys));
                 if !accounted {
                     if let Err(e) = port.withdraw(&owner, phys) {
                         self.stale = true;

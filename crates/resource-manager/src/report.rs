@@ -91,6 +91,9 @@ impl fmt::Display for Outcome {
 pub struct Decision {
     /// The logical session.
     pub session: SessionId,
+    /// The host that started it, as its rows record it (`None`: rows recorded before
+    /// hosts were). Two hosts that raced to start one id hold two sessions of that id.
+    pub host: Option<String>,
     /// Its backup program, if recorded.
     pub program: Option<String>,
     /// Its disposition after the event.
@@ -167,9 +170,18 @@ impl fmt::Display for Decisions {
                 continue;
             }
             let program = d.program.as_deref().unwrap_or("-");
+            // Hosts that raced to start one id hold one session each: name the host.
+            let twin = self
+                .decisions
+                .iter()
+                .any(|o| o.session == d.session && o.host != d.host);
+            let host = match (&d.host, twin) {
+                (Some(h), true) => format!(", host {h}"),
+                _ => String::new(),
+            };
             writeln!(
                 f,
-                "  {} (program {program}): {}: {}",
+                "  {} (program {program}{host}): {}: {}",
                 d.session, d.outcome, d.why
             )?;
         }

@@ -884,3 +884,90 @@ fn a_spanning_start_freezes_everywhere_and_fails_whole_if_a_freeze_expired() {
         assert_eq!(w.sub(sub).frozen(), 0, "a freeze left on {sub}");
     }
 }
+
+/// Two hosts that start the same session id at the same instant, each on a
+/// subsystem where the other's rows are not visible yet, both pass the
+/// uniqueness check. A resource manager that later reaches both tables holds
+/// two sessions of that id, one per host: one host's restart ends only its
+/// own, an operator acts on the one their host owns, and a third host is told
+/// the id is ambiguous instead of acting on both.
+#[test]
+fn hosts_that_raced_to_start_one_id_keep_two_sessions() {
+    let w = World::new(&["A", "B"]);
+    let only = |name: &str| vec![w.sub(name).clone() as std::sync::Arc<dyn SubsystemPort>];
+    let sys1 = resource_manager::ResourceManager::for_host("SYS1", only("A")).unwrap();
+    let sys2 = resource_manager::ResourceManager::for_host("SYS2", only("B")).unwrap();
+    sys1.start_session(&spec("RACE", "DSS", &[("A", "S0", 0, 3, "T0")]))
+        .unwrap();
+    sys2.start_session(&spec("RACE", "DSS", &[("B", "S0", 0, 3, "T0")]))
+        .unwrap();
+
+    // SYS1's daemon now reaches both subsystems (B through a peer).
+    let both = w.rm_for("SYS1");
+    let listed: Vec<(String, String, SessionState)> = both
+        .list_sessions()
+        .unwrap()
+        .into_iter()
+        .map(|i| (i.id.to_string(), i.host, i.state))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("RACE".into(), "SYS1".into(), SessionState::Active),
+            ("RACE".into(), "SYS2".into(), SessionState::Active)
+        ]
+    );
+    // A new start of the id is still refused.
+    assert!(matches!(
+        both.start_session(&spec("RACE", "DSS", &[("A", "S1", 0, 3, "T1")])),
+        Err(RmError::DuplicateSession { .. })
+    ));
+    // By id, each host's daemon means its own; a third host cannot tell.
+    let info = both.session(&sid("RACE")).unwrap().unwrap();
+    assert_eq!((info.host.as_str(), info.parts.len()), ("SYS1", 1));
+    let info = w.rm_for("SYS2").session(&sid("RACE")).unwrap().unwrap();
+    assert_eq!(info.host, "SYS2");
+    let err = w.rm_for("SYS3").session(&sid("RACE")).unwrap_err();
+    assert!(
+        matches!(&err, RmError::AmbiguousSession { hosts, .. } if hosts == &["SYS1", "SYS2"]),
+        "{err}"
+    );
+
+    // SYS2's resource manager restarts: only SYS2's session ends.
+    let d = both.on_host_rm_restart("SYS2").unwrap();
+    let of = |host: &str| {
+        d.decisions
+            .iter()
+            .find(|x| x.session.as_str() == "RACE" && x.host.as_deref() == Some(host))
+            .unwrap()
+            .outcome
+    };
+    assert_eq!(of("SYS2"), Outcome::Terminated(TerminateReason::RmRestart));
+    assert_eq!(of("SYS1"), Outcome::Untouched);
+    assert_eq!(w.sub("A").live_sessions().len(), 1, "SYS1's part is kept");
+    assert!(w.sub("B").live_sessions().is_empty(), "SYS2's is withdrawn");
+    for e in w.sub("A").entries().unwrap() {
+        assert_eq!(
+            e.status,
+            EntryStatus::Initiated,
+            "A holds only SYS1's start"
+        );
+    }
+    // SYS1's session goes on to completion.
+    let info = both.session(&sid("RACE")).unwrap().unwrap();
+    assert_eq!(info.state, SessionState::Active);
+    both.terminate_session(&sid("RACE"), "test").unwrap();
+    let states: Vec<SessionState> = both
+        .list_sessions()
+        .unwrap()
+        .into_iter()
+        .map(|i| i.state)
+        .collect();
+    assert_eq!(
+        states,
+        [
+            SessionState::Terminated(TerminateReason::Operator),
+            SessionState::Terminated(TerminateReason::RmRestart)
+        ]
+    );
+}

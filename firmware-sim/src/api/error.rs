@@ -159,6 +159,7 @@ pub fn classify(failure: Failure<'_>, noun: Noun) -> ApiErrorKind {
                 R::InvalidSpec { .. } => K::BadRequest,
                 R::DuplicateSession { .. } => K::AlreadyExists,
                 R::UnknownSession { .. } => K::UnknownSession,
+                R::AmbiguousSession { .. } => K::WrongState,
                 R::UnknownSubsystem { .. } => K::NotFound,
                 R::DuplicateSubsystem { .. } => K::Internal,
                 R::SessionTerminated { .. } | R::CopyIncomplete { .. } => K::WrongState,

@@ -46,6 +46,7 @@ fn report(d: Decisions, notes: Vec<String>) -> EventReport {
                 };
                 DecisionInfo {
                     session: x.session.to_string(),
+                    host: x.host.clone(),
                     program: x.program.clone(),
                     outcome: outcome.into(),
                     reason,

@@ -89,8 +89,19 @@ pub fn print_report(r: &EventReport) {
             None => d.outcome.clone(),
         };
         let program = d.program.as_deref().unwrap_or("-");
+        // Hosts that raced to start one id hold one session each: name the host.
+        let host = match &d.host {
+            Some(h)
+                if r.decisions
+                    .iter()
+                    .any(|o| o.session == d.session && o.host != d.host) =>
+            {
+                format!(", host {h}")
+            }
+            _ => String::new(),
+        };
         println!(
-            "  session {} (program {program}): {outcome}: {}",
+            "  session {} (program {program}{host}): {outcome}: {}",
             d.session, d.why
         );
     }
