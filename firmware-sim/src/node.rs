@@ -168,25 +168,39 @@ impl Node {
     /// The resource manager's IPL recovery (cli.md: booting an existing data
     /// dir is an IPL): every session initiated and not completed is
     /// terminated with reason `ipl` (rows written, physical sessions
-    /// withdrawn). Run at boot before anything is served or copied.
-    ///
-    /// A peer that does not answer must not keep this subsystem down: the
-    /// recovery then runs over this subsystem alone (its own sessions are
-    /// terminated here; the peers' rows are settled by the next event that
-    /// reaches them, because a terminal row anywhere decides a session).
+    /// withdrawn). Run at boot before anything is served or copied, and
+    /// after `event ipl`.
     pub fn recover_at_ipl(&self) -> Result<Decisions, RmError> {
+        self.recover("IPL", |rm, _| rm.on_ipl())
+    }
+
+    /// Runs the recovery `event` (named `what` in the log) over this
+    /// subsystem and its peers.
+    ///
+    /// A peer that does not answer must not stop a recovery event once the
+    /// subsystem has restarted (an IPL or reset already happened, a restart
+    /// or abend already ended the program): the event then runs over this
+    /// subsystem alone (its sessions' rows here are settled; the peers' rows
+    /// are settled by the next event that reaches them, because a terminal
+    /// row anywhere decides a session), and the report names the peer.
+    /// Events are reruns-safe, so what the first attempt did stays done.
+    pub fn recover(
+        &self,
+        what: &str,
+        event: impl Fn(&ResourceManager, &Subsystem) -> Result<Decisions, RmError>,
+    ) -> Result<Decisions, RmError> {
         let local = self.with(|sub| sub.id().to_string());
-        match self.with_rm(|rm, _| rm.on_ipl()) {
+        match self.with_rm(&event) {
             Err(RmError::Port {
                 subsystem,
                 op,
                 source,
             }) if subsystem != local => {
                 tracing::warn!(peer = %subsystem, op, error = %source,
-                    "peer unreachable during IPL recovery: recovering this subsystem's sessions alone");
-                let _s = self.slot.read();
+                    "peer unreachable during {what} recovery: recovering this subsystem's sessions alone");
+                let s = self.slot.read();
                 let alone = new_rm(&self.host, &self.port, &[])?;
-                let mut d = alone.on_ipl()?;
+                let mut d = event(&alone, &s)?;
                 d.problems.push(format!(
                     "peer {subsystem} did not answer ({op}: {source}); its rows wait for the next event"
                 ));

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{assert_fails_with, spanning_session_args, Daemon, SS02};
+use common::{assert_fails_with, assert_success, spanning_session_args, Daemon, SS02};
 use serde_json::Value;
 
 const EXIT_FAILED: i32 = 1;
@@ -120,6 +120,53 @@ fn a_spanning_session_ends_on_both_subsystems_when_one_reboots() {
     ]);
     assert_fails_with(&out, EXIT_FAILED, "SS01", "start with the peer down");
     assert!(!has_map(&ss02, "V0", "V1"), "nothing established on SS02");
+}
+
+/// An event with the peer down still recovers this subsystem's sessions:
+/// `event ipl` and `event reset` restart the subsystem, so they must not stop
+/// at the peer that does not answer. They settle the rows here (a terminal
+/// row anywhere decides a session), name the peer in the report, and exit 0.
+#[test]
+fn events_with_the_peer_down_still_recover_this_subsystems_sessions() {
+    let t1 = tempfile::tempdir().unwrap();
+    let t2 = tempfile::tempdir().unwrap();
+    let ss01 = Daemon::boot(t1.path());
+    let cfg = t2.path().join("ss02.toml");
+    std::fs::write(&cfg, SS02).unwrap();
+    let peer = format!("SS01={}", ss01.api);
+    let ss02 = Daemon::boot_with(
+        t2.path(),
+        &["--config", cfg.to_str().unwrap(), "--peer", &peer],
+    );
+    let s = ss02.cli_json(&spanning_session_args("R")[..14]);
+    assert_eq!(s["state"], "active", "{s}");
+    drop(ss01);
+
+    // A reset whose extents match here: R resumes on SS02.
+    let out = ss02.cli(&["event", "reset"]);
+    assert_success(&out, "reset with the peer down");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("session R (program SPAN): resumed"), "{text}");
+    assert!(text.contains("peer SS01 did not answer"), "{text}");
+
+    // The IPL: R ends here, its map is withdrawn, the rows say why.
+    let out = ss02.cli(&["event", "ipl"]);
+    assert_success(&out, "ipl with the peer down");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("session R (program SPAN): terminated (ipl)"),
+        "{text}"
+    );
+    assert!(text.contains("peer SS01 did not answer"), "{text}");
+    assert!(!has_map(&ss02, "V0", "V1"), "withdrawn on SS02");
+    let rows = ss02.cli_json(&["table", "show"]);
+    let ended = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["status"] == "terminated" && e["reason"] == "ipl")
+        .count();
+    assert_eq!(ended, 1, "{rows}");
 }
 
 /// One time zero across daemons: a writer makes dependent writes, value k to

@@ -94,13 +94,15 @@ async fn event(
         let out = match event.as_str() {
             "ipl" if req.host.is_some() => {
                 let host = req.host.as_deref().unwrap_or_default();
-                let d = n.with_rm(|rm, _| rm.on_host_ipl(host)).map_err(rm_err)?;
+                let d = n
+                    .recover("host IPL", |rm, _| rm.on_host_ipl(host))
+                    .map_err(rm_err)?;
                 report(d, vec![format!("IPL of host {host} alone (the subsystem kept running)")])
             }
             "ipl" => {
                 let r = n.ipl().map_err(|e| ApiError::controller(e, Noun::Subsystem))?;
                 let notes = n.with(|sub| ipl_notes(&r, sub));
-                let d = n.with_rm(|rm, _| rm.on_ipl()).map_err(rm_err)?;
+                let d = n.recover_at_ipl().map_err(rm_err)?;
                 report(d, notes)
             }
             "rm-restart" => {
@@ -112,7 +114,9 @@ async fn event(
                     }
                 };
                 let d = n
-                    .with_rm(|rm, _| rm.on_host_rm_restart(&host))
+                    .recover("resource-manager restart", |rm, _| {
+                        rm.on_host_rm_restart(&host)
+                    })
                     .map_err(rm_err)?;
                 report(d, vec![format!("resource manager of host {host} restarted (state rebuilt from the activity tables)")])
             }
@@ -123,7 +127,7 @@ async fn event(
                     .filter(|p| !p.is_empty())
                     .ok_or_else(|| ApiError::bad_request("abend needs a program name"))?;
                 let d = n
-                    .with_rm(|rm, _| match req.host.as_deref() {
+                    .recover("abend", |rm, _| match req.host.as_deref() {
                         Some(host) => rm.on_host_abend(host, program),
                         None => rm.on_abend(program),
                     })
@@ -143,7 +147,9 @@ async fn event(
                     }
                 )];
                 notes.extend(n.with(|sub| ipl_notes(&r, sub)).into_iter().skip(1));
-                let d = n.with_rm(|rm, sub| rm.on_reset(sub.id())).map_err(rm_err)?;
+                let d = n
+                    .recover("reset", |rm, sub| rm.on_reset(sub.id()))
+                    .map_err(rm_err)?;
                 report(d, notes)
             }
             other => {
