@@ -682,13 +682,47 @@ fn hosts_own_their_sessions_and_release_marks_logical_completion() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("HOST") && text.contains("SYS2"), "{text}");
 
-    // A bad host id is named.
+    // A bad host id, a session id the subsystems refuse and an empty program
+    // are named, with the rule, before anything starts.
     let out = d.cli(&["event", "ipl", "--host", "two words"]);
     assert_fails_with(
         &out,
         EXIT_FAILED,
-        "bad host id",
+        "host id `two words` contains ' '; allowed: A-Z a-z 0-9 . _ -",
         "event ipl --host with a space",
+    );
+    let bad_start = |id: &str, program: &str| {
+        d.cli(&[
+            "session",
+            "start",
+            "--id",
+            id,
+            "--extent",
+            "FB02:0-3",
+            "--target",
+            "FB03",
+            "--program",
+            program,
+        ])
+    };
+    let out = bad_start("A#B", "P");
+    assert_fails_with(
+        &out,
+        EXIT_FAILED,
+        "session id `A#B` contains '#'",
+        "id with #",
+    );
+    let out = bad_start("EMPTYPROG", "");
+    assert_fails_with(&out, EXIT_FAILED, "program name is empty", "empty program");
+    // A session's target is freed by its session, and the refusal says so.
+    let out = d.cli(&[
+        "map", "create", "--source", "FB02", "--target", "FB01", "--type", "nocopy",
+    ]);
+    assert_fails_with(
+        &out,
+        EXIT_FAILED,
+        "`session complete OWN` (once its copy is done) or `session terminate OWN` frees it",
+        "map onto a session's target",
     );
 
     // SYS2 IPLs alone: OTHER ends (ipl), OWN is untouched and still copying.

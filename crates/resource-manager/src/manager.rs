@@ -444,6 +444,14 @@ fn plan_pairs(
     if spec.extents.is_empty() {
         return Err(invalid(format!("session {} names no extents", spec.id)));
     }
+    if spec.program.is_empty() {
+        // Abend recovery ends sessions by program name: one without a name
+        // could never be ended by it.
+        return Err(invalid(format!(
+            "session {}: the program name is empty",
+            spec.id
+        )));
+    }
     // Checked before anything starts: the activity tables refuse such a
     // name only after the physical sessions were established.
     activity_table::check_program(&spec.program)

@@ -86,8 +86,7 @@ async fn event(
 ) -> Result<Json<EventReport>, ApiError> {
     let req = body(req)?;
     if let Some(h) = &req.host {
-        resource_manager::SessionId::new(h.as_str())
-            .map_err(|e| ApiError::bad_request(format!("bad host id `{h}`: {e}")))?;
+        controller::check_id("host id", h).map_err(ApiError::bad_request)?;
     }
     s.blocking(move |n| {
         let rm_err = |e| ApiError::rm(e, Noun::Session);

@@ -187,7 +187,10 @@ fn session_info(sub: &Subsystem, s: &resource_manager::SessionInfo) -> SessionIn
     }
 }
 
+/// A session id as the subsystems take it (they name files and physical
+/// sessions after it): checked here so the message gives the real rule.
 fn session_id(id: &str) -> Result<SessionId, ApiError> {
+    controller::check_id("session id", id).map_err(ApiError::bad_request)?;
     SessionId::new(id).map_err(|e| ApiError::bad_request(format!("bad session id `{id}`: {e}")))
 }
 
@@ -243,6 +246,9 @@ async fn start(
 ) -> Result<Json<SessionInfo>, ApiError> {
     let req = body(req)?;
     let id = session_id(&req.id)?;
+    if let Some(h) = &req.host {
+        controller::check_id("host id", h).map_err(ApiError::bad_request)?;
+    }
     s.blocking(move |n| {
         n.with_rm(|rm, sub| {
             let sources = parse_session_extents(n, sub, &req.extent)?;

@@ -89,15 +89,24 @@ impl Inner {
                 size(*target)
             ),
             C::TargetInUse { target, map: m } => {
-                let free = match core.engine.map_state(*m) {
-                    Some(MapState::Stopping) if core.engine.is_withdrawn(*m) => format!(
+                let owner = core.sessions.values().find(|p| p.maps().contains(m));
+                let free = match (owner, core.engine.map_state(*m)) {
+                    // Only its session may end a session's map.
+                    (Some(p), _) => format!(
+                        "; `session complete {0}` (once its copy is done) or \
+                         `session terminate {0}` frees it",
+                        p.session
+                    ),
+                    (None, Some(MapState::Stopping)) if core.engine.is_withdrawn(*m) => format!(
                         "; that map's session has ended and it is handing {} track(s) to an \
                          older session's target before it deletes itself (`map show {}`)",
                         core.engine.clean_remaining(*m).unwrap_or(0),
                         m.0
                     ),
-                    Some(MapState::IdleOrCopied) => format!("; `map delete {}` frees it", m.0),
-                    Some(MapState::Stopped) => format!(
+                    (None, Some(MapState::IdleOrCopied)) => {
+                        format!("; `map delete {}` frees it", m.0)
+                    }
+                    (None, Some(MapState::Stopped)) => format!(
                         "; `map delete {} --force` frees it (its target keeps what it holds)",
                         m.0
                     ),
