@@ -405,6 +405,9 @@ pub fn ipl_notes(r: &IplReport, sub: &Subsystem) -> Vec<String> {
     if let Some(w) = &r.root_warning {
         notes.push(format!("IPL WARNING: {w}"));
     }
+    for w in &r.journal_repaired {
+        notes.push(format!("IPL WARNING: {w}"));
+    }
     for f in &r.check_findings {
         notes.push(format!("IPL check: {f}"));
     }

@@ -145,6 +145,12 @@ pub fn check(data_dir: impl AsRef<Path>) -> Result<CheckReport> {
     if let Some(w) = &loaded.root_warning {
         r.warnings.push(w.clone());
     }
+    for w in &loaded.journal_repaired {
+        r.warnings.push(format!(
+            "{w}: the metadata store is damaged there (both copies of that record); nothing \
+             was lost, but look at the disk"
+        ));
+    }
     r.metadata_loaded = true;
     r.root_generation = loaded.cursor.generation;
     r.dirty = loaded.dirty;

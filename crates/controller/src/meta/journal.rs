@@ -24,6 +24,16 @@
 //! source's new data), or one of a newer generation (that root was durable
 //! and its slot is damaged; loading the older root would roll back). Either
 //! is an error of kind `Corrupt`, never a silent stop.
+//!
+//! A record whose header fields that identify it (magic, generation, seq)
+//! were damaged, while its length, checksum and payload are whole, is still
+//! ours: with the expected magic, generation and seq put back, its checksum
+//! matches. It is replayed, and the scan says so ([`JournalScan::repaired`]).
+//! Replaying it is safe even when a crash tore its header sector rather than
+//! damage: a whole payload means the record was written in full, and what it
+//! records was durable before it was written (docs/DURABILITY.md, rule 1).
+//! Bytes left by an earlier generation, or one of its intact records, never
+//! pass that check (their checksum covers their own generation).
 
 use geometry::Extent;
 
@@ -59,6 +69,9 @@ pub struct JournalScan {
     pub end: u64,
     /// Why the scan stopped.
     pub stop: JournalStop,
+    /// Records whose damaged header was recognised by their checksum and
+    /// replayed (module doc), one line each: a warning for the operator.
+    pub repaired: Vec<String>,
 }
 
 fn crc_of(header: &[u8], payload: &[u8]) -> u32 {
@@ -153,16 +166,24 @@ impl MetaStore {
             })
             .collect();
         let mut records = Vec::new();
+        let mut repaired = Vec::new();
         let mut offset = 0u64;
         let mut seq = 1u64;
         let stop = loop {
             let mut stop = None;
             let mut found = None;
-            for w in windows.iter_mut() {
+            let mut damaged = None;
+            for (copy, w) in windows.iter_mut().enumerate() {
                 match read_record(w, offset, generation, seq)? {
-                    Ok(payload) => {
+                    Ok((payload, None)) => {
                         found = Some(payload);
                         break;
+                    }
+                    // A whole copy of the record is better than a repaired one.
+                    Ok((payload, Some(why))) => {
+                        if damaged.is_none() {
+                            damaged = Some((payload, copy, why));
+                        }
                     }
                     // A torn or damaged copy says more than a clean end in the other.
                     Err(s) => {
@@ -170,6 +191,16 @@ impl MetaStore {
                             stop = Some(s);
                         }
                     }
+                }
+            }
+            if found.is_none() {
+                if let Some((payload, copy, why)) = damaged {
+                    repaired.push(format!(
+                        "journal record {seq} of generation {generation} at byte offset {} \
+                         of meta.store ({why}) was recognised by its checksum and replayed",
+                        journal_base(copy as u64) + offset
+                    ));
+                    found = Some(payload);
                 }
             }
             match found {
@@ -188,6 +219,7 @@ impl MetaStore {
             records,
             end: offset,
             stop,
+            repaired,
         })
     }
 
@@ -334,14 +366,20 @@ impl MetaStore {
     }
 }
 
+/// A record's payload, and what was damaged in its header if it was
+/// recognised by its checksum.
+type Found = (Vec<u8>, Option<String>);
+
 /// The record of `generation` numbered `seq` at `offset` of one copy, or why
 /// there is none (the clean end, a torn or damaged record, the end of the area).
+/// A record recognised by its checksum despite a damaged magic, generation or
+/// seq (module doc) comes with what was damaged.
 fn read_record(
     w: &mut Window<'_>,
     offset: u64,
     generation: u64,
     seq: u64,
-) -> Result<std::result::Result<Vec<u8>, JournalStop>> {
+) -> Result<std::result::Result<Found, JournalStop>> {
     if offset + JOURNAL_RECORD_HEADER_BYTES > JOURNAL_BYTES {
         return Ok(Err(JournalStop::Full));
     }
@@ -354,15 +392,30 @@ fn read_record(
         a.copy_from_slice(&h[o..o + 8]);
         u64::from_le_bytes(a)
     };
-    if &h[0..4] != MAGIC {
-        // Bytes left from a longer earlier generation (records are packed,
-        // so the new end need not fall on an old record boundary).
-        return Ok(Err(JournalStop::End));
-    }
     let len = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
-    if u64_at(8) != generation {
-        // A record left from an earlier generation: the journal was reset
-        // by the checkpoint of `generation`; this is the clean end.
+    let damaged = [
+        (&h[0..4] != MAGIC, "magic"),
+        (u64_at(8) != generation, "generation"),
+        (u64_at(16) != seq, "seq"),
+    ];
+    let wrong = damaged.iter().filter(|d| d.0).count();
+    if damaged[0].0 || damaged[1].0 {
+        // Bytes left from a longer earlier generation (records are packed,
+        // so the new end need not fall on an old record boundary), or a
+        // record of an earlier generation (the checkpoint of `generation`
+        // reset the journal): the clean end, unless the checksum says this
+        // is record `seq` with one damaged identity field. (Two wrong
+        // fields are what leftovers look like: not worth a payload read.)
+        let probe = wrong == 1 && h[28..32] == [0u8; 4];
+        if probe {
+            if let Some(payload) = recognised(w, offset, &h, len, generation, seq)? {
+                let field = damaged.iter().find(|d| d.0).map_or("", |d| d.1);
+                return Ok(Ok((
+                    payload,
+                    Some(format!("damaged header field: {field}")),
+                )));
+            }
+        }
         return Ok(Err(JournalStop::End));
     }
     if len > PAYLOAD_MAX_BYTES
@@ -372,7 +425,10 @@ fn read_record(
             "record length {len} at journal offset {offset}"
         ))));
     }
-    if u64_at(16) != seq {
+    if damaged[2].0 {
+        if let Some(payload) = recognised(w, offset, &h, len, generation, seq)? {
+            return Ok(Ok((payload, Some("damaged header field: seq".into()))));
+        }
         return Ok(Err(JournalStop::Torn(format!(
             "record seq {} at journal offset {offset}, expected {seq}",
             u64_at(16)
@@ -385,5 +441,29 @@ fn read_record(
             "record {seq} at journal offset {offset}: checksum mismatch"
         ))));
     }
-    Ok(Ok(payload))
+    Ok(Ok((payload, None)))
+}
+
+/// The payload of the record at `offset` if, with the expected magic,
+/// `generation` and `seq` put in its header `h`, its checksum matches.
+fn recognised(
+    w: &mut Window<'_>,
+    offset: u64,
+    h: &[u8],
+    len: u32,
+    generation: u64,
+    seq: u64,
+) -> Result<Option<Vec<u8>>> {
+    if len > PAYLOAD_MAX_BYTES
+        || offset + JOURNAL_RECORD_HEADER_BYTES + u64::from(len) > JOURNAL_BYTES
+    {
+        return Ok(None);
+    }
+    let mut fixed = h.to_vec();
+    fixed[0..4].copy_from_slice(MAGIC);
+    fixed[8..16].copy_from_slice(&generation.to_le_bytes());
+    fixed[16..24].copy_from_slice(&seq.to_le_bytes());
+    let payload = w.get(offset + JOURNAL_RECORD_HEADER_BYTES, len as usize)?;
+    let crc = u32::from_le_bytes([h[24], h[25], h[26], h[27]]);
+    Ok((crc_of(&fixed, &payload) == crc).then_some(payload))
 }

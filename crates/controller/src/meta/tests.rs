@@ -149,6 +149,20 @@ fn damaged_middle_record_is_corruption_not_a_torn_tail() {
         let scan = m.scan_journal(5).unwrap();
         assert_eq!(scan.records.len(), 3, "{what}");
         damage(&store, journal_base(1) + starts[1]);
+        if what == "magic" {
+            // Only the magic damaged: the checksum still recognises the record.
+            let scan = m.scan_journal(5).unwrap();
+            assert_eq!(scan.records.len(), 3, "{what}");
+            assert_eq!(scan.repaired.len(), 1, "{what}");
+            assert!(scan.repaired[0].contains("damaged header field: magic"));
+            // With its checksum damaged too it cannot be told from leftovers.
+            let mut crc = [0u8; 1];
+            for copy in 0..2 {
+                let at = journal_base(copy) + starts[1] + 24;
+                store.read_at(at, &mut crc).unwrap();
+                store.write_at(at, &[crc[0] ^ 0xff]).unwrap();
+            }
+        }
         let e = m.scan_journal(5).unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::Corrupt, "{what}: {e}");
         let msg = e.to_string();

@@ -62,6 +62,9 @@ pub struct IplReport {
     /// acknowledged is lost) or a damaged root (its changes are lost). Says
     /// which slot, why, and what to compare.
     pub root_warning: Option<String>,
+    /// Journal records whose damaged header was recognised by their checksum
+    /// and replayed: metadata damage to look into, nothing lost.
+    pub journal_repaired: Vec<String>,
 }
 
 impl IplReport {
@@ -94,6 +97,7 @@ impl IplReport {
                     check_findings = %list(&self.check_findings),
                     table_notes = %list(&self.table_notes),
                     root_warning = %self.root_warning.as_deref().unwrap_or(""),
+                    journal_repaired = %list(&self.journal_repaired),
                     "{}", $msg
                 )
             };
@@ -136,6 +140,8 @@ pub(crate) struct Loaded {
     pub(crate) journal_stop: JournalStop,
     /// [`IplReport::root_warning`].
     pub(crate) root_warning: Option<String>,
+    /// [`IplReport::journal_repaired`].
+    pub(crate) journal_repaired: Vec<String>,
 }
 
 /// Loads the newest root and replays its journal.
@@ -208,6 +214,7 @@ pub(crate) fn load_durable(meta: &MetaStore, subsystem: &str) -> Result<Option<L
         journal_records: scan.records.len(),
         journal_stop: scan.stop,
         root_warning,
+        journal_repaired: scan.repaired,
         payload,
         core,
         cursor,
@@ -274,6 +281,10 @@ pub(crate) fn open(
             report.journal_stop = format!("{:?}", l.journal_stop);
             report.root_warning = l.root_warning.clone();
             if let Some(w) = &l.root_warning {
+                tracing::warn!(subsystem = %config.id, "IPL: {w}");
+            }
+            report.journal_repaired = l.journal_repaired.clone();
+            for w in &l.journal_repaired {
                 tracing::warn!(subsystem = %config.id, "IPL: {w}");
             }
             let mut volumes = Volumes::default();
@@ -444,6 +455,7 @@ impl Subsystem {
             journal_records: l.journal_records,
             journal_stop: format!("{:?}", l.journal_stop),
             root_warning: l.root_warning.clone(),
+            journal_repaired: l.journal_repaired.clone(),
             ..IplReport::default()
         };
         {
