@@ -23,8 +23,13 @@ pub struct ErrorBody {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Health {
-    /// `ok` while the subsystem serves I/O.
+    /// `ok` while the subsystem serves I/O; `fenced` after a metadata write
+    /// failed (every request is refused until `event ipl` or a reboot:
+    /// see `fenced`).
     pub status: String,
+    /// Why the subsystem is fenced, when it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fenced: Option<String>,
     /// Subsystem id.
     pub subsystem: String,
     /// firmware-sim version.

@@ -330,9 +330,18 @@ pub(crate) fn outcome_reply(op: Op, info: &ReqInfo, res: Result<(), ExportError>
     }
 }
 
+/// Failed export calls logged, across every connection of the process: a
+/// backend that fails every request (a fenced subsystem, a full disk) under
+/// a client that retries must not fill the log, and with it the disk.
+static FAILURES_LOGGED: std::sync::LazyLock<crate::limits::SharedThrottle> =
+    std::sync::LazyLock::new(|| crate::limits::SharedThrottle::with_burst(10));
+
 /// The error reply of a failed export call.
 fn failed(op: Op, info: &ReqInfo, e: ExportError) -> Reply {
-    warn!(cookie = info.cookie, command = cmd_name(info.kind), error = %e, "export call failed");
+    if let Some(more) = FAILURES_LOGGED.event() {
+        warn!(cookie = info.cookie, command = cmd_name(info.kind), error = %e,
+            more_suppressed = more, "export call failed");
+    }
     let fast_zero = matches!(op, Op::WriteZeroes { flags, .. } if flags.fast_only);
     // ENOTSUP is reserved for FAST_ZERO (docs/NBD.md).
     let kind = if e.kind == ErrorKind::NotSupported && !fast_zero {

@@ -68,9 +68,11 @@ async fn index(headers: axum::http::HeaderMap) -> axum::response::Response {
 )]
 async fn health(State(s): State<AppState>) -> Result<Json<Health>, ApiError> {
     s.blocking(|n| {
-        let (id, volumes) = n.with(|sub| (sub.id().to_string(), sub.volumes().len()));
+        let (id, volumes, fenced) =
+            n.with(|sub| (sub.id().to_string(), sub.volumes().len(), sub.fenced()));
         Ok(Json(Health {
-            status: "ok".into(),
+            status: if fenced.is_some() { "fenced" } else { "ok" }.into(),
+            fenced,
             subsystem: id,
             version: env!("CARGO_PKG_VERSION").into(),
             uptime_s: n.started.elapsed().as_secs(),

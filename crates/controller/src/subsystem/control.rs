@@ -335,6 +335,7 @@ impl Subsystem {
 
     /// One volume.
     pub fn volume_view(&self, name: &str) -> Result<VolumeView> {
+        let fenced = self.fenced();
         let v = self.inner.volume(name)?;
         let core = self.inner.core.lock();
         let maps = core.engine.maps();
@@ -356,8 +357,11 @@ impl Subsystem {
                 .filter(|p| p.uses(name))
                 .map(|p| p.phys)
                 .collect(),
-            online: core.engine.access(v.id).is_ok(),
-            offline_reason: core.engine.access(v.id).err().map(|e| offline_reason(&e)),
+            online: fenced.is_none() && core.engine.access(v.id).is_ok(),
+            // A fenced subsystem serves no volume: say why first.
+            offline_reason: fenced
+                .clone()
+                .or_else(|| core.engine.access(v.id).err().map(|e| offline_reason(&e))),
             allocated_tracks: allocated_tracks(&v),
         })
     }

@@ -326,6 +326,8 @@ impl Subsystem {
             let mut interval = tokio::time::interval(tick);
             let mut buckets: HashMap<MapId, RateBucket> = HashMap::new();
             let mut last = Instant::now();
+            // The last background-copy failure logged: (message, when, repeats since).
+            let mut repeated: Option<(String, Instant, u64)> = None;
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             while !stop2.load(Ordering::SeqCst) {
                 interval.tick().await;
@@ -353,9 +355,28 @@ impl Subsystem {
                     Ok((Ok(()), b)) => buckets = b,
                     Ok((Err(e), b)) => {
                         buckets = b;
-                        tracing::warn!(subsystem = %sub.inner.id, error = %e.full_message(), "background copy");
+                        // The same failure every tick (a full disk, a fenced
+                        // subsystem) is logged once per minute, with a count.
+                        let msg = e.full_message();
+                        let now = Instant::now();
+                        match &mut repeated {
+                            Some((m, at, n))
+                                if *m == msg
+                                    && now.duration_since(*at) < Duration::from_secs(60) =>
+                            {
+                                *n += 1;
+                            }
+                            _ => {
+                                let more = repeated.take().map_or(0, |r| r.2);
+                                tracing::warn!(subsystem = %sub.inner.id, error = %msg,
+                                    more_suppressed = more, "background copy");
+                                repeated = Some((msg, now, 0));
+                            }
+                        }
                     }
-                    Err(e) => tracing::error!(subsystem = %sub.inner.id, error = %e, "copier task failed"),
+                    Err(e) => {
+                        tracing::error!(subsystem = %sub.inner.id, error = %e, "copier task failed")
+                    }
                 }
             }
         });
