@@ -95,6 +95,8 @@ fn check_rejects_a_directory_that_is_not_a_subsystem() {
         "not a data directory",
         "check of an empty directory",
     );
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "check changes nothing: {left:?}");
     let missing = tmp.path().join("nonexist");
     let out = run(
         common::BIN,

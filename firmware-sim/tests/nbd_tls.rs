@@ -52,11 +52,9 @@ fn tls_required_serves_tls_clients_and_refuses_clear_ones() {
             key.to_str().unwrap(),
         ],
     );
-    let tls_uri = format!(
-        "{}?tls-certificates={}",
-        d.uri("FB00").replacen("nbd://", "nbds://", 1),
-        ca.display()
-    );
+    // Under --tls require the URIs printed are the TLS ones.
+    assert!(d.uri("FB00").starts_with("nbds://"), "{}", d.banner);
+    let tls_uri = format!("{}?tls-certificates={}", d.uri("FB00"), ca.display());
     let out = run("nbdinfo", &["--json", &tls_uri]);
     assert_success(&out, "nbdinfo over TLS");
     let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -64,12 +62,13 @@ fn tls_required_serves_tls_clients_and_refuses_clear_ones() {
     assert_eq!(info["exports"][0]["export-size"], 1u64 << 30, "{info}");
 
     // In the clear: no export served, none listed (TCP and unix socket).
-    let out = run("nbdinfo", &[&d.uri("FB00")]);
+    let clear = |export: &str| format!("nbd://{}/{export}", d.nbd_addr());
+    let out = run("nbdinfo", &[&clear("FB00")]);
     assert!(
         !out.status.success(),
         "a clear client was served under --tls require"
     );
-    let out = run("nbdinfo", &["--list", &d.uri("")]);
+    let out = run("nbdinfo", &["--list", &clear("")]);
     assert!(
         !out.status.success(),
         "exports listed in the clear under --tls require"
@@ -219,7 +218,7 @@ fn tls_psk_serves_clients_holding_the_key_and_refuses_others() {
     let mallory = write_psk(&tmp.path().join("mallory"), "mallory", key);
     let out = run("nbdinfo", &[&psk_uri("mallory", &mallory)]);
     assert!(!out.status.success(), "an unknown username was accepted");
-    let out = run("nbdinfo", &[&d.uri("FB00")]);
+    let out = run("nbdinfo", &[&format!("nbd://{}/FB00", d.nbd_addr())]);
     assert!(!out.status.success(), "a clear client was served");
     let status = d.terminate();
     assert!(status.success(), "{status}");

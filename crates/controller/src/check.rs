@@ -86,9 +86,9 @@ pub fn subsystem_of(data_dir: impl AsRef<Path>) -> Option<String> {
 /// Checks the data directory `data_dir` (which must not be in use).
 pub fn check(data_dir: impl AsRef<Path>) -> Result<CheckReport> {
     let dir = DataDir::new(data_dir.as_ref());
-    let _lock = dir.lock()?;
-    let provider = FileStores::new(dir.clone());
     let mut r = CheckReport::default();
+    // Before the lock: a directory that is not a data directory is left as
+    // it is (no LOCK file created in it).
     if !dir.meta_path().exists() {
         r.errors.push(format!(
             "{} does not exist: not a data directory",
@@ -96,6 +96,8 @@ pub fn check(data_dir: impl AsRef<Path>) -> Result<CheckReport> {
         ));
         return Ok(r);
     }
+    let _lock = dir.lock()?;
+    let provider = FileStores::new(dir.clone());
     let (store, _) = provider.open_meta()?;
     let meta = MetaStore::new(store, true);
     let scan = meta.scan_roots(None)?;
@@ -217,7 +219,15 @@ pub fn check(data_dir: impl AsRef<Path>) -> Result<CheckReport> {
                             ));
                         }
                     }
-                    Err(err) => r.errors.push(format!("table {}: {err}", p.display())),
+                    Err(err) => {
+                        // Most table errors name their file already.
+                        let (path, msg) = (p.display().to_string(), err.to_string());
+                        r.errors.push(if msg.starts_with(&path) {
+                            format!("table {msg}")
+                        } else {
+                            format!("table {path}: {msg}")
+                        });
+                    }
                 }
             }
         }

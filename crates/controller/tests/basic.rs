@@ -364,6 +364,18 @@ fn control_errors_name_volumes_and_maps_as_users_do() {
             && text.contains("target C (3390"),
         "{text}"
     );
+    // The same bytes in tracks of another size: the message says tracks.
+    s.create_volume("G", "fb:1M:128K".parse().unwrap()).unwrap();
+    let e = s
+        .create_map(&MapCreate::new("S", "G", CopyType::Full))
+        .unwrap_err();
+    let text = msg(e, ErrorKind::InvalidRequest);
+    assert_eq!(
+        text,
+        "track size mismatch: source S (fb:1M, 16 tracks of 65536 bytes) and target G \
+         (fb:1M:128K, 8 tracks of 131072 bytes) hold the same bytes in tracks of other sizes; \
+         a map needs volumes of the same geometry"
+    );
     s.start_map(m, false).unwrap();
     let e = s.start_map(m, false).unwrap_err();
     assert_eq!(

@@ -162,13 +162,21 @@ pub fn salvage_tables(data_dir: &Path) -> Result<Vec<TableSalvage>, CliError> {
 
 /// Names the salvage command where a table error says "(use salvage)".
 pub fn name_salvage(message: &str, data_dir: &Path) -> String {
-    message.replace(
-        "(use salvage)",
-        &format!(
+    let how = if message.contains("subsystem.tbl") {
+        // Boot rebuilds the subsystem table from the volume tables (every
+        // entry that names a volume is in both): nothing is lost that way.
+        format!(
+            "(boot the subsystem on {}: its IPL rebuilds this table from the volume tables and \
+             loses no entry; `--salvage-tables` would drop the damaged record)",
+            data_dir.display()
+        )
+    } else {
+        format!(
             "(stop the daemon and keep the intact records with `firmware-sim check --data-dir {} --salvage-tables`)",
             data_dir.display()
-        ),
-    )
+        )
+    };
+    message.replace("(use salvage)", &how)
 }
 
 #[cfg(test)]
@@ -189,6 +197,15 @@ mod tests {
             })
         );
         assert_eq!(table_id("FB00.tbl.deleted.1", "SS01"), None);
+        // The way out named for each kind of table.
+        let dir = Path::new("/d");
+        let sub = name_salvage("t/subsystem.tbl: corrupt record (use salvage)", dir);
+        assert!(sub.contains("boot the subsystem on /d") && sub.contains("loses no entry"));
+        let vol = name_salvage("t/FB00.tbl: corrupt record (use salvage)", dir);
+        assert!(
+            vol.contains("check --data-dir /d --salvage-tables"),
+            "{vol}"
+        );
         assert_eq!(table_id("FB00.tbl.damaged-1", "SS01"), None);
     }
 }

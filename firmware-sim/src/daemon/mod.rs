@@ -413,7 +413,16 @@ pub async fn boot(mut plan: BootPlan) -> Result<(), CliError> {
             return Err(e);
         }
     };
-    *node.nbd_bases.write() = listeners.iter().map(|(_, b)| b.clone()).collect();
+    // Under `--tls require` a client must speak TLS: the URIs say so
+    // (`nbds://`, `nbds+unix://`), so that they work as printed.
+    let tls_required = plan.tls == Some(true);
+    *node.nbd_bases.write() = listeners
+        .iter()
+        .map(|(_, b)| match b.strip_prefix("nbd") {
+            Some(rest) if tls_required => format!("nbds{rest}"),
+            _ => b.clone(),
+        })
+        .collect();
     node.start_copier();
     let ipl = !node.with(|s| s.ipl_report().created);
     let sizes: Vec<(String, u64)> = node

@@ -128,10 +128,13 @@ impl Daemon {
                             api = Some(a.trim().to_string());
                         }
                     }
-                    if let Some(i) = line.find("nbd://") {
-                        let uri = line[i..].split_whitespace().next().unwrap_or("");
-                        if let Some(slash) = uri["nbd://".len()..].find('/') {
-                            nbd_base = Some(uri[..="nbd://".len() + slash].to_string());
+                    // `nbds://` under `--tls require`.
+                    for scheme in ["nbd://", "nbds://"] {
+                        if let Some(i) = line.find(scheme) {
+                            let uri = line[i..].split_whitespace().next().unwrap_or("");
+                            if let Some(slash) = uri[scheme.len()..].find('/') {
+                                nbd_base = Some(uri[..=scheme.len() + slash].to_string());
+                            }
                         }
                     }
                 }
@@ -173,6 +176,7 @@ impl Daemon {
     /// The NBD TCP address, `HOST:PORT`.
     pub fn nbd_addr(&self) -> String {
         self.nbd_base
+            .trim_start_matches("nbds://")
             .trim_start_matches("nbd://")
             .trim_end_matches('/')
             .to_string()

@@ -75,7 +75,11 @@ impl Inner {
                 "volume {} holds data that {} read{} through it (they are in one cascade); \
                  stop or delete their maps first",
                 vol(*volume),
-                dependents.iter().map(|d| vol(*d)).collect::<Vec<_>>().join(", "),
+                dependents
+                    .iter()
+                    .map(|d| vol(*d))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 if dependents.len() == 1 { "s" } else { "" }
             ),
             C::SameVolume(v) => format!("map source and target are both {}", vol(*v)),
@@ -83,11 +87,39 @@ impl Inner {
                 source_volume,
                 target,
                 ..
-            } => format!(
-                "size mismatch: source {} and target {} differ; a map needs volumes of the same size",
-                size(*source_volume),
-                size(*target)
-            ),
+            } => {
+                let bytes = |id: VolumeId| vols.by_id.get(&id).map(|v| v.geometry.size_bytes());
+                if bytes(*source_volume).is_some() && bytes(*source_volume) == bytes(*target) {
+                    // Same bytes, other tracks: a map copies track by track.
+                    let tracks = |id: VolumeId| {
+                        vols.by_id.get(&id).map_or_else(
+                            || format!("vol{}", id.0),
+                            |v| {
+                                format!(
+                                    "{} ({}, {} tracks of {} bytes)",
+                                    v.name,
+                                    v.model,
+                                    v.geometry.tracks(),
+                                    v.geometry.track_size_bytes()
+                                )
+                            },
+                        )
+                    };
+                    format!(
+                        "track size mismatch: source {} and target {} hold the same bytes in \
+                         tracks of other sizes; a map needs volumes of the same geometry",
+                        tracks(*source_volume),
+                        tracks(*target)
+                    )
+                } else {
+                    format!(
+                        "size mismatch: source {} and target {} differ; a map needs volumes of \
+                         the same size",
+                        size(*source_volume),
+                        size(*target)
+                    )
+                }
+            }
             C::TargetInUse { target, map: m } => {
                 let owner = core.sessions.values().find(|p| p.maps().contains(m));
                 let free = match (owner, core.engine.map_state(*m)) {
@@ -137,10 +169,12 @@ impl Inner {
                          inconsistent data)",
                         m.0
                     ),
-                    Operation::ChangeGroup => match core.engine.map_info(*m).and_then(|i| i.group) {
-                        Some(g) => format!("; `group stop {}` first", g.0),
-                        None => String::new(),
-                    },
+                    Operation::ChangeGroup => {
+                        match core.engine.map_info(*m).and_then(|i| i.group) {
+                            Some(g) => format!("; `group stop {}` first", g.0),
+                            None => String::new(),
+                        }
+                    }
                     _ => String::new(),
                 };
                 format!("{} is {state}: {op} is not allowed{hint}", map(*m))
