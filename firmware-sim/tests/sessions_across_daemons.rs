@@ -169,6 +169,33 @@ fn events_with_the_peer_down_still_recover_this_subsystems_sessions() {
     assert_eq!(ended, 1, "{rows}");
 }
 
+/// A peer that wants a token this daemon does not send is a configuration
+/// mismatch: the spanning start fails as unavailable, naming the fix, and
+/// nothing is established.
+#[test]
+fn a_peer_token_mismatch_is_named_and_starts_nothing() {
+    let t1 = tempfile::tempdir().unwrap();
+    let t2 = tempfile::tempdir().unwrap();
+    let token = t1.path().join("token");
+    std::fs::write(&token, "s3cret-token-0123456789\n").unwrap();
+    let ss01 = Daemon::boot_with(t1.path(), &["--api-token-file", token.to_str().unwrap()]);
+    let cfg = t2.path().join("ss02.toml");
+    std::fs::write(&cfg, SS02).unwrap();
+    let peer = format!("SS01={}", ss01.api);
+    let ss02 = Daemon::boot_with(
+        t2.path(),
+        &["--config", cfg.to_str().unwrap(), "--peer", &peer],
+    );
+    let out = ss02.cli(&spanning_session_args("X")[..14]);
+    assert_fails_with(
+        &out,
+        EXIT_FAILED,
+        "the same --api-token-file, or neither) [unavailable]",
+        "start across daemons with a token on one side only",
+    );
+    assert!(!has_map(&ss02, "V0", "V1"), "nothing established on SS02");
+}
+
 /// One time zero across daemons: a writer makes dependent writes, value k to
 /// SS01/FB00 and, once that is acknowledged, k to SS02/V0, while a session
 /// spanning both starts. Whatever instant the session took, the two images

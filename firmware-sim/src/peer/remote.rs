@@ -100,6 +100,19 @@ impl RemotePort {
             .limit(64 << 20)
             .read_to_string()
             .map_err(|e| self.failed(path, e))?;
+        if status == 401 || status == 403 {
+            // A configuration mismatch between daemons, not a fault of
+            // either: unavailable (503) with what to fix, not internal.
+            return Err(PortError::Unreachable {
+                reason: format!(
+                    "peer {} at {}: {path}: HTTP {status}: {} (both daemons must be given \
+                     the same --api-token-file, or neither)",
+                    self.id,
+                    self.addr,
+                    text.trim()
+                ),
+            });
+        }
         if status != 200 {
             return Err(self.failed(path, format!("HTTP {status}: {}", text.trim())));
         }
