@@ -173,3 +173,24 @@ fn a_token_is_required_off_loopback_and_then_on_every_request() {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
 }
+
+/// A path or query the router cannot parse is refused as JSON like every
+/// other refusal, never axum's plain-text rejection.
+#[test]
+fn unparsable_paths_and_queries_are_refused_as_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::boot(tmp.path());
+    let base = format!("http://{}", d.api);
+    for (method, path) in [
+        ("GET", "/port/sessions/abc"),
+        ("GET", "/port/sessions/300"),
+        ("DELETE", "/mappings/0?force=maybe"),
+    ] {
+        let (status, text) = http(method, &format!("{base}{path}"), None);
+        assert_eq!(
+            (status, kind(&text).as_str()),
+            (400, "bad_request"),
+            "{method} {path}: {text}"
+        );
+    }
+}

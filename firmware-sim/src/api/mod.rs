@@ -73,10 +73,36 @@ pub fn router(state: AppState, guard: guard::Guard) -> Router {
         .fallback(fallback)
         .method_not_allowed_fallback(fallback)
         .with_state(state)
+        .layer(axum::middleware::map_response(json_rejections))
         .layer(axum::middleware::from_fn_with_state(guard, guard::check))
         .layer(axum::extract::DefaultBodyLimit::max(
             guard::BODY_LIMIT_BYTES,
         ))
+}
+
+/// axum's own rejections of a path or query it cannot parse (`/port/sessions/abc`,
+/// `?force=maybe`) are plain text; every refusal of the API is `{error, kind}`.
+async fn json_rejections(resp: axum::response::Response) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let plain = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain"));
+    let status = resp.status();
+    if !plain || !matches!(status.as_u16(), 400 | 422) {
+        return resp;
+    }
+    let text = axum::body::to_bytes(resp.into_body(), 64 << 10)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    ApiError::bad_request(if text.is_empty() {
+        "malformed request".to_string()
+    } else {
+        text
+    })
+    .into_response()
 }
 
 async fn fallback(method: Method, uri: Uri) -> ApiError {
