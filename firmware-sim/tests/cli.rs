@@ -1018,3 +1018,41 @@ fn cascade_list_names_the_cut_map_a_chain_reads_through() {
     assert!(text.contains("full FB02 -> FB01 (cut at 100 %"), "{text}");
     d.terminate();
 }
+
+/// A forced delete of a map in the middle of a cascade stops the older maps
+/// that read through it; the answer names each, with its target offline.
+#[test]
+fn a_forced_delete_names_the_maps_it_stopped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::boot(tmp.path());
+    let mut ids = Vec::new();
+    // Oldest first: FB00 -> FB03 -> FB02 -> FB01 once all three started.
+    common::require_tool("qemu-io");
+    for t in ["FB01", "FB02", "FB03"] {
+        let m = d.cli_json(&[
+            "map", "create", "--source", "FB00", "--target", t, "--type", "nocopy",
+        ]);
+        let id = m["id"].to_string();
+        d.cli_json(&["map", "start", &id]);
+        ids.push(id);
+        if t == "FB02" {
+            // The grain FB01 reads through FB02 for: FB02 holds it alone.
+            let out = run(
+                "qemu-io",
+                &["-f", "raw", "-c", "write -P 0x22 0 64k", &d.uri("FB00")],
+            );
+            assert_success(&out, "qemu-io write");
+        }
+    }
+    let out = d.cli(&["map", "delete", &ids[1], "--force"]);
+    assert_success(&out, "forced delete of the middle map");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "also stopped map {} (FB00 -> FB01), which read through it: FB01 is offline",
+            ids[0]
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("FB03"), "the newer map is untouched: {text}");
+}

@@ -352,7 +352,38 @@ async fn stop(
     req: Result<Json<ForceFlag>, JsonRejection>,
 ) -> Result<Json<MapInfo>, ApiError> {
     let force = body(req)?.force;
-    act(s, id, "stop", move |sub, id| sub.stop_map(id, force)).await
+    act(s, id, "stop", move |sub, id| {
+        let before = sub.maps();
+        let r = sub.stop_map(id, force);
+        stopped_besides(&before, &sub.maps(), id.0);
+        r
+    })
+    .await
+}
+
+/// The maps that a forced stop or delete of map `id` stopped besides it (a
+/// map downstream in its cascade read through it), each said in words and
+/// logged: their targets are offline and their images lost.
+fn stopped_besides(
+    before: &[controller::MapView],
+    after: &[controller::MapView],
+    id: u32,
+) -> Vec<String> {
+    let was = |m: u32| before.iter().find(|b| b.id == m).map(|b| b.state);
+    after
+        .iter()
+        .filter(|m| m.id != id && m.state == MapState::Stopped)
+        .filter(|m| was(m.id).is_some_and(|s| s != MapState::Stopped))
+        .map(|m| {
+            let line = format!(
+                "also stopped map {} ({} -> {}), which read through it: {} is offline and \
+                 its image is lost",
+                m.id, m.source, m.target, m.target
+            );
+            tracing::warn!(map = id, stopped = m.id, "{line}");
+            line
+        })
+        .collect()
 }
 
 /// Copy rate of a reverse map when neither the request nor the map gives one.
@@ -467,6 +498,7 @@ async fn delete(
 ) -> Result<Json<ActionDone>, ApiError> {
     let id = parse_id(&s.node.names, &id)?;
     s.blocking(move |n| {
+        let before = n.with(|sub| sub.maps());
         n.with(|sub| sub.delete_map(id, q.force)).map_err(|e| {
             let mut err = ApiError::controller(e, Noun::Map);
             if err.kind == ApiErrorKind::WrongState && !q.force && !err.message.contains("force") {
@@ -483,9 +515,11 @@ async fn delete(
             tracing::warn!(map = id.0, "{e}");
         }
         n.close_broken_sessions();
-        Ok(Json(ActionDone {
-            message: format!("deleted map {}", id.0),
-        }))
+        let mut message = format!("deleted map {}", id.0);
+        for m in stopped_besides(&before, &n.with(|sub| sub.maps()), id.0) {
+            message.push_str(&format!("; {m}"));
+        }
+        Ok(Json(ActionDone { message }))
     })
     .await
 }
