@@ -602,6 +602,27 @@ fn map_restore_needs_an_image_and_takes_a_copy_rate() {
     d.cli_json(&["map", "start", &id]);
     let r = d.cli_json(&["map", "restore", &id]);
     assert_eq!(r["copy_rate"], 50, "{r}");
+
+    // A reverse map that exists already is the one started: a nocopy one
+    // (rate 0) copies at 50, and --copy-rate is taken, not ignored.
+    for (rate, want) in [(None, 50), (Some("30"), 30)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = Daemon::boot(tmp.path());
+        let create = |s: &str, t: &str| {
+            d.cli_json(&[
+                "map", "create", "--source", s, "--target", t, "--type", "nocopy",
+            ])["id"]
+                .to_string()
+        };
+        let id = create("FB00", "FB01");
+        d.cli_json(&["map", "start", &id]);
+        let rev = create("FB01", "FB00");
+        let mut args = vec!["map", "restore", id.as_str()];
+        args.extend(rate.iter().flat_map(|r| ["--copy-rate", r]));
+        let r = d.cli_json(&args);
+        assert_eq!(r["id"].to_string(), rev, "{r}");
+        assert_eq!(r["copy_rate"], want, "{r}");
+    }
 }
 
 #[test]

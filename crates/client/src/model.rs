@@ -138,7 +138,8 @@ pub struct MapInfo {
     /// Consistency group, if any.
     #[serde(default)]
     pub group: Option<u32>,
-    /// Started as a restore (target copied back onto the source) and still active.
+    /// Started as a restore (the reverse of another map: the image on its
+    /// source is copied back onto its target) and still active.
     #[serde(default)]
     pub restoring: bool,
     /// Its backup session ended and it is handing the tracks an older

@@ -444,9 +444,9 @@ fn restore_map(sub: &Subsystem, id: MapId, rate: Option<u8>) -> Result<MapId, Ap
     let existing = sub
         .maps()
         .into_iter()
-        .any(|m| m.source == v.target && m.target == v.source);
+        .find(|m| m.source == v.target && m.target == v.source);
     let mut created = None;
-    if !existing {
+    if existing.is_none() {
         let extents = match &v.extents {
             None => None,
             Some(text) => Some(
@@ -473,13 +473,24 @@ fn restore_map(sub: &Subsystem, id: MapId, rate: Option<u8>) -> Result<MapId, Ap
                 .map_err(|e| ApiError::controller(e, Noun::Map))?,
         );
     }
-    sub.restore_map(id).map_err(|e| {
+    let rev = sub.restore_map(id).map_err(|e| {
         if let Some(m) = created {
             // A refused restore leaves nothing behind.
             let _ = sub.delete_map(m, true);
         }
         ApiError::controller(e, Noun::Map)
-    })
+    })?;
+    // A reverse map that existed already copies at the rate asked for, or,
+    // if it would never copy (a nocopy map, rate 0), at the default: a
+    // restore must finish.
+    if let Some(m) = existing {
+        let want = rate.or((m.copy_rate == 0).then_some(DEFAULT_RESTORE_RATE));
+        if let Some(r) = want.filter(|r| *r != m.copy_rate) {
+            sub.set_map_rates(rev, Some(r), None)
+                .map_err(|e| ApiError::controller(e, Noun::Map))?;
+        }
+    }
+    Ok(rev)
 }
 
 #[utoipa::path(

@@ -306,6 +306,8 @@ fn print_map(m: &MapInfo) {
         None => println!("cascade:     -"),
     }
     if m.restoring {
-        println!("restoring:   yes (target being copied back onto the source)");
+        println!(
+            "restoring:   yes (a restore: the image on its source is copied back onto its target)"
+        );
     }
 }
