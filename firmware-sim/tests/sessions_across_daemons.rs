@@ -37,18 +37,20 @@ id = "FB01"
 model = "fb:64M"
 "#;
 
+/// SS02 (config `ss02`) booted in `t2` with `ss01` as its peer.
+fn boot_ss02(t2: &std::path::Path, ss02: &str, ss01: &Daemon) -> Daemon {
+    let cfg = t2.join("ss02.toml");
+    std::fs::write(&cfg, ss02).unwrap();
+    let peer = format!("SS01={}", ss01.api);
+    Daemon::boot_with(t2, &["--config", cfg.to_str().unwrap(), "--peer", &peer])
+}
+
 #[test]
 fn a_spanning_session_ends_on_both_subsystems_when_one_reboots() {
     let t1 = tempfile::tempdir().unwrap();
     let t2 = tempfile::tempdir().unwrap();
     let ss01 = Daemon::boot(t1.path());
-    let cfg = t2.path().join("ss02.toml");
-    std::fs::write(&cfg, SS02).unwrap();
-    let peer = format!("SS01={}", ss01.api);
-    let ss02 = Daemon::boot_with(
-        t2.path(),
-        &["--config", cfg.to_str().unwrap(), "--peer", &peer],
-    );
+    let ss02 = boot_ss02(t2.path(), SS02, &ss01);
 
     let s = ss02.cli_json(&spanning_session_args("X")[..14]);
     assert_eq!(s["state"], "active", "{s}");
@@ -131,13 +133,7 @@ fn events_with_the_peer_down_still_recover_this_subsystems_sessions() {
     let t1 = tempfile::tempdir().unwrap();
     let t2 = tempfile::tempdir().unwrap();
     let ss01 = Daemon::boot(t1.path());
-    let cfg = t2.path().join("ss02.toml");
-    std::fs::write(&cfg, SS02).unwrap();
-    let peer = format!("SS01={}", ss01.api);
-    let ss02 = Daemon::boot_with(
-        t2.path(),
-        &["--config", cfg.to_str().unwrap(), "--peer", &peer],
-    );
+    let ss02 = boot_ss02(t2.path(), SS02, &ss01);
     let s = ss02.cli_json(&spanning_session_args("R")[..14]);
     assert_eq!(s["state"], "active", "{s}");
     drop(ss01);
@@ -179,13 +175,7 @@ fn a_peer_token_mismatch_is_named_and_starts_nothing() {
     let token = t1.path().join("token");
     std::fs::write(&token, "s3cret-token-0123456789\n").unwrap();
     let ss01 = Daemon::boot_with(t1.path(), &["--api-token-file", token.to_str().unwrap()]);
-    let cfg = t2.path().join("ss02.toml");
-    std::fs::write(&cfg, SS02).unwrap();
-    let peer = format!("SS01={}", ss01.api);
-    let ss02 = Daemon::boot_with(
-        t2.path(),
-        &["--config", cfg.to_str().unwrap(), "--peer", &peer],
-    );
+    let ss02 = boot_ss02(t2.path(), SS02, &ss01);
     let out = ss02.cli(&spanning_session_args("X")[..14]);
     assert_fails_with(
         &out,
@@ -217,13 +207,7 @@ fn a_spanning_session_takes_one_time_zero_under_dependent_writes() {
     let cfg1 = t1.path().join("ss01.toml");
     std::fs::write(&cfg1, SS01_NOSYNC).unwrap();
     let ss01 = Daemon::boot_with(t1.path(), &["--config", cfg1.to_str().unwrap()]);
-    let cfg = t2.path().join("ss02.toml");
-    std::fs::write(&cfg, SS02.replace("strict", "nosync")).unwrap();
-    let peer = format!("SS01={}", ss01.api);
-    let ss02 = Daemon::boot_with(
-        t2.path(),
-        &["--config", cfg.to_str().unwrap(), "--peer", &peer],
-    );
+    let ss02 = boot_ss02(t2.path(), &SS02.replace("strict", "nosync"), &ss01);
     let block = |k: u64| k.to_le_bytes().repeat(512);
     let value = |b: &[u8]| u64::from_le_bytes(b[0..8].try_into().unwrap());
 
