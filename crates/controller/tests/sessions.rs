@@ -205,6 +205,14 @@ fn activity_tables_are_per_subsystem_and_per_volume() {
         .append_activity(&[entry(Some("NOPE"), EntryStatus::Completed)])
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound);
+    // A domain past the volume's last track is refused, nothing appended.
+    let before = vs.sub().activity_entries().unwrap().len();
+    let mut past = entry(Some("V00"), EntryStatus::Initiated);
+    past.extents = ext(1, 1 << 40);
+    let e = vs.sub().append_activity(&[past]).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidRequest, "{e}");
+    assert!(e.to_string().contains("past its last track"), "{e}");
+    assert_eq!(vs.sub().activity_entries().unwrap().len(), before);
     // One batch per touched table, not one fdatasync per entry.
     let before = vs.sub().metrics().table_appends;
     let many: Vec<NewEntry> = (0..10)

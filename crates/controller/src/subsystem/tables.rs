@@ -197,6 +197,24 @@ impl Subsystem {
     /// volume-name order (the resource manager copes with that).
     pub fn append_activity(&self, entries: &[NewEntry]) -> Result<Vec<u64>> {
         self.check_open()?;
+        // A row's domain lies on its volume (rows also come from peers,
+        // through the port routes). Checked before the tables are locked.
+        for e in entries {
+            let Some(v) = &e.volume else { continue };
+            let Ok(vol) = self.inner.volume(v) else {
+                continue; // named below, under the tables lock
+            };
+            let tracks = vol.geometry.tracks();
+            if !e.extents.is_subset(&geometry::ExtentSet::full(tracks)) {
+                return Err(err(
+                    ErrorKind::InvalidRequest,
+                    format!(
+                        "entry for volume {v} names tracks past its last track {}",
+                        tracks.saturating_sub(1)
+                    ),
+                ));
+            }
+        }
         self.inner.with_tables(|t| {
             for e in entries {
                 if e.subsystem != self.inner.id {
