@@ -183,7 +183,11 @@ impl Node {
     /// subsystem alone (its sessions' rows here are settled; the peers' rows
     /// are settled by the next event that reaches them, because a terminal
     /// row anywhere decides a session), and the report names the peer.
-    /// Events are reruns-safe, so what the first attempt did stays done.
+    /// Events are rerun-safe, so what the first attempt did stays done (a
+    /// peer that dies in the middle of an event can make the report show
+    /// what that attempt did as already done). Run alone, a reset judges a
+    /// session by the rows here: one the peer's rows already decided may be
+    /// resumed here until the next event that reaches the peer settles it.
     pub fn recover(
         &self,
         what: &str,
@@ -191,10 +195,12 @@ impl Node {
     ) -> Result<Decisions, RmError> {
         let local = self.with(|sub| sub.id().to_string());
         match self.with_rm(&event) {
+            // Only a peer that did not answer: one that answered with an
+            // error (its table refused an append...) is a failure to report.
             Err(RmError::Port {
                 subsystem,
                 op,
-                source,
+                source: source @ resource_manager::PortError::Unreachable { .. },
             }) if subsystem != local => {
                 tracing::warn!(peer = %subsystem, op, error = %source,
                     "peer unreachable during {what} recovery: recovering this subsystem's sessions alone");

@@ -481,3 +481,54 @@ fn boot_dir(data_dir: &std::path::Path, extra: &[&str]) -> std::process::Output 
     ]);
     run("timeout", &args)
 }
+
+/// `--stop-on-stdin-eof`: the daemon stops cleanly once the process holding
+/// its stdin pipe closes it (as when a test process dies), so a killed test
+/// never leaves a daemon behind; a clean stop, so the next boot is no
+/// crash recovery.
+#[test]
+fn the_end_of_stdin_stops_a_daemon_started_to_watch_it() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("d");
+    let mut child = Command::new(common::BIN)
+        .args(["boot", "--stop-on-stdin-eof", "--data-dir"])
+        .arg(&data)
+        .args(["--nbd", "127.0.0.1:0", "--api", "127.0.0.1:0"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(
+        lines.any(|l| l.is_ok_and(|l| l.starts_with("ready:"))),
+        "no ready line"
+    );
+    drop(child.stdin.take());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the daemon still runs 20 s after its stdin closed");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(status.success(), "a clean stop: {status}");
+    let out = boot_dir(&data, &["--help"]);
+    assert_success(&out, "boot --help");
+    let r = run(
+        common::BIN,
+        &["check", "--data-dir", data.to_str().unwrap()],
+    );
+    assert_success(&r, "check after the stop");
+    assert!(
+        String::from_utf8_lossy(&r.stdout).contains("clean"),
+        "{}",
+        String::from_utf8_lossy(&r.stdout)
+    );
+}

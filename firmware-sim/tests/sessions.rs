@@ -636,7 +636,17 @@ fn a_damaged_subsystem_table_is_rebuilt_from_the_volume_tables_at_ipl() {
     for id in ["VT1", "VT2"] {
         assert_eq!(session(&list, id)["state"], "terminated", "{list}");
         assert_eq!(session(&list, id)["reason"], "ipl", "{list}");
+        assert_eq!(session(&list, id)["host"], "SYS-SS01", "{list}");
     }
+    // The rebuilt rows keep their owner host (sessions are keyed by it).
+    let rows = d.cli_json(&["table", "show"]);
+    assert!(
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["host"] == "SYS-SS01"),
+        "{rows}"
+    );
     assert_eq!(
         std::fs::read(data_dir.join("tables/subsystem.tbl.damaged-1")).unwrap(),
         bytes,

@@ -135,19 +135,29 @@ class Client:
 
     def wait_map(self, map_id, timeout=None, poll=0.1):
         """Waits until the map is copied (idle_or_copied) or stopped; returns it.
-        A map that was never started is an error (as ``map wait``)."""
+        A map that is not started, or one that never finishes (nocopy, or copy
+        rate 0), is an error at once (``wrong_state``, as ``map wait`` and the
+        Rust client)."""
         import time
 
         deadline = None if timeout is None else time.monotonic() + timeout
         first = True
         while True:
             m = self.map(map_id)
-            if m["state"] in ("idle_or_copied", "stopped"):
-                if first and m["state"] == "idle_or_copied" and m["progress_percent"] == 0:
-                    raise ApiError(409, "wrong_state",
-                                   f"map {map_id} was never started (`map start {map_id}`)")
-                return m
+            if first and m["state"] == "idle_or_copied" and m["progress_percent"] < 100:
+                raise ApiError(409, "wrong_state",
+                               f"map {map_id} is not started (idle_or_copied at "
+                               f"{m['progress_percent']}%: never started, or stopped before "
+                               f"its copy finished), so there is nothing to wait for; start it "
+                               f"with `firmware-sim map start {map_id}`")
             first = False
+            if m["state"] in ("idle_or_copied", "stopped"):
+                return m
+            if m["state"] == "copying" and (m["type"] == "nocopy" or m["copy_rate"] == 0):
+                raise ApiError(409, "wrong_state",
+                               f"map {map_id} is a {m['type']} map with copy rate "
+                               f"{m['copy_rate']}: it copies only on write and never finishes; "
+                               f"stop it, or use a full map with --copy-rate")
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"map {map_id} still {m['state']} after {timeout} s")
             time.sleep(poll)

@@ -80,14 +80,19 @@ class Subsystem:
         api_port, nbd_port = self._ports
         cmd = [self.binary, "boot", "--data-dir", str(self.data_dir),
                "--api", f"127.0.0.1:{api_port}", "--nbd", f"127.0.0.1:{nbd_port}"]
+        # The pipe on stdin closes when this process dies, even by SIGKILL:
+        # the daemon then stops instead of outliving the test.
+        cmd += ["--stop-on-stdin-eof"]
+        # The config only at the first boot: the data directory holds it
+        # afterwards, changed by the volumes the test created or deleted. The
+        # boot arguments (TLS, read-only, token...) every time.
         if first and self.config_path is not None:
             cmd += ["--config", str(self.config_path)]
-        if first:
-            cmd += self.args
+        cmd += self.args
         log = open(self.log_path, "ab")
         env = dict(os.environ)
         env.setdefault("RUST_LOG", "info")
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=log, env=env)
         log.close()
         lines = queue.Queue()
@@ -115,9 +120,10 @@ class Subsystem:
             banner.append(line)
             if line.startswith("control API: "):
                 self.api_url = line.split(": ", 1)[1].strip()
-            if "nbd://" in line and self.nbd_base is None:
-                uri = line[line.index("nbd://"):].split()[0]
-                self.nbd_base = uri[: uri.index("/", len("nbd://")) + 1]
+            for scheme in ("nbd://", "nbds://"):  # nbds:// under --tls require
+                if scheme in line and self.nbd_base is None:
+                    uri = line[line.index(scheme):].split()[0]
+                    self.nbd_base = uri[: uri.index("/", len(scheme)) + 1]
             if line.startswith("ready:"):
                 break
         self.banner = "\n".join(banner)

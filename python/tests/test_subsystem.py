@@ -125,7 +125,7 @@ def test_version_of_the_binary_answers():
 def test_ipl_keeps_the_ports_and_wait_map_waits(subsystem):
     api_before, nbd_before = subsystem.api_url, subsystem.nbd_base
     m = subsystem.client.create_map("FB02", "FB03", copy_type="full", copy_rate=150)
-    with pytest.raises(ApiError, match="never started"):
+    with pytest.raises(ApiError, match="not started"):
         subsystem.client.wait_map(m["id"], timeout=5)
     subsystem.client.start_map(m["id"])
     done = subsystem.client.wait_map(m["id"], timeout=120)
@@ -191,3 +191,55 @@ def test_https_api_with_the_ca(tmp_path):
     with Subsystem(args=args, api_ca=cert) as s:
         assert s.api_url.startswith("https://")
         assert [v["id"] for v in s.client.volumes()][:1] == ["CKD00"]
+        # An IPL boots with the same arguments: still https.
+        s.crash()
+        s.ipl()
+        assert s.api_url.startswith("https://")
+        assert [v["id"] for v in s.client.volumes()][:1] == ["CKD00"]
+
+
+def test_wait_map_refuses_a_map_that_never_finishes(subsystem):
+    """A nocopy map (or copy rate 0) copies only on write: waiting for it is
+    an error at once, as in the Rust client and ``map wait``."""
+    m = subsystem.client.create_map("FB00", "FB01", copy_type="nocopy")
+    subsystem.client.start_map(m["id"])
+    with pytest.raises(ApiError, match="never finishes") as e:
+        subsystem.client.wait_map(m["id"], timeout=30)
+    assert e.value.kind == "wrong_state"
+
+
+def test_a_killed_test_process_leaves_no_daemon(tmp_path):
+    """The daemon watches its stdin pipe: when the process that booted it is
+    killed (no cleanup at all), the daemon stops by itself."""
+    import os
+    import signal
+    import sys
+    import time
+
+    script = tmp_path / "boot_and_hang.py"
+    script.write_text(
+        "import sys, time\n"
+        "from firmware_sim import Subsystem\n"
+        "s = Subsystem()\n"
+        "print(s.proc.pid, flush=True)\n"
+        "time.sleep(600)\n")
+    p = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    daemon = int(p.stdout.readline())
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(daemon, 0)
+        except ProcessLookupError:
+            return
+        # A zombie is gone too (its parent, now init, reaps it).
+        try:
+            with open(f"/proc/{daemon}/stat") as f:
+                if f.read().split(") ")[1].startswith("Z"):
+                    return
+        except FileNotFoundError:
+            return
+        time.sleep(0.1)
+    os.kill(daemon, signal.SIGKILL)
+    raise AssertionError("the daemon outlived the killed test process by 30 s")

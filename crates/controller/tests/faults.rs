@@ -70,15 +70,17 @@ fn a_journal_that_never_becomes_durable_fences_and_ipl_recovers_the_images() {
     }
     let e = vs.sub().stop_map(m, true).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Fenced, "{e}");
-    // What an operator and a new NBD client see: every volume offline, the
-    // fence named as the reason; the volumes still exist (a new connection
-    // opens and gets the fenced error, not "no such export").
+    // What an operator sees: every volume offline, the fence named as the
+    // reason. No serial is lent while fenced (memory may hold a create the
+    // IPL undoes); the NBD server tells a new client why (its registry's
+    // `unavailable`).
     for v in vs.sub().volumes() {
         assert!(!v.online, "{v:?}");
         let why = v.offline_reason.as_deref().unwrap_or_default();
         assert!(why.contains("fenced"), "{}: {why}", v.id);
     }
-    assert!(vs.sub().volume_serial("T1").is_ok());
+    let e = vs.sub().volume_serial("T1").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Fenced, "{e}");
     vs.set_faults(None);
     vs.crash(CrashMode::DropAll).unwrap();
     vs.ipl().unwrap();

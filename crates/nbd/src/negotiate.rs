@@ -248,6 +248,11 @@ where
                 let name = String::from_utf8_lossy(&req.name).into_owned();
                 let wants_bs = req.requests.contains(&info::BLOCK_SIZE);
                 let Some(session) = open(ctx, &st, &name, wants_bs) else {
+                    if let Some(why) = ctx.registry.unavailable() {
+                        debug!(export = %name, %why, "INFO/GO while exports are unavailable");
+                        reply(w, &mut out, option, rep::ERR_SHUTDOWN, why.as_bytes()).await?;
+                        continue;
+                    }
                     debug!(export = %name, "INFO/GO for an unknown export");
                     reply(w, &mut out, option, rep::ERR_UNKNOWN, b"unknown export").await?;
                     continue;

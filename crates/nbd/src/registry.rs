@@ -28,6 +28,13 @@ pub trait ExportRegistry: Send + Sync {
     fn default_export(&self) -> Option<String> {
         None
     }
+    /// Why exports cannot be opened now although they may exist (the backend
+    /// is not serving); `None` when an export [`open`](Self::open) refuses
+    /// is simply unknown. A client asking for one is told this message
+    /// (`NBD_REP_ERR_SHUTDOWN`) instead of "unknown export".
+    fn unavailable(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Resolve a client-sent name: "" becomes the registry's default.
@@ -45,6 +52,7 @@ pub(crate) fn resolve_name(registry: &dyn ExportRegistry, name: &str) -> Option<
 pub struct StaticRegistry {
     exports: RwLock<BTreeMap<String, Arc<dyn Export>>>,
     default_name: RwLock<Option<String>>,
+    unavailable: RwLock<Option<String>>,
 }
 
 impl StaticRegistry {
@@ -71,6 +79,11 @@ impl StaticRegistry {
     pub fn set_default(&self, name: Option<&str>) {
         *self.default_name.write() = name.map(str::to_string);
     }
+    /// Take every export offline for new clients, saying why (`None`: back
+    /// online); connections already open keep their export.
+    pub fn set_unavailable(&self, why: Option<&str>) {
+        *self.unavailable.write() = why.map(str::to_string);
+    }
 }
 
 impl ExportRegistry for StaticRegistry {
@@ -85,9 +98,15 @@ impl ExportRegistry for StaticRegistry {
             .collect()
     }
     fn open(&self, name: &str) -> Option<Arc<dyn Export>> {
+        if self.unavailable.read().is_some() {
+            return None;
+        }
         self.exports.read().get(name).cloned()
     }
     fn default_export(&self) -> Option<String> {
         self.default_name.read().clone()
+    }
+    fn unavailable(&self) -> Option<String> {
+        self.unavailable.read().clone()
     }
 }

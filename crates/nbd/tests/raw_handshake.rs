@@ -167,6 +167,28 @@ fn info_answers_unknown_default_and_name() {
     assert_eq!(i, g);
 }
 
+/// A registry whose exports are unavailable (a fenced subsystem) answers
+/// INFO and GO with ERR_SHUTDOWN and its reason, not "unknown export"; an
+/// unknown name while available is still ERR_UNKNOWN.
+#[test]
+fn unavailable_exports_are_refused_with_the_reason() {
+    let srv = two_exports();
+    srv.registry
+        .set_unavailable(Some("subsystem SS01 is fenced"));
+    let mut c = Raw::start(&srv.socket);
+    for option in [opt::INFO, opt::GO] {
+        let r = c.ask(option, &info_payload("disk", &[]));
+        assert_eq!(r[0].0, rep::ERR_SHUTDOWN);
+        assert_eq!(r[0].1, b"subsystem SS01 is fenced");
+    }
+    srv.registry.set_unavailable(None);
+    assert_eq!(
+        c.ask(opt::INFO, &info_payload("nope", &[]))[0].0,
+        rep::ERR_UNKNOWN
+    );
+    still_serves(&srv);
+}
+
 #[test]
 fn export_name_replies_with_and_without_zero_padding() {
     let srv = two_exports();

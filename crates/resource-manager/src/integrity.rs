@@ -47,11 +47,11 @@ impl ResourceManager {
         // an append of that termination failed (the session then still
         // looks open): the event, run again, finishes it with the same
         // reason, so a rerun decides what the first run decided.
-        let decided: std::collections::BTreeSet<SessionId> = report
+        let decided: std::collections::BTreeSet<(SessionId, Option<String>)> = report
             .decisions
             .iter()
             .filter(|d| d.acted && matches!(d.outcome, Outcome::Terminated(_)))
-            .map(|d| d.session.clone())
+            .map(|d| (d.session.clone(), d.host.clone()))
             .collect();
         // Each acting pass terminates at least one more session.
         let mut passes_left = self.inner.lock().ledger.sessions.len() + 1;
@@ -82,7 +82,7 @@ impl ResourceManager {
     fn broken_pass(
         &self,
         event: Event,
-        decided: &std::collections::BTreeSet<SessionId>,
+        decided: &std::collections::BTreeSet<(SessionId, Option<String>)>,
     ) -> Result<Decisions, RmError> {
         let mut inner = self.inner.lock();
         inner.reload()?;
@@ -93,7 +93,7 @@ impl ResourceManager {
         let local = inner.local_subsystems();
         for s in inner.ledger.sessions.values() {
             if !matches!(s.state(), SessionState::Active | SessionState::Resumed)
-                || decided.contains(&s.id)
+                || decided.contains(&(s.id.clone(), s.host.clone()))
             {
                 continue;
             }

@@ -193,8 +193,8 @@ impl SessionLedger {
             // Subsystem-level rows carry no domain; the RM never writes them.
             return;
         };
-        debug_assert_eq!(
-            self.host, e.host,
+        debug_assert!(
+            e.host.is_none() || self.host == e.host,
             "an entry folded into another host's session"
         );
         if self.program.is_none() {
@@ -239,21 +239,51 @@ pub(crate) struct Ledger {
 
 impl Ledger {
     /// Folds the entries of every subsystem table (each in sequence order).
+    /// A row that names no host (written before hosts were, or by a table
+    /// rebuilt from an older format) belongs to the one session of its id
+    /// that has a host, if there is exactly one: hosts are learnt from every
+    /// table first, so the order of the tables does not matter.
     pub fn rebuild<'a>(tables: impl IntoIterator<Item = &'a [ActivityEntry]>) -> Ledger {
-        let mut ledger = Ledger::default();
-        for table in tables {
-            for e in table {
-                ledger.apply(e);
+        let tables: Vec<&[ActivityEntry]> = tables.into_iter().collect();
+        let mut hosts: BTreeMap<&SessionId, BTreeSet<&str>> = BTreeMap::new();
+        for e in tables.iter().flat_map(|t| t.iter()) {
+            if let (Some(h), Some(_)) = (&e.host, &e.volume) {
+                hosts.entry(&e.session_id).or_default().insert(h);
             }
+        }
+        let mut ledger = Ledger::default();
+        for e in tables.iter().flat_map(|t| t.iter()) {
+            let host = match (&e.host, hosts.get(&e.session_id)) {
+                (Some(h), _) => Some(h.clone()),
+                (None, Some(only)) if only.len() == 1 => only.first().map(|h| h.to_string()),
+                (None, _) => None,
+            };
+            ledger.apply_as(e, host);
         }
         ledger
     }
 
-    /// Folds one entry (in table order).
+    /// Folds one entry (in table order); a row without a host joins the one
+    /// session of its id that has a host, if there is exactly one.
     pub fn apply(&mut self, e: &ActivityEntry) {
+        let host = match &e.host {
+            Some(h) => Some(h.clone()),
+            None => {
+                let mut owned = self.with_id(&e.session_id).filter_map(|s| s.host.clone());
+                match (owned.next(), owned.next()) {
+                    (Some(h), None) => Some(h),
+                    _ => None,
+                }
+            }
+        };
+        self.apply_as(e, host);
+    }
+
+    /// Folds `e` into the session of its id and `host`.
+    fn apply_as(&mut self, e: &ActivityEntry, host: Option<String>) {
         let key = SessionKey {
             id: e.session_id.clone(),
-            host: e.host.clone(),
+            host,
         };
         self.sessions
             .entry(key)

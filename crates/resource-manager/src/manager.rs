@@ -825,7 +825,7 @@ impl Inner {
                     self.ports
                         .get(sub)
                         .and_then(|p| p.query(phys).ok().flatten())
-                        .filter(|i| i.owner == s.id)
+                        .filter(|i| s.owns(&i.owner, i.host.as_deref()))
                         .map(|i| Progress {
                             copied_tracks: i.copied_tracks,
                             total_tracks: i.total_tracks,

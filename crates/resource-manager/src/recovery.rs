@@ -466,7 +466,7 @@ pub(crate) fn check_reset(
             "physical session {phys} no longer exists on {subsystem}"
         )));
     };
-    if info.owner != s.id {
+    if !s.owns(&info.owner, info.host.as_deref()) {
         return Ok(Err(format!(
             "physical session {phys} on {subsystem} now belongs to session {}",
             info.owner

@@ -971,3 +971,59 @@ fn hosts_that_raced_to_start_one_id_keep_two_sessions() {
         ]
     );
 }
+
+/// A spanning session whose rows on one subsystem name no host (rows from
+/// before hosts were, or a subsystem table rebuilt from such rows) is still
+/// one session: the host-less rows join the one session of that id that has
+/// a host, so a restart of that host ends it on both subsystems.
+#[test]
+fn rows_without_a_host_join_the_session_of_their_id() {
+    use activity_table::NewEntry;
+    use resource_manager::CopyPair;
+    let w = World::new(&["A", "B"]);
+    for (sub, host) in [("A", None), ("B", Some("SYS1".to_string()))] {
+        let pair = CopyPair {
+            source: "S0".into(),
+            extents: set(0, 3),
+            target: "T0".into(),
+            copy_rate: None,
+        };
+        let phys = w.sub(sub).establish(&sid("X"), "SYS1", &[pair]).unwrap();
+        w.sub(sub)
+            .append(&[NewEntry {
+                session_id: sid("X"),
+                phys_session_id: phys,
+                subsystem: sub.into(),
+                volume: Some("S0".into()),
+                extents: set(0, 3),
+                status: EntryStatus::Initiated,
+                program: Some("P".into()),
+                host,
+                time_unix_ms: 1,
+            }])
+            .unwrap();
+    }
+    let rm = w.rm_for("SYS1");
+    let list = rm.list_sessions().unwrap();
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!((list[0].host.as_str(), list[0].parts.len()), ("SYS1", 2));
+    // SYS1's resource manager restarts (seen from another daemon): X ends
+    // on both subsystems, rows and physical sessions.
+    let d = w.rm_for("SYS2").on_host_rm_restart("SYS1").unwrap();
+    assert_eq!(
+        d.get("X").unwrap().outcome,
+        Outcome::Terminated(TerminateReason::RmRestart),
+        "{d}"
+    );
+    for sub in ["A", "B"] {
+        let last = w.sub(sub).entries().unwrap().pop().unwrap();
+        assert_eq!(
+            last.status,
+            EntryStatus::Terminated {
+                reason: TerminateReason::RmRestart
+            },
+            "{sub}"
+        );
+        assert!(w.sub(sub).live_sessions().is_empty(), "{sub}");
+    }
+}

@@ -134,6 +134,7 @@ impl Builder {
         let mut s = Subsystem {
             bin,
             dir,
+            args: self.args.clone(),
             child: None,
             api: Api::new("http://127.0.0.1:0"),
             api_ca: self.api_ca.clone(),
@@ -151,6 +152,10 @@ impl Builder {
 pub struct Subsystem {
     bin: PathBuf,
     dir: tempfile::TempDir,
+    /// The builder's boot arguments, given again at every IPL (the config
+    /// is not: after the first boot the data directory holds it, changed by
+    /// whatever volumes the test created or deleted).
+    args: Vec<String>,
     child: Option<Child>,
     api: Api,
     api_ca: Option<PathBuf>,
@@ -196,12 +201,15 @@ impl Subsystem {
             .arg(self.data_dir())
             .args(["--api", &format!("127.0.0.1:{}", self.ports.0)])
             .args(["--nbd", &format!("127.0.0.1:{}", self.ports.1)])
+            // The pipe on stdin closes when this process dies, even by
+            // SIGKILL: the daemon then stops instead of outliving the test.
+            .arg("--stop-on-stdin-eof")
             .args(extra)
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
             )
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
             .spawn()
@@ -226,10 +234,13 @@ impl Subsystem {
                     if let Some(a) = line.strip_prefix("control API: ") {
                         api = Some(a.trim().to_string());
                     }
-                    if let Some(i) = line.find("nbd://") {
-                        let uri = line[i..].split_whitespace().next().unwrap_or("");
-                        if let Some(slash) = uri["nbd://".len()..].find('/') {
-                            nbd.get_or_insert_with(|| uri[..="nbd://".len() + slash].to_string());
+                    // `nbds://` under `--tls require`.
+                    for scheme in ["nbd://", "nbds://"] {
+                        if let Some(i) = line.find(scheme) {
+                            let uri = line[i..].split_whitespace().next().unwrap_or("");
+                            if let Some(slash) = uri[scheme.len()..].find('/') {
+                                nbd.get_or_insert_with(|| uri[..=scheme.len() + slash].to_string());
+                            }
                         }
                     }
                     if line.starts_with("ready:") {
@@ -288,7 +299,7 @@ impl Subsystem {
         self.api.base()
     }
 
-    /// `nbd://127.0.0.1:PORT/VOLUME`.
+    /// `nbd://127.0.0.1:PORT/VOLUME` (`nbds://` under `--tls require`).
     pub fn nbd_uri(&self, volume: &str) -> String {
         format!("{}{volume}", self.nbd_base)
     }
@@ -340,13 +351,15 @@ impl Subsystem {
     }
 
     /// Boots the same data directory again (an IPL), after a clean stop if
-    /// it still runs, on the same API and NBD ports.
+    /// it still runs, on the same API and NBD ports and with the builder's
+    /// boot arguments (TLS, read-only, token...).
     pub fn ipl(&mut self) -> Result<(), Error> {
         if self.running() {
             self.stop()?;
         }
         self.child = None;
-        self.start(&[])
+        let args = self.args.clone();
+        self.start(&args)
     }
 
     /// A controller reset and its notification; returns the decisions.

@@ -143,6 +143,8 @@ fn an_https_api_is_reached_with_the_ca_given_to_the_builder() {
     assert_eq!(vols.as_array().unwrap().len(), 8, "{vols}");
     sub.crash();
     sub.ipl().unwrap();
+    // The same boot arguments: still HTTPS after the IPL.
+    assert!(sub.api_url().starts_with("https://"), "{}", sub.api_url());
     let vols = sub.api().get("/volumes").unwrap();
     assert_eq!(vols.as_array().unwrap().len(), 8, "after IPL: {vols}");
 }

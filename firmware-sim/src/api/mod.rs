@@ -81,7 +81,7 @@ pub fn router(state: AppState, guard: guard::Guard) -> Router {
 }
 
 /// axum's own rejections of a path or query it cannot parse (`/port/sessions/abc`,
-/// `?force=maybe`) are plain text; every refusal of the API is `{error, kind}`.
+/// `?force=maybe`) are plain-text 400s; every refusal of the API is `{error, kind}`.
 async fn json_rejections(resp: axum::response::Response) -> axum::response::Response {
     use axum::response::IntoResponse;
     let plain = resp
@@ -90,7 +90,9 @@ async fn json_rejections(resp: axum::response::Response) -> axum::response::Resp
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/plain"));
     let status = resp.status();
-    if !plain || !matches!(status.as_u16(), 400 | 422) {
+    // 400 only: what axum's path and query extractors answer (JSON bodies
+    // are checked by the handlers themselves).
+    if !plain || status != axum::http::StatusCode::BAD_REQUEST {
         return resp;
     }
     let text = axum::body::to_bytes(resp.into_body(), 64 << 10)

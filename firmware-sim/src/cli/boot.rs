@@ -51,6 +51,11 @@ pub struct BootArgs {
     /// config). Copy-on-write and background copies still run.
     #[arg(long)]
     pub read_only: bool,
+    /// Stop cleanly (as on SIGTERM) when stdin reaches end of file: a test
+    /// kit that starts the daemon with a pipe on its stdin gets it stopped
+    /// when the test process dies, even by SIGKILL.
+    #[arg(long)]
+    pub stop_on_stdin_eof: bool,
     /// NBD TLS: `off` (STARTTLS refused), `on` (clients may upgrade with
     /// STARTTLS) or `require` (nothing is listed or served in the clear).
     /// Needs --tls-cert and --tls-key, or --tls-psk.
@@ -135,6 +140,7 @@ pub fn run(a: BootArgs) -> Result<(), CliError> {
         nbd_handshake_timeout_s: a.nbd_handshake_timeout,
         nbd_max_conns_per_peer: a.nbd_max_conns_per_peer,
         read_only: a.read_only,
+        stop_on_stdin_eof: a.stop_on_stdin_eof,
         tls: match a.tls {
             TlsMode::Off => None,
             TlsMode::On => Some(false),

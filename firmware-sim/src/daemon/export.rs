@@ -319,6 +319,10 @@ impl ExportRegistry for NodeRegistry {
     fn default_export(&self) -> Option<String> {
         self.default_export.clone()
     }
+
+    fn unavailable(&self) -> Option<String> {
+        self.node.with(|s| s.fenced())
+    }
 }
 
 fn describe(v: &controller::VolumeView) -> String {

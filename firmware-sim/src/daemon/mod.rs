@@ -55,6 +55,8 @@ pub struct BootPlan {
     pub nbd_max_conns_per_peer: Option<u64>,
     /// `--read-only`: every export refuses writes.
     pub read_only: bool,
+    /// `--stop-on-stdin-eof`: stdin's end of file stops the daemon.
+    pub stop_on_stdin_eof: bool,
     /// `--tls`: `None` off, `Some(require)` on.
     pub tls: Option<bool>,
     /// `--tls-cert`.
@@ -340,7 +342,7 @@ pub async fn boot(mut plan: BootPlan) -> Result<(), CliError> {
     if let Ok(abs) = std::fs::canonicalize(&plan.data_dir) {
         plan.data_dir = abs;
     }
-    let shutdown = signals::Shutdown::install()
+    let shutdown = signals::Shutdown::install(plan.stop_on_stdin_eof)
         .map_err(|e| CliError::failed("cannot install signal handlers", e))?;
 
     // Listeners first, so a taken port fails before the subsystem is opened.

@@ -367,9 +367,11 @@ impl Subsystem {
                                 *n += 1;
                             }
                             _ => {
-                                let more = repeated.take().map_or(0, |r| r.2);
-                                tracing::warn!(subsystem = %sub.inner.id, error = %msg,
-                                    more_suppressed = more, "background copy");
+                                if let Some((last, _, n)) = repeated.take().filter(|r| r.2 > 0) {
+                                    tracing::warn!(subsystem = %sub.inner.id, error = %last,
+                                        "background copy: the error above repeated {n} more time(s)");
+                                }
+                                tracing::warn!(subsystem = %sub.inner.id, error = %msg, "background copy");
                                 repeated = Some((msg, now, 0));
                             }
                         }

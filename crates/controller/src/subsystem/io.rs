@@ -128,13 +128,9 @@ impl Subsystem {
     pub fn volume_serial(&self, name: &str) -> Result<u32> {
         // Under the topology lock: a volume being created is not seen until
         // its root is durable (an undone create must not lend its serial).
-        // A fenced subsystem still names its volumes (a client that opens
-        // one then gets the fenced error on each request, not "no such
-        // volume"); a closed one does not.
-        let _topo = self.inner.topo.read();
-        if self.inner.closed.load(std::sync::atomic::Ordering::SeqCst) {
-            self.check_open()?;
-        }
+        // Refused while fenced: memory may hold a create whose root write
+        // failed, whose serial the IPL may give to another volume.
+        let _topo = self.io_lock()?;
         Ok(self.inner.volume(name)?.id.0)
     }
 

@@ -105,7 +105,13 @@ fn merged(volumes: &BTreeMap<String, ActivityTable>) -> Vec<NewEntry> {
             return out;
         };
         let (list, i) = &mut heads[k];
-        out.push(key(&list[*i]));
+        // The rebuilt rows keep their host: the resource manager keys a
+        // session by id and owner host, so a row without one here would
+        // split a session spanning subsystems in two.
+        out.push(NewEntry {
+            host: list[*i].host.clone(),
+            ..key(&list[*i])
+        });
         *i += 1;
     }
 }
