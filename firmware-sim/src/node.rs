@@ -378,6 +378,12 @@ pub fn decision_lines(d: &Decisions) -> Vec<String> {
 /// One line per thing an open/IPL/reset found and did (logged at boot and
 /// printed by `event ipl|reset`).
 pub fn ipl_notes(r: &IplReport, sub: &Subsystem) -> Vec<String> {
+    restart_notes("IPL", r, sub)
+}
+
+/// The notes of a restart of the subsystem, each line starting with `what`
+/// (`IPL`, or `reset` for a controller warmstart).
+pub fn restart_notes(what: &str, r: &IplReport, sub: &Subsystem) -> Vec<String> {
     let maps = sub.maps().len();
     let sessions = session_maps(sub);
     let mut notes = Vec::new();
@@ -386,7 +392,7 @@ pub fn ipl_notes(r: &IplReport, sub: &Subsystem) -> Vec<String> {
         return notes;
     }
     notes.push(format!(
-        "IPL: metadata root generation {}, {} journal record(s) replayed (stop: {}), {}",
+        "{what}: metadata root generation {}, {} journal record(s) replayed (stop: {}), {}",
         r.root_generation,
         r.journal_records,
         r.journal_stop,
@@ -397,46 +403,46 @@ pub fn ipl_notes(r: &IplReport, sub: &Subsystem) -> Vec<String> {
         }
     ));
     if sessions.is_empty() {
-        notes.push(format!("IPL: {maps} map(s) restored"));
+        notes.push(format!("{what}: {maps} map(s) restored"));
     } else {
         let mut names: Vec<&str> = sessions.values().map(String::as_str).collect();
         names.dedup();
         notes.push(format!(
-            "IPL: {maps} map(s) restored, {} of them copying for backup sessions ({}; \
+            "{what}: {maps} map(s) restored, {} of them copying for backup sessions ({}; \
              the resource manager decides whether those sessions go on)",
             sessions.len(),
             names.join(", ")
         ));
     }
     if let Some(w) = &r.root_warning {
-        notes.push(format!("IPL WARNING: {w}"));
+        notes.push(format!("{what} WARNING: {w}"));
     }
     for w in &r.journal_repaired {
-        notes.push(format!("IPL WARNING: {w}"));
+        notes.push(format!("{what} WARNING: {w}"));
     }
     for f in &r.check_findings {
-        notes.push(format!("IPL check: {f}"));
+        notes.push(format!("{what} check: {f}"));
     }
     if !r.volumes_created.is_empty() {
         notes.push(format!(
-            "IPL: config volumes created: {}",
+            "{what}: config volumes created: {}",
             r.volumes_created.join(", ")
         ));
     }
     if !r.suspended_maps.is_empty() {
-        notes.push(format!("IPL: suspended maps: {:?}", r.suspended_maps));
+        notes.push(format!("{what}: suspended maps: {:?}", r.suspended_maps));
     }
     if !r.sessions.is_empty() {
-        notes.push(format!("IPL: physical sessions found: {:?}", r.sessions));
+        notes.push(format!("{what}: physical sessions found: {:?}", r.sessions));
     }
     if !r.sessions_lost.is_empty() {
         notes.push(format!(
-            "IPL: physical sessions lost: {:?}",
+            "{what}: physical sessions lost: {:?}",
             r.sessions_lost
         ));
     }
     for t in &r.table_notes {
-        notes.push(format!("IPL activity tables: {t}"));
+        notes.push(format!("{what} activity tables: {t}"));
     }
     notes
 }

@@ -209,6 +209,8 @@ class Subsystem:
         """Runs the CLI against this subsystem; returns the CompletedProcess
         (text mode). ``check`` raises on a non-zero exit; ``json`` adds --json."""
         cmd = [self.binary, *[str(a) for a in cli_args], "--api", self.api_url]
+        if self.api_ca is not None:
+            cmd += ["--api-ca", str(self.api_ca)]
         if json:
             cmd.append("--json")
         return subprocess.run(cmd, capture_output=True, text=True, check=check)

@@ -11,8 +11,10 @@ use crate::api::{Api, ApiError};
 /// How long a boot may take.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Why a subsystem could not be booted or driven.
-#[derive(Debug, thiserror::Error)]
+/// Why a subsystem could not be booted or driven. Its `Debug` is its
+/// message (a boot failure holds the daemon's output and log, which an
+/// `unwrap()` then prints with their line breaks).
+#[derive(thiserror::Error)]
 pub enum Error {
     /// No usable `firmware-sim` binary.
     #[error("{0}")]
@@ -31,6 +33,12 @@ pub enum Error {
     /// The control API refused a request.
     #[error(transparent)]
     Api(#[from] ApiError),
+}
+
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
@@ -74,7 +82,8 @@ pub struct Builder {
 }
 
 impl Builder {
-    /// The subsystem id (default `SS01`); only with [`Builder::volume`].
+    /// The subsystem id (default `SS01`); only with [`Builder::volume`]
+    /// (`boot` refuses an id without one).
     pub fn id(mut self, id: &str) -> Builder {
         self.id = Some(id.to_string());
         self
@@ -119,6 +128,15 @@ impl Builder {
 
     /// Boots it.
     pub fn boot(self) -> Result<Subsystem, Error> {
+        if self.id.is_some() && self.volumes.is_empty() {
+            // The id goes into the config the builder writes, which it
+            // writes only for volumes of its own.
+            return Err(Error::Boot(
+                "Builder::id needs at least one Builder::volume (the embedded default \
+                 subsystem is SS01)"
+                    .into(),
+            ));
+        }
         let bin = find_binary()?;
         let dir = tempfile::Builder::new()
             .prefix("firmware-sim-")

@@ -148,3 +148,16 @@ fn an_https_api_is_reached_with_the_ca_given_to_the_builder() {
     let vols = sub.api().get("/volumes").unwrap();
     assert_eq!(vols.as_array().unwrap().len(), 8, "after IPL: {vols}");
 }
+
+/// An id without volumes would boot the embedded SS01 silently: refused, and
+/// the error's Debug (what `unwrap` prints) is the message itself.
+#[test]
+fn an_id_without_volumes_is_refused_with_a_readable_error() {
+    let e = Kit::builder().id("SS09").boot().err().expect("refused");
+    let debug = format!("{e:?}");
+    assert!(
+        debug.contains("Builder::id needs at least one Builder::volume"),
+        "{debug}"
+    );
+    assert!(!debug.starts_with("Boot("), "{debug}");
+}

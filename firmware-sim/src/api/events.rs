@@ -145,7 +145,11 @@ async fn event(
                         "volatile state hardened first"
                     }
                 )];
-                notes.extend(n.with(|sub| ipl_notes(&r, sub)).into_iter().skip(1));
+                notes.extend(
+                    n.with(|sub| crate::node::restart_notes("reset", &r, sub))
+                        .into_iter()
+                        .skip(1),
+                );
                 let d = n
                     .recover("reset", |rm, sub| rm.on_reset(sub.id()))
                     .map_err(rm_err)?;
