@@ -202,6 +202,10 @@ impl Subsystem {
             inner.refresh_maps(&mut core);
             r
         };
+        // A refused request (the engine said no) is undone as well, in case
+        // it changed something before refusing; only an accepted change that
+        // could not be made durable is worth a warning.
+        let refused = r.is_err();
         let r = r.and_then(|v| {
             inner.checkpoint(&mut cur).map(|()| v).map_err(|e| {
                 if e.kind() == ErrorKind::Fenced {
@@ -215,7 +219,13 @@ impl Subsystem {
             // Unknown outcome: memory is not trusted either way; the fence
             // refuses everything until an IPL or reset reloads the durable state.
             Err(e) if e.kind() == ErrorKind::Fenced => {}
-            Err(_) => inner.roll_back(before),
+            Err(e) => {
+                inner.roll_back(before);
+                if !refused {
+                    tracing::warn!(subsystem = %inner.id, error = %e.full_message(),
+                        "control request failed: its change was undone");
+                }
+            }
             Ok(_) => {}
         }
         r

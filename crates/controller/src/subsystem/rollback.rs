@@ -55,6 +55,6 @@ impl Inner {
         if let Err(e) = r {
             tracing::error!(subsystem = %self.id, error = %e.full_message(), "rollback: activity tables not reopened");
         }
-        tracing::warn!(subsystem = %self.id, "control request failed: its change was undone");
+        tracing::debug!(subsystem = %self.id, "control request undone");
     }
 }
