@@ -287,3 +287,63 @@ pub(crate) fn check_loaded(
     }
     f
 }
+
+/// Writes again the damaged trailers of the volume files the newest root
+/// lists (`check --repair-trailers`; the directory must not be in use).
+///
+/// A trailer only identifies its file (volume id, geometry); the root holds
+/// the same, so a damaged one (bad magic, checksum or version) in a file of
+/// exactly the right size is rewritten from the root, and the volume's bytes
+/// are not touched. A valid trailer naming another volume, or a file of
+/// another size, is left alone and reported. Returns one line per volume
+/// repaired or not repairable.
+pub fn repair_trailers(data_dir: impl AsRef<Path>) -> Result<Vec<String>> {
+    use crate::error::{err, ErrorKind};
+    let dir = DataDir::new(data_dir.as_ref());
+    if !dir.meta_path().exists() {
+        return Err(err(
+            ErrorKind::NotFound,
+            format!(
+                "{} does not exist: not a data directory",
+                dir.meta_path().display()
+            ),
+        ));
+    }
+    let _lock = dir.lock()?;
+    let (store, _) = FileStores::new(dir.clone()).open_meta()?;
+    let meta = MetaStore::new(store, true);
+    let scan = meta.scan_roots(None)?;
+    let Some((header, _)) = scan.newest() else {
+        return Err(err(ErrorKind::Corrupt, "no valid root in either slot"));
+    };
+    let subsystem = header.subsystem.clone();
+    let loaded = load_durable(&meta, &subsystem)?
+        .ok_or_else(|| err(ErrorKind::Corrupt, "the metadata store has no root"))?;
+    let mut out = Vec::new();
+    for v in &loaded.payload.volumes {
+        let geometry = match v
+            .model
+            .parse::<DeviceModel>()
+            .map_err(|e| e.to_string())
+            .and_then(|m| Geometry::new(m).map_err(|e| e.to_string()))
+        {
+            Ok(g) => g,
+            Err(e) => {
+                out.push(format!("volume {}: model {:?}: {e}", v.name, v.model));
+                continue;
+            }
+        };
+        let path = dir.volume_path(&v.name);
+        match volume_store::SparseFileStore::rewrite_trailer(&path, &v.name, geometry) {
+            Ok(true) => out.push(format!(
+                "volume {}: the trailer of {} was damaged and is rewritten from the root ({})",
+                v.name,
+                path.display(),
+                v.model
+            )),
+            Ok(false) => {}
+            Err(e) => out.push(format!("volume {}: not repaired: {e}", v.name)),
+        }
+    }
+    Ok(out)
+}

@@ -27,7 +27,7 @@ pub mod metrics;
 pub mod provider;
 pub mod subsystem;
 
-pub use check::{check, CheckReport};
+pub use check::{check, repair_trailers, CheckReport};
 pub use config::{
     check_id, ConfigError, DurabilityMode, ListenConfig, NbdConfig, PeerConfig, RateLimits,
     SubsystemConfig, VolumeConfig,

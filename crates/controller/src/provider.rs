@@ -53,8 +53,23 @@ impl StoreProvider for FileStores {
     }
 
     fn open_volume(&self, name: &str, geometry: Geometry) -> Result<Arc<dyn TrackStore>> {
-        let s = SparseFileStore::open(self.dir.volume_path(name), name, geometry)
-            .map_err(|e| store_err(&format!("open volume {name}"), e))?;
+        let s = SparseFileStore::open(self.dir.volume_path(name), name, geometry).map_err(|e| {
+            use volume_store::ErrorKind as K;
+            if matches!(e.kind(), K::BadHeader | K::WrongFile) {
+                // The trailer only names the file; the root records the same.
+                return crate::error::err(
+                    crate::error::ErrorKind::Corrupt,
+                    format!(
+                        "open volume {name}: {e}; if only the file's trailer (its last 4 KiB, \
+                         which names the volume) is damaged, stop the daemon and run \
+                         `firmware-sim check --data-dir {} --repair-trailers`: it rewrites the \
+                         trailer from the metadata root and leaves the data as it is",
+                        self.dir.root().display()
+                    ),
+                );
+            }
+            store_err(&format!("open volume {name}"), e)
+        })?;
         Ok(Arc::new(s))
     }
 

@@ -282,6 +282,62 @@ impl SparseFileStore {
         ))
     }
 
+    /// Writes the trailer of the volume file at `path` again, naming
+    /// `volume_id` and `geometry`, when the one there is damaged (bad magic,
+    /// checksum or version) and the file has exactly the size that geometry
+    /// gives. Returns whether it wrote. A valid trailer is never replaced:
+    /// one that names another volume or geometry is an error (a file in the
+    /// wrong place is not repaired by relabelling it). The trailer is only
+    /// the file's identity; the volume's bytes are not touched.
+    pub fn rewrite_trailer(
+        path: impl AsRef<Path>,
+        volume_id: &str,
+        geometry: Geometry,
+    ) -> Result<bool, StoreError> {
+        let path = path.as_ref();
+        match open_and_probe(path, volume_id) {
+            Ok((_, t)) if t.volume_id == volume_id && t.geometry == geometry => return Ok(false),
+            Ok((_, t)) => {
+                return Err(StoreError::new(
+                    ErrorKind::WrongVolume,
+                    volume_id,
+                    Op::Open,
+                    format!(
+                        "{} has a valid trailer naming volume {} ({}): not rewritten",
+                        path_ctx(path),
+                        t.volume_id,
+                        t.geometry
+                    ),
+                ))
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::BadHeader | ErrorKind::WrongFile) => {}
+            Err(e) => return Err(e),
+        }
+        let io = |e| StoreError::from_io(volume_id, Op::Open, path_ctx(path), e);
+        let file = OpenOptions::new().write(true).open(path).map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        let expect = geometry.size_bytes() + TRAILER_BYTES as u64;
+        if len != expect {
+            return Err(StoreError::new(
+                ErrorKind::WrongGeometry,
+                volume_id,
+                Op::Open,
+                format!(
+                    "{} is {len} bytes, expected {expect}: not rewritten",
+                    path_ctx(path)
+                ),
+            ));
+        }
+        let trailer = Trailer {
+            volume_id: volume_id.to_string(),
+            geometry,
+        };
+        file.write_all_at(&trailer.encode(), geometry.size_bytes())
+            .map_err(io)?;
+        file.sync_data().map_err(io)?;
+        Ok(true)
+    }
+
     /// Reads the identity (volume id and geometry) of the volume file at `path`
     /// without opening it as a store.
     pub fn probe(path: impl AsRef<Path>) -> Result<Trailer, StoreError> {

@@ -270,3 +270,46 @@ fn allocation_in_memory_matches_the_file_after_reopen() {
         "the partly discarded bytes read as zeros"
     );
 }
+
+/// `rewrite_trailer` writes only a damaged trailer, in a file of the right
+/// size; a valid trailer naming another volume and a file of another size
+/// are refused and left as they are.
+#[test]
+fn rewrite_trailer_repairs_only_a_damaged_trailer_of_the_right_file() {
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("v.img");
+    let g = model("fb:1M:64K");
+    let s = SparseFileStore::create(&path, "V", g).expect("create");
+    s.write_track(3, &vec![7u8; 64 << 10]).expect("write");
+    s.flush().expect("flush");
+    drop(s);
+    assert!(!SparseFileStore::rewrite_trailer(&path, "V", g).expect("intact"));
+    // A valid trailer of another volume is not relabelled.
+    let e = SparseFileStore::rewrite_trailer(&path, "W", g).expect_err("other volume");
+    assert_eq!(e.kind(), ErrorKind::WrongVolume, "{e}");
+    // A damaged checksum is repaired; the data is untouched.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .expect("open");
+    f.write_all_at(&[0xff], g.size_bytes() + 30)
+        .expect("damage");
+    assert_eq!(
+        SparseFileStore::open(&path, "V", g).err().map(|e| e.kind()),
+        Some(ErrorKind::BadHeader)
+    );
+    assert!(SparseFileStore::rewrite_trailer(&path, "V", g).expect("repaired"));
+    let s = SparseFileStore::open(&path, "V", g).expect("opens again");
+    let mut b = vec![0u8; 64 << 10];
+    s.read_track(3, &mut b).expect("read");
+    assert!(b.iter().all(|&x| x == 7));
+    drop(s);
+    // A file of another size is not touched.
+    f.write_all_at(&[0xff], g.size_bytes() + 30)
+        .expect("damage");
+    f.set_len(g.size_bytes() + 8192).expect("grow");
+    let e = SparseFileStore::rewrite_trailer(&path, "V", g).expect_err("wrong size");
+    assert_eq!(e.kind(), ErrorKind::WrongGeometry, "{e}");
+}

@@ -82,6 +82,13 @@ pub struct CheckArgs {
     /// file as <name>.damaged-N. The daemon must be stopped.
     #[arg(long)]
     pub salvage_tables: bool,
+    /// First write again the damaged trailers of the volume files (the 4 KiB
+    /// block that identifies a file) from the metadata root, which records
+    /// the same. Only a trailer that is damaged, in a file of the right
+    /// size, is rewritten; the volume's bytes are not touched. The daemon
+    /// must be stopped.
+    #[arg(long)]
+    pub repair_trailers: bool,
 }
 
 /// Runs `replay`: the scenario against real controller subsystems in a
@@ -254,6 +261,22 @@ pub fn check(a: CheckArgs) -> Result<(), CliError> {
         }
         println!("  {intact} other table(s) intact");
     }
+    let repaired = if a.repair_trailers {
+        Some(controller::repair_trailers(&a.data_dir).map_err(|e| {
+            CliError::failed(format!("check {dir}: repair trailers"), e.full_message())
+        })?)
+    } else {
+        None
+    };
+    if let (Some(lines), false) = (&repaired, a.json) {
+        println!("trailers of the volume files in {dir}:");
+        if lines.is_empty() {
+            println!("  none damaged");
+        }
+        for l in lines {
+            println!("  {l}");
+        }
+    }
     let mut r = controller::check(&a.data_dir).map_err(|e| {
         CliError::failed(
             format!("check {dir}"),
@@ -263,8 +286,12 @@ pub fn check(a: CheckArgs) -> Result<(), CliError> {
     for e in &mut r.errors {
         *e = name_salvage(e, &a.data_dir);
     }
-    if let (Some(tables), true) = (&salvaged, a.json) {
-        print_json(&serde_json::json!({ "salvage": tables, "check": r }))?;
+    if a.json && (salvaged.is_some() || repaired.is_some()) {
+        print_json(&serde_json::json!({
+            "salvage": salvaged,
+            "repair_trailers": repaired,
+            "check": r,
+        }))?;
         return check_outcome(&dir, &r, unsalvaged);
     }
     emit(a.json, &r, |r| {
