@@ -832,6 +832,29 @@ fn completions_and_man_page_name_the_real_verbs() {
     for verb in ["fault-run", "session", "bench", "--read-only"] {
         assert!(bash.contains(verb), "bash completion lacks {verb}");
     }
+    // The script completes below the first word (clap_complete 4.6 named
+    // those branches so that only the top-level verbs completed).
+    let tmp = tempfile::tempdir().unwrap();
+    let script = tmp.path().join("c.bash");
+    std::fs::write(&script, bash.as_bytes()).unwrap();
+    let complete = |words: &str| {
+        let out = run(
+            "bash",
+            &[
+                "-c",
+                &format!(
+                    "source {}; COMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}}-1)); \
+                     _firmware__sim firmware-sim \"${{COMP_WORDS[-1]}}\" \"${{COMP_WORDS[-2]}}\"; \
+                     echo \"${{COMPREPLY[*]}}\"",
+                    script.display()
+                ),
+            ],
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(complete("firmware-sim map cr"), "create");
+    assert_eq!(complete("firmware-sim map create --type ''"), "full nocopy");
+    assert!(complete("firmware-sim completions ''").contains("bash elvish fish"));
     let out = run(BIN, &["completions", "zsh"]);
     assert_success(&out, "completions zsh");
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("#compdef firmware-sim"));
@@ -848,6 +871,26 @@ fn completions_and_man_page_name_the_real_verbs() {
         "firmware\\-sim\\-boot",
     ] {
         assert!(man.contains(page), "man page lacks the section {page}");
+    }
+    // Verbs of verbs have pages too, with their own flags.
+    assert!(
+        man.contains(".TH firmware-sim-map-create 1"),
+        "no map create page"
+    );
+    assert!(
+        man.contains("copy\\-rate"),
+        "map create's --copy-rate is missing"
+    );
+    // --dir writes one file per page, the names the SEE ALSO lines give.
+    let dir = tmp.path().join("man1");
+    let out = run(BIN, &["man", "--dir", dir.to_str().unwrap()]);
+    assert_success(&out, "man --dir");
+    for page in [
+        "firmware-sim.1",
+        "firmware-sim-map.1",
+        "firmware-sim-map-create.1",
+    ] {
+        assert!(dir.join(page).is_file(), "{page} not written");
     }
 }
 

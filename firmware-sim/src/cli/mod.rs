@@ -124,8 +124,8 @@ pub enum Command {
     Bench(bench::BenchCmd),
     /// Shell completion script on stdout (bash, zsh, fish, elvish, powershell).
     Completions(shell::CompletionsArgs),
-    /// The man page (roff) on stdout.
-    Man,
+    /// The man pages (roff): all on stdout, or one file per page with --dir.
+    Man(shell::ManArgs),
     /// The control API's OpenAPI 3 document on stdout (as GET /openapi.json
     /// serves it; docs/openapi.json is a copy).
     Openapi,
@@ -148,7 +148,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Check(a) => offline::check(a),
         Command::Bench(c) => bench::run(c),
         Command::Completions(a) => shell::completions(a),
-        Command::Man => shell::man(),
+        Command::Man(a) => shell::man(a),
         Command::Openapi => {
             print!("{}", crate::api::openapi::document_json());
             Ok(())
