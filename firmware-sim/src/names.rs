@@ -40,6 +40,10 @@ pub enum Kind {
     Group,
 }
 
+/// Added to a save error when the filesystem is full (the API answers such
+/// a failure `no_space`, not `internal`).
+const NO_SPACE: &str = " (the data directory's filesystem is full)";
+
 impl Kind {
     fn word(self) -> &'static str {
         match self {
@@ -143,8 +147,20 @@ impl Names {
                 kind.word()
             ));
         }
-        f.table_mut(kind).insert(id, name.to_string());
-        self.save(&f)
+        let before = f.table_mut(kind).insert(id, name.to_string());
+        self.save(&f).inspect_err(|_| {
+            // Not saved: not shown either (an IPL would not have it).
+            match before {
+                Some(old) => f.table_mut(kind).insert(id, old),
+                None => f.table_mut(kind).remove(&id),
+            };
+        })
+    }
+
+    /// True if `error` (from [`Names::set`] and the like) says the
+    /// filesystem is full.
+    pub fn is_no_space(error: &str) -> bool {
+        error.contains(NO_SPACE)
     }
 
     /// Forgets the name of `id` (its object was deleted) and saves.
@@ -169,7 +185,14 @@ impl Names {
     }
 
     fn save(&self, f: &NamesFile) -> Result<(), String> {
-        let fail = |e: std::io::Error| format!("saving {}: {e}", self.path.display());
+        let fail = |e: std::io::Error| {
+            let full = e.kind() == std::io::ErrorKind::StorageFull;
+            format!(
+                "saving {}: {e}{}",
+                self.path.display(),
+                if full { NO_SPACE } else { "" }
+            )
+        };
         let tmp = self.path.with_extension("json.tmp");
         let bytes = serde_json::to_vec_pretty(f).map_err(|e| e.to_string())?;
         let mut out = std::fs::File::create(&tmp).map_err(fail)?;
@@ -225,6 +248,24 @@ fn check_name(kind: Kind, name: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A name that could not be saved is not shown either (an IPL would not
+    /// have it), and the earlier name of the object stays.
+    #[test]
+    fn a_name_not_saved_is_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let (n, _) = Names::load(dir.path());
+        n.set(Kind::Map, 1, "old").unwrap();
+        // The directory is gone: the save fails.
+        let gone = dir.path().to_path_buf();
+        drop(dir);
+        assert!(!gone.exists());
+        assert!(n.set(Kind::Map, 1, "new").is_err());
+        assert!(n.set(Kind::Map, 2, "other").is_err());
+        assert_eq!(n.name(Kind::Map, 1).as_deref(), Some("old"));
+        assert_eq!(n.name(Kind::Map, 2), None);
+        assert!(Names::is_no_space(&format!("saving x: e{NO_SPACE}")));
+    }
 
     #[test]
     fn names_persist_are_unique_and_never_look_like_ids() {

@@ -110,9 +110,18 @@ async fn create(
             if let Some(name) = &req.name {
                 // The group exists; a failure here leaves it unnamed.
                 n.names.set(Kind::Group, g.0, name).map_err(|e| {
+                    let kind = if crate::names::Names::is_no_space(&e) {
+                        ApiErrorKind::NoSpace
+                    } else {
+                        ApiErrorKind::Internal
+                    };
                     ApiError::new(
-                        ApiErrorKind::Internal,
-                        format!("group {} was created but not named: {e}", g.0),
+                        kind,
+                        format!(
+                            "group {} was created but not named: {e}; it is listed without \
+                             a name",
+                            g.0
+                        ),
                     )
                 })?;
             }
