@@ -40,7 +40,33 @@ fn main() {
         }
         default_hook(info);
     }));
-    let cli = cli::Cli::parse();
+    let json = std::env::args().any(|a| a == "--json");
+    let cli = match cli::Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // Help and version are not failures; a bad command line under
+            // --json is also a JSON document on stdout (kind `usage`, exit 2).
+            let usage = !matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+            );
+            if json && usage {
+                // clap's first paragraph, on one line (it may list the
+                // missing arguments or the possible values below the first).
+                let text = e.to_string();
+                let line = text
+                    .lines()
+                    .map(str::trim)
+                    .skip_while(|l| l.is_empty())
+                    .take_while(|l| !l.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let line = line.trim_start_matches("error: ").to_string();
+                println!("{}", error::CliError::Usage(line).to_json());
+            }
+            e.exit()
+        }
+    };
     // Daemons log their life at info; client verbs keep stderr for the one-line
     // error; replay and check drive simulated resets whose warnings are
     // expected, so they show errors only; fault-run injects failures on
@@ -53,7 +79,6 @@ fn main() {
         _ => "warn",
     };
     logging::init(cli.log_format, default_level);
-    let json = std::env::args().any(|a| a == "--json");
     if let Err(e) = cli::run(cli) {
         eprintln!("firmware-sim: error: {e}");
         // Under --json the error is a JSON document on stdout too, so

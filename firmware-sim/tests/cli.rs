@@ -174,6 +174,24 @@ fn json_errors_are_json_on_stdout_with_a_non_zero_exit() {
     // Without --json stdout stays empty (the one line goes to stderr).
     let out = run(BIN, &["volume", "list", "--api", "127.0.0.1:9"]);
     assert!(out.stdout.is_empty());
+    // A bad command line under --json: a usage document, exit 2.
+    for (args, needle) in [
+        (&["map", "show", "--json"][..], "<ID>"),
+        (
+            &["map", "create", "--json", "--type", "bogus"][..],
+            "full, nocopy",
+        ),
+    ] {
+        let out = run(BIN, args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: stdout is not JSON ({e}): {:?}", out.stdout));
+        assert_eq!(
+            (v["kind"].as_str(), v["exit"].as_i64()),
+            (Some("usage"), Some(2))
+        );
+        assert!(v["error"].as_str().unwrap().contains(needle), "{v}");
+    }
 }
 
 #[test]
