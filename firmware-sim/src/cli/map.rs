@@ -62,7 +62,7 @@ enum MapVerb {
         /// Cleaning rate, SVC 0-150 scale.
         #[arg(long, value_parser = clap::value_parser!(u8).range(0..=150))]
         clean_rate: Option<u8>,
-        /// Map id (default: the lowest free one).
+        /// Map id (default: the next one; ids are never reused).
         #[arg(long)]
         id: Option<u32>,
         /// A name for the map; every verb then takes it in place of the id.

@@ -278,7 +278,11 @@ impl Subsystem {
             if let Some(p) = core.sessions.values().find(|p| p.uses(name)) {
                 return Err(err(
                     ErrorKind::Busy,
-                    format!("volume {name} is in physical session {}", p.phys),
+                    format!(
+                        "volume {name} is in backup session {} (physical session {}); \
+                         `session complete {0}` or `session terminate {0}` frees it",
+                        p.session, p.phys
+                    ),
                 ));
             }
             core.engine.remove_volume(v.id).map_err(|e| {
