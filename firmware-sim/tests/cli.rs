@@ -264,6 +264,14 @@ fn volumes_maps_groups_and_errors_through_the_cli() {
         "NOPE",
         "map create with an unknown volume",
     );
+    // A typo of one volume is named.
+    let out = d.cli(&["volume", "delete", "fb00"]);
+    assert_fails_with(
+        &out,
+        EXIT_FAILED,
+        "unknown volume fb00 (did you mean FB00? ids are case-sensitive",
+        "volume delete with the wrong case",
+    );
     let out = d.cli(&[
         "map",
         "create",

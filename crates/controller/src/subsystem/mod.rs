@@ -430,12 +430,16 @@ impl Inner {
     }
 
     pub(crate) fn volume(&self, name: &str) -> Result<Arc<Volume>> {
-        self.volumes
-            .read()
-            .by_name
-            .get(name)
-            .cloned()
-            .ok_or_else(|| err(ErrorKind::NotFound, format!("unknown volume {name}")))
+        let vols = self.volumes.read();
+        vols.by_name.get(name).cloned().ok_or_else(|| {
+            let hint = match closest(name, vols.by_name.keys().map(String::as_str)) {
+                Some(c) => {
+                    format!(" (did you mean {c}? ids are case-sensitive; `volume list` shows them)")
+                }
+                None => String::new(),
+            };
+            err(ErrorKind::NotFound, format!("unknown volume {name}{hint}"))
+        })
     }
 
     /// The volume `r` names; with a serial, only if it is still that volume
@@ -579,5 +583,51 @@ impl Inner {
                 tracing::warn!(subsystem = %self.id, error = %e.full_message(), "periodic checkpoint failed");
             }
         }
+    }
+}
+
+/// The one name in `names` that `typed` is probably a typo of: equal but for
+/// case, or one character added, dropped or changed (names of 3 or more).
+fn closest<'a>(typed: &str, names: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let near = |n: &str| {
+        if n.eq_ignore_ascii_case(typed) {
+            return true;
+        }
+        let (a, b): (Vec<char>, Vec<char>) = (typed.chars().collect(), n.chars().collect());
+        if a.len().min(b.len()) < 3 || a.len().abs_diff(b.len()) > 1 {
+            return false;
+        }
+        // One edit: skip the first difference in the longer (or both).
+        let Some(i) = a.iter().zip(&b).position(|(x, y)| x != y) else {
+            return true; // one is the other plus a last character
+        };
+        match a.len().cmp(&b.len()) {
+            std::cmp::Ordering::Equal => a[i + 1..] == b[i + 1..],
+            std::cmp::Ordering::Less => a[i..] == b[i + 1..],
+            std::cmp::Ordering::Greater => a[i + 1..] == b[i..],
+        }
+    };
+    let mut hits = names.filter(|n| near(n));
+    match (hits.next(), hits.next()) {
+        (Some(one), None) => Some(one),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod closest_tests {
+    use super::closest;
+
+    #[test]
+    fn typos_of_one_character_or_case_name_the_volume() {
+        let names = ["FB00", "FB01", "CKD00"];
+        let c = |t: &str| closest(t, names.iter().copied());
+        assert_eq!(c("fb00"), Some("FB00"));
+        assert_eq!(c("CKD0"), Some("CKD00"));
+        assert_eq!(c("CKD000"), Some("CKD00"));
+        assert_eq!(c("CXD00"), Some("CKD00"));
+        // Two candidates (FB00, FB01) or none: no guess.
+        assert_eq!(c("FB0"), None);
+        assert_eq!(c("NOPE"), None);
     }
 }
