@@ -150,6 +150,21 @@ fn unreachable_api_exits_3_naming_the_address() {
 }
 
 #[test]
+fn the_api_address_comes_from_the_environment_unless_given() {
+    let with_env = |args: &[&str]| {
+        std::process::Command::new(BIN)
+            .args(args)
+            .env("FIRMWARE_SIM_API", "127.0.0.1:9")
+            .output()
+            .expect("run the CLI")
+    };
+    let out = with_env(&["volume", "list"]);
+    assert_fails_with(&out, EXIT_UNREACHABLE, "127.0.0.1:9", "$FIRMWARE_SIM_API used");
+    let out = with_env(&["volume", "list", "--api", "127.0.0.1:8"]);
+    assert_fails_with(&out, EXIT_UNREACHABLE, "127.0.0.1:8", "--api wins over the env");
+}
+
+#[test]
 fn check_defaults_to_boots_data_directory() {
     let cwd = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(BIN)

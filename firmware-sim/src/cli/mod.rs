@@ -52,8 +52,15 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Args)]
 pub struct ClientOpts {
     /// Control API address (HOST:PORT, http://HOST:PORT, or https://HOST:PORT
-    /// for a daemon booted with --api-tls).
-    #[arg(long, value_name = "ADDR", default_value = DEFAULT_API, global = true)]
+    /// for a daemon booted with --api-tls); default: $FIRMWARE_SIM_API, else
+    /// the daemon's default address.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "FIRMWARE_SIM_API",
+        default_value = DEFAULT_API,
+        global = true
+    )]
     pub api: String,
     /// Machine-readable output: one JSON document on stdout.
     #[arg(long, global = true)]
