@@ -165,6 +165,30 @@ fn the_api_address_comes_from_the_environment_unless_given() {
 }
 
 #[test]
+fn boot_refuses_one_port_for_nbd_and_the_api_naming_both_flags() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let out = run(
+        BIN,
+        &[
+            "boot",
+            "--data-dir",
+            data.to_str().expect("utf-8 path"),
+            "--nbd",
+            "127.0.0.1:17999",
+            "--api",
+            "127.0.0.1:17999",
+        ],
+    );
+    assert!(!out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot listen on one port") && err.contains("--nbd or --api"),
+        "the clash is named with the flags that fix it: {err}"
+    );
+}
+
+#[test]
 fn check_defaults_to_boots_data_directory() {
     let cwd = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(BIN)

@@ -119,6 +119,24 @@ fn nbd_tls(plan: &BootPlan) -> Result<Option<nbd::TlsConfig>, CliError> {
     }
 }
 
+/// Whether two listen addresses would take the same TCP port: the same
+/// text, or the same fixed port on the same address or on a wildcard one
+/// (port 0 picks a free port for each, so never clashes).
+fn same_port(a: &str, b: &str) -> bool {
+    use std::net::SocketAddr;
+    if a == b && !a.ends_with(":0") {
+        return true;
+    }
+    match (a.parse::<SocketAddr>(), b.parse::<SocketAddr>()) {
+        (Ok(x), Ok(y)) => {
+            x.port() != 0
+                && x.port() == y.port()
+                && (x.ip() == y.ip() || x.ip().is_unspecified() || y.ip().is_unspecified())
+        }
+        _ => false,
+    }
+}
+
 async fn bind_tcp(what: &str, addr: &str) -> Result<TcpListener, CliError> {
     TcpListener::bind(addr).await.map_err(|e| {
         // A port in use is usually another daemon (a second subsystem on the
@@ -388,6 +406,12 @@ pub async fn boot(mut plan: BootPlan) -> Result<(), CliError> {
             .or_else(|| config.listen.api.clone())
             .unwrap_or_else(|| DEFAULT_API.into());
         check_api_exposure(&a, plan.api_token_file.as_deref())?;
+        if let Some(n) = tcp_addr.as_deref().filter(|n| same_port(n, &a)) {
+            return Err(CliError::Usage(format!(
+                "NBD ({n}) and the control API ({a}) cannot listen on one port: give one of \
+                 them another with --nbd or --api (or listen.nbd / listen.api in the config)"
+            )));
+        }
         Some(bind_tcp("the control API", &a).await?)
     };
     if plan.api_tls && plan.no_api {
@@ -595,4 +619,20 @@ pub async fn serve_stdio(
         warn!(error = %e, "stdio connection ended with an error");
     }
     closed.map_err(|e| CliError::failed("flushing the subsystem failed", e.full_message()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_port;
+
+    #[test]
+    fn same_port_names_a_clash_but_not_port_zero_or_other_addresses() {
+        assert!(same_port("127.0.0.1:10809", "127.0.0.1:10809"));
+        assert!(same_port("0.0.0.0:10809", "127.0.0.1:10809"));
+        assert!(same_port("[::1]:7000", "[::]:7000"));
+        assert!(same_port("localhost:7000", "localhost:7000"));
+        assert!(!same_port("127.0.0.1:0", "127.0.0.1:0"));
+        assert!(!same_port("127.0.0.1:10809", "127.0.0.1:10810"));
+        assert!(!same_port("127.0.0.1:7000", "127.0.0.2:7000"));
+    }
 }
