@@ -159,9 +159,19 @@ fn the_api_address_comes_from_the_environment_unless_given() {
             .expect("run the CLI")
     };
     let out = with_env(&["volume", "list"]);
-    assert_fails_with(&out, EXIT_UNREACHABLE, "127.0.0.1:9", "$FIRMWARE_SIM_API used");
+    assert_fails_with(
+        &out,
+        EXIT_UNREACHABLE,
+        "127.0.0.1:9",
+        "$FIRMWARE_SIM_API used",
+    );
     let out = with_env(&["volume", "list", "--api", "127.0.0.1:8"]);
-    assert_fails_with(&out, EXIT_UNREACHABLE, "127.0.0.1:8", "--api wins over the env");
+    assert_fails_with(
+        &out,
+        EXIT_UNREACHABLE,
+        "127.0.0.1:8",
+        "--api wins over the env",
+    );
 }
 
 #[test]

@@ -65,3 +65,33 @@ fn refused_group_start_leaves_every_member_idle() {
     assert_b_usable(&s);
     s.close().unwrap();
 }
+
+/// A second `group start` names the group and the way to a new point in
+/// time, not one of its member maps, and changes nothing.
+#[test]
+fn starting_a_started_group_again_names_the_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Subsystem::open(dir.path(), config()).unwrap();
+    let ab = s
+        .create_map(&MapCreate::new("A", "B", CopyType::Nocopy))
+        .unwrap();
+    let g = s.create_group(&[ab], false).unwrap();
+    s.start_group(g, false).unwrap();
+    s.write("A", 0, &[0x11; 4096], false).unwrap();
+    let e = s.start_group(g, false).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::State, "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains(&format!("group {} is already started", g.0)) && text.contains("group stop"),
+        "{text}"
+    );
+    assert_eq!(s.map(ab).unwrap().state, MapState::Copying);
+    let mut buf = vec![0u8; 4096];
+    s.read("B", 0, &mut buf).unwrap();
+    assert_eq!(
+        buf,
+        vec![0u8; 4096],
+        "the snapshot still holds its time zero"
+    );
+    s.close().unwrap();
+}

@@ -38,6 +38,20 @@ impl Subsystem {
                 .ok_or_else(|| err(ErrorKind::NotFound, format!("unknown group {}", group.0)))?
                 .members;
             s.not_on_session_target(core, &members, "start")?;
+            let started = !members.is_empty()
+                && members
+                    .iter()
+                    .all(|m| matches!(core.engine.map_state(*m), Some(MapState::Copying)));
+            if started {
+                return Err(err(
+                    ErrorKind::State,
+                    format!(
+                        "group {} is already started: its maps are copying (`group stop {}` \
+                         stops them; a new point in time needs a stop first)",
+                        group.0, group.0
+                    ),
+                ));
+            }
             let idle = members.iter().all(|m| {
                 matches!(
                     core.engine.map_state(*m),
