@@ -165,6 +165,18 @@ impl Node {
         f(&rm, &s)
     }
 
+    /// Runs `f` on a resource manager over this subsystem alone (no peer
+    /// is asked anything): what this subsystem's own tables say, for
+    /// `GET /sessions?local=true` while a peer does not answer.
+    pub fn with_local_rm<R>(
+        &self,
+        f: impl FnOnce(&ResourceManager, &Subsystem) -> R,
+    ) -> Result<R, RmError> {
+        let s = self.slot.read();
+        let alone = new_rm(&self.host, &self.port, &[])?;
+        Ok(f(&alone, &s))
+    }
+
     /// The resource manager's IPL recovery (cli.md: booting an existing data
     /// dir is an IPL): every session initiated and not completed is
     /// terminated with reason `ipl` (rows written, physical sessions

@@ -138,6 +138,26 @@ fn events_with_the_peer_down_still_recover_this_subsystems_sessions() {
     assert_eq!(s["state"], "active", "{s}");
     drop(ss01);
 
+    // The full list needs the peer's rows, and says where to look instead.
+    let out = ss02.cli(&["session", "list"]);
+    assert_fails_with(
+        &out,
+        EXIT_FAILED,
+        "session list --local",
+        "list with the peer down",
+    );
+    let local = ss02.cli_json(&["session", "list", "--local"]);
+    let r = session(&local, "R");
+    assert_eq!(r["state"], "active", "{local}");
+    assert!(
+        r["parts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["subsystem"] == "SS02"),
+        "only this subsystem's parts: {local}"
+    );
+
     // A reset whose extents match here: R resumes on SS02.
     let out = ss02.cli(&["event", "reset"]);
     assert_success(&out, "reset with the peer down");

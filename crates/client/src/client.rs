@@ -653,6 +653,13 @@ impl Client {
         self.get("/sessions")
     }
 
+    /// `GET /sessions?local=true`: what the daemon's own subsystem's tables
+    /// say, asking no peer (for use while a peer does not answer: a spanning
+    /// session shows only its parts there, in the state those rows decide).
+    pub fn sessions_local(&self) -> Result<Vec<SessionInfo>> {
+        self.get("/sessions?local=true")
+    }
+
     /// Session `id` (from `GET /sessions`); `unknown_session` if there is none.
     pub fn session(&self, id: &str) -> Result<SessionInfo> {
         self.sessions()?

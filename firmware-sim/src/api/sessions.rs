@@ -5,12 +5,12 @@
 use std::collections::BTreeMap;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use controller::Subsystem;
 use geometry::{ExtentSet, Geometry};
-use resource_manager::{SessionExtent, SessionId, SessionSpec};
+use resource_manager::{ResourceManager, SessionExtent, SessionId, SessionSpec};
 
 use super::model::ErrorBody;
 use super::model::{SessionInfo, SessionPart, SessionVolume, StartSession, TerminateSession};
@@ -217,18 +217,34 @@ fn one(
     path = "/sessions",
     tag = "sessions",
     summary = "List backup copy sessions",
+    params(("local" = Option<bool>, Query, description = "true: from this subsystem's own activity tables alone, asking no peer (a spanning session then shows only its parts here, and its state as these rows decide it; for use while a peer does not answer)")),
     responses((status = 200, description = "Every session", body = Vec<SessionInfo>), (status = "4XX", description = "Refused: `{error, kind}` (kinds: see `ErrorBody`)", body = ErrorBody), (status = "5XX", description = "The subsystem failed or is not serving: `{error, kind}`", body = ErrorBody))
 )]
-async fn list(State(s): State<AppState>) -> Result<Json<Vec<SessionInfo>>, ApiError> {
-    s.blocking(|n| {
-        n.with_rm(|rm, sub| {
+async fn list(
+    State(s): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Vec<SessionInfo>>, ApiError> {
+    s.blocking(move |n| {
+        let list = |rm: &ResourceManager, sub: &Subsystem| {
             let all = rm
                 .list_sessions()
                 .map_err(|e| ApiError::rm(e, Noun::Session))?;
             Ok(Json(all.iter().map(|x| session_info(sub, x)).collect()))
-        })
+        };
+        if q.local.unwrap_or(false) {
+            n.with_local_rm(list)
+                .map_err(|e| ApiError::rm(e, Noun::Session))?
+        } else {
+            n.with_rm(list)
+        }
     })
     .await
+}
+
+/// `GET /sessions` query.
+#[derive(Debug, serde::Deserialize)]
+struct ListQuery {
+    local: Option<bool>,
 }
 
 #[utoipa::path(

@@ -83,7 +83,13 @@ enum SessionVerb {
         reason: Option<String>,
     },
     /// List sessions: id, physical ids, volumes, extents, state.
-    List,
+    List {
+        /// From this subsystem's own activity tables alone, asking no peer:
+        /// for use while a peer does not answer (a session spanning it then
+        /// shows only its parts here, in the state these rows decide).
+        #[arg(long)]
+        local: bool,
+    },
 }
 
 /// Runs a `session` verb.
@@ -148,8 +154,28 @@ pub fn run(cmd: SessionCmd) -> Result<(), CliError> {
                 None => println!("session {} {}", s.id, s.state),
             })
         }
-        SessionVerb::List => {
-            let ss = c.sessions()?;
+        SessionVerb::List { local: true } => {
+            let ss = c.sessions_local()?;
+            if !json {
+                eprintln!(
+                    "firmware-sim: this subsystem's own rows only (--local): sessions spanning \
+                     peers show only their parts here"
+                );
+            }
+            emit(json, &ss, |ss| print_sessions(ss))
+        }
+        SessionVerb::List { local: false } => {
+            let ss = c.sessions().map_err(|e| {
+                let peer_down =
+                    matches!(e.kind(), Some(firmware_sim_client::ErrorKind::Unavailable));
+                let mut e = CliError::from(e);
+                if let (true, CliError::Api { message, .. }) = (peer_down, &mut e) {
+                    message.push_str(
+                        " (`session list --local` lists what this subsystem's own tables say)",
+                    );
+                }
+                e
+            })?;
             emit(json, &ss, |ss| print_sessions(ss))
         }
     }
