@@ -26,6 +26,7 @@
 //! per second against 120-135k after a fill with small writes (nbdkit's
 //! file plugin, which writes what it gets, in the same run). Pieces of
 //! 64 KiB cost sequential writes nothing measurable (docs/PERFORMANCE.md).
+//! On tmpfs, whose writes walk no block buffers, writes go whole.
 //!
 //! Invariants:
 //! - the file is exactly `size_bytes + 4096` bytes long and its trailer names this
@@ -65,15 +66,16 @@ use crate::trailer::{Trailer, TRAILER_BYTES};
 pub const PAGE_CACHE_PIECE: u64 = 64 * 1024;
 
 /// `data` cut into `(file offset, bytes)` pieces that never cross a multiple
-/// of [`PAGE_CACHE_PIECE`] in the file (so none is longer than it).
-fn pieces(offset: u64, data: &[u8]) -> impl Iterator<Item = (u64, &[u8])> {
+/// of `piece` in the file (so none is longer than it).
+fn pieces(piece: u64, offset: u64, data: &[u8]) -> impl Iterator<Item = (u64, &[u8])> {
+    debug_assert!(piece > 0);
     let mut at = offset;
     let mut rest = data;
     std::iter::from_fn(move || {
         if rest.is_empty() {
             return None;
         }
-        let room = PAGE_CACHE_PIECE - at % PAGE_CACHE_PIECE;
+        let room = piece - at % piece;
         let n = usize::try_from(room).map_or(rest.len(), |r| r.min(rest.len()));
         let (piece, tail) = rest.split_at(n);
         let out = (at, piece);
@@ -83,12 +85,21 @@ fn pieces(offset: u64, data: &[u8]) -> impl Iterator<Item = (u64, &[u8])> {
     })
 }
 
-/// Writes `data` at `offset` of `file` piece by piece ([`pieces`]).
-fn write_in_pieces(file: &File, data: &[u8], offset: u64) -> io::Result<()> {
-    for (at, piece) in pieces(offset, data) {
-        file.write_all_at(piece, at)?;
+/// The largest piece a write to `file` is cut into: [`PAGE_CACHE_PIECE`],
+/// or whole writes on tmpfs (module docs).
+fn write_piece(file: &File) -> u64 {
+    #[cfg(target_os = "linux")]
+    {
+        const TMPFS_MAGIC: i64 = 0x0102_1994;
+        #[allow(clippy::unnecessary_cast)] // f_type's type differs by target
+        let tmpfs = rustix::fs::fstatfs(file).is_ok_and(|s| s.f_type as i64 == TMPFS_MAGIC);
+        if tmpfs {
+            return u64::MAX;
+        }
     }
-    Ok(())
+    #[cfg(not(target_os = "linux"))]
+    let _ = file;
+    PAGE_CACHE_PIECE
 }
 
 /// A volume stored in one sparse file (see the module docs).
@@ -103,6 +114,9 @@ pub struct SparseFileStore {
     alloc: AllocMap,
     /// Shared by writes, exclusive for a discard's punch-and-clear.
     punch_lock: RwLock<()>,
+    /// Writes reach the file in pieces of at most this many bytes
+    /// ([`write_piece`]).
+    piece: u64,
     #[cfg(feature = "test-utils")]
     fail_next_flush: AtomicBool,
 }
@@ -170,7 +184,8 @@ impl SparseFileStore {
         if done < len {
             let (at, rest) = (offset + done, len - done);
             let data = read_into(src, at, rest, buf)?;
-            write_in_pieces(&self.file, data, at).map_err(|e| copy_err(at, rest, e))?;
+            self.write_in_pieces(data, at)
+                .map_err(|e| copy_err(at, rest, e))?;
         }
         Ok(())
     }
@@ -392,6 +407,7 @@ impl SparseFileStore {
         alloc: AllocMap,
     ) -> Self {
         SparseFileStore {
+            piece: write_piece(&file),
             file,
             path: path.to_path_buf(),
             volume_id: volume_id.to_string(),
@@ -442,11 +458,19 @@ impl SparseFileStore {
         )
     }
 
+    /// Writes `data` at `offset` piece by piece (module docs).
+    fn write_in_pieces(&self, data: &[u8], offset: u64) -> io::Result<()> {
+        for (at, piece) in pieces(self.piece, offset, data) {
+            self.file.write_all_at(piece, at)?;
+        }
+        Ok(())
+    }
+
     fn write_zero_bytes(&self, op: Op, offset: u64, len: u64) -> Result<(), StoreError> {
         let zeros = vec![0u8; self.geometry.track_size_bytes() as usize];
         for p in split_range(self.geometry.track_size_bytes(), offset, len) {
             let at = p.volume_offset(self.geometry.track_size_bytes());
-            write_in_pieces(&self.file, &zeros[..p.len as usize], at)
+            self.write_in_pieces(&zeros[..p.len as usize], at)
                 .map_err(|e| self.io_err(op, at, p.len, e))?;
         }
         Ok(())
@@ -578,7 +602,7 @@ impl TrackStore for SparseFileStore {
         check_range(&self.geometry, &self.volume_id, Op::Write, offset, len)?;
         let _shared = self.punch_lock.read();
         self.mark_written(offset, len);
-        write_in_pieces(&self.file, data, offset)
+        self.write_in_pieces(data, offset)
             .map_err(|e| self.io_err(Op::Write, offset, len, e))
     }
 
@@ -711,7 +735,8 @@ mod tests {
             3 * PAGE_CACHE_PIECE + 77,
         ] {
             for len in [0, 1, 4096, PAGE_CACHE_PIECE as usize, 300_000] {
-                let got: Vec<(u64, &[u8])> = pieces(offset, &data[..len]).collect();
+                let got: Vec<(u64, &[u8])> =
+                    pieces(PAGE_CACHE_PIECE, offset, &data[..len]).collect();
                 let mut at = offset;
                 let mut joined = Vec::new();
                 for (o, p) in &got {
@@ -728,6 +753,31 @@ mod tests {
                 }
                 assert_eq!(joined, &data[..len], "offset {offset} len {len}");
             }
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn writes_to_tmpfs_go_whole_and_others_in_pieces() {
+        let mounts = std::fs::read_to_string("/proc/self/mounts").expect("mounts");
+        let fs_of = |dir: &str| {
+            mounts
+                .lines()
+                .filter_map(|l| {
+                    let f: Vec<&str> = l.split(' ').collect();
+                    (f.len() > 2 && dir.starts_with(f[1])).then(|| (f[1].len(), f[2].to_string()))
+                })
+                .max()
+                .map(|(_, t)| t)
+        };
+        if fs_of("/dev/shm/").as_deref() == Some("tmpfs") {
+            let f = tempfile::tempfile_in("/dev/shm").expect("tmpfs file");
+            assert_eq!(write_piece(&f), u64::MAX);
+        }
+        let here = env!("CARGO_MANIFEST_DIR");
+        if fs_of(&format!("{here}/")).is_some_and(|t| t != "tmpfs") {
+            let f = tempfile::tempfile_in(here).expect("file beside the crate");
+            assert_eq!(write_piece(&f), PAGE_CACHE_PIECE);
         }
     }
 
