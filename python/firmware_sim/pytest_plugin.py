@@ -4,9 +4,12 @@
 given by ``@pytest.mark.subsystem(config=TOML_TEXT, args=[...])``) and stops
 it, removing its data directory, when the test ends, also when it fails.
 ``subsystem_factory(config=None, args=())`` boots more (e.g. two daemons for
-a session across subsystems). The binary: ``FIRMWARE_SIM_BIN``, else
+a session across subsystems); each is stopped and its directory removed when
+the test ends, and a failed test's output shows every daemon's log. The binary: ``FIRMWARE_SIM_BIN``, else
 ``firmware-sim`` on ``PATH``.
 """
+
+import shutil
 
 import pytest
 
@@ -21,7 +24,7 @@ def pytest_configure(config):
 
 
 @pytest.fixture
-def subsystem_factory(tmp_path_factory):
+def subsystem_factory(request, tmp_path_factory):
     booted = []
 
     def boot(config=None, args=()):
@@ -31,18 +34,23 @@ def subsystem_factory(tmp_path_factory):
         return s
 
     yield boot
+    rep = getattr(request.node, "rep_call", None)
+    failed = rep is not None and rep.failed
     for s in reversed(booted):
+        if failed:
+            # pytest shows a failed test's captured output: every daemon's log.
+            print(f"--- firmware-sim log ({s.log_path}) ---\n{s.log()}")
         s.close()
+        # Volume files are sparse but large to `du --apparent-size`: never
+        # leave them under pytest's base temp.
+        shutil.rmtree(s.workdir, ignore_errors=True)
 
 
 @pytest.fixture
 def subsystem(request, subsystem_factory):
     marker = request.node.get_closest_marker("subsystem")
     kwargs = dict(marker.kwargs) if marker else {}
-    s = subsystem_factory(config=kwargs.get("config"), args=kwargs.get("args", ()))
-    yield s
-    if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
-        print(f"--- firmware-sim log ({s.log_path}) ---\n{s.log()}")
+    yield subsystem_factory(config=kwargs.get("config"), args=kwargs.get("args", ()))
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -243,3 +243,28 @@ def test_a_killed_test_process_leaves_no_daemon(tmp_path):
         time.sleep(0.1)
     os.kill(daemon, signal.SIGKILL)
     raise AssertionError("the daemon outlived the killed test process by 30 s")
+
+
+pytest_plugins = ["pytester"]
+
+
+def test_a_failed_test_shows_every_daemons_log_and_leaves_no_volume_files(pytester):
+    pytester.makepyfile(
+        """
+        def test_fails(subsystem_factory):
+            subsystem_factory()
+            subsystem_factory()
+            assert False, "deliberate"
+
+        def test_passes(subsystem_factory):
+            subsystem_factory()
+        """
+    )
+    base = pytester.path / "base"
+    result = pytester.runpytest_subprocess(f"--basetemp={base}")
+    result.assert_outcomes(failed=1, passed=1)
+    out = result.stdout.str()
+    assert out.count("--- firmware-sim log (") == 2, out
+    assert "deliberate" in out
+    left = [p for p in base.rglob("*") if p.is_file()]
+    assert left == [], f"data directories were left: {left}"
