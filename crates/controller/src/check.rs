@@ -105,6 +105,7 @@ pub fn check(data_dir: impl AsRef<Path>) -> Result<CheckReport> {
         for (c, s) in copies.iter().enumerate() {
             r.slots.push(match s {
                 SlotStatus::Empty => format!("slot {i} copy {c}: empty"),
+                SlotStatus::BlankHeader => format!("slot {i} copy {c}: {}", s.describe()),
                 SlotStatus::Invalid(why) => format!("slot {i} copy {c}: invalid ({why})"),
                 SlotStatus::Valid { header, .. } => format!(
                     "slot {i} copy {c}: generation {} of subsystem {}",

@@ -25,8 +25,26 @@ pub trait StoreProvider: Send + Sync {
     fn remove_volume(&self, name: &str) -> Result<()>;
     /// Names of every volume store present (for the checker).
     fn volume_names(&self) -> Result<Vec<String>>;
+    /// Whether the store of volume `name` holds any data (an allocated
+    /// track). A store whose identity cannot be read counts as holding data:
+    /// the answer decides whether it may be replaced.
+    fn volume_holds_data(&self, name: &str) -> Result<bool>;
     /// Opens the metadata store, creating it when absent; `true` if created.
     fn open_meta(&self) -> Result<(Arc<dyn TrackStore>, bool)>;
+}
+
+/// Whether `store` has an allocated track (for
+/// [`StoreProvider::volume_holds_data`]); a store that cannot answer counts
+/// as holding data.
+pub fn holds_data(store: &dyn TrackStore) -> bool {
+    let tracks = store.geometry().tracks();
+    tracks > 0
+        && store
+            .allocated(geometry::Extent {
+                first: 0,
+                last: tracks - 1,
+            })
+            .map_or(true, |a| a.track_count() > 0)
 }
 
 /// Sparse files under a [`DataDir`].
@@ -87,6 +105,17 @@ impl StoreProvider for FileStores {
 
     fn volume_names(&self) -> Result<Vec<String>> {
         self.dir.volume_files()
+    }
+
+    fn volume_holds_data(&self, name: &str) -> Result<bool> {
+        let path = self.dir.volume_path(name);
+        let Ok(trailer) = SparseFileStore::probe(&path) else {
+            return Ok(true);
+        };
+        let Ok(s) = SparseFileStore::open(&path, &trailer.volume_id, trailer.geometry) else {
+            return Ok(true);
+        };
+        Ok(crate::provider::holds_data(&s))
     }
 
     fn open_meta(&self) -> Result<(Arc<dyn TrackStore>, bool)> {

@@ -127,6 +127,12 @@ impl StoreProvider for MemStores {
         Ok(self.volumes.lock().keys().cloned().collect())
     }
 
+    fn volume_holds_data(&self, name: &str) -> Result<bool> {
+        Ok(self
+            .volume(name)
+            .is_some_and(|s| crate::provider::holds_data(&*s)))
+    }
+
     fn open_meta(&self) -> Result<(Arc<dyn TrackStore>, bool)> {
         let mut m = self.meta.lock();
         if let Some(s) = &*m {

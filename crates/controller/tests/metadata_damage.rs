@@ -286,3 +286,130 @@ fn leftovers_of_an_earlier_generation_are_the_clean_end() {
     s.read("T", 0, &mut b).unwrap();
     assert!(b.iter().all(|&x| x == 0x11));
 }
+
+/// Zeroes the header block of both copies of root slot `slot`.
+fn blank_headers(f: &std::fs::File, slot: u64) {
+    for copy in 0..2 {
+        f.write_all_at(
+            &[0u8; ROOT_HEADER_BLOCK_BYTES as usize],
+            slot * SLOT_BYTES + copy * ROOT_COPY_BYTES,
+        )
+        .unwrap();
+    }
+}
+
+/// A subsystem whose S holds 0x5a in its first grain, shut down cleanly.
+fn dir_with_data(dir: &Path) {
+    let s = Subsystem::open(dir, config()).unwrap();
+    s.write("S", 0, &vec![0x5a; GRAIN], true).unwrap();
+    s.close().unwrap();
+}
+
+fn assert_s_holds_its_data(dir: &Path) {
+    let s = Subsystem::open(dir, config()).unwrap();
+    let mut buf = vec![0u8; GRAIN];
+    s.read("S", 0, &mut buf).unwrap();
+    assert!(buf.iter().all(|&b| b == 0x5a), "S kept its data");
+    s.close().unwrap();
+}
+
+/// QA: a missing meta.store used to start a new subsystem over the old
+/// volume files, replacing each with an empty one.
+#[test]
+fn a_missing_metadata_store_over_volume_data_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    dir_with_data(dir.path());
+    let meta = dir.path().join("meta.store");
+    let aside = dir.path().join("meta.store.aside");
+    std::fs::rename(&meta, &aside).unwrap();
+    let Err(e) = Subsystem::open(dir.path(), config()) else {
+        panic!("the IPL must refuse")
+    };
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("is missing") && text.contains("volume file S.vol"),
+        "names what is missing and what would be lost: {text}"
+    );
+    assert!(!meta.exists(), "no new metadata store is left behind");
+    std::fs::rename(&aside, &meta).unwrap();
+    assert_s_holds_its_data(dir.path());
+}
+
+/// QA: every root header zeroed (both slots, both copies) looked like a
+/// blank store and started a new subsystem over the volumes.
+#[test]
+fn every_root_header_blank_over_volume_data_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    dir_with_data(dir.path());
+    let f = meta_file(dir.path());
+    let mut saved = vec![[0u8; ROOT_HEADER_BLOCK_BYTES as usize]; 4];
+    for (i, h) in saved.iter_mut().enumerate() {
+        let i = i as u64;
+        f.read_exact_at(h, (i / 2) * SLOT_BYTES + (i % 2) * ROOT_COPY_BYTES)
+            .unwrap();
+    }
+    blank_headers(&f, 0);
+    blank_headers(&f, 1);
+    let Err(e) = Subsystem::open(dir.path(), config()) else {
+        panic!("the IPL must refuse")
+    };
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    assert!(e.to_string().contains("every root header is blank"), "{e}");
+    for (i, h) in saved.iter().enumerate() {
+        let i = i as u64;
+        f.write_all_at(h, (i / 2) * SLOT_BYTES + (i % 2) * ROOT_COPY_BYTES)
+            .unwrap();
+    }
+    drop(f);
+    assert_s_holds_its_data(dir.path());
+}
+
+/// A directory whose volumes hold nothing (what a crash during a first
+/// boot leaves) still starts afresh without its metadata store.
+#[test]
+fn a_missing_metadata_store_over_empty_volumes_starts_afresh() {
+    let dir = tempfile::tempdir().unwrap();
+    Subsystem::open(dir.path(), config())
+        .unwrap()
+        .close()
+        .unwrap();
+    std::fs::remove_file(dir.path().join("meta.store")).unwrap();
+    let s = Subsystem::open(dir.path(), config()).unwrap();
+    assert!(s.ipl_report().created);
+    s.close().unwrap();
+}
+
+/// QA: both header copies of the newest root zeroed loaded the older root
+/// with no warning; a zeroed header over a written payload is now named.
+#[test]
+fn newest_root_with_blank_headers_is_loaded_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = Subsystem::open(dir.path(), config()).unwrap();
+        s.create_volume("E", "fb:1M:64K".parse().unwrap()).unwrap();
+        s.abandon();
+    }
+    let f = meta_file(dir.path());
+    let newest = if generation_in(&f, 0) > generation_in(&f, 1) {
+        0
+    } else {
+        1
+    };
+    let older = generation_in(&f, 1 - newest);
+    blank_headers(&f, newest);
+    drop(f);
+    let r = check(dir.path()).unwrap();
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains(&format!("root slot {newest} holds no valid copy"))),
+        "check warns: {r:?}"
+    );
+    let s = Subsystem::open(dir.path(), config()).unwrap();
+    let w = s.ipl_report().root_warning.clone().unwrap_or_default();
+    assert!(
+        w.contains(&format!("generation {older}")) && w.contains("blank header"),
+        "{w}"
+    );
+}

@@ -499,6 +499,10 @@ impl StoreProvider for RealFileStores {
         self.files.volume_names()
     }
 
+    fn volume_holds_data(&self, name: &str) -> controller::Result<bool> {
+        self.files.volume_holds_data(name)
+    }
+
     fn open_meta(&self) -> controller::Result<(Arc<dyn TrackStore>, bool)> {
         let (s, created) = self.files.open_meta()?;
         Ok((self.wrap(&self.reg.dir.meta_path(), s, created), created))

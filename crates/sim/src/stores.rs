@@ -392,6 +392,12 @@ impl StoreProvider for SimStores {
         Ok(self.reg.volumes.lock().keys().cloned().collect())
     }
 
+    fn volume_holds_data(&self, name: &str) -> controller::Result<bool> {
+        Ok(self
+            .volume(name)
+            .is_some_and(|s| controller::provider::holds_data(&*s)))
+    }
+
     fn open_meta(&self) -> controller::Result<(Arc<dyn TrackStore>, bool)> {
         let mut m = self.reg.meta.lock();
         if let Some(s) = &*m {

@@ -116,9 +116,14 @@ impl RootHeader {
 /// What one root copy (or, summarised, one slot) holds.
 #[derive(Clone, Debug, Default)]
 pub enum SlotStatus {
-    /// Never written (all-zero header).
+    /// Never written (all-zero header and first payload block).
     #[default]
     Empty,
+    /// An all-zero header over a payload that was written: a first
+    /// checkpoint into this slot torn before its header, or a header the
+    /// medium lost. Counts as blank for a first boot, and as unreadable
+    /// beside a valid root in the other slot (which is then warned about).
+    BlankHeader,
     /// Written but invalid; the reason.
     Invalid(String),
     /// A valid root.
@@ -142,6 +147,11 @@ impl SlotStatus {
     pub fn describe(&self) -> String {
         match self {
             SlotStatus::Empty => "empty".into(),
+            SlotStatus::BlankHeader => {
+                "blank header over a written payload (a checkpoint torn before its header, \
+                 or a lost header)"
+                    .into()
+            }
             SlotStatus::Invalid(why) => format!("invalid ({why})"),
             SlotStatus::Valid { header, payload } => format!(
                 "generation {}, {} payload bytes{}",
@@ -200,7 +210,10 @@ impl RootScan {
     pub fn unreadable_other_slot(&self, loaded: u32) -> Option<String> {
         let other = 1 - (loaded as usize & 1);
         let copies = &self.copies[other];
-        if copies.iter().all(|c| matches!(c, SlotStatus::Invalid(_))) {
+        if copies
+            .iter()
+            .all(|c| matches!(c, SlotStatus::Invalid(_) | SlotStatus::BlankHeader))
+        {
             Some(format!(
                 "root slot {other} holds no valid copy (copy 0: {}; copy 1: {})",
                 copies[0].describe(),
@@ -211,12 +224,14 @@ impl RootScan {
         }
     }
 
-    /// True when no copy of either slot was ever written.
+    /// True when no copy of either slot has a header: never written, or a
+    /// first checkpoint torn before its headers (or every header lost: the
+    /// IPL then refuses a directory that still holds data).
     pub fn is_blank(&self) -> bool {
         self.copies
             .iter()
             .flatten()
-            .all(|s| matches!(s, SlotStatus::Empty))
+            .all(|s| matches!(s, SlotStatus::Empty | SlotStatus::BlankHeader))
     }
 
     /// `slot S copy C: ...` for every copy (diagnostics and `check`).
@@ -237,7 +252,17 @@ impl MetaStore {
         let mut hb = [0u8; HEADER_BYTES];
         self.read(base, &mut hb, "read root header")?;
         if hb.iter().all(|&b| b == 0) {
-            return Ok(SlotStatus::Empty);
+            let mut first = [0u8; 4096];
+            self.read(
+                base + ROOT_HEADER_BLOCK_BYTES,
+                &mut first,
+                "read root payload",
+            )?;
+            return Ok(if first.iter().all(|&b| b == 0) {
+                SlotStatus::Empty
+            } else {
+                SlotStatus::BlankHeader
+            });
         }
         Ok(match RootHeader::decode(&hb, slot) {
             Err(reason) => SlotStatus::Invalid(reason),

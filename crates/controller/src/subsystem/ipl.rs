@@ -144,6 +144,75 @@ pub(crate) struct Loaded {
     pub(crate) journal_repaired: Vec<String>,
 }
 
+/// A blank metadata store (a missing `meta.store`, or every root header
+/// blank) in a directory that still holds an earlier subsystem's data:
+/// volume stores with allocated tracks, or activity tables with rows.
+/// Starting a new subsystem there would replace every volume with an empty
+/// one, so it is refused, naming what is there; nothing is changed.
+///
+/// What a crash during a first boot or a create leaves (volume stores with
+/// no data: nothing is served before the first root is durable) and empty
+/// tables do not count, so such a directory still boots.
+fn refuse_blank_over_data(
+    dir: &DataDir,
+    provider: &dyn crate::StoreProvider,
+    meta_created: bool,
+) -> Result<()> {
+    let mut found = Vec::new();
+    for name in provider.volume_names()? {
+        if provider.volume_holds_data(&name)? {
+            found.push(format!("volume file {name}.vol"));
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir(dir.tables_dir()) {
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.extension().is_some_and(|x| x == "tbl")
+                && activity_table::ActivityTable::read(&path)
+                    .map_or(true, |(_, rows, _)| !rows.is_empty())
+            {
+                found.push(format!(
+                    "activity table {}",
+                    e.file_name().to_string_lossy()
+                ));
+            }
+        }
+    }
+    if found.is_empty() {
+        return Ok(());
+    }
+    if meta_created {
+        // Leave the directory as it was found: the next boot says the same.
+        let _ = std::fs::remove_file(dir.meta_path());
+    }
+    found.sort();
+    let shown = found.len().min(6);
+    let more = found.len() - shown;
+    Err(err(
+        ErrorKind::Corrupt,
+        format!(
+            "{} {}, but {} holds an earlier subsystem's data ({}{}): refusing to create a new \
+             subsystem over it, which would replace those volumes with empty ones; nothing was \
+             changed. Put back the metadata store (from a backup), or copy the data out (each \
+             volume file is a raw image of its volume, trailer after its last track) and boot \
+             a new data directory",
+            dir.meta_path().display(),
+            if meta_created {
+                "is missing"
+            } else {
+                "holds no metadata root (every root header is blank)"
+            },
+            dir.root().display(),
+            found[..shown].join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        ),
+    ))
+}
+
 /// Loads the newest root and replays its journal.
 pub(crate) fn load_durable(meta: &MetaStore, subsystem: &str) -> Result<Option<Loaded>> {
     let scan = meta.scan_roots(Some(subsystem))?;
@@ -242,7 +311,7 @@ pub(crate) fn open(
         .unwrap_or_else(|| Arc::new(FileStores::new(dir.clone())));
     let faults = options.faults.clone().unwrap_or_else(|| Arc::new(NoFaults));
     let sync = config.durability == crate::config::DurabilityMode::Strict;
-    let (meta_store, _created) = provider.open_meta()?;
+    let (meta_store, meta_created) = provider.open_meta()?;
     let reopen_from = provider.clone();
     let meta = MetaStore::with_recovery(
         meta_store,
@@ -259,6 +328,7 @@ pub(crate) fn open(
     let loaded = load_durable(&meta, &config.id)?;
     let (core, cursor, volumes) = match loaded {
         None => {
+            refuse_blank_over_data(&dir, provider.as_ref(), meta_created)?;
             report.created = true;
             if !dir.config_path().exists() {
                 std::fs::write(dir.config_path(), config.to_toml_string()).map_err(|e| {
