@@ -56,11 +56,16 @@ impl DataDir {
         }
         let tmp = path.with_extension("toml.tmp");
         let what = || format!("write {}", path.display());
-        let mut f = File::create(&tmp).map_err(|e| io_err(what(), e))?;
-        f.write_all(text.as_bytes())
-            .and_then(|()| f.sync_all())
-            .map_err(|e| io_err(what(), e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| io_err(what(), e))?;
+        let written = File::create(&tmp).and_then(|mut f| {
+            f.write_all(text.as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)
+        });
+        if let Err(e) = written {
+            // No half-written copy is left beside the config.
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io_err(what(), e));
+        }
         sync_dir(&self.root)?;
         Ok(true)
     }

@@ -429,3 +429,41 @@ fn an_offline_target_is_named_as_the_user_knows_it() {
         "an engine id in: {text}"
     );
 }
+
+/// QA: a delete whose `subsystem.toml` update failed (a full disk) was
+/// reported as done, and the next boot created the volume again, empty.
+/// Now the delete fails naming the way out, and running it again finishes.
+#[test]
+fn a_delete_whose_config_update_fails_says_so_and_finishes_when_run_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Subsystem::open(dir.path(), config()).unwrap();
+    let toml = dir.path().join("subsystem.toml");
+    // The config cannot be replaced while its temporary name is taken.
+    let blocker = dir.path().join("subsystem.toml.tmp");
+    std::fs::create_dir(&blocker).unwrap();
+    let e = s.delete_volume("U").unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("volume U is deleted") && text.contains("`volume delete U` again"),
+        "{text}"
+    );
+    assert!(s.volumes().iter().all(|v| v.id != "U"), "U is gone");
+    assert!(
+        std::fs::read_to_string(&toml).unwrap().contains("\"U\""),
+        "the config still lists U"
+    );
+    std::fs::remove_dir(&blocker).unwrap();
+    s.delete_volume("U").unwrap();
+    assert!(!std::fs::read_to_string(&toml).unwrap().contains("\"U\""));
+    assert_eq!(
+        s.delete_volume("U").unwrap_err().kind(),
+        ErrorKind::NotFound,
+        "a third delete has nothing left to do"
+    );
+    s.close().unwrap();
+    // The next boot runs with the stored config: U is not created again.
+    let stored = SubsystemConfig::from_toml_str(&std::fs::read_to_string(&toml).unwrap()).unwrap();
+    let s = Subsystem::open(dir.path(), stored).unwrap();
+    assert!(s.volumes().iter().all(|v| v.id != "U"));
+    s.close().unwrap();
+}

@@ -272,7 +272,12 @@ impl Subsystem {
     }
 
     /// Deletes a volume; refused while it is in a map or a physical session.
+    /// A volume already deleted whose name the config still lists (its
+    /// update failed) is taken out of the config: the delete finishes.
     pub fn delete_volume(&self, name: &str) -> Result<()> {
+        if self.finish_config_forget(name)? {
+            return Ok(());
+        }
         self.control(|s, core| {
             let v = s.inner.volume(name)?;
             if let Some(p) = core.sessions.values().find(|p| p.uses(name)) {
@@ -306,14 +311,50 @@ impl Subsystem {
         if self.inner.volumes.read().by_name.contains_key(name) {
             return Ok(());
         }
-        if let Err(e) = self.forget_config_volume(name) {
-            // Deleted all the same; only a later boot would create it again, empty.
-            tracing::warn!(subsystem = %self.inner.id, volume = name, error = %e.full_message(),
-                "volume deleted, but the config still lists it");
-        }
+        // The file goes before the config changes: on a full disk, the
+        // space it frees is what lets the config be written.
         self.inner.provider.remove_volume(name)?;
         super::tables::retire_volume_table(&self.inner.dir, name)?;
-        Ok(())
+        self.forget_config_volume(name)
+            .map_err(|e| self.still_listed(name, e))
+    }
+
+    /// For [`Self::delete_volume`]: when `name` is no volume but the config
+    /// still lists it (a delete whose config update failed), takes it out
+    /// of the config now; `true` if that was the case.
+    fn finish_config_forget(&self, name: &str) -> Result<bool> {
+        let listed = || {
+            self.inner
+                .config
+                .read()
+                .volumes
+                .iter()
+                .any(|v| v.id == name)
+        };
+        if self.inner.volumes.read().by_name.contains_key(name) || !listed() {
+            return Ok(false);
+        }
+        let _topo = self.control_lock()?;
+        if self.inner.volumes.read().by_name.contains_key(name) || !listed() {
+            return Ok(false);
+        }
+        self.forget_config_volume(name)
+            .map_err(|e| self.still_listed(name, e))?;
+        tracing::info!(subsystem = %self.inner.id, volume = name,
+            "the config no longer lists deleted volume");
+        Ok(true)
+    }
+
+    /// A deleted volume's config update failed: said with what it means and
+    /// the way out, keeping the cause's kind (`no_space`, ...).
+    fn still_listed(&self, name: &str, e: crate::ControllerError) -> crate::ControllerError {
+        tracing::warn!(subsystem = %self.inner.id, volume = name, error = %e.full_message(),
+            "volume deleted, but the config still lists it");
+        e.context(format!(
+            "volume {name} is deleted, but {} still lists it, so the next boot would create \
+             it again, empty: fix the cause and run `volume delete {name}` again",
+            self.inner.dir.config_path().display()
+        ))
     }
 
     /// Takes `name` out of the config the subsystem runs with and out of
