@@ -458,6 +458,35 @@ impl SparseFileStore {
         )
     }
 
+    /// After a flush: the file is still the volume's, as long as it was
+    /// created. Someone who deletes, replaces or truncates a volume file
+    /// under the daemon would otherwise get every later write acknowledged
+    /// and lost at the next IPL, or zeros read back as data; the flush then
+    /// fails and the store is poisoned, so the client hears of it.
+    fn check_file_still_ours(&self) -> io::Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let m = self.file.metadata()?;
+        if m.nlink() == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "the file was deleted or replaced while in use: what was written to it \
+                 is not in the data directory",
+            ));
+        }
+        let expected = self.geometry.size_bytes() + TRAILER_BYTES as u64;
+        if m.len() != expected {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the file is {} bytes, expected {expected}: it was truncated or extended \
+                     while in use",
+                    m.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Writes `data` at `offset` piece by piece (module docs).
     fn write_in_pieces(&self, data: &[u8], offset: u64) -> io::Result<()> {
         for (at, piece) in pieces(self.piece, offset, data) {
@@ -681,7 +710,9 @@ impl TrackStore for SparseFileStore {
         let result = if injected {
             Err(io::Error::from_raw_os_error(crate::error::EIO))
         } else {
-            self.file.sync_data()
+            self.file
+                .sync_data()
+                .and_then(|()| self.check_file_still_ours())
         };
         result.map_err(|e| {
             self.poisoned.store(true, Ordering::Release);

@@ -313,3 +313,41 @@ fn rewrite_trailer_repairs_only_a_damaged_trailer_of_the_right_file() {
     let e = SparseFileStore::rewrite_trailer(&path, "V", g).expect_err("wrong size");
     assert_eq!(e.kind(), ErrorKind::WrongGeometry, "{e}");
 }
+
+/// QA: a volume file truncated or deleted under the daemon kept taking
+/// acknowledged writes (lost at the next IPL) and served zeros as data. The
+/// next flush now fails, naming what happened, and the store is poisoned.
+#[test]
+fn a_flush_fails_once_the_file_was_truncated_or_deleted_under_the_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for damage in ["truncate", "delete"] {
+        let path = dir.path().join(format!("{damage}.vol"));
+        let s = SparseFileStore::create(&path, "V", model("fb:1M:64K")).expect("create");
+        s.write_at(0, &[1u8; 4096]).expect("write");
+        s.flush().expect("a flush of an intact file");
+        match damage {
+            "truncate" => std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.set_len(4096))
+                .expect("truncate"),
+            _ => std::fs::remove_file(&path).expect("delete"),
+        }
+        s.write_at(65536, &[2u8; 4096]).expect("the write itself succeeds");
+        let e = s.flush().expect_err("the flush reports the damage");
+        let mut text = e.to_string();
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            text.push_str(&format!(": {c}"));
+            cause = c.source();
+        }
+        let said = if damage == "truncate" {
+            "truncated or extended while in use"
+        } else {
+            "deleted or replaced while in use"
+        };
+        assert!(text.contains(said), "{damage}: {text}");
+        let e = s.write_at(0, &[3u8; 4096]).expect_err("poisoned");
+        assert_eq!(e.kind(), volume_store::ErrorKind::Poisoned, "{damage}: {e}");
+    }
+}
