@@ -587,10 +587,14 @@ impl Client {
             if let Some(t) = timeout {
                 if started.elapsed() >= t {
                     return Err(ClientError::Timeout(format!(
-                        "map {id} still {} ({}%) after {}s",
+                        "map {id} still {} ({}%) after {}s{}",
                         m.state,
                         m.progress_percent,
-                        t.as_secs()
+                        t.as_secs(),
+                        m.copy_stalled
+                            .as_ref()
+                            .map(|why| format!("; its copy is stalled: {why}"))
+                            .unwrap_or_default()
                     )));
                 }
             }

@@ -147,6 +147,11 @@ pub struct MapInfo {
     /// itself when done (state `stopping`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub withdrawn: bool,
+    /// The background copy (or cleaning) is stalled: its last attempt failed
+    /// with this error (a full disk, a failing target) and none has moved
+    /// data since; it retries on its own. Absent while the copy moves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy_stalled: Option<String>,
 }
 
 impl MapInfo {

@@ -71,3 +71,53 @@ fn test_utils_expose_the_engine_state_and_volume_ids() {
     let info = engine.map_info(m).unwrap();
     assert_eq!((info.spec.source, info.spec.target), (s, t));
 }
+
+/// QA: a background copy that fails every tick (a full disk) looked like a
+/// healthy copy stuck at some percent. `map show` now says why it stalls.
+/// Here the target's file is deleted under the subsystem: its next flush
+/// fails, and the map names that until the copy moves again.
+#[test]
+fn a_background_copy_that_keeps_failing_is_shown_as_stalled_with_its_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = SubsystemConfig::from_toml_str(
+        "id = \"CP\"\n[[volumes]]\nid = \"S\"\nmodel = \"fb:8M:64K\"\n[[volumes]]\nid = \"T\"\nmodel = \"fb:8M:64K\"\n",
+    )
+    .unwrap();
+    let s = controller::Subsystem::open(dir.path(), cfg).unwrap();
+    s.write("S", 0, &vec![0x44; 8 << 20], true).unwrap();
+    let mut req = MapCreate::new("S", "T", CopyType::Full);
+    req.copy_rate = Some(150);
+    let m = s.create_map(&req).unwrap();
+    s.start_map(m, false).unwrap();
+    assert_eq!(s.map(m).unwrap().copy_stalled, None);
+    std::fs::remove_file(dir.path().join("volumes/T.vol")).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let copier = s.start_copier(rt.handle());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let stalled = loop {
+        let v = s.map(m).unwrap();
+        if let Some(why) = v.copy_stalled {
+            break why;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never shown stalled: {v:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    rt.block_on(copier.stop());
+    assert!(
+        stalled.contains("deleted or replaced while in use"),
+        "{stalled}"
+    );
+    // A failed flush also suspends the map (docs/DURABILITY.md); a copy
+    // that fails before its flush (a full disk) stays copying.
+    let state = s.map(m).unwrap().state;
+    assert!(
+        matches!(state, MapState::Suspended | MapState::Copying),
+        "never done: {state:?}"
+    );
+}

@@ -333,7 +333,8 @@ fn a_flush_fails_once_the_file_was_truncated_or_deleted_under_the_store() {
                 .expect("truncate"),
             _ => std::fs::remove_file(&path).expect("delete"),
         }
-        s.write_at(65536, &[2u8; 4096]).expect("the write itself succeeds");
+        s.write_at(65536, &[2u8; 4096])
+            .expect("the write itself succeeds");
         let e = s.flush().expect_err("the flush reports the damage");
         let mut text = e.to_string();
         let mut cause = std::error::Error::source(&e);

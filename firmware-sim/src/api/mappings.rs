@@ -81,6 +81,7 @@ pub fn map_info(names: &Names, v: &MapView, maps: &[MapView], cascades: &[Cascad
         group: v.group,
         restoring: v.restoring,
         withdrawn: v.withdrawn,
+        copy_stalled: v.copy_stalled.clone(),
     }
 }
 

@@ -290,6 +290,9 @@ fn print_map(m: &MapInfo) {
         println!("state:       {}", m.state);
     }
     println!("progress:    {}%", m.progress_percent);
+    if let Some(why) = &m.copy_stalled {
+        println!("stalled:     {why} (retrying)");
+    }
     println!("copy rate:   {}", m.copy_rate);
     println!("clean rate:  {}", m.clean_rate);
     if let Some(g) = m.group {

@@ -119,6 +119,10 @@ pub struct MapView {
     /// Its backup session ended while an older session's target still read
     /// through its target: it cleans, then deletes itself.
     pub withdrawn: bool,
+    /// The background copy's (or cleaning's) last attempt failed with this
+    /// error, and none has moved data since: the copy is stalled (a full
+    /// disk, a failing target); it retries every tick.
+    pub copy_stalled: Option<String>,
 }
 
 /// A cascade as listed by the control API.
@@ -680,6 +684,7 @@ impl Subsystem {
             extents,
             autodelete: i.spec.autodelete,
             withdrawn,
+            copy_stalled: self.inner.copy_stalls.lock().get(&i.id).cloned(),
         }
     }
 

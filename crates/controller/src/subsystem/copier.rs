@@ -436,6 +436,11 @@ impl Subsystem {
             scale(false, caps.copy_mib_per_s_max),
             scale(true, caps.clean_mib_per_s_max),
         );
+        self.inner
+            .copy_stalls
+            .lock()
+            .retain(|m, _| maps.iter().any(|(id, _)| id == m));
+        let mut failed = None;
         for (map, rate, stopping, target) in core_states {
             let s = if stopping { clean_scale } else { copy_scale };
             let grain = target
@@ -448,9 +453,21 @@ impl Subsystem {
             if allowed == 0 {
                 continue;
             }
-            let (_, bytes) = self.copy_map(map, allowed)?;
-            bucket.spend(bytes);
+            match self.copy_map(map, allowed) {
+                Ok((_, bytes)) => {
+                    bucket.spend(bytes);
+                    if bytes > 0 {
+                        self.inner.copy_stalls.lock().remove(&map);
+                    }
+                }
+                Err(e) => {
+                    // Said by `map show` until the copy moves again; the
+                    // other maps still get their turn.
+                    self.inner.copy_stalls.lock().insert(map, e.full_message());
+                    failed.get_or_insert(e);
+                }
+            }
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 }

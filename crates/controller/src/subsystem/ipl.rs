@@ -404,6 +404,7 @@ pub(crate) fn open(
         events: tokio::sync::broadcast::channel(EVENT_CAPACITY).0,
         tables: Mutex::new(Some(tables)),
         host_active: AtomicUsize::new(0),
+        copy_stalls: Mutex::new(std::collections::HashMap::new()),
         closed: AtomicBool::new(false),
         fenced: Mutex::new(None),
         state_dirty: AtomicBool::new(false),

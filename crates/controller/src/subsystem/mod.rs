@@ -236,6 +236,10 @@ pub(crate) struct Inner {
     pub(crate) tables: Mutex<Option<Tables>>,
     /// Host requests currently inside the subsystem (the copier yields to them).
     pub(crate) host_active: AtomicUsize,
+    /// Maps whose background copy or cleaning failed on its last attempt:
+    /// the error, until a later attempt moves data (shown by `map show`,
+    /// so a copy stuck on a full disk does not look healthy).
+    pub(crate) copy_stalls: Mutex<HashMap<timezero::MapId, String>>,
     pub(crate) closed: AtomicBool,
     /// A map changed state outside a control request since the last
     /// checkpoint (`cow::note_state_change`).
