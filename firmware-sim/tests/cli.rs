@@ -678,26 +678,83 @@ fn map_restore_needs_an_image_and_takes_a_copy_rate() {
     let r = d.cli_json(&["map", "restore", &id]);
     assert_eq!(r["copy_rate"], 50, "{r}");
 
-    // A reverse map that exists already is the one started: a nocopy one
-    // (rate 0) copies at 50, and --copy-rate is taken, not ignored.
-    for (rate, want) in [(None, 50), (Some("30"), 30)] {
+    // A full reverse map that exists already is the one started: at rate 0
+    // it copies at 50, and --copy-rate is taken, not ignored (0 too: a
+    // restore must finish).
+    for (rate, want) in [(None, 50), (Some("30"), 30), (Some("0"), 50)] {
         let tmp = tempfile::tempdir().unwrap();
         let d = Daemon::boot(tmp.path());
-        let create = |s: &str, t: &str| {
-            d.cli_json(&[
-                "map", "create", "--source", s, "--target", t, "--type", "nocopy",
-            ])["id"]
-                .to_string()
+        let create = |s: &str, t: &str, more: &[&str]| {
+            let mut args = vec!["map", "create", "--source", s, "--target", t];
+            args.extend(more);
+            d.cli_json(&args)["id"].to_string()
         };
-        let id = create("FB00", "FB01");
+        let id = create("FB00", "FB01", &["--type", "nocopy"]);
         d.cli_json(&["map", "start", &id]);
-        let rev = create("FB01", "FB00");
+        let rev = create("FB01", "FB00", &["--type", "full", "--copy-rate", "0"]);
         let mut args = vec!["map", "restore", id.as_str()];
         args.extend(rate.iter().flat_map(|r| ["--copy-rate", r]));
         let r = d.cli_json(&args);
         assert_eq!(r["id"].to_string(), rev, "{r}");
         assert_eq!(r["copy_rate"], want, "{r}");
     }
+}
+
+/// QA: a restore through a nocopy or narrower reverse map copied back part
+/// of the image (or never finished) and said it was running; a refused
+/// restore of a stopped map named a map it created and deleted behind the
+/// scenes (using up its id); `--copy-rate 0` made a restore that never ends.
+#[test]
+fn map_restore_refuses_what_cannot_copy_back_the_whole_image() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::boot(tmp.path());
+    let create = |s: &str, t: &str, more: &[&str]| {
+        let mut args = vec!["map", "create", "--source", s, "--target", t];
+        args.extend(more);
+        d.cli_json(&args)["id"].to_string()
+    };
+    let id = create("FB00", "FB01", &["--type", "nocopy"]);
+    d.cli_json(&["map", "start", &id]);
+    for (more, said) in [
+        (&["--type", "nocopy"][..], "a nocopy map"),
+        (
+            &["--type", "full", "--extent", "0-15"][..],
+            "limited to tracks 0-15",
+        ),
+    ] {
+        let rev = create("FB01", "FB00", more);
+        let out = d.cli(&["map", "restore", &id]);
+        assert_fails_with(
+            &out,
+            EXIT_FAILED,
+            said,
+            "restore through a partial reverse map",
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(&format!("map delete {rev}")),
+            "{out:?}"
+        );
+        d.cli_json(&["map", "delete", &rev]);
+    }
+    // A stopped map has no image: refused naming it, and no map is made.
+    let before = d.cli_json(&["map", "list"]).as_array().unwrap().len();
+    d.cli_json(&["map", "stop", &id]);
+    let out = d.cli(&["map", "restore", &id]);
+    assert_fails_with(
+        &out,
+        EXIT_FAILED,
+        &format!("map {id} is stopped"),
+        "restore of a stopped map",
+    );
+    assert_eq!(
+        d.cli_json(&["map", "list"]).as_array().unwrap().len(),
+        before
+    );
+    // --copy-rate 0 on a new reverse map: copied at 50.
+    let id = create("FB02", "FB03", &["--type", "nocopy"]);
+    d.cli_json(&["map", "start", &id]);
+    let r = d.cli_json(&["map", "restore", &id, "--copy-rate", "0"]);
+    assert_eq!(r["copy_rate"], 50, "{r}");
 }
 
 #[test]

@@ -436,40 +436,82 @@ async fn restore(
 /// creates the reverse map itself (at the requested rate) when there is none,
 /// so the controller's restore starts that one instead of one at rate 1.
 fn restore_map(sub: &Subsystem, id: MapId, rate: Option<u8>) -> Result<MapId, ApiError> {
+    // A restore must finish: a rate of 0 (copy only on write) becomes the default.
+    let rate = rate.map(|r| if r == 0 { DEFAULT_RESTORE_RATE } else { r });
     sub.ensure_not_session_map(id, "restore")
         .map_err(|e| ApiError::controller(e, Noun::Map))?;
     let v = sub
         .map(id)
         .map_err(|e| ApiError::controller(e, Noun::Map))?;
-    if v.state == MapState::IdleOrCopied && v.progress_percent < 100 {
-        return Err(ApiError::new(
-            ApiErrorKind::WrongState,
-            format!(
+    let wrong = |why: String| ApiError::new(ApiErrorKind::WrongState, why);
+    match v.state {
+        MapState::IdleOrCopied if v.progress_percent < 100 => {
+            return Err(wrong(format!(
                 "map {} has no point-in-time image to restore (idle_or_copied at {}%: never \
                  started, or its copy did not finish); start it first",
                 id.0, v.progress_percent
-            ),
-        ));
+            )))
+        }
+        MapState::IdleOrCopied | MapState::Copying => {}
+        other => {
+            return Err(wrong(format!(
+                "map {} is {other}: its target {} holds no whole point-in-time image to \
+                 restore (only a copying map, or one whose copy finished, has one)",
+                id.0, v.target
+            )))
+        }
     }
+    let geometry = sub
+        .geometry(&v.target)
+        .map_err(|e| ApiError::controller(e, Noun::Volume))?;
+    let extents_of = |m: &controller::MapView| match &m.extents {
+        None => Ok(geometry::ExtentSet::full(geometry.tracks())),
+        Some(text) => geometry.parse_extent_set(text).map_err(|e| {
+            ApiError::new(
+                ApiErrorKind::Internal,
+                format!("extents `{text}` of map {}: {e}", m.id),
+            )
+        }),
+    };
     let existing = sub
         .maps()
         .into_iter()
         .find(|m| m.source == v.target && m.target == v.source);
+    if let Some(m) = &existing {
+        // QA: a nocopy or narrower reverse map restored part of the image,
+        // or never finished, and the restore said it was running.
+        let missing = extents_of(&v)?.difference(&extents_of(m)?);
+        if m.copy_type != CopyType::Full || !missing.is_empty() {
+            return Err(wrong(format!(
+                "map {r} ({} -> {}) already exists but is {}: it cannot copy back all of map \
+                 {}'s image; delete it (`map delete {r}`) and run the restore again",
+                m.source,
+                m.target,
+                if m.copy_type != CopyType::Full {
+                    "a nocopy map".to_string()
+                } else {
+                    format!(
+                        "limited to tracks {}",
+                        m.extents.as_deref().unwrap_or("all")
+                    )
+                },
+                id.0,
+                r = m.id
+            )));
+        }
+        if m.restoring && matches!(m.state, MapState::Copying) {
+            return Err(wrong(format!(
+                "a restore of map {} is already running as map {} ({}%); `map wait {}` waits \
+                 for it",
+                id.0, m.id, m.progress_percent, m.id
+            )));
+        }
+    }
     let mut created = None;
     if existing.is_none() {
         let extents = match &v.extents {
             None => None,
-            Some(text) => Some(
-                sub.geometry(&v.target)
-                    .map_err(|e| ApiError::controller(e, Noun::Volume))?
-                    .parse_extent_set(text)
-                    .map_err(|e| {
-                        ApiError::new(
-                            ApiErrorKind::Internal,
-                            format!("extents `{text}` of map {}: {e}", id.0),
-                        )
-                    })?,
-            ),
+            Some(_) => Some(extents_of(&v)?),
         };
         let own = Some(v.copy_rate).filter(|r| *r > 0);
         let spec = MapCreate {
