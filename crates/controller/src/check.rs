@@ -311,6 +311,22 @@ pub fn repair_trailers(data_dir: impl AsRef<Path>) -> Result<Vec<String>> {
         ));
     }
     let _lock = dir.lock()?;
+    let mut out = Vec::new();
+    // The metadata store's trailer holds only its fixed identity.
+    let meta_path = dir.meta_path();
+    match volume_store::SparseFileStore::rewrite_trailer(
+        &meta_path,
+        crate::meta::META_VOLUME_ID,
+        crate::meta::meta_geometry(),
+    ) {
+        Ok(true) => out.push(format!(
+            "metadata store: the trailer of {} was damaged and is rewritten (it holds only \
+             the store's fixed identity)",
+            meta_path.display()
+        )),
+        Ok(false) => {}
+        Err(e) => out.push(format!("metadata store: not repaired: {e}")),
+    }
     let (store, _) = FileStores::new(dir.clone()).open_meta()?;
     let meta = MetaStore::new(store, true);
     let scan = meta.scan_roots(None)?;
@@ -320,7 +336,6 @@ pub fn repair_trailers(data_dir: impl AsRef<Path>) -> Result<Vec<String>> {
     let subsystem = header.subsystem.clone();
     let loaded = load_durable(&meta, &subsystem)?
         .ok_or_else(|| err(ErrorKind::Corrupt, "the metadata store has no root"))?;
-    let mut out = Vec::new();
     for v in &loaded.payload.volumes {
         let geometry = match v
             .model

@@ -121,8 +121,23 @@ impl StoreProvider for FileStores {
     fn open_meta(&self) -> Result<(Arc<dyn TrackStore>, bool)> {
         let path = self.dir.meta_path();
         if path.exists() {
-            let s = SparseFileStore::open(&path, META_VOLUME_ID, meta_geometry())
-                .map_err(|e| store_err("open metadata store", e))?;
+            let s = SparseFileStore::open(&path, META_VOLUME_ID, meta_geometry()).map_err(|e| {
+                use volume_store::ErrorKind as K;
+                if matches!(e.kind(), K::BadHeader) {
+                    // Its trailer holds only the store's fixed identity.
+                    return crate::error::err(
+                        crate::error::ErrorKind::Corrupt,
+                        format!(
+                            "open metadata store: {e}; if only its trailer (the last 4 KiB) \
+                             is damaged, stop the daemon and run `firmware-sim check \
+                             --data-dir {} --repair-trailers`: it rewrites the trailer and \
+                             leaves the metadata as it is",
+                            self.dir.root().display()
+                        ),
+                    );
+                }
+                store_err("open metadata store", e)
+            })?;
             Ok((Arc::new(s), false))
         } else {
             let s = SparseFileStore::create(&path, META_VOLUME_ID, meta_geometry())

@@ -413,3 +413,31 @@ fn newest_root_with_blank_headers_is_loaded_with_a_warning() {
         "{w}"
     );
 }
+
+/// QA: one byte of meta.store's trailer (its fixed identity) made the whole
+/// directory unbootable, and `--repair-trailers` did not touch it.
+#[test]
+fn a_damaged_metadata_store_trailer_is_named_and_repaired() {
+    let dir = tempfile::tempdir().unwrap();
+    dir_with_data(dir.path());
+    let f = meta_file(dir.path());
+    let len = f.metadata().unwrap().len();
+    flip(&f, len - 4000);
+    drop(f);
+    let Err(e) = Subsystem::open(dir.path(), config()) else {
+        panic!("the IPL must refuse")
+    };
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    assert!(e.to_string().contains("--repair-trailers"), "{e}");
+    let done = controller::repair_trailers(dir.path()).unwrap();
+    assert!(
+        done.iter()
+            .any(|l| l.starts_with("metadata store: the trailer")),
+        "{done:?}"
+    );
+    assert!(
+        controller::repair_trailers(dir.path()).unwrap().is_empty(),
+        "nothing left to repair"
+    );
+    assert_s_holds_its_data(dir.path());
+}

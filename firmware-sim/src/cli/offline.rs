@@ -278,10 +278,17 @@ pub fn check(a: CheckArgs) -> Result<(), CliError> {
         }
     }
     let mut r = controller::check(&a.data_dir).map_err(|e| {
-        CliError::failed(
-            format!("check {dir}"),
-            name_salvage(&e.full_message(), &a.data_dir),
-        )
+        let text = format!(
+            "check {dir}: {}",
+            name_salvage(&e.full_message(), &a.data_dir)
+        );
+        // A directory too damaged to check is a finding (exit 4, as for the
+        // errors a check reports); a lock held or a failed read is not.
+        if e.kind() == controller::ErrorKind::Corrupt {
+            CliError::Expectation(text)
+        } else {
+            CliError::Failed(text)
+        }
     })?;
     for e in &mut r.errors {
         *e = name_salvage(e, &a.data_dir);
