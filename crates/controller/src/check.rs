@@ -205,7 +205,29 @@ pub fn check(data_dir: impl AsRef<Path>) -> Result<CheckReport> {
             ));
         }
     }
-    // Activity tables.
+    // Activity tables: every volume the root lists has one, and so does
+    // the subsystem (the next boot recreates a missing one empty).
+    let missing: Vec<&str> = loaded
+        .payload
+        .volumes
+        .iter()
+        .map(|v| v.name.as_str())
+        .filter(|v| !dir.volume_table_path(v).exists())
+        .collect();
+    if !missing.is_empty() {
+        r.warnings.push(format!(
+            "the activity table(s) of volume(s) {} are missing: the session history they \
+             held is lost (boot creates them empty)",
+            missing.join(", ")
+        ));
+    }
+    if !loaded.payload.volumes.is_empty() && !dir.subsystem_table_path().exists() {
+        r.warnings.push(format!(
+            "the subsystem activity table {} is missing (boot rebuilds it from the volume \
+             tables)",
+            dir.subsystem_table_path().display()
+        ));
+    }
     if let Ok(entries) = std::fs::read_dir(dir.tables_dir()) {
         for e in entries.flatten() {
             let p = e.path();

@@ -441,3 +441,42 @@ fn a_damaged_metadata_store_trailer_is_named_and_repaired() {
     );
     assert_s_holds_its_data(dir.path());
 }
+
+/// QA: a deleted activity table was recreated empty without a word, and the
+/// session history it held vanished from `session list`.
+#[test]
+fn missing_activity_tables_are_named_when_recreated() {
+    let dir = tempfile::tempdir().unwrap();
+    dir_with_data(dir.path());
+    std::fs::remove_file(dir.path().join("tables/T.tbl")).unwrap();
+    let r = check(dir.path()).unwrap();
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains("volume(s) T are missing")),
+        "check warns: {r:?}"
+    );
+    let s = Subsystem::open(dir.path(), config()).unwrap();
+    let notes = s.ipl_report().table_notes.clone();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("volume(s) T were missing") && n.contains("history")),
+        "{notes:?}"
+    );
+    s.close().unwrap();
+    std::fs::remove_dir_all(dir.path().join("tables")).unwrap();
+    let s = Subsystem::open(dir.path(), config()).unwrap();
+    let notes = s.ipl_report().table_notes.clone();
+    assert!(
+        notes.iter().any(|n| n.contains("subsystem activity table")),
+        "{notes:?}"
+    );
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("volume(s) S, T were missing")),
+        "{notes:?}"
+    );
+    s.close().unwrap();
+}

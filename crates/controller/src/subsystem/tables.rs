@@ -73,12 +73,19 @@ impl Tables {
         let hook = fault_hook(faults);
         let mut vols = BTreeMap::new();
         let mut reports = Vec::new();
+        // Every volume the root lists got its table when it was created: one
+        // that is missing now was lost (QA: deleted tables were recreated
+        // empty without a word).
+        let mut missing = Vec::new();
         for v in volumes {
             let id = TableId::Volume {
                 subsystem: subsystem.to_string(),
                 volume: v.to_string(),
             };
             let (t, rep) = open(dir.volume_table_path(v), id, &hook)?;
+            if rep.created {
+                missing.push(v.clone());
+            }
             reports.push((v.to_string(), rep));
             vols.insert(v.to_string(), t);
         }
@@ -96,7 +103,14 @@ impl Tables {
                 (t, rep, vec![note])
             }
             Ok((t, rep)) => {
-                let notes = table_recovery::cross_check(&t, &vols);
+                let mut notes = table_recovery::cross_check(&t, &vols);
+                if rep.created && !volumes.is_empty() {
+                    notes.push(format!(
+                        "the subsystem activity table {} was missing and is created empty: \
+                         the history of sessions that had no rows in a volume table is lost",
+                        path.display()
+                    ));
+                }
                 (t, rep, notes)
             }
             Err(e @ TableError::CorruptRecord { .. }) => {
@@ -121,6 +135,14 @@ impl Tables {
             hook,
         };
         t.notes.append(&mut notes);
+        if !missing.is_empty() {
+            t.notes.push(format!(
+                "the activity table(s) of volume(s) {} were missing and are created empty: \
+                 the session history they held is lost (a session that had rows only there \
+                 no longer shows)",
+                missing.join(", ")
+            ));
+        }
         Ok(t)
     }
 
