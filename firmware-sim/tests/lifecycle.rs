@@ -325,6 +325,24 @@ fn a_data_dir_boots_its_own_subsystem_without_config_and_keeps_its_config_curren
         "boot with a broken stored config",
     );
 
+    // Its own config with another id: the way back is named (QA).
+    std::fs::write(
+        data_dir.join("subsystem.toml"),
+        stored.replace("\"SS02\"", "\"SS09\""),
+    )
+    .unwrap();
+    let out = boot_dir(&data_dir, &[]);
+    common::assert_fails_with(
+        &out,
+        1,
+        "names subsystem SS09, but the metadata",
+        "boot with an edited id in subsystem.toml",
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("put back id = \"SS02\""),
+        "{out:?}"
+    );
+
     // Without its subsystem.toml the directory still names its owner.
     std::fs::remove_file(data_dir.join("subsystem.toml")).unwrap();
     let out = boot_dir(&data_dir, &[]);

@@ -89,6 +89,17 @@ pub fn mismatch_hint(
     kind: controller::ErrorKind,
 ) -> String {
     if let ConfigSource::DataDir(p) = source {
+        // Its id edited: the metadata names another subsystem.
+        if let Some(owner) = controller::check::subsystem_of(data_dir).filter(|o| *o != config.id) {
+            return format!(
+                "; {} names subsystem {}, but the metadata in {} belongs to subsystem \
+                 {owner}: put back id = \"{owner}\" in it, or boot with --config FILE, the \
+                 config the directory was created with",
+                p.display(),
+                config.id,
+                data_dir.display()
+            );
+        }
         if kind != controller::ErrorKind::InvalidRequest {
             return String::new(); // not about the config (a missing file, damage)
         }

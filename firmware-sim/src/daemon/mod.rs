@@ -119,6 +119,21 @@ fn nbd_tls(plan: &BootPlan) -> Result<Option<nbd::TlsConfig>, CliError> {
     }
 }
 
+/// An IPL that ran out of space (its checkpoint, a config volume's file)
+/// can say "fenced" or name a file; the cause is the disk.
+fn no_space_hint(e: &controller::ControllerError, data_dir: &Path) -> String {
+    let full = e.kind() == controller::ErrorKind::NoSpace
+        || e.full_message().contains("No space left on device");
+    if full {
+        format!(
+            "; the filesystem holding {} is full: free space there and boot again",
+            data_dir.display()
+        )
+    } else {
+        String::new()
+    }
+}
+
 /// Whether two listen addresses would take the same TCP port: the same
 /// text, or the same fixed port on the same address or on a wildcard one
 /// (port 0 picks a free port for each, so never clashes).
@@ -189,10 +204,11 @@ async fn open_node(
             CliError::failed(
                 format!("cannot open the subsystem in {}", data_dir.display()),
                 format!(
-                    "{}{}{}",
+                    "{}{}{}{}",
                     crate::cli::salvage::name_salvage(&e.full_message(), data_dir),
                     config::mismatch_hint(data_dir, &config, source, e.kind()),
-                    volume_file_hint(&e.full_message(), data_dir)
+                    volume_file_hint(&e.full_message(), data_dir),
+                    no_space_hint(&e, data_dir)
                 ),
             )
         })?;
