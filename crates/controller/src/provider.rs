@@ -73,6 +73,25 @@ impl StoreProvider for FileStores {
     fn open_volume(&self, name: &str, geometry: Geometry) -> Result<Arc<dyn TrackStore>> {
         let s = SparseFileStore::open(self.dir.volume_path(name), name, geometry).map_err(|e| {
             use volume_store::ErrorKind as K;
+            let path = self.dir.volume_path(name);
+            let expected = geometry.size_bytes() + volume_store::trailer::TRAILER_BYTES as u64;
+            let size = std::fs::metadata(&path).map(|m| m.len()).ok();
+            if matches!(e.kind(), K::BadHeader | K::WrongFile)
+                && size.is_some_and(|n| n != expected)
+            {
+                // Not the trailer alone: the file lost (or gained) data.
+                return crate::error::err(
+                    crate::error::ErrorKind::Corrupt,
+                    format!(
+                        "open volume {name}: {} is {} bytes, expected {expected} ({}): it was \
+                         truncated or extended, so its data is not all there; restore it from \
+                         a backup, or delete the volume",
+                        path.display(),
+                        size.unwrap_or_default(),
+                        geometry
+                    ),
+                );
+            }
             if matches!(e.kind(), K::BadHeader | K::WrongFile) {
                 // The trailer only names the file; the root records the same.
                 return crate::error::err(

@@ -480,3 +480,28 @@ fn missing_activity_tables_are_named_when_recreated() {
     );
     s.close().unwrap();
 }
+
+/// QA: a truncated volume file got "no volume trailer magic ... run
+/// --repair-trailers", which then refused it for its size. The size is the
+/// cause, and the IPL now says so.
+#[test]
+fn a_truncated_volume_file_is_named_as_truncated() {
+    let dir = tempfile::tempdir().unwrap();
+    dir_with_data(dir.path());
+    let path = dir.path().join("volumes/S.vol");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(4096)
+        .unwrap();
+    let Err(e) = Subsystem::open(dir.path(), config()) else {
+        panic!("the IPL must refuse")
+    };
+    let text = e.to_string();
+    assert!(
+        text.contains("is 4096 bytes") && text.contains("truncated or extended"),
+        "{text}"
+    );
+    assert!(!text.contains("--repair-trailers"), "{text}");
+}
