@@ -684,11 +684,7 @@ fn map_restore_needs_an_image_and_takes_a_copy_rate() {
     for (rate, want) in [(None, 50), (Some("30"), 30), (Some("0"), 50)] {
         let tmp = tempfile::tempdir().unwrap();
         let d = Daemon::boot(tmp.path());
-        let create = |s: &str, t: &str, more: &[&str]| {
-            let mut args = vec!["map", "create", "--source", s, "--target", t];
-            args.extend(more);
-            d.cli_json(&args)["id"].to_string()
-        };
+        let create = |s: &str, t: &str, more: &[&str]| create_map(&d, s, t, more);
         let id = create("FB00", "FB01", &["--type", "nocopy"]);
         d.cli_json(&["map", "start", &id]);
         let rev = create("FB01", "FB00", &["--type", "full", "--copy-rate", "0"]);
@@ -700,6 +696,13 @@ fn map_restore_needs_an_image_and_takes_a_copy_rate() {
     }
 }
 
+/// `map create --source S --target T MORE...` on `d`; the new map's id.
+fn create_map(d: &Daemon, source: &str, target: &str, more: &[&str]) -> String {
+    let mut args = vec!["map", "create", "--source", source, "--target", target];
+    args.extend(more);
+    d.cli_json(&args)["id"].to_string()
+}
+
 /// QA: a restore through a nocopy or narrower reverse map copied back part
 /// of the image (or never finished) and said it was running; a refused
 /// restore of a stopped map named a map it created and deleted behind the
@@ -708,11 +711,7 @@ fn map_restore_needs_an_image_and_takes_a_copy_rate() {
 fn map_restore_refuses_what_cannot_copy_back_the_whole_image() {
     let tmp = tempfile::tempdir().unwrap();
     let d = Daemon::boot(tmp.path());
-    let create = |s: &str, t: &str, more: &[&str]| {
-        let mut args = vec!["map", "create", "--source", s, "--target", t];
-        args.extend(more);
-        d.cli_json(&args)["id"].to_string()
-    };
+    let create = |s: &str, t: &str, more: &[&str]| create_map(&d, s, t, more);
     let id = create("FB00", "FB01", &["--type", "nocopy"]);
     d.cli_json(&["map", "start", &id]);
     for (more, said) in [
