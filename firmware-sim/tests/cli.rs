@@ -754,6 +754,14 @@ fn map_restore_refuses_what_cannot_copy_back_the_whole_image() {
     d.cli_json(&["map", "start", &id]);
     let r = d.cli_json(&["map", "restore", &id, "--copy-rate", "0"]);
     assert_eq!(r["copy_rate"], 50, "{r}");
+    // Only a suspended map resumes.
+    let out = d.cli(&["map", "resume", &id]);
+    assert_fails_with(
+        &out,
+        EXIT_FAILED,
+        "[wrong_state]",
+        "resume of a copying map",
+    );
 }
 
 #[test]

@@ -514,6 +514,15 @@ impl Client {
         )
     }
 
+    /// `POST /mappings/{id}/resume`: a suspended map copies again (or
+    /// stops, if a stop was asked while it was suspended).
+    pub fn resume_map(&self, id: &str) -> Result<MapInfo> {
+        self.post(
+            &format!("/mappings/{}/resume", check_id(id)?),
+            &ForceFlag::default(),
+        )
+    }
+
     /// `POST /mappings/{id}/stop` (`force`: at once, dependants stop too).
     pub fn stop_map(&self, id: &str, force: bool) -> Result<MapInfo> {
         self.post(

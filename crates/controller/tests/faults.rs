@@ -123,6 +123,22 @@ fn failed_target_flush_poisons_the_store_and_suspends_the_map() {
     );
     // The poisoned store refuses further flushes until the subsystem is IPLed.
     assert_eq!(vs.sub().flush("T1").unwrap_err().kind(), ErrorKind::Io);
+    // A resume is refused until then, naming the way (QA: the volume list
+    // said "an IPL brings it back", and nothing did).
+    let e = vs.sub().resume_map(m).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::State, "{e}");
+    assert!(
+        e.to_string().contains("poisoned") && e.to_string().contains("event ipl"),
+        "{e}"
+    );
+    let why = vs
+        .sub()
+        .volumes()
+        .into_iter()
+        .find(|v| v.id == "T1")
+        .and_then(|v| v.offline_reason)
+        .unwrap_or_default();
+    assert!(why.contains("map resume"), "{why}");
     vs.stores().volume("T1").unwrap().clear_rules();
     vs.crash(CrashMode::Torn { seed: 5 }).unwrap();
     vs.ipl().unwrap();

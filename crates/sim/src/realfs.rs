@@ -302,6 +302,9 @@ impl TrackStore for RecordingStore {
     fn allocated(&self, extent: Extent) -> Result<ExtentSet, StoreError> {
         self.inner.allocated(extent)
     }
+    fn poisoned(&self) -> bool {
+        self.inner.poisoned()
+    }
     fn flush(&self) -> Result<(), StoreError> {
         let mut st = self.reg.state.lock();
         self.reg.before_flush(&mut st, &self.key);

@@ -118,6 +118,9 @@ impl TrackStore for SimStore {
     fn allocated(&self, extent: Extent) -> Result<ExtentSet, StoreError> {
         self.faulty.allocated(extent)
     }
+    fn poisoned(&self) -> bool {
+        self.faulty.poisoned()
+    }
     fn flush(&self) -> Result<(), StoreError> {
         self.before_flush();
         if let Some(reg) = self.reg.upgrade() {

@@ -701,6 +701,10 @@ impl TrackStore for SparseFileStore {
         Ok(self.alloc.extents(extent))
     }
 
+    fn poisoned(&self) -> bool {
+        self.is_poisoned()
+    }
+
     fn flush(&self) -> Result<(), StoreError> {
         self.check_poison(Op::Flush)?;
         #[cfg(feature = "test-utils")]

@@ -76,6 +76,12 @@ pub trait TrackStore: Send + Sync {
     /// poisoned (see the module contract).
     fn flush(&self) -> Result<(), StoreError>;
 
+    /// True once a flush has failed: writes, discards and flushes fail until
+    /// the store is reopened (an IPL). Stores that never poison say `false`.
+    fn poisoned(&self) -> bool {
+        false
+    }
+
     /// The open file holding this store's bytes at their volume offsets, if
     /// the store is one plain file (lets [`TrackStore::copy_from`] copy in the
     /// kernel). Default: none.

@@ -21,6 +21,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/mappings/{id}/start", post(start))
         .route("/mappings/{id}/prepare", post(prepare))
         .route("/mappings/{id}/stop", post(stop))
+        .route("/mappings/{id}/resume", post(resume))
         .route("/mappings/{id}/restore", post(restore))
         .route("/cascades", get(cascades))
 }
@@ -344,6 +345,22 @@ async fn prepare(
     Path(id): Path<String>,
 ) -> Result<Json<MapInfo>, ApiError> {
     act(s, id, "prepare", |sub, id| sub.prepare_map(id)).await
+}
+
+#[utoipa::path(
+    post,
+    operation_id = "resume_map",
+    path = "/mappings/{id}/resume",
+    tag = "mappings",
+    summary = "Resume a suspended mapping (after an IPL reopened its stores)",
+    params(("id" = String, Path, description = "Map id or name")),
+    responses((status = 200, description = "The mapping, resumed (copying, or stopping if a stop was asked while suspended)", body = MapInfo), (status = "4XX", description = "Refused: `{error, kind}` (kinds: see `ErrorBody`)", body = ErrorBody), (status = "5XX", description = "The subsystem failed or is not serving: `{error, kind}`", body = ErrorBody))
+)]
+async fn resume(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<MapInfo>, ApiError> {
+    act(s, id, "resume", |sub, id| sub.resume_map(id)).await
 }
 
 #[utoipa::path(

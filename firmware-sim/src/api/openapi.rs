@@ -83,6 +83,7 @@ impl Modify for Description {
         super::mappings::start,
         super::mappings::prepare,
         super::mappings::stop,
+        super::mappings::resume,
         super::mappings::restore,
         super::mappings::cascades,
         super::groups::list,

@@ -83,6 +83,12 @@ enum MapVerb {
         /// Map id or name.
         id: String,
     },
+    /// Resume a suspended mapping once an IPL (`event ipl`) has reopened
+    /// its stores: copying again, or stopping if a stop was asked meanwhile.
+    Resume {
+        /// Map id or name.
+        id: String,
+    },
     /// Stop a mapping; cleans dependants first (state stopping).
     Stop {
         /// Map id or name.
@@ -173,7 +179,19 @@ pub fn run(cmd: MapCmd) -> Result<(), CliError> {
         }
         MapVerb::Start { id, restore } => action(json, "start", c.start_map(&id, restore)?),
         MapVerb::Prepare { id } => action(json, "prepare", c.prepare_map(&id)?),
-        MapVerb::Stop { id, force } => action(json, "stop", c.stop_map(&id, force)?),
+        MapVerb::Resume { id } => action(json, "resume", c.resume_map(&id)?),
+        MapVerb::Stop { id, force } => {
+            let m = c.stop_map(&id, force)?;
+            if m.state == "suspended" && !json {
+                eprintln!(
+                    "firmware-sim: map {} is suspended: the stop takes effect when it resumes \
+                     (`map resume {}`, after an IPL); `map stop {} --force` stops it now and \
+                     drops its target's image",
+                    m.id, m.id, m.id
+                );
+            }
+            action(json, "stop", m)
+        }
         MapVerb::Restore { id, copy_rate } => {
             let m = c.restore_map(&id, copy_rate)?;
             emit(json, &m, |m| {

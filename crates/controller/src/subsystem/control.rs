@@ -767,7 +767,10 @@ pub(crate) fn offline_reason(e: &timezero::AccessError) -> String {
             )
         }
         A::Suspended { map, .. } => format!(
-            "map {} is suspended (its bitmap is offline); an IPL brings it back",
+            "map {} is suspended (its bitmap is offline after a failed flush): once an IPL \
+             (`event ipl`) has reopened the stores, `map resume {0}` brings it back (a `map \
+             stop {0}` given before then takes effect at the resume; `map stop {0} --force` \
+             drops the target's image at once)",
             map.0
         ),
         other => other.to_string(),

@@ -160,9 +160,27 @@ impl Subsystem {
     }
 
     /// Resumes a suspended map (bitmap online again), e.g. after the failed
-    /// store was replaced by an IPL.
+    /// store was replaced by an IPL. Refused while a store of either of its
+    /// volumes is still poisoned: its writes would fail again, and what the
+    /// failed flush dropped is only known once an IPL has reopened it.
     pub fn resume_map(&self, map: MapId) -> Result<()> {
         self.control(|s, core| {
+            if let Some(info) = core.engine.map_info(map) {
+                for vol in [info.spec.source, info.spec.target] {
+                    let v = s.inner.volume_by_id(vol)?;
+                    if v.store.poisoned() {
+                        return Err(err(
+                            ErrorKind::State,
+                            format!(
+                                "map {} cannot resume: the store of volume {} is poisoned by \
+                                 a failed flush (see the log); an IPL (`event ipl`) reopens \
+                                 it, then `map resume {}`",
+                                map.0, v.name, map.0
+                            ),
+                        ));
+                    }
+                }
+            }
             core.engine
                 .resume(map)
                 .map_err(|e| s.inner.engine_err(core, e))

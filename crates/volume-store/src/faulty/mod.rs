@@ -365,6 +365,10 @@ impl<S: TrackStore> TrackStore for FaultyStore<S> {
         self.inner.allocated(extent)
     }
 
+    fn poisoned(&self) -> bool {
+        self.is_poisoned()
+    }
+
     fn flush(&self) -> Result<(), StoreError> {
         let mut st = self.state.lock();
         self.poisoned_err(&st, Op::Flush)?;
