@@ -139,6 +139,16 @@ fn failed_target_flush_poisons_the_store_and_suspends_the_map() {
         .and_then(|v| v.offline_reason)
         .unwrap_or_default();
     assert!(why.contains("map resume"), "{why}");
+    // No new point in time from or onto the poisoned store (QA: a session
+    // started onto one, and writes to its source's tracks failed with EIO).
+    let other = vs
+        .sub()
+        .create_map(&MapCreate::new("T1", "T2", CopyType::Full))
+        .unwrap();
+    let e = vs.sub().start_map(other, false).unwrap_err();
+    assert!(e.to_string().contains("volume T1 is poisoned"), "{e}");
+    assert_eq!(vs.sub().map(other).unwrap().state, MapState::IdleOrCopied);
+    vs.sub().delete_map(other, false).unwrap();
     vs.stores().volume("T1").unwrap().clear_rules();
     vs.crash(CrashMode::Torn { seed: 5 }).unwrap();
     vs.ipl().unwrap();

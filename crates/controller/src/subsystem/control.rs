@@ -416,11 +416,18 @@ impl Subsystem {
                 .filter(|p| p.uses(name))
                 .map(|p| p.phys)
                 .collect(),
-            online: fenced.is_none() && core.engine.access(v.id).is_ok(),
+            online: fenced.is_none() && core.engine.access(v.id).is_ok() && !v.store.poisoned(),
             // A fenced subsystem serves no volume: say why first.
             offline_reason: fenced
                 .clone()
-                .or_else(|| core.engine.access(v.id).err().map(|e| offline_reason(&e))),
+                .or_else(|| core.engine.access(v.id).err().map(|e| offline_reason(&e)))
+                .or_else(|| {
+                    v.store.poisoned().then(|| {
+                        "its store is poisoned by a failed flush (see the log): writes fail \
+                         until an IPL (`event ipl`) reopens it"
+                            .to_string()
+                    })
+                }),
             allocated_tracks: allocated_tracks(&v),
         })
     }
@@ -469,6 +476,37 @@ impl Subsystem {
         })
     }
 
+    /// Refuses a point in time onto or from a volume whose store a failed
+    /// flush poisoned (QA: a session started onto one, and every write to
+    /// its source's protected tracks then failed with EIO while everything
+    /// looked healthy). `names`: the volumes the start would use.
+    pub(super) fn refuse_poisoned<'a>(
+        &self,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Result<()> {
+        for name in names {
+            let v = self.inner.volume(name)?;
+            if v.store.poisoned() {
+                return Err(err(
+                    ErrorKind::State,
+                    format!(
+                        "the store of volume {name} is poisoned by a failed flush (see the \
+                         log): its writes fail until an IPL (`event ipl`) reopens it"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The names of the source and target of each of `maps`.
+    pub(super) fn map_volumes(&self, core: &Core, maps: &[MapId]) -> Vec<String> {
+        maps.iter()
+            .filter_map(|m| core.engine.map_info(*m))
+            .flat_map(|i| [self.name_of(i.spec.source), self.name_of(i.spec.target)])
+            .collect()
+    }
+
     /// Flushes the sources of preparing maps, then flush done (or failed -> stopped).
     pub(super) fn finish_prepare(&self, core: &mut Core, maps: &[MapId]) -> Result<()> {
         for &m in maps {
@@ -501,6 +539,7 @@ impl Subsystem {
         self.control(|s, core| {
             Subsystem::not_session_owned(core, &[map], None, "start")?;
             s.not_on_session_target(core, &[map], "start")?;
+            s.refuse_poisoned(s.map_volumes(core, &[map]).iter().map(String::as_str))?;
             if matches!(
                 core.engine.map_state(map),
                 Some(MapState::IdleOrCopied | MapState::Stopped)

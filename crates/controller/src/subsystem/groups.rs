@@ -38,6 +38,7 @@ impl Subsystem {
                 .ok_or_else(|| err(ErrorKind::NotFound, format!("unknown group {}", group.0)))?
                 .members;
             s.not_on_session_target(core, &members, "start")?;
+            s.refuse_poisoned(s.map_volumes(core, &members).iter().map(String::as_str))?;
             let started = !members.is_empty()
                 && members
                     .iter()

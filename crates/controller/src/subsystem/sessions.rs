@@ -274,6 +274,11 @@ impl Subsystem {
             resolved.push((s.id, t.id));
         }
         self.check_open()?;
+        self.refuse_poisoned(
+            pairs
+                .iter()
+                .flat_map(|p| [p.source.as_str(), p.target.as_str()]),
+        )?;
         let inner = &*self.inner;
         let _topo = self.control_lock()?;
         let _cur = inner.journal.lock();
