@@ -85,8 +85,9 @@ pub enum RmError {
         /// The physical id.
         phys: PhysSessionId,
     },
-    /// The session was completed; it cannot be terminated.
-    #[error("session {id} is completed; its image is kept and it cannot be terminated")]
+    /// The session was completed: its image is kept, and it can be neither
+    /// released nor terminated.
+    #[error("session {id} is completed: its image is kept, and a completed session can be neither released nor terminated")]
     SessionCompleted {
         /// The id.
         id: SessionId,

@@ -99,6 +99,9 @@ pub(crate) struct SessionLedger {
     pub host: Option<String>,
     /// Some row said LogicallyComplete.
     pub logically_complete: bool,
+    /// Some row said Resumed: a later LogicallyComplete row (a release)
+    /// replaces the row's status, not the session's history.
+    pub resumed: bool,
     /// subsystem -> volume -> row.
     pub rows: BTreeMap<String, BTreeMap<String, Row>>,
     pub completed: bool,
@@ -112,6 +115,7 @@ impl SessionLedger {
             program: None,
             host: key.host,
             logically_complete: false,
+            resumed: false,
             rows: BTreeMap::new(),
             completed: false,
             terminated: None,
@@ -141,12 +145,7 @@ impl SessionLedger {
             SessionState::Completed
         } else if let Some(r) = self.terminated {
             SessionState::Terminated(r)
-        } else if self
-            .rows
-            .values()
-            .flat_map(|v| v.values())
-            .any(|r| r.status == EntryStatus::Resumed)
-        {
+        } else if self.resumed {
             SessionState::Resumed
         } else {
             SessionState::Active
@@ -226,7 +225,8 @@ impl SessionLedger {
                 self.terminated.get_or_insert(reason);
             }
             EntryStatus::LogicallyComplete => self.logically_complete = true,
-            EntryStatus::Initiated | EntryStatus::Resumed => {}
+            EntryStatus::Resumed => self.resumed = true,
+            EntryStatus::Initiated => {}
         }
     }
 }

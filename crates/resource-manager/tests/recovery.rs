@@ -218,6 +218,12 @@ fn reset_with_matching_extents_resumes_and_duplicate_notification_changes_nothin
     assert_eq!(again.get("S1").unwrap().outcome, Outcome::Resumed);
     assert_eq!(again.acted().count(), 0);
     assert_eq!(w.observe(), before);
+    // QA: a release (logical completion) is a mark, not a state: the
+    // session stays resumed (it used to show active again).
+    rm.release_session(&sid("S1")).unwrap();
+    let listed = &rm.list_sessions().unwrap()[0];
+    assert_eq!(listed.state, SessionState::Resumed);
+    assert!(listed.logically_complete);
     a.copy_step(100);
     rm.complete_session(&sid("S1")).unwrap();
     assert_eq!(
