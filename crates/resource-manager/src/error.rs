@@ -75,8 +75,9 @@ pub enum RmError {
         /// Tracks in the domain.
         total: u64,
     },
-    /// The subsystem no longer has the session's physical session (or it timed out).
-    #[error("session {id}: physical session {phys} on {subsystem} is gone or timed out")]
+    /// The subsystem no longer has the session's physical session, or it
+    /// timed out or failed (its image is not whole).
+    #[error("session {id}: physical session {phys} on {subsystem} {why}; `session terminate {id}` ends the session (so does the next event)")]
     PhysicalSessionGone {
         /// The id.
         id: SessionId,
@@ -84,6 +85,8 @@ pub enum RmError {
         subsystem: String,
         /// The physical id.
         phys: PhysSessionId,
+        /// What the subsystem says of it: "is gone", "timed out", "failed: ...".
+        why: String,
     },
     /// The session was completed: its image is kept, and it can be neither
     /// released nor terminated.

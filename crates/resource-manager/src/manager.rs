@@ -552,18 +552,25 @@ impl Inner {
         for sub in s.rows.keys() {
             let port = self.port(sub)?;
             for phys in s.open_phys_on(sub) {
-                match port.query(phys).map_err(port_err(sub, "query"))? {
+                let why = match port.query(phys).map_err(port_err(sub, "query"))? {
                     Some(i) if s.owns(&i.owner, i.host.as_deref()) && i.state.is_whole() => {
-                        parts.push((sub.clone(), i))
+                        parts.push((sub.clone(), i));
+                        continue;
                     }
-                    _ => {
-                        return Err(RmError::PhysicalSessionGone {
-                            id: s.id.clone(),
-                            subsystem: sub.clone(),
-                            phys,
-                        })
-                    }
-                }
+                    Some(i) if s.owns(&i.owner, i.host.as_deref()) => match i.state {
+                        crate::PhysState::TimedOut => "timed out".to_string(),
+                        _ => "failed: a map of it was stopped, or is suspended (its bitmap \
+                              is offline after a failed flush), so its image is not whole"
+                            .to_string(),
+                    },
+                    _ => "is gone".to_string(),
+                };
+                return Err(RmError::PhysicalSessionGone {
+                    id: s.id.clone(),
+                    subsystem: sub.clone(),
+                    phys,
+                    why,
+                });
             }
         }
         Ok(parts)

@@ -832,6 +832,10 @@ fn release_of_a_session_whose_image_is_gone_is_refused() {
     w.sub("A").reset(&[(phys["A"], ResetLoss::TimedOut)]);
     let err = rm.release_session(&sid("S1")).unwrap_err();
     assert!(matches!(err, RmError::PhysicalSessionGone { .. }), "{err}");
+    assert!(
+        err.to_string().contains("timed out") && err.to_string().contains("session terminate S1"),
+        "says what happened and the way out: {err}"
+    );
     assert_eq!(w.sub("A").entries().unwrap().len(), 1);
 }
 
