@@ -747,6 +747,20 @@ impl Client {
                 }
                 _ => {}
             }
+            if let Some(p) = s.parts.iter().find(|p| p.broken.is_some()) {
+                return Err(ClientError::refused(
+                    409,
+                    ErrorKind::WrongState,
+                    format!(
+                        "session {id}: its physical session {:02X} on {} is {}, so its image is \
+                         lost and its copy will not finish; `session terminate {id}` ends it \
+                         (so does the next event)",
+                        p.phys,
+                        p.subsystem,
+                        p.broken.as_deref().unwrap_or_default()
+                    ),
+                ));
+            }
             if s.copied() {
                 return Ok(s);
             }

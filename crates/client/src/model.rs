@@ -361,6 +361,12 @@ pub struct SessionPart {
     pub copied_tracks: Option<u64>,
     /// Tracks in the domain, when the subsystem reports it.
     pub total_tracks: Option<u64>,
+    /// While the session is open: its physical session here no longer
+    /// serves the image (`failed`: a map of it was stopped or is suspended;
+    /// `timed_out`; `gone`). The next event terminates the session
+    /// (`image-lost`); `session terminate` does it now. Absent when whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broken: Option<String>,
 }
 
 /// One backup copy session (`GET /sessions`).

@@ -826,17 +826,24 @@ impl Inner {
             .iter()
             .filter_map(|(sub, vols)| {
                 let phys = vols.values().map(|r| r.phys).next()?;
-                let progress = if state.is_terminal() {
-                    None
-                } else {
-                    self.ports
-                        .get(sub)
-                        .and_then(|p| p.query(phys).ok().flatten())
-                        .filter(|i| s.owns(&i.owner, i.host.as_deref()))
-                        .map(|i| Progress {
-                            copied_tracks: i.copied_tracks,
-                            total_tracks: i.total_tracks,
-                        })
+                // Open sessions only: (progress, what is broken).
+                let (progress, broken) = match self.ports.get(sub) {
+                    Some(p) if !state.is_terminal() => match p.query(phys) {
+                        Ok(Some(i)) if s.owns(&i.owner, i.host.as_deref()) => (
+                            Some(Progress {
+                                copied_tracks: i.copied_tracks,
+                                total_tracks: i.total_tracks,
+                            }),
+                            match i.state {
+                                crate::PhysState::TimedOut => Some("timed_out".to_string()),
+                                crate::PhysState::Failed => Some("failed".to_string()),
+                                crate::PhysState::Active | crate::PhysState::Suspended => None,
+                            },
+                        ),
+                        Ok(_) => (None, Some("gone".to_string())),
+                        Err(_) => (None, None),
+                    },
+                    _ => (None, None),
                 };
                 Some(PhysicalPart {
                     subsystem: sub.clone(),
@@ -846,6 +853,7 @@ impl Inner {
                         .map(|(v, r)| (v.clone(), r.extents.clone()))
                         .collect(),
                     progress,
+                    broken,
                 })
             })
             .collect();

@@ -229,6 +229,11 @@ pub struct PhysicalPart {
     /// Copy progress as the subsystem reports it; `None` when the physical session is gone
     /// (terminal sessions) or the subsystem did not answer.
     pub progress: Option<Progress>,
+    /// What the subsystem says of the physical session while the session is
+    /// open and it is not whole: `timed_out`, `failed` (a map stopped or
+    /// suspended), or `gone`; `None` while it serves its image, once the
+    /// session ended, or when the subsystem did not answer.
+    pub broken: Option<String>,
 }
 
 /// A session as `session list` shows it.

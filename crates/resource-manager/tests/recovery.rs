@@ -836,6 +836,11 @@ fn release_of_a_session_whose_image_is_gone_is_refused() {
         err.to_string().contains("timed out") && err.to_string().contains("session terminate S1"),
         "says what happened and the way out: {err}"
     );
+    // The list says so too, before any event ends it (QA: it showed a
+    // plain `active` while the image was lost).
+    let listed = &rm.list_sessions().unwrap()[0];
+    assert_eq!(listed.state, SessionState::Active);
+    assert_eq!(listed.parts[0].broken.as_deref(), Some("timed_out"));
     assert_eq!(w.sub("A").entries().unwrap().len(), 1);
 }
 

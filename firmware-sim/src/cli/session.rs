@@ -224,8 +224,24 @@ fn print_sessions(ss: &[SessionInfo]) {
         "PROGRESS",
     ]);
     for s in ss {
+        let broken: Vec<String> = s
+            .parts
+            .iter()
+            .filter_map(|p| {
+                p.broken
+                    .as_ref()
+                    .map(|b| format!("{}/{:02X} {b}", p.subsystem, p.phys))
+            })
+            .collect();
         let state = match &s.reason {
             Some(r) => format!("{} ({r})", s.state),
+            // The image is no longer whole: said until an event ends it.
+            None if !broken.is_empty() => format!(
+                "{} (image lost: {}; `session terminate {}`)",
+                s.state,
+                broken.join(", "),
+                s.id
+            ),
             None if s.logically_complete => format!("{} (logically complete)", s.state),
             None => s.state.clone(),
         };
