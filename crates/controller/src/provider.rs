@@ -71,41 +71,31 @@ impl StoreProvider for FileStores {
     }
 
     fn open_volume(&self, name: &str, geometry: Geometry) -> Result<Arc<dyn TrackStore>> {
-        let s = SparseFileStore::open(self.dir.volume_path(name), name, geometry).map_err(|e| {
+        let path = self.dir.volume_path(name);
+        let s = SparseFileStore::open(&path, name, geometry).map_err(|e| {
             use volume_store::ErrorKind as K;
-            let path = self.dir.volume_path(name);
-            let expected = geometry.size_bytes() + volume_store::trailer::TRAILER_BYTES as u64;
-            let size = std::fs::metadata(&path).map(|m| m.len()).ok();
-            if matches!(e.kind(), K::BadHeader | K::WrongFile)
-                && size.is_some_and(|n| n != expected)
-            {
+            if !matches!(e.kind(), K::BadHeader | K::WrongFile) {
+                return store_err(&format!("open volume {name}"), e);
+            }
+            let expected = SparseFileStore::file_len(geometry);
+            let why = match std::fs::metadata(&path).map(|m| m.len()) {
                 // Not the trailer alone: the file lost (or gained) data.
-                return crate::error::err(
-                    crate::error::ErrorKind::Corrupt,
-                    format!(
-                        "open volume {name}: {} is {} bytes, expected {expected} ({}): it was \
-                         truncated or extended, so its data is not all there; restore it from \
-                         a backup, or delete the volume",
-                        path.display(),
-                        size.unwrap_or_default(),
-                        geometry
-                    ),
-                );
-            }
-            if matches!(e.kind(), K::BadHeader | K::WrongFile) {
+                Ok(size) if size != expected => format!(
+                    "open volume {name}: {} is {size} bytes, expected {expected} ({geometry}): \
+                     it was truncated or extended, so its data is not all there; restore it \
+                     from a backup, or delete the volume",
+                    path.display(),
+                ),
                 // The trailer only names the file; the root records the same.
-                return crate::error::err(
-                    crate::error::ErrorKind::Corrupt,
-                    format!(
-                        "open volume {name}: {e}; if only the file's trailer (its last 4 KiB, \
-                         which names the volume) is damaged, stop the daemon and run \
-                         `firmware-sim check --data-dir {} --repair-trailers`: it rewrites the \
-                         trailer from the metadata root and leaves the data as it is",
-                        self.dir.root().display()
-                    ),
-                );
-            }
-            store_err(&format!("open volume {name}"), e)
+                _ => format!(
+                    "open volume {name}: {e}; if only the file's trailer (its last 4 KiB, \
+                     which names the volume) is damaged, stop the daemon and run \
+                     `firmware-sim check --data-dir {} --repair-trailers`: it rewrites the \
+                     trailer from the metadata root and leaves the data as it is",
+                    self.dir.root().display()
+                ),
+            };
+            crate::error::err(crate::error::ErrorKind::Corrupt, why)
         })?;
         Ok(Arc::new(s))
     }

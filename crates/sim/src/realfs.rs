@@ -769,7 +769,7 @@ fn sparse_copy(src: &Path, dst: &Path) -> io::Result<()> {
         .write(true)
         .create_new(true)
         .open(dst)?;
-    out.set_len(g.size_bytes() + TRAILER_BYTES as u64)?;
+    out.set_len(SparseFileStore::file_len(g))?;
     let all = Extent {
         first: 0,
         last: g.tracks() - 1,

@@ -317,7 +317,7 @@ impl SparseFileStore {
             .metadata()
             .map_err(|e| StoreError::from_io(volume_id, Op::Open, path_ctx(path), e))?
             .len();
-        let expect = geometry.size_bytes() + TRAILER_BYTES as u64;
+        let expect = Self::file_len(geometry);
         if len != expect {
             return Err(err(
                 ErrorKind::WrongGeometry,
@@ -371,7 +371,7 @@ impl SparseFileStore {
         let io = |e| StoreError::from_io(volume_id, Op::Open, path_ctx(path), e);
         let file = OpenOptions::new().write(true).open(path).map_err(io)?;
         let len = file.metadata().map_err(io)?.len();
-        let expect = geometry.size_bytes() + TRAILER_BYTES as u64;
+        let expect = Self::file_len(geometry);
         if len != expect {
             return Err(StoreError::new(
                 ErrorKind::WrongGeometry,
@@ -391,6 +391,12 @@ impl SparseFileStore {
             .map_err(io)?;
         file.sync_data().map_err(io)?;
         Ok(true)
+    }
+
+    /// The length of the file of a volume of `geometry`: its tracks, then
+    /// the trailer (module invariants).
+    pub fn file_len(geometry: Geometry) -> u64 {
+        geometry.size_bytes() + TRAILER_BYTES as u64
     }
 
     /// Reads the identity (volume id and geometry) of the volume file at `path`
@@ -473,7 +479,7 @@ impl SparseFileStore {
                  is not in the data directory",
             ));
         }
-        let expected = self.geometry.size_bytes() + TRAILER_BYTES as u64;
+        let expected = Self::file_len(self.geometry);
         if m.len() != expected {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
