@@ -499,12 +499,14 @@ impl Subsystem {
         Ok(())
     }
 
-    /// The names of the source and target of each of `maps`.
-    pub(super) fn map_volumes(&self, core: &Core, maps: &[MapId]) -> Vec<String> {
-        maps.iter()
+    /// [`Self::refuse_poisoned`] for the sources and targets of `maps`.
+    pub(super) fn refuse_poisoned_maps(&self, core: &Core, maps: &[MapId]) -> Result<()> {
+        let names: Vec<String> = maps
+            .iter()
             .filter_map(|m| core.engine.map_info(*m))
             .flat_map(|i| [self.name_of(i.spec.source), self.name_of(i.spec.target)])
-            .collect()
+            .collect();
+        self.refuse_poisoned(names.iter().map(String::as_str))
     }
 
     /// Flushes the sources of preparing maps, then flush done (or failed -> stopped).
@@ -539,7 +541,7 @@ impl Subsystem {
         self.control(|s, core| {
             Subsystem::not_session_owned(core, &[map], None, "start")?;
             s.not_on_session_target(core, &[map], "start")?;
-            s.refuse_poisoned(s.map_volumes(core, &[map]).iter().map(String::as_str))?;
+            s.refuse_poisoned_maps(core, &[map])?;
             if matches!(
                 core.engine.map_state(map),
                 Some(MapState::IdleOrCopied | MapState::Stopped)

@@ -398,6 +398,11 @@ impl Subsystem {
     ) -> Result<()> {
         let maps = self.background_maps();
         buckets.retain(|m, _| maps.iter().any(|(id, _)| id == m));
+        // A map that no longer copies (deleted, stopped, done) is not stalled.
+        self.inner
+            .copy_stalls
+            .lock()
+            .retain(|m, _| maps.iter().any(|(id, _)| id == m));
         if maps.is_empty() {
             return Ok(());
         }
@@ -436,10 +441,6 @@ impl Subsystem {
             scale(false, caps.copy_mib_per_s_max),
             scale(true, caps.clean_mib_per_s_max),
         );
-        self.inner
-            .copy_stalls
-            .lock()
-            .retain(|m, _| maps.iter().any(|(id, _)| id == m));
         let mut failed = None;
         for (map, rate, stopping, target) in core_states {
             let s = if stopping { clean_scale } else { copy_scale };

@@ -38,7 +38,7 @@ impl Subsystem {
                 .ok_or_else(|| err(ErrorKind::NotFound, format!("unknown group {}", group.0)))?
                 .members;
             s.not_on_session_target(core, &members, "start")?;
-            s.refuse_poisoned(s.map_volumes(core, &members).iter().map(String::as_str))?;
+            s.refuse_poisoned_maps(core, &members)?;
             let started = !members.is_empty()
                 && members
                     .iter()
@@ -166,22 +166,8 @@ impl Subsystem {
     /// failed flush dropped is only known once an IPL has reopened it.
     pub fn resume_map(&self, map: MapId) -> Result<()> {
         self.control(|s, core| {
-            if let Some(info) = core.engine.map_info(map) {
-                for vol in [info.spec.source, info.spec.target] {
-                    let v = s.inner.volume_by_id(vol)?;
-                    if v.store.poisoned() {
-                        return Err(err(
-                            ErrorKind::State,
-                            format!(
-                                "map {} cannot resume: the store of volume {} is poisoned by \
-                                 a failed flush (see the log); an IPL (`event ipl`) reopens \
-                                 it, then `map resume {}`",
-                                map.0, v.name, map.0
-                            ),
-                        ));
-                    }
-                }
-            }
+            s.refuse_poisoned_maps(core, &[map])
+                .map_err(|e| e.context(format!("map {} cannot resume", map.0)))?;
             core.engine
                 .resume(map)
                 .map_err(|e| s.inner.engine_err(core, e))
