@@ -167,7 +167,8 @@ impl Node {
 
     /// Runs `f` on a resource manager over this subsystem alone (no peer
     /// is asked anything): what this subsystem's own tables say, for
-    /// `GET /sessions?local=true` while a peer does not answer.
+    /// `GET /sessions?local=true` and for events ([`Node::recover`]) while
+    /// a peer does not answer.
     pub fn with_local_rm<R>(
         &self,
         f: impl FnOnce(&ResourceManager, &Subsystem) -> R,
@@ -216,9 +217,7 @@ impl Node {
             }) if subsystem != local => {
                 tracing::warn!(peer = %subsystem, op, error = %source,
                     "peer unreachable during {what} recovery: recovering this subsystem's sessions alone");
-                let s = self.slot.read();
-                let alone = new_rm(&self.host, &self.port, &[])?;
-                let mut d = event(&alone, &s)?;
+                let mut d = self.with_local_rm(&event)??;
                 d.problems.push(format!(
                     "peer {subsystem} did not answer ({op}: {source}); its rows wait for the next event"
                 ));

@@ -195,6 +195,18 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// An object created whose name `error` (from [`crate::names::Names::set`])
+    /// could not be saved: `no_space` when the filesystem is full, else
+    /// `internal`; `message` says what is left.
+    pub fn name_not_saved(error: &str, message: String) -> Self {
+        let kind = if crate::names::Names::is_no_space(error) {
+            ApiErrorKind::NoSpace
+        } else {
+            ApiErrorKind::Internal
+        };
+        ApiError::new(kind, message)
+    }
+
     /// An error of `kind`.
     pub fn new(kind: ApiErrorKind, message: impl Into<String>) -> Self {
         ApiError {

@@ -110,13 +110,8 @@ async fn create(
             if let Some(name) = &req.name {
                 // The group exists; a failure here leaves it unnamed.
                 n.names.set(Kind::Group, g.0, name).map_err(|e| {
-                    let kind = if crate::names::Names::is_no_space(&e) {
-                        ApiErrorKind::NoSpace
-                    } else {
-                        ApiErrorKind::Internal
-                    };
-                    ApiError::new(
-                        kind,
+                    ApiError::name_not_saved(
+                        &e,
                         format!(
                             "group {} was created but not named: {e}; it is listed without \
                              a name",

@@ -204,13 +204,8 @@ fn map_create(names: &Names, sub: &Subsystem, req: &CreateMap) -> Result<MapInfo
     if let Some(name) = &req.name {
         // The map exists durably; a failure here leaves it unnamed.
         names.set(Kind::Map, id.0, name).map_err(|e| {
-            let kind = if Names::is_no_space(&e) {
-                ApiErrorKind::NoSpace
-            } else {
-                ApiErrorKind::Internal
-            };
-            ApiError::new(
-                kind,
+            ApiError::name_not_saved(
+                &e,
                 format!(
                     "map {} was created but not named: {e}; it is listed without a \
                      name (delete it and create it again once the name can be saved)",
