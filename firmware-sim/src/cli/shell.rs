@@ -53,17 +53,20 @@ pub struct ManArgs {
 /// `firmware-sim man > /usr/local/share/man/man1/firmware-sim.1`, or with
 /// `--dir DIR` writes one file per page there.
 pub fn man(a: ManArgs) -> Result<(), CliError> {
-    let cmd = Cli::command();
-    let mut out = Vec::new();
-    clap_mangen::Man::new(cmd)
-        .render(&mut out)
+    let mut main = Vec::new();
+    clap_mangen::Man::new(Cli::command())
+        .render(&mut main)
         .map_err(|e| CliError::failed("cannot render the man page", e))?;
+    // Each verb, and each verb of a verb (`map create`), gets a page of its
+    // own after the main page, named as the SEE ALSO lines name it.
+    let mut root = Cli::command();
+    // Built, so each verb carries the global flags (`--api`, `--json`...)
+    // its page must show and its argument checks refer to.
+    root.build();
+    let version = root.get_version().unwrap_or_default().to_string();
+    let mut pages = vec![("firmware-sim".to_string(), main)];
+    collect_verbs(&root, "firmware-sim", &version, &mut pages)?;
     if let Some(dir) = &a.dir {
-        let mut pages = vec![("firmware-sim".to_string(), out)];
-        let mut root = Cli::command();
-        root.build();
-        let version = root.get_version().unwrap_or_default().to_string();
-        collect_verbs(&root, "firmware-sim", &version, &mut pages)?;
         std::fs::create_dir_all(dir)
             .map_err(|e| CliError::failed(format!("cannot create {}", dir.display()), e))?;
         for (name, page) in &pages {
@@ -74,18 +77,7 @@ pub fn man(a: ManArgs) -> Result<(), CliError> {
         println!("{} man pages written to {}", pages.len(), dir.display());
         return Ok(());
     }
-    // Each verb, and each verb of a verb (`map create`), gets a page of its
-    // own after the main page, named as the SEE ALSO lines name it.
-    let mut root = Cli::command();
-    // Built, so each verb carries the global flags (`--api`, `--json`...)
-    // its page must show and its argument checks refer to.
-    root.build();
-    let version = root.get_version().unwrap_or_default().to_string();
-    let mut pages = Vec::new();
-    collect_verbs(&root, "firmware-sim", &version, &mut pages)?;
-    for (_, page) in pages {
-        out.extend(page);
-    }
+    let out: Vec<u8> = pages.into_iter().flat_map(|(_, page)| page).collect();
     use std::io::Write;
     std::io::stdout()
         .write_all(&out)
