@@ -177,6 +177,41 @@ fn reset_loses_only_unhardened_sessions_and_keeps_images() {
     assert_eq!(vs.sub().active_extents(s4, "V05"), Some(ext(0, 9)));
 }
 
+/// QA: a reset that lost an unhardened session handed its map ids out
+/// again (docs/CLI.md: an id is never reused). The counters survive the
+/// reset, and the next IPL, above every id handed out.
+#[test]
+fn ids_of_lost_sessions_are_not_reused() {
+    let mut vs = VirtualSubsystem::boot(config()).unwrap();
+    let before = vs
+        .sub()
+        .create_map(&MapCreate::new("V10", "V11", CopyType::Nocopy))
+        .unwrap();
+    let lost = vs
+        .sub()
+        .establish_session("LOSE", None, &[pair("V00", 0, 9, "V02")])
+        .unwrap();
+    let lost_maps = vs.sub().session_info(lost).unwrap().maps;
+    let r = vs.sub().reset(true).unwrap();
+    assert_eq!(r.sessions_lost, vec![lost]);
+    let next = vs
+        .sub()
+        .create_map(&MapCreate::new("V12", "V13", CopyType::Nocopy))
+        .unwrap();
+    assert!(next.0 > before.0);
+    assert!(
+        lost_maps.iter().all(|m| next.0 > *m),
+        "map id {} reused one of the lost session's {lost_maps:?}",
+        next.0
+    );
+    vs.ipl().unwrap();
+    let after_ipl = vs
+        .sub()
+        .create_map(&MapCreate::new("V14", "V15", CopyType::Nocopy))
+        .unwrap();
+    assert!(after_ipl.0 > next.0);
+}
+
 #[test]
 fn activity_tables_are_per_subsystem_and_per_volume() {
     let mut vs = VirtualSubsystem::boot(config()).unwrap();

@@ -518,7 +518,13 @@ impl Subsystem {
         } else if !lose_volatile {
             inner.checkpoint(&mut cur)?;
         }
-        let before: Vec<u8> = inner.core.lock().sessions.keys().copied().collect();
+        let (before, counters): (Vec<u8>, _) = {
+            let core = inner.core.lock();
+            (
+                core.sessions.keys().copied().collect(),
+                core.engine.id_counters(),
+            )
+        };
         let l = load_durable(&inner.meta, &inner.id)?
             .ok_or_else(|| err(ErrorKind::Corrupt, "reset: the metadata store has no root"))?;
         let mut report = IplReport {
@@ -532,6 +538,8 @@ impl Subsystem {
         {
             let mut core = inner.core.lock();
             *core = l.core;
+            // Ids handed to sessions lost with volatile state stay used.
+            core.engine.keep_id_counters(counters);
             // The durable maps may differ from the lost ones: republish.
             inner.publish_mapped(&core);
             for s in core.sessions.values_mut() {

@@ -45,6 +45,23 @@ impl Engine {
         Ok(())
     }
 
+    /// The id counters (next map id, next group id): every id below them
+    /// has been handed out.
+    pub fn id_counters(&self) -> (u32, u32) {
+        (self.next_map, self.next_group)
+    }
+
+    /// Raises the id counters to at least `counters` (from
+    /// [`Engine::id_counters`] of a state this one replaces). A controller
+    /// reset that loses volatile state rebuilds the engine from a durable
+    /// root older than ids it already handed out (maps of sessions never
+    /// hardened); ids are never reused (docs/CLI.md), so it keeps counting
+    /// from the higher of the two.
+    pub fn keep_id_counters(&mut self, counters: (u32, u32)) {
+        self.next_map = self.next_map.max(counters.0);
+        self.next_group = self.next_group.max(counters.1);
+    }
+
     fn group(&self, gid: GroupId) -> Result<&Group, ControlError> {
         self.groups.get(&gid).ok_or(ControlError::UnknownGroup(gid))
     }
