@@ -597,3 +597,48 @@ fn the_end_of_stdin_stops_a_daemon_started_to_watch_it() {
         String::from_utf8_lossy(&r.stdout)
     );
 }
+
+/// QA: a store poisoned by a failed flush showed only in `volume list`;
+/// `/health` said `ok`. It now says `degraded` and names the volume.
+#[test]
+fn a_poisoned_store_makes_health_degraded_naming_the_volume() {
+    require_tool("qemu-io");
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::boot(tmp.path());
+    let health = |d: &Daemon| {
+        let (code, body) = common::http("GET", &format!("http://{}/health", d.api), None);
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()
+    };
+    assert_eq!(health(&d)["status"], "ok");
+    assert!(health(&d).get("poisoned_volumes").is_none());
+    // The file is cut short under the daemon: the next flush notices and
+    // poisons the store rather than acknowledge writes an IPL would lose.
+    let file = d.data_dir.join("volumes/FB02.vol");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
+    let out = run(
+        "qemu-io",
+        &[
+            "-f",
+            "raw",
+            "-c",
+            "write 0 4k",
+            "-c",
+            "flush",
+            &d.uri("FB02"),
+        ],
+    );
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("error"), "the flush must fail: {text}");
+    let h = health(&d);
+    assert_eq!(h["status"], "degraded", "{h}");
+    assert_eq!(h["poisoned_volumes"], serde_json::json!(["FB02"]), "{h}");
+    // The other volumes still take writes.
+    qemu_io(&d.uri("FB01"), "write 0 4k");
+}

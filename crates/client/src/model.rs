@@ -23,13 +23,19 @@ pub struct ErrorBody {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Health {
-    /// `ok` while the subsystem serves I/O; `fenced` after a metadata write
+    /// `ok` while the subsystem serves I/O; `degraded` while some volume's
+    /// store is poisoned by a failed flush (its writes fail until `event
+    /// ipl`: see `poisoned_volumes`); `fenced` after a metadata write
     /// failed (every request is refused until `event ipl` or a reboot:
     /// see `fenced`).
     pub status: String,
     /// Why the subsystem is fenced, when it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fenced: Option<String>,
+    /// Volumes whose store a failed flush poisoned: they serve no writes
+    /// until an IPL (`event ipl`) reopens them (`volume list` says why).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub poisoned_volumes: Vec<String>,
     /// Subsystem id.
     pub subsystem: String,
     /// firmware-sim version.

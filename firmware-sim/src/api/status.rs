@@ -68,11 +68,25 @@ async fn index(headers: axum::http::HeaderMap) -> axum::response::Response {
 )]
 async fn health(State(s): State<AppState>) -> Result<Json<Health>, ApiError> {
     s.blocking(|n| {
-        let (id, volumes, fenced) =
-            n.with(|sub| (sub.id().to_string(), sub.volumes().len(), sub.fenced()));
+        let (id, volumes, fenced, poisoned_volumes) = n.with(|sub| {
+            (
+                sub.id().to_string(),
+                sub.volumes().len(),
+                sub.fenced(),
+                sub.poisoned_volumes(),
+            )
+        });
+        let status = if fenced.is_some() {
+            "fenced"
+        } else if !poisoned_volumes.is_empty() {
+            "degraded"
+        } else {
+            "ok"
+        };
         Ok(Json(Health {
-            status: if fenced.is_some() { "fenced" } else { "ok" }.into(),
+            status: status.into(),
             fenced,
+            poisoned_volumes,
             subsystem: id,
             version: env!("CARGO_PKG_VERSION").into(),
             uptime_s: n.started.elapsed().as_secs(),

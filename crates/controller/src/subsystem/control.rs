@@ -392,6 +392,19 @@ impl Subsystem {
             .collect()
     }
 
+    /// Names of the volumes whose store a failed flush poisoned (writes fail
+    /// until an IPL reopens them), in volume order.
+    pub fn poisoned_volumes(&self) -> Vec<String> {
+        self.inner
+            .volumes
+            .read()
+            .by_name
+            .values()
+            .filter(|v| v.store.poisoned())
+            .map(|v| v.name.clone())
+            .collect()
+    }
+
     /// One volume.
     pub fn volume_view(&self, name: &str) -> Result<VolumeView> {
         let fenced = self.fenced();
