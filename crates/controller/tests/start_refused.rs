@@ -95,3 +95,37 @@ fn starting_a_started_group_again_names_the_group() {
     );
     s.close().unwrap();
 }
+
+/// A stop refused because the target is the source of a map still copying
+/// from it says what `--force` would do to that map: stop it only when its
+/// image reads grains the target holds (QA: the hint said "which stops it
+/// too", and the forced stop left it copying, correctly).
+#[test]
+fn refused_stop_says_what_the_forced_stop_does_to_the_map_copying_from_the_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Subsystem::open(dir.path(), config()).unwrap();
+    let full = |src: &str, tgt: &str| {
+        let mut c = MapCreate::new(src, tgt, CopyType::Full);
+        c.copy_rate = Some(0);
+        s.create_map(&c).unwrap()
+    };
+    s.write("A", 0, &[0x11; 65536], false).unwrap();
+    let ab = full("A", "B");
+    let bc = full("B", "C");
+    s.start_map(ab, false).unwrap();
+    s.start_map(bc, false).unwrap();
+    let e = s.stop_map(ab, false).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::State, "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains("goes on copying"), "{msg}");
+    s.stop_map(ab, true).unwrap();
+    assert_eq!(s.map(ab).unwrap().state, MapState::Stopped);
+    assert_eq!(s.map(bc).unwrap().state, MapState::Copying);
+    // C keeps its image (B as it was at B -> C's start: A's data), also
+    // across a later write to A.
+    s.write("A", 0, &[0x22; 65536], false).unwrap();
+    let mut buf = vec![0u8; 65536];
+    s.read("C", 0, &mut buf).unwrap();
+    assert!(buf.iter().all(|b| *b == 0x11), "C lost its image");
+    s.close().unwrap();
+}

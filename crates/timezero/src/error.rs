@@ -213,7 +213,7 @@ pub enum ControlError {
     },
     /// A non-force stop would take the target offline while it is the source
     /// of a map that still copies from it (that map could never finish).
-    #[error("target {target} of {map} is the source of {dependant}, which still copies from it; stop {dependant} first, or stop with force (which stops it too)")]
+    #[error("target {target} of {map} is the source of {dependant}, which still copies from it; stop {dependant} first, or stop with force (which stops it too if its image reads grains the target holds)")]
     SourceOfCopyingMap {
         /// Map.
         map: MapId,

@@ -228,3 +228,46 @@ fn suspended_volumes_are_offline_and_resume_restores_access() {
     assert_eq!(e.map_state(m), Some(MapState::Stopped));
     assert!(e.plan_write(VolumeId(0), 0..1, true).is_ok());
 }
+
+/// `map stop AB` is refused while B -> C still copies from B; `map stop AB
+/// --force` stops B -> C too exactly when C's image reads a grain B holds
+/// (I6). When B holds nothing C reads, C's unsplit grains resolve past B to
+/// A, whose data there is still the image, so B -> C goes on copying (QA:
+/// the refusal's hint said the forced stop stops it regardless).
+#[test]
+fn force_stop_stops_a_map_copying_from_the_target_only_if_it_reads_what_the_target_holds() {
+    for copied_first in [false, true] {
+        let mut e = Engine::new();
+        for v in 0..3 {
+            e.add_volume(VolumeId(v), 8).unwrap();
+        }
+        let ab = e
+            .create_map(MapSpec::new(VolumeId(0), VolumeId(1), CopyType::Full))
+            .unwrap();
+        let bc = e
+            .create_map(MapSpec::new(VolumeId(1), VolumeId(2), CopyType::Full))
+            .unwrap();
+        e.start(ab, PREP).unwrap();
+        if copied_first {
+            // B holds grain 0 of its own, which C then reads through B.
+            let p = e.plan_write(VolumeId(0), 0..1, true).unwrap();
+            e.commit_copies(&p.copies);
+            e.record_write(VolumeId(0), 0..1);
+        }
+        e.start(bc, PREP).unwrap();
+        let refused = e.stop(ab, false).unwrap_err();
+        assert!(
+            matches!(refused, ControlError::SourceOfCopyingMap { dependant, .. } if dependant == bc),
+            "{refused:?}"
+        );
+        assert_eq!(e.dependent_maps(ab).contains(&bc), copied_first);
+        e.stop(ab, true).unwrap();
+        assert_eq!(e.map_state(ab), Some(MapState::Stopped));
+        let want = if copied_first {
+            MapState::Stopped
+        } else {
+            MapState::Copying
+        };
+        assert_eq!(e.map_state(bc), Some(want), "copied_first {copied_first}");
+    }
+}

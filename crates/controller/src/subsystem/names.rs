@@ -241,15 +241,31 @@ impl Inner {
                 map: m,
                 target,
                 dependant,
-            } => format!(
-                "target {} of {} is the source of {}, which still copies from it; stop it first \
-                 (`map stop {}`), or `map stop {} --force` (which stops it too)",
-                vol(*target),
-                map(*m),
-                map(*dependant),
-                dependant.0,
-                m.0
-            ),
+            } => {
+                // Say what the forced stop really does: it stops the
+                // dependant only when its image reads grains the target
+                // holds (I6); otherwise the dependant goes on copying.
+                let force = if core.engine.dependent_maps(*m).contains(dependant) {
+                    format!("which stops {} too", map(*dependant))
+                } else {
+                    format!(
+                        "{} goes on copying: its image reads nothing {} holds",
+                        map(*dependant),
+                        vol(*target)
+                    )
+                };
+                format!(
+                    "target {} of {} is the source of {}, which still copies from it; stop it \
+                     first (`map stop {}`), or `map stop {} --force` ({force}; {} is left \
+                     stopped, with possibly inconsistent data)",
+                    vol(*target),
+                    map(*m),
+                    map(*dependant),
+                    dependant.0,
+                    m.0,
+                    vol(*target)
+                )
+            }
             C::RestoreCycle { map: m, volumes } => {
                 let path: Vec<String> = volumes
                     .iter()
