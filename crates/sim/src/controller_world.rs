@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use controller::{
-    ErrorKind, MapCreate, MapId, MapState, OpenOptions, Subsystem, SubsystemConfig, VolumeConfig,
+    ErrorKind, GroupId, MapCreate, MapId, MapState, OpenOptions, Subsystem, SubsystemConfig, VolumeConfig,
 };
 use geometry::DeviceModel;
 use rand::SeedableRng;
@@ -201,19 +201,55 @@ impl ControllerWorld {
             }
             Op::Start { slot, restore } => {
                 let id = self.slots[slot];
-                let (source, _) = self.ends[&id.0];
-                let flushed = self.host_flush(source)?;
-                if flushed != "ok" {
-                    format!("source flush failed: {flushed}")
-                } else {
-                    Self::map_outcome(self.sub()?.start_map(id, restore))
+                match self.group_of(id)? {
+                    Some(g) => self.start_group(g, restore)?,
+                    None => match self.flush_sources(&[id])? {
+                        Some(failed) => failed,
+                        None => Self::map_outcome(self.sub()?.start_map(id, restore)),
+                    },
+                }
+            }
+            Op::StartGroup {
+                a,
+                b,
+                restore,
+                keep,
+            } => {
+                let maps = [self.slots[a], self.slots[b]];
+                match self.sub()?.create_group(&maps, false) {
+                    Err(e) => Self::map_outcome(Err(e)),
+                    Ok(g) => {
+                        let out = self.start_group(g, restore)?;
+                        if !keep || out != "ok" {
+                            // The maps leave the group as the start left them.
+                            let gone = Self::map_outcome(self.sub()?.delete_group(g, true));
+                            format!("{out}; group {} deleted: {gone}", g.0)
+                        } else {
+                            format!("{out}; group {} kept", g.0)
+                        }
+                    }
                 }
             }
             Op::Stop { slot, force } => {
-                Self::map_outcome(self.sub()?.stop_map(self.slots[slot], force))
+                let id = self.slots[slot];
+                match self.group_of(id)? {
+                    Some(g) => Self::map_outcome(self.sub()?.stop_group(g, force)),
+                    None => Self::map_outcome(self.sub()?.stop_map(id, force)),
+                }
             }
             Op::Delete { slot, force } => {
-                Self::map_outcome(self.sub()?.delete_map(self.slots[slot], force))
+                let id = self.slots[slot];
+                let left = match self.group_of(id)? {
+                    // A kept group lets its maps go before one is deleted.
+                    Some(g) => format!(
+                        "group {} deleted: {}; ",
+                        g.0,
+                        Self::map_outcome(self.sub()?.delete_group(g, true))
+                    ),
+                    None => String::new(),
+                };
+                let out = Self::map_outcome(self.sub()?.delete_map(id, force));
+                format!("{left}{out}")
             }
             Op::Suspend { .. } => "n/a (maps are suspended by failures only)".into(),
             Op::Resume { slot } => Self::map_outcome(self.sub()?.resume_map(self.slots[slot])),
@@ -380,6 +416,38 @@ impl ControllerWorld {
         }
     }
 
+    fn group_of(&self, id: MapId) -> Result<Option<GroupId>, Violation> {
+        Ok(self.sub()?.map(id).ok().and_then(|m| m.group).map(GroupId))
+    }
+
+    /// Flushes the sources of `maps` (the model's images are then defined);
+    /// `Some(outcome)` when one failed.
+    fn flush_sources(&mut self, maps: &[MapId]) -> Result<Option<String>, Violation> {
+        for id in maps {
+            let (source, _) = self.ends[&id.0];
+            let flushed = self.host_flush(source)?;
+            if flushed != "ok" {
+                return Ok(Some(format!("source flush failed: {flushed}")));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Starts group `g` (its sources flushed first).
+    fn start_group(&mut self, g: GroupId, restore: bool) -> Result<String, Violation> {
+        let members: Vec<MapId> = self
+            .sub()?
+            .groups()
+            .into_iter()
+            .find(|x| x.id == g.0)
+            .map(|x| x.members.into_iter().map(MapId).collect())
+            .unwrap_or_default();
+        Ok(match self.flush_sources(&members)? {
+            Some(failed) => failed,
+            None => Self::map_outcome(self.sub()?.start_group(g, restore)),
+        })
+    }
+
     pub(crate) fn host_flush(&mut self, vol: usize) -> Result<String, Violation> {
         let sub = self.sub()?;
         let name = &self.names[vol];
@@ -397,6 +465,7 @@ impl ControllerWorld {
     pub(crate) fn sync_states(&mut self, op: Option<&Op>) -> Result<(), Violation> {
         let maps = self.sub()?.maps();
         let mut now = BTreeMap::new();
+        let mut starts = Vec::new();
         for m in &maps {
             now.insert(m.id, m.state);
             let before = self.states.get(&m.id).copied();
@@ -412,15 +481,14 @@ impl ControllerWorld {
             let Some(&(source, target)) = self.ends.get(&m.id) else {
                 continue;
             };
-            let started = matches!(op, Some(Op::Start { slot, .. }) if self.slots.get(*slot).map(|x| x.0) == Some(m.id))
-                && m.state == MapState::Copying;
-            if started {
-                self.model.snapshot(source, target);
+            if op.is_some_and(Op::starts_maps) && is_start(before, m.state) {
+                starts.push((source, target));
             }
             if m.state == MapState::Stopped {
                 self.model.forget(target);
             }
         }
+        self.model.snapshot_group(&starts);
         // A map that vanished (deleted) leaves its target with whatever it
         // holds unless the copy was complete (idle_or_copied).
         for (id, st) in &self.states {
@@ -625,6 +693,7 @@ impl World for ControllerWorld {
             op,
             Op::CreateMap { .. }
                 | Op::Start { .. }
+                | Op::StartGroup { .. }
                 | Op::Stop { .. }
                 | Op::Delete { .. }
                 | Op::Resume { .. }
@@ -788,4 +857,19 @@ pub(crate) fn judge_read(
             e.full_message()
         )),
     }
+}
+
+/// Whether a map that went from `before` to `now` during a start took a
+/// new image (a resume of a suspended map takes none).
+pub(crate) fn is_start(before: Option<MapState>, now: MapState) -> bool {
+    now == MapState::Copying
+        && matches!(
+            before,
+            Some(
+                MapState::IdleOrCopied
+                    | MapState::Stopped
+                    | MapState::Preparing
+                    | MapState::Prepared
+            )
+        )
 }

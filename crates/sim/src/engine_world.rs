@@ -155,24 +155,48 @@ impl EngineWorld {
             }
             Op::Start { slot, restore } => {
                 let id = self.slots[slot];
-                let (source, target) = self.ends[&id];
-                match self.engine.start(
-                    id,
-                    StartOptions {
-                        restore,
-                        prepare: true,
-                    },
-                ) {
-                    Ok(()) => {
-                        self.model.flushed(source);
-                        self.model.snapshot(source, target);
-                        "ok".into()
-                    }
-                    Err(e) => format!("rejected: {e}"),
+                match self.group_of(id) {
+                    Some(g) => self.start_group(g, restore),
+                    None => self.start_group_of(&[id], restore, |e, o| e.start(id, o)),
                 }
             }
-            Op::Stop { slot, force } => result(self.engine.stop(self.slots[slot], force)),
-            Op::Delete { slot, force } => result(self.engine.delete(self.slots[slot], force)),
+            Op::StartGroup {
+                a,
+                b,
+                restore,
+                keep,
+            } => {
+                let (ma, mb) = (self.slots[a], self.slots[b]);
+                let g = self.engine.create_group(false);
+                let added = self
+                    .engine
+                    .add_to_group(ma, g)
+                    .and_then(|()| self.engine.add_to_group(mb, g));
+                let out = match added {
+                    Ok(()) => self.start_group(g, restore),
+                    Err(e) => format!("rejected: {e}"),
+                };
+                if !keep || !out.starts_with("ok") {
+                    // The maps leave the group as the start left them.
+                    let _ = self.engine.delete_group(g, true);
+                }
+                format!("{out} (group {})", g.0)
+            }
+            Op::Stop { slot, force } => {
+                let id = self.slots[slot];
+                match self.group_of(id) {
+                    Some(g) => result(self.engine.stop_group(g, force)),
+                    None => result(self.engine.stop(id, force)),
+                }
+            }
+            Op::Delete { slot, force } => {
+                let id = self.slots[slot];
+                if let Some(g) = self.group_of(id) {
+                    // A kept group lets its maps go before one is deleted.
+                    let _ = self.engine.delete_group(g, true);
+                }
+                result(self.engine.delete(id, force))
+            }
             Op::Suspend { slot } => result(self.engine.suspend(self.slots[slot])),
             Op::Resume { slot } => result(self.engine.resume(self.slots[slot])),
             Op::CopyStep { slot, grains } => {
@@ -270,6 +294,46 @@ impl EngineWorld {
         self.engine = loaded;
         self.stats.ipls += 1;
         Ok(format!("reloaded {} bytes", bytes.len()))
+    }
+
+    fn group_of(&self, id: MapId) -> Option<timezero::GroupId> {
+        self.engine.map_info(id).and_then(|i| i.group)
+    }
+
+    fn start_group(&mut self, g: timezero::GroupId, restore: bool) -> String {
+        let members = self
+            .engine
+            .groups()
+            .into_iter()
+            .find(|x| x.id == g)
+            .map(|x| x.members)
+            .unwrap_or_default();
+        self.start_group_of(&members, restore, |e, o| e.start_group(g, o))
+    }
+
+    /// Starts `maps` at one instant with `start`; on success the model
+    /// takes each one's image (sources count as flushed: a start prepares).
+    fn start_group_of(
+        &mut self,
+        maps: &[MapId],
+        restore: bool,
+        start: impl FnOnce(&mut Engine, StartOptions) -> Result<(), timezero::ControlError>,
+    ) -> String {
+        let opts = StartOptions {
+            restore,
+            prepare: true,
+        };
+        match start(&mut self.engine, opts) {
+            Ok(()) => {
+                let pairs: Vec<(usize, usize)> = maps.iter().map(|m| self.ends[m]).collect();
+                for &(source, _) in &pairs {
+                    self.model.flushed(source);
+                }
+                self.model.snapshot_group(&pairs);
+                "ok".into()
+            }
+            Err(e) => format!("rejected: {e}"),
+        }
     }
 
     fn drain_events(&mut self, trace: &mut Trace) {

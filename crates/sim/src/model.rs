@@ -206,6 +206,23 @@ impl Model {
         self.vols[target] = image;
     }
 
+    /// The snapshots of one start of several maps (a consistency group),
+    /// `(source, target)` each: the engine inserts a map whose source is
+    /// another member's target after that member, so that target's image is
+    /// taken first and the later one reads it (docs/ENGINE.md, "Group
+    /// starts"); the others are independent of order.
+    pub fn snapshot_group(&mut self, pairs: &[(usize, usize)]) {
+        let mut left: Vec<(usize, usize)> = pairs.to_vec();
+        while !left.is_empty() {
+            let i = left
+                .iter()
+                .position(|&(s, _)| !left.iter().any(|&(_, t)| t == s))
+                .unwrap_or(0);
+            let (s, t) = left.remove(i);
+            self.snapshot(s, t);
+        }
+    }
+
     /// Like [`Model::snapshot`], for tracks `first..first+count` only (an
     /// extent-level copy; the target keeps its own data elsewhere).
     pub fn snapshot_tracks(&mut self, source: usize, target: usize, first: u64, count: u64) {

@@ -472,19 +472,20 @@ impl ControllerWorld {
         let after: BTreeMap<u32, MapState> = maps.iter().map(|m| (m.id, m.state)).collect();
         self.stats.checked(Invariant::Inv1);
         check_sticky(states, &after).map_err(ctx)?;
+        let mut starts = Vec::new();
         for m in &maps {
             let Some(&(source, target)) = self.ends.get(&m.id) else {
                 continue;
             };
             let was = states.get(&m.id).copied();
-            let is_start = matches!(op, Op::Start { slot, .. } if self.slots.get(*slot).map(|x| x.0) == Some(m.id));
-            if is_start && m.state == MapState::Copying && was != Some(MapState::Copying) {
-                model.snapshot(source, target);
+            if op.starts_maps() && crate::controller_world::is_start(was, m.state) {
+                starts.push((source, target));
             }
             if m.state == MapState::Stopped && was != Some(MapState::Stopped) {
                 model.forget(target);
             }
         }
+        model.snapshot_group(&starts);
         // Deleted in the image: the target keeps whatever it holds.
         for (id, st) in states {
             if !after.contains_key(id) && *st != MapState::IdleOrCopied {

@@ -140,6 +140,21 @@ pub enum Op {
         /// `-force`.
         force: bool,
     },
+    /// Start the maps of slots `a` and `b` at one instant as a consistency
+    /// group (made for the op; both sources flushed first). Unless `keep`,
+    /// the group is deleted afterwards (its maps stay as the start left
+    /// them); a kept group takes the starts, stops and deletes of its maps
+    /// from then on.
+    StartGroup {
+        /// First map slot.
+        a: usize,
+        /// Second map slot (not `a`).
+        b: usize,
+        /// `-restore`.
+        restore: bool,
+        /// Keep the group after the start.
+        keep: bool,
+    },
     /// Bitmap offline.
     Suspend {
         /// Map slot.
@@ -213,9 +228,17 @@ impl Op {
             | Op::Suspend { slot }
             | Op::Resume { slot }
             | Op::CopyStep { slot, .. } => slot < maps,
+            Op::StartGroup { a, b, .. } => a < maps && b < maps,
             Op::CompleteSession { slot } => slot < sessions,
             _ => true,
         }
+    }
+}
+
+impl Op {
+    /// Whether the op starts maps (a map start, or a group start).
+    pub fn starts_maps(&self) -> bool {
+        matches!(self, Op::Start { .. } | Op::StartGroup { .. })
     }
 }
 
@@ -332,6 +355,17 @@ impl fmt::Display for Op {
             Op::Delete { slot, force } => {
                 write!(f, "delete m#{slot}{}", if *force { " -force" } else { "" })
             }
+            Op::StartGroup {
+                a,
+                b,
+                restore,
+                keep,
+            } => write!(
+                f,
+                "start-group m#{a} m#{b}{}{}",
+                if *restore { " -restore" } else { "" },
+                if *keep { " keep" } else { "" }
+            ),
             Op::Suspend { slot } => write!(f, "suspend m#{slot}"),
             Op::Resume { slot } => write!(f, "resume m#{slot}"),
             Op::CopyStep { slot, grains } => write!(f, "copy-step m#{slot} {grains}"),
@@ -423,6 +457,8 @@ pub struct Weights {
     pub stop: u32,
     /// Deletes.
     pub delete: u32,
+    /// Consistency-group starts.
+    pub group: u32,
     /// Suspend and resume.
     pub suspend: u32,
     /// Background copy steps.
@@ -451,6 +487,7 @@ impl Weights {
         start: 10,
         stop: 6,
         delete: 3,
+        group: 3,
         suspend: 3,
         copy: 16,
         crash: 5,
@@ -470,6 +507,7 @@ impl Weights {
             + self.start
             + self.stop
             + self.delete
+            + self.group
             + self.suspend
             + self.copy
             + self.crash
@@ -559,6 +597,7 @@ pub fn next_op(
             weights.start,
             weights.stop,
             weights.delete,
+            weights.group,
             weights.suspend,
             weights.copy,
         ];
@@ -585,6 +624,18 @@ pub fn next_op(
                 return Op::Delete {
                     slot,
                     force: rng.random_bool(0.5),
+                };
+            }
+            if pick(weights.group) && maps >= 2 {
+                let mut b = rng.random_range(0..maps - 1);
+                if b >= slot {
+                    b += 1;
+                }
+                return Op::StartGroup {
+                    a: slot,
+                    b,
+                    restore: rng.random_bool(0.2),
+                    keep: rng.random_bool(0.5),
                 };
             }
             if pick(weights.suspend) {
@@ -723,7 +774,7 @@ mod tests {
             }
             kinds.insert(std::mem::discriminant(&op));
         }
-        assert_eq!(kinds.len(), 19);
+        assert_eq!(kinds.len(), 20);
     }
 
     #[test]
