@@ -173,9 +173,25 @@ impl Node {
         &self,
         f: impl FnOnce(&ResourceManager, &Subsystem) -> R,
     ) -> Result<R, RmError> {
+        self.with_rm_skipping(&self.peer_ids(), f)
+    }
+
+    /// Runs `f` on a resource manager over this subsystem and the peers
+    /// not named in `skip` (those that did not answer).
+    fn with_rm_skipping<R>(
+        &self,
+        skip: &[String],
+        f: impl FnOnce(&ResourceManager, &Subsystem) -> R,
+    ) -> Result<R, RmError> {
         let s = self.slot.read();
-        let alone = new_rm(&self.host, &self.port, &[])?;
-        Ok(f(&alone, &s))
+        let reachable: Vec<Arc<RemotePort>> = self
+            .peers
+            .iter()
+            .filter(|p| !skip.iter().any(|id| id == p.id()))
+            .cloned()
+            .collect();
+        let rm = new_rm(&self.host, &self.port, &reachable)?;
+        Ok(f(&rm, &s))
     }
 
     /// The resource manager's IPL recovery (cli.md: booting an existing data
@@ -192,38 +208,55 @@ impl Node {
     ///
     /// A peer that does not answer must not stop a recovery event once the
     /// subsystem has restarted (an IPL or reset already happened, a restart
-    /// or abend already ended the program): the event then runs over this
-    /// subsystem alone (its sessions' rows here are settled; the peers' rows
-    /// are settled by the next event that reaches them, because a terminal
-    /// row anywhere decides a session), and the report names the peer.
-    /// Events are rerun-safe, so what the first attempt did stays done (a
-    /// peer that dies in the middle of an event can make the report show
-    /// what that attempt did as already done). Run alone, a reset judges a
-    /// session by the rows here: one the peer's rows already decided may be
-    /// resumed here until the next event that reaches the peer settles it.
+    /// or abend already ended the program): the event then runs again over
+    /// this subsystem and every peer that answers (their sessions' rows are
+    /// settled; the silent peer's rows are settled by the next event that
+    /// reaches it, because a terminal row anywhere decides a session), and
+    /// the report names each silent peer. Events are rerun-safe, so what
+    /// the first attempt did stays done (a peer that dies in the middle of
+    /// an event can make the report show what that attempt did as already
+    /// done). Without a silent peer's rows, a reset judges a session by the
+    /// rows of the others: one that only the silent peer's rows decided may
+    /// be resumed until the next event that reaches the peer settles it.
     pub fn recover(
         &self,
         what: &str,
         event: impl Fn(&ResourceManager, &Subsystem) -> Result<Decisions, RmError>,
     ) -> Result<Decisions, RmError> {
         let local = self.with(|sub| sub.id().to_string());
-        match self.with_rm(&event) {
-            // Only a peer that did not answer: one that answered with an
-            // error (its table refused an append...) is a failure to report.
-            Err(RmError::Port {
-                subsystem,
-                op,
-                source: source @ resource_manager::PortError::Unreachable { .. },
-            }) if subsystem != local => {
-                tracing::warn!(peer = %subsystem, op, error = %source,
-                    "peer unreachable during {what} recovery: recovering this subsystem's sessions alone");
-                let mut d = self.with_local_rm(&event)??;
-                d.problems.push(format!(
-                    "peer {subsystem} did not answer ({op}: {source}); its rows wait for the next event"
-                ));
-                Ok(d)
+        let mut skipped: Vec<String> = Vec::new();
+        let mut problems: Vec<String> = Vec::new();
+        loop {
+            let r = if skipped.is_empty() {
+                self.with_rm(&event)
+            } else {
+                self.with_rm_skipping(&skipped, &event)?
+            };
+            match r {
+                // Only a peer that did not answer: one that answered with an
+                // error (its table refused an append...) is a failure to
+                // report. The event goes on over every peer that answers
+                // (QA: with one peer down it ran over this subsystem alone,
+                // and a reachable peer's reset then resumed a session the
+                // event had terminated here).
+                Err(RmError::Port {
+                    subsystem,
+                    op,
+                    source: source @ resource_manager::PortError::Unreachable { .. },
+                }) if subsystem != local && !skipped.contains(&subsystem) => {
+                    tracing::warn!(peer = %subsystem, op, error = %source,
+                        "peer unreachable during {what} recovery: recovering over the subsystems that answer");
+                    problems.push(format!(
+                        "peer {subsystem} did not answer ({op}: {source}); its rows wait for the next event"
+                    ));
+                    skipped.push(subsystem);
+                }
+                Ok(mut d) => {
+                    d.problems.extend(problems);
+                    return Ok(d);
+                }
+                Err(e) => return Err(e),
             }
-            other => other,
         }
     }
 

@@ -278,3 +278,157 @@ fn a_spanning_session_takes_one_time_zero_under_dependent_writes() {
         last
     );
 }
+
+/// A free TCP port on 127.0.0.1 (for daemons that must name each other as
+/// peers before either is up).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+const SS03: &str = r#"
+id = "SS03"
+durability = "nosync"
+
+[[volumes]]
+id = "W0"
+model = "fb:64M"
+"#;
+
+/// QA (high): with a peer down that the session does not even use, an
+/// abend on SS02 ran over SS02 alone, so SS01, which answered, kept the
+/// session's physical session and rows, and a reset there resumed a
+/// session the abend had terminated. The event now runs over every peer
+/// that answers and names the silent one.
+#[test]
+fn an_event_with_one_peer_down_settles_the_peers_that_answer() {
+    let (t1, t2, t3) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let ss01 = Daemon::boot(t1.path());
+    let cfg3 = t3.path().join("ss03.toml");
+    std::fs::write(&cfg3, SS03).unwrap();
+    let ss03 = Daemon::boot_with(t3.path(), &["--config", cfg3.to_str().unwrap()]);
+    let cfg2 = t2.path().join("ss02.toml");
+    std::fs::write(&cfg2, SS02).unwrap();
+    let (p1, p3) = (format!("SS01={}", ss01.api), format!("SS03={}", ss03.api));
+    let ss02 = Daemon::boot_with(
+        t2.path(),
+        &[
+            "--config",
+            cfg2.to_str().unwrap(),
+            "--peer",
+            &p1,
+            "--peer",
+            &p3,
+        ],
+    );
+    let s = ss02.cli_json(&spanning_session_args("F1")[..14]);
+    assert_eq!(s["state"], "active", "{s}");
+    drop(ss03);
+
+    let out = ss02.cli(&["event", "abend", "--program", "SPAN"]);
+    assert_success(&out, "abend with SS03 down");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("session F1 (program SPAN): terminated (abend)"),
+        "{text}"
+    );
+    assert!(text.contains("peer SS03 did not answer"), "{text}");
+    assert!(!has_map(&ss01, "FB00", "FB01"), "withdrawn on SS01 too");
+    assert!(!has_map(&ss02, "V0", "V1"), "withdrawn on SS02");
+    let on1 = ss01.cli_json(&["session", "list"]);
+    assert_eq!(session(&on1, "F1")["state"], "terminated", "{on1}");
+    // A reset of SS02 now finds nothing to resume.
+    let out = ss02.cli(&["event", "reset"]);
+    assert_success(&out, "reset with SS03 down");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("F1 (program SPAN): resumed"), "{text}");
+}
+
+/// QA: spanning starts on two daemons that are each other's peers, at
+/// once, deadlocked until the 30 s port timeout and both failed: a peer's
+/// establish through this daemon's port waited for this daemon's resource
+/// manager, busy with its own start, which waited for that peer. Both now
+/// start.
+#[test]
+fn spanning_starts_on_two_daemons_at_once_both_succeed() {
+    let (t1, t2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a1, a2) = (
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    );
+    let cfg2 = t2.path().join("ss02.toml");
+    let four: String = (0..4)
+        .map(|i| format!("\n[[volumes]]\nid = \"V{i}\"\nmodel = \"fb:64M\"\n"))
+        .collect();
+    std::fs::write(&cfg2, format!("id = \"SS02\"\n{four}")).unwrap();
+    let (p1, p2) = (format!("SS01={a1}"), format!("SS02={a2}"));
+    // SS01: the embedded default (FB00-FB03).
+    let ss01 = Daemon::boot_with(t1.path(), &["--api", &a1, "--peer", &p2]);
+    let ss02 = Daemon::boot_with(
+        t2.path(),
+        &[
+            "--config",
+            cfg2.to_str().unwrap(),
+            "--api",
+            &a2,
+            "--peer",
+            &p1,
+        ],
+    );
+    let start = |d: &Daemon, id: &str, src: [&str; 2], tgt: [&str; 2]| {
+        let args = [
+            "session",
+            "start",
+            "--id",
+            id,
+            "--extent",
+            src[0],
+            "--extent",
+            src[1],
+            "--target",
+            tgt[0],
+            "--target",
+            tgt[1],
+            "--program",
+            "PAR",
+            "--copy-rate",
+            "0",
+        ];
+        d.cli(&args)
+    };
+    for round in 0..3 {
+        let (c1, c2) = (format!("C{round}"), format!("D{round}"));
+        let (o1, o2) = std::thread::scope(|sc| {
+            let h1 = sc.spawn(|| {
+                start(
+                    &ss01,
+                    &c1,
+                    ["SS01/FB00:0-3", "SS02/V0:0-3"],
+                    ["SS01/FB01", "SS02/V1"],
+                )
+            });
+            let h2 = sc.spawn(|| {
+                start(
+                    &ss02,
+                    &c2,
+                    ["SS02/V2:0-3", "SS01/FB02:0-3"],
+                    ["SS02/V3", "SS01/FB03"],
+                )
+            });
+            (h1.join().unwrap(), h2.join().unwrap())
+        });
+        assert_success(&o1, &format!("round {round}: start {c1} on SS01"));
+        assert_success(&o2, &format!("round {round}: start {c2} on SS02"));
+        for (d, id) in [(&ss01, &c1), (&ss02, &c2)] {
+            let out = d.cli(&["session", "terminate", id]);
+            assert_success(&out, &format!("terminate {id}"));
+        }
+    }
+}

@@ -54,7 +54,7 @@ impl ResourceManager {
             .map(|d| (d.session.clone(), d.host.clone()))
             .collect();
         // Each acting pass terminates at least one more session.
-        let mut passes_left = self.inner.lock().ledger.sessions.len() + 1;
+        let mut passes_left = self.lock().ledger.sessions.len() + 1;
         while passes_left > 0 {
             passes_left -= 1;
             let next = self.broken_pass(report.event.clone(), &decided)?;
@@ -84,7 +84,7 @@ impl ResourceManager {
         event: Event,
         decided: &std::collections::BTreeSet<(SessionId, Option<String>)>,
     ) -> Result<Decisions, RmError> {
-        let mut inner = self.inner.lock();
+        let mut inner = self.lock();
         inner.reload()?;
         let mut decisions = Vec::new();
         let mut plan = SettlePlan::default();

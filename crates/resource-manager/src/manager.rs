@@ -18,12 +18,13 @@
 //!   sessions, and its orphan sweeps withdraw only that host's physical sessions.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use activity_table::{EntryStatus, NewEntry, PhysSessionId, SessionId, TerminateReason};
 use geometry::ExtentSet;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 
 use crate::error::RmError;
 use crate::ledger::{Ledger, SessionKey, SessionLedger, SessionState};
@@ -127,6 +128,12 @@ pub(crate) struct Inner {
 /// subsystems knows everything the old one did.
 pub struct ResourceManager {
     pub(crate) inner: Mutex<Inner>,
+    /// Set by [`ResourceManager::invalidate`] without taking `inner`: a peer's
+    /// write through this subsystem's port must never wait for this
+    /// manager's own request, which may be waiting for that peer (QA: two
+    /// spanning starts on two daemons at once deadlocked until the 30 s
+    /// timeout). Taken into `Inner::stale` by [`ResourceManager::lock`].
+    peer_changed: AtomicBool,
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -179,6 +186,7 @@ impl ResourceManager {
         };
         Ok(ResourceManager {
             inner: Mutex::new(inner),
+            peer_changed: AtomicBool::new(false),
         })
     }
 
@@ -186,17 +194,27 @@ impl ResourceManager {
     /// them again. For a manager whose tables another writer changed (a
     /// peer daemon's resource manager writing through this subsystem's port).
     pub fn invalidate(&self) {
-        self.inner.lock().stale = true;
+        self.peer_changed.store(true, Ordering::SeqCst);
+    }
+
+    /// The manager's state, marked stale if a peer changed the tables since
+    /// the last request (see `peer_changed`).
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
+        let mut inner = self.inner.lock();
+        if self.peer_changed.swap(false, Ordering::SeqCst) {
+            inner.stale = true;
+        }
+        inner
     }
 
     /// The host this resource manager speaks for.
     pub fn host(&self) -> String {
-        self.inner.lock().host.clone()
+        self.lock().host.clone()
     }
 
     /// Names of the attached subsystems.
     pub fn subsystems(&self) -> Vec<String> {
-        self.inner.lock().ports.keys().cloned().collect()
+        self.lock().ports.keys().cloned().collect()
     }
 
     /// Starts a session: establishes one physical session per subsystem, then writes the
@@ -208,7 +226,7 @@ impl ResourceManager {
         &self,
         spec: &SessionSpec,
     ) -> Result<BTreeMap<String, PhysSessionId>, RmError> {
-        let mut inner = self.inner.lock();
+        let mut inner = self.lock();
         inner.refresh()?;
         if let Some(s) = inner.ledger.with_id(&spec.id).next() {
             return Err(RmError::DuplicateSession {
@@ -303,7 +321,7 @@ impl ResourceManager {
     /// everywhere, then the physical sessions are withdrawn. Completing a completed session
     /// is a no-op; a terminated one is [`RmError::SessionTerminated`].
     pub fn complete_session(&self, id: &SessionId) -> Result<(), RmError> {
-        let mut inner = self.inner.lock();
+        let mut inner = self.lock();
         let session = inner.fresh_session(id)?;
         match session.state() {
             SessionState::Terminated(reason) => {
@@ -343,7 +361,7 @@ impl ResourceManager {
     /// one is [`RmError::SessionCompleted`].
     pub fn terminate_session(&self, id: &SessionId, why: &str) -> Result<(), RmError> {
         {
-            let mut inner = self.inner.lock();
+            let mut inner = self.lock();
             let session = inner.fresh_session(id)?;
             let status = match session.state() {
                 SessionState::Completed => {
@@ -381,7 +399,7 @@ impl ResourceManager {
     /// still terminates a session that is initiated and not completed, and
     /// the report says the backup must be taken again.
     pub fn release_session(&self, id: &SessionId) -> Result<(), RmError> {
-        let mut inner = self.inner.lock();
+        let mut inner = self.lock();
         let session = inner.fresh_session(id)?;
         match session.state() {
             SessionState::Terminated(reason) => {
@@ -411,7 +429,7 @@ impl ResourceManager {
 
     /// Every session in the tables, in id order, with progress from the subsystems.
     pub fn list_sessions(&self) -> Result<Vec<SessionInfo>, RmError> {
-        let mut inner = self.inner.lock();
+        let mut inner = self.lock();
         inner.refresh()?;
         Ok(inner
             .ledger
@@ -423,7 +441,7 @@ impl ResourceManager {
 
     /// One session, if it is in the tables.
     pub fn session(&self, id: &SessionId) -> Result<Option<SessionInfo>, RmError> {
-        let mut inner = self.inner.lock();
+        let mut inner = self.lock();
         inner.refresh()?;
         Ok(inner.pick(id)?.map(|s| inner.info(s)))
     }

@@ -46,7 +46,7 @@ impl ResourceManager {
     /// subsystem.
     pub fn on_ipl(&self) -> Result<Decisions, RmError> {
         let (host, local) = {
-            let inner = self.inner.lock();
+            let inner = self.lock();
             (inner.host.clone(), inner.local_subsystems())
         };
         self.on_ipl_with(&host, &local)
@@ -167,7 +167,7 @@ impl ResourceManager {
 
     /// One pass of the reset checks over the sessions with rows on `subsystem`.
     fn reset_pass(&self, subsystem: &str) -> Result<Decisions, RmError> {
-        let mut inner = self.inner.lock();
+        let mut inner = self.lock();
         inner.reload()?;
         let port = inner.port(subsystem)?;
         let mut decisions = Vec::new();
@@ -334,7 +334,7 @@ impl ResourceManager {
         reason: TerminateReason,
         scope: Scope<'_>,
     ) -> Result<Decisions, RmError> {
-        let mut inner = self.inner.lock();
+        let mut inner = self.lock();
         inner.reload()?;
         let mut decisions = Vec::with_capacity(inner.ledger.sessions.len());
         let mut plan = SettlePlan::default();

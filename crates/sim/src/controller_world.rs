@@ -13,7 +13,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use controller::{
-    ErrorKind, GroupId, MapCreate, MapId, MapState, OpenOptions, Subsystem, SubsystemConfig, VolumeConfig,
+    ErrorKind, GroupId, MapCreate, MapId, MapState, OpenOptions, Subsystem, SubsystemConfig,
+    VolumeConfig,
 };
 use geometry::DeviceModel;
 use rand::SeedableRng;

@@ -86,7 +86,13 @@ impl Daemon {
         cmd.arg("boot")
             .arg("--data-dir")
             .arg(&data_dir)
-            .args(["--api", "127.0.0.1:0", "--nbd", "127.0.0.1:0", "--nbd-unix"])
+            // `extra` may choose the API address (peers that name each other).
+            .args(if extra.contains(&"--api") {
+                &[][..]
+            } else {
+                &["--api", "127.0.0.1:0"][..]
+            })
+            .args(["--nbd", "127.0.0.1:0", "--nbd-unix"])
             .arg(&socket)
             .args(extra)
             .env("RUST_LOG", "info")
