@@ -285,7 +285,7 @@ pub(crate) fn check_loaded(
     for s in core.sessions.values() {
         for (p, m) in &s.members {
             match core.engine.map_info(*m) {
-                None => f.push(format!("physical session {} names missing {m}", s.phys)),
+                None => f.push(format!("physical session {:02X} names missing {m}", s.phys)),
                 Some(info) => {
                     let names = |id| {
                         volumes
@@ -296,7 +296,7 @@ pub(crate) fn check_loaded(
                     };
                     if names(info.spec.source) != p.source || names(info.spec.target) != p.target {
                         f.push(format!(
-                            "physical session {}: {m} is {} -> {}, session says {} -> {}",
+                            "physical session {:02X}: {m} is {} -> {}, session says {} -> {}",
                             s.phys,
                             names(info.spec.source),
                             names(info.spec.target),

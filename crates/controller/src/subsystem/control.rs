@@ -288,7 +288,7 @@ impl Subsystem {
                 return Err(err(
                     ErrorKind::Busy,
                     format!(
-                        "volume {name} is in backup session {} (physical session {}); \
+                        "volume {name} is in backup session {} (physical session {:02X}); \
                          `session complete {0}` or `session terminate {0}` frees it",
                         p.session, p.phys
                     ),

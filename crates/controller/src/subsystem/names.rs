@@ -55,7 +55,7 @@ impl Inner {
         };
         let map = |m: MapId| match core.sessions.values().find(|p| p.maps().contains(&m)) {
             Some(p) => format!(
-                "map {} (physical session {} of session {})",
+                "map {} (physical session {:02X} of session {})",
                 m.0, p.phys, p.session
             ),
             None => format!("map {}", m.0),

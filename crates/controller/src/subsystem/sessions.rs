@@ -431,11 +431,11 @@ impl Subsystem {
         match info {
             None => Err(err(
                 ErrorKind::NotFound,
-                format!("no physical session {phys}"),
+                format!("no physical session {phys:02X}"),
             )),
             Some(i) if i.state == PhysSessionState::Failed => Err(err(
                 ErrorKind::State,
-                format!("physical session {phys} failed (a map is stopped or suspended)"),
+                format!("physical session {phys:02X} failed (a map is stopped or suspended)"),
             )),
             Some(_) => {
                 if let Some(s) = core.sessions.get_mut(&phys) {
@@ -506,7 +506,7 @@ impl Subsystem {
                 Err(err(
                     ErrorKind::Busy,
                     format!(
-                        "{what} belongs to session {} (physical session {}): only the session \
+                        "{what} belongs to session {} (physical session {:02X}): only the session \
                          may {verb} it; end the session with `session complete {}` or \
                          `session terminate {}`",
                         p.session, p.phys, p.session, p.session
@@ -546,7 +546,7 @@ impl Subsystem {
                         ErrorKind::Busy,
                         format!(
                             "map {} cannot {verb}: volume {} is the target of session {} (physical \
-                             session {}) and holds its time-zero image until the session ends; \
+                             session {:02X}) and holds its time-zero image until the session ends; \
                              `session complete {}` or `session terminate {}` first",
                             m.0, v.name, p.session, p.phys, p.session, p.session
                         ),
