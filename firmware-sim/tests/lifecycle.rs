@@ -252,8 +252,33 @@ fn a_second_daemon_on_the_same_data_dir_or_port_is_refused() {
         ],
     );
     common::assert_fails_with(&out, 1, &d.api, "boot on a taken API port");
-    // The first daemon is unaffected.
+    // QA: a second daemon took over a live daemon's NBD unix socket.
+    let sock = d.socket.to_str().unwrap().to_string();
+    let out = run(
+        common::BIN,
+        &[
+            "boot",
+            "--data-dir",
+            other.to_str().unwrap(),
+            "--api",
+            "127.0.0.1:0",
+            "--nbd",
+            "127.0.0.1:0",
+            "--nbd-unix",
+            &sock,
+        ],
+    );
+    common::assert_fails_with(
+        &out,
+        1,
+        "another process listens",
+        "boot on a live unix socket",
+    );
+    // The first daemon is unaffected, on both its sockets.
     d.cli_json(&["volume", "list"]);
+    require_tool("qemu-io");
+    qemu_io(&d.unix_uri("FB00"), "write -P 7 0 4k");
+    qemu_io(&d.unix_uri("FB00"), "read -P 7 0 4k");
 }
 
 #[test]

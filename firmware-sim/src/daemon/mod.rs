@@ -171,10 +171,30 @@ async fn bind_tcp(what: &str, addr: &str) -> Result<TcpListener, CliError> {
 
 fn bind_unix(path: &Path) -> Result<UnixListener, CliError> {
     use std::os::unix::fs::FileTypeExt;
-    // A socket left by a killed daemon would make bind fail; remove only sockets.
+    // A socket left by a killed daemon would make bind fail; remove only
+    // sockets nobody listens on (QA: a second daemon took over a live
+    // daemon's socket, and NBD clients silently reached the wrong subsystem).
     if let Ok(meta) = std::fs::symlink_metadata(path) {
-        if meta.file_type().is_socket() {
-            let _ = std::fs::remove_file(path);
+        if !meta.file_type().is_socket() {
+            return Err(CliError::Failed(format!(
+                "cannot listen for NBD on unix socket {}: the path exists and is not a \
+                 socket; give another path with --nbd-unix PATH",
+                path.display()
+            )));
+        }
+        match std::os::unix::net::UnixStream::connect(path) {
+            Ok(_) => {
+                return Err(CliError::Failed(format!(
+                    "cannot listen for NBD on unix socket {}: another process listens \
+                     there, perhaps another firmware-sim; give this one another path with \
+                     --nbd-unix PATH",
+                    path.display()
+                )))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                let _ = std::fs::remove_file(path);
+            }
+            Err(_) => {}
         }
     }
     UnixListener::bind(path).map_err(|e| {
