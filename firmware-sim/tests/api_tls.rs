@@ -52,6 +52,16 @@ fn https_api_serves_the_cli_with_the_ca_and_refuses_everything_else() {
     );
     assert_success(&out, "map create over https with FIRMWARE_SIM_API_CA");
 
+    // QA: idle sockets that never start a handshake, more than the daemon
+    // runs at once, locked every client out. The oldest idle ones give way.
+    let addr = d.api.trim_start_matches("https://").to_string();
+    let idle: Vec<std::net::TcpStream> = (0..300)
+        .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+        .collect();
+    let again = d.cli_json(&["volume", "list", "--api-ca", ca.to_str().unwrap()]);
+    assert!(again.as_array().is_some_and(|a| !a.is_empty()), "{again}");
+    drop(idle);
+
     // Without it: the certificate cannot be verified, and the CLI says so.
     let out = d.cli(&["volume", "list"]);
     assert_fails_with(&out, 1, "certificate", "https API without --api-ca");
