@@ -174,6 +174,34 @@ fn the_api_address_comes_from_the_environment_unless_given() {
     );
 }
 
+/// QA: `--default-export NOPE` was accepted; clients asking for the
+/// default export then got "unknown export" at connect.
+#[test]
+fn boot_refuses_a_default_export_that_is_no_volume() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let out = run(
+        BIN,
+        &[
+            "boot",
+            "--data-dir",
+            data.to_str().expect("utf-8 path"),
+            "--api",
+            "127.0.0.1:0",
+            "--nbd",
+            "127.0.0.1:0",
+            "--default-export",
+            "NOPE",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--default-export NOPE") && err.contains("FB00"),
+        "the flag and the volumes there are: {err}"
+    );
+}
+
 #[test]
 fn boot_refuses_one_port_for_nbd_and_the_api_naming_both_flags() {
     let tmp = tempfile::tempdir().expect("tempdir");

@@ -465,6 +465,18 @@ pub async fn boot(mut plan: BootPlan) -> Result<(), CliError> {
     }
 
     let subsystem_id = config.id.clone();
+    // QA: an unknown default export was accepted, and every client that
+    // asked for the default then got "unknown export" at connect.
+    if let Some(name) = &plan.default_export {
+        if !config.volumes.iter().any(|v| &v.id == name) {
+            let ids: Vec<&str> = config.volumes.iter().map(|v| v.id.as_str()).collect();
+            return Err(CliError::Usage(format!(
+                "--default-export {name}: subsystem {} has no volume {name} (its volumes: {})",
+                config.id,
+                ids.join(", ")
+            )));
+        }
+    }
     config::check_volume_sizes(&plan.data_dir, &config)?;
     let node = match open_node(&plan.data_dir, config, &source).await {
         Ok(n) => n,
