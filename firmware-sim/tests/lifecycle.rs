@@ -667,3 +667,63 @@ fn a_poisoned_store_makes_health_degraded_naming_the_volume() {
     // The other volumes still take writes.
     qemu_io(&d.uri("FB01"), "write 0 4k");
 }
+
+/// QA: out of file descriptors, a volume create answered 500 `internal`
+/// and left its volume file behind. It is a `limit` (409) naming the way
+/// out, leaves no file `check` calls an orphan, and the name works once
+/// the limit is raised.
+#[test]
+fn out_of_descriptors_is_a_limit_that_leaves_no_orphan_file() {
+    require_tool("prlimit");
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::boot(tmp.path());
+    let pid = d.pid().to_string();
+    let open_fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    // Lower the soft limit only (raising a hard one back needs privilege).
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let soft = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .unwrap()
+        .to_string();
+    let low = format!("--nofile={}:", open_fds + 8);
+    assert_success(&run("prlimit", &["--pid", &pid, &low]), "prlimit");
+    let create = |id: &str| {
+        let body = format!(r#"{{"id":"{id}","model":"fb:16M"}}"#);
+        common::http("POST", &format!("http://{}/volumes", d.api), Some(&body))
+    };
+    let mut refused = None;
+    for i in 0..16 {
+        let (code, body) = create(&format!("N{i}"));
+        if code != 200 {
+            refused = Some((i, code, body));
+            break;
+        }
+    }
+    let (i, code, body) = refused.expect("the descriptor limit refuses a create");
+    assert_eq!(code, 409, "{body}");
+    assert!(
+        body.contains(r#""kind":"limit""#) && body.contains("ulimit -n"),
+        "{body}"
+    );
+    let back = format!("--nofile={soft}:");
+    assert_success(&run("prlimit", &["--pid", &pid, &back]), "prlimit");
+    let (code, body) = create(&format!("N{i}"));
+    assert_eq!(
+        code, 200,
+        "the refused name once the limit is raised: {body}"
+    );
+    let data_dir = d.data_dir.clone();
+    assert!(d.terminate().success());
+    let out = run(
+        common::BIN,
+        &["check", "--data-dir", data_dir.to_str().unwrap()],
+    );
+    assert_success(&out, "check");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!text.contains("listed by no root"), "{text}");
+}

@@ -87,14 +87,26 @@ impl ControllerError {
     }
 
     /// A new error of `kind` caused by `source`.
+    /// An I/O failure whose cause is the process or system running out of
+    /// file descriptors becomes [`ErrorKind::Limit`] naming the way out
+    /// (QA: it was answered as `internal`).
     pub fn with_source(
         kind: ErrorKind,
         message: impl Into<String>,
         source: impl std::error::Error + Send + Sync + 'static,
     ) -> ControllerError {
+        let mut message = message.into();
+        let mut kind = kind;
+        if kind == ErrorKind::Io && out_of_descriptors(&source) {
+            kind = ErrorKind::Limit;
+            message.push_str(
+                " (out of file descriptors: each volume holds two; raise the limit, \
+                 `ulimit -n` or systemd's LimitNOFILE=)",
+            );
+        }
         ControllerError {
             kind,
-            message: message.into(),
+            message,
             source: Some(Box::new(source)),
         }
     }
@@ -138,3 +150,17 @@ pub(crate) fn err(kind: ErrorKind, message: impl Into<String>) -> ControllerErro
 
 /// Result alias of this crate.
 pub type Result<T, E = ControllerError> = std::result::Result<T, E>;
+
+/// Whether `e` or one of its causes is EMFILE or ENFILE.
+fn out_of_descriptors(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(x) = cur {
+        if let Some(io) = x.downcast_ref::<std::io::Error>() {
+            if matches!(io.raw_os_error(), Some(23 | 24)) {
+                return true;
+            }
+        }
+        cur = x.source();
+    }
+    false
+}

@@ -15,6 +15,8 @@ pub enum ErrorKind {
     Io,
     /// No space left on the backing device (ENOSPC/EDQUOT, or injected).
     NoSpace,
+    /// The process or system is out of file descriptors (EMFILE/ENFILE).
+    TooManyFiles,
     /// An earlier flush failed; the store refuses writes and flushes until reopened.
     Poisoned,
     /// The file is not a firmware-sim volume file (no valid trailer magic).
@@ -39,6 +41,10 @@ impl ErrorKind {
             ErrorKind::OutOfRange => "range outside the volume",
             ErrorKind::Io => "I/O error",
             ErrorKind::NoSpace => "no space left on the backing device",
+            ErrorKind::TooManyFiles => {
+                "too many open files (each volume holds two descriptors: raise the limit, \
+                 `ulimit -n` or systemd's LimitNOFILE=)"
+            }
             ErrorKind::Poisoned => "store poisoned by an earlier failed flush; reopen it",
             ErrorKind::WrongFile => "not a firmware-sim volume file",
             ErrorKind::WrongVolume => "file belongs to another volume",
@@ -127,6 +133,7 @@ impl StoreError {
     pub fn from_io(volume: &str, op: Op, context: impl Into<String>, err: io::Error) -> StoreError {
         let kind = match err.raw_os_error() {
             Some(code) if code == ENOSPC || code == EDQUOT => ErrorKind::NoSpace,
+            Some(code) if code == EMFILE || code == ENFILE => ErrorKind::TooManyFiles,
             _ if err.kind() == io::ErrorKind::StorageFull => ErrorKind::NoSpace,
             _ => ErrorKind::Io,
         };
@@ -169,6 +176,10 @@ impl StoreError {
 /// Linux errno values (stable ABI) used to classify I/O errors.
 pub(crate) const EIO: i32 = 5;
 pub(crate) const ENOSPC: i32 = 28;
+/// Linux EMFILE: this process has no free file descriptor.
+pub(crate) const EMFILE: i32 = 24;
+/// Linux ENFILE: the system has no free file descriptor.
+pub(crate) const ENFILE: i32 = 23;
 /// File too large for the filesystem (a `set_len` past its maximum file size).
 pub(crate) const EFBIG: i32 = 27;
 const EDQUOT: i32 = 122;
@@ -192,5 +203,25 @@ impl std::error::Error for StoreError {
         self.source
             .as_deref()
             .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Out of descriptors is its own kind (the controller answers it as a
+    /// limit, not as an internal error); a full disk stays `NoSpace`.
+    #[test]
+    fn os_errors_map_to_their_kinds() {
+        let kind = |code| {
+            StoreError::from_io("V", Op::Create, "", io::Error::from_raw_os_error(code)).kind()
+        };
+        assert_eq!(kind(EMFILE), ErrorKind::TooManyFiles);
+        assert_eq!(kind(ENFILE), ErrorKind::TooManyFiles);
+        assert_eq!(kind(ENOSPC), ErrorKind::NoSpace);
+        assert_eq!(kind(5), ErrorKind::Io);
+        let e = StoreError::from_io("V", Op::Create, "", io::Error::from_raw_os_error(EMFILE));
+        assert!(e.to_string().contains("ulimit -n"), "{e}");
     }
 }

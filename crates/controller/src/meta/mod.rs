@@ -296,6 +296,7 @@ pub(crate) fn store_err(what: &str, e: volume_store::StoreError) -> ControllerEr
     let kind = match e.kind() {
         K::OutOfRange => ErrorKind::OutOfRange,
         K::NoSpace => ErrorKind::NoSpace,
+        K::TooManyFiles => ErrorKind::Limit,
         K::WrongFile | K::WrongVolume | K::WrongGeometry | K::BadHeader => ErrorKind::Corrupt,
         K::AlreadyExists => ErrorKind::AlreadyExists,
         K::NotFound => ErrorKind::NotFound,
