@@ -194,3 +194,28 @@ fn unparsable_paths_and_queries_are_refused_as_json() {
         );
     }
 }
+
+/// QA: request input was echoed and logged unbounded: a 100,000-byte
+/// volume id came back whole in the 400, and a terminate `reason` of any
+/// size went into one log line. Both are bounded now.
+#[test]
+fn hostile_lengths_are_refused_without_being_echoed_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::boot(tmp.path());
+    let id = "A".repeat(100_000);
+    let body = format!(r#"{{"id":"{id}","model":"fb:16M"}}"#);
+    let (code, answer) = http("POST", &format!("http://{}/volumes", d.api), Some(&body));
+    assert_eq!(code, 400, "{}", &answer[..answer.len().min(300)]);
+    assert!(answer.len() < 1_000, "echoed {} bytes", answer.len());
+    assert!(answer.contains("100000 bytes"), "{answer}");
+    let reason = "r".repeat(10_000);
+    let body = format!(r#"{{"reason":"{reason}"}}"#);
+    let (code, answer) = http(
+        "POST",
+        &format!("http://{}/sessions/S1/terminate", d.api),
+        Some(&body),
+    );
+    assert_eq!(code, 400, "{}", &answer[..answer.len().min(300)]);
+    assert!(answer.contains("at most 256"), "{answer}");
+    assert!(!d.log_text().contains(&reason), "the reason was logged");
+}

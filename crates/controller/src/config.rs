@@ -493,7 +493,15 @@ impl SubsystemConfig {
 /// Checks that `id` is a safe export / file name; returns the reason if not.
 pub fn check_id(what: &str, id: &str) -> Result<(), String> {
     if id.is_empty() || id.len() > MAX_ID_LEN {
-        return Err(format!("{what} `{id}` must be 1..={MAX_ID_LEN} bytes long"));
+        // A hostile id is not echoed whole (QA: 100,000 bytes came back).
+        let shown = match id.char_indices().nth(MAX_ID_LEN) {
+            Some((cut, _)) => format!("{}...", &id[..cut]),
+            None => id.to_string(),
+        };
+        return Err(format!(
+            "{what} `{shown}` ({} bytes) must be 1..={MAX_ID_LEN} bytes long",
+            id.len()
+        ));
     }
     if id.starts_with('.') || id.starts_with('-') {
         return Err(format!("{what} `{id}` must not start with `.` or `-`"));

@@ -407,6 +407,9 @@ async fn release(
     .map(Json)
 }
 
+/// Longest `reason` a terminate request may give.
+const MAX_REASON_BYTES: usize = 256;
+
 #[utoipa::path(
     post,
     operation_id = "terminate_session",
@@ -426,6 +429,14 @@ async fn terminate(
     let why = body(req)?
         .reason
         .unwrap_or_else(|| "operator request".into());
+    // Logged with the rows: bounded, so one request cannot write megabytes
+    // of log (QA).
+    if why.len() > MAX_REASON_BYTES {
+        return Err(ApiError::bad_request(format!(
+            "reason is {} bytes long; at most {MAX_REASON_BYTES}",
+            why.len()
+        )));
+    }
     s.blocking(move |n| {
         n.with_rm(|rm, sub| {
             rm.terminate_session(&id, &why)
