@@ -146,6 +146,14 @@ fn events_with_the_peer_down_still_recover_this_subsystems_sessions() {
         "session list --local",
         "list with the peer down",
     );
+    // A request that needs the peer says what still works.
+    let out = ss02.cli(&["session", "terminate", "R"]);
+    assert_fails_with(
+        &out,
+        EXIT_FAILED,
+        "events (`event ...`) still run",
+        "terminate with the peer down",
+    );
     let local = ss02.cli_json(&["session", "list", "--local"]);
     let r = session(&local, "R");
     assert_eq!(r["state"], "active", "{local}");

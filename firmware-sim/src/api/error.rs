@@ -224,7 +224,22 @@ impl ApiError {
     }
     /// A resource-manager error on a request about `noun`.
     pub fn rm(e: resource_manager::RmError, noun: Noun) -> Self {
-        Self::new(classify(Failure::Rm(&e), noun), e.to_string())
+        let mut message = e.to_string();
+        // QA: a request refused because a peer is down said only
+        // "SS03: read table: unreachable"; say what still works.
+        if let resource_manager::RmError::Port {
+            subsystem,
+            source: resource_manager::PortError::Unreachable { .. },
+            ..
+        } = &e
+        {
+            message.push_str(&format!(
+                " (peer {subsystem} does not answer: events (`event ...`) still run over the \
+                 subsystems that answer; a peer that will not come back is left out by booting \
+                 this daemon again without its --peer)"
+            ));
+        }
+        Self::new(classify(Failure::Rm(&e), noun), message)
     }
 }
 
