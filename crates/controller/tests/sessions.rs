@@ -212,6 +212,39 @@ fn ids_of_lost_sessions_are_not_reused() {
     assert!(after_ipl.0 > next.0);
 }
 
+/// QA: a session establish that failed after creating its maps in memory
+/// gave their ids to the next maps created. A request undone keeps its ids
+/// used.
+#[test]
+fn ids_of_an_undone_establish_are_not_reused() {
+    let vs = VirtualSubsystem::boot(config()).unwrap();
+    let first = vs
+        .sub()
+        .create_map(&MapCreate::new("V10", "V11", CopyType::Nocopy))
+        .unwrap();
+    // The second pair's target is already a target: refused after the
+    // first pair's map was made.
+    let e = vs
+        .sub()
+        .establish_session(
+            "FAIL",
+            None,
+            &[pair("V00", 0, 9, "V02"), pair("V03", 0, 9, "V11")],
+        )
+        .unwrap_err();
+    assert!(vs.sub().maps().iter().all(|m| m.id == first.0), "{e}");
+    let next = vs
+        .sub()
+        .create_map(&MapCreate::new("V12", "V13", CopyType::Nocopy))
+        .unwrap();
+    assert!(
+        next.0 >= first.0 + 2,
+        "map id {} reused (first {})",
+        next.0,
+        first.0
+    );
+}
+
 #[test]
 fn activity_tables_are_per_subsystem_and_per_volume() {
     let mut vs = VirtualSubsystem::boot(config()).unwrap();

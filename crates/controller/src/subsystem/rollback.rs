@@ -5,10 +5,14 @@
 //! a map created without a durable root is not listed).
 //!
 //! Safe because control requests hold the exclusive topology lock: no host
-//! I/O, group commit or background copy changes the core meanwhile. Files a
-//! rolled-back create made stay as unlisted leftovers (the checker reports a
-//! leaked volume file; the next create of the name replaces it and retires
-//! its table). Events already sent for the undone change are not recalled.
+//! I/O, group commit or background copy changes the core meanwhile. A
+//! volume create refused inside its request removes the file it made; one
+//! undone because its checkpoint failed leaves the file (whether the root
+//! naming it landed is unknown until the IPL): the checker reports it as a
+//! leaked volume file, and the next create of the name replaces it and
+//! retires its table. Ids handed out by the undone request (volume serials,
+//! map and group ids) are not handed out again. Events already sent for the
+//! undone change are not recalled.
 
 use super::{Core, Inner, Volumes};
 
@@ -35,8 +39,12 @@ impl Inner {
             // Volume serials are never handed out twice, not even those of
             // an undone create.
             let next_volume_id = core.next_volume_id.max(before.core.next_volume_id);
+            // Nor map and group ids (QA: a failed session establish gave its
+            // map id to the next map created).
+            let counters = core.engine.id_counters();
             *core = before.core;
             core.next_volume_id = next_volume_id;
+            core.engine.keep_id_counters(counters);
             let _ = core.engine.take_events();
             core.refresh_vol_maps();
         }

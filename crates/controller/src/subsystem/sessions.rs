@@ -345,8 +345,12 @@ impl Subsystem {
         })();
         if let Err(e) = result {
             // All or nothing: the state from before (a map already prepared
-            // cannot simply be deleted).
+            // cannot simply be deleted), but the ids it used stay used (QA:
+            // the next map created got the undone map's id, which an error
+            // may have named).
+            let counters = core.engine.id_counters();
             *core = before;
+            core.engine.keep_id_counters(counters);
             let _ = core.engine.take_events();
             inner.refresh_maps(&mut core);
             return Err(e.context(format!("establish physical session for {session}")));
