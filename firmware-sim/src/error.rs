@@ -111,7 +111,24 @@ impl From<firmware_sim_client::ClientError> for CliError {
             E::Transport { addr, cause } if cause.starts_with("TLS: ") => {
                 CliError::Failed(format!("cannot talk to the control API at {addr}: {cause}"))
             }
-            E::Transport { addr, cause } => CliError::Unreachable { addr, cause },
+            E::Transport { addr, mut cause } => {
+                // QA: pointed at the wrong kind of port, the cause alone
+                // did not say what to change.
+                if cause.contains("invalid HTTP version") {
+                    cause.push_str(
+                        " (what answered does not speak plain HTTP: an API booted with \
+                         --api-tls wants https://HOST:PORT and --api-ca; an NBD port is not \
+                         the control API, whose address the boot banner's `control API:` line \
+                         gives)",
+                    );
+                } else if !addr.starts_with("https://") && cause.contains("Peer disconnected") {
+                    cause.push_str(
+                        " (an API booted with --api-tls closes plain HTTP: give \
+                         https://HOST:PORT and --api-ca)",
+                    );
+                }
+                CliError::Unreachable { addr, cause }
+            }
             e @ E::InvalidId { .. } => CliError::Usage(e.to_string()),
             e @ (E::Decode { .. } | E::Timeout(_)) => CliError::Failed(e.to_string()),
         }

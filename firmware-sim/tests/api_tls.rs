@@ -78,6 +78,9 @@ fn https_api_serves_the_cli_with_the_ca_and_refuses_everything_else() {
         "plain HTTP to the https API must fail: {}",
         String::from_utf8_lossy(&out.stdout)
     );
+    // ... saying what to give instead (QA: "invalid HTTP version" alone).
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("https://HOST:PORT"), "{err}");
     let again = d.cli_json(&["map", "list", "--api-ca", ca.to_str().unwrap()]);
     assert_eq!(again.as_array().map(Vec::len), Some(1), "{again}");
 
