@@ -287,7 +287,28 @@ fn key_on_line(text: &str, line: usize) -> Option<String> {
     let l = text.lines().nth(line.checked_sub(1)?)?;
     let (key, _) = l.split_once('=')?;
     let key = key.trim();
-    (!key.is_empty() && !key.starts_with('#')).then(|| key.to_string())
+    if key.is_empty() || key.starts_with('#') {
+        return None;
+    }
+    // The dotted path, with the table the line sits in (QA: type errors
+    // named `idle_timeout_s`, not `nbd.idle_timeout_s`).
+    let mut table = String::new();
+    let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+    for t in text.lines().take(line - 1).map(str::trim) {
+        if let Some(h) = t.strip_prefix("[[") {
+            let name = h.trim_end_matches("]]").trim().to_string();
+            let n = counts.entry(name.clone()).or_insert(0);
+            table = format!("{name}[{n}]");
+            *n += 1;
+        } else if let Some(h) = t.strip_prefix('[') {
+            table = h.trim_end_matches(']').trim().to_string();
+        }
+    }
+    Some(if table.is_empty() {
+        key.to_string()
+    } else {
+        format!("{table}.{key}")
+    })
 }
 
 /// The line (1-based) that sets `table.key`: `key = ...` under `[table]`,
@@ -437,7 +458,16 @@ impl SubsystemConfig {
             peers,
             host: raw.host.map(toml::Spanned::into_inner),
         };
-        config.validate()?;
+        // The checks of configs built in code know no lines: find the key's
+        // (QA: a rates cap of 0 was named without one).
+        config.validate().map_err(|mut e| {
+            if e.line.is_none() {
+                if let Some((table, key)) = e.field.rsplit_once('.') {
+                    e.line = line_of_key(text, table, key);
+                }
+            }
+            e
+        })?;
         Ok(config)
     }
 

@@ -85,6 +85,12 @@ fn syntax_and_unknown_field_errors_carry_lines() {
     assert!(e.message.contains("id"), "{e}");
     let e = err("id = \"S\"\n[rates]\nclean_mib_per_s_max = 0\n");
     assert_eq!(e.field, "rates.clean_mib_per_s_max");
+    assert_eq!(e.line, Some(3), "{e}");
+    // Type errors name the whole path, with the table (QA).
+    let e = err("id = \"S\"\n[nbd]\nidle_timeout_s = \"x\"\n");
+    assert_eq!((e.line, e.field.as_str()), (Some(3), "nbd.idle_timeout_s"));
+    let e = err("id = \"S\"\n[[volumes]]\nid = \"A\"\nmodel = \"fb:1M\"\n[[volumes]]\nid = \"B\"\nmodel = 5\n");
+    assert_eq!((e.line, e.field.as_str()), (Some(7), "volumes[1].model"));
 }
 
 #[test]
