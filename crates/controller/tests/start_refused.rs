@@ -129,3 +129,28 @@ fn refused_stop_says_what_the_forced_stop_does_to_the_map_copying_from_the_targe
     assert!(buf.iter().all(|b| *b == 0x11), "C lost its image");
     s.close().unwrap();
 }
+
+/// QA: `map delete` of a prepared map suggested `map delete --force`, which
+/// is refused too. The hint now names what works from that state, and
+/// following it works.
+#[test]
+fn a_refused_delete_names_what_works_from_the_maps_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Subsystem::open(dir.path(), config()).unwrap();
+    let m = s
+        .create_map(&MapCreate::new("A", "B", CopyType::Full))
+        .unwrap();
+    s.prepare_map(m).unwrap();
+    for force in [false, true] {
+        let e = s.delete_map(m, force).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains(&format!("`map stop {} --force` first", m.0)),
+            "{msg}"
+        );
+    }
+    s.stop_map(m, true).unwrap();
+    s.delete_map(m, true).unwrap();
+    assert!(s.maps().is_empty());
+    s.close().unwrap();
+}

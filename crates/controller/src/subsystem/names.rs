@@ -159,11 +159,26 @@ impl Inner {
             ),
             C::InvalidState { map: m, op, state } => {
                 let hint = match op {
-                    Operation::Delete => format!(
-                        "; `map delete {} --force` deletes it anyway (the target keeps possibly \
-                         inconsistent data)",
-                        m.0
-                    ),
+                    // Name only what the engine accepts from this state
+                    // (QA: a prepared map's hint named a refused --force).
+                    Operation::Delete | Operation::DeleteForce => match state {
+                        MapState::Copying | MapState::Stopped if *op == Operation::Delete => {
+                            format!(
+                                "; `map delete {} --force` deletes it anyway (the target keeps \
+                                 possibly inconsistent data)",
+                                m.0
+                            )
+                        }
+                        MapState::Preparing
+                        | MapState::Prepared
+                        | MapState::Stopping
+                        | MapState::Suspended => format!(
+                            "; `map stop {0} --force` first, then `map delete {0} --force` (the \
+                             target keeps possibly inconsistent data)",
+                            m.0
+                        ),
+                        _ => String::new(),
+                    },
                     Operation::Stop => format!(
                         "; `map stop {} --force` stops it at once (the target keeps possibly \
                          inconsistent data)",
