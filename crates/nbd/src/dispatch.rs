@@ -6,10 +6,15 @@
 //! `try_read_now`/`try_write_now` (while the export has been answering
 //! quickly): an export that can do it without waiting (data in memory, no
 //! lock held elsewhere) does, and the reply is sent with no thread hand-off
-//! at all. So is a large read, or large write without FUA, while large
-//! requests have been quick (average under [`FAST_LARGE_NS`], page-cache
-//! speed): the data is then filled and sent (or received and written) by
-//! one core, and the reader yields so the writer sends the reply from it.
+//! at all. So is a large read, while large reads have been quick (average
+//! under [`FAST_LARGE_NS`], page-cache speed): the data is then filled and
+//! sent by one core, and the reader yields so the writer sends the reply
+//! from it. A large write is not: run on the connection's task it held the
+//! reader for the whole copy into the file, so the client's next payload
+//! waited in the socket, and 1 MiB writes on tmpfs reached 0.87x of
+//! nbdkit's (whose threads take turns receiving while others write); on a
+//! blocking thread they reach 1.04x, for about a sixth more CPU per write
+//! (docs/PERFORMANCE.md).
 //! Done on a blocking thread, a 1 MiB read was filled on one core and
 //! copied into the socket on another, and the daemon spent about a quarter
 //! more CPU per MiB than nbdkit (whose threads read and send); pinned to
@@ -98,10 +103,15 @@ impl Job {
         }
     }
 
-    /// A large read or non-FUA write: may run on the connection's task
-    /// while those have been quick, and has its own moving average.
+    /// A large read or non-FUA write: has its own moving average.
     fn is_large_transfer(&self) -> bool {
         !self.is_small() && matches!(self.op, Op::Read { .. } | Op::Write { fua: false, .. })
+    }
+
+    /// A large read: may run on the connection's task while large
+    /// transfers have been quick (see the module doc for why writes do not).
+    fn is_large_read(&self) -> bool {
+        self.is_large_transfer() && matches!(self.op, Op::Read { .. })
     }
 }
 
@@ -148,7 +158,7 @@ impl Dispatcher {
         let now = if small {
             fast
         } else {
-            job.is_large_transfer() && self.avg_large_ns.load(Ordering::Relaxed) < FAST_LARGE_NS
+            job.is_large_read() && self.avg_large_ns.load(Ordering::Relaxed) < FAST_LARGE_NS
         };
         let job = if now {
             match self.run_now(job) {

@@ -507,7 +507,7 @@ fn refused_requests_whose_replies_are_never_read_stop_being_read() {
 /// An export that can serve small reads and writes without waiting gets them
 /// on the connection's task (`try_read_now`/`try_write_now`): data round
 /// trips, errors keep their errno, FUA writes and the first large request
-/// still take the blocking path (later large ones do not), and a delay (an
+/// still take the blocking path (later large reads do not; large writes always do), and a delay (an
 /// export that would wait) turns it off.
 #[test]
 fn small_requests_an_export_can_do_now_skip_the_blocking_pool() {
@@ -538,8 +538,10 @@ fn small_requests_an_export_can_do_now_skip_the_blocking_pool() {
         n,
         "a FUA write or the first large request was served now"
     );
-    // Once large requests have been quick, large reads and writes are
-    // served now too (sent from the core that filled them), with the right data.
+    // Once large requests have been quick, large reads are served now too
+    // (sent from the core that filled them), with the right data; large
+    // writes keep the blocking pool, so the reader goes on receiving the
+    // next payload meanwhile.
     for i in 0..4u64 {
         let data = pattern(256 << 10, 80 + i);
         assert_eq!(c.simple(0, cmd::WRITE, 210 + i, MIB, 256 << 10, &data), 0);
@@ -550,8 +552,8 @@ fn small_requests_an_export_can_do_now_skip_the_blocking_pool() {
         );
     }
     assert!(
-        now(&e) >= n + 6,
-        "{} of 8 large requests of a quick export served now",
+        (n + 3..=n + 4).contains(&now(&e)),
+        "{} of 8 large requests of a quick export served now (the reads)",
         now(&e) - n
     );
     assert_eq!(c.read(230, 0, 512).unwrap(), [9u8; 512]);
