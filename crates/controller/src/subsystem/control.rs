@@ -258,26 +258,7 @@ impl Subsystem {
                     format!("volume {name} already exists"),
                 ));
             }
-            let id = VolumeId(core.next_volume_id);
-            let store = s.inner.provider.create_volume(name, geometry)?;
-            let rest = || {
-                core.engine
-                    .add_volume(id, geometry.tracks())
-                    .map_err(|e| s.inner.engine_err(core, e))?;
-                core.next_volume_id += 1;
-                s.inner
-                    .volumes
-                    .write()
-                    .insert(Arc::new(Volume::new(name, id, model, geometry, store)));
-                s.inner
-                    .with_tables(|t| t.open_new_volume(&s.inner.dir, &s.inner.id, name))
-            };
-            // Refused before any root names it (QA: out of descriptors at
-            // the table's open): the new file goes too, not only the
-            // in-memory state, so `check` finds no orphan.
-            rest().inspect_err(|_| {
-                let _ = s.inner.provider.remove_volume(name);
-            })
+            s.inner.add_new_volume(core, name, model, geometry)
         })?;
         self.volume_view(name)
     }
@@ -835,5 +816,36 @@ pub(crate) fn offline_reason(e: &timezero::AccessError) -> String {
             map.0
         ),
         other => other.to_string(),
+    }
+}
+
+impl super::Inner {
+    /// Makes volume `name`: its store, its engine volume, its activity
+    /// table. A failure before any root names it (QA: out of descriptors
+    /// at the table's open) removes the new file too, not only the
+    /// in-memory state (which the caller's rollback restores), so `check`
+    /// finds no orphan.
+    pub(super) fn add_new_volume(
+        &self,
+        core: &mut Core,
+        name: &str,
+        model: DeviceModel,
+        geometry: Geometry,
+    ) -> Result<()> {
+        let id = VolumeId(core.next_volume_id);
+        let store = self.provider.create_volume(name, geometry)?;
+        let rest = || {
+            core.engine
+                .add_volume(id, geometry.tracks())
+                .map_err(|e| self.engine_err(core, e))?;
+            core.next_volume_id += 1;
+            self.volumes
+                .write()
+                .insert(Arc::new(Volume::new(name, id, model, geometry, store)));
+            self.with_tables(|t| t.open_new_volume(&self.dir, &self.id, name))
+        };
+        rest().inspect_err(|_| {
+            let _ = self.provider.remove_volume(name);
+        })
     }
 }

@@ -480,18 +480,7 @@ impl Subsystem {
         let geometry =
             Geometry::new(model).map_err(|e| err(ErrorKind::InvalidRequest, format!("{e}")))?;
         let mut core = self.inner.core.lock();
-        let id = VolumeId(core.next_volume_id);
-        let store = self.inner.provider.create_volume(name, geometry)?;
-        core.engine
-            .add_volume(id, geometry.tracks())
-            .map_err(|e| self.inner.engine_err(&core, e))?;
-        core.next_volume_id += 1;
-        self.inner
-            .volumes
-            .write()
-            .insert(Arc::new(Volume::new(name, id, model, geometry, store)));
-        self.inner
-            .with_tables(|t| t.open_new_volume(&self.inner.dir, &self.inner.id, name))
+        self.inner.add_new_volume(&mut core, name, model, geometry)
     }
 
     /// Controller warmstart: volatile state is rebuilt from durable metadata.
