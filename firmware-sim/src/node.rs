@@ -246,8 +246,15 @@ impl Node {
                 }) if subsystem != local && !skipped.contains(&subsystem) => {
                     tracing::warn!(peer = %subsystem, op, error = %source,
                         "peer unreachable during {what} recovery: recovering over the subsystems that answer");
+                    // A peer address that answers as another subsystem is a
+                    // configuration mistake, not a peer that is down (QA).
+                    let what = if source.to_string().contains("identity:") {
+                        "is not at its configured address"
+                    } else {
+                        "did not answer"
+                    };
                     problems.push(format!(
-                        "peer {subsystem} did not answer ({op}: {source}); its rows wait for the next event"
+                        "peer {subsystem} {what} ({op}: {source}); its rows wait for the next event"
                     ));
                     skipped.push(subsystem);
                 }

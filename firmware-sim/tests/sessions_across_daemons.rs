@@ -440,3 +440,29 @@ fn spanning_starts_on_two_daemons_at_once_both_succeed() {
         }
     }
 }
+
+/// QA: a `--peer` naming the address of another subsystem was reported as
+/// a peer that "did not answer". The event report says it is not at its
+/// configured address, naming what answers there.
+#[test]
+fn a_peer_address_that_answers_as_another_subsystem_is_named() {
+    let (t2, t3) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let cfg3 = t3.path().join("ss03.toml");
+    std::fs::write(&cfg3, SS03).unwrap();
+    let ss03 = Daemon::boot_with(t3.path(), &["--config", cfg3.to_str().unwrap()]);
+    let cfg2 = t2.path().join("ss02.toml");
+    std::fs::write(&cfg2, SS02).unwrap();
+    let wrong = format!("SS01={}", ss03.api);
+    let ss02 = Daemon::boot_with(
+        t2.path(),
+        &["--config", cfg2.to_str().unwrap(), "--peer", &wrong],
+    );
+    let out = ss02.cli(&["event", "ipl"]);
+    assert_success(&out, "ipl with a misaddressed peer");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("peer SS01 is not at its configured address")
+            && text.contains("serves subsystem SS03"),
+        "{text}"
+    );
+}
