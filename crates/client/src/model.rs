@@ -94,6 +94,11 @@ pub struct VolumeInfo {
     /// holes that read as zeros or through a map).
     #[serde(default)]
     pub allocated_bytes: u64,
+    /// Set only in the answer to a create that leaves the volumes able to
+    /// outgrow their filesystem (thin provisioning): writes then fail with
+    /// ENOSPC once it fills.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 fn yes() -> bool {

@@ -37,6 +37,7 @@ pub fn info(node: &Node, v: &VolumeView) -> VolumeInfo {
         online: v.online,
         offline_reason: v.offline_reason.clone(),
         allocated_bytes: v.allocated_tracks.saturating_mul(v.track_size_bytes),
+        warning: None,
     }
 }
 
@@ -101,7 +102,18 @@ async fn create(
             .with(|sub| sub.create_volume(&req.id, model))
             .map_err(|e| ApiError::controller(e, Noun::Volume))?;
         tracing::info!(volume = %v.id, model = %v.model, "volume created");
-        Ok(Json(info(n, &v)))
+        let mut answer = info(n, &v);
+        // QA: `fb:15T` on a disk with 30 GiB free was created silently;
+        // the overcommit warning came only at the next boot.
+        let (dir, sizes): (std::path::PathBuf, Vec<(String, u64)>) = n.with(|sub| {
+            let sizes = sub.volumes().into_iter().map(|v| (v.id, v.size_bytes));
+            (sub.data_dir().to_path_buf(), sizes.collect())
+        });
+        answer.warning = crate::daemon::config::overcommit(&dir, &sizes);
+        if let Some(w) = &answer.warning {
+            tracing::warn!(volume = %v.id, "{w}");
+        }
+        Ok(Json(answer))
     })
     .await
 }

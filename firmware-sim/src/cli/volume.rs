@@ -48,6 +48,9 @@ pub fn run(cmd: VolumeCmd) -> Result<(), CliError> {
         }
         VolumeVerb::Create { id, model } => {
             let v = c.create_volume(&CreateVolume { id, model })?;
+            if let Some(w) = &v.warning {
+                eprintln!("firmware-sim: warning: {w}");
+            }
             emit(json, &v, |v| {
                 println!(
                     "created volume {} ({}, {})",
