@@ -167,8 +167,7 @@ impl Node {
 
     /// Runs `f` on a resource manager over this subsystem alone (no peer
     /// is asked anything): what this subsystem's own tables say, for
-    /// `GET /sessions?local=true` and for events ([`Node::recover`]) while
-    /// a peer does not answer.
+    /// `GET /sessions?local=true`.
     pub fn with_local_rm<R>(
         &self,
         f: impl FnOnce(&ResourceManager, &Subsystem) -> R,
@@ -177,7 +176,11 @@ impl Node {
     }
 
     /// Runs `f` on a resource manager over this subsystem and the peers
-    /// not named in `skip` (those that did not answer).
+    /// not named in `skip` (those that did not answer). It is a fresh
+    /// manager, not the shared one, so it does not wait for a request the
+    /// shared one is running: the tables it writes are append-only and a
+    /// terminal row anywhere decides a session, and events are rerun-safe,
+    /// so the two settle to the same rows.
     fn with_rm_skipping<R>(
         &self,
         skip: &[String],

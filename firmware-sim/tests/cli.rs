@@ -200,6 +200,16 @@ fn boot_refuses_a_default_export_that_is_no_volume() {
         err.contains("--default-export NOPE") && err.contains("FB00"),
         "the flag and the volumes there are: {err}"
     );
+    // A volume made by `volume create` (kept in the metadata, not in the
+    // config) is a valid default export.
+    let d = Daemon::boot(tmp.path());
+    assert_success(
+        &d.cli(&["volume", "create", "--id", "DB01", "--model", "fb:16M"]),
+        "volume create",
+    );
+    assert!(d.terminate().success());
+    let d = Daemon::boot_with(tmp.path(), &["--default-export", "DB01"]);
+    assert_success(&d.cli(&["volume", "list"]), "serving with DB01 the default");
 }
 
 #[test]

@@ -65,8 +65,12 @@ impl StoreProvider for FileStores {
         if path.exists() {
             self.remove_volume(name)?;
         }
-        let s = SparseFileStore::create(&path, name, geometry)
-            .map_err(|e| store_err(&format!("create volume {name}"), e))?;
+        let s = SparseFileStore::create(&path, name, geometry).map_err(|e| {
+            // A create that failed part way (out of descriptors at the
+            // directory's sync, a full disk at the trailer) leaves no file.
+            let _ = std::fs::remove_file(&path);
+            store_err(&format!("create volume {name}"), e)
+        })?;
         Ok(Arc::new(s))
     }
 

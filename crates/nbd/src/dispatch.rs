@@ -103,7 +103,7 @@ impl Job {
         }
     }
 
-    /// A large read or non-FUA write: has its own moving average.
+    /// A large read or non-FUA write (timed apart from small requests).
     fn is_large_transfer(&self) -> bool {
         !self.is_small() && matches!(self.op, Op::Read { .. } | Op::Write { fua: false, .. })
     }
@@ -120,9 +120,10 @@ pub(crate) struct Dispatcher {
     tx: UnboundedSender<Outgoing>,
     pool: Arc<BufPool>,
     /// Exponential moving average of export call time, in nanoseconds
-    /// (every call but those timed in `avg_large_ns`).
+    /// (every call but large transfers).
     avg_ns: Arc<AtomicU64>,
-    /// The same, of reads and non-FUA writes larger than [`BATCH_JOB_MAX_BYTES`].
+    /// The same, of reads larger than [`BATCH_JOB_MAX_BYTES`] (large
+    /// writes are timed in neither: see `average_of`).
     avg_large_ns: Arc<AtomicU64>,
     pending: Vec<Job>,
     max_batch: usize,
@@ -202,10 +203,9 @@ impl Dispatcher {
         let Some(reply) = reply else {
             return Err(job);
         };
-        record(
-            average_of(&self.avg_ns, &self.avg_large_ns, &job),
-            start.elapsed().as_nanos() as u64,
-        );
+        if let Some(avg) = average_of(&self.avg_ns, &self.avg_large_ns, &job) {
+            record(avg, start.elapsed().as_nanos() as u64);
+        }
         answer(job, reply, &self.pool, &self.tx);
         Ok(())
     }
@@ -246,10 +246,9 @@ impl Dispatcher {
                     );
                     ops::error_reply(&job.info, errno::EIO, "internal error in the export".into())
                 });
-                record(
-                    average_of(&avg, &avg_large, &job),
-                    start.elapsed().as_nanos() as u64,
-                );
+                if let Some(avg) = average_of(&avg, &avg_large, &job) {
+                    record(avg, start.elapsed().as_nanos() as u64);
+                }
                 answer(job, reply, &pool, &tx);
             }
         });
@@ -335,12 +334,17 @@ fn run_writes(
     }
 }
 
-/// The average `job`'s call time belongs to: large reads and writes have their own.
-fn average_of<'a>(avg: &'a AtomicU64, large: &'a AtomicU64, job: &Job) -> &'a AtomicU64 {
-    if job.is_large_transfer() {
-        large
+/// The average `job`'s call time belongs to: large reads have their own
+/// (it decides whether they run on the connection's task); large writes
+/// count in neither, so a slow copy-on-write of 1 MiB writes neither turns
+/// large reads off the connection's task nor makes small requests look slow.
+fn average_of<'a>(avg: &'a AtomicU64, large: &'a AtomicU64, job: &Job) -> Option<&'a AtomicU64> {
+    if job.is_large_read() {
+        Some(large)
+    } else if job.is_large_transfer() {
+        None
     } else {
-        avg
+        Some(avg)
     }
 }
 

@@ -35,7 +35,7 @@ pub const MAX_HANDSHAKES: usize = 256;
 
 /// A TCP listener whose connections come out TLS-established.
 pub struct TlsListener {
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    ready: mpsc::UnboundedReceiver<(TlsStream<TcpStream>, SocketAddr)>,
     local: SocketAddr,
     acceptor_task: JoinHandle<()>,
 }
@@ -49,7 +49,10 @@ impl TlsListener {
     ) -> io::Result<Self> {
         let local = listener.local_addr()?;
         let acceptor = TlsAcceptor::from(config);
-        let (tx, ready) = mpsc::channel(MAX_HANDSHAKES);
+        // Unbounded, so a handshake task ends the moment its handshake does
+        // and is never the "oldest handshake" evicted while it waits to
+        // hand over an established connection (axum takes them at once).
+        let (tx, ready) = mpsc::unbounded_channel();
         let acceptor_task = tokio::spawn(async move {
             // Handshakes in progress, oldest first.
             let mut running: VecDeque<JoinHandle<()>> = VecDeque::new();
@@ -75,7 +78,7 @@ impl TlsListener {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
                             // Fails only when the server is gone.
-                            let _ = tx.send((tls, peer)).await;
+                            let _ = tx.send((tls, peer));
                         }
                         Ok(Err(e)) => {
                             debug!(%peer, error = %e, "control API: TLS handshake failed")

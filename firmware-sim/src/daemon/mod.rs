@@ -169,7 +169,7 @@ async fn bind_tcp(what: &str, addr: &str) -> Result<TcpListener, CliError> {
     })
 }
 
-fn bind_unix(path: &Path) -> Result<UnixListener, CliError> {
+async fn bind_unix(path: &Path) -> Result<UnixListener, CliError> {
     use std::os::unix::fs::FileTypeExt;
     // A socket left by a killed daemon would make bind fail; remove only
     // sockets nobody listens on (QA: a second daemon took over a live
@@ -182,19 +182,27 @@ fn bind_unix(path: &Path) -> Result<UnixListener, CliError> {
                 path.display()
             )));
         }
-        match std::os::unix::net::UnixStream::connect(path) {
-            Ok(_) => {
-                return Err(CliError::Failed(format!(
-                    "cannot listen for NBD on unix socket {}: another process listens \
-                     there, perhaps another firmware-sim; give this one another path with \
-                     --nbd-unix PATH",
-                    path.display()
-                )))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+        // Non-blocking, with a deadline: a live listener whose queue is
+        // full counts as live, and must not hang the boot.
+        let probe = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            tokio::net::UnixStream::connect(path),
+        )
+        .await;
+        let live = match probe {
+            Ok(Ok(_)) | Err(_) => true,
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
                 let _ = std::fs::remove_file(path);
+                false
             }
-            Err(_) => {}
+            Ok(Err(_)) => false,
+        };
+        if live {
+            return Err(CliError::Failed(format!(
+                "cannot listen for NBD on unix socket {}: another process listens there, \
+                 perhaps another firmware-sim; give this one another path with --nbd-unix PATH",
+                path.display()
+            )));
         }
     }
     UnixListener::bind(path).map_err(|e| {
@@ -427,7 +435,7 @@ pub async fn boot(mut plan: BootPlan) -> Result<(), CliError> {
         listeners.push((Listener::Tcp(l), format!("nbd://{local}/")));
     }
     if let Some(p) = &plan.nbd_unix {
-        let l = bind_unix(p)?;
+        let l = bind_unix(p).await?;
         listeners.push((
             Listener::Unix(l),
             format!("nbd+unix:///?socket={}", p.display()),
@@ -465,18 +473,6 @@ pub async fn boot(mut plan: BootPlan) -> Result<(), CliError> {
     }
 
     let subsystem_id = config.id.clone();
-    // QA: an unknown default export was accepted, and every client that
-    // asked for the default then got "unknown export" at connect.
-    if let Some(name) = &plan.default_export {
-        if !config.volumes.iter().any(|v| &v.id == name) {
-            let ids: Vec<&str> = config.volumes.iter().map(|v| v.id.as_str()).collect();
-            return Err(CliError::Usage(format!(
-                "--default-export {name}: subsystem {} has no volume {name} (its volumes: {})",
-                config.id,
-                ids.join(", ")
-            )));
-        }
-    }
     config::check_volume_sizes(&plan.data_dir, &config)?;
     let node = match open_node(&plan.data_dir, config, &source).await {
         Ok(n) => n,
@@ -487,6 +483,30 @@ pub async fn boot(mut plan: BootPlan) -> Result<(), CliError> {
             return Err(e);
         }
     };
+    // QA: an unknown default export was accepted, and every client that
+    // asked for the default then got "unknown export" at connect. Checked
+    // against the opened subsystem: volumes made with `volume create` live
+    // in its metadata, not in the config.
+    if let Some(name) = &plan.default_export {
+        let ids: Vec<String> = node
+            .with(|s| s.volumes())
+            .into_iter()
+            .map(|v| v.id)
+            .collect();
+        if !ids.contains(name) {
+            let sub = node.with(|s| s.id().to_string());
+            if let Some(p) = &plan.nbd_unix {
+                let _ = std::fs::remove_file(p);
+            }
+            if let Err(e) = node.with(|s| s.close()) {
+                warn!(error = %e.full_message(), "closing after a refused --default-export");
+            }
+            return Err(CliError::Usage(format!(
+                "--default-export {name}: subsystem {sub} has no volume {name} (its volumes: {})",
+                ids.join(", ")
+            )));
+        }
+    }
     // Under `--tls require` a client must speak TLS: the URIs say so
     // (`nbds://`, `nbds+unix://`), so that they work as printed.
     let tls_required = plan.tls == Some(true);
