@@ -507,13 +507,7 @@ impl Subsystem {
         } else if !lose_volatile {
             inner.checkpoint(&mut cur)?;
         }
-        let (before, counters): (Vec<u8>, _) = {
-            let core = inner.core.lock();
-            (
-                core.sessions.keys().copied().collect(),
-                core.engine.id_counters(),
-            )
-        };
+        let before: Vec<u8> = inner.core.lock().sessions.keys().copied().collect();
         let l = load_durable(&inner.meta, &inner.id)?
             .ok_or_else(|| err(ErrorKind::Corrupt, "reset: the metadata store has no root"))?;
         let mut report = IplReport {
@@ -526,9 +520,8 @@ impl Subsystem {
         };
         {
             let mut core = inner.core.lock();
-            *core = l.core;
             // Ids handed to sessions lost with volatile state stay used.
-            core.engine.keep_id_counters(counters);
+            core.replace_keeping_ids(l.core);
             // The durable maps may differ from the lost ones: republish.
             inner.publish_mapped(&core);
             for s in core.sessions.values_mut() {

@@ -181,6 +181,18 @@ impl Core {
         c
     }
 
+    /// Becomes `other` (a state from before an undone request, or one
+    /// rebuilt from a durable root) without taking back any id this core
+    /// handed out: volume serials, map and group ids stay used (docs/CLI.md:
+    /// ids are never reused).
+    pub(crate) fn replace_keeping_ids(&mut self, other: Core) {
+        let next_volume_id = self.next_volume_id.max(other.next_volume_id);
+        let counters = self.engine.id_counters();
+        *self = other;
+        self.next_volume_id = next_volume_id;
+        self.engine.keep_id_counters(counters);
+    }
+
     pub(crate) fn refresh_vol_maps(&mut self) {
         let mut m: HashMap<VolumeId, VolMaps> = HashMap::new();
         for info in self.engine.maps() {

@@ -36,15 +36,9 @@ impl Inner {
         let names: Vec<String> = before.volumes.by_name.keys().cloned().collect();
         {
             let mut core = self.core.lock();
-            // Volume serials are never handed out twice, not even those of
-            // an undone create.
-            let next_volume_id = core.next_volume_id.max(before.core.next_volume_id);
-            // Nor map and group ids (QA: a failed session establish gave its
-            // map id to the next map created).
-            let counters = core.engine.id_counters();
-            *core = before.core;
-            core.next_volume_id = next_volume_id;
-            core.engine.keep_id_counters(counters);
+            // Volume serials, map and group ids are never handed out twice,
+            // not even those of an undone request.
+            core.replace_keeping_ids(before.core);
             let _ = core.engine.take_events();
             core.refresh_vol_maps();
         }

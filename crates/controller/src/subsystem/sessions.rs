@@ -348,9 +348,7 @@ impl Subsystem {
             // cannot simply be deleted), but the ids it used stay used (QA:
             // the next map created got the undone map's id, which an error
             // may have named).
-            let counters = core.engine.id_counters();
-            *core = before;
-            core.engine.keep_id_counters(counters);
+            core.replace_keeping_ids(before);
             let _ = core.engine.take_events();
             inner.refresh_maps(&mut core);
             return Err(e.context(format!("establish physical session for {session}")));
