@@ -105,11 +105,7 @@ async fn create(
         let mut answer = info(n, &v);
         // QA: `fb:15T` on a disk with 30 GiB free was created silently;
         // the overcommit warning came only at the next boot.
-        let (dir, sizes): (std::path::PathBuf, Vec<(String, u64)>) = n.with(|sub| {
-            let sizes = sub.volumes().into_iter().map(|v| (v.id, v.size_bytes));
-            (sub.data_dir().to_path_buf(), sizes.collect())
-        });
-        answer.warning = crate::daemon::config::overcommit(&dir, &sizes);
+        answer.warning = n.with(crate::daemon::config::overcommit_of);
         if let Some(w) = &answer.warning {
             tracing::warn!(volume = %v.id, "{w}");
         }

@@ -197,6 +197,17 @@ pub fn overcommit(data_dir: &Path, volumes: &[(String, u64)]) -> Option<String> 
     })
 }
 
+/// [`overcommit`] for the volumes `sub` serves now, in its data directory
+/// (at boot, and after each volume create).
+pub fn overcommit_of(sub: &controller::Subsystem) -> Option<String> {
+    let sizes: Vec<(String, u64)> = sub
+        .volumes()
+        .into_iter()
+        .map(|v| (v.id, v.size_bytes))
+        .collect();
+    overcommit(sub.data_dir(), &sizes)
+}
+
 /// Adds `--peer ID=[https://]HOST:PORT` flags to `config` (replacing a `[[peers]]`
 /// entry of the same id), checked as the config file's peers are.
 pub fn add_peers(config: &mut SubsystemConfig, flags: &[String]) -> Result<(), CliError> {

@@ -519,12 +519,7 @@ pub async fn boot(mut plan: BootPlan) -> Result<(), CliError> {
         .collect();
     node.start_copier();
     let ipl = !node.with(|s| s.ipl_report().created);
-    let sizes: Vec<(String, u64)> = node
-        .with(|s| s.volumes())
-        .into_iter()
-        .map(|v| (v.id, v.size_bytes))
-        .collect();
-    if let Some(w) = config::overcommit(&plan.data_dir, &sizes) {
+    if let Some(w) = node.with(config::overcommit_of) {
         tracing::warn!("{w}");
     }
 
