@@ -26,7 +26,18 @@ use crate::peer::RemotePort;
 
 /// The running subsystem plus what the daemon keeps beside it.
 pub struct Node {
+    /// The current subsystem handle. NBD I/O and control requests hold it
+    /// shared for local work only; an IPL or close holds it exclusively.
     slot: RwLock<Subsystem>,
+    /// Resource-manager requests (which may wait up to the port timeout on
+    /// a peer) hold this shared, never `slot`; an IPL or close takes it
+    /// exclusively *before* `slot`. So an IPL still waits for every session
+    /// request in flight, but NBD I/O and local control requests go on
+    /// while it waits: parking_lot queues new readers behind a waiting
+    /// writer, and before this gate a request stuck on a hung peer froze
+    /// every volume behind the IPL that waited for it (QA: 54 s).
+    /// Lock order: `rm_gate`, then `slot`; nothing holding `slot` takes it.
+    rm_gate: RwLock<()>,
     port: Arc<ControllerPort>,
     /// Ports to the peers' subsystems (sessions across daemons).
     peers: Vec<Arc<RemotePort>>,
@@ -89,6 +100,7 @@ impl Node {
         Ok(Node {
             recent,
             slot: RwLock::new(sub),
+            rm_gate: RwLock::new(()),
             port,
             peers,
             host,
@@ -155,7 +167,7 @@ impl Node {
 
     /// Runs `f` on the resource manager (an IPL waits until `f` returns).
     pub fn with_rm<R>(&self, f: impl FnOnce(&ResourceManager, &Subsystem) -> R) -> R {
-        let s = self.slot.read();
+        let (_gate, s) = self.for_rm();
         let rm = self.rm.read().clone();
         if !self.peers.is_empty() {
             // The peers' tables have other writers (their own resource
@@ -186,7 +198,7 @@ impl Node {
         skip: &[String],
         f: impl FnOnce(&ResourceManager, &Subsystem) -> R,
     ) -> Result<R, RmError> {
-        let s = self.slot.read();
+        let (_gate, s) = self.for_rm();
         let reachable: Vec<Arc<RemotePort>> = self
             .peers
             .iter()
@@ -195,6 +207,27 @@ impl Node {
             .collect();
         let rm = new_rm(&self.host, &self.port, &reachable)?;
         Ok(f(&rm, &s))
+    }
+
+    /// The gate shared and a handle on the current subsystem, for a
+    /// resource-manager request: no IPL can replace the handle while the
+    /// gate is held, and `slot` is not held, so NBD I/O never queues behind
+    /// an IPL that waits for this request.
+    fn for_rm(&self) -> (parking_lot::RwLockReadGuard<'_, ()>, Subsystem) {
+        let gate = self.rm_gate.read();
+        let sub = self.slot.read().clone();
+        (gate, sub)
+    }
+
+    /// Both locks exclusively, in the lock order (see `rm_gate`).
+    fn exclusive(
+        &self,
+    ) -> (
+        parking_lot::RwLockWriteGuard<'_, ()>,
+        parking_lot::RwLockWriteGuard<'_, Subsystem>,
+    ) {
+        let gate = self.rm_gate.write();
+        (gate, self.slot.write())
     }
 
     /// The resource manager's IPL recovery (cli.md: booting an existing data
@@ -296,7 +329,7 @@ impl Node {
     /// Restarts the resource manager: a new instance over the same subsystem
     /// (it rebuilds everything from the activity tables).
     pub fn restart_rm(&self) -> Result<(), RmError> {
-        let _s = self.slot.read();
+        let _gate = self.rm_gate.read();
         let rm = new_rm(&self.host, &self.port, &self.peers)?;
         *self.rm.write() = Arc::new(rm);
         Ok(())
@@ -317,7 +350,7 @@ impl Node {
     /// data directory (tables replayed). In-flight requests finish first.
     pub fn ipl(&self) -> Result<IplReport, controller::ControllerError> {
         self.stop_copier();
-        let mut slot = self.slot.write();
+        let (gate, mut slot) = self.exclusive();
         let before = slot.metrics();
         let fresh = slot.ipl()?;
         // The controller's counters start again with the new handle; the
@@ -340,6 +373,7 @@ impl Node {
             report.journal_records
         ));
         drop(slot);
+        drop(gate);
         self.start_copier();
         Ok(report)
     }
@@ -347,7 +381,8 @@ impl Node {
     /// Clean shutdown: stop the copier, flush every volume, close the data dir.
     pub fn close(&self) -> Result<(), controller::ControllerError> {
         self.stop_copier();
-        self.slot.write().close()
+        let (_gate, slot) = self.exclusive();
+        slot.close()
     }
 
     /// The NBD URI of `volume`: on the first TCP listener, else the unix socket.

@@ -466,3 +466,42 @@ fn a_peer_address_that_answers_as_another_subsystem_is_named() {
         "{text}"
     );
 }
+
+/// A session request waiting on a hung peer (up to the 30 s port timeout)
+/// must not freeze this daemon's NBD I/O when an IPL arrives: the IPL waits
+/// for the request, and the volumes keep serving meanwhile. Before, the
+/// request held the subsystem's read lock across the peer call, the IPL
+/// queued for the write lock, and every NBD request queued behind the IPL
+/// (QA saw API and NBD frozen for 54 s).
+#[test]
+fn nbd_keeps_serving_while_an_ipl_waits_for_a_hung_peer() {
+    let (t1, t2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let ss01 = Daemon::boot(t1.path());
+    let ss02 = boot_ss02(t2.path(), SS02, &ss01);
+    let mut conn = common::nbd_client::NbdConn::open(&ss02.nbd_addr(), "V0");
+    conn.write(0, &[0x5a; 4096]);
+
+    let stop = |sig: &str| {
+        let out = common::run("kill", &[sig, &ss01.pid().to_string()]);
+        assert_success(&out, &format!("kill {sig} SS01"));
+    };
+    stop("-STOP");
+    std::thread::scope(|sc| {
+        // Asks SS01's tables: hangs until SS01 runs again.
+        let list = sc.spawn(|| ss02.cli(&["session", "list"]));
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let ipl = sc.spawn(|| ss02.cli(&["event", "ipl"]));
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let data = conn.read(0, 4096);
+        let list_waiting = !list.is_finished();
+        stop("-CONT");
+        assert_eq!(data, vec![0x5a; 4096]);
+        assert!(
+            list_waiting,
+            "the NBD read waited until the request on the hung peer ended"
+        );
+        assert_success(&list.join().unwrap(), "session list once SS01 runs");
+        assert_success(&ipl.join().unwrap(), "event ipl once SS01 runs");
+    });
+    assert_eq!(conn.read(0, 4096), vec![0x5a; 4096], "after the IPL");
+}
