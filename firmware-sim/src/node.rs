@@ -278,16 +278,18 @@ impl Node {
                 Err(RmError::Port {
                     subsystem,
                     op,
-                    source: source @ resource_manager::PortError::Unreachable { .. },
+                    source:
+                        source @ (resource_manager::PortError::Unreachable { .. }
+                        | resource_manager::PortError::Misconfigured { .. }),
                 }) if subsystem != local && !skipped.contains(&subsystem) => {
                     tracing::warn!(peer = %subsystem, op, error = %source,
                         "peer unreachable during {what} recovery: recovering over the subsystems that answer");
-                    // A peer address that answers as another subsystem is a
-                    // configuration mistake, not a peer that is down (QA).
-                    let what = if source.to_string().contains("identity:") {
-                        "is not at its configured address"
-                    } else {
-                        "did not answer"
+                    // A peer address that answers as another subsystem, or
+                    // refuses our token, is a configuration mistake, not a
+                    // peer that is down (QA).
+                    let what = match source {
+                        resource_manager::PortError::Misconfigured { .. } => "is misconfigured",
+                        _ => "did not answer",
                     };
                     problems.push(format!(
                         "peer {subsystem} {what} ({op}: {source}); its rows wait for the next event"

@@ -461,8 +461,7 @@ fn a_peer_address_that_answers_as_another_subsystem_is_named() {
     assert_success(&out, "ipl with a misaddressed peer");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("peer SS01 is not at its configured address")
-            && text.contains("serves subsystem SS03"),
+        text.contains("peer SS01 is misconfigured") && text.contains("serves subsystem SS03"),
         "{text}"
     );
 }

@@ -155,6 +155,14 @@ pub enum PortError {
         /// Who did not answer, and why.
         reason: String,
     },
+    /// The peer answered, but is not the subsystem configured at that
+    /// address, or refused this daemon's API token: a configuration mistake
+    /// between daemons, not a peer that is down. The call was not carried out.
+    #[error("misconfigured: {reason}")]
+    Misconfigured {
+        /// What answered, and what to fix.
+        reason: String,
+    },
     /// An injected crash of the resource manager (test doubles only): the operation that
     /// reports it was carried out, and the caller must stop as if its process died.
     #[error("injected crash")]

@@ -103,7 +103,7 @@ impl RemotePort {
         if status == 401 || status == 403 {
             // A configuration mismatch between daemons, not a fault of
             // either: unavailable (503) with what to fix, not internal.
-            return Err(PortError::Unreachable {
+            return Err(PortError::Misconfigured {
                 reason: format!(
                     "peer {} at {}: {path}: HTTP {status}: {} (both daemons must be given \
                      the same --api-token-file, or neither)",
@@ -147,9 +147,9 @@ impl RemotePort {
         if got.id != self.id {
             // Unavailable (503) on every route, as for a peer that is down:
             // this address does not serve that subsystem.
-            return Err(PortError::Unreachable {
+            return Err(PortError::Misconfigured {
                 reason: format!(
-                    "peer {} at {}: identity: it serves subsystem {}, not {} (check --peer / \
+                    "peer {} at {}: it serves subsystem {}, not {} (check --peer / \
                      [[peers]])",
                     self.id, self.addr, got.id, self.id
                 ),
