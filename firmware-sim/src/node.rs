@@ -179,33 +179,14 @@ impl Node {
 
     /// Runs `f` on a resource manager over this subsystem alone (no peer
     /// is asked anything): what this subsystem's own tables say, for
-    /// `GET /sessions?local=true`.
+    /// `GET /sessions?local=true`. It is a fresh manager, not the shared
+    /// one, so it does not wait for a request the shared one is running.
     pub fn with_local_rm<R>(
         &self,
         f: impl FnOnce(&ResourceManager, &Subsystem) -> R,
     ) -> Result<R, RmError> {
-        self.with_rm_skipping(&self.peer_ids(), f)
-    }
-
-    /// Runs `f` on a resource manager over this subsystem and the peers
-    /// not named in `skip` (those that did not answer). It is a fresh
-    /// manager, not the shared one, so it does not wait for a request the
-    /// shared one is running: the tables it writes are append-only and a
-    /// terminal row anywhere decides a session, and events are rerun-safe,
-    /// so the two settle to the same rows.
-    fn with_rm_skipping<R>(
-        &self,
-        skip: &[String],
-        f: impl FnOnce(&ResourceManager, &Subsystem) -> R,
-    ) -> Result<R, RmError> {
         let (_gate, s) = self.for_rm();
-        let reachable: Vec<Arc<RemotePort>> = self
-            .peers
-            .iter()
-            .filter(|p| !skip.iter().any(|id| id == p.id()))
-            .cloned()
-            .collect();
-        let rm = new_rm(&self.host, &self.port, &reachable)?;
+        let rm = new_rm(&self.host, &self.port, &[])?;
         Ok(f(&rm, &s))
     }
 
@@ -240,69 +221,15 @@ impl Node {
     }
 
     /// Runs the recovery `event` (named `what` in the log) over this
-    /// subsystem and its peers.
-    ///
-    /// A peer that does not answer must not stop a recovery event once the
-    /// subsystem has restarted (an IPL or reset already happened, a restart
-    /// or abend already ended the program): the event then runs again over
-    /// this subsystem and every peer that answers (their sessions' rows are
-    /// settled; the silent peer's rows are settled by the next event that
-    /// reaches it, because a terminal row anywhere decides a session), and
-    /// the report names each silent peer. Events are rerun-safe, so what
-    /// the first attempt did stays done (a peer that dies in the middle of
-    /// an event can make the report show what that attempt did as already
-    /// done). Without a silent peer's rows, a reset judges a session by the
-    /// rows of the others: one that only the silent peer's rows decided may
-    /// be resumed until the next event that reaches the peer settles it.
+    /// subsystem and its peers; a peer that does not answer is left out and
+    /// named in the report
+    /// (`ResourceManager::recover_over_answering`).
     pub fn recover(
         &self,
         what: &str,
         event: impl Fn(&ResourceManager, &Subsystem) -> Result<Decisions, RmError>,
     ) -> Result<Decisions, RmError> {
-        let local = self.with(|sub| sub.id().to_string());
-        let mut skipped: Vec<String> = Vec::new();
-        let mut problems: Vec<String> = Vec::new();
-        loop {
-            let r = if skipped.is_empty() {
-                self.with_rm(&event)
-            } else {
-                self.with_rm_skipping(&skipped, &event)?
-            };
-            match r {
-                // Only a peer that did not answer: one that answered with an
-                // error (its table refused an append...) is a failure to
-                // report. The event goes on over every peer that answers
-                // (QA: with one peer down it ran over this subsystem alone,
-                // and a reachable peer's reset then resumed a session the
-                // event had terminated here).
-                Err(RmError::Port {
-                    subsystem,
-                    op,
-                    source:
-                        source @ (resource_manager::PortError::Unreachable { .. }
-                        | resource_manager::PortError::Misconfigured { .. }),
-                }) if subsystem != local && !skipped.contains(&subsystem) => {
-                    tracing::warn!(peer = %subsystem, op, error = %source,
-                        "peer unreachable during {what} recovery: recovering over the subsystems that answer");
-                    // A peer address that answers as another subsystem, or
-                    // refuses our token, is a configuration mistake, not a
-                    // peer that is down (QA).
-                    let what = match source {
-                        resource_manager::PortError::Misconfigured { .. } => "is misconfigured",
-                        _ => "did not answer",
-                    };
-                    problems.push(format!(
-                        "peer {subsystem} {what} ({op}: {source}); its rows wait for the next event"
-                    ));
-                    skipped.push(subsystem);
-                }
-                Ok(mut d) => {
-                    d.problems.extend(problems);
-                    return Ok(d);
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        self.with_rm(|rm, sub| rm.recover_over_answering(what, |rm| event(rm, sub)))
     }
 
     /// After a control request that may have stopped a session's map (a

@@ -119,6 +119,10 @@ pub(crate) struct Inner {
     pub ports: BTreeMap<String, Arc<dyn SubsystemPort>>,
     pub ledger: Ledger,
     pub stale: bool,
+    /// Subsystems left out of this manager's view because they did not
+    /// answer ([`ResourceManager::without`]): their rows may have decided a
+    /// session, so a reset over this view resumes nothing.
+    pub left_out: Vec<String>,
 }
 
 /// The host-side resource manager (SDM): starts and completes backup copy sessions and
@@ -183,6 +187,7 @@ impl ResourceManager {
             ports: map,
             ledger: Ledger::default(),
             stale: true,
+            left_out: Vec::new(),
         };
         Ok(ResourceManager {
             inner: Mutex::new(inner),

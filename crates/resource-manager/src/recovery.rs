@@ -39,6 +39,88 @@ struct Scope<'a> {
 }
 
 impl ResourceManager {
+    /// Runs the recovery `event` (one of the `on_*` methods; `what` names it
+    /// in the log) over every subsystem, and again over those that answer
+    /// when a peer does not.
+    ///
+    /// A peer that does not answer (or answers as another subsystem) must not
+    /// stop a recovery event once the subsystem restarted: the event then
+    /// runs again on a fresh manager over the local subsystems and every peer
+    /// that answers, and the report names each silent peer in `problems`.
+    /// Their sessions' rows are settled everywhere that answers; the silent
+    /// peer's own rows and physical sessions are settled by the next event
+    /// that reaches it, because a terminal row anywhere decides a session.
+    /// Events are rerun-safe (A5), so what the first attempt did stays done.
+    /// Without a silent peer's rows, a reset judges a session by the rows of
+    /// the others. A local subsystem that fails, or a peer that answers with
+    /// an error, fails the event as before. (QA: with one peer down an event
+    /// ran over the local subsystem alone, and a reachable peer's reset then
+    /// resumed a session the event had terminated.)
+    pub fn recover_over_answering(
+        &self,
+        what: &str,
+        event: impl Fn(&ResourceManager) -> Result<Decisions, RmError>,
+    ) -> Result<Decisions, RmError> {
+        let mut skipped: Vec<String> = Vec::new();
+        let mut problems: Vec<String> = Vec::new();
+        loop {
+            let r = if skipped.is_empty() {
+                event(self)
+            } else {
+                event(&self.without(&skipped)?)
+            };
+            match r {
+                Err(RmError::Port {
+                    subsystem,
+                    op,
+                    source:
+                        source @ (PortError::Unreachable { .. } | PortError::Misconfigured { .. }),
+                }) if self.is_peer(&subsystem) && !skipped.contains(&subsystem) => {
+                    tracing::warn!(peer = %subsystem, op, error = %source,
+                        "peer unreachable during {what} recovery: recovering over the subsystems that answer");
+                    let how = match source {
+                        PortError::Misconfigured { .. } => "is misconfigured",
+                        _ => "did not answer",
+                    };
+                    problems.push(format!(
+                        "peer {subsystem} {how} ({op}: {source}); its rows wait for the next event"
+                    ));
+                    skipped.push(subsystem);
+                }
+                Ok(mut d) => {
+                    d.problems.extend(problems);
+                    return Ok(d);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Whether `subsystem` is a peer's (a remote port), not this daemon's.
+    fn is_peer(&self, subsystem: &str) -> bool {
+        self.lock()
+            .ports
+            .get(subsystem)
+            .is_some_and(|p| p.is_remote())
+    }
+
+    /// A fresh manager of the same host over every port but those in `skip`.
+    pub fn without(&self, skip: &[String]) -> Result<ResourceManager, RmError> {
+        let (host, ports) = {
+            let inner = self.lock();
+            let ports = inner
+                .ports
+                .iter()
+                .filter(|(id, _)| !skip.contains(id))
+                .map(|(_, p)| p.clone())
+                .collect();
+            (inner.host.clone(), ports)
+        };
+        let rm = ResourceManager::for_host(&host, ports)?;
+        rm.lock().left_out = skip.to_vec();
+        Ok(rm)
+    }
+
     /// IPL of the machine this resource manager runs on: its host and its
     /// local subsystems restart together (a daemon's boot). Terminates
     /// (reason `ipl`) every session initiated and not completed that this
@@ -170,6 +252,7 @@ impl ResourceManager {
         let mut inner = self.lock();
         inner.reload()?;
         let port = inner.port(subsystem)?;
+        let left_out = inner.left_out.clone();
         let mut decisions = Vec::new();
         let mut plan = SettlePlan::default();
         let mut resumed_rows: Vec<NewEntry> = Vec::new();
@@ -184,6 +267,22 @@ impl ResourceManager {
             let (outcome, acted, why) = match s.state() {
                 SessionState::Completed | SessionState::Terminated(_) => {
                     settled(s, &mut plan, time)
+                }
+                SessionState::Active | SessionState::Resumed if !left_out.is_empty() => {
+                    // A row on a subsystem that did not answer may have
+                    // decided it (terminated there by an event that could
+                    // not reach this one): never resume on a partial view
+                    // (peer_outages.rs, O2). It stays as the reset left it.
+                    (
+                        Outcome::Untouched,
+                        false,
+                        format!(
+                            "not judged: {} did not answer, and its rows may have decided \
+                             the session; a reset notification that reaches every \
+                             subsystem judges it",
+                            left_out.join(", ")
+                        ),
+                    )
                 }
                 SessionState::Active | SessionState::Resumed => {
                     match check_reset(s, subsystem, port.as_ref())? {
