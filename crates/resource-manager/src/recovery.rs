@@ -668,9 +668,9 @@ impl Inner {
     }
 
     /// Withdraws physical sessions on `subsystems` that no open row accounts for, except
-    /// another host's whose session has no rows at all: that host may be establishing it
-    /// right now (its rows follow the establish), and that host's events withdraw it if
-    /// its start never finished. (A session whose rows are all terminal is decided, so
+    /// another host's whose session is not decided (no rows, or some open): that host may
+    /// be establishing it right now (its rows follow the establish, one subsystem after
+    /// the other), and that host's events withdraw it if its start never finished. (A session whose rows are all terminal is decided, so
     /// its physical sessions are withdrawn whoever owns them.) A physical session that
     /// names no host (established before hosts were recorded) counts as `host`'s. A
     /// subsystem that
@@ -701,14 +701,19 @@ impl Inner {
                 host: held_by,
             } in held
             {
-                // Another host's physical session whose session has no rows
-                // at all may be one it is establishing now.
+                // Another host's physical session is withdrawn only once its
+                // session is decided (it has rows, all terminal). One with no
+                // rows, or with open rows on some subsystems and none here
+                // yet, may be one it is establishing now: a spanning start
+                // records one subsystem after the other (QA: a start that
+                // had reported success was terminated image-lost).
                 let mine: Vec<&SessionLedger> = self
                     .ledger
                     .with_id(&owner)
                     .filter(|s| s.owns(&owner, held_by.as_deref()))
                     .collect();
-                if held_by.as_deref().unwrap_or(&self.host) != host && mine.is_empty() {
+                let decided = !mine.is_empty() && mine.iter().all(|s| s.state().is_terminal());
+                if held_by.as_deref().unwrap_or(&self.host) != host && !decided {
                     continue;
                 }
                 let accounted = mine.iter().any(|s| s.open_phys_on(sub).contains(&phys));

@@ -1042,3 +1042,53 @@ fn rows_without_a_host_join_the_session_of_their_id() {
         assert!(w.sub(sub).live_sessions().is_empty(), "{sub}");
     }
 }
+
+/// QA: a spanning start writes its `Initiated` rows one subsystem at a
+/// time. Between the two, another host's event saw rows on A and none on
+/// B, took the physical session on B for an orphan and withdrew it, and
+/// the session that then reported "started" was terminated image-lost. A
+/// session with open rows anywhere is not decided: its physical sessions
+/// belong to their host until it is.
+#[test]
+fn another_hosts_events_leave_a_half_recorded_start_alone() {
+    let w = World::new(&["A", "B"]);
+    let s = spec(
+        "H2S",
+        "P0",
+        &[("A", "S0", 0, 3, "T0"), ("B", "S0", 0, 3, "T0")],
+    );
+    let pair = |sub: &str| resource_manager::CopyPair {
+        source: "S0".into(),
+        extents: set(0, 3),
+        target: "T0".into(),
+        copy_rate: None,
+    };
+    // SYS2 established on both and recorded A's rows only (so far).
+    let pa = w.sub("A").establish(&s.id, "SYS2", &[pair("A")]).unwrap();
+    let pb = w.sub("B").establish(&s.id, "SYS2", &[pair("B")]).unwrap();
+    w.sub("A")
+        .append(&[activity_table::NewEntry {
+            session_id: s.id.clone(),
+            phys_session_id: pa,
+            subsystem: "A".into(),
+            volume: Some("S0".into()),
+            extents: set(0, 3),
+            status: EntryStatus::Initiated,
+            program: Some("P0".into()),
+            host: Some("SYS2".into()),
+            time_unix_ms: 1,
+        }])
+        .unwrap();
+    let other = w.rm_for("SYS1");
+    other.on_abend("P0").unwrap();
+    other.on_rm_restart().unwrap();
+    other.check_sessions().unwrap();
+    other.on_reset("B").unwrap();
+    let live_b = w.sub("B").live_sessions();
+    assert!(
+        live_b
+            .iter()
+            .any(|(p, o, _)| *p == pb && o.as_str() == "H2S"),
+        "SYS1's events withdrew SYS2's half-recorded session on B: {live_b:?}"
+    );
+}
