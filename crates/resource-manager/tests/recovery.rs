@@ -1057,15 +1057,18 @@ fn another_hosts_events_leave_a_half_recorded_start_alone() {
         "P0",
         &[("A", "S0", 0, 3, "T0"), ("B", "S0", 0, 3, "T0")],
     );
-    let pair = |sub: &str| resource_manager::CopyPair {
+    let pair = resource_manager::CopyPair {
         source: "S0".into(),
         extents: set(0, 3),
         target: "T0".into(),
         copy_rate: None,
     };
     // SYS2 established on both and recorded A's rows only (so far).
-    let pa = w.sub("A").establish(&s.id, "SYS2", &[pair("A")]).unwrap();
-    let pb = w.sub("B").establish(&s.id, "SYS2", &[pair("B")]).unwrap();
+    let pa = w
+        .sub("A")
+        .establish(&s.id, "SYS2", std::slice::from_ref(&pair))
+        .unwrap();
+    let pb = w.sub("B").establish(&s.id, "SYS2", &[pair]).unwrap();
     w.sub("A")
         .append(&[activity_table::NewEntry {
             session_id: s.id.clone(),
