@@ -200,7 +200,12 @@ impl Node {
         (gate, sub)
     }
 
-    /// Both locks exclusively, in the lock order (see `rm_gate`).
+    /// Both locks exclusively, in the lock order (see `rm_gate`), for an
+    /// IPL or close. Once no session request of ours runs, the write freezes
+    /// end (peers' ones too): a write held by a freeze holds `slot` shared,
+    /// and the thaw would queue behind this IPL (QA: a 20 s freeze stalled
+    /// every volume for 20 s). Their thaws answer `false`, so the starts that
+    /// froze fail cleanly. An IPL that fails calls `allow_freezes`.
     fn exclusive(
         &self,
     ) -> (
@@ -208,6 +213,7 @@ impl Node {
         parking_lot::RwLockWriteGuard<'_, Subsystem>,
     ) {
         let gate = self.rm_gate.write();
+        self.slot.read().end_freezes();
         (gate, self.slot.write())
     }
 
@@ -281,7 +287,13 @@ impl Node {
         self.stop_copier();
         let (gate, mut slot) = self.exclusive();
         let before = slot.metrics();
-        let fresh = slot.ipl()?;
+        let fresh = match slot.ipl() {
+            Ok(f) => f,
+            Err(e) => {
+                slot.allow_freezes();
+                return Err(e);
+            }
+        };
         // The controller's counters start again with the new handle; the
         // per-volume NBD counters do not, and neither may /metrics.
         self.metrics_base.lock().add(&before);

@@ -16,7 +16,12 @@
 //!   any later call, removes it, so a resource manager that dies between
 //!   freeze and thaw holds writes for at most [`MAX_FREEZE`];
 //! - freezes are volatile: an IPL starts with none, and a token from before
-//!   it is unknown ([`Subsystem::thaw_writes`] answers `false`).
+//!   it is unknown ([`Subsystem::thaw_writes`] answers `false`);
+//! - once [`Subsystem::end_freezes`] ran, no freeze holds a writer and no new
+//!   one is taken (until [`Subsystem::allow_freezes`]): an IPL that waits for
+//!   the writes in flight never waits for a freeze, nor for a thaw queued
+//!   behind itself (QA: a frozen write held the daemon's lock, the IPL
+//!   queued behind it, and the thaw queued behind the IPL for the whole hold).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -61,6 +66,8 @@ impl Table {
 #[derive(Default)]
 pub(crate) struct Freezes {
     any: AtomicBool,
+    /// Set by [`Subsystem::end_freezes`]: new freezes are refused.
+    ended: AtomicBool,
     table: Mutex<Table>,
     thawed: Condvar,
 }
@@ -89,15 +96,28 @@ impl Freezes {
         }
     }
 
-    fn freeze(&self, volumes: BTreeSet<String>, hold: Duration) -> u64 {
+    fn freeze(&self, volumes: BTreeSet<String>, hold: Duration) -> Option<u64> {
         let mut t = self.table.lock();
+        if self.ended.load(Ordering::SeqCst) {
+            return None;
+        }
         t.expire(Instant::now());
         t.next += 1;
         let token = t.next;
         let deadline = Instant::now() + hold;
         t.active.insert(token, Freeze { volumes, deadline });
         self.any.store(true, Ordering::SeqCst);
-        token
+        Some(token)
+    }
+
+    /// Drops every freeze and refuses new ones; the writers held go on.
+    fn end(&self) {
+        let mut t = self.table.lock();
+        self.ended.store(true, Ordering::SeqCst);
+        t.active.clear();
+        self.any.store(false, Ordering::SeqCst);
+        drop(t);
+        self.thawed.notify_all();
     }
 
     fn thaw(&self, token: u64) -> bool {
@@ -138,7 +158,16 @@ impl Subsystem {
         let token = self
             .inner
             .freezes
-            .freeze(volumes.iter().cloned().collect(), hold);
+            .freeze(volumes.iter().cloned().collect(), hold)
+            .ok_or_else(|| {
+                err(
+                    ErrorKind::Busy,
+                    format!(
+                        "subsystem {} is restarting (IPL or shutdown): no write freeze now",
+                        self.inner.id
+                    ),
+                )
+            })?;
         tracing::debug!(subsystem = %self.inner.id, token, ?volumes, hold_ms = hold.as_millis() as u64, "writes frozen");
         Ok(token)
     }
@@ -150,6 +179,21 @@ impl Subsystem {
         let held = self.inner.freezes.thaw(token);
         tracing::debug!(subsystem = %self.inner.id, token, held, "writes thawed");
         held
+    }
+
+    /// Ends every freeze now and refuses new ones: an IPL or shutdown is
+    /// coming (freezes do not survive it). The writes they held go on, and
+    /// their thaws answer `false`, so a session start that froze them fails
+    /// and withdraws what it established.
+    pub fn end_freezes(&self) {
+        self.inner.freezes.end();
+        tracing::debug!(subsystem = %self.inner.id, "write freezes ended");
+    }
+
+    /// Takes freezes again after [`Subsystem::end_freezes`] (an IPL that
+    /// failed left this handle in service).
+    pub fn allow_freezes(&self) {
+        self.inner.freezes.ended.store(false, Ordering::SeqCst);
     }
 }
 
@@ -165,7 +209,7 @@ mod tests {
     #[test]
     fn a_frozen_volume_holds_its_writers_until_the_thaw() {
         let f = Arc::new(Freezes::default());
-        let token = f.freeze(vols(&["V0"]), Duration::from_secs(30));
+        let token = f.freeze(vols(&["V0"]), Duration::from_secs(30)).unwrap();
         f.gate("V1"); // another volume passes
         let (f2, done) = (f.clone(), Arc::new(AtomicBool::new(false)));
         let done2 = done.clone();
@@ -184,11 +228,26 @@ mod tests {
     #[test]
     fn an_expired_freeze_releases_writers_and_its_thaw_says_so() {
         let f = Freezes::default();
-        let token = f.freeze(vols(&["V0"]), Duration::from_millis(20));
+        let token = f.freeze(vols(&["V0"]), Duration::from_millis(20)).unwrap();
         let t0 = Instant::now();
         f.gate("V0");
         assert!(t0.elapsed() >= Duration::from_millis(15));
         assert!(!f.thaw(token), "an expired freeze did not hold");
         assert!(!f.thaw(999), "an unknown token did not hold");
+    }
+
+    #[test]
+    fn ended_freezes_release_their_writers_and_refuse_new_ones() {
+        let f = Arc::new(Freezes::default());
+        let token = f.freeze(vols(&["V0"]), Duration::from_secs(60)).unwrap();
+        let f2 = f.clone();
+        let writer = std::thread::spawn(move || f2.gate("V0"));
+        std::thread::sleep(Duration::from_millis(50));
+        f.end();
+        writer.join().unwrap();
+        assert!(!f.thaw(token), "an ended freeze did not hold to its thaw");
+        assert_eq!(f.freeze(vols(&["V0"]), Duration::from_secs(1)), None);
+        f.ended.store(false, Ordering::SeqCst);
+        assert!(f.freeze(vols(&["V0"]), Duration::from_secs(1)).is_some());
     }
 }
