@@ -109,8 +109,9 @@ pub enum RmError {
     /// Nothing was left established.
     #[error(
         "session {id}: writes on {subsystem} were released before every subsystem had \
-         established its part (the freeze of {hold_ms} ms expired), so the parts would not \
-         share one time zero; nothing was started, try again"
+         established its part (the freeze of {hold_ms} ms expired, or {subsystem} restarted: \
+         an IPL ends freezes), so the parts would not share one time zero; nothing was \
+         started, try again"
     )]
     FreezeExpired {
         /// The session.
