@@ -397,7 +397,7 @@ pub fn decision_lines(d: &Decisions) -> Vec<String> {
         ));
     }
     for p in &d.problems {
-        lines.push(format!("INCOMPLETE: {p} (the next event finishes it)"));
+        lines.push(resource_manager::incomplete_line(p));
     }
     if lines.is_empty() {
         lines.push("no sessions to recover".into());

@@ -771,5 +771,8 @@ fn an_ipl_ends_write_freezes_instead_of_waiting_them_out() {
         Some(&format!(r#"{{"token":{token}}}"#)),
     );
     assert_eq!(status, 200, "{body}");
-    assert!(body.contains("false"), "the thaw after the IPL held nothing: {body}");
+    assert!(
+        body.contains("false"),
+        "the thaw after the IPL held nothing: {body}"
+    );
 }

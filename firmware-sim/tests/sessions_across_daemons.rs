@@ -128,6 +128,8 @@ fn a_spanning_session_ends_on_both_subsystems_when_one_reboots() {
 /// `event ipl` and `event reset` restart the subsystem, so they must not stop
 /// at the peer that does not answer. They settle the rows here (a terminal
 /// row anywhere decides a session), name the peer in the report, and exit 0.
+/// A reset resumes nothing it cannot see whole (the peer's rows may decide
+/// the session).
 #[test]
 fn events_with_the_peer_down_still_recover_this_subsystems_sessions() {
     let t1 = tempfile::tempdir().unwrap();
@@ -146,14 +148,6 @@ fn events_with_the_peer_down_still_recover_this_subsystems_sessions() {
         "session list --local",
         "list with the peer down",
     );
-    // A request that needs the peer says what still works.
-    let out = ss02.cli(&["session", "terminate", "R"]);
-    assert_fails_with(
-        &out,
-        EXIT_FAILED,
-        "events (`event ...`) still run",
-        "terminate with the peer down",
-    );
     let local = ss02.cli_json(&["session", "list", "--local"]);
     let r = session(&local, "R");
     assert_eq!(r["state"], "active", "{local}");
@@ -166,11 +160,13 @@ fn events_with_the_peer_down_still_recover_this_subsystems_sessions() {
         "only this subsystem's parts: {local}"
     );
 
-    // A reset whose extents match here: R resumes on SS02.
+    // A reset whose extents match here: SS01's rows, which this reset
+    // cannot read, may decide R, so R is not judged (not resumed).
     let out = ss02.cli(&["event", "reset"]);
     assert_success(&out, "reset with the peer down");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("session R (program SPAN): resumed"), "{text}");
+    assert!(!text.contains("R (program SPAN): resumed"), "{text}");
+    assert!(text.contains("session R on SS02: not judged"), "{text}");
     assert!(text.contains("peer SS01 did not answer"), "{text}");
 
     // The IPL: R ends here, its map is withdrawn, the rows say why.
@@ -503,4 +499,42 @@ fn nbd_keeps_serving_while_an_ipl_waits_for_a_hung_peer() {
         assert_success(&ipl.join().unwrap(), "event ipl once SS01 runs");
     });
     assert_eq!(conn.read(0, 4096), vec![0x5a; 4096], "after the IPL");
+}
+
+/// QA: with a peer down, a session on this subsystem alone could not be
+/// terminated (the request read the peer's tables first and failed). A
+/// terminal row anywhere decides a session, so the terminate goes on over
+/// the subsystems that answer; a session that may live on the silent peer
+/// is still refused, naming the peer.
+#[test]
+fn a_local_session_terminates_while_a_peer_is_down() {
+    let (t1, t2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let ss01 = Daemon::boot(t1.path());
+    let ss02 = boot_ss02(t2.path(), SS02, &ss01);
+    let start = [
+        "session",
+        "start",
+        "--id",
+        "L1",
+        "--extent",
+        "V0:0-3",
+        "--target",
+        "V1",
+        "--program",
+        "LOC",
+    ];
+    assert_success(&ss02.cli(&start), "local session start");
+    drop(ss01);
+    let out = ss02.cli(&["session", "terminate", "L1"]);
+    assert_success(&out, "terminate a local session with the peer down");
+    let on2 = ss02.cli_json(&["session", "list", "--local"]);
+    assert_eq!(session(&on2, "L1")["state"], "terminated", "{on2}");
+    assert!(!has_map(&ss02, "V0", "V1"), "its map is withdrawn");
+    let out = ss02.cli(&["session", "terminate", "NOWHERE"]);
+    assert_fails_with(
+        &out,
+        EXIT_FAILED,
+        "peer SS01 does not answer",
+        "terminate of a session nobody answering has",
+    );
 }

@@ -53,7 +53,8 @@ pub use port::{
 };
 pub use recovery::fmt_tracks;
 pub use report::{
-    Decision, Decisions, Event, OrphanWithdrawn, Outcome, PhysicalPart, Progress, SessionInfo,
+    incomplete_line, Decision, Decisions, Event, OrphanWithdrawn, Outcome, PhysicalPart, Progress,
+    SessionInfo,
 };
 pub use scenario::{
     check_scenario_str, run_scenario, run_scenario_str, ScenarioError, ScenarioReport,

@@ -61,13 +61,31 @@ impl ResourceManager {
         what: &str,
         event: impl Fn(&ResourceManager) -> Result<Decisions, RmError>,
     ) -> Result<Decisions, RmError> {
+        let (mut d, left_out) = self.over_answering(what, event)?;
+        d.problems.extend(left_out);
+        Ok(d)
+    }
+
+    /// Runs `f` over every subsystem and, when a peer does not answer (or
+    /// answers as another subsystem), again on a fresh manager without it,
+    /// until one run gets past every peer it still asks. Returns `f`'s
+    /// result and one line per peer left out. For requests whose outcome a
+    /// row anywhere decides and that must not wait for a dead peer: the
+    /// recovery events and `terminate_session`. A failure of a local
+    /// subsystem, or an error a peer answered with, is returned as is.
+    pub fn over_answering<T>(
+        &self,
+        what: &str,
+        f: impl Fn(&ResourceManager) -> Result<T, RmError>,
+    ) -> Result<(T, Vec<String>), RmError> {
         let mut skipped: Vec<String> = Vec::new();
-        let mut problems: Vec<String> = Vec::new();
+        let mut left_out: Vec<String> = Vec::new();
+        let mut first_silent: Option<RmError> = None;
         loop {
             let r = if skipped.is_empty() {
-                event(self)
+                f(self)
             } else {
-                event(&self.without(&skipped)?)
+                f(&self.without(&skipped)?)
             };
             match r {
                 Err(RmError::Port {
@@ -76,22 +94,31 @@ impl ResourceManager {
                     source:
                         source @ (PortError::Unreachable { .. } | PortError::Misconfigured { .. }),
                 }) if self.is_peer(&subsystem) && !skipped.contains(&subsystem) => {
+                    first_silent.get_or_insert_with(|| RmError::Port {
+                        subsystem: subsystem.clone(),
+                        op,
+                        source: source.clone(),
+                    });
                     tracing::warn!(peer = %subsystem, op, error = %source,
-                        "peer unreachable during {what} recovery: recovering over the subsystems that answer");
+                        "peer unreachable during {what}: going on over the subsystems that answer");
                     let how = match source {
                         PortError::Misconfigured { .. } => "is misconfigured",
                         _ => "did not answer",
                     };
-                    problems.push(format!(
+                    left_out.push(format!(
                         "peer {subsystem} {how} ({op}: {source}); its rows wait for the next event"
                     ));
                     skipped.push(subsystem);
                 }
-                Ok(mut d) => {
-                    d.problems.extend(problems);
-                    return Ok(d);
+                Ok(v) => return Ok((v, left_out)),
+                // Not found where the answering subsystems can see: it may
+                // live on a peer left out, so that peer's silence is the answer.
+                Err(e) => {
+                    return Err(match (e, first_silent) {
+                        (RmError::UnknownSession { .. }, Some(silent)) => silent,
+                        (e, _) => e,
+                    })
                 }
-                Err(e) => return Err(e),
             }
         }
     }
@@ -253,6 +280,7 @@ impl ResourceManager {
         inner.reload()?;
         let port = inner.port(subsystem)?;
         let left_out = inner.left_out.clone();
+        let mut unjudged: Vec<RmError> = Vec::new();
         let mut decisions = Vec::new();
         let mut plan = SettlePlan::default();
         let mut resumed_rows: Vec<NewEntry> = Vec::new();
@@ -272,17 +300,18 @@ impl ResourceManager {
                     // A row on a subsystem that did not answer may have
                     // decided it (terminated there by an event that could
                     // not reach this one): never resume on a partial view
-                    // (peer_outages.rs, O2). It stays as the reset left it.
-                    (
-                        Outcome::Untouched,
-                        false,
-                        format!(
-                            "not judged: {} did not answer, and its rows may have decided \
-                             the session; a reset notification that reaches every \
-                             subsystem judges it",
-                            left_out.join(", ")
-                        ),
-                    )
+                    // (peer_outages.rs, O2). It stays as the reset left it,
+                    // and the report says so among its problems.
+                    let why = format!(
+                        "not judged: {} did not answer, and its rows there may decide the \
+                         session; a reset notification that reaches every subsystem judges it",
+                        left_out.join(", ")
+                    );
+                    unjudged.push(RmError::Incomplete {
+                        what: format!("session {} on {subsystem}", s.id),
+                        problem: why.clone(),
+                    });
+                    (Outcome::Untouched, false, why)
                 }
                 SessionState::Active | SessionState::Resumed => {
                     match check_reset(s, subsystem, port.as_ref())? {
@@ -347,7 +376,7 @@ impl ResourceManager {
             decisions.push(decision(s, outcome, acted, why));
         }
         // Entries first (Resumed, then Terminated/Completed), then withdraws, then resumes.
-        let mut problems = Vec::new();
+        let mut problems = unjudged;
         let mut resume_ok = true;
         if !resumed_rows.is_empty() {
             match port.append(&resumed_rows) {

@@ -271,3 +271,14 @@ impl SessionInfo {
         })
     }
 }
+
+/// One problem of a [`Decisions`] report as a line for people: `INCOMPLETE:`
+/// and the problem, with "(the next event finishes it)" unless the problem
+/// already says what finishes it (so no line says it twice).
+pub fn incomplete_line(problem: &str) -> String {
+    if problem.contains("the next ") {
+        format!("INCOMPLETE: {problem}")
+    } else {
+        format!("INCOMPLETE: {problem} (the next event finishes it)")
+    }
+}

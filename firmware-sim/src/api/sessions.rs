@@ -439,9 +439,27 @@ async fn terminate(
     }
     s.blocking(move |n| {
         n.with_rm(|rm, sub| {
-            rm.terminate_session(&id, &why)
+            // A terminal row anywhere decides a session, so a peer that does
+            // not answer must not keep an operator from ending one (QA: a
+            // session on this subsystem alone could not be terminated while
+            // an unrelated peer hung). Its rows are settled by the next
+            // event that reaches it.
+            let (s, left_out) = rm
+                .over_answering("session terminate", |rm| {
+                    rm.terminate_session(&id, &why)?;
+                    rm.session(&id)
+                })
                 .map_err(|e| ApiError::rm(e, Noun::Session))?;
-            one(rm, sub, &id)
+            for line in &left_out {
+                tracing::warn!(session = %id, "terminate: {line}");
+            }
+            let s = s.ok_or_else(|| {
+                ApiError::new(
+                    ApiErrorKind::UnknownSession,
+                    format!("unknown session {id}"),
+                )
+            })?;
+            Ok(session_info(sub, &s))
         })
     })
     .await

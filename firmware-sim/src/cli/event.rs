@@ -117,7 +117,7 @@ pub fn print_report(r: &EventReport) {
         );
     }
     for p in &r.problems {
-        println!("  INCOMPLETE: {p} (the next event finishes it)");
+        println!("  {}", resource_manager::incomplete_line(p));
     }
     if r.decisions.is_empty() && r.orphans.is_empty() {
         println!("  no sessions");
