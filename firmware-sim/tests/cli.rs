@@ -1323,3 +1323,30 @@ fn a_volume_create_that_overcommits_the_filesystem_warns() {
     let out = d.cli(&["volume", "delete", "BIG"]);
     assert_success(&out, "delete it");
 }
+
+/// QA: `map stop --force` of a snapshot of a snapshot also stopped an older
+/// snapshot of the root (its target sat behind in the same cascade and read
+/// through the stopped target, I6) and said nothing of it. The answer now
+/// names every map it stopped besides.
+#[test]
+fn a_forced_stop_names_the_maps_it_stops_besides() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::boot(tmp.path());
+    let mut a = common::nbd_client::NbdConn::open(&d.nbd_addr(), "FB00");
+    a.write(0, &vec![0x11; 1 << 20]);
+    for (src, tgt) in [("FB00", "FB01"), ("FB00", "FB02"), ("FB02", "FB03")] {
+        let m = d.cli_json(&[
+            "map", "create", "--source", src, "--target", tgt, "--type", "nocopy",
+        ]);
+        let id = m["id"].to_string();
+        assert_success(&d.cli(&["map", "start", &id]), "map start");
+    }
+    let mut dv = common::nbd_client::NbdConn::open(&d.nbd_addr(), "FB02");
+    dv.write(0, &vec![0x22; 1 << 20]);
+    let out = d.cli(&["map", "stop", "2", "--force"]);
+    assert_success(&out, "forced stop of FB02 -> FB03");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("also stopped map 0 (FB00 -> FB01)"), "{text}");
+    let maps = d.cli_json(&["map", "list"]);
+    assert_eq!(maps[0]["state"], "stopped", "{maps}");
+}

@@ -163,6 +163,11 @@ pub struct MapInfo {
     /// data since; it retries on its own. Absent while the copy moves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub copy_stalled: Option<String>,
+    /// Maps this request stopped besides this one, one line each: a forced
+    /// stop also stops the maps whose images read through its target
+    /// (their targets go offline). Only in the answer to a stop.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also_stopped: Vec<String>,
 }
 
 impl MapInfo {

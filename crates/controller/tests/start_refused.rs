@@ -46,9 +46,15 @@ fn assert_b_usable(s: &Subsystem) {
 fn refused_map_start_leaves_the_map_idle_and_its_target_online() {
     let dir = tempfile::tempdir().unwrap();
     let s = Subsystem::open(dir.path(), config()).unwrap();
-    let (ab, _) = setup(&s);
+    let (ab, bc) = setup(&s);
     let e = s.start_map(ab, false).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::State, "{e}");
+    // It names the map that reads through B and the start that works (QA).
+    let text = e.to_string();
+    assert!(
+        text.contains(&format!("map {}", bc.0)) && text.contains("--restore"),
+        "{text}"
+    );
     assert_eq!(s.map(ab).unwrap().state, MapState::IdleOrCopied);
     assert_b_usable(&s);
     s.close().unwrap();
@@ -152,5 +158,32 @@ fn a_refused_delete_names_what_works_from_the_maps_state() {
     s.stop_map(m, true).unwrap();
     s.delete_map(m, true).unwrap();
     assert!(s.maps().is_empty());
+    s.close().unwrap();
+}
+
+/// QA: a refused `group stop` named `map stop 0 --force`, which is itself
+/// refused for a group member; and the refusal of a stop whose target heads
+/// a cascade of the other type was `invalid_request` where its twin (the
+/// target still copied from) is a state conflict. Both are state
+/// conflicts, and the hint names the group's own forced stop.
+#[test]
+fn a_refused_group_stop_names_the_groups_forced_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Subsystem::open(dir.path(), config()).unwrap();
+    let mut full = MapCreate::new("A", "B", CopyType::Full);
+    full.copy_rate = Some(0);
+    let ab = s.create_map(&full).unwrap();
+    let bc = s
+        .create_map(&MapCreate::new("B", "C", CopyType::Nocopy))
+        .unwrap();
+    let g = s.create_group(&[ab], false).unwrap();
+    s.start_map(bc, false).unwrap();
+    s.start_group(g, true).unwrap();
+    let e = s.stop_group(g, false).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::State, "{e}");
+    let text = e.to_string();
+    assert!(text.contains(&format!("group stop {} --force", g.0)), "{text}");
+    assert!(!text.contains("map stop 0 --force"), "{text}");
+    s.stop_group(g, true).unwrap();
     s.close().unwrap();
 }

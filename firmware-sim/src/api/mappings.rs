@@ -83,6 +83,7 @@ pub fn map_info(names: &Names, v: &MapView, maps: &[MapView], cascades: &[Cascad
         restoring: v.restoring,
         withdrawn: v.withdrawn,
         copy_stalled: v.copy_stalled.clone(),
+        also_stopped: Vec::new(),
     }
 }
 
@@ -292,9 +293,14 @@ async fn act(
     let id = parse_id(&s.node.names, &id)?;
     s.blocking(move |n| {
         let info = n.with(|sub| {
+            let before = sub.maps();
             f(sub, id).map_err(|e| ApiError::controller(e, Noun::Map))?;
             tracing::info!(map = id.0, action = what, "map {what}");
-            map_now(&n.names, sub, id)
+            let mut info = map_now(&n.names, sub, id)?;
+            // QA: a forced stop took an unrelated snapshot offline and said
+            // nothing of it.
+            info.also_stopped = stopped_besides(&before, &sub.maps(), id.0);
+            Ok::<_, ApiError>(info)
         })?;
         // A forced stop may have stopped a session's map as a dependant.
         n.close_broken_sessions();

@@ -231,7 +231,10 @@ fn action(json: bool, verb: &str, m: MapInfo) -> Result<(), CliError> {
         println!(
             "map {} {}: state {} ({}%)",
             m.id, verb, m.state, m.progress_percent
-        )
+        );
+        for line in &m.also_stopped {
+            println!("  {line}");
+        }
     })
 }
 

@@ -23,6 +23,7 @@ pub(crate) fn control_kind(e: &ControlError) -> ErrorKind {
         | C::SourceNotAccessible { .. }
         | C::GroupMember { .. }
         | C::SourceOfCopyingMap { .. }
+        | C::OtherTypeDependants { .. }
         | C::RestoreCycle { .. }
         | C::GroupBusy { .. }
         | C::GroupNotEmpty(_) => ErrorKind::State,
@@ -61,6 +62,12 @@ impl Inner {
             None => format!("map {}", m.0),
         };
         let group = |g: GroupId| format!("group {}", g.0);
+        // A group member is stopped with its group (QA: a `group stop`
+        // refusal named `map stop N --force`, itself refused for a member).
+        let stop_force = |m: MapId| match core.engine.map_info(m).and_then(|i| i.group) {
+            Some(g) => format!("group stop {} --force", g.0),
+            None => format!("map stop {} --force", m.0),
+        };
         let msg = match &e {
             C::UnknownVolume(v) => format!("unknown volume {}", vol(*v)),
             C::UnknownMap(m) => format!("unknown map {}", m.0),
@@ -180,9 +187,8 @@ impl Inner {
                         _ => String::new(),
                     },
                     Operation::Stop => format!(
-                        "; `map stop {} --force` stops it at once (the target keeps possibly \
-                         inconsistent data)",
-                        m.0
+                        "; `{}` stops it at once (the target keeps possibly inconsistent data)",
+                        stop_force(*m)
                     ),
                     Operation::ChangeGroup => {
                         match core.engine.map_info(*m).and_then(|i| i.group) {
@@ -199,11 +205,33 @@ impl Inner {
                     Some(g) => format!("`group start {} --restore`", g.0),
                     None => format!("`map start {} --restore`", m.0),
                 };
+                // Name the maps that read through it (QA: "the source of
+                // active maps" when no map has it as its source: it heads
+                // the cascade its dependants read their images from).
+                let members: Vec<VolumeId> = core
+                    .engine
+                    .cascades()
+                    .into_iter()
+                    .filter(|c| c.head == *target && !c.head_frozen)
+                    .flat_map(|c| c.members)
+                    .collect();
+                let readers: Vec<String> = core
+                    .engine
+                    .maps()
+                    .into_iter()
+                    .filter(|i| members.contains(&i.spec.target))
+                    .map(|i| map(i.id))
+                    .collect();
                 format!(
-                    "target {} of {} is the source of active maps; {how} starts it as a \
-                     restore (their images stay)",
+                    "target {} of {} heads a cascade that {} still read their images \
+                     through; {how} starts it as a restore (their images stay)",
                     vol(*target),
-                    map(*m)
+                    map(*m),
+                    if readers.is_empty() {
+                        "other maps".to_string()
+                    } else {
+                        readers.join(", ")
+                    }
                 )
             }
             C::SourceNotAccessible {
@@ -246,11 +274,10 @@ impl Inner {
                 target,
                 other,
             } => format!(
-                "target {} of {} heads a {other} cascade with dependants; `map stop {} --force` \
-                 stops them too",
+                "target {} of {} heads a {other} cascade with dependants; `{}` stops them too",
                 vol(*target),
                 map(*m),
-                m.0
+                stop_force(*m)
             ),
             C::SourceOfCopyingMap {
                 map: m,
@@ -271,13 +298,13 @@ impl Inner {
                 };
                 format!(
                     "target {} of {} is the source of {}, which still copies from it; stop it \
-                     first (`map stop {}`), or `map stop {} --force` ({force}; {} is left \
-                     stopped, with possibly inconsistent data)",
+                     first (`map stop {}`), or `{}` ({force}; {} is left stopped, with possibly \
+                     inconsistent data)",
                     vol(*target),
                     map(*m),
                     map(*dependant),
                     dependant.0,
-                    m.0,
+                    stop_force(*m),
                     vol(*target)
                 )
             }
