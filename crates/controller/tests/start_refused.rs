@@ -182,7 +182,10 @@ fn a_refused_group_stop_names_the_groups_forced_stop() {
     let e = s.stop_group(g, false).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::State, "{e}");
     let text = e.to_string();
-    assert!(text.contains(&format!("group stop {} --force", g.0)), "{text}");
+    assert!(
+        text.contains(&format!("group stop {} --force", g.0)),
+        "{text}"
+    );
     assert!(!text.contains("map stop 0 --force"), "{text}");
     s.stop_group(g, true).unwrap();
     s.close().unwrap();

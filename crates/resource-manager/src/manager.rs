@@ -259,11 +259,17 @@ impl ResourceManager {
         };
         let mut established: Vec<(String, PhysSessionId)> = Vec::new();
         let mut failure = None;
+        // A subsystem whose establish did not answer may have carried it
+        // out (a timeout, a connection lost with the answer).
+        let mut unanswered: Option<String> = None;
         for (sub, pairs) in &plan {
             let port = inner.port(sub)?;
             match port.establish(&spec.id, &host, pairs) {
                 Ok(phys) => established.push((sub.clone(), phys)),
                 Err(e) => {
+                    if matches!(e, PortError::Unreachable { .. }) {
+                        unanswered = Some(sub.clone());
+                    }
                     failure = Some(port_err(sub, "establish")(e));
                     break;
                 }
@@ -284,6 +290,9 @@ impl ResourceManager {
                             break;
                         }
                     }
+                }
+                if let Some(sub) = &unanswered {
+                    inner.withdraw_unanswered_establish(sub, &spec.id, &host);
                 }
             }
             return Err(e);
@@ -697,6 +706,30 @@ impl Inner {
     }
 
     /// Best-effort rollback of a start whose entries failed on plan subsystem `failed_at`.
+    /// Best effort after an establish on `sub` that did not answer: a
+    /// physical session of `session` held there by `host` can only come from
+    /// this start (the id has no rows anywhere: a duplicate is refused
+    /// first), so it is withdrawn now rather than left until the host's next
+    /// restart event sweeps it (QA: an establish timed out and the peer
+    /// established 14 ms later). A peer still silent keeps it until then.
+    fn withdraw_unanswered_establish(&mut self, sub: &str, session: &SessionId, host: &str) {
+        let Ok(port) = self.port(sub) else {
+            return;
+        };
+        let Ok(held) = port.physical_sessions() else {
+            return;
+        };
+        for h in held
+            .iter()
+            .filter(|h| &h.owner == session && h.host.as_deref() == Some(host))
+        {
+            if port.withdraw(session, h.phys).is_ok() {
+                tracing::info!(subsystem = sub, phys = %h.phys, %session,
+                    "withdrew the physical session of an establish that did not answer");
+            }
+        }
+    }
+
     fn rollback_start(
         &mut self,
         spec: &SessionSpec,

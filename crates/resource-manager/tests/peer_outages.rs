@@ -17,9 +17,13 @@
 //!   its owner ran (the host's IPL or resource-manager restart, an abend of
 //!   its program), or when a daemon holding one of its parts rebooted, is
 //!   never resumed afterwards and ends terminated, whichever daemons were
-//!   silent at the time, unless every part of it was on daemons that were
-//!   hung then (no event can reach such a session: the known limit in
+//!   silent at the time, unless every part of it was on daemons the event
+//!   left out that answer again without a reboot (hung, or an answer lost:
+//!   no event can reach such a session, the known limit in
 //!   docs/SESSIONS.md);
+//! - O5: a start that fails leaves no physical session on any subsystem
+//!   that answers afterwards (also when an establish was carried out and
+//!   only its answer was lost);
 //! - O4: once every daemon answers again, each has sent a reset notification
 //!   and run a restart event that ends nothing (an abend of an unused
 //!   program), no physical session anywhere serves a session that is not
@@ -57,6 +61,9 @@ enum Link {
     /// Answers `n` more calls; the next one is carried out when the flag is
     /// set (its answer is lost) or not, and the peer is silent from then on.
     DiesAfter(u32, bool),
+    /// Answers `n` more calls; the next one is carried out but its answer is
+    /// lost (a timeout), and the peer answers again from then on.
+    LosesAnswer(u32),
 }
 
 /// One daemon's port to a subsystem: its own (always answers), or a peer's
@@ -95,6 +102,17 @@ impl Port {
             }
             Link::DiesAfter(n, carried_out) => {
                 *link = Link::DiesAfter(n - 1, carried_out);
+                drop(link);
+                f()
+            }
+            Link::LosesAnswer(0) => {
+                *link = Link::Up;
+                drop(link);
+                let _ = f();
+                Err(self.silent())
+            }
+            Link::LosesAnswer(n) => {
+                *link = Link::LosesAnswer(n - 1);
                 drop(link);
                 f()
             }
@@ -164,6 +182,8 @@ enum Op {
     Silent(usize, bool),
     /// Daemon d dies after answering n more calls of the others.
     DiesAfter(usize, u32, bool),
+    /// Daemon d loses the answer to the (n+1)-th call of the others.
+    LosesAnswer(usize, u32),
     /// Daemon d answers again (a killed one boots: its IPL).
     Up(usize),
     Event(usize, Ev),
@@ -177,6 +197,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0..12usize).prop_map(Op::Complete),
         2 => (0..3usize, any::<bool>()).prop_map(|(d, k)| Op::Silent(d, k)),
         2 => (0..3usize, 0..6u32, any::<bool>()).prop_map(|(d, n, c)| Op::DiesAfter(d, n, c)),
+        2 => (0..3usize, 0..8u32).prop_map(|(d, n)| Op::LosesAnswer(d, n)),
         3 => (0..3usize).prop_map(Op::Up),
         1 => (0..3usize).prop_map(|d| Op::Event(d, Ev::Ipl)),
         1 => (0..3usize).prop_map(|d| Op::Event(d, Ev::RmRestart)),
@@ -294,6 +315,29 @@ impl Harness {
                     PROGRAMS[*program],
                     outcome(&r)
                 ));
+                if r.is_err() {
+                    // O5: a failed start leaves no physical session on any
+                    // subsystem that answers now.
+                    for (s, sub) in self.w.subs.iter().enumerate() {
+                        if !self.answers(s) {
+                            continue;
+                        }
+                        if let Some((phys, ..)) = sub
+                            .live_sessions()
+                            .into_iter()
+                            .find(|(_, o, _)| o.as_str() == id)
+                        {
+                            return Err(fail(
+                                &self.trace,
+                                format!(
+                                    "O5: failed start {id} left physical session {phys} \
+                                     on {}",
+                                    SUBS[s]
+                                ),
+                            ));
+                        }
+                    }
+                }
                 if r.is_ok() {
                     let subs = parts.iter().map(|p| p.0).collect();
                     self.started.insert(
@@ -353,6 +397,16 @@ impl Harness {
                     SUBS[*d]
                 ));
             }
+            Op::LosesAnswer(d, n) => {
+                if !self.answers(*d) {
+                    return Ok(());
+                }
+                *self.links[*d].lock().unwrap() = Link::LosesAnswer(*n);
+                // It does not die (this replaces a death to come).
+                self.killed[*d] = false;
+                self.trace
+                    .push(format!("{}: loses the answer to call {}", SUBS[*d], n + 1));
+            }
             Op::Up(d) => self.up(*d)?,
             Op::Event(d, e) => {
                 if self.answers(*d) {
@@ -404,19 +458,7 @@ impl Harness {
             Ev::Reset => self.w.subs[d].reset(&[]),
         }
         let silent: Vec<usize> = (0..SUBS.len()).filter(|s| !self.answers(*s)).collect();
-        // The known limit (docs/SESSIONS.md, "Peers that do not answer"): an
-        // event cannot reach a session whose every row is on hung daemons,
-        // which answer again later without a reboot.
-        let hung: BTreeSet<usize> = silent
-            .iter()
-            .copied()
-            .filter(|s| !self.killed[*s])
-            .collect();
-        let scope: Vec<String> = self
-            .in_scope(d, e)
-            .into_iter()
-            .filter(|id| !self.started[id].subs.is_subset(&hung))
-            .collect();
+        let scope = self.in_scope(d, e);
         let me = SUBS[d];
         let r = self.rms[d].recover_over_answering("test", |rm| match e {
             Ev::Ipl => rm.on_ipl(),
@@ -449,7 +491,22 @@ impl Harness {
             }
         }
         self.judge(&d_report)?;
-        self.must_end.extend(scope);
+        // The known limit (docs/SESSIONS.md, "Peers that do not answer"): an
+        // event cannot reach a session whose every row is on daemons it left
+        // out that answer again later without a reboot (hung, or a lost
+        // answer); a killed one reboots, and its IPL ends them.
+        let hung: BTreeSet<usize> = (0..SUBS.len())
+            .filter(|s| !self.killed[*s])
+            .filter(|s| {
+                let named = format!("peer {} did not answer", SUBS[*s]);
+                d_report.problems.iter().any(|p| p.contains(&named))
+            })
+            .collect();
+        self.must_end.extend(
+            scope
+                .into_iter()
+                .filter(|id| !self.started[id].subs.is_subset(&hung)),
+        );
         Ok(())
     }
 
