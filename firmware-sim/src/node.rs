@@ -220,8 +220,8 @@ impl Node {
     /// The resource manager's IPL recovery (cli.md: booting an existing data
     /// dir is an IPL): every session initiated and not completed is
     /// terminated with reason `ipl` (rows written, physical sessions
-    /// withdrawn). Run at boot before anything is served or copied, and
-    /// after `event ipl`.
+    /// withdrawn). Run at boot before anything is served or copied
+    /// (`Node::ipl` runs it itself, before any other session request).
     pub fn recover_at_ipl(&self) -> Result<Decisions, RmError> {
         self.recover("IPL", |rm, _| rm.on_ipl())
     }
@@ -282,8 +282,16 @@ impl Node {
     }
 
     /// Restarts the subsystem: clean shutdown, then a fresh open of the same
-    /// data directory (tables replayed). In-flight requests finish first.
-    pub fn ipl(&self) -> Result<IplReport, controller::ControllerError> {
+    /// data directory (tables replayed), then the resource manager's IPL
+    /// recovery (its outcome is the second value). In-flight requests finish
+    /// first. No other session request runs between the restart and the
+    /// recovery: one that did would be a session of the restarted system
+    /// that the recovery then terminates as initiated before the IPL (QA: a
+    /// start that waited behind the IPL answered "active", and the recovery
+    /// terminated it). NBD I/O resumes once the subsystem is open.
+    pub fn ipl(
+        &self,
+    ) -> Result<(IplReport, Result<Decisions, RmError>), controller::ControllerError> {
         self.stop_copier();
         let (gate, mut slot) = self.exclusive();
         let before = slot.metrics();
@@ -314,9 +322,14 @@ impl Node {
             report.journal_records
         ));
         drop(slot);
+        let rm = self.rm.read().clone();
+        if !self.peers.is_empty() {
+            rm.invalidate();
+        }
+        let recovered = rm.recover_over_answering("IPL", |rm| rm.on_ipl());
         drop(gate);
         self.start_copier();
-        Ok(report)
+        Ok((report, recovered))
     }
 
     /// Clean shutdown: stop the copier, flush every volume, close the data dir.

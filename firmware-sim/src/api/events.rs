@@ -99,10 +99,9 @@ async fn event(
                 report(d, vec![format!("IPL of host {host} alone (the subsystem kept running)")])
             }
             "ipl" => {
-                let r = n.ipl().map_err(|e| ApiError::controller(e, Noun::Subsystem))?;
+                let (r, d) = n.ipl().map_err(|e| ApiError::controller(e, Noun::Subsystem))?;
                 let notes = n.with(|sub| ipl_notes(&r, sub));
-                let d = n.recover_at_ipl().map_err(rm_err)?;
-                report(d, notes)
+                report(d.map_err(rm_err)?, notes)
             }
             "rm-restart" => {
                 let host = match &req.host {
