@@ -538,3 +538,46 @@ fn a_local_session_terminates_while_a_peer_is_down() {
         "terminate of a session nobody answering has",
     );
 }
+
+/// QA: with a peer hung, every request that asked it waited out the whole
+/// call timeout, one after the other (an IPL, a queued start and a list:
+/// 90 s). After one call times out, the peer is not asked again for a
+/// while: the next request fails at once and says why, and once the peer
+/// runs again and the while has passed, requests reach it.
+#[test]
+fn a_peer_that_timed_out_is_not_asked_again_at_once() {
+    let (t1, t2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let ss01 = Daemon::boot(t1.path());
+    let cfg = t2.path().join("ss02.toml");
+    std::fs::write(&cfg, SS02).unwrap();
+    let peer = format!("SS01={}", ss01.api);
+    let ss02 = Daemon::boot_with(
+        t2.path(),
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--peer",
+            &peer,
+            "--peer-timeout",
+            "2",
+        ],
+    );
+    let signal = |sig: &str| {
+        let out = common::run("kill", &[sig, &ss01.pid().to_string()]);
+        assert_success(&out, &format!("kill {sig} SS01"));
+    };
+    signal("-STOP");
+    let out = ss02.cli(&["session", "list"]);
+    assert_fails_with(&out, EXIT_FAILED, "timeout", "list with SS01 hung");
+    let out = ss02.cli(&["session", "list"]);
+    assert_fails_with(
+        &out,
+        EXIT_FAILED,
+        "not asked: a call timed out",
+        "the next list, at once",
+    );
+    signal("-CONT");
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let out = ss02.cli(&["session", "list"]);
+    assert_success(&out, "list once SS01 runs again");
+}

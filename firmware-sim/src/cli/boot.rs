@@ -85,6 +85,13 @@ pub struct BootArgs {
     /// `https://` (peers booted with --api-tls); default: the public web roots.
     #[arg(long, value_name = "FILE")]
     pub peer_ca: Option<PathBuf>,
+    /// How long one call to a peer may take, in seconds (1-3600). After a
+    /// call times out, the peer is not asked again for 10 s (or this long,
+    /// if shorter): requests that need it fail at once, and events go on
+    /// without it.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub peer_timeout: u64,
     /// CPU scheduling of the daemon's threads: `batch` (SCHED_BATCH: a
     /// thread the daemon wakes does not preempt the one that woke it, which
     /// keeps request hand-offs cheap on few cores) or `inherit` (leave the
@@ -151,6 +158,7 @@ pub fn run(a: BootArgs) -> Result<(), CliError> {
         tls_psk: a.tls_psk,
         api_tls: a.api_tls,
         peer_ca: a.peer_ca,
+        peer_timeout_s: a.peer_timeout,
     };
     runtime()?.block_on(daemon::boot(plan))
 }

@@ -69,6 +69,8 @@ pub struct BootPlan {
     pub api_tls: bool,
     /// `--peer-ca`: certificates trusted for `https://` peers.
     pub peer_ca: Option<PathBuf>,
+    /// `--peer-timeout`: seconds one call to a peer may take.
+    pub peer_timeout_s: u64,
 }
 
 /// The control API's TLS configuration under `--api-tls` (X.509 from
@@ -372,6 +374,7 @@ fn volume_file_hint(message: &str, data_dir: &Path) -> String {
 pub async fn boot(mut plan: BootPlan) -> Result<(), CliError> {
     let (mut config, source) = config::load_config(plan.config_file.as_deref(), &plan.data_dir)?;
     config::add_peers(&mut config, &plan.peers)?;
+    crate::peer::set_peer_timeout(std::time::Duration::from_secs(plan.peer_timeout_s));
     if let Some(ca) = &plan.peer_ca {
         let roots = firmware_sim_client::load_ca_file(ca)
             .map_err(|e| CliError::Usage(format!("--peer-ca: {e}")))?;

@@ -16,5 +16,5 @@
 mod remote;
 mod routes;
 
-pub use remote::{set_peer_roots, set_peer_token, RemotePort};
+pub use remote::{set_peer_roots, set_peer_timeout, set_peer_token, RemotePort};
 pub use routes::routes;

@@ -1,6 +1,6 @@
 //! [`RemotePort`]: the resource manager's port to a peer daemon's subsystem.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use activity_table::{ActivityEntry, NewEntry, PhysSessionId, SessionId};
 use geometry::DeviceModel;
@@ -11,10 +11,32 @@ use serde::Serialize;
 
 use super::routes::{EstablishBody, FreezeBody, IdBody, PhysBody, ThawBody, WithdrawBody};
 
-/// How long one call to a peer may take (connect + answer).
+/// How long one call to a peer may take (connect + answer), unless
+/// `--peer-timeout` says otherwise.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long connecting to a peer may take.
+/// How long connecting to a peer may take (at most the call timeout).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// After a call to a peer timed out, further calls fail at once for this
+/// long (or the call timeout, if shorter) instead of each waiting out the
+/// timeout (QA: with a hung peer an IPL, a queued start and a list each
+/// waited 30 s, 90 s in all).
+const SILENT_FOR: Duration = Duration::from_secs(10);
+
+fn silent_for() -> Duration {
+    SILENT_FOR.min(call_timeout())
+}
+
+static PEER_TIMEOUT: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+
+/// Sets how long one call to a peer may take (once, at boot, from
+/// `--peer-timeout`).
+pub fn set_peer_timeout(t: Duration) {
+    let _ = PEER_TIMEOUT.set(t);
+}
+
+fn call_timeout() -> Duration {
+    PEER_TIMEOUT.get().copied().unwrap_or(CALL_TIMEOUT)
+}
 
 /// The bearer token this daemon sends its peers (its own `--api-token-file`:
 /// daemons that share sessions share a token).
@@ -49,6 +71,8 @@ pub struct RemotePort {
     agent: ureq::Agent,
     /// The peer answered `/port/id` with `id` (checked once per process).
     verified: Mutex<bool>,
+    /// When a call last timed out, until one is answered (see `SILENT_FOR`).
+    timed_out_at: Mutex<Option<Instant>>,
 }
 
 impl RemotePort {
@@ -58,8 +82,8 @@ impl RemotePort {
     pub fn new(id: &str, addr: &str) -> RemotePort {
         let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_connect(Some(CONNECT_TIMEOUT))
-            .timeout_global(Some(CALL_TIMEOUT))
+            .timeout_connect(Some(CONNECT_TIMEOUT.min(call_timeout())))
+            .timeout_global(Some(call_timeout()))
             .proxy(None);
         if let Some(roots) = PEER_ROOTS.get() {
             config = config.tls_config(
@@ -76,6 +100,7 @@ impl RemotePort {
             base,
             agent: ureq::Agent::new_with_config(config.build()),
             verified: Mutex::new(false),
+            timed_out_at: Mutex::new(None),
         }
     }
 
@@ -90,9 +115,15 @@ impl RemotePort {
         path: &str,
         res: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     ) -> Result<T, PortError> {
-        let mut resp = res.map_err(|e| PortError::Unreachable {
-            reason: format!("peer {} at {}: {path}: {e}", self.id, self.addr),
+        let mut resp = res.map_err(|e| {
+            if matches!(e, ureq::Error::Timeout(_)) {
+                *self.timed_out_at.lock() = Some(Instant::now());
+            }
+            PortError::Unreachable {
+                reason: format!("peer {} at {}: {path}: {e}", self.id, self.addr),
+            }
         })?;
+        *self.timed_out_at.lock() = None;
         let status = resp.status().as_u16();
         let text = resp
             .body_mut()
@@ -125,13 +156,38 @@ impl RemotePort {
         self.get_raw(path)
     }
 
+    /// Fails at once while the peer is taken for silent: a call timed out
+    /// less than `SILENT_FOR` ago.
+    fn not_silent(&self, path: &str) -> Result<(), PortError> {
+        let Some(at) = *self.timed_out_at.lock() else {
+            return Ok(());
+        };
+        let ago = at.elapsed();
+        if ago >= silent_for() {
+            return Ok(());
+        }
+        Err(PortError::Unreachable {
+            reason: format!(
+                "peer {} at {}: {path}: not asked: a call timed out ({} s) {:.1} s ago; it is \
+                 asked again {} s after that",
+                self.id,
+                self.addr,
+                call_timeout().as_secs_f64(),
+                ago.as_secs_f64(),
+                silent_for().as_secs()
+            ),
+        })
+    }
+
     fn get_raw<T: DeserializeOwned>(&self, path: &str) -> Result<T, PortError> {
+        self.not_silent(path)?;
         let res = authorize(self.agent.get(format!("{}{path}", self.base))).call();
         self.decode(path, res)
     }
 
     fn post<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T, PortError> {
         self.verify()?;
+        self.not_silent(path)?;
         let res = authorize(self.agent.post(format!("{}{path}", self.base))).send_json(body);
         self.decode(path, res)
     }
