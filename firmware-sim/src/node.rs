@@ -24,6 +24,15 @@ use resource_manager::{
 use crate::metrics::IoStats;
 use crate::peer::RemotePort;
 
+/// What [`Node::ipl`] did.
+pub struct IplOutcome {
+    /// Lines for people about what the restart restored ([`ipl_notes`]),
+    /// taken before the recovery.
+    pub notes: Vec<String>,
+    /// The resource manager's IPL recovery.
+    pub recovered: Result<Decisions, RmError>,
+}
+
 /// The running subsystem plus what the daemon keeps beside it.
 pub struct Node {
     /// The current subsystem handle. NBD I/O and control requests hold it
@@ -283,15 +292,13 @@ impl Node {
 
     /// Restarts the subsystem: clean shutdown, then a fresh open of the same
     /// data directory (tables replayed), then the resource manager's IPL
-    /// recovery (its outcome is the second value). In-flight requests finish
+    /// recovery. In-flight requests finish
     /// first. No other session request runs between the restart and the
     /// recovery: one that did would be a session of the restarted system
     /// that the recovery then terminates as initiated before the IPL (QA: a
     /// start that waited behind the IPL answered "active", and the recovery
     /// terminated it). NBD I/O resumes once the subsystem is open.
-    pub fn ipl(
-        &self,
-    ) -> Result<(IplReport, Result<Decisions, RmError>), controller::ControllerError> {
+    pub fn ipl(&self) -> Result<IplOutcome, controller::ControllerError> {
         self.stop_copier();
         let (gate, mut slot) = self.exclusive();
         let before = slot.metrics();
@@ -321,6 +328,9 @@ impl Node {
             slot.id(),
             report.journal_records
         ));
+        // What the IPL restored, before the recovery withdraws the maps of
+        // the sessions it ends.
+        let notes = ipl_notes(&report, &slot);
         drop(slot);
         let rm = self.rm.read().clone();
         if !self.peers.is_empty() {
@@ -329,7 +339,7 @@ impl Node {
         let recovered = rm.recover_over_answering("IPL", |rm| rm.on_ipl());
         drop(gate);
         self.start_copier();
-        Ok((report, recovered))
+        Ok(IplOutcome { notes, recovered })
     }
 
     /// Clean shutdown: stop the copier, flush every volume, close the data dir.

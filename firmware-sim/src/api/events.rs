@@ -11,7 +11,6 @@ use resource_manager::{Decisions, Outcome};
 use super::model::ErrorBody;
 use super::model::{DecisionInfo, EventReport, EventRequest, OrphanInfo, RecentEvent};
 use super::{body, ApiError, ApiErrorKind, AppState, Noun};
-use crate::node::ipl_notes;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -99,9 +98,8 @@ async fn event(
                 report(d, vec![format!("IPL of host {host} alone (the subsystem kept running)")])
             }
             "ipl" => {
-                let (r, d) = n.ipl().map_err(|e| ApiError::controller(e, Noun::Subsystem))?;
-                let notes = n.with(|sub| ipl_notes(&r, sub));
-                report(d.map_err(rm_err)?, notes)
+                let o = n.ipl().map_err(|e| ApiError::controller(e, Noun::Subsystem))?;
+                report(o.recovered.map_err(rm_err)?, o.notes)
             }
             "rm-restart" => {
                 let host = match &req.host {
