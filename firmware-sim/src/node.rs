@@ -3,10 +3,11 @@
 //!
 //! Invariants:
 //! - the [`Subsystem`] handle is replaced only by [`Node::ipl`], under the
-//!   write side of `slot`; every NBD request, control call and resource-manager
-//!   call runs under the read side ([`Node::with`], [`Node::with_rm`]), so an
-//!   IPL waits for in-flight work, holds new work back, and no request ever
-//!   meets a closed handle;
+//!   write sides of `rm_gate` and then `slot`; every NBD request and control
+//!   call runs under the read side of `slot` ([`Node::with`]), every
+//!   resource-manager call under the read side of `rm_gate` with a clone of
+//!   the handle ([`Node::with_rm`]), so an IPL waits for in-flight work,
+//!   holds new work back, and no request ever meets a closed handle;
 //! - the resource manager's [`ControllerPort`] always holds the same handle as
 //!   `slot` (replaced together, under the write lock).
 
@@ -194,7 +195,9 @@ impl Node {
         &self,
         f: impl FnOnce(&ResourceManager, &Subsystem) -> R,
     ) -> Result<R, RmError> {
-        let (_gate, s) = self.for_rm();
+        // No peer is asked, so `slot` is held, not the gate: a local list
+        // goes on while an IPL's recovery waits on a hung peer.
+        let s = self.slot.read();
         let rm = new_rm(&self.host, &self.port, &[])?;
         Ok(f(&rm, &s))
     }
@@ -273,7 +276,8 @@ impl Node {
     /// Restarts the resource manager: a new instance over the same subsystem
     /// (it rebuilds everything from the activity tables).
     pub fn restart_rm(&self) -> Result<(), RmError> {
-        let _gate = self.rm_gate.read();
+        // No request of the old manager runs beside the new one.
+        let _gate = self.rm_gate.write();
         let rm = new_rm(&self.host, &self.port, &self.peers)?;
         *self.rm.write() = Arc::new(rm);
         Ok(())

@@ -217,6 +217,12 @@ impl ResourceManager {
         self.lock().host.clone()
     }
 
+    /// The subsystems this manager leaves out because they did not answer
+    /// (see [`ResourceManager::without`]); empty for a full view.
+    pub fn left_out(&self) -> Vec<String> {
+        self.lock().left_out.clone()
+    }
+
     /// Names of the attached subsystems.
     pub fn subsystems(&self) -> Vec<String> {
         self.lock().ports.keys().cloned().collect()
@@ -705,7 +711,6 @@ impl Inner {
         first.map_or(Ok(()), Err)
     }
 
-    /// Best-effort rollback of a start whose entries failed on plan subsystem `failed_at`.
     /// Best effort after an establish on `sub` that did not answer: a
     /// physical session of `session` held there by `host` can only come from
     /// this start (the id has no rows anywhere: a duplicate is refused
@@ -716,8 +721,15 @@ impl Inner {
         let Ok(port) = self.port(sub) else {
             return;
         };
-        let Ok(held) = port.physical_sessions() else {
-            return;
+        let held = match port.physical_sessions() {
+            Ok(h) => h,
+            Err(e) => {
+                // Still silent (RemotePort answers at once for a while after
+                // a timeout): the host's next restart event sweeps it.
+                tracing::warn!(subsystem = sub, %session, error = %e,
+                    "a physical session the unanswered establish may have made is left for the next restart event");
+                return;
+            }
         };
         for h in held
             .iter()
@@ -730,6 +742,7 @@ impl Inner {
         }
     }
 
+    /// Best-effort rollback of a start whose entries failed on plan subsystem `failed_at`.
     fn rollback_start(
         &mut self,
         spec: &SessionSpec,

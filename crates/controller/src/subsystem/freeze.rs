@@ -16,7 +16,10 @@
 //!   any later call, removes it, so a resource manager that dies between
 //!   freeze and thaw holds writes for at most [`MAX_FREEZE`];
 //! - freezes are volatile: an IPL starts with none, and a token from before
-//!   it is unknown ([`Subsystem::thaw_writes`] answers `false`);
+//!   it is unknown ([`Subsystem::thaw_writes`] answers `false`): tokens are
+//!   never reused, across IPLs and restarts of the process too (they count
+//!   up from the wall clock in microseconds at the first freeze), so a late
+//!   thaw can never release another start's freeze;
 //! - once [`Subsystem::end_freezes`] ran, no freeze holds a writer and no new
 //!   one is taken (until [`Subsystem::allow_freezes`]): an IPL that waits for
 //!   the writes in flight never waits for a freeze, nor for a thaw queued
@@ -42,7 +45,6 @@ struct Freeze {
 
 #[derive(Default)]
 struct Table {
-    next: u64,
     active: BTreeMap<u64, Freeze>,
 }
 
@@ -60,6 +62,21 @@ impl Table {
             .map(|f| f.deadline)
             .max()
     }
+}
+
+/// A freeze token no freeze of this process, or of an earlier run of it, had
+/// (review: a fresh handle counted from 1 again, so a thaw that arrived
+/// late after an IPL could release another start's freeze and answer that
+/// it had held).
+fn next_token() -> u64 {
+    static NEXT: std::sync::OnceLock<std::sync::atomic::AtomicU64> = std::sync::OnceLock::new();
+    NEXT.get_or_init(|| {
+        let micros = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_micros() as u64);
+        std::sync::atomic::AtomicU64::new(micros.max(1))
+    })
+    .fetch_add(1, Ordering::SeqCst)
 }
 
 /// The freezes of one subsystem.
@@ -102,8 +119,7 @@ impl Freezes {
             return None;
         }
         t.expire(Instant::now());
-        t.next += 1;
-        let token = t.next;
+        let token = next_token();
         let deadline = Instant::now() + hold;
         t.active.insert(token, Freeze { volumes, deadline });
         self.any.store(true, Ordering::SeqCst);
@@ -249,5 +265,21 @@ mod tests {
         assert_eq!(f.freeze(vols(&["V0"]), Duration::from_secs(1)), None);
         f.ended.store(false, Ordering::SeqCst);
         assert!(f.freeze(vols(&["V0"]), Duration::from_secs(1)).is_some());
+    }
+
+    #[test]
+    fn a_thaw_from_before_an_ipl_never_releases_a_freeze_after_it() {
+        // Two handles, as before and after an IPL: the old token is unknown
+        // to the new table, whatever freezes the new one has taken.
+        let old = Freezes::default();
+        let t_old = old.freeze(vols(&["V0"]), Duration::from_secs(60)).unwrap();
+        old.end();
+        let fresh = Freezes::default();
+        let t_new = fresh
+            .freeze(vols(&["V0"]), Duration::from_secs(60))
+            .unwrap();
+        assert_ne!(t_old, t_new, "a token was reused across handles");
+        assert!(!fresh.thaw(t_old), "a stale thaw released the new freeze");
+        assert!(fresh.thaw(t_new), "the new freeze held until its own thaw");
     }
 }
