@@ -217,12 +217,6 @@ impl ResourceManager {
         self.lock().host.clone()
     }
 
-    /// The subsystems this manager leaves out because they did not answer
-    /// (see [`ResourceManager::without`]); empty for a full view.
-    pub fn left_out(&self) -> Vec<String> {
-        self.lock().left_out.clone()
-    }
-
     /// Names of the attached subsystems.
     pub fn subsystems(&self) -> Vec<String> {
         self.lock().ports.keys().cloned().collect()
@@ -562,9 +556,14 @@ impl Inner {
     }
 
     /// The session an operator means by `id`: the only one of that id, else the one this
-    /// resource manager's host owns (hosts that raced to start one id hold one each).
+    /// resource manager's host owns (hosts that raced to start one id hold one each). On a
+    /// partial view (`left_out`) only this host's: the one in sight may be another host's
+    /// while ours lives on a peer left out.
     fn pick<'a>(&'a self, id: &'a SessionId) -> Result<Option<&'a SessionLedger>, RmError> {
         let all: Vec<&SessionLedger> = self.ledger.with_id(id).collect();
+        if !self.left_out.is_empty() {
+            return Ok(all.into_iter().find(|s| self.owner_of(s) == self.host));
+        }
         if all.len() <= 1 {
             return Ok(all.first().copied());
         }

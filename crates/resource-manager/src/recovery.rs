@@ -51,8 +51,8 @@ impl ResourceManager {
     /// peer's own rows and physical sessions are settled by the next event
     /// that reaches it, because a terminal row anywhere decides a session.
     /// Events are rerun-safe (A5), so what the first attempt did stays done.
-    /// Without a silent peer's rows, a reset judges a session by the rows of
-    /// the others. A local subsystem that fails, or a peer that answers with
+    /// Without a silent peer's rows, a reset resumes nothing (its rows may
+    /// decide the session). A local subsystem that fails, or a peer that answers with
     /// an error, fails the event as before. (QA: with one peer down an event
     /// ran over the local subsystem alone, and a reachable peer's reset then
     /// resumed a session the event had terminated.)
@@ -699,8 +699,9 @@ impl Inner {
     /// Withdraws physical sessions on `subsystems` that no open row accounts for, except
     /// another host's whose session is not decided (no rows, or some open): that host may
     /// be establishing it right now (its rows follow the establish, one subsystem after
-    /// the other), and that host's events withdraw it if its start never finished. (A session whose rows are all terminal is decided, so
-    /// its physical sessions are withdrawn whoever owns them.) A physical session that
+    /// the other), and that host's events withdraw it if its start never finished. (A
+    /// session whose rows are all terminal is decided, so its physical sessions are
+    /// withdrawn whoever owns them.) A physical session that
     /// names no host (established before hosts were recorded) counts as `host`'s. A
     /// subsystem that
     /// fails to answer or to withdraw is noted in `problems` and skipped (its orphans wait

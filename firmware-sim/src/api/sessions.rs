@@ -446,18 +446,6 @@ async fn terminate(
             // event that reaches it.
             let (s, left_out) = rm
                 .over_answering("session terminate", |rm| {
-                    // On a partial view another host's session of this id
-                    // may be the only one in sight while ours lives on the
-                    // silent peer: end only our own host's there (review).
-                    if !rm.left_out().is_empty() {
-                        if let Some(s) = rm.session(&id)? {
-                            if s.host != rm.host() {
-                                return Err(resource_manager::RmError::UnknownSession {
-                                    id: id.clone(),
-                                });
-                            }
-                        }
-                    }
                     rm.terminate_session(&id, &why)?;
                     rm.session(&id)
                 })
