@@ -19,7 +19,7 @@ use std::sync::Arc;
 use controller::{CopierHandle, IplReport, Subsystem, SubsystemConfig};
 use parking_lot::{Mutex, RwLock};
 use resource_manager::{
-    ControllerPort, Decisions, Outcome, ResourceManager, RmError, SubsystemPort,
+    ControllerPort, Decisions, Outcome, Owed, ResourceManager, RmError, SubsystemPort,
 };
 
 use crate::metrics::IoStats;
@@ -58,6 +58,10 @@ pub struct Node {
     /// Controller counters of the handles IPLs replaced (see [`Node::metrics`]).
     metrics_base: Mutex<controller::MetricsSnapshot>,
     rm: RwLock<Arc<ResourceManager>>,
+    /// What the resource manager owes peers that did not answer an event
+    /// (resource_manager's owed.rs): shared by every manager this process
+    /// builds, lost only with the process (its next boot's IPL covers it).
+    owed: Arc<Owed>,
     copier: Mutex<Option<CopierHandle>>,
     runtime: tokio::runtime::Handle,
     /// NBD request counters and host flush latency.
@@ -99,7 +103,8 @@ impl Node {
             }
         }
         let port = Arc::new(ControllerPort::new(sub.clone()));
-        let rm = new_rm(&host, &port, &peers).map_err(|e| {
+        let owed = Arc::new(Owed::default());
+        let rm = new_rm(&host, &port, &peers, &owed).map_err(|e| {
             controller::ControllerError::new(
                 controller::ErrorKind::InvalidRequest,
                 format!("cannot attach the resource manager: {e}"),
@@ -117,6 +122,7 @@ impl Node {
             names,
             metrics_base: Mutex::new(Default::default()),
             rm: RwLock::new(Arc::new(rm)),
+            owed,
             copier: Mutex::new(None),
             runtime,
             stats: IoStats::default(),
@@ -184,7 +190,36 @@ impl Node {
             // managers): never answer from a ledger read earlier.
             rm.invalidate();
         }
-        f(&rm, &s)
+        let r = f(&rm, &s);
+        self.log_payments(&rm);
+        r
+    }
+
+    /// What the resource manager owes peers that did not answer, one line
+    /// each (`GET /health`).
+    pub fn owed(&self) -> Vec<String> {
+        self.owed.lines()
+    }
+
+    /// Pays what the resource manager owes peers that answer again, if it
+    /// owes anything (the daemon calls this every few seconds, so a debt is
+    /// paid without waiting for the next session request). Blocking.
+    pub fn pay_owed(&self) {
+        if self.owed.is_empty() {
+            return;
+        }
+        if let Err(e) = self.with_rm(|rm, _| rm.pay_owed()) {
+            tracing::warn!(error = %e, "paying what peers are owed failed");
+        }
+    }
+
+    /// The payments `rm` made, into the recent events and the log.
+    fn log_payments(&self, rm: &ResourceManager) {
+        for p in rm.take_payments() {
+            let lines = decision_lines(&p);
+            self.recent
+                .push(format!("{}: {}", p.event, lines.join("; ")));
+        }
     }
 
     /// Runs `f` on a resource manager over this subsystem alone (no peer
@@ -198,7 +233,7 @@ impl Node {
         // No peer is asked, so `slot` is held, not the gate: a local list
         // goes on while an IPL's recovery waits on a hung peer.
         let s = self.slot.read();
-        let rm = new_rm(&self.host, &self.port, &[])?;
+        let rm = new_rm(&self.host, &self.port, &[], &Arc::default())?;
         Ok(f(&rm, &s))
     }
 
@@ -278,7 +313,7 @@ impl Node {
     pub fn restart_rm(&self) -> Result<(), RmError> {
         // No request of the old manager runs beside the new one.
         let _gate = self.rm_gate.write();
-        let rm = new_rm(&self.host, &self.port, &self.peers)?;
+        let rm = new_rm(&self.host, &self.port, &self.peers, &self.owed)?;
         *self.rm.write() = Arc::new(rm);
         Ok(())
     }
@@ -322,7 +357,7 @@ impl Node {
         *slot = fresh;
         // The host side restarts too: a new resource manager over the same port
         // (it rebuilds everything from the activity tables).
-        match new_rm(&self.host, &self.port, &self.peers) {
+        match new_rm(&self.host, &self.port, &self.peers, &self.owed) {
             Ok(rm) => *self.rm.write() = Arc::new(rm),
             Err(e) => tracing::warn!(error = %e, "resource manager not rebuilt after IPL"),
         }
@@ -371,10 +406,11 @@ fn new_rm(
     host: &str,
     port: &Arc<ControllerPort>,
     peers: &[Arc<RemotePort>],
+    owed: &Arc<Owed>,
 ) -> Result<ResourceManager, RmError> {
     let mut ports: Vec<Arc<dyn SubsystemPort>> = vec![port.clone()];
     ports.extend(peers.iter().map(|p| p.clone() as Arc<dyn SubsystemPort>));
-    ResourceManager::for_host(host, ports)
+    Ok(ResourceManager::for_host(host, ports)?.with_owed(owed.clone()))
 }
 
 /// The maps that serve backup sessions: map id -> logical session id.

@@ -39,10 +39,34 @@ model = "fb:64M"
 
 /// SS02 (config `ss02`) booted in `t2` with `ss01` as its peer.
 fn boot_ss02(t2: &std::path::Path, ss02: &str, ss01: &Daemon) -> Daemon {
+    boot_ss02_with(t2, ss02, ss01, &[])
+}
+
+/// [`boot_ss02`] with `extra` boot arguments.
+fn boot_ss02_with(t2: &std::path::Path, ss02: &str, ss01: &Daemon, extra: &[&str]) -> Daemon {
     let cfg = t2.join("ss02.toml");
     std::fs::write(&cfg, ss02).unwrap();
     let peer = format!("SS01={}", ss01.api);
-    Daemon::boot_with(t2, &["--config", cfg.to_str().unwrap(), "--peer", &peer])
+    let mut args = vec!["--config", cfg.to_str().unwrap(), "--peer", &peer];
+    args.extend_from_slice(extra);
+    Daemon::boot_with(t2, &args)
+}
+
+/// Sends `sig` (`-STOP`, `-CONT`) to daemon `d`: a hung daemon, and its return.
+fn signal(d: &Daemon, sig: &str) {
+    let out = common::run("kill", &[sig, &d.pid().to_string()]);
+    assert_success(&out, &format!("kill {sig} {}", d.api));
+}
+
+/// What `d` owes its peers (`GET /health`).
+fn owed(d: &Daemon) -> Vec<String> {
+    let (status, body) = common::http("GET", &format!("http://{}/health", d.api), None);
+    assert_eq!(status, 200, "{body}");
+    let h: Value = serde_json::from_str(&body).unwrap();
+    h["owed"]
+        .as_array()
+        .map(|a| a.iter().map(|l| l.as_str().unwrap().to_string()).collect())
+        .unwrap_or_default()
 }
 
 #[test]
@@ -476,11 +500,7 @@ fn nbd_keeps_serving_while_an_ipl_waits_for_a_hung_peer() {
     let mut conn = common::nbd_client::NbdConn::open(&ss02.nbd_addr(), "V0");
     conn.write(0, &[0x5a; 4096]);
 
-    let stop = |sig: &str| {
-        let out = common::run("kill", &[sig, &ss01.pid().to_string()]);
-        assert_success(&out, &format!("kill {sig} SS01"));
-    };
-    stop("-STOP");
+    signal(&ss01, "-STOP");
     std::thread::scope(|sc| {
         // Asks SS01's tables: hangs until SS01 runs again.
         let list = sc.spawn(|| ss02.cli(&["session", "list"]));
@@ -489,7 +509,7 @@ fn nbd_keeps_serving_while_an_ipl_waits_for_a_hung_peer() {
         std::thread::sleep(std::time::Duration::from_secs(1));
         let data = conn.read(0, 4096);
         let list_waiting = !list.is_finished();
-        stop("-CONT");
+        signal(&ss01, "-CONT");
         assert_eq!(data, vec![0x5a; 4096]);
         assert!(
             list_waiting,
@@ -548,25 +568,8 @@ fn a_local_session_terminates_while_a_peer_is_down() {
 fn a_peer_that_timed_out_is_not_asked_again_at_once() {
     let (t1, t2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let ss01 = Daemon::boot(t1.path());
-    let cfg = t2.path().join("ss02.toml");
-    std::fs::write(&cfg, SS02).unwrap();
-    let peer = format!("SS01={}", ss01.api);
-    let ss02 = Daemon::boot_with(
-        t2.path(),
-        &[
-            "--config",
-            cfg.to_str().unwrap(),
-            "--peer",
-            &peer,
-            "--peer-timeout",
-            "2",
-        ],
-    );
-    let signal = |sig: &str| {
-        let out = common::run("kill", &[sig, &ss01.pid().to_string()]);
-        assert_success(&out, &format!("kill {sig} SS01"));
-    };
-    signal("-STOP");
+    let ss02 = boot_ss02_with(t2.path(), SS02, &ss01, &["--peer-timeout", "2"]);
+    signal(&ss01, "-STOP");
     let out = ss02.cli(&["session", "list"]);
     assert_fails_with(&out, EXIT_FAILED, "timeout", "list with SS01 hung");
     let out = ss02.cli(&["session", "list"]);
@@ -576,8 +579,60 @@ fn a_peer_that_timed_out_is_not_asked_again_at_once() {
         "not asked: a call timed out",
         "the next list, at once",
     );
-    signal("-CONT");
+    signal(&ss01, "-CONT");
     std::thread::sleep(std::time::Duration::from_millis(2500));
     let out = ss02.cli(&["session", "list"]);
     assert_success(&out, "list once SS01 runs again");
+}
+
+/// A session of SS02's host whose only part is on SS01 is out of sight of
+/// SS02's `event rm-restart` while SS01 is hung: SS02 owes SS01 the event
+/// (`GET /health` says so), and pays it once SS01 answers again, without
+/// any further request: the session ends terminated (rm-restart) on SS01
+/// and its map is withdrawn. (Before, it went on copying as active.)
+#[test]
+fn an_event_a_hung_peer_missed_is_paid_when_it_answers() {
+    let (t1, t2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let ss01 = Daemon::boot(t1.path());
+    let ss02 = boot_ss02_with(t2.path(), SS02, &ss01, &["--peer-timeout", "2"]);
+    let start = [
+        "session",
+        "start",
+        "--id",
+        "H1",
+        "--extent",
+        "SS01/FB00:0-3",
+        "--target",
+        "SS01/FB01",
+        "--program",
+        "HUNG",
+    ];
+    assert_success(&ss02.cli(&start), "a session of SS02's host on SS01 only");
+    assert!(has_map(&ss01, "FB00", "FB01"));
+    signal(&ss01, "-STOP");
+    let out = ss02.cli(&["event", "rm-restart"]);
+    signal(&ss01, "-CONT");
+    assert_success(&out, "rm-restart with SS01 hung");
+    let owes = owed(&ss02);
+    assert!(
+        owes.iter()
+            .any(|l| l.contains("rm-restart") && l.contains("owed to SS01")),
+        "{owes:?}"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    while !owed(&ss02).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still owed after 40 s: {:?}",
+            owed(&ss02)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    let on1 = ss01.cli_json(&["session", "list", "--local"]);
+    assert_eq!(session(&on1, "H1")["state"], "terminated", "{on1}");
+    assert_eq!(session(&on1, "H1")["reason"], "rm-restart", "{on1}");
+    assert!(!has_map(&ss01, "FB00", "FB01"), "its map is withdrawn");
+    let (status, text) = common::http("GET", &format!("http://{}/events", ss02.api), None);
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("owed to SS01 and paid"), "{text}");
 }

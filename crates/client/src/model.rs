@@ -46,6 +46,11 @@ pub struct Health {
     pub volumes: usize,
     /// NBD listen address(es), as URIs without an export name.
     pub nbd: Vec<String>,
+    /// What this daemon's resource manager owes peers that did not answer
+    /// an event or a terminate, one line each (`rm-restart on host SYS1,
+    /// owed to SS02`): paid within seconds of the peer answering again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owed: Vec<String>,
 }
 
 /// One recent event of the daemon (`GET /events`): a controller state

@@ -32,6 +32,7 @@ impl ResourceManager {
     /// (reason `image-lost`) each one whose physical session is gone, failed,
     /// or reports extents other than those recorded. Runs to a fixed point.
     pub fn check_sessions(&self) -> Result<Decisions, RmError> {
+        self.pay_owed()?;
         self.close_broken(Decisions {
             event: Event::Check,
             decisions: Vec::new(),

@@ -36,6 +36,7 @@ mod error;
 mod integrity;
 mod ledger;
 mod manager;
+mod owed;
 mod port;
 mod recovery;
 mod report;
@@ -48,6 +49,7 @@ pub use controller_port::ControllerPort;
 pub use error::RmError;
 pub use ledger::SessionState;
 pub use manager::{ResourceManager, SessionExtent, SessionSpec, DEFAULT_HOST, FREEZE_HOLD_MS};
+pub use owed::Owed;
 pub use port::{
     CopyPair, HeldSession, PhysState, PhysicalSession, PortError, RejectKind, SubsystemPort,
 };

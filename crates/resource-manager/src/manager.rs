@@ -28,6 +28,7 @@ use parking_lot::{Mutex, MutexGuard};
 
 use crate::error::RmError;
 use crate::ledger::{Ledger, SessionKey, SessionLedger, SessionState};
+use crate::owed::Owed;
 use crate::port::{CopyPair, PhysicalSession, PortError, SubsystemPort};
 use crate::report::{PhysicalPart, Progress, SessionInfo};
 
@@ -138,6 +139,9 @@ pub struct ResourceManager {
     /// spanning starts on two daemons at once deadlocked until the 30 s
     /// timeout). Taken into `Inner::stale` by [`ResourceManager::lock`].
     peer_changed: AtomicBool,
+    /// What this host owes peers that did not answer (owed.rs), shared by
+    /// the managers one daemon builds.
+    pub(crate) owed: Arc<Owed>,
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -192,7 +196,16 @@ impl ResourceManager {
         Ok(ResourceManager {
             inner: Mutex::new(inner),
             peer_changed: AtomicBool::new(false),
+            owed: Arc::new(Owed::default()),
         })
+    }
+
+    /// This manager with the debts of `owed` (owed.rs): a daemon passes the
+    /// same [`Owed`] to every manager it builds, so a restart of the
+    /// resource manager still pays what the old one owed.
+    pub fn with_owed(mut self, owed: Arc<Owed>) -> ResourceManager {
+        self.owed = owed;
+        self
     }
 
     /// Forgets what the manager knows of the tables: the next request reads
@@ -231,6 +244,7 @@ impl ResourceManager {
         &self,
         spec: &SessionSpec,
     ) -> Result<BTreeMap<String, PhysSessionId>, RmError> {
+        self.pay_owed()?;
         let mut inner = self.lock();
         inner.refresh()?;
         if let Some(s) = inner.ledger.with_id(&spec.id).next() {
@@ -292,7 +306,9 @@ impl ResourceManager {
                     }
                 }
                 if let Some(sub) = &unanswered {
-                    inner.withdraw_unanswered_establish(sub, &spec.id, &host);
+                    if !inner.withdraw_unanswered_establish(sub, &spec.id, &host) {
+                        self.owe_withdraw(sub, &spec.id, &host);
+                    }
                 }
             }
             return Err(e);
@@ -335,6 +351,7 @@ impl ResourceManager {
     /// everywhere, then the physical sessions are withdrawn. Completing a completed session
     /// is a no-op; a terminated one is [`RmError::SessionTerminated`].
     pub fn complete_session(&self, id: &SessionId) -> Result<(), RmError> {
+        self.pay_owed()?;
         let mut inner = self.lock();
         let session = inner.fresh_session(id)?;
         match session.state() {
@@ -374,6 +391,7 @@ impl ResourceManager {
     /// terminated session is a no-op (the first reason stays); a completed
     /// one is [`RmError::SessionCompleted`].
     pub fn terminate_session(&self, id: &SessionId, why: &str) -> Result<(), RmError> {
+        self.pay_owed()?;
         {
             let mut inner = self.lock();
             let session = inner.fresh_session(id)?;
@@ -413,6 +431,7 @@ impl ResourceManager {
     /// still terminates a session that is initiated and not completed, and
     /// the report says the backup must be taken again.
     pub fn release_session(&self, id: &SessionId) -> Result<(), RmError> {
+        self.pay_owed()?;
         let mut inner = self.lock();
         let session = inner.fresh_session(id)?;
         match session.state() {
@@ -443,6 +462,7 @@ impl ResourceManager {
 
     /// Every session in the tables, in id order, with progress from the subsystems.
     pub fn list_sessions(&self) -> Result<Vec<SessionInfo>, RmError> {
+        self.pay_owed()?;
         let mut inner = self.lock();
         inner.refresh()?;
         Ok(inner
@@ -455,6 +475,7 @@ impl ResourceManager {
 
     /// One session, if it is in the tables.
     pub fn session(&self, id: &SessionId) -> Result<Option<SessionInfo>, RmError> {
+        self.pay_owed()?;
         let mut inner = self.lock();
         inner.refresh()?;
         Ok(inner.pick(id)?.map(|s| inner.info(s)))
@@ -713,32 +734,37 @@ impl Inner {
     /// Best effort after an establish on `sub` that did not answer: a
     /// physical session of `session` held there by `host` can only come from
     /// this start (the id has no rows anywhere: a duplicate is refused
-    /// first), so it is withdrawn now rather than left until the host's next
-    /// restart event sweeps it (QA: an establish timed out and the peer
-    /// established 14 ms later). A peer still silent keeps it until then.
-    fn withdraw_unanswered_establish(&mut self, sub: &str, session: &SessionId, host: &str) {
+    /// first), so it is withdrawn now rather than left for later (QA: an
+    /// establish timed out and the peer established 14 ms later). `false`
+    /// when the peer is still silent (RemotePort answers at once for a
+    /// while after a timeout): the caller then owes it the withdraw (owed.rs).
+    fn withdraw_unanswered_establish(
+        &mut self,
+        sub: &str,
+        session: &SessionId,
+        host: &str,
+    ) -> bool {
         let Ok(port) = self.port(sub) else {
-            return;
+            return true;
         };
         let held = match port.physical_sessions() {
             Ok(h) => h,
-            Err(e) => {
-                // Still silent (RemotePort answers at once for a while after
-                // a timeout): the host's next restart event sweeps it.
-                tracing::warn!(subsystem = sub, %session, error = %e,
-                    "a physical session the unanswered establish may have made is left for the next restart event");
-                return;
-            }
+            Err(_) => return false,
         };
+        let mut done = true;
         for h in held
             .iter()
             .filter(|h| &h.owner == session && h.host.as_deref() == Some(host))
         {
-            if port.withdraw(session, h.phys).is_ok() {
-                tracing::info!(subsystem = sub, phys = %h.phys, %session,
-                    "withdrew the physical session of an establish that did not answer");
+            match port.withdraw(session, h.phys) {
+                Ok(()) | Err(PortError::Gone { .. }) => {
+                    tracing::info!(subsystem = sub, phys = %h.phys, %session,
+                    "withdrew the physical session of an establish that did not answer")
+                }
+                Err(_) => done = false,
             }
         }
+        done
     }
 
     /// Best-effort rollback of a start whose entries failed on plan subsystem `failed_at`.

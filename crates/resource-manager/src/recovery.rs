@@ -31,11 +31,14 @@ use crate::report::{Decision, Decisions, Event, OrphanWithdrawn, Outcome};
 
 /// Which open sessions a restart event ends: those owned by `host` (and of
 /// `program`, for an abend), and for a machine IPL also every session with
-/// rows on a subsystem that restarted with the host.
-struct Scope<'a> {
-    host: &'a str,
-    program: Option<&'a str>,
-    restarted: &'a [String],
+/// rows on a subsystem that restarted with the host. A payment (owed.rs)
+/// runs the event on one peer only (`only_on`), or ends nothing and only
+/// settles decided sessions there (`host: None`).
+pub(crate) struct Scope<'a> {
+    pub host: Option<&'a str>,
+    pub program: Option<&'a str>,
+    pub restarted: &'a [String],
+    pub only_on: Option<&'a str>,
 }
 
 impl ResourceManager {
@@ -61,7 +64,10 @@ impl ResourceManager {
         what: &str,
         event: impl Fn(&ResourceManager) -> Result<Decisions, RmError>,
     ) -> Result<Decisions, RmError> {
-        let (mut d, left_out) = self.over_answering(what, event)?;
+        let (mut d, left_out, skipped) = self.answering(what, event)?;
+        for peer in &skipped {
+            self.owe_event(peer, &d);
+        }
         d.problems.extend(left_out);
         Ok(d)
     }
@@ -73,11 +79,27 @@ impl ResourceManager {
     /// row anywhere decides and that must not wait for a dead peer: the
     /// recovery events and `terminate_session`. A failure of a local
     /// subsystem, or an error a peer answered with, is returned as is.
+    /// Each peer left out is owed `what` (owed.rs): once it answers, the
+    /// open rows there of the sessions decided are settled.
     pub fn over_answering<T>(
         &self,
         what: &str,
         f: impl Fn(&ResourceManager) -> Result<T, RmError>,
     ) -> Result<(T, Vec<String>), RmError> {
+        let (v, left_out, skipped) = self.answering(what, f)?;
+        for peer in &skipped {
+            self.owe_settle(peer, what);
+        }
+        Ok((v, left_out))
+    }
+
+    /// [`ResourceManager::over_answering`] without the debts: also returns
+    /// the ids of the peers left out.
+    fn answering<T>(
+        &self,
+        what: &str,
+        f: impl Fn(&ResourceManager) -> Result<T, RmError>,
+    ) -> Result<(T, Vec<String>, Vec<String>), RmError> {
         let mut skipped: Vec<String> = Vec::new();
         let mut left_out: Vec<String> = Vec::new();
         let mut first_silent: Option<RmError> = None;
@@ -110,7 +132,7 @@ impl ResourceManager {
                     ));
                     skipped.push(subsystem);
                 }
-                Ok(v) => return Ok((v, left_out)),
+                Ok(v) => return Ok((v, left_out, skipped)),
                 // Not found where the answering subsystems can see: it may
                 // live on a peer left out, so that peer's silence is the answer.
                 Err(e) => {
@@ -143,7 +165,7 @@ impl ResourceManager {
                 .collect();
             (inner.host.clone(), ports)
         };
-        let rm = ResourceManager::for_host(&host, ports)?;
+        let rm = ResourceManager::for_host(&host, ports)?.with_owed(self.owed.clone());
         rm.lock().left_out = skip.to_vec();
         Ok(rm)
     }
@@ -169,14 +191,16 @@ impl ResourceManager {
     }
 
     fn on_ipl_with(&self, host: &str, restarted: &[String]) -> Result<Decisions, RmError> {
+        self.pay_owed()?;
         let event = Event::Ipl {
             host: host.to_string(),
             subsystems: restarted.to_vec(),
         };
         let scope = Scope {
-            host,
+            host: Some(host),
             program: None,
             restarted,
+            only_on: None,
         };
         self.restart_event(event, TerminateReason::Ipl, scope)
     }
@@ -191,13 +215,15 @@ impl ResourceManager {
     /// The resource manager of `host` restarted: terminates (reason
     /// `rm-restart`) the sessions initiated and not completed that `host` owns.
     pub fn on_host_rm_restart(&self, host: &str) -> Result<Decisions, RmError> {
+        self.pay_owed()?;
         let event = Event::RmRestart {
             host: host.to_string(),
         };
         let scope = Scope {
-            host,
+            host: Some(host),
             program: None,
             restarted: &[],
+            only_on: None,
         };
         self.restart_event(event, TerminateReason::RmRestart, scope)
     }
@@ -213,14 +239,16 @@ impl ResourceManager {
     /// Backup program `program` of host `host` ended abnormally: terminates
     /// (reason `abend`) the sessions of that program that `host` owns.
     pub fn on_host_abend(&self, host: &str, program: &str) -> Result<Decisions, RmError> {
+        self.pay_owed()?;
         let event = Event::Abend {
             host: host.to_string(),
             program: program.to_string(),
         };
         let scope = Scope {
-            host,
+            host: Some(host),
             program: Some(program),
             restarted: &[],
+            only_on: None,
         };
         self.restart_event(event, TerminateReason::Abend, scope)
     }
@@ -236,6 +264,7 @@ impl ResourceManager {
     /// session nor withdraws an orphan), so that a duplicate notification decides
     /// nothing new (A5).
     pub fn on_reset(&self, subsystem: &str) -> Result<Decisions, RmError> {
+        self.pay_owed()?;
         // A pass that withdrew anything (a newly terminated session, or an
         // orphan physical session left by an earlier, interrupted event) may
         // have force-stopped maps other sessions read through: check again
@@ -456,7 +485,7 @@ impl ResourceManager {
         )
     }
 
-    fn restart_event(
+    pub(crate) fn restart_event(
         &self,
         event: Event,
         reason: TerminateReason,
@@ -467,7 +496,11 @@ impl ResourceManager {
         let mut decisions = Vec::with_capacity(inner.ledger.sessions.len());
         let mut plan = SettlePlan::default();
         let time = now_ms();
+        let host = scope.host.unwrap_or("");
         for s in inner.ledger.sessions.values() {
+            if scope.only_on.is_some_and(|p| !s.rows.contains_key(p)) {
+                continue;
+            }
             let (outcome, acted, why) = match s.state() {
                 SessionState::Completed | SessionState::Terminated(_) => {
                     settled(s, &mut plan, time)
@@ -475,14 +508,14 @@ impl ResourceManager {
                 SessionState::Active | SessionState::Resumed => {
                     let owner = inner.owner_of(s);
                     let restarted = s.rows.keys().find(|sub| scope.restarted.contains(sub));
-                    let ours = owner == scope.host || restarted.is_some();
+                    let ours = Some(owner) == scope.host || restarted.is_some();
                     let program_ok = scope
                         .program
                         .is_none_or(|p| s.program.as_deref() == Some(p));
                     if ours && program_ok {
                         plan.add(s, EntryStatus::Terminated { reason }, time);
                         let mut why = match restarted {
-                            Some(sub) if owner != scope.host => format!(
+                            Some(sub) if owner != host => format!(
                                 "initiated and not completed, with a part on {sub}, which restarted; \
                                  terminated on {} subsystem(s)",
                                 s.rows.len()
@@ -500,7 +533,7 @@ impl ResourceManager {
                         }
                         (Outcome::Terminated(reason), true, why)
                     } else if !ours {
-                        let why = format!("owned by host {owner}, not {}", scope.host);
+                        let why = format!("owned by host {owner}, not {host}");
                         (Outcome::Untouched, false, why)
                     } else {
                         let why = format!(
@@ -512,10 +545,18 @@ impl ResourceManager {
                     }
                 }
             };
-            decisions.push(decision(s, outcome, acted, why));
+            // A payment reports what it did on its peer, not every session there.
+            if scope.only_on.is_none() || acted {
+                decisions.push(decision(s, outcome, acted, why));
+            }
         }
-        let sweep: Vec<String> = inner.ports.keys().cloned().collect();
-        let report = inner.conclude(event, decisions, plan, Vec::new(), &sweep, scope.host)?;
+        let sweep: Vec<String> = match scope.only_on {
+            Some(p) => vec![p.to_string()],
+            None => inner.ports.keys().cloned().collect(),
+        };
+        // With no host (a payment that only settles), only decided sessions'
+        // physical sessions are withdrawn.
+        let report = inner.conclude(event, decisions, plan, Vec::new(), &sweep, host)?;
         drop(inner);
         // Withdraws may have broken sessions the event left alone, and an
         // earlier event may have left a broken one open (integrity.rs).

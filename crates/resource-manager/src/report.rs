@@ -42,6 +42,15 @@ pub enum Event {
     /// A check of every open session's image (after a control request that
     /// may have stopped a session's map).
     Check,
+    /// An event (or terminate) a peer missed because it did not answer, run
+    /// again on that peer once it answered (docs/SESSIONS.md, "Peers that do
+    /// not answer").
+    Owed {
+        /// The peer it was owed to.
+        to: String,
+        /// What it missed, in words (`rm-restart on host SYS1`).
+        missed: String,
+    },
 }
 
 impl fmt::Display for Event {
@@ -59,6 +68,7 @@ impl fmt::Display for Event {
             }
             Event::Reset { subsystem } => write!(f, "reset notification from {subsystem}"),
             Event::Check => f.write_str("session check"),
+            Event::Owed { to, missed } => write!(f, "{missed}, owed to {to} and paid"),
         }
     }
 }

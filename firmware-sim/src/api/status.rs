@@ -92,6 +92,7 @@ async fn health(State(s): State<AppState>) -> Result<Json<Health>, ApiError> {
             uptime_s: n.started.elapsed().as_secs(),
             volumes,
             nbd: n.nbd_bases.read().clone(),
+            owed: n.owed(),
         }))
     })
     .await

@@ -521,6 +521,7 @@ pub async fn boot(mut plan: BootPlan) -> Result<(), CliError> {
         })
         .collect();
     node.start_copier();
+    spawn_payer(&node);
     let ipl = !node.with(|s| s.ipl_report().created);
     if let Some(w) = node.with(config::overcommit_of) {
         tracing::warn!("{w}");
@@ -657,6 +658,33 @@ fn banner(
 }
 
 /// Serves one NBD connection on stdin/stdout, then closes the subsystem.
+/// How often the daemon tries to pay what its resource manager owes peers
+/// that did not answer an event (`Node::pay_owed`).
+const PAY_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Starts the task that pays the resource manager's debts to peers once
+/// they answer again, so a session an event could not reach ends within
+/// seconds of its peer's return, not at the next session request. It ends
+/// with the node.
+fn spawn_payer(node: &Arc<Node>) {
+    let weak = Arc::downgrade(node);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(PAY_EVERY).await;
+            let Some(n) = weak.upgrade() else { return };
+            if n.owed().is_empty() {
+                continue;
+            }
+            if tokio::task::spawn_blocking(move || n.pay_owed())
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+}
+
 pub async fn serve_stdio(
     config_file: Option<PathBuf>,
     data_dir: PathBuf,

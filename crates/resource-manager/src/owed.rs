@@ -1,0 +1,397 @@
+//! What a host's resource manager owes the peers that did not answer.
+//!
+//! A recovery event, or a `session terminate`, goes on over the subsystems
+//! that answer (`ResourceManager::over_answering`). What it decided cannot
+//! reach a silent peer: its rows stay open there and its physical sessions
+//! keep copying, and a session whose every part is on that peer is out of
+//! the event's sight entirely. Likewise a start whose establish on a peer
+//! got no answer may have left a physical session there that nobody else
+//! knows of. So the manager records a *debt* to each such peer, and pays it
+//! once the peer answers: it runs the event again, restricted to the
+//! sessions with rows on that peer (and, for a restart event, the host's
+//! orphan physical sessions there), or withdraws what the unanswered
+//! establish made.
+//!
+//! Invariants:
+//! - D1: a debt is removed only once a payment reached its peer and the
+//!   peer then shows it paid: no open row there of a session the event
+//!   decided or had in its scope, and no physical session there that the
+//!   debt covers and no open row accounts for (checked by reading the peer
+//!   again, not assumed from the calls that succeeded);
+//! - D2: every public request of the manager pays what it can before it
+//!   does anything else, so a request that follows an event never sees,
+//!   starts on, judges or completes from a peer that is still owed that
+//!   event and answers now; in particular a session this host starts on
+//!   that peer after the event is never ended by the event's payment (the
+//!   payment comes first). Requests running at the same time as the event
+//!   that records a debt are not ordered by this;
+//! - D3: debts are the one thing the manager keeps that the activity tables
+//!   do not say. They are volatile: shared by every manager a daemon builds
+//!   ([`ResourceManager::with_owed`]) and lost only with the process. The
+//!   daemon's next boot is an IPL event of the same host, whose scope covers
+//!   every debt it lost (what a restart event ends, an IPL ends too, and an
+//!   unanswered establish's physical session is an orphan the IPL sweeps),
+//!   and which is owed in turn to each peer still silent then;
+//! - payments are idempotent (A5): paying a debt twice, or a debt whose
+//!   peer rebooted since (its IPL already ended those sessions), decides
+//!   nothing new.
+//!
+//! Limit: a peer that answers again may be judged by its own daemon (a reset
+//! notification there) before this manager pays; such a session can resume
+//! in between and is terminated by the payment.
+
+use parking_lot::Mutex;
+
+use activity_table::{SessionId, TerminateReason};
+
+use crate::error::RmError;
+use crate::ledger::{SessionKey, SessionState};
+use crate::manager::ResourceManager;
+use crate::port::PortError;
+use crate::recovery::Scope;
+use crate::report::{Decisions, Event};
+
+/// One thing owed to a peer (see the module docs).
+#[derive(Clone, PartialEq, Eq, Debug)]
+enum Debt {
+    /// A restart event of `host` that `peer` missed: its sessions in scope
+    /// with rows there are terminated, the host's orphans there withdrawn.
+    Restart {
+        peer: String,
+        event: Event,
+        host: String,
+        reason: TerminateReason,
+        program: Option<String>,
+    },
+    /// A request that decided sessions without `peer` (a reset, a check, a
+    /// terminate): the open rows there of decided sessions are settled.
+    Settle { peer: String, what: String },
+    /// An establish on `peer` for `session` of `host` that got no answer:
+    /// a physical session it made there is withdrawn.
+    Withdraw {
+        peer: String,
+        session: SessionId,
+        host: String,
+    },
+}
+
+impl Debt {
+    fn peer(&self) -> &str {
+        match self {
+            Debt::Restart { peer, .. }
+            | Debt::Settle { peer, .. }
+            | Debt::Withdraw { peer, .. } => peer,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Debt::Restart { peer, event, .. } => format!("{event}, owed to {peer}"),
+            Debt::Settle { peer, what } => {
+                format!("rows of sessions decided by {what}, owed to {peer}")
+            }
+            Debt::Withdraw { peer, session, .. } => {
+                format!("withdraw of session {session}'s unanswered establish, owed to {peer}")
+            }
+        }
+    }
+}
+
+/// The debts of one daemon's resource managers (shared across their
+/// restarts; see D3).
+#[derive(Default)]
+pub struct Owed {
+    debts: Mutex<Vec<Debt>>,
+    /// Held by the one manager paying, so two requests never pay (and sweep
+    /// orphans on a peer) at once.
+    paying: Mutex<()>,
+    /// Reports of payments not yet taken by [`ResourceManager::take_payments`].
+    paid: Mutex<Vec<Decisions>>,
+}
+
+impl Owed {
+    /// Whether nothing is owed.
+    pub fn is_empty(&self) -> bool {
+        self.debts.lock().is_empty()
+    }
+
+    /// One line per debt, oldest first: what is owed and to which peer.
+    pub fn lines(&self) -> Vec<String> {
+        self.debts.lock().iter().map(Debt::describe).collect()
+    }
+
+    /// The peers owed something, each once.
+    pub fn peers(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .debts
+            .lock()
+            .iter()
+            .map(|d| d.peer().to_string())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    fn add(&self, debt: Debt) {
+        let mut debts = self.debts.lock();
+        if debts.contains(&debt) {
+            return;
+        }
+        // A restart debt settles the peer's decided sessions too.
+        if let Debt::Settle { peer, .. } = &debt {
+            if debts
+                .iter()
+                .any(|d| matches!(d, Debt::Restart { peer: p, .. } if p == peer))
+            {
+                return;
+            }
+        }
+        tracing::warn!(debt = %debt.describe(), "owed to a peer that did not answer; paid once it answers");
+        debts.push(debt);
+    }
+
+    fn remove(&self, debt: &Debt) {
+        self.debts.lock().retain(|d| d != debt);
+    }
+}
+
+impl ResourceManager {
+    /// Records that `peer` missed the event `d` reports (it did not answer):
+    /// a restart event of a host is owed to it, and so are the rows of the
+    /// sessions the event decided.
+    pub(crate) fn owe_event(&self, peer: &str, d: &Decisions) {
+        let (host, reason, program) = match &d.event {
+            Event::Ipl { host, .. } => (host, TerminateReason::Ipl, None),
+            Event::RmRestart { host } => (host, TerminateReason::RmRestart, None),
+            Event::Abend { host, program } => (host, TerminateReason::Abend, Some(program.clone())),
+            e => return self.owe_settle(peer, &e.to_string()),
+        };
+        self.owed.add(Debt::Restart {
+            peer: peer.to_string(),
+            event: d.event.clone(),
+            host: host.clone(),
+            reason,
+            program,
+        });
+    }
+
+    /// Records that `peer` missed `what`, which decided sessions: their open
+    /// rows there are settled once it answers.
+    pub(crate) fn owe_settle(&self, peer: &str, what: &str) {
+        self.owed.add(Debt::Settle {
+            peer: peer.to_string(),
+            what: what.to_string(),
+        });
+    }
+
+    /// Records that an establish on `peer` for `session` of `host` got no
+    /// answer and what it made there could not be withdrawn yet.
+    pub(crate) fn owe_withdraw(&self, peer: &str, session: &SessionId, host: &str) {
+        self.owed.add(Debt::Withdraw {
+            peer: peer.to_string(),
+            session: session.clone(),
+            host: host.to_string(),
+        });
+    }
+
+    /// What this manager owes peers that did not answer, one line each.
+    pub fn owed(&self) -> Vec<String> {
+        self.owed.lines()
+    }
+
+    /// The reports of the payments made since the last call (each an event
+    /// run again on a peer that missed it), oldest first.
+    pub fn take_payments(&self) -> Vec<Decisions> {
+        std::mem::take(&mut *self.owed.paid.lock())
+    }
+
+    /// Pays every debt whose peer this manager reaches and that answers now
+    /// (D2: every public request calls this first). A peer still silent
+    /// keeps its debts. Only an injected crash is returned as an error.
+    pub fn pay_owed(&self) -> Result<(), RmError> {
+        if self.owed.is_empty() {
+            return Ok(());
+        }
+        let _paying = self.owed.paying.lock();
+        let debts = self.owed.debts.lock().clone();
+        let reach = self.subsystems();
+        for debt in debts {
+            if !reach.iter().any(|s| s == debt.peer()) {
+                continue;
+            }
+            match self.pay(&debt) {
+                Ok(paid) => {
+                    if let Some(report) = paid {
+                        self.owed.paid.lock().push(report);
+                    }
+                    self.owed.remove(&debt);
+                    tracing::info!(debt = %debt.describe(), "paid");
+                }
+                Err(e) if e.is_crash() => return Err(e),
+                Err(e) => {
+                    tracing::debug!(debt = %debt.describe(), error = %e, "not paid yet");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Pays one debt; `Ok` once the peer shows it paid (D1), with the
+    /// report of what the payment decided, if it decided anything.
+    fn pay(&self, debt: &Debt) -> Result<Option<Decisions>, RmError> {
+        let report = match debt {
+            Debt::Restart {
+                peer,
+                event,
+                host,
+                reason,
+                program,
+            } => {
+                let owed = Event::Owed {
+                    to: peer.clone(),
+                    missed: event.to_string(),
+                };
+                let scope = Scope {
+                    host: Some(host),
+                    program: program.as_deref(),
+                    restarted: &[],
+                    only_on: Some(peer),
+                };
+                Some(self.restart_event(owed, *reason, scope)?)
+            }
+            Debt::Settle { peer, what } => {
+                let owed = Event::Owed {
+                    to: peer.clone(),
+                    missed: what.clone(),
+                };
+                let scope = Scope {
+                    host: None,
+                    program: None,
+                    restarted: &[],
+                    only_on: Some(peer),
+                };
+                Some(self.restart_event(owed, TerminateReason::ImageLost, scope)?)
+            }
+            Debt::Withdraw {
+                peer,
+                session,
+                host,
+            } => {
+                self.withdraw_unaccounted(peer, session, host)?;
+                None
+            }
+        };
+        self.check_paid(debt)?;
+        Ok(report.filter(|r| r.decisions.iter().any(|d| d.acted) || !r.orphans.is_empty()))
+    }
+
+    /// Withdraws the physical sessions of `session` of `host` on `peer`
+    /// that no open row accounts for.
+    fn withdraw_unaccounted(
+        &self,
+        peer: &str,
+        session: &SessionId,
+        host: &str,
+    ) -> Result<(), RmError> {
+        let mut inner = self.lock();
+        inner.reload()?;
+        let port = inner.port(peer)?;
+        let key = SessionKey {
+            id: session.clone(),
+            host: Some(host.to_string()),
+        };
+        let held = port
+            .physical_sessions()
+            .map_err(crate::manager::port_err(peer, "list sessions"))?;
+        for h in held
+            .iter()
+            .filter(|h| &h.owner == session && h.host.as_deref() == Some(host))
+        {
+            let accounted = inner
+                .ledger
+                .sessions
+                .get(&key)
+                .is_some_and(|s| s.open_phys_on(peer).contains(&h.phys));
+            if !accounted {
+                match port.withdraw(session, h.phys) {
+                    Ok(()) | Err(PortError::Gone { .. }) => {
+                        tracing::info!(subsystem = peer, phys = %h.phys, %session,
+                            "withdrew the physical session of an establish that did not answer");
+                    }
+                    Err(e) => return Err(crate::manager::port_err(peer, "withdraw")(e)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// D1: reads the peer again and fails unless it shows `debt` paid.
+    fn check_paid(&self, debt: &Debt) -> Result<(), RmError> {
+        let mut inner = self.lock();
+        inner.reload()?;
+        let peer = debt.peer();
+        let port = inner.port(peer)?;
+        let unpaid = |what: String| RmError::Incomplete {
+            what: debt.describe(),
+            problem: what,
+        };
+        for s in inner
+            .ledger
+            .sessions
+            .values()
+            .filter(|s| s.rows.contains_key(peer))
+        {
+            let open_here = s.open_rows().any(|(sub, _, _)| sub == peer);
+            let state = s.state();
+            let in_scope = match debt {
+                Debt::Restart { host, program, .. } => {
+                    inner.owner_of(s) == host
+                        && program
+                            .as_deref()
+                            .is_none_or(|p| s.program.as_deref() == Some(p))
+                }
+                _ => false,
+            };
+            if open_here
+                && (state.is_terminal()
+                    || (in_scope && matches!(state, SessionState::Active | SessionState::Resumed)))
+            {
+                return Err(unpaid(format!(
+                    "session {} still has open rows on {peer}",
+                    s.id
+                )));
+            }
+        }
+        let (sweep_host, only): (Option<&str>, Option<&SessionId>) = match debt {
+            Debt::Restart { host, .. } => (Some(host), None),
+            Debt::Withdraw { host, session, .. } => (Some(host), Some(session)),
+            Debt::Settle { .. } => (None, None),
+        };
+        let Some(sweep_host) = sweep_host else {
+            return Ok(());
+        };
+        let held = port
+            .physical_sessions()
+            .map_err(crate::manager::port_err(peer, "list sessions"))?;
+        for h in held {
+            if h.host.as_deref().unwrap_or(&inner.host) != sweep_host
+                || only.is_some_and(|id| *id != h.owner)
+            {
+                continue;
+            }
+            let accounted = inner
+                .ledger
+                .with_id(&h.owner)
+                .filter(|s| s.owns(&h.owner, h.host.as_deref()))
+                .any(|s| s.open_phys_on(peer).contains(&h.phys));
+            if !accounted {
+                return Err(unpaid(format!(
+                    "physical session {} of session {} on {peer} has no open row",
+                    h.phys, h.owner
+                )));
+            }
+        }
+        Ok(())
+    }
+}
