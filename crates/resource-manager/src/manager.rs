@@ -124,6 +124,11 @@ pub(crate) struct Inner {
     /// answer ([`ResourceManager::without`]): their rows may have decided a
     /// session, so a reset over this view resumes nothing.
     pub left_out: Vec<String>,
+    /// The daemon's debts (owed.rs): a peer owed a restart event is not
+    /// read nor asked by this manager until the event is paid (D2)...
+    pub owed: Arc<Owed>,
+    /// ...unless this manager is the one paying it.
+    pub paying: bool,
 }
 
 /// The host-side resource manager (SDM): starts and completes backup copy sessions and
@@ -192,6 +197,8 @@ impl ResourceManager {
             ledger: Ledger::default(),
             stale: true,
             left_out: Vec::new(),
+            owed: Arc::new(Owed::default()),
+            paying: false,
         };
         Ok(ResourceManager {
             inner: Mutex::new(inner),
@@ -204,6 +211,7 @@ impl ResourceManager {
     /// same [`Owed`] to every manager it builds, so a restart of the
     /// resource manager still pays what the old one owed.
     pub fn with_owed(mut self, owed: Arc<Owed>) -> ResourceManager {
+        self.inner.get_mut().owed = owed.clone();
         self.owed = owed;
         self
     }
@@ -649,6 +657,7 @@ impl Inner {
     }
 
     pub fn port(&self, subsystem: &str) -> Result<Arc<dyn SubsystemPort>, RmError> {
+        self.usable(subsystem, "call")?;
         self.ports
             .get(subsystem)
             .cloned()
@@ -657,10 +666,21 @@ impl Inner {
             })
     }
 
+    /// Refuses a peer owed a restart event this manager is not paying
+    /// (owed.rs, D2): as a peer that does not answer, so that events go on
+    /// without it and other requests fail naming it.
+    fn usable(&self, subsystem: &str, op: &'static str) -> Result<(), RmError> {
+        match self.owed.blocks(subsystem) {
+            Some(debt) if !self.paying => Err(port_err(subsystem, op)(PortError::Owed { debt })),
+            _ => Ok(()),
+        }
+    }
+
     /// Re-reads every subsystem table.
     pub fn reload(&mut self) -> Result<(), RmError> {
         let mut tables = Vec::with_capacity(self.ports.len());
         for (id, p) in &self.ports {
+            self.usable(id, "read table")?;
             tables.push(p.entries().map_err(port_err(id, "read table"))?);
         }
         self.ledger = Ledger::rebuild(tables.iter().map(|t| t.as_slice()));

@@ -47,8 +47,8 @@ use activity_table::{SessionId, TerminateReason};
 use crate::error::RmError;
 use crate::ledger::{SessionKey, SessionState};
 use crate::manager::ResourceManager;
-use crate::port::PortError;
-use crate::recovery::Scope;
+use crate::port::{PhysState, PortError};
+use crate::recovery::{Scope, NOT_JUDGED};
 use crate::report::{Decisions, Event};
 
 /// One thing owed to a peer (see the module docs).
@@ -66,6 +66,13 @@ enum Debt {
     /// A request that decided sessions without `peer` (a reset, a check, a
     /// terminate): the open rows there of decided sessions are settled.
     Settle { peer: String, what: String },
+    /// A reset notification from `subsystem` that ran without `peer` and so
+    /// left `sessions` unjudged (suspended): judged once the peer answers.
+    Judge {
+        peer: String,
+        subsystem: String,
+        sessions: Vec<SessionKey>,
+    },
     /// An establish on `peer` for `session` of `host` that got no answer:
     /// a physical session it made there is withdrawn.
     Withdraw {
@@ -80,6 +87,7 @@ impl Debt {
         match self {
             Debt::Restart { peer, .. }
             | Debt::Settle { peer, .. }
+            | Debt::Judge { peer, .. }
             | Debt::Withdraw { peer, .. } => peer,
         }
     }
@@ -89,6 +97,18 @@ impl Debt {
             Debt::Restart { peer, event, .. } => format!("{event}, owed to {peer}"),
             Debt::Settle { peer, what } => {
                 format!("rows of sessions decided by {what}, owed to {peer}")
+            }
+            Debt::Judge {
+                peer,
+                subsystem,
+                sessions,
+            } => {
+                let ids: Vec<String> = sessions.iter().map(|k| k.id.to_string()).collect();
+                format!(
+                    "judgment of session(s) {} after the reset notification from {subsystem}, \
+                     owed to {peer}",
+                    ids.join(", ")
+                )
             }
             Debt::Withdraw { peer, session, .. } => {
                 format!("withdraw of session {session}'s unanswered establish, owed to {peer}")
@@ -133,6 +153,16 @@ impl Owed {
         out
     }
 
+    /// The restart event owed to `peer`, if any: until it is paid, only the
+    /// manager paying it may ask that peer anything (D2).
+    pub(crate) fn blocks(&self, peer: &str) -> Option<String> {
+        self.debts
+            .lock()
+            .iter()
+            .find(|d| matches!(d, Debt::Restart { peer: p, .. } if p == peer))
+            .map(Debt::describe)
+    }
+
     fn add(&self, debt: Debt) {
         let mut debts = self.debts.lock();
         if debts.contains(&debt) {
@@ -165,6 +195,25 @@ impl ResourceManager {
             Event::Ipl { host, .. } => (host, TerminateReason::Ipl, None),
             Event::RmRestart { host } => (host, TerminateReason::RmRestart, None),
             Event::Abend { host, program } => (host, TerminateReason::Abend, Some(program.clone())),
+            Event::Reset { subsystem } => {
+                let sessions: Vec<SessionKey> = d
+                    .decisions
+                    .iter()
+                    .filter(|x| x.why.starts_with(NOT_JUDGED))
+                    .map(|x| SessionKey {
+                        id: x.session.clone(),
+                        host: x.host.clone(),
+                    })
+                    .collect();
+                if !sessions.is_empty() {
+                    self.owed.add(Debt::Judge {
+                        peer: peer.to_string(),
+                        subsystem: subsystem.clone(),
+                        sessions,
+                    });
+                }
+                return self.owe_settle(peer, &d.event.to_string());
+            }
             e => return self.owe_settle(peer, &e.to_string()),
         };
         self.owed.add(Debt::Restart {
@@ -216,12 +265,20 @@ impl ResourceManager {
         let _paying = self.owed.paying.lock();
         let debts = self.owed.debts.lock().clone();
         let reach = self.subsystems();
+        // A manager of its own that may ask the peers it pays; it goes on
+        // over the subsystems that answer, as events do (a peer other than
+        // the one paid that does not answer is owed in turn).
+        let payer = self.without(&[])?;
+        payer.lock().paying = true;
         for debt in debts {
             if !reach.iter().any(|s| s == debt.peer()) {
                 continue;
             }
-            match self.pay(&debt) {
-                Ok(paid) => {
+            match payer.answering("a payment", |rm| rm.pay(&debt)) {
+                Ok((paid, _, skipped)) => {
+                    for peer in &skipped {
+                        self.owe_settle(peer, &format!("the payment of {}", debt.describe()));
+                    }
                     if let Some(report) = paid {
                         self.owed.paid.lock().push(report);
                     }
@@ -272,6 +329,21 @@ impl ResourceManager {
                     only_on: Some(peer),
                 };
                 Some(self.restart_event(owed, TerminateReason::ImageLost, scope)?)
+            }
+            Debt::Judge {
+                peer,
+                subsystem,
+                sessions,
+            } => {
+                let mut report = self.reset_event(subsystem, Some(sessions))?;
+                report.event = Event::Owed {
+                    to: peer.clone(),
+                    missed: Event::Reset {
+                        subsystem: subsystem.clone(),
+                    }
+                    .to_string(),
+                };
+                Some(report)
             }
             Debt::Withdraw {
                 peer,
@@ -336,6 +408,32 @@ impl ResourceManager {
             what: debt.describe(),
             problem: what,
         };
+        if let Debt::Judge {
+            subsystem,
+            sessions,
+            ..
+        } = debt
+        {
+            // Judged: ended, or its physical session there runs again.
+            let there = inner.port(subsystem)?;
+            for s in sessions.iter().filter_map(|k| inner.ledger.sessions.get(k)) {
+                if s.state().is_terminal() {
+                    continue;
+                }
+                for phys in s.open_phys_on(subsystem) {
+                    let info = there
+                        .query(phys)
+                        .map_err(crate::manager::port_err(subsystem, "query"))?;
+                    if info.is_some_and(|i| i.state == PhysState::Suspended) {
+                        return Err(unpaid(format!(
+                            "session {} is still suspended on {subsystem}",
+                            s.id
+                        )));
+                    }
+                }
+            }
+            return Ok(());
+        }
         for s in inner
             .ledger
             .sessions
@@ -366,7 +464,7 @@ impl ResourceManager {
         let (sweep_host, only): (Option<&str>, Option<&SessionId>) = match debt {
             Debt::Restart { host, .. } => (Some(host), None),
             Debt::Withdraw { host, session, .. } => (Some(host), Some(session)),
-            Debt::Settle { .. } => (None, None),
+            Debt::Settle { .. } | Debt::Judge { .. } => (None, None),
         };
         let Some(sweep_host) = sweep_host else {
             return Ok(());

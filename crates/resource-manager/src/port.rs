@@ -163,6 +163,14 @@ pub enum PortError {
         /// What answered, and what to fix.
         reason: String,
     },
+    /// Not asked: this host's resource manager owes the peer a restart event
+    /// that it has not paid yet (it did not answer that event), and no
+    /// request but the payment may ask it anything until then.
+    #[error("not asked until it is paid what it is owed ({debt})")]
+    Owed {
+        /// What is owed, in words.
+        debt: String,
+    },
     /// An injected crash of the resource manager (test doubles only): the operation that
     /// reports it was carried out, and the caller must stop as if its process died.
     #[error("injected crash")]

@@ -29,6 +29,10 @@ use crate::manager::{now_ms, port_err, Inner, ResourceManager, SettlePlan};
 use crate::port::{HeldSession, PhysState, PhysicalSession, PortError, SubsystemPort};
 use crate::report::{Decision, Decisions, Event, OrphanWithdrawn, Outcome};
 
+/// How a reset over a partial view marks the sessions it left unjudged
+/// (their decisions' `why` starts with it).
+pub(crate) const NOT_JUDGED: &str = "not judged";
+
 /// Which open sessions a restart event ends: those owned by `host` (and of
 /// `program`, for an abend), and for a machine IPL also every session with
 /// rows on a subsystem that restarted with the host. A payment (owed.rs)
@@ -95,7 +99,7 @@ impl ResourceManager {
 
     /// [`ResourceManager::over_answering`] without the debts: also returns
     /// the ids of the peers left out.
-    fn answering<T>(
+    pub(crate) fn answering<T>(
         &self,
         what: &str,
         f: impl Fn(&ResourceManager) -> Result<T, RmError>,
@@ -114,7 +118,9 @@ impl ResourceManager {
                     subsystem,
                     op,
                     source:
-                        source @ (PortError::Unreachable { .. } | PortError::Misconfigured { .. }),
+                        source @ (PortError::Unreachable { .. }
+                        | PortError::Misconfigured { .. }
+                        | PortError::Owed { .. }),
                 }) if self.is_peer(&subsystem) && !skipped.contains(&subsystem) => {
                     first_silent.get_or_insert_with(|| RmError::Port {
                         subsystem: subsystem.clone(),
@@ -125,6 +131,7 @@ impl ResourceManager {
                         "peer unreachable during {what}: going on over the subsystems that answer");
                     let how = match source {
                         PortError::Misconfigured { .. } => "is misconfigured",
+                        PortError::Owed { .. } => "is owed an event not paid yet",
                         _ => "did not answer",
                     };
                     left_out.push(format!(
@@ -166,7 +173,19 @@ impl ResourceManager {
             (inner.host.clone(), ports)
         };
         let rm = ResourceManager::for_host(&host, ports)?.with_owed(self.owed.clone());
-        rm.lock().left_out = skip.to_vec();
+        // What this manager already left out stays left out (a payer built
+        // by a manager that went on without a peer must not take its view
+        // for a whole one: it resumed a session over it).
+        let (paying, mut left_out) = {
+            let inner = self.lock();
+            (inner.paying, inner.left_out.clone())
+        };
+        left_out.extend(skip.iter().cloned());
+        {
+            let mut inner = rm.lock();
+            inner.left_out = left_out;
+            inner.paying = paying;
+        }
         Ok(rm)
     }
 
@@ -265,6 +284,17 @@ impl ResourceManager {
     /// nothing new (A5).
     pub fn on_reset(&self, subsystem: &str) -> Result<Decisions, RmError> {
         self.pay_owed()?;
+        self.reset_event(subsystem, None)
+    }
+
+    /// The passes of a reset notification from `subsystem`, over the
+    /// sessions with rows there (only those of `only`, if given: a payment
+    /// judging what a reset over a partial view left unjudged).
+    pub(crate) fn reset_event(
+        &self,
+        subsystem: &str,
+        only: Option<&[SessionKey]>,
+    ) -> Result<Decisions, RmError> {
         // A pass that withdrew anything (a newly terminated session, or an
         // orphan physical session left by an earlier, interrupted event) may
         // have force-stopped maps other sessions read through: check again
@@ -275,13 +305,13 @@ impl ResourceManager {
                     .iter()
                     .any(|d| d.acted && matches!(d.outcome, Outcome::Terminated(_)))
         };
-        let mut report = self.reset_pass(subsystem)?;
+        let mut report = self.reset_pass(subsystem, only)?;
         let mut again = newly_terminated(&report);
         // Each further pass terminates at least one more session, or stops.
         let mut passes_left = report.decisions.len();
         while again && passes_left > 0 {
             passes_left -= 1;
-            let next = self.reset_pass(subsystem)?;
+            let next = self.reset_pass(subsystem, only)?;
             again = newly_terminated(&next);
             for d in next.decisions.into_iter().filter(|d| d.acted) {
                 match report
@@ -304,7 +334,11 @@ impl ResourceManager {
     }
 
     /// One pass of the reset checks over the sessions with rows on `subsystem`.
-    fn reset_pass(&self, subsystem: &str) -> Result<Decisions, RmError> {
+    fn reset_pass(
+        &self,
+        subsystem: &str,
+        only: Option<&[SessionKey]>,
+    ) -> Result<Decisions, RmError> {
         let mut inner = self.lock();
         inner.reload()?;
         let port = inner.port(subsystem)?;
@@ -320,6 +354,7 @@ impl ResourceManager {
             .sessions
             .values()
             .filter(|s| s.rows.contains_key(subsystem))
+            .filter(|s| only.is_none_or(|keys| keys.contains(&s.key())))
         {
             let (outcome, acted, why) = match s.state() {
                 SessionState::Completed | SessionState::Terminated(_) => {
@@ -332,8 +367,8 @@ impl ResourceManager {
                     // (peer_outages.rs, O2). It stays as the reset left it,
                     // and the report says so among its problems.
                     let why = format!(
-                        "not judged: {} did not answer, and its rows there may decide the \
-                         session; a reset notification that reaches every subsystem judges it",
+                        "{NOT_JUDGED}: {} did not answer, and its rows there may decide the \
+                         session; it is judged once they answer (owed to them)",
                         left_out.join(", ")
                     );
                     unjudged.push(RmError::Incomplete {

@@ -508,8 +508,14 @@ impl Harness {
         self.trace
             .push(format!("{me}: event {e:?}: {}", summary(&d_report)));
         for s in silent {
+            // A silent peer owed an earlier event is not even asked.
             let named = format!("peer {} did not answer", SUBS[s]);
-            if !d_report.problems.iter().any(|p| p.contains(&named)) {
+            let owed = format!("peer {} is owed", SUBS[s]);
+            if !d_report
+                .problems
+                .iter()
+                .any(|p| p.contains(&named) || p.contains(&owed))
+            {
                 return Err(fail(
                     &self.trace,
                     format!(
@@ -529,7 +535,11 @@ impl Harness {
             .filter(|s| !self.killed[*s])
             .filter(|s| {
                 let named = format!("peer {} did not answer", SUBS[*s]);
-                d_report.problems.iter().any(|p| p.contains(&named))
+                let owed = format!("peer {} is owed", SUBS[*s]);
+                d_report
+                    .problems
+                    .iter()
+                    .any(|p| p.contains(&named) || p.contains(&owed))
             })
             .collect();
         for id in scope {
@@ -732,4 +742,67 @@ fn a_session_on_a_hung_peer_ends_at_its_owners_next_request() {
     );
     assert!(h.w.subs[1].live_sessions().is_empty());
     h.settle().expect("settle");
+}
+
+/// A reset over a partial view leaves a session unjudged (suspended); the
+/// peer left out is owed the judgment, and once it answers the next
+/// request of the judging daemon resumes the session (its extents match).
+#[test]
+fn a_reset_that_left_a_peer_out_is_judged_once_it_answers() {
+    let mut h = Harness::new();
+    for op in [
+        Op::Start(0, vec![(0, 0, 0, 3, 0), (1, 1, 0, 3, 1)], 0),
+        Op::Silent(1, false),
+        Op::Event(0, Ev::Reset),
+    ] {
+        h.apply(&op).expect("step");
+    }
+    let owed = h.rms[0].owed();
+    assert!(
+        owed.iter()
+            .any(|l| l.contains("judgment of session(s) S0") && l.contains("owed to B")),
+        "{owed:?}"
+    );
+    let states = |h: &Harness| -> Vec<resource_manager::PhysState> {
+        h.w.subs[0]
+            .live_sessions()
+            .into_iter()
+            .map(|(_, _, st)| st)
+            .collect()
+    };
+    assert_eq!(states(&h), [resource_manager::PhysState::Suspended]);
+    h.apply(&Op::Up(1)).expect("B answers");
+    h.apply(&Op::Event(0, Ev::Abend(PROGRAMS.len())))
+        .expect("A's next request");
+    assert!(h.rms[0].owed().is_empty(), "{:?}", h.rms[0].owed());
+    assert_eq!(state_seen_by(&h, 2, "S0"), Some(SessionState::Resumed));
+    assert_eq!(states(&h), [resource_manager::PhysState::Active]);
+    h.settle().expect("settle");
+}
+
+/// D2: a peer owed a restart event is asked nothing but the payment. Here
+/// the payment's first call loses its answer, and the completion that
+/// follows at once must not complete a session the event ended (it did,
+/// before requests were refused for an owed peer).
+#[test]
+fn a_session_owed_termination_is_never_completed() {
+    let mut h = Harness::new();
+    for op in [
+        Op::Start(0, vec![(1, 0, 0, 1, 0)], 0),
+        Op::Silent(1, false),
+        Op::Event(0, Ev::RmRestart),
+        Op::Up(1),
+        Op::LosesAnswer(1, 0),
+        Op::Complete(0),
+    ] {
+        h.apply(&op).expect("step");
+    }
+    assert!(!h.completed.contains("S0"));
+    h.settle().expect("settle");
+    assert_eq!(
+        state_seen_by(&h, 2, "S0"),
+        Some(SessionState::Terminated(
+            resource_manager::TerminateReason::RmRestart
+        ))
+    );
 }

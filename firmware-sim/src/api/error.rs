@@ -176,9 +176,9 @@ pub fn classify(failure: Failure<'_>, noun: Noun) -> ApiErrorKind {
                         RejectKind::State | RejectKind::Other => K::WrongState,
                     },
                     PortError::Gone { .. } => K::WrongState,
-                    PortError::Unreachable { .. } | PortError::Misconfigured { .. } => {
-                        K::Unavailable
-                    }
+                    PortError::Unreachable { .. }
+                    | PortError::Misconfigured { .. }
+                    | PortError::Owed { .. } => K::Unavailable,
                     PortError::Failed { .. } | PortError::Crashed => K::Internal,
                 },
             }
