@@ -168,12 +168,12 @@ impl Owed {
         if debts.contains(&debt) {
             return;
         }
-        // A restart debt settles the peer's decided sessions too.
+        // Paying any restart or settle debt settles every decided session
+        // with rows on the peer: one is enough.
         if let Debt::Settle { peer, .. } = &debt {
-            if debts
-                .iter()
-                .any(|d| matches!(d, Debt::Restart { peer: p, .. } if p == peer))
-            {
+            if debts.iter().any(|d| {
+                matches!(d, Debt::Restart { peer: p, .. } | Debt::Settle { peer: p, .. } if p == peer)
+            }) {
                 return;
             }
         }
