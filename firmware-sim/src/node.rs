@@ -208,7 +208,7 @@ impl Node {
         if self.owed.is_empty() {
             return;
         }
-        if let Err(e) = self.with_rm(|rm, _| rm.pay_owed()) {
+        if let Err(e) = self.with_rm(|rm, _| rm.pay_owed_now()) {
             tracing::warn!(error = %e, "paying what peers are owed failed");
         }
     }
@@ -216,10 +216,22 @@ impl Node {
     /// The payments `rm` made, into the recent events and the log.
     fn log_payments(&self, rm: &ResourceManager) {
         for p in rm.take_payments() {
-            let lines = decision_lines(&p);
-            self.recent
-                .push(format!("{}: {}", p.event, lines.join("; ")));
+            let did = p.decisions.iter().any(|d| d.acted)
+                || !p.orphans.is_empty()
+                || !p.problems.is_empty();
+            let text = if did {
+                decision_lines(&p).join("; ")
+            } else {
+                "nothing left to do (an event that reached it had done it)".to_string()
+            };
+            self.recent.push(format!("{}: {text}", p.event));
         }
+    }
+
+    /// The restart event this daemon owes peer `id` and has not paid, if
+    /// any: until it is paid, no request asks that peer anything.
+    pub fn owes_event_to(&self, id: &str) -> Option<String> {
+        self.owed.blocks(id)
     }
 
     /// Runs `f` on a resource manager over this subsystem alone (no peer

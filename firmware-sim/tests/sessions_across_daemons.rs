@@ -611,8 +611,17 @@ fn an_event_a_hung_peer_missed_is_paid_when_it_answers() {
     assert!(has_map(&ss01, "FB00", "FB01"));
     signal(&ss01, "-STOP");
     let out = ss02.cli(&["event", "rm-restart"]);
+    // Until it is paid, SS01 is asked nothing (QA: a spanning start asked
+    // it for a volume's geometry and waited out the whole timeout).
+    let span = ss02.cli(&spanning_session_args("Y"));
     signal(&ss01, "-CONT");
     assert_success(&out, "rm-restart with SS01 hung");
+    assert_fails_with(
+        &span,
+        EXIT_FAILED,
+        "is not asked until it is paid what it is owed (rm-restart",
+        "a spanning start while SS01 is owed",
+    );
     let owes = owed(&ss02);
     assert!(
         owes.iter()

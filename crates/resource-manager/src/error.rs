@@ -104,6 +104,15 @@ pub enum RmError {
         /// The first problem met.
         problem: String,
     },
+    /// Part of the request waits for a peer that did not answer: it is owed
+    /// to that peer and carried out once it answers (no event needed).
+    #[error("{what}: {problem}")]
+    Owed {
+        /// What waits.
+        what: String,
+        /// Why, and for whom.
+        problem: String,
+    },
     /// A start spanning subsystems could not keep writes held on `subsystem` until every
     /// physical session was established, so its parts would not share one time zero.
     /// Nothing was left established.

@@ -106,6 +106,9 @@ pub(crate) struct SessionLedger {
     pub rows: BTreeMap<String, BTreeMap<String, Row>>,
     pub completed: bool,
     pub terminated: Option<TerminateReason>,
+    /// The time of its earliest Initiated row (ms since the epoch, the
+    /// starting manager's clock).
+    pub initiated_ms: Option<u64>,
 }
 
 impl SessionLedger {
@@ -119,6 +122,7 @@ impl SessionLedger {
             rows: BTreeMap::new(),
             completed: false,
             terminated: None,
+            initiated_ms: None,
         }
     }
 
@@ -226,7 +230,10 @@ impl SessionLedger {
             }
             EntryStatus::LogicallyComplete => self.logically_complete = true,
             EntryStatus::Resumed => self.resumed = true,
-            EntryStatus::Initiated => {}
+            EntryStatus::Initiated => {
+                let t = e.time_unix_ms;
+                self.initiated_ms = Some(self.initiated_ms.map_or(t, |i| i.min(t)));
+            }
         }
     }
 }

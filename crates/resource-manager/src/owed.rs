@@ -18,13 +18,16 @@
 //!   decided or had in its scope, and no physical session there that the
 //!   debt covers and no open row accounts for (checked by reading the peer
 //!   again, not assumed from the calls that succeeded);
-//! - D2: every public request of the manager pays what it can before it
-//!   does anything else, so a request that follows an event never sees,
-//!   starts on, judges or completes from a peer that is still owed that
-//!   event and answers now; in particular a session this host starts on
-//!   that peer after the event is never ended by the event's payment (the
-//!   payment comes first). Requests running at the same time as the event
-//!   that records a debt are not ordered by this;
+//! - D2: a peer owed a restart event is asked nothing, by any request of
+//!   the managers sharing the debts, but the payment
+//!   (`Inner::usable`: it is refused as [`PortError::Owed`], so events go
+//!   on without it and other requests fail naming the debt). So a session
+//!   the event ended is never completed, resumed or listed as open from
+//!   this daemon in between. A payment ends only sessions initiated before
+//!   the debt was recorded (by their rows' time), so a session started
+//!   afterwards (by another daemon for the same host) is not the event's.
+//!   Requests pay first what they can at once ([`ResourceManager::pay_owed`]);
+//!   the daemon's payer task pays the rest ([`ResourceManager::pay_owed_now`]);
 //! - D3: debts are the one thing the manager keeps that the activity tables
 //!   do not say. They are volatile: shared by every manager a daemon builds
 //!   ([`ResourceManager::with_owed`]) and lost only with the process. The
@@ -36,20 +39,29 @@
 //!   peer rebooted since (its IPL already ended those sessions), decides
 //!   nothing new.
 //!
-//! Limit: a peer that answers again may be judged by its own daemon (a reset
-//! notification there) before this manager pays; such a session can resume
-//! in between and is terminated by the payment.
+//! Limit: a peer that answers again does not know of the debt, so its own
+//! daemon may act on the session before this manager pays: a reset
+//! notification there may resume it (the payment then terminates it), a
+//! completion there completes it (a Completed row wins).
 
-use parking_lot::Mutex;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, MutexGuard};
 
 use activity_table::{SessionId, TerminateReason};
 
 use crate::error::RmError;
 use crate::ledger::{SessionKey, SessionState};
+use crate::manager::now_ms;
 use crate::manager::ResourceManager;
 use crate::port::{PhysState, PortError};
 use crate::recovery::{Scope, NOT_JUDGED};
-use crate::report::{Decisions, Event};
+use crate::report::{Decisions, Event, OrphanWithdrawn};
+
+/// How long a request leaves a peer whose payment failed to the daemon's
+/// payer task before it tries to pay it itself again.
+pub const RETRY_AFTER: Duration = Duration::from_secs(10);
 
 /// One thing owed to a peer (see the module docs).
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -62,6 +74,11 @@ enum Debt {
         host: String,
         reason: TerminateReason,
         program: Option<String>,
+        /// When it was recorded (ms since the epoch): sessions initiated
+        /// later are not the event's (QA: a session another daemon started
+        /// for this host while the peer was cut off from this one was ended
+        /// by the payment).
+        before_ms: u64,
     },
     /// A request that decided sessions without `peer` (a reset, a check, a
     /// terminate): the open rows there of decided sessions are settled.
@@ -92,28 +109,31 @@ impl Debt {
         }
     }
 
-    fn describe(&self) -> String {
+    /// What was missed, without the peer (`rm-restart on host SYS1`).
+    fn missed(&self) -> String {
         match self {
-            Debt::Restart { peer, event, .. } => format!("{event}, owed to {peer}"),
-            Debt::Settle { peer, what } => {
-                format!("rows of sessions decided by {what}, owed to {peer}")
-            }
+            Debt::Restart { event, .. } => event.to_string(),
+            Debt::Settle { what, .. } => format!("the rows of sessions decided by {what}"),
             Debt::Judge {
-                peer,
                 subsystem,
                 sessions,
+                ..
             } => {
                 let ids: Vec<String> = sessions.iter().map(|k| k.id.to_string()).collect();
                 format!(
-                    "judgment of session(s) {} after the reset notification from {subsystem}, \
-                     owed to {peer}",
+                    "the judgment of session(s) {} after the reset notification from {subsystem}",
                     ids.join(", ")
                 )
             }
-            Debt::Withdraw { peer, session, .. } => {
-                format!("withdraw of session {session}'s unanswered establish, owed to {peer}")
+            Debt::Withdraw { session, .. } => {
+                format!("the withdraw of session {session}'s unanswered establish")
             }
         }
+    }
+
+    /// What is owed to whom (`rm-restart on host SYS1, owed to SS02`).
+    fn describe(&self) -> String {
+        format!("{}, owed to {}", self.missed(), self.peer())
     }
 }
 
@@ -127,6 +147,8 @@ pub struct Owed {
     paying: Mutex<()>,
     /// Reports of payments not yet taken by [`ResourceManager::take_payments`].
     paid: Mutex<Vec<Decisions>>,
+    /// When a payment to each peer last failed (see [`RETRY_AFTER`]).
+    failed: Mutex<BTreeMap<String, Instant>>,
 }
 
 impl Owed {
@@ -153,9 +175,17 @@ impl Owed {
         out
     }
 
+    /// Whether a payment to `peer` failed less than [`RETRY_AFTER`] ago.
+    fn backing_off(&self, peer: &str) -> bool {
+        self.failed
+            .lock()
+            .get(peer)
+            .is_some_and(|t| t.elapsed() < RETRY_AFTER)
+    }
+
     /// The restart event owed to `peer`, if any: until it is paid, only the
     /// manager paying it may ask that peer anything (D2).
-    pub(crate) fn blocks(&self, peer: &str) -> Option<String> {
+    pub fn blocks(&self, peer: &str) -> Option<String> {
         self.debts
             .lock()
             .iter()
@@ -212,9 +242,9 @@ impl ResourceManager {
                         sessions,
                     });
                 }
-                return self.owe_settle(peer, &d.event.to_string());
+                return self.owe_decided(peer, d);
             }
-            e => return self.owe_settle(peer, &e.to_string()),
+            _ => return self.owe_decided(peer, d),
         };
         self.owed.add(Debt::Restart {
             peer: peer.to_string(),
@@ -222,7 +252,20 @@ impl ResourceManager {
             host: host.clone(),
             reason,
             program,
+            before_ms: now_ms(),
         });
+    }
+
+    /// Records that `peer` missed the event `d` reports, if it decided
+    /// anything: the open rows there of what it decided are settled.
+    fn owe_decided(&self, peer: &str, d: &Decisions) {
+        let decided = !d.orphans.is_empty()
+            || d.decisions
+                .iter()
+                .any(|x| x.acted && matches!(x.outcome, crate::report::Outcome::Terminated(_)));
+        if decided {
+            self.owe_settle(peer, &d.event.to_string());
+        }
     }
 
     /// Records that `peer` missed `what`, which decided sessions: their open
@@ -255,14 +298,38 @@ impl ResourceManager {
         std::mem::take(&mut *self.owed.paid.lock())
     }
 
-    /// Pays every debt whose peer this manager reaches and that answers now
-    /// (D2: every public request calls this first). A peer still silent
-    /// keeps its debts. Only an injected crash is returned as an error.
+    /// Pays, before a request, what can be paid at once (D2 holds without
+    /// it: a peer owed a restart event is refused to every request until it
+    /// is paid; this only spares the caller that refusal once the peer
+    /// answers). Never waits: not while another request or the daemon's
+    /// payer pays, and not on a peer whose last payment failed less than
+    /// [`RETRY_AFTER`] ago (it may be hung, and its call would take the
+    /// whole timeout: QA, a terminate of a local session waited 31 s
+    /// behind it); the daemon's payer retries those. Only an injected crash
+    /// is returned as an error.
     pub fn pay_owed(&self) -> Result<(), RmError> {
         if self.owed.is_empty() {
             return Ok(());
         }
-        let _paying = self.owed.paying.lock();
+        let Some(paying) = self.owed.paying.try_lock() else {
+            return Ok(());
+        };
+        self.pay_all(paying, false)
+    }
+
+    /// Pays every debt whose peer this manager reaches and that answers now,
+    /// waiting for a payment in progress and for silent peers' calls: for
+    /// the daemon's payer task (every few seconds). A peer still silent
+    /// keeps its debts. Only an injected crash is returned as an error.
+    pub fn pay_owed_now(&self) -> Result<(), RmError> {
+        if self.owed.is_empty() {
+            return Ok(());
+        }
+        let paying = self.owed.paying.lock();
+        self.pay_all(paying, true)
+    }
+
+    fn pay_all(&self, _paying: MutexGuard<'_, ()>, retry_now: bool) -> Result<(), RmError> {
         let debts = self.owed.debts.lock().clone();
         let reach = self.subsystems();
         // A manager of its own that may ask the peers it pays; it goes on
@@ -271,22 +338,26 @@ impl ResourceManager {
         let payer = self.without(&[])?;
         payer.lock().paying = true;
         for debt in debts {
-            if !reach.iter().any(|s| s == debt.peer()) {
+            let peer = debt.peer();
+            if !reach.iter().any(|s| s == peer) || (!retry_now && self.owed.backing_off(peer)) {
                 continue;
             }
             match payer.answering("a payment", |rm| rm.pay(&debt)) {
-                Ok((paid, _, skipped)) => {
-                    for peer in &skipped {
-                        self.owe_settle(peer, &format!("the payment of {}", debt.describe()));
+                Ok((report, _, skipped)) => {
+                    for other in &skipped {
+                        self.owe_settle(other, &format!("the payment of {}", debt.describe()));
                     }
-                    if let Some(report) = paid {
-                        self.owed.paid.lock().push(report);
-                    }
+                    self.owed.paid.lock().push(report);
                     self.owed.remove(&debt);
+                    self.owed.failed.lock().remove(peer);
                     tracing::info!(debt = %debt.describe(), "paid");
                 }
                 Err(e) if e.is_crash() => return Err(e),
                 Err(e) => {
+                    self.owed
+                        .failed
+                        .lock()
+                        .insert(peer.to_string(), Instant::now());
                     tracing::debug!(debt = %debt.describe(), error = %e, "not paid yet");
                 }
             }
@@ -295,77 +366,73 @@ impl ResourceManager {
     }
 
     /// Pays one debt; `Ok` once the peer shows it paid (D1), with the
-    /// report of what the payment decided, if it decided anything.
-    fn pay(&self, debt: &Debt) -> Result<Option<Decisions>, RmError> {
+    /// report of what the payment did (an empty one when an event there,
+    /// such as the peer's own IPL, had already done it).
+    fn pay(&self, debt: &Debt) -> Result<Decisions, RmError> {
+        let owed = Event::Owed {
+            to: debt.peer().to_string(),
+            missed: debt.missed(),
+        };
         let report = match debt {
             Debt::Restart {
                 peer,
-                event,
                 host,
                 reason,
                 program,
+                before_ms,
+                ..
             } => {
-                let owed = Event::Owed {
-                    to: peer.clone(),
-                    missed: event.to_string(),
-                };
                 let scope = Scope {
                     host: Some(host),
                     program: program.as_deref(),
                     restarted: &[],
                     only_on: Some(peer),
+                    initiated_by: Some(*before_ms),
                 };
-                Some(self.restart_event(owed, *reason, scope)?)
+                self.restart_event(owed, *reason, scope)?
             }
-            Debt::Settle { peer, what } => {
-                let owed = Event::Owed {
-                    to: peer.clone(),
-                    missed: what.clone(),
-                };
+            Debt::Settle { peer, .. } => {
                 let scope = Scope {
                     host: None,
                     program: None,
                     restarted: &[],
                     only_on: Some(peer),
+                    initiated_by: None,
                 };
-                Some(self.restart_event(owed, TerminateReason::ImageLost, scope)?)
+                self.restart_event(owed, TerminateReason::ImageLost, scope)?
             }
             Debt::Judge {
-                peer,
                 subsystem,
                 sessions,
+                ..
             } => {
                 let mut report = self.reset_event(subsystem, Some(sessions))?;
-                report.event = Event::Owed {
-                    to: peer.clone(),
-                    missed: Event::Reset {
-                        subsystem: subsystem.clone(),
-                    }
-                    .to_string(),
-                };
-                Some(report)
+                report.event = owed;
+                report
             }
             Debt::Withdraw {
                 peer,
                 session,
                 host,
-            } => {
-                self.withdraw_unaccounted(peer, session, host)?;
-                None
-            }
+            } => Decisions {
+                event: owed,
+                decisions: Vec::new(),
+                orphans: self.withdraw_unaccounted(peer, session, host)?,
+                problems: Vec::new(),
+            },
         };
         self.check_paid(debt)?;
-        Ok(report.filter(|r| r.decisions.iter().any(|d| d.acted) || !r.orphans.is_empty()))
+        Ok(report)
     }
 
     /// Withdraws the physical sessions of `session` of `host` on `peer`
-    /// that no open row accounts for.
+    /// that no open row accounts for, and names them.
     fn withdraw_unaccounted(
         &self,
         peer: &str,
         session: &SessionId,
         host: &str,
-    ) -> Result<(), RmError> {
+    ) -> Result<Vec<OrphanWithdrawn>, RmError> {
         let mut inner = self.lock();
         inner.reload()?;
         let port = inner.port(peer)?;
@@ -376,6 +443,7 @@ impl ResourceManager {
         let held = port
             .physical_sessions()
             .map_err(crate::manager::port_err(peer, "list sessions"))?;
+        let mut out = Vec::new();
         for h in held
             .iter()
             .filter(|h| &h.owner == session && h.host.as_deref() == Some(host))
@@ -387,15 +455,16 @@ impl ResourceManager {
                 .is_some_and(|s| s.open_phys_on(peer).contains(&h.phys));
             if !accounted {
                 match port.withdraw(session, h.phys) {
-                    Ok(()) | Err(PortError::Gone { .. }) => {
-                        tracing::info!(subsystem = peer, phys = %h.phys, %session,
-                            "withdrew the physical session of an establish that did not answer");
-                    }
+                    Ok(()) | Err(PortError::Gone { .. }) => out.push(OrphanWithdrawn {
+                        subsystem: peer.to_string(),
+                        phys: h.phys,
+                        owner: session.clone(),
+                    }),
                     Err(e) => return Err(crate::manager::port_err(peer, "withdraw")(e)),
                 }
             }
         }
-        Ok(())
+        Ok(out)
     }
 
     /// D1: reads the peer again and fails unless it shows `debt` paid.
@@ -443,11 +512,17 @@ impl ResourceManager {
             let open_here = s.open_rows().any(|(sub, _, _)| sub == peer);
             let state = s.state();
             let in_scope = match debt {
-                Debt::Restart { host, program, .. } => {
+                Debt::Restart {
+                    host,
+                    program,
+                    before_ms,
+                    ..
+                } => {
                     inner.owner_of(s) == host
                         && program
                             .as_deref()
                             .is_none_or(|p| s.program.as_deref() == Some(p))
+                        && s.initiated_ms.is_none_or(|i| i <= *before_ms)
                 }
                 _ => false,
             };

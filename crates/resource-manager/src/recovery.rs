@@ -43,6 +43,9 @@ pub(crate) struct Scope<'a> {
     pub program: Option<&'a str>,
     pub restarted: &'a [String],
     pub only_on: Option<&'a str>,
+    /// Only sessions initiated at or before this time (ms since the epoch,
+    /// by their rows): a payment ends what existed when the event ran.
+    pub initiated_by: Option<u64>,
 }
 
 impl ResourceManager {
@@ -135,7 +138,8 @@ impl ResourceManager {
                         _ => "did not answer",
                     };
                     left_out.push(format!(
-                        "peer {subsystem} {how} ({op}: {source}); its rows wait for the next event"
+                        "peer {subsystem} {how} ({op}: {source}); what it missed is owed to it \
+                         and paid once it answers"
                     ));
                     skipped.push(subsystem);
                 }
@@ -220,6 +224,7 @@ impl ResourceManager {
             program: None,
             restarted,
             only_on: None,
+            initiated_by: None,
         };
         self.restart_event(event, TerminateReason::Ipl, scope)
     }
@@ -243,6 +248,7 @@ impl ResourceManager {
             program: None,
             restarted: &[],
             only_on: None,
+            initiated_by: None,
         };
         self.restart_event(event, TerminateReason::RmRestart, scope)
     }
@@ -268,6 +274,7 @@ impl ResourceManager {
             program: Some(program),
             restarted: &[],
             only_on: None,
+            initiated_by: None,
         };
         self.restart_event(event, TerminateReason::Abend, scope)
     }
@@ -368,10 +375,11 @@ impl ResourceManager {
                     // and the report says so among its problems.
                     let why = format!(
                         "{NOT_JUDGED}: {} did not answer, and its rows there may decide the \
-                         session; it is judged once they answer (owed to them)",
+                         session; it stays suspended, and its judgment is owed to them and made \
+                         once they answer",
                         left_out.join(", ")
                     );
-                    unjudged.push(RmError::Incomplete {
+                    unjudged.push(RmError::Owed {
                         what: format!("session {} on {subsystem}", s.id),
                         problem: why.clone(),
                     });
@@ -547,7 +555,13 @@ impl ResourceManager {
                     let program_ok = scope
                         .program
                         .is_none_or(|p| s.program.as_deref() == Some(p));
-                    if ours && program_ok {
+                    let then = scope
+                        .initiated_by
+                        .is_none_or(|t| s.initiated_ms.is_none_or(|i| i <= t));
+                    if ours && program_ok && !then {
+                        let why = "initiated after the event".to_string();
+                        (Outcome::Untouched, false, why)
+                    } else if ours && program_ok {
                         plan.add(s, EntryStatus::Terminated { reason }, time);
                         let mut why = match restarted {
                             Some(sub) if owner != host => format!(

@@ -190,6 +190,9 @@ enum Op {
     /// Daemon d answers again (a killed one boots: its IPL).
     Up(usize),
     Event(usize, Ev),
+    /// Daemon d's payer task runs (it pays what the daemon owes peers that
+    /// answer; requests pay only what they can at once).
+    Pay(usize),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -206,6 +209,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..3usize).prop_map(|d| Op::Event(d, Ev::RmRestart)),
         2 => (0..3usize, 0..2usize).prop_map(|(d, p)| Op::Event(d, Ev::Abend(p))),
         2 => (0..3usize).prop_map(|d| Op::Event(d, Ev::Reset)),
+        2 => (0..3usize).prop_map(Op::Pay),
     ]
 }
 
@@ -293,6 +297,13 @@ impl Harness {
         ResourceManager::for_host(&host(d), ports)
             .expect("attach")
             .with_owed(self.owed[d].clone())
+    }
+
+    /// Daemon `d`'s payer task: pays what it can now.
+    fn pay(&mut self, d: usize) -> Result<(), TestCaseError> {
+        self.rms[d]
+            .pay_owed_now()
+            .map_err(|e| fail(&self.trace, format!("{}: payer: {e}", SUBS[d])))
     }
 
     /// Judges the payments daemons made since the last call (O2, O3).
@@ -437,6 +448,11 @@ impl Harness {
             Op::Event(d, e) => {
                 if self.answers(*d) {
                     self.event(*d, e)?;
+                }
+            }
+            Op::Pay(d) => {
+                if self.answers(*d) {
+                    self.pay(*d)?;
                 }
             }
         }
@@ -596,11 +612,19 @@ impl Harness {
             self.up(d)?;
         }
         for d in 0..SUBS.len() {
+            self.pay(d)?;
+        }
+        self.payments()?;
+        for d in 0..SUBS.len() {
             self.event(d, &Ev::Reset)?;
         }
         for d in 0..SUBS.len() {
             self.event(d, &Ev::Abend(PROGRAMS.len()))?;
         }
+        for d in 0..SUBS.len() {
+            self.pay(d)?;
+        }
+        self.payments()?;
         for (rm, name) in self.rms.iter().zip(SUBS) {
             let owed = rm.owed();
             if !owed.is_empty() {
@@ -805,4 +829,35 @@ fn a_session_owed_termination_is_never_completed() {
             resource_manager::TerminateReason::RmRestart
         ))
     );
+}
+
+/// A payment ends only what existed when its event ran: a session another
+/// daemon starts for the same host on the owed peer afterwards is not the
+/// event's (QA: the payment of an abend ended such a session).
+#[test]
+fn a_payment_leaves_sessions_initiated_after_its_event_alone() {
+    let mut h = Harness::new();
+    for op in [Op::Silent(1, false), Op::Event(0, Ev::RmRestart), Op::Up(1)] {
+        h.apply(&op).expect("step");
+    }
+    assert_eq!(h.rms[0].owed().len(), 1, "{:?}", h.rms[0].owed());
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let spec = SessionSpec {
+        id: sid("N"),
+        program: PROGRAMS[0].to_string(),
+        host: Some(host(0)),
+        copy_rate: None,
+        extents: vec![SessionExtent {
+            subsystem: SUBS[1].to_string(),
+            volume: SOURCES[0].to_string(),
+            extents: set(0, 2),
+            target: TARGETS[0].to_string(),
+        }],
+    };
+    h.rms[2]
+        .start_session(&spec)
+        .expect("C starts N for SYS-A on B");
+    h.apply(&Op::Pay(0)).expect("A pays");
+    assert!(h.rms[0].owed().is_empty(), "{:?}", h.rms[0].owed());
+    assert_eq!(state_seen_by(&h, 2, "N"), Some(SessionState::Active));
 }

@@ -164,7 +164,7 @@ pub fn classify(failure: Failure<'_>, noun: Noun) -> ApiErrorKind {
                 R::DuplicateSubsystem { .. } => K::Internal,
                 R::SessionTerminated { .. } | R::CopyIncomplete { .. } => K::WrongState,
                 R::PhysicalSessionGone { .. } | R::SessionCompleted { .. } => K::WrongState,
-                R::Incomplete { .. } | R::FreezeExpired { .. } => K::Unavailable,
+                R::Incomplete { .. } | R::Owed { .. } | R::FreezeExpired { .. } => K::Unavailable,
                 R::Port { source, .. } => match source {
                     PortError::Limit { .. } => K::Limit,
                     PortError::UnknownVolume { .. } => K::UnknownVolume,

@@ -86,6 +86,16 @@ fn geometry_of(node: &Node, sub: &Subsystem, v: &QualifiedVolume) -> Result<Geom
             ),
         )
     })?;
+    if let Some(debt) = node.owes_event_to(&v.subsystem) {
+        return Err(ApiError::new(
+            ApiErrorKind::Unavailable,
+            format!(
+                "volume {v}: {} is not asked until it is paid what it is owed ({debt}); \
+                 the daemon pays it once {} answers (GET /health lists what is owed)",
+                v.subsystem, v.subsystem
+            ),
+        ));
+    }
     let model = peer.volume_model(&v.volume).map_err(|e| {
         let kind = match e {
             resource_manager::PortError::UnknownVolume { .. } => ApiErrorKind::UnknownVolume,
