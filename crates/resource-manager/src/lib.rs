@@ -49,7 +49,7 @@ pub use controller_port::ControllerPort;
 pub use error::RmError;
 pub use ledger::SessionState;
 pub use manager::{ResourceManager, SessionExtent, SessionSpec, DEFAULT_HOST, FREEZE_HOLD_MS};
-pub use owed::Owed;
+pub use owed::{Owed, RETRY_AFTER};
 pub use port::{
     CopyPair, HeldSession, PhysState, PhysicalSession, PortError, RejectKind, SubsystemPort,
 };
