@@ -222,7 +222,7 @@ impl Node {
             let text = if did {
                 decision_lines(&p).join("; ")
             } else {
-                "nothing left to do (an event that reached it had done it)".to_string()
+                "nothing left to do there".to_string()
             };
             self.recent.push(format!("{}: {text}", p.event));
         }

@@ -645,3 +645,44 @@ fn an_event_a_hung_peer_missed_is_paid_when_it_answers() {
     assert_eq!(status, 200, "{text}");
     assert!(text.contains("owed to SS01 and paid"), "{text}");
 }
+
+/// A reset notification on SS02 while SS01 hangs cannot judge a spanning
+/// session (SS01's rows may decide it): the session stays suspended, `session
+/// list --local` says so, and SS01 is owed the judgment. Once SS01 answers the
+/// daemon judges it without any request: the extents match, so it resumes.
+#[test]
+fn a_reset_that_left_a_hung_peer_out_is_judged_when_it_answers() {
+    let (t1, t2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let ss01 = Daemon::boot(t1.path());
+    let ss02 = boot_ss02_with(t2.path(), SS02, &ss01, &["--peer-timeout", "2"]);
+    assert_success(&ss02.cli(&spanning_session_args("J")), "spanning start");
+    signal(&ss01, "-STOP");
+    let out = ss02.cli(&["event", "reset"]);
+    let local = ss02.cli_json(&["session", "list", "--local"]);
+    signal(&ss01, "-CONT");
+    assert_success(&out, "reset with SS01 hung");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("not judged"), "{text}");
+    let part = &session(&local, "J")["parts"][0];
+    assert_eq!(part["suspended"], true, "{local}");
+    let owes = owed(&ss02);
+    assert!(
+        owes.iter()
+            .any(|l| l.contains("judgment of session(s) J") && l.contains("owed to SS01")),
+        "{owes:?}"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    while !owed(&ss02).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still owed after 40 s: {:?}",
+            owed(&ss02)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    let list = ss02.cli_json(&["session", "list"]);
+    assert_eq!(session(&list, "J")["state"], "resumed", "{list}");
+    for part in session(&list, "J")["parts"].as_array().unwrap() {
+        assert!(part.get("suspended").is_none(), "{list}");
+    }
+}

@@ -388,6 +388,12 @@ pub struct SessionPart {
     /// (`image-lost`); `session terminate` does it now. Absent when whole.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub broken: Option<String>,
+    /// Its physical session here is suspended by a reset of the subsystem
+    /// and waits for the reset's judgment (resumed if its extents match);
+    /// also while that judgment is owed to a peer that did not answer
+    /// (`GET /health` lists it). Absent when not.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspended: bool,
 }
 
 /// One backup copy session (`GET /sessions`).

@@ -940,8 +940,8 @@ impl Inner {
             .iter()
             .filter_map(|(sub, vols)| {
                 let phys = vols.values().map(|r| r.phys).next()?;
-                // Open sessions only: (progress, what is broken).
-                let (progress, broken) = match self.ports.get(sub) {
+                // Open sessions only: (progress, what is broken, suspended).
+                let (progress, broken, suspended) = match self.ports.get(sub) {
                     Some(p) if !state.is_terminal() => match p.query(phys) {
                         Ok(Some(i)) if s.owns(&i.owner, i.host.as_deref()) => (
                             Some(Progress {
@@ -953,11 +953,12 @@ impl Inner {
                                 crate::PhysState::Failed => Some("failed".to_string()),
                                 crate::PhysState::Active | crate::PhysState::Suspended => None,
                             },
+                            i.state == crate::PhysState::Suspended,
                         ),
-                        Ok(_) => (None, Some("gone".to_string())),
-                        Err(_) => (None, None),
+                        Ok(_) => (None, Some("gone".to_string()), false),
+                        Err(_) => (None, None, false),
                     },
-                    _ => (None, None),
+                    _ => (None, None, false),
                 };
                 Some(PhysicalPart {
                     subsystem: sub.clone(),
@@ -968,6 +969,7 @@ impl Inner {
                         .collect(),
                     progress,
                     broken,
+                    suspended,
                 })
             })
             .collect();

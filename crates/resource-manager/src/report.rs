@@ -244,6 +244,11 @@ pub struct PhysicalPart {
     /// suspended), or `gone`; `None` while it serves its image, once the
     /// session ended, or when the subsystem did not answer.
     pub broken: Option<String>,
+    /// The physical session is suspended by a reset of the subsystem and
+    /// waits for a reset notification's judgment (resumed if its extents
+    /// match); also while that judgment is owed to a peer that did not
+    /// answer.
+    pub suspended: bool,
 }
 
 /// A session as `session list` shows it.

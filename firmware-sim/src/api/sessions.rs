@@ -192,6 +192,7 @@ fn session_info(sub: &Subsystem, s: &resource_manager::SessionInfo) -> SessionIn
                 copied_tracks: p.progress.map(|x| x.copied_tracks),
                 total_tracks: p.progress.map(|x| x.total_tracks),
                 broken: p.broken.clone(),
+                suspended: p.suspended,
             })
             .collect(),
         progress_percent: progress,

@@ -233,6 +233,12 @@ fn print_sessions(ss: &[SessionInfo]) {
                     .map(|b| format!("{}/{:02X} {b}", p.subsystem, p.phys))
             })
             .collect();
+        let suspended: Vec<String> = s
+            .parts
+            .iter()
+            .filter(|p| p.suspended)
+            .map(|p| format!("{}/{:02X}", p.subsystem, p.phys))
+            .collect();
         let state = match &s.reason {
             Some(r) => format!("{} ({r})", s.state),
             // The image is no longer whole: said until an event ends it.
@@ -241,6 +247,11 @@ fn print_sessions(ss: &[SessionInfo]) {
                 s.state,
                 broken.join(", "),
                 s.id
+            ),
+            None if !suspended.is_empty() => format!(
+                "{} (suspended by a reset on {}: awaiting its judgment)",
+                s.state,
+                suspended.join(", ")
             ),
             None if s.logically_complete => format!("{} (logically complete)", s.state),
             None => s.state.clone(),
