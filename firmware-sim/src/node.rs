@@ -34,6 +34,9 @@ pub struct IplOutcome {
     pub recovered: Result<Decisions, RmError>,
 }
 
+/// How long the payer's probe of an owed peer may take (`Node::pay_owed`).
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The running subsystem plus what the daemon keeps beside it.
 pub struct Node {
     /// The current subsystem handle. NBD I/O and control requests hold it
@@ -204,11 +207,29 @@ impl Node {
     /// Pays what the resource manager owes peers that answer again, if it
     /// owes anything (the daemon calls this every few seconds, so a debt is
     /// paid without waiting for the next session request). Blocking.
+    ///
+    /// Each owed peer is first probed, outside the gate, with a call of at
+    /// most [`PROBE_TIMEOUT`]: one that does not answer is left for the next
+    /// round. So the payment holds the gate (which an IPL waits for, and
+    /// every request behind that IPL) only for peers that answer, never for
+    /// a hung peer's whole call timeout (review).
     pub fn pay_owed(&self) {
         if self.owed.is_empty() {
             return;
         }
-        if let Err(e) = self.with_rm(|rm, _| rm.pay_owed_now()) {
+        let silent: Vec<String> = self
+            .owed
+            .peers()
+            .into_iter()
+            .filter(|id| {
+                self.peer(id)
+                    .is_some_and(|p| !p.answers_within(PROBE_TIMEOUT))
+            })
+            .collect();
+        if silent.len() == self.owed.peers().len() {
+            return;
+        }
+        if let Err(e) = self.with_rm(|rm, _| rm.pay_owed_now(&silent)) {
             tracing::warn!(error = %e, "paying what peers are owed failed");
         }
     }

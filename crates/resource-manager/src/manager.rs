@@ -271,6 +271,19 @@ impl ResourceManager {
             }
             None => inner.host.clone(),
         };
+        // An earlier start of this id whose establish got no answer may have
+        // left a physical session that a payment is about to withdraw: it
+        // would take this start's for its own (review).
+        if let Some(peer) = self.owed.withdraw_pending(&spec.id, &host) {
+            return Err(RmError::Owed {
+                what: format!("session {}", spec.id),
+                problem: format!(
+                    "an earlier start of it got no answer from {peer}, which is owed the \
+                     withdraw of what it may have established; start it again once that is \
+                     paid (GET /health no longer lists it)"
+                ),
+            });
+        }
         // 1. Freeze the sources everywhere (a session on one subsystem starts
         //    its maps at one instant without it), establish everywhere, thaw;
         //    on failure withdraw what was established.
@@ -657,7 +670,15 @@ impl Inner {
     }
 
     pub fn port(&self, subsystem: &str) -> Result<Arc<dyn SubsystemPort>, RmError> {
-        self.usable(subsystem, "call")?;
+        self.usable(subsystem, "ask")?;
+        self.settle_port(subsystem)
+    }
+
+    /// The port to `subsystem` for settling what is decided (terminal rows,
+    /// withdraws): also a peer owed a restart event, since settling only
+    /// carries out a decision and reads nothing to decide on (review: a
+    /// refusal there aborted a completion half-written).
+    pub fn settle_port(&self, subsystem: &str) -> Result<Arc<dyn SubsystemPort>, RmError> {
         self.ports
             .get(subsystem)
             .cloned()
@@ -764,7 +785,7 @@ impl Inner {
         session: &SessionId,
         host: &str,
     ) -> bool {
-        let Ok(port) = self.port(sub) else {
+        let Ok(port) = self.settle_port(sub) else {
             return true;
         };
         let held = match port.physical_sessions() {
@@ -865,7 +886,7 @@ impl Inner {
         let mut problems = Vec::new();
         let mut failed: BTreeMap<String, RmError> = BTreeMap::new();
         for (sub, entries) in &plan.batches {
-            let port = self.port(sub)?;
+            let port = self.settle_port(sub)?;
             match port.append(entries) {
                 Ok(()) => {
                     for e in entries {
@@ -902,7 +923,7 @@ impl Inner {
             if failed_appends.contains(sub) {
                 continue;
             }
-            let port = self.port(sub)?;
+            let port = self.settle_port(sub)?;
             for (id, phys) in list {
                 if let Err(e) = port.withdraw(id, *phys) {
                     self.stale = true;

@@ -39,6 +39,21 @@
 //!   peer rebooted since (its IPL already ended those sessions), decides
 //!   nothing new.
 //!
+//! - payments never sweep this daemon's own subsystems (a start there may be
+//!   between its establish and its rows; the daemon's own events sweep
+//!   them), and a start is refused while a withdraw of an earlier start of
+//!   the same id is owed;
+//! - a debt recorded for a peer while a payment to it runs (and absorbed by
+//!   the debt being paid) keeps that debt for another payment.
+//!
+//! Limits (docs/SESSIONS.md): a restart payment's sweep of the peer may
+//! withdraw a physical session another daemon is establishing there for
+//! this same host (`--host`) at that moment, as any restart event's sweep
+//! may; D3 covers this daemon's own host only, so debts of events run for
+//! another host (`--host`) are lost with the process; a request that runs
+//! while an event is still trying peers, before it records its debts, is
+//! not refused.
+//!
 //! Limit: a peer that answers again does not know of the debt, so its own
 //! daemon may act on the session before this manager pays: a reset
 //! notification there may resume it (the payment then terminates it), a
@@ -53,7 +68,6 @@ use activity_table::{SessionId, TerminateReason};
 
 use crate::error::RmError;
 use crate::ledger::{SessionKey, SessionState};
-use crate::manager::now_ms;
 use crate::manager::ResourceManager;
 use crate::port::{PhysState, PortError};
 use crate::recovery::{Scope, NOT_JUDGED};
@@ -149,6 +163,11 @@ pub struct Owed {
     paid: Mutex<Vec<Decisions>>,
     /// When a payment to each peer last failed (see [`RETRY_AFTER`]).
     failed: Mutex<BTreeMap<String, Instant>>,
+    /// Bumped on every debt recorded for a peer, also one absorbed by a debt
+    /// already there: a payment removes its debt only if no debt came for
+    /// that peer while it ran (review: a terminate's settle debt, absorbed
+    /// by a restart debt being paid, was lost with it).
+    recorded: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Owed {
@@ -193,7 +212,30 @@ impl Owed {
             .map(Debt::describe)
     }
 
+    /// Whether an unanswered establish of `session` of `host` is owed a
+    /// withdraw, and to which peer.
+    pub(crate) fn withdraw_pending(&self, session: &SessionId, host: &str) -> Option<String> {
+        self.debts.lock().iter().find_map(|d| match d {
+            Debt::Withdraw {
+                peer,
+                session: s,
+                host: h,
+            } if s == session && h == host => Some(peer.clone()),
+            _ => None,
+        })
+    }
+
+    /// How many debts were recorded for `peer` so far.
+    fn recorded_for(&self, peer: &str) -> u64 {
+        self.recorded.lock().get(peer).copied().unwrap_or(0)
+    }
+
     fn add(&self, debt: Debt) {
+        *self
+            .recorded
+            .lock()
+            .entry(debt.peer().to_string())
+            .or_default() += 1;
         let mut debts = self.debts.lock();
         if debts.contains(&debt) {
             return;
@@ -220,7 +262,9 @@ impl ResourceManager {
     /// Records that `peer` missed the event `d` reports (it did not answer):
     /// a restart event of a host is owed to it, and so are the rows of the
     /// sessions the event decided.
-    pub(crate) fn owe_event(&self, peer: &str, d: &Decisions) {
+    /// `began` is when the event began (ms since the epoch): sessions
+    /// initiated after it are not the event's.
+    pub(crate) fn owe_event(&self, peer: &str, d: &Decisions, began: u64) {
         let (host, reason, program) = match &d.event {
             Event::Ipl { host, .. } => (host, TerminateReason::Ipl, None),
             Event::RmRestart { host } => (host, TerminateReason::RmRestart, None),
@@ -252,7 +296,7 @@ impl ResourceManager {
             host: host.clone(),
             reason,
             program,
-            before_ms: now_ms(),
+            before_ms: began,
         });
     }
 
@@ -314,23 +358,37 @@ impl ResourceManager {
         let Some(paying) = self.owed.paying.try_lock() else {
             return Ok(());
         };
-        self.pay_all(paying, false)
+        self.pay_all(paying, false, &[])
     }
 
     /// Pays every debt whose peer this manager reaches and that answers now,
     /// waiting for a payment in progress and for silent peers' calls: for
     /// the daemon's payer task (every few seconds). A peer still silent
     /// keeps its debts. Only an injected crash is returned as an error.
-    pub fn pay_owed_now(&self) -> Result<(), RmError> {
+    /// Peers in `skip` are left for the next round (the daemon leaves out
+    /// those that do not answer a short probe, so that the payment never
+    /// waits out a hung peer's call timeout).
+    pub fn pay_owed_now(&self, skip: &[String]) -> Result<(), RmError> {
         if self.owed.is_empty() {
             return Ok(());
         }
         let paying = self.owed.paying.lock();
-        self.pay_all(paying, true)
+        self.pay_all(paying, true, skip)
     }
 
-    fn pay_all(&self, _paying: MutexGuard<'_, ()>, retry_now: bool) -> Result<(), RmError> {
+    fn pay_all(
+        &self,
+        _paying: MutexGuard<'_, ()>,
+        retry_now: bool,
+        skip: &[String],
+    ) -> Result<(), RmError> {
+        // A manager that went on without a peer pays nothing: its view is
+        // partial, and the manager it was built from pays (review).
+        if !self.lock().left_out.is_empty() {
+            return Ok(());
+        }
         let debts = self.owed.debts.lock().clone();
+        let mut failed_now: Vec<String> = skip.to_vec();
         let reach = self.subsystems();
         // A manager of its own that may ask the peers it pays; it goes on
         // over the subsystems that answer, as events do (a peer other than
@@ -339,21 +397,31 @@ impl ResourceManager {
         payer.lock().paying = true;
         for debt in debts {
             let peer = debt.peer();
-            if !reach.iter().any(|s| s == peer) || (!retry_now && self.owed.backing_off(peer)) {
+            if !reach.iter().any(|s| s == peer)
+                || failed_now.iter().any(|f| f == peer)
+                || (!retry_now && self.owed.backing_off(peer))
+            {
                 continue;
             }
+            let recorded = self.owed.recorded_for(peer);
             match payer.answering("a payment", |rm| rm.pay(&debt)) {
                 Ok((report, _, skipped)) => {
                     for other in &skipped {
                         self.owe_settle(other, &format!("the payment of {}", debt.describe()));
                     }
                     self.owed.paid.lock().push(report);
-                    self.owed.remove(&debt);
+                    // A debt recorded for the peer meanwhile may have been
+                    // absorbed by this one: then it stays, to be paid again.
+                    if self.owed.recorded_for(peer) == recorded {
+                        self.owed.remove(&debt);
+                    }
                     self.owed.failed.lock().remove(peer);
                     tracing::info!(debt = %debt.describe(), "paid");
                 }
                 Err(e) if e.is_crash() => return Err(e),
                 Err(e) => {
+                    // Its other debts wait for the next round.
+                    failed_now.push(peer.to_string());
                     self.owed
                         .failed
                         .lock()
@@ -508,6 +576,9 @@ impl ResourceManager {
             .sessions
             .values()
             .filter(|s| s.rows.contains_key(peer))
+            // A withdraw settles no rows (review: a Withdraw debt waited on
+            // an unrelated session's rows).
+            .filter(|_| !matches!(debt, Debt::Withdraw { .. }))
         {
             let open_here = s.open_rows().any(|(sub, _, _)| sub == peer);
             let state = s.state();

@@ -71,9 +71,10 @@ impl ResourceManager {
         what: &str,
         event: impl Fn(&ResourceManager) -> Result<Decisions, RmError>,
     ) -> Result<Decisions, RmError> {
+        let began = crate::manager::now_ms();
         let (mut d, left_out, skipped) = self.answering(what, event)?;
         for peer in &skipped {
-            self.owe_event(peer, &d);
+            self.owe_event(peer, &d, began);
         }
         d.problems.extend(left_out);
         Ok(d)
@@ -804,6 +805,12 @@ impl Inner {
     ) -> Result<Vec<OrphanWithdrawn>, RmError> {
         let mut out = Vec::new();
         for sub in subsystems {
+            // A payment never sweeps this daemon's own subsystems: it runs
+            // beside the daemon's requests, and a start there may be between
+            // its establish and its rows (review). Its own events sweep them.
+            if self.paying && self.ports.get(sub).is_some_and(|p| !p.is_remote()) {
+                continue;
+            }
             let port = self.port(sub)?;
             let held = match port.physical_sessions() {
                 Ok(h) => h,

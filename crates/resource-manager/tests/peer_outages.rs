@@ -302,7 +302,7 @@ impl Harness {
     /// Daemon `d`'s payer task: pays what it can now.
     fn pay(&mut self, d: usize) -> Result<(), TestCaseError> {
         self.rms[d]
-            .pay_owed_now()
+            .pay_owed_now(&[])
             .map_err(|e| fail(&self.trace, format!("{}: payer: {e}", SUBS[d])))
     }
 
@@ -860,4 +860,50 @@ fn a_payment_leaves_sessions_initiated_after_its_event_alone() {
     h.apply(&Op::Pay(0)).expect("A pays");
     assert!(h.rms[0].owed().is_empty(), "{:?}", h.rms[0].owed());
     assert_eq!(state_seen_by(&h, 2, "N"), Some(SessionState::Active));
+}
+
+/// A start whose establish got no answer owes the peer a withdraw; a retry
+/// of the same id waits for that payment (review: the payment would take
+/// the retry's physical session for the lost one and withdraw it), and
+/// succeeds once it is paid.
+#[test]
+fn a_retried_start_waits_for_the_withdraw_its_first_try_owes() {
+    let mut h = Harness::new();
+    // B answers one call (the table read), carries out the establish
+    // without answering, and hangs (it does not reboot).
+    h.apply(&Op::DiesAfter(1, 1, true)).expect("step");
+    h.killed[1] = false;
+    h.apply(&Op::Start(0, vec![(1, 0, 0, 1, 0)], 0))
+        .expect("start fails cleanly");
+    assert!(!h.started.contains_key("S0"));
+    let owed = h.rms[0].owed();
+    assert!(
+        owed.iter().any(|l| l.contains("withdraw of session S0")),
+        "{owed:?}"
+    );
+    // The payer tries while B still hangs: the requests that follow leave
+    // B's debts to it for a while.
+    h.apply(&Op::Pay(0)).expect("A's payer, B silent");
+    h.apply(&Op::Up(1)).expect("B answers");
+    let spec = SessionSpec {
+        id: sid("S0"),
+        program: PROGRAMS[0].to_string(),
+        host: None,
+        copy_rate: None,
+        extents: vec![SessionExtent {
+            subsystem: SUBS[1].to_string(),
+            volume: SOURCES[0].to_string(),
+            extents: set(0, 0),
+            target: TARGETS[0].to_string(),
+        }],
+    };
+    let refused = h.rms[0].start_session(&spec);
+    assert!(
+        matches!(&refused, Err(e) if e.to_string().contains("owed the withdraw")),
+        "{refused:?}"
+    );
+    h.apply(&Op::Pay(0)).expect("A pays");
+    assert!(h.rms[0].owed().is_empty(), "{:?}", h.rms[0].owed());
+    h.rms[0].start_session(&spec).expect("the retry, once paid");
+    assert_eq!(h.w.subs[1].live_sessions().len(), 1);
 }

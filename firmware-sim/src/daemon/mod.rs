@@ -675,10 +675,9 @@ fn spawn_payer(node: &Arc<Node>) {
             if n.owed().is_empty() {
                 continue;
             }
-            if tokio::task::spawn_blocking(move || n.pay_owed())
-                .await
-                .is_err()
-            {
+            if let Err(e) = tokio::task::spawn_blocking(move || n.pay_owed()).await {
+                tracing::error!(error = %e, "the task paying what peers are owed stopped; \
+                    session requests still pay what they can");
                 return;
             }
         }

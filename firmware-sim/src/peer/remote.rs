@@ -192,6 +192,24 @@ impl RemotePort {
         self.decode(path, res)
     }
 
+    /// Whether the peer's daemon answers `GET /health` within `t` (a probe
+    /// that never waits out the call timeout). An answer also ends the
+    /// silence a timed-out call began: the peer runs again.
+    pub fn answers_within(&self, t: Duration) -> bool {
+        let res = self
+            .agent
+            .get(format!("{}/health", self.base))
+            .config()
+            .timeout_global(Some(t))
+            .build()
+            .call();
+        let ok = res.is_ok_and(|r| r.status().as_u16() == 200);
+        if ok {
+            *self.timed_out_at.lock() = None;
+        }
+        ok
+    }
+
     /// The daemon at `addr` must serve subsystem `id`: a wrong `--peer`
     /// must not write rows into another subsystem's tables.
     fn verify(&self) -> Result<(), PortError> {
