@@ -226,6 +226,9 @@ impl Node {
                     .is_some_and(|p| !p.answers_within(PROBE_TIMEOUT))
             })
             .collect();
+        for id in &silent {
+            self.owed.silent(id);
+        }
         if silent.len() == self.owed.peers().len() {
             return;
         }

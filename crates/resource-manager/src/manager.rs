@@ -274,15 +274,8 @@ impl ResourceManager {
         // An earlier start of this id whose establish got no answer may have
         // left a physical session that a payment is about to withdraw: it
         // would take this start's for its own (review).
-        if let Some(peer) = self.owed.withdraw_pending(&spec.id, &host) {
-            return Err(RmError::Owed {
-                what: format!("session {}", spec.id),
-                problem: format!(
-                    "an earlier start of it got no answer from {peer}, which is owed the \
-                     withdraw of what it may have established; start it again once that is \
-                     paid (GET /health no longer lists it)"
-                ),
-            });
+        if let Some(e) = self.refuse_retry(&spec.id, &host) {
+            return Err(e);
         }
         // 1. Freeze the sources everywhere (a session on one subsystem starts
         //    its maps at one instant without it), establish everywhere, thaw;

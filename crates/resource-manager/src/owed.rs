@@ -225,6 +225,14 @@ impl Owed {
         })
     }
 
+    /// Records that `peer` does not answer now (the daemon's probe): the
+    /// requests that follow leave its debts to the payer task for
+    /// [`RETRY_AFTER`] (QA: each request after the backoff called the hung
+    /// peer for the whole timeout, an IPL included).
+    pub fn silent(&self, peer: &str) {
+        self.failed.lock().insert(peer.to_string(), Instant::now());
+    }
+
     /// How many debts were recorded for `peer` so far.
     fn recorded_for(&self, peer: &str) -> u64 {
         self.recorded.lock().get(peer).copied().unwrap_or(0)
@@ -239,6 +247,34 @@ impl Owed {
         let mut debts = self.debts.lock();
         if debts.contains(&debt) {
             return;
+        }
+        // The same restart event owed again (a second rm-restart while the
+        // peer is silent) is one debt, covering what began before the later.
+        if let Debt::Restart {
+            peer,
+            event,
+            host,
+            reason,
+            program,
+            before_ms,
+        } = &debt
+        {
+            let same = debts.iter_mut().find_map(|d| match d {
+                Debt::Restart {
+                    peer: p,
+                    event: e,
+                    host: h,
+                    reason: r,
+                    program: g,
+                    before_ms: b,
+                } if p == peer && h == host && r == reason && g == program => Some((e, b)),
+                _ => None,
+            });
+            if let Some((e, b)) = same {
+                *e = event.clone();
+                *b = (*b).max(*before_ms);
+                return;
+            }
         }
         // Paying any restart or settle debt settles every decided session
         // with rows on the peer: one is enough.
@@ -331,6 +367,20 @@ impl ResourceManager {
         });
     }
 
+    /// The refusal of a start of `session` by `host` while an earlier start
+    /// of it owes a peer the withdraw of its unanswered establish.
+    pub fn refuse_retry(&self, session: &SessionId, host: &str) -> Option<RmError> {
+        let peer = self.owed.withdraw_pending(session, host)?;
+        Some(RmError::Owed {
+            what: format!("session {session}"),
+            problem: format!(
+                "an earlier start of it got no answer from {peer}, which is owed the withdraw \
+                 of what it may have established; start it again once that is paid (GET \
+                 /health no longer lists it)"
+            ),
+        })
+    }
+
     /// What this manager owes peers that did not answer, one line each.
     pub fn owed(&self) -> Vec<String> {
         self.owed.lines()
@@ -404,7 +454,8 @@ impl ResourceManager {
                 continue;
             }
             let recorded = self.owed.recorded_for(peer);
-            match payer.answering("a payment", |rm| rm.pay(&debt)) {
+            let what = format!("a payment to {peer}");
+            match payer.answering(&what, |rm| rm.pay(&debt)) {
                 Ok((report, _, skipped)) => {
                     for other in &skipped {
                         self.owe_settle(other, &format!("the payment of {}", debt.describe()));

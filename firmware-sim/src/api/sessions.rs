@@ -279,6 +279,12 @@ async fn start(
     }
     s.blocking(move |n| {
         n.with_rm(|rm, sub| {
+            // Refused before any peer is asked for a volume's geometry (QA:
+            // with the peer hung, a retry waited out the timeout instead).
+            let host = req.host.clone().unwrap_or_else(|| n.host().to_string());
+            if let Some(e) = rm.refuse_retry(&id, &host) {
+                return Err(ApiError::rm(e, Noun::Session));
+            }
             let sources = parse_session_extents(n, sub, &req.extent)?;
             let targets: Vec<QualifiedVolume> = req
                 .target
