@@ -576,7 +576,7 @@ fn a_peer_that_timed_out_is_not_asked_again_at_once() {
     assert_fails_with(
         &out,
         EXIT_FAILED,
-        "not asked: a call timed out",
+        "not asked: it did not answer",
         "the next list, at once",
     );
     signal(&ss01, "-CONT");

@@ -277,6 +277,12 @@ impl ResourceManager {
         if let Some(e) = self.refuse_retry(&spec.id, &host) {
             return Err(e);
         }
+        // Admitted here, for every subsystem of the plan (its calls below
+        // use `settle_port`: a debt recorded meanwhile must not cut it off
+        // half-way).
+        for sub in plan.keys() {
+            inner.usable(sub, "start")?;
+        }
         // 1. Freeze the sources everywhere (a session on one subsystem starts
         //    its maps at one instant without it), establish everywhere, thaw;
         //    on failure withdraw what was established.
@@ -291,7 +297,7 @@ impl ResourceManager {
         // out (a timeout, a connection lost with the answer).
         let mut unanswered: Option<String> = None;
         for (sub, pairs) in &plan {
-            let port = inner.port(sub)?;
+            let port = inner.settle_port(sub)?;
             match port.establish(&spec.id, &host, pairs) {
                 Ok(phys) => established.push((sub.clone(), phys)),
                 Err(e) => {
@@ -313,7 +319,7 @@ impl ResourceManager {
             inner.stale = true;
             if !e.is_crash() {
                 for (s, phys) in &established {
-                    if let Ok(p) = inner.port(s) {
+                    if let Ok(p) = inner.settle_port(s) {
                         if p.withdraw(&spec.id, *phys) == Err(PortError::Crashed) {
                             break;
                         }
@@ -345,7 +351,7 @@ impl ResourceManager {
                     time_unix_ms: time,
                 })
                 .collect();
-            let port = inner.port(sub)?;
+            let port = inner.settle_port(sub)?;
             if let Err(e) = port.append(&entries) {
                 inner.stale = true;
                 if e != PortError::Crashed {
@@ -668,9 +674,11 @@ impl Inner {
     }
 
     /// The port to `subsystem` for settling what is decided (terminal rows,
-    /// withdraws): also a peer owed a restart event, since settling only
-    /// carries out a decision and reads nothing to decide on (review: a
-    /// refusal there aborted a completion half-written).
+    /// withdraws), and for a start's calls once its table read admitted it:
+    /// also a peer owed a restart event, since settling only carries out a
+    /// decision and reads nothing to decide on, and a start refused half-way
+    /// would leave its parts behind (review: a refusal there aborted a
+    /// completion half-written, and a start without its rollback).
     pub fn settle_port(&self, subsystem: &str) -> Result<Arc<dyn SubsystemPort>, RmError> {
         self.ports
             .get(subsystem)
@@ -683,7 +691,7 @@ impl Inner {
     /// Refuses a peer owed a restart event this manager is not paying
     /// (owed.rs, D2): as a peer that does not answer, so that events go on
     /// without it and other requests fail naming it.
-    fn usable(&self, subsystem: &str, op: &'static str) -> Result<(), RmError> {
+    pub(crate) fn usable(&self, subsystem: &str, op: &'static str) -> Result<(), RmError> {
         match self.owed.blocks(subsystem) {
             Some(debt) if !self.paying => Err(port_err(subsystem, op)(PortError::Owed { debt })),
             _ => Ok(()),
@@ -718,7 +726,7 @@ impl Inner {
     ) -> Result<Vec<(String, u64)>, RmError> {
         let mut frozen = Vec::with_capacity(plan.len());
         for (sub, pairs) in plan {
-            let port = self.port(sub)?;
+            let port = self.settle_port(sub)?;
             let mut sources: Vec<String> = pairs.iter().map(|p| p.source.clone()).collect();
             sources.dedup();
             match port.freeze(&sources, FREEZE_HOLD_MS) {
@@ -726,7 +734,7 @@ impl Inner {
                 Err(e) => {
                     if e != PortError::Crashed {
                         for (s, token) in &frozen {
-                            if let Ok(p) = self.port(s) {
+                            if let Ok(p) = self.settle_port(s) {
                                 if p.thaw(*token) == Err(PortError::Crashed) {
                                     break;
                                 }
@@ -746,7 +754,7 @@ impl Inner {
     fn thaw(&mut self, frozen: &[(String, u64)], spec: &SessionSpec) -> Result<(), RmError> {
         let mut first = None;
         for (sub, token) in frozen {
-            let port = self.port(sub)?;
+            let port = self.settle_port(sub)?;
             match port.thaw(*token) {
                 Ok(true) => {}
                 Ok(false) => {
@@ -828,14 +836,14 @@ impl Inner {
                     time_unix_ms: time,
                 })
                 .collect();
-            if let Ok(p) = self.port(sub) {
+            if let Ok(p) = self.settle_port(sub) {
                 if p.append(&entries) == Err(PortError::Crashed) {
                     return;
                 }
             }
         }
         for (sub, phys) in phys_of {
-            if let Ok(p) = self.port(sub) {
+            if let Ok(p) = self.settle_port(sub) {
                 if p.withdraw(&spec.id, *phys) == Err(PortError::Crashed) {
                     return;
                 }

@@ -239,12 +239,14 @@ impl Owed {
     }
 
     fn add(&self, debt: Debt) {
+        // `recorded` is bumped under `debts`, so that a payment's check and
+        // removal (also under `debts`) never miss a debt absorbed meanwhile.
+        let mut debts = self.debts.lock();
         *self
             .recorded
             .lock()
             .entry(debt.peer().to_string())
             .or_default() += 1;
-        let mut debts = self.debts.lock();
         if debts.contains(&debt) {
             return;
         }
@@ -289,8 +291,13 @@ impl Owed {
         debts.push(debt);
     }
 
-    fn remove(&self, debt: &Debt) {
-        self.debts.lock().retain(|d| d != debt);
+    /// Removes `debt` once paid, unless a debt was recorded for its peer
+    /// since `recorded` (it may have been absorbed by this one).
+    fn remove_paid(&self, debt: &Debt, recorded: u64) {
+        let mut debts = self.debts.lock();
+        if self.recorded_for(debt.peer()) == recorded {
+            debts.retain(|d| d != debt);
+        }
     }
 }
 
@@ -437,13 +444,20 @@ impl ResourceManager {
         if !self.lock().left_out.is_empty() {
             return Ok(());
         }
-        let debts = self.owed.debts.lock().clone();
+        // Restart debts first: until one is paid the peer is refused to
+        // every request, and another debt of the same peer that cannot be
+        // paid yet (a judgment waiting for a third peer) must not hold it up.
+        let mut debts = self.owed.debts.lock().clone();
+        debts.sort_by_key(|d| !matches!(d, Debt::Restart { .. }));
         let mut failed_now: Vec<String> = skip.to_vec();
         let reach = self.subsystems();
         // A manager of its own that may ask the peers it pays; it goes on
         // over the subsystems that answer, as events do (a peer other than
         // the one paid that does not answer is owed in turn).
-        let payer = self.without(&[])?;
+        // Peers the daemon's probe found silent are left out of its view
+        // (so that it never waits on their call timeout), and owed the rows
+        // of what it decides (review).
+        let payer = self.without(skip)?;
         payer.lock().paying = true;
         for debt in debts {
             let peer = debt.peer();
@@ -457,26 +471,25 @@ impl ResourceManager {
             let what = format!("a payment to {peer}");
             match payer.answering(&what, |rm| rm.pay(&debt)) {
                 Ok((report, _, skipped)) => {
-                    for other in &skipped {
+                    for other in skipped.iter().chain(skip) {
                         self.owe_settle(other, &format!("the payment of {}", debt.describe()));
                     }
                     self.owed.paid.lock().push(report);
                     // A debt recorded for the peer meanwhile may have been
                     // absorbed by this one: then it stays, to be paid again.
-                    if self.owed.recorded_for(peer) == recorded {
-                        self.owed.remove(&debt);
-                    }
+                    self.owed.remove_paid(&debt, recorded);
                     self.owed.failed.lock().remove(peer);
                     tracing::info!(debt = %debt.describe(), "paid");
                 }
                 Err(e) if e.is_crash() => return Err(e),
                 Err(e) => {
-                    // Its other debts wait for the next round.
-                    failed_now.push(peer.to_string());
-                    self.owed
-                        .failed
-                        .lock()
-                        .insert(peer.to_string(), Instant::now());
+                    // When the peer itself did not answer, its other debts
+                    // wait for the next round, and requests leave it to the
+                    // payer task for a while.
+                    if silent_peer(&e, peer) {
+                        failed_now.push(peer.to_string());
+                        self.owed.silent(peer);
+                    }
                     tracing::debug!(debt = %debt.describe(), error = %e, "not paid yet");
                 }
             }
@@ -563,10 +576,10 @@ impl ResourceManager {
             .physical_sessions()
             .map_err(crate::manager::port_err(peer, "list sessions"))?;
         let mut out = Vec::new();
-        for h in held
-            .iter()
-            .filter(|h| &h.owner == session && h.host.as_deref() == Some(host))
-        {
+        let mine = |h: &&crate::port::HeldSession| {
+            &h.owner == session && h.host.as_deref().unwrap_or(&inner.host) == host
+        };
+        for h in held.iter().filter(mine) {
             let accounted = inner
                 .ledger
                 .sessions
@@ -602,6 +615,15 @@ impl ResourceManager {
             ..
         } = debt
         {
+            // Judged only over a whole view (review: over a partial one it
+            // judged nothing, and a session whose physical session had failed
+            // meanwhile passed for judged).
+            if !inner.left_out.is_empty() {
+                return Err(unpaid(format!(
+                    "{} did not answer, so nothing was judged",
+                    inner.left_out.join(", ")
+                )));
+            }
             // Judged: ended, or its physical session there runs again.
             let there = inner.port(subsystem)?;
             for s in sessions.iter().filter_map(|k| inner.ledger.sessions.get(k)) {
@@ -612,9 +634,9 @@ impl ResourceManager {
                     let info = there
                         .query(phys)
                         .map_err(crate::manager::port_err(subsystem, "query"))?;
-                    if info.is_some_and(|i| i.state == PhysState::Suspended) {
+                    if !info.is_some_and(|i| i.state == PhysState::Active) {
                         return Err(unpaid(format!(
-                            "session {} is still suspended on {subsystem}",
+                            "session {} does not run again on {subsystem}",
                             s.id
                         )));
                     }
@@ -688,5 +710,23 @@ impl ResourceManager {
             }
         }
         Ok(())
+    }
+}
+
+/// Whether `e` says that `peer` did not answer (or was left out of the
+/// payer's view because it did not).
+fn silent_peer(e: &RmError, peer: &str) -> bool {
+    match e {
+        RmError::Port {
+            subsystem, source, ..
+        } => {
+            subsystem == peer
+                && matches!(
+                    source,
+                    PortError::Unreachable { .. } | PortError::Misconfigured { .. }
+                )
+        }
+        RmError::UnknownSubsystem { subsystem } => subsystem == peer,
+        _ => false,
     }
 }

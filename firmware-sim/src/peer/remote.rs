@@ -168,12 +168,12 @@ impl RemotePort {
         }
         Err(PortError::Unreachable {
             reason: format!(
-                "peer {} at {}: {path}: not asked: a call timed out ({} s) {:.1} s ago; it is \
-                 asked again {} s after that",
+                "peer {} at {}: {path}: not asked: it did not answer {:.1} s ago (a call of \
+                 {} s or a probe timed out); it is asked again {} s after that",
                 self.id,
                 self.addr,
-                call_timeout().as_secs_f64(),
                 ago.as_secs_f64(),
+                call_timeout().as_secs_f64(),
                 silent_for().as_secs()
             ),
         })
@@ -204,9 +204,10 @@ impl RemotePort {
             .build()
             .call();
         let ok = res.is_ok_and(|r| r.status().as_u16() == 200);
-        if ok {
-            *self.timed_out_at.lock() = None;
-        }
+        // A peer that does not answer the probe is taken for silent, as
+        // after a call's timeout: other calls fail at once for a while
+        // instead of each waiting out the call timeout (review).
+        *self.timed_out_at.lock() = if ok { None } else { Some(Instant::now()) };
         ok
     }
 
