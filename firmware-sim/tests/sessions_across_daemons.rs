@@ -58,6 +58,20 @@ fn signal(d: &Daemon, sig: &str) {
     assert_success(&out, &format!("kill {sig} {}", d.api));
 }
 
+/// Waits until `d` owes nothing (its payer task pays within seconds of the
+/// peer answering); fails after 40 s.
+fn wait_paid(d: &Daemon) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    while !owed(d).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still owed after 40 s: {:?}",
+            owed(d)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
+
 /// What `d` owes its peers (`GET /health`).
 fn owed(d: &Daemon) -> Vec<String> {
     let (status, body) = common::http("GET", &format!("http://{}/health", d.api), None);
@@ -628,15 +642,7 @@ fn an_event_a_hung_peer_missed_is_paid_when_it_answers() {
             .any(|l| l.contains("rm-restart") && l.contains("owed to SS01")),
         "{owes:?}"
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
-    while !owed(&ss02).is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "still owed after 40 s: {:?}",
-            owed(&ss02)
-        );
-        std::thread::sleep(std::time::Duration::from_millis(250));
-    }
+    wait_paid(&ss02);
     let on1 = ss01.cli_json(&["session", "list", "--local"]);
     assert_eq!(session(&on1, "H1")["state"], "terminated", "{on1}");
     assert_eq!(session(&on1, "H1")["reason"], "rm-restart", "{on1}");
@@ -671,15 +677,7 @@ fn a_reset_that_left_a_hung_peer_out_is_judged_when_it_answers() {
             .any(|l| l.contains("judgment of session(s) J") && l.contains("owed to SS01")),
         "{owes:?}"
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
-    while !owed(&ss02).is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "still owed after 40 s: {:?}",
-            owed(&ss02)
-        );
-        std::thread::sleep(std::time::Duration::from_millis(250));
-    }
+    wait_paid(&ss02);
     let list = ss02.cli_json(&["session", "list"]);
     assert_eq!(session(&list, "J")["state"], "resumed", "{list}");
     for part in session(&list, "J")["parts"].as_array().unwrap() {
