@@ -217,19 +217,19 @@ impl Node {
         if self.owed.is_empty() {
             return;
         }
-        let silent: Vec<String> = self
-            .owed
-            .peers()
-            .into_iter()
+        let owed = self.owed.peers();
+        let silent: Vec<String> = owed
+            .iter()
             .filter(|id| {
                 self.peer(id)
                     .is_some_and(|p| !p.answers_within(PROBE_TIMEOUT))
             })
+            .cloned()
             .collect();
         for id in &silent {
             self.owed.silent(id);
         }
-        if silent.len() == self.owed.peers().len() {
+        if silent.len() == owed.len() {
             return;
         }
         if let Err(e) = self.with_rm(|rm, _| rm.pay_owed_now(&silent)) {

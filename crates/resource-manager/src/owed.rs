@@ -37,8 +37,7 @@
 //!   and which is owed in turn to each peer still silent then;
 //! - payments are idempotent (A5): paying a debt twice, or a debt whose
 //!   peer rebooted since (its IPL already ended those sessions), decides
-//!   nothing new.
-//!
+//!   nothing new;
 //! - payments never sweep this daemon's own subsystems (a start there may be
 //!   between its establish and its rows; the daemon's own events sweep
 //!   them), and a start is refused while a withdraw of an earlier start of
@@ -52,10 +51,8 @@
 //! may; D3 covers this daemon's own host only, so debts of events run for
 //! another host (`--host`) are lost with the process; a request that runs
 //! while an event is still trying peers, before it records its debts, is
-//! not refused.
-//!
-//! Limit: a peer that answers again does not know of the debt, so its own
-//! daemon may act on the session before this manager pays: a reset
+//! not refused; and a peer that answers again does not know of the debt,
+//! so its own daemon may act on the session before this manager pays: a reset
 //! notification there may resume it (the payment then terminates it), a
 //! completion there completes it (a Completed row wins).
 
@@ -142,6 +139,43 @@ impl Debt {
             Debt::Withdraw { session, .. } => {
                 format!("the withdraw of session {session}'s unanswered establish")
             }
+        }
+    }
+
+    /// The restart event's scope on the peer and the reason it writes, for
+    /// a debt paid by running one: a restart debt ends what its event would
+    /// have there; a settle debt ends nothing (no host, so its reason is
+    /// never written) and settles what is decided.
+    fn scope(&self) -> Option<(Scope<'_>, TerminateReason)> {
+        match self {
+            Debt::Restart {
+                peer,
+                host,
+                reason,
+                program,
+                before_ms,
+                ..
+            } => Some((
+                Scope {
+                    host: Some(host),
+                    program: program.as_deref(),
+                    restarted: &[],
+                    only_on: Some(peer),
+                    initiated_by: Some(*before_ms),
+                },
+                *reason,
+            )),
+            Debt::Settle { peer, .. } => Some((
+                Scope {
+                    host: None,
+                    program: None,
+                    restarted: &[],
+                    only_on: Some(peer),
+                    initiated_by: None,
+                },
+                TerminateReason::ImageLost,
+            )),
+            Debt::Judge { .. } | Debt::Withdraw { .. } => None,
         }
     }
 
@@ -346,11 +380,7 @@ impl ResourceManager {
     /// Records that `peer` missed the event `d` reports, if it decided
     /// anything: the open rows there of what it decided are settled.
     fn owe_decided(&self, peer: &str, d: &Decisions) {
-        let decided = !d.orphans.is_empty()
-            || d.decisions
-                .iter()
-                .any(|x| x.acted && matches!(x.outcome, crate::report::Outcome::Terminated(_)));
-        if decided {
+        if d.ended_something() {
             self.owe_settle(peer, &d.event.to_string());
         }
     }
@@ -451,12 +481,10 @@ impl ResourceManager {
         debts.sort_by_key(|d| !matches!(d, Debt::Restart { .. }));
         let mut failed_now: Vec<String> = skip.to_vec();
         let reach = self.subsystems();
-        // A manager of its own that may ask the peers it pays; it goes on
-        // over the subsystems that answer, as events do (a peer other than
-        // the one paid that does not answer is owed in turn).
-        // Peers the daemon's probe found silent are left out of its view
-        // (so that it never waits on their call timeout), and owed the rows
-        // of what it decides (review).
+        // A manager of its own that may ask the peers it pays. It goes on
+        // over the subsystems that answer, as events do, and leaves out the
+        // peers the daemon's probe found silent (so that it never waits on
+        // their call timeout); both are owed the rows of what it decides.
         let payer = self.without(skip)?;
         payer.lock().paying = true;
         for debt in debts {
@@ -506,33 +534,10 @@ impl ResourceManager {
             missed: debt.missed(),
         };
         let report = match debt {
-            Debt::Restart {
-                peer,
-                host,
-                reason,
-                program,
-                before_ms,
-                ..
-            } => {
-                let scope = Scope {
-                    host: Some(host),
-                    program: program.as_deref(),
-                    restarted: &[],
-                    only_on: Some(peer),
-                    initiated_by: Some(*before_ms),
-                };
-                self.restart_event(owed, *reason, scope)?
-            }
-            Debt::Settle { peer, .. } => {
-                let scope = Scope {
-                    host: None,
-                    program: None,
-                    restarted: &[],
-                    only_on: Some(peer),
-                    initiated_by: None,
-                };
-                self.restart_event(owed, TerminateReason::ImageLost, scope)?
-            }
+            Debt::Restart { .. } | Debt::Settle { .. } => match debt.scope() {
+                Some((scope, reason)) => self.restart_event(owed, reason, scope)?,
+                None => unreachable!("restart and settle debts have a scope"),
+            },
             Debt::Judge {
                 subsystem,
                 sessions,
@@ -655,21 +660,9 @@ impl ResourceManager {
         {
             let open_here = s.open_rows().any(|(sub, _, _)| sub == peer);
             let state = s.state();
-            let in_scope = match debt {
-                Debt::Restart {
-                    host,
-                    program,
-                    before_ms,
-                    ..
-                } => {
-                    inner.owner_of(s) == host
-                        && program
-                            .as_deref()
-                            .is_none_or(|p| s.program.as_deref() == Some(p))
-                        && s.initiated_ms.is_none_or(|i| i <= *before_ms)
-                }
-                _ => false,
-            };
+            let in_scope = debt
+                .scope()
+                .is_some_and(|(sc, _)| sc.ends(inner.owner_of(s), s));
             if open_here
                 && (state.is_terminal()
                     || (in_scope && matches!(state, SessionState::Active | SessionState::Resumed)))
@@ -719,13 +712,7 @@ fn silent_peer(e: &RmError, peer: &str) -> bool {
     match e {
         RmError::Port {
             subsystem, source, ..
-        } => {
-            subsystem == peer
-                && matches!(
-                    source,
-                    PortError::Unreachable { .. } | PortError::Misconfigured { .. }
-                )
-        }
+        } => subsystem == peer && source.is_silence(),
         RmError::UnknownSubsystem { subsystem } => subsystem == peer,
         _ => false,
     }

@@ -177,6 +177,20 @@ pub enum PortError {
     Crashed,
 }
 
+impl PortError {
+    /// The subsystem is taken for silent: it did not answer, answered as
+    /// another (misconfigured), or is owed an event and not asked. An event
+    /// goes on without such a peer; the API answers `unavailable`.
+    pub fn is_silence(&self) -> bool {
+        matches!(
+            self,
+            PortError::Unreachable { .. }
+                | PortError::Misconfigured { .. }
+                | PortError::Owed { .. }
+        )
+    }
+}
+
 /// What the resource manager needs from one subsystem. Object safe; shared across threads.
 pub trait SubsystemPort: Send + Sync {
     /// The subsystem's name (as written in its activity entries).

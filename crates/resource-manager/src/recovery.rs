@@ -48,6 +48,32 @@ pub(crate) struct Scope<'a> {
     pub initiated_by: Option<u64>,
 }
 
+impl Scope<'_> {
+    /// Of the host in scope, or with a part on a subsystem that restarted
+    /// (that subsystem, if so).
+    fn owns<'s>(&self, owner: &str, s: &'s SessionLedger) -> (bool, Option<&'s String>) {
+        let restarted = s.rows.keys().find(|sub| self.restarted.contains(sub));
+        (Some(owner) == self.host || restarted.is_some(), restarted)
+    }
+
+    /// Of the program in scope (any, when none is).
+    fn program_ok(&self, s: &SessionLedger) -> bool {
+        self.program.is_none_or(|p| s.program.as_deref() == Some(p))
+    }
+
+    /// Initiated by the scope's time, if it has one.
+    fn in_time(&self, s: &SessionLedger) -> bool {
+        self.initiated_by
+            .is_none_or(|t| s.initiated_ms.is_none_or(|i| i <= t))
+    }
+
+    /// Whether the event ends `s` (owned by `owner`) if it is open: the one
+    /// rule `restart_event` applies and a payment's check (owed.rs) reads.
+    pub fn ends(&self, owner: &str, s: &SessionLedger) -> bool {
+        self.owns(owner, s).0 && self.program_ok(s) && self.in_time(s)
+    }
+}
+
 impl ResourceManager {
     /// Runs the recovery `event` (one of the `on_*` methods; `what` names it
     /// in the log) over every subsystem, and again over those that answer
@@ -71,7 +97,7 @@ impl ResourceManager {
         what: &str,
         event: impl Fn(&ResourceManager) -> Result<Decisions, RmError>,
     ) -> Result<Decisions, RmError> {
-        let began = crate::manager::now_ms();
+        let began = now_ms();
         let (mut d, left_out, skipped) = self.answering(what, event)?;
         for peer in &skipped {
             self.owe_event(peer, &d, began);
@@ -121,11 +147,11 @@ impl ResourceManager {
                 Err(RmError::Port {
                     subsystem,
                     op,
-                    source:
-                        source @ (PortError::Unreachable { .. }
-                        | PortError::Misconfigured { .. }
-                        | PortError::Owed { .. }),
-                }) if self.is_peer(&subsystem) && !skipped.contains(&subsystem) => {
+                    source,
+                }) if source.is_silence()
+                    && self.is_peer(&subsystem)
+                    && !skipped.contains(&subsystem) =>
+                {
                     first_silent.get_or_insert_with(|| RmError::Port {
                         subsystem: subsystem.clone(),
                         op,
@@ -307,20 +333,14 @@ impl ResourceManager {
         // orphan physical session left by an earlier, interrupted event) may
         // have force-stopped maps other sessions read through: check again
         // (sim seed 30408: an orphan's withdraw stopped a resumed session's map).
-        let newly_terminated = |d: &Decisions| {
-            !d.orphans.is_empty()
-                || d.decisions
-                    .iter()
-                    .any(|d| d.acted && matches!(d.outcome, Outcome::Terminated(_)))
-        };
         let mut report = self.reset_pass(subsystem, only)?;
-        let mut again = newly_terminated(&report);
+        let mut again = report.ended_something();
         // Each further pass terminates at least one more session, or stops.
         let mut passes_left = report.decisions.len();
         while again && passes_left > 0 {
             passes_left -= 1;
             let next = self.reset_pass(subsystem, only)?;
-            again = newly_terminated(&next);
+            again = next.ended_something();
             for d in next.decisions.into_iter().filter(|d| d.acted) {
                 match report
                     .decisions
@@ -551,15 +571,9 @@ impl ResourceManager {
                 }
                 SessionState::Active | SessionState::Resumed => {
                     let owner = inner.owner_of(s);
-                    let restarted = s.rows.keys().find(|sub| scope.restarted.contains(sub));
-                    let ours = Some(owner) == scope.host || restarted.is_some();
-                    let program_ok = scope
-                        .program
-                        .is_none_or(|p| s.program.as_deref() == Some(p));
-                    let then = scope
-                        .initiated_by
-                        .is_none_or(|t| s.initiated_ms.is_none_or(|i| i <= t));
-                    if ours && program_ok && !then {
+                    let (ours, restarted) = scope.owns(owner, s);
+                    let program_ok = scope.program_ok(s);
+                    if ours && program_ok && !scope.in_time(s) {
                         let why = "initiated after the event".to_string();
                         (Outcome::Untouched, false, why)
                     } else if ours && program_ok {

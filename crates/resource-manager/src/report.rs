@@ -163,6 +163,15 @@ impl Decisions {
     pub fn acted(&self) -> impl Iterator<Item = &Decision> {
         self.decisions.iter().filter(|d| d.acted)
     }
+
+    /// Whether this run terminated a session or withdrew an orphan (either
+    /// may have stopped maps other sessions read through).
+    pub fn ended_something(&self) -> bool {
+        !self.orphans.is_empty()
+            || self
+                .acted()
+                .any(|d| matches!(d.outcome, Outcome::Terminated(_)))
+    }
 }
 
 impl fmt::Display for Decisions {

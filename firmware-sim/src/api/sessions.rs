@@ -90,9 +90,11 @@ fn geometry_of(node: &Node, sub: &Subsystem, v: &QualifiedVolume) -> Result<Geom
         return Err(ApiError::new(
             ApiErrorKind::Unavailable,
             format!(
-                "volume {v}: {} is not asked until it is paid what it is owed ({debt}); \
-                 the daemon pays it once {} answers (GET /health lists what is owed)",
-                v.subsystem, v.subsystem
+                "volume {v}: {} is {}; the daemon pays it once {} answers (GET /health lists \
+                 what is owed)",
+                v.subsystem,
+                resource_manager::PortError::Owed { debt },
+                v.subsystem
             ),
         ));
     }
