@@ -72,6 +72,16 @@ fn wait_paid(d: &Daemon) {
     }
 }
 
+/// `d` owes `peer` something described by `what` (`GET /health`).
+fn assert_owes(d: &Daemon, what: &str, peer: &str) {
+    let owes = owed(d);
+    let to = format!("owed to {peer}");
+    assert!(
+        owes.iter().any(|l| l.contains(what) && l.contains(&to)),
+        "{owes:?}"
+    );
+}
+
 /// What `d` owes its peers (`GET /health`).
 fn owed(d: &Daemon) -> Vec<String> {
     let (status, body) = common::http("GET", &format!("http://{}/health", d.api), None);
@@ -636,12 +646,7 @@ fn an_event_a_hung_peer_missed_is_paid_when_it_answers() {
         "is not asked until it is paid what it is owed (rm-restart",
         "a spanning start while SS01 is owed",
     );
-    let owes = owed(&ss02);
-    assert!(
-        owes.iter()
-            .any(|l| l.contains("rm-restart") && l.contains("owed to SS01")),
-        "{owes:?}"
-    );
+    assert_owes(&ss02, "rm-restart", "SS01");
     wait_paid(&ss02);
     let on1 = ss01.cli_json(&["session", "list", "--local"]);
     assert_eq!(session(&on1, "H1")["state"], "terminated", "{on1}");
@@ -671,12 +676,7 @@ fn a_reset_that_left_a_hung_peer_out_is_judged_when_it_answers() {
     assert!(text.contains("not judged"), "{text}");
     let part = &session(&local, "J")["parts"][0];
     assert_eq!(part["suspended"], true, "{local}");
-    let owes = owed(&ss02);
-    assert!(
-        owes.iter()
-            .any(|l| l.contains("judgment of session(s) J") && l.contains("owed to SS01")),
-        "{owes:?}"
-    );
+    assert_owes(&ss02, "judgment of session(s) J", "SS01");
     wait_paid(&ss02);
     let list = ss02.cli_json(&["session", "list"]);
     assert_eq!(session(&list, "J")["state"], "resumed", "{list}");

@@ -46,8 +46,7 @@ use common::*;
 use proptest::prelude::*;
 use resource_manager::{
     CopyPair, Decisions, HeldSession, Outcome, Owed, PhysSessionId, PhysicalSession, PortError,
-    ResourceManager, SessionExtent, SessionId, SessionSpec, SessionState, SubsystemPort,
-    VirtualSubsystem,
+    ResourceManager, SessionId, SessionSpec, SessionState, SubsystemPort, VirtualSubsystem,
 };
 
 const SUBS: [&str; 3] = ["A", "B", "C"];
@@ -246,6 +245,24 @@ struct Harness {
     trace: Vec<String>,
 }
 
+/// Session `id` of `host` (`None`: the starting daemon's) and program
+/// `PROGRAMS[program]` over `parts`: (subsystem, source, first track,
+/// tracks, target), indexes into `SUBS`, `SOURCES` and `TARGETS`.
+fn spec(
+    id: &str,
+    host: Option<String>,
+    program: usize,
+    parts: &[(usize, usize, u64, u64, usize)],
+) -> SessionSpec {
+    SessionSpec {
+        id: sid(id),
+        program: PROGRAMS[program].to_string(),
+        host,
+        copy_rate: None,
+        extents: indexed_extents(&SUBS, parts),
+    }
+}
+
 fn fail(trace: &[String], what: String) -> TestCaseError {
     TestCaseError::fail(format!("{what}\nsteps:\n  {}", trace.join("\n  ")))
 }
@@ -330,21 +347,7 @@ impl Harness {
                 }
                 let id = format!("S{}", self.tried.len());
                 self.tried.push(id.clone());
-                let spec = SessionSpec {
-                    id: sid(&id),
-                    program: PROGRAMS[*program].to_string(),
-                    host: None,
-                    copy_rate: None,
-                    extents: parts
-                        .iter()
-                        .map(|&(sub, src, a, len, tgt)| SessionExtent {
-                            subsystem: SUBS[sub].to_string(),
-                            volume: SOURCES[src].to_string(),
-                            extents: set(a, (a + len - 1).min(TRACKS - 1)),
-                            target: TARGETS[tgt].to_string(),
-                        })
-                        .collect(),
-                };
+                let spec = spec(&id, None, *program, parts);
                 let r = self.rms[*d].start_session(&spec);
                 self.trace.push(format!(
                     "{}: start {id} {} {parts:?}: {}",
@@ -723,6 +726,15 @@ proptest! {
     }
 }
 
+/// A fresh harness after `ops`, each of which must pass its oracles.
+fn run(ops: &[Op]) -> Harness {
+    let mut h = Harness::new();
+    for op in ops {
+        h.apply(op).expect("step");
+    }
+    h
+}
+
 /// The state of session `id` as daemon `d` lists it.
 fn state_seen_by(h: &Harness, d: usize, id: &str) -> Option<SessionState> {
     // Other daemons write its tables (a daemon invalidates on every request).
@@ -741,15 +753,12 @@ fn state_seen_by(h: &Harness, d: usize, id: &str) -> Option<SessionState> {
 /// owner's next request (found by this test with payments turned off).
 #[test]
 fn a_session_on_a_hung_peer_ends_at_its_owners_next_request() {
-    let mut h = Harness::new();
-    for op in [
+    let mut h = run(&[
         Op::Start(0, vec![(1, 0, 0, 3, 0)], 0),
         Op::Silent(1, false),
         Op::Event(0, Ev::RmRestart),
         Op::Up(1),
-    ] {
-        h.apply(&op).expect("step");
-    }
+    ]);
     assert_eq!(h.rms[0].owed().len(), 1, "{:?}", h.rms[0].owed());
     assert!(h.rms[0].owed()[0].contains("owed to B"));
     h.apply(&Op::Event(1, Ev::Reset)).expect("reset on B");
@@ -773,14 +782,11 @@ fn a_session_on_a_hung_peer_ends_at_its_owners_next_request() {
 /// request of the judging daemon resumes the session (its extents match).
 #[test]
 fn a_reset_that_left_a_peer_out_is_judged_once_it_answers() {
-    let mut h = Harness::new();
-    for op in [
+    let mut h = run(&[
         Op::Start(0, vec![(0, 0, 0, 3, 0), (1, 1, 0, 3, 1)], 0),
         Op::Silent(1, false),
         Op::Event(0, Ev::Reset),
-    ] {
-        h.apply(&op).expect("step");
-    }
+    ]);
     let owed = h.rms[0].owed();
     assert!(
         owed.iter()
@@ -810,17 +816,14 @@ fn a_reset_that_left_a_peer_out_is_judged_once_it_answers() {
 /// before requests were refused for an owed peer).
 #[test]
 fn a_session_owed_termination_is_never_completed() {
-    let mut h = Harness::new();
-    for op in [
+    let mut h = run(&[
         Op::Start(0, vec![(1, 0, 0, 1, 0)], 0),
         Op::Silent(1, false),
         Op::Event(0, Ev::RmRestart),
         Op::Up(1),
         Op::LosesAnswer(1, 0),
         Op::Complete(0),
-    ] {
-        h.apply(&op).expect("step");
-    }
+    ]);
     assert!(!h.completed.contains("S0"));
     h.settle().expect("settle");
     assert_eq!(
@@ -836,24 +839,10 @@ fn a_session_owed_termination_is_never_completed() {
 /// event's (QA: the payment of an abend ended such a session).
 #[test]
 fn a_payment_leaves_sessions_initiated_after_its_event_alone() {
-    let mut h = Harness::new();
-    for op in [Op::Silent(1, false), Op::Event(0, Ev::RmRestart), Op::Up(1)] {
-        h.apply(&op).expect("step");
-    }
+    let mut h = run(&[Op::Silent(1, false), Op::Event(0, Ev::RmRestart), Op::Up(1)]);
     assert_eq!(h.rms[0].owed().len(), 1, "{:?}", h.rms[0].owed());
     std::thread::sleep(std::time::Duration::from_millis(5));
-    let spec = SessionSpec {
-        id: sid("N"),
-        program: PROGRAMS[0].to_string(),
-        host: Some(host(0)),
-        copy_rate: None,
-        extents: vec![SessionExtent {
-            subsystem: SUBS[1].to_string(),
-            volume: SOURCES[0].to_string(),
-            extents: set(0, 2),
-            target: TARGETS[0].to_string(),
-        }],
-    };
+    let spec = spec("N", Some(host(0)), 0, &[(1, 0, 0, 3, 0)]);
     h.rms[2]
         .start_session(&spec)
         .expect("C starts N for SYS-A on B");
@@ -885,18 +874,7 @@ fn a_retried_start_waits_for_the_withdraw_its_first_try_owes() {
     // B's debts to it for a while.
     h.apply(&Op::Pay(0)).expect("A's payer, B silent");
     h.apply(&Op::Up(1)).expect("B answers");
-    let spec = SessionSpec {
-        id: sid("S0"),
-        program: PROGRAMS[0].to_string(),
-        host: None,
-        copy_rate: None,
-        extents: vec![SessionExtent {
-            subsystem: SUBS[1].to_string(),
-            volume: SOURCES[0].to_string(),
-            extents: set(0, 0),
-            target: TARGETS[0].to_string(),
-        }],
-    };
+    let spec = spec("S0", None, 0, &[(1, 0, 0, 1, 0)]);
     let refused = h.rms[0].start_session(&spec);
     assert!(
         matches!(&refused, Err(e) if e.to_string().contains("owed the withdraw")),

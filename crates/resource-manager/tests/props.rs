@@ -15,8 +15,8 @@ use common::*;
 use geometry::ExtentSet;
 use proptest::prelude::*;
 use resource_manager::{
-    Outcome, PhysSessionId, ResetLoss, ResourceManager, RmError, SessionExtent, SessionSpec,
-    SessionState, SubsystemPort, TerminateReason,
+    Outcome, PhysSessionId, ResetLoss, ResourceManager, RmError, SessionSpec, SessionState,
+    SubsystemPort, TerminateReason,
 };
 
 const SUBS: [&str; 2] = ["A", "B"];
@@ -161,15 +161,7 @@ fn make_spec(
         program: program.to_string(),
         host: Some(HOSTS[host].to_string()),
         copy_rate: None,
-        extents: parts
-            .iter()
-            .map(|&(sub, src, a, len, tgt)| SessionExtent {
-                subsystem: SUBS[sub].to_string(),
-                volume: SOURCES[src].to_string(),
-                extents: set(a, (a + len - 1).min(TRACKS - 1)),
-                target: TARGETS[tgt].to_string(),
-            })
-            .collect(),
+        extents: indexed_extents(&SUBS, parts),
     }
 }
 

@@ -140,6 +140,24 @@ pub fn set(first: u64, last: u64) -> ExtentSet {
     ExtentSet::from(Extent::new(first, last).expect("extent"))
 }
 
+/// The extents of generated parts (subsystem, source, first track, tracks,
+/// target), as indexes into `subs`, [`SOURCES`] and [`TARGETS`]; a part
+/// running past the volume ends at its last track.
+pub fn indexed_extents(
+    subs: &[&str],
+    parts: &[(usize, usize, u64, u64, usize)],
+) -> Vec<SessionExtent> {
+    parts
+        .iter()
+        .map(|&(sub, src, a, len, tgt)| SessionExtent {
+            subsystem: subs[sub].to_string(),
+            volume: SOURCES[src].to_string(),
+            extents: set(a, (a + len - 1).min(TRACKS - 1)),
+            target: TARGETS[tgt].to_string(),
+        })
+        .collect()
+}
+
 /// A spec over (subsystem, source, first, last, target) parts.
 pub fn spec(id: &str, program: &str, parts: &[(&str, &str, u64, u64, &str)]) -> SessionSpec {
     SessionSpec {
