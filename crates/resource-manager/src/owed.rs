@@ -534,10 +534,17 @@ impl ResourceManager {
             missed: debt.missed(),
         };
         let report = match debt {
-            Debt::Restart { .. } | Debt::Settle { .. } => match debt.scope() {
-                Some((scope, reason)) => self.restart_event(owed, reason, scope)?,
-                None => unreachable!("restart and settle debts have a scope"),
-            },
+            Debt::Restart { .. } | Debt::Settle { .. } => {
+                // Both have a scope (`Debt::scope`); an error, not a panic,
+                // should that ever change.
+                let Some((scope, reason)) = debt.scope() else {
+                    return Err(RmError::Incomplete {
+                        what: debt.describe(),
+                        problem: "the debt names no scope to end".to_string(),
+                    });
+                };
+                self.restart_event(owed, reason, scope)?
+            }
             Debt::Judge {
                 subsystem,
                 sessions,
