@@ -10,8 +10,9 @@
 //! - At most `max_connections_per_peer` TCP connections per IP address; the
 //!   lines about refused connections are throttled (`limits.rs`).
 //! - Shutdown: stop accepting, answer new options `ERR_SHUTDOWN` and new
-//!   requests `ESHUTDOWN`, let started requests finish and reply, and close
-//!   connections still open after `shutdown_grace`.
+//!   requests `ESHUTDOWN`, let started requests finish and reply, close a
+//!   connection in transmission as soon as it has nothing in flight, and
+//!   close connections still open after `shutdown_grace`.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -147,6 +147,18 @@ async fn read_loop<R: AsyncRead + Unpin>(
     res
 }
 
+/// Completes once the server shuts down and the connection has nothing in
+/// flight (every budget permit back); never, should the server's side of
+/// the signal be gone.
+async fn shut_down_and_idle(ctx: &ConnContext, budget: &Semaphore, total: u32) {
+    let mut rx = ctx.shutdown.clone();
+    if rx.wait_for(|down| *down).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+    // Requests in flight still reply; the reader only stops reading.
+    let _all = budget.acquire_many(total).await;
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn read_requests<R: AsyncRead + Unpin>(
     r: &mut BufReader<R>,
@@ -172,10 +184,23 @@ async fn read_requests<R: AsyncRead + Unpin>(
         // Idle only with nothing in flight: a client waiting for a slow
         // reply is not idle.
         let busy = budget.available_permits() < budget_total as usize;
-        let got = match ctx.config.idle_timeout.filter(|_| !busy) {
-            Some(t) => match tokio::time::timeout(t, read_header(r, &mut hdr)).await {
+        let next = async {
+            match ctx.config.idle_timeout.filter(|_| !busy) {
+                Some(t) => tokio::time::timeout(t, read_header(r, &mut hdr))
+                    .await
+                    .map_err(|_| t),
+                None => Ok(read_header(r, &mut hdr).await),
+            }
+        };
+        // A server shutting down closes a connection as soon as nothing is
+        // in flight (QA: every idle client held a clean stop for the whole
+        // grace period); a header already on its way still gets its
+        // ESHUTDOWN (biased: the read is polled first).
+        let got = tokio::select! {
+            biased;
+            next = next => match next {
                 Ok(res) => res?,
-                Err(_) => {
+                Err(t) => {
                     conn_info!(
                         ctx,
                         idle_s = t.as_secs(),
@@ -184,7 +209,10 @@ async fn read_requests<R: AsyncRead + Unpin>(
                     return Ok(());
                 }
             },
-            None => read_header(r, &mut hdr).await?,
+            () = shut_down_and_idle(ctx, budget, budget_total) => {
+                conn_info!(ctx, "server shutting down; closing the connection between requests");
+                return Ok(());
+            }
         };
         if !got {
             conn_info!(ctx, "client closed the connection without DISC");

@@ -108,13 +108,35 @@ fn shutdown_finishes_in_flight_answers_eshutdown_and_stops() {
     );
     assert_eq!(e.snapshot(0, 4096), vec![6u8; 4096]);
     assert_eq!(e.snapshot(8192, 512), vec![0u8; 512]);
-    c.request(0, cmd::DISC, 3, 0, 0, &[]);
+    // Nothing in flight any more: the server closes the connection itself.
+    assert!(c.closed(), "an idle connection stayed open during shutdown");
     let t = Instant::now();
     srv.stop().expect("serve returned an error");
     assert!(
         t.elapsed() < Duration::from_secs(4),
         "stop waited for the grace period"
     );
+}
+
+#[test]
+fn shutdown_closes_an_idle_connection_at_once() {
+    // QA: a test kit's clean stop took the whole 10 s grace whenever a
+    // client held an idle connection.
+    let cfg = ServerConfig {
+        shutdown_grace: Duration::from_secs(10),
+        ..ServerConfig::default()
+    };
+    let (mut srv, _e) = mem_server(MemExport::new(MIB), cfg);
+    let (mut c, _) = Raw::open(&srv.socket, "disk");
+    assert_eq!(c.simple(0, cmd::WRITE, 1, 0, 512, &[3; 512]), 0);
+    let t = Instant::now();
+    srv.stop().expect("stop");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "stop waited {:?} for an idle connection",
+        t.elapsed()
+    );
+    assert!(c.closed());
 }
 
 #[test]
