@@ -37,7 +37,7 @@ def test_snapshot_then_backup_session_survives_nothing_half_way(subsystem):
     image.shutdown()
     subsystem.crash()
     subsystem.ipl()
-    # After an IPL the addresses change: use the fresh client.
+    # The IPL boots on the same ports; the session did not survive it.
     s = subsystem.client.session("NIGHTLY1")
     assert s["state"] == "terminated" and s["reason"] == "ipl"
     # The snapshot map came back with the subsystem; its image too.

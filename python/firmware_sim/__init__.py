@@ -8,8 +8,8 @@
   provides the ``subsystem`` and ``subsystem_factory`` fixtures.
 """
 
-from .client import ApiError, Client
+from .client import ApiError, ApiUnreachable, Client
 from .daemon import BootError, Subsystem, find_binary
 
-__all__ = ["ApiError", "BootError", "Client", "Subsystem", "find_binary"]
+__all__ = ["ApiError", "ApiUnreachable", "BootError", "Client", "Subsystem", "find_binary"]
 __version__ = "0.1.0"

@@ -3,11 +3,14 @@
 Every method returns the decoded JSON answer. An error answer of the API
 raises :class:`ApiError` with its ``kind`` (``unknown_volume``,
 ``wrong_state``, ``busy``, ...), ``status`` and message, exactly as the API
-documents them (docs/CLI.md, "Control API").
+documents them (docs/CLI.md, "Control API"); no answer at all (the daemon
+is down, a timeout) raises :class:`ApiUnreachable`, a ``ConnectionError``.
 """
 
+import http.client
 import json
 import ssl
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -21,6 +24,24 @@ class ApiError(Exception):
         self.status = status
         self.kind = kind
         self.message = message
+
+    def __reduce__(self):
+        # Crosses process boundaries (multiprocessing, ProcessPoolExecutor)
+        # as itself (QA: it failed to unpickle there).
+        return (type(self), (self.status, self.kind, self.message))
+
+
+class ApiUnreachable(ConnectionError):
+    """The control API did not answer at all (daemon stopped or crashed,
+    wrong address, timeout): no HTTP answer, so no ``kind``."""
+
+    def __init__(self, url, reason):
+        super().__init__(f"the firmware-sim control API at {url} did not answer: {reason}")
+        self.url = url
+        self.reason = reason
+
+    def __reduce__(self):
+        return (type(self), (self.url, self.reason))
 
 
 def _seg(text):
@@ -68,6 +89,11 @@ class Client:
                 raise ApiError(e.code, doc.get("kind", "unknown"), doc.get("error", text)) from None
             except ValueError:
                 raise ApiError(e.code, "not_api", text.strip() or str(e)) from None
+        except urllib.error.URLError as e:
+            raise ApiUnreachable(self.base, e.reason) from None
+        except (OSError, http.client.HTTPException) as e:
+            # Timeouts, resets and a connection closed mid-answer.
+            raise ApiUnreachable(self.base, e) from None
 
     def get(self, path):
         return self.request("GET", path)
@@ -138,8 +164,6 @@ class Client:
         A map that is not started, or one that never finishes (nocopy, or copy
         rate 0), is an error at once (``wrong_state``, as ``map wait`` and the
         Rust client)."""
-        import time
-
         deadline = None if timeout is None else time.monotonic() + timeout
         first = True
         while True:
@@ -195,14 +219,66 @@ class Client:
         return self.delete(f"/groups/{_seg(str(group_id))}?force={'true' if force else 'false'}")
 
     # ---- sessions ----------------------------------------------------------
-    def sessions(self):
-        return self.get("/sessions")
+    def sessions(self, local=False):
+        """Every session. ``local=True``: from this daemon's own activity
+        tables alone, asking no peer (for use while a peer does not answer;
+        a spanning session then shows only its parts here)."""
+        return self.get("/sessions?local=true" if local else "/sessions")
 
-    def session(self, session_id):
-        for s in self.sessions():
+    def session(self, session_id, local=False):
+        for s in self.sessions(local=local):
             if s["id"] == session_id:
                 return s
         raise ApiError(404, "unknown_session", f"unknown session {session_id}")
+
+    def wait_session(self, session_id, timeout=None, poll=0.1):
+        """Waits until the session's copy has finished on every subsystem (or
+        it is completed); returns it. A terminated session, or one whose
+        physical session broke, is ``wrong_state`` (its copy will never
+        finish); so is, without a timeout, a session whose maps here all
+        copy at rate 0. ``TimeoutError`` after ``timeout`` seconds (the
+        Rust client's and ``session wait``'s rules)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        first = timeout is None
+        while True:
+            s = self.session(session_id)
+            if s["state"] == "completed":
+                return s
+            if s["state"] == "terminated":
+                raise ApiError(409, "wrong_state",
+                               f"session {session_id} was terminated "
+                               f"({s.get('reason') or 'unknown reason'}): its copy will not "
+                               f"finish; start a new session for the backup")
+            broken = [p for p in s["parts"] if p.get("broken")]
+            if broken:
+                p = broken[0]
+                raise ApiError(409, "wrong_state",
+                               f"session {session_id}: its physical session {p['phys']:02X} on "
+                               f"{p['subsystem']} is {p['broken']}, so its image is lost and its "
+                               f"copy will not finish; terminate_session ends it")
+            parts = s["parts"]
+            if parts and all(p.get("copied_tracks") is not None
+                             and p.get("total_tracks") is not None
+                             and p["copied_tracks"] >= p["total_tracks"] for p in parts):
+                return s
+            if first and self._session_copies_nothing(session_id):
+                raise ApiError(409, "wrong_state",
+                               f"session {session_id} copies at rate 0: only what writes touch "
+                               f"is copied, so its copy may never finish; wait with a timeout, "
+                               f"or start it with copy_rate")
+            first = False
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"session {session_id} still {s['state']} "
+                    f"({s.get('progress_percent') or 0:.1f}% copied) after {timeout} s")
+            time.sleep(poll)
+
+    def _session_copies_nothing(self, session_id):
+        group = next((g for g in self.groups() if g.get("session") == session_id), None)
+        if group is None:
+            return False
+        rates = [m["copy_rate"] for m in self.maps() if m["id"] in group["maps"]]
+        return bool(rates) and all(r == 0 for r in rates)
 
     def start_session(self, session_id, extents, targets, program=None, host=None,
                       copy_rate=None):

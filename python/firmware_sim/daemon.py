@@ -5,6 +5,7 @@ The daemon is the real binary, so a crash is a real SIGKILL of the process
 and an IPL is a real boot of the same data directory.
 """
 
+import fcntl
 import os
 import queue
 import shutil
@@ -23,6 +24,49 @@ BOOT_TIMEOUT_S = 60.0
 
 class BootError(RuntimeError):
     """The daemon did not come up; the message carries its output and log."""
+
+
+#: Directories :class:`Subsystem` makes itself (no ``workdir``) are
+#: ``$TMPDIR/firmware-sim-XXXXXXXX``.
+OWN_DIR_PREFIX = "firmware-sim-"
+#: The lock its Python process holds on such a directory while it lives.
+KIT_LOCK = ".kit-lock"
+
+
+def _hold_kit_lock(workdir):
+    """Takes the directory's kit lock and keeps it (the fd) until close: the
+    kernel drops it when this process dies, even by SIGKILL, and the
+    directory is then stale. The lock file gets its name only once locked,
+    so a sweep never sees it unlocked in between."""
+    tmp = workdir / (KIT_LOCK + ".new")
+    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.rename(tmp, workdir / KIT_LOCK)
+    return fd
+
+
+def _sweep_stale_dirs():
+    """Removes the directories of Subsystems whose process died without
+    closing them (QA: a SIGKILLed test left 79 GB of sparse volume files,
+    by their apparent size, in $TMPDIR for good). A directory is stale when
+    it has a kit lock nobody holds; a live process's directory always holds
+    it, booted or not."""
+    base = Path(tempfile.gettempdir())
+    for d in base.glob(OWN_DIR_PREFIX + "*"):
+        lock = d / KIT_LOCK
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CLOEXEC)
+        except OSError:
+            continue  # not ours, or being made, or already gone
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue  # its process lives
+        try:
+            shutil.rmtree(d, ignore_errors=True)
+        finally:
+            os.close(fd)
 
 
 def find_binary(explicit=None):
@@ -54,7 +98,13 @@ class Subsystem:
     def __init__(self, config=None, binary=None, workdir=None, args=(), api_ca=None):
         self.binary = find_binary(binary)
         self._own_dir = workdir is None
-        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="firmware-sim-"))
+        self._kit_lock = None
+        if self._own_dir:
+            _sweep_stale_dirs()
+            self.workdir = Path(tempfile.mkdtemp(prefix=OWN_DIR_PREFIX))
+            self._kit_lock = _hold_kit_lock(self.workdir)
+        else:
+            self.workdir = Path(workdir)
         self.data_dir = self.workdir / "data"
         self.log_path = self.workdir / "daemon.log"
         self.config_path = None
@@ -177,6 +227,20 @@ class Subsystem:
         self._boot(first=False)
         return self
 
+    def peer_with(self, other):
+        """Makes ``other`` (a running :class:`Subsystem`) a peer of this one:
+        adds ``--peer ID=HOST:PORT`` for it to the boot arguments and IPLs
+        this daemon. Sessions spanning both need each to know the other
+        (QA: with only the coordinator knowing its peer, a crash of the
+        peer left the coordinator's part running): call it on both, before
+        starting sessions, since the IPL ends this daemon's sessions."""
+        other_id = other.client.health()["subsystem"]
+        address = other.api_url.split("://", 1)[1]
+        self.args += ["--peer", f"{other_id}={address}"]
+        if other.api_ca is not None and "--peer-ca" not in self.args:
+            self.args += ["--peer-ca", str(other.api_ca)]
+        return self.ipl()
+
     def reset(self, lose_volatile=False):
         """A controller reset of the running subsystem, then its notification."""
         return self.client.event("reset", lose_volatile=lose_volatile)
@@ -192,6 +256,9 @@ class Subsystem:
         finally:
             if self._own_dir:
                 shutil.rmtree(self.workdir, ignore_errors=True)
+            if self._kit_lock is not None:
+                os.close(self._kit_lock)
+                self._kit_lock = None
 
     def __enter__(self):
         return self
@@ -205,15 +272,29 @@ class Subsystem:
         """The NBD URI of ``volume`` (``nbd://127.0.0.1:PORT/VOL``)."""
         return f"{self.nbd_base}{volume}"
 
-    def run(self, *cli_args, check=True, json=False):
+    def run(self, *cli_args, check=True, json=False, api=True):
         """Runs the CLI against this subsystem; returns the CompletedProcess
-        (text mode). ``check`` raises on a non-zero exit; ``json`` adds --json."""
-        cmd = [self.binary, *[str(a) for a in cli_args], "--api", self.api_url]
-        if self.api_ca is not None:
-            cmd += ["--api-ca", str(self.api_ca)]
+        (text mode). ``check`` raises on a non-zero exit; ``json`` adds --json;
+        ``api=False`` leaves out ``--api`` (and ``--api-ca``), for the
+        commands that take none (``check``, ``replay``...)."""
+        cmd = [self.binary, *[str(a) for a in cli_args]]
+        if api:
+            cmd += ["--api", self.api_url]
+            if self.api_ca is not None:
+                cmd += ["--api-ca", str(self.api_ca)]
         if json:
             cmd.append("--json")
         return subprocess.run(cmd, capture_output=True, text=True, check=check)
+
+    def check(self, check=True):
+        """The offline metadata check of this daemon's data directory
+        (``firmware-sim check``; what to run after a crash). The daemon must
+        not be running: after :meth:`crash` or :meth:`stop`, before
+        :meth:`ipl`. Returns the CompletedProcess (its report in ``stdout``)."""
+        if self.running:
+            raise BootError("check runs on a stopped daemon's data directory: "
+                            "crash() or stop() it first")
+        return self.run("check", "--data-dir", str(self.data_dir), check=check, api=False)
 
     def log(self):
         """The daemon's log so far."""
