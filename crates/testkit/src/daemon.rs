@@ -380,6 +380,34 @@ impl Subsystem {
         self.start(&args)
     }
 
+    /// Makes `other` (running) a peer of this subsystem: adds `--peer
+    /// ID=HOST:PORT` for it to the boot arguments and IPLs this daemon. A
+    /// session spanning both needs each to know the other (with only the
+    /// coordinator knowing its peer, the peer's IPL cannot end the
+    /// coordinator's part): call it both ways, before starting sessions,
+    /// since the IPL ends this daemon's sessions.
+    pub fn peer_with(&mut self, other: &Subsystem) -> Result<(), Error> {
+        let id = other
+            .client()
+            .health()
+            .map_err(crate::api::ApiError::from)?
+            .subsystem;
+        let address = other
+            .api_url()
+            .split_once("://")
+            .map_or(other.api_url(), |(_, a)| a)
+            .to_string();
+        self.args
+            .extend(["--peer".to_string(), format!("{id}={address}")]);
+        if let Some(ca) = &other.api_ca {
+            if !self.args.iter().any(|a| a == "--peer-ca") {
+                self.args
+                    .extend(["--peer-ca".to_string(), ca.display().to_string()]);
+            }
+        }
+        self.ipl()
+    }
+
     /// A controller reset and its notification; returns the decisions.
     pub fn reset(&self, lose_volatile: bool) -> Result<serde_json::Value, Error> {
         Ok(self.api.event(

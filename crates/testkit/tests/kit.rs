@@ -161,3 +161,43 @@ fn an_id_without_volumes_is_refused_with_a_readable_error() {
     );
     assert!(!debug.starts_with("Boot("), "{debug}");
 }
+
+#[test]
+fn peers_both_ways_end_a_spanning_session_on_both_when_one_crashes() {
+    let two = |id: &str| {
+        Subsystem::builder()
+            .id(id)
+            .volume("V0", "fb:16M")
+            .volume("V1", "fb:16M")
+            .boot()
+            .unwrap()
+    };
+    let (mut a, mut b) = (two("SS01"), two("SS02"));
+    a.peer_with(&b).unwrap();
+    b.peer_with(&a).unwrap();
+    let s = b
+        .api()
+        .post(
+            "/sessions",
+            json!({"id": "SPAN", "extent": "SS01/V0:0-15,SS02/V0:0-15",
+                   "target": "SS01/V1,SS02/V1", "copy_rate": 0}),
+        )
+        .unwrap();
+    assert_eq!(s["state"], "active", "{s}");
+    a.crash();
+    a.ipl().unwrap();
+    let s = b.client().session("SPAN").unwrap();
+    assert_eq!(
+        (s.state.as_str(), s.reason.as_deref()),
+        ("terminated", Some("ipl"))
+    );
+    // The coordinator's own part ended too: its target takes a new session.
+    let next = b
+        .api()
+        .post(
+            "/sessions",
+            json!({"id": "NEXT", "extent": "SS02/V0:0-15", "target": "SS02/V1"}),
+        )
+        .unwrap();
+    assert_eq!(next["state"], "active", "{next}");
+}
