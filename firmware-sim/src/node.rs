@@ -75,6 +75,9 @@ pub struct Node {
     pub nbd_bases: RwLock<Vec<String>>,
     /// Recent events for the status page and `GET /events`.
     pub recent: crate::recent::Recent,
+    /// Serializes the control API's compound map and group requests (see
+    /// [`Node::control`]). Lock order: `control`, then `slot`.
+    control: Mutex<()>,
 }
 
 impl Node {
@@ -131,7 +134,22 @@ impl Node {
             stats: IoStats::default(),
             started: Instant::now(),
             nbd_bases: RwLock::new(Vec::new()),
+            control: Mutex::new(()),
         })
+    }
+
+    /// Held by a control request made of several controller steps that
+    /// another request must not interleave with: a create that checks a
+    /// name, creates, then saves the name; a restore that checks for a
+    /// reverse map, creates one, starts it and deletes it again if the
+    /// start is refused; and the map starts, stops and deletes that could
+    /// land between those steps. QA: three concurrent creates named
+    /// `nightly` made two unnamed maps (HTTP 500), and a refused restore
+    /// force-deleted the reverse map a concurrent restore had just started
+    /// and answered 200 for. Every single controller call is atomic on its
+    /// own; this only makes the sequences so. Blocking.
+    pub fn control(&self) -> parking_lot::MutexGuard<'_, ()> {
+        self.control.lock()
     }
 
     /// Runs `f` on the current subsystem; an IPL waits until `f` returns.

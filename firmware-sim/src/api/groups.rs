@@ -83,6 +83,7 @@ async fn create(
         return Err(ApiError::bad_request("a group needs at least one map"));
     }
     s.blocking(move |n| {
+        let _control = n.control();
         if let Some(name) = &req.name {
             n.names
                 .check_new(Kind::Group, name)
@@ -212,6 +213,7 @@ async fn start(
     let id = parse_id(&s.node.names, &id)?;
     let flags: StartFlags = optional_body(&bytes)?;
     s.blocking(move |n| {
+        let _control = n.control();
         n.with(|sub| {
             sub.start_group(id, flags.restore).map_err(group_err)?;
             tracing::info!(group = id.0, restore = flags.restore, "group started");
@@ -240,6 +242,7 @@ async fn stop(
     let id = parse_id(&s.node.names, &id)?;
     let force = body(req)?.force;
     s.blocking(move |n| {
+        let _control = n.control();
         let maps = n.with(|sub| {
             sub.stop_group(id, force).map_err(group_err)?;
             tracing::info!(group = id.0, force, "group stopped");
@@ -268,6 +271,7 @@ async fn delete(
 ) -> Result<Json<ActionDone>, ApiError> {
     let id = parse_id(&s.node.names, &id)?;
     s.blocking(move |n| {
+        let _control = n.control();
         n.with(|sub| sub.delete_group(id, q.force))
             .map_err(group_err)?;
         tracing::info!(group = id.0, force = q.force, "group deleted");
@@ -299,6 +303,7 @@ async fn add_member(
     let id = parse_id(&s.node.names, &id)?;
     let map = MapId(body(req)?.map);
     s.blocking(move |n| {
+        let _control = n.control();
         n.with(|sub| {
             sub.add_to_group(id, map).map_err(group_err)?;
             members_now(&n.names, sub, id)
@@ -323,6 +328,7 @@ async fn remove_member(
 ) -> Result<Json<Vec<MapInfo>>, ApiError> {
     let id = parse_id(&s.node.names, &id)?;
     s.blocking(move |n| {
+        let _control = n.control();
         n.with(|sub| {
             sub.remove_from_group(id, MapId(map)).map_err(group_err)?;
             members_now(&n.names, sub, id)

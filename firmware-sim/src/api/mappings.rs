@@ -280,8 +280,11 @@ async fn create(
     req: Result<Json<CreateMap>, JsonRejection>,
 ) -> Result<Json<MapInfo>, ApiError> {
     let req = body(req)?;
-    s.blocking(move |n| n.with(|sub| map_create(&n.names, sub, &req)).map(Json))
-        .await
+    s.blocking(move |n| {
+        let _control = n.control();
+        n.with(|sub| map_create(&n.names, sub, &req)).map(Json)
+    })
+    .await
 }
 
 async fn act(
@@ -292,6 +295,7 @@ async fn act(
 ) -> Result<Json<MapInfo>, ApiError> {
     let id = parse_id(&s.node.names, &id)?;
     s.blocking(move |n| {
+        let _control = n.control();
         let info = n.with(|sub| {
             let before = sub.maps();
             f(sub, id).map_err(|e| ApiError::controller(e, Noun::Map))?;
@@ -440,6 +444,7 @@ async fn restore(
         )));
     }
     s.blocking(move |n| {
+        let _control = n.control();
         n.with(|sub| {
             let rev = restore_map(sub, id, req.copy_rate)?;
             tracing::info!(map = id.0, reverse = rev.0, "restore started");
@@ -545,8 +550,12 @@ fn restore_map(sub: &Subsystem, id: MapId, rate: Option<u8>) -> Result<MapId, Ap
     }
     let rev = sub.restore_map(id).map_err(|e| {
         if let Some(m) = created {
-            // A refused restore leaves nothing behind.
-            let _ = sub.delete_map(m, true);
+            // A refused restore leaves nothing behind. Not forced: a map
+            // that something started meanwhile is not this request's to
+            // take away (QA: it was, while a concurrent restore of it ran).
+            if let Err(d) = sub.delete_map(m, false) {
+                tracing::warn!(map = m.0, error = %d, "the reverse map of a refused restore stays");
+            }
         }
         ApiError::controller(e, Noun::Map)
     })?;
@@ -579,6 +588,7 @@ async fn delete(
 ) -> Result<Json<ActionDone>, ApiError> {
     let id = parse_id(&s.node.names, &id)?;
     s.blocking(move |n| {
+        let _control = n.control();
         let before = n.with(|sub| sub.maps());
         n.with(|sub| sub.delete_map(id, q.force)).map_err(|e| {
             let mut err = ApiError::controller(e, Noun::Map);
