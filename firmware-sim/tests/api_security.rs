@@ -219,3 +219,46 @@ fn hostile_lengths_are_refused_without_being_echoed_whole() {
     assert!(answer.contains("at most 256"), "{answer}");
     assert!(!d.log_text().contains(&reason), "the reason was logged");
 }
+
+/// The `host:port` of the daemon's API.
+fn api_addr(d: &Daemon) -> String {
+    d.api.trim_start_matches("http://").to_string()
+}
+
+#[test]
+fn a_half_sent_request_is_dropped_and_does_not_hold_a_clean_stop() {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::boot(tmp.path());
+    // QA: half a request header held SIGTERM for as long as its client
+    // stayed, and 20,000 of them took every file descriptor.
+    let mut half = std::net::TcpStream::connect(api_addr(&d)).unwrap();
+    half.write_all(b"GET /health HTTP/1.1\r\n").unwrap();
+    half.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let t = Instant::now();
+    let mut buf = [0u8; 512];
+    // The header timeout (10 s) ends it: an error answer or a close.
+    let _ = half.read(&mut buf);
+    assert!(
+        t.elapsed() < Duration::from_secs(25),
+        "a half-sent request stayed open {:?}",
+        t.elapsed()
+    );
+    // Another one, open while the daemon stops: the stop still ends.
+    let mut other = std::net::TcpStream::connect(api_addr(&d)).unwrap();
+    other
+        .write_all(b"POST /events/ipl HTTP/1.1\r\nHost: 127")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let t = Instant::now();
+    let status = d.terminate();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        t.elapsed() < Duration::from_secs(25),
+        "SIGTERM took {:?} with a half-sent request open",
+        t.elapsed()
+    );
+}

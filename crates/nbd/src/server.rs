@@ -247,6 +247,7 @@ impl Server {
         let slots = Arc::new(Semaphore::new(self.config.max_connections));
         let peers = PeerCounts::default();
         let mut refused = Throttled::new();
+        let mut accept_failed = Throttled::new();
         let warnings = SharedThrottle::default();
         let lifecycle = SharedThrottle::with_burst(LIFECYCLE_BURST);
         let mut tasks = JoinSet::new();
@@ -302,8 +303,12 @@ impl Server {
                         }.instrument(span));
                     }
                     Err(e) => {
-                        // EMFILE and friends: back off instead of spinning.
-                        warn!(error = %e, "accept failed");
+                        // EMFILE and friends: back off instead of spinning,
+                        // and say so once per window (QA: 20 lines a second
+                        // while another client held every descriptor).
+                        if let Some(more) = accept_failed.event(std::time::Instant::now()) {
+                            warn!(error = %e, more_failed = more, "accept failed");
+                        }
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                 },

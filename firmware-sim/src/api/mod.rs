@@ -26,6 +26,7 @@ pub mod openapi;
 /// The wire types, defined once in the client crate (server and clients
 /// share them).
 pub use firmware_sim_client::model;
+pub mod serve;
 mod sessions;
 mod status;
 mod tables;

@@ -571,23 +571,13 @@ pub async fn boot(mut plan: BootPlan) -> Result<(), CliError> {
         let router = crate::api::router(crate::api::AppState { node: node.clone() }, guard);
         let sd = shutdown.clone();
         tasks.push(tokio::spawn(async move {
-            let served = match api_tls {
+            let stop = async move { sd.wait().await };
+            match api_tls {
                 Some(config) => match crate::api::tls::TlsListener::new(l, config) {
-                    Ok(tls) => {
-                        axum::serve(tls, router)
-                            .with_graceful_shutdown(async move { sd.wait().await })
-                            .await
-                    }
-                    Err(e) => Err(e),
+                    Ok(tls) => crate::api::serve::serve(tls, router, stop).await,
+                    Err(e) => warn!(error = %e, "control API ended with an error"),
                 },
-                None => {
-                    axum::serve(l, router)
-                        .with_graceful_shutdown(async move { sd.wait().await })
-                        .await
-                }
-            };
-            if let Err(e) = served {
-                warn!(error = %e, "control API ended with an error");
+                None => crate::api::serve::serve(l, router, stop).await,
             }
         }));
     }
