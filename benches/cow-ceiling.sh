@@ -17,6 +17,7 @@
 #   PLACES="tmpfs disk"  tmpfs: /dev/shm; disk: DISK_DIR (default
 #                        target/bench-data on this checkout's disk)
 #   SIZE_MIB=1024 IO_MIB=512 (bytes written per grain cell)
+#   FLUSH_GROUPS="8 16 64 256" (grains per fdatasync)
 # Needs: fio. Run it on a quiet machine. Prints a markdown table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +26,11 @@ PLACES=${PLACES:-"tmpfs disk"}
 DISK_DIR=${DISK_DIR:-$PWD/target/bench-data}
 SIZE_MIB=${SIZE_MIB:-1024}
 IO_MIB=${IO_MIB:-512}
+# Groups of 8 and 16: what the daemon commits at QD16, where a first write
+# is answered only once its grain is durable. 64 and 256: what a server
+# that answered first writes before their commit (and so formed larger
+# groups) could reach; docs/PERFORMANCE.md, "Answering before the commit".
+FLUSH_GROUPS=${FLUSH_GROUPS:-"8 16 64 256"}
 command -v fio >/dev/null || { echo "cow-ceiling: fio is missing (run ./scripts/test once to install it)" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "cow-ceiling: python3 is missing" >&2; exit 1; }
 
@@ -59,7 +65,7 @@ for place in $PLACES; do
   read -r iops mib cpu < <(fio_write --filename="$f" --rw=randwrite --bs=4k \
     --size="${SIZE_MIB}m" --ioengine=psync --time_based --runtime=5 --norandommap)
   echo "| $place | 4 KiB random, filled file, no flush | $iops | $mib | $cpu us |"
-  for group in 8 16; do
+  for group in $FLUSH_GROUPS; do
     rm -f "$f"
     truncate -s "${SIZE_MIB}M" "$f"
     read -r iops mib cpu < <(fio_write --filename="$f" --rw=randwrite --bs=64k \

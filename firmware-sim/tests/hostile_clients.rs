@@ -770,3 +770,21 @@ fn tls_downgrade_attempts_are_refused_under_tls_require() {
     let status = d.terminate();
     assert!(status.success(), "{status}");
 }
+
+#[test]
+fn an_export_name_cannot_forge_log_lines_or_send_terminal_codes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::boot(tmp.path());
+    // QA: the name went into the log raw, so a newline forged a line of
+    // its own and ESC[2J cleared the screen of whoever tailed the log.
+    let forged = "x\n2026-12-08T00:00:00.000000Z ERROR controller: FORGED\u{1b}[2J";
+    assert!(try_attach(&d.nbd_addr(), forged).is_none());
+    std::thread::sleep(Duration::from_millis(300));
+    let log = d.log_text();
+    assert!(log.contains("unknown export"), "{log}");
+    assert!(
+        !log.lines().any(|l| l.starts_with("2026-12-08T00:00:00")),
+        "a forged line reached the log:\n{log}"
+    );
+    assert!(!log.contains('\u{1b}'), "a terminal escape reached the log");
+}

@@ -204,7 +204,7 @@ where
             opt::EXPORT_NAME => {
                 let name = String::from_utf8_lossy(&data).into_owned();
                 let Some(session) = open(ctx, &st, &name, false) else {
-                    client_warn!(ctx, export = %name, "EXPORT_NAME for an unknown export; closing");
+                    client_warn!(ctx, export = ?name, "EXPORT_NAME for an unknown export; closing");
                     return Ok(Negotiated::Ended);
                 };
                 out.clear();
@@ -249,11 +249,11 @@ where
                 let wants_bs = req.requests.contains(&info::BLOCK_SIZE);
                 let Some(session) = open(ctx, &st, &name, wants_bs) else {
                     if let Some(why) = ctx.registry.unavailable() {
-                        debug!(export = %name, %why, "INFO/GO while exports are unavailable");
+                        debug!(export = ?name, %why, "INFO/GO while exports are unavailable");
                         reply(w, &mut out, option, rep::ERR_SHUTDOWN, why.as_bytes()).await?;
                         continue;
                     }
-                    debug!(export = %name, "INFO/GO for an unknown export");
+                    debug!(export = ?name, "INFO/GO for an unknown export");
                     reply(w, &mut out, option, rep::ERR_UNKNOWN, b"unknown export").await?;
                     continue;
                 };
