@@ -127,9 +127,18 @@ pub fn parse_psk_file(text: &str) -> Result<HashMap<String, Vec<u8>>, String> {
                 "line {n}: the username must have 1 to {PSK_USERNAME_MAX} bytes"
             ));
         }
-        if hex.len() % 2 != 0 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if let Some((at, c)) = hex.char_indices().find(|(_, c)| !c.is_ascii_hexdigit()) {
             return Err(format!(
-                "line {n}: the key of {user} is not an even number of hex digits"
+                "line {n}: the key of {user} has {c:?} at character {}: a key is hex digits \
+                 only (0-9, a-f)",
+                at + 1
+            ));
+        }
+        if hex.len() % 2 != 0 {
+            return Err(format!(
+                "line {n}: the key of {user} has an odd number of hex digits ({}): each byte \
+                 is two",
+                hex.len()
             ));
         }
         let key: Vec<u8> = hex
@@ -263,9 +272,14 @@ mod tests {
             (&format!(":{key}\n") as &str, "line 1: the username"),
             (
                 "alice:0g112233445566778899aabbccddeeff\n",
-                "line 1: the key of alice",
+                "line 1: the key of alice has 'g' at character 2: a key is hex digits only",
             ),
-            ("alice:123\n", "not an even number"),
+            // QA: 32 characters, not hex, were called an odd count.
+            (
+                "alice:zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz\n",
+                "has 'z' at character 1",
+            ),
+            ("alice:123\n", "an odd number of hex digits (3)"),
             ("alice:0011\n", "has 2 bytes"),
             (
                 &format!("a:{key}\nb:{key}\na:{key}\n"),
