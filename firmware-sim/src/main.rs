@@ -22,7 +22,7 @@ mod recent;
 mod sched;
 
 /// Exit status when stdout is a closed pipe (`... | head`), as if killed by SIGPIPE.
-const EXIT_BROKEN_PIPE: i32 = 141;
+pub(crate) const EXIT_BROKEN_PIPE: i32 = 141;
 
 fn main() {
     // Rust ignores SIGPIPE, so `println!` into a closed pipe panics; leave

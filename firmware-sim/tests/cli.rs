@@ -1350,3 +1350,34 @@ fn a_forced_stop_names_the_maps_it_stops_besides() {
     let maps = d.cli_json(&["map", "list"]);
     assert_eq!(maps[0]["state"], "stopped", "{maps}");
 }
+
+#[test]
+fn generated_text_into_a_closed_pipe_ends_quietly_like_sigpipe() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    // QA: `man | head` and `completions bash | head` said "Broken pipe"
+    // and exited 1, where every other verb exits 141 quietly.
+    for args in [&["man"][..], &["completions", "bash"], &["openapi"]] {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = [0u8; 16];
+        child
+            .stdout
+            .as_mut()
+            .unwrap()
+            .read_exact(&mut first)
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(141), "{args:?}: {out:?}");
+        assert!(
+            out.stderr.is_empty(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -23,10 +23,21 @@ pub fn completions(a: CompletionsArgs) -> Result<(), CliError> {
     if a.shell == Shell::Bash {
         out = fix_bash_names(&out);
     }
+    write_stdout(&out, "cannot write the completion script")
+}
+
+/// Writes `out` to stdout; a closed pipe (`... | head`) ends the process
+/// quietly with the status of one killed by SIGPIPE, as every other verb
+/// does (QA: `man | head` said "Broken pipe" and exited 1).
+fn write_stdout(out: &[u8], what: &str) -> Result<(), CliError> {
     use std::io::Write;
-    std::io::stdout()
-        .write_all(&out)
-        .map_err(|e| CliError::failed("cannot write the completion script", e))
+    let mut stdout = std::io::stdout();
+    match stdout.write_all(out).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            std::process::exit(crate::EXIT_BROKEN_PIPE)
+        }
+        r => r.map_err(|e| CliError::failed(what, e)),
+    }
 }
 
 /// clap_complete 4.6's bash script names the branches of every verb below
@@ -78,10 +89,7 @@ pub fn man(a: ManArgs) -> Result<(), CliError> {
         return Ok(());
     }
     let out: Vec<u8> = pages.into_iter().flat_map(|(_, page)| page).collect();
-    use std::io::Write;
-    std::io::stdout()
-        .write_all(&out)
-        .map_err(|e| CliError::failed("cannot write the man page", e))
+    write_stdout(&out, "cannot write the man page")
 }
 
 /// A page (name, roff) for every visible verb under `cmd`, recursively,
