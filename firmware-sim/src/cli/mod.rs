@@ -76,20 +76,22 @@ pub struct ClientOpts {
 }
 
 impl ClientOpts {
-    /// A client for the configured API address, with the token from
-    /// --token-file, else $FIRMWARE_SIM_API_TOKEN (an unreadable file is
-    /// warned about, and no token is sent), trusting the CA file of
-    /// --api-ca, else $FIRMWARE_SIM_API_CA (an unusable one is an error).
+    /// A client for the configured API address (a malformed one is a usage
+    /// error), with the token from --token-file, else
+    /// $FIRMWARE_SIM_API_TOKEN (an unreadable file is a usage error: QA, a
+    /// typo in its name went unnoticed against a daemon without a token),
+    /// trusting the CA file of --api-ca, else $FIRMWARE_SIM_API_CA (an
+    /// unusable one is an error).
     pub fn client(&self) -> Result<Client, CliError> {
-        let token = firmware_sim_client::resolve_token(None, self.token_file.as_deref())
-            .unwrap_or_else(|e| {
-                eprintln!(
-                    "firmware-sim: warning: cannot read --token-file {}: {}",
+        check_api_address(&self.api).map_err(CliError::Usage)?;
+        let token =
+            firmware_sim_client::resolve_token(None, self.token_file.as_deref()).map_err(|e| {
+                CliError::Usage(format!(
+                    "cannot read --token-file {}: {}",
                     e.path.display(),
                     e.source
-                );
-                None
-            });
+                ))
+            })?;
         let client = Client::new(&self.api).with_token(token);
         match firmware_sim_client::resolve_ca(self.api_ca.as_deref()) {
             Some(ca) => client
@@ -97,6 +99,41 @@ impl ClientOpts {
                 .map_err(|e| CliError::Usage(e.to_string())),
             None => Ok(client),
         }
+    }
+}
+
+/// Checks an `--api` address: `HOST:PORT`, optionally after `http://` or
+/// `https://` (QA: `bogus:::`, `127.0.0.1:99999` and `ftp://...` were
+/// tried as addresses and reported as a daemon that does not answer).
+fn check_api_address(api: &str) -> Result<(), String> {
+    let expected = "expected HOST:PORT, e.g. 127.0.0.1:10810, optionally after http:// or https://";
+    let rest = match api.split_once("://") {
+        Some(("http" | "https", rest)) => rest,
+        Some((scheme, _)) => {
+            return Err(format!(
+                "--api {api}: {scheme}:// is not an API scheme ({expected})"
+            ))
+        }
+        None => api,
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let bad = |why: &str| Err(format!("--api {api}: {why} ({expected})"));
+    if rest.contains(['/', '@', '?', '#', ' ']) {
+        return bad("not a bare address");
+    }
+    let Some((host, port)) = rest.rsplit_once(':') else {
+        return bad("no port");
+    };
+    let bracketed = host.starts_with('[') && host.ends_with(']') && host.len() > 2;
+    if host.is_empty()
+        || (host.contains(':') && !bracketed)
+        || host.contains(['[', ']']) && !bracketed
+    {
+        return bad(&format!("bad host `{host}`"));
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(()),
+        _ => bad(&format!("port `{port}` is not 1-65535")),
     }
 }
 
@@ -159,6 +196,38 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Openapi => {
             print!("{}", crate::api::openapi::document_json());
             Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_api_address;
+
+    #[test]
+    fn api_addresses_are_checked_before_any_request() {
+        for ok in [
+            "127.0.0.1:10810",
+            "localhost:1",
+            "http://127.0.0.1:10810/",
+            "https://host.example:443",
+            "[::1]:10810",
+            "http://[::1]:10810",
+        ] {
+            assert_eq!(check_api_address(ok), Ok(()), "{ok}");
+        }
+        for (bad, why) in [
+            ("bogus:::", "bad host"),
+            ("127.0.0.1:99999", "not 1-65535"),
+            ("127.0.0.1:0", "not 1-65535"),
+            ("127.0.0.1", "no port"),
+            ("ftp://127.0.0.1:21", "ftp:// is not an API scheme"),
+            ("http://127.0.0.1:10810/path", "not a bare address"),
+            ("user@127.0.0.1:10810", "not a bare address"),
+            (":10810", "bad host"),
+        ] {
+            let e = check_api_address(bad).unwrap_err();
+            assert!(e.contains(why) && e.contains(bad), "{bad}: {e}");
         }
     }
 }
