@@ -53,12 +53,28 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
 }
 
-/// `localhost`, `127.x.y.z` or `[::1]`, with or without a port.
+/// `localhost`, `127.x.y.z` or `[::1]`, with or without a port (digits
+/// only: QA, `127.0.0.1:1@evil.com` and `127.0.0.1:1.evil.com` passed).
 fn loopback_host(host: &str) -> bool {
-    let name = match host.strip_prefix('[') {
-        Some(rest) => rest.split(']').next().unwrap_or(""),
-        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    let (name, port) = match host.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((name, after)) => match after {
+                "" => (name, None),
+                _ => match after.strip_prefix(':') {
+                    Some(p) => (name, Some(p)),
+                    None => return false,
+                },
+            },
+            None => return false,
+        },
+        None => match host.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (host, None),
+        },
     };
+    if port.is_some_and(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit())) {
+        return false;
+    }
     name.eq_ignore_ascii_case("localhost")
         || name
             .parse::<std::net::IpAddr>()
@@ -187,6 +203,14 @@ mod tests {
             "",
             "[::2]:1",
             "localhost.evil:1",
+            "127.0.0.1:24102@evil.com",
+            "127.0.0.1:24102.evil.com",
+            "localhost:@evil.com",
+            "127.0.0.1:1/evil",
+            "127.0.0.1:",
+            "[::1]evil",
+            "[::1]:1x",
+            "::1",
         ] {
             assert!(!super::loopback_host(h), "{h}");
         }
