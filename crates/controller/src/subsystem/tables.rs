@@ -98,18 +98,26 @@ impl Tables {
             // Missing (just created), or empty while the volume tables hold
             // rows (a rebuild interrupted before this version renamed it in).
             Ok((t, rep)) if any_entries && (rep.created || t.entries().is_empty()) => {
+                // QA: an existing table whose only record was dropped (a
+                // damaged tail) was reported as missing.
+                let why = (!rep.created).then_some(
+                    "it held no entries while the volume tables hold some (its records were \
+                     dropped as a damaged tail, or a rebuild was interrupted)",
+                );
                 drop(t);
-                let (t, rep, note) = table_recovery::rebuild(dir, subsystem, &vols, None)?;
+                let (t, rep, note) = table_recovery::rebuild(dir, subsystem, &vols, why)?;
                 (t, rep, vec![note])
             }
             Ok((t, rep)) => {
                 let mut notes = table_recovery::cross_check(&t, &vols);
                 if rep.created && !volumes.is_empty() {
-                    notes.push(format!(
+                    let note = format!(
                         "the subsystem activity table {} was missing and is created empty: \
                          the history of sessions that had no rows in a volume table is lost",
                         path.display()
-                    ));
+                    );
+                    tracing::warn!(%subsystem, "{note}");
+                    notes.push(note);
                 }
                 (t, rep, notes)
             }
@@ -136,12 +144,16 @@ impl Tables {
         };
         t.notes.append(&mut notes);
         if !missing.is_empty() {
-            t.notes.push(format!(
+            // A loss of history: a warning, as the subsystem table's rebuild
+            // is (QA: it was an info line among the IPL's notes).
+            let note = format!(
                 "the activity table(s) of volume(s) {} were missing and are created empty: \
                  the session history they held is lost (a session that had rows only there \
                  no longer shows)",
                 missing.join(", ")
-            ));
+            );
+            tracing::warn!(%subsystem, "{note}");
+            t.notes.push(note);
         }
         Ok(t)
     }
