@@ -101,6 +101,13 @@ impl IoStats {
             .clone()
     }
 
+    /// Drops the counters of a deleted `volume` (connections still open to
+    /// it keep theirs, unlisted); a volume created again under its name
+    /// starts from zero, as after a restart.
+    pub fn forget(&self, volume: &str) {
+        self.volumes.write().remove(volume);
+    }
+
     /// Appends the per-volume counters and the host flush histogram.
     pub fn render(&self, out: &mut String) {
         let vols = self.volumes.read().clone();
@@ -188,12 +195,18 @@ mod tests {
     #[test]
     fn volume_counters_are_labelled() {
         let s = IoStats::default();
+        s.volume("GONE").writes.fetch_add(1, Relaxed);
+        s.forget("GONE");
         s.volume("FB00").writes.fetch_add(2, Relaxed);
         let mut out = String::new();
         s.render(&mut out);
         assert!(
             out.contains("firmware_sim_nbd_writes_total{volume=\"FB00\"} 2\n"),
             "{out}"
+        );
+        assert!(
+            !out.contains("GONE"),
+            "a deleted volume's series stayed: {out}"
         );
     }
 }

@@ -145,3 +145,31 @@ fn of_concurrent_restores_of_one_map_the_one_answered_runs_to_its_end() {
         c.delete_map(&rev.id.to_string(), true).unwrap();
     }
 }
+
+#[test]
+fn a_volume_create_racing_its_delete_answers_what_it_did() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::boot(tmp.path());
+    let c = Client::new(&d.api);
+    // QA: 5 of 240 creates answered 404 'unknown volume X' for the volume
+    // they had just created, when a delete of it ran at the same time.
+    for round in 0..60 {
+        let out = at_once(2, |i| {
+            if i == 0 {
+                c.create_volume(&CreateVolume {
+                    id: "RACE".into(),
+                    model: "fb:16M".into(),
+                })
+                .map(|v| v.id)
+            } else {
+                c.delete_volume("RACE").map(|_| String::new())
+            }
+        });
+        assert_eq!(status(&out[0]), 200, "round {round}: {out:?}");
+        assert!(
+            matches!(status(&out[1]), 200 | 404),
+            "round {round}: {out:?}"
+        );
+        let _ = c.delete_volume("RACE");
+    }
+}
