@@ -54,7 +54,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::mpsc::UnboundedSender;
-use tokio::sync::OwnedSemaphorePermit;
 use tracing::error;
 
 use crate::bufpool::BufPool;
@@ -80,7 +79,7 @@ pub(crate) struct Job {
     pub op: Op,
     pub payload: Vec<u8>,
     pub info: ReqInfo,
-    pub permit: OwnedSemaphorePermit,
+    pub permit: crate::writer::Charge,
     /// Data the request moves: a read's length, a write's payload, a
     /// BLOCK_STATUS reply's size (what the in-flight budget is charged).
     pub data_len: u32,
@@ -363,9 +362,12 @@ mod tests {
     use super::*;
 
     fn job(op: Op, data_len: u32, cookie: u64) -> Job {
-        let permit = Arc::new(tokio::sync::Semaphore::new(1))
-            .try_acquire_owned()
-            .expect("a fresh semaphore has a permit");
+        let permit = crate::writer::Charge {
+            _conn: Arc::new(tokio::sync::Semaphore::new(1))
+                .try_acquire_owned()
+                .expect("a fresh semaphore has a permit"),
+            _shared: None,
+        };
         Job {
             op,
             payload: Vec::new(),

@@ -55,6 +55,13 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Bytes of requests and unsent replies one connection may have in flight.
     pub max_inflight_bytes_per_conn: usize,
+    /// Bytes in flight every connection may hold without drawing on the
+    /// server-wide budget (so a connection always makes progress).
+    pub inflight_floor_per_conn: usize,
+    /// The server-wide budget for what connections hold above their floor,
+    /// shared by all of them: the NBD side's memory is bounded by
+    /// `max_connections * inflight_floor_per_conn + max_inflight_bytes_total`.
+    pub max_inflight_bytes_total: usize,
     /// Largest READ/WRITE accepted (the advertised maximum block size is
     /// capped to it); larger ones get EINVAL.
     pub max_request_bytes: u32,
@@ -87,6 +94,8 @@ impl Default for ServerConfig {
         ServerConfig {
             max_connections: 64,
             max_inflight_bytes_per_conn: 64 << 20,
+            inflight_floor_per_conn: 16 << 20,
+            max_inflight_bytes_total: 512 << 20,
             max_request_bytes: 32 << 20,
             max_discard_bytes: 128 << 20,
             max_option_bytes: 64 << 10,
@@ -134,6 +143,20 @@ impl ServerConfig {
         if self.max_inflight_bytes_per_conn > Semaphore::MAX_PERMITS {
             return bad("max_inflight_bytes_per_conn is too large".into());
         }
+        if self.max_inflight_bytes_total > Semaphore::MAX_PERMITS
+            || self.max_inflight_bytes_total > u32::MAX as usize
+        {
+            return bad("max_inflight_bytes_total is too large".into());
+        }
+        if self.inflight_floor_per_conn < self.max_request_bytes as usize
+            && self.max_inflight_bytes_total < self.max_request_bytes as usize
+        {
+            return bad(format!(
+                "a request of max_request_bytes {} fits neither inflight_floor_per_conn {} nor \
+                 max_inflight_bytes_total {}",
+                self.max_request_bytes, self.inflight_floor_per_conn, self.max_inflight_bytes_total
+            ));
+        }
         Ok(())
     }
 }
@@ -149,6 +172,8 @@ pub(crate) struct ConnContext {
     /// connections as fast as it likes, so these are throttled too, with a
     /// burst ([`LIFECYCLE_BURST`]) that normal use never reaches.
     pub lifecycle: SharedThrottle,
+    /// The server-wide in-flight budget (`max_inflight_bytes_total`).
+    pub shared_budget: Arc<Semaphore>,
 }
 
 /// Connection start and end lines written per `SUMMARY_EVERY` (5 s) before
@@ -197,6 +222,8 @@ pub enum Listener {
 pub struct Server {
     config: Arc<ServerConfig>,
     conn_ids: Arc<AtomicU64>,
+    /// Shared by every listener this server serves.
+    shared_budget: Arc<Semaphore>,
 }
 
 impl Server {
@@ -204,6 +231,7 @@ impl Server {
     pub fn new(config: ServerConfig) -> Result<Server, ServerError> {
         config.validate()?;
         Ok(Server {
+            shared_budget: Arc::new(Semaphore::new(config.max_inflight_bytes_total)),
             config: Arc::new(config),
             conn_ids: Arc::new(AtomicU64::new(0)),
         })
@@ -284,6 +312,7 @@ impl Server {
                             shutdown: sd_rx.clone(),
                             warnings: warnings.clone(),
                             lifecycle: lifecycle.clone(),
+                            shared_budget: self.shared_budget.clone(),
                         };
                         let id = self.conn_ids.fetch_add(1, Ordering::Relaxed);
                         let span = info_span!("nbd_conn", id, %peer);
@@ -349,6 +378,7 @@ impl Server {
             shutdown: sd_rx,
             warnings: SharedThrottle::default(),
             lifecycle: SharedThrottle::with_burst(LIFECYCLE_BURST),
+            shared_budget: self.shared_budget.clone(),
         };
         let id = self.conn_ids.fetch_add(1, Ordering::Relaxed);
         connection(stream, &ctx)

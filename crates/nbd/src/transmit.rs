@@ -39,6 +39,7 @@ use crate::negotiate::{discard, Session};
 use crate::ops::{self, cmd_name, ReqInfo};
 use crate::proto::{self, cmd, errno, REQUEST_HEADER_BYTES};
 use crate::server::{client_warn, conn_info, ConnContext};
+use crate::writer::Charge;
 use crate::writer::{self, Outgoing, Reply};
 use crate::ServerError;
 
@@ -244,7 +245,7 @@ async fn read_requests<R: AsyncRead + Unpin>(
             ($reply:expr) => {{
                 let reply: Reply = $reply;
                 let cost = (reply.held_bytes() as u32).min(budget_total);
-                let permit = charge(budget, disp, cost).await?;
+                let permit = charge(ctx, budget, disp, cost).await?;
                 let _ = tx.send(Outgoing {
                     reply,
                     permit: Some(permit),
@@ -288,7 +289,7 @@ async fn read_requests<R: AsyncRead + Unpin>(
         let cost = data_len
             .saturating_add(REQUEST_OVERHEAD_BYTES)
             .min(budget_total);
-        let permit = charge(budget, disp, cost).await?;
+        let permit = charge(ctx, budget, disp, cost).await?;
         // A payload must keep coming: the whole of it within the handshake
         // deadline (or the idle timeout, if longer) plus one second per
         // PAYLOAD_MIN_RATE bytes, so a client cannot hold its permits and
@@ -346,21 +347,56 @@ async fn read_requests<R: AsyncRead + Unpin>(
 /// Takes `cost` permits of the in-flight budget; when it is spent, starts
 /// what the dispatcher holds back and waits (backpressure).
 async fn charge(
+    ctx: &ConnContext,
     budget: &Arc<Semaphore>,
     disp: &mut Dispatcher,
     cost: u32,
-) -> Result<tokio::sync::OwnedSemaphorePermit, ServerError> {
-    match budget.clone().try_acquire_many_owned(cost) {
-        Ok(p) => Ok(p),
+) -> Result<Charge, ServerError> {
+    let closed = |_| ServerError::Protocol("in-flight budget closed".into());
+    let conn = match budget.clone().try_acquire_many_owned(cost) {
+        Ok(p) => p,
         Err(_) => {
             disp.flush();
             budget
                 .clone()
                 .acquire_many_owned(cost)
                 .await
-                .map_err(|_| ServerError::Protocol("in-flight budget closed".into()))
+                .map_err(closed)?
         }
-    }
+    };
+    // What the connection now holds above its floor (at most this
+    // request's cost) also comes from the server's budget, so many
+    // connections cannot each hold their whole budget (QA: 63 connections
+    // of unread 1 MiB READs took 4 GiB). Under the floor a connection never
+    // waits on others: while it waits, its own replies drain and the share
+    // it needs is worked out again.
+    let shared_total = ctx.config.max_inflight_bytes_total.min(u32::MAX as usize);
+    let shared = loop {
+        let held = ctx
+            .config
+            .max_inflight_bytes_per_conn
+            .saturating_sub(budget.available_permits());
+        let above = held
+            .saturating_sub(ctx.config.inflight_floor_per_conn)
+            .min(cost as usize)
+            .min(shared_total) as u32;
+        if above == 0 {
+            break None;
+        }
+        let s = ctx.shared_budget.clone();
+        if let Ok(p) = s.clone().try_acquire_many_owned(above) {
+            break Some(p);
+        }
+        disp.flush();
+        tokio::select! {
+            p = s.acquire_many_owned(above) => break Some(p.map_err(closed)?),
+            () = tokio::time::sleep(std::time::Duration::from_millis(5)) => {}
+        }
+    };
+    Ok(Charge {
+        _conn: conn,
+        _shared: shared,
+    })
 }
 
 /// The largest BLOCK_STATUS reply a request of `len` bytes can get: one

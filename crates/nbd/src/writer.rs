@@ -18,6 +18,15 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::OwnedSemaphorePermit;
+
+/// A request's share of the in-flight budgets, given back when dropped
+/// (after its reply is written): its connection's, and, for what the
+/// connection holds above its floor, the server's
+/// (`ServerConfig::max_inflight_bytes_total`).
+pub(crate) struct Charge {
+    pub(crate) _conn: OwnedSemaphorePermit,
+    pub(crate) _shared: Option<OwnedSemaphorePermit>,
+}
 use tracing::debug;
 
 use crate::bufpool::BufPool;
@@ -86,7 +95,7 @@ impl Reply {
 /// A reply plus the in-flight budget it holds until written.
 pub(crate) struct Outgoing {
     pub reply: Reply,
-    pub permit: Option<OwnedSemaphorePermit>,
+    pub permit: Option<Charge>,
 }
 
 /// One piece of a batch: copied bytes, or a range of an owned READ buffer.

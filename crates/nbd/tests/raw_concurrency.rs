@@ -220,3 +220,62 @@ fn pipelined_small_requests_all_answered_with_their_own_data() {
         }
     }
 }
+
+/// QA: 63 connections pipelining 1 MiB READs and never reading a reply
+/// took the daemon to 4 GiB, each within its own budget. What connections
+/// hold above their floor now comes from one server-wide budget: the flood
+/// is bounded by it (plus each socket's send buffer), and a well-behaved
+/// connection, under its floor, is still answered at once.
+#[test]
+fn unread_replies_on_many_connections_are_bounded_server_wide() {
+    let cfg = ServerConfig {
+        max_inflight_bytes_per_conn: 32 * MIB as usize,
+        inflight_floor_per_conn: MIB as usize,
+        max_inflight_bytes_total: 2 * MIB as usize,
+        max_request_bytes: MIB as u32,
+        ..ServerConfig::default()
+    };
+    let (srv, e) = mem_server(MemExport::new(64 * MIB), cfg);
+    // Data everywhere, so every READ reply carries its 1 MiB (a hole's is
+    // a few bytes).
+    let (mut w, _) = Raw::open(&srv.socket, "disk");
+    for i in 0..64u64 {
+        assert_eq!(
+            w.simple(
+                0,
+                cmd::WRITE,
+                i,
+                i * MIB,
+                MIB as u32,
+                &pattern(MIB as usize, i)
+            ),
+            0
+        );
+    }
+    let before = nbd::testing::CallCounts::get(&e.counts.reads);
+    let mut flood = Vec::new();
+    for k in 0..4u64 {
+        let (mut c, _) = Raw::open(&srv.socket, "disk");
+        c.s.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+        for i in 0..48u64 {
+            c.request(0, cmd::READ, k * 100 + i, (i % 64) * MIB, MIB as u32, &[]);
+        }
+        flood.push(c);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    // Each flood connection: 1 MiB floor, its share of the 2 MiB, and what
+    // its socket's send buffer (4 MiB asked, up to 8 MiB given) took. Each
+    // alone may hold 32 MiB: 4 x (32 + 8) = 160 reads without the shared
+    // budget.
+    let reads = nbd::testing::CallCounts::get(&e.counts.reads) - before;
+    assert!(reads <= 48, "the flood was served {reads} 1 MiB reads");
+    let (mut good, _) = Raw::open(&srv.socket, "disk");
+    let t = Instant::now();
+    assert!(good.read(1, 0, 4096).is_ok());
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "a connection under its floor waited {:?}",
+        t.elapsed()
+    );
+    drop(flood);
+}
