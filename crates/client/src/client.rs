@@ -245,6 +245,10 @@ impl Client {
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(5)))
             .timeout_global(Some(Duration::from_secs(300)))
+            // Well below the daemon's 20 s keep-alive (its header read
+            // timeout): a pooled connection is never reused just as the
+            // daemon closes it.
+            .max_idle_age(Duration::from_secs(5))
             // The control API is a direct connection: http_proxy/HTTP_PROXY
             // in the environment must not reroute it.
             .proxy(None);

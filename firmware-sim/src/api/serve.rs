@@ -7,9 +7,10 @@
 //!   is closed at once (a throttled warning says so), so no client can take
 //!   every file descriptor of the daemon (QA: 20,000 half-sent requests
 //!   locked out the API and new NBD clients).
-//! - A request's header must arrive whole within [`HEADER_TIMEOUT`]
-//!   (hyper's header read timeout, which needs the timer set here); a client
-//!   that sends half a request and stops is disconnected.
+//! - A request's header must arrive whole within [`HEADER_TIMEOUT`] of the
+//!   moment the connection waits for it (hyper's header read timeout, which
+//!   needs the timer set here); a client that sends half a request and
+//!   stops, or a keep-alive connection idle that long, is disconnected.
 //! - Shutdown: stop accepting; each connection finishes the request in
 //!   flight and closes; connections still open after [`SHUTDOWN_GRACE`] are
 //!   dropped. So a clean stop always ends (QA: one unfinished request kept
@@ -29,8 +30,14 @@ use tracing::{debug, info, warn};
 
 /// Connections served at once.
 pub const MAX_CONNECTIONS: usize = 512;
-/// Time a client has to send a request's header once hyper waits for it.
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a client has to send a request's header once hyper waits for it
+/// (default; `boot --api-header-timeout`).
+/// hyper starts this clock when it starts waiting for the next request, so
+/// it is also how long an idle keep-alive connection stays open: longer
+/// than clients keep an idle connection for reuse (ureq: 15 s; this
+/// project's client: 5 s), so no client sends on a connection the server
+/// is closing.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(20);
 /// Time open connections get to finish after shutdown begins.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// At most one "connection refused" warning per this long.
@@ -41,6 +48,7 @@ const WARN_EVERY: Duration = Duration::from_secs(10);
 pub async fn serve<L: Listener>(
     mut listener: L,
     router: Router,
+    header_timeout: Duration,
     shutdown: impl Future<Output = ()> + Send,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -75,7 +83,7 @@ pub async fn serve<L: Listener>(
             let _slot = slot;
             let mut http = hyper::server::conn::http1::Builder::new();
             http.timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT);
+                .header_read_timeout(header_timeout);
             let conn = http.serve_connection(TokioIo::new(io), service);
             tokio::pin!(conn);
             let stopping = async move {

@@ -42,6 +42,11 @@ pub struct BootArgs {
     /// a client that dribbles its handshake cannot hold a slot for longer.
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub nbd_handshake_timeout: Option<u64>,
+    /// Close a control-API connection whose request header has not arrived
+    /// this long after the connection started waiting for it (default 20;
+    /// also how long an idle keep-alive connection stays open).
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub api_header_timeout: Option<u64>,
     /// NBD connections one remote IP address may hold at once (of 64 in all;
     /// loopback and unix-socket clients are not counted).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=64))]
@@ -145,6 +150,7 @@ pub fn run(a: BootArgs) -> Result<(), CliError> {
         api_token_file: a.api_token_file,
         nbd_idle_timeout_s: a.nbd_idle_timeout,
         nbd_handshake_timeout_s: a.nbd_handshake_timeout,
+        api_header_timeout_s: a.api_header_timeout,
         nbd_max_conns_per_peer: a.nbd_max_conns_per_peer,
         read_only: a.read_only,
         stop_on_stdin_eof: a.stop_on_stdin_eof,

@@ -51,6 +51,8 @@ pub struct BootPlan {
     pub nbd_idle_timeout_s: Option<u64>,
     /// `--nbd-handshake-timeout` (absent: the config's `[nbd]`, else 30 s).
     pub nbd_handshake_timeout_s: Option<u64>,
+    /// `--api-header-timeout` (absent: 20 s).
+    pub api_header_timeout_s: Option<u64>,
     /// `--nbd-max-conns-per-peer` (absent: the config's `[nbd]`, else 16).
     pub nbd_max_conns_per_peer: Option<u64>,
     /// `--read-only`: every export refuses writes.
@@ -568,16 +570,20 @@ pub async fn boot(mut plan: BootPlan) -> Result<(), CliError> {
         }));
     }
     if let Some(l) = api_listener {
+        let header_timeout = plan.api_header_timeout_s.map_or(
+            crate::api::serve::HEADER_TIMEOUT,
+            std::time::Duration::from_secs,
+        );
         let router = crate::api::router(crate::api::AppState { node: node.clone() }, guard);
         let sd = shutdown.clone();
         tasks.push(tokio::spawn(async move {
             let stop = async move { sd.wait().await };
             match api_tls {
                 Some(config) => match crate::api::tls::TlsListener::new(l, config) {
-                    Ok(tls) => crate::api::serve::serve(tls, router, stop).await,
+                    Ok(tls) => crate::api::serve::serve(tls, router, header_timeout, stop).await,
                     Err(e) => warn!(error = %e, "control API ended with an error"),
                 },
-                None => crate::api::serve::serve(l, router, stop).await,
+                None => crate::api::serve::serve(l, router, header_timeout, stop).await,
             }
         }));
     }

@@ -84,6 +84,9 @@ impl RemotePort {
             .http_status_as_error(false)
             .timeout_connect(Some(CONNECT_TIMEOUT.min(call_timeout())))
             .timeout_global(Some(call_timeout()))
+            // Well below a peer's 20 s keep-alive (api/serve.rs): a pooled
+            // connection is never reused just as the peer closes it.
+            .max_idle_age(std::time::Duration::from_secs(5))
             .proxy(None);
         if let Some(roots) = PEER_ROOTS.get() {
             config = config.tls_config(
