@@ -152,13 +152,17 @@ pub struct ListenConfig {
     pub api: Option<String>,
 }
 
+/// Largest `[nbd] idle_timeout_s` (and `--nbd-idle-timeout`): a year.
+pub const MAX_IDLE_TIMEOUT_S: u64 = 366 * 24 * 3600;
+
 /// NBD server settings of the daemon (`[nbd]`). The library serves no NBD;
 /// the daemon reads these, and its `boot` flags of the same names win.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NbdConfig {
     /// Close a connection that sends no request for this many seconds, with
-    /// none in flight (`--nbd-idle-timeout`; absent or 0: never).
+    /// none in flight (`--nbd-idle-timeout`; absent or 0: never; at most
+    /// [`MAX_IDLE_TIMEOUT_S`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_timeout_s: Option<u64>,
     /// Seconds from accept to the end of option negotiation (TLS handshake
@@ -433,6 +437,19 @@ impl SubsystemConfig {
                     line: line_of_key(text, "nbd", "max_conns_per_peer"),
                     field: "nbd.max_conns_per_peer".into(),
                     message: format!("{n} is not in 1..=64"),
+                });
+            }
+        }
+        if let Some(n) = raw.nbd.idle_timeout_s {
+            // QA: a value near u64::MAX overflowed the connection's payload
+            // deadline and failed every request with EIO.
+            if n > MAX_IDLE_TIMEOUT_S {
+                return Err(ConfigError {
+                    line: line_of_key(text, "nbd", "idle_timeout_s"),
+                    field: "nbd.idle_timeout_s".into(),
+                    message: format!(
+                        "{n} is not in 0..={MAX_IDLE_TIMEOUT_S} (0: never; at most a year)"
+                    ),
                 });
             }
         }

@@ -128,4 +128,9 @@ fn a_bad_nbd_section_names_its_field() {
     assert!(e.to_string().contains("1..=3600"), "{e}");
     let e = err("id = \"X\"\n[nbd]\nidle_timeout = 5\n");
     assert!(e.to_string().contains("idle_timeout"), "{e}");
+    // QA: accepted, then every NBD request failed on an overflowed deadline.
+    let e = err("id = \"X\"\n[nbd]\nidle_timeout_s = 18446744073709551615\n");
+    assert_eq!(e.field, "nbd.idle_timeout_s", "{e}");
+    assert_eq!(e.line, Some(3), "{e}");
+    assert!(e.to_string().contains("at most a year"), "{e}");
 }

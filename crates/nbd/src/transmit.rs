@@ -300,10 +300,11 @@ async fn read_requests<R: AsyncRead + Unpin>(
             .map_or(ctx.config.handshake_timeout, |t| {
                 t.max(ctx.config.handshake_timeout)
             });
-        let deadline = base
-            + std::time::Duration::from_millis(
-                u64::from(payload_len).saturating_mul(1000) / PAYLOAD_MIN_RATE,
-            );
+        // Saturating: an idle timeout near the largest Duration must not
+        // overflow (QA: it panicked the connection's task).
+        let deadline = base.saturating_add(std::time::Duration::from_millis(
+            u64::from(payload_len).saturating_mul(1000) / PAYLOAD_MIN_RATE,
+        ));
         let read = tokio::time::timeout(deadline, read_payload(r, payload_len as usize, pool));
         let payload = match read.await {
             Err(_) => {

@@ -35,7 +35,8 @@ pub struct BootArgs {
     pub default_export: Option<String>,
     /// Close an NBD connection that sends no request for this long with none
     /// in flight (default 0: never; a mounted kernel client may idle for hours).
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(0..=controller::config::MAX_IDLE_TIMEOUT_S))]
     pub nbd_idle_timeout: Option<u64>,
     /// Drop an NBD connection that has not finished option negotiation (TLS
     /// handshake included) this long after it was accepted (default 30):
