@@ -302,3 +302,37 @@ fn merge_refuses_what_is_not_one_whole_campaign() {
         "fault-run merge --help",
     );
 }
+
+#[test]
+fn an_out_file_that_cannot_be_written_is_refused_before_any_seed_runs() {
+    // QA: all seeds ran, then the summary was lost to a typo in --out.
+    let out = run(
+        BIN,
+        &[
+            "fault-run",
+            "--seed",
+            "1",
+            "--runs",
+            "100000",
+            "--out",
+            "/nonexistent/dir/x.json",
+        ],
+    );
+    assert_fails_with(
+        &out,
+        1,
+        "--out /nonexistent/dir/x.json: cannot write it",
+        "fault-run",
+    );
+    let out = run(
+        BIN,
+        &[
+            "fault-run",
+            "merge",
+            "a.json",
+            "--out",
+            "/nonexistent/dir/x.json",
+        ],
+    );
+    assert_fails_with(&out, 1, "cannot write it", "fault-run merge");
+}

@@ -146,6 +146,9 @@ pub fn fault_run(a: FaultRunArgs) -> Result<(), CliError> {
     if a.runs == 0 {
         return Err(CliError::Usage("--runs must be at least 1".into()));
     }
+    // Before hours of seeds, not after (QA: an --out in a missing directory
+    // threw away the whole campaign's summary).
+    check_out(a.out.as_deref())?;
     let mut cfg = sim::FaultRunConfig::new(seed, a.runs);
     cfg.shard = shard;
     let summary = sim::fault_run(&cfg);
@@ -162,6 +165,7 @@ pub fn fault_run(a: FaultRunArgs) -> Result<(), CliError> {
 /// otherwise; 1 when a file cannot be read), prints the merged summary and
 /// exits like `fault-run` would have for the whole campaign.
 fn fault_run_merge(m: MergeArgs) -> Result<(), CliError> {
+    check_out(m.out.as_deref())?;
     let mut parts = Vec::with_capacity(m.files.len());
     for path in &m.files {
         let text = std::fs::read_to_string(path)
@@ -187,21 +191,37 @@ fn fault_run_merge(m: MergeArgs) -> Result<(), CliError> {
     verdict("fault-run merge", &merged, &campaign)
 }
 
-/// Prints a summary (JSON or text) and writes its JSON to `out`.
+/// Fails unless `out` can be written: opened for appending (created
+/// empty if missing; an existing file is left as it is until the summary
+/// replaces it).
+fn check_out(out: Option<&std::path::Path>) -> Result<(), CliError> {
+    let Some(path) = out else {
+        return Ok(());
+    };
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .map(drop)
+        .map_err(|e| CliError::failed(format!("--out {}: cannot write it", path.display()), e))
+}
+
+/// Prints a summary (JSON or text), then writes its JSON to `out` (printed
+/// first, so a file that cannot be written loses nothing).
 fn report(
     summary: &sim::FaultRunSummary,
     json: bool,
     out: Option<&std::path::Path>,
 ) -> Result<(), CliError> {
     let text = summary.to_json();
-    if let Some(path) = out {
-        std::fs::write(path, format!("{text}\n"))
-            .map_err(|e| CliError::failed(format!("--out {}", path.display()), e))?;
-    }
     if json {
         println!("{text}");
     } else {
         print!("{summary}");
+    }
+    if let Some(path) = out {
+        std::fs::write(path, format!("{text}\n"))
+            .map_err(|e| CliError::failed(format!("--out {}", path.display()), e))?;
     }
     Ok(())
 }
