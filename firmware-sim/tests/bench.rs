@@ -107,3 +107,22 @@ fn bench_refuses_a_bad_share_and_a_bad_model() {
     let out = run(BIN, &["bench", "cow", "--model", "fb:3K"]);
     assert_fails_with(&out, 2, "fb:3K", "bench cow --model fb:3K");
 }
+
+#[test]
+fn a_missing_dir_or_a_count_of_zero_is_a_usage_error() {
+    // QA: --dir /nonexistent was created (and measured the root disk), and
+    // --qd 0, --writes 0, --rounds 0 were quietly changed.
+    let missing = "/nonexistent-fsim-bench-dir/x";
+    let out = run(BIN, &["bench", "copy", "--dir", missing]);
+    assert_fails_with(&out, 2, "not an existing directory", "bench copy --dir");
+    assert!(!std::path::Path::new("/nonexistent-fsim-bench-dir").exists());
+    for args in [
+        &["bench", "cow", "--qd", "0"][..],
+        &["bench", "cow", "--writes", "0"],
+        &["bench", "cow", "--rounds", "0"],
+        &["bench", "nbd", "--qd", "0"],
+    ] {
+        let out = run(BIN, args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+    }
+}

@@ -35,17 +35,18 @@ pub struct CowArgs {
     #[arg(long, default_value = "fb:1G")]
     model: DeviceModel,
     /// Writes per round (default: half as many as the volume has tracks).
-    #[arg(long)]
-    writes: Option<usize>,
-    /// Writes in flight (like an NBD client's queue depth).
-    #[arg(long = "qd", visible_alias = "threads", default_value_t = 16)]
-    qd: usize,
-    /// Writes per controller call (1: one at a time on `--qd` threads).
-    #[arg(long, default_value_t = 8)]
-    batch: usize,
-    /// Rounds of each kind (median reported).
-    #[arg(long, default_value_t = 3)]
-    rounds: usize,
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    writes: Option<u64>,
+    /// Writes in flight (like an NBD client's queue depth), 1-1024.
+    #[arg(long = "qd", visible_alias = "threads", default_value_t = 16,
+          value_parser = clap::value_parser!(u64).range(1..=1024))]
+    qd: u64,
+    /// Writes per controller call (1: one at a time on `--qd` threads), 1-64.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=64))]
+    batch: u64,
+    /// Rounds of each kind (median reported), 1-100.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
+    rounds: u64,
     /// Seed of the write offsets.
     #[arg(long, default_value_t = 4242)]
     seed: u64,
@@ -138,9 +139,10 @@ pub(super) fn run(a: CowArgs) -> Result<(), CliError> {
     }
     pb.finish_and_clear();
 
-    let n = a.writes.unwrap_or((g.tracks() / 2).max(1) as usize).max(1);
-    let qd = a.qd.max(1);
-    let batch = a.batch.clamp(1, qd);
+    // clap keeps every count in range (QA: 0 became 1 without a word).
+    let n = a.writes.unwrap_or((g.tracks() / 2).max(1)) as usize;
+    let qd = a.qd as usize;
+    let batch = (a.batch as usize).min(qd);
     let threads = qd.div_ceil(batch);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(a.seed);
     let offsets: Vec<u64> = (0..n)
@@ -149,7 +151,7 @@ pub(super) fn run(a: CowArgs) -> Result<(), CliError> {
 
     let (mut snap, mut plain, mut copied) = (Vec::new(), Vec::new(), 0);
     let pb = bar(a.common.json, 2 * a.rounds as u64, "writing");
-    for _ in 0..a.rounds.max(1) {
+    for _ in 0..a.rounds {
         let map = sub
             .create_map(&controller::MapCreate::new(
                 "SRC",

@@ -62,8 +62,16 @@ pub(crate) struct Scratch(PathBuf);
 
 impl Scratch {
     pub(crate) fn new(under: &Path, what: &str) -> Result<Scratch, CliError> {
+        // The directory names the disk to measure: a missing one is a typo
+        // (QA: `--dir /nonexistent` was created, and measured the root disk).
+        if !under.is_dir() {
+            return Err(CliError::Usage(format!(
+                "--dir {}: not an existing directory (it names the disk to measure)",
+                under.display()
+            )));
+        }
         let p = under.join(format!("fsim-bench-{what}-{}", std::process::id()));
-        std::fs::create_dir_all(&p).map_err(|e| {
+        std::fs::create_dir(&p).map_err(|e| {
             CliError::Failed(format!(
                 "cannot create the scratch directory {}: {e}",
                 p.display()

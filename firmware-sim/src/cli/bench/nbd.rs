@@ -22,11 +22,11 @@ pub struct NbdArgs {
     /// Device model of the volume served.
     #[arg(long, default_value = "fb:1G")]
     model: DeviceModel,
-    /// Seconds per fio run.
-    #[arg(long, default_value_t = 10)]
+    /// Seconds per fio run, 1-3600.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     runtime: u64,
-    /// fio queue depth.
-    #[arg(long, default_value_t = 16)]
+    /// fio queue depth, 1-1024.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
     qd: u32,
     #[command(flatten)]
     common: Common,
