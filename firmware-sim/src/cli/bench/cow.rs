@@ -150,7 +150,7 @@ pub(super) fn run(a: CowArgs) -> Result<(), CliError> {
         .collect();
 
     let (mut snap, mut plain, mut copied) = (Vec::new(), Vec::new(), 0);
-    let pb = bar(a.common.json, 2 * a.rounds as u64, "writing");
+    let pb = bar(a.common.json, 2 * a.rounds, "writing");
     for _ in 0..a.rounds {
         let map = sub
             .create_map(&controller::MapCreate::new(
