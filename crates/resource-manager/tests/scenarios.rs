@@ -154,6 +154,44 @@ fn malformed_scenarios_name_line_and_field() {
     assert_eq!((line, field.as_str()), (16, "expect"), "{msg}");
     assert!(msg.contains("B2"), "{msg}");
 
+    // QA: these ran, and failed later as expectations (exit 4) or did
+    // something else than written.
+    let start_with = |extents: &str, targets: &str| {
+        format!(
+            "\n[[step]]\naction = \"start\"\nsession = \"B1\"\nextents = {extents}\ntargets = {targets}\n"
+        )
+    };
+    for (extents, targets, needle) in [
+        ("[]", "[\"SRC0=TGT0\"]", "at least one extent"),
+        (
+            "[\"SRC0:0-3\"]",
+            "[\"SRC0=TGT0\", \"SRC0=SRC0\"]",
+            "its own target",
+        ),
+        ("[\"SRC0:0-3\"]", "[\"SRC0=SRC0\"]", "its own target"),
+        (
+            "[\"SRC0:0-3\"]",
+            "[\"SRC0=TGT0\", \"SRC0=TGT1\"]",
+            "two targets",
+        ),
+        (
+            "[\"SRC0:0-3\"]",
+            "[\"SS1/SRC0=SS2/TGT0\"]",
+            "on its source's subsystem",
+        ),
+        (
+            "[\"SRC0:0-3\"]",
+            "[\"SRC0=SS2/TGT0\"]",
+            "on its source's subsystem",
+        ),
+    ] {
+        let (_, field, msg) = invalid(&start_with(extents, targets));
+        assert!(
+            ["extents", "targets"].contains(&field.as_str()) && msg.contains(needle),
+            "{targets}: {field}: {msg}"
+        );
+    }
+
     let err = run_scenario_str("t.toml", "name = \"t\"\nsubsystem = 3\n").unwrap_err();
     assert!(
         matches!(err, ScenarioError::Invalid { line: 2, .. }),

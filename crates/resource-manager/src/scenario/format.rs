@@ -274,19 +274,25 @@ impl RawStep {
                     pattern: req(self.pattern, "pattern")?,
                 }
             }
-            "start" => Step::Start {
-                session: req(self.session, "session")?,
-                program: opt(self.program).unwrap_or_else(|| "DFSMSDSS".into()),
-                extents: self
-                    .extents
-                    .map(Spanned::into_inner)
-                    .ok_or_else(|| missing("extents"))?,
-                targets: self
-                    .targets
-                    .map(Spanned::into_inner)
-                    .ok_or_else(|| missing("targets"))?,
-                expect_error: opt(self.expect_error),
-            },
+            "start" => {
+                let extents = self.extents.ok_or_else(|| missing("extents"))?;
+                if extents.get_ref().is_empty() {
+                    return Err(src.err(
+                        &extents,
+                        "extents",
+                        "a session protects at least one extent",
+                    ));
+                }
+                let targets = self.targets.ok_or_else(|| missing("targets"))?;
+                check_targets(src, &targets)?;
+                Step::Start {
+                    session: req(self.session, "session")?,
+                    program: opt(self.program).unwrap_or_else(|| "DFSMSDSS".into()),
+                    extents: extents.into_inner(),
+                    targets: targets.into_inner(),
+                    expect_error: opt(self.expect_error),
+                }
+            }
             "complete" => Step::Complete {
                 session: req(self.session, "session")?,
                 expect_error: opt(self.expect_error),
@@ -461,4 +467,45 @@ fn key_on_line(text: &str, line: usize) -> Option<String> {
     let (key, _) = l.split_once('=')?;
     let key = key.trim();
     (!key.is_empty() && !key.starts_with('#')).then(|| key.to_string())
+}
+
+/// A start's `targets`, each `[SUB/]SOURCE=[SUB/]TARGET`, checked before
+/// anything runs (QA: a second target for one source silently replaced
+/// the first, and a target's subsystem prefix was ignored): one target per
+/// source, never the source itself, and a target on its source's
+/// subsystem (a session copies within each subsystem).
+fn check_targets(src: &Source<'_>, targets: &Spanned<Vec<String>>) -> Result<(), ScenarioError> {
+    let bad = |m: String| Err(src.err(targets, "targets", m));
+    let mut seen: Vec<(&str, &str)> = Vec::new();
+    for t in targets.get_ref() {
+        let Some((source, target)) = t.split_once('=') else {
+            return bad(format!("`{t}` is not [SUB/]SOURCE=TARGET"));
+        };
+        let split = |text: &str| -> (Option<String>, String) {
+            match text.split_once('/') {
+                Some((s, n)) => (Some(s.to_string()), n.to_string()),
+                None => (None, text.to_string()),
+            }
+        };
+        let (ssub, sname) = split(source);
+        let (tsub, tname) = split(target);
+        if let (Some(a), Some(b)) = (&ssub, &tsub) {
+            if a != b {
+                return bad(format!(
+                    "`{t}`: the target is on subsystem {b}, the source on {a}: a session's \
+                     target is on its source's subsystem"
+                ));
+            }
+        }
+        if sname == tname && (ssub == tsub || ssub.is_none() || tsub.is_none()) {
+            return bad(format!("`{t}`: a volume cannot be its own target"));
+        }
+        if let Some((_, first)) = seen.iter().find(|(s, _)| *s == source) {
+            return bad(format!(
+                "source {source} has two targets (`{first}` and `{target}`): one per source"
+            ));
+        }
+        seen.push((source, target));
+    }
+    Ok(())
 }

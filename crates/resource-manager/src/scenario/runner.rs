@@ -553,6 +553,23 @@ impl World<'_> {
             };
             let (sub, src) = self.split_volume(span.clone(), "targets", src)?;
             let tgt_name = tgt.rsplit('/').next().unwrap_or(tgt).to_string();
+            // QA: a target's subsystem prefix was dropped, so `SS2/T0`
+            // silently meant the source subsystem's T0.
+            if let Some((tsub, _)) = tgt.split_once('/') {
+                if tsub != sub {
+                    return Err(self
+                        .src
+                        .field_err(
+                            span.clone(),
+                            "targets",
+                            format!(
+                                "`{t}`: the target is on subsystem {tsub}, the source on {sub}: \
+                                 a session's target is on its source's subsystem"
+                            ),
+                        )
+                        .into());
+                }
+            }
             self.split_volume(span.clone(), "targets", &format!("{sub}/{tgt_name}"))?;
             target_of.insert((sub, src), tgt_name);
         }
