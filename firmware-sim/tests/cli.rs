@@ -228,12 +228,31 @@ fn boot_refuses_one_port_for_nbd_and_the_api_naming_both_flags() {
             "127.0.0.1:17999",
         ],
     );
-    assert!(!out.status.success(), "{out:?}");
+    assert_eq!(out.status.code(), Some(2), "flags: a usage error: {out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("cannot listen on one port") && err.contains("--nbd or --api"),
         "the clash is named with the flags that fix it: {err}"
     );
+    // From the config: a bad config, exit 1 (QA: it was 2, a bad command line).
+    let cfg = tmp.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        "id = \"SS01\"\n[listen]\nnbd = \"127.0.0.1:17998\"\napi = \"127.0.0.1:17998\"\n\n[[volumes]]\nid = \"V\"\nmodel = \"fb:16M\"\n",
+    )
+    .unwrap();
+    let out = run(
+        BIN,
+        &[
+            "boot",
+            "--data-dir",
+            tmp.path().join("d2").to_str().unwrap(),
+            "--config",
+            cfg.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot listen on one port"));
 }
 
 #[test]

@@ -456,10 +456,18 @@ pub async fn boot(mut plan: BootPlan) -> Result<(), CliError> {
             .unwrap_or_else(|| DEFAULT_API.into());
         check_api_exposure(&a, plan.api_token_file.as_deref())?;
         if let Some(n) = tcp_addr.as_deref().filter(|n| same_port(n, &a)) {
-            return Err(CliError::Usage(format!(
+            let text = format!(
                 "NBD ({n}) and the control API ({a}) cannot listen on one port: give one of \
                  them another with --nbd or --api (or listen.nbd / listen.api in the config)"
-            )));
+            );
+            // A bad command line (exit 2) only when both came from flags;
+            // else the config is what is wrong (exit 1, as its other
+            // errors; QA).
+            return Err(if plan.nbd_tcp.is_some() && plan.api.is_some() {
+                CliError::Usage(text)
+            } else {
+                CliError::Failed(text)
+            });
         }
         Some(bind_tcp("the control API", &a).await?)
     };
