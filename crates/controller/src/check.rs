@@ -287,12 +287,14 @@ pub(crate) fn check_loaded(
             match core.engine.map_info(*m) {
                 None => f.push(format!("physical session {:02X} names missing {m}", s.phys)),
                 Some(info) => {
-                    let names = |id| {
+                    // A volume with no store reads as such, not as an empty
+                    // name (QA: `map1 is FB02 -> , session says ...`).
+                    let names = |id: timezero::VolumeId| {
                         volumes
                             .by_id
                             .get(&id)
                             .map(|v| v.name.clone())
-                            .unwrap_or_default()
+                            .unwrap_or_else(|| format!("volume {} (no store)", id.0))
                     };
                     if names(info.spec.source) != p.source || names(info.spec.target) != p.target {
                         f.push(format!(
