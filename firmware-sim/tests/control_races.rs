@@ -173,3 +173,41 @@ fn a_volume_create_racing_its_delete_answers_what_it_did() {
         let _ = c.delete_volume("RACE");
     }
 }
+
+#[test]
+fn a_refused_chosen_id_uses_up_no_id() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Daemon::boot(tmp.path());
+    let c = Client::new(&d.api);
+    let map = |id: Option<u32>, target: &str| {
+        c.create_map(&CreateMap {
+            source: "FB00".into(),
+            target: target.into(),
+            copy_type: "nocopy".into(),
+            id,
+            ..Default::default()
+        })
+    };
+    // QA: each refusal of an id too far ahead used one up ("the next map
+    // id is 1", then 2...), until the skip limit was worn down.
+    for _ in 0..3 {
+        let e = map(Some(70), "FB01").unwrap_err();
+        assert!(e.to_string().contains("the next map id is 0"), "{e}");
+    }
+    assert_eq!(map(None, "FB01").unwrap().id, 0);
+    assert_eq!(map(Some(5), "FB02").unwrap().id, 5);
+    let e = map(Some(3), "FB03").unwrap_err();
+    assert!(e.to_string().contains("lowest it can give now is 6"), "{e}");
+    let group = |id: u32| {
+        c.create_group(&CreateGroup {
+            id: Some(id),
+            maps: vec![0],
+            name: None,
+        })
+    };
+    for _ in 0..3 {
+        let e = group(90).unwrap_err();
+        assert!(e.to_string().contains("the next group id is 0"), "{e}");
+    }
+    assert_eq!(group(0).unwrap().id, 0);
+}

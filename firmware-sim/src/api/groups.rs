@@ -148,6 +148,21 @@ const MAX_SKIP: u32 = 64;
 /// deleted and the error names the lowest id that can (the counter moved past
 /// the probe's id, so the hint is right for the next attempt).
 fn create_with_id(sub: &Subsystem, wanted: u32, maps: &[MapId]) -> Result<GroupId, ApiError> {
+    // Refused without creating anything, so a refusal uses up no id (QA:
+    // each refused map create did); the caller holds `Node::control`.
+    let next = sub.next_group_id();
+    if wanted < next {
+        return Err(ApiError::bad_request(format!(
+            "group id {wanted} cannot be chosen: the subsystem assigns group ids upward and \
+             the lowest it can give now is {next} (use that or a higher id)"
+        )));
+    }
+    if wanted - next > MAX_SKIP {
+        return Err(ApiError::bad_request(format!(
+            "group id {wanted} is too far ahead: the next group id is {next} and at most \
+             {MAX_SKIP} ids are skipped to reach a chosen one"
+        )));
+    }
     loop {
         let g = sub.create_group(maps, false).map_err(group_err)?;
         if g.0 == wanted {

@@ -222,12 +222,13 @@ fn map_create(names: &Names, sub: &Subsystem, req: &CreateMap) -> Result<MapInfo
 const MAX_SKIP: u32 = 64;
 
 /// Creates the map of `spec` with id `wanted` when given. The subsystem
-/// assigns map ids upward from a counter it does not expose (the controller
-/// has no create-with-id yet), so: refuse a taken id without creating
-/// anything; otherwise create, and while the id given is below `wanted` (by
-/// at most [`MAX_SKIP`]) delete it and create again (skipped ids are never
-/// used). An id the counter has passed cannot be chosen: the probe map is
-/// deleted and the error names the lowest id that works now.
+/// assigns map ids upward from a counter (the controller has no
+/// create-with-id), so: refuse a taken id, an id the counter has passed, or
+/// one more than [`MAX_SKIP`] ahead of it, without creating anything (QA: a
+/// refused one used up an id each time); otherwise create, and while the
+/// id given is below `wanted` delete it and create again (skipped ids are
+/// never used). The caller holds `Node::control`, so no other create moves
+/// the counter meanwhile.
 fn create_with_id(
     sub: &Subsystem,
     spec: &MapCreate,
@@ -239,6 +240,19 @@ fn create_with_id(
                 ApiErrorKind::AlreadyExists,
                 format!("map {w} already exists"),
             ));
+        }
+        let next = sub.next_map_id();
+        if w < next {
+            return Err(ApiError::bad_request(format!(
+                "--id {w}: the subsystem assigns map ids upward and the lowest it can give now \
+                 is {next} (use that or a higher id, or omit --id)"
+            )));
+        }
+        if w - next > MAX_SKIP {
+            return Err(ApiError::bad_request(format!(
+                "--id {w} is too far ahead: the next map id is {next} and at most {MAX_SKIP} \
+                 ids are skipped to reach a chosen one"
+            )));
         }
     }
     loop {

@@ -677,6 +677,17 @@ impl Subsystem {
         self.inner.core.lock().engine.split_bitmap(map).cloned()
     }
 
+    /// The id the next map created gets (ids only go up and are never
+    /// reused), without creating one.
+    pub fn next_map_id(&self) -> u32 {
+        self.inner.core.lock().engine.id_counters().0
+    }
+
+    /// The id the next group created gets, without creating one.
+    pub fn next_group_id(&self) -> u32 {
+        self.inner.core.lock().engine.id_counters().1
+    }
+
     /// Every map, ascending by id.
     pub fn maps(&self) -> Vec<MapView> {
         let infos: Vec<_> = {
