@@ -649,9 +649,10 @@ fn group_create_takes_the_id_the_user_chose() {
     );
     // An id the subsystem has passed is refused with a hint that works.
     let out = d.cli(&["group", "create", "1", "--maps", "1"]);
-    assert_fails_with(&out, EXIT_FAILED, "is 5", "group id below the next one");
-    let g = d.cli_json(&["group", "create", "5", "--maps", "1"]);
-    assert_eq!(g["id"], 5, "{g}");
+    // (The refusal creates nothing: the id it names is the next one.)
+    assert_fails_with(&out, EXIT_FAILED, "is 4", "group id below the next one");
+    let g = d.cli_json(&["group", "create", "4", "--maps", "1"]);
+    assert_eq!(g["id"], 4, "{g}");
     let ids: Vec<u64> = d
         .cli_json(&["group", "list"])
         .as_array()
@@ -659,7 +660,7 @@ fn group_create_takes_the_id_the_user_chose() {
         .iter()
         .map(|g| g["id"].as_u64().unwrap())
         .collect();
-    assert_eq!(ids, [3, 5], "only the groups the user created");
+    assert_eq!(ids, [3, 4], "only the groups the user created");
     // Without an id the subsystem assigns the next free one, past the
     // session groups it keeps hidden, and prints it.
     d.cli_json(&[
@@ -878,14 +879,14 @@ fn map_create_id_takes_a_free_id_at_or_above_the_next_one() {
     assert_fails_with(
         &out,
         EXIT_FAILED,
-        "lowest it can give now is 6",
+        "lowest it can give now is 5",
         "passed map id",
     );
     assert_eq!(d.cli_json(&["map", "list"]).as_array().unwrap().len(), 1);
-    let out = create("6");
-    assert_success(&out, "map create --id 6 (the hint)");
+    let out = create("5");
+    assert_success(&out, "map create --id 5 (the hint)");
     let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(m["id"], 6, "{m}");
+    assert_eq!(m["id"], 5, "{m}");
 }
 
 /// The backquoted commands in an error message, as argument lists.
