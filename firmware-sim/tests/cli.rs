@@ -1401,3 +1401,33 @@ fn generated_text_into_a_closed_pipe_ends_quietly_like_sigpipe() {
         );
     }
 }
+
+#[test]
+fn volumes_the_config_leaves_out_are_kept_and_named() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cfg = tmp.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        "id = \"SS01\"\n\n[[volumes]]\nid = \"V\"\nmodel = \"fb:16M\"\n",
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let d = Daemon::boot_with(tmp.path(), &["--config", cfg]);
+    assert_success(
+        &d.cli(&["volume", "create", "--id", "W", "--model", "fb:16M"]),
+        "volume create W",
+    );
+    assert!(d.terminate().success());
+    // QA: booting with a config that lacks W kept W without a word, and
+    // the data directory's subsystem.toml then dropped it.
+    let d = Daemon::boot_with(tmp.path(), &["--config", cfg]);
+    let log = d.log_text();
+    assert!(
+        log.contains("volumes W are in the data directory but not in the config"),
+        "{log}"
+    );
+    let stored = std::fs::read_to_string(tmp.path().join("data/subsystem.toml")).unwrap();
+    assert!(stored.contains("\"W\""), "{stored}");
+    let list = d.cli_json(&["volume", "list"]);
+    assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
+}

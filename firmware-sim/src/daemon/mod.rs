@@ -244,6 +244,34 @@ async fn open_node(
                 ),
             )
         })?;
+    // Volumes the data directory holds that the config does not list stay
+    // (they may hold data); say so, and keep them in the stored config
+    // (QA: they were kept without a word, and subsystem.toml dropped them).
+    let mut config = config;
+    let kept: Vec<(String, String)> = node.with(|s| {
+        s.volumes()
+            .into_iter()
+            .filter(|v| !config.volumes.iter().any(|c| c.id == v.id))
+            .map(|v| (v.id, v.model))
+            .collect()
+    });
+    if !kept.is_empty() {
+        let names: Vec<&str> = kept.iter().map(|(id, _)| id.as_str()).collect();
+        warn!(
+            "volumes {} are in the data directory but not in the config: kept as they are \
+             (`firmware-sim volume delete ID` removes one)",
+            names.join(", ")
+        );
+        for (id, model) in kept {
+            if let Ok(model) = model.parse() {
+                config.volumes.push(controller::VolumeConfig {
+                    id,
+                    model,
+                    read_only: false,
+                });
+            }
+        }
+    }
     // DIR/subsystem.toml becomes the config this boot runs with (a crash
     // leaves the old file or the new one).
     let dir = controller::datadir::DataDir::new(data_dir);
