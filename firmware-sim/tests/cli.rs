@@ -793,6 +793,21 @@ fn map_restore_refuses_what_cannot_copy_back_the_whole_image() {
         );
         d.cli_json(&["map", "delete", &rev]);
     }
+    // Restoring a restore whose original map still copies: refused naming
+    // that map (QA: the controller's "map 0 is copying: start is not
+    // allowed").
+    let full = create("FB02", "FB03", &["--type", "full", "--copy-rate", "0"]);
+    d.cli_json(&["map", "start", &full]);
+    let back = d.cli_json(&["map", "restore", &full]);
+    let back = back["id"].to_string();
+    assert_fails_with(
+        &d.cli(&["map", "restore", &back]),
+        EXIT_FAILED,
+        &format!("map {full} (FB02 -> FB03), the reverse of map {back}, is copying"),
+        "restore of a restore",
+    );
+    d.cli_json(&["map", "delete", &back, "--force"]);
+    d.cli_json(&["map", "delete", &full, "--force"]);
     // A stopped map has no image: refused naming it, and no map is made.
     let before = d.cli_json(&["map", "list"]).as_array().unwrap().len();
     d.cli_json(&["map", "stop", &id]);

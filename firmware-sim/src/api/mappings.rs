@@ -543,6 +543,18 @@ fn restore_map(sub: &Subsystem, id: MapId, rate: Option<u8>) -> Result<MapId, Ap
                 id.0, m.id, m.progress_percent, m.id
             )));
         }
+        // QA: this answered the controller's "start is not allowed".
+        if matches!(m.state, MapState::Copying) {
+            return Err(wrong(format!(
+                "map {r} ({} -> {}), the reverse of map {}, is {} as a map of its own: a \
+                 restore starts it; wait for it (`map wait {r}`) or stop it, then restore",
+                m.source,
+                m.target,
+                id.0,
+                m.state,
+                r = m.id
+            )));
+        }
     }
     let mut created = None;
     if existing.is_none() {
