@@ -217,3 +217,24 @@ fn a_failed_expectation_is_reported_not_an_error() {
         "{report}"
     );
 }
+
+#[test]
+fn an_oversized_number_and_a_file_that_is_not_text_name_their_line() {
+    // QA: "invalid type: integer `999...` as i128", and "stream did not
+    // contain valid UTF-8" with no line.
+    let (line, field, msg) = invalid(
+        "\n[[step]]\naction = \"write\"\nvolume = \"SRC0\"\ntracks = 99999999999999999999\npattern = \"x\"\n",
+    );
+    assert_eq!((line, field.as_str()), (13, "tracks"), "{msg}");
+    assert!(msg.contains("beyond the 64-bit range"), "{msg}");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bin.toml");
+    std::fs::write(&path, b"name = \"t\"\n\xff\xfe\n").unwrap();
+    match run_scenario(&path) {
+        Err(ScenarioError::Invalid { line, message, .. }) => {
+            assert_eq!(line, 2, "{message}");
+            assert!(message.contains("not UTF-8"), "{message}");
+        }
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+}

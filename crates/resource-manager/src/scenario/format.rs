@@ -451,11 +451,18 @@ impl Source<'_> {
         toml::from_str(self.text).map_err(|e| {
             let line = e.span().map(|s| self.line(s.start)).unwrap_or(0);
             let field = key_on_line(self.text, line).unwrap_or_else(|| "(document)".into());
+            // toml reports an integer beyond 64 bits in its own words
+            // (QA: "invalid type: integer `99...` as i128").
+            let message = if e.message().contains("as i128") {
+                "a number beyond the 64-bit range".to_string()
+            } else {
+                e.message().to_string()
+            };
             ScenarioError::Invalid {
                 path: self.path.to_string(),
                 line,
                 field,
-                message: e.message().to_string(),
+                message,
             }
         })
     }

@@ -91,9 +91,23 @@ impl fmt::Display for ScenarioReport {
 pub fn run_scenario(path: impl AsRef<Path>) -> Result<ScenarioReport, ScenarioError> {
     let path = path.as_ref();
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| ScenarioError::Io {
+    let bytes = std::fs::read(path).map_err(|e| ScenarioError::Io {
         path: shown.clone(),
         message: e.to_string(),
+    })?;
+    // Not UTF-8: say where (QA: "stream did not contain valid UTF-8", no
+    // line), as for every other malformed scenario.
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let ok = &e.as_bytes()[..at];
+        ScenarioError::Invalid {
+            path: shown.clone(),
+            line: ok.iter().filter(|b| **b == b'\n').count() + 1,
+            field: "(document)".into(),
+            message: format!(
+                "byte {at} is not UTF-8: a scenario is TOML text (is this the right file?)"
+            ),
+        }
     })?;
     run_scenario_str(&shown, &text)
 }
