@@ -12,7 +12,9 @@ use super::model::ErrorBody;
 use super::model::{
     ActionDone, CreateGroup, ForceFlag, GroupInfo, GroupMember, MapInfo, StartFlags,
 };
-use super::{body, optional_body, ApiError, ApiErrorKind, AppState, Noun};
+use super::{
+    body, check_chosen_id, optional_body, ApiError, ApiErrorKind, AppState, Noun, MAX_SKIP,
+};
 use crate::names::{Kind, Names};
 use crate::node::session_maps;
 
@@ -137,32 +139,22 @@ async fn create(
     .await
 }
 
-/// How many ids `group create ID` skips at most to reach ID.
-const MAX_SKIP: u32 = 64;
-
 /// Creates a group with id `wanted`. The subsystem assigns group ids upward
-/// from a counter it does not expose (the controller has no create-with-id
-/// yet), so: create, and while the id given is below `wanted` (by at most
-/// [`MAX_SKIP`]), delete it and create again; ids skipped that way are simply
-/// never used. An id below the counter cannot be chosen: the probe group is
-/// deleted and the error names the lowest id that can (the counter moved past
-/// the probe's id, so the hint is right for the next attempt).
+/// from a counter (the controller has no create-with-id), so: refuse an id
+/// the counter has passed or one too far ahead without creating anything
+/// (`check_chosen_id`; the caller holds `Node::control`); otherwise create,
+/// and while the id given is below `wanted`, delete it and create again;
+/// ids skipped that way are simply never used. Should a session's own
+/// create move the counter meanwhile, the probe is deleted and the error
+/// names the lowest id that can be chosen.
 fn create_with_id(sub: &Subsystem, wanted: u32, maps: &[MapId]) -> Result<GroupId, ApiError> {
-    // Refused without creating anything, so a refusal uses up no id (QA:
-    // each refused map create did); the caller holds `Node::control`.
-    let next = sub.next_group_id();
-    if wanted < next {
-        return Err(ApiError::bad_request(format!(
-            "group id {wanted} cannot be chosen: the subsystem assigns group ids upward and \
-             the lowest it can give now is {next} (use that or a higher id)"
-        )));
-    }
-    if wanted - next > MAX_SKIP {
-        return Err(ApiError::bad_request(format!(
-            "group id {wanted} is too far ahead: the next group id is {next} and at most \
-             {MAX_SKIP} ids are skipped to reach a chosen one"
-        )));
-    }
+    check_chosen_id(
+        &format!("group id {wanted}"),
+        "group",
+        wanted,
+        sub.next_group_id(),
+        "",
+    )?;
     loop {
         let g = sub.create_group(maps, false).map_err(group_err)?;
         if g.0 == wanted {

@@ -11,7 +11,9 @@ use super::model::ErrorBody;
 use super::model::{
     ActionDone, CascadeInfo, CreateMap, ForceFlag, MapInfo, RestoreRequest, StartFlags,
 };
-use super::{body, optional_body, ApiError, ApiErrorKind, AppState, Noun};
+use super::{
+    body, check_chosen_id, optional_body, ApiError, ApiErrorKind, AppState, Noun, MAX_SKIP,
+};
 use crate::names::{Kind, Names};
 
 pub(super) fn routes() -> Router<AppState> {
@@ -218,14 +220,11 @@ fn map_create(names: &Names, sub: &Subsystem, req: &CreateMap) -> Result<MapInfo
     map_now(names, sub, id)
 }
 
-/// How many ids `map create --id N` skips at most to reach N.
-const MAX_SKIP: u32 = 64;
-
 /// Creates the map of `spec` with id `wanted` when given. The subsystem
 /// assigns map ids upward from a counter (the controller has no
 /// create-with-id), so: refuse a taken id, an id the counter has passed, or
-/// one more than [`MAX_SKIP`] ahead of it, without creating anything (QA: a
-/// refused one used up an id each time); otherwise create, and while the
+/// one more than `MAX_SKIP` ahead of it, without creating anything
+/// (`check_chosen_id`); otherwise create, and while the
 /// id given is below `wanted` delete it and create again (skipped ids are
 /// never used). The caller holds `Node::control`, so no other create moves
 /// the counter meanwhile.
@@ -241,19 +240,13 @@ fn create_with_id(
                 format!("map {w} already exists"),
             ));
         }
-        let next = sub.next_map_id();
-        if w < next {
-            return Err(ApiError::bad_request(format!(
-                "--id {w}: the subsystem assigns map ids upward and the lowest it can give now \
-                 is {next} (use that or a higher id, or omit --id)"
-            )));
-        }
-        if w - next > MAX_SKIP {
-            return Err(ApiError::bad_request(format!(
-                "--id {w} is too far ahead: the next map id is {next} and at most {MAX_SKIP} \
-                 ids are skipped to reach a chosen one"
-            )));
-        }
+        check_chosen_id(
+            &format!("--id {w}"),
+            "map",
+            w,
+            sub.next_map_id(),
+            ", or omit --id",
+        )?;
     }
     loop {
         let id = sub

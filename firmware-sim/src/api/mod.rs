@@ -115,6 +115,37 @@ async fn fallback(method: Method, uri: Uri) -> ApiError {
     )
 }
 
+/// How many ids a create with a chosen id (`map create --id`, `group
+/// create ID`) skips at most to reach it.
+const MAX_SKIP: u32 = 64;
+
+/// Refuses a chosen id for a new map or group before anything is created
+/// (QA: a refused one used up an id each time): one the subsystem's upward
+/// counter has passed (`wanted < next`), or one more than [`MAX_SKIP`]
+/// ahead of it. `what` names the request in messages (`--id 7`, `group id
+/// 7`), `noun` the kind of id, and `hint` ends the first message.
+fn check_chosen_id(
+    what: &str,
+    noun: &str,
+    wanted: u32,
+    next: u32,
+    hint: &str,
+) -> Result<(), ApiError> {
+    if wanted < next {
+        return Err(ApiError::bad_request(format!(
+            "{what} cannot be chosen: the subsystem assigns {noun} ids upward and the lowest \
+             it can give now is {next} (use that or a higher id{hint})"
+        )));
+    }
+    if wanted - next > MAX_SKIP {
+        return Err(ApiError::bad_request(format!(
+            "{what} is too far ahead: the next {noun} id is {next} and at most {MAX_SKIP} ids \
+             are skipped to reach a chosen one"
+        )));
+    }
+    Ok(())
+}
+
 /// An optional JSON body: empty is `T::default()`, anything else must parse.
 pub fn optional_body<T: Default + serde::de::DeserializeOwned>(
     bytes: &[u8],
