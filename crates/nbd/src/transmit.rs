@@ -39,8 +39,8 @@ use crate::negotiate::{discard, Session};
 use crate::ops::{self, cmd_name, ReqInfo};
 use crate::proto::{self, cmd, errno, REQUEST_HEADER_BYTES};
 use crate::server::{client_warn, conn_info, ConnContext};
-use crate::writer::Charge;
-use crate::writer::{self, Outgoing, Reply};
+
+use crate::writer::{self, Charge, Outgoing, Reply};
 use crate::ServerError;
 
 /// Budget charged per request on top of its data bytes.

@@ -18,15 +18,6 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::OwnedSemaphorePermit;
-
-/// A request's share of the in-flight budgets, given back when dropped
-/// (after its reply is written): its connection's, and, for what the
-/// connection holds above its floor, the server's
-/// (`ServerConfig::max_inflight_bytes_total`).
-pub(crate) struct Charge {
-    pub(crate) _conn: OwnedSemaphorePermit,
-    pub(crate) _shared: Option<OwnedSemaphorePermit>,
-}
 use tracing::debug;
 
 use crate::bufpool::BufPool;
@@ -90,6 +81,15 @@ impl Reply {
             }
         }
     }
+}
+
+/// A request's share of the in-flight budgets, given back when dropped
+/// (after its reply is written): its connection's, and, for what the
+/// connection holds above its floor, the server's
+/// (`ServerConfig::max_inflight_bytes_total`).
+pub(crate) struct Charge {
+    pub(crate) _conn: OwnedSemaphorePermit,
+    pub(crate) _shared: Option<OwnedSemaphorePermit>,
 }
 
 /// A reply plus the in-flight budget it holds until written.
